@@ -1,0 +1,61 @@
+#include "driver_common.h"
+
+namespace rnnfuse {
+
+void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
+  TORCH_CHECK(t.defined(), "rnnfuse: ", name, " is undefined");
+  TORCH_CHECK(t.dim() == dim, "rnnfuse: ", name, " must be ", dim, "-D, got ", t.dim(), "-D");
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), "rnnfuse: ", name, " has dtype ",
+              t.scalar_type(), " but x_proj has ", like.scalar_type());
+  TORCH_CHECK(t.device() == like.device(), "rnnfuse: ", name, " is on ", t.device(),
+              " but x_proj is on ", like.device());
+}
+
+void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected) {
+  TORCH_CHECK(t.sizes() == expected, "rnnfuse: ", name, " must have shape ", expected, ", got ",
+              t.sizes());
+}
+
+at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,
+                         bool packed, bool reverse) {
+  const int64_t n_rows = y.size(0);
+  const int64_t batch = h0.size(0);
+  if (n_rows == 0) return at::empty({0, h0.size(1)}, y.options());
+  if (!packed) {
+    // Every step holds the whole batch: a shift of y by one step.
+    auto shifted = reverse ? y.narrow(0, batch, n_rows - batch) : y.narrow(0, 0, n_rows - batch);
+    return reverse ? at::cat({shifted, h0}) : at::cat({h0, shifted});
+  }
+  // Packed: index rows of [y; h0].
+  auto index = at::empty({n_rows}, at::kLong);
+  int64_t* idx = index.data_ptr<int64_t>();
+  for (const Step& st : steps)
+    for (int64_t b = 0; b < st.bs; ++b)
+      idx[st.row0 + b] = b < st.carry ? st.prev_row0 + b : n_rows + b;
+  return at::cat({y, h0}).index_select(0, index.to(y.device()));
+}
+
+void collect_final_rows(const at::Tensor& y, const std::vector<Step>& steps, at::Tensor& h_n) {
+  for (const Step& st : steps) {
+    if (st.carry_next < st.bs) {
+      const int64_t n = st.bs - st.carry_next;
+      h_n.narrow(0, st.carry_next, n).copy_(y.narrow(0, st.row0 + st.carry_next, n));
+    }
+  }
+}
+
+at::Tensor finish_grad_h0(const at::Tensor& dh_state, const at::Tensor& grad_rec,
+                          const at::Tensor& w_hh, const std::vector<Step>& steps,
+                          at::ScalarType out_dtype) {
+  auto grad_h0 = dh_state.clone();
+  for (const Step& st : steps) {
+    if (st.carry < st.bs) {
+      const int64_t n = st.bs - st.carry;
+      auto rec = at::mm(grad_rec.narrow(0, st.row0 + st.carry, n), w_hh);
+      grad_h0.narrow(0, st.carry, n).add_(rec.to(grad_h0.scalar_type()));
+    }
+  }
+  return grad_h0.to(out_dtype);
+}
+
+}  // namespace rnnfuse

@@ -1,0 +1,29 @@
+"""Per-layer functional API: one layer, one direction, the whole sequence.
+
+Semantics and layout are those of rnnfuse.reference (x_proj is the input
+projection of every active (timestep, sequence) row, time-major). The work
+runs in the fused rnnfuse ops; the workspace for the backward is saved only
+when a gradient can be asked for.
+"""
+import torch
+
+from . import ops  # noqa: F401  (registers fake kernels and autograd)
+
+
+def _needs_grad(*tensors):
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def lstm_layer(x_proj, w_hh, w_hr, h0, c0, batch_sizes=None, reverse=False):
+    """Returns ``(y, h_n, c_n)``; see rnnfuse.reference.lstm_layer."""
+    training = _needs_grad(x_proj, w_hh, w_hr, h0, c0)
+    y, h_n, c_n, _ = torch.ops.rnnfuse.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes,
+                                                reverse, training)
+    return y, h_n, c_n
+
+
+def gru_layer(x_proj, w_hh, b_hh, h0, batch_sizes=None, reverse=False):
+    """Returns ``(y, h_n)``; see rnnfuse.reference.gru_layer."""
+    training = _needs_grad(x_proj, w_hh, b_hh, h0)
+    y, h_n, _ = torch.ops.rnnfuse.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
+    return y, h_n
