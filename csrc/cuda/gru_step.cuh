@@ -1,0 +1,160 @@
+// Fused GRU steps. Forward: h_{t-1} @ W_hh^T (+ b_hh) for the r, z, n gates
+// of a block's hidden units, then the gate math and h update in the same
+// kernel. Backward: dhh_{t+1} @ W_hh for the block's units, then the gate
+// derivatives of step t (the n gate's recurrent term is scaled by r, so the
+// gradients of x_proj and of the recurrent term differ there and both are
+// written).
+#pragma once
+
+#include "../gate_math.h"
+#include "step_common.cuh"
+
+namespace rnnfuse {
+namespace cuda {
+
+template <typename scalar_t, typename Gemm, int J>
+__global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(const GruFwdStepArgs a) {
+  using acc_t = at::opmath_type<scalar_t>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int H = a.hidden;
+  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), H, H, H,
+                                  j0, m0};
+  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
+
+  const auto* x = static_cast<const scalar_t*>(a.x);
+  const auto* bias = static_cast<const scalar_t*>(a.b_hh);
+  const auto* h_carry = static_cast<const scalar_t*>(a.h_prev.a_carry);
+  const auto* h_start = static_cast<const scalar_t*>(a.h_prev.a_start);
+  auto* y = static_cast<scalar_t*>(a.y);
+  auto* ws = static_cast<acc_t*>(a.ws);
+  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
+    const int m = e / J, jj = e % J;
+    const int64_t b = m0 + m;
+    const int j = j0 + jj;
+    if (b >= a.h_prev.rows || j >= H) continue;
+    const scalar_t* xr = x + b * 3 * H;
+    const acc_t* cr = C + m * Gemm::LDC;
+    acc_t hr = cr[jj], hz = cr[J + jj], hn = cr[2 * J + jj];
+    if (bias != nullptr) {
+      hr += static_cast<acc_t>(bias[j]);
+      hz += static_cast<acc_t>(bias[H + j]);
+      hn += static_cast<acc_t>(bias[2 * H + j]);
+    }
+    const auto act = gru_cell_forward<acc_t>(static_cast<acc_t>(xr[j]),
+                                             static_cast<acc_t>(xr[H + j]),
+                                             static_cast<acc_t>(xr[2 * H + j]), hr, hz, hn);
+    const acc_t h_prev = b < a.h_prev.carry ? static_cast<acc_t>(h_carry[b * a.h_prev.lda + j])
+                                            : static_cast<acc_t>(h_start[b * a.h_prev.lda + j]);
+    y[b * H + j] = static_cast<scalar_t>(gru_hidden(act, h_prev));
+    if (ws != nullptr) {
+      acc_t* w = ws + b * 4 * H + j;
+      w[0] = act.r;
+      w[H] = act.z;
+      w[2 * H] = act.n;
+      w[3 * H] = act.hn;
+    }
+  }
+}
+
+template <typename scalar_t, typename Gemm, int J>
+__global__ void __launch_bounds__(Gemm::kThreads) gru_bwd_step_kernel(const GruBwdStepArgs a) {
+  using acc_t = at::opmath_type<scalar_t>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int H = a.hidden;
+  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  const TileOperands<scalar_t> op{a.dhh_next, static_cast<const scalar_t*>(a.w_hh_t), 3 * H, H,
+                                  0, j0, m0};
+  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
+
+  const auto* grad_y = static_cast<const scalar_t*>(a.grad_y);
+  auto* dh_state = static_cast<acc_t*>(a.dh_state);
+  const auto* ws = static_cast<const acc_t*>(a.ws);
+  const auto* h_prev_rows = static_cast<const scalar_t*>(a.h_prev_rows);
+  const auto* h0 = static_cast<const scalar_t*>(a.h0);
+  auto* dx = static_cast<scalar_t*>(a.dx);
+  auto* dhh = static_cast<scalar_t*>(a.dhh);
+  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
+    const int m = e / J, jj = e % J;
+    const int64_t b = m0 + m;
+    const int j = j0 + jj;
+    if (b >= a.dhh_next.rows || j >= H) continue;
+    const acc_t dh =
+        static_cast<acc_t>(grad_y[b * H + j]) + dh_state[b * H + j] + C[m * Gemm::LDC + jj];
+    const acc_t* w = ws + b * 4 * H + j;
+    const GruActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H]};
+    const acc_t h_prev = b < a.carry ? static_cast<acc_t>(h_prev_rows[b * H + j])
+                                     : static_cast<acc_t>(h0[b * H + j]);
+    const auto d = gru_cell_backward(act, h_prev, dh);
+    dh_state[b * H + j] = d.dh_prev;
+    scalar_t* dxr = dx + b * 3 * H + j;
+    scalar_t* dhr = dhh + b * 3 * H + j;
+    dxr[0] = dhr[0] = static_cast<scalar_t>(d.dr);
+    dxr[H] = dhr[H] = static_cast<scalar_t>(d.dz);
+    dxr[2 * H] = static_cast<scalar_t>(d.dn);
+    dhr[2 * H] = static_cast<scalar_t>(d.dhn);
+  }
+}
+
+template <typename scalar_t>
+void gru_fwd_step_impl(const GruFwdStepArgs& a, const StepConfig& cfg) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const bool large = a.h_prev.rows > kLargeBatch;
+  if constexpr (kHasTensorCores<scalar_t>) {
+    if (cfg.tensor_cores) {
+      constexpr int BK = kMmaChunk<scalar_t>;
+      using Small = MmaGemm<scalar_t, 16, 48, BK, 6>;
+      using Large = MmaGemm<scalar_t, 64, 48, BK, 4>;
+      if (large) {
+        launch_step<Large, acc_t>(gru_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
+                                  a.h_prev.rows, cfg.stream);
+      } else {
+        launch_step<Small, acc_t>(gru_fwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
+                                  a.h_prev.rows, cfg.stream);
+      }
+      return;
+    }
+  }
+  using Small = SimtGemm<16, 24, 32, 2, 2>;
+  using Large = SimtGemm<64, 48, 16, 4, 4>;
+  if (large) {
+    launch_step<Large, acc_t>(gru_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
+                              a.h_prev.rows, cfg.stream);
+  } else {
+    launch_step<Small, acc_t>(gru_fwd_step_kernel<scalar_t, Small, 8>, a, a.hidden, 8,
+                              a.h_prev.rows, cfg.stream);
+  }
+}
+
+template <typename scalar_t>
+void gru_bwd_step_impl(const GruBwdStepArgs& a, const StepConfig& cfg) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const bool large = a.dhh_next.rows > kLargeBatch;
+  if constexpr (kHasTensorCores<scalar_t>) {
+    if (cfg.tensor_cores) {
+      constexpr int BK = kMmaChunk<scalar_t>;
+      using Small = MmaGemm<scalar_t, 16, 16, BK, 4>;
+      using Large = MmaGemm<scalar_t, 64, 32, BK, 4>;
+      if (large) {
+        launch_step<Large, acc_t>(gru_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
+                                  a.dhh_next.rows, cfg.stream);
+      } else {
+        launch_step<Small, acc_t>(gru_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
+                                  a.dhh_next.rows, cfg.stream);
+      }
+      return;
+    }
+  }
+  using Small = SimtGemm<16, 16, 32, 2, 1>;
+  using Large = SimtGemm<64, 32, 16, 4, 2>;
+  if (large) {
+    launch_step<Large, acc_t>(gru_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
+                              a.dhh_next.rows, cfg.stream);
+  } else {
+    launch_step<Small, acc_t>(gru_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
+                              a.dhh_next.rows, cfg.stream);
+  }
+}
+
+}  // namespace cuda
+}  // namespace rnnfuse

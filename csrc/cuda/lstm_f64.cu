@@ -1,0 +1,19 @@
+// LSTM step kernels for double: explicit instantiations only, one dtype per
+// file so the CUDA build compiles in parallel and a change recompiles little.
+#include "lstm_step.cuh"
+
+namespace rnnfuse {
+namespace cuda {
+
+template <>
+void lstm_fwd_step<double>(const LstmFwdStepArgs& a, const StepConfig& cfg) {
+  lstm_fwd_step_impl<double>(a, cfg);
+}
+
+template <>
+void lstm_bwd_step<double>(const LstmBwdStepArgs& a, const StepConfig& cfg) {
+  lstm_bwd_step_impl<double>(a, cfg);
+}
+
+}  // namespace cuda
+}  // namespace rnnfuse

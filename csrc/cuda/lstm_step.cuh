@@ -1,0 +1,157 @@
+// Fused LSTM steps. Forward: h_{t-1} @ W_hh^T for every gate of a block's
+// hidden units, then the gate math and the c/h update, without the gate
+// pre-activations ever leaving the chip (only the activations are saved, and
+// only when training). Backward: dgates_{t+1} @ W_hh for the block's units,
+// then the gate derivatives of step t.
+#pragma once
+
+#include "../gate_math.h"
+#include "step_common.cuh"
+
+namespace rnnfuse {
+namespace cuda {
+
+template <typename scalar_t, typename Gemm, int J>
+__global__ void __launch_bounds__(Gemm::kThreads) lstm_fwd_step_kernel(const LstmFwdStepArgs a) {
+  using acc_t = at::opmath_type<scalar_t>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int H = a.hidden;
+  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.k, H, H,
+                                  j0, m0};
+  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
+
+  const auto* x = static_cast<const scalar_t*>(a.x);
+  auto* c_state = static_cast<acc_t*>(a.c_state);
+  auto* h_out = static_cast<scalar_t*>(a.h_out);
+  auto* ws = static_cast<acc_t*>(a.ws);
+  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
+    const int m = e / J, jj = e % J;
+    const int64_t b = m0 + m;
+    const int j = j0 + jj;
+    if (b >= a.h_prev.rows || j >= H) continue;
+    const scalar_t* xr = x + b * 4 * H;
+    const acc_t* cr = C + m * Gemm::LDC;
+    const auto act = lstm_cell_forward<acc_t>(
+        static_cast<acc_t>(xr[j]) + cr[jj], static_cast<acc_t>(xr[H + j]) + cr[J + jj],
+        static_cast<acc_t>(xr[2 * H + j]) + cr[2 * J + jj],
+        static_cast<acc_t>(xr[3 * H + j]) + cr[3 * J + jj], c_state[b * H + j]);
+    c_state[b * H + j] = act.c;
+    h_out[b * a.ld_out + j] = static_cast<scalar_t>(lstm_hidden(act));
+    if (ws != nullptr) {
+      acc_t* w = ws + b * 5 * H + j;
+      w[0] = act.i;
+      w[H] = act.f;
+      w[2 * H] = act.g;
+      w[3 * H] = act.o;
+      w[4 * H] = act.c;
+    }
+  }
+}
+
+template <typename scalar_t, typename Gemm, int J>
+__global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(const LstmBwdStepArgs a) {
+  using acc_t = at::opmath_type<scalar_t>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int H = a.hidden;
+  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  const TileOperands<scalar_t> op{a.dgates_next, static_cast<const scalar_t*>(a.w_hh_t), a.k, H,
+                                  0, j0, m0};
+  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
+
+  const auto* grad_y = static_cast<const scalar_t*>(a.grad_y);
+  const auto* dh_direct = static_cast<const acc_t*>(a.dh_direct);
+  auto* dh_state = static_cast<acc_t*>(a.dh_state);
+  auto* dc_state = static_cast<acc_t*>(a.dc_state);
+  const auto* ws = static_cast<const acc_t*>(a.ws);
+  const auto* ws_prev = static_cast<const acc_t*>(a.ws_prev);
+  const auto* c0 = static_cast<const scalar_t*>(a.c0);
+  auto* dgates = static_cast<scalar_t*>(a.dgates);
+  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
+    const int m = e / J, jj = e % J;
+    const int64_t b = m0 + m;
+    const int j = j0 + jj;
+    if (b >= a.dgates_next.rows || j >= H) continue;
+    acc_t dh;
+    if (dh_direct != nullptr) {
+      dh = dh_direct[b * H + j];
+    } else {
+      dh = static_cast<acc_t>(grad_y[b * H + j]) + dh_state[b * H + j] + C[m * Gemm::LDC + jj];
+      dh_state[b * H + j] = acc_t(0);
+    }
+    const acc_t* w = ws + b * 5 * H + j;
+    const LstmActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H], w[4 * H]};
+    const acc_t c_prev = b < a.carry ? ws_prev[b * 5 * H + 4 * H + j]
+                                     : static_cast<acc_t>(c0[b * H + j]);
+    const auto d = lstm_cell_backward(act, c_prev, dh, dc_state[b * H + j]);
+    dc_state[b * H + j] = d.dc_prev;
+    scalar_t* dg = dgates + b * 4 * H + j;
+    dg[0] = static_cast<scalar_t>(d.di);
+    dg[H] = static_cast<scalar_t>(d.df);
+    dg[2 * H] = static_cast<scalar_t>(d.dg);
+    dg[3 * H] = static_cast<scalar_t>(d.d_o);
+  }
+}
+
+template <typename scalar_t>
+void lstm_fwd_step_impl(const LstmFwdStepArgs& a, const StepConfig& cfg) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const bool large = a.h_prev.rows > kLargeBatch;
+  if constexpr (kHasTensorCores<scalar_t>) {
+    if (cfg.tensor_cores) {
+      constexpr int BK = kMmaChunk<scalar_t>;
+      using Small = MmaGemm<scalar_t, 16, 32, BK, 4>;
+      using Large = MmaGemm<scalar_t, 64, 64, BK, 4>;
+      if (large) {
+        launch_step<Large, acc_t>(lstm_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
+                                  a.h_prev.rows, cfg.stream);
+      } else {
+        launch_step<Small, acc_t>(lstm_fwd_step_kernel<scalar_t, Small, 8>, a, a.hidden, 8,
+                                  a.h_prev.rows, cfg.stream);
+      }
+      return;
+    }
+  }
+  using Small = SimtGemm<16, 32, 32, 2, 2>;
+  using Large = SimtGemm<64, 64, 16, 4, 4>;
+  if (large) {
+    launch_step<Large, acc_t>(lstm_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
+                              a.h_prev.rows, cfg.stream);
+  } else {
+    launch_step<Small, acc_t>(lstm_fwd_step_kernel<scalar_t, Small, 8>, a, a.hidden, 8,
+                              a.h_prev.rows, cfg.stream);
+  }
+}
+
+template <typename scalar_t>
+void lstm_bwd_step_impl(const LstmBwdStepArgs& a, const StepConfig& cfg) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const bool large = a.dgates_next.rows > kLargeBatch;
+  if constexpr (kHasTensorCores<scalar_t>) {
+    if (cfg.tensor_cores) {
+      constexpr int BK = kMmaChunk<scalar_t>;
+      using Small = MmaGemm<scalar_t, 16, 16, BK, 4>;
+      using Large = MmaGemm<scalar_t, 64, 32, BK, 4>;
+      if (large) {
+        launch_step<Large, acc_t>(lstm_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
+                                  a.dgates_next.rows, cfg.stream);
+      } else {
+        launch_step<Small, acc_t>(lstm_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
+                                  a.dgates_next.rows, cfg.stream);
+      }
+      return;
+    }
+  }
+  using Small = SimtGemm<16, 16, 32, 2, 1>;
+  using Large = SimtGemm<64, 32, 16, 4, 2>;
+  if (large) {
+    launch_step<Large, acc_t>(lstm_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
+                              a.dgates_next.rows, cfg.stream);
+  } else {
+    launch_step<Small, acc_t>(lstm_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
+                              a.dgates_next.rows, cfg.stream);
+  }
+}
+
+}  // namespace cuda
+}  // namespace rnnfuse

@@ -1,0 +1,38 @@
+// Launch plumbing shared by the LSTM and GRU step kernels: tile choices per
+// dtype and batch, and one checked launch on the caller's stream.
+#pragma once
+
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+
+#include <type_traits>
+
+#include "tile_gemm.cuh"
+
+namespace rnnfuse {
+namespace cuda {
+
+// Tensor-core tiles exist for fp16, bf16 and fp32 (as TF32), not fp64.
+template <typename scalar_t>
+constexpr bool kHasTensorCores = !std::is_same_v<scalar_t, double>;
+
+// k-chunk staged in shared memory per iteration: 128 bytes of each row.
+template <typename scalar_t>
+constexpr int kMmaChunk = sizeof(scalar_t) == 2 ? 64 : 32;
+
+// Above this many active rows a step uses 64-row tiles (fewer re-reads of
+// W_hh per step); below it 16-row tiles (more blocks for small batches).
+constexpr int kLargeBatch = 32;
+
+template <typename Gemm, typename acc_t, typename Kernel, typename Args>
+void launch_step(Kernel kernel, const Args& args, int units, int unit_tile, int rows,
+                 cudaStream_t stream) {
+  constexpr size_t smem = Gemm::template smem_bytes<acc_t>();
+  static_assert(smem <= 48 * 1024, "step tiles must fit the default shared-memory limit");
+  const dim3 grid((units + unit_tile - 1) / unit_tile, (rows + Gemm::BM - 1) / Gemm::BM);
+  kernel<<<grid, Gemm::kThreads, smem, stream>>>(args);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace cuda
+}  // namespace rnnfuse

@@ -1,0 +1,262 @@
+// The GEMM half of a fused step: one thread block computes a BM x BN tile
+//   C[m][c] = sum_k A[m0 + m][k] * W[row(c)][k]
+// into shared memory (accumulation dtype), where the epilogue that follows
+// reads all gates of a hidden unit from one place. A's rows come from a
+// RowSource (previous step's outputs, h0, or nothing); tile column c maps to
+// weight row (c / J) * gate_stride + j0 + c % J, so a block owns every gate
+// of hidden units [j0, j0 + J). Out-of-range rows, columns and k read as 0,
+// so any batch and hidden size works.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include "step_args.h"
+
+namespace rnnfuse {
+namespace cuda {
+
+template <typename scalar_t>
+struct TileOperands {
+  RowSource src;
+  const scalar_t* w;
+  int k;            // reduction length (row length of A and W)
+  int units;        // hidden units available (columns beyond are 0)
+  int gate_stride;  // distance in W rows between two gates of a unit
+  int j0, m0;       // first unit and first batch row of this block
+
+  template <int J>
+  __device__ __forceinline__ const scalar_t* w_row(int c) const {
+    const int j = j0 + c % J;
+    if (j >= units) return nullptr;
+    return w + static_cast<int64_t>((c / J) * gate_stride + j) * k;
+  }
+  __device__ __forceinline__ const scalar_t* a_row(int m) const {
+    const int b = m0 + m;
+    if (b >= src.rows) return nullptr;
+    if (b < src.carry) return static_cast<const scalar_t*>(src.a_carry) + b * src.lda;
+    if (src.a_start == nullptr) return nullptr;
+    return static_cast<const scalar_t*>(src.a_start) + b * src.lda;
+  }
+};
+
+// ------------------------------------------------------------ plain FMA path
+// Each thread owns a TM x TN micro-tile (rows and columns interleaved so a
+// warp reads consecutive shared-memory words). Exact in the accumulation type.
+template <int BM_, int BN_, int BK_, int TM_, int TN_>
+struct SimtGemm {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  static constexpr int kThreads = (BM / TM_) * (BN / TN_);
+  static constexpr int LDC = BN + 1;
+  static_assert(BM % TM_ == 0 && BN % TN_ == 0, "tile must divide");
+
+  template <typename acc_t>
+  static constexpr size_t smem_bytes() {
+    const size_t tiles = size_t(BK) * ((BM + 1) + (BN + 1)) * sizeof(acc_t);
+    const size_t out = size_t(BM) * LDC * sizeof(acc_t);
+    return tiles > out ? tiles : out;
+  }
+
+  // Returns C in shared memory, row stride LDC; ends with a barrier.
+  template <int J, typename acc_t, typename scalar_t>
+  static __device__ acc_t* run(const TileOperands<scalar_t>& op, unsigned char* smem) {
+    acc_t* As = reinterpret_cast<acc_t*>(smem);  // [BK][BM + 1]
+    acc_t* Bs = As + BK * (BM + 1);              // [BK][BN + 1]
+    constexpr int kColThreads = BN / TN_;
+    const int tid = threadIdx.x;
+    const int tn = tid % kColThreads, tm = tid / kColThreads;
+    acc_t acc[TM_][TN_];
+#pragma unroll
+    for (int i = 0; i < TM_; ++i)
+#pragma unroll
+      for (int j = 0; j < TN_; ++j) acc[i][j] = acc_t(0);
+
+    for (int k0 = 0; k0 < op.k; k0 += BK) {
+      for (int e = tid; e < BM * BK; e += kThreads) {
+        const int m = e / BK, kk = e % BK;
+        const scalar_t* row = op.a_row(m);
+        As[kk * (BM + 1) + m] =
+            (row != nullptr && k0 + kk < op.k) ? static_cast<acc_t>(row[k0 + kk]) : acc_t(0);
+      }
+      for (int e = tid; e < BN * BK; e += kThreads) {
+        const int c = e / BK, kk = e % BK;
+        const scalar_t* row = op.template w_row<J>(c);
+        Bs[kk * (BN + 1) + c] =
+            (row != nullptr && k0 + kk < op.k) ? static_cast<acc_t>(row[k0 + kk]) : acc_t(0);
+      }
+      __syncthreads();
+#pragma unroll 4
+      for (int kk = 0; kk < BK; ++kk) {
+        acc_t a[TM_], b[TN_];
+#pragma unroll
+        for (int i = 0; i < TM_; ++i) a[i] = As[kk * (BM + 1) + tm + i * (BM / TM_)];
+#pragma unroll
+        for (int j = 0; j < TN_; ++j) b[j] = Bs[kk * (BN + 1) + tn + j * kColThreads];
+#pragma unroll
+        for (int i = 0; i < TM_; ++i)
+#pragma unroll
+          for (int j = 0; j < TN_; ++j) acc[i][j] += a[i] * b[j];
+      }
+      __syncthreads();
+    }
+    acc_t* Cs = reinterpret_cast<acc_t*>(smem);  // reuses the tiles' space
+#pragma unroll
+    for (int i = 0; i < TM_; ++i)
+#pragma unroll
+      for (int j = 0; j < TN_; ++j)
+        Cs[(tm + i * (BM / TM_)) * LDC + tn + j * kColThreads] = acc[i][j];
+    __syncthreads();
+    return Cs;
+  }
+};
+
+// ------------------------------------------------------- tensor-core path
+// WMMA on 16x16 tiles: fp16/bf16 operands (k = 16) or fp32 rounded to TF32
+// (k = 8), fp32 accumulation. Warps split the tiles; when there are fewer
+// tiles than warps they split k instead and the partial tiles are summed in
+// a fixed order (deterministic).
+template <typename T>
+struct MmaElement {
+  using type = T;  // float: TF32
+};
+template <>
+struct MmaElement<c10::Half> {
+  using type = __half;
+};
+template <>
+struct MmaElement<c10::BFloat16> {
+  using type = __nv_bfloat16;
+};
+
+// Explicit conversions: PyTorch builds with __CUDA_NO_HALF_CONVERSIONS__.
+template <typename elem_t>
+__device__ __forceinline__ elem_t mma_zero();
+template <>
+__device__ __forceinline__ __half mma_zero<__half>() { return __float2half(0.0f); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 mma_zero<__nv_bfloat16>() {
+  return __float2bfloat16(0.0f);
+}
+template <>
+__device__ __forceinline__ float mma_zero<float>() { return 0.0f; }
+
+template <typename elem_t>
+struct MmaTraits {
+  static constexpr int K = 16;
+  static constexpr int PAD = 8;  // keeps rows 16-byte aligned, shifts banks
+  using frag_t = elem_t;
+};
+template <>
+struct MmaTraits<float> {
+  static constexpr int K = 8;
+  static constexpr int PAD = 4;
+  using frag_t = nvcuda::wmma::precision::tf32;
+};
+
+template <typename scalar_t, int BM_, int BN_, int BK_, int NWARPS>
+struct MmaGemm {
+  using elem_t = typename MmaElement<scalar_t>::type;
+  using Traits = MmaTraits<elem_t>;
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  static constexpr int kThreads = 32 * NWARPS;
+  static constexpr int LDS = BK + Traits::PAD;
+  static constexpr int LDC = BN + 4;
+  static constexpr int kTiles = (BM / 16) * (BN / 16);
+  static constexpr int kTilesPerWarp = kTiles >= NWARPS ? kTiles / NWARPS : 1;
+  static constexpr int kSplitK = kTiles >= NWARPS ? 1 : NWARPS / kTiles;
+  static constexpr int kGroups = kTiles / kTilesPerWarp;  // warps sharing one k-slice
+  static_assert(BM % 16 == 0 && BN % 16 == 0 && BK % Traits::K == 0, "WMMA tile shape");
+  static_assert(kGroups * kSplitK == NWARPS, "warps must divide the tiles or k evenly");
+
+  template <typename acc_t>
+  static constexpr size_t smem_bytes() {
+    const size_t tiles = size_t(BM + BN) * LDS * sizeof(elem_t);
+    const size_t out = size_t(kSplitK) * BM * LDC * sizeof(float);
+    return tiles > out ? tiles : out;
+  }
+
+  template <int J, typename acc_t>
+  static __device__ float* run(const TileOperands<scalar_t>& op, unsigned char* smem) {
+    static_assert(sizeof(acc_t) == sizeof(float), "tensor-core path accumulates in fp32");
+    float* Cs = reinterpret_cast<float*>(smem);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    namespace wmma = nvcuda::wmma;
+    using frag_t = typename Traits::frag_t;
+    constexpr int MK = Traits::K;
+    elem_t* As = reinterpret_cast<elem_t*>(smem);  // [BM][LDS]
+    elem_t* Bs = As + BM * LDS;                    // [BN][LDS]
+    const int tid = threadIdx.x;
+    const int warp = tid / 32;
+    const int group = warp % kGroups, slice = warp / kGroups;
+
+    wmma::fragment<wmma::accumulator, 16, 16, MK, float> acc[kTilesPerWarp];
+#pragma unroll
+    for (int t = 0; t < kTilesPerWarp; ++t) wmma::fill_fragment(acc[t], 0.0f);
+
+    for (int k0 = 0; k0 < op.k; k0 += BK) {
+      for (int e = tid; e < BM * BK; e += kThreads) {
+        const int m = e / BK, kk = e % BK;
+        const scalar_t* row = op.a_row(m);
+        As[m * LDS + kk] = (row != nullptr && k0 + kk < op.k)
+                               ? reinterpret_cast<const elem_t*>(row)[k0 + kk]
+                               : mma_zero<elem_t>();
+      }
+      for (int e = tid; e < BN * BK; e += kThreads) {
+        const int c = e / BK, kk = e % BK;
+        const scalar_t* row = op.template w_row<J>(c);
+        Bs[c * LDS + kk] = (row != nullptr && k0 + kk < op.k)
+                               ? reinterpret_cast<const elem_t*>(row)[k0 + kk]
+                               : mma_zero<elem_t>();
+      }
+      __syncthreads();
+      for (int kk = slice * MK; kk < BK; kk += kSplitK * MK) {
+#pragma unroll
+        for (int t = 0; t < kTilesPerWarp; ++t) {
+          const int tile = group * kTilesPerWarp + t;
+          const int mt = tile / (BN / 16), nt = tile % (BN / 16);
+          wmma::fragment<wmma::matrix_a, 16, 16, MK, frag_t, wmma::row_major> a;
+          wmma::fragment<wmma::matrix_b, 16, 16, MK, frag_t, wmma::col_major> b;
+          wmma::load_matrix_sync(a, As + mt * 16 * LDS + kk, LDS);
+          wmma::load_matrix_sync(b, Bs + nt * 16 * LDS + kk, LDS);
+          if constexpr (MK == 8) {  // fp32 operands rounded to TF32
+#pragma unroll
+            for (int i = 0; i < a.num_elements; ++i) a.x[i] = wmma::__float_to_tf32(a.x[i]);
+#pragma unroll
+            for (int i = 0; i < b.num_elements; ++i) b.x[i] = wmma::__float_to_tf32(b.x[i]);
+          }
+          wmma::mma_sync(acc[t], a, b, acc[t]);
+        }
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int t = 0; t < kTilesPerWarp; ++t) {
+      const int tile = group * kTilesPerWarp + t;
+      const int mt = tile / (BN / 16), nt = tile % (BN / 16);
+      wmma::store_matrix_sync(Cs + slice * BM * LDC + mt * 16 * LDC + nt * 16, acc[t], LDC,
+                              wmma::mem_row_major);
+    }
+    __syncthreads();
+    if constexpr (kSplitK > 1) {
+      for (int e = tid; e < BM * BN; e += kThreads) {
+        const int m = e / BN, c = e % BN;
+        float sum = Cs[m * LDC + c];
+#pragma unroll
+        for (int s = 1; s < kSplitK; ++s) sum += Cs[s * BM * LDC + m * LDC + c];
+        Cs[m * LDC + c] = sum;
+      }
+      __syncthreads();
+    }
+#else
+    __trap();  // the host never selects tensor cores below sm_80
+#endif
+    return Cs;
+  }
+};
+
+}  // namespace cuda
+}  // namespace rnnfuse
