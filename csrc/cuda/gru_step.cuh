@@ -15,7 +15,7 @@ namespace cuda {
 template <typename scalar_t, typename Gemm, int J>
 __global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(const GruFwdStepArgs a) {
   using acc_t = at::opmath_type<scalar_t>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
   const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), H, H, H,
@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(const GruF
 template <typename scalar_t, typename Gemm, int J>
 __global__ void __launch_bounds__(Gemm::kThreads) gru_bwd_step_kernel(const GruBwdStepArgs a) {
   using acc_t = at::opmath_type<scalar_t>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
   const TileOperands<scalar_t> op{a.dhh_next, static_cast<const scalar_t*>(a.w_hh_t), 3 * H, H,

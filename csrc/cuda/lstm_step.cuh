@@ -14,7 +14,7 @@ namespace cuda {
 template <typename scalar_t, typename Gemm, int J>
 __global__ void __launch_bounds__(Gemm::kThreads) lstm_fwd_step_kernel(const LstmFwdStepArgs a) {
   using acc_t = at::opmath_type<scalar_t>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
   const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.k, H, H,
@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(Gemm::kThreads) lstm_fwd_step_kernel(const Lst
 template <typename scalar_t, typename Gemm, int J>
 __global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(const LstmBwdStepArgs a) {
   using acc_t = at::opmath_type<scalar_t>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
   const TileOperands<scalar_t> op{a.dgates_next, static_cast<const scalar_t*>(a.w_hh_t), a.k, H,
