@@ -59,18 +59,31 @@ def _check_saved(ctx, name):
             "backward; call it with training=True when gradients are needed")
 
 
+def _save(ctx, *tensors):
+    # Optional arguments (w_hr, b_hh, batch_sizes) may be None; some torch
+    # versions' AOTAutograd reject None among saved tensors, so save only the
+    # tensors and remember where the Nones were.
+    ctx.saved_mask = [t is not None for t in tensors]
+    ctx.save_for_backward(*[t for t in tensors if t is not None])
+
+
+def _saved(ctx):
+    saved = iter(ctx.saved_tensors)
+    return [next(saved) if present else None for present in ctx.saved_mask]
+
+
 def _lstm_setup_context(ctx, inputs, output):
     x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training = inputs
     y, _, _, workspace = output
     ctx.reverse = reverse
     ctx.training = training
     ctx.has_w_hr = w_hr is not None
-    ctx.save_for_backward(w_hh, w_hr, h0, c0, y, workspace, batch_sizes)
+    _save(ctx, w_hh, w_hr, h0, c0, y, workspace, batch_sizes)
 
 
 def _lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
     _check_saved(ctx, "lstm_fwd")
-    w_hh, w_hr, h0, c0, y, workspace, batch_sizes = ctx.saved_tensors
+    w_hh, w_hr, h0, c0, y, workspace, batch_sizes = _saved(ctx)
     grad_x, grad_w_hh, grad_w_hr, grad_h0, grad_c0 = torch.ops.rnnfuse.lstm_bwd(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), w_hh, w_hr,
         h0, c0, y, workspace, batch_sizes, ctx.reverse)
@@ -84,12 +97,12 @@ def _gru_setup_context(ctx, inputs, output):
     ctx.reverse = reverse
     ctx.training = training
     ctx.has_b_hh = b_hh is not None
-    ctx.save_for_backward(w_hh, b_hh, h0, y, workspace, batch_sizes)
+    _save(ctx, w_hh, b_hh, h0, y, workspace, batch_sizes)
 
 
 def _gru_backward(ctx, grad_y, grad_h_n, _grad_workspace):
     _check_saved(ctx, "gru_fwd")
-    w_hh, b_hh, h0, y, workspace, batch_sizes = ctx.saved_tensors
+    w_hh, b_hh, h0, y, workspace, batch_sizes = _saved(ctx)
     grad_x, grad_w_hh, grad_b_hh, grad_h0 = torch.ops.rnnfuse.gru_bwd(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), w_hh, b_hh, h0, y, workspace,
         batch_sizes, ctx.reverse)

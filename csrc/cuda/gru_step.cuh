@@ -102,9 +102,9 @@ void gru_fwd_step_impl(const GruFwdStepArgs& a, const StepConfig& cfg) {
   const bool large = a.h_prev.rows > kLargeBatch;
   if constexpr (kHasTensorCores<scalar_t>) {
     if (cfg.tensor_cores) {
-      constexpr int BK = kMmaChunk<scalar_t>;
-      using Small = MmaGemm<scalar_t, 16, 48, BK, 6>;
-      using Large = MmaGemm<scalar_t, 64, 48, BK, 4>;
+      using elem_t = typename MmaElement<scalar_t>::type;
+      using Small = MmaGemm<scalar_t, 16, 48, chunk<elem_t>(128), 6>;
+      using Large = MmaGemm<scalar_t, 64, 48, chunk<elem_t>(64), 4>;
       if (large) {
         launch_step<Large, acc_t>(gru_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
                                   a.h_prev.rows, cfg.stream);
@@ -115,8 +115,8 @@ void gru_fwd_step_impl(const GruFwdStepArgs& a, const StepConfig& cfg) {
       return;
     }
   }
-  using Small = SimtGemm<16, 24, 32, 2, 2>;
-  using Large = SimtGemm<64, 48, 16, 4, 4>;
+  using Small = SimtGemm<16, 24, chunk<acc_t>(256), 2, 2>;
+  using Large = SimtGemm<64, 48, chunk<acc_t>(128), 4, 4>;
   if (large) {
     launch_step<Large, acc_t>(gru_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
                               a.h_prev.rows, cfg.stream);
@@ -132,9 +132,9 @@ void gru_bwd_step_impl(const GruBwdStepArgs& a, const StepConfig& cfg) {
   const bool large = a.dhh_next.rows > kLargeBatch;
   if constexpr (kHasTensorCores<scalar_t>) {
     if (cfg.tensor_cores) {
-      constexpr int BK = kMmaChunk<scalar_t>;
-      using Small = MmaGemm<scalar_t, 16, 16, BK, 4>;
-      using Large = MmaGemm<scalar_t, 64, 32, BK, 4>;
+      using elem_t = typename MmaElement<scalar_t>::type;
+      using Small = MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>;
+      using Large = MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>;
       if (large) {
         launch_step<Large, acc_t>(gru_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
                                   a.dhh_next.rows, cfg.stream);
@@ -145,8 +145,8 @@ void gru_bwd_step_impl(const GruBwdStepArgs& a, const StepConfig& cfg) {
       return;
     }
   }
-  using Small = SimtGemm<16, 16, 32, 2, 1>;
-  using Large = SimtGemm<64, 32, 16, 4, 2>;
+  using Small = SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>;
+  using Large = SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>;
   if (large) {
     launch_step<Large, acc_t>(gru_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
                               a.dhh_next.rows, cfg.stream);

@@ -99,9 +99,9 @@ void lstm_fwd_step_impl(const LstmFwdStepArgs& a, const StepConfig& cfg) {
   const bool large = a.h_prev.rows > kLargeBatch;
   if constexpr (kHasTensorCores<scalar_t>) {
     if (cfg.tensor_cores) {
-      constexpr int BK = kMmaChunk<scalar_t>;
-      using Small = MmaGemm<scalar_t, 16, 32, BK, 4>;
-      using Large = MmaGemm<scalar_t, 64, 64, BK, 4>;
+      using elem_t = typename MmaElement<scalar_t>::type;
+      using Small = MmaGemm<scalar_t, 16, 32, chunk<elem_t>(128), 4>;
+      using Large = MmaGemm<scalar_t, 64, 64, chunk<elem_t>(64), 4>;
       if (large) {
         launch_step<Large, acc_t>(lstm_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
                                   a.h_prev.rows, cfg.stream);
@@ -112,8 +112,8 @@ void lstm_fwd_step_impl(const LstmFwdStepArgs& a, const StepConfig& cfg) {
       return;
     }
   }
-  using Small = SimtGemm<16, 32, 32, 2, 2>;
-  using Large = SimtGemm<64, 64, 16, 4, 4>;
+  using Small = SimtGemm<16, 32, chunk<acc_t>(256), 2, 2>;
+  using Large = SimtGemm<64, 64, chunk<acc_t>(128), 4, 4>;
   if (large) {
     launch_step<Large, acc_t>(lstm_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
                               a.h_prev.rows, cfg.stream);
@@ -129,9 +129,9 @@ void lstm_bwd_step_impl(const LstmBwdStepArgs& a, const StepConfig& cfg) {
   const bool large = a.dgates_next.rows > kLargeBatch;
   if constexpr (kHasTensorCores<scalar_t>) {
     if (cfg.tensor_cores) {
-      constexpr int BK = kMmaChunk<scalar_t>;
-      using Small = MmaGemm<scalar_t, 16, 16, BK, 4>;
-      using Large = MmaGemm<scalar_t, 64, 32, BK, 4>;
+      using elem_t = typename MmaElement<scalar_t>::type;
+      using Small = MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>;
+      using Large = MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>;
       if (large) {
         launch_step<Large, acc_t>(lstm_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
                                   a.dgates_next.rows, cfg.stream);
@@ -142,8 +142,8 @@ void lstm_bwd_step_impl(const LstmBwdStepArgs& a, const StepConfig& cfg) {
       return;
     }
   }
-  using Small = SimtGemm<16, 16, 32, 2, 1>;
-  using Large = SimtGemm<64, 32, 16, 4, 2>;
+  using Small = SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>;
+  using Large = SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>;
   if (large) {
     launch_step<Large, acc_t>(lstm_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
                               a.dgates_next.rows, cfg.stream);

@@ -16,9 +16,14 @@ namespace cuda {
 template <typename scalar_t>
 constexpr bool kHasTensorCores = !std::is_same_v<scalar_t, double>;
 
-// k-chunk staged in shared memory per iteration: 128 bytes of each row.
-template <typename scalar_t>
-constexpr int kMmaChunk = sizeof(scalar_t) == 2 ? 64 : 32;
+// k-chunk staged per iteration, sized in bytes of a row. Chunks are staged
+// through registers (ChunkStage), so a chunk's size is bounded by what a
+// thread can hold without spilling (about 32 loads per thread), not by the
+// 48 KB of shared memory.
+template <typename T>
+constexpr int chunk(int row_bytes) {
+  return row_bytes / static_cast<int>(sizeof(T));
+}
 
 // Above this many active rows a step uses 64-row tiles (fewer re-reads of
 // W_hh per step); below it 16-row tiles (more blocks for small batches).

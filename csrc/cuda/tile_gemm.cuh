@@ -44,6 +44,44 @@ struct TileOperands {
   }
 };
 
+// Stages one k-chunk of ROWS operand rows through registers. Every load of
+// a chunk is issued before any is stored, and the next chunk's loads are
+// issued before the current chunk's math: a step then pays about one L2
+// round trip per chunk instead of one per element a thread loads (the
+// loads are otherwise serialised behind the shared-memory stores).
+template <typename reg_t, int ROWS, int BK, int THREADS>
+struct ChunkStage {
+  static constexpr int kIters = (ROWS * BK + THREADS - 1) / THREADS;
+  reg_t v[kIters];
+
+  // row_of(r): operand row r, or null for a row of zeros.
+  template <typename RowFn, typename Convert>
+  __device__ __forceinline__ void load(RowFn row_of, Convert convert, reg_t zero, int k0,
+                                       int k_len) {
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int e = threadIdx.x + i * THREADS;
+      const int r = e / BK, kk = e % BK;
+      reg_t x = zero;
+      if (e < ROWS * BK && kk < k_len) {
+        const auto* row = row_of(r);
+        if (row != nullptr) x = convert(row[k0 + kk]);
+      }
+      v[i] = x;
+    }
+  }
+
+  // index(r, kk): where element (r, kk) goes in shared memory.
+  template <typename Index>
+  __device__ __forceinline__ void store(reg_t* smem, Index index) const {
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int e = threadIdx.x + i * THREADS;
+      if (e < ROWS * BK) smem[index(e / BK, e % BK)] = v[i];
+    }
+  }
+};
+
 // ------------------------------------------------------------ plain FMA path
 // Each thread owns a TM x TN micro-tile (rows and columns interleaved so a
 // warp reads consecutive shared-memory words). Exact in the accumulation type.
@@ -75,22 +113,28 @@ struct SimtGemm {
 #pragma unroll
       for (int j = 0; j < TN_; ++j) acc[i][j] = acc_t(0);
 
+    ChunkStage<acc_t, BM, BK, kThreads> a_stage;
+    ChunkStage<acc_t, BN, BK, kThreads> b_stage;
+    const auto a_row = [&](int m) { return op.a_row(m); };
+    const auto w_row = [&](int c) { return op.template w_row<J>(c); };
+    const auto to_acc = [](scalar_t x) { return static_cast<acc_t>(x); };
+    const auto a_index = [](int m, int kk) { return kk * (BM + 1) + m; };
+    const auto b_index = [](int c, int kk) { return kk * (BN + 1) + c; };
+    if (op.k > 0) {
+      a_stage.load(a_row, to_acc, acc_t(0), 0, min(BK, op.k));
+      b_stage.load(w_row, to_acc, acc_t(0), 0, min(BK, op.k));
+    }
     for (int k0 = 0; k0 < op.k; k0 += BK) {
-      for (int e = tid; e < BM * BK; e += kThreads) {
-        const int m = e / BK, kk = e % BK;
-        const scalar_t* row = op.a_row(m);
-        As[kk * (BM + 1) + m] =
-            (row != nullptr && k0 + kk < op.k) ? static_cast<acc_t>(row[k0 + kk]) : acc_t(0);
-      }
-      for (int e = tid; e < BN * BK; e += kThreads) {
-        const int c = e / BK, kk = e % BK;
-        const scalar_t* row = op.template w_row<J>(c);
-        Bs[kk * (BN + 1) + c] =
-            (row != nullptr && k0 + kk < op.k) ? static_cast<acc_t>(row[k0 + kk]) : acc_t(0);
-      }
+      const int k_len = min(BK, op.k - k0);
+      a_stage.store(As, a_index);
+      b_stage.store(Bs, b_index);
       __syncthreads();
+      if (k0 + BK < op.k) {  // in flight during this chunk's math
+        a_stage.load(a_row, to_acc, acc_t(0), k0 + BK, min(BK, op.k - k0 - BK));
+        b_stage.load(w_row, to_acc, acc_t(0), k0 + BK, min(BK, op.k - k0 - BK));
+      }
 #pragma unroll 4
-      for (int kk = 0; kk < BK; ++kk) {
+      for (int kk = 0; kk < k_len; ++kk) {
         acc_t a[TM_], b[TN_];
 #pragma unroll
         for (int i = 0; i < TM_; ++i) a[i] = As[kk * (BM + 1) + tm + i * (BM / TM_)];
@@ -197,23 +241,31 @@ struct MmaGemm {
 #pragma unroll
     for (int t = 0; t < kTilesPerWarp; ++t) wmma::fill_fragment(acc[t], 0.0f);
 
+    ChunkStage<elem_t, BM, BK, kThreads> a_stage;
+    ChunkStage<elem_t, BN, BK, kThreads> b_stage;
+    const auto a_row = [&](int m) { return reinterpret_cast<const elem_t*>(op.a_row(m)); };
+    const auto w_row = [&](int c) {
+      return reinterpret_cast<const elem_t*>(op.template w_row<J>(c));
+    };
+    const auto same = [](elem_t x) { return x; };
+    const auto index = [](int r, int kk) { return r * LDS + kk; };
+    const elem_t zero = mma_zero<elem_t>();
+    if (op.k > 0) {
+      a_stage.load(a_row, same, zero, 0, min(BK, op.k));
+      b_stage.load(w_row, same, zero, 0, min(BK, op.k));
+    }
     for (int k0 = 0; k0 < op.k; k0 += BK) {
-      for (int e = tid; e < BM * BK; e += kThreads) {
-        const int m = e / BK, kk = e % BK;
-        const scalar_t* row = op.a_row(m);
-        As[m * LDS + kk] = (row != nullptr && k0 + kk < op.k)
-                               ? reinterpret_cast<const elem_t*>(row)[k0 + kk]
-                               : mma_zero<elem_t>();
-      }
-      for (int e = tid; e < BN * BK; e += kThreads) {
-        const int c = e / BK, kk = e % BK;
-        const scalar_t* row = op.template w_row<J>(c);
-        Bs[c * LDS + kk] = (row != nullptr && k0 + kk < op.k)
-                               ? reinterpret_cast<const elem_t*>(row)[k0 + kk]
-                               : mma_zero<elem_t>();
-      }
+      // The chunk is zero-filled past k, so the MMAs may run to k's next multiple.
+      const int k_len = min(BK, op.k - k0);
+      const int k_mma = (k_len + MK - 1) / MK * MK;
+      a_stage.store(As, index);
+      b_stage.store(Bs, index);
       __syncthreads();
-      for (int kk = slice * MK; kk < BK; kk += kSplitK * MK) {
+      if (k0 + BK < op.k) {  // in flight during this chunk's MMAs
+        a_stage.load(a_row, same, zero, k0 + BK, min(BK, op.k - k0 - BK));
+        b_stage.load(w_row, same, zero, k0 + BK, min(BK, op.k - k0 - BK));
+      }
+      for (int kk = slice * MK; kk < k_mma; kk += kSplitK * MK) {
 #pragma unroll
         for (int t = 0; t < kTilesPerWarp; ++t) {
           const int tile = group * kTilesPerWarp + t;

@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# One-command GPU check for rnnfuse: bash benchmarks/gpu_check.sh
+#
+# Stages, in order, each recorded as pass/fail with its wall time; a failing
+# stage never stops the later ones:
+#   1. env        nvidia-smi, python/torch/CUDA/cuDNN versions, nvcc, compute-sanitizer
+#   2. build      python3 setup.py build_ext --inplace (TORCH_CUDA_ARCH_LIST, MAX_JOBS)
+#   3. tests      pytest tests/test_cuda_*.py, then the CUDA cases (-k cuda) of the rest
+#   4. memcheck   compute-sanitizer memcheck on benchmarks/sanitizer_cases.py
+#      racecheck  compute-sanitizer racecheck on its smaller subset
+#   5. bench      python3 -m benchmarks.run --preset quick
+#   6. report     $OUT/gpu_check_report.md, printed last
+# Exit status 0 only if every stage passed.
+#
+# Output folder: ${OUT:-benchmarks/results/gpu_check_latest}. It receives at
+# most 8 files and no sub-folders when OUT is set (the device tool returns
+# only that many): gpu_check_report.md env.log build.log tests.log
+# sanitizer.log bench.json bench.md bench.log. Without OUT the benchmark's
+# full folder (plots too) is also kept in <out>/bench/.
+#
+# Time: each stage has a cap (build 240 s, tests 150 s, sanitizers 90 s
+# each, bench 120 s) and the whole run a budget, GPU_CHECK_BUDGET_S
+# (default 430 s): a stage never takes time the later stages need, so the
+# check ends in under 8 minutes even when stages hang.
+#
+# Environment knobs: OUT, PYTHON (default python3), TORCH_CUDA_ARCH_LIST
+# (default 9.0), MAX_JOBS (default 16), GPU_CHECK_BUDGET_S, RNNFUSE_COMMIT
+# (names the commit when the tree has no .git), GPU_CHECK_KEEP_WORK=1 (keep
+# the scratch folder).
+
+set -u -o pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+REPO=$(pwd)
+PY=${PYTHON:-python3}
+OUT_DIR=${OUT:-benchmarks/results/gpu_check_latest}
+mkdir -p "$OUT_DIR" || exit 2
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/rnnfuse_gpu_check.XXXXXX") || exit 2
+if [[ "${GPU_CHECK_KEEP_WORK:-0}" != 1 ]]; then
+  trap 'rm -rf "$WORK"' EXIT
+fi
+BUDGET_S=${GPU_CHECK_BUDGET_S:-430}
+T0=$(date +%s)
+
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export PYTHONDONTWRITEBYTECODE=1
+
+# A stale report from an earlier run must not pass for this one's.
+rm -f "$OUT_DIR"/{gpu_check_report.md,env.log,build.log,tests.log,sanitizer.log,bench.json,bench.md,bench.log}
+: >"$WORK/stages.tsv"
+
+# Minimum seconds each later stage is guaranteed; a stage's timeout is its
+# cap, shortened so that what is left of the budget still covers these.
+declare -A FLOOR=([tests]=60 [memcheck]=50 [racecheck]=40 [bench]=70 [report]=10)
+ORDER=(env build tests memcheck racecheck bench report)
+
+now() { date +%s; }
+
+# stage_timeout NAME CAP: seconds NAME may run.
+stage_timeout() {
+  local name=$1 cap=$2 reserve=0 later=0 s left
+  for s in "${ORDER[@]}"; do
+    if ((later)); then reserve=$((reserve + ${FLOOR[$s]:-0})); fi
+    if [[ $s == "$name" ]]; then later=1; fi
+  done
+  left=$((BUDGET_S - ($(now) - T0) - reserve))
+  ((left < cap)) && cap=$left
+  ((cap < 10)) && cap=10
+  echo "$cap"
+}
+
+# record NAME STATUS SECONDS NOTE
+record() {
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4//$'\t'/ }" >>"$WORK/stages.tsv"
+  printf '[gpu_check] %-9s %-4s %4ss  %s\n' "$1" "$2" "$3" "$4" >&2
+}
+
+# run_capped SECONDS LOG CMD...: run with a timeout, append output to LOG, return the status.
+run_capped() {
+  local t=$1 log=$2
+  shift 2
+  timeout --kill-after=10 "$t" "$@" >>"$log" 2>&1
+}
+
+timeout_note() { # STATUS SECONDS [TEXT FOR EXIT 5] -> note on how a command ended
+  if (($1 == 124 || $1 == 137)); then
+    echo "timed out after $2 s"
+  elif (($1 == 5)) && [[ -n ${3:-} ]]; then
+    echo "$3"
+  else
+    echo "exit $1"
+  fi
+}
+
+# ---- 1. environment ---------------------------------------------------------
+stage_env() {
+  local log="$OUT_DIR/env.log" t0 ok=1 rc
+  t0=$(now)
+  {
+    echo "## date: $(date -Is)"
+    echo "## host: $(uname -a)"
+  } >"$log"
+  for cmd in "nvidia-smi" "nvcc --version" "compute-sanitizer --version" "ninja --version"; do
+    echo "## $cmd" >>"$log"
+    # shellcheck disable=SC2086  # split the command words
+    if ! run_capped 20 "$log" $cmd; then
+      echo "(failed or missing)" >>"$log"
+      [[ $cmd == nvidia-smi ]] && ok=0
+    fi
+  done
+  echo "## python environment" >>"$log"
+  run_capped 60 "$log" "$PY" benchmarks/gpu_check_report.py env --json "$WORK/env.json"
+  rc=$?
+  ((rc == 0)) || ok=0
+  echo "## git" >>"$log"
+  run_capped 10 "$log" git rev-parse HEAD || echo "(no git history; RNNFUSE_COMMIT=${RNNFUSE_COMMIT:-unset})" >>"$log"
+  if ((ok)); then
+    record env pass $(($(now) - t0)) "GPU visible to torch"
+  else
+    record env fail $(($(now) - t0)) "no GPU visible (nvidia-smi or torch.cuda); see env.log"
+  fi
+}
+
+# ---- 2. build -----------------------------------------------------------------
+stage_build() {
+  local log="$OUT_DIR/build.log" t0 t rc
+  t0=$(now)
+  t=$(stage_timeout build 240)
+  : >"$log"
+  if [[ ! -f setup.py ]]; then
+    record build fail 0 "no setup.py"
+    return
+  fi
+  echo "## TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} (timeout ${t}s)" >>"$log"
+  TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS=${MAX_JOBS:-16} \
+    run_capped "$t" "$log" "$PY" setup.py build_ext --inplace
+  rc=$?
+  if ((rc == 0)); then
+    record build pass $(($(now) - t0)) "$(find rnnfuse -maxdepth 1 -name '_C*.so' -printf '%f ' 2>/dev/null)"
+  else
+    record build fail $(($(now) - t0)) "$(timeout_note $rc "$t"); see build.log"
+  fi
+}
+
+# ---- 3. CUDA tests ----------------------------------------------------------------
+# pytest's summary line, e.g. "3 failed, 40 passed, 2 skipped in 12.3s".
+# Without one (pytest died while collecting), its last "E   ..." error line.
+last_summary() {
+  local line
+  line=$(grep -E '(passed|failed|errors?|skipped|no tests ran)( |$)' "$1" | grep -v '^E ' | tail -n 1)
+  [[ -z $line ]] && line=$(grep -E '^E ' "$1" | tail -n 1)
+  echo "$line" | sed 's/=//g; s/^ *//' | cut -c1-200
+}
+
+# passed_count LOG: the "N passed" of pytest's last summary line in LOG (0 if none).
+passed_count() {
+  local n
+  n=$(grep -E '[0-9]+ (passed|failed|skipped|deselected)' "$1" | tail -n 1 | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+')
+  echo "${n:-0}"
+}
+
+stage_tests() {
+  local log="$OUT_DIR/tests.log" t0 t rc1=0 rc2=0 left note n1=0
+  local -a files extra=()
+  t0=$(now)
+  t=$(stage_timeout tests 150)
+  : >"$log"
+  # Per-test guard where pytest-timeout exists: one hung kernel must not eat the stage.
+  if "$PY" -c "import pytest_timeout" 2>/dev/null; then extra=(--timeout=120); fi
+  shopt -s nullglob
+  files=(tests/test_cuda_*.py)
+  shopt -u nullglob
+  if ((${#files[@]} == 0)); then
+    echo "## no tests/test_cuda_*.py" >>"$log"
+    rc1=5
+  else
+    echo "## pytest ${files[*]} (timeout ${t}s)" >>"$log"
+    run_capped "$t" "$WORK/tests_cuda.out" "$PY" -m pytest "${files[@]}" -q -rfE -x -p no:cacheprovider \
+      ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_cuda.xml"
+    rc1=$?
+    cat "$WORK/tests_cuda.out" >>"$log"
+    n1=$(passed_count "$WORK/tests_cuda.out")
+  fi
+  # The CUDA cases that live in the other test files.
+  left=$((t - ($(now) - t0)))
+  ((left < 20)) && left=20
+  echo "## pytest tests -k cuda, other files (timeout ${left}s)" >>"$log"
+  run_capped "$left" "$log" "$PY" -m pytest tests -k cuda --ignore-glob='*/test_cuda_*.py' \
+    -q -rfE -x -p no:cacheprovider ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_k.xml"
+  rc2=$?
+  note="test_cuda_*: $(timeout_note "$rc1" "$t" 'none found'), $n1 passed; -k cuda: $(timeout_note "$rc2" "$left" 'none selected')"
+  note="$note; last summary: $(last_summary "$log")"
+  # Pass: the dedicated CUDA files exist, pass, and ran something (all skipped
+  # means the GPU or the CUDA build was not seen); -k cuda may select nothing.
+  if ((rc1 == 0 && n1 > 0)) && ((rc2 == 0 || rc2 == 5)); then
+    record tests pass $(($(now) - t0)) "$note"
+  else
+    record tests fail $(($(now) - t0)) "$note"
+  fi
+}
+
+# ---- 4. sanitizers ---------------------------------------------------------------
+stage_sanitizer() { # TOOL CAP [ARGS for sanitizer_cases.py]
+  local tool=$1 cap=$2 log="$WORK/$1.log" t0 t rc
+  shift 2
+  t0=$(now)
+  t=$(stage_timeout "$tool" "$cap")
+  : >"$log"
+  if ! command -v compute-sanitizer >/dev/null; then
+    echo "compute-sanitizer not found" >>"$log"
+    record "$tool" fail 0 "compute-sanitizer not found"
+    return
+  fi
+  # The cases stop starting new work 25 s before the hard timeout, so the
+  # process exits by itself and the sanitizer prints its summary (a killed
+  # run prints none); cases not reached are listed as skipped.
+  local deadline=$((t - 25))
+  ((deadline < 5)) && deadline=5
+  echo "## compute-sanitizer --tool $tool (timeout ${t}s, cases until ${deadline}s)" >>"$log"
+  # No caching allocator: an overrun must leave its cudaMalloc'd block to be seen.
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_capped "$t" "$log" \
+    compute-sanitizer --tool "$tool" --error-exitcode 1 \
+    "$PY" benchmarks/sanitizer_cases.py --deadline-s "$deadline" "$@"
+  rc=$?
+  local summary
+  summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitizer_cases:' "$log" | sed 's/=========//' | tr '\n' ';')
+  if ((rc == 0)); then
+    record "$tool" pass $(($(now) - t0)) "$summary"
+  else
+    record "$tool" fail $(($(now) - t0)) "$(timeout_note $rc "$t"); $summary"
+  fi
+}
+
+# ---- 5. quick benchmark -------------------------------------------------------------
+stage_bench() {
+  local log="$OUT_DIR/bench.log" t0 t rc
+  t0=$(now)
+  t=$(stage_timeout bench 120)
+  : >"$log"
+  run_capped "$t" "$log" "$PY" -m benchmarks.run --preset quick --out "$WORK/bench"
+  rc=$?
+  [[ -f "$WORK/bench/results.json" ]] && cp "$WORK/bench/results.json" "$OUT_DIR/bench.json"
+  [[ -f "$WORK/bench/report.md" ]] && cp "$WORK/bench/report.md" "$OUT_DIR/bench.md"
+  if [[ -z "${OUT:-}" && -d "$WORK/bench" ]]; then
+    rm -rf "$OUT_DIR/bench" && cp -r "$WORK/bench" "$OUT_DIR/bench"
+  fi
+  if ((rc == 0)); then
+    record bench pass $(($(now) - t0)) "all points OK"
+  elif ((rc == 1)); then
+    record bench fail $(($(now) - t0)) "some points WRONG or ERROR; see bench.md"
+  else
+    record bench fail $(($(now) - t0)) "$(timeout_note $rc "$t"); see bench.log"
+  fi
+}
+
+stage_env
+stage_build
+stage_tests
+stage_sanitizer memcheck 90
+stage_sanitizer racecheck 90 --subset race
+{
+  for tool in memcheck racecheck; do
+    echo "################ $tool ################"
+    cat "$WORK/$tool.log" 2>/dev/null
+  done
+} >"$OUT_DIR/sanitizer.log"
+stage_bench
+
+# ---- 6. report ----------------------------------------------------------------------
+TOTAL=$(($(now) - T0))
+# Its exit status is not the verdict (see below); only whether a report exists matters here.
+timeout 60 "$PY" benchmarks/gpu_check_report.py report --work "$WORK" --out "$OUT_DIR" \
+  --total-s "$TOTAL" 2>>"$OUT_DIR/bench.log"
+if [[ ! -s "$OUT_DIR/gpu_check_report.md" ]]; then
+  # Python could not write it: a bare report from the stage records.
+  {
+    echo "# rnnfuse GPU check: FAIL (report generator failed, see bench.log)"
+    echo
+    echo "| stage | status | wall s | note |"
+    echo "|---|---|---|---|"
+    while IFS=$'\t' read -r name status secs note; do
+      echo "| $name | $status | $secs | $note |"
+    done <"$WORK/stages.tsv"
+    echo "| total | | $TOTAL | |"
+  } >"$OUT_DIR/gpu_check_report.md"
+fi
+
+# The verdict comes from the stage records, not from Python.
+RC=0
+for s in env build tests memcheck racecheck bench; do
+  grep -q "^$s"$'\t'"pass"$'\t' "$WORK/stages.tsv" || RC=1
+done
+echo >&2
+cat "$OUT_DIR/gpu_check_report.md"
+exit "$RC"

@@ -1,0 +1,251 @@
+"""The two Python steps of benchmarks/gpu_check.sh.
+
+  python3 benchmarks/gpu_check_report.py env --json WORK/env.json
+      print the environment (torch, CUDA, cuDNN, device) and save it as JSON.
+  python3 benchmarks/gpu_check_report.py report --work WORK --out OUT
+      read what the stages left (WORK/stages.tsv, junit XML, sanitizer logs,
+      OUT/bench.json) and write OUT/gpu_check_report.md. Exit 0 only if every
+      stage passed.
+
+Kept apart from the shell script because parsing junit XML and sanitizer
+summaries is easier to get right, and to test (tests/test_benchmarks.py),
+in Python. Only the standard library is needed for ``report``, so the
+report is written even when torch is broken.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+# Run as a script, Python puts benchmarks/ first on sys.path, where our
+# env.py, grid.py, timing.py... could shadow other top-level modules: put the
+# repository root there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+STAGES = ("env", "build", "tests", "memcheck", "racecheck", "bench")
+
+
+# ---- env -------------------------------------------------------------------
+
+def cmd_env(args) -> int:
+    import torch
+
+    from benchmarks import env
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # No rnnfuse import here: this runs before the build.
+    info = env.collect(device, "none")
+    info["cuda_available"] = torch.cuda.is_available()
+    Path(args.json).write_text(json.dumps(info, indent=1, default=str) + "\n")
+    for key in ("torch", "cuda", "cudnn", "python", "driver"):
+        print(f"{key}: {info.get(key)}")
+    print(f"device: {info['device']}")
+    print(f"git: {info['git']}")
+    if not torch.cuda.is_available():
+        print("torch sees no CUDA device", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---- parsing ---------------------------------------------------------------
+
+def read_stages(path: Path) -> dict:
+    """stages.tsv rows 'name<TAB>status<TAB>seconds<TAB>note' -> {name: {...}}."""
+    out = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                out[parts[0]] = {"status": parts[1], "seconds": float(parts[2] or 0),
+                                 "note": parts[3] if len(parts) > 3 else ""}
+    return out
+
+
+def junit_summary(paths) -> dict | None:
+    """Counts and failing test names over pytest junit XML files; None if none exist."""
+    total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "failed_names": []}
+    found = False
+    for path in paths:
+        path = Path(path)
+        if not path.exists() or path.stat().st_size == 0:
+            continue
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError:
+            continue
+        found = True
+        suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+        for s in suites:
+            for k in ("tests", "failures", "errors", "skipped"):
+                total[k] += int(s.get(k, 0))
+            for case in s.iter("testcase"):
+                if case.find("failure") is not None or case.find("error") is not None:
+                    total["failed_names"].append(f"{case.get('classname')}::{case.get('name')}")
+    if not found:
+        return None
+    total["passed"] = total["tests"] - total["failures"] - total["errors"] - total["skipped"]
+    return total
+
+
+_ERR_SUMMARY = re.compile(r"ERROR SUMMARY:\s*(\d+)\s+error")
+_RACE_SUMMARY = re.compile(r"RACECHECK SUMMARY:\s*(\d+)\s+hazards? displayed\s*\((\d+)\s+errors?,\s*(\d+)\s+warnings?\)")
+_CASES = re.compile(r"sanitizer_cases:\s*(\d+)\s+passed,\s*(\d+)\s+failed(?:,\s*(\d+)\s+skipped)?")
+
+
+def sanitizer_summary(log: Path) -> dict:
+    """Errors compute-sanitizer reported and the cases' own verdict, from one log."""
+    if not log.exists():
+        return {"ran": False}
+    text = log.read_text(errors="replace")
+    out = {"ran": True, "errors": None, "hazard_warnings": None, "cases_passed": None,
+           "cases_failed": None, "cases_skipped": None}
+    m = _ERR_SUMMARY.findall(text)
+    if m:
+        out["errors"] = int(m[-1])
+    r = _RACE_SUMMARY.findall(text)
+    if r:
+        out["errors"] = max(out["errors"] or 0, int(r[-1][1]))
+        out["hazard_warnings"] = int(r[-1][2])
+    c = _CASES.findall(text)
+    if c:
+        out["cases_passed"], out["cases_failed"] = int(c[-1][0]), int(c[-1][1])
+        out["cases_skipped"] = int(c[-1][2]) if c[-1][2] else 0
+    first = [ln.strip() for ln in text.splitlines()
+             if ln.startswith("========= ") and ("Invalid" in ln or "hazard" in ln.lower()
+                                                  or "Error" in ln)]
+    out["first_errors"] = first[:3]
+    return out
+
+
+# ---- report ----------------------------------------------------------------
+
+def _fmt(x, spec=".3f"):
+    return "-" if x is None else format(x, spec)
+
+
+def _stage_line(name, stages):
+    s = stages.get(name)
+    if s is None:
+        return f"| {name} | not run | - | |"
+    return f"| {name} | {s['status']} | {s['seconds']:.0f} | {s['note']} |"
+
+
+def speed_section(bench: dict | None) -> list[str]:
+    if not bench:
+        return ["No benchmark results (see bench stage)."]
+    from benchmarks import report as bench_report  # standard library only
+    lines = []
+    s = bench.get("summary") or {}
+    if s.get("geomean"):
+        lines += ["Geometric-mean ratio cuDNN time / rnnfuse time (above 1: rnnfuse faster):", "",
+                  bench_report.markdown_table(bench_report.GEOMEAN_HEADER,
+                                              bench_report.geomean_rows(s)), ""]
+    header = ("cell", "dtype", "mode", "T", "B", "H", "cuDNN algo", "torch ms", "rnnfuse ms",
+              "ratio", "rnnfuse TFLOP/s", "us/step", "status")
+    rows = []
+    for p in bench.get("points", []):
+        b, c = p.get("baseline") or {}, p.get("candidate") or {}
+        rows.append([p["cell"], p["dtype"], p["mode"], str(p["T"]), str(p["B"]), str(p["H"]),
+                     bench_report._algo(p), _fmt(b.get("median_ms")), _fmt(c.get("median_ms")),
+                     _fmt(p.get("ratio"), ".2f"), _fmt(c.get("tflops"), ".2f"),
+                     _fmt(c.get("us_per_step"), ".1f"), p["status"]])
+    lines.append(bench_report.markdown_table(header, rows))
+    bad = [p for p in bench.get("points", []) if p["status"] != "OK"]
+    lines += [""] + [f"- {p['status']} `{p['id']}`: {p.get('error')}" for p in bad[:10]]
+    return lines
+
+
+def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[str, bool]:
+    stages = read_stages(work / "stages.tsv")
+    env = {}
+    if (work / "env.json").exists():
+        try:
+            env = json.loads((work / "env.json").read_text())
+        except json.JSONDecodeError:
+            pass
+    bench = None
+    if (out / "bench.json").exists():
+        try:
+            bench = json.loads((out / "bench.json").read_text())
+        except json.JSONDecodeError:
+            pass
+    tests = junit_summary([work / "tests_cuda.xml", work / "tests_k.xml"])
+    san = {tool: sanitizer_summary(work / f"{tool}.log") for tool in ("memcheck", "racecheck")}
+
+    all_pass = all(stages.get(n, {}).get("status") == "pass" for n in STAGES)
+    dev = env.get("device") or {}
+    git = env.get("git") or {}
+    lines = [f"# rnnfuse GPU check: {'PASS' if all_pass else 'FAIL'}", "",
+             f"- card: {dev.get('name', 'unknown')}"
+             + (f" ({dev.get('sm_count')} SMs, cc {'.'.join(map(str, dev.get('compute_capability', [])))})"
+                if dev.get("type") == "cuda" else ""),
+             f"- driver: {env.get('driver') or 'unknown'}",
+             f"- torch {env.get('torch', '?')}, CUDA {env.get('cuda', '?')}, cuDNN {env.get('cudnn', '?')},"
+             f" Python {env.get('python', '?')}",
+             f"- date: {env.get('date', 'unknown')}",
+             f"- git commit: {git.get('commit') or 'unknown'}"
+             + (" (uncommitted changes)" if git.get("dirty") else ""),
+             f"- build time: {_fmt(stages.get('build', {}).get('seconds'), '.0f')} s"
+             f" ({stages.get('build', {}).get('status', 'not run')})",
+             ""]
+
+    lines += ["## Stages", "", "| stage | status | wall s | note |", "|---|---|---|---|"]
+    lines += [_stage_line(n, stages) for n in STAGES]
+    if total_s is not None:
+        lines.append(f"| total | | {total_s:.0f} | |")
+    lines.append("")
+
+    lines += ["## CUDA tests", ""]
+    if tests is None:
+        lines.append("No test results (no junit XML was written).")
+    else:
+        lines.append(f"{tests['passed']} passed, {tests['failures'] + tests['errors']} failed, "
+                     f"{tests['skipped']} skipped (of {tests['tests']})")
+        lines += [f"- FAILED {n}" for n in tests["failed_names"][:20]]
+    lines.append("")
+
+    lines += ["## Sanitizer", "",
+              "| tool | sanitizer errors | cases passed | cases failed | not run (deadline) |",
+              "|---|---|---|---|---|"]
+    for tool, s in san.items():
+        if not s["ran"]:
+            lines.append(f"| {tool} | not run | - | - | - |")
+            continue
+        lines.append(f"| {tool} | {_fmt(s['errors'], 'd')} | {_fmt(s['cases_passed'], 'd')} | "
+                     f"{_fmt(s['cases_failed'], 'd')} | {_fmt(s['cases_skipped'], 'd')} |")
+    for tool, s in san.items():
+        for e in s.get("first_errors") or []:
+            lines.append(f"- {tool}: `{e[:200]}`")
+    lines.append("")
+
+    lines += ["## Speed vs cuDNN (quick preset)", ""] + speed_section(bench) + [""]
+    return "\n".join(lines) + "\n", all_pass
+
+
+def cmd_report(args) -> int:
+    work, out = Path(args.work), Path(args.out)
+    text, ok = build_report(work, out, args.total_s)
+    (out / "gpu_check_report.md").write_text(text)
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("env")
+    e.add_argument("--json", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("--work", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--total-s", type=float, default=None)
+    args = ap.parse_args(argv)
+    return cmd_env(args) if args.cmd == "env" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""rnnfuse benchmark suite: ``python -m benchmarks.run``.
+
+On a CUDA machine it races rnnfuse against torch.nn.LSTM/GRU on cuDNN; on a
+CPU-only machine against torch.nn on the CPU. No flags needed.
+
+Examples:
+  python -m benchmarks.run                      # preset "standard" for this device
+  python -m benchmarks.run --preset quick       # a few points, under 2 minutes
+  python -m benchmarks.run --cell lstm --dtype bf16 --T 1024 --B 16 --H 768 --mode training
+  python -m benchmarks.run --preset standard --cell gru --dtype fp16   # filter a preset
+  python -m benchmarks.run --preset quick --list                       # show points only
+
+Point flags take comma lists (``--B 1,16,64``); given without --preset they
+form a cross product with the defaults of PyTorch's fastrnns point (LSTM,
+fp32, T=100, B=64, I=H, 1 layer, unidirectional, both modes); given with
+--preset they filter it.
+
+Results: results.json, report.md and speedup_*.png in
+benchmarks/results/<card>_<YYYY-MM-DD>[_<preset>]/ unless --out is given.
+Exit status: 0 when every point is OK, 1 when any is WRONG or ERROR, 2 on
+a usage or set-up error (e.g. rnnfuse does not import).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import ceilings as ceilings_mod
+from . import env, grid, measure, plots, report, timing
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+# Per-implementation measuring time per point. The GPU quick preset must
+# finish in under 2 minutes including start-up; a 2-core CPU needs fewer repeats.
+BUDGETS = {
+    ("cuda", "quick"): timing.Budget(seconds=0.2, warmup=3, min_repeats=10, max_repeats=100),
+    ("cuda", "standard"): timing.Budget(seconds=0.5, warmup=3, min_repeats=20, max_repeats=200),
+    ("cpu", "quick"): timing.Budget(seconds=0.3, warmup=1, min_repeats=3, max_repeats=50),
+    ("cpu", "standard"): timing.Budget(seconds=1.0, warmup=2, min_repeats=5, max_repeats=100),
+}
+
+POINT_FLAGS = {  # flag -> (Point field, parser, default for a custom grid)
+    "cell": ("cell", str, ("lstm",)),
+    "dtype": ("dtype", str, ("fp32",)),
+    "T": ("T", int, (100,)),
+    "B": ("B", int, (64,)),
+    "I": ("I", int, None),  # None: I = H
+    "H": ("H", int, (512,)),
+    "layers": ("layers", int, (1,)),
+    "bidirectional": ("bidirectional", bool, (False,)),
+    "mode": ("mode", str, grid.MODES),
+}
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=grid.PRESETS, help="named grid (default: standard, "
+                    "unless point flags are given)")
+    ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    for flag in POINT_FLAGS:
+        ap.add_argument(f"--{flag}", metavar="LIST", help=f"comma list of {flag} values")
+    ap.add_argument("--out", type=Path, help="output folder (default: benchmarks/results/...)")
+    ap.add_argument("--candidate", choices=("rnnfuse", "torch"), default="rnnfuse",
+                    help="implementation raced against torch.nn; 'torch' races torch.nn "
+                    "against itself to check the harness (ratios near 1)")
+    ap.add_argument("--budget", type=float, help="seconds of timed repeats per implementation "
+                    "and point (default depends on device and preset)")
+    ap.add_argument("--ceilings", choices=("full", "small", "off"), default="full",
+                    help="measure the card's GEMM/copy ceilings (small: tiny sizes, for tests)")
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--list", action="store_true", help="print the points and exit")
+    return ap.parse_args(argv)
+
+
+def select_points(args, device_type: str) -> tuple[list[grid.Point], str | None]:
+    given = {f: grid.parse_list(getattr(args, f), POINT_FLAGS[f][1])
+             for f in POINT_FLAGS if getattr(args, f) is not None}
+    if "cell" in given:
+        given["cell"] = tuple(c.lower() for c in given["cell"])
+    preset = args.preset or (None if given else "standard")
+    if preset:
+        pts = grid.preset(preset, device_type)
+        for f, values in given.items():
+            pts = [p for p in pts if getattr(p, POINT_FLAGS[f][0]) in values]
+        return pts, preset
+    vals = {f: given.get(f, POINT_FLAGS[f][2]) for f in POINT_FLAGS}
+    pts = grid.cross(cells=vals["cell"], dtypes=vals["dtype"], T=vals["T"], B=vals["B"],
+                     H=vals["H"], I=vals["I"], layers=vals["layers"],
+                     bidirectional=vals["bidirectional"], modes=vals["mode"])
+    return pts, None
+
+
+def load_candidates(name: str) -> dict:
+    if name == "torch":
+        return {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+    import rnnfuse  # fails loudly if the extension did not build
+    return {"lstm": rnnfuse.LSTM, "gru": rnnfuse.GRU}
+
+
+def default_out_dir(info: dict, preset: str | None) -> Path:
+    name = f"{env.card_slug(info)}_{datetime.date.today().isoformat()}"
+    return RESULTS_DIR / (f"{name}_{preset}" if preset else name)
+
+
+def _progress(points):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # still usable without tqdm: one line per point
+        return None
+    return tqdm(points, desc="benchmark", unit="pt", dynamic_ncols=True, file=sys.stderr)
+
+
+def run(points, device, candidates, budget, ceilings, info, require_namespace=None) -> list[dict]:
+    bar = _progress(points)
+    results = []
+    for i, point in enumerate(bar if bar is not None else points):
+        if bar is not None:
+            bar.set_postfix_str(point.id)
+        else:
+            print(f"[{i + 1}/{len(points)}] {point.id}", file=sys.stderr, flush=True)
+        res = measure.run_point(point, device, candidates, budget, ceilings, info,
+                                require_namespace)
+        results.append(res)
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def main(argv=None, candidates: dict | None = None) -> int:
+    """CLI entry. ``candidates`` ({"lstm": cls, "gru": cls}) overrides --candidate (tests)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+            return 2
+    try:
+        points, preset = select_points(args, device.type)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not points:
+        print("error: no points selected", file=sys.stderr)
+        return 2
+    if args.list:
+        for p in points:
+            print(p.id)
+        print(f"{len(points)} points", file=sys.stderr)
+        return 0
+    if device.type == "cpu":
+        points = [p for p in points if p.dtype != "tf32"]  # TF32 is a CUDA mode
+
+    candidate_name = "custom" if candidates is not None else args.candidate
+    if candidates is None:
+        try:
+            candidates = load_candidates(args.candidate)
+        except Exception as e:  # noqa: BLE001
+            print(f"error: cannot import the candidate {args.candidate!r}: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+
+    t_start = time.perf_counter()
+    environment = env.collect(device, candidate_name)
+    info = environment["device"]
+    budget = dataclasses.replace(BUDGETS[(device.type, preset or "standard")])
+    if args.budget is not None:
+        budget.seconds = args.budget
+    if args.ceilings == "off":
+        ceil = {"gemm_tflops": {}, "copy_gbps": None}
+    else:
+        ceil = ceilings_mod.measure(device, {p.dtype for p in points}, small=args.ceilings == "small")
+
+    # The real candidate must run its own ops; stand-ins (torch, injected) have none.
+    namespace = "rnnfuse" if candidate_name == "rnnfuse" else None
+    points_out = run(points, device, candidates, budget, ceil, info, namespace)
+
+    config = {"argv": list(sys.argv[1:] if argv is None else argv), "device": str(device),
+              "budget": dataclasses.asdict(budget), "wall_s": None}
+    config["wall_s"] = round(time.perf_counter() - t_start, 2)
+    results = report.build(points_out, environment, ceil, config, preset)
+    out = args.out or default_out_dir(info, preset)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(results, out / "results.json")
+    report.write_markdown(results, out / "report.md")
+    pngs = [] if args.no_plots else plots.write(results, out)
+
+    print(report.console(results))
+    print(f"\nwrote {out / 'results.json'}, {out / 'report.md'}"
+          + "".join(f", {p.name}" for p in pngs) + f"  ({config['wall_s']:.0f} s)")
+    return 0 if all(p["status"] == "OK" for p in points_out) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Small rnnfuse CUDA workloads for compute-sanitizer.
+
+  compute-sanitizer --tool memcheck --error-exitcode 1 python benchmarks/sanitizer_cases.py
+  compute-sanitizer --tool racecheck --error-exitcode 1 python benchmarks/sanitizer_cases.py --subset race
+
+Each case runs forward and backward through rnnfuse on CUDA and asserts that
+every output and gradient is finite and close to torch.nn computed on the
+CPU in float64 (a finite garbage result from reading unwritten memory is as
+much a bug as an out-of-bounds access, and memcheck does not see it).
+cuDNN is disabled, so the only recurrent kernels the sanitizer sees are
+ours (plus cuBLAS GEMMs and ATen's pointwise kernels). Shapes are tiny
+(T=5, B=3) because the sanitizers slow kernels 10-100x; H=40 is not a
+multiple of 32 (the general path), H=64 is (the aligned path).
+
+Run it with PYTORCH_NO_CUDA_MEMORY_CACHING=1 (gpu_check.sh does): with the
+caching allocator an overrun lands inside a cached block and memcheck cannot
+see it.
+
+Other flags: --list prints the cases; --subset {all,race}; -k SUBSTR keeps
+cases whose name contains SUBSTR; --device cpu runs the same checks on the
+CPU kernels (to test this script without a GPU); --deadline-s S starts no
+case after S seconds (cases run most-informative first).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+_T0 = time.monotonic()  # --deadline-s counts from here, torch's import included
+
+# Run as a script, Python puts benchmarks/ first on sys.path, where our
+# env.py, grid.py, timing.py... could shadow other top-level modules: put the
+# repository root there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import torch  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+T, B, I = 5, 3, 24  # noqa: E741
+LENGTHS = [5, 3, 2]  # packed: sorted, distinct, shorter than T; B entries
+TOL = {"fp32": 1e-4, "bf16": 5e-2}  # max-abs error relative to the reference's magnitude
+DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    kind: str  # LSTM, GRU, LSTMCell, GRUCell
+    dtype: str
+    H: int
+    packed: bool = False
+    proj: int = 0
+    layers: int = 1
+    bidirectional: bool = False
+
+    @property
+    def name(self) -> str:
+        extra = (f"-proj{self.proj}" if self.proj else "") + (f"-L{self.layers}" if self.layers > 1 else "")
+        extra += "-bi" if self.bidirectional else ""
+        layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
+        return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
+
+
+def all_cases() -> list[Case]:
+    """Every case, ordered so that a run cut short by --deadline-s has already
+    covered each cell, dtype, size class, layout and feature once."""
+    first = [Case("LSTM", "fp32", 40), Case("GRU", "bf16", 64, packed=True),
+             Case("LSTM", "bf16", 64, packed=True), Case("GRU", "fp32", 40),
+             Case("LSTM", "bf16", 40, proj=24), Case("LSTM", "fp32", 40, packed=True, layers=2,
+                                                    bidirectional=True),
+             Case("GRU", "fp32", 40, packed=True, layers=2, bidirectional=True),
+             Case("LSTMCell", "bf16", 40), Case("GRUCell", "fp32", 40)]
+    rest = [Case(k, d, h, packed=p)
+            for k in ("LSTM", "GRU") for d in ("fp32", "bf16") for h in (40, 64) for p in (False, True)]
+    rest += [Case("LSTM", d, 40, packed=p, proj=24) for d in ("fp32", "bf16") for p in (False, True)]
+    rest += [Case(k, "fp32", 40, packed=p, layers=2, bidirectional=True)
+             for k in ("LSTM", "GRU") for p in (False, True)]
+    rest += [Case(k, d, 40) for k in ("LSTMCell", "GRUCell") for d in ("fp32", "bf16")]
+    return first + [c for c in rest if c not in first]
+
+
+def race_cases() -> list[Case]:
+    """racecheck is slower than memcheck: one aligned and one ragged size per cell."""
+    return [Case("LSTM", "bf16", 64), Case("LSTM", "fp32", 40, packed=True),
+            Case("GRU", "bf16", 64), Case("GRU", "fp32", 40, packed=True),
+            Case("LSTM", "fp32", 40, proj=24)]
+
+
+def _modules(case: Case, device: str):
+    import rnnfuse
+    torch.manual_seed(0)
+    if case.kind.endswith("Cell"):
+        args = (I, case.H)
+        kwargs = {}
+    else:
+        args = (I, case.H)
+        kwargs = dict(num_layers=case.layers, bidirectional=case.bidirectional)
+        if case.proj:
+            kwargs["proj_size"] = case.proj
+    ref = getattr(torch.nn, case.kind)(*args, **kwargs).double()
+    ours = getattr(rnnfuse, case.kind)(*args, **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours.to(device=device, dtype=DTYPE[case.dtype])
+
+
+def _inputs(case: Case):
+    gen = torch.Generator().manual_seed(1)
+    if case.kind.endswith("Cell"):
+        x = torch.randn(B, I, generator=gen, dtype=torch.float64)
+    else:
+        x = torch.randn(T, B, I, generator=gen, dtype=torch.float64)
+    return x
+
+
+def _flatten(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if hasattr(out, "data") and hasattr(out, "batch_sizes"):  # PackedSequence
+        return [out.data]
+    return [t for o in out for t in _flatten(o)]
+
+
+def _forward_backward(module, x, case: Case, device, dtype):
+    """Outputs and gradients (input and parameters) of one forward+backward."""
+    x = x.to(device=device, dtype=dtype).requires_grad_(True)
+    inp = pack_padded_sequence(x, torch.tensor(LENGTHS)) if case.packed else x
+    out = _flatten(module(inp))
+    gen = torch.Generator().manual_seed(2)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=torch.float64)
+                .to(device=device, dtype=o.dtype)).sum() for o in out)
+    loss.backward()
+    grads = [x.grad] + [p.grad for p in module.parameters()]
+    return out, grads
+
+
+def _rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    ours, ref = ours.detach().double().cpu(), ref.detach().double()
+    scale = ref.abs().max().item() or 1.0
+    return (ours - ref).abs().max().item() / scale
+
+
+def run_case(case: Case, device: str = "cuda") -> float:
+    """Run one case; returns its worst relative error; raises AssertionError if off."""
+    ref, ours = _modules(case, device)
+    x = _inputs(case)
+    out, grads = _forward_backward(ours, x, case, device, DTYPE[case.dtype])
+    if device == "cuda":
+        torch.cuda.synchronize()  # attribute any asynchronous fault to this case
+    ref_out, ref_grads = _forward_backward(ref, x, case, "cpu", torch.float64)
+    worst = 0.0
+    for i, (o, r) in enumerate(zip(out + grads, ref_out + ref_grads)):
+        assert o is not None, f"{case.name}: tensor {i} has no gradient"
+        assert o.shape == r.shape, f"{case.name}: tensor {i} shape {tuple(o.shape)} != {tuple(r.shape)}"
+        assert torch.isfinite(o).all(), f"{case.name}: tensor {i} is not finite"
+        err = _rel_err(o, r)
+        assert err <= TOL[case.dtype], f"{case.name}: tensor {i} error {err:.3g} > {TOL[case.dtype]}"
+        worst = max(worst, err)
+    return worst
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--subset", choices=("all", "race"), default="all")
+    ap.add_argument("-k", dest="keyword", default="", help="keep cases whose name contains this")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                    help="cpu: check the harness itself on a machine without a GPU")
+    ap.add_argument("--deadline-s", type=float, default=None,
+                    help="start no case after this many seconds from start-up, so the "
+                    "process ends by itself and the sanitizer prints its summary "
+                    "(a killed run prints none)")
+    args = ap.parse_args(argv)
+    cases = all_cases() if args.subset == "all" else race_cases()
+    cases = [c for c in cases if args.keyword in c.name]
+    if args.list:
+        print("\n".join(c.name for c in cases))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("sanitizer_cases: no CUDA device", file=sys.stderr)
+        return 2
+    # No cuDNN: even a fallback inside rnnfuse must not put cuDNN's kernels
+    # under the sanitizer in place of ours.
+    torch.backends.cudnn.enabled = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    # fp32 then takes the exact FMA tiles and bf16 the tensor-core tiles, so
+    # both kernel families run under the sanitizer (TF32 would need a looser
+    # tolerance than fp32's).
+    torch.backends.cudnn.allow_tf32 = False
+    failed = skipped = 0
+    for case in cases:
+        if args.deadline_s is not None and time.monotonic() - _T0 > args.deadline_s:
+            skipped += 1
+            print(f"skip  {case.name:36s} (deadline)", flush=True)
+            continue
+        t0 = time.perf_counter()
+        try:
+            err = run_case(case, args.device)
+            print(f"ok    {case.name:36s} max rel err {err:.2e}  {time.perf_counter() - t0:6.2f} s",
+                  flush=True)
+        except Exception as e:  # noqa: BLE001 - report every case, then fail
+            failed += 1
+            print(f"FAIL  {case.name:36s} {type(e).__name__}: {e}", flush=True)
+    print(f"sanitizer_cases: {len(cases) - failed - skipped} passed, {failed} failed, "
+          f"{skipped} skipped (deadline)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
