@@ -177,7 +177,7 @@ stage_tests() {
     rc1=5
   else
     echo "## pytest ${files[*]} (timeout ${t}s)" >>"$log"
-    run_capped "$t" "$WORK/tests_cuda.out" "$PY" -m pytest "${files[@]}" -q -rfE -x -p no:cacheprovider \
+    run_capped "$t" "$WORK/tests_cuda.out" "$PY" -m pytest "${files[@]}" -q -rfE -p no:cacheprovider \
       ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_cuda.xml"
     rc1=$?
     cat "$WORK/tests_cuda.out" >>"$log"
@@ -188,7 +188,7 @@ stage_tests() {
   ((left < 20)) && left=20
   echo "## pytest tests -k cuda, other files (timeout ${left}s)" >>"$log"
   run_capped "$left" "$log" "$PY" -m pytest tests -k cuda --ignore-glob='*/test_cuda_*.py' \
-    -q -rfE -x -p no:cacheprovider ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_k.xml"
+    -q -rfE -p no:cacheprovider ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_k.xml"
   rc2=$?
   note="test_cuda_*: $(timeout_note "$rc1" "$t" 'none found'), $n1 passed; -k cuda: $(timeout_note "$rc2" "$left" 'none selected')"
   note="$note; last summary: $(last_summary "$log")"

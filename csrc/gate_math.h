@@ -33,16 +33,19 @@ struct LstmActs {
 
 // Pre-activations (x_proj + h W_hh^T, biases included) -> activations, c_t.
 // h_t (before any projection) is o * tanh(c_t).
+// The cell update from activated gates (i, f, o sigmoids, g tanh). Split out
+// so the CPU can take the gate activations from ATen's vectorised
+// sigmoid/tanh and still share the update (and all derivatives) with CUDA.
+template <typename acc_t>
+RNNFUSE_HD LstmActs<acc_t> lstm_cell_update(acc_t i, acc_t f, acc_t g, acc_t o, acc_t c_prev) {
+  return LstmActs<acc_t>{i, f, g, o, f * c_prev + i * g};
+}
+
 template <typename acc_t>
 RNNFUSE_HD LstmActs<acc_t> lstm_cell_forward(acc_t pre_i, acc_t pre_f, acc_t pre_g,
                                              acc_t pre_o, acc_t c_prev) {
-  LstmActs<acc_t> a;
-  a.i = sigmoid(pre_i);
-  a.f = sigmoid(pre_f);
-  a.g = tanh_acc(pre_g);
-  a.o = sigmoid(pre_o);
-  a.c = a.f * c_prev + a.i * a.g;
-  return a;
+  return lstm_cell_update(sigmoid(pre_i), sigmoid(pre_f), tanh_acc(pre_g), sigmoid(pre_o),
+                          c_prev);
 }
 
 template <typename acc_t>
@@ -80,15 +83,16 @@ struct GruActs {
 };
 
 // x_*: input projections (b_ih included); h_*: recurrent terms (b_hh included).
+// From the activated r and z gates (see lstm_cell_update for why it is split).
+template <typename acc_t>
+RNNFUSE_HD GruActs<acc_t> gru_cell_update(acc_t r, acc_t z, acc_t x_n, acc_t h_n) {
+  return GruActs<acc_t>{r, z, tanh_acc(x_n + r * h_n), h_n};
+}
+
 template <typename acc_t>
 RNNFUSE_HD GruActs<acc_t> gru_cell_forward(acc_t x_r, acc_t x_z, acc_t x_n, acc_t h_r,
                                            acc_t h_z, acc_t h_n) {
-  GruActs<acc_t> a;
-  a.r = sigmoid(x_r + h_r);
-  a.z = sigmoid(x_z + h_z);
-  a.hn = h_n;
-  a.n = tanh_acc(x_n + a.r * h_n);
-  return a;
+  return gru_cell_update(sigmoid(x_r + h_r), sigmoid(x_z + h_z), x_n, h_n);
 }
 
 template <typename acc_t>

@@ -24,19 +24,27 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
 
   const scalar_t* x = f.x_proj.data_ptr<scalar_t>();
   const scalar_t* h0 = f.h0.data_ptr<scalar_t>();
-  const acc_t* bb = bias.data_ptr<acc_t>();
   scalar_t* y = f.y.data_ptr<scalar_t>();
   acc_t* ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
 
   for (const Step& st : steps) {
     recurrent_matmul(rec, f.y, f.h0, st, w_t);
+    // r and z through ATen's vectorised sigmoid (scalar expf costs several
+    // times the GEMM); n and the update are gate_math.h's.
+    at::Tensor hh = rec.narrow(0, 0, st.bs);
+    hh.add_(bias);
+    const at::Tensor rz =
+        (hh.narrow(1, 0, 2 * hidden) + f.x_proj.narrow(0, st.row0, st.bs).narrow(1, 0, 2 * hidden))
+            .sigmoid_()
+            .contiguous();
     const acc_t* r = rec.data_ptr<acc_t>();
+    const acc_t* gates = rz.data_ptr<acc_t>();
     for_each_unit(st.bs, hidden, [&](int64_t b, int64_t j) {
       const scalar_t* xr = x + (st.row0 + b) * 3 * hidden;
       const acc_t* rr = r + b * 3 * hidden;
-      const auto a = gru_cell_forward<acc_t>(
-          acc_t(xr[j]), acc_t(xr[hidden + j]), acc_t(xr[2 * hidden + j]), rr[j] + bb[j],
-          rr[hidden + j] + bb[hidden + j], rr[2 * hidden + j] + bb[2 * hidden + j]);
+      const acc_t* g = gates + b * 2 * hidden;
+      const auto a = gru_cell_update<acc_t>(g[j], g[hidden + j], acc_t(xr[2 * hidden + j]),
+                                            rr[2 * hidden + j]);
       const acc_t h_prev = b < st.carry ? acc_t(y[(st.prev_row0 + b) * hidden + j])
                                         : acc_t(h0[b * hidden + j]);
       y[(st.row0 + b) * hidden + j] = scalar_t(gru_hidden(a, h_prev));

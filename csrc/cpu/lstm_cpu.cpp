@@ -28,7 +28,6 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
     h_raw = at::empty({batch, hidden}, acc_opts);
     w_hr_t = f.w_hr.to(acc_opts.dtype()).t();
   }
-  const scalar_t* x = f.x_proj.data_ptr<scalar_t>();
   scalar_t* y = f.y.data_ptr<scalar_t>();
   acc_t* c_state = f.c_state.data_ptr<acc_t>();
   acc_t* ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
@@ -36,15 +35,19 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
 
   for (const Step& st : steps) {
     recurrent_matmul(rec, f.y, f.h0, st, w_t);
+    // Gate activations through ATen's vectorised kernels (scalar expf/tanhf
+    // here cost several times the GEMM); the cell update is gate_math.h's.
+    at::Tensor gates = rec.narrow(0, 0, st.bs);
+    gates.add_(f.x_proj.narrow(0, st.row0, st.bs));
+    gates.narrow(1, 0, 2 * hidden).sigmoid_();
+    gates.narrow(1, 2 * hidden, hidden).tanh_();
+    gates.narrow(1, 3 * hidden, hidden).sigmoid_();
     const acc_t* r = rec.data_ptr<acc_t>();
     acc_t* hr = project ? h_raw.data_ptr<acc_t>() : nullptr;
     for_each_unit(st.bs, hidden, [&](int64_t b, int64_t j) {
-      const scalar_t* xr = x + (st.row0 + b) * 4 * hidden;
-      const acc_t* rr = r + b * 4 * hidden;
-      const auto a = lstm_cell_forward<acc_t>(
-          acc_t(xr[j]) + rr[j], acc_t(xr[hidden + j]) + rr[hidden + j],
-          acc_t(xr[2 * hidden + j]) + rr[2 * hidden + j],
-          acc_t(xr[3 * hidden + j]) + rr[3 * hidden + j], c_state[b * hidden + j]);
+      const acc_t* g = r + b * 4 * hidden + j;
+      const auto a = lstm_cell_update<acc_t>(g[0], g[hidden], g[2 * hidden], g[3 * hidden],
+                                             c_state[b * hidden + j]);
       c_state[b * hidden + j] = a.c;
       const acc_t h = lstm_hidden(a);
       if (project) {
