@@ -96,64 +96,48 @@ __global__ void __launch_bounds__(Gemm::kThreads) gru_bwd_step_kernel(const GruB
   }
 }
 
+// Tile choices of gru_fwd_step_kernel (launched through run_step).
+template <typename scalar_t>
+struct GruFwdTiles {
+  using acc_t = at::opmath_type<scalar_t>;
+  using elem_t = typename MmaElement<scalar_t>::type;
+  using MmaSmall = Tile<MmaGemm<scalar_t, 16, 48, chunk<elem_t>(128), 6>, 16>;
+  using MmaLarge = Tile<MmaGemm<scalar_t, 64, 48, chunk<elem_t>(64), 4>, 16>;
+  using SimtSmall = Tile<SimtGemm<16, 24, chunk<acc_t>(256), 2, 2>, 8>;
+  using SimtLarge = Tile<SimtGemm<64, 48, chunk<acc_t>(128), 4, 4>, 16>;
+
+  template <typename T>
+  static void launch(const GruFwdStepArgs& a, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(gru_fwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
+                                         a.hidden, T::J, a.h_prev.rows, stream);
+  }
+};
+
+// Tile choices of gru_bwd_step_kernel (launched through run_step).
+template <typename scalar_t>
+struct GruBwdTiles {
+  using acc_t = at::opmath_type<scalar_t>;
+  using elem_t = typename MmaElement<scalar_t>::type;
+  using MmaSmall = Tile<MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>, 16>;
+  using MmaLarge = Tile<MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>, 32>;
+  using SimtSmall = Tile<SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>, 16>;
+  using SimtLarge = Tile<SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>, 32>;
+
+  template <typename T>
+  static void launch(const GruBwdStepArgs& a, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(gru_bwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
+                                         a.hidden, T::J, a.dhh_next.rows, stream);
+  }
+};
+
 template <typename scalar_t>
 void gru_fwd_step_impl(const GruFwdStepArgs& a, const StepConfig& cfg) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const bool large = a.h_prev.rows > kLargeBatch;
-  if constexpr (kHasTensorCores<scalar_t>) {
-    if (cfg.tensor_cores) {
-      using elem_t = typename MmaElement<scalar_t>::type;
-      using Small = MmaGemm<scalar_t, 16, 48, chunk<elem_t>(128), 6>;
-      using Large = MmaGemm<scalar_t, 64, 48, chunk<elem_t>(64), 4>;
-      if (large) {
-        launch_step<Large, acc_t>(gru_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
-                                  a.h_prev.rows, cfg.stream);
-      } else {
-        launch_step<Small, acc_t>(gru_fwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
-                                  a.h_prev.rows, cfg.stream);
-      }
-      return;
-    }
-  }
-  using Small = SimtGemm<16, 24, chunk<acc_t>(256), 2, 2>;
-  using Large = SimtGemm<64, 48, chunk<acc_t>(128), 4, 4>;
-  if (large) {
-    launch_step<Large, acc_t>(gru_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
-                              a.h_prev.rows, cfg.stream);
-  } else {
-    launch_step<Small, acc_t>(gru_fwd_step_kernel<scalar_t, Small, 8>, a, a.hidden, 8,
-                              a.h_prev.rows, cfg.stream);
-  }
+  run_step<scalar_t, GruFwdTiles<scalar_t>>(a, a.h_prev.rows, cfg);
 }
 
 template <typename scalar_t>
 void gru_bwd_step_impl(const GruBwdStepArgs& a, const StepConfig& cfg) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const bool large = a.dhh_next.rows > kLargeBatch;
-  if constexpr (kHasTensorCores<scalar_t>) {
-    if (cfg.tensor_cores) {
-      using elem_t = typename MmaElement<scalar_t>::type;
-      using Small = MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>;
-      using Large = MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>;
-      if (large) {
-        launch_step<Large, acc_t>(gru_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
-                                  a.dhh_next.rows, cfg.stream);
-      } else {
-        launch_step<Small, acc_t>(gru_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
-                                  a.dhh_next.rows, cfg.stream);
-      }
-      return;
-    }
-  }
-  using Small = SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>;
-  using Large = SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>;
-  if (large) {
-    launch_step<Large, acc_t>(gru_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
-                              a.dhh_next.rows, cfg.stream);
-  } else {
-    launch_step<Small, acc_t>(gru_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
-                              a.dhh_next.rows, cfg.stream);
-  }
+  run_step<scalar_t, GruBwdTiles<scalar_t>>(a, a.dhh_next.rows, cfg);
 }
 
 }  // namespace cuda

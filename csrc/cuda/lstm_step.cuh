@@ -93,64 +93,48 @@ __global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(const Lst
   }
 }
 
+// Tile choices of lstm_fwd_step_kernel (launched through run_step).
+template <typename scalar_t>
+struct LstmFwdTiles {
+  using acc_t = at::opmath_type<scalar_t>;
+  using elem_t = typename MmaElement<scalar_t>::type;
+  using MmaSmall = Tile<MmaGemm<scalar_t, 16, 32, chunk<elem_t>(128), 4>, 8>;
+  using MmaLarge = Tile<MmaGemm<scalar_t, 64, 64, chunk<elem_t>(64), 4>, 16>;
+  using SimtSmall = Tile<SimtGemm<16, 32, chunk<acc_t>(256), 2, 2>, 8>;
+  using SimtLarge = Tile<SimtGemm<64, 64, chunk<acc_t>(128), 4, 4>, 16>;
+
+  template <typename T>
+  static void launch(const LstmFwdStepArgs& a, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(lstm_fwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
+                                         a.hidden, T::J, a.h_prev.rows, stream);
+  }
+};
+
+// Tile choices of lstm_bwd_step_kernel (launched through run_step).
+template <typename scalar_t>
+struct LstmBwdTiles {
+  using acc_t = at::opmath_type<scalar_t>;
+  using elem_t = typename MmaElement<scalar_t>::type;
+  using MmaSmall = Tile<MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>, 16>;
+  using MmaLarge = Tile<MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>, 32>;
+  using SimtSmall = Tile<SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>, 16>;
+  using SimtLarge = Tile<SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>, 32>;
+
+  template <typename T>
+  static void launch(const LstmBwdStepArgs& a, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(lstm_bwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
+                                         a.hidden, T::J, a.dgates_next.rows, stream);
+  }
+};
+
 template <typename scalar_t>
 void lstm_fwd_step_impl(const LstmFwdStepArgs& a, const StepConfig& cfg) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const bool large = a.h_prev.rows > kLargeBatch;
-  if constexpr (kHasTensorCores<scalar_t>) {
-    if (cfg.tensor_cores) {
-      using elem_t = typename MmaElement<scalar_t>::type;
-      using Small = MmaGemm<scalar_t, 16, 32, chunk<elem_t>(128), 4>;
-      using Large = MmaGemm<scalar_t, 64, 64, chunk<elem_t>(64), 4>;
-      if (large) {
-        launch_step<Large, acc_t>(lstm_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
-                                  a.h_prev.rows, cfg.stream);
-      } else {
-        launch_step<Small, acc_t>(lstm_fwd_step_kernel<scalar_t, Small, 8>, a, a.hidden, 8,
-                                  a.h_prev.rows, cfg.stream);
-      }
-      return;
-    }
-  }
-  using Small = SimtGemm<16, 32, chunk<acc_t>(256), 2, 2>;
-  using Large = SimtGemm<64, 64, chunk<acc_t>(128), 4, 4>;
-  if (large) {
-    launch_step<Large, acc_t>(lstm_fwd_step_kernel<scalar_t, Large, 16>, a, a.hidden, 16,
-                              a.h_prev.rows, cfg.stream);
-  } else {
-    launch_step<Small, acc_t>(lstm_fwd_step_kernel<scalar_t, Small, 8>, a, a.hidden, 8,
-                              a.h_prev.rows, cfg.stream);
-  }
+  run_step<scalar_t, LstmFwdTiles<scalar_t>>(a, a.h_prev.rows, cfg);
 }
 
 template <typename scalar_t>
 void lstm_bwd_step_impl(const LstmBwdStepArgs& a, const StepConfig& cfg) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const bool large = a.dgates_next.rows > kLargeBatch;
-  if constexpr (kHasTensorCores<scalar_t>) {
-    if (cfg.tensor_cores) {
-      using elem_t = typename MmaElement<scalar_t>::type;
-      using Small = MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>;
-      using Large = MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>;
-      if (large) {
-        launch_step<Large, acc_t>(lstm_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
-                                  a.dgates_next.rows, cfg.stream);
-      } else {
-        launch_step<Small, acc_t>(lstm_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
-                                  a.dgates_next.rows, cfg.stream);
-      }
-      return;
-    }
-  }
-  using Small = SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>;
-  using Large = SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>;
-  if (large) {
-    launch_step<Large, acc_t>(lstm_bwd_step_kernel<scalar_t, Large, 32>, a, a.hidden, 32,
-                              a.dgates_next.rows, cfg.stream);
-  } else {
-    launch_step<Small, acc_t>(lstm_bwd_step_kernel<scalar_t, Small, 16>, a, a.hidden, 16,
-                              a.dgates_next.rows, cfg.stream);
-  }
+  run_step<scalar_t, LstmBwdTiles<scalar_t>>(a, a.dgates_next.rows, cfg);
 }
 
 }  // namespace cuda

@@ -29,6 +29,37 @@ constexpr int chunk(int row_bytes) {
 // W_hh per step); below it 16-row tiles (more blocks for small batches).
 constexpr int kLargeBatch = 32;
 
+// One tile choice: the GEMM tile and the hidden units J a block owns.
+template <typename Gemm_, int J_>
+struct Tile {
+  using Gemm = Gemm_;
+  static constexpr int J = J_;
+};
+
+// Runs one step with the tile its dtype, the TF32 switch and its batch call
+// for. Tiles is a kernel family's traits: MmaSmall, MmaLarge, SimtSmall,
+// SimtLarge (Tile types) and `template <typename T> static void launch(args,
+// stream)`.
+template <typename scalar_t, typename Tiles, typename Args>
+void run_step(const Args& args, int rows, const StepConfig& cfg) {
+  const bool large = rows > kLargeBatch;
+  if constexpr (kHasTensorCores<scalar_t>) {
+    if (cfg.tensor_cores) {
+      if (large) {
+        Tiles::template launch<typename Tiles::MmaLarge>(args, cfg.stream);
+      } else {
+        Tiles::template launch<typename Tiles::MmaSmall>(args, cfg.stream);
+      }
+      return;
+    }
+  }
+  if (large) {
+    Tiles::template launch<typename Tiles::SimtLarge>(args, cfg.stream);
+  } else {
+    Tiles::template launch<typename Tiles::SimtSmall>(args, cfg.stream);
+  }
+}
+
 template <typename Gemm, typename acc_t, typename Kernel, typename Args>
 void launch_step(Kernel kernel, const Args& args, int units, int unit_tile, int rows,
                  cudaStream_t stream) {
