@@ -112,13 +112,8 @@ struct LstmFwdTiles {
 
 // Tile choices of lstm_bwd_step_kernel (launched through run_step).
 template <typename scalar_t>
-struct LstmBwdTiles {
+struct LstmBwdTiles : BackwardTileTable<scalar_t> {
   using acc_t = at::opmath_type<scalar_t>;
-  using elem_t = typename MmaElement<scalar_t>::type;
-  using MmaSmall = Tile<MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>, 16>;
-  using MmaLarge = Tile<MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>, 32>;
-  using SimtSmall = Tile<SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>, 16>;
-  using SimtLarge = Tile<SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>, 32>;
 
   template <typename T>
   static void launch(const LstmBwdStepArgs& a, cudaStream_t stream) {

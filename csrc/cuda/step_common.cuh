@@ -60,6 +60,18 @@ void run_step(const Args& args, int rows, const StepConfig& cfg) {
   }
 }
 
+// The backward steps of both cells have one GEMM shape (a block owns J
+// units; k runs over all G*H gate gradients), so they share one tile table.
+template <typename scalar_t>
+struct BackwardTileTable {
+  using acc_t = at::opmath_type<scalar_t>;
+  using elem_t = typename MmaElement<scalar_t>::type;
+  using MmaSmall = Tile<MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>, 16>;
+  using MmaLarge = Tile<MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>, 32>;
+  using SimtSmall = Tile<SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>, 16>;
+  using SimtLarge = Tile<SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>, 32>;
+};
+
 template <typename Gemm, typename acc_t, typename Kernel, typename Args>
 void launch_step(Kernel kernel, const Args& args, int units, int unit_tile, int rows,
                  cudaStream_t stream) {
