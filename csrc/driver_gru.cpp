@@ -63,7 +63,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     GruBackwardLoop loop) {
   TORCH_CHECK(grad_y.dim() == 2, "rnnfuse.gru_bwd: grad_y must be 2-D, got ", grad_y.dim(), "-D");
-  const auto x_like = at::empty({grad_y.size(0), w_hh.size(0)}, grad_y.options());
+  // Stands in for x_proj so the forward's checks apply; an expanded single
+  // element, so checking allocates nothing of size N.
+  const auto x_like = at::empty({1}, grad_y.options()).expand({grad_y.size(0), w_hh.size(0)});
   const GruDims d = check_gru(x_like, w_hh, b_hh, h0);
   check_shape(grad_y, "grad_y", {d.rows, d.hidden});
   check_shape(y, "y", {d.rows, d.hidden});
