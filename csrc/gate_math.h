@@ -31,8 +31,6 @@ struct LstmActs {
   acc_t i, f, g, o, c;
 };
 
-// Pre-activations (x_proj + h W_hh^T, biases included) -> activations, c_t.
-// h_t (before any projection) is o * tanh(c_t).
 // The cell update from activated gates (i, f, o sigmoids, g tanh). Split out
 // so the CPU can take the gate activations from ATen's vectorised
 // sigmoid/tanh and still share the update (and all derivatives) with CUDA.
@@ -41,6 +39,8 @@ RNNFUSE_HD LstmActs<acc_t> lstm_cell_update(acc_t i, acc_t f, acc_t g, acc_t o, 
   return LstmActs<acc_t>{i, f, g, o, f * c_prev + i * g};
 }
 
+// Pre-activations (x_proj + h W_hh^T, biases included) -> activations, c_t.
+// h_t (before any projection) is o * tanh(c_t).
 template <typename acc_t>
 RNNFUSE_HD LstmActs<acc_t> lstm_cell_forward(acc_t pre_i, acc_t pre_f, acc_t pre_g,
                                              acc_t pre_o, acc_t c_prev) {
@@ -82,13 +82,13 @@ struct GruActs {
   acc_t r, z, n, hn;
 };
 
-// x_*: input projections (b_ih included); h_*: recurrent terms (b_hh included).
 // From the activated r and z gates (see lstm_cell_update for why it is split).
 template <typename acc_t>
 RNNFUSE_HD GruActs<acc_t> gru_cell_update(acc_t r, acc_t z, acc_t x_n, acc_t h_n) {
   return GruActs<acc_t>{r, z, tanh_acc(x_n + r * h_n), h_n};
 }
 
+// x_*: input projections (b_ih included); h_*: recurrent terms (b_hh included).
 template <typename acc_t>
 RNNFUSE_HD GruActs<acc_t> gru_cell_forward(acc_t x_r, acc_t x_z, acc_t x_n, acc_t h_r,
                                            acc_t h_z, acc_t h_n) {
