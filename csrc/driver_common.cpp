@@ -2,13 +2,25 @@
 
 namespace rnnfuse {
 
-void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
+void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like,
+                   const char* like_name) {
   TORCH_CHECK(t.defined(), "rnnfuse: ", name, " is undefined");
   TORCH_CHECK(t.dim() == dim, "rnnfuse: ", name, " must be ", dim, "-D, got ", t.dim(), "-D");
   TORCH_CHECK(t.scalar_type() == like.scalar_type(), "rnnfuse: ", name, " has dtype ",
-              t.scalar_type(), " but x_proj has ", like.scalar_type());
-  TORCH_CHECK(t.device() == like.device(), "rnnfuse: ", name, " is on ", t.device(),
-              " but x_proj is on ", like.device());
+              t.scalar_type(), " but ", like_name, " has ", like.scalar_type());
+  TORCH_CHECK(t.device() == like.device(), "rnnfuse: ", name, " is on ", t.device(), " but ",
+              like_name, " is on ", like.device());
+}
+
+void check_workspace(const at::Tensor& workspace, const at::Tensor& grad_y, int64_t rows,
+                     int64_t width, const char* cell) {
+  TORCH_CHECK(workspace.scalar_type() == acc_dtype(grad_y.scalar_type()) &&
+                  workspace.dim() == 2 && workspace.size(0) == rows &&
+                  workspace.size(1) == width,
+              "rnnfuse.", cell, "_bwd: workspace does not match; run ", cell,
+              "_fwd with training=True");
+  TORCH_CHECK(workspace.device() == grad_y.device(), "rnnfuse: workspace is on ",
+              workspace.device(), " but grad_y is on ", grad_y.device());
 }
 
 void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected) {

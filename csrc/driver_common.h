@@ -14,9 +14,16 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// Checks that `t` is a floating tensor of the given rank, dtype and device.
-void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like);
+// Checks that `t` has the given rank and the dtype and device of `like`
+// (called `like_name` in the message).
+void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like,
+                   const char* like_name = "x_proj");
 void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected);
+
+// The saved workspace: the accumulation dtype of grad_y, (rows, width), on
+// grad_y's device.
+void check_workspace(const at::Tensor& workspace, const at::Tensor& grad_y, int64_t rows,
+                     int64_t width, const char* cell);
 
 // (N, P): row r of step s holds the h_{t-1} that step's update consumed.
 at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,

@@ -51,7 +51,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
                   : at::Tensor();
   if (!steps.empty()) loop(f, steps);
 
-  auto h_n = h0.clone();
+  auto h_n = h0.clone(at::MemoryFormat::Contiguous);
   collect_final_rows(f.y, steps, h_n);
   auto workspace = training ? f.ws : at::empty({0}, x_proj.options().dtype(acc));
   return {f.y, h_n, workspace};
@@ -68,12 +68,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
   const auto x_like = at::empty({1}, grad_y.options()).expand({grad_y.size(0), w_hh.size(0)});
   const GruDims d = check_gru(x_like, w_hh, b_hh, h0);
   check_shape(grad_y, "grad_y", {d.rows, d.hidden});
+  check_operand(y, "y", 2, grad_y, "grad_y");
   check_shape(y, "y", {d.rows, d.hidden});
+  check_operand(grad_h_n, "grad_h_n", 2, grad_y, "grad_y");
   check_shape(grad_h_n, "grad_h_n", {d.batch, d.hidden});
+  check_workspace(workspace, grad_y, d.rows, 4 * d.hidden, "gru");
   const auto acc = acc_dtype(grad_y.scalar_type());
-  TORCH_CHECK(workspace.scalar_type() == acc && workspace.dim() == 2 &&
-                  workspace.size(0) == d.rows && workspace.size(1) == 4 * d.hidden,
-              "rnnfuse.gru_bwd: workspace does not match; run gru_fwd with training=True");
   const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
   const bool packed = batch_sizes.has_value() && batch_sizes->defined();
 

@@ -61,7 +61,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
                   : at::Tensor();
   if (!steps.empty()) loop(f, steps);
 
-  auto h_n = h0.clone();
+  auto h_n = h0.clone(at::MemoryFormat::Contiguous);
   collect_final_rows(f.y, steps, h_n);
   auto c_n = f.c_state.to(c0.scalar_type());
   auto workspace = training ? f.ws : at::empty({0}, x_proj.options().dtype(acc));
@@ -79,13 +79,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
   const auto x_like = at::empty({1}, grad_y.options()).expand({grad_y.size(0), w_hh.size(0)});
   const LstmDims d = check_lstm(x_like, w_hh, w_hr, h0, c0);
   check_shape(grad_y, "grad_y", {d.rows, d.out});
+  check_operand(y, "y", 2, grad_y, "grad_y");
   check_shape(y, "y", {d.rows, d.out});
+  check_operand(grad_h_n, "grad_h_n", 2, grad_y, "grad_y");
   check_shape(grad_h_n, "grad_h_n", {d.batch, d.out});
+  check_operand(grad_c_n, "grad_c_n", 2, grad_y, "grad_y");
   check_shape(grad_c_n, "grad_c_n", {d.batch, d.hidden});
+  check_workspace(workspace, grad_y, d.rows, 5 * d.hidden, "lstm");
   const auto acc = acc_dtype(grad_y.scalar_type());
-  TORCH_CHECK(workspace.scalar_type() == acc && workspace.dim() == 2 &&
-                  workspace.size(0) == d.rows && workspace.size(1) == 5 * d.hidden,
-              "rnnfuse.lstm_bwd: workspace does not match; run lstm_fwd with training=True");
   const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
   const bool packed = batch_sizes.has_value() && batch_sizes->defined();
 

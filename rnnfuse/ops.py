@@ -1,53 +1,109 @@
 """Fake (shape-only) kernels and autograd for the rnnfuse ops.
 
 The ops themselves are declared in csrc/ops.cpp and implemented per backend;
-importing rnnfuse._C registers them. The backward of each forward op is
-another op (lstm_bwd, gru_bwd), so torch.compile and opcheck see through it.
+importing rnnfuse._C registers them. Autograd is registered here, at the
+dispatcher's Autograd key, as one kernel per op that picks a path:
+
+* ordinary training: the fused kernels, the backward of each forward op being
+  another op (lstm_bwd, gru_bwd), so torch.compile and opcheck see through it;
+* forward-mode AD (torch.autograd.forward_ad, torch.func.jvp / jacfwd) and
+  torch.func's grad transforms (grad, jacrev, hessian, ...): the forward runs
+  as the differentiable composite of rnnfuse/_composite.py;
+* a backward that must itself be differentiable (create_graph=True): on the
+  CPU the layer is recomputed as that composite from the saved inputs and
+  differentiated with create_graph, so gradients of any order are exact, as
+  with torch.nn's CPU path. On CUDA the first-order gradients come from the
+  kernels and differentiating them again raises, as with torch.nn's cuDNN
+  path (saving x_proj for a recompute would cost GPU memory every call).
+
+torch.library.register_autograd would cover only the first: its generated
+autograd.Function has no forward-mode rule (torch.func.jvp then returns zero
+tangents) and cannot run under torch.func's transforms.
 """
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from . import _C  # noqa: F401  (registers torch.ops.rnnfuse.*)
+from . import _checks, _composite
 
-
-def _acc_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _workspace(x_proj, width, training):
-    shape = (x_proj.shape[0], width) if training else (0,)
-    return x_proj.new_empty(shape, dtype=_acc_dtype(x_proj.dtype))
+OPS = torch.ops.rnnfuse
 
 
 # ----------------------------------------------------------------- fake kernels
+# Outputs are contiguous, as the kernels return them; the checks are the
+# kernels' own, so a bad call fails the same way under torch.compile and on
+# the meta device (where the fake kernel is all that runs).
+def _workspace(x_proj, width, training):
+    shape = (x_proj.shape[0], width) if training else (0,)
+    return x_proj.new_empty(shape, dtype=_checks.acc_dtype(x_proj.dtype))
+
+
 @torch.library.register_fake("rnnfuse::lstm_fwd")
 def _lstm_fwd_fake(x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training):
-    y = x_proj.new_empty((x_proj.shape[0], h0.shape[1]))
-    ws = _workspace(x_proj, 5 * c0.shape[1], training)
-    return y, torch.empty_like(h0), torch.empty_like(c0), ws
+    rows, batch, hidden, out = _checks.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    return (x_proj.new_empty((rows, out)), x_proj.new_empty((batch, out)),
+            x_proj.new_empty((batch, hidden)), _workspace(x_proj, 5 * hidden, training))
 
 
 @torch.library.register_fake("rnnfuse::lstm_bwd")
 def _lstm_bwd_fake(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace, batch_sizes,
                    reverse):
-    grad_x = grad_y.new_empty((grad_y.shape[0], w_hh.shape[0]))
-    grad_w_hr = torch.empty_like(w_hr) if w_hr is not None else w_hh.new_empty((0,))
-    return grad_x, torch.empty_like(w_hh), grad_w_hr, torch.empty_like(h0), torch.empty_like(c0)
+    rows, batch, hidden, out = _checks.lstm_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0,
+                                                y, workspace, batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    grad_w_hr = grad_y.new_empty((out, hidden) if w_hr is not None else (0,))
+    return (grad_y.new_empty((rows, 4 * hidden)), grad_y.new_empty((4 * hidden, out)),
+            grad_w_hr, grad_y.new_empty((batch, out)), grad_y.new_empty((batch, hidden)))
 
 
 @torch.library.register_fake("rnnfuse::gru_fwd")
 def _gru_fwd_fake(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training):
-    y = x_proj.new_empty((x_proj.shape[0], h0.shape[1]))
-    return y, torch.empty_like(h0), _workspace(x_proj, 4 * h0.shape[1], training)
+    rows, batch, hidden = _checks.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    return (x_proj.new_empty((rows, hidden)), x_proj.new_empty((batch, hidden)),
+            _workspace(x_proj, 4 * hidden, training))
 
 
 @torch.library.register_fake("rnnfuse::gru_bwd")
 def _gru_bwd_fake(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse):
-    grad_x = grad_y.new_empty((grad_y.shape[0], w_hh.shape[0]))
-    grad_b_hh = torch.empty_like(b_hh) if b_hh is not None else w_hh.new_empty((0,))
-    return grad_x, torch.empty_like(w_hh), grad_b_hh, torch.empty_like(h0)
+    rows, batch, hidden = _checks.gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace,
+                                          batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    grad_b_hh = grad_y.new_empty((3 * hidden,) if b_hh is not None else (0,))
+    return (grad_y.new_empty((rows, 3 * hidden)), grad_y.new_empty((3 * hidden, hidden)),
+            grad_b_hh, grad_y.new_empty((batch, hidden)))
 
 
-# ---------------------------------------------------------------------- autograd
+# ------------------------------------------------------------ choosing a path
+def _below_autograd(op, keyset, *args):
+    with torch._C._AutoDispatchBelowAutograd():
+        return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+
+def _in_grad_or_jvp_transform() -> bool:
+    if torch._C._functorch.peek_interpreter_stack() is None:
+        return False
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+    return any(i.key() in (TransformType.Grad, TransformType.Jvp)
+               for i in retrieve_all_functorch_interpreters())
+
+
+def _needs_composite(tensors) -> bool:
+    """Whether a call must run as the differentiable composite: it carries
+    forward-mode tangents or runs inside torch.func's grad/jvp transforms
+    (vmap alone batches the fused kernels)."""
+    if fwAD._current_level >= 0 and any(
+            t is not None and fwAD.unpack_dual(t).tangent is not None for t in tensors):
+        return True
+    return _in_grad_or_jvp_transform()
+
+
+def _requires_grad(tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _or_zeros(grad, like):
     return torch.zeros_like(like) if grad is None else grad
 
@@ -72,44 +128,182 @@ def _saved(ctx):
     return [next(saved) if present else None for present in ctx.saved_mask]
 
 
-def _lstm_setup_context(ctx, inputs, output):
-    x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training = inputs
-    y, _, _, workspace = output
-    ctx.reverse = reverse
-    ctx.training = training
-    ctx.has_w_hr = w_hr is not None
-    _save(ctx, w_hh, w_hr, h0, c0, y, workspace, batch_sizes)
+def _output_for_backward(y):
+    # On the CPU torch.nn's recurrence saves its own copies of the hidden
+    # states, so a caller may edit the output in place before backward
+    # (F.relu(out, inplace=True)); a private copy of y allows the same. cuDNN
+    # saves its output, so on CUDA torch.nn raises there, as autograd's
+    # version check makes us do.
+    return y.detach().clone() if y.device.type == "cpu" else y
 
 
-def _lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
-    _check_saved(ctx, "lstm_fwd")
-    w_hh, w_hr, h0, c0, y, workspace, batch_sizes = _saved(ctx)
-    grad_x, grad_w_hh, grad_w_hr, grad_h0, grad_c0 = torch.ops.rnnfuse.lstm_bwd(
-        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), w_hh, w_hr,
-        h0, c0, y, workspace, batch_sizes, ctx.reverse)
-    return (grad_x, grad_w_hh, grad_w_hr if ctx.has_w_hr else None, grad_h0, grad_c0,
-            None, None, None)
+def _input_for_recompute(x_proj):
+    # Only the CPU differentiates the backward (by recomputing the layer).
+    return x_proj if x_proj.device.type == "cpu" else None
 
 
-def _gru_setup_context(ctx, inputs, output):
-    x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training = inputs
-    y, _, workspace = output
-    ctx.reverse = reverse
-    ctx.training = training
-    ctx.has_b_hh = b_hh is not None
-    _save(ctx, w_hh, b_hh, h0, y, workspace, batch_sizes)
+class _OnceDifferentiable(torch.autograd.Function):
+    """Identity on gradients computed by the CUDA kernels under
+    create_graph=True; differentiating them again raises."""
+
+    @staticmethod
+    def forward(*grads):
+        return grads
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(
+            "rnnfuse: double backward (gradients of gradients) through the CUDA kernels is not "
+            "supported, as with torch.nn's cuDNN path; run the RNN on the CPU for higher-order "
+            "gradients")
 
 
-def _gru_backward(ctx, grad_y, grad_h_n, _grad_workspace):
-    _check_saved(ctx, "gru_fwd")
-    w_hh, b_hh, h0, y, workspace, batch_sizes = _saved(ctx)
-    grad_x, grad_w_hh, grad_b_hh, grad_h0 = torch.ops.rnnfuse.gru_bwd(
-        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), w_hh, b_hh, h0, y, workspace,
-        batch_sizes, ctx.reverse)
-    return (grad_x, grad_w_hh, grad_b_hh if ctx.has_b_hh else None, grad_h0, None, None, None)
+def _recompute_grads(composite_fwd, inputs, needs, grad_outputs):
+    """Gradients of the first outputs of ``composite_fwd(*inputs)``, as a
+    differentiable graph (create_graph=True)."""
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    with torch.enable_grad():
+        outputs = composite_fwd(*inputs)[:len(grad_outputs)]
+        grads = iter(torch.autograd.grad(outputs, wanted, grad_outputs, create_graph=True,
+                                         allow_unused=True))
+    return [next(grads) if need else None for need in needs]
 
 
-torch.library.register_autograd("rnnfuse::lstm_fwd", _lstm_backward,
-                                setup_context=_lstm_setup_context)
-torch.library.register_autograd("rnnfuse::gru_fwd", _gru_backward,
-                                setup_context=_gru_setup_context)
+def _once_differentiable(grads):
+    present = [g for g in grads if g is not None]
+    wrapped = iter(_OnceDifferentiable.apply(*present))
+    return [next(wrapped) if g is not None else None for g in grads]
+
+
+def _double_backward(ctx, grads) -> bool:
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (*grads, *ctx.saved_tensors))
+
+
+# ---------------------------------------------------------------------- LSTM
+class _LstmFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training):
+        return _below_autograd(OPS.lstm_fwd.default, keyset, x_proj, w_hh, w_hr, h0, c0,
+                               batch_sizes, reverse, training)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training = inputs
+        y, _, _, workspace = output
+        ctx.reverse, ctx.training = reverse, training
+        ctx.mark_non_differentiable(workspace)
+        if training:
+            _save(ctx, _input_for_recompute(x_proj), w_hh, w_hr, h0, c0,
+                  _output_for_backward(y), workspace, batch_sizes)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
+        _check_saved(ctx, "lstm_fwd")
+        x_proj, w_hh, w_hr, h0, c0, y, workspace, batch_sizes = _saved(ctx)
+        grads = (grad_y, grad_h_n, grad_c_n)
+        needs = ctx.needs_input_grad[1:6]
+        if _double_backward(ctx, grads) and x_proj is not None:
+            inputs = (x_proj, w_hh, w_hr, h0, c0, batch_sizes, ctx.reverse, False)
+            result = _recompute_grads(_composite.lstm_fwd, inputs, needs, grads)
+        else:
+            result = OPS.lstm_bwd(_or_zeros(grad_y, y), _or_zeros(grad_h_n, h0),
+                                  _or_zeros(grad_c_n, c0), w_hh, w_hr, h0, c0, y, workspace,
+                                  batch_sizes, ctx.reverse)
+            if w_hr is None:
+                result = (*result[:2], None, *result[3:])
+            if _double_backward(ctx, grads):
+                result = _once_differentiable(result)
+        return (None, *result, None, None, None)
+
+
+def _lstm_fwd_autograd(keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training):
+    tensors = (x_proj, w_hh, w_hr, h0, c0)
+    if _needs_composite(tensors):
+        _checks.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes)
+        return _composite.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training)
+    if _requires_grad(tensors):
+        return _LstmFwd.apply(keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse,
+                              training)
+    return _below_autograd(OPS.lstm_fwd.default, keyset, x_proj, w_hh, w_hr, h0, c0,
+                           batch_sizes, reverse, training)
+
+
+def _lstm_bwd_autograd(keyset, grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace,
+                       batch_sizes, reverse):
+    tensors = (grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace)
+    if _needs_composite(tensors) or _requires_grad(tensors):
+        _checks.lstm_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace,
+                         batch_sizes)
+        return _composite.lstm_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y,
+                                   workspace, batch_sizes, reverse)
+    return _below_autograd(OPS.lstm_bwd.default, keyset, grad_y, grad_h_n, grad_c_n, w_hh, w_hr,
+                           h0, c0, y, workspace, batch_sizes, reverse)
+
+
+# ----------------------------------------------------------------------- GRU
+class _GruFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training):
+        return _below_autograd(OPS.gru_fwd.default, keyset, x_proj, w_hh, b_hh, h0, batch_sizes,
+                               reverse, training)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training = inputs
+        y, _, workspace = output
+        ctx.reverse, ctx.training = reverse, training
+        ctx.mark_non_differentiable(workspace)
+        if training:
+            _save(ctx, _input_for_recompute(x_proj), w_hh, b_hh, h0, _output_for_backward(y),
+                  workspace, batch_sizes)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_h_n, _grad_workspace):
+        _check_saved(ctx, "gru_fwd")
+        x_proj, w_hh, b_hh, h0, y, workspace, batch_sizes = _saved(ctx)
+        grads = (grad_y, grad_h_n)
+        needs = ctx.needs_input_grad[1:5]
+        if _double_backward(ctx, grads) and x_proj is not None:
+            inputs = (x_proj, w_hh, b_hh, h0, batch_sizes, ctx.reverse, False)
+            result = _recompute_grads(_composite.gru_fwd, inputs, needs, grads)
+        else:
+            result = OPS.gru_bwd(_or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), w_hh, b_hh, h0,
+                                 y, workspace, batch_sizes, ctx.reverse)
+            if b_hh is None:
+                result = (*result[:2], None, *result[3:])
+            if _double_backward(ctx, grads):
+                result = _once_differentiable(result)
+        return (None, *result, None, None, None)
+
+
+def _gru_fwd_autograd(keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training):
+    tensors = (x_proj, w_hh, b_hh, h0)
+    if _needs_composite(tensors):
+        _checks.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes)
+        return _composite.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
+    if _requires_grad(tensors):
+        return _GruFwd.apply(keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
+    return _below_autograd(OPS.gru_fwd.default, keyset, x_proj, w_hh, b_hh, h0, batch_sizes,
+                           reverse, training)
+
+
+def _gru_bwd_autograd(keyset, grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes,
+                      reverse):
+    tensors = (grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace)
+    if _needs_composite(tensors) or _requires_grad(tensors):
+        _checks.gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes)
+        return _composite.gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes,
+                                  reverse)
+    return _below_autograd(OPS.gru_bwd.default, keyset, grad_y, grad_h_n, w_hh, b_hh, h0, y,
+                           workspace, batch_sizes, reverse)
+
+
+_LIB = torch.library.Library("rnnfuse", "IMPL")
+for _name, _kernel in (("lstm_fwd", _lstm_fwd_autograd), ("lstm_bwd", _lstm_bwd_autograd),
+                       ("gru_fwd", _gru_fwd_autograd), ("gru_bwd", _gru_bwd_autograd)):
+    _LIB.impl(_name, _kernel, "Autograd", with_keyset=True)

@@ -440,6 +440,86 @@ def test_bad_arguments_raise(name, op, changes, match):
         fn(*kwargs.values())
 
 
+def _all_op_calls():
+    """(op, args) of all four ops on valid float32 CPU arguments."""
+    for mode in ("LSTM", "GRU"):
+        fwd = raw_fwd_args(mode, packed=True, training=True, requires_grad=False)
+        fwd = tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                    for a in fwd)
+        bwd = tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                    for a in raw_bwd_args(mode, packed=True, reverse=True))
+        yield OPS.lstm_fwd if mode == "LSTM" else OPS.gru_fwd, fwd
+        yield OPS.lstm_bwd if mode == "LSTM" else OPS.gru_bwd, bwd
+
+
+def _tensor_positions(args):
+    return [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+
+
+OP_CALLS = list(_all_op_calls())
+ARG_CASES = [(op, i) for op, args in OP_CALLS for i in _tensor_positions(args)]
+
+
+def _bad_variants(t: torch.Tensor, is_batch_sizes: bool):
+    """Same-shape stand-ins with a wrong dtype, or on another device."""
+    if is_batch_sizes:
+        return {"int32": t.int(), "meta": t.to("meta")}
+    return {"int64": t.long(), "float64": t.double(), "meta": t.to("meta")}
+
+
+@pytest.mark.parametrize("op,pos", ARG_CASES,
+                         ids=[f"{op.default._schema.name.split('::')[1]}-"
+                              f"{op.default._schema.arguments[i].name}" for op, i in ARG_CASES])
+def test_every_tensor_argument_is_checked(op, pos):
+    """A wrong dtype or device in any one tensor argument raises a clear
+    error, whichever kernel the dispatcher picks (a meta operand selects the
+    fake kernel), instead of computing with it or returning uninitialised
+    tensors."""
+    args = next(a for o, a in OP_CALLS if o is op)
+    name = op.default._schema.arguments[pos].name
+    for variant, bad in _bad_variants(args[pos], name == "batch_sizes").items():
+        call = list(args)
+        call[pos] = bad
+        if variant == "float64" and pos == 0:
+            continue  # a float64 x_proj / grad_y is fine; the others then mismatch it
+        with pytest.raises(RuntimeError, match=r"rnnfuse"):
+            op(*call)
+        print(f"  {name} {variant}: raises")
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_meta_device_checks_batch_sizes_values(mode):
+    # On the meta device only the fake kernel runs; batch_sizes is a real CPU
+    # tensor there, so its values are checked as the kernels check them.
+    args = list(raw_fwd_args(mode, packed=True, training=False, requires_grad=False))
+    args = [a.to("meta") if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+            for a in args]
+    op = OPS.lstm_fwd if mode == "LSTM" else OPS.gru_fwd
+    outs = op(*args)
+    assert all(o.device.type == "meta" for o in outs)
+    rows = args[0].shape[0]
+    for bad, match in (([1, 5, 0, -7], r"non-increasing|positive"),
+                       ([3, 3, 0], r"positive"), ([rows], r"batch_sizes\[0\]|sum to")):
+        args[-3] = torch.tensor(bad)
+        with pytest.raises(RuntimeError, match=match):
+            op(*args)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_outputs_are_contiguous_for_strided_states(mode):
+    """Permuted h0 / c0: the kernels return contiguous tensors and the fake
+    kernels say so (torch.compile checks the fake's strides against the
+    real ones: opcheck's test_faketensor)."""
+    args = list(raw_fwd_args(mode, packed=False, training=True, requires_grad=True))
+    state_positions = (3, 4) if mode == "LSTM" else (3,)
+    for i in state_positions:
+        args[i] = args[i].detach().t().contiguous().t().requires_grad_()
+        assert not args[i].is_contiguous()
+    op = OPS.lstm_fwd if mode == "LSTM" else OPS.gru_fwd
+    assert all(o.is_contiguous() for o in op(*args))
+    torch.library.opcheck(op, tuple(args))
+
+
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_backward_rejects_mismatched_workspace(mode):
     args = list(raw_bwd_args(mode, packed=False))

@@ -1,0 +1,167 @@
+"""Argument checks of the four ops, for the paths that do not reach the C++
+kernels: the fake (shape-only) kernels that torch.compile and the meta device
+run, and the differentiable composite path. The C++ drivers
+(csrc/driver_*.cpp) check the same things with the same messages, so an op
+rejects a bad call the same way whichever path takes it.
+
+Each returns the dimensions the op's outputs are built from.
+"""
+from __future__ import annotations
+
+import torch
+
+_DTYPE_NAMES = {torch.float64: "Double", torch.float32: "Float", torch.float16: "Half",
+                torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int"}
+
+
+def _name(dtype: torch.dtype) -> str:
+    return _DTYPE_NAMES.get(dtype, str(dtype))
+
+
+def _fail(message: str):
+    raise RuntimeError(f"rnnfuse: {message}")
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _operand(t, name: str, dim: int, like: torch.Tensor, like_name: str, dtype=None):
+    if t is None:
+        _fail(f"{name} is undefined")
+    if t.dim() != dim:
+        _fail(f"{name} must be {dim}-D, got {t.dim()}-D")
+    want = like.dtype if dtype is None else dtype
+    if t.dtype != want:
+        _fail(f"{name} has dtype {_name(t.dtype)} but {like_name} has {_name(want)}"
+              if dtype is None else f"{name} must have dtype {_name(want)}, got {_name(t.dtype)}")
+    if t.device != like.device:
+        _fail(f"{name} is on {t.device} but {like_name} is on {like.device}")
+
+
+def _shape(t: torch.Tensor, name: str, expected):
+    if tuple(t.shape) != tuple(expected):
+        _fail(f"{name} must have shape {list(expected)}, got {list(t.shape)}")
+
+
+def _lead(t: torch.Tensor, name: str, gates: int, op: str):
+    if not t.is_floating_point():
+        raise RuntimeError(f"rnnfuse.{op}: expected a floating-point {name}, got {_name(t.dtype)}")
+    if t.dim() != 2:
+        raise RuntimeError(f"rnnfuse.{op}: {name} must be 2-D (rows, {gates}*hidden), "
+                           f"got {t.dim()}-D")
+
+
+def _batch_sizes(batch_sizes):
+    if batch_sizes is not None and (batch_sizes.device.type != "cpu"
+                                    or batch_sizes.dtype != torch.int64
+                                    or batch_sizes.dim() != 1):
+        _fail("batch_sizes must be a 1-D int64 CPU tensor (as in a PackedSequence), got "
+              f"{_name(batch_sizes.dtype)} on {batch_sizes.device} with "
+              f"{batch_sizes.dim()} dims")
+
+
+def step_sizes(n_rows: int, batch: int, batch_sizes) -> list[int]:
+    """Active rows of every step in time order, after csrc/schedule.cpp's
+    checks of ``batch_sizes`` (positive, non-increasing, ``batch_sizes[0]``
+    equal to the batch, summing to ``n_rows``)."""
+    _batch_sizes(batch_sizes)
+    if batch_sizes is None:
+        if not n_rows:
+            return []
+        if batch <= 0 or n_rows % batch:
+            _fail(f"x_proj has {n_rows} rows, not a multiple of the batch size {batch}")
+        return [batch] * (n_rows // batch)
+    sizes = [int(b) for b in batch_sizes.tolist()]
+    for t, size in enumerate(sizes):
+        if size <= 0:
+            _fail(f"batch_sizes must be positive, got {size} at step {t}")
+        if t and size > sizes[t - 1]:
+            _fail("batch_sizes must be non-increasing (sequences sorted by length)")
+    if sum(sizes) != n_rows:
+        _fail(f"batch_sizes sum to {sum(sizes)} but x_proj has {n_rows} rows")
+    if sizes and sizes[0] != batch:
+        _fail(f"batch_sizes[0] is {sizes[0]} but the initial state has batch {batch}")
+    return sizes
+
+
+def schedule_if_known(n_rows, batch, batch_sizes):
+    """step_sizes' checks where the values can be read: not under
+    torch.compile's fake tensors (the kernels check them when they run)."""
+    if batch_sizes is None or not is_fake(batch_sizes):
+        step_sizes(n_rows, batch, batch_sizes)
+
+
+def is_fake(t: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import is_fake as _is_fake
+    return _is_fake(t)
+
+
+def lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes):
+    """(rows N, batch B, hidden H, output size P)."""
+    _lead(x_proj, "x_proj", 4, "lstm")
+    _operand(c0, "c0", 2, x_proj, "x_proj")
+    rows, batch, hidden = x_proj.size(0), c0.size(0), c0.size(1)
+    _shape(x_proj, "x_proj", (rows, 4 * hidden))
+    out = hidden
+    if w_hr is not None:
+        _operand(w_hr, "w_hr", 2, x_proj, "x_proj")
+        out = w_hr.size(0)
+        _shape(w_hr, "w_hr", (out, hidden))
+    _operand(w_hh, "w_hh", 2, x_proj, "x_proj")
+    _shape(w_hh, "w_hh", (4 * hidden, out))
+    _operand(h0, "h0", 2, x_proj, "x_proj")
+    _shape(h0, "h0", (batch, out))
+    _batch_sizes(batch_sizes)
+    return rows, batch, hidden, out
+
+
+def lstm_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace, batch_sizes):
+    if grad_y.dim() != 2:
+        raise RuntimeError(f"rnnfuse.lstm_bwd: grad_y must be 2-D, got {grad_y.dim()}-D")
+    like = grad_y.new_empty((1,)).expand(grad_y.size(0), w_hh.size(0) if w_hh.dim() else 0)
+    rows, batch, hidden, out = lstm_fwd(like, w_hh, w_hr, h0, c0, batch_sizes)
+    for t, name, shape in ((grad_y, "grad_y", (rows, out)), (y, "y", (rows, out)),
+                           (grad_h_n, "grad_h_n", (batch, out)),
+                           (grad_c_n, "grad_c_n", (batch, hidden))):
+        _operand(t, name, 2, grad_y, "grad_y")
+        _shape(t, name, shape)
+    _workspace(workspace, grad_y, (rows, 5 * hidden), "lstm")
+    return rows, batch, hidden, out
+
+
+def gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes):
+    """(rows N, batch B, hidden H)."""
+    _lead(x_proj, "x_proj", 3, "gru")
+    _operand(h0, "h0", 2, x_proj, "x_proj")
+    rows, batch, hidden = x_proj.size(0), h0.size(0), h0.size(1)
+    _shape(x_proj, "x_proj", (rows, 3 * hidden))
+    _operand(w_hh, "w_hh", 2, x_proj, "x_proj")
+    _shape(w_hh, "w_hh", (3 * hidden, hidden))
+    if b_hh is not None:
+        _operand(b_hh, "b_hh", 1, x_proj, "x_proj")
+        _shape(b_hh, "b_hh", (3 * hidden,))
+    _batch_sizes(batch_sizes)
+    return rows, batch, hidden
+
+
+def gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes):
+    if grad_y.dim() != 2:
+        raise RuntimeError(f"rnnfuse.gru_bwd: grad_y must be 2-D, got {grad_y.dim()}-D")
+    like = grad_y.new_empty((1,)).expand(grad_y.size(0), w_hh.size(0) if w_hh.dim() else 0)
+    rows, batch, hidden = gru_fwd(like, w_hh, b_hh, h0, batch_sizes)
+    for t, name, shape in ((grad_y, "grad_y", (rows, hidden)), (y, "y", (rows, hidden)),
+                           (grad_h_n, "grad_h_n", (batch, hidden))):
+        _operand(t, name, 2, grad_y, "grad_y")
+        _shape(t, name, shape)
+    _workspace(workspace, grad_y, (rows, 4 * hidden), "gru")
+    return rows, batch, hidden
+
+
+def _workspace(workspace, grad_y, shape, cell):
+    acc = acc_dtype(grad_y.dtype)
+    if workspace.dtype != acc or tuple(workspace.shape) != tuple(shape):
+        raise RuntimeError(f"rnnfuse.{cell}_bwd: workspace does not match; run {cell}_fwd "
+                           "with training=True")
+    if workspace.device != grad_y.device:
+        _fail(f"workspace is on {workspace.device} but grad_y is on {grad_y.device}")
