@@ -5,7 +5,7 @@ file adds everything around them that ``_VF.lstm`` / ``_VF.gru`` /
 ``_VF.lstm_cell`` / ``_VF.gru_cell`` do: the input projection (one GEMM per
 layer and direction over all timesteps), the layer and direction loops,
 inter-layer dropout, the state layout ``(num_layers * num_directions, B, P)``
-and autocast.
+and autocast (torch.nn's policy per device, rnnfuse/_autocast.py).
 
 It also answers whether the ops can take a given call at all
 (:func:`supported`): the modules hand anything else back to torch.nn, so
@@ -21,53 +21,32 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import _autocast
 from . import functional as F_rnn
-
-
-def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The dtype autocast runs RNNs in on ``x``'s device, or None when it is off.
-
-    torch.nn's RNN ops are on autocast's lower-precision list (cuDNN RNN and
-    the cells), so every floating argument is cast to the autocast dtype.
-    """
-    device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return None
 
 
 def supported(
     x: torch.Tensor,
     tensors: Sequence[torch.Tensor | None],
     shapes: Iterable[tuple[int, ...]],
+    plan: _autocast.Plan | None,
 ) -> bool:
     """Whether the ops can run ``x`` with these states and weights.
 
-    ``tensors`` are the states followed by the weights, ``shapes`` what each
-    must be. They must all be tensors on ``x``'s device with ``x``'s dtype
-    (under autocast any floating dtype, as everything is cast). Only
-    metadata is read, so this traces without graph breaks.
+    ``tensors`` are ``x``, then the states, then the weights; ``shapes``
+    what each must be. They must all be tensors on ``x``'s device that
+    compute in one dtype under the autocast ``plan``. Only metadata is read,
+    so this traces without graph breaks.
     """
-    cast = autocast_dtype(x) is not None
-    if cast and not x.is_floating_point():
-        return False
     shapes = list(shapes)
     if len(shapes) != len(tensors):
         return False
     for t, shape in zip(tensors, shapes):
         if not isinstance(t, torch.Tensor) or t.device != x.device:
             return False
-        if (not t.is_floating_point()) if cast else (t.dtype != x.dtype):
-            return False
         if tuple(t.shape) != tuple(shape):
             return False
-    return True
-
-
-def _cast(dtype, *tensors):
-    if dtype is None:
-        return tensors
-    return tuple(None if t is None else t.to(dtype) for t in tensors)
+    return _autocast.consistent(plan, x, tensors[1:])
 
 
 def _lstm_bias(b_ih, b_hh):
@@ -90,6 +69,19 @@ def group_weights(flat_weights, num_groups: int, has_bias: bool, has_proj: bool)
     return groups
 
 
+def _project(layer_in, w_ih, bias, compute_dtype, plan):
+    """The input projection of every row. Under autocast's native policy it
+    runs under autocast, as torch.nn's per-step input GEMM does, and comes
+    back in the dtype the recurrence computes in; otherwise the operands are
+    already in that dtype and autocast must not recast them."""
+    if plan is None:
+        return F.linear(layer_in, w_ih, bias)
+    if plan.cast_to is None:
+        return F.linear(layer_in, w_ih, bias).to(compute_dtype)
+    with torch.autocast(plan.device_type, enabled=False):
+        return F.linear(layer_in, w_ih, bias)
+
+
 def rnn(
     mode: str,
     x: torch.Tensor,
@@ -103,37 +95,37 @@ def rnn(
     bidirectional: bool,
     dropout: float,
     training: bool,
+    plan: _autocast.Plan | None,
 ):
     """A multi-layer (bi)directional LSTM or GRU over time-major rows.
 
     ``x``: ``(N, I)``, all ``B`` sequences per step (``N = T * B``) or packed
     rows with ``batch_sizes``. ``hx``: ``(h0,)`` for GRU, ``(h0, c0)`` for
-    LSTM, each ``(num_layers * num_directions, B, *)``.
+    LSTM, each ``(num_layers * num_directions, B, *)``. ``plan``: autocast's
+    policy for the call (rnnfuse._autocast.plan), or None.
     Returns ``(y, states)``: ``y`` is ``(N, num_directions * P)`` and
     ``states`` has the layout of ``hx``.
     """
     lstm = mode == "LSTM"
     dirs = 2 if bidirectional else 1
     groups = group_weights(flat_weights, num_layers * dirs, has_bias, has_proj)
-    dtype = autocast_dtype(x)
-    hx = _cast(dtype, *hx)
+    hx = _autocast.cast(plan, *hx)
     final = [[] for _ in hx]
-    layer_in = x
+    (layer_in,) = _autocast.cast(plan, x)
     for layer in range(num_layers):
         outs = []
         for direction in range(dirs):
             idx = layer * dirs + direction
-            w_ih, w_hh, b_ih, b_hh, w_hr = groups[idx]
-            w_hh, b_hh, w_hr = _cast(dtype, w_hh, b_hh, w_hr)
+            w_ih, w_hh, b_ih, b_hh, w_hr = _autocast.cast(plan, *groups[idx])
             reverse = direction == 1
             if lstm:
-                x_proj = F.linear(layer_in, w_ih, _lstm_bias(b_ih, b_hh))
+                x_proj = _project(layer_in, w_ih, _lstm_bias(b_ih, b_hh), w_hh.dtype, plan)
                 y, h_n, c_n = F_rnn.lstm_layer(
                     x_proj, w_hh, w_hr, hx[0][idx], hx[1][idx], batch_sizes, reverse)
                 final[0].append(h_n)
                 final[1].append(c_n)
             else:
-                x_proj = F.linear(layer_in, w_ih, b_ih)
+                x_proj = _project(layer_in, w_ih, b_ih, w_hh.dtype, plan)
                 y, h_n = F_rnn.gru_layer(
                     x_proj, w_hh, b_hh, hx[0][idx], batch_sizes, reverse)
                 final[0].append(h_n)
@@ -142,20 +134,24 @@ def rnn(
         # Same rule as ATen: between layers, training only, never after the last.
         if dropout != 0 and training and layer < num_layers - 1:
             layer_in = F.dropout(layer_in, dropout, training=True)
-    return layer_in, tuple(torch.stack(s) for s in final)
+    states = [torch.stack(s) for s in final]
+    if plan is not None and plan.proj_out is not None and _autocast.eligible(layer_in):
+        # torch.nn's native path returns the projection's autocast dtype.
+        layer_in, states[0] = layer_in.to(plan.proj_out), states[0].to(plan.proj_out)
+    return layer_in, tuple(states)
 
 
-def lstm_cell(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+def lstm_cell(x, h0, c0, w_ih, w_hh, b_ih, b_hh, plan):
     """One LSTM step on batched ``x`` ``(B, I)``; returns ``(h, c)``."""
-    h0, c0, w_hh = _cast(autocast_dtype(x), h0, c0, w_hh)
-    x_proj = F.linear(x, w_ih, _lstm_bias(b_ih, b_hh))
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _autocast.cast(plan, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    x_proj = _project(x, w_ih, _lstm_bias(b_ih, b_hh), w_hh.dtype, plan)
     _, h, c = F_rnn.lstm_layer(x_proj, w_hh, None, h0, c0)
     return h, c
 
 
-def gru_cell(x, h0, w_ih, w_hh, b_ih, b_hh):
+def gru_cell(x, h0, w_ih, w_hh, b_ih, b_hh, plan):
     """One GRU step on batched ``x`` ``(B, I)``; returns ``h``."""
-    h0, w_hh, b_hh = _cast(autocast_dtype(x), h0, w_hh, b_hh)
-    x_proj = F.linear(x, w_ih, b_ih)
+    x, h0, w_ih, w_hh, b_ih, b_hh = _autocast.cast(plan, x, h0, w_ih, w_hh, b_ih, b_hh)
+    x_proj = _project(x, w_ih, b_ih, w_hh.dtype, plan)
     _, h = F_rnn.gru_layer(x_proj, w_hh, b_hh, h0)
     return h

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _driver
+from . import _autocast, _driver
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
 
@@ -177,15 +177,17 @@ class LSTM(nn.RNNBase):
             (self.num_layers * num_directions, batch, self.hidden_size),
             *_rnn_weight_shapes(self, 4),
         ]
+        plan = _autocast.plan(rows, lstm=True, cell=False, packed=batch_sizes is not None,
+                              proj=self.proj_size > 0)
         if seq_len == 0 or not _driver.supported(
-                rows, (rows, *states, *self._flat_weights), shapes):
+                rows, (rows, *states, *self._flat_weights), shapes, plan):
             return nn.LSTM.forward(self, orig_input, orig_hx)
 
         output, hidden = _driver.rnn(
             self.mode, rows, batch_sizes, states, self._flat_weights,
             has_bias=self.bias, has_proj=self.proj_size > 0,
             num_layers=self.num_layers, bidirectional=self.bidirectional,
-            dropout=self.dropout, training=self.training)
+            dropout=self.dropout, training=self.training, plan=plan)
 
         if isinstance(orig_input, PackedSequence):
             output_packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -258,15 +260,16 @@ class GRU(nn.RNNBase):
             (self.num_layers * num_directions, batch, self.hidden_size),
             *_rnn_weight_shapes(self, 3),
         ]
+        plan = _autocast.plan(rows, lstm=False, cell=False, packed=batch_sizes is not None)
         if seq_len == 0 or not _driver.supported(
-                rows, (rows, hx, *self._flat_weights), shapes):
+                rows, (rows, hx, *self._flat_weights), shapes, plan):
             return nn.GRU.forward(self, orig_input, orig_hx)
 
         output, (hidden,) = _driver.rnn(
             self.mode, rows, batch_sizes, (hx,), self._flat_weights,
             has_bias=self.bias, has_proj=False,
             num_layers=self.num_layers, bidirectional=self.bidirectional,
-            dropout=self.dropout, training=self.training)
+            dropout=self.dropout, training=self.training, plan=plan)
 
         if isinstance(orig_input, PackedSequence):
             output_packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -307,11 +310,12 @@ class LSTMCell(nn.LSTMCell):
         state_shape = (input.size(0), self.hidden_size)
         shapes = [(input.size(0), self.input_size), state_shape, state_shape,
                   *_cell_weight_shapes(self, 4)]
-        if len(hx) != 2 or not _driver.supported(input, (input, *hx, *weights), shapes):
+        plan = _autocast.plan(input, lstm=True, cell=True)
+        if len(hx) != 2 or not _driver.supported(input, (input, *hx, *weights), shapes, plan):
             return super().forward(orig_input, orig_hx)
 
         ret = _driver.lstm_cell(input, hx[0], hx[1], self.weight_ih, self.weight_hh,
-                                self.bias_ih, self.bias_hh)
+                                self.bias_ih, self.bias_hh, plan)
         if not is_batched:
             ret = (ret[0].squeeze(0), ret[1].squeeze(0))
         return ret
@@ -342,11 +346,12 @@ class GRUCell(nn.GRUCell):
         weights = _cell_weights(self)
         shapes = [(input.size(0), self.input_size), (input.size(0), self.hidden_size),
                   *_cell_weight_shapes(self, 3)]
-        if not _driver.supported(input, (input, hx, *weights), shapes):
+        plan = _autocast.plan(input, lstm=False, cell=True)
+        if not _driver.supported(input, (input, hx, *weights), shapes, plan):
             return super().forward(orig_input, orig_hx)
 
         ret = _driver.gru_cell(input, hx, self.weight_ih, self.weight_hh,
-                               self.bias_ih, self.bias_hh)
+                               self.bias_ih, self.bias_hh, plan)
         if not is_batched:
             ret = ret.squeeze(0)
         return ret
