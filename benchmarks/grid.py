@@ -148,9 +148,10 @@ def gpu_quick() -> list[Point]:
 
 
 def cpu_standard() -> list[Point]:
-    # 56 points. Sized for ~15 minutes at most on a 2-core machine: the B=64
-    # training points take about a second per call on each side (7 pairs and
-    # the warm-up: ~25 s each), the rest a few seconds each.
+    # 56 points, sized for well under 15 minutes on a 2-core machine (estimate:
+    # ~6 minutes quiet). The B=64, H=512 training points take about a second
+    # per call on each side: 10 pairs, warm-up, gate and probe make ~25-30 s
+    # each; every other point is about 4 s (the 2 s per side budget).
     return _unique(
         cross(cells=LAYERS, dtypes=("fp32",), T=(100,), B=(1, 64), H=(512,))
         + cell_points()

@@ -20,12 +20,20 @@ a loss, when any of these holds:
    the spread narrow, but neither the times nor the ratio are the quiet
    machine's. GPU points are timed on the device and skip this rule.
 
-The numbers: on an idle machine per-repeat times of a call of a millisecond
-or more vary by a few percent on a GPU (CUDA events) and by 5-20% on a shared
-2-core CPU, so a paired ratio's p10..p90 spans well under 25% of its median
-and one side's p90/p10 stays well under 2. The busy-machine failure that
+The numbers come from the runs committed so far. Per-implementation p90/p10
+on the H200 quick preset (24 points, quiet): cuDNN 1.01-1.47, rnnfuse
+1.00-1.01; on the 2-core CPU (8 points, load average about 1, i.e. another
+process on one core): 1.05-1.96. A cuDNN side at 1.47 against a steady
+rnnfuse gives paired ratios whose p10..p90 spans about 40% of the median:
+real spread of a quiet machine, which RATIO_SPREAD_MAX = 0.5 keeps (the
+verdict below then says "on par" unless the whole interval is on one side
+of 1). IMPL_SPREAD_MAX = 2 keeps every one of those points and marks a side
+whose slow repeats take twice its fast ones. The busy-machine failure that
 prompted this check (issue 10: torch.nn at 3164 ms for a point that takes
-~12 ms when quiet, reported as a 4.4x speed-up) breaks both by far.
+~12 ms when quiet, reported as a 4.4x speed-up) breaks both by far, and
+rule 4 catches the steady load the CPU run above was taken under
+(OTHER_CPU_MAX = 0.25: on a 2-core machine, another process busy on half a
+core; that run's load average of 1 is a whole core).
 
 A point that passes gets a verdict from the same spread: "faster" when even
 the p10 paired ratio is above 1, "slower" when even the p90 is below 1, and
@@ -40,7 +48,7 @@ if TYPE_CHECKING:  # only for annotations: report.py imports this without torch
     from .timing import Spread, Timing
 
 MIN_PAIRS = 5
-RATIO_SPREAD_MAX = 0.25
+RATIO_SPREAD_MAX = 0.5
 IMPL_SPREAD_MAX = 2.0
 OTHER_CPU_MAX = 0.25
 

@@ -15,7 +15,8 @@ Point flags take comma lists (``--B 1,16,64``); given without --preset they
 form a cross product with the defaults of PyTorch's fastrnns point (LSTM,
 fp32, T=100, B=64, I=H, 1 layer, unidirectional, both modes); given with
 --preset they filter it. Cells: lstm, gru (sequence modules), lstmcell,
-grucell (per call; their T is the chained calls per repeat, default 10).
+grucell (per call; their T is the chained calls per repeat, default 10, so
+`--preset standard --T 100` keeps only sequence points).
 
 Both implementations are timed alternately, repeat by repeat; each point
 reports its spread, and a point whose spread is too wide is NOISY: shown,
@@ -51,7 +52,7 @@ BUDGETS = {
     ("cuda", "quick"): timing.Budget(seconds=0.2, warmup=3, min_repeats=10, max_repeats=100),
     ("cuda", "standard"): timing.Budget(seconds=0.5, warmup=3, min_repeats=20, max_repeats=200),
     ("cpu", "quick"): timing.Budget(seconds=0.3, warmup=1, min_repeats=5, max_repeats=50),
-    ("cpu", "standard"): timing.Budget(seconds=1.0, warmup=2, min_repeats=7, max_repeats=100),
+    ("cpu", "standard"): timing.Budget(seconds=2.0, warmup=2, min_repeats=10, max_repeats=100),
 }
 
 POINT_FLAGS = {  # flag -> (Point field, parser, default for a custom grid)
