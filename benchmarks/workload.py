@@ -133,8 +133,10 @@ def clear_grads(module: torch.nn.Module, inputs: Inputs):
 def cell_chain(module: torch.nn.Module, x: torch.Tensor, hx):
     """T chained calls of a cell over x (T, B, I): (list of the T hidden states, final state)."""
     ys, state = [], hx
-    for t in range(x.shape[0]):
-        state = module(x[t], state)
+    # unbind, not x[t]: in training T index views would each scatter a full-size
+    # zero gradient into x's; unbind's backward stacks the T gradients once.
+    for x_t in x.unbind(0):
+        state = module(x_t, state)
         ys.append(state[0] if isinstance(state, tuple) else state)
     return ys, state
 
