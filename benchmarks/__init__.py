@@ -4,8 +4,9 @@ Entry point: ``python -m benchmarks.run`` (see benchmarks/run.py). Modules,
 one job each:
   grid.py        points and presets           workload.py  modules, inputs, the timed step
   gate.py        correctness before timing    probe.py     which code path a call took
-  timing.py      CUDA-event / perf_counter    physics.py   FLOP counts, per-step time
-                 timing, peak memory          ceilings.py  measured GEMM and copy peaks
+  timing.py      alternated CUDA-event /      physics.py   FLOP counts, per-step time
+                 clock timing, peak memory    ceilings.py  measured GEMM and copy peaks
+  noise.py       when a point is NOISY        hostload.py  CPU time other processes took
   cudnn_algo.py  PyTorch's cuDNN algorithm    env.py       card, driver, versions, git
   measure.py     one point, end to end        report.py    results.json, report.md, console
   plots.py       speed-up PNGs

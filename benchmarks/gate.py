@@ -17,7 +17,12 @@ of the output dtype, not more (a trained or random LSTM/GRU is contractive).
 fp32: 1e-4 (eps 1.2e-7); tf32: 1e-2 (10-bit mantissa in the GEMMs);
 fp16: 1e-2 (eps 9.8e-4); bf16: 5e-2 (eps 7.8e-3). Gradients: 3x, as in the
 tests' rule (CONVENTIONS.md section 5), because the backward accumulates
-over all timesteps.
+over all timesteps. A cell chain is the same recurrence run call by call and
+gets the same tolerances.
+
+If torch.nn itself raises on the point (a dtype or shape it does not run on
+this device), the gate raises BaselineUnsupported: the point is recorded as
+"torch.nn unsupported", not as an error of the candidate.
 """
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ from . import workload
 
 TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "fp16": 1e-2, "bf16": 5e-2}
 GRAD_FACTOR = 3.0
+
+
+class BaselineUnsupported(Exception):
+    """torch.nn raised on this point: there is nothing to compare against."""
 
 
 @dataclasses.dataclass
@@ -64,19 +73,24 @@ def _run(module, point, inputs):
     x, hx = inputs.xs[0], inputs.hx
     if point.mode == "inference":
         with torch.inference_mode():
-            y, state = module(x, hx)
+            y, state = workload.run_sequence(module, point, x, hx)
         grads = {}
     else:
         for p in module.parameters():
             p.grad = None
         x.grad = None
-        y, state = module(x, hx)
-        y.backward(inputs.grad_out)
+        y, state = workload.run_sequence(module, point, x, hx)
+        if point.is_cell:
+            torch.autograd.backward(y, list(inputs.grad_out.unbind(0)))
+        else:
+            y.backward(inputs.grad_out)
         grads = {"grad_input": x.grad.detach().clone()}
         # None stays: a parameter the candidate has but left without a gradient is a bug.
         grads.update({f"grad_{n}": p.grad for n, p in module.named_parameters()})
+    if isinstance(y, list):  # a cell chain's hidden states
+        y = torch.stack([t.detach() for t in y])
     out = {"output": y.detach()}
-    if point.cell == "lstm":
+    if isinstance(state, tuple):
         out["h_n"], out["c_n"] = state[0].detach(), state[1].detach()
     else:
         out["h_n"] = state.detach()
@@ -90,7 +104,11 @@ def check(point, baseline, candidate, device: torch.device, seed: int = 1234) ->
     # Identical copies of the inputs for each side: gradients land on x.
     ref_in = workload.make_inputs(point, device, seed)
     cand_in = workload.make_inputs(point, device, seed)
-    ref_out, ref_grads = _run(baseline, point, ref_in)
+    try:
+        ref_out, ref_grads = _run(baseline, point, ref_in)
+    except Exception as e:  # noqa: BLE001 - whatever torch.nn raises, it is torch.nn's
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise BaselineUnsupported(f"{type(e).__name__}: {msg}") from e
     for name, t in {**ref_out, **ref_grads}.items():
         if t is not None and not torch.isfinite(t).all():
             return GateResult(False, {}, tolerance, f"torch.nn's {name} is not finite")

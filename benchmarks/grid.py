@@ -2,7 +2,14 @@
 
 A point is one (cell, dtype, shape, mode) configuration. The full cross
 product of the values the suite must cover is thousands of points, most of
-them telling nothing new, so each preset is a documented union of sweeps:
+them telling nothing new, so each preset is a documented union of sweeps.
+
+Cells: "lstm" and "gru" are the sequence modules (torch.nn.LSTM / GRU);
+"lstmcell" and "grucell" are the single-step modules (torch.nn.LSTMCell /
+GRUCell), timed per call. A cell point's T is the number of chained calls in
+one timed repeat (h_t = cell(x_t, h_{t-1}), t < T, as a model's time loop
+runs them; training backpropagates through the chain), and its times are
+reported per call; layers = 1 and unidirectional.
 
 GPU ``standard`` (every listed value appears at least once):
   1. sweep:  LSTM, GRU x fp32, tf32, fp16, bf16 x B in {1, 8, 16, 64, 256}
@@ -13,11 +20,21 @@ GPU ``standard`` (every listed value appears at least once):
   4. fastrnns: PyTorch's fastrnns default, LSTM T=100, B=64, I=H=512, fp32 (and tf32,
              PyTorch's default math for fp32).
   5. flashrnn: the published H100 comparison, LSTM H=768, B=16, T=1024, fp16 and bf16.
+  6. cells:  LSTMCell, GRUCell x fp32, tf32, fp16, bf16 x B in {1, 64} x H in {128, 512},
+             T=CELL_CALLS calls, both modes.
 GPU ``quick`` (the GPU check): LSTM, GRU x fp32, bf16 x B in {8, 64, 256}, T=100,
-  I=H=512, both modes; it contains the fastrnns point.
-CPU ``standard``: LSTM, GRU x fp32 x B in {1, 16, 64} x H in {128, 256, 512}, T=100,
-  both modes, plus 2 layers and bidirectional at B=16, H=256.
-CPU ``quick``: LSTM, GRU x fp32 x B in {1, 16}, H=256, T=100, both modes.
+  I=H=512, both modes (it contains the fastrnns point); LSTMCell, GRUCell x fp32
+  x B in {1, 64} x H=512, both modes.
+CPU ``standard`` (issue 10's table and targets):
+  1. fastrnns: LSTM, GRU x fp32 x B in {1, 64}, T=100, I=H=512, both modes.
+  2. cells:    LSTMCell, GRUCell x fp32 x B in {1, 64} x H in {128, 512}, both modes.
+  3. bf16:     LSTM, GRU x bf16 x B in {1, 64}, T=100, I=H=512, both modes; LSTMCell,
+               GRUCell x bf16 x B in {1, 64}, H=512, both modes.
+  4. stack:    LSTM, GRU x fp32, 1 and 2 layers, uni- and bidirectional, T=100, B=16,
+               I=H=256, both modes.
+CPU ``quick``: LSTM, GRU x fp32 x B in {1, 16}, H=256, T=100, both modes;
+  LSTMCell, GRUCell x fp32 x B in {1, 64}, H=128, both modes; LSTM, GRU x bf16,
+  B=1, H=256, T=100, inference.
 
 dtype names: "fp32" is float32 with TF32 off (cudnn.allow_tf32 and
 cuda.matmul.allow_tf32 both False), "tf32" float32 with both on, "fp16",
@@ -28,7 +45,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-CELLS = ("lstm", "gru")
+LAYERS = ("lstm", "gru")
+CELL_KINDS = ("lstmcell", "grucell")
+CELLS = LAYERS + CELL_KINDS
+CELL_CALLS = 10  # chained calls per timed repeat of a cell point
 DTYPES = ("fp32", "tf32", "fp16", "bf16")
 MODES = ("inference", "training")
 PRESETS = ("quick", "standard")
@@ -56,6 +76,13 @@ class Point:
         for name in ("T", "B", "I", "H", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.is_cell and (self.layers != 1 or self.bidirectional):
+            raise ValueError(f"a {self.cell} point has 1 layer and one direction")
+
+    @property
+    def is_cell(self) -> bool:
+        """A single-step module timed per call (T chained calls per repeat)."""
+        return self.cell in CELL_KINDS
 
     @property
     def id(self) -> str:
@@ -72,14 +99,22 @@ class Point:
 
 
 def cross(cells=CELLS, dtypes=DTYPES, T=(128,), B=(64,), H=(512,), I=None, layers=(1,),
-          bidirectional=(False,), modes=MODES) -> list[Point]:
-    """Cross product of the given values; ``I=None`` means I = H."""
+          bidirectional=(False,), modes=MODES, cell_T=None) -> list[Point]:
+    """Cross product of the given values; ``I=None`` means I = H.
+
+    Cell kinds take ``cell_T`` (default: ``T``) as their calls per repeat and
+    only 1 layer, unidirectional: other layer/direction values skip them.
+    """
     points = []
-    for c, d, t, b, h, lay, bi, m in itertools.product(cells, dtypes, T, B, H, layers,
-                                                       bidirectional, modes):
-        for i in (I if I is not None else (h,)):
-            points.append(Point(c, d, t, b, i, h, lay, bi, m))
-    return points
+    for c, d, b, h, lay, bi, m in itertools.product(cells, dtypes, B, H, layers,
+                                                   bidirectional, modes):
+        is_cell = c in CELL_KINDS
+        if is_cell and (lay != 1 or bi):
+            continue
+        for t in (cell_T or T) if is_cell else T:
+            for i in (I if I is not None else (h,)):
+                points.append(Point(c, d, t, b, i, h, lay, bi, m))
+    return _unique(points)
 
 
 def _unique(points) -> list[Point]:
@@ -92,30 +127,47 @@ def _unique(points) -> list[Point]:
     return out
 
 
+def cell_points(dtypes=("fp32",), B=(1, 64), H=(128, 512), modes=MODES) -> list[Point]:
+    return cross(cells=CELL_KINDS, dtypes=dtypes, T=(CELL_CALLS,), B=B, H=H, modes=modes)
+
+
 def gpu_standard() -> list[Point]:
     return _unique(
-        cross(T=(128,), B=(1, 8, 16, 64, 256), H=(256, 512, 768, 1024))
-        + cross(T=(1024,), B=(16, 256), H=(512, 1024))
-        + cross(T=(128,), B=(64,), H=(512,), layers=(1, 2), bidirectional=(False, True))
+        cross(cells=LAYERS, T=(128,), B=(1, 8, 16, 64, 256), H=(256, 512, 768, 1024))
+        + cross(cells=LAYERS, T=(1024,), B=(16, 256), H=(512, 1024))
+        + cross(cells=LAYERS, T=(128,), B=(64,), H=(512,), layers=(1, 2),
+                bidirectional=(False, True))
         + cross(cells=("lstm",), dtypes=("fp32", "tf32"), T=(100,), B=(64,), H=(512,))
-        + cross(cells=("lstm",), dtypes=("fp16", "bf16"), T=(1024,), B=(16,), H=(768,)))
+        + cross(cells=("lstm",), dtypes=("fp16", "bf16"), T=(1024,), B=(16,), H=(768,))
+        + cell_points(dtypes=DTYPES))
 
 
 def gpu_quick() -> list[Point]:
-    return cross(dtypes=("fp32", "bf16"), T=(100,), B=(8, 64, 256), H=(512,))
+    return (cross(cells=LAYERS, dtypes=("fp32", "bf16"), T=(100,), B=(8, 64, 256), H=(512,))
+            + cell_points(H=(512,)))
 
 
 def cpu_standard() -> list[Point]:
+    # 56 points, sized for well under 15 minutes on a 2-core machine (estimate:
+    # ~6 minutes quiet). The B=64, H=512 training points take about a second
+    # per call on each side: 10 pairs, warm-up, gate and probe make ~25-30 s
+    # each; every other point is about 4 s (the 2 s per side budget).
     return _unique(
-        cross(dtypes=("fp32",), T=(100,), B=(1, 16, 64), H=(128, 256, 512))
-        + cross(dtypes=("fp32",), T=(100,), B=(16,), H=(256,), layers=(1, 2),
+        cross(cells=LAYERS, dtypes=("fp32",), T=(100,), B=(1, 64), H=(512,))
+        + cell_points()
+        + cross(cells=LAYERS, dtypes=("bf16",), T=(100,), B=(1, 64), H=(512,))
+        + cell_points(dtypes=("bf16",), H=(512,))
+        + cross(cells=LAYERS, dtypes=("fp32",), T=(100,), B=(16,), H=(256,), layers=(1, 2),
                 bidirectional=(False, True)))
 
 
 def cpu_quick() -> list[Point]:
     # A 2-core CPU needs seconds per call at B=64, H=512 (GRU training): that
     # point lives in cpu_standard, quick stays well under 2 minutes.
-    return cross(dtypes=("fp32",), T=(100,), B=(1, 16), H=(256,))
+    return (cross(cells=LAYERS, dtypes=("fp32",), T=(100,), B=(1, 16), H=(256,))
+            + cell_points(H=(128,))
+            + cross(cells=LAYERS, dtypes=("bf16",), T=(100,), B=(1,), H=(256,),
+                    modes=("inference",)))
 
 
 def preset(name: str, device_type: str) -> list[Point]:

@@ -9,15 +9,23 @@ GEMM outside the recurrence and is not counted):
 Per-step time is the measured time over T * layers: a layer's recurrence is
 the sequential chain, and the two directions of a bidirectional layer are
 independent, so they can share a step.
+
+Cell points (LSTMCell, GRUCell) are timed per call, and one call does both
+products, so their count is per call and includes the input's:
+  forward:  2 * B * (I + H) * G * H;  training: 3x.
+Their per-step time is the per-call time.
 """
 from __future__ import annotations
 
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3, "lstmcell": 4, "grucell": 3}
 TRAINING_FACTOR = 3
 
 
 def recurrent_flops(point) -> int:
-    """FLOPs of the recurrent matrix products of one timed call."""
+    """FLOPs of the recurrent matrix products of one timed call (a cell: of one call)."""
+    if point.is_cell:
+        total = 2 * point.B * (point.I + point.H) * GATES[point.cell] * point.H
+        return total * (TRAINING_FACTOR if point.mode == "training" else 1)
     per_step = 2 * point.B * point.H * GATES[point.cell] * point.H
     total = point.T * point.layers * point.directions * per_step
     return total * (TRAINING_FACTOR if point.mode == "training" else 1)
@@ -30,6 +38,8 @@ def whh_bytes(point, itemsize: int) -> int:
 
 def derived(point, median_ms: float | None, itemsize: int, ceilings: dict) -> dict:
     """Achieved rate and per-step time of one measured call, beside the card's ceilings.
+
+    ``median_ms``: the time of one timed call; for a cell point, of one cell call.
 
     ``ceilings``: {"gemm_tflops": {dtype: TFLOP/s}, "copy_gbps": GB/s}; missing
     entries give None fractions.
@@ -47,7 +57,8 @@ def derived(point, median_ms: float | None, itemsize: int, ceilings: dict) -> di
         return out
     seconds = median_ms * 1e-3
     out["tflops"] = flops / seconds / 1e12
-    out["us_per_step"] = median_ms * 1e3 / (point.T * point.layers)
+    steps = 1 if point.is_cell else point.T * point.layers
+    out["us_per_step"] = median_ms * 1e3 / steps
     if gemm:
         out["frac_gemm_peak"] = out["tflops"] / gemm
     return out

@@ -1,9 +1,13 @@
 """Speed-up plots: ratio against batch size, one line per hidden size.
 
-One PNG per cell type; in it one panel per (dtype, mode). Only single-layer
-unidirectional points are drawn (the stacked ones are single shapes, in the
-table). A series is (H, T): the grid's main T is drawn solid, other T dashed.
-matplotlib is optional: without it, plotting is skipped with a note.
+One PNG per cell type (lstm, gru, lstmcell, grucell); in it one panel per
+(dtype, mode). Only single-layer unidirectional points are drawn (the
+stacked ones are single shapes, in the table). A series is (H, T): the
+grid's main T is drawn solid, other T dashed. Each marker is the median
+paired ratio with an error bar from its p10 to its p90; OK points are joined
+by the series' line, NOISY points are drawn hollow and apart from it (their
+ratio is not a result). matplotlib is optional: without it, plotting is
+skipped with a note.
 
 Re-plot from a results file: python -m benchmarks.plots results.json [outdir]
 """
@@ -28,6 +32,29 @@ def _matplotlib():
         return None
 
 
+def _yerr(points):
+    """Asymmetric error bars from each point's paired-ratio p10 and p90."""
+    lo, hi = [], []
+    for p in points:
+        r = p.get("ratio_spread") or {}
+        lo.append(max(0.0, p["ratio"] - r.get("p10", p["ratio"])))
+        hi.append(max(0.0, r.get("p90", p["ratio"]) - p["ratio"]))
+    return [lo, hi]
+
+
+def _ylim(points):
+    """Fit the OK points' bars, every marker and 1.0; a NOISY bar may run off the
+    panel rather than squash the trusted points into a line."""
+    ys = [1.0] + [p["ratio"] for p in points]
+    for p in points:
+        r = p.get("ratio_spread") or {}
+        if p["status"] == "OK":
+            ys += [r.get("p10", p["ratio"]), r.get("p90", p["ratio"])]
+    lo, hi = min(ys), max(ys)
+    pad = 0.08 * (hi - lo) or 0.1
+    return max(0.0, lo - pad), hi + pad
+
+
 def write(results: dict, out_dir: Path) -> list[Path]:
     """Write speedup_<cell>.png files; returns their paths ([] if nothing to plot)."""
     plt = _matplotlib()
@@ -35,11 +62,11 @@ def write(results: dict, out_dir: Path) -> list[Path]:
         print("plots: matplotlib not installed, skipping plots", file=sys.stderr)
         return []
     ok = [p for p in results["points"]
-          if p["status"] == "OK" and p["layers"] == 1 and not p["bidirectional"]]
+          if p["status"] in ("OK", "NOISY") and p["layers"] == 1 and not p["bidirectional"]]
     written = []
     device = results["environment"]["device"]["name"]
     baseline = "cuDNN" if results["environment"]["device"]["type"] == "cuda" else "torch.nn"
-    for cell in ("lstm", "gru"):
+    for cell in ("lstm", "gru", "lstmcell", "grucell"):
         pts = [p for p in ok if p["cell"] == cell]
         if not pts:
             continue
@@ -56,23 +83,37 @@ def write(results: dict, out_dir: Path) -> list[Path]:
             series = defaultdict(list)
             for p in pts:
                 if p["dtype"] == dtype and p["mode"] == mode:
-                    series[(p["H"], p["T"])].append((p["B"], p["ratio"]))
-            for (h, t), xy in sorted(series.items()):
-                xy.sort()
-                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o",
-                        linestyle="-" if t == main_t else "--", label=f"H={h}, T={t}")
+                    series[(p["H"], p["T"])].append(p)
+            for k, ((h, t), sp) in enumerate(sorted(series.items())):
+                sp.sort(key=lambda p: p["B"])
+                label = f"H={h}, T={t}" + (" calls" if cell.endswith("cell") else "")
+                good = [p for p in sp if p["status"] == "OK"]
+                noisy = [p for p in sp if p["status"] == "NOISY"]
+                color = f"C{k % 10}"
+                if good:
+                    ax.errorbar([p["B"] for p in good], [p["ratio"] for p in good],
+                                yerr=_yerr(good), marker="o", capsize=3, color=color,
+                                linestyle="-" if t == main_t else "--", label=label)
+                if noisy:
+                    ax.errorbar([p["B"] for p in noisy], [p["ratio"] for p in noisy],
+                                yerr=_yerr(noisy), marker="o", markerfacecolor="none",
+                                color=color, linestyle="none", capsize=3, alpha=0.6,
+                                label=f"{label}: NOISY")
             ax.axhline(1.0, color="gray", linewidth=0.8)
+            ax.set_ylim(*_ylim([p for p in pts if p["dtype"] == dtype and p["mode"] == mode]))
             ax.set_xscale("log", base=2)
             batches = sorted({p["B"] for p in pts})
             ax.set_xticks(batches, [str(b) for b in batches])
             ax.minorticks_off()
-            ax.set_title(f"{cell.upper()} {dtype} {mode}", fontsize=10)
+            name = {"lstmcell": "LSTMCell", "grucell": "GRUCell"}.get(cell, cell.upper())
+            ax.set_title(f"{name} {dtype} {mode}" + (" (per call)" if cell.endswith("cell") else ""),
+                         fontsize=10)
             ax.set_xlabel("batch size")
             ax.set_ylabel(f"{baseline} time / rnnfuse time")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
-        fig.suptitle(f"rnnfuse speed-up over torch.nn, {device} (above 1: rnnfuse faster)",
-                     fontsize=11)
+        fig.suptitle(f"rnnfuse speed-up over torch.nn, {device} (above 1: rnnfuse faster; "
+                     "bars: paired-ratio p10-p90)", fontsize=11)
         fig.tight_layout()
         path = Path(out_dir) / f"speedup_{cell}.png"
         fig.savefig(path, dpi=110)

@@ -1,8 +1,13 @@
 """Write results.json and report.md, and format the console table.
 
-Ratio convention: baseline time / candidate time, i.e. cuDNN (torch.nn) over
-rnnfuse: above 1 means rnnfuse is faster. Only "OK" points have a ratio and
-enter the geometric means.
+Ratio convention: baseline time / candidate time, i.e. torch.nn (cuDNN on a
+GPU) over rnnfuse: above 1 means rnnfuse is faster. A point's ratio is the
+median of its paired ratios (one per repeat, both implementations timed back
+to back; benchmarks/timing.py); "ratio_of_medians" is kept beside it. Only
+"OK" points enter the geometric means; NOISY points keep their numbers but
+are counted apart (benchmarks/noise.py says when a point is NOISY).
+
+Standard library only (gpu_check_report.py uses it where torch may be broken).
 """
 from __future__ import annotations
 
@@ -11,14 +16,23 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from . import noise
+
+SCHEMA_VERSION = 2  # 2: alternated timing, spreads, NOISY / UNSUPPORTED, cell points
 # Keys every results.json has; tests/test_benchmarks.py checks them.
 REQUIRED_TOP = ("schema_version", "preset", "environment", "ceilings", "config", "points", "summary")
 REQUIRED_POINT = ("id", "cell", "dtype", "T", "B", "I", "H", "layers", "bidirectional", "mode",
                   "status", "error", "gate", "tf32_flags", "cudnn_algo", "baseline_backend",
-                  "baseline", "candidate", "ratio")
-REQUIRED_TIMING = ("median_ms", "p10_ms", "p90_ms", "repeats", "peak_mem_bytes",
-                   "recurrent_flops", "tflops", "us_per_step", "frac_gemm_peak")
+                  "baseline", "candidate", "ratio", "ratio_spread", "ratio_of_medians",
+                  "verdict", "noise")
+REQUIRED_TIMING = ("median_ms", "p10_ms", "p90_ms", "min_ms", "max_ms", "repeats",
+                   "calls_per_repeat", "peak_mem_bytes", "recurrent_flops", "tflops",
+                   "us_per_step", "frac_gemm_peak")
+REQUIRED_SPREAD = ("median", "p10", "p90", "min", "max", "n")
+STATUSES = ("OK", "NOISY", "WRONG", "UNSUPPORTED", "ERROR")
+FAILED = ("WRONG", "ERROR")  # what makes a run exit 1
+ORDER = {"lstm": 0, "gru": 1, "lstmcell": 2, "grucell": 3, "fp32": 0, "tf32": 1, "fp16": 2,
+         "bf16": 3, "inference": 0, "training": 1}
 
 
 def geomean(xs) -> float | None:
@@ -27,22 +41,31 @@ def geomean(xs) -> float | None:
 
 
 def summarize(points: list[dict]) -> dict:
-    """Status counts and geometric-mean ratios per (cell, dtype, mode)."""
+    """Status counts and geometric-mean ratios per (cell, dtype, mode), OK points only."""
     counts = defaultdict(int)
     groups = defaultdict(list)
+    noisy = defaultdict(int)
     for p in points:
         counts[p["status"]] += 1
+        key = (p["cell"], p["dtype"], p["mode"])
         if p["status"] == "OK":
-            groups[(p["cell"], p["dtype"], p["mode"])].append(p["ratio"])
-    order = {"lstm": 0, "gru": 1, "fp32": 0, "tf32": 1, "fp16": 2, "bf16": 3,
-             "inference": 0, "training": 1}
-    keys = sorted(groups, key=lambda k: tuple(order.get(x, 9) for x in k))
-    gm = [{"cell": c, "dtype": d, "mode": m, "n": len(groups[(c, d, m)]),
-           "geomean_ratio": geomean(groups[(c, d, m)]),
-           "min_ratio": min(groups[(c, d, m)]), "max_ratio": max(groups[(c, d, m)])}
-          for c, d, m in keys]
-    return {"counts": dict(counts), "total": len(points), "geomean": gm,
-            "overall_geomean_ratio": geomean(r for k in keys for r in groups[k])}
+            groups[key].append(p["ratio"])
+        elif p["status"] == "NOISY":
+            noisy[key] += 1
+    keys = sorted(set(groups) | set(noisy), key=lambda k: tuple(ORDER.get(x, 9) for x in k))
+    gm = []
+    for c, d, m in keys:
+        rs = groups.get((c, d, m), [])
+        gm.append({"cell": c, "dtype": d, "mode": m, "n": len(rs), "noisy": noisy.get((c, d, m), 0),
+                   "geomean_ratio": geomean(rs), "min_ratio": min(rs) if rs else None,
+                   "max_ratio": max(rs) if rs else None})
+    timed = counts.get("OK", 0) + counts.get("NOISY", 0)
+    return {"counts": dict(counts), "total": len(points), "timed": timed,
+            "noisy": counts.get("NOISY", 0), "noise_criterion": noise.CRITERION,
+            "verdicts": {v: sum(1 for p in points if p.get("verdict") == v)
+                         for v in ("faster", "on par", "slower")},
+            "geomean": gm,
+            "overall_geomean_ratio": geomean(r for k in keys for r in groups.get(k, []))}
 
 
 def build(points, environment, ceilings, config, preset) -> dict:
@@ -69,7 +92,12 @@ def write_json(results: dict, path: Path):
 # ---- formatting -----------------------------------------------------------
 
 def _f(x, fmt="{:.3f}", none="-"):
-    return none if x is None else fmt.format(x)
+    return none if not isinstance(x, (int, float)) else fmt.format(x)
+
+
+def _ms(x):
+    """Times span 10 us (a GPU cell call) to seconds: 4 significant digits."""
+    return _f(x, "{:.4g}")
 
 
 def _mb(b):
@@ -89,9 +117,31 @@ def _algo(p):
     return fwd if not bwd or bwd == a["forward"] else f"{fwd}/{short.get(bwd, bwd)}"
 
 
+def time_cell(t: dict | None) -> str:
+    """'median (p10-p90)' of one implementation's times."""
+    if not t:
+        return "-"
+    return f"{_ms(t.get('median_ms'))} ({_ms(t.get('p10_ms'))}-{_ms(t.get('p90_ms'))})"
+
+
+def ratio_cell(p: dict) -> str:
+    """'median (p10-p90)' of the paired ratios."""
+    r = p.get("ratio_spread")
+    if not r:
+        return _f(p.get("ratio"), "{:.2f}")
+    return f"{_f(r['median'], '{:.2f}')} ({_f(r['p10'], '{:.2f}')}-{_f(r['p90'], '{:.2f}')})"
+
+
+def verdict_cell(p: dict) -> str:
+    if p["status"] == "NOISY":
+        return "NOISY"
+    return p.get("verdict") or "-"
+
+
 COLUMNS = ("cell", "dtype", "mode", "T", "B", "I", "H", "L", "dir", "cuDNN algo",
-           "torch ms", "rnnfuse ms", "ratio", "torch MiB", "rnnfuse MiB",
-           "rnnfuse TFLOP/s", "% GEMM peak", "rnnfuse us/step", "status")
+           "torch ms (p10-p90)", "rnnfuse ms (p10-p90)", "ratio (p10-p90)", "verdict",
+           "torch MiB", "rnnfuse MiB", "rnnfuse TFLOP/s", "% GEMM peak", "rnnfuse us/step",
+           "status")
 
 
 def row(p: dict) -> list[str]:
@@ -99,10 +149,27 @@ def row(p: dict) -> list[str]:
     frac = c.get("frac_gemm_peak")
     return [p["cell"], p["dtype"], p["mode"], str(p["T"]), str(p["B"]), str(p["I"]), str(p["H"]),
             str(p["layers"]), "bi" if p["bidirectional"] else "uni", _algo(p),
-            _f(b.get("median_ms")), _f(c.get("median_ms")), _f(p.get("ratio"), "{:.2f}"),
+            time_cell(b), time_cell(c), ratio_cell(p), verdict_cell(p),
             _mb(b.get("peak_mem_bytes")), _mb(c.get("peak_mem_bytes")),
             _f(c.get("tflops"), "{:.2f}"), _f(None if frac is None else 100 * frac, "{:.1f}"),
             _f(c.get("us_per_step"), "{:.1f}"), p["status"]]
+
+
+SPREAD_COLUMNS = ("point", "repeats", "torch min / p10 / median / p90 / max ms",
+                  "rnnfuse min / p10 / median / p90 / max ms",
+                  "paired ratio min / p10 / median / p90 / max", "other CPU %", "status")
+
+
+def _five(t: dict, suffix: str = "_ms", fmt=_ms) -> str:
+    return " / ".join(fmt(t.get(k + suffix)) for k in ("min", "p10", "median", "p90", "max"))
+
+
+def spread_row(p: dict) -> list[str]:
+    b, c, r = p.get("baseline") or {}, p.get("candidate") or {}, p.get("ratio_spread") or {}
+    other = (p.get("noise") or {}).get("other_cpu_share")
+    return [p["id"], str(b.get("repeats", "-")), _five(b), _five(c),
+            _five(r, "", lambda x: _f(x, "{:.2f}")),
+            _f(None if other is None else 100 * other, "{:.0f}"), p["status"]]
 
 
 def markdown_table(header, rows) -> str:
@@ -119,12 +186,27 @@ def text_table(header, rows) -> str:
 
 
 def geomean_rows(summary) -> list[list[str]]:
-    return [[g["cell"], g["dtype"], g["mode"], str(g["n"]), _f(g["geomean_ratio"], "{:.2f}"),
-             _f(g["min_ratio"], "{:.2f}"), _f(g["max_ratio"], "{:.2f}")]
+    return [[g["cell"], g["dtype"], g["mode"], str(g["n"]), str(g.get("noisy", 0)),
+             _f(g["geomean_ratio"], "{:.2f}"), _f(g["min_ratio"], "{:.2f}"),
+             _f(g["max_ratio"], "{:.2f}")]
             for g in summary["geomean"]]
 
 
-GEOMEAN_HEADER = ("cell", "dtype", "mode", "points", "geomean ratio", "min", "max")
+GEOMEAN_HEADER = ("cell", "dtype", "mode", "OK points", "NOISY (excluded)", "geomean ratio",
+                  "min", "max")
+
+
+def noise_line(s: dict) -> str:
+    """How many timed points were too noisy to count, and the rule."""
+    n, timed = s.get("noisy", 0), s.get("timed", 0)
+    return (f"{n} of {timed} timed points NOISY, not counted in the geometric means "
+            f"({s.get('noise_criterion', noise.CRITERION)})")
+
+
+def verdict_line(s: dict) -> str:
+    v = s.get("verdicts") or {}
+    return (f"OK points: rnnfuse faster at {v.get('faster', 0)}, on par at {v.get('on par', 0)}, "
+            f"slower at {v.get('slower', 0)} (faster: paired-ratio p10 > 1; slower: p90 < 1)")
 
 
 def console(results: dict) -> str:
@@ -132,9 +214,12 @@ def console(results: dict) -> str:
     s = results["summary"]
     parts = [text_table(COLUMNS, [row(p) for p in pts]), ""]
     if s["geomean"]:
-        parts += ["ratio = torch.nn time / rnnfuse time (above 1: rnnfuse faster)",
+        parts += ["ratio = torch.nn time / rnnfuse time (above 1: rnnfuse faster), median of "
+                  "the paired per-repeat ratios",
                   text_table(GEOMEAN_HEADER, geomean_rows(s)), ""]
     parts.append("status: " + ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())))
+    parts.append(noise_line(s))
+    parts.append(verdict_line(s))
     for p in pts:
         if p["status"] != "OK":
             parts.append(f"  {p['status']} {p['id']}: {p['error']}")
@@ -154,10 +239,13 @@ def _env_lines(env: dict, ceilings: dict) -> list[str]:
              f"- torch {env['torch']}, CUDA {env.get('cuda') or '-'}, cuDNN {env.get('cudnn') or '-'},"
              f" Python {env['python']}",
              f"- rnnfuse commit: {commit}; candidate: {env['candidate']}",
-             f"- date: {env['date']}",
-             "- TF32: `fp32` points run with torch.backends.cudnn.allow_tf32 = "
-             "torch.backends.cuda.matmul.allow_tf32 = False, `tf32` points with both True "
-             f"(start-up defaults: {env['tf32_defaults']})"]
+             f"- date: {env['date']}"]
+    if env.get("loadavg"):
+        lines.append("- load average at start (1, 5, 15 min): "
+                     + ", ".join(f"{x:.2f}" for x in env["loadavg"]))
+    lines.append("- TF32: `fp32` points run with torch.backends.cudnn.allow_tf32 = "
+                 "torch.backends.cuda.matmul.allow_tf32 = False, `tf32` points with both True "
+                 f"(start-up defaults: {env['tf32_defaults']})")
     g = ceilings.get("gemm_tflops") or {}
     if g:
         lines.append(f"- measured ceilings: GEMM {ceilings.get('gemm_n')}^3 "
@@ -171,15 +259,25 @@ def markdown(results: dict) -> str:
     out = [f"# rnnfuse vs torch.nn ({'cuDNN' if env['device']['type'] == 'cuda' else 'CPU'})"
            f" - preset {results['preset'] or 'custom'}", ""]
     out += _env_lines(env, results["ceilings"]) + [""]
-    out += ["ratio = torch.nn median time / rnnfuse median time: above 1 means rnnfuse is faster. "
-            "TFLOP/s counts the recurrent products only (2*B*H*G*H per step, layer and direction; "
-            "training 3x); us/step = time / (T * layers). Memory: peak allocated during one call "
-            "beyond what was live before it.", ""]
+    out += ["ratio = torch.nn time / rnnfuse time: above 1 means rnnfuse is faster. The two "
+            "implementations are timed alternately, repeat by repeat; the ratio is the median of "
+            "the per-repeat (paired) ratios, shown with their p10-p90, and times are medians "
+            "with their p10-p90. verdict: faster when the paired-ratio p10 > 1, slower when its "
+            "p90 < 1, on par otherwise. " + noise.CRITERION + " (benchmarks/noise.py): its numbers "
+            "stay in the tables, its ratio is not counted. Cell points (lstmcell, grucell): "
+            "times per call, T = chained calls per repeat. TFLOP/s counts the recurrent products "
+            "only (2*B*H*G*H per step, layer and direction; cells also the input product; "
+            "training 3x); us/step = time / (T * layers), per call for cells. Memory: peak "
+            "allocated during one call beyond what was live before it.", ""]
+    out += [noise_line(s) + ".", "", verdict_line(s) + ".", ""]
     if s["geomean"]:
         out += ["## Geometric-mean ratio", "", markdown_table(GEOMEAN_HEADER, geomean_rows(s)), ""]
         if s.get("overall_geomean_ratio"):
-            out += [f"Overall geometric mean: {s['overall_geomean_ratio']:.2f}", ""]
+            out += [f"Overall geometric mean (OK points): {s['overall_geomean_ratio']:.2f}", ""]
     out += ["## Points", "", markdown_table(COLUMNS, [row(p) for p in results["points"]]), ""]
+    timed = [p for p in results["points"] if p.get("ratio_spread")]
+    if timed:
+        out += ["## Spread", "", markdown_table(SPREAD_COLUMNS, [spread_row(p) for p in timed]), ""]
     bad = [p for p in results["points"] if p["status"] != "OK"]
     if bad:
         out += ["## Not OK", ""] + [f"- **{p['status']}** `{p['id']}`: {p['error']}" for p in bad] + [""]

@@ -9,16 +9,24 @@ Examples:
   python -m benchmarks.run --cell lstm --dtype bf16 --T 1024 --B 16 --H 768 --mode training
   python -m benchmarks.run --preset standard --cell gru --dtype fp16   # filter a preset
   python -m benchmarks.run --preset quick --list                       # show points only
+  python -m benchmarks.run --cell lstmcell,grucell --B 1,64 --H 128,512  # per-call cell points
 
 Point flags take comma lists (``--B 1,16,64``); given without --preset they
 form a cross product with the defaults of PyTorch's fastrnns point (LSTM,
 fp32, T=100, B=64, I=H, 1 layer, unidirectional, both modes); given with
---preset they filter it.
+--preset they filter it. Cells: lstm, gru (sequence modules), lstmcell,
+grucell (per call; their T is the chained calls per repeat, default 10, so
+`--preset standard --T 100` keeps only sequence points).
+
+Both implementations are timed alternately, repeat by repeat; each point
+reports its spread, and a point whose spread is too wide is NOISY: shown,
+not counted (benchmarks/noise.py).
 
 Results: results.json, report.md and speedup_*.png in
 benchmarks/results/<card>_<YYYY-MM-DD>[_<preset>]/ unless --out is given.
-Exit status: 0 when every point is OK, 1 when any is WRONG or ERROR, 2 on
-a usage or set-up error (e.g. rnnfuse does not import).
+Exit status: 0 when no point is WRONG or ERROR (OK, NOISY and torch.nn
+UNSUPPORTED points pass), 1 when any is, 2 on a usage or set-up error
+(e.g. rnnfuse does not import).
 """
 from __future__ import annotations
 
@@ -36,19 +44,21 @@ from . import env, grid, measure, plots, report, timing
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-# Per-implementation measuring time per point. The GPU quick preset must
-# finish in under 2 minutes including start-up; a 2-core CPU needs fewer repeats.
+# Measuring time per implementation and point (the two alternate, so a point
+# takes about twice this). The GPU quick preset must finish in under 2
+# minutes including start-up; a 2-core CPU needs fewer repeats, but at least
+# noise.MIN_PAIRS to judge the spread.
 BUDGETS = {
     ("cuda", "quick"): timing.Budget(seconds=0.2, warmup=3, min_repeats=10, max_repeats=100),
     ("cuda", "standard"): timing.Budget(seconds=0.5, warmup=3, min_repeats=20, max_repeats=200),
-    ("cpu", "quick"): timing.Budget(seconds=0.3, warmup=1, min_repeats=3, max_repeats=50),
-    ("cpu", "standard"): timing.Budget(seconds=1.0, warmup=2, min_repeats=5, max_repeats=100),
+    ("cpu", "quick"): timing.Budget(seconds=0.3, warmup=1, min_repeats=5, max_repeats=50),
+    ("cpu", "standard"): timing.Budget(seconds=2.0, warmup=2, min_repeats=10, max_repeats=100),
 }
 
 POINT_FLAGS = {  # flag -> (Point field, parser, default for a custom grid)
     "cell": ("cell", str, ("lstm",)),
     "dtype": ("dtype", str, ("fp32",)),
-    "T": ("T", int, (100,)),
+    "T": ("T", int, (100,)),  # cell points: grid.CELL_CALLS
     "B": ("B", int, (64,)),
     "I": ("I", int, None),  # None: I = H
     "H": ("H", int, (512,)),
@@ -91,17 +101,23 @@ def select_points(args, device_type: str) -> tuple[list[grid.Point], str | None]
             pts = [p for p in pts if getattr(p, POINT_FLAGS[f][0]) in values]
         return pts, preset
     vals = {f: given.get(f, POINT_FLAGS[f][2]) for f in POINT_FLAGS}
+    for c in vals["cell"]:
+        if c not in grid.CELLS:
+            raise ValueError(f"unknown cell {c!r}; cells: {', '.join(grid.CELLS)}")
     pts = grid.cross(cells=vals["cell"], dtypes=vals["dtype"], T=vals["T"], B=vals["B"],
                      H=vals["H"], I=vals["I"], layers=vals["layers"],
-                     bidirectional=vals["bidirectional"], modes=vals["mode"])
+                     bidirectional=vals["bidirectional"], modes=vals["mode"],
+                     cell_T=given.get("T", (grid.CELL_CALLS,)))
     return pts, None
 
 
 def load_candidates(name: str) -> dict:
     if name == "torch":
-        return {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+        return {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
+                "lstmcell": torch.nn.LSTMCell, "grucell": torch.nn.GRUCell}
     import rnnfuse  # fails loudly if the extension did not build
-    return {"lstm": rnnfuse.LSTM, "gru": rnnfuse.GRU}
+    return {"lstm": rnnfuse.LSTM, "gru": rnnfuse.GRU,
+            "lstmcell": rnnfuse.LSTMCell, "grucell": rnnfuse.GRUCell}
 
 
 def default_out_dir(info: dict, preset: str | None) -> Path:
@@ -134,7 +150,7 @@ def run(points, device, candidates, budget, ceilings, info, require_namespace=No
 
 
 def main(argv=None, candidates: dict | None = None) -> int:
-    """CLI entry. ``candidates`` ({"lstm": cls, "gru": cls}) overrides --candidate (tests)."""
+    """CLI entry. ``candidates`` ({"lstm": cls, "gru": cls, ...}) overrides --candidate (tests)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -196,7 +212,7 @@ def main(argv=None, candidates: dict | None = None) -> int:
     print(report.console(results))
     print(f"\nwrote {out / 'results.json'}, {out / 'report.md'}"
           + "".join(f", {p.name}" for p in pngs) + f"  ({config['wall_s']:.0f} s)")
-    return 0 if all(p["status"] == "OK" for p in points_out) else 1
+    return 1 if any(p["status"] in report.FAILED for p in points_out) else 0
 
 
 if __name__ == "__main__":
