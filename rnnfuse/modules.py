@@ -1,24 +1,18 @@
 """Drop-in replacements for torch.nn.LSTM, GRU, LSTMCell and GRUCell.
 
-Construction, parameters, their names and initialisation, ``state_dict``,
-``flatten_parameters``, ``extra_repr`` and ``_apply`` are torch.nn's own
-code. Only ``forward`` is new: it repeats torch.nn's Python-side logic and
-checks line for line (same order, same messages) and computes with the
-rnnfuse ops instead of ``_VF``.
+Each subclasses its torch.nn twin: construction, parameters, their names and
+initialisation, ``state_dict``, ``flatten_parameters``, ``extra_repr`` and
+``_apply`` are torch.nn's own code, and ``isinstance(m, nn.LSTM)`` holds.
+Only ``forward`` is new: it repeats torch.nn's Python-side logic and checks
+line for line (same order, same messages) and computes with the rnnfuse ops
+instead of ``_VF``. Dynamo refuses to trace nn.LSTM / nn.GRU instances unless
+told otherwise; rnnfuse/_dynamo.py tells it so for these classes only.
 
-LSTM and GRU derive from ``nn.RNNBase`` and borrow the LSTM/GRU-specific
-methods of ``nn.LSTM`` / ``nn.GRU``, instead of subclassing those: dynamo
-refuses to trace any instance of nn.RNN, nn.GRU or nn.LSTM (it graph-breaks
-unless the global ``torch._dynamo.config.allow_rnn`` is set), which would
-make ``torch.compile(fullgraph=True)`` fail. The price is that
-``isinstance(m, nn.LSTM)`` is False for an ``rnnfuse.LSTM``;
-``isinstance(m, nn.RNNBase)`` and ``m.mode`` still tell what it is. The cells
-are not affected and subclass nn.LSTMCell / nn.GRUCell.
-
-Two cases go to torch.nn's forward instead:
-  * export (TorchScript-based or torch.export-based ONNX export,
-    ``torch.export``): the exported graph then holds the standard ``aten.lstm``
-    / ``aten.gru`` ops that exporters translate into ONNX LSTM/GRU nodes.
+Some calls go to torch.nn's forward instead:
+  * graph recording (ONNX export, torch.export, TorchScript tracing): the
+    recorded graph then holds the standard ``aten.lstm`` / ``aten.gru`` ops
+    that exporters translate and that run without rnnfuse; torch.jit.script
+    compiles a torch.nn twin (rnnfuse/_twin.py);
   * inputs the ops cannot take (mixed dtypes or devices, misshapen states or
     weights, an empty sequence): these are the checks torch.nn leaves to
     ATen, whose errors depend on the code path, so torch.nn is asked to
@@ -33,19 +27,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _autocast, _driver
+from . import _autocast, _driver, _dynamo, _twin
+from ._twin import recording_graph
 
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
-
-
-def _exporting() -> bool:
-    if torch.onnx.is_in_onnx_export():
-        return True
-    # Read the flag torch.export sets rather than calling is_exporting(): some
-    # torch versions (2.11) have dynamo fold is_exporting() to True under any
-    # torch.compile, which would send compiled models down torch.nn's path.
-    flag = getattr(torch.compiler, "_is_exporting_flag", None)
-    return bool(flag) if flag is not None else torch.compiler.is_exporting()
 
 
 def _rnn_weight_shapes(m: nn.RNNBase, gates: int):
@@ -99,20 +84,14 @@ def _unflatten_output(y: torch.Tensor, input: torch.Tensor, batch_first: bool):
     return y.view(input.size(0), input.size(1), y.size(1))
 
 
-class LSTM(nn.RNNBase):
+class LSTM(_twin.TorchNNTwin, nn.LSTM):
     __doc__ = nn.LSTM.__doc__
-
-    def __init__(self, *args, **kwargs):
-        super().__init__("LSTM", *args, **kwargs)
-
-    # nn.LSTM's own methods (test_state_dict checks that none is missing).
-    get_expected_cell_size = nn.LSTM.get_expected_cell_size
-    check_forward_args = nn.LSTM.check_forward_args
-    permute_hidden = nn.LSTM.permute_hidden
+    _torch_class = nn.LSTM
 
     def forward(self, input, hx=None):  # noqa: C901 (mirrors torch.nn.LSTM.forward)
-        if _exporting():
-            return nn.LSTM.forward(self, input, hx)
+        if recording_graph():
+            return super().forward(input, hx)
+        self._check_not_quantized()
         self._update_flat_weights()
 
         orig_input, orig_hx = input, hx
@@ -181,7 +160,7 @@ class LSTM(nn.RNNBase):
                               proj=self.proj_size > 0)
         if seq_len == 0 or not _driver.supported(
                 rows, (rows, *states, *self._flat_weights), shapes, plan):
-            return nn.LSTM.forward(self, orig_input, orig_hx)
+            return super().forward(orig_input, orig_hx)
 
         output, hidden = _driver.rnn(
             self.mode, rows, batch_sizes, states, self._flat_weights,
@@ -199,17 +178,14 @@ class LSTM(nn.RNNBase):
         return output, self.permute_hidden(hidden, unsorted_indices)
 
 
-class GRU(nn.RNNBase):
+class GRU(_twin.TorchNNTwin, nn.GRU):
     __doc__ = nn.GRU.__doc__
-
-    def __init__(self, *args, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        super().__init__("GRU", *args, **kwargs)
+    _torch_class = nn.GRU
 
     def forward(self, input, hx=None):  # noqa: C901 (mirrors torch.nn.GRU.forward)
-        if _exporting():
-            return nn.GRU.forward(self, input, hx)
+        if recording_graph():
+            return super().forward(input, hx)
+        self._check_not_quantized()
         self._update_flat_weights()
 
         orig_input, orig_hx = input, hx
@@ -263,7 +239,7 @@ class GRU(nn.RNNBase):
         plan = _autocast.plan(rows, lstm=False, cell=False, packed=batch_sizes is not None)
         if seq_len == 0 or not _driver.supported(
                 rows, (rows, hx, *self._flat_weights), shapes, plan):
-            return nn.GRU.forward(self, orig_input, orig_hx)
+            return super().forward(orig_input, orig_hx)
 
         output, (hidden,) = _driver.rnn(
             self.mode, rows, batch_sizes, (hx,), self._flat_weights,
@@ -281,12 +257,14 @@ class GRU(nn.RNNBase):
         return output, self.permute_hidden(hidden, unsorted_indices)
 
 
-class LSTMCell(nn.LSTMCell):
+class LSTMCell(_twin.TorchNNTwin, nn.LSTMCell):
     __doc__ = nn.LSTMCell.__doc__
+    _torch_class = nn.LSTMCell
 
     def forward(self, input, hx=None):
-        if _exporting():
+        if recording_graph():
             return super().forward(input, hx)
+        self._check_not_quantized()
         orig_input, orig_hx = input, hx
         if input.dim() not in (1, 2):
             raise ValueError(
@@ -321,12 +299,14 @@ class LSTMCell(nn.LSTMCell):
         return ret
 
 
-class GRUCell(nn.GRUCell):
+class GRUCell(_twin.TorchNNTwin, nn.GRUCell):
     __doc__ = nn.GRUCell.__doc__
+    _torch_class = nn.GRUCell
 
     def forward(self, input, hx=None):
-        if _exporting():
+        if recording_graph():
             return super().forward(input, hx)
+        self._check_not_quantized()
         orig_input, orig_hx = input, hx
         if input.dim() not in (1, 2):
             raise ValueError(
@@ -355,3 +335,7 @@ class GRUCell(nn.GRUCell):
         if not is_batched:
             ret = ret.squeeze(0)
         return ret
+
+
+_twin.allow_in_weights_only_checkpoints(LSTM, GRU, LSTMCell, GRUCell)
+_dynamo.install()
