@@ -262,3 +262,22 @@ def test_compile_exemption_when_dynamo_was_imported_before_rnnfuse():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_distributed_data_parallel_gradients_match_torch_nn(tmp_path, layer_calls):
+    # One process, gloo: DDP's gradient hooks see the same gradients as for torch.nn.
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0,
+                            world_size=1)
+    try:
+        grads = []
+        for model in _net_pair():
+            wrapped = DDP(model)
+            wrapped(_x()).pow(2).sum().backward()
+            grads.append([p.grad for p in model.parameters()])
+    finally:
+        dist.destroy_process_group()
+    assert layer_calls["lstm_layer"] == 2
+    for i, (e, a) in enumerate(zip(*grads)):
+        compare(f"grad[{i}]", e, a, 1e-10)
