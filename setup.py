@@ -88,7 +88,8 @@ def write_build_config(package_dir, with_cuda):
 
 
 def extension():
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp") +
+                     glob.glob("csrc/persistent/*.cpp"))
     cxx_flags = ["-O3"]
     if not CUDA_HOME:
         return CppExtension("rnnfuse._C", sources, extra_compile_args={"cxx": cxx_flags})

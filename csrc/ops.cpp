@@ -26,4 +26,13 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // The persistent tier's planner and index maps (csrc/persistent/), exposed
+  // for the tests and for the benchmark's "path" column.
+  m.def(
+      "persistent_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
+      "int proj_size, int packed_runs, bool allow_tf32, int[] device, bool build_grid, "
+      "bool build_cluster) -> str");
+  m.def(
+      "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes) "
+      "-> (Tensor owners, Tensor a_frag, Tensor b_frag, Tensor c_frag, Tensor ktiles)");
 }
