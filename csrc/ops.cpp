@@ -35,4 +35,14 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes) "
       "-> (Tensor owners, Tensor a_frag, Tensor b_frag, Tensor c_frag, Tensor ktiles)");
+  // The CPU emulator of the persistent kernel's decomposition (tests only).
+  m.def(
+      "persistent_emulate_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, int fault=0) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "persistent_emulate_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, int fault=0) -> (Tensor y, Tensor h_n, Tensor workspace)");
 }
