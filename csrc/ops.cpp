@@ -45,4 +45,11 @@ TORCH_LIBRARY(rnnfuse, m) {
       "persistent_emulate_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
       "int hbuf_rows, int elem_bytes, int seed, int fault=0) -> (Tensor y, Tensor h_n, Tensor workspace)");
+  // Which path a layer-direction of these sizes takes on `like`'s device (JSON:
+  // path, whether RNNFUSE_PERSISTENT enables the tier, the plan).
+  m.def(
+      "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
+      "int proj_size=0, int packed_runs=1) -> str");
+  // ns per step of the persistent tier's exchange alone (CUDA; gpu_check).
+  m.def("persistent_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
 }

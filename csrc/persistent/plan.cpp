@@ -53,7 +53,8 @@ const char* tier_name(Tier t) {
 int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell cell) {
   const int64_t hbuf = int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes;
   const int64_t red = int64_t(kWarps) * kRows * kRedPitch * 4;
-  const int64_t bias = cell == Cell::GRU ? int64_t(kRows) * 4 : 0;
+  const int64_t bias = int64_t(kRows) * 4;  // GRU's b_hh slice (reserved for both cells)
+  (void)cell;
   return hbuf + red + bias;
 }
 

@@ -126,9 +126,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persisten
           frag(kCElems, [](int l, int e) { return c_coord(l, e); }), kt};
 }
 
+// On the CPU there is one path: the CPU kernels.
+std::string recurrence_path_cpu(const at::Tensor&, c10::string_view, int64_t, int64_t, int64_t,
+                                int64_t, int64_t) {
+  return "{\"path\": \"cpu\", \"enabled\": false, \"plan\": null}";
+}
+
 }  // namespace
 }  // namespace persist
 }  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("recurrence_path", &rnnfuse::persist::recurrence_path_cpu);
+}
 
 TORCH_LIBRARY_IMPL(rnnfuse, CompositeImplicitAutograd, m) {
   m.impl("persistent_plan", &rnnfuse::persist::persistent_plan);
