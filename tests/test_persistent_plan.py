@@ -184,6 +184,23 @@ def test_fragment_maps_match_the_isa_and_are_bijections(eb):
                 assert tuple(frag[lane, e].tolist()) == isa(lane, e), (lane, e)
 
 
+def test_register_packing_the_kernel_relies_on():
+    """Beyond the maps, the kernel packs two 16-bit elements per register and
+    loads/stores pairs: A and B element pairs (2i, 2i+1) are adjacent in k,
+    and C elements (2h, 2h+1) adjacent in n (one float2 store)."""
+    _, a, b, c, _ = OPS.persistent_maps("LSTM", 64, 8, 8, 1, 2)
+    for lane in range(32):
+        for i in range(4):
+            r0, k0 = a[lane, 2 * i].tolist()
+            assert a[lane, 2 * i + 1].tolist() == [r0, k0 + 1] and k0 % 2 == 0
+        for v in range(2):
+            k0, n0 = b[lane, 2 * v].tolist()
+            assert b[lane, 2 * v + 1].tolist() == [k0 + 1, n0] and k0 % 2 == 0
+        for h in range(2):
+            r0, n0 = c[lane, 2 * h].tolist()
+            assert c[lane, 2 * h + 1].tolist() == [r0, n0 + 1] and n0 % 2 == 0
+
+
 @pytest.mark.parametrize("cell, H, B, J, R, eb", [
     ("LSTM", 768, 16, 8, 1, 2), ("LSTM", 100, 13, 8, 2, 4), ("LSTM", 45, 37, 4, 4, 2),
     ("GRU", 100, 13, 10, 2, 2), ("GRU", 33, 70, 5, 8, 4), ("GRU", 1, 1, 10, 1, 2),
