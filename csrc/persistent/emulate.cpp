@@ -26,6 +26,7 @@
 
 #include "../gate_math.h"
 #include "../recurrence.h"
+#include "emulate_common.h"
 #include "layout.h"
 #include "schedule_rle.h"
 
@@ -33,31 +34,7 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-struct EmuConfig {
-  int units = 0, replicas = 1, hbuf_rows = kChunkRows, elem_bytes = 2;
-  bool reverse = false;
-  uint64_t seed = 0;
-  // Test hook: a deliberately broken wait, so the tests see the protocol
-  // checks fire. 0: the kernel's protocol; 1: no wait; 2: wait for one step
-  // less; 3: wait only for the CTA's own flag.
-  int fault = 0;
-};
 thread_local EmuConfig g_cfg;  // set by the op for the duration of one driver call
-
-// The operand value the tensor cores see.
-template <typename scalar_t>
-double operand(scalar_t x) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    u = tf32_round_bits(u);
-    float r;
-    std::memcpy(&r, &u, 4);
-    return r;
-  } else {
-    return static_cast<double>(x);
-  }
-}
 
 // Everything one forward layer-direction needs, for either cell.
 template <typename scalar_t>
@@ -96,8 +73,6 @@ class Emulator {
     TORCH_CHECK(p_.gates * p_.units <= kRows, "emulator: units x gates exceeds ", kRows, " rows");
     TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W slice exceeds ", kRegFrags,
                 " register fragments per warp");
-    TORCH_CHECK(cfg.hbuf_rows >= kChunkRows && cfg.hbuf_rows % kChunkRows == 0,
-                "emulator: hbuf_rows must be a positive multiple of ", kChunkRows);
     hbuf_rows_ = cfg.hbuf_rows;
     TORCH_CHECK(encode_schedule(steps, n_rows, reverse, sched_), "emulator: more than ",
                 kMaxRuns, " batch-size runs");
@@ -151,7 +126,9 @@ class Emulator {
       TORCH_CHECK(cur.valid(sched_), "emulator: cursor ended at step ", s);
       const Step& st = steps_[s];
       TORCH_CHECK(cur.cur.row0 == st.row0 && cur.cur.bs == st.bs &&
-                      cur.cur.carry == st.carry && (s == 0 || cur.cur.prev_row0 == st.prev_row0),
+                      cur.cur.carry == st.carry && (s == 0 || cur.cur.prev_row0 == st.prev_row0) &&
+                      cur.cur.carry_next == st.carry_next &&
+                      (st.carry_next == 0 || cur.cur.next_row0 == st.next_row0),
                   "emulator: step cursor disagrees with make_schedule at step ", s, ": row0 ",
                   cur.cur.row0, " vs ", st.row0, ", bs ", cur.cur.bs, " vs ", st.bs, ", carry ",
                   cur.cur.carry, " vs ", st.carry);
@@ -185,17 +162,10 @@ class Emulator {
     cta.red.assign(size_t(kWarps) * kRows * kRedPitch, mma_t(0));
   }
 
-  // The flag value CTA `cta` waits for from CTA q before its current step
-  // (0: no wait), under the kernel's protocol or a test's broken one.
   uint32_t waits_for(const Cta& cta, int q) const {
     const StepInfo& st = cta.cursor.cur;
-    if (!needs_exchange(st, p_.replica_rows(cta.r, st.bs)) || p_.replica_of(q) != cta.r) return 0;
-    switch (g_cfg.fault) {
-      case 1: return 0;
-      case 2: return wait_value(st.step) - 1;
-      case 3: return q == cta.q ? wait_value(st.step) : 0;
-      default: return wait_value(st.step);
-    }
+    return emu_wait(g_cfg, st, p_.replica_rows(cta.r, st.bs), p_.replica_of(q) == cta.r,
+                    q == cta.q);
   }
 
   bool may_proceed(const Cta& cta) const {
@@ -382,22 +352,13 @@ void gru_loop(const GruForward& f, const std::vector<Step>& steps) {
   });
 }
 
-void set_config(int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
-                int64_t seed, int64_t fault, bool reverse, at::ScalarType dtype) {
-  TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
-  const int64_t need = dtype == at::kFloat ? 4 : 2;
-  TORCH_CHECK(dtype == at::kDouble ? (elem_bytes == 2 || elem_bytes == 4) : elem_bytes == need,
-              "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
-  g_cfg = EmuConfig{int(units), int(replicas), int(hbuf_rows), int(elem_bytes), reverse,
-                    static_cast<uint64_t>(seed), int(fault)};
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
     int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed, int64_t fault) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  set_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse, x_proj.scalar_type());
+  g_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
+                          x_proj.scalar_type());
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
                       &lstm_loop);
 }
@@ -408,7 +369,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
     bool training, int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
     int64_t seed, int64_t fault) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  set_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse, x_proj.scalar_type());
+  g_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
+                          x_proj.scalar_type());
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training, &gru_loop);
 }
 

@@ -108,6 +108,9 @@ struct Partition {
   RNNFUSE_PHD int warp_frags(int w) const { return warp_ktiles(w) * kMTiles; }
   RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0); }
 
+  // Width K of the gathered rows (the forward gathers h: H).
+  RNNFUSE_PHD int k_width() const { return hidden; }
+
   // ---- shared-memory h buffer: rows of kk-padded K, plus 16 bytes, so that
   // rows stay 16-byte aligned and B-fragment reads hit distinct banks.
   RNNFUSE_PHD int k_padded() const { return ktiles * kk; }
@@ -119,6 +122,40 @@ struct Partition {
   RNNFUSE_PHD int item_unit(int e) const { return e / kChunkRows; }
   RNNFUSE_PHD int item_row(int e) const { return e % kChunkRows; }
 };
+
+// ------------------------------------------------- backward partition
+// The backward step is dh^T = W_hh^T slice x dgates_next^T: CTA c owns units
+// [c*J, (c+1)*J) (J <= 16: one m-tile, rows = units), K = G*H runs over the
+// gate gradients of the step processed before (in backward order), which the
+// CTAs exchange as the forward exchanges h. A[jj][kr] = W_hh[kr][c*J + jj].
+// Everything else (replicas, k split, chunks, items, flags) is Partition's;
+// `ktiles` counts k-tiles of K = G*H.
+constexpr int kBwdMTiles = 1;
+constexpr int kBwdRows = kBwdMTiles * 16;
+
+struct BwdPartition : Partition {
+  RNNFUSE_PHD int k_width() const { return gates * hidden; }
+  RNNFUSE_PHD int row_unit(int c, int rr) const {
+    const int j = c * units + rr;
+    return rr < units && j < hidden ? j : -1;
+  }
+  RNNFUSE_PHD int warp_frags(int w) const { return warp_ktiles(w) * kBwdMTiles; }
+  RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0); }
+};
+
+RNNFUSE_PHD BwdPartition make_bwd_partition(int gates, int hidden, int batch, int units,
+                                            int replicas, int elem_bytes) {
+  BwdPartition p{};
+  p.gates = gates;
+  p.hidden = hidden;
+  p.batch = batch;
+  p.units = units;
+  p.ctas = ceil_div(hidden, units);
+  p.replicas = replicas;
+  p.kk = mma_k(elem_bytes);
+  p.ktiles = ceil_div(gates * hidden, p.kk);
+  return p;
+}
 
 // ------------------------------------------------ mma.sync fragment maps
 // From the PTX ISA ("Matrix fragments for mma.m16n8k16" with .f16/.bf16 and
@@ -181,8 +218,10 @@ struct Schedule {
 struct StepInfo {
   int64_t row0;       // first row of this step
   int64_t prev_row0;  // first row of the step processed before
+  int64_t next_row0;  // first row of the step processed after (0 at the last)
   int32_t bs;         // active rows [0, bs)
   int32_t carry;      // rows [0, carry) continue, [carry, bs) start from h0
+  int32_t carry_next; // rows [0, carry_next) continue into the next step
   int32_t step;       // processing index s
 };
 
@@ -199,8 +238,18 @@ struct StepCursor {
     cur.row0 = sc.reverse ? sc.n_rows - cur.bs : 0;
     cur.prev_row0 = 0;
     cur.carry = 0;
+    peek(sc);
   }
   RNNFUSE_PHD bool valid(const Schedule& sc) const { return cur.step < sc.n_steps; }
+  // The step after this one: next_row0 and carry_next (as make_schedule).
+  RNNFUSE_PHD void peek(const Schedule& sc) {
+    int32_t bs_next = 0;
+    if (cur.step + 1 < sc.n_steps) {
+      bs_next = left > 1 ? sc.runs[run].bs : sc.runs[run + 1].bs;
+    }
+    cur.next_row0 = bs_next == 0 ? 0 : sc.reverse ? cur.row0 - bs_next : cur.row0 + cur.bs;
+    cur.carry_next = bs_next < cur.bs ? bs_next : cur.bs;
+  }
   RNNFUSE_PHD void advance(const Schedule& sc) {
     const int32_t bs_prev = cur.bs;
     if (--left == 0 && run + 1 < sc.n_runs) {
@@ -213,6 +262,7 @@ struct StepCursor {
     cur.carry = bs_prev < bs ? bs_prev : bs;
     cur.bs = bs;
     ++cur.step;
+    peek(sc);
   }
 };
 
