@@ -9,7 +9,8 @@
    GRU bf16, forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
    and rnnfuse persistent, timed with CUDA events (warm-up, median). Each
    rnnfuse output is checked against the per-step path (validated on the
-   H200) before it is timed, and the persistent launch counter must move.
+   H200) before it is timed, and the persistent launch counter must move
+   (forward, and in training the backward where its plan says persistent).
 
 Exit 0 when everything ran, every point was correct and the persistent path
 ran where the plan said it would; 1 otherwise. Prints a summary; the JSON is
@@ -37,7 +38,7 @@ EXCHANGE = [  # (H, B, CTAs per replica)
     (256, 16, 32), (1024, 16, 128), (768, 64, 96)]
 POINTS = [("LSTM", torch.float16, 768, 16, 1024), ("LSTM", torch.bfloat16, 768, 16, 1024),
           ("GRU", torch.bfloat16, 768, 16, 1024)]
-AGREE = 3e-2  # max abs difference persistent vs per-step (bf16-level, |h| <= 1)
+AGREE = 3e-2  # persistent vs per-step: max abs on h (|h| <= 1), max relative on dx (bf16-level)
 
 
 def path_info(cell, dtype, H, B, T):
@@ -96,31 +97,41 @@ def point(cell, dtype, H, B, T, reps) -> list[dict]:
     rows = []
     for mode in ("inference", "training"):
         def run(m, mode=mode):
+            """The output and, in training, the input gradient."""
             if mode == "inference":
                 with torch.no_grad():
-                    return m(x)[0]
+                    return m(x)[0], None
             xi = x.detach().requires_grad_()
             y = m(xi)[0]
             y.backward(grad)
-            return y
+            return y, xi.grad
         row = {"cell": cell, "dtype": str(dtype).replace("torch.", ""), "mode": mode, "H": H,
                "B": B, "T": T}
         row["cudnn_ms"] = time_ms(lambda: run(ref), reps)
         set_persistent(False)
-        base = run(ours).detach().float()
+        base = run(ours)
         row["perstep_ms"] = time_ms(lambda: run(ours), reps)
         set_persistent(True)
         info = path_info(cell, dtype, H, B, T)
         row["path"] = info["path"]
         row["plan"] = info["plan"]
         before = info["launches"]
-        got = run(ours).detach().float()
+        got = run(ours)
         torch.cuda.synchronize()
         ran = path_info(cell, dtype, H, B, T)["launches"] - before
-        row["agree_max_abs"] = (got - base).abs().max().item()
+        row["backward_path"] = info["backward_path"]
+        want = (row["path"] == "persistent-grid") + (
+            mode == "training" and info["backward_path"] == "persistent-grid")
+        # Output and (training) input gradient against the per-step path; the
+        # gradient relative to its own magnitude.
+        row["agree_max_abs"] = (got[0].float() - base[0].float()).abs().max().item()
+        if got[1] is not None:
+            scale = max(base[1].float().abs().max().item(), 1e-6)
+            row["agree_max_abs"] = max(row["agree_max_abs"],
+                                       (got[1].float() - base[1].float()).abs().max().item() / scale)
         row["status"] = "OK"
-        if row["path"] == "persistent-grid" and ran != 1:
-            row["status"] = f"WRONG: {ran} persistent launches, expected 1"
+        if ran != want:
+            row["status"] = f"WRONG: {ran} persistent launches, expected {want}"
         elif not row["agree_max_abs"] <= AGREE:
             row["status"] = f"WRONG: persistent vs per-step {row['agree_max_abs']:.3g} > {AGREE}"
         else:

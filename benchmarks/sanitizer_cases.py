@@ -106,10 +106,14 @@ def persistent_cases() -> list[Case]:
             Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True)]
 
 
-def _persistent_launches() -> int:
+def _persistent_path(case: Case) -> dict:
     import json
-    like = torch.empty(1, device="cuda", dtype=torch.bfloat16)
-    return json.loads(torch.ops.rnnfuse.recurrence_path(like, "LSTM", 8, 1, 8))["launches"]
+    like = torch.empty(1, device="cuda", dtype=DTYPE[case.dtype])
+    return json.loads(torch.ops.rnnfuse.recurrence_path(like, case.kind, case.H, B, T))
+
+
+def _persistent_launches() -> int:
+    return _persistent_path(Case("LSTM", "bf16", 8))["launches"]
 
 
 def _modules(case: Case, device: str):
@@ -180,7 +184,10 @@ def run_case(case: Case, device: str = "cuda") -> float:
     if device == "cuda":
         torch.cuda.synchronize()  # attribute any asynchronous fault to this case
     if check_launches:
-        want = case.layers * (2 if case.bidirectional else 1)
+        os.environ["RNNFUSE_PERSISTENT"] = "1"
+        backward = _persistent_path(case)["backward_path"] == "persistent-grid"
+        os.environ["RNNFUSE_PERSISTENT"] = "0"
+        want = case.layers * (2 if case.bidirectional else 1) * (2 if backward else 1)
         got = _persistent_launches() - before
         assert got == want, f"{case.name}: {got} persistent launches, expected {want}"
     ref_out, ref_grads = _forward_backward(ref, x, case, "cpu", torch.float64)

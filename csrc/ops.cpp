@@ -31,9 +31,10 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "int proj_size, int packed_runs, bool allow_tf32, int[] device, bool build_grid, "
-      "bool build_cluster) -> str");
+      "bool build_cluster, bool backward=False) -> str");
   m.def(
-      "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes) "
+      "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes, "
+      "bool backward=False) "
       "-> (Tensor owners, Tensor a_frag, Tensor b_frag, Tensor c_frag, Tensor ktiles)");
   // The CPU emulator of the persistent kernel's decomposition (tests only).
   m.def(

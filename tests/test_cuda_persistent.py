@@ -1,7 +1,7 @@
 """The persistent tier on a GPU (RNNFUSE_PERSISTENT=1): parity with the
 float64 reference under the cuDNN-relative rule of test_cuda_ops (outputs and
-every gradient; the backward stays on the per-step kernels and consumes the
-persistent forward's workspace), packed, bidirectional, every dtype it takes;
+every gradient, through the persistent forward and, where planned, the
+persistent backward), packed, bidirectional, every dtype it takes;
 that the tier really ran (launch counter), bitwise determinism, agreement
 with the per-step path, CUDA graph capture, two streams at once.
 
@@ -63,10 +63,23 @@ def test_parity_on_the_persistent_tier(case, persistent):
     p = path(case.mode, case.dtype, case.H, case.B, case.T)
     print(p)
     assert p["enabled"] and p["path"] == "persistent-grid", p
+    backward = p["backward_path"] == "persistent-grid"
     before = launches()
     base.test_parity_with_reference_and_cudnn(case)
     ran = launches() - before
-    assert ran == case.layers * (2 if case.bidir else 1), f"{ran} persistent launches"
+    want = case.layers * (2 if case.bidir else 1) * (2 if backward else 1)
+    assert ran == want, f"{ran} persistent launches, expected {want} (backward: {backward})"
+
+
+def test_the_backward_takes_the_persistent_tier_in_most_cases(persistent):
+    """The parity cases above exercise the persistent backward too (the
+    launch counts say which ran); on an H100/H200 all of them plan it."""
+    took = [path(c.mode, c.dtype, c.H, c.B, c.T)["backward_path"] == "persistent-grid"
+            for c in CASES]
+    print(took)
+    if torch.cuda.get_device_properties(0).multi_processor_count >= 132:
+        assert all(took)
+    assert any(took)
 
 
 def test_off_unless_enabled(monkeypatch):

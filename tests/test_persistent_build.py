@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(not _build_config.WITH_CUDA,
                                 reason="rnnfuse._C was built without CUDA: no kernels to inspect")
 
 KERNELS = {  # mangled name -> the HMMA form its SASS must contain
-    f"_ZN7rnnfuse7persist18persist_fwd_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_11PersistArgsE": hmma
+    f"_ZN7rnnfuse7persist18persist_{kind}_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_{args}E": hmma
+    for kind, args in (("fwd", "11PersistArgs"), ("bwd", "14PersistBwdArgs"))
     for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
                        ("f", "HMMA.1688.F32.TF32"))
     for cell in (0, 1)

@@ -40,9 +40,9 @@ T4 = device(sm=40, smem=65536, cc=(7, 5))
 
 
 def plan(cell="LSTM", dtype=BF16, H=768, B=16, T=1024, proj=0, runs=1, tf32=True, dev=H100,
-         grid=True, cluster=False):
+         grid=True, cluster=False, backward=False):
     out = json.loads(OPS.persistent_plan(cell, dtype, H, B, T, proj, runs, tf32, dev, grid,
-                                         cluster))
+                                         cluster, backward))
     print(cell, dtype, H, B, out)
     return out
 
@@ -144,6 +144,43 @@ def test_cluster_tier_only_where_built_and_supported():
     assert plan(H=1024, dev=device(max_clusters=8), cluster=True)["tier"] == "grid"
 
 
+# -------------------------------------------------------------- backward
+BWD_ROWS = 16       # layout.h kBwdRows: units per backward CTA
+RED_BWD = 8 * 16 * 40 * 4  # partial sums: warps x rows x pitch x fp32
+
+
+def check_bwd_plan(p, cell, H, B, dev):
+    G = 4 if cell == "LSTM" else 3
+    assert p["pass"] == "backward" and p["tier"] == "grid" and p["MT"] == 1
+    assert p["J"] <= BWD_ROWS and p["P"] == math.ceil(H / p["J"]) and p["grid"] == p["P"] * p["R"]
+    usable = dev[3] if 0 < dev[3] < dev[2] else dev[2]
+    assert p["grid"] <= usable
+    assert p["KT"] == math.ceil(G * H / p["kk"]) and p["w_frags"] == math.ceil(p["KT"] / 8) <= REG_FRAGS
+    pitch = p["KT"] * p["kk"] + 16 // p["elem_bytes"]
+    assert p["smem_bytes"] == p["hbuf_rows"] * pitch * p["elem_bytes"] + RED_BWD <= dev[4]
+
+
+@pytest.mark.parametrize("cell, dtype, H, B", [
+    ("LSTM", BF16, 768, 16), ("GRU", BF16, 768, 16), ("LSTM", F16, 512, 256), ("GRU", F32, 256, 64),
+    ("LSTM", BF16, 40, 3)])
+def test_backward_plans_satisfy_the_capacity_rules(cell, dtype, H, B):
+    check_bwd_plan(plan(cell, dtype, H, B, backward=True), cell, H, B, H100)
+
+
+def test_backward_fallbacks():
+    # 4H x H fragments of K = 4096: 32 k-tiles per warp is the limit (H=1024 LSTM bf16: 32 ok),
+    # but 32 rows of 8 KB each no longer fit next to the partial sums.
+    p = plan(H=1024, backward=True)
+    assert p["tier"] == "per-step" and "backward" in p["reason"]
+    # A100's 163 KB of shared memory cannot hold 32 rows of 4 x 768 gate gradients.
+    assert plan(H=768, dev=A100, backward=True)["tier"] == "per-step"
+    assert plan(dtype=F64, backward=True)["reason"].startswith("fp64")
+    assert "cooperative" in plan(dev=device(coop=False), backward=True)["reason"]
+    # fp32 as TF32 (k = 8): twice the k-tiles, so a smaller H reaches the register limit.
+    assert plan("LSTM", F32, 768, 16, backward=True)["tier"] == "per-step"
+    check_bwd_plan(plan("LSTM", F32, 256, 16, backward=True), "LSTM", 256, 16, H100)
+
+
 # ------------------------------------------------------------------ maps
 def isa_a(kk, lane, e):
     """PTX ISA, mma.m16n8k16 (.f16/.bf16) A fragment a_e; mma.m16n8k8 .tf32 a_e."""
@@ -224,6 +261,22 @@ def test_every_unit_gate_and_row_is_owned_once(cell, H, B, J, R, eb):
     assert (ktiles[:, 0] >= 0).all() and per_warp.max() - per_warp.min() <= 1
     for tile, (w, i) in enumerate(ktiles.tolist()):
         assert tile == w + 8 * i
+
+
+@pytest.mark.parametrize("cell, H, B, J, R, eb", [
+    ("LSTM", 768, 16, 16, 2, 2), ("GRU", 45, 37, 5, 4, 4), ("LSTM", 17, 70, 16, 8, 2)])
+def test_backward_owns_every_unit_and_row_once(cell, H, B, J, R, eb):
+    G = 4 if cell == "LSTM" else 3
+    owners, _, _, _, ktiles = OPS.persistent_maps(cell, H, B, J, R, eb, True)
+    P = math.ceil(H / J)
+    pairs = set()
+    for q, rr, n, gate, unit, b in owners.tolist():
+        assert gate == -1 and unit == (q % P) * J + rr < H and rr < J
+        assert b == n * R + q // P < B
+        pairs.add((unit, b))
+    assert len(pairs) == owners.shape[0] == H * B
+    kk = 16 if eb == 2 else 8
+    assert ktiles.shape[0] == math.ceil(G * H / kk) and (ktiles[:, 0] >= 0).all()
 
 
 def test_maps_reject_a_slice_larger_than_the_cta():

@@ -185,6 +185,7 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
 }
 void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   check_cuda_sizes(g.dc_state.size(0), 5 * g.dc_state.size(1));
+  if (persist::try_lstm_backward(g, steps)) return;  // opt-in: RNNFUSE_PERSISTENT=1
   RNNFUSE_DISPATCH(g.grad_y.scalar_type(), "rnnfuse_lstm_bwd_cuda",
                    [&] { lstm_backward_steps<scalar_t>(g, steps); });
 }
@@ -196,6 +197,7 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
 }
 void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   check_cuda_sizes(g.h0.size(0), 4 * g.h0.size(1));
+  if (persist::try_gru_backward(g, steps)) return;  // opt-in: RNNFUSE_PERSISTENT=1
   RNNFUSE_DISPATCH(g.grad_y.scalar_type(), "rnnfuse_gru_bwd_cuda",
                    [&] { gru_backward_steps<scalar_t>(g, steps); });
 }

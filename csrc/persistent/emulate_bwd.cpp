@@ -138,7 +138,7 @@ class BwdEmulator {
       }
     }
     cta.hbuf.assign(size_t(cfg_.hbuf_rows) * pitch(), scalar_t(0));
-    cta.red.assign(size_t(kWarps) * kRows * kRedPitch, mma_t(0));
+    cta.red.assign(size_t(kWarps) * kBwdRows * kRedPitch, mma_t(0));
   }
 
   uint32_t waits_for(const Cta& cta, int q) const {
@@ -224,7 +224,7 @@ class BwdEmulator {
         for (int lane = 0; lane < 32; ++lane) {
           for (int e = 0; e < kCElems; ++e) {
             const Coord cc = c_coord(lane, e);
-            cta.red[red_index(w, cc.row, nt * 8 + cc.col)] = acc[nt][cc.row][cc.col];
+            cta.red[red_index(w, cc.row, nt * 8 + cc.col, kBwdRows)] = acc[nt][cc.row][cc.col];
           }
         }
       }
@@ -248,7 +248,7 @@ class BwdEmulator {
       const int64_t b = p_.replica_row(cta.r, row_base + nn);
       const int64_t row = st.row0 + b;
       mma_t rec = 0;
-      for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn)];
+      for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn, kBwdRows)];
       const acc_t dh = acc_t(pr_.grad_y[row * H + j]) + pr_.dh_state[b * H + j] + acc_t(rec);
       if (pr_.cell == Cell::LSTM) {
         pr_.dh_state[b * H + j] = acc_t(0);

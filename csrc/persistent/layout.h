@@ -193,9 +193,10 @@ constexpr int kCElems = 4;
 
 // Pitch (floats) of one warp's partial-sum tile [kRows][kChunkRows]: +8 keeps
 // the float2 stores of a half-warp on distinct banks.
+// `rows`: weight rows per warp tile (kRows forward, kBwdRows backward).
 constexpr int kRedPitch = kChunkRows + 8;
-RNNFUSE_PHD int red_index(int warp, int row, int n) {
-  return (warp * kRows + row) * kRedPitch + n;
+RNNFUSE_PHD int red_index(int warp, int row, int n, int rows = kRows) {
+  return (warp * rows + row) * kRedPitch + n;
 }
 
 // ------------------------------------------------------------- schedule

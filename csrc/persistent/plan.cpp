@@ -58,23 +58,37 @@ int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell 
   return hbuf + red + bias;
 }
 
-double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev) {
-  (void)dev;
-  const int rows = p.max_replica_rows();
+namespace {
+// One step: flag handoff, the gather (rounds of hbuf_rows, bounded by the
+// aggregate L2 bandwidth and by one SM's share), the MMAs of an m_rows x K
+// slice, and per chunk the reduction + epilogue.
+double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
+                     int elem_bytes) {
   const int chunks = ceil_div(rows, kChunkRows);
   const int gathers = ceil_div(rows, hbuf_rows);
-  const double bytes_cta = double(rows) * p.hidden * elem_bytes;
-  const double bytes_all = bytes_cta * p.grid();
+  const double bytes_cta = double(rows) * k_width * elem_bytes;
+  const double bytes_all = bytes_cta * grid;
   const double gather = gathers * kRoundTripUs +
                         std::fmax(bytes_all / kL2Bandwidth, bytes_cta / kSmL2Bandwidth) * 1e6;
-  const double flops = 2.0 * kRows * p.k_padded() * (ceil_div(rows, 8) * 8);
+  const double flops = 2.0 * m_rows * k_padded * (ceil_div(rows, 8) * 8);
   const double mma_rate = elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;  // TF32: half
-  const double mma = flops / mma_rate * 1e6;
-  return kFlagHandoffUs + gather + mma + chunks * kChunkFixedUs;
+  return kFlagHandoffUs + gather + flops / mma_rate * 1e6 + chunks * kChunkFixedUs;
+}
+}  // namespace
+
+double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev) {
+  (void)dev;
+  return step_model_us(p.k_width(), p.k_padded(), kRows, p.grid(), p.max_replica_rows(), hbuf_rows,
+                       elem_bytes);
+}
+
+int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {
+  return int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes +
+         int64_t(kWarps) * kBwdRows * kRedPitch * 4;
 }
 
 std::string Plan::describe() const {
-  std::string s = "{\"tier\": \"";
+  std::string s = backward ? "{\"pass\": \"backward\", \"tier\": \"" : "{\"tier\": \"";
   s += tier_name(tier);
   s += "\", \"reason\": \"" + reason + "\"";
   if (tier != Tier::PerStep) {
@@ -84,31 +98,40 @@ std::string Plan::describe() const {
                   ", \"P\": %d, \"J\": %d, \"R\": %d, \"MT\": %d, \"kk\": %d, \"KT\": %d, "
                   "\"grid\": %d, \"hbuf_rows\": %d, \"smem_bytes\": %lld, \"w_frags\": %d, "
                   "\"elem_bytes\": %d, \"us_per_step\": %.3f",
-                  q.ctas, q.units, q.replicas, kMTiles, q.kk, q.ktiles, q.grid(), hbuf_rows,
+                  q.ctas, q.units, q.replicas, backward ? kBwdMTiles : kMTiles, q.kk, q.ktiles,
+                  q.grid(), hbuf_rows,
                   static_cast<long long>(smem_bytes), w_frags, elem_bytes, us_per_step);
     s += buf;
   }
   return s + "}";
 }
 
-Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
-  // ---- what the persistent kernels do not take
-  if (prob.hidden <= 0 || prob.batch <= 0 || prob.steps <= 0) return per_step("empty problem");
-  if (prob.dtype == DType::F64) return per_step("fp64 stays on the per-step kernels");
+namespace {
+// Why the persistent kernels cannot take this problem at all ("" if they can).
+std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  if (prob.hidden <= 0 || prob.batch <= 0 || prob.steps <= 0) return std::string("empty problem");
+  if (prob.dtype == DType::F64) return std::string("fp64 stays on the per-step kernels");
   if (prob.dtype == DType::F32 && !prob.allow_tf32) {
-    return per_step("fp32 with TF32 off (cudnn.allow_tf32=False): no exact-FMA persistent kernel");
+    return std::string("fp32 with TF32 off (cudnn.allow_tf32=False): no exact-FMA persistent kernel");
   }
-  if (prob.proj_size > 0) return per_step("proj_size: the projection is a second GEMM per step");
+  if (prob.proj_size > 0) return std::string("proj_size: the projection is a second GEMM per step");
   if (dev.cc_major < 8) {
-    return per_step(fmt("sm_%.0f%.0f: the persistent kernels need sm_80 or newer (mma.sync bf16/tf32)",
+    return std::string(fmt("sm_%.0f%.0f: the persistent kernels need sm_80 or newer (mma.sync bf16/tf32)",
                         dev.cc_major, dev.cc_minor));
   }
-  if (prob.steps < kMinSteps) return per_step("fewer than 3 steps: a per-step launch is cheaper");
+  if (prob.steps < kMinSteps) return std::string("fewer than 3 steps: a per-step launch is cheaper");
   if (prob.packed_runs > kMaxRuns) {
-    return per_step(fmt("packed batch with %.0f distinct lengths (at most %.0f)", prob.packed_runs,
+    return std::string(fmt("packed batch with %.0f distinct lengths (at most %.0f)", prob.packed_runs,
                         kMaxRuns));
   }
-  if (!built.grid && !built.cluster) return per_step("no persistent kernel in this build");
+  if (!built.grid && !built.cluster) return "no persistent kernel in this build";
+  return "";
+}
+}  // namespace
+
+Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  const std::string no = unsupported(prob, dev, built);
+  if (!no.empty()) return per_step(no);
 
   const int G = gates_of(prob.cell);
   const int eb = elem_bytes_of(prob.dtype);
@@ -202,6 +225,58 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
         best.us_per_step = us;
       }
     }
+  }
+  return best;
+}
+
+Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  Plan best = per_step(unsupported(prob, dev, built));
+  best.backward = true;
+  if (!best.reason.empty()) return best;
+  if (!built.grid) {
+    best.reason = "no persistent backward kernel in this build";
+    return best;
+  }
+  if (!dev.cooperative) {
+    best.reason = "the device does not support cooperative launches";
+    return best;
+  }
+  if (dev.regs_per_sm < kThreads * kRegsPerThread) {
+    best.reason = "a CTA of 256 threads x 255 registers does not fit an SM's register file";
+    return best;
+  }
+  const int G = gates_of(prob.cell);
+  const int eb = elem_bytes_of(prob.dtype);
+  const int sms = sms_usable(dev);
+  for (int J : {kBwdRows, kBwdRows / 2}) {
+    for (int R = 1; R <= 64; R *= 2) {
+      const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb);
+      if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
+      if (p.grid() > sms || p.ctas > kThreads) break;
+      if (R > 1 && ceil_div(prob.batch, R) < 8) break;
+      const int want = ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows;
+      int hb = want;
+      while (hb > kChunkRows && bwd_smem_bytes(p, eb, hb) > dev.smem_optin) hb -= kChunkRows;
+      const int64_t smem = bwd_smem_bytes(p, eb, hb);
+      if (smem > dev.smem_optin) continue;
+      const double us = step_model_us(p.k_width(), p.k_padded(), kBwdRows, p.grid(),
+                                      p.max_replica_rows(), hb, eb);
+      if (best.tier == Tier::PerStep || us < best.us_per_step) {
+        best.tier = Tier::Grid;
+        best.reason.clear();
+        best.part = p;
+        best.elem_bytes = eb;
+        best.hbuf_rows = hb;
+        best.smem_bytes = smem;
+        best.w_frags = p.max_warp_frags();
+        best.us_per_step = us;
+      }
+    }
+  }
+  if (best.tier == Tier::PerStep) {
+    best.reason = fmt("backward: W_hh^T (%.2f MB) or the gathered gate gradients do not fit "
+                      "%.0f CTAs (one per available SM)",
+                      double(G) * prob.hidden * prob.hidden * eb / 1e6, sms);
   }
   return best;
 }

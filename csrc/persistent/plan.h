@@ -56,6 +56,7 @@ constexpr int kRegsPerThread = 255;
 constexpr int kMinSteps = 3;
 
 struct Plan {
+  bool backward = false;    // a plan of the backward kernel (BwdPartition in part)
   Tier tier = Tier::PerStep;
   std::string reason;       // why per-step (empty for a persistent tier)
   Partition part{};         // valid for a persistent tier
@@ -74,6 +75,19 @@ int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell 
 double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev);
 
 Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
+
+// Shared-memory bytes of a backward CTA (rows of K = G*H, a 16-row partial-sum tile).
+int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows);
+
+// The backward kernel's plan: grid tier or per-step (the cluster tier has no backward).
+Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
+
+// The backward partition a backward plan carries.
+inline BwdPartition bwd_partition(const Plan& plan) {
+  BwdPartition p{};
+  static_cast<Partition&>(p) = plan.part;
+  return p;
+}
 
 }  // namespace persist
 }  // namespace rnnfuse

@@ -52,7 +52,7 @@ DeviceProps parse_device(at::IntArrayRef d) {
 std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t hidden,
                             int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
                             bool allow_tf32, at::IntArrayRef device, bool build_grid,
-                            bool build_cluster) {
+                            bool build_cluster, bool backward) {
   Problem prob;
   prob.cell = parse_cell(std::string(cell));
   prob.dtype = parse_dtype(dtype);
@@ -62,7 +62,9 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
   prob.steps = int(steps);
   prob.proj_size = int(proj_size);
   prob.packed_runs = int(packed_runs);
-  return make_plan(prob, parse_device(device), Built{build_grid, build_cluster}).describe();
+  const Built built{build_grid, build_cluster};
+  const DeviceProps dev = parse_device(device);
+  return (backward ? make_bwd_plan(prob, dev, built) : make_plan(prob, dev, built)).describe();
 }
 
 // The maps of one partition as integer tensors (checked against independent
@@ -72,28 +74,29 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
 //   ktiles (KT, 2): (warp, index within the warp) of every k-tile
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persistent_maps(
     c10::string_view cell, int64_t hidden, int64_t batch, int64_t units, int64_t replicas,
-    int64_t elem_bytes) {
+    int64_t elem_bytes, bool backward) {
   TORCH_CHECK(elem_bytes == 2 || elem_bytes == 4, "elem_bytes must be 2 or 4");
   TORCH_CHECK(hidden > 0 && batch > 0 && units > 0 && replicas > 0, "sizes must be positive");
-  Partition p{};
-  p.gates = gates_of(parse_cell(std::string(cell)));
-  TORCH_CHECK(p.gates * units <= kRows, "units x gates exceeds the CTA's ", kRows, " rows");
-  p.hidden = int(hidden);
-  p.batch = int(batch);
-  p.units = int(units);
-  p.ctas = ceil_div(int(hidden), int(units));
-  p.replicas = int(replicas);
-  p.kk = mma_k(int(elem_bytes));
-  p.ktiles = ceil_div(int(hidden), p.kk);
+  const int G = gates_of(parse_cell(std::string(cell)));
+  // Backward: rows are units (gate -1), K = G*H.
+  const BwdPartition bp = make_bwd_partition(G, int(hidden), int(batch), int(units),
+                                             int(replicas), int(elem_bytes));
+  Partition p = bp;
+  if (backward) {
+    TORCH_CHECK(units <= kBwdRows, "units exceeds the backward CTA's ", kBwdRows, " rows");
+  } else {
+    TORCH_CHECK(G * units <= kRows, "units x gates exceeds the CTA's ", kRows, " rows");
+    p.ktiles = ceil_div(int(hidden), p.kk);
+  }
 
   std::vector<int64_t> own;
   for (int q = 0; q < p.grid(); ++q) {
     const int r = p.replica_of(q), c = p.cta_of(q);
-    for (int rr = 0; rr < kRows; ++rr) {
-      const int j = p.row_unit(c, rr);
+    for (int rr = 0; rr < (backward ? kBwdRows : kRows); ++rr) {
+      const int j = backward ? bp.row_unit(c, rr) : p.row_unit(c, rr);
       if (j < 0) continue;
       for (int n = 0; n < p.replica_rows(r, p.batch); ++n) {
-        own.insert(own.end(), {q, rr, n, p.row_gate(rr), j, p.replica_row(r, n)});
+        own.insert(own.end(), {q, rr, n, backward ? -1 : p.row_gate(rr), j, p.replica_row(r, n)});
       }
     }
   }

@@ -31,6 +31,30 @@ struct PersistArgs {
   uint64_t watchdog_ns; // a flag wait longer than this traps (0: never)
 };
 
+// The backward kernel's parameters: one layer-direction's reverse walk.
+struct PersistBwdArgs {
+  BwdPartition part;    // units per CTA and replicas (layout.h)
+  Schedule sched;       // the backward walk (the forward's steps reversed)
+  const void* w_hh;     // (G*H, H) elem
+  const void* grad_y;   // (N, H) elem
+  float* dh_state;      // (B, H): grad_h_n on entry
+  float* dc_state;      // (B, H) LSTM: grad_c_n on entry
+  const float* ws;      // (N, 5H) LSTM / (N, 4H) GRU, from the forward
+  const void* c0;       // (B, H) elem, LSTM
+  const void* h0;       // (B, H) elem, GRU
+  const void* y;        // (N, H) elem, GRU (h_{t-1})
+  void* xch;            // exchanged gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
+  void* dx;             // (N, 3H) elem, GRU
+  unsigned* flags;      // (grid) zeroed
+  int hbuf_rows;
+  int vec16;            // 1: xch rows 16-byte aligned (16-byte gathers)
+  uint64_t watchdog_ns;
+};
+
+cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdArgs& a, size_t smem,
+                               int sms, cudaStream_t stream);
+cudaError_t persist_bwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks);
+
 // Launch the forward kernel cooperatively on `stream`. Returns
 // cudaErrorCooperativeLaunchTooLarge (launching nothing) when the grid cannot
 // be co-resident on `sms` SMs at this shared-memory size; any other error is

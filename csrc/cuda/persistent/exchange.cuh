@@ -12,8 +12,10 @@ namespace persist {
 
 // Threads 0..P-1 each wait for one producer of replica r to have published
 // `want` steps; then the whole CTA passes a barrier. A wait that exceeds the
-// watchdog traps: a loud launch failure instead of a hang.
-__device__ __forceinline__ void wait_for_replica(const PersistArgs& a, int r, uint32_t want) {
+// watchdog traps: a loud launch failure instead of a hang. Args: the forward
+// or backward kernel's parameters (part, flags, watchdog_ns).
+template <typename Args>
+__device__ __forceinline__ void wait_for_replica(const Args& a, int r, uint32_t want) {
   const int tid = threadIdx.x;
   if (tid < a.part.ctas) {
     const unsigned* flag = a.flags + a.part.cta_index(r, tid);
@@ -31,33 +33,33 @@ __device__ __forceinline__ void wait_for_replica(const PersistArgs& a, int r, ui
   __syncthreads();
 }
 
-// hbuf rows n = 0..rows-1 <- h_{t-1} of replica rows g0 + n: the previous
-// step's output (y, written by other CTAs: read through L2 only) for rows
-// below `carry`, h0 for the rest.
-template <typename E>
-__device__ __forceinline__ void gather_rows(const PersistArgs& a, const StepInfo& st, int r, int g0,
-                                            int rows, E* hbuf) {
-  const Partition& p = a.part;
-  const int H = p.hidden;
+// hbuf rows n = 0..rows-1 <- the exchanged rows of replica rows g0 + n, each
+// p.k_width() wide: for batch rows below `carry` row (carry_row0 + b) of
+// `exchanged` (written by other CTAs the step before: read through L2 only),
+// for the others row b of `start`, or zeros when `start` is null.
+template <typename E, typename Part>
+__device__ __forceinline__ void gather_rows(const Part& p, const E* exchanged, int64_t carry_row0,
+                                            const E* start, int carry, int r, int g0, int rows,
+                                            bool vec16, E* hbuf) {
+  const int K = p.k_width();
   const int pitch = p.h_pitch(Elem<E>::kBytes);
-  const E* y = static_cast<const E*>(a.y);
-  const E* h0 = static_cast<const E*>(a.h0);
-  if (a.vec16) {
+  if (vec16) {
     constexpr int kVec = 16 / Elem<E>::kBytes;
-    const int per_row = H / kVec;
+    const int per_row = K / kVec;
     for (int i = threadIdx.x; i < rows * per_row; i += kThreads) {
       const int n = i / per_row, v = i % per_row;
       const int64_t b = p.replica_row(r, g0 + n);
-      const E* src = b < st.carry ? y + (st.prev_row0 + b) * H : h0 + b * H;
-      const uint4 x = __ldcg(reinterpret_cast<const uint4*>(src) + v);
+      const E* src = b < carry ? exchanged + (carry_row0 + b) * K : start == nullptr ? nullptr : start + b * K;
+      const uint4 x = src != nullptr ? __ldcg(reinterpret_cast<const uint4*>(src) + v)
+                                     : make_uint4(0u, 0u, 0u, 0u);
       *reinterpret_cast<uint4*>(hbuf + n * pitch + v * kVec) = x;
     }
   } else {
-    for (int i = threadIdx.x; i < rows * H; i += kThreads) {
-      const int n = i / H, k = i % H;
+    for (int i = threadIdx.x; i < rows * K; i += kThreads) {
+      const int n = i / K, k = i % K;
       const int64_t b = p.replica_row(r, g0 + n);
-      const E* src = b < st.carry ? y + (st.prev_row0 + b) * H : h0 + b * H;
-      hbuf[n * pitch + k] = __ldcg(src + k);
+      const E* src = b < carry ? exchanged + (carry_row0 + b) * K : start == nullptr ? nullptr : start + b * K;
+      hbuf[n * pitch + k] = src != nullptr ? __ldcg(src + k) : Elem<E>::from_float(0.0f);
     }
   }
 }

@@ -23,7 +23,9 @@ __global__ void __launch_bounds__(kThreads, 1) persist_exchange_kernel(const Per
     const int rows = p.replica_rows(r, st.bs);
     if (rows > 0) {
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
-      gather_rows<E>(a, st, r, 0, rows, hbuf);  // the caller sizes hbuf for all rows
+      // The caller sizes hbuf for all rows.
+      gather_rows<E>(p, static_cast<const E*>(a.y), st.prev_row0, static_cast<const E*>(a.h0),
+                     st.carry, r, 0, rows, a.vec16 != 0, hbuf);
       __syncthreads();
       for (int i = threadIdx.x; i < rows * J; i += kThreads) {
         const int n = i / J, j = p.first_unit(c) + i % J;

@@ -125,7 +125,8 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
-        gather_rows<E>(a, st, r, g0, g_rows, hbuf);
+        gather_rows<E>(p, static_cast<const E*>(a.y), st.prev_row0, static_cast<const E*>(a.h0),
+                       st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
         __syncthreads();
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
           const int n_rows = min(kChunkRows, g_rows - q0);

@@ -98,7 +98,7 @@ ElemKind elem_of(at::ScalarType t) {
 }
 
 Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,
-              int64_t proj_size, int packed_runs) {
+              int64_t proj_size, int packed_runs, bool backward = false) {
   Problem prob;
   prob.cell = cell;
   prob.dtype = dtype_of(dtype);
@@ -108,7 +108,8 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   prob.steps = static_cast<int>(steps);
   prob.proj_size = static_cast<int>(proj_size);
   prob.packed_runs = packed_runs;
-  return make_plan(prob, current_device_props());
+  return backward ? make_bwd_plan(prob, current_device_props())
+                  : make_plan(prob, current_device_props());
 }
 
 bool aligned16(const at::Tensor& t) {
@@ -169,6 +170,61 @@ bool run_forward(Cell cell, const at::Tensor& x_proj, const at::Tensor& w_hh,
   return true;
 }
 
+// The backward launch shared by both cells (driver's tensors); false: the
+// per-step kernels run.
+bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
+                  const at::Tensor& dh_state, const at::Tensor& dc_state, const at::Tensor& ws,
+                  const at::Tensor& c0, const at::Tensor& h0, const at::Tensor& y,
+                  const at::Tensor& xch, const at::Tensor& dx, const std::vector<Step>& steps,
+                  bool has_proj) {
+  if (!persistent_enabled()) return false;
+  const int64_t hidden = dh_state.size(1), batch = dh_state.size(0);
+  const Plan plan = plan_for(cell, grad_y.scalar_type(), hidden, batch,
+                             static_cast<int64_t>(steps.size()), has_proj ? 1 : 0,
+                             count_runs(steps), /*backward=*/true);
+  if (plan.tier != Tier::Grid) return false;
+  TORCH_CHECK(grad_y.is_contiguous() && w_hh.is_contiguous() && ws.is_contiguous() &&
+                  xch.is_contiguous() && dh_state.scalar_type() == at::kFloat &&
+                  ws.scalar_type() == at::kFloat,
+              "rnnfuse persistent backward: the driver must pass contiguous fp32-state tensors");
+  PersistBwdArgs a;
+  std::memset(&a, 0, sizeof(a));
+  a.part = bwd_partition(plan);
+  // The backward walks the forward's steps in reverse order.
+  const bool fwd_reverse = steps.size() > 1 && steps[1].row0 < steps[0].row0;
+  const std::vector<Step> walk(steps.rbegin(), steps.rend());
+  if (!encode_schedule(walk, grad_y.size(0), !fwd_reverse, a.sched)) return false;
+  a.w_hh = w_hh.data_ptr();
+  a.grad_y = grad_y.data_ptr();
+  a.dh_state = dh_state.data_ptr<float>();
+  a.dc_state = dc_state.defined() ? dc_state.data_ptr<float>() : nullptr;
+  a.ws = ws.data_ptr<float>();
+  a.c0 = c0.defined() ? c0.data_ptr() : nullptr;
+  a.h0 = h0.defined() ? h0.data_ptr() : nullptr;
+  a.y = y.defined() ? y.data_ptr() : nullptr;
+  a.xch = xch.data_ptr();
+  a.dx = dx.defined() ? dx.data_ptr() : nullptr;
+  a.hbuf_rows = plan.hbuf_rows;
+  a.vec16 = (a.part.k_width() * plan.elem_bytes) % 16 == 0 && aligned16(xch);
+  a.watchdog_ns = watchdog_ns();
+  const at::Tensor flags = at::zeros({a.part.grid()}, grad_y.options().dtype(at::kInt));
+  a.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaError_t err = launch_persist_bwd(elem_of(grad_y.scalar_type()), cell, a,
+                                             static_cast<size_t>(plan.smem_bytes),
+                                             usable_sms(current_device_props()), stream);
+  if (err == cudaErrorCooperativeLaunchTooLarge) {
+    (void)cudaGetLastError();
+    TORCH_WARN_ONCE("rnnfuse: the persistent backward grid cannot be co-resident on this device "
+                    "now; using the per-step kernels");
+    return false;
+  }
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g_launches.fetch_add(1);
+  return true;
+}
+
 // ------------------------------------------------------------------ ops
 std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, int64_t hidden,
                                  int64_t batch, int64_t steps, int64_t proj_size,
@@ -188,11 +244,24 @@ std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, 
       plan.reason = "the kernel's occupancy does not allow a co-resident grid";
     }
   }
+  Plan bwd = plan_for(c, like.scalar_type(), hidden, batch, steps, proj_size,
+                      static_cast<int>(packed_runs), /*backward=*/true);
+  std::string bwd_path = bwd.tier == Tier::Grid ? "persistent-grid" : "per-step";
+  if (bwd.tier == Tier::Grid) {
+    int per_sm = 0;
+    C10_CUDA_CHECK(persist_bwd_blocks_per_sm(elem_of(like.scalar_type()), c,
+                                             static_cast<size_t>(bwd.smem_bytes), &per_sm));
+    if (per_sm < 1 || bwd.part.grid() > per_sm * usable_sms(current_device_props())) {
+      bwd_path = "per-step";
+      bwd.reason = "the kernel's occupancy does not allow a co-resident grid";
+    }
+  }
   const bool on = persistent_enabled();
-  if (!on) path = "per-step";
-  return std::string("{\"path\": \"") + path + "\", \"enabled\": " + (on ? "true" : "false") +
-         ", \"launches\": " + std::to_string(g_launches.load()) + ", \"plan\": " +
-         plan.describe() + "}";
+  if (!on) path = bwd_path = "per-step";
+  return std::string("{\"path\": \"") + path + "\", \"backward_path\": \"" + bwd_path +
+         "\", \"enabled\": " + (on ? "true" : "false") + ", \"launches\": " +
+         std::to_string(g_launches.load()) + ", \"plan\": " + plan.describe() +
+         ", \"backward_plan\": " + bwd.describe() + "}";
 }
 
 // ns per step of the exchange alone: `ctas` CTAs per replica over hidden
@@ -272,6 +341,16 @@ DeviceProps current_device_props() {
 bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps) {
   return run_forward(Cell::LSTM, f.x_proj, f.w_hh, at::Tensor(), f.h0, f.y, f.c_state, f.ws, steps,
                      f.w_hr.defined());
+}
+
+bool try_lstm_backward(const LstmBackward& g, const std::vector<Step>& steps) {
+  return run_backward(Cell::LSTM, g.grad_y, g.w_hh, g.dh_state, g.dc_state, g.ws, g.c0,
+                      at::Tensor(), at::Tensor(), g.dgates, at::Tensor(), steps, g.w_hr.defined());
+}
+
+bool try_gru_backward(const GruBackward& g, const std::vector<Step>& steps) {
+  return run_backward(Cell::GRU, g.grad_y, g.w_hh, g.dh_state, at::Tensor(), g.ws, at::Tensor(),
+                      g.h0, g.y, g.dhh, g.dx, steps, false);
 }
 
 bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps) {

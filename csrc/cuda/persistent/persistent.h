@@ -21,6 +21,8 @@ DeviceProps current_device_props();
 
 bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps);
 bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps);
+bool try_lstm_backward(const LstmBackward& g, const std::vector<Step>& steps);
+bool try_gru_backward(const GruBackward& g, const std::vector<Step>& steps);
 
 }  // namespace persist
 }  // namespace rnnfuse
