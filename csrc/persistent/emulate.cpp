@@ -15,7 +15,7 @@
 //
 // The driver (driver_lstm.cpp / driver_gru.cpp) runs the emulator as its time
 // loop, so allocation, the schedule and the final states are the real ones.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>

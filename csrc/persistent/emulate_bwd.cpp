@@ -7,7 +7,7 @@
 // dgates_next^T (BwdPartition in layout.h); the gate derivatives are
 // gate_math.h's. The driver (driver_lstm.cpp / driver_gru.cpp) runs it as
 // its backward time loop, so dW_hh, db and grad_h0 are the real ones.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>

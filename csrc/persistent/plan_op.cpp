@@ -2,9 +2,12 @@
 // tests check the exact C++ code the kernel runs (rnnfuse::persistent_plan,
 // rnnfuse::persistent_maps). No tensor inputs: registered as
 // CompositeImplicitAutograd, which the dispatcher calls for any backend.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -123,7 +126,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persisten
     }
   }
   const int kk = p.kk;
-  auto owners = at::tensor(own, at::kLong).view({-1, 6});
+  auto owners = at::empty({int64_t(own.size()) / 6, 6}, at::kLong);
+  std::copy(own.begin(), own.end(), owners.data_ptr<int64_t>());
   return {owners, frag(a_elems(kk), [&](int l, int e) { return a_coord(kk, l, e); }),
           frag(b_elems(kk), [&](int l, int e) { return b_coord(kk, l, e); }),
           frag(kCElems, [](int l, int e) { return c_coord(l, e); }), kt};

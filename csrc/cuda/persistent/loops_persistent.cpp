@@ -3,7 +3,10 @@
 // fallback whenever the plan or the cooperative launch says no), and the ops
 // that make the chosen path and the exchange floor visible
 // (rnnfuse::recurrence_path, rnnfuse::persistent_exchange_bench).
-#include <ATen/ATen.h>
+// Per-operator headers, not ATen/ATen.h: half the compile time.
+#include <ATen/Context.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
