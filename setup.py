@@ -88,11 +88,13 @@ def write_build_config(package_dir, with_cuda):
 
 
 def extension():
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp") +
+                     glob.glob("csrc/persistent/*.cpp"))
     cxx_flags = ["-O3"]
     if not CUDA_HOME:
         return CppExtension("rnnfuse._C", sources, extra_compile_args={"cxx": cxx_flags})
-    sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
+    sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu") +
+                      glob.glob("csrc/cuda/persistent/*.cpp") + glob.glob("csrc/cuda/persistent/*.cu"))
     nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr",
                   "-DRNNFUSE_WITH_CUDA"]
     return CUDAExtension("rnnfuse._C", sources,

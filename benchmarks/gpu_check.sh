@@ -6,22 +6,31 @@
 #   1. env        nvidia-smi, python/torch/CUDA/cuDNN versions, nvcc, compute-sanitizer
 #   2. build      python3 setup.py build_ext --inplace (TORCH_CUDA_ARCH_LIST, MAX_JOBS)
 #   3. tests      pytest tests/test_cuda_*.py, then the CUDA cases (-k cuda) of the rest
+#      ptests     pytest tests/test_cuda_persistent.py alone (RNNFUSE_PERSISTENT=1 inside;
+#                 its own process, so a trapped persistent kernel cannot spoil the others)
 #   4. memcheck   compute-sanitizer memcheck on benchmarks/sanitizer_cases.py
 #      racecheck  compute-sanitizer racecheck on its smaller subset
-#   5. bench      python3 -m benchmarks.run --preset quick
+#      synccheck  compute-sanitizer synccheck on the same subset
+#                 (each of the three also runs the persistent-tier cases)
+#   5. persist    benchmarks/persist_check.py: the exchange alone (ns/step) and
+#                 the issue's points vs cuDNN, per-step and persistent paths
+#      bench      python3 -m benchmarks.run --preset quick
 #   6. report     $OUT/gpu_check_report.md, printed last
 # Exit status 0 only if every stage passed.
 #
 # Output folder: ${OUT:-benchmarks/results/gpu_check_latest}. It receives at
 # most 8 files and no sub-folders when OUT is set (the device tool returns
 # only that many): gpu_check_report.md env.log build.log tests.log
-# sanitizer.log bench.json bench.md bench.log. Without OUT the benchmark's
-# full folder (plots too) is also kept in <out>/bench/.
+# sanitizer.log bench.json bench.md bench.log (the persist stage's output is
+# appended to bench.log; its numbers are in the report). Without OUT the
+# benchmark's full folder (plots too) is also kept in <out>/bench/.
 #
-# Time: each stage has a cap (build 240 s, tests 150 s, sanitizers 90 s
-# each, bench 120 s) and the whole run a budget, GPU_CHECK_BUDGET_S
-# (default 430 s): a stage never takes time the later stages need, so the
-# check ends in under 8 minutes even when stages hang.
+# Time: each stage has a cap (build 240 s, tests 150 s, ptests 90 s,
+# sanitizers 90/90/60 s, persist 90 s, bench 120 s) and the whole run a
+# budget, GPU_CHECK_BUDGET_S (default 460 s): a stage never takes time the
+# later stages need, so the check ends in under 8 minutes even when stages
+# hang. A persistent kernel that cannot make progress traps after
+# RNNFUSE_PERSISTENT_WATCHDOG_S (20 s; 60 s under the sanitizers).
 #
 # Environment knobs: OUT, PYTHON (default python3), TORCH_CUDA_ARCH_LIST
 # (default 9.0), MAX_JOBS (default 16), GPU_CHECK_BUDGET_S, RNNFUSE_COMMIT
@@ -40,7 +49,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rnnfuse_gpu_check.XXXXXX") || exit 2
 if [[ "${GPU_CHECK_KEEP_WORK:-0}" != 1 ]]; then
   trap 'rm -rf "$WORK"' EXIT
 fi
-BUDGET_S=${GPU_CHECK_BUDGET_S:-430}
+BUDGET_S=${GPU_CHECK_BUDGET_S:-460}
 T0=$(date +%s)
 
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
@@ -53,8 +62,9 @@ rm -f "$OUT_DIR"/{gpu_check_report.md,env.log,build.log,tests.log,sanitizer.log,
 
 # Minimum seconds each later stage is guaranteed; a stage's timeout is its
 # cap, shortened so that what is left of the budget still covers these.
-declare -A FLOOR=([tests]=60 [memcheck]=50 [racecheck]=40 [bench]=70 [report]=10)
-ORDER=(env build tests memcheck racecheck bench report)
+declare -A FLOOR=([tests]=60 [ptests]=40 [memcheck]=45 [racecheck]=35 [synccheck]=25 [persist]=40
+                  [bench]=60 [report]=10)
+ORDER=(env build tests ptests memcheck racecheck synccheck persist bench report)
 
 now() { date +%s; }
 
@@ -170,7 +180,10 @@ stage_tests() {
   # Per-test guard where pytest-timeout exists: one hung kernel must not eat the stage.
   if "$PY" -c "import pytest_timeout" 2>/dev/null; then extra=(--timeout=120); fi
   shopt -s nullglob
-  files=(tests/test_cuda_*.py)
+  files=()
+  for f in tests/test_cuda_*.py; do
+    [[ $f == tests/test_cuda_persistent.py ]] || files+=("$f")
+  done
   shopt -u nullglob
   if ((${#files[@]} == 0)); then
     echo "## no tests/test_cuda_*.py" >>"$log"
@@ -201,6 +214,31 @@ stage_tests() {
   fi
 }
 
+# The persistent tier's GPU tests, alone in their own process.
+stage_ptests() {
+  local log="$WORK/ptests.log" t0 t rc n=0 note
+  local -a extra=()
+  t0=$(now)
+  t=$(stage_timeout ptests 90)
+  if "$PY" -c "import pytest_timeout" 2>/dev/null; then extra=(--timeout=60); fi
+  if [[ ! -f tests/test_cuda_persistent.py ]]; then
+    record ptests fail 0 "no tests/test_cuda_persistent.py"
+    return
+  fi
+  echo "## pytest tests/test_cuda_persistent.py (timeout ${t}s)" >"$log"
+  run_capped "$t" "$log" "$PY" -m pytest tests/test_cuda_persistent.py -q -rfE -p no:cacheprovider \
+    ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_persist.xml"
+  rc=$?
+  cat "$log" >>"$OUT_DIR/tests.log"
+  n=$(passed_count "$log")
+  note="$(timeout_note "$rc" "$t"), $n passed; last summary: $(last_summary "$log")"
+  if ((rc == 0 && n > 0)); then
+    record ptests pass $(($(now) - t0)) "$note"
+  else
+    record ptests fail $(($(now) - t0)) "$note"
+  fi
+}
+
 # ---- 4. sanitizers ---------------------------------------------------------------
 stage_sanitizer() { # TOOL CAP [ARGS for sanitizer_cases.py]
   local tool=$1 cap=$2 log="$WORK/$1.log" t0 t rc
@@ -220,7 +258,7 @@ stage_sanitizer() { # TOOL CAP [ARGS for sanitizer_cases.py]
   ((deadline < 5)) && deadline=5
   echo "## compute-sanitizer --tool $tool (timeout ${t}s, cases until ${deadline}s)" >>"$log"
   # No caching allocator: an overrun must leave its cudaMalloc'd block to be seen.
-  PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_capped "$t" "$log" \
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 RNNFUSE_PERSISTENT_WATCHDOG_S=60 run_capped "$t" "$log" \
     compute-sanitizer --tool "$tool" --error-exitcode 1 \
     "$PY" benchmarks/sanitizer_cases.py --deadline-s "$deadline" "$@"
   rc=$?
@@ -230,6 +268,21 @@ stage_sanitizer() { # TOOL CAP [ARGS for sanitizer_cases.py]
     record "$tool" pass $(($(now) - t0)) "$summary"
   else
     record "$tool" fail $(($(now) - t0)) "$(timeout_note $rc "$t"); $summary"
+  fi
+}
+
+# ---- 5. the persistent tier's measurements -------------------------------------------
+stage_persist() {
+  local log="$WORK/persist.log" t0 t rc
+  t0=$(now)
+  t=$(stage_timeout persist 90)
+  : >"$log"
+  run_capped "$t" "$log" "$PY" benchmarks/persist_check.py --json "$WORK/persist.json"
+  rc=$?
+  if ((rc == 0)); then
+    record persist pass $(($(now) - t0)) "$(tail -n 1 "$log")"
+  else
+    record persist fail $(($(now) - t0)) "$(timeout_note $rc "$t"); $(tail -n 1 "$log" | cut -c1-150)"
   fi
 }
 
@@ -259,15 +312,22 @@ stage_bench() {
 stage_env
 stage_build
 stage_tests
-stage_sanitizer memcheck 90
-stage_sanitizer racecheck 90 --subset race
+stage_ptests
+stage_sanitizer memcheck 90 --with-persistent
+stage_sanitizer racecheck 90 --subset race --with-persistent
+stage_sanitizer synccheck 60 --subset race --with-persistent
 {
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck synccheck; do
     echo "################ $tool ################"
     cat "$WORK/$tool.log" 2>/dev/null
   done
 } >"$OUT_DIR/sanitizer.log"
+stage_persist
 stage_bench
+{
+  echo "################ persist_check ################"
+  cat "$WORK/persist.log" 2>/dev/null
+} >>"$OUT_DIR/bench.log"
 
 # ---- 6. report ----------------------------------------------------------------------
 TOTAL=$(($(now) - T0))
@@ -290,7 +350,7 @@ fi
 
 # The verdict comes from the stage records, not from Python.
 RC=0
-for s in env build tests memcheck racecheck bench; do
+for s in env build tests ptests memcheck racecheck synccheck persist bench; do
   grep -q "^$s"$'\t'"pass"$'\t' "$WORK/stages.tsv" || RC=1
 done
 echo >&2

@@ -28,7 +28,9 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-STAGES = ("env", "build", "tests", "memcheck", "racecheck", "bench")
+STAGES = ("env", "build", "tests", "ptests", "memcheck", "racecheck", "synccheck", "persist",
+          "bench")
+SANITIZERS = ("memcheck", "racecheck", "synccheck")
 
 
 # ---- env -------------------------------------------------------------------
@@ -163,6 +165,27 @@ def speed_section(bench: dict | None) -> list[str]:
     return lines
 
 
+def persist_section(persist: dict | None) -> list[str]:
+    """The exchange floor and the issue's points (benchmarks/persist_check.py)."""
+    if not persist:
+        return ["No persistent-tier results (see the persist stage)."]
+    lines = ["Exchange alone (flags + h gather through L2, no math), grid tier, bf16:", "",
+             "| H | B | CTAs | ns/step | data |", "|---|---|---|---|---|"]
+    for r in persist.get("exchange", []):
+        lines.append(f"| {r['H']} | {r['B']} | {r['P']} | {_fmt(r.get('ns_per_step'), '.0f')} | "
+                     f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
+    lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent:", "",
+              "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
+              "us/step | path | status |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in persist.get("points", []):
+        lines.append(f"| {r['cell']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | {r['H']} | "
+                     f"{_fmt(r.get('cudnn_ms'))} | {_fmt(r.get('perstep_ms'))} | "
+                     f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
+                     f"{_fmt(r.get('us_per_step'), '.2f')} | {r.get('path', '-')} | {r['status']} |")
+    lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
+    return lines
+
+
 def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[str, bool]:
     stages = read_stages(work / "stages.tsv")
     env = {}
@@ -177,8 +200,14 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
             bench = json.loads((out / "bench.json").read_text())
         except json.JSONDecodeError:
             pass
-    tests = junit_summary([work / "tests_cuda.xml", work / "tests_k.xml"])
-    san = {tool: sanitizer_summary(work / f"{tool}.log") for tool in ("memcheck", "racecheck")}
+    tests = junit_summary([work / "tests_cuda.xml", work / "tests_k.xml", work / "tests_persist.xml"])
+    san = {tool: sanitizer_summary(work / f"{tool}.log") for tool in SANITIZERS}
+    persist = None
+    if (work / "persist.json").exists():
+        try:
+            persist = json.loads((work / "persist.json").read_text())
+        except json.JSONDecodeError:
+            pass
 
     all_pass = all(stages.get(n, {}).get("status") == "pass" for n in STAGES)
     dev = env.get("device") or {}
@@ -226,6 +255,7 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
             lines.append(f"- {tool}: `{e[:200]}`")
     lines.append("")
 
+    lines += ["## Persistent tier (RNNFUSE_PERSISTENT=1)", ""] + persist_section(persist) + [""]
     lines += ["## Speed vs cuDNN (quick preset)", ""] + speed_section(bench) + [""]
     return "\n".join(lines) + "\n", all_pass
 

@@ -16,7 +16,12 @@ Run it with PYTORCH_NO_CUDA_MEMORY_CACHING=1 (gpu_check.sh does): with the
 caching allocator an overrun lands inside a cached block and memcheck cannot
 see it.
 
-Other flags: --list prints the cases; --subset {all,race}; -k SUBSTR keeps
+Persistent tier: --with-persistent appends cases that run with
+RNNFUSE_PERSISTENT=1 (bf16, where the planner picks the persistent kernels;
+each checks that a persistent launch really happened); --subset persistent
+runs only those.
+
+Other flags: --list prints the cases; --subset {all,race,persistent}; -k SUBSTR keeps
 cases whose name contains SUBSTR; --device cpu runs the same checks on the
 CPU kernels (to test this script without a GPU); --deadline-s S starts no
 case after S seconds (cases run most-informative first).
@@ -56,11 +61,13 @@ class Case:
     proj: int = 0
     layers: int = 1
     bidirectional: bool = False
+    persistent: bool = False  # run with RNNFUSE_PERSISTENT=1
 
     @property
     def name(self) -> str:
         extra = (f"-proj{self.proj}" if self.proj else "") + (f"-L{self.layers}" if self.layers > 1 else "")
         extra += "-bi" if self.bidirectional else ""
+        extra += "-persistent" if self.persistent else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
 
@@ -88,6 +95,25 @@ def race_cases() -> list[Case]:
     return [Case("LSTM", "bf16", 64), Case("LSTM", "fp32", 40, packed=True),
             Case("GRU", "bf16", 64), Case("GRU", "fp32", 40, packed=True),
             Case("LSTM", "fp32", 40, proj=24)]
+
+
+def persistent_cases() -> list[Case]:
+    """The persistent kernels (bf16: taken on any sm_80+ GPU; T=5 >= 3 steps):
+    ragged and aligned H, packed, bidirectional, two layers, both cells."""
+    return [Case("LSTM", "bf16", 40, packed=True, layers=2, bidirectional=True, persistent=True),
+            Case("GRU", "bf16", 64, persistent=True),
+            Case("LSTM", "bf16", 64, persistent=True),
+            Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True)]
+
+
+def _persistent_path(case: Case) -> dict:
+    import json
+    like = torch.empty(1, device="cuda", dtype=DTYPE[case.dtype])
+    return json.loads(torch.ops.rnnfuse.recurrence_path(like, case.kind, case.H, B, T))
+
+
+def _persistent_launches() -> int:
+    return _persistent_path(Case("LSTM", "bf16", 8))["launches"]
 
 
 def _modules(case: Case, device: str):
@@ -145,11 +171,25 @@ def _rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 def run_case(case: Case, device: str = "cuda") -> float:
     """Run one case; returns its worst relative error; raises AssertionError if off."""
+    import os
     ref, ours = _modules(case, device)
     x = _inputs(case)
-    out, grads = _forward_backward(ours, x, case, device, DTYPE[case.dtype])
+    check_launches = case.persistent and device == "cuda"
+    before = _persistent_launches() if check_launches else 0
+    os.environ["RNNFUSE_PERSISTENT"] = "1" if case.persistent else "0"
+    try:
+        out, grads = _forward_backward(ours, x, case, device, DTYPE[case.dtype])
+    finally:
+        os.environ["RNNFUSE_PERSISTENT"] = "0"
     if device == "cuda":
         torch.cuda.synchronize()  # attribute any asynchronous fault to this case
+    if check_launches:
+        os.environ["RNNFUSE_PERSISTENT"] = "1"
+        backward = _persistent_path(case)["backward_path"] == "persistent-grid"
+        os.environ["RNNFUSE_PERSISTENT"] = "0"
+        want = case.layers * (2 if case.bidirectional else 1) * (2 if backward else 1)
+        got = _persistent_launches() - before
+        assert got == want, f"{case.name}: {got} persistent launches, expected {want}"
     ref_out, ref_grads = _forward_backward(ref, x, case, "cpu", torch.float64)
     worst = 0.0
     for i, (o, r) in enumerate(zip(out + grads, ref_out + ref_grads)):
@@ -164,7 +204,9 @@ def run_case(case: Case, device: str = "cuda") -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--subset", choices=("all", "race"), default="all")
+    ap.add_argument("--subset", choices=("all", "race", "persistent"), default="all")
+    ap.add_argument("--with-persistent", action="store_true",
+                    help="append the persistent-tier cases (RNNFUSE_PERSISTENT=1)")
     ap.add_argument("-k", dest="keyword", default="", help="keep cases whose name contains this")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
@@ -174,7 +216,9 @@ def main(argv=None) -> int:
                     "process ends by itself and the sanitizer prints its summary "
                     "(a killed run prints none)")
     args = ap.parse_args(argv)
-    cases = all_cases() if args.subset == "all" else race_cases()
+    cases = {"all": all_cases, "race": race_cases, "persistent": persistent_cases}[args.subset]()
+    if args.with_persistent and args.subset != "persistent":
+        cases = cases + persistent_cases()
     cases = [c for c in cases if args.keyword in c.name]
     if args.list:
         print("\n".join(c.name for c in cases))

@@ -26,4 +26,42 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // The persistent tier's planner and index maps (csrc/persistent/), exposed
+  // for the tests and for the benchmark's "path" column.
+  m.def(
+      "persistent_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
+      "int proj_size, int packed_runs, bool allow_tf32, int[] device, bool build_grid, "
+      "bool build_cluster, bool backward=False) -> str");
+  m.def(
+      "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes, "
+      "bool backward=False) "
+      "-> (Tensor owners, Tensor a_frag, Tensor b_frag, Tensor c_frag, Tensor ktiles)");
+  // The CPU emulator of the persistent kernel's decomposition (tests only).
+  m.def(
+      "persistent_emulate_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, int fault=0) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "persistent_emulate_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, int fault=0) -> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "persistent_emulate_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
+      "Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
+      "int units, int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0) "
+      "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_w_hr, Tensor grad_h0, "
+      "Tensor grad_c0)");
+  m.def(
+      "persistent_emulate_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, "
+      "Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, int units, "
+      "int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0) "
+      "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // Which path a layer-direction of these sizes takes on `like`'s device (JSON:
+  // path, whether RNNFUSE_PERSISTENT enables the tier, the plan).
+  m.def(
+      "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
+      "int proj_size=0, int packed_runs=1) -> str");
+  // ns per step of the persistent tier's exchange alone (CUDA; gpu_check).
+  m.def("persistent_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
 }

@@ -975,6 +975,18 @@ def test_sanitizer_cases_run_on_cpu(capsys):
     assert "0 failed, 0 skipped" in out and "LSTM-bf16-H40-padded-proj24" in out
 
 
+def test_sanitizer_persistent_cases_run_on_cpu(capsys):
+    """The persistent-tier sanitizer cases are well-formed and pass on the CPU
+    kernels (on a GPU they also require a persistent launch per direction)."""
+    pytest.importorskip("rnnfuse", reason="rnnfuse does not import (extension not built)")
+    from benchmarks import sanitizer_cases
+    assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
+    out = capsys.readouterr().out
+    assert "4 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent" in out
+    names = [c.name for c in sanitizer_cases.race_cases() + sanitizer_cases.persistent_cases()]
+    assert len(names) == len(set(names))
+
+
 JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="5" failures="1"
 errors="0" skipped="1"><testcase classname="tests.test_cuda_lstm" name="test_a"/>
 <testcase classname="tests.test_cuda_lstm" name="test_b"><failure message="x"/></testcase>
@@ -986,7 +998,8 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     work.mkdir()
     out.mkdir()
     stages = ["env\tpass\t2\tGPU visible", "build\tpass\t95\t_C.so", "tests\tfail\t40\t1 failed",
-              "memcheck\tpass\t60\t", "racecheck\tfail\t30\t", "bench\tpass\t50\tall points OK"]
+              "ptests\tpass\t20\t", "memcheck\tpass\t60\t", "racecheck\tfail\t30\t",
+              "synccheck\tpass\t20\t", "persist\tpass\t40\t", "bench\tpass\t50\tall points OK"]
     (work / "stages.tsv").write_text("\n".join(stages) + "\n")
     (work / "tests_cuda.xml").write_text(JUNIT)
     (work / "memcheck.log").write_text("ok x\nsanitizer_cases: 26 passed, 0 failed, 2 skipped (deadline)\n"
@@ -1006,6 +1019,17 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     assert "Speed vs cuDNN" in md and "| lstm | bf16 | training |" in md
     assert "ratio (p10-p90)" in md and "2 of 66 timed points NOISY" in md
     assert "| lstmcell | fp32 | training | 10 | 64 | 512 | - |" in md
+    assert "No persistent-tier results" in md
+    (work / "persist.json").write_text(json.dumps({
+        "exchange": [{"H": 768, "B": 16, "P": 96, "ns_per_step": 812.0, "ok": True}],
+        "points": [{"cell": "LSTM", "dtype": "float16", "mode": "inference", "T": 1024, "B": 16,
+                    "H": 768, "cudnn_ms": 2.07, "perstep_ms": 20.1, "persistent_ms": 1.5,
+                    "speedup_vs_cudnn": 1.38, "us_per_step": 1.46, "path": "persistent-grid",
+                    "status": "OK"}], "errors": []}))
+    assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
+    md = (out / "gpu_check_report.md").read_text()
+    assert "| 768 | 16 | 96 | 812 | ok |" in md
+    assert "| LSTM | float16 | inference | 1024 | 16 | 768 | 2.070 | 20.100 | 1.500 | 1.38 |" in md
     # All stages passing flips the verdict.
     (work / "stages.tsv").write_text("\n".join(s.replace("fail", "pass") for s in stages) + "\n")
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 0

@@ -1,4 +1,6 @@
-// CUDA time loops and the CUDA registrations of every rnnfuse op. Each step is
+// CUDA time loops and the CUDA registrations of every rnnfuse op. The forward
+// loops first offer the whole sequence to the persistent tier (persistent/,
+// opt-in with RNNFUSE_PERSISTENT=1); otherwise each step is
 // one fused kernel launch on the caller's current stream; the projection of
 // LSTM's proj_size (a second GEMM per step) goes through ATen on that stream.
 #include <ATen/ATen.h>
@@ -11,6 +13,7 @@
 #include <torch/library.h>
 
 #include "../recurrence.h"
+#include "persistent/persistent.h"
 #include "step_args.h"
 
 namespace rnnfuse {
@@ -176,21 +179,25 @@ void gru_backward_steps(const GruBackward& g, const std::vector<Step>& steps) {
 
 void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   check_cuda_sizes(f.h0.size(0), 5 * f.c_state.size(1));
+  if (persist::try_lstm_forward(f, steps)) return;  // opt-in: RNNFUSE_PERSISTENT=1
   RNNFUSE_DISPATCH(f.x_proj.scalar_type(), "rnnfuse_lstm_fwd_cuda",
                    [&] { lstm_forward_steps<scalar_t>(f, steps); });
 }
 void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   check_cuda_sizes(g.dc_state.size(0), 5 * g.dc_state.size(1));
+  if (persist::try_lstm_backward(g, steps)) return;  // opt-in: RNNFUSE_PERSISTENT=1
   RNNFUSE_DISPATCH(g.grad_y.scalar_type(), "rnnfuse_lstm_bwd_cuda",
                    [&] { lstm_backward_steps<scalar_t>(g, steps); });
 }
 void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   check_cuda_sizes(f.h0.size(0), 4 * f.h0.size(1));
+  if (persist::try_gru_forward(f, steps)) return;  // opt-in: RNNFUSE_PERSISTENT=1
   RNNFUSE_DISPATCH(f.x_proj.scalar_type(), "rnnfuse_gru_fwd_cuda",
                    [&] { gru_forward_steps<scalar_t>(f, steps); });
 }
 void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   check_cuda_sizes(g.h0.size(0), 4 * g.h0.size(1));
+  if (persist::try_gru_backward(g, steps)) return;  // opt-in: RNNFUSE_PERSISTENT=1
   RNNFUSE_DISPATCH(g.grad_y.scalar_type(), "rnnfuse_gru_bwd_cuda",
                    [&] { gru_backward_steps<scalar_t>(g, steps); });
 }

@@ -1,0 +1,182 @@
+"""The persistent tier's GPU measurements for gpu_check.sh, in one process:
+
+  python3 benchmarks/persist_check.py --json WORK/persist.json
+
+1. plan: which path the issue's points take on this device, and why;
+2. exchange: ns per step of the exchange alone (flags + h gather + slice
+   write, no math; csrc/cuda/persistent/exchange_bench.cu), grid tier;
+3. points: LSTM H=768, B=16, T=1024 (FlashRNN's point) in fp16 and bf16, and
+   GRU bf16, forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
+   and rnnfuse persistent, timed with CUDA events (warm-up, median). Each
+   rnnfuse output is checked against the per-step path (validated on the
+   H200) before it is timed, and the persistent launch counter must move
+   (forward, and in training the backward where its plan says persistent).
+
+Exit 0 when everything ran, every point was correct and the persistent path
+ran where the plan said it would; 1 otherwise. Prints a summary; the JSON is
+what gpu_check_report.py renders.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import torch  # noqa: E402
+
+DEV = "cuda"
+EXCHANGE = [  # (H, B, CTAs per replica)
+    (768, 16, 16), (768, 16, 48), (768, 16, 96), (768, 16, 128),
+    (256, 16, 32), (1024, 16, 128), (768, 64, 96)]
+POINTS = [("LSTM", torch.float16, 768, 16, 1024), ("LSTM", torch.bfloat16, 768, 16, 1024),
+          ("GRU", torch.bfloat16, 768, 16, 1024)]
+AGREE = 3e-2  # persistent vs per-step: max abs on h (|h| <= 1), max relative on dx (bf16-level)
+
+
+def path_info(cell, dtype, H, B, T):
+    like = torch.empty(1, device=DEV, dtype=dtype)
+    return json.loads(torch.ops.rnnfuse.recurrence_path(like, cell, H, B, T))
+
+
+def set_persistent(on: bool):
+    os.environ["RNNFUSE_PERSISTENT"] = "1" if on else "0"
+
+
+def exchange(steps: int) -> list[dict]:
+    out = []
+    for H, B, P in EXCHANGE:
+        y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
+        h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
+        row = {"H": H, "B": B, "P": P}
+        try:
+            torch.ops.rnnfuse.persistent_exchange_bench(y[: 200 * B], h0, P)  # warm-up
+            ns = [torch.ops.rnnfuse.persistent_exchange_bench(y, h0, P) for _ in range(3)]
+            row["ns_per_step"] = statistics.median(ns)
+            # The data really moved: the last step's rows equal h0 (copied every step).
+            row["ok"] = bool(torch.equal(y[-B:], h0))
+        except RuntimeError as e:
+            row["error"] = str(e).splitlines()[0]
+            row["ok"] = False
+        print(f"exchange H={H} B={B} P={P}: {row.get('ns_per_step', float('nan')):.0f} ns/step "
+              f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}", flush=True)
+        out.append(row)
+    return out
+
+
+def time_ms(fn, reps: int) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def point(cell, dtype, H, B, T, reps) -> list[dict]:
+    import rnnfuse
+    torch.manual_seed(0)
+    nn_cls, our_cls = (torch.nn.LSTM, rnnfuse.LSTM) if cell == "LSTM" else (torch.nn.GRU, rnnfuse.GRU)
+    ref = nn_cls(H, H, device=DEV, dtype=dtype)
+    ours = our_cls(H, H, device=DEV, dtype=dtype)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, H, device=DEV, dtype=dtype)
+    grad = torch.randn(T, B, H, device=DEV, dtype=dtype)
+    rows = []
+    for mode in ("inference", "training"):
+        def run(m, mode=mode):
+            """The output and, in training, the input gradient."""
+            if mode == "inference":
+                with torch.no_grad():
+                    return m(x)[0], None
+            xi = x.detach().requires_grad_()
+            y = m(xi)[0]
+            y.backward(grad)
+            return y, xi.grad
+        row = {"cell": cell, "dtype": str(dtype).replace("torch.", ""), "mode": mode, "H": H,
+               "B": B, "T": T}
+        row["cudnn_ms"] = time_ms(lambda: run(ref), reps)
+        set_persistent(False)
+        base = run(ours)
+        row["perstep_ms"] = time_ms(lambda: run(ours), reps)
+        set_persistent(True)
+        info = path_info(cell, dtype, H, B, T)
+        row["path"] = info["path"]
+        row["plan"] = info["plan"]
+        before = info["launches"]
+        got = run(ours)
+        torch.cuda.synchronize()
+        ran = path_info(cell, dtype, H, B, T)["launches"] - before
+        row["backward_path"] = info["backward_path"]
+        want = (row["path"] == "persistent-grid") + (
+            mode == "training" and info["backward_path"] == "persistent-grid")
+        # Output and (training) input gradient against the per-step path; the
+        # gradient relative to its own magnitude.
+        row["agree_max_abs"] = (got[0].float() - base[0].float()).abs().max().item()
+        if got[1] is not None:
+            scale = max(base[1].float().abs().max().item(), 1e-6)
+            row["agree_max_abs"] = max(row["agree_max_abs"],
+                                       (got[1].float() - base[1].float()).abs().max().item() / scale)
+        row["status"] = "OK"
+        if ran != want:
+            row["status"] = f"WRONG: {ran} persistent launches, expected {want}"
+        elif not row["agree_max_abs"] <= AGREE:
+            row["status"] = f"WRONG: persistent vs per-step {row['agree_max_abs']:.3g} > {AGREE}"
+        else:
+            row["persistent_ms"] = time_ms(lambda: run(ours), reps)
+            row["speedup_vs_cudnn"] = row["cudnn_ms"] / row["persistent_ms"]
+            row["us_per_step"] = row["persistent_ms"] * 1e3 / T
+        set_persistent(False)
+        print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}: cuDNN {row['cudnn_ms']:.3f} ms, "
+              f"per-step {row['perstep_ms']:.3f} ms, persistent "
+              f"{row.get('persistent_ms', float('nan')):.3f} ms [{row['path']}] {row['status']}",
+              flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--steps", type=int, default=20000, help="steps of the exchange runs")
+    ap.add_argument("--reps", type=int, default=10)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("persist_check: no CUDA device", file=sys.stderr)
+        return 2
+    import rnnfuse.ops  # noqa: F401
+    t0 = time.monotonic()
+    result = {"device": torch.cuda.get_device_name(), "exchange": [], "points": [], "errors": []}
+    for cell, dtype, H, B, T in POINTS:
+        set_persistent(True)
+        print(f"plan {cell} {dtype} H={H} B={B}: {path_info(cell, dtype, H, B, T)}", flush=True)
+    set_persistent(False)
+    for name, fn in (("exchange", lambda: exchange(args.steps)),
+                     ("points", lambda: [r for p in POINTS for r in point(*p, reps=args.reps)])):
+        try:
+            result[name] = fn()
+        except Exception as e:  # noqa: BLE001 - record and go on to the next part
+            result["errors"].append(f"{name}: {type(e).__name__}: {e}")
+            print(f"persist_check {name} FAILED: {e}", flush=True)
+    result["seconds"] = time.monotonic() - t0
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    ok = (not result["errors"] and all(r["ok"] for r in result["exchange"])
+          and result["points"] and all(r["status"] == "OK" for r in result["points"]))
+    print(f"persist_check: {'OK' if ok else 'FAILED'} in {result['seconds']:.0f} s", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

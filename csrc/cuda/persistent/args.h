@@ -1,0 +1,74 @@
+// The persistent forward kernel's parameters and its launchers (one per
+// operand type, defined in persist_<type>.cu). Plain CUDA types only: the
+// kernel translation units include no ATen, so CI can also compile them
+// standalone in seconds.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "../../persistent/layout.h"
+
+namespace rnnfuse {
+namespace persist {
+
+enum class ElemKind : int { F16 = 0, BF16 = 1, TF32 = 2 };
+
+struct PersistArgs {
+  Partition part;       // planner's partition (layout.h)
+  Schedule sched;       // steps in processing order, run-length encoded
+  const void* x_proj;   // (N, G*H) elem: input projections (LSTM: both biases)
+  const void* w_hh;     // (G*H, H) elem
+  const void* b_hh;     // (G*H) elem or null (GRU only)
+  const void* h0;       // (B, H) elem
+  void* y;              // (N, H) elem: outputs, and the exchange buffer
+  float* c_state;       // (B, H) LSTM: c0 on entry, c at each row's last step on exit
+  float* ws;            // (N, 5H) LSTM / (N, 4H) GRU, or null (not training)
+  unsigned* flags;      // (grid) zeroed: steps each CTA has published
+  int hbuf_rows;        // batch rows of the shared-memory h buffer
+  int vec16;            // 1: y and h0 rows are 16-byte aligned (16-byte gathers)
+  uint64_t watchdog_ns; // a flag wait longer than this traps (0: never)
+};
+
+// The backward kernel's parameters: one layer-direction's reverse walk.
+struct PersistBwdArgs {
+  BwdPartition part;    // units per CTA and replicas (layout.h)
+  Schedule sched;       // the backward walk (the forward's steps reversed)
+  const void* w_hh;     // (G*H, H) elem
+  const void* grad_y;   // (N, H) elem
+  float* dh_state;      // (B, H): grad_h_n on entry
+  float* dc_state;      // (B, H) LSTM: grad_c_n on entry
+  const float* ws;      // (N, 5H) LSTM / (N, 4H) GRU, from the forward
+  const void* c0;       // (B, H) elem, LSTM
+  const void* h0;       // (B, H) elem, GRU
+  const void* y;        // (N, H) elem, GRU (h_{t-1})
+  void* xch;            // exchanged gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
+  void* dx;             // (N, 3H) elem, GRU
+  unsigned* flags;      // (grid) zeroed
+  int hbuf_rows;
+  int vec16;            // 1: xch rows 16-byte aligned (16-byte gathers)
+  uint64_t watchdog_ns;
+};
+
+cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdArgs& a, size_t smem,
+                               int sms, cudaStream_t stream);
+cudaError_t persist_bwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks);
+
+// Launch the forward kernel cooperatively on `stream`. Returns
+// cudaErrorCooperativeLaunchTooLarge (launching nothing) when the grid cannot
+// be co-resident on `sms` SMs at this shared-memory size; any other error is
+// the launch's own.
+cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, size_t smem,
+                               int sms, cudaStream_t stream);
+// CTAs of the forward kernel one SM holds at this shared-memory size.
+cudaError_t persist_fwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks);
+
+// The exchange alone (no math): every step each CTA waits for its replica's
+// flags, gathers B x H from `y`, writes its slice back; y must hold
+// (steps + 1) * B rows of H elements (2-byte). Cooperative like the kernel.
+cudaError_t launch_persist_exchange(const PersistArgs& a, size_t smem, int sms,
+                                    cudaStream_t stream);
+
+}  // namespace persist
+}  // namespace rnnfuse

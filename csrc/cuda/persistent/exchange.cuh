@@ -1,0 +1,68 @@
+// The per-step exchange of the grid tier, shared by the forward kernel and
+// the exchange microbenchmark: wait for the replica's flags (acquire, with a
+// watchdog), gather h rows through L2 into shared memory, publish (release).
+#pragma once
+
+#include "../../persistent/layout.h"
+#include "args.h"
+#include "ptx.cuh"
+
+namespace rnnfuse {
+namespace persist {
+
+// Threads 0..P-1 each wait for one producer of replica r to have published
+// `want` steps; then the whole CTA passes a barrier. A wait that exceeds the
+// watchdog traps: a loud launch failure instead of a hang. Args: the forward
+// or backward kernel's parameters (part, flags, watchdog_ns).
+template <typename Args>
+__device__ __forceinline__ void wait_for_replica(const Args& a, int r, uint32_t want) {
+  const int tid = threadIdx.x;
+  if (tid < a.part.ctas) {
+    const unsigned* flag = a.flags + a.part.cta_index(r, tid);
+    if (ld_acquire_gpu(flag) < want) {
+      const uint64_t t0 = globaltimer_ns();
+      for (uint32_t spin = 1;; ++spin) {
+        if (ld_acquire_gpu(flag) >= want) break;
+        if (spin > 32) __nanosleep(40);
+        if ((spin & 1023u) == 0 && a.watchdog_ns != 0 && globaltimer_ns() - t0 > a.watchdog_ns) {
+          __trap();
+        }
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// hbuf rows n = 0..rows-1 <- the exchanged rows of replica rows g0 + n, each
+// p.k_width() wide: for batch rows below `carry` row (carry_row0 + b) of
+// `exchanged` (written by other CTAs the step before: read through L2 only),
+// for the others row b of `start`, or zeros when `start` is null.
+template <typename E, typename Part>
+__device__ __forceinline__ void gather_rows(const Part& p, const E* exchanged, int64_t carry_row0,
+                                            const E* start, int carry, int r, int g0, int rows,
+                                            bool vec16, E* hbuf) {
+  const int K = p.k_width();
+  const int pitch = p.h_pitch(Elem<E>::kBytes);
+  if (vec16) {
+    constexpr int kVec = 16 / Elem<E>::kBytes;
+    const int per_row = K / kVec;
+    for (int i = threadIdx.x; i < rows * per_row; i += kThreads) {
+      const int n = i / per_row, v = i % per_row;
+      const int64_t b = p.replica_row(r, g0 + n);
+      const E* src = b < carry ? exchanged + (carry_row0 + b) * K : start == nullptr ? nullptr : start + b * K;
+      const uint4 x = src != nullptr ? __ldcg(reinterpret_cast<const uint4*>(src) + v)
+                                     : make_uint4(0u, 0u, 0u, 0u);
+      *reinterpret_cast<uint4*>(hbuf + n * pitch + v * kVec) = x;
+    }
+  } else {
+    for (int i = threadIdx.x; i < rows * K; i += kThreads) {
+      const int n = i / K, k = i % K;
+      const int64_t b = p.replica_row(r, g0 + n);
+      const E* src = b < carry ? exchanged + (carry_row0 + b) * K : start == nullptr ? nullptr : start + b * K;
+      hbuf[n * pitch + k] = src != nullptr ? __ldcg(src + k) : Elem<E>::from_float(0.0f);
+    }
+  }
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

@@ -1,0 +1,56 @@
+// The exchange alone, for gpu_check's floor measurement: the forward
+// kernel's wait, gather and publish (exchange.cuh, the same functions) with
+// no MMA and no gate math. Each step a CTA copies its J units of the gathered
+// h back to y, so every step depends on the previous one as in the kernel.
+// bf16 rows; no ATen here.
+#include "exchange.cuh"
+#include "kernel.cuh"
+
+namespace rnnfuse {
+namespace persist {
+
+__global__ void __launch_bounds__(kThreads, 1) persist_exchange_kernel(const PersistArgs a) {
+  using E = __nv_bfloat16;
+  extern __shared__ __align__(16) unsigned char smem[];
+  E* hbuf = reinterpret_cast<E*>(smem + kHbufOffset);
+  const Partition& p = a.part;
+  const int q = blockIdx.x, r = p.replica_of(q), c = p.cta_of(q);
+  const int pitch = p.h_pitch(2), H = p.hidden, J = p.units;
+  E* y = static_cast<E*>(a.y);
+  StepCursor cur;
+  for (cur.begin(a.sched); cur.valid(a.sched); cur.advance(a.sched)) {
+    const StepInfo st = cur.cur;
+    const int rows = p.replica_rows(r, st.bs);
+    if (rows > 0) {
+      if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
+      // The caller sizes hbuf for all rows.
+      gather_rows<E>(p, static_cast<const E*>(a.y), st.prev_row0, static_cast<const E*>(a.h0),
+                     st.carry, r, 0, rows, a.vec16 != 0, hbuf);
+      __syncthreads();
+      for (int i = threadIdx.x; i < rows * J; i += kThreads) {
+        const int n = i / J, j = p.first_unit(c) + i % J;
+        if (j < H) y[(st.row0 + p.replica_row(r, n)) * H + j] = hbuf[n * pitch + j];
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) st_release_gpu(a.flags + q, publish_value(st.step));
+  }
+}
+
+cudaError_t launch_persist_exchange(const PersistArgs& a, size_t smem, int sms,
+                                    cudaStream_t stream) {
+  const auto kernel = persist_exchange_kernel;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+  if (err != cudaSuccess) return err;
+  int per_sm = 0;
+  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem);
+  if (err != cudaSuccess) return err;
+  if (per_sm < 1 || a.part.grid() > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
+  void* params[] = {const_cast<PersistArgs*>(&a)};
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(a.part.grid()),
+                                     dim3(kThreads), params, smem, stream);
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

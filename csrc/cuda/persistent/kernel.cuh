@@ -1,0 +1,280 @@
+// The persistent forward kernel (grid tier): one cooperative launch runs a
+// whole layer-direction. Decomposition, fragment maps, schedule and flag
+// protocol are layout.h's (the CPU emulator runs the same functions):
+//   - CTA q = (replica r, CTA c) keeps its kRows x H slice of W_hh as mma.sync
+//     A fragments in registers for the whole sequence (warp w: k-tiles w,
+//     w+8, ...);
+//   - per step: wait for the replica's flags, gather h_{t-1} (L2) into
+//     shared memory, per chunk of kChunkRows batch rows run the MMAs, add the
+//     8 warps' partial sums in order, apply gate_math.h, store y / c / ws;
+//     then publish the step (release).
+// Plain CUDA + gate_math.h, no ATen.
+#pragma once
+
+#include "../../gate_math.h"
+#include "../../persistent/layout.h"
+#include "args.h"
+#include "exchange.cuh"
+#include "ptx.cuh"
+
+namespace rnnfuse {
+namespace persist {
+
+static_assert(kRows / 3 * kChunkRows <= kItemSlots * kThreads,
+              "every epilogue item of a chunk needs a thread slot");
+
+template <typename E>
+__device__ __forceinline__ uint32_t elem_bits(E x);
+template <>
+__device__ __forceinline__ uint32_t elem_bits<__half>(__half x) { return __half_as_ushort(x); }
+template <>
+__device__ __forceinline__ uint32_t elem_bits<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat16_as_ushort(x);
+}
+template <>
+__device__ __forceinline__ uint32_t elem_bits<float>(float x) {
+  return tf32_round_bits(__float_as_uint(x));  // the operand the tensor cores see
+}
+
+// Shared memory: partial sums [kWarps][kRows][kRedPitch] fp32, the GRU's
+// b_hh slice [kRows] fp32, then the h buffer [hbuf_rows][pitch] elem.
+constexpr int kRedFloats = kWarps * kRows * kRedPitch;
+constexpr int kHbufOffset = (kRedFloats + kRows) * 4;
+
+template <typename E, Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistArgs a) {
+  using X = Elem<E>;
+  constexpr int kk = X::kBytes == 2 ? 16 : 8;
+  constexpr int G = CELL == Cell::LSTM ? 4 : 3;
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* red = reinterpret_cast<float*>(smem);
+  float* bias = red + kRedFloats;
+  E* hbuf = reinterpret_cast<E*>(smem + kHbufOffset);
+
+  const Partition& p = a.part;
+  const int q = blockIdx.x, r = p.replica_of(q), c = p.cta_of(q);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int H = p.hidden, J = p.units;
+  const int pitch = p.h_pitch(X::kBytes);
+  const int n_ktiles = p.warp_ktiles(warp);
+
+  // ---- the W slice, once, into registers (layout.h's A-fragment map)
+  uint32_t wf[kRegFrags][4];
+  {
+    const E* w = static_cast<const E*>(a.w_hh);
+#pragma unroll
+    for (int f = 0; f < kRegFrags; ++f) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
+      if (f < n_ktiles * kMTiles) {
+        const int kt = p.warp_ktile(warp, f / kMTiles), mt = f % kMTiles;
+#pragma unroll
+        for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
+          const Coord co = a_coord(kk, lane, e);
+          const int64_t row = p.weight_row(c, mt * 16 + co.row);
+          const int k = kt * kk + co.col;
+          const uint32_t bits = row >= 0 && k < H ? elem_bits(w[row * H + k]) : 0u;
+          if constexpr (kk == 16) {
+            wf[f][e / 2] |= bits << (16 * (e & 1));
+          } else {
+            wf[f][e] = bits;
+          }
+        }
+      }
+    }
+  }
+  for (int i = tid; i < a.hbuf_rows * pitch; i += kThreads) hbuf[i] = X::from_float(0.0f);
+  if constexpr (CELL == Cell::GRU) {
+    const E* b_hh = static_cast<const E*>(a.b_hh);
+    for (int rr = tid; rr < kRows; rr += kThreads) {
+      const int64_t row = p.weight_row(c, rr);
+      bias[rr] = b_hh != nullptr && row >= 0 ? X::to_float(b_hh[row]) : 0.0f;
+    }
+  }
+  __syncthreads();
+
+  const E* x_proj = static_cast<const E*>(a.x_proj);
+  E* y = static_cast<E*>(a.y);
+  float xv[kItemSlots][G];
+  float cv[kItemSlots] = {};
+
+  // Epilogue operands of one chunk that do not depend on the exchange
+  // (x_proj, the cell state): loaded early so their latency overlaps it.
+  auto load_operands = [&](const StepInfo& st, int row_base, int n_rows) {
+#pragma unroll
+    for (int s = 0; s < kItemSlots; ++s) {
+      const int e = tid + s * kThreads;
+      const int jj = p.item_unit(e), nn = p.item_row(e);
+      const int j = p.first_unit(c) + jj;
+      if (e < p.chunk_items() && nn < n_rows && j < H) {
+        const int64_t b = p.replica_row(r, row_base + nn);
+        const E* xr = x_proj + (st.row0 + b) * G * H + j;
+#pragma unroll
+        for (int g = 0; g < G; ++g) xv[s][g] = X::to_float(xr[g * H]);
+        if constexpr (CELL == Cell::LSTM) cv[s] = a.c_state[b * H + j];
+      }
+    }
+  };
+
+  StepCursor cur;
+  for (cur.begin(a.sched); cur.valid(a.sched); cur.advance(a.sched)) {
+    const StepInfo st = cur.cur;
+    const int rows = p.replica_rows(r, st.bs);
+    if (rows > 0) {
+      load_operands(st, 0, min(kChunkRows, rows));
+      if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
+      for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
+        const int g_rows = min(a.hbuf_rows, rows - g0);
+        gather_rows<E>(p, static_cast<const E*>(a.y), st.prev_row0, static_cast<const E*>(a.h0),
+                       st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
+        __syncthreads();
+        for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
+          const int n_rows = min(kChunkRows, g_rows - q0);
+          if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
+          const int n_tiles = ceil_div(n_rows, 8);
+
+          // ---- this warp's k-tiles: MMAs into its partial sums
+          float acc[kMTiles][kChunkNTiles][4];
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < kChunkNTiles; ++nt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
+#pragma unroll
+          for (int i = 0; i < kRegFrags / kMTiles; ++i) {
+            if (i < n_ktiles) {
+              const int kt = p.warp_ktile(warp, i);
+#pragma unroll
+              for (int nt = 0; nt < kChunkNTiles; ++nt) {
+                if (nt < n_tiles) {
+                  uint32_t b[2];
+#pragma unroll
+                  for (int v = 0; v < 2; ++v) {
+                    // 2-byte: elements 2v, 2v+1 (adjacent k) in one register.
+                    const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
+                    const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
+                    if constexpr (kk == 16) {
+                      b[v] = *reinterpret_cast<const uint32_t*>(src);
+                    } else {
+                      b[v] = elem_bits(*src);
+                    }
+                  }
+#pragma unroll
+                  for (int mt = 0; mt < kMTiles; ++mt) {
+                    mma<E>(acc[mt][nt], wf[i * kMTiles + mt], b[0], b[1]);
+                  }
+                }
+              }
+            }
+          }
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+            for (int nt = 0; nt < kChunkNTiles; ++nt) {
+              if (nt < n_tiles) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {  // elements (2h, 2h+1): one row, adjacent n
+                  const Coord co = c_coord(lane, 2 * h);
+                  *reinterpret_cast<float2*>(red + red_index(warp, mt * 16 + co.row, nt * 8 + co.col)) =
+                      make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+                }
+              }
+            }
+          }
+          __syncthreads();
+
+          // ---- epilogue: partial sums over warps 0..7 in order, gate math
+#pragma unroll
+          for (int s = 0; s < kItemSlots; ++s) {
+            const int e = tid + s * kThreads;
+            const int jj = p.item_unit(e), nn = p.item_row(e);
+            const int j = p.first_unit(c) + jj;
+            if (e < p.chunk_items() && nn < n_rows && j < H) {
+              const int64_t b = p.replica_row(r, g0 + q0 + nn);
+              const int64_t row = st.row0 + b;
+              float sum[G];
+#pragma unroll
+              for (int g = 0; g < G; ++g) {
+                float t = 0.0f;
+#pragma unroll
+                for (int w = 0; w < kWarps; ++w) t += red[red_index(w, g * J + jj, nn)];
+                sum[g] = t;
+              }
+              float h;
+              if constexpr (CELL == Cell::LSTM) {
+                const LstmActs<float> act = lstm_cell_forward<float>(
+                    xv[s][0] + sum[0], xv[s][1] + sum[1], xv[s][2] + sum[2], xv[s][3] + sum[3],
+                    cv[s]);
+                h = lstm_hidden(act);
+                a.c_state[b * H + j] = act.c;
+                if (a.ws != nullptr) {
+                  float* w = a.ws + row * 5 * H + j;
+                  w[0] = act.i;
+                  w[H] = act.f;
+                  w[2 * H] = act.g;
+                  w[3 * H] = act.o;
+                  w[4 * H] = act.c;
+                }
+              } else {
+                const GruActs<float> act = gru_cell_forward<float>(
+                    xv[s][0], xv[s][1], xv[s][2], sum[0] + bias[jj], sum[1] + bias[J + jj],
+                    sum[2] + bias[2 * J + jj]);
+                h = gru_hidden(act, X::to_float(hbuf[(q0 + nn) * pitch + j]));
+                if (a.ws != nullptr) {
+                  float* w = a.ws + row * 4 * H + j;
+                  w[0] = act.r;
+                  w[H] = act.z;
+                  w[2 * H] = act.n;
+                  w[3 * H] = act.hn;
+                }
+              }
+              y[row * H + j] = X::from_float(h);
+            }
+          }
+          __syncthreads();
+        }
+      }
+    }
+    if (tid == 0) st_release_gpu(a.flags + q, publish_value(st.step));
+  }
+}
+
+template <typename E, Cell CELL>
+cudaError_t launch_fwd(const PersistArgs& a, size_t smem, int sms, cudaStream_t stream) {
+  const auto kernel = persist_fwd_kernel<E, CELL>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+  if (err != cudaSuccess) return err;
+  int per_sm = 0;
+  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem);
+  if (err != cudaSuccess) return err;
+  if (per_sm < 1 || a.part.grid() > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
+  void* params[] = {const_cast<PersistArgs*>(&a)};
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(a.part.grid()),
+                                     dim3(kThreads), params, smem, stream);
+}
+
+template <typename E, Cell CELL>
+cudaError_t fwd_blocks_per_sm(size_t smem, int* blocks) {
+  const auto kernel = persist_fwd_kernel<E, CELL>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+  if (err != cudaSuccess) return err;
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, kernel, kThreads, smem);
+}
+
+// One operand type's entry points (instantiated in persist_<type>.cu).
+#define RNNFUSE_PERSIST_ENTRY_POINTS(E, NAME)                                                  \
+  cudaError_t launch_persist_fwd_##NAME(Cell cell, const PersistArgs& a, size_t smem, int sms, \
+                                        cudaStream_t stream) {                                 \
+    return cell == Cell::LSTM ? launch_fwd<E, Cell::LSTM>(a, smem, sms, stream)                \
+                              : launch_fwd<E, Cell::GRU>(a, smem, sms, stream);                \
+  }                                                                                            \
+  cudaError_t persist_fwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {          \
+    return cell == Cell::LSTM ? fwd_blocks_per_sm<E, Cell::LSTM>(smem, blocks)                 \
+                              : fwd_blocks_per_sm<E, Cell::GRU>(smem, blocks);                 \
+  }
+
+}  // namespace persist
+}  // namespace rnnfuse

@@ -1,0 +1,233 @@
+// The persistent backward kernel (grid tier): one cooperative launch walks a
+// layer-direction's steps in reverse. CTA q = (replica r, CTA c) keeps
+// W_hh^T for its J <= 16 units (K = G*H) as A fragments in registers; per
+// step it waits for its replica's flags, gathers the gate gradients of the
+// step processed before (LSTM dgates, GRU dhh: the exchange buffer), runs
+// the MMAs, adds the warps' partial sums in order, applies gate_math.h's
+// derivatives, writes the gate gradients, and publishes the step. BwdPartition,
+// fragment maps, cursor and protocol are layout.h's (the CPU emulator
+// emulate_bwd.cpp runs the same). dW_hh stays one GEMM after the loop (driver).
+// Plain CUDA + gate_math.h, no ATen.
+#pragma once
+
+#include "kernel.cuh"
+
+namespace rnnfuse {
+namespace persist {
+
+constexpr int kBwdRedFloats = kWarps * kBwdRows * kRedPitch;
+constexpr int kBwdHbufOffset = kBwdRedFloats * 4;
+
+template <typename E, Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistBwdArgs a) {
+  using X = Elem<E>;
+  constexpr int kk = X::kBytes == 2 ? 16 : 8;
+  constexpr int kActs = CELL == Cell::LSTM ? 5 : 4;  // saved per (row, unit)
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* red = reinterpret_cast<float*>(smem);
+  E* hbuf = reinterpret_cast<E*>(smem + kBwdHbufOffset);
+
+  const BwdPartition& p = a.part;
+  const int q = blockIdx.x, r = p.replica_of(q), c = p.cta_of(q);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int H = p.hidden, K = p.k_width();
+  const int pitch = p.h_pitch(X::kBytes);
+  const int n_ktiles = p.warp_ktiles(warp);
+
+  // ---- W_hh^T for this CTA's units, once, into registers
+  uint32_t wf[kRegFrags][4];
+  {
+    const E* w = static_cast<const E*>(a.w_hh);
+#pragma unroll
+    for (int f = 0; f < kRegFrags; ++f) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
+      if (f < n_ktiles) {
+        const int kt = p.warp_ktile(warp, f / kBwdMTiles);
+#pragma unroll
+        for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
+          const Coord co = a_coord(kk, lane, e);
+          const int j = p.row_unit(c, co.row);
+          const int kr = kt * kk + co.col;
+          const uint32_t bits = j >= 0 && kr < K ? elem_bits(w[int64_t(kr) * H + j]) : 0u;
+          if constexpr (kk == 16) {
+            wf[f][e / 2] |= bits << (16 * (e & 1));
+          } else {
+            wf[f][e] = bits;
+          }
+        }
+      }
+    }
+  }
+  for (int i = tid; i < a.hbuf_rows * pitch; i += kThreads) hbuf[i] = X::from_float(0.0f);
+  __syncthreads();
+
+  const E* grad_y = static_cast<const E*>(a.grad_y);
+  E* xch = static_cast<E*>(a.xch);
+  // Per item slot: grad_y + dh_state, the saved activations, c_{t-1} or h_{t-1}, dc.
+  float gv[kItemSlots], av[kItemSlots][kActs], pv[kItemSlots], dcv[kItemSlots];
+
+  auto load_operands = [&](const StepInfo& st, int row_base, int n_rows) {
+#pragma unroll
+    for (int s = 0; s < kItemSlots; ++s) {
+      const int e = tid + s * kThreads;
+      const int jj = p.item_unit(e), nn = p.item_row(e);
+      const int j = p.first_unit(c) + jj;
+      if (e < p.chunk_items() && nn < n_rows && j < H) {
+        const int64_t b = p.replica_row(r, row_base + nn);
+        const int64_t row = st.row0 + b;
+        gv[s] = X::to_float(grad_y[row * H + j]) + a.dh_state[b * H + j];
+        const float* w = a.ws + row * kActs * H + j;
+#pragma unroll
+        for (int g = 0; g < kActs; ++g) av[s][g] = w[g * H];
+        if constexpr (CELL == Cell::LSTM) {
+          pv[s] = b < st.carry_next ? a.ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
+                                    : X::to_float(static_cast<const E*>(a.c0)[b * H + j]);
+          dcv[s] = a.dc_state[b * H + j];
+        } else {
+          pv[s] = b < st.carry_next ? X::to_float(static_cast<const E*>(a.y)[(st.next_row0 + b) * H + j])
+                                    : X::to_float(static_cast<const E*>(a.h0)[b * H + j]);
+        }
+      }
+    }
+  };
+
+  StepCursor cur;
+  for (cur.begin(a.sched); cur.valid(a.sched); cur.advance(a.sched)) {
+    const StepInfo st = cur.cur;
+    const int rows = p.replica_rows(r, st.bs);
+    if (rows > 0) {
+      load_operands(st, 0, min(kChunkRows, rows));
+      if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
+      for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
+        const int g_rows = min(a.hbuf_rows, rows - g0);
+        gather_rows<E>(p, xch, st.prev_row0, static_cast<const E*>(nullptr), st.carry, r, g0, g_rows,
+                       a.vec16 != 0, hbuf);
+        __syncthreads();
+        for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
+          const int n_rows = min(kChunkRows, g_rows - q0);
+          if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
+          const int n_tiles = ceil_div(n_rows, 8);
+
+          float acc[kChunkNTiles][4];
+#pragma unroll
+          for (int nt = 0; nt < kChunkNTiles; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+#pragma unroll
+          for (int i = 0; i < kRegFrags; ++i) {
+            if (i < n_ktiles) {
+              const int kt = p.warp_ktile(warp, i);
+#pragma unroll
+              for (int nt = 0; nt < kChunkNTiles; ++nt) {
+                if (nt < n_tiles) {
+                  uint32_t b[2];
+#pragma unroll
+                  for (int v = 0; v < 2; ++v) {
+                    const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
+                    const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
+                    if constexpr (kk == 16) {
+                      b[v] = *reinterpret_cast<const uint32_t*>(src);
+                    } else {
+                      b[v] = elem_bits(*src);
+                    }
+                  }
+                  mma<E>(acc[nt], wf[i], b[0], b[1]);
+                }
+              }
+            }
+          }
+#pragma unroll
+          for (int nt = 0; nt < kChunkNTiles; ++nt) {
+            if (nt < n_tiles) {
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                const Coord co = c_coord(lane, 2 * h);
+                *reinterpret_cast<float2*>(red + red_index(warp, co.row, nt * 8 + co.col, kBwdRows)) =
+                    make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
+              }
+            }
+          }
+          __syncthreads();
+
+#pragma unroll
+          for (int s = 0; s < kItemSlots; ++s) {
+            const int e = tid + s * kThreads;
+            const int jj = p.item_unit(e), nn = p.item_row(e);
+            const int j = p.first_unit(c) + jj;
+            if (e < p.chunk_items() && nn < n_rows && j < H) {
+              const int64_t b = p.replica_row(r, g0 + q0 + nn);
+              const int64_t row = st.row0 + b;
+              float rec = 0.0f;
+#pragma unroll
+              for (int w = 0; w < kWarps; ++w) rec += red[red_index(w, jj, nn, kBwdRows)];
+              const float dh = gv[s] + rec;
+              E* xr = xch + row * K + j;
+              if constexpr (CELL == Cell::LSTM) {
+                a.dh_state[b * H + j] = 0.0f;
+                const LstmActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3], av[s][4]};
+                const LstmGrads<float> d = lstm_cell_backward(act, pv[s], dh, dcv[s]);
+                a.dc_state[b * H + j] = d.dc_prev;
+                xr[0] = X::from_float(d.di);
+                xr[H] = X::from_float(d.df);
+                xr[2 * H] = X::from_float(d.dg);
+                xr[3 * H] = X::from_float(d.d_o);
+              } else {
+                const GruActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3]};
+                const GruGrads<float> d = gru_cell_backward(act, pv[s], dh);
+                a.dh_state[b * H + j] = d.dh_prev;
+                E* dx = static_cast<E*>(a.dx) + row * K + j;
+                dx[0] = X::from_float(d.dr);
+                dx[H] = X::from_float(d.dz);
+                dx[2 * H] = X::from_float(d.dn);
+                xr[0] = X::from_float(d.dr);
+                xr[H] = X::from_float(d.dz);
+                xr[2 * H] = X::from_float(d.dhn);
+              }
+            }
+          }
+          __syncthreads();
+        }
+      }
+    }
+    if (tid == 0) st_release_gpu(a.flags + q, publish_value(st.step));
+  }
+}
+
+template <typename E, Cell CELL>
+cudaError_t launch_bwd(const PersistBwdArgs& a, size_t smem, int sms, cudaStream_t stream) {
+  const auto kernel = persist_bwd_kernel<E, CELL>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+  if (err != cudaSuccess) return err;
+  int per_sm = 0;
+  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem);
+  if (err != cudaSuccess) return err;
+  if (per_sm < 1 || a.part.grid() > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
+  void* params[] = {const_cast<PersistBwdArgs*>(&a)};
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(a.part.grid()),
+                                     dim3(kThreads), params, smem, stream);
+}
+
+template <typename E, Cell CELL>
+cudaError_t bwd_blocks_per_sm(size_t smem, int* blocks) {
+  const auto kernel = persist_bwd_kernel<E, CELL>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+  if (err != cudaSuccess) return err;
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, kernel, kThreads, smem);
+}
+
+#define RNNFUSE_PERSIST_BWD_ENTRY_POINTS(E, NAME)                                                 \
+  cudaError_t launch_persist_bwd_##NAME(Cell cell, const PersistBwdArgs& a, size_t smem, int sms, \
+                                        cudaStream_t stream) {                                    \
+    return cell == Cell::LSTM ? launch_bwd<E, Cell::LSTM>(a, smem, sms, stream)                   \
+                              : launch_bwd<E, Cell::GRU>(a, smem, sms, stream);                   \
+  }                                                                                               \
+  cudaError_t persist_bwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {             \
+    return cell == Cell::LSTM ? bwd_blocks_per_sm<E, Cell::LSTM>(smem, blocks)                    \
+                              : bwd_blocks_per_sm<E, Cell::GRU>(smem, blocks);                    \
+  }
+
+}  // namespace persist
+}  // namespace rnnfuse

@@ -1,0 +1,56 @@
+// Picks the forward and backward kernels' instantiation by operand type (the per-type
+// entry points live in persist_<type>.cu). No ATen here.
+#include "args.h"
+
+namespace rnnfuse {
+namespace persist {
+
+cudaError_t launch_persist_fwd_f16(Cell, const PersistArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_fwd_bf16(Cell, const PersistArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_fwd_tf32(Cell, const PersistArgs&, size_t, int, cudaStream_t);
+cudaError_t persist_fwd_blocks_per_sm_f16(Cell, size_t, int*);
+cudaError_t persist_fwd_blocks_per_sm_bf16(Cell, size_t, int*);
+cudaError_t persist_fwd_blocks_per_sm_tf32(Cell, size_t, int*);
+cudaError_t launch_persist_bwd_f16(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_bwd_bf16(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_bwd_tf32(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
+cudaError_t persist_bwd_blocks_per_sm_f16(Cell, size_t, int*);
+cudaError_t persist_bwd_blocks_per_sm_bf16(Cell, size_t, int*);
+cudaError_t persist_bwd_blocks_per_sm_tf32(Cell, size_t, int*);
+
+cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, size_t smem,
+                               int sms, cudaStream_t stream) {
+  switch (kind) {
+    case ElemKind::F16: return launch_persist_fwd_f16(cell, a, smem, sms, stream);
+    case ElemKind::BF16: return launch_persist_fwd_bf16(cell, a, smem, sms, stream);
+    default: return launch_persist_fwd_tf32(cell, a, smem, sms, stream);
+  }
+}
+
+cudaError_t persist_fwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks) {
+  switch (kind) {
+    case ElemKind::F16: return persist_fwd_blocks_per_sm_f16(cell, smem, blocks);
+    case ElemKind::BF16: return persist_fwd_blocks_per_sm_bf16(cell, smem, blocks);
+    default: return persist_fwd_blocks_per_sm_tf32(cell, smem, blocks);
+  }
+}
+
+cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdArgs& a, size_t smem,
+                               int sms, cudaStream_t stream) {
+  switch (kind) {
+    case ElemKind::F16: return launch_persist_bwd_f16(cell, a, smem, sms, stream);
+    case ElemKind::BF16: return launch_persist_bwd_bf16(cell, a, smem, sms, stream);
+    default: return launch_persist_bwd_tf32(cell, a, smem, sms, stream);
+  }
+}
+
+cudaError_t persist_bwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks) {
+  switch (kind) {
+    case ElemKind::F16: return persist_bwd_blocks_per_sm_f16(cell, smem, blocks);
+    case ElemKind::BF16: return persist_bwd_blocks_per_sm_bf16(cell, smem, blocks);
+    default: return persist_bwd_blocks_per_sm_tf32(cell, smem, blocks);
+  }
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

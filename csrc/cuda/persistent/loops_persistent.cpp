@@ -1,0 +1,370 @@
+// Host side of the persistent tier: device properties for the planner, the
+// launch of the forward kernel for one layer-direction (with a per-step
+// fallback whenever the plan or the cooperative launch says no), and the ops
+// that make the chosen path and the exchange floor visible
+// (rnnfuse::recurrence_path, rnnfuse::persistent_exchange_bench).
+// Per-operator headers, not ATen/ATen.h: half the compile time.
+#include <ATen/Context.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/util/Exception.h>
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "../../persistent/schedule_rle.h"
+#include "args.h"
+#include "persistent.h"
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+// Persistent launches so far in this process: the tests check that the tier
+// really ran (recurrence_path reports it).
+std::atomic<int64_t> g_launches{0};
+
+// A flag wait longer than this traps (a loud launch failure, not a hang).
+// RNNFUSE_PERSISTENT_WATCHDOG_S overrides the default of 20 s.
+uint64_t watchdog_ns() {
+  const char* env = std::getenv("RNNFUSE_PERSISTENT_WATCHDOG_S");
+  double s = env != nullptr ? std::atof(env) : 20.0;
+  if (!(s > 0)) s = 20.0;
+  return static_cast<uint64_t>(s * 1e9);
+}
+
+// SMs this context may use under MPS or a green context (0: unknown), from
+// the driver's cuCtxGetExecAffinity, reached through the runtime so that the
+// extension need not link libcuda.
+int exec_affinity_sms() {
+  using Fn = CUresult (*)(CUexecAffinityParam*, CUexecAffinityType);
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+  if (cudaGetDriverEntryPointByVersion("cuCtxGetExecAffinity", &fn, 12000, cudaEnableDefault,
+                                       &found) != cudaSuccess ||
+      found != cudaDriverEntryPointSuccess || fn == nullptr) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  CUexecAffinityParam param;
+  std::memset(&param, 0, sizeof(param));
+  if (reinterpret_cast<Fn>(fn)(&param, CU_EXEC_AFFINITY_TYPE_SM_COUNT) != CUDA_SUCCESS) return 0;
+  return static_cast<int>(param.param.smCount.val);
+}
+
+DeviceProps query_device(int dev) {
+  auto attr = [dev](cudaDeviceAttr a) {
+    int v = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, dev));
+    return v;
+  };
+  DeviceProps p;
+  p.cc_major = attr(cudaDevAttrComputeCapabilityMajor);
+  p.cc_minor = attr(cudaDevAttrComputeCapabilityMinor);
+  p.sm_count = attr(cudaDevAttrMultiProcessorCount);
+  p.smem_optin = attr(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+  p.smem_per_sm = attr(cudaDevAttrMaxSharedMemoryPerMultiprocessor);
+  p.regs_per_sm = attr(cudaDevAttrMaxRegistersPerMultiprocessor);
+  p.regs_per_block = attr(cudaDevAttrMaxRegistersPerBlock);
+  p.cooperative = attr(cudaDevAttrCooperativeLaunch) != 0;
+  p.clusters = p.cc_major >= 9 && attr(cudaDevAttrClusterLaunch) != 0;
+  p.max_active_clusters = 0;  // the cluster tier is not built
+  p.sm_available = exec_affinity_sms();
+  return p;
+}
+
+int usable_sms(const DeviceProps& d) {
+  return d.sm_available > 0 && d.sm_available < d.sm_count ? d.sm_available : d.sm_count;
+}
+
+DType dtype_of(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return DType::F16;
+    case at::kBFloat16: return DType::BF16;
+    case at::kFloat: return DType::F32;
+    default: return DType::F64;
+  }
+}
+
+ElemKind elem_of(at::ScalarType t) {
+  return t == at::kHalf ? ElemKind::F16 : t == at::kBFloat16 ? ElemKind::BF16 : ElemKind::TF32;
+}
+
+Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,
+              int64_t proj_size, int packed_runs, bool backward = false) {
+  Problem prob;
+  prob.cell = cell;
+  prob.dtype = dtype_of(dtype);
+  prob.allow_tf32 = at::globalContext().allowTF32CuDNN();
+  prob.hidden = static_cast<int>(hidden);
+  prob.batch = static_cast<int>(batch);
+  prob.steps = static_cast<int>(steps);
+  prob.proj_size = static_cast<int>(proj_size);
+  prob.packed_runs = packed_runs;
+  return backward ? make_bwd_plan(prob, current_device_props())
+                  : make_plan(prob, current_device_props());
+}
+
+bool aligned16(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+// The launch shared by both cells. Tensors are the driver's (contiguous,
+// checked); returns false when the per-step kernels must run.
+bool run_forward(Cell cell, const at::Tensor& x_proj, const at::Tensor& w_hh,
+                 const at::Tensor& b_hh, const at::Tensor& h0, const at::Tensor& y,
+                 const at::Tensor& c_state, const at::Tensor& ws, const std::vector<Step>& steps,
+                 bool has_proj) {
+  if (!persistent_enabled()) return false;
+  const int64_t hidden = h0.size(1), batch = h0.size(0);
+  const Plan plan = plan_for(cell, x_proj.scalar_type(), hidden, batch,
+                             static_cast<int64_t>(steps.size()), has_proj ? 1 : 0,
+                             count_runs(steps));
+  if (plan.tier != Tier::Grid) return false;
+
+  TORCH_CHECK(x_proj.is_contiguous() && w_hh.is_contiguous() && h0.is_contiguous() &&
+                  y.is_contiguous() && (!ws.defined() || ws.is_contiguous()),
+              "rnnfuse persistent: the driver must pass contiguous tensors");
+  TORCH_CHECK(y.scalar_type() == x_proj.scalar_type() && w_hh.scalar_type() == x_proj.scalar_type(),
+              "rnnfuse persistent: mixed dtypes");
+  PersistArgs a;
+  std::memset(&a, 0, sizeof(a));
+  a.part = plan.part;
+  // Processing order runs rows upwards forwards and downwards in reverse.
+  const bool reverse = steps.size() > 1 && steps[1].row0 < steps[0].row0;
+  if (!encode_schedule(steps, y.size(0), reverse, a.sched)) return false;
+  a.x_proj = x_proj.data_ptr();
+  a.w_hh = w_hh.data_ptr();
+  a.b_hh = b_hh.defined() ? b_hh.data_ptr() : nullptr;
+  a.h0 = h0.data_ptr();
+  a.y = y.data_ptr();
+  a.c_state = c_state.defined() ? c_state.data_ptr<float>() : nullptr;
+  a.ws = ws.defined() ? ws.data_ptr<float>() : nullptr;
+  a.hbuf_rows = plan.hbuf_rows;
+  a.vec16 = (hidden * plan.elem_bytes) % 16 == 0 && aligned16(y) && aligned16(h0);
+  a.watchdog_ns = watchdog_ns();
+  // Zeroed on the stream (a memset node under graph capture).
+  const at::Tensor flags = at::zeros({a.part.grid()}, x_proj.options().dtype(at::kInt));
+  a.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
+
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaError_t err = launch_persist_fwd(elem_of(x_proj.scalar_type()), cell, a,
+                                             static_cast<size_t>(plan.smem_bytes),
+                                             usable_sms(current_device_props()), stream);
+  if (err == cudaErrorCooperativeLaunchTooLarge) {
+    (void)cudaGetLastError();  // nothing was launched: run the per-step kernels
+    TORCH_WARN_ONCE("rnnfuse: the persistent grid cannot be co-resident on this device now; "
+                    "using the per-step kernels");
+    return false;
+  }
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g_launches.fetch_add(1);
+  return true;
+}
+
+// The backward launch shared by both cells (driver's tensors); false: the
+// per-step kernels run.
+bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
+                  const at::Tensor& dh_state, const at::Tensor& dc_state, const at::Tensor& ws,
+                  const at::Tensor& c0, const at::Tensor& h0, const at::Tensor& y,
+                  const at::Tensor& xch, const at::Tensor& dx, const std::vector<Step>& steps,
+                  bool has_proj) {
+  if (!persistent_enabled()) return false;
+  const int64_t hidden = dh_state.size(1), batch = dh_state.size(0);
+  const Plan plan = plan_for(cell, grad_y.scalar_type(), hidden, batch,
+                             static_cast<int64_t>(steps.size()), has_proj ? 1 : 0,
+                             count_runs(steps), /*backward=*/true);
+  if (plan.tier != Tier::Grid) return false;
+  TORCH_CHECK(grad_y.is_contiguous() && w_hh.is_contiguous() && ws.is_contiguous() &&
+                  xch.is_contiguous() && dh_state.scalar_type() == at::kFloat &&
+                  ws.scalar_type() == at::kFloat,
+              "rnnfuse persistent backward: the driver must pass contiguous fp32-state tensors");
+  PersistBwdArgs a;
+  std::memset(&a, 0, sizeof(a));
+  a.part = bwd_partition(plan);
+  // The backward walks the forward's steps in reverse order.
+  const bool fwd_reverse = steps.size() > 1 && steps[1].row0 < steps[0].row0;
+  const std::vector<Step> walk(steps.rbegin(), steps.rend());
+  if (!encode_schedule(walk, grad_y.size(0), !fwd_reverse, a.sched)) return false;
+  a.w_hh = w_hh.data_ptr();
+  a.grad_y = grad_y.data_ptr();
+  a.dh_state = dh_state.data_ptr<float>();
+  a.dc_state = dc_state.defined() ? dc_state.data_ptr<float>() : nullptr;
+  a.ws = ws.data_ptr<float>();
+  a.c0 = c0.defined() ? c0.data_ptr() : nullptr;
+  a.h0 = h0.defined() ? h0.data_ptr() : nullptr;
+  a.y = y.defined() ? y.data_ptr() : nullptr;
+  a.xch = xch.data_ptr();
+  a.dx = dx.defined() ? dx.data_ptr() : nullptr;
+  a.hbuf_rows = plan.hbuf_rows;
+  a.vec16 = (a.part.k_width() * plan.elem_bytes) % 16 == 0 && aligned16(xch);
+  a.watchdog_ns = watchdog_ns();
+  const at::Tensor flags = at::zeros({a.part.grid()}, grad_y.options().dtype(at::kInt));
+  a.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaError_t err = launch_persist_bwd(elem_of(grad_y.scalar_type()), cell, a,
+                                             static_cast<size_t>(plan.smem_bytes),
+                                             usable_sms(current_device_props()), stream);
+  if (err == cudaErrorCooperativeLaunchTooLarge) {
+    (void)cudaGetLastError();
+    TORCH_WARN_ONCE("rnnfuse: the persistent backward grid cannot be co-resident on this device "
+                    "now; using the per-step kernels");
+    return false;
+  }
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g_launches.fetch_add(1);
+  return true;
+}
+
+// ------------------------------------------------------------------ ops
+std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, int64_t hidden,
+                                 int64_t batch, int64_t steps, int64_t proj_size,
+                                 int64_t packed_runs) {
+  TORCH_CHECK(cell == "LSTM" || cell == "GRU", "rnnfuse.recurrence_path: cell must be LSTM or GRU");
+  const c10::cuda::OptionalCUDAGuard guard(like.device());
+  const Cell c = cell == "LSTM" ? Cell::LSTM : Cell::GRU;
+  Plan plan = plan_for(c, like.scalar_type(), hidden, batch, steps, proj_size,
+                       static_cast<int>(packed_runs));
+  std::string path = plan.tier == Tier::Grid ? "persistent-grid" : "per-step";
+  if (plan.tier == Tier::Grid) {
+    int per_sm = 0;
+    C10_CUDA_CHECK(persist_fwd_blocks_per_sm(elem_of(like.scalar_type()), c,
+                                             static_cast<size_t>(plan.smem_bytes), &per_sm));
+    if (per_sm < 1 || plan.part.grid() > per_sm * usable_sms(current_device_props())) {
+      path = "per-step";
+      plan.reason = "the kernel's occupancy does not allow a co-resident grid";
+    }
+  }
+  Plan bwd = plan_for(c, like.scalar_type(), hidden, batch, steps, proj_size,
+                      static_cast<int>(packed_runs), /*backward=*/true);
+  std::string bwd_path = bwd.tier == Tier::Grid ? "persistent-grid" : "per-step";
+  if (bwd.tier == Tier::Grid) {
+    int per_sm = 0;
+    C10_CUDA_CHECK(persist_bwd_blocks_per_sm(elem_of(like.scalar_type()), c,
+                                             static_cast<size_t>(bwd.smem_bytes), &per_sm));
+    if (per_sm < 1 || bwd.part.grid() > per_sm * usable_sms(current_device_props())) {
+      bwd_path = "per-step";
+      bwd.reason = "the kernel's occupancy does not allow a co-resident grid";
+    }
+  }
+  const bool on = persistent_enabled();
+  if (!on) path = bwd_path = "per-step";
+  return std::string("{\"path\": \"") + path + "\", \"backward_path\": \"" + bwd_path +
+         "\", \"enabled\": " + (on ? "true" : "false") + ", \"launches\": " +
+         std::to_string(g_launches.load()) + ", \"plan\": " + plan.describe() +
+         ", \"backward_plan\": " + bwd.describe() + "}";
+}
+
+// ns per step of the exchange alone: `ctas` CTAs per replica over hidden
+// units, y (T*B, H) bf16, h0 (B, H) bf16.
+double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ctas,
+                           int64_t replicas) {
+  TORCH_CHECK(y.is_cuda() && h0.is_cuda() && y.scalar_type() == at::kBFloat16 &&
+                  h0.scalar_type() == at::kBFloat16 && y.dim() == 2 && h0.dim() == 2 &&
+                  y.is_contiguous() && h0.is_contiguous(),
+              "persistent_exchange_bench: y (T*B, H) and h0 (B, H), contiguous bf16 on CUDA");
+  const int64_t batch = h0.size(0), hidden = h0.size(1);
+  TORCH_CHECK(y.size(1) == hidden && batch > 0 && y.size(0) % batch == 0 && y.size(0) > 0,
+              "persistent_exchange_bench: y must have T*B rows of H");
+  TORCH_CHECK(ctas >= 1 && ctas <= hidden && ctas <= kThreads && replicas >= 1,
+              "persistent_exchange_bench: need 1 <= ctas <= min(hidden, 256), replicas >= 1");
+  const c10::cuda::OptionalCUDAGuard guard(y.device());
+  PersistArgs a;
+  std::memset(&a, 0, sizeof(a));
+  a.part.gates = 4;
+  a.part.hidden = static_cast<int>(hidden);
+  a.part.batch = static_cast<int>(batch);
+  a.part.units = static_cast<int>((hidden + ctas - 1) / ctas);
+  a.part.ctas = static_cast<int>((hidden + a.part.units - 1) / a.part.units);
+  a.part.replicas = static_cast<int>(replicas);
+  a.part.kk = 16;
+  a.part.ktiles = static_cast<int>((hidden + 15) / 16);
+  const int64_t steps = y.size(0) / batch;
+  std::vector<Step> st(steps);
+  for (int64_t s = 0; s < steps; ++s) st[s] = Step{s * batch, batch, (s - 1) * batch, s > 0 ? batch : 0, 0, 0};
+  TORCH_CHECK(encode_schedule(st, y.size(0), false, a.sched), "schedule");
+  a.h0 = h0.data_ptr();
+  a.y = y.data_ptr();
+  a.hbuf_rows = a.part.max_replica_rows();
+  a.vec16 = (hidden * 2) % 16 == 0 && aligned16(y) && aligned16(h0);
+  a.watchdog_ns = watchdog_ns();
+  const at::Tensor flags = at::zeros({a.part.grid()}, y.options().dtype(at::kInt));
+  a.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
+  const int64_t smem = grid_smem_bytes(a.part, 2, a.hbuf_rows, Cell::LSTM);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  cudaEvent_t start, stop;
+  C10_CUDA_CHECK(cudaEventCreate(&start));
+  C10_CUDA_CHECK(cudaEventCreate(&stop));
+  C10_CUDA_CHECK(cudaEventRecord(start, stream));
+  const cudaError_t err = launch_persist_exchange(a, static_cast<size_t>(smem),
+                                                  usable_sms(current_device_props()), stream);
+  if (err == cudaErrorCooperativeLaunchTooLarge) (void)cudaGetLastError();
+  TORCH_CHECK(err != cudaErrorCooperativeLaunchTooLarge, "persistent_exchange_bench: ",
+              a.part.grid(), " CTAs with ", smem, " bytes of shared memory cannot be co-resident");
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  C10_CUDA_CHECK(cudaEventRecord(stop, stream));
+  C10_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  C10_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  C10_CUDA_CHECK(cudaEventDestroy(start));
+  C10_CUDA_CHECK(cudaEventDestroy(stop));
+  return double(ms) * 1e6 / double(steps);
+}
+
+}  // namespace
+
+bool persistent_enabled() {
+  const char* env = std::getenv("RNNFUSE_PERSISTENT");
+  return env != nullptr && std::strcmp(env, "1") == 0;
+}
+
+DeviceProps current_device_props() {
+  static std::mutex mu;
+  static std::unordered_map<int, DeviceProps> cache;
+  const int dev = c10::cuda::current_device();
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(dev);
+  if (it == cache.end()) it = cache.emplace(dev, query_device(dev)).first;
+  return it->second;
+}
+
+bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps) {
+  return run_forward(Cell::LSTM, f.x_proj, f.w_hh, at::Tensor(), f.h0, f.y, f.c_state, f.ws, steps,
+                     f.w_hr.defined());
+}
+
+bool try_lstm_backward(const LstmBackward& g, const std::vector<Step>& steps) {
+  return run_backward(Cell::LSTM, g.grad_y, g.w_hh, g.dh_state, g.dc_state, g.ws, g.c0,
+                      at::Tensor(), at::Tensor(), g.dgates, at::Tensor(), steps, g.w_hr.defined());
+}
+
+bool try_gru_backward(const GruBackward& g, const std::vector<Step>& steps) {
+  return run_backward(Cell::GRU, g.grad_y, g.w_hh, g.dh_state, at::Tensor(), g.ws, at::Tensor(),
+                      g.h0, g.y, g.dhh, g.dx, steps, false);
+}
+
+bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps) {
+  return run_forward(Cell::GRU, f.x_proj, f.w_hh, f.b_hh, f.h0, f.y, at::Tensor(), f.ws, steps,
+                     false);
+}
+
+}  // namespace persist
+}  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CUDA, m) {
+  m.impl("recurrence_path", &rnnfuse::persist::recurrence_path_cuda);
+  m.impl("persistent_exchange_bench", &rnnfuse::persist::exchange_bench_cuda);
+}

@@ -1,0 +1,28 @@
+// The persistent tier's entry points for the CUDA time loops (loops_cuda.cpp):
+// each tries the tier the planner picks and returns false when the per-step
+// kernels must run instead (tier off, planner fallback, launch refused).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../../persistent/plan.h"
+#include "../../recurrence.h"
+
+namespace rnnfuse {
+namespace persist {
+
+// RNNFUSE_PERSISTENT=1 enables the persistent tier; anything else or unset
+// keeps today's validated per-step kernels.
+bool persistent_enabled();
+
+// The current CUDA device's properties, as the planner reads them.
+DeviceProps current_device_props();
+
+bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps);
+bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps);
+bool try_lstm_backward(const LstmBackward& g, const std::vector<Step>& steps);
+bool try_gru_backward(const GruBackward& g, const std::vector<Step>& steps);
+
+}  // namespace persist
+}  // namespace rnnfuse

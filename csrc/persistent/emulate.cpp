@@ -1,0 +1,384 @@
+// CPU emulator of the persistent kernel's exact decomposition, for the tests
+// (rnnfuse::persistent_emulate). It runs every CTA of the grid as a state
+// machine, scheduled in a seeded random order limited only by the flag
+// protocol (so a CTA may run a step ahead of others exactly as on the GPU),
+// and it asserts the protocol: every h element a CTA gathers was written at
+// the previous step by a CTA whose published flag that CTA waited for; every
+// output element is written exactly once; no CTA waits forever.
+//
+// Arithmetic follows the kernel: W fragments built with layout.h's maps (the
+// same loop the kernel runs), B fragments from the shared-memory h buffer,
+// each MMA as a 16 x kk x 8 product accumulated in fp32, partial sums added
+// over warps 0..7, then gate_math.h. fp32 inputs are rounded to TF32 with the
+// kernel's own function. float64 inputs run the same decomposition in double
+// with no rounding: those runs prove the decomposition itself.
+//
+// The driver (driver_lstm.cpp / driver_gru.cpp) runs the emulator as its time
+// loop, so allocation, the schedule and the final states are the real ones.
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../gate_math.h"
+#include "../recurrence.h"
+#include "emulate_common.h"
+#include "layout.h"
+#include "schedule_rle.h"
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+thread_local EmuConfig g_cfg;  // set by the op for the duration of one driver call
+
+// Everything one forward layer-direction needs, for either cell.
+template <typename scalar_t>
+struct Problem {
+  using acc_t = at::opmath_type<scalar_t>;
+  Cell cell;
+  int H, B;
+  const scalar_t* x;     // (N, G*H)
+  const scalar_t* w;     // (G*H, H)
+  const scalar_t* b_hh;  // (G*H) or null (GRU)
+  const scalar_t* h0;    // (B, H)
+  scalar_t* y;           // (N, H)
+  acc_t* c_state;        // (B, H) (LSTM)
+  acc_t* ws;             // (N, (G+1)*H... LSTM 5H, GRU 4H) or null
+};
+
+template <typename scalar_t>
+class Emulator {
+ public:
+  using acc_t = at::opmath_type<scalar_t>;
+  // Accumulation of the MMAs: fp32 on the GPU; double for float64 inputs.
+  using mma_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+  Emulator(const Problem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows,
+           bool reverse)
+      : pr_(pr), steps_(steps) {
+    const EmuConfig& cfg = g_cfg;
+    p_.gates = gates_of(pr.cell);
+    p_.hidden = pr.H;
+    p_.batch = pr.B;
+    p_.units = cfg.units;
+    p_.ctas = ceil_div(pr.H, cfg.units);
+    p_.replicas = cfg.replicas;
+    p_.kk = mma_k(cfg.elem_bytes);
+    p_.ktiles = ceil_div(pr.H, p_.kk);
+    TORCH_CHECK(p_.gates * p_.units <= kRows, "emulator: units x gates exceeds ", kRows, " rows");
+    TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W slice exceeds ", kRegFrags,
+                " register fragments per warp");
+    hbuf_rows_ = cfg.hbuf_rows;
+    TORCH_CHECK(encode_schedule(steps, n_rows, reverse, sched_), "emulator: more than ",
+                kMaxRuns, " batch-size runs");
+    check_cursor();
+    n_rows_ = n_rows;
+    written_step_.assign(size_t(n_rows) * pr.H, -1);
+    written_cta_.assign(size_t(n_rows) * pr.H, -1);
+    flags_.assign(p_.grid(), 0);
+    rng_.seed(cfg.seed);
+  }
+
+  void run() {
+    std::vector<Cta> ctas(p_.grid());
+    for (int q = 0; q < p_.grid(); ++q) init_cta(ctas[q], q);
+    int done = 0;
+    std::vector<int> ready;
+    while (done < p_.grid()) {
+      ready.clear();
+      for (int q = 0; q < p_.grid(); ++q) {
+        if (!ctas[q].finished && may_proceed(ctas[q])) ready.push_back(q);
+      }
+      TORCH_CHECK(!ready.empty(), "emulator: deadlock, no CTA can make progress");
+      Cta& cta = ctas[ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(rng_)]];
+      step(cta);
+      if (!cta.cursor.valid(sched_)) {
+        cta.finished = true;
+        ++done;
+      }
+    }
+    for (size_t i = 0; i < written_step_.size(); ++i) {
+      TORCH_CHECK(written_step_[i] >= 0, "emulator: y element ", i, " was never written");
+    }
+  }
+
+ private:
+  struct Cta {
+    int q, r, c;
+    StepCursor cursor;
+    bool finished = false;
+    // W fragments [warp][frag][lane][elem], as the kernel holds them in registers.
+    std::vector<double> frags;
+    std::vector<scalar_t> hbuf;  // [hbuf_rows][pitch]
+    std::vector<mma_t> red;      // [warp][kRows][kRedPitch]
+  };
+
+  // make_schedule and the encoded cursor must agree on every step.
+  void check_cursor() {
+    StepCursor cur;
+    cur.begin(sched_);
+    for (size_t s = 0; s < steps_.size(); ++s, cur.advance(sched_)) {
+      TORCH_CHECK(cur.valid(sched_), "emulator: cursor ended at step ", s);
+      const Step& st = steps_[s];
+      TORCH_CHECK(cur.cur.row0 == st.row0 && cur.cur.bs == st.bs &&
+                      cur.cur.carry == st.carry && (s == 0 || cur.cur.prev_row0 == st.prev_row0) &&
+                      cur.cur.carry_next == st.carry_next &&
+                      (st.carry_next == 0 || cur.cur.next_row0 == st.next_row0),
+                  "emulator: step cursor disagrees with make_schedule at step ", s, ": row0 ",
+                  cur.cur.row0, " vs ", st.row0, ", bs ", cur.cur.bs, " vs ", st.bs, ", carry ",
+                  cur.cur.carry, " vs ", st.carry);
+    }
+    TORCH_CHECK(!cur.valid(sched_), "emulator: cursor runs past the last step");
+  }
+
+  void init_cta(Cta& cta, int q) {
+    cta.q = q;
+    cta.r = p_.replica_of(q);
+    cta.c = p_.cta_of(q);
+    cta.cursor.begin(sched_);
+    const int kk = p_.kk, ae = a_elems(kk);
+    cta.frags.assign(size_t(kWarps) * kRegFrags * 32 * ae, 0.0);
+    // The kernel's fragment load, element by element.
+    for (int w = 0; w < kWarps; ++w) {
+      for (int f = 0; f < p_.warp_frags(w); ++f) {
+        const int kt = p_.warp_ktile(w, f / kMTiles), mt = f % kMTiles;
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < ae; ++e) {
+            const Coord a = a_coord(kk, lane, e);
+            const int64_t row = p_.weight_row(cta.c, mt * 16 + a.row);
+            const int k = kt * kk + a.col;
+            const double v = row >= 0 && k < p_.hidden ? operand(pr_.w[row * p_.hidden + k]) : 0.0;
+            cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e] = v;
+          }
+        }
+      }
+    }
+    cta.hbuf.assign(size_t(hbuf_rows_) * p_.h_pitch(p_.kk == 16 ? 2 : 4), scalar_t(0));
+    cta.red.assign(size_t(kWarps) * kRows * kRedPitch, mma_t(0));
+  }
+
+  uint32_t waits_for(const Cta& cta, int q) const {
+    const StepInfo& st = cta.cursor.cur;
+    return emu_wait(g_cfg, st, p_.replica_rows(cta.r, st.bs), p_.replica_of(q) == cta.r,
+                    q == cta.q);
+  }
+
+  bool may_proceed(const Cta& cta) const {
+    for (int c = 0; c < p_.ctas; ++c) {
+      const int q = p_.cta_index(cta.r, c);
+      if (flags_[q] < waits_for(cta, q)) return false;
+    }
+    return true;
+  }
+
+  // h of batch row b for this step, as the kernel's gather reads it.
+  scalar_t gather(const Cta& cta, const StepInfo& st, int64_t b, int k) const {
+    if (b >= st.carry) return pr_.h0[b * p_.hidden + k];
+    const size_t idx = size_t(st.prev_row0 + b) * p_.hidden + k;
+    const int writer = written_cta_[idx];
+    TORCH_CHECK(written_step_[idx] == st.step - 1, "emulator: protocol violation: CTA ", cta.q,
+                " at step ", st.step,
+                " gathers y[", st.prev_row0 + b, "][", k, "] written at step ",
+                written_step_[idx]);
+    TORCH_CHECK(writer >= 0 && waits_for(cta, writer) >= publish_value(st.step - 1) &&
+                    flags_[writer] >= publish_value(st.step - 1),
+                "emulator: protocol violation: CTA ", cta.q, " gathers from CTA ", writer,
+                " without having waited for its flag");
+    return pr_.y[idx];
+  }
+
+  void step(Cta& cta) {
+    const StepInfo st = cta.cursor.cur;
+    const int rows = p_.replica_rows(cta.r, st.bs);
+    const int eb = p_.kk == 16 ? 2 : 4, pitch = p_.h_pitch(eb);
+    for (int g0 = 0; g0 < rows; g0 += hbuf_rows_) {
+      const int g_rows = std::min(hbuf_rows_, rows - g0);
+      for (int n = 0; n < g_rows; ++n) {
+        const int64_t b = p_.replica_row(cta.r, g0 + n);
+        for (int k = 0; k < p_.hidden; ++k) cta.hbuf[size_t(n) * pitch + k] = gather(cta, st, b, k);
+      }
+      for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
+        mma_chunk(cta, q0, std::min(kChunkRows, g_rows - q0));
+        epilogue(cta, st, g0, q0, std::min(kChunkRows, g_rows - q0));
+      }
+    }
+    flags_[cta.q] = publish_value(st.step);
+    cta.cursor.advance(sched_);
+  }
+
+  // One chunk of kChunkRows batch rows (hbuf rows q0..): every warp's MMAs
+  // into its own partial-sum tile.
+  void mma_chunk(Cta& cta, int q0, int n_rows) {
+    const int kk = p_.kk, ae = a_elems(kk), be = b_elems(kk);
+    const int pitch = p_.h_pitch(kk == 16 ? 2 : 4);
+    const int n_tiles = ceil_div(n_rows, 8);
+    for (int w = 0; w < kWarps; ++w) {
+      mma_t acc[kMTiles][kChunkNTiles][16][8] = {};
+      for (int f = 0; f < p_.warp_frags(w); ++f) {
+        const int kt = p_.warp_ktile(w, f / kMTiles), mt = f % kMTiles;
+        double A[16][16] = {};
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < ae; ++e) {
+            const Coord a = a_coord(kk, lane, e);
+            A[a.row][a.col] = cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e];
+          }
+        }
+        for (int nt = 0; nt < n_tiles; ++nt) {
+          double Bm[16][8] = {};
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < be; ++e) {
+              const Coord bc = b_coord(kk, lane, e);
+              const scalar_t h = cta.hbuf[size_t(q0 + nt * 8 + bc.col) * pitch + kt * kk + bc.row];
+              Bm[bc.row][bc.col] = operand(h);
+            }
+          }
+          for (int i = 0; i < 16; ++i) {
+            for (int n = 0; n < 8; ++n) {
+              mma_t s = acc[mt][nt][i][n];
+              for (int k = 0; k < kk; ++k) s += mma_t(A[i][k]) * mma_t(Bm[k][n]);
+              acc[mt][nt][i][n] = s;
+            }
+          }
+        }
+      }
+      // Store through the C fragment map, as the kernel does.
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        for (int nt = 0; nt < n_tiles; ++nt) {
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < kCElems; ++e) {
+              const Coord cc = c_coord(lane, e);
+              cta.red[red_index(w, mt * 16 + cc.row, nt * 8 + cc.col)] = acc[mt][nt][cc.row][cc.col];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  void epilogue(Cta& cta, const StepInfo& st, int g0, int q0, int n_rows) {
+    const int H = p_.hidden, G = p_.gates, J = p_.units;
+    const int pitch = p_.h_pitch(p_.kk == 16 ? 2 : 4);
+    for (int e = 0; e < p_.chunk_items(); ++e) {
+      const int jj = p_.item_unit(e), nn = p_.item_row(e);
+      const int j = p_.first_unit(cta.c) + jj;
+      if (nn >= n_rows || j >= H) continue;
+      const int64_t b = p_.replica_row(cta.r, g0 + q0 + nn);
+      const int64_t row = st.row0 + b;
+      acc_t sum[4];
+      for (int g = 0; g < G; ++g) {
+        mma_t s = 0;
+        for (int w = 0; w < kWarps; ++w) s += cta.red[red_index(w, g * J + jj, nn)];
+        sum[g] = acc_t(s);
+      }
+      const scalar_t* xr = pr_.x + row * G * H;
+      acc_t h;
+      if (pr_.cell == Cell::LSTM) {
+        const auto a = lstm_cell_forward<acc_t>(acc_t(xr[j]) + sum[0], acc_t(xr[H + j]) + sum[1],
+                                                acc_t(xr[2 * H + j]) + sum[2],
+                                                acc_t(xr[3 * H + j]) + sum[3],
+                                                pr_.c_state[b * H + j]);
+        pr_.c_state[b * H + j] = a.c;
+        h = lstm_hidden(a);
+        if (pr_.ws) {
+          acc_t* w = pr_.ws + row * 5 * H + j;
+          w[0] = a.i, w[H] = a.f, w[2 * H] = a.g, w[3 * H] = a.o, w[4 * H] = a.c;
+        }
+      } else {
+        for (int g = 0; g < 3; ++g) {
+          if (pr_.b_hh) sum[g] += acc_t(pr_.b_hh[g * H + j]);
+        }
+        const auto a = gru_cell_forward<acc_t>(acc_t(xr[j]), acc_t(xr[H + j]), acc_t(xr[2 * H + j]),
+                                               sum[0], sum[1], sum[2]);
+        const acc_t h_prev = acc_t(cta.hbuf[size_t(q0 + nn) * pitch + j]);
+        h = gru_hidden(a, h_prev);
+        if (pr_.ws) {
+          acc_t* w = pr_.ws + row * 4 * H + j;
+          w[0] = a.r, w[H] = a.z, w[2 * H] = a.n, w[3 * H] = a.hn;
+        }
+      }
+      const size_t idx = size_t(row) * H + j;
+      TORCH_CHECK(written_step_[idx] == -1, "emulator: y[", row, "][", j, "] written twice");
+      written_step_[idx] = st.step;
+      written_cta_[idx] = cta.q;
+      pr_.y[idx] = scalar_t(h);
+    }
+  }
+
+  Problem<scalar_t> pr_;
+  const std::vector<Step>& steps_;
+  Partition p_{};
+  Schedule sched_{};
+  int hbuf_rows_ = kChunkRows;
+  int64_t n_rows_ = 0;
+  std::vector<int32_t> written_step_, written_cta_;
+  std::vector<uint32_t> flags_;
+  std::mt19937_64 rng_;
+};
+
+template <typename scalar_t>
+void emulate(const Problem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows,
+             bool reverse) {
+  Emulator<scalar_t>(pr, steps, n_rows, reverse).run();
+}
+
+void lstm_loop(const LstmForward& f, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
+                                  "persistent_emulate_lstm", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Problem<scalar_t> pr{Cell::LSTM, int(f.c_state.size(1)), int(f.h0.size(0)),
+                         f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(), nullptr,
+                         f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
+                         f.c_state.data_ptr<acc_t>(),
+                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+    emulate(pr, steps, f.y.size(0), g_cfg.reverse);
+  });
+}
+
+void gru_loop(const GruForward& f, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
+                                  "persistent_emulate_gru", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Problem<scalar_t> pr{Cell::GRU, int(f.h0.size(1)), int(f.h0.size(0)),
+                         f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(),
+                         f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
+                         f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
+                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+    emulate(pr, steps, f.y.size(0), g_cfg.reverse);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
+    const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
+    int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed, int64_t fault) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  g_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
+                          x_proj.scalar_type());
+  return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
+                      &lstm_loop);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    bool training, int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
+    int64_t seed, int64_t fault) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  g_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
+                          x_proj.scalar_type());
+  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training, &gru_loop);
+}
+
+}  // namespace
+}  // namespace persist
+}  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("persistent_emulate_lstm", &rnnfuse::persist::emulate_lstm);
+  m.impl("persistent_emulate_gru", &rnnfuse::persist::emulate_gru);
+}

@@ -1,0 +1,351 @@
+// CPU emulator of the persistent backward kernel's decomposition
+// (rnnfuse::persistent_emulate_lstm_bwd / _gru_bwd), the counterpart of
+// emulate.cpp: CTAs as state machines in a seeded random order limited only
+// by the flag protocol; every gathered gate-gradient element must have been
+// written the step before by a CTA whose flag was waited for; every output
+// element is written exactly once. The step GEMM is dh^T = W_hh^T slice x
+// dgates_next^T (BwdPartition in layout.h); the gate derivatives are
+// gate_math.h's. The driver (driver_lstm.cpp / driver_gru.cpp) runs it as
+// its backward time loop, so dW_hh, db and grad_h0 are the real ones.
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "../gate_math.h"
+#include "../recurrence.h"
+#include "emulate_common.h"
+#include "layout.h"
+#include "schedule_rle.h"
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+thread_local EmuConfig g_bwd_cfg;
+
+template <typename scalar_t>
+struct BwdProblem {
+  using acc_t = at::opmath_type<scalar_t>;
+  Cell cell;
+  int H, B;
+  const scalar_t* w;       // (G*H, H)
+  const scalar_t* grad_y;  // (N, H)
+  acc_t* dh_state;         // (B, H)
+  acc_t* dc_state;         // (B, H) LSTM
+  const acc_t* ws;         // (N, 5H) LSTM / (N, 4H) GRU
+  const scalar_t* c0;      // (B, H) LSTM
+  const scalar_t* h0;      // (B, H) GRU
+  const scalar_t* y;       // (N, H) GRU: h_{t-1}
+  scalar_t* xch;           // exchanged gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
+  scalar_t* dx;            // (N, 3H) GRU
+};
+
+template <typename scalar_t>
+class BwdEmulator {
+ public:
+  using acc_t = at::opmath_type<scalar_t>;
+  using mma_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+  BwdEmulator(const BwdProblem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows)
+      : pr_(pr), cfg_(g_bwd_cfg) {
+    p_ = make_bwd_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
+                            cfg_.elem_bytes);
+    TORCH_CHECK(p_.units <= kBwdRows, "emulator: a backward CTA owns at most ", kBwdRows,
+                " units");
+    TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W^T slice exceeds ", kRegFrags,
+                " register fragments per warp");
+    // The backward walks the forward's steps in reverse: its "previous" step
+    // is the forward's next one, and the other way round.
+    const std::vector<Step> walk(steps.rbegin(), steps.rend());
+    TORCH_CHECK(encode_schedule(walk, n_rows, !cfg_.reverse, sched_), "emulator: more than ",
+                kMaxRuns, " batch-size runs");
+    StepCursor cur;
+    cur.begin(sched_);
+    for (size_t s = 0; s < walk.size(); ++s, cur.advance(sched_)) {
+      const Step& f = walk[s];
+      const StepInfo& b = cur.cur;
+      TORCH_CHECK(b.row0 == f.row0 && b.bs == f.bs && b.carry == f.carry_next &&
+                      (b.carry == 0 || b.prev_row0 == f.next_row0) &&
+                      b.carry_next == f.carry && (f.carry == 0 || b.next_row0 == f.prev_row0),
+                  "emulator: backward cursor disagrees with make_schedule at step ", s);
+    }
+    const int K = p_.k_width();
+    written_step_.assign(size_t(n_rows) * K, -1);
+    written_cta_.assign(size_t(n_rows) * K, -1);
+    flags_.assign(p_.grid(), 0);
+    rng_.seed(cfg_.seed);
+  }
+
+  void run() {
+    std::vector<Cta> ctas(p_.grid());
+    for (int q = 0; q < p_.grid(); ++q) init_cta(ctas[q], q);
+    int done = 0;
+    std::vector<int> ready;
+    while (done < p_.grid()) {
+      ready.clear();
+      for (int q = 0; q < p_.grid(); ++q) {
+        if (!ctas[q].finished && may_proceed(ctas[q])) ready.push_back(q);
+      }
+      TORCH_CHECK(!ready.empty(), "emulator: deadlock, no CTA can make progress");
+      Cta& cta = ctas[ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(rng_)]];
+      step(cta);
+      if (!cta.cursor.valid(sched_)) {
+        cta.finished = true;
+        ++done;
+      }
+    }
+    for (size_t i = 0; i < written_step_.size(); ++i) {
+      TORCH_CHECK(written_step_[i] >= 0, "emulator: gate gradient ", i, " was never written");
+    }
+  }
+
+ private:
+  struct Cta {
+    int q, r, c;
+    StepCursor cursor;
+    bool finished = false;
+    std::vector<double> frags;   // [warp][frag][lane][elem]
+    std::vector<scalar_t> hbuf;  // [hbuf_rows][pitch]: gathered gate gradients
+    std::vector<mma_t> red;
+  };
+
+  int pitch() const { return p_.h_pitch(p_.kk == 16 ? 2 : 4); }
+
+  void init_cta(Cta& cta, int q) {
+    cta.q = q;
+    cta.r = p_.replica_of(q);
+    cta.c = p_.cta_of(q);
+    cta.cursor.begin(sched_);
+    const int kk = p_.kk, ae = a_elems(kk), K = p_.k_width();
+    cta.frags.assign(size_t(kWarps) * kRegFrags * 32 * ae, 0.0);
+    for (int w = 0; w < kWarps; ++w) {
+      for (int f = 0; f < p_.warp_frags(w); ++f) {
+        const int kt = p_.warp_ktile(w, f / kBwdMTiles);
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < ae; ++e) {
+            const Coord a = a_coord(kk, lane, e);
+            const int j = p_.row_unit(cta.c, a.row);
+            const int kr = kt * kk + a.col;
+            const double v = j >= 0 && kr < K ? operand(pr_.w[int64_t(kr) * p_.hidden + j]) : 0.0;
+            cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e] = v;
+          }
+        }
+      }
+    }
+    cta.hbuf.assign(size_t(cfg_.hbuf_rows) * pitch(), scalar_t(0));
+    cta.red.assign(size_t(kWarps) * kBwdRows * kRedPitch, mma_t(0));
+  }
+
+  uint32_t waits_for(const Cta& cta, int q) const {
+    const StepInfo& st = cta.cursor.cur;
+    return emu_wait(cfg_, st, p_.replica_rows(cta.r, st.bs), p_.replica_of(q) == cta.r,
+                    q == cta.q);
+  }
+
+  bool may_proceed(const Cta& cta) const {
+    for (int c = 0; c < p_.ctas; ++c) {
+      const int q = p_.cta_index(cta.r, c);
+      if (flags_[q] < waits_for(cta, q)) return false;
+    }
+    return true;
+  }
+
+  scalar_t gather(const Cta& cta, const StepInfo& st, int64_t b, int k) const {
+    if (b >= st.carry) return scalar_t(0);  // the sequence ends here: no later step feeds it
+    const size_t idx = size_t(st.prev_row0 + b) * p_.k_width() + k;
+    const int writer = written_cta_[idx];
+    TORCH_CHECK(written_step_[idx] == st.step - 1, "emulator: protocol violation: CTA ", cta.q,
+                " at step ", st.step, " gathers gradient ", idx, " written at step ",
+                written_step_[idx]);
+    TORCH_CHECK(writer >= 0 && waits_for(cta, writer) >= publish_value(st.step - 1) &&
+                    flags_[writer] >= publish_value(st.step - 1),
+                "emulator: protocol violation: CTA ", cta.q, " gathers from CTA ", writer,
+                " without having waited for its flag");
+    return pr_.xch[idx];
+  }
+
+  void step(Cta& cta) {
+    const StepInfo st = cta.cursor.cur;
+    const int rows = p_.replica_rows(cta.r, st.bs);
+    const int K = p_.k_width(), ld = pitch();
+    for (int g0 = 0; g0 < rows; g0 += cfg_.hbuf_rows) {
+      const int g_rows = std::min(cfg_.hbuf_rows, rows - g0);
+      for (int n = 0; n < g_rows; ++n) {
+        const int64_t b = p_.replica_row(cta.r, g0 + n);
+        for (int k = 0; k < K; ++k) cta.hbuf[size_t(n) * ld + k] = gather(cta, st, b, k);
+      }
+      for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
+        const int n_rows = std::min(kChunkRows, g_rows - q0);
+        mma_chunk(cta, q0, n_rows);
+        epilogue(cta, st, g0 + q0, n_rows);
+      }
+    }
+    flags_[cta.q] = publish_value(st.step);
+    cta.cursor.advance(sched_);
+  }
+
+  void mma_chunk(Cta& cta, int q0, int n_rows) {
+    const int kk = p_.kk, ae = a_elems(kk), be = b_elems(kk), ld = pitch();
+    const int n_tiles = ceil_div(n_rows, 8);
+    for (int w = 0; w < kWarps; ++w) {
+      mma_t acc[kChunkNTiles][16][8] = {};
+      for (int f = 0; f < p_.warp_frags(w); ++f) {
+        const int kt = p_.warp_ktile(w, f / kBwdMTiles);
+        double A[16][16] = {};
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < ae; ++e) {
+            const Coord a = a_coord(kk, lane, e);
+            A[a.row][a.col] = cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e];
+          }
+        }
+        for (int nt = 0; nt < n_tiles; ++nt) {
+          double Bm[16][8] = {};
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < be; ++e) {
+              const Coord bc = b_coord(kk, lane, e);
+              Bm[bc.row][bc.col] = operand(cta.hbuf[size_t(q0 + nt * 8 + bc.col) * ld + kt * kk + bc.row]);
+            }
+          }
+          for (int i = 0; i < 16; ++i) {
+            for (int n = 0; n < 8; ++n) {
+              mma_t s = acc[nt][i][n];
+              for (int k = 0; k < kk; ++k) s += mma_t(A[i][k]) * mma_t(Bm[k][n]);
+              acc[nt][i][n] = s;
+            }
+          }
+        }
+      }
+      for (int nt = 0; nt < n_tiles; ++nt) {
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < kCElems; ++e) {
+            const Coord cc = c_coord(lane, e);
+            cta.red[red_index(w, cc.row, nt * 8 + cc.col, kBwdRows)] = acc[nt][cc.row][cc.col];
+          }
+        }
+      }
+    }
+  }
+
+  void write(const Cta& cta, const StepInfo& st, int64_t row, int col, scalar_t v) {
+    const size_t idx = size_t(row) * p_.k_width() + col;
+    TORCH_CHECK(written_step_[idx] == -1, "emulator: gradient [", row, "][", col, "] written twice");
+    written_step_[idx] = st.step;
+    written_cta_[idx] = cta.q;
+    pr_.xch[idx] = v;
+  }
+
+  void epilogue(Cta& cta, const StepInfo& st, int row_base, int n_rows) {
+    const int H = p_.hidden;
+    for (int e = 0; e < p_.chunk_items(); ++e) {
+      const int jj = p_.item_unit(e), nn = p_.item_row(e);
+      const int j = p_.first_unit(cta.c) + jj;
+      if (nn >= n_rows || j >= H) continue;
+      const int64_t b = p_.replica_row(cta.r, row_base + nn);
+      const int64_t row = st.row0 + b;
+      mma_t rec = 0;
+      for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn, kBwdRows)];
+      const acc_t dh = acc_t(pr_.grad_y[row * H + j]) + pr_.dh_state[b * H + j] + acc_t(rec);
+      if (pr_.cell == Cell::LSTM) {
+        pr_.dh_state[b * H + j] = acc_t(0);
+        const acc_t* a = pr_.ws + row * 5 * H + j;
+        const LstmActs<acc_t> act{a[0], a[H], a[2 * H], a[3 * H], a[4 * H]};
+        const acc_t c_prev = b < st.carry_next ? pr_.ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
+                                               : acc_t(pr_.c0[b * H + j]);
+        const auto d = lstm_cell_backward(act, c_prev, dh, pr_.dc_state[b * H + j]);
+        pr_.dc_state[b * H + j] = d.dc_prev;
+        write(cta, st, row, j, scalar_t(d.di));
+        write(cta, st, row, H + j, scalar_t(d.df));
+        write(cta, st, row, 2 * H + j, scalar_t(d.dg));
+        write(cta, st, row, 3 * H + j, scalar_t(d.d_o));
+      } else {
+        const acc_t* a = pr_.ws + row * 4 * H + j;
+        const GruActs<acc_t> act{a[0], a[H], a[2 * H], a[3 * H]};
+        const acc_t h_prev = b < st.carry_next ? acc_t(pr_.y[(st.next_row0 + b) * H + j])
+                                               : acc_t(pr_.h0[b * H + j]);
+        const auto d = gru_cell_backward(act, h_prev, dh);
+        pr_.dh_state[b * H + j] = d.dh_prev;
+        scalar_t* dx = pr_.dx + row * 3 * H + j;
+        dx[0] = scalar_t(d.dr);
+        dx[H] = scalar_t(d.dz);
+        dx[2 * H] = scalar_t(d.dn);
+        write(cta, st, row, j, scalar_t(d.dr));
+        write(cta, st, row, H + j, scalar_t(d.dz));
+        write(cta, st, row, 2 * H + j, scalar_t(d.dhn));
+      }
+    }
+  }
+
+  BwdProblem<scalar_t> pr_;
+  EmuConfig cfg_;
+  BwdPartition p_{};
+  Schedule sched_{};
+  std::vector<int32_t> written_step_, written_cta_;
+  std::vector<uint32_t> flags_;
+  std::mt19937_64 rng_;
+};
+
+void lstm_loop(const LstmBackward& g, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
+                                  "persistent_emulate_lstm_bwd", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    BwdProblem<scalar_t> pr{Cell::LSTM, int(g.dc_state.size(1)), int(g.dc_state.size(0)),
+                            g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
+                            g.dh_state.data_ptr<acc_t>(), g.dc_state.data_ptr<acc_t>(),
+                            g.ws.data_ptr<acc_t>(), g.c0.data_ptr<scalar_t>(), nullptr, nullptr,
+                            g.dgates.data_ptr<scalar_t>(), nullptr};
+    BwdEmulator<scalar_t>(pr, steps, g.grad_y.size(0)).run();
+  });
+}
+
+void gru_loop(const GruBackward& g, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
+                                  "persistent_emulate_gru_bwd", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    BwdProblem<scalar_t> pr{Cell::GRU, int(g.h0.size(1)), int(g.h0.size(0)),
+                            g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
+                            g.dh_state.data_ptr<acc_t>(), nullptr, g.ws.data_ptr<acc_t>(),
+                            nullptr, g.h0.data_ptr<scalar_t>(), g.y.data_ptr<scalar_t>(),
+                            g.dhh.data_ptr<scalar_t>(), g.dx.data_ptr<scalar_t>()};
+    BwdEmulator<scalar_t>(pr, steps, g.grad_y.size(0)).run();
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm_bwd(
+    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+    const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& y,
+    const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+    int64_t fault) {
+  TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
+  g_bwd_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
+                              grad_y.scalar_type());
+  return lstm_backward(grad_y, grad_h_n, grad_c_n, w_hh, c10::nullopt, h0, c0, y, workspace,
+                       batch_sizes, reverse, &lstm_loop);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
+    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+    const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
+    const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+    int64_t fault) {
+  TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
+  g_bwd_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
+                              grad_y.scalar_type());
+  return gru_backward(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse,
+                      &gru_loop);
+}
+
+}  // namespace
+}  // namespace persist
+}  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("persistent_emulate_lstm_bwd", &rnnfuse::persist::emulate_lstm_bwd);
+  m.impl("persistent_emulate_gru_bwd", &rnnfuse::persist::emulate_gru_bwd);
+}

@@ -1,0 +1,280 @@
+// The persistent tier's decomposition, as __host__ __device__ index maps: the
+// CUDA kernel (csrc/cuda/persistent/) and the CPU emulator (emulate.cpp) both
+// call exactly these functions, so what the CPU tests prove about ownership,
+// fragment layouts, the step schedule and the flag protocol is what the GPU
+// runs. No ATen, no CUDA headers: it compiles with g++ and nvcc alike.
+//
+// The decomposition (one launch runs one layer-direction over all steps):
+// - R batch replicas x P CTAs each. CTA c of replica r owns hidden units
+//   [c*J, min((c+1)*J, H)) and all G gates of them, for the batch rows
+//   b = n*R + r of that replica (round-robin, so shrinking packed batches
+//   stay balanced). Its weight rows are gate-major: local row g*J + jj is
+//   W_hh row g*H + c*J + jj, zero-padded to MT*16 rows.
+// - The step GEMM is gates^T = W_slice (M = MT*16) x h^T (N = batch, K = H),
+//   with mma.sync (m16n8k16 for fp16/bf16, m16n8k8 for TF32). The 8 warps
+//   split K: warp w takes k-tiles w, w+8, w+16, ... Its W fragments stay in
+//   registers for the whole sequence. Partial sums are added over warps
+//   0..7 in that order (deterministic).
+// - Exchange: a CTA writes its h_t slice into y (y is the exchange buffer),
+//   then publishes flag[q] = s+1 (release, gpu scope) for processing step s.
+//   At step s > 0 a CTA with active rows waits until every CTA q of its
+//   replica has flag[q] >= s (acquire), then gathers h_{t-1} from y (L2).
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define RNNFUSE_PHD __host__ __device__ __forceinline__
+#else
+#define RNNFUSE_PHD inline
+#endif
+
+namespace rnnfuse {
+namespace persist {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kMTiles = 2;        // MT: 16-row MMA tiles per CTA (32 weight rows)
+constexpr int kRows = kMTiles * 16;
+constexpr int kChunkNTiles = 4;   // n-tiles (8 batch rows each) per accumulation chunk
+constexpr int kChunkRows = kChunkNTiles * 8;
+constexpr int kRegFrags = 32;     // A fragments (4 x 32-bit registers each) a warp can hold
+constexpr int kItemSlots = 2;     // epilogue items per thread and chunk
+constexpr int kMaxRuns = 256;     // batch-size runs a packed schedule may have
+
+enum class Cell : int { LSTM = 0, GRU = 1 };
+
+RNNFUSE_PHD int gates_of(Cell cell) { return cell == Cell::LSTM ? 4 : 3; }
+RNNFUSE_PHD int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Storage element of the MMA operands: 2-byte (fp16/bf16, k = 16 per MMA)
+// or 4-byte fp32 rounded to TF32 (k = 8 per MMA).
+RNNFUSE_PHD int mma_k(int elem_bytes) { return elem_bytes == 2 ? 16 : 8; }
+
+// fp32 -> TF32 as cvt.rna.tf32.f32 rounds: to nearest, ties away from zero,
+// 10 mantissa bits kept; the low 13 bits are cleared (the tensor cores ignore
+// them). Inf and NaN pass unchanged. Integer arithmetic, so the kernel and
+// the emulator round bit-identically.
+RNNFUSE_PHD uint32_t tf32_round_bits(uint32_t u) {
+  if ((u & 0x7f800000u) == 0x7f800000u) return u;
+  return (u + 0x1000u) & 0xffffe000u;
+}
+
+// ------------------------------------------------------------- partition
+struct Partition {
+  int gates;     // G
+  int hidden;    // H (= K of the step GEMM)
+  int batch;     // B
+  int units;     // J: hidden units per CTA
+  int ctas;      // P: CTAs per replica
+  int replicas;  // R
+  int kk;        // k per MMA: 16 or 8
+  int ktiles;    // KT = ceil(H / kk)
+
+  RNNFUSE_PHD int grid() const { return ctas * replicas; }
+  // CTA index q in the grid (and in the flag array) of CTA c of replica r.
+  RNNFUSE_PHD int cta_index(int r, int c) const { return r * ctas + c; }
+  RNNFUSE_PHD int replica_of(int q) const { return q / ctas; }
+  RNNFUSE_PHD int cta_of(int q) const { return q % ctas; }
+
+  // ---- rows of the weight slice
+  RNNFUSE_PHD int first_unit(int c) const { return c * units; }
+  // Hidden unit of local row rr of CTA c, or -1 for a padding row.
+  RNNFUSE_PHD int row_unit(int c, int rr) const {
+    if (rr >= gates * units) return -1;
+    const int j = c * units + rr % units;
+    return j < hidden ? j : -1;
+  }
+  RNNFUSE_PHD int row_gate(int rr) const { return rr / units; }
+  // Row of W_hh (gate-major, as torch.nn stores it), or -1 for padding.
+  RNNFUSE_PHD int64_t weight_row(int c, int rr) const {
+    const int j = row_unit(c, rr);
+    return j < 0 ? -1 : int64_t(row_gate(rr)) * hidden + j;
+  }
+
+  // ---- batch rows of a replica (round-robin)
+  RNNFUSE_PHD int64_t replica_row(int r, int n) const { return int64_t(n) * replicas + r; }
+  // Rows of replica r among the first `bs` batch rows.
+  RNNFUSE_PHD int replica_rows(int r, int bs) const {
+    return bs > r ? (bs - r + replicas - 1) / replicas : 0;
+  }
+  RNNFUSE_PHD int max_replica_rows() const { return replica_rows(0, batch); }
+
+  // ---- k split over warps
+  // k-tiles of warp w: w, w + kWarps, ...; how many there are.
+  RNNFUSE_PHD int warp_ktiles(int w) const { return ktiles > w ? (ktiles - w + kWarps - 1) / kWarps : 0; }
+  RNNFUSE_PHD int warp_ktile(int w, int i) const { return w + i * kWarps; }
+  // Fragment f of a warp holds k-tile i = f / MT of m-tile mt = f % MT.
+  RNNFUSE_PHD int warp_frags(int w) const { return warp_ktiles(w) * kMTiles; }
+  RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0); }
+
+  // Width K of the gathered rows (the forward gathers h: H).
+  RNNFUSE_PHD int k_width() const { return hidden; }
+
+  // ---- shared-memory h buffer: rows of kk-padded K, plus 16 bytes, so that
+  // rows stay 16-byte aligned and B-fragment reads hit distinct banks.
+  RNNFUSE_PHD int k_padded() const { return ktiles * kk; }
+  RNNFUSE_PHD int h_pitch(int elem_bytes) const { return k_padded() + 16 / elem_bytes; }
+
+  // ---- epilogue items of a chunk: item e = jj * kChunkRows + nn, thread
+  // e % kThreads, slot e / kThreads (so each thread has at most kItemSlots).
+  RNNFUSE_PHD int chunk_items() const { return units * kChunkRows; }
+  RNNFUSE_PHD int item_unit(int e) const { return e / kChunkRows; }
+  RNNFUSE_PHD int item_row(int e) const { return e % kChunkRows; }
+};
+
+// ------------------------------------------------- backward partition
+// The backward step is dh^T = W_hh^T slice x dgates_next^T: CTA c owns units
+// [c*J, (c+1)*J) (J <= 16: one m-tile, rows = units), K = G*H runs over the
+// gate gradients of the step processed before (in backward order), which the
+// CTAs exchange as the forward exchanges h. A[jj][kr] = W_hh[kr][c*J + jj].
+// Everything else (replicas, k split, chunks, items, flags) is Partition's;
+// `ktiles` counts k-tiles of K = G*H.
+constexpr int kBwdMTiles = 1;
+constexpr int kBwdRows = kBwdMTiles * 16;
+
+struct BwdPartition : Partition {
+  RNNFUSE_PHD int k_width() const { return gates * hidden; }
+  RNNFUSE_PHD int row_unit(int c, int rr) const {
+    const int j = c * units + rr;
+    return rr < units && j < hidden ? j : -1;
+  }
+  RNNFUSE_PHD int warp_frags(int w) const { return warp_ktiles(w) * kBwdMTiles; }
+  RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0); }
+};
+
+RNNFUSE_PHD BwdPartition make_bwd_partition(int gates, int hidden, int batch, int units,
+                                            int replicas, int elem_bytes) {
+  BwdPartition p{};
+  p.gates = gates;
+  p.hidden = hidden;
+  p.batch = batch;
+  p.units = units;
+  p.ctas = ceil_div(hidden, units);
+  p.replicas = replicas;
+  p.kk = mma_k(elem_bytes);
+  p.ktiles = ceil_div(gates * hidden, p.kk);
+  return p;
+}
+
+// ------------------------------------------------ mma.sync fragment maps
+// From the PTX ISA ("Matrix fragments for mma.m16n8k16" with .f16/.bf16 and
+// "mma.m16n8k8" with .tf32). lane = 32*warp-relative thread, g = lane / 4,
+// t = lane % 4. Element e of a fragment: for 2-byte types register e / 2
+// holds elements e (low half) and e + 1; for TF32 register e holds element e.
+struct Coord {
+  int row, col;
+};
+
+// A (16 x kk, row-major: row = weight row, col = k).
+RNNFUSE_PHD Coord a_coord(int kk, int lane, int e) {
+  const int g = lane >> 2, t = lane & 3;
+  if (kk == 16) {  // a0..a7
+    return {g + ((e & 2) ? 8 : 0), 2 * t + (e & 1) + ((e & 4) ? 8 : 0)};
+  }
+  return {g + ((e & 1) ? 8 : 0), t + ((e & 2) ? 4 : 0)};  // a0..a3, TF32
+}
+RNNFUSE_PHD int a_elems(int kk) { return kk == 16 ? 8 : 4; }
+
+// B (kk x 8: row = k, col = n, the batch row within the n-tile).
+RNNFUSE_PHD Coord b_coord(int kk, int lane, int e) {
+  const int g = lane >> 2, t = lane & 3;
+  if (kk == 16) return {2 * t + (e & 1) + ((e & 2) ? 8 : 0), g};  // b0..b3
+  return {t + ((e & 1) ? 4 : 0), g};                              // b0, b1, TF32
+}
+RNNFUSE_PHD int b_elems(int kk) { return kk == 16 ? 4 : 2; }
+
+// C/D (16 x 8 fp32: row = weight row, col = n).
+RNNFUSE_PHD Coord c_coord(int lane, int e) {
+  const int g = lane >> 2, t = lane & 3;
+  return {g + ((e & 2) ? 8 : 0), 2 * t + (e & 1)};
+}
+constexpr int kCElems = 4;
+
+// Pitch (floats) of one warp's partial-sum tile [kRows][kChunkRows]: +8 keeps
+// the float2 stores of a half-warp on distinct banks.
+// `rows`: weight rows per warp tile (kRows forward, kBwdRows backward).
+constexpr int kRedPitch = kChunkRows + 8;
+RNNFUSE_PHD int red_index(int warp, int row, int n, int rows = kRows) {
+  return (warp * rows + row) * kRedPitch + n;
+}
+
+// ------------------------------------------------------------- schedule
+// The steps of a layer-direction in processing order, run-length encoded by
+// batch size (a packed batch has at most one run per distinct length), small
+// enough for the kernel's parameters. Mirrors make_schedule (schedule.h).
+struct StepRun {
+  int32_t bs;     // active rows in each step of the run
+  int32_t steps;  // how many consecutive steps
+};
+
+struct Schedule {
+  int64_t n_rows;  // N: rows of x_proj / y
+  int32_t n_steps;
+  int32_t n_runs;
+  int32_t reverse;
+  StepRun runs[kMaxRuns];
+};
+
+struct StepInfo {
+  int64_t row0;       // first row of this step
+  int64_t prev_row0;  // first row of the step processed before
+  int64_t next_row0;  // first row of the step processed after (0 at the last)
+  int32_t bs;         // active rows [0, bs)
+  int32_t carry;      // rows [0, carry) continue, [carry, bs) start from h0
+  int32_t carry_next; // rows [0, carry_next) continue into the next step
+  int32_t step;       // processing index s
+};
+
+// Walks a Schedule step by step (forward: rows ascend; reverse: descend).
+struct StepCursor {
+  StepInfo cur;
+  int32_t run, left;
+
+  RNNFUSE_PHD void begin(const Schedule& sc) {
+    run = 0;
+    left = sc.n_runs > 0 ? sc.runs[0].steps : 0;
+    cur.step = 0;
+    cur.bs = sc.n_runs > 0 ? sc.runs[0].bs : 0;
+    cur.row0 = sc.reverse ? sc.n_rows - cur.bs : 0;
+    cur.prev_row0 = 0;
+    cur.carry = 0;
+    peek(sc);
+  }
+  RNNFUSE_PHD bool valid(const Schedule& sc) const { return cur.step < sc.n_steps; }
+  // The step after this one: next_row0 and carry_next (as make_schedule).
+  RNNFUSE_PHD void peek(const Schedule& sc) {
+    int32_t bs_next = 0;
+    if (cur.step + 1 < sc.n_steps) {
+      bs_next = left > 1 ? sc.runs[run].bs : sc.runs[run + 1].bs;
+    }
+    cur.next_row0 = bs_next == 0 ? 0 : sc.reverse ? cur.row0 - bs_next : cur.row0 + cur.bs;
+    cur.carry_next = bs_next < cur.bs ? bs_next : cur.bs;
+  }
+  RNNFUSE_PHD void advance(const Schedule& sc) {
+    const int32_t bs_prev = cur.bs;
+    if (--left == 0 && run + 1 < sc.n_runs) {
+      ++run;
+      left = sc.runs[run].steps;
+    }
+    const int32_t bs = sc.runs[run].bs;
+    cur.prev_row0 = cur.row0;
+    cur.row0 = sc.reverse ? cur.row0 - bs : cur.row0 + bs_prev;
+    cur.carry = bs_prev < bs ? bs_prev : bs;
+    cur.bs = bs;
+    ++cur.step;
+    peek(sc);
+  }
+};
+
+// ------------------------------------------------------- flag protocol
+// flag[q] holds the number of steps CTA q has published.
+RNNFUSE_PHD uint32_t publish_value(int32_t step) { return uint32_t(step) + 1u; }
+// What every producer of the replica must have published before a CTA may
+// gather h for `step`; 0 means no wait (step 0 starts from h0).
+RNNFUSE_PHD uint32_t wait_value(int32_t step) { return uint32_t(step); }
+// Does a CTA with `rows` active replica rows at this step read other CTAs' h?
+RNNFUSE_PHD bool needs_exchange(const StepInfo& st, int rows) { return st.step > 0 && rows > 0; }
+
+}  // namespace persist
+}  // namespace rnnfuse

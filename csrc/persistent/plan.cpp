@@ -1,0 +1,285 @@
+// The planner's rules and its latency model (the same constants as
+// shared/persistent_latency_model.py, to be replaced by GPU measurements).
+#include "plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+// Latency model constants (microseconds, bytes per second). Estimates for an
+// H100/H200; gpu_check measures the exchange, and NOTES compare.
+constexpr double kRoundTripUs = 0.25;         // one dependent L2 round trip
+constexpr double kFlagHandoffUs = 2 * kRoundTripUs + 0.1;  // release -> acquire seen
+constexpr double kClusterHandoffUs = 0.25;    // DSMEM push + mbarrier
+constexpr double kL2Bandwidth = 5.5e12;       // aggregate L2 reads
+constexpr double kSmL2Bandwidth = 64 * 1.75e9;  // one SM's share (64 B/clk)
+constexpr double kMmaFlops16 = 4.5e12;        // mma.sync fp16/bf16 per SM, sustained
+constexpr double kChunkFixedUs = 0.25;        // partial-sum reduction, epilogue, 2 barriers
+
+std::string fmt(const char* f, double a, double b = 0, double c = 0) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), f, a, b, c);
+  return buf;
+}
+
+Plan per_step(std::string why) {
+  Plan p;
+  p.tier = Tier::PerStep;
+  p.reason = std::move(why);
+  return p;
+}
+
+int elem_bytes_of(DType d) { return d == DType::F32 ? 4 : 2; }
+
+int sms_usable(const DeviceProps& dev) {
+  if (dev.sm_available > 0 && dev.sm_available < dev.sm_count) return dev.sm_available;
+  return dev.sm_count;
+}
+
+}  // namespace
+
+const char* tier_name(Tier t) {
+  switch (t) {
+    case Tier::Grid: return "grid";
+    case Tier::Cluster: return "cluster";
+    default: return "per-step";
+  }
+}
+
+int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell cell) {
+  const int64_t hbuf = int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes;
+  const int64_t red = int64_t(kWarps) * kRows * kRedPitch * 4;
+  const int64_t bias = int64_t(kRows) * 4;  // GRU's b_hh slice (reserved for both cells)
+  (void)cell;
+  return hbuf + red + bias;
+}
+
+namespace {
+// One step: flag handoff, the gather (rounds of hbuf_rows, bounded by the
+// aggregate L2 bandwidth and by one SM's share), the MMAs of an m_rows x K
+// slice, and per chunk the reduction + epilogue.
+double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
+                     int elem_bytes) {
+  const int chunks = ceil_div(rows, kChunkRows);
+  const int gathers = ceil_div(rows, hbuf_rows);
+  const double bytes_cta = double(rows) * k_width * elem_bytes;
+  const double bytes_all = bytes_cta * grid;
+  const double gather = gathers * kRoundTripUs +
+                        std::fmax(bytes_all / kL2Bandwidth, bytes_cta / kSmL2Bandwidth) * 1e6;
+  const double flops = 2.0 * m_rows * k_padded * (ceil_div(rows, 8) * 8);
+  const double mma_rate = elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;  // TF32: half
+  return kFlagHandoffUs + gather + flops / mma_rate * 1e6 + chunks * kChunkFixedUs;
+}
+}  // namespace
+
+double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev) {
+  (void)dev;
+  return step_model_us(p.k_width(), p.k_padded(), kRows, p.grid(), p.max_replica_rows(), hbuf_rows,
+                       elem_bytes);
+}
+
+int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {
+  return int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes +
+         int64_t(kWarps) * kBwdRows * kRedPitch * 4;
+}
+
+std::string Plan::describe() const {
+  std::string s = backward ? "{\"pass\": \"backward\", \"tier\": \"" : "{\"tier\": \"";
+  s += tier_name(tier);
+  s += "\", \"reason\": \"" + reason + "\"";
+  if (tier != Tier::PerStep) {
+    const Partition& q = part;
+    char buf[512];
+    std::snprintf(buf, sizeof(buf),
+                  ", \"P\": %d, \"J\": %d, \"R\": %d, \"MT\": %d, \"kk\": %d, \"KT\": %d, "
+                  "\"grid\": %d, \"hbuf_rows\": %d, \"smem_bytes\": %lld, \"w_frags\": %d, "
+                  "\"elem_bytes\": %d, \"us_per_step\": %.3f",
+                  q.ctas, q.units, q.replicas, backward ? kBwdMTiles : kMTiles, q.kk, q.ktiles,
+                  q.grid(), hbuf_rows,
+                  static_cast<long long>(smem_bytes), w_frags, elem_bytes, us_per_step);
+    s += buf;
+  }
+  return s + "}";
+}
+
+namespace {
+// Why the persistent kernels cannot take this problem at all ("" if they can).
+std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  if (prob.hidden <= 0 || prob.batch <= 0 || prob.steps <= 0) return std::string("empty problem");
+  if (prob.dtype == DType::F64) return std::string("fp64 stays on the per-step kernels");
+  if (prob.dtype == DType::F32 && !prob.allow_tf32) {
+    return std::string("fp32 with TF32 off (cudnn.allow_tf32=False): no exact-FMA persistent kernel");
+  }
+  if (prob.proj_size > 0) return std::string("proj_size: the projection is a second GEMM per step");
+  if (dev.cc_major < 8) {
+    return std::string(fmt("sm_%.0f%.0f: the persistent kernels need sm_80 or newer (mma.sync bf16/tf32)",
+                        dev.cc_major, dev.cc_minor));
+  }
+  if (prob.steps < kMinSteps) return std::string("fewer than 3 steps: a per-step launch is cheaper");
+  if (prob.packed_runs > kMaxRuns) {
+    return std::string(fmt("packed batch with %.0f distinct lengths (at most %.0f)", prob.packed_runs,
+                        kMaxRuns));
+  }
+  if (!built.grid && !built.cluster) return "no persistent kernel in this build";
+  return "";
+}
+}  // namespace
+
+Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  const std::string no = unsupported(prob, dev, built);
+  if (!no.empty()) return per_step(no);
+
+  const int G = gates_of(prob.cell);
+  const int eb = elem_bytes_of(prob.dtype);
+  const int kk = mma_k(eb);
+  const int sms = sms_usable(dev);
+  const double w_mb = double(G) * prob.hidden * prob.hidden * eb / 1e6;
+
+  // ---- grid tier: every CTA on its own SM (256 threads x 255 registers).
+  Plan best;
+  best.tier = Tier::PerStep;
+  if (built.grid && !dev.cooperative) {
+    best.reason = "the device does not support cooperative launches";
+  } else if (built.grid && dev.regs_per_sm < kThreads * kRegsPerThread) {
+    best.reason = "a CTA of 256 threads x 255 registers does not fit an SM's register file";
+  } else if (built.grid) {
+    const int j_max = kRows / G;
+    for (int J : {j_max, j_max / 2}) {
+      if (J < 1) continue;
+      Partition p{};
+      p.gates = G;
+      p.hidden = prob.hidden;
+      p.batch = prob.batch;
+      p.units = J;
+      p.ctas = ceil_div(prob.hidden, J);
+      p.kk = kk;
+      p.ktiles = ceil_div(prob.hidden, kk);
+      if (p.max_warp_frags() > kRegFrags) continue;  // W slice exceeds the register budget
+      for (int R = 1; R <= 64; R *= 2) {
+        p.replicas = R;
+        if (p.grid() > sms || p.ctas > kThreads) break;
+        if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
+        const int rows = p.max_replica_rows();
+        const int want = ceil_div(rows, kChunkRows) * kChunkRows;
+        int hb = want;
+        while (hb > kChunkRows && grid_smem_bytes(p, eb, hb, prob.cell) > dev.smem_optin) {
+          hb -= kChunkRows;
+        }
+        const int64_t smem = grid_smem_bytes(p, eb, hb, prob.cell);
+        if (smem > dev.smem_optin) continue;
+        const double us = grid_step_us(p, eb, hb, dev);
+        if (best.tier == Tier::PerStep || us < best.us_per_step) {
+          best.tier = Tier::Grid;
+          best.reason.clear();
+          best.part = p;
+          best.elem_bytes = eb;
+          best.hbuf_rows = hb;
+          best.smem_bytes = smem;
+          best.w_frags = p.max_warp_frags();
+          best.us_per_step = us;
+        }
+      }
+    }
+    if (best.tier == Tier::PerStep) {
+      best.reason = fmt("W_hh (%.2f MB) does not fit the registers of %.0f CTAs (one per available SM)",
+                        w_mb, sms);
+    }
+  }
+
+  // ---- cluster tier (sm_90): W over one cluster of 8 or 16 CTAs, the batch
+  // over independent clusters, h through distributed shared memory. Planned
+  // for a kernel whose slices may exceed kRows (registers, then shared
+  // memory); that kernel is not built yet (built.cluster is false).
+  if (built.cluster && dev.clusters && dev.max_active_clusters > 0) {
+    for (int S : {8, 16}) {
+      Partition p{};
+      p.gates = G;
+      p.hidden = prob.hidden;
+      p.batch = prob.batch;
+      p.units = ceil_div(prob.hidden, S);
+      p.ctas = ceil_div(prob.hidden, p.units);  // at most S
+      p.kk = kk;
+      p.ktiles = ceil_div(prob.hidden, kk);
+      p.replicas = std::min(dev.max_active_clusters, std::max(1, ceil_div(prob.batch, 8)));
+      if (p.grid() > sms) continue;
+      const int rows = ceil_div(G * p.units, 16) * 16;
+      const int64_t w_bytes = int64_t(rows) * p.k_padded() * eb;
+      const int hb = ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows;
+      const int64_t smem = grid_smem_bytes(p, eb, hb, prob.cell);
+      const int64_t reg_bytes = int64_t(kWarps) * kRegFrags * 32 * 16;
+      if (smem > dev.smem_optin || w_bytes > reg_bytes + (dev.smem_optin - smem)) continue;
+      // As the grid tier, with the DSMEM handoff in place of the L2 flags.
+      const double us = grid_step_us(p, eb, hb, dev) - kFlagHandoffUs + kClusterHandoffUs;
+      if (best.tier == Tier::PerStep || us < best.us_per_step) {
+        best.tier = Tier::Cluster;
+        best.reason.clear();
+        best.part = p;
+        best.elem_bytes = eb;
+        best.hbuf_rows = hb;
+        best.smem_bytes = smem + std::max<int64_t>(0, w_bytes - reg_bytes);
+        best.w_frags = (rows / 16) * ceil_div(p.ktiles, kWarps);
+        best.us_per_step = us;
+      }
+    }
+  }
+  return best;
+}
+
+Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  Plan best = per_step(unsupported(prob, dev, built));
+  best.backward = true;
+  if (!best.reason.empty()) return best;
+  if (!built.grid) {
+    best.reason = "no persistent backward kernel in this build";
+    return best;
+  }
+  if (!dev.cooperative) {
+    best.reason = "the device does not support cooperative launches";
+    return best;
+  }
+  if (dev.regs_per_sm < kThreads * kRegsPerThread) {
+    best.reason = "a CTA of 256 threads x 255 registers does not fit an SM's register file";
+    return best;
+  }
+  const int G = gates_of(prob.cell);
+  const int eb = elem_bytes_of(prob.dtype);
+  const int sms = sms_usable(dev);
+  for (int J : {kBwdRows, kBwdRows / 2}) {
+    for (int R = 1; R <= 64; R *= 2) {
+      const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb);
+      if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
+      if (p.grid() > sms || p.ctas > kThreads) break;
+      if (R > 1 && ceil_div(prob.batch, R) < 8) break;
+      const int want = ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows;
+      int hb = want;
+      while (hb > kChunkRows && bwd_smem_bytes(p, eb, hb) > dev.smem_optin) hb -= kChunkRows;
+      const int64_t smem = bwd_smem_bytes(p, eb, hb);
+      if (smem > dev.smem_optin) continue;
+      const double us = step_model_us(p.k_width(), p.k_padded(), kBwdRows, p.grid(),
+                                      p.max_replica_rows(), hb, eb);
+      if (best.tier == Tier::PerStep || us < best.us_per_step) {
+        best.tier = Tier::Grid;
+        best.reason.clear();
+        best.part = p;
+        best.elem_bytes = eb;
+        best.hbuf_rows = hb;
+        best.smem_bytes = smem;
+        best.w_frags = p.max_warp_frags();
+        best.us_per_step = us;
+      }
+    }
+  }
+  if (best.tier == Tier::PerStep) {
+    best.reason = fmt("backward: W_hh^T (%.2f MB) or the gathered gate gradients do not fit "
+                      "%.0f CTAs (one per available SM)",
+                      double(G) * prob.hidden * prob.hidden * eb / 1e6, sms);
+  }
+  return best;
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

@@ -1,0 +1,93 @@
+// The planner: chooses the tier (cluster, grid, per-step) and the partition
+// of the persistent recurrence for one layer-direction, from the problem and
+// the device's properties. Plain C++ (no ATen, no CUDA), so it compiles
+// anywhere and the CPU tests exercise it on fake devices.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "layout.h"
+
+namespace rnnfuse {
+namespace persist {
+
+enum class DType : int { F16 = 0, BF16 = 1, F32 = 2, F64 = 3 };
+enum class Tier : int { PerStep = 0, Grid = 1, Cluster = 2 };
+
+const char* tier_name(Tier t);
+
+struct DeviceProps {
+  int cc_major = 0, cc_minor = 0;
+  int sm_count = 0;           // physical SMs
+  int sm_available = 0;       // SMs this context may use (MPS, green contexts); 0: all
+  int smem_optin = 0;         // bytes of shared memory one block may opt in to
+  int smem_per_sm = 0;        // bytes per SM
+  int regs_per_sm = 0;        // 32-bit registers per SM
+  int regs_per_block = 0;     // per block
+  bool cooperative = false;   // cooperative launch supported
+  bool clusters = false;      // thread-block clusters (sm_90+)
+  int max_active_clusters = 0;  // co-resident clusters of the cluster tier's size; 0: unknown
+};
+
+struct Problem {
+  Cell cell = Cell::LSTM;
+  DType dtype = DType::BF16;
+  bool allow_tf32 = true;   // torch.backends.cudnn.allow_tf32 (fp32 only)
+  int hidden = 0;           // H
+  int batch = 0;            // B
+  int steps = 0;            // T (processing steps)
+  int proj_size = 0;        // LSTM proj_size (0: none)
+  int packed_runs = 1;      // runs of equal batch size in the schedule
+};
+
+// Which kernels this build contains (the cluster tier is planned but not
+// built yet; tests switch it on to exercise its rules).
+struct Built {
+  bool grid = true;
+  bool cluster = false;
+};
+
+// Register file cost assumed per thread of a persistent CTA: ptxas is held to
+// 255 by __launch_bounds__(256, 1) and the CI gate checks it; the planner
+// requires a full 256 x 255 register file per CTA to be safe.
+constexpr int kRegsPerThread = 255;
+// Below this many steps a persistent launch cannot pay for its set-up.
+constexpr int kMinSteps = 3;
+
+struct Plan {
+  bool backward = false;    // a plan of the backward kernel (BwdPartition in part)
+  Tier tier = Tier::PerStep;
+  std::string reason;       // why per-step (empty for a persistent tier)
+  Partition part{};         // valid for a persistent tier
+  int elem_bytes = 0;       // 2 (fp16/bf16) or 4 (TF32)
+  int hbuf_rows = 0;        // batch rows the shared-memory h buffer holds
+  int64_t smem_bytes = 0;   // dynamic shared memory per CTA
+  int w_frags = 0;          // A fragments warp 0 keeps in registers
+  double us_per_step = 0;   // latency model, microseconds (an estimate)
+  std::string describe() const;  // one-line JSON
+};
+
+// Shared-memory bytes of a grid-tier CTA whose h buffer holds hbuf_rows rows.
+int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell cell);
+
+// The modelled microseconds per step of a grid-tier partition (see plan.cpp).
+double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev);
+
+Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
+
+// Shared-memory bytes of a backward CTA (rows of K = G*H, a 16-row partial-sum tile).
+int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows);
+
+// The backward kernel's plan: grid tier or per-step (the cluster tier has no backward).
+Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
+
+// The backward partition a backward plan carries.
+inline BwdPartition bwd_partition(const Plan& plan) {
+  BwdPartition p{};
+  static_cast<Partition&>(p) = plan.part;
+  return p;
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

@@ -1,0 +1,153 @@
+// Python access to the planner and to the layout's index maps, so the CPU
+// tests check the exact C++ code the kernel runs (rnnfuse::persistent_plan,
+// rnnfuse::persistent_maps). No tensor inputs: registered as
+// CompositeImplicitAutograd, which the dispatcher calls for any backend.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "plan.h"
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+Cell parse_cell(const std::string& cell) {
+  TORCH_CHECK(cell == "LSTM" || cell == "GRU", "rnnfuse: cell must be 'LSTM' or 'GRU', got '",
+              cell, "'");
+  return cell == "LSTM" ? Cell::LSTM : Cell::GRU;
+}
+
+DType parse_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return DType::F16;
+    case at::kBFloat16: return DType::BF16;
+    case at::kFloat: return DType::F32;
+    case at::kDouble: return DType::F64;
+    default: TORCH_CHECK(false, "rnnfuse: unsupported dtype ", t);
+  }
+}
+
+// device: [cc_major, cc_minor, sm_count, sm_available, smem_optin, smem_per_sm,
+//          regs_per_sm, regs_per_block, cooperative, clusters, max_active_clusters]
+DeviceProps parse_device(at::IntArrayRef d) {
+  TORCH_CHECK(d.size() == 11, "rnnfuse.persistent_plan: device needs 11 entries, got ", d.size());
+  DeviceProps p;
+  p.cc_major = int(d[0]);
+  p.cc_minor = int(d[1]);
+  p.sm_count = int(d[2]);
+  p.sm_available = int(d[3]);
+  p.smem_optin = int(d[4]);
+  p.smem_per_sm = int(d[5]);
+  p.regs_per_sm = int(d[6]);
+  p.regs_per_block = int(d[7]);
+  p.cooperative = d[8] != 0;
+  p.clusters = d[9] != 0;
+  p.max_active_clusters = int(d[10]);
+  return p;
+}
+
+std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t hidden,
+                            int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
+                            bool allow_tf32, at::IntArrayRef device, bool build_grid,
+                            bool build_cluster, bool backward) {
+  Problem prob;
+  prob.cell = parse_cell(std::string(cell));
+  prob.dtype = parse_dtype(dtype);
+  prob.allow_tf32 = allow_tf32;
+  prob.hidden = int(hidden);
+  prob.batch = int(batch);
+  prob.steps = int(steps);
+  prob.proj_size = int(proj_size);
+  prob.packed_runs = int(packed_runs);
+  const Built built{build_grid, build_cluster};
+  const DeviceProps dev = parse_device(device);
+  return (backward ? make_bwd_plan(prob, dev, built) : make_plan(prob, dev, built)).describe();
+}
+
+// The maps of one partition as integer tensors (checked against independent
+// Python in tests/test_persistent_plan.py):
+//   owners  (n, 6): every (q, rr, n) a CTA computes -> (q, rr, n, gate, unit, batch row)
+//   a_frag (32, a_elems, 2), b_frag (32, b_elems, 2), c_frag (32, 4, 2): (row, col)
+//   ktiles (KT, 2): (warp, index within the warp) of every k-tile
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persistent_maps(
+    c10::string_view cell, int64_t hidden, int64_t batch, int64_t units, int64_t replicas,
+    int64_t elem_bytes, bool backward) {
+  TORCH_CHECK(elem_bytes == 2 || elem_bytes == 4, "elem_bytes must be 2 or 4");
+  TORCH_CHECK(hidden > 0 && batch > 0 && units > 0 && replicas > 0, "sizes must be positive");
+  const int G = gates_of(parse_cell(std::string(cell)));
+  // Backward: rows are units (gate -1), K = G*H.
+  const BwdPartition bp = make_bwd_partition(G, int(hidden), int(batch), int(units),
+                                             int(replicas), int(elem_bytes));
+  Partition p = bp;
+  if (backward) {
+    TORCH_CHECK(units <= kBwdRows, "units exceeds the backward CTA's ", kBwdRows, " rows");
+  } else {
+    TORCH_CHECK(G * units <= kRows, "units x gates exceeds the CTA's ", kRows, " rows");
+    p.ktiles = ceil_div(int(hidden), p.kk);
+  }
+
+  std::vector<int64_t> own;
+  for (int q = 0; q < p.grid(); ++q) {
+    const int r = p.replica_of(q), c = p.cta_of(q);
+    for (int rr = 0; rr < (backward ? kBwdRows : kRows); ++rr) {
+      const int j = backward ? bp.row_unit(c, rr) : p.row_unit(c, rr);
+      if (j < 0) continue;
+      for (int n = 0; n < p.replica_rows(r, p.batch); ++n) {
+        own.insert(own.end(), {q, rr, n, backward ? -1 : p.row_gate(rr), j, p.replica_row(r, n)});
+      }
+    }
+  }
+  auto frag = [&](int elems, auto coord) {
+    auto t = at::empty({32, elems, 2}, at::kLong);
+    auto a = t.accessor<int64_t, 3>();
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int e = 0; e < elems; ++e) {
+        const Coord x = coord(lane, e);
+        a[lane][e][0] = x.row;
+        a[lane][e][1] = x.col;
+      }
+    }
+    return t;
+  };
+  auto kt = at::full({p.ktiles, 2}, -1, at::kLong);
+  auto k = kt.accessor<int64_t, 2>();
+  for (int w = 0; w < kWarps; ++w) {
+    for (int i = 0; i < p.warp_ktiles(w); ++i) {
+      const int tile = p.warp_ktile(w, i);
+      TORCH_CHECK(tile < p.ktiles && k[tile][0] == -1, "k-tile ", tile, " assigned twice");
+      k[tile][0] = w;
+      k[tile][1] = i;
+    }
+  }
+  const int kk = p.kk;
+  auto owners = at::empty({int64_t(own.size()) / 6, 6}, at::kLong);
+  std::copy(own.begin(), own.end(), owners.data_ptr<int64_t>());
+  return {owners, frag(a_elems(kk), [&](int l, int e) { return a_coord(kk, l, e); }),
+          frag(b_elems(kk), [&](int l, int e) { return b_coord(kk, l, e); }),
+          frag(kCElems, [](int l, int e) { return c_coord(l, e); }), kt};
+}
+
+// On the CPU there is one path: the CPU kernels.
+std::string recurrence_path_cpu(const at::Tensor&, c10::string_view, int64_t, int64_t, int64_t,
+                                int64_t, int64_t) {
+  return "{\"path\": \"cpu\", \"enabled\": false, \"plan\": null}";
+}
+
+}  // namespace
+}  // namespace persist
+}  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("recurrence_path", &rnnfuse::persist::recurrence_path_cpu);
+}
+
+TORCH_LIBRARY_IMPL(rnnfuse, CompositeImplicitAutograd, m) {
+  m.impl("persistent_plan", &rnnfuse::persist::persistent_plan);
+  m.impl("persistent_maps", &rnnfuse::persist::persistent_maps);
+}

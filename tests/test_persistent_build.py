@@ -1,0 +1,125 @@
+"""CI compile gates of the persistent kernels, read from the built extension
+with cuobjdump (the resource report ptxas -v prints, per kernel and arch, and
+the SASS): no spills or local memory, no stack frame, at most 255 registers,
+the tensor-core instruction meant (HMMA; TF32 for fp32), no LDL/STL, for
+every target in the build (CI: sm_80 and sm_90). Needs no GPU: it runs
+whenever the build has CUDA; cuobjdump comes from the CUDA toolkit or from
+PyPI's nvidia-cuda-cuobjdump (requirements.txt)."""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rnnfuse
+from rnnfuse import _build_config
+
+pytestmark = pytest.mark.skipif(not _build_config.WITH_CUDA,
+                                reason="rnnfuse._C was built without CUDA: no kernels to inspect")
+
+KERNELS = {  # mangled name -> the HMMA form its SASS must contain
+    f"_ZN7rnnfuse7persist18persist_{kind}_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_{args}E": hmma
+    for kind, args in (("fwd", "11PersistArgs"), ("bwd", "14PersistBwdArgs"))
+    for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
+                       ("f", "HMMA.1688.F32.TF32"))
+    for cell in (0, 1)
+}
+EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
+
+
+def find_cuobjdump() -> str | None:
+    for cand in (shutil.which("cuobjdump"),
+                 os.path.join(_build_config.CUDA_HOME or "", "bin", "cuobjdump"),
+                 *glob.glob(os.path.join(sys.prefix, "lib", "python*", "site-packages", "nvidia",
+                                         "*", "bin", "cuobjdump"))):
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def built_archs() -> set[str]:
+    """sm_XY of every real (SASS) target in TORCH_CUDA_ARCH_LIST."""
+    out = set()
+    for item in re.split(r"[;\s]+", _build_config.CUDA_ARCH_LIST or ""):
+        m = re.match(r"(\d+)\.(\d+)", item)
+        if m:
+            out.add(f"sm_{m.group(1)}{m.group(2)}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def extension() -> str:
+    sos = glob.glob(os.path.join(os.path.dirname(rnnfuse.__file__), "_C*.so"))
+    assert len(sos) == 1, sos
+    return sos[0]
+
+
+@pytest.fixture(scope="module")
+def cuobjdump() -> str:
+    tool = find_cuobjdump()
+    assert tool, ("the build has CUDA but no cuobjdump was found: pip install -r requirements.txt "
+                  "(nvidia-cuda-cuobjdump) or put the toolkit's bin/ on PATH")
+    return tool
+
+
+def per_arch(text: str, record: re.Pattern) -> dict[tuple[str, str], str]:
+    """{(arch, function): its record} from cuobjdump output, where 'arch = sm_XY'
+    lines precede each ELF's functions."""
+    out, arch = {}, None
+    for block in re.split(r"\n(?=arch = |\s*Function\s*:?\s)", text):
+        m = re.match(r"arch = (sm_\d+)", block)
+        if m:
+            arch = m.group(1)
+            continue
+        f = record.match(block.strip())
+        if f and arch:
+            out[(arch, f.group(1))] = block
+    return out
+
+
+def test_registers_spills_stack_and_local_memory(extension, cuobjdump):
+    res = subprocess.run([cuobjdump, "-res-usage", extension], check=True, capture_output=True,
+                         text=True).stdout
+    usage = per_arch(res, re.compile(r"Function (\S+):"))
+    archs = built_archs()
+    assert archs, _build_config.CUDA_ARCH_LIST
+    for name in list(KERNELS) + [EXCHANGE]:
+        for arch in archs:
+            block = usage.get((arch, name))
+            assert block is not None, f"{name} has no {arch} code in {extension}"
+            fields = dict(re.findall(r"(\w+):(\d+)", block.split(":", 1)[1]))
+            print(f"  {arch} {name[:60]}: REG {fields['REG']} STACK {fields['STACK']} "
+                  f"LOCAL {fields['LOCAL']}")
+            assert int(fields["REG"]) <= 255, (arch, name, fields)
+            assert int(fields["STACK"]) == 0, f"{arch} {name}: stack frame {fields['STACK']} B"
+            assert int(fields["LOCAL"]) == 0, f"{arch} {name}: local memory (spills) {fields['LOCAL']} B"
+
+
+def test_sass_uses_tensor_cores_and_no_local_memory(extension, cuobjdump):
+    names = list(KERNELS) + [EXCHANGE]
+    sass = subprocess.run([cuobjdump, "-sass", "-fun", ",".join(names), extension], check=True,
+                          capture_output=True, text=True).stdout
+    code = per_arch(sass, re.compile(r"Function : (\S+)"))
+    for name in names:
+        for arch in built_archs():
+            body = code.get((arch, name))
+            assert body is not None, f"no {arch} SASS for {name}"
+            assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
+            if name in KERNELS:
+                assert KERNELS[name] in body, f"{arch} {name}: no {KERNELS[name]}"
+                # The flags: acquire loads and release stores at gpu scope.
+                assert "STRONG.GPU" in body, f"{arch} {name}: no gpu-scope flag accesses"
+
+
+def test_persistent_sources_include_no_aten():
+    """The kernel translation units stay ATen-free (fast standalone compiles)."""
+    root = Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "persistent"
+    for f in list(root.glob("*.cu")) + list(root.glob("*.cuh")) + [root / "args.h"]:
+        text = f.read_text()
+        assert not re.search(r"#include\s*<(ATen|c10|torch)/", text), f.name

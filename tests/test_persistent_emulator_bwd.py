@@ -1,0 +1,114 @@
+"""The CPU emulator of the persistent *backward* kernel
+(csrc/persistent/emulate_bwd.cpp) against the CPU backward kernels
+(torch.ops.rnnfuse.lstm_bwd / gru_bwd). The backward step is
+dh^T = W_hh^T slice x dgates_next^T with the gate gradients exchanged between
+CTAs; the emulator checks the exchange protocol and that the backward cursor
+walks the forward schedule in reverse (its previous step is the forward's
+next). float64: the decomposition must equal the spec to float64 precision;
+reduced precision: within 2x the CPU kernel's error against float64, plus
+one operand rounding (as test_persistent_emulator.py).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnfuse.ops  # noqa: F401
+from test_persistent_emulator import EPS, make_inputs
+
+OPS = torch.ops.rnnfuse
+F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+
+
+def with_grads(a, cell, dtype, seed=11):
+    gen = torch.Generator().manual_seed(seed)
+    B, H = a["h0"].shape
+    rand = (lambda *s: torch.randn(*s, generator=gen, dtype=F64).to(dtype))  # noqa: E731
+    a["gy"], a["ghn"] = rand(a["x"].shape[0], H), rand(B, H)
+    if cell == "LSTM":
+        a["gcn"] = rand(B, H)
+    return a
+
+
+def cast(a, dtype):
+    return {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+            for k, v in a.items()}
+
+
+def spec_bwd(cell, a, reverse):
+    """Forward (for y and the workspace), then the CPU backward."""
+    if cell == "LSTM":
+        y, _, _, ws = OPS.lstm_fwd(a["x"], a["w"], None, a["h0"], a["c0"], a["bs"], reverse, True)
+        out = OPS.lstm_bwd(a["gy"], a["ghn"], a["gcn"], a["w"], None, a["h0"], a["c0"], y, ws,
+                           a["bs"], reverse)
+        return [out[0], out[1], out[3], out[4]], (y, ws)
+    y, _, ws = OPS.gru_fwd(a["x"], a["w"], a["b"], a["h0"], a["bs"], reverse, True)
+    out = OPS.gru_bwd(a["gy"], a["ghn"], a["w"], a["b"], a["h0"], y, ws, a["bs"], reverse)
+    return list(out), (y, ws)
+
+
+def emulate_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0):
+    y, ws = saved
+    if cell == "LSTM":
+        out = OPS.persistent_emulate_lstm_bwd(a["gy"], a["ghn"], a["gcn"], a["w"], a["h0"], a["c0"],
+                                              y, ws, a["bs"], reverse, J, R, hbuf, eb, seed, fault)
+        return [out[0], out[1], out[3], out[4]]
+    return list(OPS.persistent_emulate_gru_bwd(a["gy"], a["ghn"], a["w"], a["b"], a["h0"], y, ws,
+                                               a["bs"], reverse, J, R, hbuf, eb, seed, fault))
+
+
+PARTITIONS = [(16, 1, 32, 2), (5, 2, 32, 4), (8, 3, 32, 2), (16, 1, 64, 4)]  # (J, R, hbuf, eb)
+SHAPES = [(45, 37, 6), (17, 70, 4), (40, 5, 7)]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_float64_backward_decomposition_equals_the_spec(cell, packed, reverse):
+    for i, (H, B, T) in enumerate(SHAPES):
+        a = with_grads(make_inputs(cell, F64, H, B, T, packed, seed=i), cell, F64)
+        exp, saved = spec_bwd(cell, a, reverse)
+        for J, R, hbuf, eb in PARTITIONS:
+            got = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i)
+            for k, (e, g) in enumerate(zip(exp, got)):
+                assert e.shape == g.shape
+                err = (e - g).abs().max().item() if e.numel() else 0.0
+                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} out{k}: {err:.3e}"
+
+
+@pytest.mark.parametrize("dtype", [F16, BF16, F32], ids=str)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_backward_rounding_points(cell, dtype):
+    eb = 4 if dtype == F32 else 2
+    for packed, reverse in ((False, False), (True, True)):
+        a = with_grads(make_inputs(cell, dtype, 64, 19, 10, packed, seed=5), cell, dtype)
+        cpu, saved = spec_bwd(cell, a, reverse)
+        # The float64 reference backpropagates through the same saved forward.
+        a64 = cast(a, F64)
+        saved64 = tuple(t.to(F64) for t in saved)
+        ref = emulate_bwd(cell, a64, saved64, reverse, 16, 1, 32, 2)
+        emu = emulate_bwd(cell, a, saved, reverse, 16, 2, 32, eb)
+        for k, (r, c, e) in enumerate(zip(ref, cpu, emu)):
+            assert e.dtype == c.dtype and e.shape == c.shape
+            scale = max(r.abs().max().item(), 1e-3)
+            err_e = (e.double() - r).abs().max().item()
+            err_c = (c.double() - r).abs().max().item()
+            bound = 2 * err_c + EPS[dtype] * scale
+            print(f"  out{k} emulator {err_e:.2e} cpu {err_c:.2e} bound {bound:.2e}")
+            assert err_e <= bound, f"out{k}: {err_e:.3e} > {bound:.3e}"
+
+
+@pytest.mark.parametrize("fault", [1, 2, 3], ids=["no-wait", "one-step-short", "own-flag-only"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_a_broken_wait_is_caught_in_the_backward(cell, fault):
+    a = with_grads(make_inputs(cell, F64, 40, 9, 4, packed=False, seed=4), cell, F64)
+    _, saved = spec_bwd(cell, a, False)
+    with pytest.raises(RuntimeError, match="protocol violation"):
+        emulate_bwd(cell, a, saved, False, 8, 1, seed=fault, fault=fault)
+
+
+def test_backward_rejects_more_than_one_m_tile_of_units():
+    a = with_grads(make_inputs("LSTM", F64, 40, 4, 3, False), "LSTM", F64)
+    _, saved = spec_bwd("LSTM", a, False)
+    with pytest.raises(RuntimeError, match="at most 16 units"):
+        emulate_bwd("LSTM", a, saved, False, 17, 1)

@@ -1,0 +1,303 @@
+"""The persistent tier's planner and index maps (csrc/persistent/plan.cpp,
+layout.h), on fake device properties: which tier and partition it picks,
+that every fallback fires for its reason, and that the maps the kernel and
+the emulator share are bijections that agree with the PTX ISA's fragment
+layouts (written out independently below)."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import rnnfuse.ops  # noqa: F401  (registers torch.ops.rnnfuse)
+
+OPS = torch.ops.rnnfuse
+ROOT = Path(__file__).resolve().parents[1]
+F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+
+KROWS = 32          # layout.h kRows: weight rows per CTA
+REG_FRAGS = 32      # layout.h kRegFrags: A fragments per warp
+
+
+def device(sm=132, avail=0, smem=232448, cc=(9, 0), regs=65536, coop=True, clusters=None,
+           max_clusters=0):
+    """[cc_major, cc_minor, sm_count, sm_available, smem_optin, smem_per_sm,
+    regs_per_sm, regs_per_block, cooperative, clusters, max_active_clusters]"""
+    clusters = cc[0] >= 9 if clusters is None else clusters
+    return [cc[0], cc[1], sm, avail, smem, smem + 1024, regs, regs, int(coop), int(clusters),
+            max_clusters]
+
+
+H100 = device()
+A100 = device(sm=108, smem=166912, cc=(8, 0))
+MPS_HALF = device(avail=66)
+T4 = device(sm=40, smem=65536, cc=(7, 5))
+
+
+def plan(cell="LSTM", dtype=BF16, H=768, B=16, T=1024, proj=0, runs=1, tf32=True, dev=H100,
+         grid=True, cluster=False, backward=False):
+    out = json.loads(OPS.persistent_plan(cell, dtype, H, B, T, proj, runs, tf32, dev, grid,
+                                         cluster, backward))
+    print(cell, dtype, H, B, out)
+    return out
+
+
+def check_grid_plan(p, cell, H, B, dev):
+    """The capacity rules a grid plan must satisfy."""
+    G = 4 if cell == "LSTM" else 3
+    assert p["tier"] == "grid" and p["reason"] == ""
+    assert p["J"] * G <= KROWS
+    assert p["P"] == math.ceil(H / p["J"])
+    assert p["grid"] == p["P"] * p["R"]
+    usable = dev[3] if 0 < dev[3] < dev[2] else dev[2]
+    assert p["grid"] <= usable, "one CTA per SM: the grid must fit the available SMs"
+    assert p["smem_bytes"] <= dev[4]
+    assert p["KT"] == math.ceil(H / p["kk"])
+    assert p["w_frags"] == math.ceil(p["KT"] / 8) * 2 <= REG_FRAGS
+    rows = math.ceil(B / p["R"])
+    assert 32 <= p["hbuf_rows"] <= math.ceil(rows / 32) * 32 and p["hbuf_rows"] % 32 == 0
+    assert p["R"] == 1 or math.ceil(B / p["R"]) >= 8
+    assert p["us_per_step"] > 0
+
+
+@pytest.mark.parametrize("dtype", [F16, BF16, F32], ids=str)
+def test_issue_point_takes_the_grid_tier(dtype):
+    p = plan(dtype=dtype)
+    check_grid_plan(p, "LSTM", 768, 16, H100)
+    assert (p["P"], p["J"], p["R"]) == (96, 8, 1)
+    assert p["kk"] == (8 if dtype == F32 else 16)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dev", [H100, A100, MPS_HALF], ids=["h100", "a100", "mps50"])
+def test_capacity_rules_over_a_sweep(cell, dev):
+    """Every grid plan satisfies the capacity rules, and fitting is monotone:
+    a hidden size that fits means every smaller one fits too."""
+    for dtype in (BF16, F32):
+        for B in (1, 8, 16, 64, 256):
+            fits = [plan(cell, dtype, H, B, dev=dev)["tier"] == "grid"
+                    for H in (32, 100, 256, 512, 768, 1024, 1320, 2048)]
+            assert fits[0], "the smallest size must always fit"
+            assert fits == sorted(fits, reverse=True), f"not monotone in H: {fits}"
+            for H in (100, 512, 1024):
+                p = plan(cell, dtype, H, B, dev=dev)
+                if p["tier"] == "grid":
+                    check_grid_plan(p, cell, H, B, dev)
+
+
+def test_mps_at_half_the_sms_limits_the_grid():
+    full = plan(H=768, B=64)
+    half = plan(H=768, B=64, dev=MPS_HALF)
+    assert full["tier"] == "grid" and full["grid"] > 66
+    # 768 units at J = 8 need 96 CTAs; under MPS only 66 SMs are usable.
+    assert half["tier"] == "per-step" and "66" in half["reason"]
+    small = plan(H=256, B=64, dev=MPS_HALF)
+    check_grid_plan(small, "LSTM", 256, 64, MPS_HALF)
+
+
+def test_a100_108_sms():
+    check_grid_plan(plan(H=768, dev=A100), "LSTM", 768, 16, A100)
+    p = plan(H=1024, dev=A100)  # 128 CTAs at J = 8 > 108 SMs
+    assert p["tier"] == "per-step" and "108" in p["reason"]
+    check_grid_plan(plan("GRU", H=1024, dev=A100), "GRU", 1024, 16, A100)  # J = 10: 103 CTAs
+
+
+def test_replicas_split_large_batches():
+    p = plan(H=256, B=256)
+    check_grid_plan(p, "LSTM", 256, 256, H100)
+    assert p["R"] > 1, "32 CTAs for H=256 leave SMs free for batch replicas"
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    (dict(dtype=F64), "fp64"),
+    (dict(dtype=F32, tf32=False), "TF32 off"),
+    (dict(proj=128), "proj_size"),
+    (dict(T=2), "fewer than 3 steps"),
+    (dict(runs=300), "distinct lengths"),
+    (dict(dev=T4), "sm_75"),
+    (dict(dev=device(coop=False)), "cooperative"),
+    (dict(dev=device(regs=32768)), "register file"),
+    (dict(H=4096), "does not fit"),
+    (dict(grid=False), "no persistent kernel"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_fallbacks_name_their_reason(kwargs, reason):
+    p = plan(**kwargs)
+    assert p["tier"] == "per-step"
+    assert reason in p["reason"]
+    assert set(p) == {"tier", "reason"}
+
+
+def test_cluster_tier_only_where_built_and_supported():
+    kw = dict(H=256, B=16)
+    assert plan(**kw, dev=device(max_clusters=8), cluster=False)["tier"] == "grid"
+    assert plan(**kw, dev=device(clusters=False, max_clusters=8), cluster=True)["tier"] == "grid"
+    assert plan(**kw, dev=device(max_clusters=0), cluster=True)["tier"] == "grid"
+    p = plan(**kw, dev=device(max_clusters=8), cluster=True)
+    assert p["tier"] == "cluster" and p["P"] <= 16 and p["grid"] <= 132
+    assert p["smem_bytes"] <= H100[4]
+    # LSTM bf16 H=1024 (8.4 MB) exceeds 16 CTAs' registers and shared memory: grid tier.
+    assert plan(H=1024, dev=device(max_clusters=8), cluster=True)["tier"] == "grid"
+
+
+# -------------------------------------------------------------- backward
+BWD_ROWS = 16       # layout.h kBwdRows: units per backward CTA
+RED_BWD = 8 * 16 * 40 * 4  # partial sums: warps x rows x pitch x fp32
+
+
+def check_bwd_plan(p, cell, H, B, dev):
+    G = 4 if cell == "LSTM" else 3
+    assert p["pass"] == "backward" and p["tier"] == "grid" and p["MT"] == 1
+    assert p["J"] <= BWD_ROWS and p["P"] == math.ceil(H / p["J"]) and p["grid"] == p["P"] * p["R"]
+    usable = dev[3] if 0 < dev[3] < dev[2] else dev[2]
+    assert p["grid"] <= usable
+    assert p["KT"] == math.ceil(G * H / p["kk"]) and p["w_frags"] == math.ceil(p["KT"] / 8) <= REG_FRAGS
+    pitch = p["KT"] * p["kk"] + 16 // p["elem_bytes"]
+    assert p["smem_bytes"] == p["hbuf_rows"] * pitch * p["elem_bytes"] + RED_BWD <= dev[4]
+
+
+@pytest.mark.parametrize("cell, dtype, H, B", [
+    ("LSTM", BF16, 768, 16), ("GRU", BF16, 768, 16), ("LSTM", F16, 512, 256), ("GRU", F32, 256, 64),
+    ("LSTM", BF16, 40, 3)])
+def test_backward_plans_satisfy_the_capacity_rules(cell, dtype, H, B):
+    check_bwd_plan(plan(cell, dtype, H, B, backward=True), cell, H, B, H100)
+
+
+def test_backward_fallbacks():
+    # 4H x H fragments of K = 4096: 32 k-tiles per warp is the limit (H=1024 LSTM bf16: 32 ok),
+    # but 32 rows of 8 KB each no longer fit next to the partial sums.
+    p = plan(H=1024, backward=True)
+    assert p["tier"] == "per-step" and "backward" in p["reason"]
+    # A100's 163 KB of shared memory cannot hold 32 rows of 4 x 768 gate gradients.
+    assert plan(H=768, dev=A100, backward=True)["tier"] == "per-step"
+    assert plan(dtype=F64, backward=True)["reason"].startswith("fp64")
+    assert "cooperative" in plan(dev=device(coop=False), backward=True)["reason"]
+    # fp32 as TF32 (k = 8): twice the k-tiles, so a smaller H reaches the register limit.
+    assert plan("LSTM", F32, 768, 16, backward=True)["tier"] == "per-step"
+    check_bwd_plan(plan("LSTM", F32, 256, 16, backward=True), "LSTM", 256, 16, H100)
+
+
+# ------------------------------------------------------------------ maps
+def isa_a(kk, lane, e):
+    """PTX ISA, mma.m16n8k16 (.f16/.bf16) A fragment a_e; mma.m16n8k8 .tf32 a_e."""
+    g, t = lane // 4, lane % 4
+    if kk == 16:
+        row = g if e in (0, 1, 4, 5) else g + 8
+        col = t * 2 + (e & 1) + (8 if e >= 4 else 0)
+    else:
+        row = g if e in (0, 2) else g + 8
+        col = t if e in (0, 1) else t + 4
+    return row, col
+
+
+def isa_b(kk, lane, e):
+    g, t = lane // 4, lane % 4
+    if kk == 16:
+        return t * 2 + (e & 1) + (8 if e >= 2 else 0), g
+    return (t if e == 0 else t + 4), g
+
+
+def isa_c(lane, e):
+    g, t = lane // 4, lane % 4
+    return (g if e < 2 else g + 8), t * 2 + (e & 1)
+
+
+@pytest.mark.parametrize("eb", [2, 4])
+def test_fragment_maps_match_the_isa_and_are_bijections(eb):
+    kk = 16 if eb == 2 else 8
+    _, a, b, c, _ = OPS.persistent_maps("LSTM", 64, 8, 8, 1, eb)
+    for frag, isa, shape in ((a, lambda l, e: isa_a(kk, l, e), (16, kk)),
+                             (b, lambda l, e: isa_b(kk, l, e), (kk, 8)),
+                             (c, isa_c, (16, 8))):
+        coords = {tuple(frag[lane, e].tolist()) for lane in range(32) for e in range(frag.shape[1])}
+        assert len(coords) == 32 * frag.shape[1] == shape[0] * shape[1], "not a bijection"
+        assert coords == {(r, k) for r in range(shape[0]) for k in range(shape[1])}
+        for lane in range(32):
+            for e in range(frag.shape[1]):
+                assert tuple(frag[lane, e].tolist()) == isa(lane, e), (lane, e)
+
+
+def test_register_packing_the_kernel_relies_on():
+    """Beyond the maps, the kernel packs two 16-bit elements per register and
+    loads/stores pairs: A and B element pairs (2i, 2i+1) are adjacent in k,
+    and C elements (2h, 2h+1) adjacent in n (one float2 store)."""
+    _, a, b, c, _ = OPS.persistent_maps("LSTM", 64, 8, 8, 1, 2)
+    for lane in range(32):
+        for i in range(4):
+            r0, k0 = a[lane, 2 * i].tolist()
+            assert a[lane, 2 * i + 1].tolist() == [r0, k0 + 1] and k0 % 2 == 0
+        for v in range(2):
+            k0, n0 = b[lane, 2 * v].tolist()
+            assert b[lane, 2 * v + 1].tolist() == [k0 + 1, n0] and k0 % 2 == 0
+        for h in range(2):
+            r0, n0 = c[lane, 2 * h].tolist()
+            assert c[lane, 2 * h + 1].tolist() == [r0, n0 + 1] and n0 % 2 == 0
+
+
+@pytest.mark.parametrize("cell, H, B, J, R, eb", [
+    ("LSTM", 768, 16, 8, 1, 2), ("LSTM", 100, 13, 8, 2, 4), ("LSTM", 45, 37, 4, 4, 2),
+    ("GRU", 100, 13, 10, 2, 2), ("GRU", 33, 70, 5, 8, 4), ("GRU", 1, 1, 10, 1, 2),
+])
+def test_every_unit_gate_and_row_is_owned_once(cell, H, B, J, R, eb):
+    G = 4 if cell == "LSTM" else 3
+    owners, _, _, _, ktiles = OPS.persistent_maps(cell, H, B, J, R, eb)
+    P = math.ceil(H / J)
+    triples = set()
+    for q, rr, n, gate, unit, b in owners.tolist():
+        r, c = q // P, q % P
+        assert 0 <= q < P * R and 0 <= rr < KROWS
+        assert gate == rr // J and unit == c * J + rr % J < H
+        assert b == n * R + r < B
+        triples.add((gate, unit, b))
+    assert len(triples) == owners.shape[0] == G * H * B, "an element is owned twice or never"
+    # k-tiles: each exactly once, warps balanced (fixed reduction order over warps).
+    kk = 16 if eb == 2 else 8
+    assert ktiles.shape[0] == math.ceil(H / kk)
+    per_warp = torch.bincount(ktiles[:, 0], minlength=8)
+    assert (ktiles[:, 0] >= 0).all() and per_warp.max() - per_warp.min() <= 1
+    for tile, (w, i) in enumerate(ktiles.tolist()):
+        assert tile == w + 8 * i
+
+
+@pytest.mark.parametrize("cell, H, B, J, R, eb", [
+    ("LSTM", 768, 16, 16, 2, 2), ("GRU", 45, 37, 5, 4, 4), ("LSTM", 17, 70, 16, 8, 2)])
+def test_backward_owns_every_unit_and_row_once(cell, H, B, J, R, eb):
+    G = 4 if cell == "LSTM" else 3
+    owners, _, _, _, ktiles = OPS.persistent_maps(cell, H, B, J, R, eb, True)
+    P = math.ceil(H / J)
+    pairs = set()
+    for q, rr, n, gate, unit, b in owners.tolist():
+        assert gate == -1 and unit == (q % P) * J + rr < H and rr < J
+        assert b == n * R + q // P < B
+        pairs.add((unit, b))
+    assert len(pairs) == owners.shape[0] == H * B
+    kk = 16 if eb == 2 else 8
+    assert ktiles.shape[0] == math.ceil(G * H / kk) and (ktiles[:, 0] >= 0).all()
+
+
+def test_maps_reject_a_slice_larger_than_the_cta():
+    with pytest.raises(RuntimeError, match="exceeds"):
+        OPS.persistent_maps("LSTM", 64, 8, 9, 1, 2)  # 4 x 9 = 36 rows > 32
+
+
+# -------------------------------------------------- builds without ATen
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+def test_planner_and_layout_compile_without_torch(tmp_path):
+    """The core logic is plain C++: it builds with g++ and only the standard
+    library (so the kernel side and any host can share it)."""
+    main = tmp_path / "main.cpp"
+    main.write_text('#include "persistent/plan.h"\n#include <cstdio>\n'
+                    "int main() { rnnfuse::persist::DeviceProps d; d.cc_major = 9; d.sm_count = 132;"
+                    " d.smem_optin = 232448; d.regs_per_sm = 65536; d.cooperative = true;"
+                    " rnnfuse::persist::Problem p; p.hidden = 768; p.batch = 16; p.steps = 8;"
+                    " std::puts(rnnfuse::persist::make_plan(p, d).describe().c_str()); }\n")
+    exe = tmp_path / "plan"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-O1", f"-I{ROOT / 'csrc'}",
+                    str(main), str(ROOT / "csrc/persistent/plan.cpp"), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    out = json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
+    assert out == plan(H=768, B=16, T=8, dev=device(max_clusters=0))
