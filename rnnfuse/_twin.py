@@ -13,13 +13,15 @@ def recording_graph() -> bool:
     """Whether a graph is being recorded for use without rnnfuse: ONNX export,
     torch.export, TorchScript tracing. The modules then run torch.nn's forward,
     so the graph holds the standard aten.lstm / aten.gru ops."""
-    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+    if torch.jit.is_tracing():
         return True
     # Read the flag torch.export sets rather than calling is_exporting(): some
     # torch versions (2.11) have dynamo fold is_exporting() to True under any
     # torch.compile, which would send compiled models down torch.nn's path.
     flag = getattr(torch.compiler, "_is_exporting_flag", None)
-    return bool(flag) if flag is not None else torch.compiler.is_exporting()
+    if flag if flag is not None else torch.compiler.is_exporting():
+        return True
+    return torch.onnx.is_in_onnx_export()
 
 
 class TorchNNTwin:

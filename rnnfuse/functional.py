@@ -14,16 +14,28 @@ def _needs_grad(*tensors):
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _forward(op, tensors, *args, training):
+    """``op(*args, training)``. Without gradients the op's Autograd kernel
+    (Python, in ops.py) would only step below autograd: doing that here saves
+    its cost on every call, which shows in a cell's per-call time. Compiled
+    code and torch.func / forward-mode calls keep the dispatcher's path."""
+    if training or torch.compiler.is_compiling() or ops.needs_composite(tensors):
+        return op(*args, training)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op.default(*args, training)
+
+
 def lstm_layer(x_proj, w_hh, w_hr, h0, c0, batch_sizes=None, reverse=False):
     """Returns ``(y, h_n, c_n)``; see rnnfuse.reference.lstm_layer."""
-    training = _needs_grad(x_proj, w_hh, w_hr, h0, c0)
-    y, h_n, c_n, _ = torch.ops.rnnfuse.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes,
-                                                reverse, training)
+    tensors = (x_proj, w_hh, w_hr, h0, c0)
+    y, h_n, c_n, _ = _forward(torch.ops.rnnfuse.lstm_fwd, tensors, x_proj, w_hh, w_hr, h0, c0,
+                              batch_sizes, reverse, training=_needs_grad(*tensors))
     return y, h_n, c_n
 
 
 def gru_layer(x_proj, w_hh, b_hh, h0, batch_sizes=None, reverse=False):
     """Returns ``(y, h_n)``; see rnnfuse.reference.gru_layer."""
-    training = _needs_grad(x_proj, w_hh, b_hh, h0)
-    y, h_n, _ = torch.ops.rnnfuse.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
+    tensors = (x_proj, w_hh, b_hh, h0)
+    y, h_n, _ = _forward(torch.ops.rnnfuse.gru_fwd, tensors, x_proj, w_hh, b_hh, h0, batch_sizes,
+                         reverse, training=_needs_grad(*tensors))
     return y, h_n

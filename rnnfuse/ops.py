@@ -90,7 +90,7 @@ def _in_grad_or_jvp_transform() -> bool:
                for i in retrieve_all_functorch_interpreters())
 
 
-def _needs_composite(tensors) -> bool:
+def needs_composite(tensors) -> bool:
     """Whether a call must run as the differentiable composite: it carries
     forward-mode tangents or runs inside torch.func's grad/jvp transforms
     (vmap alone batches the fused kernels)."""
@@ -223,7 +223,7 @@ class _LstmFwd(torch.autograd.Function):
 
 def _lstm_fwd_autograd(keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training):
     tensors = (x_proj, w_hh, w_hr, h0, c0)
-    if _needs_composite(tensors):
+    if needs_composite(tensors):
         _checks.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes)
         return _composite.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training)
     if _requires_grad(tensors):
@@ -236,7 +236,7 @@ def _lstm_fwd_autograd(keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse,
 def _lstm_bwd_autograd(keyset, grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace,
                        batch_sizes, reverse):
     tensors = (grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace)
-    if _needs_composite(tensors) or _requires_grad(tensors):
+    if needs_composite(tensors) or _requires_grad(tensors):
         _checks.lstm_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace,
                          batch_sizes)
         return _composite.lstm_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y,
@@ -283,7 +283,7 @@ class _GruFwd(torch.autograd.Function):
 
 def _gru_fwd_autograd(keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training):
     tensors = (x_proj, w_hh, b_hh, h0)
-    if _needs_composite(tensors):
+    if needs_composite(tensors):
         _checks.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes)
         return _composite.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
     if _requires_grad(tensors):
@@ -295,7 +295,7 @@ def _gru_fwd_autograd(keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, trai
 def _gru_bwd_autograd(keyset, grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes,
                       reverse):
     tensors = (grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace)
-    if _needs_composite(tensors) or _requires_grad(tensors):
+    if needs_composite(tensors) or _requires_grad(tensors):
         _checks.gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes)
         return _composite.gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes,
                                   reverse)
