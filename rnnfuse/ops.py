@@ -164,12 +164,14 @@ class _OnceDifferentiable(torch.autograd.Function):
 
 def _recompute_grads(composite_fwd, inputs, needs, grad_outputs):
     """Gradients of the first outputs of ``composite_fwd(*inputs)``, as a
-    differentiable graph (create_graph=True)."""
+    differentiable graph (create_graph=True). Outputs without a gradient
+    (None) do not contribute."""
     wanted = [t for t, need in zip(inputs, needs) if need]
     with torch.enable_grad():
         outputs = composite_fwd(*inputs)[:len(grad_outputs)]
-        grads = iter(torch.autograd.grad(outputs, wanted, grad_outputs, create_graph=True,
-                                         allow_unused=True))
+        pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None]
+        grads = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                         create_graph=True, allow_unused=True))
     return [next(grads) if need else None for need in needs]
 
 
