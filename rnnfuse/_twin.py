@@ -10,8 +10,9 @@ import torch
 
 
 def recording_graph() -> bool:
-    """Whether a graph is being recorded for use without rnnfuse: ONNX export,
-    torch.export, TorchScript tracing. The modules then run torch.nn's forward,
+    """Whether a graph is being recorded for use without rnnfuse: torch.export
+    and TorchScript tracing, and so both ONNX exporters (the TorchScript one
+    traces, the dynamo one exports). The modules then run torch.nn's forward,
     so the graph holds the standard aten.lstm / aten.gru ops."""
     if torch.jit.is_tracing():
         return True
@@ -19,9 +20,7 @@ def recording_graph() -> bool:
     # torch versions (2.11) have dynamo fold is_exporting() to True under any
     # torch.compile, which would send compiled models down torch.nn's path.
     flag = getattr(torch.compiler, "_is_exporting_flag", None)
-    if flag if flag is not None else torch.compiler.is_exporting():
-        return True
-    return torch.onnx.is_in_onnx_export()
+    return bool(flag) if flag is not None else torch.compiler.is_exporting()
 
 
 class TorchNNTwin:
