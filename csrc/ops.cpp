@@ -26,6 +26,23 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // One step of a cell (LSTMCell, GRUCell): the input projection x @ w_ih^T
+  // (+ biases) and the step in one op (csrc/driver_cell.cpp). b_ih and b_hh
+  // are both given or both None; h0 (B, H), x (B, I).
+  m.def(
+      "lstm_cell_fwd(Tensor x, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor h0, "
+      "Tensor c0, bool training) -> (Tensor h, Tensor c, Tensor workspace)");
+  m.def(
+      "lstm_cell_bwd(Tensor grad_h, Tensor grad_c, Tensor x, Tensor w_ih, Tensor w_hh, "
+      "Tensor h0, Tensor c0, Tensor h, Tensor workspace, bool bias) -> (Tensor grad_x, "
+      "Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_bias, Tensor grad_h0, Tensor grad_c0)");
+  m.def(
+      "gru_cell_fwd(Tensor x, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor h0, "
+      "bool training) -> (Tensor h, Tensor workspace)");
+  m.def(
+      "gru_cell_bwd(Tensor grad_h, Tensor x, Tensor w_ih, Tensor w_hh, Tensor? b_hh, Tensor h0, "
+      "Tensor h, Tensor workspace) -> (Tensor grad_x, Tensor grad_w_ih, Tensor grad_w_hh, "
+      "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_h0)");
   // The persistent tier's planner and index maps (csrc/persistent/), exposed
   // for the tests and for the benchmark's "path" column.
   m.def(

@@ -165,3 +165,50 @@ def _workspace(workspace, grad_y, shape, cell):
                            "with training=True")
     if workspace.device != grad_y.device:
         _fail(f"workspace is on {workspace.device} but grad_y is on {grad_y.device}")
+
+
+# ---------------------------------------------------------------------- cells
+def _cell_inputs(cell, gates, x, w_ih, h0, b_ih, b_hh):
+    if not x.is_floating_point():
+        raise RuntimeError(f"rnnfuse.{cell}: expected a floating-point x, got {_name(x.dtype)}")
+    if x.dim() != 2:
+        raise RuntimeError(f"rnnfuse.{cell}: x must be 2-D (batch, input_size), got {x.dim()}-D")
+    _operand(h0, "h0", 2, x, "x")
+    _operand(w_ih, "w_ih", 2, x, "x")
+    _shape(w_ih, "w_ih", (gates * h0.size(1), x.size(1)))
+    _shape(x, "x", (h0.size(0), x.size(1)))
+    if (b_ih is None) != (b_hh is None):
+        raise RuntimeError(f"rnnfuse.{cell}: b_ih and b_hh must both be given or both be None")
+    for b, name in ((b_ih, "b_ih"), (b_hh, "b_hh")):
+        if b is not None:
+            _operand(b, name, 1, x, "x")
+            _shape(b, name, (gates * h0.size(1),))
+
+
+def lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    """(batch B, hidden H); the step's own checks are lstm_fwd's."""
+    _cell_inputs("lstm_cell", 4, x, w_ih, h0, b_ih, b_hh)
+    like = x.new_empty((1,)).expand(x.size(0), w_ih.size(0))
+    _, batch, hidden, _ = lstm_fwd(like, w_hh, None, h0, c0, None)
+    return batch, hidden
+
+
+def lstm_cell_bwd(grad_h, grad_c, x, w_ih, w_hh, h0, c0, h, workspace):
+    _operand(x, "x", 2, grad_h, "grad_h")
+    _operand(w_ih, "w_ih", 2, grad_h, "grad_h")
+    _shape(w_ih, "w_ih", (w_hh.size(0), x.size(1)))
+    return lstm_bwd(grad_h, grad_h, grad_c, w_hh, None, h0, c0, h, workspace, None)
+
+
+def gru_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0):
+    _cell_inputs("gru_cell", 3, x, w_ih, h0, b_ih, b_hh)
+    like = x.new_empty((1,)).expand(x.size(0), w_ih.size(0))
+    _, batch, hidden = gru_fwd(like, w_hh, b_hh, h0, None)
+    return batch, hidden
+
+
+def gru_cell_bwd(grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace):
+    _operand(x, "x", 2, grad_h, "grad_h")
+    _operand(w_ih, "w_ih", 2, grad_h, "grad_h")
+    _shape(w_ih, "w_ih", (w_hh.size(0), x.size(1)))
+    return gru_bwd(grad_h, grad_h, w_hh, b_hh, h0, h, workspace, None)

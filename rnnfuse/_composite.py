@@ -11,7 +11,9 @@ call needs that:
   grad/jvp transforms (jvp, jacfwd, jacrev, hessian, ...), and to recompute a
   layer whose backward must itself be differentiable (``create_graph=True``);
 * ``lstm_bwd`` / ``gru_bwd`` when the backward ops themselves are
-  differentiated.
+  differentiated;
+* the same for the cells' ops (``lstm_cell_fwd`` ...), which add the input
+  projection to one step.
 
 They walk the sequence step by step with small ops: correct, and slow.
 The layout and schedule are those of csrc/schedule.h.
@@ -192,3 +194,33 @@ def gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, ws, batch_sizes, reverse):
     grad_x = grad_x.to(dtype)
     grad_b_hh = w_hh.new_empty((0,)) if b_hh is None else grad_b_hh.to(b_hh.dtype)
     return grad_x, grad_w_hh.to(w_hh.dtype), grad_b_hh, dh_state.to(h0.dtype)
+
+
+# --------------------------------------------------------------------- cells
+def _project(x, w_ih, bias):
+    return torch.nn.functional.linear(x, w_ih, bias)
+
+
+def lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training):
+    bias = None if b_ih is None else b_ih + b_hh
+    h, _, c, ws = lstm_fwd(_project(x, w_ih, bias), w_hh, None, h0, c0, None, False, training)
+    return h, c, ws
+
+
+def lstm_cell_bwd(grad_h, grad_c, x, w_ih, w_hh, h0, c0, h, ws, bias):
+    grad_pre, grad_w_hh, _, grad_h0, grad_c0 = lstm_bwd(
+        grad_h, torch.zeros_like(grad_h), grad_c, w_hh, None, h0, c0, h, ws, None, False)
+    grad_bias = grad_pre.sum(0) if bias else grad_pre.new_empty((0,))
+    return grad_pre @ w_ih, grad_pre.t() @ x, grad_w_hh, grad_bias, grad_h0, grad_c0
+
+
+def gru_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, training):
+    h, _, ws = gru_fwd(_project(x, w_ih, b_ih), w_hh, b_hh, h0, None, False, training)
+    return h, ws
+
+
+def gru_cell_bwd(grad_h, x, w_ih, w_hh, b_hh, h0, h, ws):
+    grad_pre, grad_w_hh, grad_b_hh, grad_h0 = gru_bwd(
+        grad_h, torch.zeros_like(grad_h), w_hh, b_hh, h0, h, ws, None, False)
+    grad_b_ih = grad_pre.sum(0) if b_hh is not None else grad_pre.new_empty((0,))
+    return grad_pre @ w_ih, grad_pre.t() @ x, grad_w_hh, grad_b_ih, grad_b_hh, grad_h0

@@ -142,16 +142,15 @@ def rnn(
 
 
 def lstm_cell(x, h0, c0, w_ih, w_hh, b_ih, b_hh, plan):
-    """One LSTM step on batched ``x`` ``(B, I)``; returns ``(h, c)``."""
+    """One LSTM step on batched ``x`` ``(B, I)``; returns ``(h, c)``. The
+    input projection runs inside the op, in the dtype of the step: under
+    autocast's native policy that is the module's dtype (torch.nn's own cell
+    runs it under autocast, in the low dtype: this is the more precise)."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh = _autocast.cast(plan, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    x_proj = _project(x, w_ih, _lstm_bias(b_ih, b_hh), w_hh.dtype, plan)
-    _, h, c = F_rnn.lstm_layer(x_proj, w_hh, None, h0, c0)
-    return h, c
+    return F_rnn.lstm_cell(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, h0, c0)
 
 
 def gru_cell(x, h0, w_ih, w_hh, b_ih, b_hh, plan):
-    """One GRU step on batched ``x`` ``(B, I)``; returns ``h``."""
+    """One GRU step on batched ``x`` ``(B, I)``; returns ``h`` (see lstm_cell)."""
     x, h0, w_ih, w_hh, b_ih, b_hh = _autocast.cast(plan, x, h0, w_ih, w_hh, b_ih, b_hh)
-    x_proj = _project(x, w_ih, b_ih, w_hh.dtype, plan)
-    _, h = F_rnn.gru_layer(x_proj, w_hh, b_hh, h0)
-    return h
+    return F_rnn.gru_cell(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, h0)

@@ -39,3 +39,19 @@ def gru_layer(x_proj, w_hh, b_hh, h0, batch_sizes=None, reverse=False):
     y, h_n, _ = _forward(torch.ops.rnnfuse.gru_fwd, tensors, x_proj, w_hh, b_hh, h0, batch_sizes,
                          reverse, training=_needs_grad(*tensors))
     return y, h_n
+
+
+def lstm_cell(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    """One LSTM step on batched ``x`` ``(B, I)``; returns ``(h, c)``."""
+    tensors = (x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    h, c, _ = _forward(torch.ops.rnnfuse.lstm_cell_fwd, tensors, *tensors,
+                       training=_needs_grad(*tensors))
+    return h, c
+
+
+def gru_cell(x, w_ih, w_hh, b_ih, b_hh, h0):
+    """One GRU step on batched ``x`` ``(B, I)``; returns ``h``."""
+    tensors = (x, w_ih, w_hh, b_ih, b_hh, h0)
+    h, _ = _forward(torch.ops.rnnfuse.gru_cell_fwd, tensors, *tensors,
+                    training=_needs_grad(*tensors))
+    return h

@@ -75,6 +75,37 @@ def _gru_bwd_fake(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, r
             grad_b_hh, grad_y.new_empty((batch, hidden)))
 
 
+@torch.library.register_fake("rnnfuse::lstm_cell_fwd")
+def _lstm_cell_fwd_fake(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training):
+    batch, hidden = _checks.lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    return (x.new_empty((batch, hidden)), x.new_empty((batch, hidden)),
+            _workspace(h0, 5 * hidden, training))
+
+
+@torch.library.register_fake("rnnfuse::lstm_cell_bwd")
+def _lstm_cell_bwd_fake(grad_h, grad_c, x, w_ih, w_hh, h0, c0, h, workspace, bias):
+    _, batch, hidden, _ = _checks.lstm_cell_bwd(grad_h, grad_c, x, w_ih, w_hh, h0, c0, h,
+                                                workspace)
+    new = grad_h.new_empty
+    return (new(x.shape), new(w_ih.shape), new(w_hh.shape), new((4 * hidden,) if bias else (0,)),
+            new((batch, hidden)), new((batch, hidden)))
+
+
+@torch.library.register_fake("rnnfuse::gru_cell_fwd")
+def _gru_cell_fwd_fake(x, w_ih, w_hh, b_ih, b_hh, h0, training):
+    batch, hidden = _checks.gru_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0)
+    return x.new_empty((batch, hidden)), _workspace(h0, 4 * hidden, training)
+
+
+@torch.library.register_fake("rnnfuse::gru_cell_bwd")
+def _gru_cell_bwd_fake(grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace):
+    _, batch, hidden = _checks.gru_cell_bwd(grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace)
+    new = grad_h.new_empty
+    bias = (3 * hidden,) if b_hh is not None else (0,)
+    return (new(x.shape), new(w_ih.shape), new(w_hh.shape), new(bias), new(bias),
+            new((batch, hidden)))
+
+
 # ------------------------------------------------------------ choosing a path
 def _below_autograd(op, keyset, *args):
     with torch._C._AutoDispatchBelowAutograd():
@@ -305,7 +336,127 @@ def _gru_bwd_autograd(keyset, grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, ba
                            workspace, batch_sizes, reverse)
 
 
+# --------------------------------------------------------------------- cells
+class _LstmCellFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training):
+        return _below_autograd(OPS.lstm_cell_fwd.default, keyset, x, w_ih, w_hh, b_ih, b_hh, h0,
+                               c0, training)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training = inputs
+        h, _, workspace = output
+        ctx.training, ctx.bias = training, b_ih is not None
+        ctx.mark_non_differentiable(workspace)
+        if training:
+            # The biases only for a recompute: their gradient is the gates'.
+            recompute = x.device.type == "cpu"
+            _save(ctx, x, w_ih, w_hh, b_ih if recompute else None, b_hh if recompute else None,
+                  h0, c0, _output_for_backward(h), workspace)
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_c, _grad_workspace):
+        _check_saved(ctx, "lstm_cell_fwd")
+        x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, workspace = _saved(ctx)
+        grads = (grad_h, grad_c)
+        needs = ctx.needs_input_grad[1:8]
+        if _double_backward(ctx, grads) and x.device.type == "cpu":
+            inputs = (x, w_ih, w_hh, b_ih, b_hh, h0, c0, False)
+            result = _recompute_grads(_composite.lstm_cell_fwd, inputs, needs, grads)
+        else:
+            grad_x, grad_w_ih, grad_w_hh, grad_bias, grad_h0, grad_c0 = OPS.lstm_cell_bwd(
+                _or_zeros(grad_h, h), _or_zeros(grad_c, c0), x, w_ih, w_hh, h0, c0, h, workspace,
+                ctx.bias)
+            bias = grad_bias if ctx.bias else None
+            result = [grad_x, grad_w_ih, grad_w_hh, bias, bias, grad_h0, grad_c0]
+            if _double_backward(ctx, grads):
+                result = _once_differentiable(result)
+        return (None, *result, None)
+
+
+def _lstm_cell_fwd_autograd(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training):
+    tensors = (x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    if needs_composite(tensors):
+        _checks.lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+        return _composite.lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training)
+    if _requires_grad(tensors):
+        return _LstmCellFwd.apply(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training)
+    return _below_autograd(OPS.lstm_cell_fwd.default, keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0,
+                           training)
+
+
+def _lstm_cell_bwd_autograd(keyset, grad_h, grad_c, x, w_ih, w_hh, h0, c0, h, workspace, bias):
+    tensors = (grad_h, grad_c, x, w_ih, w_hh, h0, c0, h, workspace)
+    if needs_composite(tensors) or _requires_grad(tensors):
+        _checks.lstm_cell_bwd(grad_h, grad_c, x, w_ih, w_hh, h0, c0, h, workspace)
+        return _composite.lstm_cell_bwd(grad_h, grad_c, x, w_ih, w_hh, h0, c0, h, workspace,
+                                        bias)
+    return _below_autograd(OPS.lstm_cell_bwd.default, keyset, grad_h, grad_c, x, w_ih, w_hh, h0,
+                           c0, h, workspace, bias)
+
+
+class _GruCellFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, training):
+        return _below_autograd(OPS.gru_cell_fwd.default, keyset, x, w_ih, w_hh, b_ih, b_hh, h0,
+                               training)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x, w_ih, w_hh, b_ih, b_hh, h0, training = inputs
+        h, workspace = output
+        ctx.training, ctx.bias = training, b_ih is not None
+        ctx.mark_non_differentiable(workspace)
+        if training:
+            recompute = x.device.type == "cpu"
+            _save(ctx, x, w_ih, w_hh, b_ih if recompute else None, b_hh, h0,
+                  _output_for_backward(h), workspace)
+
+    @staticmethod
+    def backward(ctx, grad_h, _grad_workspace):
+        _check_saved(ctx, "gru_cell_fwd")
+        x, w_ih, w_hh, b_ih, b_hh, h0, h, workspace = _saved(ctx)
+        needs = ctx.needs_input_grad[1:7]
+        if _double_backward(ctx, (grad_h,)) and x.device.type == "cpu":
+            inputs = (x, w_ih, w_hh, b_ih, b_hh, h0, False)
+            result = _recompute_grads(_composite.gru_cell_fwd, inputs, needs, (grad_h,))
+        else:
+            grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_h0 = OPS.gru_cell_bwd(
+                _or_zeros(grad_h, h), x, w_ih, w_hh, b_hh, h0, h, workspace)
+            if not ctx.bias:
+                grad_b_ih = grad_b_hh = None
+            result = [grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_h0]
+            if _double_backward(ctx, (grad_h,)):
+                result = _once_differentiable(result)
+        return (None, *result, None)
+
+
+def _gru_cell_fwd_autograd(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, training):
+    tensors = (x, w_ih, w_hh, b_ih, b_hh, h0)
+    if needs_composite(tensors):
+        _checks.gru_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0)
+        return _composite.gru_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, training)
+    if _requires_grad(tensors):
+        return _GruCellFwd.apply(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, training)
+    return _below_autograd(OPS.gru_cell_fwd.default, keyset, x, w_ih, w_hh, b_ih, b_hh, h0,
+                           training)
+
+
+def _gru_cell_bwd_autograd(keyset, grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace):
+    tensors = (grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace)
+    if needs_composite(tensors) or _requires_grad(tensors):
+        _checks.gru_cell_bwd(grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace)
+        return _composite.gru_cell_bwd(grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace)
+    return _below_autograd(OPS.gru_cell_bwd.default, keyset, grad_h, x, w_ih, w_hh, b_hh, h0, h,
+                           workspace)
+
+
 _LIB = torch.library.Library("rnnfuse", "IMPL")
 for _name, _kernel in (("lstm_fwd", _lstm_fwd_autograd), ("lstm_bwd", _lstm_bwd_autograd),
-                       ("gru_fwd", _gru_fwd_autograd), ("gru_bwd", _gru_bwd_autograd)):
+                       ("gru_fwd", _gru_fwd_autograd), ("gru_bwd", _gru_bwd_autograd),
+                       ("lstm_cell_fwd", _lstm_cell_fwd_autograd),
+                       ("lstm_cell_bwd", _lstm_cell_bwd_autograd),
+                       ("gru_cell_fwd", _gru_cell_fwd_autograd),
+                       ("gru_cell_bwd", _gru_cell_bwd_autograd)):
     _LIB.impl(_name, _kernel, "Autograd", with_keyset=True)

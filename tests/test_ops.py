@@ -308,6 +308,76 @@ def raw_bwd_args(mode, packed, reverse=False):
     return (rand_like(y), rand_like(h_n), w_hh, b_hh, h0, y, ws, batch_sizes, reverse)
 
 
+def raw_cell_args(mode, bias=True, requires_grad=False, seed=31):
+    """Arguments of lstm_cell_fwd / gru_cell_fwd (training) and of the
+    matching backward op, from that forward. B=3, I=2, H=4."""
+    gen = torch.Generator().manual_seed(seed)
+    G = 4 if mode == "LSTM" else 3
+
+    def rand(*shape, scale=1.0):
+        t = torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
+        return t.requires_grad_(requires_grad)
+
+    x, w_ih, w_hh = rand(3, 2), rand(G * 4, 2, scale=0.5), rand(G * 4, 4, scale=0.5)
+    b_ih, b_hh = (rand(G * 4), rand(G * 4)) if bias else (None, None)
+    h0 = rand(3, 4)
+    if mode == "LSTM":
+        c0 = rand(3, 4)
+        fwd = (x, w_ih, w_hh, b_ih, b_hh, h0, c0, True)
+        h, c, ws = (t.detach() for t in OPS.lstm_cell_fwd(*fwd))
+        bwd = (torch.randn(3, 4, generator=gen, dtype=torch.float64),
+               torch.randn(3, 4, generator=gen, dtype=torch.float64),
+               x.detach(), w_ih.detach(), w_hh.detach(), h0.detach(), c0.detach(), h, ws, bias)
+        return fwd, bwd
+    fwd = (x, w_ih, w_hh, b_ih, b_hh, h0, True)
+    h, ws = (t.detach() for t in OPS.gru_cell_fwd(*fwd))
+    bwd = (torch.randn(3, 4, generator=gen, dtype=torch.float64), x.detach(), w_ih.detach(),
+           w_hh.detach(), None if b_hh is None else b_hh.detach(), h0.detach(), h, ws)
+    return fwd, bwd
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_opcheck_cells(mode, bias):
+    fwd, bwd = raw_cell_args(mode, bias=bias, requires_grad=True)
+    op_fwd, op_bwd = ((OPS.lstm_cell_fwd, OPS.lstm_cell_bwd) if mode == "LSTM"
+                      else (OPS.gru_cell_fwd, OPS.gru_cell_bwd))
+    torch.library.opcheck(op_fwd, fwd)
+    torch.library.opcheck(op_fwd, tuple(a.detach() if isinstance(a, torch.Tensor) else a
+                                         for a in fwd[:-1]) + (False,))
+    torch.library.opcheck(op_bwd, bwd)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_cell_ops_gradcheck_and_match_the_reference(mode, bias):
+    """One cell step = the input projection and one layer step of the
+    float64 reference; gradients pass gradcheck."""
+    fwd, _ = raw_cell_args(mode, bias=bias, requires_grad=True)
+    op = OPS.lstm_cell_fwd if mode == "LSTM" else OPS.gru_cell_fwd
+    args = list(fwd)
+    diff = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+
+    def call(*d):
+        full = list(args)
+        for i, t in zip(diff, d):
+            full[i] = t
+        return op(*full)[:-1]
+
+    assert torch.autograd.gradcheck(call, [args[i] for i in diff], eps=1e-6, atol=1e-7)
+    x, w_ih, w_hh, b_ih, b_hh, h0 = args[:6]
+    if mode == "LSTM":
+        bias_sum = None if b_ih is None else b_ih + b_hh
+        _, h_ref, c_ref = R.lstm_layer(torch.nn.functional.linear(x, w_ih, bias_sum), w_hh, None,
+                                       h0, args[6])
+        h, c, _ = op(*args)
+        check_close("h", h_ref, h, F64_TOL)
+        check_close("c", c_ref, c, F64_TOL)
+    else:
+        _, h_ref = R.gru_layer(torch.nn.functional.linear(x, w_ih, b_ih), w_hh, b_hh, h0)
+        check_close("h", h_ref, op(*args)[0], F64_TOL)
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "infer"])
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
@@ -440,16 +510,21 @@ def test_bad_arguments_raise(name, op, changes, match):
         fn(*kwargs.values())
 
 
+def _float32(args):
+    return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                 for a in args)
+
+
 def _all_op_calls():
-    """(op, args) of all four ops on valid float32 CPU arguments."""
+    """(op, args) of all eight ops on valid float32 CPU arguments."""
     for mode in ("LSTM", "GRU"):
-        fwd = raw_fwd_args(mode, packed=True, training=True, requires_grad=False)
-        fwd = tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                    for a in fwd)
-        bwd = tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                    for a in raw_bwd_args(mode, packed=True, reverse=True))
+        fwd = _float32(raw_fwd_args(mode, packed=True, training=True, requires_grad=False))
+        bwd = _float32(raw_bwd_args(mode, packed=True, reverse=True))
         yield OPS.lstm_fwd if mode == "LSTM" else OPS.gru_fwd, fwd
         yield OPS.lstm_bwd if mode == "LSTM" else OPS.gru_bwd, bwd
+        cell_fwd, cell_bwd = raw_cell_args(mode)
+        yield (OPS.lstm_cell_fwd if mode == "LSTM" else OPS.gru_cell_fwd), _float32(cell_fwd)
+        yield (OPS.lstm_cell_bwd if mode == "LSTM" else OPS.gru_cell_bwd), _float32(cell_bwd)
 
 
 def _tensor_positions(args):
