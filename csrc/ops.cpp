@@ -75,4 +75,7 @@ TORCH_LIBRARY(rnnfuse, m) {
       "int proj_size=0, int packed_runs=1) -> str");
   // ns per step of the persistent tier's exchange alone (CUDA; gpu_check).
   m.def("persistent_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
+  // The same for the cluster tier's DSMEM exchange (sm_90; ctas: CTAs per cluster).
+  m.def(
+      "persistent_cluster_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
 }
