@@ -248,8 +248,10 @@ bool run_forward(Cell cell, const at::Tensor& x_proj, const at::Tensor& w_hh,
   if (!persistent_enabled()) return false;
   const int64_t hidden = h0.size(1), batch = h0.size(0);
   const int64_t n_steps = static_cast<int64_t>(steps.size());
-  Plan plan = forward_plan(cell, x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
-                           count_runs(steps));
+  // The launch itself checks the cluster's occupancy (and falls back), so
+  // the plan needs no separate query here (one per call is enough).
+  Plan plan = plan_for(cell, x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
+                       count_runs(steps));
   if (plan.tier == Tier::PerStep) return false;
 
   TORCH_CHECK(x_proj.is_contiguous() && w_hh.is_contiguous() && h0.is_contiguous() &&
