@@ -359,6 +359,17 @@ bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
   return true;
 }
 
+// What the planner saw of the device (JSON): SMs, the SMs this context may
+// use, co-resident 8- and 16-CTA clusters of the cluster kernel.
+std::string describe_device(const DeviceProps& d) {
+  return "{\"cc\": " + std::to_string(d.cc_major * 10 + d.cc_minor) +
+         ", \"sms\": " + std::to_string(d.sm_count) +
+         ", \"sms_available\": " + std::to_string(usable_sms(d)) +
+         ", \"smem_optin\": " + std::to_string(d.smem_optin) +
+         ", \"max_active_clusters\": " + std::to_string(d.max_active_clusters) +
+         ", \"max_active_clusters_16\": " + std::to_string(d.max_active_clusters_16) + "}";
+}
+
 // ------------------------------------------------------------------ ops
 std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, int64_t hidden,
                                  int64_t batch, int64_t steps, int64_t proj_size,
@@ -398,8 +409,8 @@ std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, 
          "\", \"enabled\": " + (on ? "true" : "false") + ", \"launches\": " +
          std::to_string(g_launches.load()) + ", \"cluster_launches\": " +
          std::to_string(g_cluster_launches.load()) + ", \"cluster_kernels\": " +
-         (current_device_info().cluster_kernels ? "true" : "false") + ", \"plan\": " +
-         plan.describe() +
+         (current_device_info().cluster_kernels ? "true" : "false") + ", \"device\": " +
+         describe_device(current_device_props()) + ", \"plan\": " + plan.describe() +
          ", \"backward_plan\": " + bwd.describe() + "}";
 }
 
