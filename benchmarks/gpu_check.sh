@@ -6,14 +6,17 @@
 #   1. env        nvidia-smi, python/torch/CUDA/cuDNN versions, nvcc, compute-sanitizer
 #   2. build      python3 setup.py build_ext --inplace (TORCH_CUDA_ARCH_LIST, MAX_JOBS)
 #   3. tests      pytest tests/test_cuda_*.py, then the CUDA cases (-k cuda) of the rest
-#      ptests     pytest tests/test_cuda_persistent.py alone (RNNFUSE_PERSISTENT=1 inside;
-#                 its own process, so a trapped persistent kernel cannot spoil the others)
+#      ptests     pytest tests/test_cuda_persistent*.py alone: the grid tier and the cluster
+#                 tier (RNNFUSE_PERSISTENT=1 inside; their own process, so a trapped
+#                 persistent kernel cannot spoil the others)
 #   4. memcheck   compute-sanitizer memcheck on benchmarks/sanitizer_cases.py
 #      racecheck  compute-sanitizer racecheck on its smaller subset
 #      synccheck  compute-sanitizer synccheck on the same subset
-#                 (each of the three also runs the persistent-tier cases)
-#   5. persist    benchmarks/persist_check.py: the exchange alone (ns/step) and
-#                 the points vs cuDNN, per-step and persistent paths
+#                 (each of the three also runs the persistent-tier cases, both tiers)
+#   5. persist    benchmarks/persist_check.py: the exchanges alone (ns/step; grid
+#                 tier's L2 flags, cluster tier's DSMEM) and the points vs
+#                 cuDNN, per-step and persistent paths (the tier the planner picks,
+#                 and the grid tier beside it where that is the cluster tier)
 #      bench      python3 -m benchmarks.run --preset quick
 #   6. report     $OUT/gpu_check_report.md, printed last
 # Exit status 0 only if every stage passed.
@@ -25,7 +28,7 @@
 # appended to bench.log; its numbers are in the report). Without OUT the
 # benchmark's full folder (plots too) is also kept in <out>/bench/.
 #
-# Time: each stage has a cap (build 240 s, tests 150 s, ptests 90 s,
+# Time: each stage has a cap (build 240 s, tests 150 s, ptests 120 s,
 # sanitizers 90/90/60 s, persist 90 s, bench 120 s) and the whole run a
 # budget, GPU_CHECK_BUDGET_S (default 460 s): a stage never takes time the
 # later stages need, so the check ends in under 8 minutes even when stages
@@ -182,7 +185,7 @@ stage_tests() {
   shopt -s nullglob
   files=()
   for f in tests/test_cuda_*.py; do
-    [[ $f == tests/test_cuda_persistent.py ]] || files+=("$f")
+    [[ $f == tests/test_cuda_persistent*.py ]] || files+=("$f")
   done
   shopt -u nullglob
   if ((${#files[@]} == 0)); then
@@ -219,14 +222,18 @@ stage_ptests() {
   local log="$WORK/ptests.log" t0 t rc n=0 note
   local -a extra=()
   t0=$(now)
-  t=$(stage_timeout ptests 90)
+  t=$(stage_timeout ptests 120)
   if "$PY" -c "import pytest_timeout" 2>/dev/null; then extra=(--timeout=60); fi
-  if [[ ! -f tests/test_cuda_persistent.py ]]; then
-    record ptests fail 0 "no tests/test_cuda_persistent.py"
+  local -a pfiles=()
+  shopt -s nullglob
+  pfiles=(tests/test_cuda_persistent*.py)
+  shopt -u nullglob
+  if ((${#pfiles[@]} == 0)); then
+    record ptests fail 0 "no tests/test_cuda_persistent*.py"
     return
   fi
-  echo "## pytest tests/test_cuda_persistent.py (timeout ${t}s)" >"$log"
-  run_capped "$t" "$log" "$PY" -m pytest tests/test_cuda_persistent.py -q -rfE -p no:cacheprovider \
+  echo "## pytest ${pfiles[*]} (timeout ${t}s)" >"$log"
+  run_capped "$t" "$log" "$PY" -m pytest "${pfiles[@]}" -q -rfE -p no:cacheprovider \
     ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_persist.xml"
   rc=$?
   cat "$log" >>"$OUT_DIR/tests.log"

@@ -174,14 +174,26 @@ def persist_section(persist: dict | None) -> list[str]:
     for r in persist.get("exchange", []):
         lines.append(f"| {r['H']} | {r['B']} | {r['P']} | {_fmt(r.get('ns_per_step'), '.0f')} | "
                      f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
-    lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent:", "",
+    cluster = persist.get("cluster_exchange", [])
+    if cluster:
+        lines += ["", "Exchange alone, cluster tier (mbarrier wait + st.async to every peer, "
+                  "no math), bf16:", "", "| H | B | CTAs per cluster | replicas | ns/step | data |",
+                  "|---|---|---|---|---|---|"]
+        for r in cluster:
+            lines.append(f"| {r['H']} | {r['B']} | {r['S']} | {r['R']} | "
+                         f"{_fmt(r.get('ns_per_step'), '.0f')} | "
+                         f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
+    lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; grid tier: "
+              "the grid tier's time where the planner picked the cluster tier:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
-              "us/step | path | status |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "us/step | path | grid tier | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         lines.append(f"| {r['cell']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | {r['H']} | "
                      f"{_fmt(r.get('cudnn_ms'))} | {_fmt(r.get('perstep_ms'))} | "
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
-                     f"{_fmt(r.get('us_per_step'), '.2f')} | {r.get('path', '-')} | {r['status']} |")
+                     f"{_fmt(r.get('us_per_step'), '.2f')} | {r.get('path', '-')} | "
+                     f"{_fmt(r.get('grid_ms'))} | {r['status']} |")
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
     return lines
 
@@ -242,7 +254,7 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
     lines.append("")
 
     lines += ["## Sanitizer", "",
-              "| tool | sanitizer errors | cases passed | cases failed | not run (deadline) |",
+              "| tool | sanitizer errors | cases passed | cases failed | not run (deadline, no clusters) |",
               "|---|---|---|---|---|"]
     for tool, s in san.items():
         if not s["ran"]:

@@ -4,13 +4,18 @@
 
 1. plan: which path the issue's points take on this device, and why;
 2. exchange: ns per step of the exchange alone (flags + h gather + slice
-   write, no math; csrc/cuda/persistent/exchange_bench.cu), grid tier;
+   write, no math; csrc/cuda/persistent/exchange_bench.cu), grid tier; and
+   of the cluster tier's DSMEM exchange alone (mbarrier wait + st.async push
+   of each CTA's units, cluster_exchange_bench.cu; sm_90 only), whose data
+   check is exact (every step adds 1, so a stale row shows);
 3. points: LSTM H=768, B=16, T=1024 (FlashRNN's point) in fp16 and bf16, and
    GRU bf16, forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
-   and rnnfuse persistent, timed with CUDA events (warm-up, median). Each
-   rnnfuse output is checked against the per-step path (validated on the
-   H200) before it is timed, and the persistent launch counter must move
-   (forward, and in training the backward where its plan says persistent).
+   and rnnfuse persistent with the tier the planner picks (the "path"
+   column), timed with CUDA events (warm-up, median); where that is the
+   cluster tier, the grid tier is timed too (grid_ms). Each rnnfuse output is
+   checked against the per-step path (validated on the H200) before it is
+   timed, and the launch counters must move (forward on its tier, and in
+   training the backward where its plan says persistent).
 
 Exit 0 when everything ran, every point was correct and the persistent path
 ran where the plan said it would; 1 otherwise. Prints a summary; the JSON is
@@ -36,6 +41,8 @@ DEV = "cuda"
 EXCHANGE = [  # (H, B, CTAs per replica)
     (768, 16, 16), (768, 16, 48), (768, 16, 96), (768, 16, 128),
     (256, 16, 32), (1024, 16, 128), (768, 64, 96)]
+CLUSTER_EXCHANGE = [  # (H, B, CTAs per cluster, replicas)
+    (768, 16, 16, 1), (768, 16, 16, 2), (768, 16, 8, 1), (256, 16, 8, 1), (512, 64, 16, 4)]
 POINTS = [("LSTM", torch.float16, 768, 16, 1024), ("LSTM", torch.bfloat16, 768, 16, 1024),
           ("GRU", torch.bfloat16, 768, 16, 1024)]
 AGREE = 3e-2  # persistent vs per-step: max abs on h (|h| <= 1), max relative on dx (bf16-level)
@@ -71,6 +78,39 @@ def exchange(steps: int) -> list[dict]:
     return out
 
 
+def cluster_exchange(steps: int) -> list[dict]:
+    out = []
+    like = path_info("LSTM", torch.bfloat16, 64, 8, 10)
+    if torch.cuda.get_device_capability()[0] < 9 or not like.get("cluster_kernels"):
+        print("cluster exchange: skipped (no sm_90 cluster kernels)", flush=True)
+        return out
+    for H, B, S, R in CLUSTER_EXCHANGE:
+        y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
+        h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
+        row = {"H": H, "B": B, "S": S, "R": R}
+        try:
+            torch.ops.rnnfuse.persistent_cluster_exchange_bench(y[: 200 * B], h0, S, R)  # warm-up
+            ns = [torch.ops.rnnfuse.persistent_cluster_exchange_bench(y, h0, S, R) for _ in range(3)]
+            row["ns_per_step"] = statistics.median(ns)
+            # Each step added 1 to every 16-bit word: the last step holds h0 + steps - 1.
+            want = (h0.view(torch.int16).to(torch.int32) + steps - 1) & 0xFFFF
+            want = torch.where(want >= 0x8000, want - 0x10000, want).to(torch.int16)
+            row["ok"] = bool(torch.equal(y[-B:].view(torch.int16), want))
+        except RuntimeError as e:
+            row["error"] = str(e).splitlines()[0]
+            row["ok"] = False
+        print(f"cluster exchange H={H} B={B} S={S} R={R}: "
+              f"{row.get('ns_per_step', float('nan')):.0f} ns/step "
+              f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}", flush=True)
+        out.append(row)
+    return out
+
+
+def launch_counts(cell, dtype, H, B, T) -> tuple[int, int]:
+    info = path_info(cell, dtype, H, B, T)
+    return info["launches"], info["cluster_launches"]
+
+
 def time_ms(fn, reps: int) -> float:
     fn()
     torch.cuda.synchronize()
@@ -83,6 +123,32 @@ def time_ms(fn, reps: int) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def check_persistent(run, ours, base, info, mode, shape) -> tuple[str, float]:
+    """Run once on the path `info` names; "OK" when the launch counters moved
+    as its plans say and the output (and input gradient) agree with the
+    per-step path's `base`; also the agreement (max abs on h, max relative
+    on dx)."""
+    before, before_cluster = launch_counts(*shape)
+    got = run(ours)
+    torch.cuda.synchronize()
+    after, after_cluster = launch_counts(*shape)
+    forward = info["path"].startswith("persistent-")
+    want = forward + (mode == "training" and info["backward_path"] == "persistent-grid")
+    want_cluster = int(info["path"] == "persistent-cluster")
+    agree = (got[0].float() - base[0].float()).abs().max().item()
+    if got[1] is not None:
+        scale = max(base[1].float().abs().max().item(), 1e-6)
+        agree = max(agree, (got[1].float() - base[1].float()).abs().max().item() / scale)
+    if after - before != want:
+        return f"WRONG: {after - before} persistent launches, expected {want}", agree
+    if after_cluster - before_cluster != want_cluster:
+        return (f"WRONG: {after_cluster - before_cluster} cluster launches, expected "
+                f"{want_cluster}"), agree
+    if not agree <= AGREE:
+        return f"WRONG: persistent vs per-step {agree:.3g} > {AGREE}", agree
+    return "OK", agree
 
 
 def point(cell, dtype, H, B, T, reps) -> list[dict]:
@@ -115,34 +181,31 @@ def point(cell, dtype, H, B, T, reps) -> list[dict]:
         info = path_info(cell, dtype, H, B, T)
         row["path"] = info["path"]
         row["plan"] = info["plan"]
-        before = info["launches"]
-        got = run(ours)
-        torch.cuda.synchronize()
-        ran = path_info(cell, dtype, H, B, T)["launches"] - before
         row["backward_path"] = info["backward_path"]
-        want = (row["path"] == "persistent-grid") + (
-            mode == "training" and info["backward_path"] == "persistent-grid")
-        # Output and (training) input gradient against the per-step path; the
-        # gradient relative to its own magnitude.
-        row["agree_max_abs"] = (got[0].float() - base[0].float()).abs().max().item()
-        if got[1] is not None:
-            scale = max(base[1].float().abs().max().item(), 1e-6)
-            row["agree_max_abs"] = max(row["agree_max_abs"],
-                                       (got[1].float() - base[1].float()).abs().max().item() / scale)
-        row["status"] = "OK"
-        if ran != want:
-            row["status"] = f"WRONG: {ran} persistent launches, expected {want}"
-        elif not row["agree_max_abs"] <= AGREE:
-            row["status"] = f"WRONG: persistent vs per-step {row['agree_max_abs']:.3g} > {AGREE}"
-        else:
+        status, agree = check_persistent(run, ours, base, info, mode, (cell, dtype, H, B, T))
+        row["agree_max_abs"] = agree
+        row["status"] = status
+        if status == "OK":
             row["persistent_ms"] = time_ms(lambda: run(ours), reps)
             row["speedup_vs_cudnn"] = row["cudnn_ms"] / row["persistent_ms"]
             row["us_per_step"] = row["persistent_ms"] * 1e3 / T
+        if row["path"] == "persistent-cluster":  # the grid tier at the same point, for comparison
+            os.environ["RNNFUSE_PERSISTENT_TIER"] = "grid"
+            try:
+                ginfo = path_info(cell, dtype, H, B, T)
+                if ginfo["path"] == "persistent-grid":
+                    gstatus, _ = check_persistent(run, ours, base, ginfo, mode, (cell, dtype, H, B, T))
+                    row["grid_status"] = gstatus
+                    if gstatus == "OK":
+                        row["grid_ms"] = time_ms(lambda: run(ours), reps)
+            finally:
+                del os.environ["RNNFUSE_PERSISTENT_TIER"]
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}: cuDNN {row['cudnn_ms']:.3f} ms, "
               f"per-step {row['perstep_ms']:.3f} ms, persistent "
-              f"{row.get('persistent_ms', float('nan')):.3f} ms [{row['path']}] {row['status']}",
-              flush=True)
+              f"{row.get('persistent_ms', float('nan')):.3f} ms [{row['path']}] {row['status']}"
+              + (f"; grid tier {row.get('grid_ms', float('nan')):.3f} ms {row.get('grid_status')}"
+                 if "grid_status" in row else ""), flush=True)
         rows.append(row)
     return rows
 
@@ -158,12 +221,14 @@ def main(argv=None) -> int:
         return 2
     import rnnfuse.ops  # noqa: F401
     t0 = time.monotonic()
-    result = {"device": torch.cuda.get_device_name(), "exchange": [], "points": [], "errors": []}
+    result = {"device": torch.cuda.get_device_name(), "exchange": [], "cluster_exchange": [],
+              "points": [], "errors": []}
     for cell, dtype, H, B, T in POINTS:
         set_persistent(True)
         print(f"plan {cell} {dtype} H={H} B={B}: {path_info(cell, dtype, H, B, T)}", flush=True)
     set_persistent(False)
     for name, fn in (("exchange", lambda: exchange(args.steps)),
+                     ("cluster_exchange", lambda: cluster_exchange(args.steps)),
                      ("points", lambda: [r for p in POINTS for r in point(*p, reps=args.reps)])):
         try:
             result[name] = fn()
@@ -173,7 +238,9 @@ def main(argv=None) -> int:
     result["seconds"] = time.monotonic() - t0
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     ok = (not result["errors"] and all(r["ok"] for r in result["exchange"])
-          and result["points"] and all(r["status"] == "OK" for r in result["points"]))
+          and all(r["ok"] for r in result["cluster_exchange"])
+          and result["points"] and all(r["status"] == "OK" for r in result["points"])
+          and all(r.get("grid_status", "OK") == "OK" for r in result["points"]))
     print(f"persist_check: {'OK' if ok else 'FAILED'} in {result['seconds']:.0f} s", flush=True)
     return 0 if ok else 1
 

@@ -17,9 +17,10 @@ caching allocator an overrun lands inside a cached block and memcheck cannot
 see it.
 
 Persistent tier: --with-persistent appends cases that run with
-RNNFUSE_PERSISTENT=1 (bf16, where the planner picks the persistent kernels;
-each checks that a persistent launch really happened); --subset persistent
-runs only those.
+RNNFUSE_PERSISTENT=1 and RNNFUSE_PERSISTENT_TIER set to the case's tier
+(bf16; grid cases on any sm_80+ GPU, cluster cases where the cluster kernels
+exist, skipped elsewhere; each checks that its tier's launches really
+happened); --subset persistent runs only those.
 
 Other flags: --list prints the cases; --subset {all,race,persistent}; -k SUBSTR keeps
 cases whose name contains SUBSTR; --device cpu runs the same checks on the
@@ -62,12 +63,13 @@ class Case:
     layers: int = 1
     bidirectional: bool = False
     persistent: bool = False  # run with RNNFUSE_PERSISTENT=1
+    tier: str = "grid"        # RNNFUSE_PERSISTENT_TIER of a persistent case
 
     @property
     def name(self) -> str:
         extra = (f"-proj{self.proj}" if self.proj else "") + (f"-L{self.layers}" if self.layers > 1 else "")
         extra += "-bi" if self.bidirectional else ""
-        extra += "-persistent" if self.persistent else ""
+        extra += f"-persistent-{self.tier}" if self.persistent else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
 
@@ -100,10 +102,16 @@ def race_cases() -> list[Case]:
 def persistent_cases() -> list[Case]:
     """The persistent kernels (bf16: taken on any sm_80+ GPU; T=5 >= 3 steps):
     ragged and aligned H, packed, bidirectional, two layers, both cells."""
-    return [Case("LSTM", "bf16", 40, packed=True, layers=2, bidirectional=True, persistent=True),
+    grid = [Case("LSTM", "bf16", 40, packed=True, layers=2, bidirectional=True, persistent=True),
             Case("GRU", "bf16", 64, persistent=True),
             Case("LSTM", "bf16", 64, persistent=True),
             Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True)]
+    # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
+    # H=40 GRU has a pad element in its last CTA's words.
+    cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,
+                    tier="cluster"),
+               Case("GRU", "bf16", 40, packed=True, layers=2, persistent=True, tier="cluster")]
+    return grid + cluster
 
 
 def _persistent_path(case: Case) -> dict:
@@ -112,8 +120,18 @@ def _persistent_path(case: Case) -> dict:
     return json.loads(torch.ops.rnnfuse.recurrence_path(like, case.kind, case.H, B, T))
 
 
-def _persistent_launches() -> int:
-    return _persistent_path(Case("LSTM", "bf16", 8))["launches"]
+def _persistent_launches() -> tuple[int, int]:
+    """(all persistent launches, cluster-tier launches) so far."""
+    p = _persistent_path(Case("LSTM", "bf16", 8))
+    return p["launches"], p["cluster_launches"]
+
+
+def skip_reason(case: Case) -> str:
+    """Why this GPU cannot run the case ("" if it can)."""
+    if case.persistent and case.tier == "cluster" and torch.cuda.is_available():
+        if torch.cuda.get_device_capability()[0] < 9 or not _persistent_path(case)["cluster_kernels"]:
+            return "no sm_90 cluster kernels"
+    return ""
 
 
 def _modules(case: Case, device: str):
@@ -175,8 +193,9 @@ def run_case(case: Case, device: str = "cuda") -> float:
     ref, ours = _modules(case, device)
     x = _inputs(case)
     check_launches = case.persistent and device == "cuda"
-    before = _persistent_launches() if check_launches else 0
+    before = _persistent_launches() if check_launches else (0, 0)
     os.environ["RNNFUSE_PERSISTENT"] = "1" if case.persistent else "0"
+    os.environ["RNNFUSE_PERSISTENT_TIER"] = case.tier
     try:
         out, grads = _forward_backward(ours, x, case, device, DTYPE[case.dtype])
     finally:
@@ -187,9 +206,14 @@ def run_case(case: Case, device: str = "cuda") -> float:
         os.environ["RNNFUSE_PERSISTENT"] = "1"
         backward = _persistent_path(case)["backward_path"] == "persistent-grid"
         os.environ["RNNFUSE_PERSISTENT"] = "0"
-        want = case.layers * (2 if case.bidirectional else 1) * (2 if backward else 1)
-        got = _persistent_launches() - before
+        directions = case.layers * (2 if case.bidirectional else 1)
+        want = directions * (2 if backward else 1)
+        now = _persistent_launches()
+        got, got_cluster = now[0] - before[0], now[1] - before[1]
         assert got == want, f"{case.name}: {got} persistent launches, expected {want}"
+        want_cluster = directions if case.tier == "cluster" else 0
+        assert got_cluster == want_cluster, (f"{case.name}: {got_cluster} cluster-tier launches, "
+                                             f"expected {want_cluster}")
     ref_out, ref_grads = _forward_backward(ref, x, case, "cpu", torch.float64)
     worst = 0.0
     for i, (o, r) in enumerate(zip(out + grads, ref_out + ref_grads)):
@@ -240,6 +264,11 @@ def main(argv=None) -> int:
             skipped += 1
             print(f"skip  {case.name:36s} (deadline)", flush=True)
             continue
+        why = skip_reason(case) if args.device == "cuda" else ""
+        if why:
+            skipped += 1
+            print(f"skip  {case.name:36s} ({why})", flush=True)
+            continue
         t0 = time.perf_counter()
         try:
             err = run_case(case, args.device)
@@ -249,7 +278,7 @@ def main(argv=None) -> int:
             failed += 1
             print(f"FAIL  {case.name:36s} {type(e).__name__}: {e}", flush=True)
     print(f"sanitizer_cases: {len(cases) - failed - skipped} passed, {failed} failed, "
-          f"{skipped} skipped (deadline)", flush=True)
+          f"{skipped} skipped (deadline or no cluster kernels)", flush=True)
     return 1 if failed else 0
 
 

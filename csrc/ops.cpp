@@ -63,6 +63,17 @@ TORCH_LIBRARY(rnnfuse, m) {
       "persistent_emulate_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
       "int hbuf_rows, int elem_bytes, int seed, int fault=0) -> (Tensor y, Tensor h_n, Tensor workspace)");
+  // The CPU emulator of the cluster tier's kernel and its mbarrier protocol (tests only);
+  // cluster: the most CTAs per cluster (the partition may use fewer).
+  m.def(
+      "persistent_emulate_cluster_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
+      "int elem_bytes, int seed, int fault=0) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "persistent_emulate_cluster_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
+      "int elem_bytes, int seed, int fault=0) -> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "persistent_emulate_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
       "Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
@@ -81,4 +92,7 @@ TORCH_LIBRARY(rnnfuse, m) {
       "int proj_size=0, int packed_runs=1) -> str");
   // ns per step of the persistent tier's exchange alone (CUDA; gpu_check).
   m.def("persistent_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
+  // The same for the cluster tier's DSMEM exchange (sm_90; ctas: CTAs per cluster).
+  m.def(
+      "persistent_cluster_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
 }

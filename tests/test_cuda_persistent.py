@@ -1,4 +1,6 @@
-"""The persistent tier on a GPU (RNNFUSE_PERSISTENT=1): parity with the
+"""The persistent grid tier on a GPU (RNNFUSE_PERSISTENT=1,
+RNNFUSE_PERSISTENT_TIER=grid; the cluster tier has its own file,
+test_cuda_persistent_cluster.py): parity with the
 float64 reference under the cuDNN-relative rule of test_cuda_ops (outputs and
 every gradient, through the persistent forward and, where planned, the
 persistent backward), packed, bidirectional, every dtype it takes;
@@ -26,6 +28,7 @@ OPS = torch.ops.rnnfuse
 @pytest.fixture
 def persistent(monkeypatch):
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")  # on sm_90 the cluster tier would win
 
 
 def path(mode, dtype, H, B, T, proj=0, runs=1):
@@ -118,6 +121,7 @@ def test_bitwise_deterministic_and_close_to_the_per_step_path(mode, monkeypatch)
     model = cls(32, 200, device=DEVICE, dtype=BF16)
     x = torch.randn(60, 24, 32, device=DEVICE, dtype=BF16)
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")
     with torch.no_grad():
         a, b = _run(model, x), _run(model, x)
     for u, v in zip(a, b):

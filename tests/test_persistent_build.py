@@ -2,9 +2,12 @@
 with cuobjdump (the resource report ptxas -v prints, per kernel and arch, and
 the SASS): no spills or local memory, no stack frame, at most 255 registers,
 the tensor-core instruction meant (HMMA; TF32 for fp32), no LDL/STL, for
-every target in the build (CI: sm_80 and sm_90). Needs no GPU: it runs
-whenever the build has CUDA; cuobjdump comes from the CUDA toolkit or from
-PyPI's nvidia-cuda-cuobjdump (requirements.txt)."""
+every target in the build (CI: sm_80 and sm_90). The cluster tier's kernels
+on sm_90: the DSMEM exchange (STAS, SYNCS) and no gpu- or system-scope
+MEMBAR anywhere in them (nor a flag in global memory); on older targets a
+stub (the planner never picks them there). Needs no GPU: it runs whenever
+the build has CUDA; cuobjdump comes from the CUDA toolkit or from PyPI's
+nvidia-cuda-cuobjdump (requirements.txt)."""
 from __future__ import annotations
 
 import glob
@@ -31,6 +34,15 @@ KERNELS = {  # mangled name -> the HMMA form its SASS must contain
     for cell in (0, 1)
 }
 EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
+CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form
+    f"_ZN7rnnfuse7persist22persist_cluster_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_18PersistClusterArgsE": hmma
+    for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
+                       ("f", "HMMA.1688.F32.TF32"))
+    for cell in (0, 1)
+}
+CLUSTER_EXCHANGE = "_ZN7rnnfuse7persist31persist_cluster_exchange_kernelENS0_18PersistClusterArgsE"
+CLUSTER_ALL = list(CLUSTER_KERNELS) + [CLUSTER_EXCHANGE]
+GPU_MEMBAR = re.compile(r"\bMEMBAR\.[A-Z.]*(GPU|SYS)\b")
 
 
 def find_cuobjdump() -> str | None:
@@ -89,7 +101,7 @@ def test_registers_spills_stack_and_local_memory(extension, cuobjdump):
     usage = per_arch(res, re.compile(r"Function (\S+):"))
     archs = built_archs()
     assert archs, _build_config.CUDA_ARCH_LIST
-    for name in list(KERNELS) + [EXCHANGE]:
+    for name in list(KERNELS) + [EXCHANGE] + CLUSTER_ALL:
         for arch in archs:
             block = usage.get((arch, name))
             assert block is not None, f"{name} has no {arch} code in {extension}"
@@ -115,6 +127,40 @@ def test_sass_uses_tensor_cores_and_no_local_memory(extension, cuobjdump):
                 assert KERNELS[name] in body, f"{arch} {name}: no {KERNELS[name]}"
                 # The flags: acquire loads and release stores at gpu scope.
                 assert "STRONG.GPU" in body, f"{arch} {name}: no gpu-scope flag accesses"
+
+
+def sm(arch: str) -> int:
+    return int(arch.split("_")[1])
+
+
+def test_cluster_kernels_exchange_through_dsmem_without_gpu_fences(extension, cuobjdump):
+    """sm_90: the tensor-core MMAs, st.async (STAS) into peers' shared memory,
+    mbarrier waits and arrivals (SYNCS), and no MEMBAR of gpu or system
+    scope and no strong global accesses (no flags) in the whole kernel, so
+    none in its step loop. Older targets: a stub without any of it."""
+    sass = subprocess.run([cuobjdump, "-sass", "-fun", ",".join(CLUSTER_ALL), extension],
+                          check=True, capture_output=True, text=True).stdout
+    code = per_arch(sass, re.compile(r"Function : (\S+)"))
+    for name in CLUSTER_ALL:
+        for arch in built_archs():
+            body = code.get((arch, name))
+            assert body is not None, f"no {arch} SASS for {name}"
+            assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
+            if sm(arch) < 90:
+                assert "STAS" not in body and "HMMA" not in body and "SYNCS" not in body, \
+                    f"{arch} {name}: expected the trapping stub"
+                assert len(re.findall(r"/\*[0-9a-f]{4}\*/", body)) < 64, f"{arch} {name}: not a stub"
+                continue
+            for op in ("STAS", "SYNCS.PHASECHK.TRANS64", "SYNCS.ARRIVE.TRANS64"):
+                assert op in body, f"{arch} {name}: no {op}"
+            if name in CLUSTER_KERNELS:
+                assert CLUSTER_KERNELS[name] in body, f"{arch} {name}: no {CLUSTER_KERNELS[name]}"
+                assert "STAS.128" in body, f"{arch} {name}: no 16-byte st.async path"
+            membar = GPU_MEMBAR.search(body)
+            assert membar is None, f"{arch} {name}: {membar.group(0)} in the cluster kernel"
+            assert "STRONG.GPU" not in body, f"{arch} {name}: a gpu-scope flag access"
+            print(f"  {arch} {name[:64]}: STAS {body.count('STAS')}, "
+                  f"SYNCS {body.count('SYNCS')}, HMMA {body.count('HMMA')}")
 
 
 def test_persistent_sources_include_no_aten():

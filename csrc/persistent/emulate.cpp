@@ -27,6 +27,7 @@
 #include "../gate_math.h"
 #include "../recurrence.h"
 #include "emulate_common.h"
+#include "emulate_slice.h"
 #include "layout.h"
 #include "schedule_rle.h"
 
@@ -55,8 +56,8 @@ template <typename scalar_t>
 class Emulator {
  public:
   using acc_t = at::opmath_type<scalar_t>;
-  // Accumulation of the MMAs: fp32 on the GPU; double for float64 inputs.
-  using mma_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+  using Slice = SliceEmu<scalar_t>;
+  using mma_t = typename Slice::mma_t;
 
   Emulator(const Problem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows,
            bool reverse)
@@ -76,7 +77,7 @@ class Emulator {
     hbuf_rows_ = cfg.hbuf_rows;
     TORCH_CHECK(encode_schedule(steps, n_rows, reverse, sched_), "emulator: more than ",
                 kMaxRuns, " batch-size runs");
-    check_cursor();
+    check_cursor(steps, sched_);
     n_rows_ = n_rows;
     written_step_.assign(size_t(n_rows) * pr.H, -1);
     written_cta_.assign(size_t(n_rows) * pr.H, -1);
@@ -118,44 +119,18 @@ class Emulator {
     std::vector<mma_t> red;      // [warp][kRows][kRedPitch]
   };
 
-  // make_schedule and the encoded cursor must agree on every step.
-  void check_cursor() {
-    StepCursor cur;
-    cur.begin(sched_);
-    for (size_t s = 0; s < steps_.size(); ++s, cur.advance(sched_)) {
-      TORCH_CHECK(cur.valid(sched_), "emulator: cursor ended at step ", s);
-      const Step& st = steps_[s];
-      TORCH_CHECK(cur.cur.row0 == st.row0 && cur.cur.bs == st.bs &&
-                      cur.cur.carry == st.carry && (s == 0 || cur.cur.prev_row0 == st.prev_row0) &&
-                      cur.cur.carry_next == st.carry_next &&
-                      (st.carry_next == 0 || cur.cur.next_row0 == st.next_row0),
-                  "emulator: step cursor disagrees with make_schedule at step ", s, ": row0 ",
-                  cur.cur.row0, " vs ", st.row0, ", bs ", cur.cur.bs, " vs ", st.bs, ", carry ",
-                  cur.cur.carry, " vs ", st.carry);
-    }
-    TORCH_CHECK(!cur.valid(sched_), "emulator: cursor runs past the last step");
-  }
-
   void init_cta(Cta& cta, int q) {
     cta.q = q;
     cta.r = p_.replica_of(q);
     cta.c = p_.cta_of(q);
     cta.cursor.begin(sched_);
-    const int kk = p_.kk, ae = a_elems(kk);
+    const int ae = a_elems(p_.kk);
     cta.frags.assign(size_t(kWarps) * kRegFrags * 32 * ae, 0.0);
-    // The kernel's fragment load, element by element.
+    // The kernel's fragment load: fragment f = i * kMTiles + mt of warp w.
     for (int w = 0; w < kWarps; ++w) {
       for (int f = 0; f < p_.warp_frags(w); ++f) {
-        const int kt = p_.warp_ktile(w, f / kMTiles), mt = f % kMTiles;
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int e = 0; e < ae; ++e) {
-            const Coord a = a_coord(kk, lane, e);
-            const int64_t row = p_.weight_row(cta.c, mt * 16 + a.row);
-            const int k = kt * kk + a.col;
-            const double v = row >= 0 && k < p_.hidden ? operand(pr_.w[row * p_.hidden + k]) : 0.0;
-            cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e] = v;
-          }
-        }
+        Slice::frag(p_, pr_.w, cta.c, p_.warp_ktile(w, f / kMTiles), f % kMTiles,
+                    &cta.frags[(size_t(w) * kRegFrags + f) * 32 * ae]);
       }
     }
     cta.hbuf.assign(size_t(hbuf_rows_) * p_.h_pitch(p_.kk == 16 ? 2 : 4), scalar_t(0));
@@ -214,49 +189,18 @@ class Emulator {
   // One chunk of kChunkRows batch rows (hbuf rows q0..): every warp's MMAs
   // into its own partial-sum tile.
   void mma_chunk(Cta& cta, int q0, int n_rows) {
-    const int kk = p_.kk, ae = a_elems(kk), be = b_elems(kk);
-    const int pitch = p_.h_pitch(kk == 16 ? 2 : 4);
+    const int ae = a_elems(p_.kk);
+    const int pitch = p_.h_pitch(p_.kk == 16 ? 2 : 4);
     const int n_tiles = ceil_div(n_rows, 8);
     for (int w = 0; w < kWarps; ++w) {
-      mma_t acc[kMTiles][kChunkNTiles][16][8] = {};
-      for (int f = 0; f < p_.warp_frags(w); ++f) {
-        const int kt = p_.warp_ktile(w, f / kMTiles), mt = f % kMTiles;
-        double A[16][16] = {};
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int e = 0; e < ae; ++e) {
-            const Coord a = a_coord(kk, lane, e);
-            A[a.row][a.col] = cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e];
-          }
-        }
-        for (int nt = 0; nt < n_tiles; ++nt) {
-          double Bm[16][8] = {};
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int e = 0; e < be; ++e) {
-              const Coord bc = b_coord(kk, lane, e);
-              const scalar_t h = cta.hbuf[size_t(q0 + nt * 8 + bc.col) * pitch + kt * kk + bc.row];
-              Bm[bc.row][bc.col] = operand(h);
-            }
-          }
-          for (int i = 0; i < 16; ++i) {
-            for (int n = 0; n < 8; ++n) {
-              mma_t s = acc[mt][nt][i][n];
-              for (int k = 0; k < kk; ++k) s += mma_t(A[i][k]) * mma_t(Bm[k][n]);
-              acc[mt][nt][i][n] = s;
-            }
-          }
-        }
+      typename Slice::Acc acc;
+      Slice::zero(acc);
+      for (int i = 0; i < p_.warp_ktiles(w); ++i) {
+        const double* f = &cta.frags[(size_t(w) * kRegFrags + i * kMTiles) * 32 * ae];
+        Slice::mma_ktile(p_, f, f + 32 * ae, cta.hbuf.data(), pitch, q0, p_.warp_ktile(w, i),
+                         n_tiles, acc);
       }
-      // Store through the C fragment map, as the kernel does.
-      for (int mt = 0; mt < kMTiles; ++mt) {
-        for (int nt = 0; nt < n_tiles; ++nt) {
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int e = 0; e < kCElems; ++e) {
-              const Coord cc = c_coord(lane, e);
-              cta.red[red_index(w, mt * 16 + cc.row, nt * 8 + cc.col)] = acc[mt][nt][cc.row][cc.col];
-            }
-          }
-        }
-      }
+      Slice::store_partials(acc, cta.red.data(), w, n_tiles, kRedPitch);
     }
   }
 
@@ -269,38 +213,15 @@ class Emulator {
       if (nn >= n_rows || j >= H) continue;
       const int64_t b = p_.replica_row(cta.r, g0 + q0 + nn);
       const int64_t row = st.row0 + b;
-      acc_t sum[4];
-      for (int g = 0; g < G; ++g) {
-        mma_t s = 0;
-        for (int w = 0; w < kWarps; ++w) s += cta.red[red_index(w, g * J + jj, nn)];
-        sum[g] = acc_t(s);
-      }
+      acc_t sum[4], x[4];
+      Slice::sum_partials(cta.red.data(), G, J, jj, nn, kRedPitch, sum);
       const scalar_t* xr = pr_.x + row * G * H;
-      acc_t h;
-      if (pr_.cell == Cell::LSTM) {
-        const auto a = lstm_cell_forward<acc_t>(acc_t(xr[j]) + sum[0], acc_t(xr[H + j]) + sum[1],
-                                                acc_t(xr[2 * H + j]) + sum[2],
-                                                acc_t(xr[3 * H + j]) + sum[3],
-                                                pr_.c_state[b * H + j]);
-        pr_.c_state[b * H + j] = a.c;
-        h = lstm_hidden(a);
-        if (pr_.ws) {
-          acc_t* w = pr_.ws + row * 5 * H + j;
-          w[0] = a.i, w[H] = a.f, w[2 * H] = a.g, w[3 * H] = a.o, w[4 * H] = a.c;
-        }
-      } else {
-        for (int g = 0; g < 3; ++g) {
-          if (pr_.b_hh) sum[g] += acc_t(pr_.b_hh[g * H + j]);
-        }
-        const auto a = gru_cell_forward<acc_t>(acc_t(xr[j]), acc_t(xr[H + j]), acc_t(xr[2 * H + j]),
-                                               sum[0], sum[1], sum[2]);
-        const acc_t h_prev = acc_t(cta.hbuf[size_t(q0 + nn) * pitch + j]);
-        h = gru_hidden(a, h_prev);
-        if (pr_.ws) {
-          acc_t* w = pr_.ws + row * 4 * H + j;
-          w[0] = a.r, w[H] = a.z, w[2 * H] = a.n, w[3 * H] = a.hn;
-        }
-      }
+      for (int g = 0; g < G; ++g) x[g] = acc_t(xr[g * H + j]);
+      acc_t c = pr_.cell == Cell::LSTM ? pr_.c_state[b * H + j] : acc_t(0);
+      const acc_t h_prev = acc_t(cta.hbuf[size_t(q0 + nn) * pitch + j]);
+      const acc_t h = Slice::cell_item(pr_.cell, x, sum, pr_.b_hh ? pr_.b_hh + j : nullptr, H, c,
+                                       h_prev, pr_.ws ? pr_.ws + row * (G + 1) * H + j : nullptr);
+      if (pr_.cell == Cell::LSTM) pr_.c_state[b * H + j] = c;
       const size_t idx = size_t(row) * H + j;
       TORCH_CHECK(written_step_[idx] == -1, "emulator: y[", row, "][", j, "] written twice");
       written_step_[idx] = st.step;

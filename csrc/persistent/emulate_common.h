@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
+#include "../schedule.h"
 #include "layout.h"
 
 namespace rnnfuse {
@@ -51,6 +53,28 @@ double operand(scalar_t x) {
   } else {
     return static_cast<double>(x);
   }
+}
+
+// make_schedule and the kernels' run-length encoded cursor must agree on
+// every step (including what the cursor says of the next step).
+inline void check_cursor(const std::vector<Step>& steps, const Schedule& sched) {
+  StepCursor cur;
+  cur.begin(sched);
+  for (size_t s = 0; s < steps.size(); ++s, cur.advance(sched)) {
+    TORCH_CHECK(cur.valid(sched), "emulator: cursor ended at step ", s);
+    const Step& st = steps[s];
+    const bool last = s + 1 == steps.size();
+    TORCH_CHECK(cur.cur.row0 == st.row0 && cur.cur.bs == st.bs && cur.cur.carry == st.carry &&
+                    (s == 0 || cur.cur.prev_row0 == st.prev_row0) &&
+                    cur.cur.carry_next == st.carry_next &&
+                    (st.carry_next == 0 || cur.cur.next_row0 == st.next_row0) &&
+                    cur.cur.bs_next == (last ? 0 : steps[s + 1].bs) &&
+                    (last || cur.cur.next_row0 == steps[s + 1].row0),
+                "emulator: step cursor disagrees with make_schedule at step ", s, ": row0 ",
+                cur.cur.row0, " vs ", st.row0, ", bs ", cur.cur.bs, " vs ", st.bs, ", carry ",
+                cur.cur.carry, " vs ", st.carry);
+  }
+  TORCH_CHECK(!cur.valid(sched), "emulator: cursor runs past the last step");
 }
 
 // The flag value a CTA waits for from a producer of its replica before a

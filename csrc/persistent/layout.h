@@ -194,9 +194,10 @@ constexpr int kCElems = 4;
 // Pitch (floats) of one warp's partial-sum tile [kRows][kChunkRows]: +8 keeps
 // the float2 stores of a half-warp on distinct banks.
 // `rows`: weight rows per warp tile (kRows forward, kBwdRows backward).
+// `pitch`: the cluster kernel's tiles are as wide as its chunk (cluster_red_pitch).
 constexpr int kRedPitch = kChunkRows + 8;
-RNNFUSE_PHD int red_index(int warp, int row, int n, int rows = kRows) {
-  return (warp * rows + row) * kRedPitch + n;
+RNNFUSE_PHD int red_index(int warp, int row, int n, int rows = kRows, int pitch = kRedPitch) {
+  return (warp * rows + row) * pitch + n;
 }
 
 // ------------------------------------------------------------- schedule
@@ -223,6 +224,7 @@ struct StepInfo {
   int32_t bs;         // active rows [0, bs)
   int32_t carry;      // rows [0, carry) continue, [carry, bs) start from h0
   int32_t carry_next; // rows [0, carry_next) continue into the next step
+  int32_t bs_next;    // active rows of the next step (0 at the last)
   int32_t step;       // processing index s
 };
 
@@ -250,6 +252,7 @@ struct StepCursor {
     }
     cur.next_row0 = bs_next == 0 ? 0 : sc.reverse ? cur.row0 - bs_next : cur.row0 + cur.bs;
     cur.carry_next = bs_next < cur.bs ? bs_next : cur.bs;
+    cur.bs_next = bs_next;
   }
   RNNFUSE_PHD void advance(const Schedule& sc) {
     const int32_t bs_prev = cur.bs;

@@ -19,6 +19,14 @@ constexpr double kL2Bandwidth = 5.5e12;       // aggregate L2 reads
 constexpr double kSmL2Bandwidth = 64 * 1.75e9;  // one SM's share (64 B/clk)
 constexpr double kMmaFlops16 = 4.5e12;        // mma.sync fp16/bf16 per SM, sustained
 constexpr double kChunkFixedUs = 0.25;        // partial-sum reduction, epilogue, 2 barriers
+// The cluster tier's terms (all [I], to be measured; see cluster_step_us).
+constexpr double kClock = 1.755e9;            // SM clock, Hz (H100/H200 boost)
+constexpr double kSmemBandwidth = 128 * kClock;   // one SM's shared-memory reads, B/s
+constexpr double kDsmemBandwidth = 32 * kClock;   // one SM's st.async to peers, B/s
+constexpr double kMmaLatencyUs = 32 / kClock * 1e6;  // one dependent mma.sync
+constexpr double kEpilogueUs = 0.08;          // one slice's reduction over 8 warps + gate math
+constexpr double kBarrierUs = 0.02;           // one __syncthreads of 8 warps
+constexpr double kStepFixedUs = 0.05;         // the step's own barriers, the mbarrier wait's exit
 
 std::string fmt(const char* f, double a, double b = 0, double c = 0) {
   char buf[256];
@@ -91,7 +99,19 @@ std::string Plan::describe() const {
   std::string s = backward ? "{\"pass\": \"backward\", \"tier\": \"" : "{\"tier\": \"";
   s += tier_name(tier);
   s += "\", \"reason\": \"" + reason + "\"";
-  if (tier != Tier::PerStep) {
+  if (tier == Tier::Cluster) {
+    const ClusterPartition& q = cpart;
+    char buf[640];
+    std::snprintf(buf, sizeof(buf),
+                  ", \"P\": %d, \"J\": %d, \"NG\": %d, \"slices\": %d, \"R\": %d, \"MT\": %d, "
+                  "\"kk\": %d, \"KT\": %d, \"grid\": %d, \"hbuf_rows\": %d, \"chunk\": %d, "
+                  "\"smem_bytes\": %lld, \"w_frags\": %d, \"w_smem_frags\": %d, "
+                  "\"elem_bytes\": %d, \"us_per_step\": %.3f",
+                  q.cluster, q.units, q.slices, q.ctas, q.replicas, kMTiles, q.kk, q.ktiles,
+                  q.cluster_grid(), q.hb_rows, q.chunk, static_cast<long long>(smem_bytes), w_frags,
+                  q.smem_pairs() * kMTiles, elem_bytes, us_per_step);
+    s += buf;
+  } else if (tier != Tier::PerStep) {
     const Partition& q = part;
     char buf[512];
     std::snprintf(buf, sizeof(buf),
@@ -128,6 +148,87 @@ std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built
   return "";
 }
 }  // namespace
+
+// A cluster-tier step: the handoff (last st.async landed -> waiter released),
+// then per chunk of batch rows NG + 1 "brackets" (slice g's MMAs overlap
+// slice g-1's reduction and gate math; one barrier each), each as long as
+// the slowest of: the MMAs' throughput, their dependent chain (one warp's
+// k-tiles), the shared-memory W they stream, the epilogue; then the push of
+// the CTA's units to its peers.
+double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
+  const int rows = p.max_replica_rows();
+  const int chunks = ceil_div(rows, p.chunk);
+  const int n_tiles = ceil_div(rows < p.chunk ? rows : p.chunk, 8);
+  const double mma_rate = elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;
+  const double mma = 2.0 * kRows * p.k_padded() * n_tiles * 8 / mma_rate * 1e6;
+  const double chain = p.warp_ktiles(0) * kMmaLatencyUs;
+  const double w_smem = double(kWarps) * p.smem_pairs() * kMTiles * 512 / p.slices / kSmemBandwidth * 1e6;
+  const double bracket = std::fmax(std::fmax(mma, chain), std::fmax(w_smem, kEpilogueUs)) + kBarrierUs;
+  const double push = double(rows) * p.push_words(0, elem_bytes) * 4 * (p.cluster - 1) /
+                      kDsmemBandwidth * 1e6;
+  return kClusterHandoffUs + kStepFixedUs + chunks * (p.slices + 1) * bracket + push;
+}
+
+Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
+  const std::string no = unsupported(prob, dev, Built{false, true});
+  if (!no.empty()) return per_step(no);
+  if (dev.cc_major < 9 || !dev.clusters) {
+    return per_step("no thread-block clusters on this device (sm_90 or newer)");
+  }
+  if (dev.max_active_clusters < 1 && dev.max_active_clusters_16 < 1) {
+    return per_step("the occupancy API allows no cluster of the cluster kernel");
+  }
+  if (dev.regs_per_sm < kThreads * kRegsPerThread) {
+    return per_step("a CTA of 256 threads x 255 registers does not fit an SM's register file");
+  }
+  const int G = gates_of(prob.cell);
+  const int eb = elem_bytes_of(prob.dtype);
+  const int sms = sms_usable(dev);
+  Plan best = per_step("");
+  const char* invalid = nullptr;  // why no partition was even valid
+  bool valid = false;
+  const int j_max = kRows / G;
+  for (int J : {j_max, j_max / 2}) {
+    for (int S : {kPortableClusterCtas, kMaxClusterCtas}) {
+      const int active = S == kPortableClusterCtas ? dev.max_active_clusters : dev.max_active_clusters_16;
+      if (J < 1 || active < 1) continue;
+      for (int R = 1; R <= 64 && R <= active; R *= 2) {
+        if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
+        const ClusterPartition p = make_cluster_partition(G, prob.hidden, prob.batch, J, R, S, eb);
+        const char* bad = cluster_partition_error(p, eb);
+        if (bad != nullptr) {
+          invalid = bad;
+          break;
+        }
+        valid = true;
+        if (p.cluster_grid() > sms) break;
+        const int64_t smem = cluster_smem(p, eb, prob.cell).total;
+        if (smem > dev.smem_optin) continue;
+        const double us = cluster_step_us(p, eb);
+        if (best.tier == Tier::PerStep || us < best.us_per_step) {
+          best.tier = Tier::Cluster;
+          best.reason.clear();
+          best.part = p;
+          best.cpart = p;
+          best.elem_bytes = eb;
+          best.hbuf_rows = p.hb_rows;
+          best.smem_bytes = smem;
+          best.w_frags = std::min(kRegFrags, p.slices * p.max_warp_frags());
+          best.us_per_step = us;
+        }
+      }
+    }
+  }
+  if (best.tier == Tier::PerStep && !valid && invalid != nullptr) {
+    best.reason = std::string("no cluster partition: ") + invalid;
+  } else if (best.tier == Tier::PerStep) {
+    best.reason = fmt("W_hh (%.2f MB) does not fit one cluster of up to %.0f CTAs (registers and "
+                      "shared memory) within %.0f available SMs",
+                      double(G) * prob.hidden * prob.hidden * eb / 1e6,
+                      dev.max_active_clusters_16 > 0 ? kMaxClusterCtas : kPortableClusterCtas, sms);
+  }
+  return best;
+}
 
 Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
   const std::string no = unsupported(prob, dev, built);
@@ -190,41 +291,14 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
     }
   }
 
-  // ---- cluster tier (sm_90): W over one cluster of 8 or 16 CTAs, the batch
-  // over independent clusters, h through distributed shared memory. Planned
-  // for a kernel whose slices may exceed kRows (registers, then shared
-  // memory); that kernel is not built yet (built.cluster is false).
-  if (built.cluster && dev.clusters && dev.max_active_clusters > 0) {
-    for (int S : {8, 16}) {
-      Partition p{};
-      p.gates = G;
-      p.hidden = prob.hidden;
-      p.batch = prob.batch;
-      p.units = ceil_div(prob.hidden, S);
-      p.ctas = ceil_div(prob.hidden, p.units);  // at most S
-      p.kk = kk;
-      p.ktiles = ceil_div(prob.hidden, kk);
-      p.replicas = std::min(dev.max_active_clusters, std::max(1, ceil_div(prob.batch, 8)));
-      if (p.grid() > sms) continue;
-      const int rows = ceil_div(G * p.units, 16) * 16;
-      const int64_t w_bytes = int64_t(rows) * p.k_padded() * eb;
-      const int hb = ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows;
-      const int64_t smem = grid_smem_bytes(p, eb, hb, prob.cell);
-      const int64_t reg_bytes = int64_t(kWarps) * kRegFrags * 32 * 16;
-      if (smem > dev.smem_optin || w_bytes > reg_bytes + (dev.smem_optin - smem)) continue;
-      // As the grid tier, with the DSMEM handoff in place of the L2 flags.
-      const double us = grid_step_us(p, eb, hb, dev) - kFlagHandoffUs + kClusterHandoffUs;
-      if (best.tier == Tier::PerStep || us < best.us_per_step) {
-        best.tier = Tier::Cluster;
-        best.reason.clear();
-        best.part = p;
-        best.elem_bytes = eb;
-        best.hbuf_rows = hb;
-        best.smem_bytes = smem + std::max<int64_t>(0, w_bytes - reg_bytes);
-        best.w_frags = (rows / 16) * ceil_div(p.ktiles, kWarps);
-        best.us_per_step = us;
-      }
+  // ---- cluster tier (sm_90): preferred where it fits and the model says
+  // it is at least as fast as the grid tier.
+  if (built.cluster) {
+    Plan c = make_cluster_plan(prob, dev);
+    if (c.tier == Tier::Cluster && (best.tier == Tier::PerStep || c.us_per_step <= best.us_per_step)) {
+      return c;
     }
+    if (best.tier == Tier::PerStep && !built.grid) return c;  // its reason
   }
   return best;
 }

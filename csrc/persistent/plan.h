@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cluster_layout.h"
 #include "layout.h"
 
 namespace rnnfuse {
@@ -27,7 +28,11 @@ struct DeviceProps {
   int regs_per_block = 0;     // per block
   bool cooperative = false;   // cooperative launch supported
   bool clusters = false;      // thread-block clusters (sm_90+)
-  int max_active_clusters = 0;  // co-resident clusters of the cluster tier's size; 0: unknown
+  // Co-resident clusters of a cluster-tier CTA (one per SM) per the
+  // occupancy API, for 8 CTAs (portable) and 16 (non-portable); 0: none
+  // (refused, not allowed, or no cluster kernel): that size is not planned.
+  int max_active_clusters = 0;
+  int max_active_clusters_16 = 0;
 };
 
 struct Problem {
@@ -41,8 +46,9 @@ struct Problem {
   int packed_runs = 1;      // runs of equal batch size in the schedule
 };
 
-// Which kernels this build contains (the cluster tier is planned but not
-// built yet; tests switch it on to exercise its rules).
+// Which kernels the caller may use: the host passes cluster = true only
+// when this build has the sm_90 cluster kernels (and RNNFUSE_PERSISTENT_TIER
+// does not exclude a tier); the tests switch them freely.
 struct Built {
   bool grid = true;
   bool cluster = false;
@@ -59,7 +65,8 @@ struct Plan {
   bool backward = false;    // a plan of the backward kernel (BwdPartition in part)
   Tier tier = Tier::PerStep;
   std::string reason;       // why per-step (empty for a persistent tier)
-  Partition part{};         // valid for a persistent tier
+  Partition part{};         // valid for a persistent tier (the cluster tier: its slices)
+  ClusterPartition cpart{}; // valid for the cluster tier
   int elem_bytes = 0;       // 2 (fp16/bf16) or 4 (TF32)
   int hbuf_rows = 0;        // batch rows the shared-memory h buffer holds
   int64_t smem_bytes = 0;   // dynamic shared memory per CTA
@@ -73,6 +80,13 @@ int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell 
 
 // The modelled microseconds per step of a grid-tier partition (see plan.cpp).
 double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev);
+
+// The modelled microseconds per step of a cluster-tier partition.
+double cluster_step_us(const ClusterPartition& p, int elem_bytes);
+
+// The best cluster-tier plan, or a per-step plan saying why there is none
+// (make_plan compares it with the grid tier's).
+Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev);
 
 Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
 

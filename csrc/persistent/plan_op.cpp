@@ -34,9 +34,10 @@ DType parse_dtype(at::ScalarType t) {
 }
 
 // device: [cc_major, cc_minor, sm_count, sm_available, smem_optin, smem_per_sm,
-//          regs_per_sm, regs_per_block, cooperative, clusters, max_active_clusters]
+//          regs_per_sm, regs_per_block, cooperative, clusters, max_active_clusters (8 CTAs),
+//          max_active_clusters_16]
 DeviceProps parse_device(at::IntArrayRef d) {
-  TORCH_CHECK(d.size() == 11, "rnnfuse.persistent_plan: device needs 11 entries, got ", d.size());
+  TORCH_CHECK(d.size() == 12, "rnnfuse.persistent_plan: device needs 12 entries, got ", d.size());
   DeviceProps p;
   p.cc_major = int(d[0]);
   p.cc_minor = int(d[1]);
@@ -49,6 +50,7 @@ DeviceProps parse_device(at::IntArrayRef d) {
   p.cooperative = d[8] != 0;
   p.clusters = d[9] != 0;
   p.max_active_clusters = int(d[10]);
+  p.max_active_clusters_16 = int(d[11]);
   return p;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "../../persistent/cluster_layout.h"
 #include "../../persistent/layout.h"
 
 namespace rnnfuse {
@@ -63,6 +64,40 @@ cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, s
                                int sms, cudaStream_t stream);
 // CTAs of the forward kernel one SM holds at this shared-memory size.
 cudaError_t persist_fwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks);
+
+// The cluster tier's parameters (sm_90): one cluster per batch replica.
+struct PersistClusterArgs {
+  ClusterPartition part;  // slices, cluster size, buffers (cluster_layout.h)
+  Schedule sched;
+  const void* x_proj;     // (N, G*H) elem
+  const void* w_hh;       // (G*H, H) elem
+  const void* b_hh;       // (G*H) elem or null (GRU only)
+  const void* h0;         // (B, H) elem
+  void* y;                // (N, H) elem: outputs only (no exchange through global memory)
+  float* c_state;         // (B, H) LSTM: c0 on entry, each row's last c on exit
+  float* ws;              // (N, 5H) LSTM / (N, 4H) GRU, or null: as the grid tier writes it
+  int x_async;            // 1: every x_proj row segment is whole, aligned 4-byte words (cp.async)
+  uint64_t watchdog_ns;   // an mbarrier wait longer than this traps (0: never)
+};
+
+// Launch the cluster kernel on `stream` with cudaLaunchKernelEx and the
+// cluster dimension attribute. Returns cudaErrorNotSupported (launching
+// nothing) when this build has no sm_90 code for it or the occupancy API
+// allows no such cluster now; any other error is the launch's own.
+cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterArgs& a,
+                                   size_t smem, cudaStream_t stream);
+// Co-resident clusters of `cluster` CTAs at this shared-memory size
+// (cudaOccupancyMaxActiveClusters); 0 where refused. cudaErrorNotSupported:
+// this build has no sm_90 code for the cluster kernels.
+cudaError_t persist_cluster_max_active(ElemKind kind, Cell cell, int cluster, size_t smem,
+                                       int* clusters);
+// The cluster exchange alone (no math, bf16): every step each CTA waits for
+// its peers' bytes, adds 1 to its units (as 16-bit integers) into its next
+// buffer, pushes them to its peers; the last step's rows go to `y`. smem:
+// cluster_exchange_smem (two h buffers and the mbarriers).
+cudaError_t launch_persist_cluster_exchange(const PersistClusterArgs& a, size_t smem,
+                                            cudaStream_t stream);
+int64_t cluster_exchange_smem(const ClusterPartition& p);
 
 // The exchange alone (no math): every step each CTA waits for its replica's
 // flags, gathers B x H from `y`, writes its slice back; y must hold

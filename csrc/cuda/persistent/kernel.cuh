@@ -11,30 +11,17 @@
 // Plain CUDA + gate_math.h, no ATen.
 #pragma once
 
-#include "../../gate_math.h"
 #include "../../persistent/layout.h"
 #include "args.h"
 #include "exchange.cuh"
 #include "ptx.cuh"
+#include "slice.cuh"
 
 namespace rnnfuse {
 namespace persist {
 
 static_assert(kRows / 3 * kChunkRows <= kItemSlots * kThreads,
               "every epilogue item of a chunk needs a thread slot");
-
-template <typename E>
-__device__ __forceinline__ uint32_t elem_bits(E x);
-template <>
-__device__ __forceinline__ uint32_t elem_bits<__half>(__half x) { return __half_as_ushort(x); }
-template <>
-__device__ __forceinline__ uint32_t elem_bits<__nv_bfloat16>(__nv_bfloat16 x) {
-  return __bfloat16_as_ushort(x);
-}
-template <>
-__device__ __forceinline__ uint32_t elem_bits<float>(float x) {
-  return tf32_round_bits(__float_as_uint(x));  // the operand the tensor cores see
-}
 
 // Shared memory: partial sums [kWarps][kRows][kRedPitch] fp32, the GRU's
 // b_hh slice [kRows] fp32, then the h buffer [hbuf_rows][pitch] elem.
@@ -64,22 +51,11 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
     const E* w = static_cast<const E*>(a.w_hh);
 #pragma unroll
     for (int f = 0; f < kRegFrags; ++f) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
       if (f < n_ktiles * kMTiles) {
-        const int kt = p.warp_ktile(warp, f / kMTiles), mt = f % kMTiles;
+        load_a_frag(p, w, c, p.warp_ktile(warp, f / kMTiles), f % kMTiles, lane, wf[f]);
+      } else {
 #pragma unroll
-        for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
-          const Coord co = a_coord(kk, lane, e);
-          const int64_t row = p.weight_row(c, mt * 16 + co.row);
-          const int k = kt * kk + co.col;
-          const uint32_t bits = row >= 0 && k < H ? elem_bits(w[row * H + k]) : 0u;
-          if constexpr (kk == 16) {
-            wf[f][e / 2] |= bits << (16 * (e & 1));
-          } else {
-            wf[f][e] = bits;
-          }
-        }
+        for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
       }
     }
   }
@@ -134,54 +110,16 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
           const int n_tiles = ceil_div(n_rows, 8);
 
           // ---- this warp's k-tiles: MMAs into its partial sums
-          float acc[kMTiles][kChunkNTiles][4];
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < kChunkNTiles; ++nt)
-#pragma unroll
-              for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
+          SliceAcc acc;
+          zero_acc(acc);
 #pragma unroll
           for (int i = 0; i < kRegFrags / kMTiles; ++i) {
             if (i < n_ktiles) {
-              const int kt = p.warp_ktile(warp, i);
-#pragma unroll
-              for (int nt = 0; nt < kChunkNTiles; ++nt) {
-                if (nt < n_tiles) {
-                  uint32_t b[2];
-#pragma unroll
-                  for (int v = 0; v < 2; ++v) {
-                    // 2-byte: elements 2v, 2v+1 (adjacent k) in one register.
-                    const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
-                    const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
-                    if constexpr (kk == 16) {
-                      b[v] = *reinterpret_cast<const uint32_t*>(src);
-                    } else {
-                      b[v] = elem_bits(*src);
-                    }
-                  }
-#pragma unroll
-                  for (int mt = 0; mt < kMTiles; ++mt) {
-                    mma<E>(acc[mt][nt], wf[i * kMTiles + mt], b[0], b[1]);
-                  }
-                }
-              }
+              mma_ktile<E>(acc, wf[i * kMTiles], wf[i * kMTiles + 1], hbuf, pitch, q0,
+                           p.warp_ktile(warp, i), n_tiles, lane);
             }
           }
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-#pragma unroll
-            for (int nt = 0; nt < kChunkNTiles; ++nt) {
-              if (nt < n_tiles) {
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {  // elements (2h, 2h+1): one row, adjacent n
-                  const Coord co = c_coord(lane, 2 * h);
-                  *reinterpret_cast<float2*>(red + red_index(warp, mt * 16 + co.row, nt * 8 + co.col)) =
-                      make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-                }
-              }
-            }
-          }
+          store_partials(acc, red, warp, lane, n_tiles, kRedPitch);
           __syncthreads();
 
           // ---- epilogue: partial sums over warps 0..7 in order, gate math
@@ -194,41 +132,12 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
               const int64_t row = st.row0 + b;
               float sum[G];
-#pragma unroll
-              for (int g = 0; g < G; ++g) {
-                float t = 0.0f;
-#pragma unroll
-                for (int w = 0; w < kWarps; ++w) t += red[red_index(w, g * J + jj, nn)];
-                sum[g] = t;
-              }
-              float h;
-              if constexpr (CELL == Cell::LSTM) {
-                const LstmActs<float> act = lstm_cell_forward<float>(
-                    xv[s][0] + sum[0], xv[s][1] + sum[1], xv[s][2] + sum[2], xv[s][3] + sum[3],
-                    cv[s]);
-                h = lstm_hidden(act);
-                a.c_state[b * H + j] = act.c;
-                if (a.ws != nullptr) {
-                  float* w = a.ws + row * 5 * H + j;
-                  w[0] = act.i;
-                  w[H] = act.f;
-                  w[2 * H] = act.g;
-                  w[3 * H] = act.o;
-                  w[4 * H] = act.c;
-                }
-              } else {
-                const GruActs<float> act = gru_cell_forward<float>(
-                    xv[s][0], xv[s][1], xv[s][2], sum[0] + bias[jj], sum[1] + bias[J + jj],
-                    sum[2] + bias[2 * J + jj]);
-                h = gru_hidden(act, X::to_float(hbuf[(q0 + nn) * pitch + j]));
-                if (a.ws != nullptr) {
-                  float* w = a.ws + row * 4 * H + j;
-                  w[0] = act.r;
-                  w[H] = act.z;
-                  w[2 * H] = act.n;
-                  w[3 * H] = act.hn;
-                }
-              }
+              sum_partials<G>(red, J, jj, nn, kRedPitch, sum);
+              float* w = a.ws != nullptr ? a.ws + row * (G + 1) * H + j : nullptr;
+              float h_prev = 0.0f;
+              if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hbuf[(q0 + nn) * pitch + j]);
+              const float h = cell_item<CELL, G>(xv[s], sum, bias, J, jj, cv[s], h_prev, w, H);
+              if constexpr (CELL == Cell::LSTM) a.c_state[b * H + j] = cv[s];
               y[row * H + j] = X::from_float(h);
             }
           }

@@ -1,4 +1,4 @@
-// Picks the forward and backward kernels' instantiation by operand type (the per-type
+// Picks the forward (grid and cluster) and backward kernels' instantiation by operand type (the per-type
 // entry points live in persist_<type>.cu). No ATen here.
 #include "args.h"
 
@@ -17,6 +17,31 @@ cudaError_t launch_persist_bwd_tf32(Cell, const PersistBwdArgs&, size_t, int, cu
 cudaError_t persist_bwd_blocks_per_sm_f16(Cell, size_t, int*);
 cudaError_t persist_bwd_blocks_per_sm_bf16(Cell, size_t, int*);
 cudaError_t persist_bwd_blocks_per_sm_tf32(Cell, size_t, int*);
+
+cudaError_t launch_persist_cluster_f16(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
+cudaError_t launch_persist_cluster_bf16(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
+cudaError_t launch_persist_cluster_tf32(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
+cudaError_t persist_cluster_max_active_f16(Cell, int, size_t, int*);
+cudaError_t persist_cluster_max_active_bf16(Cell, int, size_t, int*);
+cudaError_t persist_cluster_max_active_tf32(Cell, int, size_t, int*);
+
+cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterArgs& a,
+                                   size_t smem, cudaStream_t stream) {
+  switch (kind) {
+    case ElemKind::F16: return launch_persist_cluster_f16(cell, a, smem, stream);
+    case ElemKind::BF16: return launch_persist_cluster_bf16(cell, a, smem, stream);
+    default: return launch_persist_cluster_tf32(cell, a, smem, stream);
+  }
+}
+
+cudaError_t persist_cluster_max_active(ElemKind kind, Cell cell, int cluster, size_t smem,
+                                       int* clusters) {
+  switch (kind) {
+    case ElemKind::F16: return persist_cluster_max_active_f16(cell, cluster, smem, clusters);
+    case ElemKind::BF16: return persist_cluster_max_active_bf16(cell, cluster, smem, clusters);
+    default: return persist_cluster_max_active_tf32(cell, cluster, smem, clusters);
+  }
+}
 
 cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, size_t smem,
                                int sms, cudaStream_t stream) {

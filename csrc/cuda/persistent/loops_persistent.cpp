@@ -1,8 +1,9 @@
 // Host side of the persistent tier: device properties for the planner, the
-// launch of the forward kernel for one layer-direction (with a per-step
-// fallback whenever the plan or the cooperative launch says no), and the ops
-// that make the chosen path and the exchange floor visible
-// (rnnfuse::recurrence_path, rnnfuse::persistent_exchange_bench).
+// launch of the forward kernel for one layer-direction (cluster tier, else
+// grid tier, else the per-step kernels, whenever the plan, the occupancy
+// API or the launch says no), and the ops that make the chosen path and the
+// exchange floors visible (rnnfuse::recurrence_path,
+// rnnfuse::persistent_exchange_bench, rnnfuse::persistent_cluster_exchange_bench).
 // Per-operator headers, not ATen/ATen.h: half the compile time.
 #include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
@@ -16,6 +17,7 @@
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -30,9 +32,11 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-// Persistent launches so far in this process: the tests check that the tier
-// really ran (recurrence_path reports it).
+// Persistent launches so far in this process (all tiers, and the cluster
+// tier's alone): the tests check that a tier really ran (recurrence_path
+// reports both).
 std::atomic<int64_t> g_launches{0};
+std::atomic<int64_t> g_cluster_launches{0};
 
 // A flag wait longer than this traps (a loud launch failure, not a hang).
 // RNNFUSE_PERSISTENT_WATCHDOG_S overrides the default of 20 s.
@@ -62,7 +66,29 @@ int exec_affinity_sms() {
   return static_cast<int>(param.param.smCount.val);
 }
 
-DeviceProps query_device(int dev) {
+// Co-resident clusters of the cluster kernel (one CTA per SM, the most
+// shared memory) of `size` CTAs; -1: this build has no sm_90 cluster kernels.
+int max_active_clusters(const DeviceProps& p, int size) {
+  int n = 0;
+  const cudaError_t err = persist_cluster_max_active(ElemKind::BF16, Cell::LSTM, size,
+                                                     static_cast<size_t>(p.smem_optin), &n);
+  if (err == cudaErrorNotSupported) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  if (err != cudaSuccess) {  // e.g. a size the device does not allow: not planned
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+struct DeviceInfo {
+  DeviceProps props;
+  bool cluster_kernels = false;  // this build has the sm_90 cluster kernels
+};
+
+DeviceInfo query_device(int dev) {
   auto attr = [dev](cudaDeviceAttr a) {
     int v = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, dev));
@@ -78,9 +104,42 @@ DeviceProps query_device(int dev) {
   p.regs_per_block = attr(cudaDevAttrMaxRegistersPerBlock);
   p.cooperative = attr(cudaDevAttrCooperativeLaunch) != 0;
   p.clusters = p.cc_major >= 9 && attr(cudaDevAttrClusterLaunch) != 0;
-  p.max_active_clusters = 0;  // the cluster tier is not built
   p.sm_available = exec_affinity_sms();
-  return p;
+  DeviceInfo info;
+  if (p.clusters) {
+    const int n8 = max_active_clusters(p, kPortableClusterCtas);
+    info.cluster_kernels = n8 >= 0;
+    p.max_active_clusters = n8 > 0 ? n8 : 0;
+    p.max_active_clusters_16 = n8 >= 0 ? std::max(0, max_active_clusters(p, kMaxClusterCtas)) : 0;
+  }
+  info.props = p;
+  return info;
+}
+
+const DeviceInfo& current_device_info() {
+  static std::mutex mu;
+  static std::unordered_map<int, DeviceInfo> cache;
+  const int dev = c10::cuda::current_device();
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(dev);
+  if (it == cache.end()) it = cache.emplace(dev, query_device(dev)).first;
+  return it->second;
+}
+
+// The forward tiers this call may use: what the build has, narrowed by
+// RNNFUSE_PERSISTENT_TIER (grid, cluster; unset or auto: both). The
+// backward has only the grid tier.
+Built forward_tiers() {
+  Built b;
+  b.grid = true;
+  b.cluster = current_device_info().cluster_kernels;
+  const char* env = std::getenv("RNNFUSE_PERSISTENT_TIER");
+  const std::string tier = env != nullptr ? env : "";
+  TORCH_CHECK(tier.empty() || tier == "auto" || tier == "grid" || tier == "cluster",
+              "RNNFUSE_PERSISTENT_TIER must be 'grid', 'cluster' or 'auto', got '", tier, "'");
+  if (tier == "grid") b.cluster = false;
+  if (tier == "cluster") b.grid = false;
+  return b;
 }
 
 int usable_sms(const DeviceProps& d) {
@@ -101,7 +160,8 @@ ElemKind elem_of(at::ScalarType t) {
 }
 
 Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,
-              int64_t proj_size, int packed_runs, bool backward = false) {
+              int64_t proj_size, int packed_runs, bool backward = false,
+              bool allow_cluster = true) {
   Problem prob;
   prob.cell = cell;
   prob.dtype = dtype_of(dtype);
@@ -111,12 +171,72 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   prob.steps = static_cast<int>(steps);
   prob.proj_size = static_cast<int>(proj_size);
   prob.packed_runs = packed_runs;
-  return backward ? make_bwd_plan(prob, current_device_props())
-                  : make_plan(prob, current_device_props());
+  if (backward) return make_bwd_plan(prob, current_device_props());
+  Built built = forward_tiers();
+  built.cluster = built.cluster && allow_cluster;
+  return make_plan(prob, current_device_props(), built);
+}
+
+// The forward plan a launch would use now: a cluster plan whose cluster the
+// occupancy API refuses at its exact shared memory is replaced by the plan
+// without the cluster tier (whose own occupancy check comes at launch).
+Plan forward_plan(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,
+                  int64_t proj_size, int packed_runs) {
+  Plan plan = plan_for(cell, dtype, hidden, batch, steps, proj_size, packed_runs);
+  if (plan.tier == Tier::Cluster) {
+    int active = 0;
+    const cudaError_t err = persist_cluster_max_active(
+        elem_of(dtype), cell, plan.cpart.cluster, static_cast<size_t>(plan.smem_bytes), &active);
+    if (err != cudaSuccess || active < 1) {
+      (void)cudaGetLastError();
+      plan = plan_for(cell, dtype, hidden, batch, steps, proj_size, packed_runs, false, false);
+      if (plan.tier == Tier::PerStep) {
+        plan.reason = "the occupancy API refuses the cluster now; " + plan.reason;
+      }
+    }
+  }
+  return plan;
 }
 
 bool aligned16(const at::Tensor& t) {
   return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+// The launch shared by both cells. Tensors are the driver's (contiguous,
+// checked); returns false when the per-step kernels must run.
+// The cluster-tier launch of one layer-direction; false (nothing launched)
+// when the device refuses the cluster now.
+bool run_cluster(Cell cell, const Plan& plan, const at::Tensor& x_proj, const at::Tensor& w_hh,
+                 const at::Tensor& b_hh, const at::Tensor& h0, const at::Tensor& y,
+                 const at::Tensor& c_state, const at::Tensor& ws, const Schedule& sched) {
+  PersistClusterArgs a;
+  std::memset(&a, 0, sizeof(a));
+  a.part = plan.cpart;
+  a.sched = sched;
+  a.x_proj = x_proj.data_ptr();
+  a.w_hh = w_hh.data_ptr();
+  a.b_hh = b_hh.defined() ? b_hh.data_ptr() : nullptr;
+  a.h0 = h0.data_ptr();
+  a.y = y.data_ptr();
+  a.c_state = c_state.defined() ? c_state.data_ptr<float>() : nullptr;
+  a.ws = ws.defined() ? ws.data_ptr<float>() : nullptr;
+  a.x_async = (h0.size(1) * plan.elem_bytes) % 4 == 0 &&
+              reinterpret_cast<uintptr_t>(x_proj.data_ptr()) % 4 == 0;
+  a.watchdog_ns = watchdog_ns();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaError_t err = launch_persist_cluster(elem_of(x_proj.scalar_type()), cell, a,
+                                                 static_cast<size_t>(plan.smem_bytes), stream);
+  if (err == cudaErrorNotSupported) {
+    (void)cudaGetLastError();  // nothing was launched
+    TORCH_WARN_ONCE("rnnfuse: the device refuses the persistent cluster now; using the grid tier "
+                    "or the per-step kernels");
+    return false;
+  }
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g_launches.fetch_add(1);
+  g_cluster_launches.fetch_add(1);
+  return true;
 }
 
 // The launch shared by both cells. Tensors are the driver's (contiguous,
@@ -127,22 +247,33 @@ bool run_forward(Cell cell, const at::Tensor& x_proj, const at::Tensor& w_hh,
                  bool has_proj) {
   if (!persistent_enabled()) return false;
   const int64_t hidden = h0.size(1), batch = h0.size(0);
-  const Plan plan = plan_for(cell, x_proj.scalar_type(), hidden, batch,
-                             static_cast<int64_t>(steps.size()), has_proj ? 1 : 0,
-                             count_runs(steps));
-  if (plan.tier != Tier::Grid) return false;
+  const int64_t n_steps = static_cast<int64_t>(steps.size());
+  // The launch itself checks the cluster's occupancy (and falls back), so
+  // the plan needs no separate query here (one per call is enough).
+  Plan plan = plan_for(cell, x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
+                       count_runs(steps));
+  if (plan.tier == Tier::PerStep) return false;
 
   TORCH_CHECK(x_proj.is_contiguous() && w_hh.is_contiguous() && h0.is_contiguous() &&
                   y.is_contiguous() && (!ws.defined() || ws.is_contiguous()),
               "rnnfuse persistent: the driver must pass contiguous tensors");
   TORCH_CHECK(y.scalar_type() == x_proj.scalar_type() && w_hh.scalar_type() == x_proj.scalar_type(),
               "rnnfuse persistent: mixed dtypes");
+  // Processing order runs rows upwards forwards and downwards in reverse.
+  const bool reverse = steps.size() > 1 && steps[1].row0 < steps[0].row0;
+  Schedule sched;
+  if (!encode_schedule(steps, y.size(0), reverse, sched)) return false;
+  if (plan.tier == Tier::Cluster) {
+    if (run_cluster(cell, plan, x_proj, w_hh, b_hh, h0, y, c_state, ws, sched)) return true;
+    plan = plan_for(cell, x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
+                    count_runs(steps), false, /*allow_cluster=*/false);
+    if (plan.tier != Tier::Grid) return false;
+  }
+
   PersistArgs a;
   std::memset(&a, 0, sizeof(a));
   a.part = plan.part;
-  // Processing order runs rows upwards forwards and downwards in reverse.
-  const bool reverse = steps.size() > 1 && steps[1].row0 < steps[0].row0;
-  if (!encode_schedule(steps, y.size(0), reverse, a.sched)) return false;
+  a.sched = sched;
   a.x_proj = x_proj.data_ptr();
   a.w_hh = w_hh.data_ptr();
   a.b_hh = b_hh.defined() ? b_hh.data_ptr() : nullptr;
@@ -228,6 +359,17 @@ bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
   return true;
 }
 
+// What the planner saw of the device (JSON): SMs, the SMs this context may
+// use, co-resident 8- and 16-CTA clusters of the cluster kernel.
+std::string describe_device(const DeviceProps& d) {
+  return "{\"cc\": " + std::to_string(d.cc_major * 10 + d.cc_minor) +
+         ", \"sms\": " + std::to_string(d.sm_count) +
+         ", \"sms_available\": " + std::to_string(usable_sms(d)) +
+         ", \"smem_optin\": " + std::to_string(d.smem_optin) +
+         ", \"max_active_clusters\": " + std::to_string(d.max_active_clusters) +
+         ", \"max_active_clusters_16\": " + std::to_string(d.max_active_clusters_16) + "}";
+}
+
 // ------------------------------------------------------------------ ops
 std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, int64_t hidden,
                                  int64_t batch, int64_t steps, int64_t proj_size,
@@ -235,9 +377,11 @@ std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, 
   TORCH_CHECK(cell == "LSTM" || cell == "GRU", "rnnfuse.recurrence_path: cell must be LSTM or GRU");
   const c10::cuda::OptionalCUDAGuard guard(like.device());
   const Cell c = cell == "LSTM" ? Cell::LSTM : Cell::GRU;
-  Plan plan = plan_for(c, like.scalar_type(), hidden, batch, steps, proj_size,
-                       static_cast<int>(packed_runs));
-  std::string path = plan.tier == Tier::Grid ? "persistent-grid" : "per-step";
+  Plan plan = forward_plan(c, like.scalar_type(), hidden, batch, steps, proj_size,
+                           static_cast<int>(packed_runs));
+  std::string path = plan.tier == Tier::Grid      ? "persistent-grid"
+                     : plan.tier == Tier::Cluster ? "persistent-cluster"
+                                                  : "per-step";
   if (plan.tier == Tier::Grid) {
     int per_sm = 0;
     C10_CUDA_CHECK(persist_fwd_blocks_per_sm(elem_of(like.scalar_type()), c,
@@ -263,7 +407,10 @@ std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, 
   if (!on) path = bwd_path = "per-step";
   return std::string("{\"path\": \"") + path + "\", \"backward_path\": \"" + bwd_path +
          "\", \"enabled\": " + (on ? "true" : "false") + ", \"launches\": " +
-         std::to_string(g_launches.load()) + ", \"plan\": " + plan.describe() +
+         std::to_string(g_launches.load()) + ", \"cluster_launches\": " +
+         std::to_string(g_cluster_launches.load()) + ", \"cluster_kernels\": " +
+         (current_device_info().cluster_kernels ? "true" : "false") + ", \"device\": " +
+         describe_device(current_device_props()) + ", \"plan\": " + plan.describe() +
          ", \"backward_plan\": " + bwd.describe() + "}";
 }
 
@@ -324,6 +471,59 @@ double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ct
   return double(ms) * 1e6 / double(steps);
 }
 
+// ns per step of the cluster tier's exchange alone: clusters of `ctas` CTAs
+// (units split evenly, whole words), `replicas` clusters over the batch
+// (round-robin rows); y (T*B, H) bf16 gets the last step's rows, h0 (B, H).
+double cluster_exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ctas,
+                                   int64_t replicas) {
+  TORCH_CHECK(y.is_cuda() && h0.is_cuda() && y.scalar_type() == at::kBFloat16 &&
+                  h0.scalar_type() == at::kBFloat16 && y.dim() == 2 && h0.dim() == 2 &&
+                  y.is_contiguous() && h0.is_contiguous(),
+              "persistent_cluster_exchange_bench: y (T*B, H) and h0 (B, H), contiguous bf16 on CUDA");
+  const int64_t batch = h0.size(0), hidden = h0.size(1);
+  TORCH_CHECK(y.size(1) == hidden && batch > 0 && y.size(0) % batch == 0 && y.size(0) > 0,
+              "persistent_cluster_exchange_bench: y must have T*B rows of H");
+  TORCH_CHECK(ctas >= 2 && ctas <= kMaxClusterCtas && replicas >= 1 && replicas <= batch,
+              "persistent_cluster_exchange_bench: need 2 <= ctas <= 16 and 1 <= replicas <= batch");
+  const c10::cuda::OptionalCUDAGuard guard(y.device());
+  // Units per CTA: an even number (whole 4-byte words of bf16).
+  int units = static_cast<int>((hidden + ctas - 1) / ctas);
+  units += units % 2;
+  PersistClusterArgs a;
+  std::memset(&a, 0, sizeof(a));
+  a.part = make_cluster_partition(4, static_cast<int>(hidden), static_cast<int>(batch), units,
+                                  static_cast<int>(replicas), kMaxClusterCtas, 2);
+  const char* bad = cluster_partition_error(a.part, 2);
+  TORCH_CHECK(bad == nullptr, "persistent_cluster_exchange_bench: ", bad);
+  const int64_t steps = y.size(0) / batch;
+  std::vector<Step> st(steps);
+  for (int64_t s = 0; s < steps; ++s) st[s] = Step{s * batch, batch, (s - 1) * batch, s > 0 ? batch : 0, 0, 0};
+  TORCH_CHECK(encode_schedule(st, y.size(0), false, a.sched), "schedule");
+  a.h0 = h0.data_ptr();
+  a.y = y.data_ptr();
+  a.watchdog_ns = watchdog_ns();
+  const int64_t smem = cluster_exchange_smem(a.part);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  cudaEvent_t start, stop;
+  C10_CUDA_CHECK(cudaEventCreate(&start));
+  C10_CUDA_CHECK(cudaEventCreate(&stop));
+  C10_CUDA_CHECK(cudaEventRecord(start, stream));
+  const cudaError_t err = launch_persist_cluster_exchange(a, static_cast<size_t>(smem), stream);
+  if (err == cudaErrorNotSupported) (void)cudaGetLastError();
+  TORCH_CHECK(err != cudaErrorNotSupported, "persistent_cluster_exchange_bench: clusters of ",
+              a.part.cluster, " CTAs with ", smem, " bytes of shared memory are refused (or this "
+              "build has no sm_90 code)");
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  C10_CUDA_CHECK(cudaEventRecord(stop, stream));
+  C10_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  C10_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  C10_CUDA_CHECK(cudaEventDestroy(start));
+  C10_CUDA_CHECK(cudaEventDestroy(stop));
+  return double(ms) * 1e6 / double(steps);
+}
+
 }  // namespace
 
 bool persistent_enabled() {
@@ -331,15 +531,7 @@ bool persistent_enabled() {
   return env != nullptr && std::strcmp(env, "1") == 0;
 }
 
-DeviceProps current_device_props() {
-  static std::mutex mu;
-  static std::unordered_map<int, DeviceProps> cache;
-  const int dev = c10::cuda::current_device();
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(dev);
-  if (it == cache.end()) it = cache.emplace(dev, query_device(dev)).first;
-  return it->second;
-}
+DeviceProps current_device_props() { return current_device_info().props; }
 
 bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps) {
   return run_forward(Cell::LSTM, f.x_proj, f.w_hh, at::Tensor(), f.h0, f.y, f.c_state, f.ws, steps,
@@ -367,4 +559,5 @@ bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps) {
 TORCH_LIBRARY_IMPL(rnnfuse, CUDA, m) {
   m.impl("recurrence_path", &rnnfuse::persist::recurrence_path_cuda);
   m.impl("persistent_exchange_bench", &rnnfuse::persist::exchange_bench_cuda);
+  m.impl("persistent_cluster_exchange_bench", &rnnfuse::persist::cluster_exchange_bench_cuda);
 }

@@ -1,0 +1,293 @@
+// The persistent forward kernel, cluster tier (sm_90): one launch runs a
+// layer-direction; one thread-block cluster per batch replica holds all of
+// W_hh and exchanges h through distributed shared memory (no global
+// memory, no grid-wide flag, no cooperative launch: the hardware
+// co-schedules a cluster's CTAs, and replicas never wait on each other).
+// Decomposition and protocol: cluster_layout.h (the CPU emulator,
+// emulate_cluster.cpp, runs the same functions). Per step, per CTA:
+//   1. stage x_proj of the NEXT step into shared memory (cp.async);
+//   2. rows that join at this step (reverse packed) take h0;
+//   3. thread 0 declares the peers' bytes and waits on mbarrier s & 1;
+//   4. per chunk of batch rows, slice by slice: the grid kernel's MMAs
+//      (slice.cuh) into one of two partial-sum tiles, while the previous
+//      slice's reduction and gate math run from the other (one barrier per
+//      slice); h goes to y and into this CTA's own next buffer;
+//   5. push this CTA's units of the continuing rows to every peer.
+// The cell state stays in shared memory for the whole sequence. On sm_80
+// the kernel is a trapping stub (never launched there).
+#pragma once
+
+#include "../../persistent/cluster_layout.h"
+#include "args.h"
+#include "cluster_exchange.cuh"
+#include "cluster_ptx.cuh"
+#include "ptx.cuh"
+#include "slice.cuh"
+
+namespace rnnfuse {
+namespace persist {
+
+template <typename E, Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_cluster_kernel(const PersistClusterArgs a) {
+#if RNNFUSE_CLUSTER_ARCH
+  using X = Elem<E>;
+  constexpr int eb = X::kBytes;
+  constexpr int G = CELL == Cell::LSTM ? 4 : 3;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const ClusterPartition& p = a.part;
+  const ClusterSmem L = cluster_smem(p, eb, CELL);
+  uint4* wsm = reinterpret_cast<uint4*>(smem + L.wsm);
+  float* red = reinterpret_cast<float*>(smem + L.red);
+  E* hb = reinterpret_cast<E*>(smem + L.hbuf);
+  E* xs = reinterpret_cast<E*>(smem + L.xs);
+  float* cst = reinterpret_cast<float*>(smem + L.cst);
+  float* bias = reinterpret_cast<float*>(smem + L.bias);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + L.mbar);
+
+  const int c = int(cluster_ctarank()), r = int(cluster_id_x());
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int H = p.hidden, J = p.units, NG = p.cta_slices(c);
+  const int u0 = p.unit_begin(c), span = p.span(c), cpitch = p.slices * p.units;
+  const int pitch = p.h_pitch(eb), xp = p.x_pitch(eb), rp = p.red_pitch();
+  const int n_kt = p.warp_ktiles(warp);
+  const int hb_elems = p.hb_rows * pitch, xs_elems = p.hb_rows * G * xp;
+  const int red_floats = kWarps * kRows * rp;
+  const E* w = static_cast<const E*>(a.w_hh);
+  const E* x_proj = static_cast<const E*>(a.x_proj);
+  const E* h0 = static_cast<const E*>(a.h0);
+  E* y = static_cast<E*>(a.y);
+
+  // ---- W: this warp's pairs (slice g, k-tile ks) in order; the first
+  // kRegPairs in registers, the rest in shared memory (cluster_layout.h).
+  uint32_t wf[kRegFrags][4];
+#pragma unroll
+  for (int i = 0; i < kRegPairs; ++i) {
+    if (i < NG * n_kt) {
+      const int g = i / n_kt, kt = p.warp_ktile(warp, i % n_kt);
+      load_a_frag(p, w, p.slice_of(c, g), kt, 0, lane, wf[2 * i]);
+      load_a_frag(p, w, p.slice_of(c, g), kt, 1, lane, wf[2 * i + 1]);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) wf[2 * i][k] = wf[2 * i + 1][k] = 0u;
+    }
+  }
+  for (int i = kRegPairs; i < NG * n_kt; ++i) {
+    const int g = i / n_kt, kt = p.warp_ktile(warp, i % n_kt);
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      uint32_t f[4];
+      load_a_frag(p, w, p.slice_of(c, g), kt, mt, lane, f);
+      wsm[p.w_smem_index(warp, i, mt) + lane] = make_uint4(f[0], f[1], f[2], f[3]);
+    }
+  }
+  for (int i = tid; i < 2 * hb_elems; i += kThreads) hb[i] = X::from_float(0.0f);
+  if constexpr (CELL == Cell::GRU) {
+    const E* b_hh = static_cast<const E*>(a.b_hh);
+    for (int i = tid; i < NG * kRows; i += kThreads) {
+      const int64_t row = p.weight_row(p.slice_of(c, i / kRows), i % kRows);
+      bias[i] = b_hh != nullptr && row >= 0 ? X::to_float(b_hh[row]) : 0.0f;
+    }
+  } else {
+    for (int i = tid; i < p.hb_rows * span; i += kThreads) {
+      const int n = i / span, u = i % span;
+      const int64_t b = p.replica_row(r, n);
+      cst[n * cpitch + u] = b < p.batch ? a.c_state[b * H + u0 + u] : 0.0f;
+    }
+  }
+  if (tid == 0) mbarrier_init_cluster(bars, 2);
+  cluster_sync_all();  // every peer's mbarriers exist before any st.async
+
+  // x_proj rows [row0 + b] of this CTA's units, for `rows` replica rows, into
+  // staging buffer `dst` ([hb_rows][G][xp]); cp.async when rows are whole
+  // aligned words, else plain loads.
+  auto stage_x = [&](int64_t row0, int rows, E* dst) {
+    if (a.x_async) {
+      constexpr int kPer = 4 / eb;
+      const int wpr = span / kPer, total = rows * G * wpr;
+      for (int i = tid; i < total; i += kThreads) {
+        const int v = i % wpr, t = i / wpr, g = t % G, n = t / G;
+        const int64_t b = p.replica_row(r, n);
+        cp_async_4(dst + (n * G + g) * xp + v * kPer,
+                   x_proj + (row0 + b) * G * H + g * H + u0 + v * kPer);
+      }
+    } else {
+      const int total = rows * G * span;
+      for (int i = tid; i < total; i += kThreads) {
+        const int u = i % span, t = i / span, g = t % G, n = t / G;
+        const int64_t b = p.replica_row(r, n);
+        dst[(n * G + g) * xp + u] = x_proj[(row0 + b) * G * H + g * H + u0 + u];
+      }
+    }
+  };
+
+  StepCursor cur;
+  cur.begin(a.sched);
+  if (cur.valid(a.sched)) stage_x(cur.cur.row0, p.replica_rows(r, cur.cur.bs), xs);
+  cp_async_commit();
+  uint32_t parity = 0;
+  for (; cur.valid(a.sched); cur.advance(a.sched)) {
+    const StepInfo st = cur.cur;
+    const int buf = cluster_buffer(st.step), nxt = buf ^ 1;
+    if (st.bs_next > 0) stage_x(st.next_row0, p.replica_rows(r, st.bs_next), xs + nxt * xs_elems);
+    cp_async_commit();  // one group per step, possibly empty
+    const int rows = p.replica_rows(r, st.bs);
+    if (rows == 0) continue;  // the whole replica idles: no peer sends
+    const int carry_rows = p.replica_rows(r, st.carry);
+    E* hcur = hb + buf * hb_elems;
+    E* hnext = hb + nxt * hb_elems;
+    // Rows that start here take h0 (zeros without one): every unit, locally.
+    for (int i = tid; i < (rows - carry_rows) * H; i += kThreads) {
+      const int n = carry_rows + i / H, k = i % H;
+      const int64_t b = p.replica_row(r, n);
+      hcur[n * pitch + k] = h0 != nullptr ? h0[b * H + k] : X::from_float(0.0f);
+    }
+    if (cluster_waits(st, carry_rows)) {
+      cluster_wait_step(bars, buf, parity, p.expect_bytes(c, carry_rows, eb), a.watchdog_ns);
+    }
+    cp_async_wait_prior();  // this step's x_proj (the next step's may still fly)
+    __syncthreads();
+    const E* xcur = xs + buf * xs_elems;
+
+    for (int q0 = 0; q0 < rows; q0 += p.chunk) {
+      const int n_rows = min(p.chunk, rows - q0);
+      const int n_tiles = ceil_div(n_rows, 8);
+      // Bracket g: slice g's MMAs into tile g & 1, slice g-1's epilogue from
+      // the other tile; one barrier between brackets.
+      for (int g = 0; g <= NG; ++g) {
+        if (g < NG) {
+          SliceAcc acc;
+          zero_acc(acc);
+#pragma unroll
+          for (int i = 0; i < kRegPairs; ++i) {
+            const int ks = i - g * n_kt;
+            if (ks >= 0 && ks < n_kt) {
+              mma_ktile<E>(acc, wf[2 * i], wf[2 * i + 1], hcur, pitch, q0, p.warp_ktile(warp, ks),
+                           n_tiles, lane);
+            }
+          }
+          const int first = g * n_kt > kRegPairs ? g * n_kt : kRegPairs;
+          for (int i = first; i < (g + 1) * n_kt; ++i) {
+            const uint4 f0 = wsm[p.w_smem_index(warp, i, 0) + lane];
+            const uint4 f1 = wsm[p.w_smem_index(warp, i, 1) + lane];
+            const uint32_t a0[4] = {f0.x, f0.y, f0.z, f0.w};
+            const uint32_t a1[4] = {f1.x, f1.y, f1.z, f1.w};
+            mma_ktile<E>(acc, a0, a1, hcur, pitch, q0, p.warp_ktile(warp, i - g * n_kt), n_tiles,
+                         lane);
+          }
+          store_partials(acc, red + (g & 1) * red_floats, warp, lane, n_tiles, rp);
+        }
+        if (g > 0) {
+          const int gs = g - 1, vc = p.slice_of(c, gs);
+          const float* tile = red + (gs & 1) * red_floats;
+#pragma unroll
+          for (int s = 0; s < kItemSlots; ++s) {
+            const int e = tid + s * kThreads;
+            const int jj = p.item_unit(e), nn = p.item_row(e);
+            const int j = p.first_unit(vc) + jj;
+            if (e < p.chunk_items() && nn < n_rows && j < H) {
+              const int n = q0 + nn;
+              const int64_t row = st.row0 + p.replica_row(r, n);
+              float sum[G], x[G];
+              sum_partials<G>(tile, J, jj, nn, rp, sum);
+#pragma unroll
+              for (int k = 0; k < G; ++k) x[k] = X::to_float(xcur[(n * G + k) * xp + j - u0]);
+              float* ws = a.ws != nullptr ? a.ws + row * (G + 1) * H + j : nullptr;
+              float cell = 0.0f, h_prev = 0.0f;
+              if constexpr (CELL == Cell::LSTM) cell = cst[n * cpitch + j - u0];
+              if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hcur[n * pitch + j]);
+              const float h = cell_item<CELL, G>(x, sum, bias + gs * kRows, J, jj, cell, h_prev,
+                                                 ws, H);
+              if constexpr (CELL == Cell::LSTM) cst[n * cpitch + j - u0] = cell;
+              const E hv = X::from_float(h);
+              y[row * H + j] = hv;
+              hnext[n * pitch + j] = hv;
+            }
+          }
+        }
+        __syncthreads();
+      }
+    }
+    const int next_rows = p.replica_rows(r, st.carry_next);
+    if (next_rows > 0) cluster_push<E>(p, c, hnext, bars + nxt, next_rows, pitch);
+  }
+  if constexpr (CELL == Cell::LSTM) {
+    for (int i = tid; i < p.hb_rows * span; i += kThreads) {
+      const int n = i / span, u = i % span;
+      const int64_t b = p.replica_row(r, n);
+      if (b < p.batch) a.c_state[b * H + u0 + u] = cst[n * cpitch + u];
+    }
+  }
+  cluster_sync_all();  // no CTA leaves while a peer might still address it
+#else
+  __trap();  // sm_80 and older: never launched (see launch_persist_cluster)
+#endif
+}
+
+// The kernel's attributes and a launch configuration of one cluster of
+// `cluster` CTAs (cfg.attrs points at `attr`); *active: co-resident
+// clusters the occupancy API allows. cudaErrorNotSupported: this build has
+// no sm_90 code for the kernel (PTX of older targets is the stub).
+template <typename E, Cell CELL>
+cudaError_t cluster_prepare(int cluster, size_t smem, cudaLaunchConfig_t& cfg,
+                            cudaLaunchAttribute& attr, int* active) {
+  const auto kernel = persist_cluster_kernel<E, CELL>;
+  *active = 0;
+  cudaFuncAttributes fa{};
+  cudaError_t err = cudaFuncGetAttributes(&fa, kernel);
+  if (err != cudaSuccess) return err;
+  if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return cudaErrorNotSupported;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem));
+  if (err != cudaSuccess) return err;
+  if (cluster > kPortableClusterCtas) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (err != cudaSuccess) return err;
+  }
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(cluster);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg = cudaLaunchConfig_t{};
+  cfg.gridDim = dim3(static_cast<unsigned>(cluster));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaOccupancyMaxActiveClusters(active, kernel, &cfg);
+}
+
+template <typename E, Cell CELL>
+cudaError_t cluster_launch(const PersistClusterArgs& a, size_t smem, cudaStream_t stream) {
+  cudaLaunchConfig_t cfg;
+  cudaLaunchAttribute attr;
+  int active = 0;
+  const cudaError_t err = cluster_prepare<E, CELL>(a.part.cluster, smem, cfg, attr, &active);
+  if (err != cudaSuccess) return err;
+  if (active < 1) return cudaErrorNotSupported;  // refused now: the caller falls back
+  cfg.gridDim = dim3(static_cast<unsigned>(a.part.cluster_grid()));
+  cfg.stream = stream;
+  return cudaLaunchKernelEx(&cfg, persist_cluster_kernel<E, CELL>, a);
+}
+
+template <typename E, Cell CELL>
+cudaError_t cluster_max_active(int cluster, size_t smem, int* active) {
+  cudaLaunchConfig_t cfg;
+  cudaLaunchAttribute attr;
+  return cluster_prepare<E, CELL>(cluster, smem, cfg, attr, active);
+}
+
+// One operand type's entry points (instantiated in persist_cluster_<type>.cu).
+#define RNNFUSE_PERSIST_CLUSTER_ENTRY_POINTS(E, NAME)                                        \
+  cudaError_t launch_persist_cluster_##NAME(Cell cell, const PersistClusterArgs& a,          \
+                                            size_t smem, cudaStream_t stream) {              \
+    return cell == Cell::LSTM ? cluster_launch<E, Cell::LSTM>(a, smem, stream)               \
+                              : cluster_launch<E, Cell::GRU>(a, smem, stream);               \
+  }                                                                                           \
+  cudaError_t persist_cluster_max_active_##NAME(Cell cell, int cluster, size_t smem,         \
+                                                int* active) {                               \
+    return cell == Cell::LSTM ? cluster_max_active<E, Cell::LSTM>(cluster, smem, active)     \
+                              : cluster_max_active<E, Cell::GRU>(cluster, smem, active);     \
+  }
+
+}  // namespace persist
+}  // namespace rnnfuse

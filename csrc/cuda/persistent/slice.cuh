@@ -1,0 +1,159 @@
+// One grid slice's step arithmetic (kRows weight rows x K = H, the k-tiles
+// split over 8 warps, partial sums added over warps 0..7 in order, then
+// gate_math.h), shared by the grid kernel (kernel.cuh) and the cluster
+// kernel (cluster_kernel.cuh), which runs several slices per CTA: both
+// tiers compute every slice with exactly these functions, so they agree
+// bit for bit. Index maps are layout.h's. Plain CUDA + gate_math.h.
+#pragma once
+
+#include "../../gate_math.h"
+#include "../../persistent/layout.h"
+#include "ptx.cuh"
+
+namespace rnnfuse {
+namespace persist {
+
+template <typename E>
+__device__ __forceinline__ uint32_t elem_bits(E x);
+template <>
+__device__ __forceinline__ uint32_t elem_bits<__half>(__half x) { return __half_as_ushort(x); }
+template <>
+__device__ __forceinline__ uint32_t elem_bits<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat16_as_ushort(x);
+}
+template <>
+__device__ __forceinline__ uint32_t elem_bits<float>(float x) {
+  return tf32_round_bits(__float_as_uint(x));  // the operand the tensor cores see
+}
+
+using SliceAcc = float[kMTiles][kChunkNTiles][4];
+
+// A fragment of m-tile mt, k-tile kt of slice c (layout.h's A map); zero
+// for padding rows and k >= H.
+template <typename E>
+__device__ __forceinline__ void load_a_frag(const Partition& p, const E* w, int c, int kt, int mt,
+                                            int lane, uint32_t (&f)[4]) {
+  constexpr int kk = Elem<E>::kBytes == 2 ? 16 : 8;
+  const int H = p.hidden;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) f[i] = 0u;
+#pragma unroll
+  for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
+    const Coord co = a_coord(kk, lane, e);
+    const int64_t row = p.weight_row(c, mt * 16 + co.row);
+    const int k = kt * kk + co.col;
+    const uint32_t bits = row >= 0 && k < H ? elem_bits(w[row * H + k]) : 0u;
+    if constexpr (kk == 16) {
+      f[e / 2] |= bits << (16 * (e & 1));
+    } else {
+      f[e] = bits;
+    }
+  }
+}
+
+__device__ __forceinline__ void zero_acc(SliceAcc& acc) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kChunkNTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
+}
+
+// acc[mt][nt] += A(mt, k-tile kt) x h^T for the chunk's first n_tiles
+// n-tiles, B fragments from h buffer rows q0 + nt * 8 + col.
+template <typename E>
+__device__ __forceinline__ void mma_ktile(SliceAcc& acc, const uint32_t (&a0)[4],
+                                          const uint32_t (&a1)[4], const E* hbuf, int pitch,
+                                          int q0, int kt, int n_tiles, int lane) {
+  constexpr int kk = Elem<E>::kBytes == 2 ? 16 : 8;
+#pragma unroll
+  for (int nt = 0; nt < kChunkNTiles; ++nt) {
+    if (nt < n_tiles) {
+      uint32_t b[2];
+#pragma unroll
+      for (int v = 0; v < 2; ++v) {
+        // 2-byte: elements 2v, 2v+1 (adjacent k) in one register.
+        const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
+        const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
+        if constexpr (kk == 16) {
+          b[v] = *reinterpret_cast<const uint32_t*>(src);
+        } else {
+          b[v] = elem_bits(*src);
+        }
+      }
+      mma<E>(acc[0][nt], a0, b[0], b[1]);
+      mma<E>(acc[1][nt], a1, b[0], b[1]);
+    }
+  }
+}
+
+// This warp's partial sums into its tile [kRows][pitch] of `red` (C map).
+__device__ __forceinline__ void store_partials(const SliceAcc& acc, float* red, int warp, int lane,
+                                               int n_tiles, int pitch) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < kChunkNTiles; ++nt) {
+      if (nt < n_tiles) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {  // elements (2h, 2h+1): one row, adjacent n
+          const Coord co = c_coord(lane, 2 * h);
+          *reinterpret_cast<float2*>(red + red_index(warp, mt * 16 + co.row, nt * 8 + co.col, kRows,
+                                                     pitch)) =
+              make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+        }
+      }
+    }
+  }
+}
+
+// Gate g of unit jj, batch column nn: the 8 warps' partial sums in order.
+template <int G>
+__device__ __forceinline__ void sum_partials(const float* red, int J, int jj, int nn, int pitch,
+                                             float (&sum)[G]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    float t = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) t += red[red_index(w, g * J + jj, nn, kRows, pitch)];
+    sum[g] = t;
+  }
+}
+
+// One (unit, row) item's cell update from its projections x (LSTM: both
+// biases included) and recurrent sums; GRU adds its b_hh slice (bias[g*J +
+// jj]). LSTM: c in/out. Writes the training workspace row (ws: already
+// offset to the item's unit, or null); returns h.
+template <Cell CELL, int G>
+__device__ __forceinline__ float cell_item(const float (&x)[G], const float (&sum)[G],
+                                           const float* bias, int J, int jj, float& c,
+                                           float h_prev, float* ws, int H) {
+  if constexpr (CELL == Cell::LSTM) {
+    const LstmActs<float> act =
+        lstm_cell_forward<float>(x[0] + sum[0], x[1] + sum[1], x[2] + sum[2], x[3] + sum[3], c);
+    c = act.c;
+    if (ws != nullptr) {
+      ws[0] = act.i;
+      ws[H] = act.f;
+      ws[2 * H] = act.g;
+      ws[3 * H] = act.o;
+      ws[4 * H] = act.c;
+    }
+    return lstm_hidden(act);
+  } else {
+    const GruActs<float> act =
+        gru_cell_forward<float>(x[0], x[1], x[2], sum[0] + bias[jj], sum[1] + bias[J + jj],
+                                sum[2] + bias[2 * J + jj]);
+    if (ws != nullptr) {
+      ws[0] = act.r;
+      ws[H] = act.z;
+      ws[2 * H] = act.n;
+      ws[3 * H] = act.hn;
+    }
+    return gru_hidden(act, h_prev);
+  }
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

@@ -1,0 +1,169 @@
+// The cluster tier's decomposition (sm_90), on top of layout.h's grid
+// partition, as __host__ __device__ code: the cluster kernel
+// (csrc/cuda/persistent/cluster_kernel.cuh), its CPU emulator
+// (emulate_cluster.cpp) and the planner all call these functions.
+//
+// - One thread-block cluster per batch replica holds all of W_hh. The
+//   replica's grid slices (Partition: `ctas` slices of `units` units, each
+//   exactly one grid-tier CTA's slice) are dealt to the cluster's CTAs in
+//   runs of `slices`: CTA c (its rank in the cluster) runs slices
+//   c*NG .. min((c+1)*NG, P) - 1 one after another, each with the grid
+//   kernel's fragments, k split, reduction order and gate math. So the
+//   cluster tier's results equal the grid tier's bit for bit at the same
+//   units and replicas.
+// - A warp's A fragments of all its slices, in order (slice g, k-tile ks),
+//   form "pairs" (the two m-tiles of one k-tile): the first kRegPairs live
+//   in registers, the rest in shared memory.
+// - Exchange (no global memory, no grid-wide flags): each CTA holds two h
+//   buffers (all H units of its replica's rows) and two mbarriers. Step s
+//   reads buffer s & 1. A CTA writes its own units of h_s into its buffer
+//   (s+1) & 1 and pushes them with st.async into every peer's buffer
+//   (s+1) & 1, completing bytes on the peer's mbarrier (s+1) & 1; before
+//   step s+1 it waits for that mbarrier's phase, having declared the bytes
+//   its peers send (expect_bytes). Only rows that continue (carry) travel.
+#pragma once
+
+#include "layout.h"
+
+namespace rnnfuse {
+namespace persist {
+
+constexpr int kMaxClusterCtas = 16;              // sm_90 with the non-portable opt-in
+constexpr int kPortableClusterCtas = 8;
+constexpr int kRegPairs = kRegFrags / kMTiles;   // k-tiles (both m-tiles) kept in registers
+
+struct ClusterPartition : Partition {
+  int slices;   // NG: grid slices per CTA
+  int cluster;  // CTAs per cluster (the launch's cluster dimension)
+  int hb_rows;  // rows of each h buffer: replica rows rounded up to an n-tile
+  int chunk;    // batch rows per accumulation chunk (multiple of 8, <= kChunkRows)
+
+  RNNFUSE_PHD int cluster_grid() const { return cluster * replicas; }
+  // Slices CTA c runs (the last CTA may run fewer).
+  RNNFUSE_PHD int cta_slices(int c) const {
+    const int n = ctas - c * slices;
+    return n < slices ? n : slices;
+  }
+  RNNFUSE_PHD int slice_of(int c, int g) const { return c * slices + g; }
+  // Hidden units [unit_begin, unit_end) of CTA c.
+  RNNFUSE_PHD int unit_begin(int c) const { return c * slices * units; }
+  RNNFUSE_PHD int unit_end(int c) const {
+    const int e = (c + 1) * slices * units;
+    return e < hidden ? e : hidden;
+  }
+  RNNFUSE_PHD int span(int c) const { return unit_end(c) - unit_begin(c); }
+
+  // ---- W storage: pair p = g * warp_ktiles(w) + ks of warp w.
+  RNNFUSE_PHD int w_pair(int w, int g, int ks) const { return g * warp_ktiles(w) + ks; }
+  // Shared-memory pairs per warp (sized for warp 0, which has the most k-tiles).
+  RNNFUSE_PHD int smem_pairs() const {
+    const int n = slices * warp_ktiles(0) - kRegPairs;
+    return n > 0 ? n : 0;
+  }
+  // Index (in 16-byte units) of lane 0's fragment of m-tile mt of pair p >= kRegPairs.
+  RNNFUSE_PHD int w_smem_index(int w, int pair, int mt) const {
+    return ((w * smem_pairs() + pair - kRegPairs) * kMTiles + mt) * 32;
+  }
+
+  // ---- exchange: CTA c sends each continuing row's units as 4-byte words
+  // (16-byte vectors where aligned) to every other CTA of its cluster.
+  RNNFUSE_PHD int push_words(int c, int eb) const { return (span(c) * eb + 3) / 4; }
+  RNNFUSE_PHD bool push_vec16(int c, int eb) const {
+    return (unit_begin(c) * eb) % 16 == 0 && push_words(c, eb) % 4 == 0;
+  }
+  // Bytes CTA c expects from its peers at a step with `rows` continuing rows.
+  RNNFUSE_PHD uint32_t expect_bytes(int c, int rows, int eb) const {
+    uint32_t words = 0;
+    for (int q = 0; q < cluster; ++q) {
+      if (q != c) words += uint32_t(push_words(q, eb));
+    }
+    return uint32_t(rows) * words * 4u;
+  }
+
+  // ---- shared-memory tiles
+  // Partial sums [kWarps][kRows][pitch]: the chunk plus 8 floats (as the
+  // grid kernel's; at chunks of 8 or 24 rows a half-warp's float2 stores
+  // meet 2-way bank conflicts, a few stores per slice, cheaper than the
+  // shared memory a wider pitch takes from W at LSTM H=768).
+  RNNFUSE_PHD int red_pitch() const { return chunk + 8; }
+  // Staged x_proj rows [hb_rows][gates][x_pitch] (elements): a CTA's widest
+  // span rounded up to 16 bytes.
+  RNNFUSE_PHD int x_pitch(int eb) const {
+    const int per16 = 16 / eb;
+    return ceil_div(slices * units, per16) * per16;
+  }
+};
+
+// Step s reads h buffer and mbarrier s & 1; it waits for its peers only
+// when it has continuing rows (at step 0 every row starts from h0).
+RNNFUSE_PHD int cluster_buffer(int32_t step) { return step & 1; }
+RNNFUSE_PHD bool cluster_waits(const StepInfo& st, int carry_rows) {
+  return st.step > 0 && carry_rows > 0;
+}
+
+RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int batch, int units,
+                                                    int replicas, int max_cluster, int elem_bytes) {
+  ClusterPartition p{};
+  p.gates = gates;
+  p.hidden = hidden;
+  p.batch = batch;
+  p.units = units;
+  p.ctas = ceil_div(hidden, units);
+  p.replicas = replicas;
+  p.kk = mma_k(elem_bytes);
+  p.ktiles = ceil_div(hidden, p.kk);
+  p.slices = ceil_div(p.ctas, max_cluster);
+  p.cluster = ceil_div(p.ctas, p.slices);
+  p.hb_rows = ceil_div(p.max_replica_rows(), 8) * 8;
+  p.chunk = p.hb_rows < kChunkRows ? p.hb_rows : kChunkRows;
+  return p;
+}
+
+// Why the cluster kernel cannot run this partition (nullptr: it can).
+RNNFUSE_PHD const char* cluster_partition_error(const ClusterPartition& p, int elem_bytes) {
+  if (p.gates * p.units > kRows) return "units x gates exceed a slice's rows";
+  if (p.cluster < 2) return "one CTA: st.async needs a cluster of at least two";
+  if (p.cluster > kMaxClusterCtas) return "more than 16 CTAs per cluster";
+  // Every CTA's units start on a 4-byte boundary of an h row (whole words).
+  if ((p.slices * p.units * elem_bytes) % 4 != 0) return "a CTA's units are not whole 4-byte words";
+  if (p.max_replica_rows() < 1) return "a replica without rows";
+  return nullptr;
+}
+
+// Shared memory of a cluster-tier CTA, in bytes from the dynamic base.
+struct ClusterSmem {
+  int64_t wsm;   // W pairs beyond the registers [kWarps][smem_pairs][kMTiles][32] x 16 B
+  int64_t red;   // partial sums, two tiles (one per slice in flight)
+  int64_t hbuf;  // h buffers [2][hb_rows][h_pitch] elem
+  int64_t xs;    // staged x_proj [2][hb_rows][gates][x_pitch] elem
+  int64_t cst;   // LSTM cell state [hb_rows][slices*units] fp32
+  int64_t bias;  // GRU b_hh [slices][kRows] fp32
+  int64_t mbar;  // two mbarriers
+  int64_t total;
+};
+
+RNNFUSE_PHD int64_t align16(int64_t x) { return (x + 15) / 16 * 16; }
+
+RNNFUSE_PHD ClusterSmem cluster_smem(const ClusterPartition& p, int elem_bytes, Cell cell) {
+  ClusterSmem s{};
+  int64_t at = 0;
+  s.wsm = at;
+  at += int64_t(kWarps) * p.smem_pairs() * kMTiles * 32 * 16;
+  s.red = at;
+  at += align16(2 * int64_t(kWarps) * kRows * p.red_pitch() * 4);
+  s.hbuf = at;
+  at += align16(2 * int64_t(p.hb_rows) * p.h_pitch(elem_bytes) * elem_bytes);
+  s.xs = at;
+  at += align16(2 * int64_t(p.hb_rows) * p.gates * p.x_pitch(elem_bytes) * elem_bytes);
+  s.cst = at;
+  at += cell == Cell::LSTM ? align16(int64_t(p.hb_rows) * p.slices * p.units * 4) : 0;
+  s.bias = at;
+  at += cell == Cell::GRU ? align16(int64_t(p.slices) * kRows * 4) : 0;
+  s.mbar = at;
+  at += 16;
+  s.total = at;
+  return s;
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

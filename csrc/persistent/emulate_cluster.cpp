@@ -1,0 +1,552 @@
+// CPU emulator of the cluster tier's kernel (rnnfuse::persistent_emulate_cluster_lstm
+// / _gru): cluster_layout.h's decomposition and its mbarrier protocol, for
+// the tests. Every CTA of every cluster is a state machine (begin a step:
+// stage the next step's x_proj, fill joining rows from h0, declare the
+// expected bytes; wait for the mbarrier's phase; compute and push), and
+// every st.async is a message in flight, delivered at a random later
+// moment: the scheduler picks, with a seeded generator, any runnable CTA or
+// any message. What it asserts:
+// - an mbarrier phase completes only when its arrival came and its declared
+//   bytes all landed (tx-count back to 0);
+// - every message lands in the phase it was meant for (never while the
+//   barrier is still in an earlier phase: a producer two steps ahead);
+// - a message never overwrites a buffer its destination has yet to finish
+//   reading (double-buffer reuse only after the consumer computed);
+// - every h element a step reads is exactly the previous step's (or the
+//   joining row's h0), every x_proj element the step's own;
+// - every output element is written once; nothing is left in flight; no
+//   CTA waits forever (a deadlock is reported, not hung).
+// Arithmetic is SliceEmu's (the grid tier's, slice by slice), with each
+// warp's fragments fetched from the registers or shared memory slots
+// cluster_layout.h assigns: the results equal the grid emulator's bit for
+// bit at the same units and replicas.
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "../recurrence.h"
+#include "cluster_layout.h"
+#include "emulate_common.h"
+#include "emulate_slice.h"
+#include "layout.h"
+#include "schedule_rle.h"
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+struct ClusterEmuConfig {
+  int units = 0, replicas = 1, max_cluster = kMaxClusterCtas, elem_bytes = 2;
+  bool reverse = false;
+  uint64_t seed = 0;
+  // Test hook, a deliberately broken protocol: 0 the kernel's; 1 no wait;
+  // 2 one row fewer bytes expected; 3 one buffer (and mbarrier) for every
+  // step; 4 a CTA skips its last peer; 5 the expected bytes include the
+  // CTA's own units.
+  int fault = 0;
+};
+
+thread_local ClusterEmuConfig g_ccfg;
+
+constexpr int32_t kZeroTag = -1;                                     // initial zeros
+inline int32_t fill_tag(int32_t step) { return -2 - step; }          // h0 filled at a step
+
+template <typename scalar_t>
+struct Problem {
+  using acc_t = at::opmath_type<scalar_t>;
+  Cell cell;
+  int H, B;
+  const scalar_t* x;     // (N, G*H)
+  const scalar_t* w;     // (G*H, H)
+  const scalar_t* b_hh;  // (G*H) or null (GRU)
+  const scalar_t* h0;    // (B, H)
+  scalar_t* y;           // (N, H)
+  acc_t* c_state;        // (B, H) (LSTM)
+  acc_t* ws;             // (N, (G+1)*H) or null
+};
+
+template <typename scalar_t>
+class ClusterEmulator {
+ public:
+  using acc_t = at::opmath_type<scalar_t>;
+  using Slice = SliceEmu<scalar_t>;
+  using mma_t = typename Slice::mma_t;
+
+  ClusterEmulator(const Problem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows)
+      : pr_(pr), cfg_(g_ccfg) {
+    eb_ = cfg_.elem_bytes;
+    p_ = make_cluster_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
+                                cfg_.max_cluster, eb_);
+    const char* bad = cluster_partition_error(p_, eb_);
+    TORCH_CHECK(bad == nullptr, "emulator: the cluster kernel cannot run this partition: ", bad);
+    TORCH_CHECK(encode_schedule(steps, n_rows, cfg_.reverse, sched_), "emulator: more than ",
+                kMaxRuns, " batch-size runs");
+    check_cursor(steps, sched_);
+    // Per replica and step (the same for every CTA of a replica: the
+    // schedule decides): the phase of its mbarrier a waiting step uses, and
+    // the last earlier step that read the same h buffer (-1: none).
+    phase_.assign(steps.size() * size_t(p_.replicas), -1);
+    reader_.assign(steps.size() * size_t(p_.replicas), -1);
+    for (int r = 0; r < p_.replicas; ++r) {
+      int64_t uses[2] = {0, 0};
+      int32_t last_read[2] = {-1, -1};
+      StepCursor cur;
+      for (cur.begin(sched_); cur.valid(sched_); cur.advance(sched_)) {
+        const StepInfo& st = cur.cur;
+        const int b = buf_of(st.step);
+        const size_t at = size_t(r) * steps.size() + st.step;
+        reader_[at] = last_read[b];
+        if (p_.replica_rows(r, st.bs) == 0) continue;
+        if (cluster_waits(st, p_.replica_rows(r, st.carry))) phase_[at] = uses[b]++;
+        last_read[b] = st.step;
+      }
+    }
+    n_steps_ = steps.size();
+    written_.assign(size_t(n_rows) * pr.H, 0);
+    rng_.seed(cfg_.seed);
+  }
+
+  void run() {
+    ctas_.resize(p_.cluster_grid());
+    for (int q = 0; q < p_.cluster_grid(); ++q) init_cta(ctas_[q], q);
+    for (;;) {
+      std::vector<int> ready;
+      int finished = 0;
+      for (int q = 0; q < p_.cluster_grid(); ++q) {
+        const Cta& cta = ctas_[q];
+        if (cta.state == State::Done) {
+          ++finished;
+        } else if (cta.state != State::Wait || phase_done(cta)) {
+          ready.push_back(q);
+        }
+      }
+      if (finished == p_.cluster_grid() && flight_.empty()) break;
+      const size_t choices = ready.size() + flight_.size();
+      TORCH_CHECK(choices > 0, "emulator: deadlock: no CTA can make progress and no store is in "
+                  "flight (an mbarrier phase whose bytes never come)");
+      const size_t pick = std::uniform_int_distribution<size_t>(0, choices - 1)(rng_);
+      if (pick < ready.size()) {
+        advance(ctas_[ready[pick]]);
+      } else {
+        deliver(pick - ready.size());
+      }
+    }
+    for (size_t i = 0; i < written_.size(); ++i) {
+      TORCH_CHECK(written_[i] == 1, "emulator: y element ", i, " written ", int(written_[i]),
+                  " times");
+    }
+    for (const Cta& cta : ctas_) {
+      for (const Barrier& b : cta.bar) {
+        TORCH_CHECK(b.pending == 1 && b.tx == 0, "emulator: an mbarrier ends mid-phase");
+      }
+    }
+  }
+
+ private:
+  enum class State { Begin, Wait, Compute, Done };
+  struct Barrier {
+    int64_t completed = 0;  // phases completed
+    int pending = 1;        // arrivals still expected (init count 1)
+    int64_t tx = 0;         // transaction bytes outstanding (may dip below 0)
+  };
+  struct Msg {
+    int dest, buf;
+    int64_t phase;  // the destination's phase these bytes belong to
+    int32_t step;   // the step that consumes them
+    int n, k0, bytes;
+    std::vector<scalar_t> vals;
+  };
+  struct Cta {
+    int q, r, c;
+    State state = State::Begin;
+    StepCursor cur;
+    int wait_buf = 0;
+    int64_t wait_phase = 0;
+    int32_t computed = -1;  // every step up to this one has finished reading its buffers
+    std::vector<double> reg;    // [warp][kRegPairs][kMTiles][32 * ae]
+    std::vector<double> wsm;    // [smem fragment slot][32 * ae]
+    std::vector<scalar_t> hb[2];
+    std::vector<int32_t> tag[2];
+    std::vector<scalar_t> xs[2];
+    std::vector<int32_t> xtag[2];
+    std::vector<acc_t> cst;
+    std::vector<mma_t> red[2];
+    Barrier bar[2];
+  };
+
+  int buf_of(int32_t step) const { return cfg_.fault == 3 ? 0 : cluster_buffer(step); }
+  int pitch() const { return p_.h_pitch(eb_); }
+  int ae() const { return a_elems(p_.kk); }
+  bool phase_done(const Cta& cta) const { return cta.bar[cta.wait_buf].completed > cta.wait_phase; }
+
+  void init_cta(Cta& cta, int q) {
+    cta.q = q;
+    cta.r = q / p_.cluster;
+    cta.c = q % p_.cluster;
+    cta.cur.begin(sched_);
+    const int NG = p_.cta_slices(cta.c), fs = 32 * ae();
+    // Fragments into the slots cluster_layout.h assigns: each slot once.
+    cta.reg.assign(size_t(kWarps) * kRegPairs * kMTiles * fs, 0.0);
+    const size_t smem_frags = size_t(kWarps) * p_.smem_pairs() * kMTiles;
+    cta.wsm.assign(smem_frags * fs, 0.0);
+    std::vector<char> used(smem_frags, 0);
+    for (int w = 0; w < kWarps; ++w) {
+      const int n_kt = p_.warp_ktiles(w);
+      for (int g = 0; g < NG; ++g) {
+        for (int ks = 0; ks < n_kt; ++ks) {
+          const int pair = p_.w_pair(w, g, ks);
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            double* dst;
+            if (pair < kRegPairs) {
+              dst = &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles + mt) * fs];
+            } else {
+              const int idx = p_.w_smem_index(w, pair, mt);
+              TORCH_CHECK(idx % 32 == 0 && idx >= 0 && size_t(idx / 32) < smem_frags &&
+                              !used[idx / 32],
+                          "emulator: shared-memory W slot ", idx, " out of range or reused");
+              used[idx / 32] = 1;
+              dst = &cta.wsm[size_t(idx / 32) * fs];
+            }
+            Slice::frag(p_, pr_.w, p_.slice_of(cta.c, g), p_.warp_ktile(w, ks), mt, dst);
+          }
+        }
+      }
+    }
+    const size_t hb_elems = size_t(p_.hb_rows) * pitch();
+    const size_t xs_elems = size_t(p_.hb_rows) * p_.gates * p_.x_pitch(eb_);
+    for (int b = 0; b < 2; ++b) {
+      cta.hb[b].assign(hb_elems, scalar_t(0));
+      cta.tag[b].assign(hb_elems, kZeroTag);
+      cta.xs[b].assign(xs_elems, scalar_t(0));
+      cta.xtag[b].assign(xs_elems, -1);
+      cta.red[b].assign(size_t(kWarps) * kRows * p_.red_pitch(), mma_t(0));
+    }
+    const int cp = p_.slices * p_.units, u0 = p_.unit_begin(cta.c);
+    cta.cst.assign(size_t(p_.hb_rows) * cp, acc_t(0));
+    if (pr_.cell == Cell::LSTM) {
+      for (int n = 0; n < p_.hb_rows; ++n) {
+        const int64_t b = p_.replica_row(cta.r, n);
+        for (int u = 0; b < p_.batch && u < p_.span(cta.c); ++u) {
+          cta.cst[size_t(n) * cp + u] = pr_.c_state[b * p_.hidden + u0 + u];
+        }
+      }
+    }
+    if (cta.cur.valid(sched_)) {
+      stage_x(cta, cta.cur.cur.row0, p_.replica_rows(cta.r, cta.cur.cur.bs), 0, 0);
+    }
+  }
+
+  // x_proj of `step` (rows of this replica, this CTA's units) into staging buffer b.
+  void stage_x(Cta& cta, int64_t row0, int rows, int b, int32_t step) {
+    const int G = p_.gates, xp = p_.x_pitch(eb_), u0 = p_.unit_begin(cta.c);
+    for (int n = 0; n < rows; ++n) {
+      const int64_t row = row0 + p_.replica_row(cta.r, n);
+      for (int g = 0; g < G; ++g) {
+        for (int u = 0; u < p_.span(cta.c); ++u) {
+          cta.xs[b][size_t(n * G + g) * xp + u] = pr_.x[row * G * p_.hidden + g * p_.hidden + u0 + u];
+          cta.xtag[b][size_t(n * G + g) * xp + u] = step;
+        }
+      }
+    }
+  }
+
+  void advance(Cta& cta) {
+    switch (cta.state) {
+      case State::Begin: begin_step(cta); break;
+      case State::Wait:  // the phase completed
+      case State::Compute: compute_step(cta); break;
+      case State::Done: break;
+    }
+  }
+
+  void begin_step(Cta& cta) {
+    if (!cta.cur.valid(sched_)) {
+      finish(cta);
+      return;
+    }
+    const StepInfo& st = cta.cur.cur;
+    const int buf = buf_of(st.step);
+    if (st.bs_next > 0) {  // x_proj staging: always double-buffered (not a fault's subject)
+      stage_x(cta, st.next_row0, p_.replica_rows(cta.r, st.bs_next), cluster_buffer(st.step + 1),
+              st.step + 1);
+    }
+    const int rows = p_.replica_rows(cta.r, st.bs);
+    if (rows == 0) {  // the replica idles; nothing to read or send
+      cta.computed = st.step;
+      cta.cur.advance(sched_);
+      return;
+    }
+    const int carry_rows = p_.replica_rows(cta.r, st.carry);
+    for (int n = carry_rows; n < rows; ++n) {
+      const int64_t b = p_.replica_row(cta.r, n);
+      for (int k = 0; k < p_.hidden; ++k) {
+        cta.hb[buf][size_t(n) * pitch() + k] = pr_.h0[b * p_.hidden + k];
+        cta.tag[buf][size_t(n) * pitch() + k] = fill_tag(st.step);
+      }
+    }
+    cta.state = State::Compute;
+    if (cluster_waits(st, carry_rows) && cfg_.fault != 1) {
+      uint32_t bytes = p_.expect_bytes(cta.c, carry_rows - (cfg_.fault == 2 ? 1 : 0), eb_);
+      if (cfg_.fault == 5) bytes += uint32_t(carry_rows) * p_.push_words(cta.c, eb_) * 4;
+      Barrier& bar = cta.bar[buf];
+      cta.wait_buf = buf;
+      cta.wait_phase = bar.completed;
+      TORCH_CHECK(cfg_.fault == 3 || bar.completed == phase_[size_t(cta.r) * n_steps_ + st.step],
+                  "emulator: CTA ", cta.q, " at step ", st.step, " arrives on phase ",
+                  bar.completed, " of mbarrier ", buf);
+      bar.tx += bytes;  // arrive.expect_tx
+      bar.pending -= 1;
+      try_complete(bar);
+      cta.state = State::Wait;
+    }
+  }
+
+  void try_complete(Barrier& bar) {
+    if (bar.pending == 0 && bar.tx == 0) {
+      ++bar.completed;
+      bar.pending = 1;
+    }
+  }
+
+  // The h the step reads, element by element, must be the previous step's
+  // (continuing rows) or this step's h0 fill (joining rows).
+  void check_reads(const Cta& cta, const StepInfo& st, int buf, int rows, int carry_rows) {
+    for (int n = 0; n < rows; ++n) {
+      for (int k = 0; k < p_.hidden; ++k) {
+        const int32_t want = n < carry_rows ? st.step - 1 : fill_tag(st.step);
+        const int32_t got = cta.tag[buf][size_t(n) * pitch() + k];
+        TORCH_CHECK(got == want, "emulator: protocol violation: CTA ", cta.q, " at step ", st.step,
+                    " reads h[", n, "][", k, "] of ", got >= 0 ? "step " : "tag ", got,
+                    ", expected ", want);
+      }
+    }
+    const int G = p_.gates, xp = p_.x_pitch(eb_);
+    for (int n = 0; n < rows; ++n) {
+      for (int g = 0; g < G; ++g) {
+        for (int u = 0; u < p_.span(cta.c); ++u) {
+          TORCH_CHECK(cta.xtag[cluster_buffer(st.step)][size_t(n * G + g) * xp + u] == st.step,
+                      "emulator: CTA ", cta.q, " at step ", st.step, " reads stale x_proj");
+        }
+      }
+    }
+  }
+
+  void compute_step(Cta& cta) {
+    const StepInfo st = cta.cur.cur;
+    const int buf = buf_of(st.step), nxt = buf_of(st.step + 1);
+    const int rows = p_.replica_rows(cta.r, st.bs);
+    const int carry_rows = p_.replica_rows(cta.r, st.carry);
+    check_reads(cta, st, buf, rows, carry_rows);
+    const int NG = p_.cta_slices(cta.c), rp = p_.red_pitch(), fs = 32 * ae();
+    for (int q0 = 0; q0 < rows; q0 += p_.chunk) {
+      const int n_rows = std::min(p_.chunk, rows - q0), n_tiles = ceil_div(n_rows, 8);
+      for (int g = 0; g <= NG; ++g) {  // the kernel's brackets
+        if (g < NG) {
+          for (int w = 0; w < kWarps; ++w) {
+            typename Slice::Acc acc;
+            Slice::zero(acc);
+            for (int ks = 0; ks < p_.warp_ktiles(w); ++ks) {
+              const int pair = p_.w_pair(w, g, ks);
+              const double* a0 =
+                  pair < kRegPairs
+                      ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles) * fs]
+                      : &cta.wsm[size_t(p_.w_smem_index(w, pair, 0) / 32) * fs];
+              const double* a1 =
+                  pair < kRegPairs
+                      ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles + 1) * fs]
+                      : &cta.wsm[size_t(p_.w_smem_index(w, pair, 1) / 32) * fs];
+              Slice::mma_ktile(p_, a0, a1, cta.hb[buf].data(), pitch(), q0, p_.warp_ktile(w, ks),
+                               n_tiles, acc);
+            }
+            Slice::store_partials(acc, cta.red[g & 1].data(), w, n_tiles, rp);
+          }
+        }
+        if (g > 0) epilogue(cta, st, g - 1, q0, n_rows, buf, nxt);
+      }
+    }
+    cta.computed = st.step;
+    push(cta, st, nxt);
+    cta.cur.advance(sched_);
+    cta.state = State::Begin;
+  }
+
+  void epilogue(Cta& cta, const StepInfo& st, int gs, int q0, int n_rows, int buf, int nxt) {
+    const int H = p_.hidden, G = p_.gates, J = p_.units, vc = p_.slice_of(cta.c, gs);
+    const int xp = p_.x_pitch(eb_), u0 = p_.unit_begin(cta.c), cp = p_.slices * p_.units;
+    for (int e = 0; e < p_.chunk_items(); ++e) {
+      const int jj = p_.item_unit(e), nn = p_.item_row(e);
+      const int j = p_.first_unit(vc) + jj;
+      if (nn >= n_rows || j >= H) continue;
+      const int n = q0 + nn;
+      const int64_t row = st.row0 + p_.replica_row(cta.r, n);
+      acc_t sum[4], x[4];
+      Slice::sum_partials(cta.red[gs & 1].data(), G, J, jj, nn, p_.red_pitch(), sum);
+      const int xb = cluster_buffer(st.step);
+      for (int g = 0; g < G; ++g) x[g] = acc_t(cta.xs[xb][size_t(n * G + g) * xp + j - u0]);
+      acc_t& c = cta.cst[size_t(n) * cp + j - u0];
+      const acc_t h_prev = acc_t(cta.hb[buf][size_t(n) * pitch() + j]);
+      const acc_t h = Slice::cell_item(pr_.cell, x, sum, pr_.b_hh ? pr_.b_hh + j : nullptr, H, c,
+                                       h_prev, pr_.ws ? pr_.ws + row * (G + 1) * H + j : nullptr);
+      const size_t idx = size_t(row) * H + j;
+      ++written_[idx];
+      pr_.y[idx] = scalar_t(h);
+      cta.hb[nxt][size_t(n) * pitch() + j] = scalar_t(h);
+      cta.tag[nxt][size_t(n) * pitch() + j] = st.step;
+    }
+  }
+
+  // st.async of this CTA's units of the continuing rows to every peer: one
+  // message per (peer, row), whole words (a pad element past H travels too).
+  void push(const Cta& cta, const StepInfo& st, int nxt) {
+    const int rows = p_.replica_rows(cta.r, st.carry_next);
+    if (rows == 0) return;
+    const int u0 = p_.unit_begin(cta.c), words = p_.push_words(cta.c, eb_);
+    const int elems = words * 4 / eb_;
+    for (int qq = 0; qq < p_.cluster; ++qq) {
+      if (qq == cta.c || (cfg_.fault == 4 && qq == (cta.c == p_.cluster - 1 ? 0 : p_.cluster - 1))) {
+        continue;
+      }
+      for (int n = 0; n < rows; ++n) {
+        Msg m;
+        m.dest = cta.r * p_.cluster + qq;
+        m.buf = nxt;
+        m.step = st.step + 1;
+        m.phase = phase_[size_t(cta.r) * n_steps_ + m.step];
+        m.n = n;
+        m.k0 = u0;
+        m.bytes = words * 4;
+        const scalar_t* src = &cta.hb[nxt][size_t(n) * pitch() + u0];
+        for (int k = 0; k < elems; ++k) {
+          TORCH_CHECK(u0 + k >= p_.hidden || cta.tag[nxt][size_t(n) * pitch() + u0 + k] == st.step,
+                      "emulator: CTA ", cta.q, " pushes h it has not computed");
+          m.vals.push_back(src[k]);
+        }
+        flight_.push_back(std::move(m));
+      }
+    }
+  }
+
+  void deliver(size_t i) {
+    Msg m = std::move(flight_[i]);
+    flight_[i] = std::move(flight_.back());
+    flight_.pop_back();
+    Cta& d = ctas_[m.dest];
+    // The buffer's previous contents belong to the destination's last
+    // earlier step that read it: that step must be computed.
+    const int32_t last_reader = reader_[size_t(d.r) * n_steps_ + m.step];
+    TORCH_CHECK(d.computed >= last_reader, "emulator: protocol violation: CTA ", d.q,
+                " receives h for step ", m.step, " into buffer ", m.buf,
+                " before it finished step ", last_reader, " (write after read)");
+    Barrier& bar = d.bar[m.buf];
+    TORCH_CHECK(cfg_.fault == 3 || bar.completed == m.phase, "emulator: protocol violation: ",
+                m.bytes, " bytes for phase ", m.phase, " of CTA ", d.q, "'s mbarrier ", m.buf,
+                " land in phase ", bar.completed);
+    for (size_t k = 0; k < m.vals.size(); ++k) {
+      d.hb[m.buf][size_t(m.n) * pitch() + m.k0 + k] = m.vals[k];
+      if (m.k0 + int(k) < p_.hidden) d.tag[m.buf][size_t(m.n) * pitch() + m.k0 + k] = m.step - 1;
+    }
+    bar.tx -= m.bytes;  // complete_tx
+    try_complete(bar);
+  }
+
+  void finish(Cta& cta) {
+    if (pr_.cell == Cell::LSTM) {
+      const int cp = p_.slices * p_.units, u0 = p_.unit_begin(cta.c);
+      for (int n = 0; n < p_.hb_rows; ++n) {
+        const int64_t b = p_.replica_row(cta.r, n);
+        for (int u = 0; b < p_.batch && u < p_.span(cta.c); ++u) {
+          pr_.c_state[b * p_.hidden + u0 + u] = cta.cst[size_t(n) * cp + u];
+        }
+      }
+    }
+    cta.state = State::Done;
+  }
+
+  Problem<scalar_t> pr_;
+  ClusterEmuConfig cfg_;
+  int eb_ = 2;
+  ClusterPartition p_{};
+  Schedule sched_{};
+  size_t n_steps_ = 0;
+  std::vector<int64_t> phase_;
+  std::vector<int32_t> reader_;
+  std::vector<uint8_t> written_;
+  std::vector<Cta> ctas_;
+  std::vector<Msg> flight_;
+  std::mt19937_64 rng_;
+};
+
+void lstm_loop(const LstmForward& f, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
+                                  "persistent_emulate_cluster_lstm", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Problem<scalar_t> pr{Cell::LSTM, int(f.c_state.size(1)), int(f.h0.size(0)),
+                         f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(), nullptr,
+                         f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
+                         f.c_state.data_ptr<acc_t>(),
+                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+    ClusterEmulator<scalar_t>(pr, steps, f.y.size(0)).run();
+  });
+}
+
+void gru_loop(const GruForward& f, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
+                                  "persistent_emulate_cluster_gru", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Problem<scalar_t> pr{Cell::GRU, int(f.h0.size(1)), int(f.h0.size(0)),
+                         f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(),
+                         f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
+                         f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
+                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+    ClusterEmulator<scalar_t>(pr, steps, f.y.size(0)).run();
+  });
+}
+
+ClusterEmuConfig make_config(int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
+                             int64_t seed, int64_t fault, bool reverse, at::ScalarType dtype) {
+  TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
+  TORCH_CHECK(cluster >= 2 && cluster <= kMaxClusterCtas, "emulator: clusters of 2 to ",
+              kMaxClusterCtas, " CTAs");
+  const int64_t need = dtype == at::kFloat ? 4 : 2;
+  TORCH_CHECK(dtype == at::kDouble ? (elem_bytes == 2 || elem_bytes == 4) : elem_bytes == need,
+              "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
+  TORCH_CHECK(fault >= 0 && fault <= 5, "emulator: fault must be 0..5");
+  return ClusterEmuConfig{int(units), int(replicas), int(cluster), int(elem_bytes), reverse,
+                          static_cast<uint64_t>(seed), int(fault)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
+    const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
+    int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, int64_t fault) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  g_ccfg = make_config(units, replicas, cluster, elem_bytes, seed, fault, reverse,
+                       x_proj.scalar_type());
+  return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
+                      &lstm_loop);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
+    int64_t seed, int64_t fault) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  g_ccfg = make_config(units, replicas, cluster, elem_bytes, seed, fault, reverse,
+                       x_proj.scalar_type());
+  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training, &gru_loop);
+}
+
+}  // namespace
+}  // namespace persist
+}  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("persistent_emulate_cluster_lstm", &rnnfuse::persist::emulate_lstm);
+  m.impl("persistent_emulate_cluster_gru", &rnnfuse::persist::emulate_gru);
+}

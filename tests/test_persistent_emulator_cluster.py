@@ -1,0 +1,147 @@
+"""The CPU emulator of the cluster tier's kernel (csrc/persistent/
+emulate_cluster.cpp) against the CPU kernels (the executable spec) and
+against the grid tier's emulator.
+
+The emulator runs cluster_layout.h's decomposition (slices dealt to the
+CTAs of a cluster, W fragments in register or shared-memory slots, staged
+x_proj, the cell state kept per CTA) and its mbarrier protocol: every
+st.async is a message delivered at a random later moment; a phase
+completes only when its arrival came and all its declared bytes landed; a
+message must land in the phase it was meant for and never in a buffer its
+destination still has to read; every h element read must be the previous
+step's. Float64 runs prove the decomposition exactly; every dtype must equal
+the grid emulator bit for bit (the cluster kernel computes each slice with
+the grid kernel's functions), which test_persistent_emulator.py ties to the
+float64 reference.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnfuse.ops  # noqa: F401
+from test_persistent_emulator import BF16, F16, F32, F64, emulate, make_inputs, spec
+
+OPS = torch.ops.rnnfuse
+
+
+def cemu(cell, a, reverse, J, R, S, eb, seed=0, fault=0):
+    if cell == "LSTM":
+        return OPS.persistent_emulate_cluster_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"],
+                                                   reverse, True, J, R, S, eb, seed, fault)
+    return OPS.persistent_emulate_cluster_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], reverse,
+                                              True, J, R, S, eb, seed, fault)
+
+
+# (J, R, S, elem_bytes): units per slice, replicas, the most CTAs per
+# cluster. Clusters of 2 to 16 CTAs, ragged last CTAs (fewer slices), both
+# fragment layouts, one and several replicas.
+PARTITIONS = {
+    "LSTM": [(8, 1, 2, 2), (8, 2, 4, 4), (4, 3, 16, 2), (8, 1, 3, 2), (8, 2, 8, 4)],
+    "GRU": [(10, 1, 2, 2), (10, 2, 4, 4), (10, 3, 16, 2), (10, 1, 5, 4)],
+}
+# (H, B, T): odd sizes; H=45 bf16 has k-tiles on only 3 of 8 warps and a pad
+# element past H in the last CTA's words; H=130 at S=2 puts W fragments in
+# shared memory (more than 16 pairs per warp); B=37 over 3 replicas.
+SHAPES = [(40, 5, 6), (45, 37, 7), (17, 20, 4), (130, 3, 5)]
+
+
+def _close(exp, got, tol, what):
+    assert len(exp) == len(got)
+    for k, (e, g) in enumerate(zip(exp, got)):
+        assert e.shape == g.shape, (what, k, e.shape, g.shape)
+        err = (e - g).abs().max().item() if e.numel() else 0.0
+        assert err <= tol, f"{what} out{k}: {err:.3e}"
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_float64_decomposition_equals_the_spec(cell, packed, reverse):
+    for i, (H, B, T) in enumerate(SHAPES):
+        a = make_inputs(cell, F64, H, B, T, packed, seed=i)
+        exp = spec(cell, a, reverse)
+        for J, R, S, eb in PARTITIONS[cell]:
+            if R > B:
+                continue
+            _close(exp, cemu(cell, a, reverse, J, R, S, eb, seed=i), 1e-12,
+                   f"H{H} B{B} T{T} J{J} R{R} S{S} eb{eb}")
+
+
+@pytest.mark.parametrize("dtype", [F16, BF16, F32, F64], ids=str)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_bitwise_equal_to_the_grid_tier(cell, dtype):
+    """Same units and replicas: the same numbers to the last bit, whatever
+    the cluster size, padded or packed, forwards or in reverse."""
+    eb = 4 if dtype == F32 else 2
+    J = 8 if cell == "LSTM" else 10
+    for packed, reverse in ((False, False), (True, True), (True, False)):
+        a = make_inputs(cell, dtype, 96, 19, 9, packed, seed=7)
+        grid = emulate(cell, a, reverse, J, 2, 32, eb)
+        for S in (2, 4, 16):
+            for g, c in zip(grid, cemu(cell, a, reverse, J, 2, S, eb, seed=S)):
+                assert torch.equal(g, c), (packed, reverse, S)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_delivery_order_does_not_change_a_bit(cell):
+    a = make_inputs(cell, BF16, 64, 20, 6, packed=True, seed=2)
+    J = 8 if cell == "LSTM" else 10
+    runs = [cemu(cell, a, True, J, 2, 4, 2, seed=s) for s in (0, 1, 2, 3)]
+    for other in runs[1:]:
+        for x, y in zip(runs[0], other):
+            assert torch.equal(x, y)
+
+
+# The checker's own tests: each broken protocol must be reported.
+@pytest.mark.parametrize("fault, error", [
+    (1, "protocol violation"),                # no wait: stale h is read
+    (2, "protocol violation|deadlock"),       # one row too few bytes: the phase ends early (or,
+                                              # if every byte landed first, never: tx-count < 0)
+    (3, "protocol violation"),                # one buffer: a peer overwrites h still to be read
+    (4, "deadlock"),                          # a peer left out: the phase never completes
+    (5, "deadlock"),                          # the CTA's own bytes expected too
+], ids=["no-wait", "one-row-short", "single-buffer", "peer-skipped", "own-bytes-expected"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_a_broken_protocol_is_caught(cell, fault, error):
+    a = make_inputs(cell, F64, 40, 9, 5, packed=False, seed=4)
+    J = 8 if cell == "LSTM" else 10
+    for seed in range(3):
+        with pytest.raises(RuntimeError, match=error):
+            cemu(cell, a, False, J, 1, 4, 2, seed=seed, fault=fault)
+
+
+@pytest.mark.parametrize("eb", [2, 4])
+def test_w_fragments_in_shared_memory(eb):
+    """H=200 in clusters of two: 13 slices per CTA, 26 (bf16) or 52 (TF32
+    k-tiles) fragment pairs per warp, 16 in registers and the rest in the
+    shared-memory slots (each slot used once, checked by the emulator)."""
+    for cell, J in (("LSTM", 8), ("GRU", 10)):
+        a = make_inputs(cell, F64, 200, 11, 4, packed=True, seed=eb)
+        _close(spec(cell, a, False), cemu(cell, a, False, J, 1, 2, eb), 1e-12, f"{cell} eb{eb}")
+
+
+def test_a_reverse_packed_replica_that_joins_late():
+    """Reverse packed with 3 replicas: replica 2's rows join only at the last
+    steps (all from h0, nothing to wait for), while peers already push."""
+    gen = torch.Generator().manual_seed(5)
+    a = make_inputs("LSTM", F64, 24, 9, 8, packed=False, seed=5)
+    lengths = [8, 7, 6, 5, 4, 3, 2, 2, 1]
+    bs = torch.tensor([sum(1 for n in lengths if n > t) for t in range(8)], dtype=torch.long)
+    a["x"] = torch.randn(int(bs.sum()), 4 * 24, generator=gen, dtype=F64)
+    a["bs"] = bs
+    _close(spec("LSTM", a, True), cemu("LSTM", a, True, 8, 3, 2, 2), 1e-12, "late joiners")
+
+
+def test_rejects_partitions_the_kernel_cannot_run():
+    a = make_inputs("LSTM", F64, 4, 4, 3, False)
+    with pytest.raises(RuntimeError, match="at least two"):
+        cemu("LSTM", a, False, 8, 1, 16, 2)  # one slice: no cluster of two CTAs
+    a = make_inputs("GRU", F64, 40, 4, 3, False)
+    with pytest.raises(RuntimeError, match="4-byte words"):
+        cemu("GRU", a, False, 5, 1, 8, 2)  # 5 bf16 units per CTA: not whole words
+    with pytest.raises(RuntimeError, match="2 to 16"):
+        cemu("GRU", a, False, 10, 1, 17, 2)
+    a = make_inputs("LSTM", BF16, 40, 4, 3, False)
+    with pytest.raises(RuntimeError, match="elem_bytes"):
+        cemu("LSTM", a, False, 8, 1, 4, 4)
