@@ -8,6 +8,7 @@ Environment:
 """
 import glob
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -87,15 +88,37 @@ def write_build_config(package_dir, with_cuda):
         f.write(f"TORCH_VERSION = {torch.__version__!r}\n")
 
 
+# The CPU kernels per instruction set (csrc/cpu/kernels_impl.h), as ATen builds
+# its own: each of these files is compiled alone with its flags, and the CPU
+# picks one at run time (csrc/cpu/kernels_dispatch.cpp). They are linked after
+# every other object: an inline function from a shared header (c10, the
+# standard library) that they also emit is then taken from a file compiled
+# without these flags (the linker keeps the first copy), so nothing outside
+# the chosen kernels can run an instruction the CPU may lack.
+# Off x86-64 they are left out and kernels_default.cpp serves alone.
+X86_ISA_SOURCES = {
+    "csrc/cpu/kernels_avx2.cpp": ("RNNFUSE_CPU_AVX2", ["-mavx2", "-mfma", "-mf16c"]),
+    "csrc/cpu/kernels_avx512.cpp": (
+        "RNNFUSE_CPU_AVX512", ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"]),
+}
+ISA_SOURCES = X86_ISA_SOURCES if platform.machine().lower() in ("x86_64", "amd64") else {}
+
+
 def extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx_flags = ["-O3"]
+    sources = [s for s in sources if s not in X86_ISA_SOURCES]
+    cxx_flags = ["-O3"] + ["-D" + macro for macro, _ in ISA_SOURCES.values()]
+    # Header changes must relink too (setuptools skips the link when no
+    # listed file is newer than the module).
+    depends = sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)
+                     + list(ISA_SOURCES))
     if not CUDA_HOME:
-        return CppExtension("rnnfuse._C", sources, extra_compile_args={"cxx": cxx_flags})
+        return CppExtension("rnnfuse._C", sources, depends=depends,
+                            extra_compile_args={"cxx": cxx_flags})
     sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
     nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr",
                   "-DRNNFUSE_WITH_CUDA"]
-    return CUDAExtension("rnnfuse._C", sources,
+    return CUDAExtension("rnnfuse._C", sources, depends=depends,
                          extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSE_WITH_CUDA"],
                                              "nvcc": nvcc_flags})
 
@@ -103,6 +126,20 @@ def extension():
 class BuildExt(BuildExtension.with_options(use_ninja=True)):
     """Records how _C was built, only once it has been built: a failed or
     interrupted build must not leave a config that disagrees with the .so."""
+
+    def build_extension(self, ext):
+        # The per-instruction-set kernels, each with its own flags, linked
+        # after the extension's own objects (see ISA_SOURCES).
+        cxx = ext.extra_compile_args["cxx"] if isinstance(ext.extra_compile_args, dict) \
+            else list(ext.extra_compile_args)
+        objects = []
+        for source, (_, flags) in ISA_SOURCES.items():
+            objects += self.compiler.compile(
+                [source], output_dir=self.build_temp, macros=ext.define_macros,
+                include_dirs=ext.include_dirs, debug=self.debug,
+                extra_postargs={"cxx": cxx + flags, "nvcc": []}, depends=ext.depends)
+        ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
 
     def run(self):
         super().run()

@@ -9,6 +9,13 @@
 // what the backward needs, in the accumulation dtype; empty unless training.
 #include <torch/library.h>
 
+#include <string>
+
+namespace rnnfuse {
+// csrc/cpu/kernels_dispatch.cpp
+std::string cpu_kernels_isa();
+}  // namespace rnnfuse
+
 TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "lstm_fwd(Tensor x_proj, Tensor w_hh, Tensor? w_hr, Tensor h0, Tensor c0, "
@@ -26,4 +33,7 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // Which instruction set the CPU kernels run with on this machine ("AVX512",
+  // "AVX2" or "DEFAULT"): for tests and benchmark reports.
+  m.def("_cpu_kernels_isa() -> str", &rnnfuse::cpu_kernels_isa);
 }

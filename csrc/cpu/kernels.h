@@ -1,0 +1,152 @@
+// The CPU kernels' interface: raw pointers and sizes only, so the kernels can
+// be compiled once per instruction set (kernels_impl.h, built by
+// kernels_default.cpp / kernels_avx2.cpp / kernels_avx512.cpp) and picked at
+// run time (cpu_kernels<scalar_t>(), kernels_dispatch.cpp) the way ATen picks
+// its own CPU kernels.
+//
+// A time step is split by hidden unit: a "block" is one vector of units
+// (Kernels::vec lanes). The forward kernels own every gate of their blocks, so
+// the recurrent GEMM, the gate math and the state update of a block happen in
+// one pass with the gate pre-activations in registers; the backward kernels
+// own a "panel" of Kernels::bwd_vecs blocks. Threads take disjoint ranges of
+// blocks (panels), so one step needs no synchronisation inside it.
+//
+// The recurrent GEMM reads the weights from panels laid out once per call
+// (pack_fwd / pack_bwd): for each block (panel), the K x (gates x lanes)
+// slice it needs, contiguous and in the accumulation type. Or, when a call has
+// too few steps to pay for the layout, it is given the GEMM's result (`rec`)
+// and runs only the per-unit part.
+//
+// Every per-unit formula is gate_math.h's, evaluated lane-wise.
+#pragma once
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "../step.h"
+
+namespace rnnfuse {
+namespace cpu {
+
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
+
+// Rows are time-major (schedule.h). "A rows" are the left operand of a step's
+// recurrent GEMM in the accumulation type: row b is prev + b * ld for b below
+// the step's carry and h0 + b * ld for the rows that start at this step.
+
+// LSTM forward step (recurrence.h's LstmForward), for blocks [blk0, blk1).
+template <typename scalar_t>
+struct LstmFwdArgs {
+  using acc_t = acc_type<scalar_t>;
+  int64_t hidden, out;     // H, P (P != H only with a projection)
+  const scalar_t* x_proj;  // (N, 4H)
+  const acc_t* w_packed;   // pack_fwd(w_hh), or null when rec is given
+  const acc_t* rec;        // (B, 4H) h_prev @ w_hh^T, or null
+  const acc_t* prev;       // A rows (ld = P) continuing from the previous step
+  const acc_t* h0;         // A rows (ld = P) starting at this step
+  acc_t* c_state;          // (B, H), c_{t-1} in, c_t out
+  scalar_t* y;             // (N, P), written when h_raw is null
+  acc_t* h_raw;            // (B, H): with a projection, h before it; else null
+  acc_t* h_next;           // (B, P): h rounded to scalar_t, in acc_t, for the next A rows; or null
+  acc_t* ws;               // (N, 5H) (i, f, g, o, c), or null
+};
+
+// LSTM backward step (recurrence.h's LstmBackward), for panels [pan0, pan1).
+template <typename scalar_t>
+struct LstmBwdArgs {
+  using acc_t = acc_type<scalar_t>;
+  int64_t hidden, out;      // H, P
+  const scalar_t* grad_y;   // (N, P)
+  const acc_t* w_packed;    // pack_bwd(w_hh), or null when rec or dh_unit is given
+  const acc_t* rec;         // (B, P) dgates_next @ w_hh for rows < carry_next, or null
+  const acc_t* next;        // A rows (ld = 4H): the next step's dgates
+  const acc_t* dh_unit;     // (B, H): with a projection, the whole dh in unit space; else null
+  const scalar_t* c0;       // (B, H)
+  const acc_t* ws;          // (N, 5H)
+  acc_t* dh_state;          // (B, P): added to dh and cleared (without a projection)
+  acc_t* dc_state;          // (B, H)
+  scalar_t* dgates;         // (N, 4H)
+  acc_t* dgates_next;       // (B, 4H): dgates rounded to scalar_t, for the next A rows; or null
+};
+
+// GRU forward step (recurrence.h's GruForward), for blocks [blk0, blk1).
+template <typename scalar_t>
+struct GruFwdArgs {
+  using acc_t = acc_type<scalar_t>;
+  int64_t hidden;          // H
+  const scalar_t* x_proj;  // (N, 3H)
+  const acc_t* w_packed;   // pack_fwd(w_hh), or null when rec is given
+  const acc_t* rec;        // (B, 3H) h_prev @ w_hh^T, or null
+  const acc_t* b_hh;       // (3H), or null
+  const acc_t* prev;       // A rows (ld = H), which are also h_{t-1}
+  const acc_t* h0;
+  scalar_t* y;             // (N, H)
+  acc_t* h_next;           // (B, H) or null, as for the LSTM
+  acc_t* ws;               // (N, 4H) (r, z, n, hn), or null
+};
+
+// GRU backward step (recurrence.h's GruBackward), for panels [pan0, pan1).
+template <typename scalar_t>
+struct GruBwdArgs {
+  using acc_t = acc_type<scalar_t>;
+  int64_t hidden;           // H
+  const scalar_t* grad_y;   // (N, H)
+  const acc_t* w_packed;    // pack_bwd(w_hh), or null when rec is given
+  const acc_t* rec;         // (B, H) dhh_next @ w_hh for rows < carry_next, or null
+  const acc_t* next;        // A rows (ld = 3H): the next step's dhh
+  const scalar_t* y;        // (N, H): h_{t-1} of continuing rows
+  const scalar_t* h0;       // (B, H)
+  const acc_t* ws;          // (N, 4H)
+  acc_t* dh_state;          // (B, H)
+  scalar_t* dx;             // (N, 3H)
+  scalar_t* dhh;            // (N, 3H)
+  acc_t* dhh_next;          // (B, 3H) or null, as for the LSTM
+};
+
+template <typename scalar_t>
+struct Kernels {
+  using acc_t = acc_type<scalar_t>;
+  const char* isa;      // "AVX512", "AVX2" or "DEFAULT"
+  int64_t vec;          // lanes of a block
+  int64_t bwd_vecs;     // blocks of a backward panel
+  // Forward panels of w (gates*H, k): blocks [blk0, blk1) of fwd_packed_size.
+  void (*pack_fwd)(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k, acc_t* out,
+                   int64_t blk0, int64_t blk1);
+  // Backward panels of w (k, n) (w_hh as stored, k = gates*H): panels [pan0, pan1).
+  void (*pack_bwd)(const scalar_t* w, int64_t k, int64_t n, acc_t* out, int64_t pan0,
+                   int64_t pan1);
+  void (*lstm_fwd)(const LstmFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);
+  void (*lstm_bwd)(const LstmBwdArgs<scalar_t>&, const Step&, int64_t pan0, int64_t pan1);
+  void (*gru_fwd)(const GruFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);
+  void (*gru_bwd)(const GruBwdArgs<scalar_t>&, const Step&, int64_t pan0, int64_t pan1);
+
+  int64_t blocks(int64_t units) const { return (units + vec - 1) / vec; }
+  int64_t panels(int64_t units) const {
+    return (units + vec * bwd_vecs - 1) / (vec * bwd_vecs);
+  }
+  int64_t fwd_packed_size(int64_t gates, int64_t hidden, int64_t k) const {
+    return blocks(hidden) * k * gates * vec;
+  }
+  int64_t bwd_packed_size(int64_t k, int64_t n) const { return panels(n) * k * bwd_vecs * vec; }
+};
+
+// The kernels for the instruction set ATen uses on this machine
+// (at::get_cpu_capability(), which honours ATEN_CPU_CAPABILITY), limited to
+// those this build compiled.
+template <typename scalar_t>
+const Kernels<scalar_t>& cpu_kernels();
+
+// One table per instruction set (defined in kernels_<isa>.cpp).
+template <typename scalar_t>
+Kernels<scalar_t> kernels_default();
+template <typename scalar_t>
+Kernels<scalar_t> kernels_avx2();
+template <typename scalar_t>
+Kernels<scalar_t> kernels_avx512();
+
+}  // namespace cpu
+}  // namespace rnnfuse

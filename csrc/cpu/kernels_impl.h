@@ -1,0 +1,481 @@
+// The CPU kernels (kernels.h), written once over ATen's at::vec::Vectorized
+// and compiled once per instruction set: the including file defines
+// CPU_CAPABILITY (DEFAULT, AVX2, AVX512) and, for AVX2/AVX512, is compiled
+// with that instruction set's flags (setup.py). Everything here lives in the
+// inline namespace CPU_CAPABILITY, as ATen's own per-ISA code does, so the
+// copies never collide.
+#pragma once
+
+#ifndef CPU_CAPABILITY
+#error "define CPU_CAPABILITY (DEFAULT, AVX2 or AVX512) before including kernels_impl.h"
+#endif
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../gate_math.h"
+#include "kernels.h"
+
+namespace rnnfuse {
+namespace cpu {
+inline namespace CPU_CAPABILITY {
+
+using at::vec::Vectorized;
+
+// ------------------------------------------------------------ lane type
+// Lanes<T> lets gate_math.h's templates run on a whole vector: the same
+// expressions, evaluated lane by lane, with exp/tanh from ATen's vectorised
+// (Sleef) implementations. exp_acc/tanh_acc are found by argument-dependent
+// lookup when gate_math.h's templates are instantiated with Lanes.
+template <typename T>
+struct Lanes {
+  Vectorized<T> v;
+  Lanes() = default;
+  Lanes(const Vectorized<T>& x) : v(x) {}  // NOLINT(google-explicit-constructor)
+  explicit Lanes(T s) : v(s) {}
+};
+template <typename T>
+inline Lanes<T> operator+(const Lanes<T>& a, const Lanes<T>& b) { return a.v + b.v; }
+template <typename T>
+inline Lanes<T> operator-(const Lanes<T>& a, const Lanes<T>& b) { return a.v - b.v; }
+template <typename T>
+inline Lanes<T> operator*(const Lanes<T>& a, const Lanes<T>& b) { return a.v * b.v; }
+template <typename T>
+inline Lanes<T> operator/(const Lanes<T>& a, const Lanes<T>& b) { return a.v / b.v; }
+template <typename T>
+inline Lanes<T> operator-(const Lanes<T>& a) { return a.v.neg(); }
+template <typename T>
+inline Lanes<T> exp_acc(const Lanes<T>& x) { return x.v.exp(); }
+
+// tanh of float lanes in the way of Cephes' tanhf: for |x| < 0.625 the odd
+// polynomial x + x^3 P(x^2), above it 1 - 2 / (exp(2|x|) + 1), sign restored.
+// Within 1.3 ulp of the exact tanh over all floats in [-12, 12] (Sleef's u10
+// tanh, which ATen's Tensor.tanh uses: 1.0 ulp) at about 40% of its cost; it
+// was the largest part of an LSTM step's gate math. NaN gives NaN, +-inf +-1.
+inline Vectorized<float> tanh_float(const Vectorized<float>& x) {
+  using V = Vectorized<float>;
+  const V z = x.abs();
+  const V z2 = z * z;
+  V p(-5.70498872745e-3f);
+  p = at::vec::fmadd(p, z2, V(2.06390887954e-2f));
+  p = at::vec::fmadd(p, z2, V(-5.37397155531e-2f));
+  p = at::vec::fmadd(p, z2, V(1.33314422036e-1f));
+  p = at::vec::fmadd(p, z2, V(-3.33332819422e-1f));
+  const V small = at::vec::fmadd(p * z2, z, z);
+  const V big = V(1.f) - V(2.f) / ((z + z).exp() + V(1.f));
+  return V::blendv(small, big, z >= V(0.625f)) | (x & V(-0.f));
+}
+inline Lanes<float> tanh_acc(const Lanes<float>& x) { return tanh_float(x.v); }
+inline Lanes<double> tanh_acc(const Lanes<double>& x) { return x.v.tanh(); }
+
+// ------------------------------------------------- loads and stores
+// n <= lanes values; lanes past n load as zero and are never stored.
+template <typename acc_t>
+inline Vectorized<acc_t> load(const acc_t* p, int64_t n) {
+  using V = Vectorized<acc_t>;
+  return n == V::size() ? V::loadu(p) : V::loadu(p, n);
+}
+
+template <typename acc_t, typename scalar_t>
+inline Vectorized<acc_t> load_acc(const scalar_t* p, int64_t n) {
+  if constexpr (std::is_same<scalar_t, acc_t>::value) {
+    return load(p, n);
+  } else {
+    using V = Vectorized<acc_t>;
+    V out;
+    if (n == V::size()) {
+      at::vec::load_to_float(p, out);
+    } else {
+      scalar_t tmp[V::size()] = {};
+      std::memcpy(tmp, p, n * sizeof(scalar_t));
+      at::vec::load_to_float(tmp, out);
+    }
+    return out;
+  }
+}
+
+template <typename acc_t>
+inline void store(acc_t* p, const Vectorized<acc_t>& v, int64_t n) {
+  if (n == Vectorized<acc_t>::size()) {
+    v.store(p);
+  } else {
+    v.store(p, n);
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+inline void store_as(scalar_t* p, const Vectorized<acc_t>& v, int64_t n) {
+  if constexpr (std::is_same<scalar_t, acc_t>::value) {
+    store(p, v, n);
+  } else {
+    at::vec::convert_from_float<scalar_t>(v, v).store(p, n);
+  }
+}
+
+// v rounded to scalar_t and back: what the next step reads from a stored row.
+template <typename scalar_t, typename acc_t>
+inline Vectorized<acc_t> rounded(const Vectorized<acc_t>& v) {
+  if constexpr (std::is_same<scalar_t, acc_t>::value) {
+    return v;
+  } else {
+    return std::get<0>(at::vec::convert_to_float<scalar_t>(at::vec::convert_from_float<scalar_t>(v, v)));
+  }
+}
+
+// ------------------------------------------------------------- GEMM
+// Register budget of a microkernel: MR rows x NV vectors of accumulators,
+// NV vectors of the weight panel and one broadcast of A.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr int kVecRegs = 32;
+#else
+constexpr int kVecRegs = 16;
+#endif
+constexpr int tile_rows(int nv) {
+  return std::max(1, std::min(8, (kVecRegs - nv - 2) / nv));
+}
+
+// acc[i][v] = sum_k a[i][k] * panel[k][v] for MR rows, then epi(i, acc[i]).
+// The panel is K x (NV x lanes), contiguous. Summation runs in k order.
+template <int MR, int NV, typename T, typename Epi>
+inline void tile(const T* const* a, int64_t K, const T* __restrict panel, const Epi& epi) {
+  using V = Vectorized<T>;
+  constexpr int64_t W = NV * V::size();
+  V acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = V(T(0));
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    V b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = V::loadu(panel + k * W + v * V::size());
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V ai(a[i][k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = at::vec::fmadd(ai, b[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) epi(i, acc[i]);
+}
+
+// Rows [r, r + MR) with MR counting down to the remainder.
+template <int MR, int NV, typename T, typename RowPtr, typename Epi>
+inline void tail_rows(int64_t r, int64_t left, const RowPtr& row, int64_t K, const T* panel,
+                      const Epi& epi) {
+  if constexpr (MR > 0) {
+    if (left == MR) {
+      const T* a[MR];
+      for (int i = 0; i < MR; ++i) a[i] = row(r + i);
+      tile<MR, NV>(a, K, panel, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
+    } else {
+      tail_rows<MR - 1, NV>(r, left, row, K, panel, epi);
+    }
+  }
+}
+
+// The GEMM of rows [0, rows) against one panel, row tile by row tile; the
+// panel stays in cache across the tiles. epi(b, acc) gets each row's NV vectors.
+template <int NV, typename T, typename RowPtr, typename Epi>
+inline void gemm_rows(int64_t rows, const RowPtr& row, int64_t K, const T* panel, const Epi& epi) {
+  constexpr int MR = tile_rows(NV);
+  int64_t r = 0;
+  for (; r + MR <= rows; r += MR) {
+    const T* a[MR];
+    for (int i = 0; i < MR; ++i) a[i] = row(r + i);
+    tile<MR, NV>(a, K, panel, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
+  }
+  if (r < rows) tail_rows<MR - 1, NV>(r, rows - r, row, K, panel, epi);
+}
+
+// ------------------------------------------------------------- packing
+template <typename scalar_t>
+void pack_fwd(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k_dim,
+              acc_type<scalar_t>* out, int64_t blk0, int64_t blk1) {
+  using acc_t = acc_type<scalar_t>;
+  constexpr int64_t VW = Vectorized<acc_t>::size();
+  const int64_t width = gates * VW;
+  for (int64_t u = blk0; u < blk1; ++u) {
+    acc_t* panel = out + u * k_dim * width;
+    for (int64_t g = 0; g < gates; ++g) {
+      for (int64_t l = 0; l < VW; ++l) {
+        const int64_t j = u * VW + l;
+        acc_t* dst = panel + g * VW + l;
+        if (j < hidden) {
+          const scalar_t* src = w + (g * hidden + j) * k_dim;
+          for (int64_t k = 0; k < k_dim; ++k) dst[k * width] = acc_t(src[k]);
+        } else {
+          for (int64_t k = 0; k < k_dim; ++k) dst[k * width] = acc_t(0);
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t, int NVB>
+void pack_bwd(const scalar_t* w, int64_t k_dim, int64_t n, acc_type<scalar_t>* out, int64_t pan0,
+              int64_t pan1) {
+  using acc_t = acc_type<scalar_t>;
+  constexpr int64_t width = NVB * Vectorized<acc_t>::size();
+  for (int64_t p = pan0; p < pan1; ++p) {
+    acc_t* panel = out + p * k_dim * width;
+    const int64_t j0 = p * width;
+    const int64_t cols = std::min(width, n - j0);
+    for (int64_t k = 0; k < k_dim; ++k) {
+      const scalar_t* src = w + k * n + j0;
+      acc_t* dst = panel + k * width;
+      for (int64_t c = 0; c < cols; ++c) dst[c] = acc_t(src[c]);
+      for (int64_t c = cols; c < width; ++c) dst[c] = acc_t(0);
+    }
+  }
+}
+
+// Blocks per backward panel: as many as keep MR >= 4 rows in the registers.
+constexpr int kBwdVecs = kVecRegs >= 32 ? 4 : 2;
+
+// ------------------------------------------------------------- LSTM
+template <typename scalar_t>
+void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_t blk1) {
+  using acc_t = acc_type<scalar_t>;
+  using V = Vectorized<acc_t>;
+  using L = Lanes<acc_t>;
+  constexpr int64_t VW = V::size();
+  const int64_t H = a.hidden, P = a.out;
+  const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * P : a.h0 + b * P; };
+  for (int64_t u = blk0; u < blk1; ++u) {
+    const int64_t j0 = u * VW, n = std::min(VW, H - j0);
+    const auto epi = [&](int64_t b, const V* acc) {
+      const int64_t r = st.row0 + b;
+      const scalar_t* x = a.x_proj + r * 4 * H + j0;
+      acc_t* c = a.c_state + b * H + j0;
+      const auto act = lstm_cell_forward(
+          L(acc[0] + load_acc<acc_t>(x, n)), L(acc[1] + load_acc<acc_t>(x + H, n)),
+          L(acc[2] + load_acc<acc_t>(x + 2 * H, n)), L(acc[3] + load_acc<acc_t>(x + 3 * H, n)),
+          L(load(c, n)));
+      store(c, act.c.v, n);
+      const L h = lstm_hidden(act);
+      if (a.h_raw) {
+        store(a.h_raw + b * H + j0, h.v, n);
+      } else {
+        store_as(a.y + r * P + j0, h.v, n);
+        if (a.h_next) store(a.h_next + b * P + j0, rounded<scalar_t>(h.v), n);
+      }
+      if (a.ws) {
+        acc_t* w = a.ws + r * 5 * H + j0;
+        store(w, act.i.v, n), store(w + H, act.f.v, n), store(w + 2 * H, act.g.v, n);
+        store(w + 3 * H, act.o.v, n), store(w + 4 * H, act.c.v, n);
+      }
+    };
+    if (a.rec) {
+      for (int64_t b = 0; b < st.bs; ++b) {
+        const acc_t* rr = a.rec + b * 4 * H + j0;
+        const V acc[4] = {load(rr, n), load(rr + H, n), load(rr + 2 * H, n), load(rr + 3 * H, n)};
+        epi(b, acc);
+      }
+    } else {
+      gemm_rows<4>(st.bs, row, P, a.w_packed + u * P * 4 * VW, epi);
+    }
+  }
+}
+
+template <typename scalar_t>
+void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_t pan1) {
+  using acc_t = acc_type<scalar_t>;
+  using V = Vectorized<acc_t>;
+  using L = Lanes<acc_t>;
+  constexpr int64_t VW = V::size();
+  constexpr int NVB = kBwdVecs;
+  const int64_t H = a.hidden, P = a.out;
+  const auto row = [&](int64_t b) { return a.next + b * 4 * H; };
+  for (int64_t p = pan0; p < pan1; ++p) {
+    // acc: the recurrent term of dh for this panel's blocks, or null.
+    const auto epi = [&](int64_t b, const V* acc) {
+      const int64_t r = st.row0 + b;
+      for (int v = 0; v < NVB; ++v) {
+        const int64_t j0 = (p * NVB + v) * VW;
+        if (j0 >= H) break;
+        const int64_t n = std::min(VW, H - j0);
+        L dh;
+        if (a.dh_unit) {
+          dh = L(load(a.dh_unit + b * H + j0, n));
+        } else {
+          acc_t* dhs = a.dh_state + b * P + j0;
+          V d = load_acc<acc_t>(a.grad_y + r * P + j0, n) + load(dhs, n);
+          if (acc) d = d + acc[v];
+          dh = L(d);
+          store(dhs, V(acc_t(0)), n);
+        }
+        const acc_t* w = a.ws + r * 5 * H + j0;
+        const LstmActs<L> act{L(load(w, n)), L(load(w + H, n)), L(load(w + 2 * H, n)),
+                              L(load(w + 3 * H, n)), L(load(w + 4 * H, n))};
+        const L c_prev = b < st.carry ? L(load(a.ws + (st.prev_row0 + b) * 5 * H + 4 * H + j0, n))
+                                      : L(load_acc<acc_t>(a.c0 + b * H + j0, n));
+        acc_t* dc = a.dc_state + b * H + j0;
+        const auto g = lstm_cell_backward(act, c_prev, dh, L(load(dc, n)));
+        store(dc, g.dc_prev.v, n);
+        scalar_t* dg = a.dgates + r * 4 * H + j0;
+        store_as(dg, g.di.v, n), store_as(dg + H, g.df.v, n), store_as(dg + 2 * H, g.dg.v, n);
+        store_as(dg + 3 * H, g.d_o.v, n);
+        if (a.dgates_next) {
+          acc_t* dn = a.dgates_next + b * 4 * H + j0;
+          store(dn, rounded<scalar_t>(g.di.v), n), store(dn + H, rounded<scalar_t>(g.df.v), n);
+          store(dn + 2 * H, rounded<scalar_t>(g.dg.v), n);
+          store(dn + 3 * H, rounded<scalar_t>(g.d_o.v), n);
+        }
+      }
+    };
+    int64_t b = 0;
+    if (a.w_packed) {
+      gemm_rows<NVB>(st.carry_next, row, 4 * H, a.w_packed + p * 4 * H * NVB * VW, epi);
+      b = st.carry_next;
+    } else if (a.rec) {
+      for (; b < st.carry_next; ++b) {
+        V acc[NVB];
+        for (int v = 0; v < NVB; ++v) {
+          const int64_t j0 = (p * NVB + v) * VW;
+          acc[v] = j0 < P ? load(a.rec + b * P + j0, std::min(VW, P - j0)) : V(acc_t(0));
+        }
+        epi(b, acc);
+      }
+    }
+    for (; b < st.bs; ++b) epi(b, nullptr);
+  }
+}
+
+// -------------------------------------------------------------- GRU
+template <typename scalar_t>
+void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_t blk1) {
+  using acc_t = acc_type<scalar_t>;
+  using V = Vectorized<acc_t>;
+  using L = Lanes<acc_t>;
+  constexpr int64_t VW = V::size();
+  const int64_t H = a.hidden;
+  const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * H : a.h0 + b * H; };
+  for (int64_t u = blk0; u < blk1; ++u) {
+    const int64_t j0 = u * VW, n = std::min(VW, H - j0);
+    V bias[3] = {V(acc_t(0)), V(acc_t(0)), V(acc_t(0))};
+    if (a.b_hh) {
+      for (int g = 0; g < 3; ++g) bias[g] = load(a.b_hh + g * H + j0, n);
+    }
+    const auto epi = [&](int64_t b, const V* acc) {
+      const int64_t r = st.row0 + b;
+      const scalar_t* x = a.x_proj + r * 3 * H + j0;
+      const auto act = gru_cell_forward(
+          L(load_acc<acc_t>(x, n)), L(load_acc<acc_t>(x + H, n)), L(load_acc<acc_t>(x + 2 * H, n)),
+          L(acc[0] + bias[0]), L(acc[1] + bias[1]), L(acc[2] + bias[2]));
+      const L h = gru_hidden(act, L(load(row(b) + j0, n)));
+      store_as(a.y + r * H + j0, h.v, n);
+      if (a.h_next) store(a.h_next + b * H + j0, rounded<scalar_t>(h.v), n);
+      if (a.ws) {
+        acc_t* w = a.ws + r * 4 * H + j0;
+        store(w, act.r.v, n), store(w + H, act.z.v, n), store(w + 2 * H, act.n.v, n);
+        store(w + 3 * H, act.hn.v, n);
+      }
+    };
+    if (a.rec) {
+      for (int64_t b = 0; b < st.bs; ++b) {
+        const acc_t* rr = a.rec + b * 3 * H + j0;
+        const V acc[3] = {load(rr, n), load(rr + H, n), load(rr + 2 * H, n)};
+        epi(b, acc);
+      }
+    } else {
+      gemm_rows<3>(st.bs, row, H, a.w_packed + u * H * 3 * VW, epi);
+    }
+  }
+}
+
+template <typename scalar_t>
+void gru_bwd(const GruBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_t pan1) {
+  using acc_t = acc_type<scalar_t>;
+  using V = Vectorized<acc_t>;
+  using L = Lanes<acc_t>;
+  constexpr int64_t VW = V::size();
+  constexpr int NVB = kBwdVecs;
+  const int64_t H = a.hidden;
+  const auto row = [&](int64_t b) { return a.next + b * 3 * H; };
+  for (int64_t p = pan0; p < pan1; ++p) {
+    const auto epi = [&](int64_t b, const V* acc) {
+      const int64_t r = st.row0 + b;
+      for (int v = 0; v < NVB; ++v) {
+        const int64_t j0 = (p * NVB + v) * VW;
+        if (j0 >= H) break;
+        const int64_t n = std::min(VW, H - j0);
+        acc_t* dhs = a.dh_state + b * H + j0;
+        V d = load_acc<acc_t>(a.grad_y + r * H + j0, n) + load(dhs, n);
+        if (acc) d = d + acc[v];
+        const acc_t* w = a.ws + r * 4 * H + j0;
+        const GruActs<L> act{L(load(w, n)), L(load(w + H, n)), L(load(w + 2 * H, n)),
+                             L(load(w + 3 * H, n))};
+        const L h_prev = b < st.carry ? L(load_acc<acc_t>(a.y + (st.prev_row0 + b) * H + j0, n))
+                                      : L(load_acc<acc_t>(a.h0 + b * H + j0, n));
+        const auto g = gru_cell_backward(act, h_prev, L(d));
+        store(dhs, g.dh_prev.v, n);
+        scalar_t* dx = a.dx + r * 3 * H + j0;
+        scalar_t* dhh = a.dhh + r * 3 * H + j0;
+        store_as(dx, g.dr.v, n), store_as(dx + H, g.dz.v, n), store_as(dx + 2 * H, g.dn.v, n);
+        store_as(dhh, g.dr.v, n), store_as(dhh + H, g.dz.v, n), store_as(dhh + 2 * H, g.dhn.v, n);
+        if (a.dhh_next) {
+          acc_t* dn = a.dhh_next + b * 3 * H + j0;
+          store(dn, rounded<scalar_t>(g.dr.v), n), store(dn + H, rounded<scalar_t>(g.dz.v), n);
+          store(dn + 2 * H, rounded<scalar_t>(g.dhn.v), n);
+        }
+      }
+    };
+    int64_t b = 0;
+    if (a.w_packed) {
+      gemm_rows<NVB>(st.carry_next, row, 3 * H, a.w_packed + p * 3 * H * NVB * VW, epi);
+      b = st.carry_next;
+    } else if (a.rec) {
+      for (; b < st.carry_next; ++b) {
+        V acc[NVB];
+        for (int v = 0; v < NVB; ++v) {
+          const int64_t j0 = (p * NVB + v) * VW;
+          acc[v] = j0 < H ? load(a.rec + b * H + j0, std::min(VW, H - j0)) : V(acc_t(0));
+        }
+        epi(b, acc);
+      }
+    }
+    for (; b < st.bs; ++b) epi(b, nullptr);
+  }
+}
+
+template <typename scalar_t>
+Kernels<scalar_t> make_kernels(const char* isa) {
+  Kernels<scalar_t> k;
+  k.isa = isa;
+  k.vec = Vectorized<acc_type<scalar_t>>::size();
+  k.bwd_vecs = kBwdVecs;
+  k.pack_fwd = &pack_fwd<scalar_t>;
+  k.pack_bwd = &pack_bwd<scalar_t, kBwdVecs>;
+  k.lstm_fwd = &lstm_fwd<scalar_t>;
+  k.lstm_bwd = &lstm_bwd<scalar_t>;
+  k.gru_fwd = &gru_fwd<scalar_t>;
+  k.gru_bwd = &gru_bwd<scalar_t>;
+  return k;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace rnnfuse
+
+// Defines kernels_<isa><scalar_t>() for the four dtypes.
+#define RNNFUSE_DEFINE_CPU_KERNELS(fn, isa_name)                                 \
+  namespace rnnfuse {                                                            \
+  namespace cpu {                                                                \
+  template <>                                                                    \
+  Kernels<float> fn<float>() { return make_kernels<float>(isa_name); }           \
+  template <>                                                                    \
+  Kernels<double> fn<double>() { return make_kernels<double>(isa_name); }        \
+  template <>                                                                    \
+  Kernels<c10::BFloat16> fn<c10::BFloat16>() {                                   \
+    return make_kernels<c10::BFloat16>(isa_name);                                \
+  }                                                                              \
+  template <>                                                                    \
+  Kernels<c10::Half> fn<c10::Half>() { return make_kernels<c10::Half>(isa_name); } \
+  }                                                                              \
+  }

@@ -1,0 +1,103 @@
+"""The CPU kernels (csrc/cpu/kernels_impl.h) at the sizes where their code paths
+change, against the float64 reference, and under every instruction set they are
+built for.
+
+The kernels split the hidden units into blocks of one vector (16 fp32 lanes
+with AVX-512, 8 with AVX2), the batch into row tiles of up to 8 rows, and
+switch from ATen's GEMM (calls of fewer than 3 steps, e.g. a cell) to their
+own GEMM on weights laid out once per call. test_ops.py's sweeps use H <= 13
+and B <= 5, which stay inside one block and one tile; these cases cross both
+boundaries, with and without the layout, in every dtype.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from test_ops import F64_TOL, LOW_PRECISION, _proj_size, compare_with_reference, make_args, to_f64_leaves
+
+# B: a full tile plus a remainder for every tile height (6 rows for the LSTM
+# with AVX-512, 8 for the GRU); H: full blocks plus a partial one at 8 and 16
+# lanes; T: 1 and 2 take ATen's GEMM, 3 and more the laid-out weights.
+CASES = [
+    # B, H, T
+    (8, 37, 5),
+    (13, 40, 3),
+    (7, 19, 2),
+    (1, 33, 6),
+    (17, 16, 1),
+]
+DTYPES = [torch.float64, torch.float32, torch.bfloat16]
+
+
+def _tolerances(dtype):
+    return (F64_TOL, F64_TOL) if dtype == torch.float64 else LOW_PRECISION[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,H,T", CASES, ids=[f"B{b}-H{h}-T{t}" for b, h, t in CASES])
+@pytest.mark.parametrize("variant", ["padded", "packed-rev-proj"])
+def test_lstm_kernel_boundaries(variant, B, H, T, dtype):
+    packed = reverse = proj = variant != "padded"
+    args = make_args("LSTM", T, B, H, packed=packed, reverse=reverse,
+                     proj=_proj_size(H) if proj else None, dtype=dtype, seed=B * 100 + H + T)
+    out_tol, grad_tol = _tolerances(dtype)
+    compare_with_reference("LSTM", args, to_f64_leaves(args), out_tol, grad_tol,
+                           relative=dtype != torch.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,H,T", CASES, ids=[f"B{b}-H{h}-T{t}" for b, h, t in CASES])
+@pytest.mark.parametrize("variant", ["padded", "packed-rev-nobias"])
+def test_gru_kernel_boundaries(variant, B, H, T, dtype):
+    packed = reverse = variant != "padded"
+    args = make_args("GRU", T, B, H, packed=packed, reverse=reverse, bias=not packed,
+                     dtype=dtype, seed=B * 100 + H + T)
+    out_tol, grad_tol = _tolerances(dtype)
+    compare_with_reference("GRU", args, to_f64_leaves(args), out_tol, grad_tol,
+                           relative=dtype != torch.float64)
+
+
+def test_kernels_follow_aten_capability():
+    isa = torch.ops.rnnfuse._cpu_kernels_isa()
+    assert isa in ("AVX512", "AVX2", "DEFAULT")
+    aten = torch.backends.cpu.get_cpu_capability()
+    if aten in ("AVX512", "AVX2") and isa == "DEFAULT":
+        pytest.fail(f"ATen runs {aten} but rnnfuse's CPU kernels run DEFAULT")
+    if aten == "DEFAULT":
+        assert isa == "DEFAULT"
+
+
+def _lower_capabilities():
+    """The instruction sets below the one this machine runs (ATen can be
+    told to use any of them with ATEN_CPU_CAPABILITY)."""
+    order = ["DEFAULT", "AVX2", "AVX512"]
+    native = torch.backends.cpu.get_cpu_capability()
+    return order[:order.index(native)] if native in order else []
+
+
+@pytest.mark.parametrize("capability", ["DEFAULT", "AVX2"])
+def test_kernels_under_lower_instruction_sets(capability):
+    """This file's cases again in a fresh process where ATen (and so rnnfuse)
+    runs a lower instruction set: every compiled variant is checked here."""
+    if capability not in _lower_capabilities():
+        pytest.skip(f"{capability} is not below this machine's instruction set")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability.lower(), RNNFUSE_ISA_CHILD=capability)
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
+         "-k", "boundaries or child_runs"],
+        cwd=here, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout
+
+
+def test_child_runs_the_requested_instruction_set():
+    expected = os.environ.get("RNNFUSE_ISA_CHILD")
+    if expected is None:
+        pytest.skip("only in the child process of test_kernels_under_lower_instruction_sets")
+    assert torch.ops.rnnfuse._cpu_kernels_isa() == expected
