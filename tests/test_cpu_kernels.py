@@ -101,3 +101,40 @@ def test_child_runs_the_requested_instruction_set():
     if expected is None:
         pytest.skip("only in the child process of test_kernels_under_lower_instruction_sets")
     assert torch.ops.rnnfuse._cpu_kernels_isa() == expected
+
+
+def test_only_the_isa_kernels_use_avx():
+    """Nothing outside the AVX2/AVX-512 kernels may use AVX instructions: an
+    inline function those files share with the rest (c10, the standard
+    library) must be linked from a copy compiled without their flags, or a CPU
+    without AVX-512 could run AVX-512 code in an unrelated function. setup.py
+    links the ISA objects last for this; this reads the built module to check."""
+    import re
+    import shutil
+
+    import rnnfuse._C as ext
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump not found")
+    proc = subprocess.run([objdump, "-d", "-C", "--no-show-raw-insn", ext.__file__],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    func, offenders, isa_functions = None, {}, 0
+    header = re.compile(r"^[0-9a-f]+ <(.*)>:$")
+    insn = re.compile(r"^\s+[0-9a-f]+:\s+(v\w+)")
+    for line in proc.stdout.splitlines():
+        m = header.match(line)
+        if m:
+            func = m.group(1)
+            isa_functions += bool(re.search(r"::AVX(2|512)::", func))
+            continue
+        m = insn.match(line)
+        if m and func is not None and not re.search(r"avx2|avx512", func, re.IGNORECASE):
+            offenders.setdefault(func, m.group(1))
+    if torch.ops.rnnfuse._cpu_kernels_isa() != "DEFAULT":
+        assert isa_functions > 0, "no AVX2/AVX-512 kernels found: the scan read nothing"
+    # CUDA builds link host code compiled by nvcc/gcc without AVX flags too,
+    # so any hit is a defect regardless of the build.
+    assert not offenders, "AVX instructions outside the ISA kernels:\n" + "\n".join(
+        f"  {f[:160]}: {i}" for f, i in list(offenders.items())[:20])
