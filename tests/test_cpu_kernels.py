@@ -3,11 +3,12 @@ change, against the float64 reference, and under every instruction set they are
 built for.
 
 The kernels split the hidden units into blocks of one vector (16 fp32 lanes
-with AVX-512, 8 with AVX2), the batch into row tiles of up to 8 rows, and
-switch from ATen's GEMM (calls of fewer than 3 steps, e.g. a cell) to their
-own GEMM on weights laid out once per call. test_ops.py's sweeps use H <= 13
-and B <= 5, which stay inside one block and one tile; these cases cross both
-boundaries, with and without the layout, in every dtype.
+with AVX-512, 8 with AVX2) and backward panels of several blocks, the batch
+into row tiles of up to 8 rows, and the forward switches from dot products
+with the weights as stored (one row per step, or fewer than 16 rows in all) to
+a register-tiled GEMM on weights laid out once per call. test_ops.py's sweeps
+use H <= 13 and B <= 5, which stay inside one block and one tile; these cases
+cross those boundaries, on both forward paths, in every dtype.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from test_ops import F64_TOL, LOW_PRECISION, _proj_size, compare_with_reference,
 
 # B: a full tile plus a remainder for every tile height (6 rows for the LSTM
 # with AVX-512, 8 for the GRU); H: full blocks plus a partial one at 8 and 16
-# lanes; T: 1 and 2 take ATen's GEMM, 3 and more the laid-out weights.
+# lanes, and a partial backward panel; B * T: below 16 rows, or B = 1, the
+# forward takes the dot-product path, else the laid-out weights.
 CASES = [
     # B, H, T
     (8, 37, 5),

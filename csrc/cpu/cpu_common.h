@@ -10,12 +10,29 @@
 
 namespace rnnfuse {
 
-// A call with at least this many steps lays the weights out once for the
-// kernels' own GEMM (pack_fwd / pack_bwd), which then reads them contiguously
-// every step. Laying out reads and writes the weights once, about twice what
-// one step's GEMM reads, so shorter calls (a cell is one step) hand each
-// step's GEMM to ATen (at::mm, which reads the weights as stored) instead.
-constexpr int64_t kMinStepsToPack = 3;
+// The forward lays the weights out once per call for its GEMM (pack_fwd) when
+// a call has at least this many rows in all and more than one per step: the
+// layout costs about one pass over the weights and then lets every step run
+// register-tiled. With one row per step (or very few rows) each step is a
+// matrix-vector product that reads the weights once whichever the layout, so
+// it reads them as stored.
+constexpr int64_t kMinRowsToPack = 16;
+
+inline bool pack_forward_weights(int64_t n_rows, int64_t batch) {
+  return batch > 1 && n_rows >= kMinRowsToPack;
+}
+
+// The backward reads w_hh (gates*H, P) in place, a panel of panel_width()
+// columns at a time; a last, partial panel would read past each row, so its
+// columns are copied once into a zero-padded (gates*H, panel_width()) block.
+inline at::Tensor tail_panel(const at::Tensor& w_acc, int64_t width) {
+  const int64_t n = w_acc.size(1);
+  const int64_t j0 = n - n % width;
+  if (j0 == n) return at::Tensor();
+  auto tail = at::zeros({w_acc.size(0), width}, w_acc.options());
+  tail.narrow(1, 0, n - j0).copy_(w_acc.narrow(1, j0, n - j0));
+  return tail;
+}
 
 // Below this many multiply-adds a step runs on the calling thread: waking the
 // other threads costs a few microseconds, more than such a step takes.

@@ -26,10 +26,10 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   const int64_t hidden = f.h0.size(1);
   const int64_t batch = f.h0.size(0);
   const auto acc_opts = f.x_proj.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
-  const bool packed = static_cast<int64_t>(steps.size()) >= kMinStepsToPack;
+  const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
   const int64_t n_blocks = kern.blocks(hidden);
 
-  at::Tensor w_packed, w_t, rec;
+  at::Tensor w_packed;
   if (packed) {
     w_packed = at::empty({kern.fwd_packed_size(3, hidden, hidden)}, acc_opts);
     const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
@@ -37,9 +37,6 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
     parallel_blocks(n_blocks, 3 * hidden * hidden, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd(w, 3, hidden, hidden, dst, b0, b1);
     });
-  } else {
-    w_t = f.w_hh.to(acc_opts.dtype()).t();
-    rec = at::empty({batch, 3 * hidden}, acc_opts);
   }
   const at::Tensor h0 = kInPlace ? f.h0 : f.h0.to(acc_opts.dtype());
   const at::Tensor b_hh = f.b_hh.defined() ? f.b_hh.to(acc_opts.dtype()) : at::Tensor();
@@ -49,7 +46,7 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   a.hidden = hidden;
   a.x_proj = f.x_proj.data_ptr<scalar_t>();
   a.w_packed = packed ? w_packed.data_ptr<acc_t>() : nullptr;
-  a.rec = packed ? nullptr : rec.data_ptr<acc_t>();
+  a.w = f.w_hh.data_ptr<scalar_t>();
   a.b_hh = b_hh.defined() ? b_hh.data_ptr<acc_t>() : nullptr;
   a.h0 = h0.data_ptr<acc_t>();
   a.y = f.y.data_ptr<scalar_t>();
@@ -58,21 +55,11 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
     // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
-    at::Tensor prev_rows;
     if constexpr (kInPlace) {
       a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * hidden;
-      if (!packed) prev_rows = f.y.narrow(0, st.prev_row0, st.carry);
     } else {
       a.prev = h_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * hidden;
       a.h_next = h_buf.data_ptr<acc_t>() + (s & 1) * batch * hidden;
-      if (!packed) prev_rows = h_buf[(s + 1) & 1].narrow(0, 0, st.carry);
-    }
-    if (!packed) {
-      if (st.carry > 0) mm_into(rec.narrow(0, 0, st.carry), prev_rows, w_t);
-      if (st.carry < st.bs) {
-        const int64_t n = st.bs - st.carry;
-        mm_into(rec.narrow(0, st.carry, n), h0.narrow(0, st.carry, n), w_t);
-      }
     }
     parallel_blocks(n_blocks, st.bs * hidden * 3 * hidden, [&](int64_t b0, int64_t b1) {
       kern.gru_fwd(a, st, b0, b1);
@@ -88,28 +75,16 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   const int64_t hidden = g.h0.size(1);
   const int64_t batch = g.h0.size(0);
   const auto acc_opts = g.dh_state.options();
-  const bool packed = static_cast<int64_t>(steps.size()) >= kMinStepsToPack;
   const int64_t n_panels = kern.panels(hidden);
-
-  at::Tensor w_packed, w, rec;
-  if (packed) {
-    w_packed = at::empty({kern.bwd_packed_size(3 * hidden, hidden)}, acc_opts);
-    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
-    acc_t* dst = w_packed.data_ptr<acc_t>();
-    parallel_blocks(n_panels, 3 * hidden * hidden, [&](int64_t p0, int64_t p1) {
-      kern.pack_bwd(src, 3 * hidden, hidden, dst, p0, p1);
-    });
-  } else {
-    w = g.w_hh.to(acc_opts.dtype());
-    rec = at::empty({batch, hidden}, acc_opts);
-  }
+  const at::Tensor w = g.w_hh.to(acc_opts.dtype());
+  const at::Tensor w_tail = tail_panel(w, kern.panel_width());
   const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 3 * hidden}, acc_opts);
 
   cpu::GruBwdArgs<scalar_t> a{};
   a.hidden = hidden;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
-  a.w_packed = packed ? w_packed.data_ptr<acc_t>() : nullptr;
-  a.rec = packed ? nullptr : rec.data_ptr<acc_t>();
+  a.w = w.data_ptr<acc_t>();
+  a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
   a.y = g.y.data_ptr<scalar_t>();
   a.h0 = g.h0.data_ptr<scalar_t>();
   a.ws = g.ws.data_ptr<acc_t>();
@@ -120,16 +95,12 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   int64_t s = 0;  // position in processing order
   for (auto it = steps.rbegin(); it != steps.rend(); ++it, ++s) {
     const Step& st = *it;
-    at::Tensor next_rows;
     if constexpr (kInPlace) {
       a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dhh)) + st.next_row0 * 3 * hidden;
-      if (!packed) next_rows = g.dhh.narrow(0, st.next_row0, st.carry_next);
     } else {
       a.next = d_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * 3 * hidden;
       a.dhh_next = d_buf.data_ptr<acc_t>() + (s & 1) * batch * 3 * hidden;
-      if (!packed) next_rows = d_buf[(s + 1) & 1].narrow(0, 0, st.carry_next);
     }
-    if (!packed && st.carry_next > 0) mm_into(rec.narrow(0, 0, st.carry_next), next_rows, w);
     parallel_blocks(n_panels, st.carry_next * hidden * 3 * hidden, [&](int64_t p0, int64_t p1) {
       kern.gru_bwd(a, st, p0, p1);
     });

@@ -11,11 +11,12 @@
 // own a "panel" of Kernels::bwd_vecs blocks. Threads take disjoint ranges of
 // blocks (panels), so one step needs no synchronisation inside it.
 //
-// The recurrent GEMM reads the weights from panels laid out once per call
-// (pack_fwd / pack_bwd): for each block (panel), the K x (gates x lanes)
-// slice it needs, contiguous and in the accumulation type. Or, when a call has
-// too few steps to pay for the layout, it is given the GEMM's result (`rec`)
-// and runs only the per-unit part.
+// The forward's recurrent GEMM reads the weights from panels laid out once per
+// call (pack_fwd): for each block, the K x (gates x lanes) slice it needs,
+// contiguous, in the accumulation type. A call with too few rows to pay for
+// that layout computes the same sums as dot products with the weights as
+// stored. The backward's GEMM (dgates @ w_hh) reads w_hh's rows as stored:
+// a panel's columns are contiguous there already.
 //
 // Every per-unit formula is gate_math.h's, evaluated lane-wise.
 #pragma once
@@ -44,8 +45,8 @@ struct LstmFwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden, out;     // H, P (P != H only with a projection)
   const scalar_t* x_proj;  // (N, 4H)
-  const acc_t* w_packed;   // pack_fwd(w_hh), or null when rec is given
-  const acc_t* rec;        // (B, 4H) h_prev @ w_hh^T, or null
+  const acc_t* w_packed;   // pack_fwd(w_hh), or null: dot products with w
+  const scalar_t* w;       // w_hh (4H, P) as stored
   const acc_t* prev;       // A rows (ld = P) continuing from the previous step
   const acc_t* h0;         // A rows (ld = P) starting at this step
   acc_t* c_state;          // (B, H), c_{t-1} in, c_t out
@@ -61,10 +62,12 @@ struct LstmBwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden, out;      // H, P
   const scalar_t* grad_y;   // (N, P)
-  const acc_t* w_packed;    // pack_bwd(w_hh), or null when rec or dh_unit is given
-  const acc_t* rec;         // (B, P) dgates_next @ w_hh for rows < carry_next, or null
+  const acc_t* w;           // w_hh (4H, P) in acc_t
+  const acc_t* w_tail;      // the last panel's columns of w, zero-padded to its width; or
+                            // null when P is a multiple of the panel width
   const acc_t* next;        // A rows (ld = 4H): the next step's dgates
-  const acc_t* dh_unit;     // (B, H): with a projection, the whole dh in unit space; else null
+  const acc_t* dh_unit;     // (B, H): with a projection, the whole dh in unit space (no
+                            // GEMM here); else null
   const scalar_t* c0;       // (B, H)
   const acc_t* ws;          // (N, 5H)
   acc_t* dh_state;          // (B, P): added to dh and cleared (without a projection)
@@ -79,8 +82,8 @@ struct GruFwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden;          // H
   const scalar_t* x_proj;  // (N, 3H)
-  const acc_t* w_packed;   // pack_fwd(w_hh), or null when rec is given
-  const acc_t* rec;        // (B, 3H) h_prev @ w_hh^T, or null
+  const acc_t* w_packed;   // pack_fwd(w_hh), or null: dot products with w
+  const scalar_t* w;       // w_hh (3H, H) as stored
   const acc_t* b_hh;       // (3H), or null
   const acc_t* prev;       // A rows (ld = H), which are also h_{t-1}
   const acc_t* h0;
@@ -95,8 +98,8 @@ struct GruBwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden;           // H
   const scalar_t* grad_y;   // (N, H)
-  const acc_t* w_packed;    // pack_bwd(w_hh), or null when rec is given
-  const acc_t* rec;         // (B, H) dhh_next @ w_hh for rows < carry_next, or null
+  const acc_t* w;           // w_hh (3H, H) in acc_t
+  const acc_t* w_tail;      // as for the LSTM
   const acc_t* next;        // A rows (ld = 3H): the next step's dhh
   const scalar_t* y;        // (N, H): h_{t-1} of continuing rows
   const scalar_t* h0;       // (B, H)
@@ -116,22 +119,17 @@ struct Kernels {
   // Forward panels of w (gates*H, k): blocks [blk0, blk1) of fwd_packed_size.
   void (*pack_fwd)(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k, acc_t* out,
                    int64_t blk0, int64_t blk1);
-  // Backward panels of w (k, n) (w_hh as stored, k = gates*H): panels [pan0, pan1).
-  void (*pack_bwd)(const scalar_t* w, int64_t k, int64_t n, acc_t* out, int64_t pan0,
-                   int64_t pan1);
   void (*lstm_fwd)(const LstmFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);
   void (*lstm_bwd)(const LstmBwdArgs<scalar_t>&, const Step&, int64_t pan0, int64_t pan1);
   void (*gru_fwd)(const GruFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);
   void (*gru_bwd)(const GruBwdArgs<scalar_t>&, const Step&, int64_t pan0, int64_t pan1);
 
   int64_t blocks(int64_t units) const { return (units + vec - 1) / vec; }
-  int64_t panels(int64_t units) const {
-    return (units + vec * bwd_vecs - 1) / (vec * bwd_vecs);
-  }
+  int64_t panel_width() const { return vec * bwd_vecs; }
+  int64_t panels(int64_t units) const { return (units + panel_width() - 1) / panel_width(); }
   int64_t fwd_packed_size(int64_t gates, int64_t hidden, int64_t k) const {
     return blocks(hidden) * k * gates * vec;
   }
-  int64_t bwd_packed_size(int64_t k, int64_t n) const { return panels(n) * k * bwd_vecs * vec; }
 };
 
 // The kernels for the instruction set ATen uses on this machine

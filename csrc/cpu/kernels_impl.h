@@ -137,12 +137,12 @@ constexpr int tile_rows(int nv) {
   return std::max(1, std::min(8, (kVecRegs - nv - 2) / nv));
 }
 
-// acc[i][v] = sum_k a[i][k] * panel[k][v] for MR rows, then epi(i, acc[i]).
-// The panel is K x (NV x lanes), contiguous. Summation runs in k order.
+// acc[i][v] = sum_k a[i][k] * b[k][v] for MR rows, then epi(i, acc[i]).
+// b's row k (NV x lanes values) starts at b + k * ldb. Summation runs in k order.
 template <int MR, int NV, typename T, typename Epi>
-inline void tile(const T* const* a, int64_t K, const T* __restrict panel, const Epi& epi) {
+inline void tile(const T* const* a, int64_t K, const T* __restrict b_mat, int64_t ldb,
+                 const Epi& epi) {
   using V = Vectorized<T>;
-  constexpr int64_t W = NV * V::size();
   V acc[MR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
@@ -152,7 +152,7 @@ inline void tile(const T* const* a, int64_t K, const T* __restrict panel, const 
   for (int64_t k = 0; k < K; ++k) {
     V b[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = V::loadu(panel + k * W + v * V::size());
+    for (int v = 0; v < NV; ++v) b[v] = V::loadu(b_mat + k * ldb + v * V::size());
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const V ai(a[i][k]);
@@ -166,71 +166,99 @@ inline void tile(const T* const* a, int64_t K, const T* __restrict panel, const 
 
 // Rows [r, r + MR) with MR counting down to the remainder.
 template <int MR, int NV, typename T, typename RowPtr, typename Epi>
-inline void tail_rows(int64_t r, int64_t left, const RowPtr& row, int64_t K, const T* panel,
-                      const Epi& epi) {
+inline void tail_rows(int64_t r, int64_t left, const RowPtr& row, int64_t K, const T* b_mat,
+                      int64_t ldb, const Epi& epi) {
   if constexpr (MR > 0) {
     if (left == MR) {
       const T* a[MR];
       for (int i = 0; i < MR; ++i) a[i] = row(r + i);
-      tile<MR, NV>(a, K, panel, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
+      tile<MR, NV>(a, K, b_mat, ldb, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
     } else {
-      tail_rows<MR - 1, NV>(r, left, row, K, panel, epi);
+      tail_rows<MR - 1, NV>(r, left, row, K, b_mat, ldb, epi);
     }
   }
 }
 
-// The GEMM of rows [0, rows) against one panel, row tile by row tile; the
-// panel stays in cache across the tiles. epi(b, acc) gets each row's NV vectors.
+// The GEMM of rows [0, rows) against one panel of NV vectors of columns, row
+// tile by row tile; the panel stays in cache across the tiles. epi(b, acc)
+// gets each row's NV vectors.
 template <int NV, typename T, typename RowPtr, typename Epi>
-inline void gemm_rows(int64_t rows, const RowPtr& row, int64_t K, const T* panel, const Epi& epi) {
+inline void gemm_rows(int64_t rows, const RowPtr& row, int64_t K, const T* b_mat, int64_t ldb,
+                      const Epi& epi) {
   constexpr int MR = tile_rows(NV);
   int64_t r = 0;
   for (; r + MR <= rows; r += MR) {
     const T* a[MR];
     for (int i = 0; i < MR; ++i) a[i] = row(r + i);
-    tile<MR, NV>(a, K, panel, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
+    tile<MR, NV>(a, K, b_mat, ldb, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
   }
-  if (r < rows) tail_rows<MR - 1, NV>(r, rows - r, row, K, panel, epi);
+  if (r < rows) tail_rows<MR - 1, NV>(r, rows - r, row, K, b_mat, ldb, epi);
+}
+
+// Row a's NV gate vectors of the block of units [j0, j0 + n) as dot products
+// with the weights as stored (w: row g * H + j holds unit j of gate g, K
+// contiguous values), for calls too short to pay for pack_fwd. Per gate, one
+// accumulator per unit runs over k; a transpose then sums every unit's lanes
+// at once. Summation order: lanes of k mod lanes, then across them.
+template <int NV, typename scalar_t, typename T>
+inline void dot_gates(const scalar_t* w, int64_t H, int64_t K, int64_t j0, int64_t n, const T* a,
+                      Vectorized<T>* out) {
+  using V = Vectorized<T>;
+  constexpr int VW = V::size();
+  alignas(64) T part[VW * VW];
+  alignas(64) T part_t[VW * VW];
+  const int64_t k_full = K - K % VW;
+  for (int g = 0; g < NV; ++g) {
+    for (int l = 0; l < VW; ++l) {
+      V s(T(0));
+      if (l < n) {
+        const scalar_t* row = w + (g * H + j0 + l) * K;
+        for (int64_t k = 0; k < k_full; k += VW) {
+          s = at::vec::fmadd(load_acc<T>(row + k, VW), V::loadu(a + k), s);
+        }
+        if (k_full < K) {
+          s = at::vec::fmadd(load_acc<T>(row + k_full, K - k_full), load(a + k_full, K - k_full), s);
+        }
+      }
+      s.store(part + l * VW);
+    }
+    at::vec::transpose_mxn<T, VW, VW>(part, VW, part_t, VW);
+    V sum = V::loadu(part_t);
+    for (int l = 1; l < VW; ++l) sum = sum + V::loadu(part_t + l * VW);
+    out[g] = sum;
+  }
 }
 
 // ------------------------------------------------------------- packing
+// Block u's panel: panel[k][g * VW + l] = w[g * H + u * VW + l][k], zero past
+// H. A transpose of VW x VW tiles through two small buffers (which also
+// convert fp16/bf16 to float).
 template <typename scalar_t>
 void pack_fwd(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k_dim,
               acc_type<scalar_t>* out, int64_t blk0, int64_t blk1) {
   using acc_t = acc_type<scalar_t>;
-  constexpr int64_t VW = Vectorized<acc_t>::size();
+  using V = Vectorized<acc_t>;
+  constexpr int VW = V::size();
   const int64_t width = gates * VW;
+  alignas(64) acc_t tile_in[VW * VW];
+  alignas(64) acc_t tile_t[VW * VW];
   for (int64_t u = blk0; u < blk1; ++u) {
     acc_t* panel = out + u * k_dim * width;
+    const int64_t j0 = u * VW;
+    const int64_t n = std::min<int64_t>(VW, hidden - j0);
     for (int64_t g = 0; g < gates; ++g) {
-      for (int64_t l = 0; l < VW; ++l) {
-        const int64_t j = u * VW + l;
-        acc_t* dst = panel + g * VW + l;
-        if (j < hidden) {
-          const scalar_t* src = w + (g * hidden + j) * k_dim;
-          for (int64_t k = 0; k < k_dim; ++k) dst[k * width] = acc_t(src[k]);
-        } else {
-          for (int64_t k = 0; k < k_dim; ++k) dst[k * width] = acc_t(0);
+      for (int64_t k0 = 0; k0 < k_dim; k0 += VW) {
+        const int64_t kk = std::min<int64_t>(VW, k_dim - k0);
+        for (int64_t l = 0; l < VW; ++l) {
+          const V row = l < n ? load_acc<acc_t>(w + (g * hidden + j0 + l) * k_dim + k0, kk)
+                              : V(acc_t(0));
+          row.store(tile_in + l * VW);
+        }
+        at::vec::transpose_mxn<acc_t, VW, VW>(tile_in, VW, tile_t, VW);
+        for (int64_t c = 0; c < kk; ++c) {
+          V::loadu(tile_t + c * VW).store(panel + (k0 + c) * width + g * VW);
         }
       }
-    }
-  }
-}
-
-template <typename scalar_t, int NVB>
-void pack_bwd(const scalar_t* w, int64_t k_dim, int64_t n, acc_type<scalar_t>* out, int64_t pan0,
-              int64_t pan1) {
-  using acc_t = acc_type<scalar_t>;
-  constexpr int64_t width = NVB * Vectorized<acc_t>::size();
-  for (int64_t p = pan0; p < pan1; ++p) {
-    acc_t* panel = out + p * k_dim * width;
-    const int64_t j0 = p * width;
-    const int64_t cols = std::min(width, n - j0);
-    for (int64_t k = 0; k < k_dim; ++k) {
-      const scalar_t* src = w + k * n + j0;
-      acc_t* dst = panel + k * width;
-      for (int64_t c = 0; c < cols; ++c) dst[c] = acc_t(src[c]);
-      for (int64_t c = cols; c < width; ++c) dst[c] = acc_t(0);
     }
   }
 }
@@ -271,14 +299,14 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
         store(w + 3 * H, act.o.v, n), store(w + 4 * H, act.c.v, n);
       }
     };
-    if (a.rec) {
+    if (a.w_packed) {
+      gemm_rows<4>(st.bs, row, P, a.w_packed + u * P * 4 * VW, 4 * VW, epi);
+    } else {
       for (int64_t b = 0; b < st.bs; ++b) {
-        const acc_t* rr = a.rec + b * 4 * H + j0;
-        const V acc[4] = {load(rr, n), load(rr + H, n), load(rr + 2 * H, n), load(rr + 3 * H, n)};
+        V acc[4];
+        dot_gates<4>(a.w, H, P, j0, n, row(b), acc);
         epi(b, acc);
       }
-    } else {
-      gemm_rows<4>(st.bs, row, P, a.w_packed + u * P * 4 * VW, epi);
     }
   }
 }
@@ -330,18 +358,11 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
       }
     };
     int64_t b = 0;
-    if (a.w_packed) {
-      gemm_rows<NVB>(st.carry_next, row, 4 * H, a.w_packed + p * 4 * H * NVB * VW, epi);
+    if (!a.dh_unit) {
+      const bool tail = (p + 1) * NVB * VW > P;
+      gemm_rows<NVB>(st.carry_next, row, 4 * H, tail ? a.w_tail : a.w + p * NVB * VW,
+                     tail ? NVB * VW : P, epi);
       b = st.carry_next;
-    } else if (a.rec) {
-      for (; b < st.carry_next; ++b) {
-        V acc[NVB];
-        for (int v = 0; v < NVB; ++v) {
-          const int64_t j0 = (p * NVB + v) * VW;
-          acc[v] = j0 < P ? load(a.rec + b * P + j0, std::min(VW, P - j0)) : V(acc_t(0));
-        }
-        epi(b, acc);
-      }
     }
     for (; b < st.bs; ++b) epi(b, nullptr);
   }
@@ -377,14 +398,14 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
         store(w + 3 * H, act.hn.v, n);
       }
     };
-    if (a.rec) {
+    if (a.w_packed) {
+      gemm_rows<3>(st.bs, row, H, a.w_packed + u * H * 3 * VW, 3 * VW, epi);
+    } else {
       for (int64_t b = 0; b < st.bs; ++b) {
-        const acc_t* rr = a.rec + b * 3 * H + j0;
-        const V acc[3] = {load(rr, n), load(rr + H, n), load(rr + 2 * H, n)};
+        V acc[3];
+        dot_gates<3>(a.w, H, H, j0, n, row(b), acc);
         epi(b, acc);
       }
-    } else {
-      gemm_rows<3>(st.bs, row, H, a.w_packed + u * H * 3 * VW, epi);
     }
   }
 }
@@ -426,21 +447,10 @@ void gru_bwd(const GruBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_
         }
       }
     };
-    int64_t b = 0;
-    if (a.w_packed) {
-      gemm_rows<NVB>(st.carry_next, row, 3 * H, a.w_packed + p * 3 * H * NVB * VW, epi);
-      b = st.carry_next;
-    } else if (a.rec) {
-      for (; b < st.carry_next; ++b) {
-        V acc[NVB];
-        for (int v = 0; v < NVB; ++v) {
-          const int64_t j0 = (p * NVB + v) * VW;
-          acc[v] = j0 < H ? load(a.rec + b * H + j0, std::min(VW, H - j0)) : V(acc_t(0));
-        }
-        epi(b, acc);
-      }
-    }
-    for (; b < st.bs; ++b) epi(b, nullptr);
+    const bool tail = (p + 1) * NVB * VW > H;
+    gemm_rows<NVB>(st.carry_next, row, 3 * H, tail ? a.w_tail : a.w + p * NVB * VW,
+                   tail ? NVB * VW : H, epi);
+    for (int64_t b = st.carry_next; b < st.bs; ++b) epi(b, nullptr);
   }
 }
 
@@ -451,7 +461,6 @@ Kernels<scalar_t> make_kernels(const char* isa) {
   k.vec = Vectorized<acc_type<scalar_t>>::size();
   k.bwd_vecs = kBwdVecs;
   k.pack_fwd = &pack_fwd<scalar_t>;
-  k.pack_bwd = &pack_bwd<scalar_t, kBwdVecs>;
   k.lstm_fwd = &lstm_fwd<scalar_t>;
   k.lstm_bwd = &lstm_bwd<scalar_t>;
   k.gru_fwd = &gru_fwd<scalar_t>;

@@ -29,10 +29,10 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   const int64_t out = f.y.size(1);
   const bool project = f.w_hr.defined();
   const auto acc_opts = f.c_state.options();
-  const bool packed = static_cast<int64_t>(steps.size()) >= kMinStepsToPack;
+  const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
   const int64_t n_blocks = kern.blocks(hidden);
 
-  at::Tensor w_packed, w_t, rec;
+  at::Tensor w_packed;
   if (packed) {
     w_packed = at::empty({kern.fwd_packed_size(4, hidden, out)}, acc_opts);
     const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
@@ -40,9 +40,6 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
     parallel_blocks(n_blocks, 4 * hidden * out, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd(w, 4, hidden, out, dst, b0, b1);
     });
-  } else {
-    w_t = f.w_hh.to(acc_opts.dtype()).t();
-    rec = at::empty({batch, 4 * hidden}, acc_opts);
   }
   const at::Tensor h0 = kInPlace ? f.h0 : f.h0.to(acc_opts.dtype());
   const at::Tensor h_buf = kInPlace ? at::Tensor() : at::empty({2, batch, out}, acc_opts);
@@ -57,7 +54,7 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   a.out = out;
   a.x_proj = f.x_proj.data_ptr<scalar_t>();
   a.w_packed = packed ? w_packed.data_ptr<acc_t>() : nullptr;
-  a.rec = packed ? nullptr : rec.data_ptr<acc_t>();
+  a.w = f.w_hh.data_ptr<scalar_t>();
   a.h0 = h0.data_ptr<acc_t>();
   a.c_state = f.c_state.data_ptr<acc_t>();
   a.y = f.y.data_ptr<scalar_t>();
@@ -67,21 +64,11 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
     // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
-    at::Tensor prev_rows;
     if constexpr (kInPlace) {
       a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * out;
-      if (!packed) prev_rows = f.y.narrow(0, st.prev_row0, st.carry);
     } else {
       a.prev = h_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * out;
       a.h_next = project ? nullptr : h_buf.data_ptr<acc_t>() + (s & 1) * batch * out;
-      if (!packed) prev_rows = h_buf[(s + 1) & 1].narrow(0, 0, st.carry);
-    }
-    if (!packed) {
-      if (st.carry > 0) mm_into(rec.narrow(0, 0, st.carry), prev_rows, w_t);
-      if (st.carry < st.bs) {
-        const int64_t n = st.bs - st.carry;
-        mm_into(rec.narrow(0, st.carry, n), h0.narrow(0, st.carry, n), w_t);
-      }
     }
     parallel_blocks(n_blocks, st.bs * out * 4 * hidden, [&](int64_t b0, int64_t b1) {
       kern.lstm_fwd(a, st, b0, b1);
@@ -104,32 +91,25 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   const int64_t out = g.grad_y.size(1);
   const bool project = g.w_hr.defined();
   const auto acc_opts = g.dc_state.options();
-  // With a projection the recurrent term lives in the projected space and is
-  // combined with tensor ops before the kernel; it stays on at::mm.
-  const bool packed = !project && static_cast<int64_t>(steps.size()) >= kMinStepsToPack;
   const int64_t n_panels = kern.panels(hidden);
-
-  at::Tensor w_packed, w, rec, w_hr;
-  if (packed) {
-    w_packed = at::empty({kern.bwd_packed_size(4 * hidden, out)}, acc_opts);
-    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
-    acc_t* dst = w_packed.data_ptr<acc_t>();
-    parallel_blocks(kern.panels(out), 4 * hidden * out, [&](int64_t p0, int64_t p1) {
-      kern.pack_bwd(src, 4 * hidden, out, dst, p0, p1);
-    });
-  } else {
-    w = g.w_hh.to(acc_opts.dtype());
+  const at::Tensor w = g.w_hh.to(acc_opts.dtype());
+  // With a projection the recurrent term lives in the projected space and is
+  // combined with tensor ops (at::mm) before the kernel, which then gets dh.
+  at::Tensor w_tail, rec, w_hr;
+  if (project) {
     rec = at::empty({batch, out}, acc_opts);
+    w_hr = g.w_hr.to(acc_opts.dtype());
+  } else {
+    w_tail = tail_panel(w, kern.panel_width());
   }
-  if (project) w_hr = g.w_hr.to(acc_opts.dtype());
   const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 4 * hidden}, acc_opts);
 
   cpu::LstmBwdArgs<scalar_t> a{};
   a.hidden = hidden;
   a.out = out;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
-  a.w_packed = packed ? w_packed.data_ptr<acc_t>() : nullptr;
-  a.rec = packed || project ? nullptr : rec.data_ptr<acc_t>();
+  a.w = w.data_ptr<acc_t>();
+  a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
   a.c0 = g.c0.data_ptr<scalar_t>();
   a.ws = g.ws.data_ptr<acc_t>();
   a.dh_state = g.dh_state.data_ptr<acc_t>();
@@ -139,18 +119,19 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   int64_t s = 0;  // position in processing order
   for (auto it = steps.rbegin(); it != steps.rend(); ++it, ++s) {
     const Step& st = *it;
-    at::Tensor next_rows;
     if constexpr (kInPlace) {
       a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dgates)) + st.next_row0 * 4 * hidden;
-      if (!packed) next_rows = g.dgates.narrow(0, st.next_row0, st.carry_next);
     } else {
       a.next = d_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * 4 * hidden;
       a.dgates_next = d_buf.data_ptr<acc_t>() + (s & 1) * batch * 4 * hidden;
-      if (!packed) next_rows = d_buf[(s + 1) & 1].narrow(0, 0, st.carry_next);
     }
-    if (!packed && st.carry_next > 0) mm_into(rec.narrow(0, 0, st.carry_next), next_rows, w);
     at::Tensor dh_unit;
     if (project) {
+      if (st.carry_next > 0) {
+        const auto next_rows = kInPlace ? g.dgates.narrow(0, st.next_row0, st.carry_next)
+                                        : d_buf[(s + 1) & 1].narrow(0, 0, st.carry_next);
+        mm_into(rec.narrow(0, 0, st.carry_next), next_rows, w);
+      }
       // dh in the projected space: keep it for dW_hr, map it to the units.
       auto dh = g.grad_y.narrow(0, st.row0, st.bs).to(acc_opts.dtype()) +
                 g.dh_state.narrow(0, 0, st.bs);
