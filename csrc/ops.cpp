@@ -33,6 +33,9 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // y = x @ w^T + b for 2-D x: the input projection of all timesteps. CPU
+  // only (fp32/fp64); elsewhere torch.nn.functional.linear does this.
+  m.def("linear(Tensor x, Tensor w, Tensor? b) -> Tensor");
   // Which instruction set the CPU kernels run with on this machine ("AVX512",
   // "AVX2" or "DEFAULT"): for tests and benchmark reports.
   m.def("_cpu_kernels_isa() -> str", &rnnfuse::cpu_kernels_isa);

@@ -140,3 +140,49 @@ def test_only_the_isa_kernels_use_avx():
     # so any hit is a defect regardless of the build.
     assert not offenders, "AVX instructions outside the ISA kernels:\n" + "\n".join(
         f"  {f[:160]}: {i}" for f, i in list(offenders.items())[:20])
+
+
+# ------------------------------------------------------------ rnnfuse::linear
+LINEAR_SHAPES = [
+    # M (rows), K, N: below and above the rows where the op switches from
+    # at::linear to its own GEMM (256), partial panels (N not a multiple of 64)
+    # and K not a multiple of the lanes.
+    (300, 37, 45),
+    (257, 512, 130),
+    (5, 3, 1),
+    (256, 1, 64),
+    (0, 4, 3),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("M,K,N", LINEAR_SHAPES, ids=[f"M{m}-K{k}-N{n}" for m, k, n in LINEAR_SHAPES])
+def test_linear_matches_float64(M, K, N, bias, dtype):
+    gen = torch.Generator().manual_seed(M * 7 + K * 3 + N)
+    x = torch.randn(M, K, generator=gen, dtype=torch.float64)
+    w = torch.randn(N, K, generator=gen, dtype=torch.float64)
+    b = torch.randn(N, generator=gen, dtype=torch.float64) if bias else None
+    expected = x @ w.t() + (b if bias else 0)
+    # Strided w (as a transposed view) must give the same result.
+    w_strided = w.t().contiguous().t().to(dtype)
+    out = torch.ops.rnnfuse.linear(x.to(dtype), w_strided, None if b is None else b.to(dtype))
+    assert out.dtype == dtype and out.shape == (M, N)
+    # fp32: K-term dot products, unit roundoff 6e-8 times sqrt(K)-ish growth.
+    tol = F64_TOL if dtype == torch.float64 else 1e-5
+    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1.0
+    err = (out.double() - expected).abs().max().item() if expected.numel() else 0.0
+    print(f"  linear max err {err:.3e} (bound {tol * scale:.3e})")
+    assert err <= tol * scale
+
+
+def test_linear_rejects_what_it_cannot_take():
+    x = torch.randn(4, 3)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        torch.ops.rnnfuse.linear(x.bfloat16(), torch.randn(2, 3).bfloat16(), None)
+    with pytest.raises(RuntimeError, match="w has dtype"):
+        torch.ops.rnnfuse.linear(x, torch.randn(2, 3, dtype=torch.float64), None)
+    with pytest.raises(RuntimeError, match="2-D"):
+        torch.ops.rnnfuse.linear(x[0], torch.randn(2, 3), None)
+    with pytest.raises(RuntimeError, match="b must be"):
+        torch.ops.rnnfuse.linear(x, torch.randn(2, 3), torch.randn(3))

@@ -110,6 +110,17 @@ struct GruBwdArgs {
   acc_t* dhh_next;          // (B, 3H) or null, as for the LSTM
 };
 
+// y = x @ w^T + b (rows of x and y contiguous), the input projection.
+template <typename scalar_t>
+struct LinearArgs {
+  using acc_t = acc_type<scalar_t>;
+  int64_t m, n, k;          // x (m, k), w (n, k), y (m, n)
+  const acc_t* x;
+  const acc_t* w_packed;    // pack_nt(w)
+  const acc_t* b;           // (n) or null
+  acc_t* y;
+};
+
 template <typename scalar_t>
 struct Kernels {
   using acc_t = acc_type<scalar_t>;
@@ -119,6 +130,12 @@ struct Kernels {
   // Forward panels of w (gates*H, k): blocks [blk0, blk1) of fwd_packed_size.
   void (*pack_fwd)(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k, acc_t* out,
                    int64_t blk0, int64_t blk1);
+  // Linear: panels of linear_vecs vectors of output columns (fp32/fp64 only;
+  // null for fp16/bf16).
+  int64_t linear_vecs;
+  void (*pack_nt)(const scalar_t* w, int64_t n, int64_t k, acc_t* out, int64_t pan0,
+                  int64_t pan1);
+  void (*linear)(const LinearArgs<scalar_t>&, int64_t pan0, int64_t pan1);
   void (*lstm_fwd)(const LstmFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);
   void (*lstm_bwd)(const LstmBwdArgs<scalar_t>&, const Step&, int64_t pan0, int64_t pan1);
   void (*gru_fwd)(const GruFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);
@@ -129,6 +146,9 @@ struct Kernels {
   int64_t panels(int64_t units) const { return (units + panel_width() - 1) / panel_width(); }
   int64_t fwd_packed_size(int64_t gates, int64_t hidden, int64_t k) const {
     return blocks(hidden) * k * gates * vec;
+  }
+  int64_t linear_panels(int64_t n) const {
+    return (n + vec * linear_vecs - 1) / (vec * linear_vecs);
   }
 };
 

@@ -230,34 +230,97 @@ inline void dot_gates(const scalar_t* w, int64_t H, int64_t K, int64_t j0, int64
 }
 
 // ------------------------------------------------------------- packing
-// Block u's panel: panel[k][g * VW + l] = w[g * H + u * VW + l][k], zero past
-// H. A transpose of VW x VW tiles through two small buffers (which also
-// convert fp16/bf16 to float).
-template <typename scalar_t>
-void pack_fwd(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k_dim,
-              acc_type<scalar_t>* out, int64_t blk0, int64_t blk1) {
+// panel[k][g * VW + l] = w[row_of(g, l)][k] for g < gates, l < VW, and 0 where
+// row_of gives -1: a transpose of VW x VW tiles through two small buffers
+// (which also convert fp16/bf16 to float).
+template <typename scalar_t, typename RowOf>
+void pack_panel(const scalar_t* w, int64_t k_dim, int64_t gates, const RowOf& row_of,
+                acc_type<scalar_t>* panel) {
   using acc_t = acc_type<scalar_t>;
   using V = Vectorized<acc_t>;
   constexpr int VW = V::size();
   const int64_t width = gates * VW;
   alignas(64) acc_t tile_in[VW * VW];
   alignas(64) acc_t tile_t[VW * VW];
+  for (int64_t g = 0; g < gates; ++g) {
+    for (int64_t k0 = 0; k0 < k_dim; k0 += VW) {
+      const int64_t kk = std::min<int64_t>(VW, k_dim - k0);
+      for (int64_t l = 0; l < VW; ++l) {
+        const int64_t r = row_of(g, l);
+        const V row = r >= 0 ? load_acc<acc_t>(w + r * k_dim + k0, kk) : V(acc_t(0));
+        row.store(tile_in + l * VW);
+      }
+      at::vec::transpose_mxn<acc_t, VW, VW>(tile_in, VW, tile_t, VW);
+      for (int64_t c = 0; c < kk; ++c) {
+        V::loadu(tile_t + c * VW).store(panel + (k0 + c) * width + g * VW);
+      }
+    }
+  }
+}
+
+// Block u's panel of the gates of units [u * VW, u * VW + VW):
+// panel[k][g * VW + l] = w[g * H + u * VW + l][k], zero past H.
+template <typename scalar_t>
+void pack_fwd(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k_dim,
+              acc_type<scalar_t>* out, int64_t blk0, int64_t blk1) {
+  constexpr int64_t VW = Vectorized<acc_type<scalar_t>>::size();
   for (int64_t u = blk0; u < blk1; ++u) {
-    acc_t* panel = out + u * k_dim * width;
-    const int64_t j0 = u * VW;
-    const int64_t n = std::min<int64_t>(VW, hidden - j0);
-    for (int64_t g = 0; g < gates; ++g) {
-      for (int64_t k0 = 0; k0 < k_dim; k0 += VW) {
-        const int64_t kk = std::min<int64_t>(VW, k_dim - k0);
-        for (int64_t l = 0; l < VW; ++l) {
-          const V row = l < n ? load_acc<acc_t>(w + (g * hidden + j0 + l) * k_dim + k0, kk)
-                              : V(acc_t(0));
-          row.store(tile_in + l * VW);
+    const auto row_of = [&](int64_t g, int64_t l) {
+      return u * VW + l < hidden ? g * hidden + u * VW + l : int64_t(-1);
+    };
+    pack_panel(w, k_dim, gates, row_of, out + u * k_dim * gates * VW);
+  }
+}
+
+// ------------------------------------------------------------- linear
+// Panels of kLinearVecs vectors of consecutive output columns.
+constexpr int kLinearVecs = 4;
+
+// Panel p of w (n, k) for y = x @ w^T: columns [p * W, p * W + W), W =
+// kLinearVecs * lanes, zero past n.
+template <typename scalar_t>
+void pack_nt(const scalar_t* w, int64_t n, int64_t k_dim, acc_type<scalar_t>* out, int64_t pan0,
+             int64_t pan1) {
+  constexpr int64_t VW = Vectorized<acc_type<scalar_t>>::size();
+  constexpr int64_t W = kLinearVecs * VW;
+  for (int64_t p = pan0; p < pan1; ++p) {
+    const auto row_of = [&](int64_t g, int64_t l) {
+      const int64_t c = p * W + g * VW + l;
+      return c < n ? c : int64_t(-1);
+    };
+    pack_panel(w, k_dim, kLinearVecs, row_of, out + p * k_dim * W);
+  }
+}
+
+// y[r] = x[r] @ w^T + b for rows [row0, row1) and the columns of panels
+// [pan0, pan1) of pack_nt(w). fp32/fp64 only (x is read as the GEMM's A).
+template <typename scalar_t>
+void linear_nt(const LinearArgs<scalar_t>& a, int64_t pan0, int64_t pan1) {
+  using acc_t = acc_type<scalar_t>;
+  if constexpr (std::is_same<scalar_t, acc_t>::value) {
+    using V = Vectorized<acc_t>;
+    constexpr int64_t VW = V::size();
+    constexpr int64_t W = kLinearVecs * VW;
+    const int64_t n = a.n, k_dim = a.k;
+    // Rows in chunks that stay in L2 while this thread's panels pass by.
+    const int64_t chunk = std::max<int64_t>(48, (int64_t(256) << 10) / (k_dim * sizeof(acc_t)) / 24 * 24);
+    for (int64_t r0 = 0; r0 < a.m; r0 += chunk) {
+      const int64_t rows = std::min(chunk, a.m - r0);
+      const auto row = [&](int64_t r) { return a.x + (r0 + r) * k_dim; };
+      for (int64_t p = pan0; p < pan1; ++p) {
+        V bias[kLinearVecs];
+        for (int v = 0; v < kLinearVecs; ++v) {
+          const int64_t c0 = p * W + v * VW;
+          bias[v] = a.b && c0 < n ? load(a.b + c0, std::min(VW, n - c0)) : V(acc_t(0));
         }
-        at::vec::transpose_mxn<acc_t, VW, VW>(tile_in, VW, tile_t, VW);
-        for (int64_t c = 0; c < kk; ++c) {
-          V::loadu(tile_t + c * VW).store(panel + (k0 + c) * width + g * VW);
-        }
+        const auto epi = [&](int64_t r, const V* acc) {
+          for (int v = 0; v < kLinearVecs; ++v) {
+            const int64_t c0 = p * W + v * VW;
+            if (c0 >= n) break;
+            store(a.y + (r0 + r) * n + c0, acc[v] + bias[v], std::min(VW, n - c0));
+          }
+        };
+        gemm_rows<kLinearVecs>(rows, row, k_dim, a.w_packed + p * k_dim * W, W, epi);
       }
     }
   }
@@ -461,6 +524,14 @@ Kernels<scalar_t> make_kernels(const char* isa) {
   k.vec = Vectorized<acc_type<scalar_t>>::size();
   k.bwd_vecs = kBwdVecs;
   k.pack_fwd = &pack_fwd<scalar_t>;
+  k.linear_vecs = kLinearVecs;
+  if constexpr (std::is_same<scalar_t, acc_type<scalar_t>>::value) {
+    k.pack_nt = &pack_nt<scalar_t>;
+    k.linear = &linear_nt<scalar_t>;
+  } else {
+    k.pack_nt = nullptr;
+    k.linear = nullptr;
+  }
   k.lstm_fwd = &lstm_fwd<scalar_t>;
   k.lstm_bwd = &lstm_bwd<scalar_t>;
   k.gru_fwd = &gru_fwd<scalar_t>;
