@@ -47,6 +47,11 @@ def _gru_bwd_fake(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, r
     return grad_x, torch.empty_like(w_hh), grad_b_hh, torch.empty_like(h0)
 
 
+@torch.library.register_fake("rnnfuse::linear")
+def _linear_fake(x, w, b):
+    return x.new_empty((x.shape[0], w.shape[0]))
+
+
 # ---------------------------------------------------------------------- autograd
 def _or_zeros(grad, like):
     return torch.zeros_like(like) if grad is None else grad
@@ -109,6 +114,23 @@ def _gru_backward(ctx, grad_y, grad_h_n, _grad_workspace):
     return (grad_x, grad_w_hh, grad_b_hh if ctx.has_b_hh else None, grad_h0, None, None, None)
 
 
+def _linear_setup_context(ctx, inputs, output):
+    x, w, b = inputs
+    ctx.has_b = b is not None
+    # dx needs w, dw needs x.
+    _save(ctx, w if ctx.needs_input_grad[0] else None, x if ctx.needs_input_grad[1] else None)
+
+
+def _linear_backward(ctx, grad):
+    w, x = _saved(ctx)
+    dx = grad @ w if ctx.needs_input_grad[0] else None
+    dw = grad.t() @ x if ctx.needs_input_grad[1] else None
+    db = grad.sum(0) if ctx.has_b and ctx.needs_input_grad[2] else None
+    return dx, dw, db
+
+
+torch.library.register_autograd("rnnfuse::linear", _linear_backward,
+                                setup_context=_linear_setup_context)
 torch.library.register_autograd("rnnfuse::lstm_fwd", _lstm_backward,
                                 setup_context=_lstm_setup_context)
 torch.library.register_autograd("rnnfuse::gru_fwd", _gru_backward,

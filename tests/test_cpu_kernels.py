@@ -186,3 +186,14 @@ def test_linear_rejects_what_it_cannot_take():
         torch.ops.rnnfuse.linear(x[0], torch.randn(2, 3), None)
     with pytest.raises(RuntimeError, match="b must be"):
         torch.ops.rnnfuse.linear(x, torch.randn(2, 3), torch.randn(3))
+
+
+@pytest.mark.parametrize("M", [5, 300], ids=["aten", "own"])
+def test_linear_opcheck_and_gradcheck(M):
+    gen = torch.Generator().manual_seed(M)
+    x = torch.randn(M, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(9, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(9, generator=gen, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.rnnfuse.linear, (x, w, b))
+    torch.library.opcheck(torch.ops.rnnfuse.linear, (x, w, None))
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.rnnfuse.linear(*a), (x, w, b))
