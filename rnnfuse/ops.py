@@ -80,6 +80,9 @@ def _saved(ctx):
 def _lstm_setup_context(ctx, inputs, output):
     x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training = inputs
     y, _, _, workspace = output
+    # Gradients of unused outputs arrive as None (_or_zeros fills the small
+    # ones); materialized, the workspace's alone is an N x 5H zero fill.
+    ctx.set_materialize_grads(False)
     ctx.reverse = reverse
     ctx.training = training
     ctx.has_w_hr = w_hr is not None
@@ -99,6 +102,7 @@ def _lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
 def _gru_setup_context(ctx, inputs, output):
     x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training = inputs
     y, _, workspace = output
+    ctx.set_materialize_grads(False)  # as for the LSTM
     ctx.reverse = reverse
     ctx.training = training
     ctx.has_b_hh = b_hh is not None
