@@ -6,7 +6,13 @@
 
 #include <cstdint>
 
+#include "cpu/gemm_cpu.h"
+
 namespace rnnfuse {
+
+at::Tensor rows_mm(const at::Tensor& a, const at::Tensor& b) {
+  return a.device().is_cpu() ? cpu_mm(a, b) : at::mm(a, b);
+}
 
 at::Tensor empty_rows(at::IntArrayRef sizes, const at::TensorOptions& options) {
   auto t = at::empty(sizes, options);

@@ -14,6 +14,10 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// a @ b for the GEMMs over all rows (weight gradients): at::mm, or on the CPU
+// the CPU kernels' blocked GEMM where it takes the shapes (cpu/gemm_cpu.h).
+at::Tensor rows_mm(const at::Tensor& a, const at::Tensor& b);
+
 // at::empty for the large per-row buffers an op writes once (y, the
 // workspace, the gradients of x_proj). On Linux CPU tensors of 4 MB and more
 // are advised to use transparent huge pages before first touch: a fresh

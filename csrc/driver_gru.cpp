@@ -88,7 +88,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
   if (!steps.empty()) loop(b, steps);
 
   auto h_prev = gather_h_prev(b.y, b.h0, steps, packed, reverse);
-  auto grad_w_hh = at::mm(b.dhh.t(), h_prev);
+  auto grad_w_hh = rows_mm(b.dhh.t(), h_prev);
   at::Tensor grad_b_hh;
   if (b_hh.has_value() && b_hh->defined()) {
     grad_b_hh = b.dhh.sum(0, /*keepdim=*/false, acc).to(b_hh->scalar_type());

@@ -103,7 +103,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
 
   // Everything that spans all timesteps: one GEMM per weight gradient.
   auto h_prev = gather_h_prev(y.contiguous(), h0.contiguous(), steps, packed, reverse);
-  auto grad_w_hh = at::mm(b.dgates.t(), h_prev);
+  auto grad_w_hh = rows_mm(b.dgates.t(), h_prev);
   at::Tensor grad_w_hr;
   if (b.w_hr.defined()) {
     // h before the projection, o * tanh(c), rebuilt from the saved gates.

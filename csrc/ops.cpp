@@ -36,6 +36,9 @@ TORCH_LIBRARY(rnnfuse, m) {
   // y = x @ w^T + b for 2-D x: the input projection of all timesteps. CPU
   // only (fp32/fp64); elsewhere torch.nn.functional.linear does this.
   m.def("linear(Tensor x, Tensor w, Tensor? b) -> Tensor");
+  // a @ b for 2-D a and b: the input projection's backward. CPU only (the
+  // kernels' GEMM, or at::mm where it cannot take the shapes).
+  m.def("mm(Tensor a, Tensor b) -> Tensor");
   // Which instruction set the CPU kernels run with on this machine ("AVX512",
   // "AVX2" or "DEFAULT"): for tests and benchmark reports.
   m.def("_cpu_kernels_isa() -> str", &rnnfuse::cpu_kernels_isa);

@@ -121,6 +121,23 @@ struct LinearArgs {
   acc_t* y;
 };
 
+// C (m, n) = A (m, k) @ B (k, n), or C += A @ B with accumulate: A's element
+// (i, kk) at a[i * a_row + kk * a_k] (a_k = 1: A row-major; a_row = 1: A
+// given transposed, as for a weight gradient dgates^T @ h), B's row kk at
+// b + kk * ldb, C's row i at c + i * ldc. n must be a multiple of the panel
+// width (Kernels::gemm_vecs lanes vectors); the gradient GEMMs over all rows.
+template <typename scalar_t>
+struct GemmArgs {
+  int64_t m, n, k;
+  const scalar_t* a;
+  int64_t a_row, a_k;
+  const scalar_t* b;
+  int64_t ldb;
+  scalar_t* c;
+  int64_t ldc;
+  bool accumulate;
+};
+
 template <typename scalar_t>
 struct Kernels {
   using acc_t = acc_type<scalar_t>;
@@ -136,6 +153,9 @@ struct Kernels {
   void (*pack_nt)(const scalar_t* w, int64_t n, int64_t k, acc_t* out, int64_t pan0,
                   int64_t pan1);
   void (*linear)(const LinearArgs<scalar_t>&, int64_t pan0, int64_t pan1);
+  // GemmArgs over C's column panels [pan0, pan1) (fp32/fp64 only).
+  int64_t gemm_vecs;
+  void (*gemm)(const GemmArgs<scalar_t>&, int64_t pan0, int64_t pan1);
   void (*lstm_fwd)(const LstmFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);
   void (*lstm_bwd)(const LstmBwdArgs<scalar_t>&, const Step&, int64_t pan0, int64_t pan1);
   void (*gru_fwd)(const GruFwdArgs<scalar_t>&, const Step&, int64_t blk0, int64_t blk1);

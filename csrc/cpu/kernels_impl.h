@@ -137,10 +137,11 @@ constexpr int tile_rows(int nv) {
   return std::max(1, std::min(8, (kVecRegs - nv - 2) / nv));
 }
 
-// acc[i][v] = sum_k a[i][k] * b[k][v] for MR rows, then epi(i, acc[i]).
-// b's row k (NV x lanes values) starts at b + k * ldb. Summation runs in k order.
-template <int MR, int NV, typename T, typename Epi>
-inline void tile(const T* const* a, int64_t K, const T* __restrict b_mat, int64_t ldb,
+// acc[i][v] = sum_k a[i][k * sa] * b[k][v] for MR rows, then epi(i, acc[i]).
+// b's row k (NV x lanes values) starts at b + k * ldb. Summation runs in k
+// order. kUnitA: sa is 1 (rows of A contiguous), known at compile time.
+template <int MR, int NV, bool kUnitA, typename T, typename Epi>
+inline void tile(const T* const* a, int64_t sa, int64_t K, const T* __restrict b_mat, int64_t ldb,
                  const Epi& epi) {
   using V = Vectorized<T>;
   V acc[MR][NV];
@@ -153,9 +154,10 @@ inline void tile(const T* const* a, int64_t K, const T* __restrict b_mat, int64_
     V b[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) b[v] = V::loadu(b_mat + k * ldb + v * V::size());
+    const int64_t ka = kUnitA ? k : k * sa;
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const V ai(a[i][k]);
+      const V ai(a[i][ka]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[i][v] = at::vec::fmadd(ai, b[v], acc[i][v]);
     }
@@ -165,34 +167,84 @@ inline void tile(const T* const* a, int64_t K, const T* __restrict b_mat, int64_
 }
 
 // Rows [r, r + MR) with MR counting down to the remainder.
-template <int MR, int NV, typename T, typename RowPtr, typename Epi>
-inline void tail_rows(int64_t r, int64_t left, const RowPtr& row, int64_t K, const T* b_mat,
-                      int64_t ldb, const Epi& epi) {
+template <int MR, int NV, bool kUnitA, typename T, typename RowPtr, typename Epi>
+inline void tail_rows(int64_t r, int64_t left, const RowPtr& row, int64_t sa, int64_t K,
+                      const T* b_mat, int64_t ldb, const Epi& epi) {
   if constexpr (MR > 0) {
     if (left == MR) {
       const T* a[MR];
       for (int i = 0; i < MR; ++i) a[i] = row(r + i);
-      tile<MR, NV>(a, K, b_mat, ldb, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
+      tile<MR, NV, kUnitA>(a, sa, K, b_mat, ldb,
+                           [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
     } else {
-      tail_rows<MR - 1, NV>(r, left, row, K, b_mat, ldb, epi);
+      tail_rows<MR - 1, NV, kUnitA>(r, left, row, sa, K, b_mat, ldb, epi);
     }
   }
 }
 
 // The GEMM of rows [0, rows) against one panel of NV vectors of columns, row
 // tile by row tile; the panel stays in cache across the tiles. epi(b, acc)
-// gets each row's NV vectors.
-template <int NV, typename T, typename RowPtr, typename Epi>
+// gets each row's NV vectors. Row b of A is row(b), its k-th value at
+// row(b)[k * sa] (sa = 1 unless kUnitA is false).
+template <int NV, bool kUnitA = true, typename T, typename RowPtr, typename Epi>
 inline void gemm_rows(int64_t rows, const RowPtr& row, int64_t K, const T* b_mat, int64_t ldb,
-                      const Epi& epi) {
+                      const Epi& epi, int64_t sa = 1) {
   constexpr int MR = tile_rows(NV);
   int64_t r = 0;
   for (; r + MR <= rows; r += MR) {
     const T* a[MR];
     for (int i = 0; i < MR; ++i) a[i] = row(r + i);
-    tile<MR, NV>(a, K, b_mat, ldb, [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
+    tile<MR, NV, kUnitA>(a, sa, K, b_mat, ldb,
+                         [&](int i, const Vectorized<T>* acc) { epi(r + i, acc); });
   }
-  if (r < rows) tail_rows<MR - 1, NV>(r, rows - r, row, K, b_mat, ldb, epi);
+  if (r < rows) tail_rows<MR - 1, NV, kUnitA>(r, rows - r, row, sa, K, b_mat, ldb, epi);
+}
+
+// ---------------------------------------------------------- blocked GEMM
+// C (+)= A @ B for the gradient GEMMs over all rows (kernels.h's GemmArgs):
+// threads take panels of kGemmVecs vectors of C's columns; each walks K in
+// blocks of kGemmKc and C's rows in blocks of kGemmMc, so the A block (kept in
+// L2) serves all of the thread's panels and C is read and written once per K
+// block.
+constexpr int kGemmVecs = 4;
+constexpr int64_t kGemmKc = 512;
+constexpr int64_t kGemmMc = 120;
+
+template <typename T, bool kUnitA>
+void gemm_blocked(const GemmArgs<T>& g, int64_t pan0, int64_t pan1) {
+  using V = Vectorized<T>;
+  constexpr int64_t VW = V::size();
+  constexpr int64_t W = kGemmVecs * VW;
+  for (int64_t k0 = 0; k0 < g.k; k0 += kGemmKc) {
+    const int64_t kc = std::min(kGemmKc, g.k - k0);
+    const bool store = k0 == 0 && !g.accumulate;
+    for (int64_t i0 = 0; i0 < g.m; i0 += kGemmMc) {
+      const int64_t mc = std::min(kGemmMc, g.m - i0);
+      const auto row = [&](int64_t i) { return g.a + (i0 + i) * g.a_row + k0 * g.a_k; };
+      for (int64_t p = pan0; p < pan1; ++p) {
+        T* c = g.c + i0 * g.ldc + p * W;
+        const auto epi = [&](int64_t i, const V* acc) {
+          T* ci = c + i * g.ldc;
+#pragma GCC unroll 4
+          for (int v = 0; v < kGemmVecs; ++v) {
+            (store ? acc[v] : acc[v] + V::loadu(ci + v * VW)).store(ci + v * VW);
+          }
+        };
+        gemm_rows<kGemmVecs, kUnitA>(mc, row, kc, g.b + k0 * g.ldb + p * W, g.ldb, epi, g.a_k);
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void gemm(const GemmArgs<scalar_t>& g, int64_t pan0, int64_t pan1) {
+  if constexpr (std::is_same<scalar_t, acc_type<scalar_t>>::value) {
+    if (g.a_k == 1) {
+      gemm_blocked<scalar_t, true>(g, pan0, pan1);
+    } else {
+      gemm_blocked<scalar_t, false>(g, pan0, pan1);
+    }
+  }
 }
 
 // Row a's NV gate vectors of the block of units [j0, j0 + n) as dot products
@@ -525,10 +577,13 @@ Kernels<scalar_t> make_kernels(const char* isa) {
   k.bwd_vecs = kBwdVecs;
   k.pack_fwd = &pack_fwd<scalar_t>;
   k.linear_vecs = kLinearVecs;
+  k.gemm_vecs = kGemmVecs;
   if constexpr (std::is_same<scalar_t, acc_type<scalar_t>>::value) {
     k.pack_nt = &pack_nt<scalar_t>;
     k.linear = &linear_nt<scalar_t>;
+    k.gemm = &gemm<scalar_t>;
   } else {
+    k.gemm = nullptr;
     k.pack_nt = nullptr;
     k.linear = nullptr;
   }
