@@ -47,6 +47,11 @@ def _gru_bwd_fake(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, r
     return grad_x, torch.empty_like(w_hh), grad_b_hh, torch.empty_like(h0)
 
 
+@torch.library.register_fake("rnnfuse::mm")
+def _mm_fake(a, b):
+    return a.new_empty((a.shape[0], b.shape[1]))
+
+
 @torch.library.register_fake("rnnfuse::linear")
 def _linear_fake(x, w, b):
     return x.new_empty((x.shape[0], w.shape[0]))
@@ -127,8 +132,9 @@ def _linear_setup_context(ctx, inputs, output):
 
 def _linear_backward(ctx, grad):
     w, x = _saved(ctx)
-    dx = grad @ w if ctx.needs_input_grad[0] else None
-    dw = grad.t() @ x if ctx.needs_input_grad[1] else None
+    # rnnfuse::mm: the CPU kernels' GEMM where it takes the shapes, else at::mm.
+    dx = torch.ops.rnnfuse.mm(grad, w) if ctx.needs_input_grad[0] else None
+    dw = torch.ops.rnnfuse.mm(grad.t(), x) if ctx.needs_input_grad[1] else None
     db = grad.sum(0) if ctx.has_b and ctx.needs_input_grad[2] else None
     return dx, dw, db
 
