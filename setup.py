@@ -104,21 +104,27 @@ X86_ISA_SOURCES = {
 ISA_SOURCES = X86_ISA_SOURCES if platform.machine().lower() in ("x86_64", "amd64") else {}
 
 
+# at::parallel_for is inline: without OpenMP in this build it runs serially
+# even though ATen itself was built with OpenMP. -fopenmp makes it use ATen's
+# OpenMP threads (libgomp.so.1, already loaded by libtorch_cpu).
+OPENMP_FLAGS = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
+
+
 def extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     sources = [s for s in sources if s not in X86_ISA_SOURCES]
-    cxx_flags = ["-O3"] + ["-D" + macro for macro, _ in ISA_SOURCES.values()]
+    cxx_flags = ["-O3"] + OPENMP_FLAGS + ["-D" + macro for macro, _ in ISA_SOURCES.values()]
     # Header changes must relink too (setuptools skips the link when no
     # listed file is newer than the module).
     depends = sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)
                      + list(ISA_SOURCES))
     if not CUDA_HOME:
         return CppExtension("rnnfuse._C", sources, depends=depends,
-                            extra_compile_args={"cxx": cxx_flags})
+                            extra_compile_args={"cxx": cxx_flags}, extra_link_args=OPENMP_FLAGS)
     sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
     nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr",
                   "-DRNNFUSE_WITH_CUDA"]
-    return CUDAExtension("rnnfuse._C", sources, depends=depends,
+    return CUDAExtension("rnnfuse._C", sources, depends=depends, extra_link_args=OPENMP_FLAGS,
                          extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSE_WITH_CUDA"],
                                              "nvcc": nvcc_flags})
 
