@@ -101,7 +101,24 @@ X86_ISA_SOURCES = {
     "csrc/cpu/kernels_avx512.cpp": (
         "RNNFUSE_CPU_AVX512", ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"]),
 }
-ISA_SOURCES = X86_ISA_SOURCES if platform.machine().lower() in ("x86_64", "amd64") else {}
+ISA_SOURCES = dict(X86_ISA_SOURCES) if platform.machine().lower() in ("x86_64", "amd64") else {}
+
+
+def _compiler_takes(flags):
+    """Whether the C++ compiler accepts these flags (an old one may not know
+    -mavx512bf16; the build then leaves that file out)."""
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        return subprocess.run([cxx, *flags, "-x", "c++", "-c", os.devnull, "-o", os.devnull],
+                              capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+# bf16 pair products (vdpbf16ps), for CPUs with AVX512-BF16.
+AVX512_BF16_FLAGS = X86_ISA_SOURCES["csrc/cpu/kernels_avx512.cpp"][1] + ["-mavx512bf16"]
+if ISA_SOURCES and _compiler_takes(AVX512_BF16_FLAGS):
+    ISA_SOURCES["csrc/cpu/kernels_avx512_bf16.cpp"] = ("RNNFUSE_CPU_AVX512_BF16", AVX512_BF16_FLAGS)
 
 
 # at::parallel_for is inline: without OpenMP in this build it runs serially
@@ -112,7 +129,8 @@ OPENMP_FLAGS = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.plat
 
 def extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    sources = [s for s in sources if s not in X86_ISA_SOURCES]
+    sources = [s for s in sources
+               if s not in X86_ISA_SOURCES and s != "csrc/cpu/kernels_avx512_bf16.cpp"]
     cxx_flags = ["-O3"] + OPENMP_FLAGS + ["-D" + macro for macro, _ in ISA_SOURCES.values()]
     # Header changes must relink too (setuptools skips the link when no
     # listed file is newer than the module).

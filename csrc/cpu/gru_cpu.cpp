@@ -29,10 +29,16 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
   const int64_t n_blocks = kern.blocks(hidden);
 
-  at::Tensor w_packed;
-  if (packed) {
+  at::Tensor w_packed, w_pairs;
+  const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
+  if (packed && kern.pairs) {
+    w_pairs = at::empty({kern.fwd_pairs_size(3, hidden, hidden)}, f.w_hh.options());
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(n_blocks, 3 * hidden * hidden, [&](int64_t b0, int64_t b1) {
+      kern.pack_fwd_pairs(w, 3, hidden, hidden, dst, b0, b1);
+    });
+  } else if (packed) {
     w_packed = at::empty({kern.fwd_packed_size(3, hidden, hidden)}, acc_opts);
-    const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
     acc_t* dst = w_packed.data_ptr<acc_t>();
     parallel_blocks(n_blocks, 3 * hidden * hidden, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd(w, 3, hidden, hidden, dst, b0, b1);
@@ -45,8 +51,10 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   cpu::GruFwdArgs<scalar_t> a{};
   a.hidden = hidden;
   a.x_proj = f.x_proj.data_ptr<scalar_t>();
-  a.w_packed = packed ? w_packed.data_ptr<acc_t>() : nullptr;
-  a.w = f.w_hh.data_ptr<scalar_t>();
+  a.w_packed = w_packed.defined() ? w_packed.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
+  a.w = w;
+  a.h0_s = f.h0.data_ptr<scalar_t>();
   a.b_hh = b_hh.defined() ? b_hh.data_ptr<acc_t>() : nullptr;
   a.h0 = h0.data_ptr<acc_t>();
   a.y = f.y.data_ptr<scalar_t>();
@@ -54,6 +62,7 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
 
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
+    a.prev_s = a.y + st.prev_row0 * hidden;
     // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
     if constexpr (kInPlace) {
       a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * hidden;
@@ -77,7 +86,17 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   const auto acc_opts = g.dh_state.options();
   const int64_t n_panels = kern.panels(hidden);
   const at::Tensor w = g.w_hh.to(acc_opts.dtype());
-  const at::Tensor w_tail = tail_panel(w, kern.panel_width());
+  at::Tensor w_tail, w_pairs;
+  if (kern.pairs) {
+    w_pairs = at::empty({kern.bwd_pairs_size(3 * hidden, hidden)}, g.w_hh.options());
+    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(n_panels, 3 * hidden * hidden, [&](int64_t p0, int64_t p1) {
+      kern.pack_bwd_pairs(src, 3 * hidden, hidden, dst, p0, p1);
+    });
+  } else {
+    w_tail = tail_panel(w, kern.panel_width());
+  }
   const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 3 * hidden}, acc_opts);
 
   cpu::GruBwdArgs<scalar_t> a{};
@@ -85,6 +104,7 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
   a.w = w.data_ptr<acc_t>();
   a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.y = g.y.data_ptr<scalar_t>();
   a.h0 = g.h0.data_ptr<scalar_t>();
   a.ws = g.ws.data_ptr<acc_t>();
@@ -95,6 +115,7 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   int64_t s = 0;  // position in processing order
   for (auto it = steps.rbegin(); it != steps.rend(); ++it, ++s) {
     const Step& st = *it;
+    a.next_s = a.dhh + st.next_row0 * 3 * hidden;
     if constexpr (kInPlace) {
       a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dhh)) + st.next_row0 * 3 * hidden;
     } else {

@@ -46,7 +46,11 @@ struct LstmFwdArgs {
   int64_t hidden, out;     // H, P (P != H only with a projection)
   const scalar_t* x_proj;  // (N, 4H)
   const acc_t* w_packed;   // pack_fwd(w_hh), or null: dot products with w
+  const scalar_t* w_pairs; // bf16 with AVX512-BF16: pack_fwd_pairs(w_hh), used instead of
+                           // w_packed with A rows as stored (prev_s, h0_s); else null
   const scalar_t* w;       // w_hh (4H, P) as stored
+  const scalar_t* prev_s;  // the A rows as stored: y's rows of the previous step
+  const scalar_t* h0_s;    //   and h0 (ld = P)
   const acc_t* prev;       // A rows (ld = P) continuing from the previous step
   const acc_t* h0;         // A rows (ld = P) starting at this step
   acc_t* c_state;          // (B, H), c_{t-1} in, c_t out
@@ -65,6 +69,9 @@ struct LstmBwdArgs {
   const acc_t* w;           // w_hh (4H, P) in acc_t
   const acc_t* w_tail;      // the last panel's columns of w, zero-padded to its width; or
                             // null when P is a multiple of the panel width
+  const scalar_t* w_pairs;  // bf16 with AVX512-BF16: pack_bwd_pairs(w_hh), used instead of
+                            // w with A rows as stored (next_s); else null
+  const scalar_t* next_s;   // the next step's dgates rows as stored (ld = 4H)
   const acc_t* next;        // A rows (ld = 4H): the next step's dgates
   const acc_t* dh_unit;     // (B, H): with a projection, the whole dh in unit space (no
                             // GEMM here); else null
@@ -83,7 +90,10 @@ struct GruFwdArgs {
   int64_t hidden;          // H
   const scalar_t* x_proj;  // (N, 3H)
   const acc_t* w_packed;   // pack_fwd(w_hh), or null: dot products with w
+  const scalar_t* w_pairs; // as for the LSTM
   const scalar_t* w;       // w_hh (3H, H) as stored
+  const scalar_t* prev_s;  // as for the LSTM
+  const scalar_t* h0_s;
   const acc_t* b_hh;       // (3H), or null
   const acc_t* prev;       // A rows (ld = H), which are also h_{t-1}
   const acc_t* h0;
@@ -100,6 +110,8 @@ struct GruBwdArgs {
   const scalar_t* grad_y;   // (N, H)
   const acc_t* w;           // w_hh (3H, H) in acc_t
   const acc_t* w_tail;      // as for the LSTM
+  const scalar_t* w_pairs;  // as for the LSTM
+  const scalar_t* next_s;   // the next step's dhh rows as stored (ld = 3H)
   const acc_t* next;        // A rows (ld = 3H): the next step's dhh
   const scalar_t* y;        // (N, H): h_{t-1} of continuing rows
   const scalar_t* h0;       // (B, H)
@@ -153,6 +165,14 @@ struct Kernels {
   void (*pack_nt)(const scalar_t* w, int64_t n, int64_t k, acc_t* out, int64_t pan0,
                   int64_t pan1);
   void (*linear)(const LinearArgs<scalar_t>&, int64_t pan0, int64_t pan1);
+  // bf16 on CPUs with AVX512-BF16: the recurrent GEMMs multiply bf16 pairs
+  // into fp32 accumulators (vdpbf16ps) on weights laid out in k-pairs, and
+  // read their A rows as stored. pairs is false (and these null) elsewhere.
+  bool pairs;
+  void (*pack_fwd_pairs)(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k,
+                         scalar_t* out, int64_t blk0, int64_t blk1);
+  void (*pack_bwd_pairs)(const scalar_t* w, int64_t k, int64_t n, scalar_t* out, int64_t pan0,
+                         int64_t pan1);
   // GemmArgs over C's column panels [pan0, pan1) (fp32/fp64 only).
   int64_t gemm_vecs;
   void (*gemm)(const GemmArgs<scalar_t>&, int64_t pan0, int64_t pan1);
@@ -167,6 +187,12 @@ struct Kernels {
   int64_t fwd_packed_size(int64_t gates, int64_t hidden, int64_t k) const {
     return blocks(hidden) * k * gates * vec;
   }
+  int64_t fwd_pairs_size(int64_t gates, int64_t hidden, int64_t k) const {
+    return blocks(hidden) * (k + k % 2) * gates * vec;
+  }
+  int64_t bwd_pairs_size(int64_t k, int64_t n) const {
+    return panels(n) * (k + k % 2) * panel_width();
+  }
   int64_t linear_panels(int64_t n) const {
     return (n + vec * linear_vecs - 1) / (vec * linear_vecs);
   }
@@ -177,6 +203,8 @@ struct Kernels {
 // those this build compiled.
 template <typename scalar_t>
 const Kernels<scalar_t>& cpu_kernels();
+template <>
+const Kernels<c10::BFloat16>& cpu_kernels<c10::BFloat16>();
 
 // One table per instruction set (defined in kernels_<isa>.cpp).
 template <typename scalar_t>
@@ -185,6 +213,8 @@ template <typename scalar_t>
 Kernels<scalar_t> kernels_avx2();
 template <typename scalar_t>
 Kernels<scalar_t> kernels_avx512();
+// bf16 only: the AVX-512 kernels with AVX512-BF16 pair products.
+Kernels<c10::BFloat16> kernels_avx512_bf16();
 
 }  // namespace cpu
 }  // namespace rnnfuse

@@ -40,6 +40,15 @@ Isa pick_isa() {
   return Isa::kDefault;
 }
 
+bool cpu_has_avx512_bf16() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  return cpu_has(Isa::kAvx512) && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 template <typename scalar_t>
 Kernels<scalar_t> pick_kernels() {
   switch (pick_isa()) {
@@ -64,9 +73,20 @@ const Kernels<scalar_t>& cpu_kernels() {
   return table;
 }
 
+// bf16: with AVX512-BF16 as well, the pair-product kernels.
+template <>
+const Kernels<c10::BFloat16>& cpu_kernels<c10::BFloat16>() {
+  static const Kernels<c10::BFloat16> table = [] {
+#if defined(RNNFUSE_CPU_AVX512_BF16)
+    if (pick_isa() == Isa::kAvx512 && cpu_has_avx512_bf16()) return kernels_avx512_bf16();
+#endif
+    return pick_kernels<c10::BFloat16>();
+  }();
+  return table;
+}
+
 template const Kernels<float>& cpu_kernels<float>();
 template const Kernels<double>& cpu_kernels<double>();
-template const Kernels<c10::BFloat16>& cpu_kernels<c10::BFloat16>();
 template const Kernels<c10::Half>& cpu_kernels<c10::Half>();
 
 }  // namespace cpu

@@ -137,6 +137,9 @@ constexpr int tile_rows(int nv) {
   return std::max(1, std::min(8, (kVecRegs - nv - 2) / nv));
 }
 
+// Blocks per backward panel: as many as keep MR >= 4 rows in the registers.
+constexpr int kBwdVecs = kVecRegs >= 32 ? 4 : 2;
+
 // acc[i][v] = sum_k a[i][k * sa] * b[k][v] for MR rows, then epi(i, acc[i]).
 // b's row k (NV x lanes values) starts at b + k * ldb. Summation runs in k
 // order. kUnitA: sa is 1 (rows of A contiguous), known at compile time.
@@ -281,6 +284,151 @@ inline void dot_gates(const scalar_t* w, int64_t H, int64_t K, int64_t j0, int64
   }
 }
 
+// ------------------------------------------------- bf16 pair products
+// With AVX512-BF16 (vdpbf16ps), bf16 GEMMs multiply pairs of bf16 along k
+// into fp32 accumulators: twice the products per instruction of the fp32
+// path, the same fp32 accumulation (each bf16 x bf16 product is exact in
+// fp32). The weights are laid out in k-pairs: element (k, c) of a panel of W
+// columns at (k / 2 * W + c) * 2 + k % 2, zero for an odd K's last k; the A
+// rows are read as stored, a k-pair at a time.
+#if defined(CPU_CAPABILITY_AVX512) && defined(__AVX512BF16__)
+constexpr bool kPairs = true;
+
+template <int MR, int NV, typename Epi>
+inline void tile_pairs(const c10::BFloat16* const* a, int64_t K, const c10::BFloat16* panel,
+                       const Epi& epi) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  }
+  // Full pairs, then an odd K's last value paired with zero.
+  const auto step = [&](int64_t kp, auto pair_of) {
+    __m512i b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(panel + (kp * NV + v) * 32);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i ai = _mm512_set1_epi32(pair_of(a[i] + 2 * kp));
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        acc[i][v] = _mm512_dpbf16_ps(acc[i][v], (__m512bh)ai, (__m512bh)b[v]);
+      }
+    }
+  };
+  const int64_t full = K / 2;
+  for (int64_t kp = 0; kp < full; ++kp) {
+    step(kp, [](const c10::BFloat16* p) {
+      int32_t pr;
+      std::memcpy(&pr, p, 4);
+      return pr;
+    });
+  }
+  if (K % 2) {
+    step(full, [](const c10::BFloat16* p) {
+      uint16_t lo;
+      std::memcpy(&lo, p, 2);
+      return static_cast<int32_t>(lo);
+    });
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    Vectorized<float> out[NV];
+    for (int v = 0; v < NV; ++v) out[v] = acc[i][v];
+    epi(i, out);
+  }
+}
+
+template <int MR, int NV, typename RowPtr, typename Epi>
+inline void tail_rows_pairs(int64_t r, int64_t left, const RowPtr& row, int64_t K,
+                            const c10::BFloat16* panel, const Epi& epi) {
+  if constexpr (MR > 0) {
+    if (left == MR) {
+      const c10::BFloat16* a[MR];
+      for (int i = 0; i < MR; ++i) a[i] = row(r + i);
+      tile_pairs<MR, NV>(a, K, panel, [&](int i, const Vectorized<float>* acc) { epi(r + i, acc); });
+    } else {
+      tail_rows_pairs<MR - 1, NV>(r, left, row, K, panel, epi);
+    }
+  }
+}
+
+// gemm_rows for bf16 pairs: rows [0, rows) of A (row(b): bf16 as stored)
+// against one k-paired panel of NV vectors of columns.
+template <int NV, typename RowPtr, typename Epi>
+inline void gemm_rows_pairs(int64_t rows, const RowPtr& row, int64_t K, const c10::BFloat16* panel,
+                            const Epi& epi) {
+  constexpr int MR = tile_rows(NV);
+  int64_t r = 0;
+  for (; r + MR <= rows; r += MR) {
+    const c10::BFloat16* a[MR];
+    for (int i = 0; i < MR; ++i) a[i] = row(r + i);
+    tile_pairs<MR, NV>(a, K, panel, [&](int i, const Vectorized<float>* acc) { epi(r + i, acc); });
+  }
+  if (r < rows) tail_rows_pairs<MR - 1, NV>(r, rows - r, row, K, panel, epi);
+}
+
+// Block u's forward panel in k-pairs: columns (g, l) are w's row g * H + u *
+// lanes + l (zero past H).
+inline void pack_fwd_pairs(const c10::BFloat16* w, int64_t gates, int64_t hidden, int64_t k_dim,
+                    c10::BFloat16* out, int64_t blk0, int64_t blk1) {
+  constexpr int64_t VW = Vectorized<float>::size();
+  const int64_t width = gates * VW;
+  const int64_t pairs = (k_dim + 1) / 2;
+  for (int64_t u = blk0; u < blk1; ++u) {
+    uint32_t* panel = reinterpret_cast<uint32_t*>(out + u * pairs * 2 * width);
+    for (int64_t g = 0; g < gates; ++g) {
+      for (int64_t l = 0; l < VW; ++l) {
+        const int64_t j = u * VW + l;
+        const c10::BFloat16* src = w + (g * hidden + j) * k_dim;
+        uint32_t* dst = panel + g * VW + l;
+        for (int64_t kp = 0; kp < pairs; ++kp) {
+          uint32_t pr = 0;
+          if (j < hidden) std::memcpy(&pr, src + 2 * kp, 2 * kp + 1 == k_dim ? 2 : 4);
+          dst[kp * width] = pr;
+        }
+      }
+    }
+  }
+}
+
+// Backward panel p in k-pairs: columns c are w's columns p * W + c (zero past
+// n), rows k of w (k, n) paired: (w[2kp][c], w[2kp + 1][c]).
+inline void pack_bwd_pairs(const c10::BFloat16* w, int64_t k_dim, int64_t n, c10::BFloat16* out,
+                    int64_t pan0, int64_t pan1) {
+  constexpr int64_t W = kBwdVecs * Vectorized<float>::size();
+  const int64_t pairs = (k_dim + 1) / 2;
+  // Interleaves two rows' 32 values (lo: row 2kp, hi: row 2kp + 1).
+  alignas(64) static const uint16_t kLo[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                               37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
+                                               11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static const uint16_t kHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21,
+                                               53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58,
+                                               27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i idx_lo = _mm512_load_si512(kLo), idx_hi = _mm512_load_si512(kHi);
+  for (int64_t p = pan0; p < pan1; ++p) {
+    c10::BFloat16* panel = out + p * pairs * 2 * W;
+    const int64_t c0 = p * W, cols = std::min(W, n - c0);
+    for (int64_t kp = 0; kp < pairs; ++kp) {
+      const c10::BFloat16* r0 = w + 2 * kp * n + c0;
+      const c10::BFloat16* r1 = 2 * kp + 1 < k_dim ? r0 + n : nullptr;
+      c10::BFloat16* dst = panel + kp * 2 * W;
+      for (int64_t c = 0; c < W; c += 32) {
+        const int64_t m = std::max<int64_t>(0, std::min<int64_t>(32, cols - c));
+        const __mmask32 mask = m == 32 ? ~__mmask32(0) : (__mmask32(1) << m) - 1;
+        const __m512i lo = _mm512_maskz_loadu_epi16(mask, r0 + c);
+        const __m512i hi = r1 ? _mm512_maskz_loadu_epi16(mask, r1 + c) : _mm512_setzero_si512();
+        _mm512_storeu_si512(dst + 2 * c, _mm512_permutex2var_epi16(lo, idx_lo, hi));
+        _mm512_storeu_si512(dst + 2 * c + 32, _mm512_permutex2var_epi16(lo, idx_hi, hi));
+      }
+    }
+  }
+}
+#else
+constexpr bool kPairs = false;
+#endif
+
 // ------------------------------------------------------------- packing
 // panel[k][g * VW + l] = w[row_of(g, l)][k] for g < gates, l < VW, and 0 where
 // row_of gives -1: a transpose of VW x VW tiles through two small buffers
@@ -378,8 +526,6 @@ void linear_nt(const LinearArgs<scalar_t>& a, int64_t pan0, int64_t pan1) {
   }
 }
 
-// Blocks per backward panel: as many as keep MR >= 4 rows in the registers.
-constexpr int kBwdVecs = kVecRegs >= 32 ? 4 : 2;
 
 // ------------------------------------------------------------- LSTM
 template <typename scalar_t>
@@ -414,6 +560,13 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
         store(w + 3 * H, act.o.v, n), store(w + 4 * H, act.c.v, n);
       }
     };
+    if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
+      if (a.w_pairs) {
+        const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
+        gemm_rows_pairs<4>(st.bs, row_s, P, a.w_pairs + u * (P + P % 2) * 4 * VW, epi);
+        continue;
+      }
+    }
     if (a.w_packed) {
       gemm_rows<4>(st.bs, row, P, a.w_packed + u * P * 4 * VW, 4 * VW, epi);
     } else {
@@ -474,9 +627,20 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
     };
     int64_t b = 0;
     if (!a.dh_unit) {
-      const bool tail = (p + 1) * NVB * VW > P;
-      gemm_rows<NVB>(st.carry_next, row, 4 * H, tail ? a.w_tail : a.w + p * NVB * VW,
-                     tail ? NVB * VW : P, epi);
+      bool done = false;
+      if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
+        if (a.w_pairs) {
+          const auto row_s = [&](int64_t b) { return a.next_s + b * 4 * H; };
+          gemm_rows_pairs<NVB>(st.carry_next, row_s, 4 * H,
+                               a.w_pairs + p * (4 * H + 4 * H % 2) * NVB * VW, epi);
+          done = true;
+        }
+      }
+      if (!done) {
+        const bool tail = (p + 1) * NVB * VW > P;
+        gemm_rows<NVB>(st.carry_next, row, 4 * H, tail ? a.w_tail : a.w + p * NVB * VW,
+                       tail ? NVB * VW : P, epi);
+      }
       b = st.carry_next;
     }
     for (; b < st.bs; ++b) epi(b, nullptr);
@@ -513,6 +677,13 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
         store(w + 3 * H, act.hn.v, n);
       }
     };
+    if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
+      if (a.w_pairs) {
+        const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
+        gemm_rows_pairs<3>(st.bs, row_s, H, a.w_pairs + u * (H + H % 2) * 3 * VW, epi);
+        continue;
+      }
+    }
     if (a.w_packed) {
       gemm_rows<3>(st.bs, row, H, a.w_packed + u * H * 3 * VW, 3 * VW, epi);
     } else {
@@ -562,9 +733,20 @@ void gru_bwd(const GruBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_
         }
       }
     };
-    const bool tail = (p + 1) * NVB * VW > H;
-    gemm_rows<NVB>(st.carry_next, row, 3 * H, tail ? a.w_tail : a.w + p * NVB * VW,
-                   tail ? NVB * VW : H, epi);
+    bool done = false;
+    if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
+      if (a.w_pairs) {
+        const auto row_s = [&](int64_t b) { return a.next_s + b * 3 * H; };
+        gemm_rows_pairs<NVB>(st.carry_next, row_s, 3 * H,
+                             a.w_pairs + p * (3 * H + 3 * H % 2) * NVB * VW, epi);
+        done = true;
+      }
+    }
+    if (!done) {
+      const bool tail = (p + 1) * NVB * VW > H;
+      gemm_rows<NVB>(st.carry_next, row, 3 * H, tail ? a.w_tail : a.w + p * NVB * VW,
+                     tail ? NVB * VW : H, epi);
+    }
     for (int64_t b = st.carry_next; b < st.bs; ++b) epi(b, nullptr);
   }
 }
@@ -576,6 +758,9 @@ Kernels<scalar_t> make_kernels(const char* isa) {
   k.vec = Vectorized<acc_type<scalar_t>>::size();
   k.bwd_vecs = kBwdVecs;
   k.pack_fwd = &pack_fwd<scalar_t>;
+  k.pairs = false;
+  k.pack_fwd_pairs = nullptr;
+  k.pack_bwd_pairs = nullptr;
   k.linear_vecs = kLinearVecs;
   k.gemm_vecs = kGemmVecs;
   if constexpr (std::is_same<scalar_t, acc_type<scalar_t>>::value) {

@@ -32,10 +32,16 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
   const int64_t n_blocks = kern.blocks(hidden);
 
-  at::Tensor w_packed;
-  if (packed) {
+  at::Tensor w_packed, w_pairs;
+  const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
+  if (packed && kern.pairs) {
+    w_pairs = at::empty({kern.fwd_pairs_size(4, hidden, out)}, f.w_hh.options());
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(n_blocks, 4 * hidden * out, [&](int64_t b0, int64_t b1) {
+      kern.pack_fwd_pairs(w, 4, hidden, out, dst, b0, b1);
+    });
+  } else if (packed) {
     w_packed = at::empty({kern.fwd_packed_size(4, hidden, out)}, acc_opts);
-    const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
     acc_t* dst = w_packed.data_ptr<acc_t>();
     parallel_blocks(n_blocks, 4 * hidden * out, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd(w, 4, hidden, out, dst, b0, b1);
@@ -53,8 +59,10 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   a.hidden = hidden;
   a.out = out;
   a.x_proj = f.x_proj.data_ptr<scalar_t>();
-  a.w_packed = packed ? w_packed.data_ptr<acc_t>() : nullptr;
-  a.w = f.w_hh.data_ptr<scalar_t>();
+  a.w_packed = w_packed.defined() ? w_packed.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
+  a.w = w;
+  a.h0_s = f.h0.data_ptr<scalar_t>();
   a.h0 = h0.data_ptr<acc_t>();
   a.c_state = f.c_state.data_ptr<acc_t>();
   a.y = f.y.data_ptr<scalar_t>();
@@ -63,6 +71,7 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
 
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
+    a.prev_s = a.y + st.prev_row0 * out;
     // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
     if constexpr (kInPlace) {
       a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * out;
@@ -95,10 +104,17 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   const at::Tensor w = g.w_hh.to(acc_opts.dtype());
   // With a projection the recurrent term lives in the projected space and is
   // combined with tensor ops (at::mm) before the kernel, which then gets dh.
-  at::Tensor w_tail, rec, w_hr;
+  at::Tensor w_tail, w_pairs, rec, w_hr;
   if (project) {
     rec = at::empty({batch, out}, acc_opts);
     w_hr = g.w_hr.to(acc_opts.dtype());
+  } else if (kern.pairs) {
+    w_pairs = at::empty({kern.bwd_pairs_size(4 * hidden, out)}, g.w_hh.options());
+    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(kern.panels(out), 4 * hidden * out, [&](int64_t p0, int64_t p1) {
+      kern.pack_bwd_pairs(src, 4 * hidden, out, dst, p0, p1);
+    });
   } else {
     w_tail = tail_panel(w, kern.panel_width());
   }
@@ -110,6 +126,7 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
   a.w = w.data_ptr<acc_t>();
   a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.c0 = g.c0.data_ptr<scalar_t>();
   a.ws = g.ws.data_ptr<acc_t>();
   a.dh_state = g.dh_state.data_ptr<acc_t>();
@@ -119,6 +136,7 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   int64_t s = 0;  // position in processing order
   for (auto it = steps.rbegin(); it != steps.rend(); ++it, ++s) {
     const Step& st = *it;
+    a.next_s = a.dgates + st.next_row0 * 4 * hidden;
     if constexpr (kInPlace) {
       a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dgates)) + st.next_row0 * 4 * hidden;
     } else {
