@@ -369,6 +369,41 @@ inline void gemm_rows_pairs(int64_t rows, const RowPtr& row, int64_t K, const c1
   if (r < rows) tail_rows_pairs<MR - 1, NV>(r, rows - r, row, K, panel, epi);
 }
 
+// dot_gates for bf16 with pair products: w's rows and the A row (bf16 as
+// stored) are already pairs in memory order, so each 32 values of k are one
+// vdpbf16ps per unit; the lanes are then summed as in dot_gates.
+template <int NV>
+inline void dot_gates_pairs(const c10::BFloat16* w, int64_t H, int64_t K, int64_t j0, int64_t n,
+                            const c10::BFloat16* a, Vectorized<float>* out) {
+  using V = Vectorized<float>;
+  constexpr int VW = V::size();
+  alignas(64) float part[VW * VW];
+  alignas(64) float part_t[VW * VW];
+  const int64_t k_full = K - K % 32;
+  const __mmask32 tail = static_cast<__mmask32>((uint64_t(1) << (K - k_full)) - 1);
+  for (int g = 0; g < NV; ++g) {
+    for (int l = 0; l < VW; ++l) {
+      __m512 s = _mm512_setzero_ps();
+      if (l < n) {
+        const c10::BFloat16* row = w + (g * H + j0 + l) * K;
+        for (int64_t k = 0; k < k_full; k += 32) {
+          s = _mm512_dpbf16_ps(s, (__m512bh)_mm512_loadu_si512(row + k),
+                               (__m512bh)_mm512_loadu_si512(a + k));
+        }
+        if (k_full < K) {
+          s = _mm512_dpbf16_ps(s, (__m512bh)_mm512_maskz_loadu_epi16(tail, row + k_full),
+                               (__m512bh)_mm512_maskz_loadu_epi16(tail, a + k_full));
+        }
+      }
+      _mm512_store_ps(part + l * VW, s);
+    }
+    at::vec::transpose_mxn<float, VW, VW>(part, VW, part_t, VW);
+    V sum = V::loadu(part_t);
+    for (int l = 1; l < VW; ++l) sum = sum + V::loadu(part_t + l * VW);
+    out[g] = sum;
+  }
+}
+
 // Block u's forward panel in k-pairs: columns (g, l) are w's row g * H + u *
 // lanes + l (zero past H).
 inline void pack_fwd_pairs(const c10::BFloat16* w, int64_t gates, int64_t hidden, int64_t k_dim,
@@ -561,11 +596,17 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
       }
     };
     if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
+      const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
       if (a.w_pairs) {
-        const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
         gemm_rows_pairs<4>(st.bs, row_s, P, a.w_pairs + u * (P + P % 2) * 4 * VW, epi);
-        continue;
+      } else {
+        for (int64_t b = 0; b < st.bs; ++b) {
+          V acc[4];
+          dot_gates_pairs<4>(a.w, H, P, j0, n, row_s(b), acc);
+          epi(b, acc);
+        }
       }
+      continue;
     }
     if (a.w_packed) {
       gemm_rows<4>(st.bs, row, P, a.w_packed + u * P * 4 * VW, 4 * VW, epi);
@@ -678,11 +719,17 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
       }
     };
     if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
+      const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
       if (a.w_pairs) {
-        const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
         gemm_rows_pairs<3>(st.bs, row_s, H, a.w_pairs + u * (H + H % 2) * 3 * VW, epi);
-        continue;
+      } else {
+        for (int64_t b = 0; b < st.bs; ++b) {
+          V acc[3];
+          dot_gates_pairs<3>(a.w, H, H, j0, n, row_s(b), acc);
+          epi(b, acc);
+        }
       }
+      continue;
     }
     if (a.w_packed) {
       gemm_rows<3>(st.bs, row, H, a.w_packed + u * H * 3 * VW, 3 * VW, epi);
