@@ -1,8 +1,8 @@
 // The CPU kernels' interface: raw pointers and sizes only, so the kernels can
 // be compiled once per instruction set (kernels_impl.h, built by
-// kernels_default.cpp / kernels_avx2.cpp / kernels_avx512.cpp) and picked at
-// run time (cpu_kernels<scalar_t>(), kernels_dispatch.cpp) the way ATen picks
-// its own CPU kernels.
+// kernels_default.cpp / kernels_avx2.cpp / kernels_avx512.cpp, and for bf16
+// kernels_avx512_bf16.cpp) and picked at run time (cpu_kernels<scalar_t>(),
+// kernels_dispatch.cpp) the way ATen picks its own CPU kernels.
 //
 // A time step is split by hidden unit: a "block" is one vector of units
 // (Kernels::vec lanes). The forward kernels own every gate of their blocks, so
@@ -16,7 +16,8 @@
 // contiguous, in the accumulation type. A call with too few rows to pay for
 // that layout computes the same sums as dot products with the weights as
 // stored. The backward's GEMM (dgates @ w_hh) reads w_hh's rows as stored:
-// a panel's columns are contiguous there already.
+// a panel's columns are contiguous there already. bf16 with AVX512-BF16 lays
+// both out in k-pairs instead (Kernels::pairs) and multiplies bf16 pairs.
 //
 // Every per-unit formula is gate_math.h's, evaluated lane-wise.
 #pragma once
