@@ -8,6 +8,7 @@ Environment:
 """
 import glob
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -87,17 +88,63 @@ def write_build_config(package_dir, with_cuda):
         f.write(f"TORCH_VERSION = {torch.__version__!r}\n")
 
 
+# The CPU kernels per instruction set (csrc/cpu/kernels_impl.h), as ATen builds
+# its own: each of these files is compiled alone with its flags, and the CPU
+# picks one at run time (csrc/cpu/kernels_dispatch.cpp). They are linked after
+# every other object: an inline function from a shared header (c10, the
+# standard library) that they also emit is then taken from a file compiled
+# without these flags (the linker keeps the first copy), so nothing outside
+# the chosen kernels can run an instruction the CPU may lack.
+# Off x86-64 they are left out and kernels_default.cpp serves alone.
+X86_ISA_SOURCES = {
+    "csrc/cpu/kernels_avx2.cpp": ("RNNFUSE_CPU_AVX2", ["-mavx2", "-mfma", "-mf16c"]),
+    "csrc/cpu/kernels_avx512.cpp": (
+        "RNNFUSE_CPU_AVX512", ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"]),
+}
+ISA_SOURCES = dict(X86_ISA_SOURCES) if platform.machine().lower() in ("x86_64", "amd64") else {}
+
+
+def _compiler_takes(flags):
+    """Whether the C++ compiler accepts these flags (an old one may not know
+    -mavx512bf16; the build then leaves that file out)."""
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        return subprocess.run([cxx, *flags, "-x", "c++", "-c", os.devnull, "-o", os.devnull],
+                              capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+# bf16 pair products (vdpbf16ps), for CPUs with AVX512-BF16.
+AVX512_BF16_FLAGS = X86_ISA_SOURCES["csrc/cpu/kernels_avx512.cpp"][1] + ["-mavx512bf16"]
+if ISA_SOURCES and _compiler_takes(AVX512_BF16_FLAGS):
+    ISA_SOURCES["csrc/cpu/kernels_avx512_bf16.cpp"] = ("RNNFUSE_CPU_AVX512_BF16", AVX512_BF16_FLAGS)
+
+
+# at::parallel_for is inline: without OpenMP in this build it runs serially
+# even though ATen itself was built with OpenMP. -fopenmp makes it use ATen's
+# OpenMP threads (libgomp.so.1, already loaded by libtorch_cpu).
+OPENMP_FLAGS = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
+
+
 def extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp") +
                      glob.glob("csrc/persistent/*.cpp"))
-    cxx_flags = ["-O3"]
+    sources = [s for s in sources
+               if s not in X86_ISA_SOURCES and s != "csrc/cpu/kernels_avx512_bf16.cpp"]
+    cxx_flags = ["-O3"] + OPENMP_FLAGS + ["-D" + macro for macro, _ in ISA_SOURCES.values()]
+    # Header changes must relink too (setuptools skips the link when no
+    # listed file is newer than the module).
+    depends = sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)
+                     + list(ISA_SOURCES))
     if not CUDA_HOME:
-        return CppExtension("rnnfuse._C", sources, extra_compile_args={"cxx": cxx_flags})
+        return CppExtension("rnnfuse._C", sources, depends=depends,
+                            extra_compile_args={"cxx": cxx_flags}, extra_link_args=OPENMP_FLAGS)
     sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu") +
                       glob.glob("csrc/cuda/persistent/*.cpp") + glob.glob("csrc/cuda/persistent/*.cu"))
     nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr",
                   "-DRNNFUSE_WITH_CUDA"]
-    return CUDAExtension("rnnfuse._C", sources,
+    return CUDAExtension("rnnfuse._C", sources, depends=depends, extra_link_args=OPENMP_FLAGS,
                          extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSE_WITH_CUDA"],
                                              "nvcc": nvcc_flags})
 
@@ -105,6 +152,20 @@ def extension():
 class BuildExt(BuildExtension.with_options(use_ninja=True)):
     """Records how _C was built, only once it has been built: a failed or
     interrupted build must not leave a config that disagrees with the .so."""
+
+    def build_extension(self, ext):
+        # The per-instruction-set kernels, each with its own flags, linked
+        # after the extension's own objects (see ISA_SOURCES).
+        cxx = ext.extra_compile_args["cxx"] if isinstance(ext.extra_compile_args, dict) \
+            else list(ext.extra_compile_args)
+        objects = []
+        for source, (_, flags) in ISA_SOURCES.items():
+            objects += self.compiler.compile(
+                [source], output_dir=self.build_temp, macros=ext.define_macros,
+                include_dirs=ext.include_dirs, debug=self.debug,
+                extra_postargs={"cxx": cxx + flags, "nvcc": []}, depends=ext.depends)
+        ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
 
     def run(self):
         super().run()

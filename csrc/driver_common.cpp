@@ -1,6 +1,36 @@
 #include "driver_common.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include <cstdint>
+
+#include "cpu/gemm_cpu.h"
+
 namespace rnnfuse {
+
+at::Tensor rows_mm(const at::Tensor& a, const at::Tensor& b) {
+  return a.device().is_cpu() ? cpu_mm(a, b) : at::mm(a, b);
+}
+
+at::Tensor empty_rows(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  auto t = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (t.device().is_cpu() && t.nbytes() >= 2 * kHuge) {
+    // The 2 MB-aligned pages inside the buffer; advice only, so a failure
+    // (kernel without THP, memory not from mmap/brk) changes nothing.
+    const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+    const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+    if (last > first) {
+      (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+    }
+  }
+#endif
+  return t;
+}
 
 void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like,
                    const char* like_name) {
@@ -33,6 +63,7 @@ at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::v
   const int64_t n_rows = y.size(0);
   const int64_t batch = h0.size(0);
   if (n_rows == 0) return at::empty({0, h0.size(1)}, y.options());
+  if (!packed && n_rows == batch) return h0;  // one step
   if (!packed) {
     // Every step holds the whole batch: a shift of y by one step.
     auto shifted = reverse ? y.narrow(0, batch, n_rows - batch) : y.narrow(0, 0, n_rows - batch);
@@ -47,18 +78,40 @@ at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::v
   return at::cat({y, h0}).index_select(0, index.to(y.device()));
 }
 
-void collect_final_rows(const at::Tensor& y, const std::vector<Step>& steps, at::Tensor& h_n) {
+at::Tensor final_rows(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps) {
+  // Contiguous like every output (the fake kernels say so), even for a strided h0.
+  if (steps.empty()) return h0.clone(at::MemoryFormat::Contiguous);
+  // Usually every sequence ends at the last step processed (padded input, or
+  // packed input walked in reverse): one copy of that step's rows.
+  bool all_end_last = steps.back().bs == h0.size(0);
+  for (size_t s = 0; s + 1 < steps.size() && all_end_last; ++s) {
+    all_end_last = steps[s].carry_next == steps[s].bs;
+  }
+  if (all_end_last) return y.narrow(0, steps.back().row0, steps.back().bs).clone();
+  auto h_n = h0.clone(at::MemoryFormat::Contiguous);
   for (const Step& st : steps) {
     if (st.carry_next < st.bs) {
       const int64_t n = st.bs - st.carry_next;
       h_n.narrow(0, st.carry_next, n).copy_(y.narrow(0, st.row0 + st.carry_next, n));
     }
   }
+  return h_n;
 }
 
 at::Tensor finish_grad_h0(const at::Tensor& dh_state, const at::Tensor& grad_rec,
                           const at::Tensor& w_hh, const std::vector<Step>& steps,
                           at::ScalarType out_dtype) {
+  // Usually every sequence starts at one step (the first in time), and with
+  // fp32/fp64 one addmm does it all.
+  int64_t starting = 0;
+  for (const Step& st : steps) starting += st.carry < st.bs;
+  if (starting == 1 && grad_rec.scalar_type() == dh_state.scalar_type()) {
+    for (const Step& st : steps) {
+      if (st.carry == 0 && st.bs == dh_state.size(0)) {
+        return as_dtype(at::addmm(dh_state, grad_rec.narrow(0, st.row0, st.bs), w_hh), out_dtype);
+      }
+    }
+  }
   auto grad_h0 = dh_state.clone();
   for (const Step& st : steps) {
     if (st.carry < st.bs) {
@@ -67,7 +120,7 @@ at::Tensor finish_grad_h0(const at::Tensor& dh_state, const at::Tensor& grad_rec
       grad_h0.narrow(0, st.carry, n).add_(rec.to(grad_h0.scalar_type()));
     }
   }
-  return grad_h0.to(out_dtype);
+  return as_dtype(grad_h0, out_dtype);
 }
 
 }  // namespace rnnfuse

@@ -14,6 +14,18 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// a @ b for the GEMMs over all rows (weight gradients): at::mm, or on the CPU
+// the CPU kernels' blocked GEMM where it takes the shapes (cpu/gemm_cpu.h).
+at::Tensor rows_mm(const at::Tensor& a, const at::Tensor& b);
+
+// at::empty for the large per-row buffers an op writes once (y, the
+// workspace, the gradients of x_proj). On Linux CPU tensors of 4 MB and more
+// are advised to use transparent huge pages before first touch: a fresh
+// mapping of that size otherwise takes a page fault per 4 KB on its first
+// write (about 0.4 ms per MB here, a sizeable part of a training step at
+// B = 64), and glibc maps allocations above 32 MB afresh on every call.
+at::Tensor empty_rows(at::IntArrayRef sizes, const at::TensorOptions& options);
+
 // Checks that `t` has the given rank and the dtype and device of `like`
 // (called `like_name` in the message).
 void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like,
@@ -29,8 +41,15 @@ void check_workspace(const at::Tensor& workspace, const at::Tensor& grad_y, int6
 at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,
                          bool packed, bool reverse);
 
-// Copies each sequence's last output row (at its own length) into h_n.
-void collect_final_rows(const at::Tensor& y, const std::vector<Step>& steps, at::Tensor& h_n);
+// h_n: each sequence's last output row (at its own length), or its h0 row
+// when the schedule is empty.
+at::Tensor final_rows(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps);
+
+// t in dtype, without a dispatcher call when it already is (per-call cost
+// matters for cells: a call is one step).
+inline at::Tensor as_dtype(const at::Tensor& t, at::ScalarType dtype) {
+  return t.scalar_type() == dtype ? t : t.to(dtype);
+}
 
 // grad_h0[b] = dh_state[b] + grad_rec[first row of b] @ w_hh, for every
 // sequence at the step where it started.

@@ -46,13 +46,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
   f.w_hh = w_hh.contiguous();
   if (b_hh.has_value() && b_hh->defined()) f.b_hh = b_hh->contiguous();
   f.h0 = h0.contiguous();
-  f.y = at::empty({d.rows, d.hidden}, x_proj.options());
-  f.ws = training ? at::empty({d.rows, 4 * d.hidden}, x_proj.options().dtype(acc))
+  f.y = empty_rows({d.rows, d.hidden}, x_proj.options());
+  f.ws = training ? empty_rows({d.rows, 4 * d.hidden}, x_proj.options().dtype(acc))
                   : at::Tensor();
   if (!steps.empty()) loop(f, steps);
 
-  auto h_n = h0.clone(at::MemoryFormat::Contiguous);
-  collect_final_rows(f.y, steps, h_n);
+  auto h_n = final_rows(f.y, h0, steps);
   auto workspace = training ? f.ws : at::empty({0}, x_proj.options().dtype(acc));
   return {f.y, h_n, workspace};
 }
@@ -84,12 +83,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
   b.y = y.contiguous();
   b.ws = workspace.contiguous();
   b.dh_state = grad_h_n.to(acc, false, true).contiguous();
-  b.dx = at::empty({d.rows, 3 * d.hidden}, grad_y.options());
-  b.dhh = at::empty({d.rows, 3 * d.hidden}, grad_y.options());
+  b.dx = empty_rows({d.rows, 3 * d.hidden}, grad_y.options());
+  b.dhh = empty_rows({d.rows, 3 * d.hidden}, grad_y.options());
   if (!steps.empty()) loop(b, steps);
 
   auto h_prev = gather_h_prev(b.y, b.h0, steps, packed, reverse);
-  auto grad_w_hh = at::mm(b.dhh.t(), h_prev);
+  auto grad_w_hh = rows_mm(b.dhh.t(), h_prev);
   at::Tensor grad_b_hh;
   if (b_hh.has_value() && b_hh->defined()) {
     grad_b_hh = b.dhh.sum(0, /*keepdim=*/false, acc).to(b_hh->scalar_type());

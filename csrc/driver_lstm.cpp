@@ -56,14 +56,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
   if (f.w_hr.defined()) f.w_hr = f.w_hr.contiguous();
   f.h0 = h0.contiguous();
   f.c_state = c0.to(acc, /*non_blocking=*/false, /*copy=*/true).contiguous();
-  f.y = at::empty({d.rows, d.out}, x_proj.options());
-  f.ws = training ? at::empty({d.rows, 5 * d.hidden}, x_proj.options().dtype(acc))
+  f.y = empty_rows({d.rows, d.out}, x_proj.options());
+  f.ws = training ? empty_rows({d.rows, 5 * d.hidden}, x_proj.options().dtype(acc))
                   : at::Tensor();
   if (!steps.empty()) loop(f, steps);
 
-  auto h_n = h0.clone(at::MemoryFormat::Contiguous);
-  collect_final_rows(f.y, steps, h_n);
-  auto c_n = f.c_state.to(c0.scalar_type());
+  auto h_n = final_rows(f.y, h0, steps);
+  auto c_n = as_dtype(f.c_state, c0.scalar_type());
   auto workspace = training ? f.ws : at::empty({0}, x_proj.options().dtype(acc));
   return {f.y, h_n, c_n, workspace};
 }
@@ -99,13 +98,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
   b.ws = workspace.contiguous();
   b.dh_state = grad_h_n.to(acc, false, true).contiguous();
   b.dc_state = grad_c_n.to(acc, false, true).contiguous();
-  b.dgates = at::empty({d.rows, 4 * d.hidden}, grad_y.options());
-  if (b.w_hr.defined()) b.dh_all = at::empty({d.rows, d.out}, grad_y.options().dtype(acc));
+  b.dgates = empty_rows({d.rows, 4 * d.hidden}, grad_y.options());
+  if (b.w_hr.defined()) b.dh_all = empty_rows({d.rows, d.out}, grad_y.options().dtype(acc));
   if (!steps.empty()) loop(b, steps);
 
   // Everything that spans all timesteps: one GEMM per weight gradient.
   auto h_prev = gather_h_prev(y.contiguous(), h0.contiguous(), steps, packed, reverse);
-  auto grad_w_hh = at::mm(b.dgates.t(), h_prev);
+  auto grad_w_hh = rows_mm(b.dgates.t(), h_prev);
   at::Tensor grad_w_hr;
   if (b.w_hr.defined()) {
     // h before the projection, o * tanh(c), rebuilt from the saved gates.
@@ -116,7 +115,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
     grad_w_hr = at::empty({0}, w_hh.options());
   }
   auto grad_h0 = finish_grad_h0(b.dh_state, b.dgates, b.w_hh, steps, h0.scalar_type());
-  auto grad_c0 = b.dc_state.to(c0.scalar_type());
+  auto grad_c0 = as_dtype(b.dc_state, c0.scalar_type());
   return {b.dgates, grad_w_hh, grad_w_hr, grad_h0, grad_c0};
 }
 

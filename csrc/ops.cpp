@@ -9,6 +9,13 @@
 // what the backward needs, in the accumulation dtype; empty unless training.
 #include <torch/library.h>
 
+#include <string>
+
+namespace rnnfuse {
+// csrc/cpu/kernels_dispatch.cpp
+std::string cpu_kernels_isa();
+}  // namespace rnnfuse
+
 TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "lstm_fwd(Tensor x_proj, Tensor w_hh, Tensor? w_hr, Tensor h0, Tensor c0, "
@@ -26,6 +33,15 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // y = x @ w^T + b for 2-D x: the input projection of all timesteps. CPU
+  // only (fp32/fp64); elsewhere torch.nn.functional.linear does this.
+  m.def("linear(Tensor x, Tensor w, Tensor? b) -> Tensor");
+  // a @ b for 2-D a and b: the input projection's backward. CPU only (the
+  // kernels' GEMM, or at::mm where it cannot take the shapes).
+  m.def("mm(Tensor a, Tensor b) -> Tensor");
+  // Which instruction set the CPU kernels run with on this machine ("AVX512",
+  // "AVX2" or "DEFAULT"): for tests and benchmark reports.
+  m.def("_cpu_kernels_isa() -> str", &rnnfuse::cpu_kernels_isa);
   // One step of a cell (LSTMCell, GRUCell): the input projection x @ w_ih^T
   // (+ biases) and the step in one op (csrc/driver_cell.cpp). b_ih and b_hh
   // are both given or both None; h0 (B, H), x (B, I).

@@ -14,16 +14,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace rnnfuse {
+#include "step.h"
 
-struct Step {
-  int64_t row0;        // first row of this step
-  int64_t bs;          // active rows: [0, bs)
-  int64_t prev_row0;   // first row of the step processed just before
-  int64_t carry;       // rows [0, carry) continue from that step, [carry, bs) start from h0
-  int64_t next_row0;   // first row of the step processed just after
-  int64_t carry_next;  // rows [0, carry_next) continue into it, [carry_next, bs) end here
-};
+namespace rnnfuse {
 
 // Validates batch_sizes (CPU int64, positive, non-increasing, batch_sizes[0]
 // == batch, summing to n_rows) or, without it, that n_rows is a multiple of

@@ -212,3 +212,35 @@ def gru_cell_bwd(grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace):
     _operand(w_ih, "w_ih", 2, grad_h, "grad_h")
     _shape(w_ih, "w_ih", (w_hh.size(0), x.size(1)))
     return gru_bwd(grad_h, grad_h, w_hh, b_hh, h0, h, workspace, None)
+
+
+# ------------------------------------------------- the CPU input projection
+def linear(x, w, b):
+    """csrc/cpu/linear_cpu.cpp's checks of rnnfuse::linear."""
+    if x.dim() != 2 or w.dim() != 2:
+        raise RuntimeError(f"rnnfuse.linear: x and w must be 2-D, got {x.dim()}-D and "
+                           f"{w.dim()}-D")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise RuntimeError(f"rnnfuse.linear: takes float32 or float64, got {_name(x.dtype)}")
+    if w.dtype != x.dtype:
+        raise RuntimeError(f"rnnfuse.linear: w has dtype {_name(w.dtype)} but x has "
+                           f"{_name(x.dtype)}")
+    if w.size(1) != x.size(1):
+        raise RuntimeError(f"rnnfuse.linear: x is {list(x.shape)} but w is {list(w.shape)}")
+    if b is not None and (b.dtype != x.dtype or b.dim() != 1 or b.size(0) != w.size(0)):
+        raise RuntimeError(f"rnnfuse.linear: b must be a 1-D {_name(x.dtype)} tensor of size "
+                           f"{w.size(0)}, got {_name(b.dtype)} {list(b.shape)}")
+    for t, name in ((w, "w"), (b, "b")):
+        if t is not None and t.device != x.device:
+            _fail(f"{name} is on {t.device} but x is on {x.device}")
+
+
+def mm(a, b):
+    """csrc/cpu/gemm_cpu.cpp's checks of rnnfuse::mm."""
+    if a.dim() != 2 or b.dim() != 2 or a.size(1) != b.size(0):
+        raise RuntimeError("rnnfuse.mm: expected 2-D tensors with a.size(1) == b.size(0), got "
+                           f"{list(a.shape)} and {list(b.shape)}")
+    if b.dtype != a.dtype:
+        _fail(f"b has dtype {_name(b.dtype)} but a has {_name(a.dtype)}")
+    if b.device != a.device:
+        _fail(f"b is on {b.device} but a is on {a.device}")

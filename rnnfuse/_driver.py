@@ -49,6 +49,16 @@ def supported(
     return _autocast.consistent(plan, x, tensors[1:])
 
 
+def _linear(x, w, b):
+    """``x @ w^T + b`` for every row at once: on the CPU in fp32/fp64
+    rnnfuse::linear (the recurrence's GEMM kernel, the bias added as the
+    output is stored), elsewhere F.linear."""
+    if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and w.dtype == x.dtype and (b is None or b.dtype == x.dtype)):
+        return torch.ops.rnnfuse.linear(x, w, b)
+    return F.linear(x, w, b)
+
+
 def _lstm_bias(b_ih, b_hh):
     # The LSTM gates add both biases to the same pre-activation, so they are
     # folded into the input projection (the op takes no bias).
@@ -75,11 +85,11 @@ def _project(layer_in, w_ih, bias, compute_dtype, plan):
     back in the dtype the recurrence computes in; otherwise the operands are
     already in that dtype and autocast must not recast them."""
     if plan is None:
-        return F.linear(layer_in, w_ih, bias)
+        return _linear(layer_in, w_ih, bias)
     if plan.cast_to is None:
         return F.linear(layer_in, w_ih, bias).to(compute_dtype)
     with torch.autocast(plan.device_type, enabled=False):
-        return F.linear(layer_in, w_ih, bias)
+        return _linear(layer_in, w_ih, bias)
 
 
 def rnn(

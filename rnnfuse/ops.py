@@ -106,6 +106,18 @@ def _gru_cell_bwd_fake(grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace):
             new((batch, hidden)))
 
 
+@torch.library.register_fake("rnnfuse::linear")
+def _linear_fake(x, w, b):
+    _checks.linear(x, w, b)
+    return x.new_empty((x.shape[0], w.shape[0]))
+
+
+@torch.library.register_fake("rnnfuse::mm")
+def _mm_fake(a, b):
+    _checks.mm(a, b)
+    return a.new_empty((a.shape[0], b.shape[1]))
+
+
 # ------------------------------------------------------------ choosing a path
 def _below_autograd(op, keyset, *args):
     with torch._C._AutoDispatchBelowAutograd():
@@ -229,6 +241,9 @@ class _LstmFwd(torch.autograd.Function):
         _, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training = inputs
         y, _, _, workspace = output
         ctx.reverse, ctx.training = reverse, training
+        # Unused outputs' gradients stay None: materialized, the
+        # workspace's alone would be an N x 5H zero fill per backward.
+        ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(workspace)
         if training:
             _save(ctx, _input_for_recompute(x_proj), w_hh, w_hr, h0, c0,
@@ -290,6 +305,7 @@ class _GruFwd(torch.autograd.Function):
         _, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training = inputs
         y, _, workspace = output
         ctx.reverse, ctx.training = reverse, training
+        ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(workspace)
         if training:
             _save(ctx, _input_for_recompute(x_proj), w_hh, b_hh, h0, _output_for_backward(y),
@@ -348,6 +364,7 @@ class _LstmCellFwd(torch.autograd.Function):
         _, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training = inputs
         h, _, workspace = output
         ctx.training, ctx.bias = training, b_ih is not None
+        ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(workspace)
         if training:
             # The biases only for a recompute: their gradient is the gates'.
@@ -407,6 +424,7 @@ class _GruCellFwd(torch.autograd.Function):
         _, x, w_ih, w_hh, b_ih, b_hh, h0, training = inputs
         h, workspace = output
         ctx.training, ctx.bias = training, b_ih is not None
+        ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(workspace)
         if training:
             recompute = x.device.type == "cpu"
@@ -452,11 +470,54 @@ def _gru_cell_bwd_autograd(keyset, grad_h, x, w_ih, w_hh, b_hh, h0, h, workspace
                            workspace)
 
 
+# ------------------------------------------------- the CPU input projection
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(keyset, x, w, b):
+        return _below_autograd(OPS.linear.default, keyset, x, w, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x, w, b = inputs
+        ctx.has_b = b is not None
+        # dx needs w, dw needs x.
+        _save(ctx, w if ctx.needs_input_grad[1] else None, x if ctx.needs_input_grad[2] else None)
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, x = _saved(ctx)
+        # rnnfuse::mm (the CPU kernels' GEMM) for plain training; torch.mm,
+        # differentiable, when the backward itself is differentiated.
+        mm = torch.mm if _double_backward(ctx, (grad,)) else OPS.mm
+        dx = mm(grad, w) if ctx.needs_input_grad[1] else None
+        dw = mm(grad.t(), x) if ctx.needs_input_grad[2] else None
+        db = grad.sum(0) if ctx.has_b and ctx.needs_input_grad[3] else None
+        return None, dx, dw, db
+
+
+def _linear_autograd(keyset, x, w, b):
+    tensors = (x, w, b)
+    if needs_composite(tensors):
+        _checks.linear(x, w, b)
+        return torch.nn.functional.linear(x, w, b)
+    if _requires_grad(tensors):
+        return _Linear.apply(keyset, x, w, b)
+    return _below_autograd(OPS.linear.default, keyset, x, w, b)
+
+
+def _mm_autograd(keyset, a, b):
+    if needs_composite((a, b)) or _requires_grad((a, b)):
+        _checks.mm(a, b)
+        return torch.mm(a, b)
+    return _below_autograd(OPS.mm.default, keyset, a, b)
+
+
 _LIB = torch.library.Library("rnnfuse", "IMPL")
 for _name, _kernel in (("lstm_fwd", _lstm_fwd_autograd), ("lstm_bwd", _lstm_bwd_autograd),
                        ("gru_fwd", _gru_fwd_autograd), ("gru_bwd", _gru_bwd_autograd),
                        ("lstm_cell_fwd", _lstm_cell_fwd_autograd),
                        ("lstm_cell_bwd", _lstm_cell_bwd_autograd),
                        ("gru_cell_fwd", _gru_cell_fwd_autograd),
-                       ("gru_cell_bwd", _gru_cell_bwd_autograd)):
+                       ("gru_cell_bwd", _gru_cell_bwd_autograd),
+                       ("linear", _linear_autograd), ("mm", _mm_autograd)):
     _LIB.impl(_name, _kernel, "Autograd", with_keyset=True)

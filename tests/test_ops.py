@@ -516,7 +516,7 @@ def _float32(args):
 
 
 def _all_op_calls():
-    """(op, args) of all eight ops on valid float32 CPU arguments."""
+    """(op, args) of every tensor op on valid float32 CPU arguments."""
     for mode in ("LSTM", "GRU"):
         fwd = _float32(raw_fwd_args(mode, packed=True, training=True, requires_grad=False))
         bwd = _float32(raw_bwd_args(mode, packed=True, reverse=True))
@@ -525,6 +525,9 @@ def _all_op_calls():
         cell_fwd, cell_bwd = raw_cell_args(mode)
         yield (OPS.lstm_cell_fwd if mode == "LSTM" else OPS.gru_cell_fwd), _float32(cell_fwd)
         yield (OPS.lstm_cell_bwd if mode == "LSTM" else OPS.gru_cell_bwd), _float32(cell_bwd)
+    # The CPU input projection and its backward GEMM.
+    yield OPS.linear, (torch.randn(5, 3), torch.randn(4, 3), torch.randn(4))
+    yield OPS.mm, (torch.randn(5, 3), torch.randn(3, 4))
 
 
 def _tensor_positions(args):

@@ -1,41 +1,69 @@
-// Helpers shared by the CPU time loops.
+// Helpers shared by the CPU time loops (lstm_cpu.cpp, gru_cpu.cpp).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "../schedule.h"
+#include <type_traits>
+
+#include "kernels.h"
 
 namespace rnnfuse {
+
+// The forward lays the weights out once per call for its GEMM (pack_fwd) when
+// a call has at least this many rows in all and more than one per step: the
+// layout costs about one pass over the weights and then lets every step run
+// register-tiled. With one row per step (or very few rows) each step is a
+// matrix-vector product that reads the weights once whichever the layout, so
+// it reads them as stored.
+constexpr int64_t kMinRowsToPack = 16;
+
+inline bool pack_forward_weights(int64_t n_rows, int64_t batch) {
+  return batch > 1 && n_rows >= kMinRowsToPack;
+}
+
+// The backward reads w_hh (gates*H, P) in place, a panel of panel_width()
+// columns at a time; a last, partial panel would read past each row, so its
+// columns are copied once into a zero-padded (gates*H, panel_width()) block.
+inline at::Tensor tail_panel(const at::Tensor& w_acc, int64_t width) {
+  const int64_t n = w_acc.size(1);
+  const int64_t j0 = n - n % width;
+  if (j0 == n) return at::Tensor();
+  auto tail = at::zeros({w_acc.size(0), width}, w_acc.options());
+  tail.narrow(1, 0, n - j0).copy_(w_acc.narrow(1, j0, n - j0));
+  return tail;
+}
+
+// Below this many multiply-adds a step runs on the calling thread: waking the
+// other threads costs a few microseconds, more than such a step takes.
+constexpr int64_t kMinParallelMacs = int64_t(1) << 17;
+
+// fn(begin, end) over [0, n) (blocks or panels), split across ATen's threads
+// when the step has the work to pay for it.
+template <typename Fn>
+inline void parallel_blocks(int64_t n, int64_t macs, const Fn& fn) {
+  if (n <= 1 || macs < kMinParallelMacs || at::get_num_threads() == 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  at::parallel_for(0, n, 1, fn);
+}
 
 // at::mm_out into a view (mm_out wants an lvalue; views are temporaries).
 inline void mm_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
   at::mm_out(out, a, b);
 }
 
-// rec[0:bs] = h_prev @ w_t, where rows [0, carry) of h_prev are the previous
-// step's outputs and rows [carry, bs) start from h0. rec is in the
-// accumulation dtype; the operands are converted to it (a no-op for fp32/fp64).
-inline void recurrent_matmul(at::Tensor& rec, const at::Tensor& y, const at::Tensor& h0,
-                             const Step& st, const at::Tensor& w_t) {
-  const auto acc = rec.scalar_type();
-  if (st.carry > 0) {
-    mm_into(rec.narrow(0, 0, st.carry), y.narrow(0, st.prev_row0, st.carry).to(acc), w_t);
+// p as acc_t* when scalar_t is the accumulation type (fp32, fp64): those read
+// their stored rows in place. Never called for fp16/bf16.
+template <typename acc_t, typename scalar_t>
+inline const acc_t* as_acc(const scalar_t* p) {
+  if constexpr (std::is_same<acc_t, scalar_t>::value) {
+    return p;
+  } else {
+    TORCH_INTERNAL_ASSERT(false, "rnnfuse: reduced-precision rows must be read through a buffer");
+    return nullptr;
   }
-  if (st.carry < st.bs) {
-    const int64_t n = st.bs - st.carry;
-    mm_into(rec.narrow(0, st.carry, n), h0.narrow(0, st.carry, n).to(acc), w_t);
-  }
-}
-
-// Runs fn(b, j) for every active row b < rows and unit j < hidden, in
-// parallel; each (b, j) touches only its own state, so no ordering is needed.
-template <typename Fn>
-inline void for_each_unit(int64_t rows, int64_t hidden, const Fn& fn) {
-  constexpr int64_t kGrain = 4096;
-  at::parallel_for(0, rows * hidden, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) fn(k / hidden, k % hidden);
-  });
 }
 
 }  // namespace rnnfuse

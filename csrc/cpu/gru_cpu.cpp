@@ -1,100 +1,129 @@
-// CPU time loop of the GRU: per step, one BLAS GEMM for h_{t-1} @ W_hh^T
-// into a reused buffer, then one parallel pass of the shared gate math.
+// CPU time loop of the GRU: per step, one parallel pass in which each thread
+// takes a range of hidden-unit blocks and, for every row, computes the
+// block's three recurrent gate terms (GEMM from weights laid out once per
+// call), applies gate_math.h's GRU update lane-wise and writes h and the
+// workspace (kernels.h).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include "../gate_math.h"
+#include <type_traits>
+
 #include "../recurrence.h"
 #include "cpu_common.h"
+#include "kernels.h"
 
 namespace rnnfuse {
 namespace {
 
 template <typename scalar_t>
 void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
-  using acc_t = at::opmath_type<scalar_t>;
+  using acc_t = cpu::acc_type<scalar_t>;
+  // fp32/fp64 read the previous step's h from y in place; fp16/bf16 keep it,
+  // rounded as stored, in an acc_t buffer per step parity.
+  constexpr bool kInPlace = std::is_same<scalar_t, acc_t>::value;
+  const auto& kern = cpu::cpu_kernels<scalar_t>();
   const int64_t hidden = f.h0.size(1);
   const int64_t batch = f.h0.size(0);
-  const auto acc = c10::CppTypeToScalarType<acc_t>::value;
-  const at::Tensor w_t = f.w_hh.to(acc).t();
-  at::Tensor rec = at::empty({batch, 3 * hidden}, f.x_proj.options().dtype(acc));
-  const at::Tensor bias = f.b_hh.defined() ? f.b_hh.to(acc) : at::zeros({3 * hidden}, rec.options());
+  const auto acc_opts = f.x_proj.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
+  const int64_t n_blocks = kern.blocks(hidden);
 
-  const scalar_t* x = f.x_proj.data_ptr<scalar_t>();
-  const scalar_t* h0 = f.h0.data_ptr<scalar_t>();
-  scalar_t* y = f.y.data_ptr<scalar_t>();
-  acc_t* ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
+  at::Tensor w_packed, w_pairs;
+  const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
+  if (packed && kern.pairs) {
+    w_pairs = at::empty({kern.fwd_pairs_size(3, hidden, hidden)}, f.w_hh.options());
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(n_blocks, 3 * hidden * hidden, [&](int64_t b0, int64_t b1) {
+      kern.pack_fwd_pairs(w, 3, hidden, hidden, dst, b0, b1);
+    });
+  } else if (packed) {
+    w_packed = at::empty({kern.fwd_packed_size(3, hidden, hidden)}, acc_opts);
+    acc_t* dst = w_packed.data_ptr<acc_t>();
+    parallel_blocks(n_blocks, 3 * hidden * hidden, [&](int64_t b0, int64_t b1) {
+      kern.pack_fwd(w, 3, hidden, hidden, dst, b0, b1);
+    });
+  }
+  const at::Tensor h0 = kInPlace ? f.h0 : f.h0.to(acc_opts.dtype());
+  const at::Tensor b_hh = f.b_hh.defined() ? f.b_hh.to(acc_opts.dtype()) : at::Tensor();
+  const at::Tensor h_buf = kInPlace ? at::Tensor() : at::empty({2, batch, hidden}, acc_opts);
 
-  for (const Step& st : steps) {
-    recurrent_matmul(rec, f.y, f.h0, st, w_t);
-    // r and z through ATen's vectorised sigmoid (scalar expf costs several
-    // times the GEMM); n and the update are gate_math.h's.
-    at::Tensor hh = rec.narrow(0, 0, st.bs);
-    hh.add_(bias);
-    const at::Tensor rz =
-        (hh.narrow(1, 0, 2 * hidden) + f.x_proj.narrow(0, st.row0, st.bs).narrow(1, 0, 2 * hidden))
-            .sigmoid_()
-            .contiguous();
-    const acc_t* r = rec.data_ptr<acc_t>();
-    const acc_t* gates = rz.data_ptr<acc_t>();
-    for_each_unit(st.bs, hidden, [&](int64_t b, int64_t j) {
-      const scalar_t* xr = x + (st.row0 + b) * 3 * hidden;
-      const acc_t* rr = r + b * 3 * hidden;
-      const acc_t* g = gates + b * 2 * hidden;
-      const auto a = gru_cell_update<acc_t>(g[j], g[hidden + j], acc_t(xr[2 * hidden + j]),
-                                            rr[2 * hidden + j]);
-      const acc_t h_prev = b < st.carry ? acc_t(y[(st.prev_row0 + b) * hidden + j])
-                                        : acc_t(h0[b * hidden + j]);
-      y[(st.row0 + b) * hidden + j] = scalar_t(gru_hidden(a, h_prev));
-      if (ws) {
-        acc_t* w = ws + (st.row0 + b) * 4 * hidden + j;
-        w[0] = a.r, w[hidden] = a.z, w[2 * hidden] = a.n, w[3 * hidden] = a.hn;
-      }
+  cpu::GruFwdArgs<scalar_t> a{};
+  a.hidden = hidden;
+  a.x_proj = f.x_proj.data_ptr<scalar_t>();
+  a.w_packed = w_packed.defined() ? w_packed.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
+  a.w = w;
+  a.h0_s = f.h0.data_ptr<scalar_t>();
+  a.b_hh = b_hh.defined() ? b_hh.data_ptr<acc_t>() : nullptr;
+  a.h0 = h0.data_ptr<acc_t>();
+  a.y = f.y.data_ptr<scalar_t>();
+  a.ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
+
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const Step& st = steps[s];
+    a.prev_s = a.y + st.prev_row0 * hidden;
+    // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
+    if constexpr (kInPlace) {
+      a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * hidden;
+    } else {
+      a.prev = h_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * hidden;
+      a.h_next = h_buf.data_ptr<acc_t>() + (s & 1) * batch * hidden;
+    }
+    parallel_blocks(n_blocks, st.bs * hidden * 3 * hidden, [&](int64_t b0, int64_t b1) {
+      kern.gru_fwd(a, st, b0, b1);
     });
   }
 }
 
 template <typename scalar_t>
 void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
-  using acc_t = at::opmath_type<scalar_t>;
+  using acc_t = cpu::acc_type<scalar_t>;
+  constexpr bool kInPlace = std::is_same<scalar_t, acc_t>::value;
+  const auto& kern = cpu::cpu_kernels<scalar_t>();
   const int64_t hidden = g.h0.size(1);
   const int64_t batch = g.h0.size(0);
-  const auto acc = c10::CppTypeToScalarType<acc_t>::value;
-  const at::Tensor w = g.w_hh.to(acc);
-  at::Tensor rec = at::empty({batch, hidden}, g.dh_state.options());
+  const auto acc_opts = g.dh_state.options();
+  const int64_t n_panels = kern.panels(hidden);
+  const at::Tensor w = g.w_hh.to(acc_opts.dtype());
+  at::Tensor w_tail, w_pairs;
+  if (kern.pairs) {
+    w_pairs = at::empty({kern.bwd_pairs_size(3 * hidden, hidden)}, g.w_hh.options());
+    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(n_panels, 3 * hidden * hidden, [&](int64_t p0, int64_t p1) {
+      kern.pack_bwd_pairs(src, 3 * hidden, hidden, dst, p0, p1);
+    });
+  } else {
+    w_tail = tail_panel(w, kern.panel_width());
+  }
+  const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 3 * hidden}, acc_opts);
 
-  const scalar_t* grad_y = g.grad_y.data_ptr<scalar_t>();
-  const scalar_t* y = g.y.data_ptr<scalar_t>();
-  const scalar_t* h0 = g.h0.data_ptr<scalar_t>();
-  const acc_t* ws = g.ws.data_ptr<acc_t>();
-  acc_t* dh_state = g.dh_state.data_ptr<acc_t>();
-  scalar_t* dx = g.dx.data_ptr<scalar_t>();
-  scalar_t* dhh = g.dhh.data_ptr<scalar_t>();
+  cpu::GruBwdArgs<scalar_t> a{};
+  a.hidden = hidden;
+  a.grad_y = g.grad_y.data_ptr<scalar_t>();
+  a.w = w.data_ptr<acc_t>();
+  a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
+  a.y = g.y.data_ptr<scalar_t>();
+  a.h0 = g.h0.data_ptr<scalar_t>();
+  a.ws = g.ws.data_ptr<acc_t>();
+  a.dh_state = g.dh_state.data_ptr<acc_t>();
+  a.dx = g.dx.data_ptr<scalar_t>();
+  a.dhh = g.dhh.data_ptr<scalar_t>();
 
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+  int64_t s = 0;  // position in processing order
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it, ++s) {
     const Step& st = *it;
-    if (st.carry_next > 0) {
-      mm_into(rec.narrow(0, 0, st.carry_next),
-                 g.dhh.narrow(0, st.next_row0, st.carry_next).to(acc), w);
+    a.next_s = a.dhh + st.next_row0 * 3 * hidden;
+    if constexpr (kInPlace) {
+      a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dhh)) + st.next_row0 * 3 * hidden;
+    } else {
+      a.next = d_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * 3 * hidden;
+      a.dhh_next = d_buf.data_ptr<acc_t>() + (s & 1) * batch * 3 * hidden;
     }
-    const acc_t* r = rec.data_ptr<acc_t>();
-    for_each_unit(st.bs, hidden, [&](int64_t b, int64_t j) {
-      acc_t dh = acc_t(grad_y[(st.row0 + b) * hidden + j]) + dh_state[b * hidden + j];
-      if (b < st.carry_next) dh += r[b * hidden + j];
-      const acc_t* a = ws + (st.row0 + b) * 4 * hidden + j;
-      const GruActs<acc_t> acts{a[0], a[hidden], a[2 * hidden], a[3 * hidden]};
-      const acc_t h_prev = b < st.carry ? acc_t(y[(st.prev_row0 + b) * hidden + j])
-                                        : acc_t(h0[b * hidden + j]);
-      const auto d = gru_cell_backward(acts, h_prev, dh);
-      dh_state[b * hidden + j] = d.dh_prev;
-      scalar_t* dxr = dx + (st.row0 + b) * 3 * hidden + j;
-      scalar_t* dhr = dhh + (st.row0 + b) * 3 * hidden + j;
-      dxr[0] = dhr[0] = scalar_t(d.dr);
-      dxr[hidden] = dhr[hidden] = scalar_t(d.dz);
-      dxr[2 * hidden] = scalar_t(d.dn);
-      dhr[2 * hidden] = scalar_t(d.dhn);
+    parallel_blocks(n_panels, st.carry_next * hidden * 3 * hidden, [&](int64_t p0, int64_t p1) {
+      kern.gru_bwd(a, st, p0, p1);
     });
   }
 }

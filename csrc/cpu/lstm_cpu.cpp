@@ -1,127 +1,166 @@
-// CPU time loop of the LSTM: per step, one BLAS GEMM for h_{t-1} @ W_hh^T
-// into a reused buffer, then one parallel pass of the shared gate math. This is
-// the executable spec of the CUDA kernels (same schedule, same arithmetic).
+// CPU time loop of the LSTM. Per step, one parallel pass in which each thread
+// takes a range of hidden-unit blocks and, for every row, computes the
+// block's four gate pre-activations (recurrent GEMM from weights laid out once
+// per call), applies gate_math.h's cell update lane-wise and writes h, c and
+// the workspace (kernels.h). This is the executable spec of the CUDA kernels:
+// same schedule, same per-unit arithmetic.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "../gate_math.h"
+#include <type_traits>
+
 #include "../recurrence.h"
 #include "cpu_common.h"
+#include "kernels.h"
 
 namespace rnnfuse {
 namespace {
 
 template <typename scalar_t>
 void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
-  using acc_t = at::opmath_type<scalar_t>;
+  using acc_t = cpu::acc_type<scalar_t>;
+  // fp32/fp64 read the previous step's h from y in place; fp16/bf16 keep it,
+  // rounded as stored, in an acc_t buffer per step parity.
+  constexpr bool kInPlace = std::is_same<scalar_t, acc_t>::value;
+  const auto& kern = cpu::cpu_kernels<scalar_t>();
   const int64_t hidden = f.c_state.size(1);
   const int64_t batch = f.h0.size(0);
+  const int64_t out = f.y.size(1);
   const bool project = f.w_hr.defined();
   const auto acc_opts = f.c_state.options();
-  const at::Tensor w_t = f.w_hh.to(acc_opts.dtype()).t();
-  at::Tensor rec = at::empty({batch, 4 * hidden}, acc_opts);
+  const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
+  const int64_t n_blocks = kern.blocks(hidden);
+
+  at::Tensor w_packed, w_pairs;
+  const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
+  if (packed && kern.pairs) {
+    w_pairs = at::empty({kern.fwd_pairs_size(4, hidden, out)}, f.w_hh.options());
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(n_blocks, 4 * hidden * out, [&](int64_t b0, int64_t b1) {
+      kern.pack_fwd_pairs(w, 4, hidden, out, dst, b0, b1);
+    });
+  } else if (packed) {
+    w_packed = at::empty({kern.fwd_packed_size(4, hidden, out)}, acc_opts);
+    acc_t* dst = w_packed.data_ptr<acc_t>();
+    parallel_blocks(n_blocks, 4 * hidden * out, [&](int64_t b0, int64_t b1) {
+      kern.pack_fwd(w, 4, hidden, out, dst, b0, b1);
+    });
+  }
+  const at::Tensor h0 = kInPlace ? f.h0 : f.h0.to(acc_opts.dtype());
+  const at::Tensor h_buf = kInPlace ? at::Tensor() : at::empty({2, batch, out}, acc_opts);
   at::Tensor h_raw, w_hr_t;
   if (project) {
     h_raw = at::empty({batch, hidden}, acc_opts);
     w_hr_t = f.w_hr.to(acc_opts.dtype()).t();
   }
-  scalar_t* y = f.y.data_ptr<scalar_t>();
-  acc_t* c_state = f.c_state.data_ptr<acc_t>();
-  acc_t* ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
-  const int64_t out = f.y.size(1);
 
-  for (const Step& st : steps) {
-    recurrent_matmul(rec, f.y, f.h0, st, w_t);
-    // Gate activations through ATen's vectorised kernels (scalar expf/tanhf
-    // here cost several times the GEMM); the cell update is gate_math.h's.
-    at::Tensor gates = rec.narrow(0, 0, st.bs);
-    gates.add_(f.x_proj.narrow(0, st.row0, st.bs));
-    gates.narrow(1, 0, 2 * hidden).sigmoid_();
-    gates.narrow(1, 2 * hidden, hidden).tanh_();
-    gates.narrow(1, 3 * hidden, hidden).sigmoid_();
-    const acc_t* r = rec.data_ptr<acc_t>();
-    acc_t* hr = project ? h_raw.data_ptr<acc_t>() : nullptr;
-    for_each_unit(st.bs, hidden, [&](int64_t b, int64_t j) {
-      const acc_t* g = r + b * 4 * hidden + j;
-      const auto a = lstm_cell_update<acc_t>(g[0], g[hidden], g[2 * hidden], g[3 * hidden],
-                                             c_state[b * hidden + j]);
-      c_state[b * hidden + j] = a.c;
-      const acc_t h = lstm_hidden(a);
-      if (project) {
-        hr[b * hidden + j] = h;
-      } else {
-        y[(st.row0 + b) * out + j] = scalar_t(h);
-      }
-      if (ws) {
-        acc_t* w = ws + (st.row0 + b) * 5 * hidden + j;
-        w[0] = a.i, w[hidden] = a.f, w[2 * hidden] = a.g, w[3 * hidden] = a.o, w[4 * hidden] = a.c;
-      }
+  cpu::LstmFwdArgs<scalar_t> a{};
+  a.hidden = hidden;
+  a.out = out;
+  a.x_proj = f.x_proj.data_ptr<scalar_t>();
+  a.w_packed = w_packed.defined() ? w_packed.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
+  a.w = w;
+  a.h0_s = f.h0.data_ptr<scalar_t>();
+  a.h0 = h0.data_ptr<acc_t>();
+  a.c_state = f.c_state.data_ptr<acc_t>();
+  a.y = f.y.data_ptr<scalar_t>();
+  a.h_raw = project ? h_raw.data_ptr<acc_t>() : nullptr;
+  a.ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
+
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const Step& st = steps[s];
+    a.prev_s = a.y + st.prev_row0 * out;
+    // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
+    if constexpr (kInPlace) {
+      a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * out;
+    } else {
+      a.prev = h_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * out;
+      a.h_next = project ? nullptr : h_buf.data_ptr<acc_t>() + (s & 1) * batch * out;
+    }
+    parallel_blocks(n_blocks, st.bs * out * 4 * hidden, [&](int64_t b0, int64_t b1) {
+      kern.lstm_fwd(a, st, b0, b1);
     });
     if (project) {
-      f.y.narrow(0, st.row0, st.bs).copy_(at::mm(h_raw.narrow(0, 0, st.bs), w_hr_t));
+      auto y_rows = f.y.narrow(0, st.row0, st.bs);
+      y_rows.copy_(at::mm(h_raw.narrow(0, 0, st.bs), w_hr_t));
+      if constexpr (!kInPlace) h_buf[s & 1].narrow(0, 0, st.bs).copy_(y_rows);
     }
   }
 }
 
 template <typename scalar_t>
 void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
-  using acc_t = at::opmath_type<scalar_t>;
+  using acc_t = cpu::acc_type<scalar_t>;
+  constexpr bool kInPlace = std::is_same<scalar_t, acc_t>::value;
+  const auto& kern = cpu::cpu_kernels<scalar_t>();
   const int64_t hidden = g.dc_state.size(1);
   const int64_t batch = g.dc_state.size(0);
   const int64_t out = g.grad_y.size(1);
   const bool project = g.w_hr.defined();
   const auto acc_opts = g.dc_state.options();
+  const int64_t n_panels = kern.panels(hidden);
   const at::Tensor w = g.w_hh.to(acc_opts.dtype());
-  const auto w_hr = project ? g.w_hr.to(acc_opts.dtype()) : at::Tensor();
-  at::Tensor rec = at::empty({batch, out}, acc_opts);
+  // With a projection the recurrent term lives in the projected space and is
+  // combined with tensor ops (at::mm) before the kernel, which then gets dh.
+  at::Tensor w_tail, w_pairs, rec, w_hr;
+  if (project) {
+    rec = at::empty({batch, out}, acc_opts);
+    w_hr = g.w_hr.to(acc_opts.dtype());
+  } else if (kern.pairs) {
+    w_pairs = at::empty({kern.bwd_pairs_size(4 * hidden, out)}, g.w_hh.options());
+    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(kern.panels(out), 4 * hidden * out, [&](int64_t p0, int64_t p1) {
+      kern.pack_bwd_pairs(src, 4 * hidden, out, dst, p0, p1);
+    });
+  } else {
+    w_tail = tail_panel(w, kern.panel_width());
+  }
+  const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 4 * hidden}, acc_opts);
 
-  const scalar_t* grad_y = g.grad_y.data_ptr<scalar_t>();
-  const scalar_t* c0 = g.c0.data_ptr<scalar_t>();
-  const acc_t* ws = g.ws.data_ptr<acc_t>();
-  acc_t* dh_state = g.dh_state.data_ptr<acc_t>();
-  acc_t* dc_state = g.dc_state.data_ptr<acc_t>();
-  scalar_t* dgates = g.dgates.data_ptr<scalar_t>();
+  cpu::LstmBwdArgs<scalar_t> a{};
+  a.hidden = hidden;
+  a.out = out;
+  a.grad_y = g.grad_y.data_ptr<scalar_t>();
+  a.w = w.data_ptr<acc_t>();
+  a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
+  a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
+  a.c0 = g.c0.data_ptr<scalar_t>();
+  a.ws = g.ws.data_ptr<acc_t>();
+  a.dh_state = g.dh_state.data_ptr<acc_t>();
+  a.dc_state = g.dc_state.data_ptr<acc_t>();
+  a.dgates = g.dgates.data_ptr<scalar_t>();
 
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+  int64_t s = 0;  // position in processing order
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it, ++s) {
     const Step& st = *it;
-    if (st.carry_next > 0) {
-      mm_into(rec.narrow(0, 0, st.carry_next),
-                 g.dgates.narrow(0, st.next_row0, st.carry_next).to(acc_opts.dtype()), w);
+    a.next_s = a.dgates + st.next_row0 * 4 * hidden;
+    if constexpr (kInPlace) {
+      a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dgates)) + st.next_row0 * 4 * hidden;
+    } else {
+      a.next = d_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * 4 * hidden;
+      a.dgates_next = d_buf.data_ptr<acc_t>() + (s & 1) * batch * 4 * hidden;
     }
-    // With a projection, dh lives in the projected space: assemble it as a
-    // tensor, keep it for dW_hr, and map it back to the cell's units.
     at::Tensor dh_unit;
     if (project) {
+      if (st.carry_next > 0) {
+        const auto next_rows = kInPlace ? g.dgates.narrow(0, st.next_row0, st.carry_next)
+                                        : d_buf[(s + 1) & 1].narrow(0, 0, st.carry_next);
+        mm_into(rec.narrow(0, 0, st.carry_next), next_rows, w);
+      }
+      // dh in the projected space: keep it for dW_hr, map it to the units.
       auto dh = g.grad_y.narrow(0, st.row0, st.bs).to(acc_opts.dtype()) +
                 g.dh_state.narrow(0, 0, st.bs);
       if (st.carry_next > 0) dh.narrow(0, 0, st.carry_next).add_(rec.narrow(0, 0, st.carry_next));
       g.dh_all.narrow(0, st.row0, st.bs).copy_(dh);
       g.dh_state.narrow(0, 0, st.bs).zero_();
       dh_unit = at::mm(dh, w_hr);
+      a.dh_unit = dh_unit.data_ptr<acc_t>();
     }
-    const acc_t* r = rec.data_ptr<acc_t>();
-    const acc_t* du = project ? dh_unit.data_ptr<acc_t>() : nullptr;
-    for_each_unit(st.bs, hidden, [&](int64_t b, int64_t j) {
-      acc_t dh;
-      if (project) {
-        dh = du[b * hidden + j];
-      } else {
-        dh = acc_t(grad_y[(st.row0 + b) * out + j]) + dh_state[b * out + j];
-        if (b < st.carry_next) dh += r[b * out + j];
-        dh_state[b * out + j] = acc_t(0);
-      }
-      const acc_t* a = ws + (st.row0 + b) * 5 * hidden + j;
-      const LstmActs<acc_t> acts{a[0], a[hidden], a[2 * hidden], a[3 * hidden], a[4 * hidden]};
-      const acc_t c_prev = b < st.carry ? ws[(st.prev_row0 + b) * 5 * hidden + 4 * hidden + j]
-                                        : acc_t(c0[b * hidden + j]);
-      const auto d = lstm_cell_backward(acts, c_prev, dh, dc_state[b * hidden + j]);
-      dc_state[b * hidden + j] = d.dc_prev;
-      scalar_t* dg = dgates + (st.row0 + b) * 4 * hidden + j;
-      dg[0] = scalar_t(d.di), dg[hidden] = scalar_t(d.df), dg[2 * hidden] = scalar_t(d.dg),
-      dg[3 * hidden] = scalar_t(d.d_o);
+    parallel_blocks(n_panels, st.carry_next * out * 4 * hidden, [&](int64_t p0, int64_t p1) {
+      kern.lstm_bwd(a, st, p0, p1);
     });
   }
 }

@@ -1,0 +1,236 @@
+"""The CPU kernels (csrc/cpu/kernels_impl.h) at the sizes where their code paths
+change, against the float64 reference, and under every instruction set they are
+built for.
+
+The kernels split the hidden units into blocks of one vector (16 fp32 lanes
+with AVX-512, 8 with AVX2) and backward panels of several blocks, the batch
+into row tiles of up to 8 rows, and the forward switches from dot products
+with the weights as stored (one row per step, or fewer than 16 rows in all) to
+a register-tiled GEMM on weights laid out once per call. test_ops.py's sweeps
+use H <= 13 and B <= 5, which stay inside one block and one tile; these cases
+cross those boundaries, on both forward paths, in every dtype.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from test_ops import F64_TOL, LOW_PRECISION, _proj_size, compare_with_reference, make_args, to_f64_leaves
+
+# B: a full tile plus a remainder for every tile height (6 rows for the LSTM
+# with AVX-512, 8 for the GRU); H: full blocks plus a partial one at 8 and 16
+# lanes, and a partial backward panel; B * T: below 16 rows, or B = 1, the
+# forward takes the dot-product path, else the laid-out weights.
+CASES = [
+    # B, H, T
+    (8, 37, 5),
+    (13, 40, 3),
+    (7, 19, 2),
+    (1, 33, 6),
+    (17, 16, 1),
+]
+DTYPES = [torch.float64, torch.float32, torch.bfloat16]
+
+
+def _tolerances(dtype):
+    return (F64_TOL, F64_TOL) if dtype == torch.float64 else LOW_PRECISION[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,H,T", CASES, ids=[f"B{b}-H{h}-T{t}" for b, h, t in CASES])
+@pytest.mark.parametrize("variant", ["padded", "packed-rev-proj"])
+def test_lstm_kernel_boundaries(variant, B, H, T, dtype):
+    packed = reverse = proj = variant != "padded"
+    args = make_args("LSTM", T, B, H, packed=packed, reverse=reverse,
+                     proj=_proj_size(H) if proj else None, dtype=dtype, seed=B * 100 + H + T)
+    out_tol, grad_tol = _tolerances(dtype)
+    compare_with_reference("LSTM", args, to_f64_leaves(args), out_tol, grad_tol,
+                           relative=dtype != torch.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,H,T", CASES, ids=[f"B{b}-H{h}-T{t}" for b, h, t in CASES])
+@pytest.mark.parametrize("variant", ["padded", "packed-rev-nobias"])
+def test_gru_kernel_boundaries(variant, B, H, T, dtype):
+    packed = reverse = variant != "padded"
+    args = make_args("GRU", T, B, H, packed=packed, reverse=reverse, bias=not packed,
+                     dtype=dtype, seed=B * 100 + H + T)
+    out_tol, grad_tol = _tolerances(dtype)
+    compare_with_reference("GRU", args, to_f64_leaves(args), out_tol, grad_tol,
+                           relative=dtype != torch.float64)
+
+
+def test_kernels_follow_aten_capability():
+    isa = torch.ops.rnnfuse._cpu_kernels_isa()
+    assert isa in ("AVX512", "AVX2", "DEFAULT")
+    aten = torch.backends.cpu.get_cpu_capability()
+    if aten in ("AVX512", "AVX2") and isa == "DEFAULT":
+        pytest.fail(f"ATen runs {aten} but rnnfuse's CPU kernels run DEFAULT")
+    if aten == "DEFAULT":
+        assert isa == "DEFAULT"
+
+
+def _lower_capabilities():
+    """The instruction sets below the one this machine runs (ATen can be
+    told to use any of them with ATEN_CPU_CAPABILITY)."""
+    order = ["DEFAULT", "AVX2", "AVX512"]
+    native = torch.backends.cpu.get_cpu_capability()
+    return order[:order.index(native)] if native in order else []
+
+
+@pytest.mark.parametrize("capability", ["DEFAULT", "AVX2"])
+def test_kernels_under_lower_instruction_sets(capability):
+    """This file's cases again in a fresh process where ATen (and so rnnfuse)
+    runs a lower instruction set: every compiled variant is checked here."""
+    if capability not in _lower_capabilities():
+        pytest.skip(f"{capability} is not below this machine's instruction set")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability.lower(), RNNFUSE_ISA_CHILD=capability)
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
+         "-k", "boundaries or child_runs"],
+        cwd=here, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout
+
+
+def test_child_runs_the_requested_instruction_set():
+    expected = os.environ.get("RNNFUSE_ISA_CHILD")
+    if expected is None:
+        pytest.skip("only in the child process of test_kernels_under_lower_instruction_sets")
+    assert torch.ops.rnnfuse._cpu_kernels_isa() == expected
+
+
+def test_only_the_isa_kernels_use_avx():
+    """Nothing outside the AVX2/AVX-512 kernels may use AVX instructions: an
+    inline function those files share with the rest (c10, the standard
+    library) must be linked from a copy compiled without their flags, or a CPU
+    without AVX-512 could run AVX-512 code in an unrelated function. setup.py
+    links the ISA objects last for this; this reads the built module to check."""
+    import re
+    import shutil
+
+    import rnnfuse._C as ext
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump not found")
+    proc = subprocess.run([objdump, "-d", "-C", "--no-show-raw-insn", ext.__file__],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    func, offenders, isa_functions = None, {}, 0
+    header = re.compile(r"^[0-9a-f]+ <(.*)>:$")
+    insn = re.compile(r"^\s+[0-9a-f]+:\s+(v\w+)")
+    for line in proc.stdout.splitlines():
+        m = header.match(line)
+        if m:
+            func = m.group(1)
+            isa_functions += bool(re.search(r"::AVX(2|512)::", func))
+            continue
+        m = insn.match(line)
+        if m and func is not None and not re.search(r"avx2|avx512", func, re.IGNORECASE):
+            offenders.setdefault(func, m.group(1))
+    if torch.ops.rnnfuse._cpu_kernels_isa() != "DEFAULT":
+        assert isa_functions > 0, "no AVX2/AVX-512 kernels found: the scan read nothing"
+    # CUDA builds link host code compiled by nvcc/gcc without AVX flags too,
+    # so any hit is a defect regardless of the build.
+    assert not offenders, "AVX instructions outside the ISA kernels:\n" + "\n".join(
+        f"  {f[:160]}: {i}" for f, i in list(offenders.items())[:20])
+
+
+# ------------------------------------------------------------ rnnfuse::linear
+LINEAR_SHAPES = [
+    # M (rows), K, N: below and above the rows where the op switches from
+    # at::linear to its own GEMM (256), partial panels (N not a multiple of 64)
+    # and K not a multiple of the lanes.
+    (300, 37, 45),
+    (257, 512, 130),
+    (5, 3, 1),
+    (256, 1, 64),
+    (0, 4, 3),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("M,K,N", LINEAR_SHAPES, ids=[f"M{m}-K{k}-N{n}" for m, k, n in LINEAR_SHAPES])
+def test_linear_matches_float64(M, K, N, bias, dtype):
+    gen = torch.Generator().manual_seed(M * 7 + K * 3 + N)
+    x = torch.randn(M, K, generator=gen, dtype=torch.float64)
+    w = torch.randn(N, K, generator=gen, dtype=torch.float64)
+    b = torch.randn(N, generator=gen, dtype=torch.float64) if bias else None
+    expected = x @ w.t() + (b if bias else 0)
+    # Strided w (as a transposed view) must give the same result.
+    w_strided = w.t().contiguous().t().to(dtype)
+    out = torch.ops.rnnfuse.linear(x.to(dtype), w_strided, None if b is None else b.to(dtype))
+    assert out.dtype == dtype and out.shape == (M, N)
+    # fp32: K-term dot products, unit roundoff 6e-8 times sqrt(K)-ish growth.
+    tol = F64_TOL if dtype == torch.float64 else 1e-5
+    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1.0
+    err = (out.double() - expected).abs().max().item() if expected.numel() else 0.0
+    print(f"  linear max err {err:.3e} (bound {tol * scale:.3e})")
+    assert err <= tol * scale
+
+
+def test_linear_rejects_what_it_cannot_take():
+    x = torch.randn(4, 3)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        torch.ops.rnnfuse.linear(x.bfloat16(), torch.randn(2, 3).bfloat16(), None)
+    with pytest.raises(RuntimeError, match="w has dtype"):
+        torch.ops.rnnfuse.linear(x, torch.randn(2, 3, dtype=torch.float64), None)
+    with pytest.raises(RuntimeError, match="2-D"):
+        torch.ops.rnnfuse.linear(x[0], torch.randn(2, 3), None)
+    with pytest.raises(RuntimeError, match="b must be"):
+        torch.ops.rnnfuse.linear(x, torch.randn(2, 3), torch.randn(3))
+
+
+@pytest.mark.parametrize("M", [5, 300], ids=["aten", "own"])
+def test_linear_opcheck_and_gradcheck(M):
+    gen = torch.Generator().manual_seed(M)
+    x = torch.randn(M, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(9, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(9, generator=gen, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.rnnfuse.linear, (x, w, b))
+    torch.library.opcheck(torch.ops.rnnfuse.linear, (x, w, None))
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.rnnfuse.linear(*a), (x, w, b))
+
+
+# ---------------------------------------------------------------- rnnfuse::mm
+MM_SHAPES = [
+    # M, K, N, A given transposed: the kernels' GEMM needs N a multiple of the
+    # panel width (64 fp32 / 32 fp64 lanes with AVX-512) and 4M multiply-adds;
+    # K and M cross its blocks (512 and 120) with remainders.
+    (301, 1100, 128, False),
+    (517, 300, 64, True),
+    (1000, 100, 64, False),
+    (7, 5, 3, True),  # at::mm
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("M,K,N,trans", MM_SHAPES, ids=[f"M{m}-K{k}-N{n}-{'TN' if t else 'NN'}" for m, k, n, t in MM_SHAPES])
+def test_mm_matches_float64(M, K, N, trans, dtype):
+    gen = torch.Generator().manual_seed(M + K + N)
+    a = torch.randn(K, M, generator=gen, dtype=torch.float64).t() if trans else \
+        torch.randn(M, K, generator=gen, dtype=torch.float64)
+    b = torch.randn(K, N, generator=gen, dtype=torch.float64)
+    expected = a @ b
+    out = torch.ops.rnnfuse.mm(a.to(dtype), b.to(dtype))
+    assert out.dtype == dtype and out.shape == (M, N)
+    tol = F64_TOL if dtype == torch.float64 else 1e-5
+    scale = max(expected.abs().max().item(), 1.0)
+    err = (out.double() - expected).abs().max().item()
+    print(f"  mm max err {err:.3e} (bound {tol * scale:.3e})")
+    assert err <= tol * scale
+
+
+def test_mm_opcheck():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(300, 260, generator=gen, dtype=torch.float64)
+    b = torch.randn(260, 64, generator=gen, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.rnnfuse.mm, (a, b))
+    torch.library.opcheck(torch.ops.rnnfuse.mm, (a.t().contiguous().t(), b))
