@@ -41,10 +41,9 @@ def supported(
     shapes = list(shapes)
     if len(shapes) != len(tensors):
         return False
+    device = x.device
     for t, shape in zip(tensors, shapes):
-        if not isinstance(t, torch.Tensor) or t.device != x.device:
-            return False
-        if tuple(t.shape) != tuple(shape):
+        if not isinstance(t, torch.Tensor) or t.device != device or t.shape != shape:
             return False
     return _autocast.consistent(plan, x, tensors[1:])
 

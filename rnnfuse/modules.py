@@ -292,8 +292,8 @@ class LSTMCell(_twin.TorchNNTwin, nn.LSTMCell):
         if len(hx) != 2 or not _driver.supported(input, (input, *hx, *weights), shapes, plan):
             return super().forward(orig_input, orig_hx)
 
-        ret = _driver.lstm_cell(input, hx[0], hx[1], self.weight_ih, self.weight_hh,
-                                self.bias_ih, self.bias_hh, plan)
+        w_ih, w_hh, b_ih, b_hh = (*weights, None, None) if len(weights) == 2 else weights
+        ret = _driver.lstm_cell(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, plan)
         if not is_batched:
             ret = (ret[0].squeeze(0), ret[1].squeeze(0))
         return ret
@@ -330,8 +330,8 @@ class GRUCell(_twin.TorchNNTwin, nn.GRUCell):
         if not _driver.supported(input, (input, hx, *weights), shapes, plan):
             return super().forward(orig_input, orig_hx)
 
-        ret = _driver.gru_cell(input, hx, self.weight_ih, self.weight_hh,
-                               self.bias_ih, self.bias_hh, plan)
+        w_ih, w_hh, b_ih, b_hh = (*weights, None, None) if len(weights) == 2 else weights
+        ret = _driver.gru_cell(input, hx, w_ih, w_hh, b_ih, b_hh, plan)
         if not is_batched:
             ret = ret.squeeze(0)
         return ret
