@@ -13,12 +13,11 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
+#include "driver_cell.h"
 #include "driver_common.h"
 
 namespace rnnfuse {
 namespace {
-
-using OptTensor = c10::optional<at::Tensor>;
 
 template <typename Sig>
 c10::TypedOperatorHandle<Sig> layer_op(const char* name) {
@@ -39,11 +38,10 @@ using GruBwdSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&, const at::Tensor&,
     const at::Tensor&, const at::Tensor&, const OptTensor&, bool);
 
-bool defined(const OptTensor& t) { return t.has_value() && t->defined(); }
-
 using NoAutocast = c10::impl::ExcludeDispatchKeyGuard;
 
-// x (B, I) and w_ih (G*H, I); the biases both present or both absent, (G*H).
+}  // namespace
+
 void check_cell_inputs(const char* cell, int64_t gates, const at::Tensor& x,
                        const at::Tensor& w_ih, const at::Tensor& h0, const OptTensor& b_ih,
                        const OptTensor& b_hh) {
@@ -65,12 +63,16 @@ void check_cell_inputs(const char* cell, int64_t gates, const at::Tensor& x,
   }
 }
 
+namespace {
+
 // x @ w_ih^T (+ bias): the step's input projection, (B, G*H).
 at::Tensor project(const at::Tensor& x, const at::Tensor& w_ih, const OptTensor& bias) {
   return defined(bias) ? at::addmm(*bias, x, w_ih.t()) : at::mm(x, w_ih.t());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd(
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_composite(
     const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh, const OptTensor& b_ih,
     const OptTensor& b_hh, const at::Tensor& h0, const at::Tensor& c0, bool training) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
@@ -82,6 +84,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd(
       fwd.call(project(x, w_ih, bias), w_hh, c10::nullopt, h0, c0, c10::nullopt, false, training);
   return {h, c_n, ws};  // one step: y is h_n
 }
+
+namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_cell_bwd(
     const at::Tensor& grad_h, const at::Tensor& grad_c, const at::Tensor& x,
@@ -101,10 +105,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
           grad_c0};
 }
 
-std::tuple<at::Tensor, at::Tensor> gru_cell_fwd(const at::Tensor& x, const at::Tensor& w_ih,
-                                                const at::Tensor& w_hh, const OptTensor& b_ih,
-                                                const OptTensor& b_hh, const at::Tensor& h0,
-                                                bool training) {
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_composite(
+    const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh, const OptTensor& b_ih,
+    const OptTensor& b_hh, const at::Tensor& h0, bool training) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   check_cell_inputs("gru_cell", 3, x, w_ih, h0, b_ih, b_hh);
   static const auto fwd = layer_op<GruFwdSig>("rnnfuse::gru_fwd");
@@ -112,6 +117,8 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd(const at::Tensor& x, const at::T
       fwd.call(project(x, w_ih, b_ih), w_hh, b_hh, h0, c10::nullopt, false, training);
   return {h, ws};
 }
+
+namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_cell_bwd(
     const at::Tensor& grad_h, const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
@@ -133,8 +140,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 }  // namespace rnnfuse
 
 TORCH_LIBRARY_IMPL(rnnfuse, CompositeExplicitAutograd, m) {
-  m.impl("lstm_cell_fwd", &rnnfuse::lstm_cell_fwd);
+  m.impl("lstm_cell_fwd", &rnnfuse::lstm_cell_fwd_composite);
   m.impl("lstm_cell_bwd", &rnnfuse::lstm_cell_bwd);
-  m.impl("gru_cell_fwd", &rnnfuse::gru_cell_fwd);
+  m.impl("gru_cell_fwd", &rnnfuse::gru_cell_fwd_composite);
   m.impl("gru_cell_bwd", &rnnfuse::gru_cell_bwd);
 }

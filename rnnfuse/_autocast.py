@@ -55,9 +55,16 @@ def _onednn_on() -> bool:
     return torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available()
 
 
+# One call answering "is autocast on for any device" (a cell call's common
+# case, cheaper than asking for the device); absent in some torch versions.
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
 def plan(x: torch.Tensor, *, lstm: bool, cell: bool, packed: bool = False,
          proj: bool = False) -> Plan | None:
     """torch.nn's policy for this call, or None when autocast is off."""
+    if _any_autocast is not None and not _any_autocast():
+        return None
     device_type = x.device.type
     if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
         return None

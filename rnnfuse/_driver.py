@@ -42,10 +42,14 @@ def supported(
     if len(shapes) != len(tensors):
         return False
     device = x.device
+    # Without autocast every tensor must have x's dtype: checked in the same
+    # pass (a cell call is short enough for a second pass to show).
+    dtype = x.dtype if plan is None else None
     for t, shape in zip(tensors, shapes):
-        if not isinstance(t, torch.Tensor) or t.device != device or t.shape != shape:
+        if (not isinstance(t, torch.Tensor) or t.device != device or t.shape != shape
+                or (dtype is not None and t.dtype != dtype)):
             return False
-    return _autocast.consistent(plan, x, tensors[1:])
+    return plan is None or _autocast.consistent(plan, x, tensors[1:])
 
 
 def _linear(x, w, b):
@@ -150,16 +154,21 @@ def rnn(
     return layer_in, tuple(states)
 
 
+def _as_dtype(t, dtype):
+    # Tensor.to costs a cell call about a microsecond even when it returns t.
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def lstm_cell(x, h0, c0, w_ih, w_hh, b_ih, b_hh, plan):
     """One LSTM step on batched ``x`` ``(B, I)``; returns ``(h, c)``. The
     input projection runs inside the op, in the dtype of the step: under
     autocast's native policy that is the module's dtype (torch.nn's own cell
     runs it under autocast, in the low dtype: this is the more precise)."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh = _autocast.cast(plan, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    return F_rnn.lstm_cell(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, h0, c0)
+    return F_rnn.lstm_cell(_as_dtype(x, w_ih.dtype), w_ih, w_hh, b_ih, b_hh, h0, c0)
 
 
 def gru_cell(x, h0, w_ih, w_hh, b_ih, b_hh, plan):
     """One GRU step on batched ``x`` ``(B, I)``; returns ``h`` (see lstm_cell)."""
     x, h0, w_ih, w_hh, b_ih, b_hh = _autocast.cast(plan, x, h0, w_ih, w_hh, b_ih, b_hh)
-    return F_rnn.gru_cell(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, h0)
+    return F_rnn.gru_cell(_as_dtype(x, w_ih.dtype), w_ih, w_hh, b_ih, b_hh, h0)

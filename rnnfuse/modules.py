@@ -51,15 +51,27 @@ def _rnn_weight_shapes(m: nn.RNNBase, gates: int):
 
 
 def _cell_weight_shapes(m: nn.RNNCellBase, gates: int):
-    yield (gates * m.hidden_size, m.input_size)
-    yield (gates * m.hidden_size, m.hidden_size)
-    if m.bias:
-        yield (gates * m.hidden_size,)
-        yield (gates * m.hidden_size,)
+    rows = gates * m.hidden_size
+    shapes = [(rows, m.input_size), (rows, m.hidden_size)]
+    return shapes + [(rows,), (rows,)] if m.bias else shapes
+
+
+_CELL_WEIGHTS = {True: ("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
+                 False: ("weight_ih", "weight_hh")}
 
 
 def _cell_weights(m: nn.RNNCellBase):
-    return [m.weight_ih, m.weight_hh] + ([m.bias_ih, m.bias_hh] if m.bias else [])
+    names = _CELL_WEIGHTS[bool(m.bias)]
+    if not torch.compiler.is_compiling():
+        # Straight from the parameter dict: a cell call is short enough that
+        # nn.Module.__getattr__ per weight shows in it. A parametrized weight
+        # (a property, not in the dict) takes the attribute path.
+        params = m._parameters
+        try:
+            return [params[name] for name in names]
+        except KeyError:
+            pass
+    return [getattr(m, name) for name in names]
 
 
 def _rows(input: torch.Tensor, batch_sizes: torch.Tensor | None, batch_first: bool):

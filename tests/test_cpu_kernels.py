@@ -19,7 +19,10 @@ import sys
 import pytest
 import torch
 
-from test_ops import F64_TOL, LOW_PRECISION, _proj_size, compare_with_reference, make_args, to_f64_leaves
+import rnnfuse.functional as F
+import rnnfuse.reference as R
+from test_ops import (F64_TOL, LOW_PRECISION, _proj_size, check_close, compare_with_reference,
+                      make_args, to_f64_leaves)
 
 # B: a full tile plus a remainder for every tile height (6 rows for the LSTM
 # with AVX-512, 8 for the GRU); H: full blocks plus a partial one at 8 and 16
@@ -62,6 +65,67 @@ def test_gru_kernel_boundaries(variant, B, H, T, dtype):
     out_tol, grad_tol = _tolerances(dtype)
     compare_with_reference("GRU", args, to_f64_leaves(args), out_tol, grad_tol,
                            relative=dtype != torch.float64)
+
+
+# Cells (B, I, H): on the CPU fp32/fp64 cells with fewer than 16 rows run the
+# fused pass (cpu/cell_cpu.cpp: input term, recurrent term and gate math of a
+# block in one go); 16 rows and more, and bf16, the projection GEMM and the
+# layer op. Partial blocks, I not a multiple of the lanes, both sides of 16.
+CELL_CASES = [
+    (1, 37, 33),
+    (15, 17, 40),
+    (16, 9, 19),
+    (5, 1, 16),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,I,H", CELL_CASES, ids=[f"B{b}-I{i}-H{h}" for b, i, h in CELL_CASES])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_cell_kernel_boundaries(mode, bias, B, I, H, dtype):
+    """One cell step and all its gradients against the float64 reference
+    (the input projection, then one step of the reference layer)."""
+    gates = 4 if mode == "LSTM" else 3
+    gen = torch.Generator().manual_seed(B * 1000 + I * 10 + H)
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * 0.5).to(dtype)
+
+    x, h0, c0 = rand(B, I), rand(B, H), rand(B, H)
+    w_ih, w_hh = rand(gates * H, I), rand(gates * H, H)
+    b_ih, b_hh = (rand(gates * H), rand(gates * H)) if bias else (None, None)
+    args = [t.requires_grad_() if t is not None else None
+            for t in (x, w_ih, w_hh, b_ih, b_hh, h0, c0)]
+    ref_args = [None if t is None else t.detach().double().requires_grad_() for t in args]
+
+    def fused(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+        if mode == "LSTM":
+            return F.lstm_cell(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+        return (F.gru_cell(x, w_ih, w_hh, b_ih, b_hh, h0),)
+
+    def ref(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+        if mode == "LSTM":
+            bias_sum = None if b_ih is None else b_ih + b_hh
+            _, h, c = R.lstm_layer(torch.nn.functional.linear(x, w_ih, bias_sum), w_hh, None,
+                                   h0, c0)
+            return h, c
+        return (R.gru_layer(torch.nn.functional.linear(x, w_ih, b_ih), w_hh, b_hh, h0)[1],)
+
+    out_tol, grad_tol = _tolerances(dtype)
+    relative = dtype != torch.float64
+    ref_outs = ref(*ref_args)
+    outs = fused(*args)
+    cot = [torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in ref_outs]
+    for name, e, a in zip(("h", "c"), ref_outs, outs):
+        assert a.dtype == dtype
+        check_close(name, e, a, out_tol, relative)
+    names = ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")
+    used = [i for i, t in enumerate(args) if t is not None and (mode == "LSTM" or i != 6)]
+    grads = torch.autograd.grad(outs, [args[i] for i in used], [c.to(dtype) for c in cot])
+    ref_grads = torch.autograd.grad(ref_outs, [ref_args[i] for i in used], cot)
+    for i, e, a in zip(used, ref_grads, grads):
+        check_close(f"grad {names[i]}", e, a, grad_tol, relative)
 
 
 def test_kernels_follow_aten_capability():

@@ -562,6 +562,18 @@ void linear_nt(const LinearArgs<scalar_t>& a, int64_t pan0, int64_t pan1) {
 }
 
 
+// A single-step cell's input term for row x of its block's G gates:
+// x @ w_in^T as dot_gates computes it, then the biases (either may be null).
+template <int G, typename scalar_t, typename T>
+inline void input_term(const scalar_t* w_in, int64_t H, int64_t I, int64_t j0, int64_t n,
+                       const T* x, const T* b_in, const T* b_in2, Vectorized<T>* out) {
+  dot_gates<G>(w_in, H, I, j0, n, x, out);
+  for (int g = 0; g < G; ++g) {
+    if (b_in) out[g] = out[g] + load(b_in + g * H + j0, n);
+    if (b_in2) out[g] = out[g] + load(b_in2 + g * H + j0, n);
+  }
+}
+
 // ------------------------------------------------------------- LSTM
 template <typename scalar_t>
 void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_t blk1) {
@@ -573,14 +585,12 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
   const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * P : a.h0 + b * P; };
   for (int64_t u = blk0; u < blk1; ++u) {
     const int64_t j0 = u * VW, n = std::min(VW, H - j0);
-    const auto epi = [&](int64_t b, const V* acc) {
+    // in: the block's input term of row b (x_proj's, or a cell's input_term).
+    const auto epi_in = [&](int64_t b, const V* acc, const V* in) {
       const int64_t r = st.row0 + b;
-      const scalar_t* x = a.x_proj + r * 4 * H + j0;
       acc_t* c = a.c_state + b * H + j0;
-      const auto act = lstm_cell_forward(
-          L(acc[0] + load_acc<acc_t>(x, n)), L(acc[1] + load_acc<acc_t>(x + H, n)),
-          L(acc[2] + load_acc<acc_t>(x + 2 * H, n)), L(acc[3] + load_acc<acc_t>(x + 3 * H, n)),
-          L(load(c, n)));
+      const auto act = lstm_cell_forward(L(acc[0] + in[0]), L(acc[1] + in[1]),
+                                         L(acc[2] + in[2]), L(acc[3] + in[3]), L(load(c, n)));
       store(c, act.c.v, n);
       const L h = lstm_hidden(act);
       if (a.h_raw) {
@@ -594,6 +604,12 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
         store(w, act.i.v, n), store(w + H, act.f.v, n), store(w + 2 * H, act.g.v, n);
         store(w + 3 * H, act.o.v, n), store(w + 4 * H, act.c.v, n);
       }
+    };
+    const auto epi = [&](int64_t b, const V* acc) {
+      const scalar_t* x = a.x_proj + (st.row0 + b) * 4 * H + j0;
+      const V in[4] = {load_acc<acc_t>(x, n), load_acc<acc_t>(x + H, n),
+                       load_acc<acc_t>(x + 2 * H, n), load_acc<acc_t>(x + 3 * H, n)};
+      epi_in(b, acc, in);
     };
     if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
       const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
@@ -614,7 +630,14 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
       for (int64_t b = 0; b < st.bs; ++b) {
         V acc[4];
         dot_gates<4>(a.w, H, P, j0, n, row(b), acc);
-        epi(b, acc);
+        if (a.w_in) {
+          V in[4];
+          input_term<4>(a.w_in, H, a.in_size, j0, n, a.x_in + b * a.in_size, a.b_in, a.b_in2,
+                        in);
+          epi_in(b, acc, in);
+        } else {
+          epi(b, acc);
+        }
       }
     }
   }
@@ -703,12 +726,11 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
     if (a.b_hh) {
       for (int g = 0; g < 3; ++g) bias[g] = load(a.b_hh + g * H + j0, n);
     }
-    const auto epi = [&](int64_t b, const V* acc) {
+    // in: the block's input term of row b (x_proj's, or a cell's input_term).
+    const auto epi_in = [&](int64_t b, const V* acc, const V* in) {
       const int64_t r = st.row0 + b;
-      const scalar_t* x = a.x_proj + r * 3 * H + j0;
-      const auto act = gru_cell_forward(
-          L(load_acc<acc_t>(x, n)), L(load_acc<acc_t>(x + H, n)), L(load_acc<acc_t>(x + 2 * H, n)),
-          L(acc[0] + bias[0]), L(acc[1] + bias[1]), L(acc[2] + bias[2]));
+      const auto act = gru_cell_forward(L(in[0]), L(in[1]), L(in[2]), L(acc[0] + bias[0]),
+                                        L(acc[1] + bias[1]), L(acc[2] + bias[2]));
       const L h = gru_hidden(act, L(load(row(b) + j0, n)));
       store_as(a.y + r * H + j0, h.v, n);
       if (a.h_next) store(a.h_next + b * H + j0, rounded<scalar_t>(h.v), n);
@@ -717,6 +739,12 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
         store(w, act.r.v, n), store(w + H, act.z.v, n), store(w + 2 * H, act.n.v, n);
         store(w + 3 * H, act.hn.v, n);
       }
+    };
+    const auto epi = [&](int64_t b, const V* acc) {
+      const scalar_t* x = a.x_proj + (st.row0 + b) * 3 * H + j0;
+      const V in[3] = {load_acc<acc_t>(x, n), load_acc<acc_t>(x + H, n),
+                       load_acc<acc_t>(x + 2 * H, n)};
+      epi_in(b, acc, in);
     };
     if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
       const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
@@ -737,7 +765,14 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
       for (int64_t b = 0; b < st.bs; ++b) {
         V acc[3];
         dot_gates<3>(a.w, H, H, j0, n, row(b), acc);
-        epi(b, acc);
+        if (a.w_in) {
+          V in[3];
+          input_term<3>(a.w_in, H, a.in_size, j0, n, a.x_in + b * a.in_size, a.b_in,
+                        static_cast<const acc_t*>(nullptr), in);
+          epi_in(b, acc, in);
+        } else {
+          epi(b, acc);
+        }
       }
     }
   }

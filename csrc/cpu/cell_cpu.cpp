@@ -1,0 +1,125 @@
+// The cells' forward on the CPU for small batches: the input projection, the
+// recurrent product, the gate math and the state update of one step in one
+// pass (kernels.h's lstm_fwd / gru_fwd with their input term, w_in). A cell
+// call is one step, so what the composite body (driver_cell.cpp) spends
+// around its GEMM and layer op (an addmm for a single row, a bias sum, the
+// layer op's schedule, buffers and copies) is most of a call's time at small
+// batch. Larger batches, and fp16/bf16, take the composite body: there the
+// input projection is a GEMM worth its own call.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <type_traits>
+
+#include "../driver_cell.h"
+#include "../driver_common.h"
+#include "cpu_common.h"
+#include "kernels.h"
+
+namespace rnnfuse {
+namespace {
+
+// Whether the fused pass takes the call: the dtypes that compute in place
+// (fp32, fp64), and the batches that the layer's forward would also run as
+// dot products (cpu_common.h: too few rows to pay for laying the weights out).
+bool fused_cell(const at::Tensor& x) {
+  const auto t = x.scalar_type();
+  return (t == at::kFloat || t == at::kDouble) && !pack_forward_weights(x.size(0), x.size(0));
+}
+
+void check_recurrent(int64_t gates, const at::Tensor& x, const at::Tensor& w_hh,
+                     const at::Tensor& h0) {
+  check_operand(w_hh, "w_hh", 2, x, "x");
+  check_shape(w_hh, "w_hh", {gates * h0.size(1), h0.size(1)});
+}
+
+// One step whose rows all start from h0 and end there.
+Step one_step(int64_t batch) { return Step{0, batch, 0, 0, 0, 0}; }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
+    const at::Tensor& x_in, const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
+    const OptTensor& b_ih_in, const OptTensor& b_hh_in, const at::Tensor& h0_in,
+    const at::Tensor& c0, bool training) {
+  check_cell_inputs("lstm_cell", 4, x_in, w_ih_in, h0_in, b_ih_in, b_hh_in);
+  if (!fused_cell(x_in)) {
+    return lstm_cell_fwd_composite(x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in, c0, training);
+  }
+  check_recurrent(4, x_in, w_hh_in, h0_in);
+  check_operand(c0, "c0", 2, x_in, "x");
+  check_shape(c0, "c0", h0_in.sizes());
+  const auto x = x_in.contiguous(), w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous(),
+             h0 = h0_in.contiguous();
+  const auto b_ih = defined(b_ih_in) ? b_ih_in->contiguous() : at::Tensor();
+  const auto b_hh = defined(b_hh_in) ? b_hh_in->contiguous() : at::Tensor();
+  const int64_t batch = x.size(0), hidden = h0.size(1);
+  auto h = at::empty({batch, hidden}, x.options());
+  auto c = c0.clone(at::MemoryFormat::Contiguous);  // c_{t-1} in, c_t out
+  auto ws = training ? at::empty({batch, 5 * hidden}, x.options()) : at::empty({0}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnfuse_lstm_cell_fwd_cpu", [&] {
+    const auto& kern = cpu::cpu_kernels<scalar_t>();
+    cpu::LstmFwdArgs<scalar_t> a{};
+    a.hidden = hidden;
+    a.out = hidden;
+    a.w = w_hh.data_ptr<scalar_t>();
+    a.h0 = a.h0_s = h0.data_ptr<scalar_t>();
+    a.c_state = c.data_ptr<scalar_t>();
+    a.y = h.data_ptr<scalar_t>();
+    a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
+    a.w_in = w_ih.data_ptr<scalar_t>();
+    a.x_in = x.data_ptr<scalar_t>();
+    a.in_size = x.size(1);
+    a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
+    a.b_in2 = b_hh.defined() ? b_hh.data_ptr<scalar_t>() : nullptr;
+    const Step st = one_step(batch);
+    parallel_blocks(kern.blocks(hidden), batch * 4 * hidden * (a.in_size + hidden),
+                    [&](int64_t b0, int64_t b1) { kern.lstm_fwd(a, st, b0, b1); });
+  });
+  return {h, c, ws};
+}
+
+std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
+                                                    const at::Tensor& w_ih_in,
+                                                    const at::Tensor& w_hh_in,
+                                                    const OptTensor& b_ih_in,
+                                                    const OptTensor& b_hh_in,
+                                                    const at::Tensor& h0_in, bool training) {
+  check_cell_inputs("gru_cell", 3, x_in, w_ih_in, h0_in, b_ih_in, b_hh_in);
+  if (!fused_cell(x_in)) {
+    return gru_cell_fwd_composite(x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in, training);
+  }
+  check_recurrent(3, x_in, w_hh_in, h0_in);
+  const auto x = x_in.contiguous(), w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous(),
+             h0 = h0_in.contiguous();
+  const auto b_ih = defined(b_ih_in) ? b_ih_in->contiguous() : at::Tensor();
+  const auto b_hh = defined(b_hh_in) ? b_hh_in->contiguous() : at::Tensor();
+  const int64_t batch = x.size(0), hidden = h0.size(1);
+  auto h = at::empty({batch, hidden}, x.options());
+  auto ws = training ? at::empty({batch, 4 * hidden}, x.options()) : at::empty({0}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnfuse_gru_cell_fwd_cpu", [&] {
+    const auto& kern = cpu::cpu_kernels<scalar_t>();
+    cpu::GruFwdArgs<scalar_t> a{};
+    a.hidden = hidden;
+    a.w = w_hh.data_ptr<scalar_t>();
+    a.h0 = a.h0_s = h0.data_ptr<scalar_t>();
+    a.b_hh = b_hh.defined() ? b_hh.data_ptr<scalar_t>() : nullptr;
+    a.y = h.data_ptr<scalar_t>();
+    a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
+    a.w_in = w_ih.data_ptr<scalar_t>();
+    a.x_in = x.data_ptr<scalar_t>();
+    a.in_size = x.size(1);
+    a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
+    const Step st = one_step(batch);
+    parallel_blocks(kern.blocks(hidden), batch * 3 * hidden * (a.in_size + hidden),
+                    [&](int64_t b0, int64_t b1) { kern.gru_fwd(a, st, b0, b1); });
+  });
+  return {h, ws};
+}
+
+}  // namespace
+}  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("lstm_cell_fwd", &rnnfuse::lstm_cell_fwd_cpu);
+  m.impl("gru_cell_fwd", &rnnfuse::gru_cell_fwd_cpu);
+}
