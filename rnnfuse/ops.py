@@ -229,6 +229,37 @@ def _double_backward(ctx, grads) -> bool:
         t is not None and t.requires_grad for t in (*grads, *ctx.saved_tensors))
 
 
+def _eager(cls):
+    """``cls`` (forward without ctx, then setup_context) as a Function in the
+    older style (forward(ctx, ...) doing both). Same forward, context and
+    backward; the difference is cost: Function.apply binds the arguments
+    with inspect.signature on every call of a setup_context-style Function
+    (about 17 us here, most of a small cell call's budget). torch.func's
+    transforms need the setup_context style, so :func:`_apply` uses this one
+    only when none is active."""
+
+    def forward(ctx, *args):
+        output = cls.forward(*args)
+        cls.setup_context(ctx, args, output)
+        return output
+
+    return type(cls.__name__ + "Eager", (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(cls.backward)})
+
+
+_EAGER = {}
+
+
+def _apply(cls, *args):
+    """``cls.apply(*args)``, in the cheaper older style where it may be."""
+    if torch._C._are_functorch_transforms_active():
+        return cls.apply(*args)
+    eager = _EAGER.get(cls)
+    if eager is None:
+        eager = _EAGER[cls] = _eager(cls)
+    return eager.apply(*args)
+
+
 # ---------------------------------------------------------------------- LSTM
 class _LstmFwd(torch.autograd.Function):
     @staticmethod
@@ -275,7 +306,7 @@ def _lstm_fwd_autograd(keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse,
         _checks.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes)
         return _composite.lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training)
     if _requires_grad(tensors):
-        return _LstmFwd.apply(keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse,
+        return _apply(_LstmFwd, keyset, x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse,
                               training)
     return _below_autograd(OPS.lstm_fwd.default, keyset, x_proj, w_hh, w_hr, h0, c0,
                            batch_sizes, reverse, training)
@@ -336,7 +367,7 @@ def _gru_fwd_autograd(keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, trai
         _checks.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes)
         return _composite.gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
     if _requires_grad(tensors):
-        return _GruFwd.apply(keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
+        return _apply(_GruFwd, keyset, x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training)
     return _below_autograd(OPS.gru_fwd.default, keyset, x_proj, w_hh, b_hh, h0, batch_sizes,
                            reverse, training)
 
@@ -398,7 +429,7 @@ def _lstm_cell_fwd_autograd(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training)
         _checks.lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
         return _composite.lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training)
     if _requires_grad(tensors):
-        return _LstmCellFwd.apply(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training)
+        return _apply(_LstmCellFwd, keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0, training)
     return _below_autograd(OPS.lstm_cell_fwd.default, keyset, x, w_ih, w_hh, b_ih, b_hh, h0, c0,
                            training)
 
@@ -456,7 +487,7 @@ def _gru_cell_fwd_autograd(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, training):
         _checks.gru_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0)
         return _composite.gru_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, training)
     if _requires_grad(tensors):
-        return _GruCellFwd.apply(keyset, x, w_ih, w_hh, b_ih, b_hh, h0, training)
+        return _apply(_GruCellFwd, keyset, x, w_ih, w_hh, b_ih, b_hh, h0, training)
     return _below_autograd(OPS.gru_cell_fwd.default, keyset, x, w_ih, w_hh, b_ih, b_hh, h0,
                            training)
 
@@ -501,7 +532,7 @@ def _linear_autograd(keyset, x, w, b):
         _checks.linear(x, w, b)
         return torch.nn.functional.linear(x, w, b)
     if _requires_grad(tensors):
-        return _Linear.apply(keyset, x, w, b)
+        return _apply(_Linear, keyset, x, w, b)
     return _below_autograd(OPS.linear.default, keyset, x, w, b)
 
 
