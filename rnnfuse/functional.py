@@ -14,13 +14,20 @@ def _needs_grad(*tensors):
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _forward(op, tensors, *args, training):
-    """``op(*args, training)``. Without gradients the op's Autograd kernel
-    (Python, in ops.py) would only step below autograd: doing that here saves
-    its cost on every call, which shows in a cell's per-call time. Compiled
-    code and torch.func / forward-mode calls keep the dispatcher's path."""
-    if training or torch.compiler.is_compiling() or ops.needs_composite(tensors):
+def _forward(name, tensors, *args, training):
+    """``op(*args, training)``, doing here what the op's Autograd kernel
+    (Python, in ops.py) would do on its ordinary path: record the backward
+    when gradients are needed, else step below autograd. That saves the
+    dispatcher's hop into Python and back on every call, which shows in a
+    cell's per-call time. Compiled code, forward-mode calls and torch.func's
+    transforms keep the dispatcher's path."""
+    op = getattr(torch.ops.rnnfuse, name)
+    if torch.compiler.is_compiling() or ops.needs_composite(tensors):
         return op(*args, training)
+    if training:
+        if torch._C._are_functorch_transforms_active():  # vmap batches the op itself
+            return op(*args, training)
+        return ops.record_forward(name, *args, training)
     with torch._C._AutoDispatchBelowAutograd():
         return op.default(*args, training)
 
@@ -28,7 +35,7 @@ def _forward(op, tensors, *args, training):
 def lstm_layer(x_proj, w_hh, w_hr, h0, c0, batch_sizes=None, reverse=False):
     """Returns ``(y, h_n, c_n)``; see rnnfuse.reference.lstm_layer."""
     tensors = (x_proj, w_hh, w_hr, h0, c0)
-    y, h_n, c_n, _ = _forward(torch.ops.rnnfuse.lstm_fwd, tensors, x_proj, w_hh, w_hr, h0, c0,
+    y, h_n, c_n, _ = _forward("lstm_fwd", tensors, x_proj, w_hh, w_hr, h0, c0,
                               batch_sizes, reverse, training=_needs_grad(*tensors))
     return y, h_n, c_n
 
@@ -36,7 +43,7 @@ def lstm_layer(x_proj, w_hh, w_hr, h0, c0, batch_sizes=None, reverse=False):
 def gru_layer(x_proj, w_hh, b_hh, h0, batch_sizes=None, reverse=False):
     """Returns ``(y, h_n)``; see rnnfuse.reference.gru_layer."""
     tensors = (x_proj, w_hh, b_hh, h0)
-    y, h_n, _ = _forward(torch.ops.rnnfuse.gru_fwd, tensors, x_proj, w_hh, b_hh, h0, batch_sizes,
+    y, h_n, _ = _forward("gru_fwd", tensors, x_proj, w_hh, b_hh, h0, batch_sizes,
                          reverse, training=_needs_grad(*tensors))
     return y, h_n
 
@@ -44,7 +51,7 @@ def gru_layer(x_proj, w_hh, b_hh, h0, batch_sizes=None, reverse=False):
 def lstm_cell(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
     """One LSTM step on batched ``x`` ``(B, I)``; returns ``(h, c)``."""
     tensors = (x, w_ih, w_hh, b_ih, b_hh, h0, c0)
-    h, c, _ = _forward(torch.ops.rnnfuse.lstm_cell_fwd, tensors, *tensors,
+    h, c, _ = _forward("lstm_cell_fwd", tensors, *tensors,
                        training=_needs_grad(*tensors))
     return h, c
 
@@ -52,6 +59,6 @@ def lstm_cell(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
 def gru_cell(x, w_ih, w_hh, b_ih, b_hh, h0):
     """One GRU step on batched ``x`` ``(B, I)``; returns ``h``."""
     tensors = (x, w_ih, w_hh, b_ih, b_hh, h0)
-    h, _ = _forward(torch.ops.rnnfuse.gru_cell_fwd, tensors, *tensors,
+    h, _ = _forward("gru_cell_fwd", tensors, *tensors,
                     training=_needs_grad(*tensors))
     return h

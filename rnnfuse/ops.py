@@ -120,7 +120,11 @@ def _mm_fake(a, b):
 
 # ------------------------------------------------------------ choosing a path
 def _below_autograd(op, keyset, *args):
+    """``op`` below autograd: a redispatch from an Autograd kernel (keyset),
+    or with keyset None a call from outside the dispatcher (record_forward)."""
     with torch._C._AutoDispatchBelowAutograd():
+        if keyset is None:
+            return op(*args)
         return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
 
 
@@ -224,6 +228,17 @@ def _once_differentiable(grads):
     return [next(wrapped) if g is not None else None for g in grads]
 
 
+def _backward_op(op, differentiable, *args):
+    """``op(*args)`` from a backward: through the dispatcher's Autograd key
+    when its result must itself be differentiable (create_graph), else
+    straight to the backend's kernel, skipping the Python Autograd kernel and
+    its boxed redispatch (a cell's backward is short enough for that to show)."""
+    if differentiable:
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op.default(*args)
+
+
 def _double_backward(ctx, grads) -> bool:
     return torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (*grads, *ctx.saved_tensors))
@@ -286,16 +301,17 @@ class _LstmFwd(torch.autograd.Function):
         x_proj, w_hh, w_hr, h0, c0, y, workspace, batch_sizes = _saved(ctx)
         grads = (grad_y, grad_h_n, grad_c_n)
         needs = ctx.needs_input_grad[1:6]
-        if _double_backward(ctx, grads) and x_proj is not None:
+        double = _double_backward(ctx, grads)
+        if double and x_proj is not None:
             inputs = (x_proj, w_hh, w_hr, h0, c0, batch_sizes, ctx.reverse, False)
             result = _recompute_grads(_composite.lstm_fwd, inputs, needs, grads)
         else:
-            result = OPS.lstm_bwd(_or_zeros(grad_y, y), _or_zeros(grad_h_n, h0),
-                                  _or_zeros(grad_c_n, c0), w_hh, w_hr, h0, c0, y, workspace,
-                                  batch_sizes, ctx.reverse)
+            result = _backward_op(OPS.lstm_bwd, double, _or_zeros(grad_y, y),
+                                  _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), w_hh, w_hr,
+                                  h0, c0, y, workspace, batch_sizes, ctx.reverse)
             if w_hr is None:
                 result = (*result[:2], None, *result[3:])
-            if _double_backward(ctx, grads):
+            if double:
                 result = _once_differentiable(result)
         return (None, *result, None, None, None)
 
@@ -348,15 +364,17 @@ class _GruFwd(torch.autograd.Function):
         x_proj, w_hh, b_hh, h0, y, workspace, batch_sizes = _saved(ctx)
         grads = (grad_y, grad_h_n)
         needs = ctx.needs_input_grad[1:5]
-        if _double_backward(ctx, grads) and x_proj is not None:
+        double = _double_backward(ctx, grads)
+        if double and x_proj is not None:
             inputs = (x_proj, w_hh, b_hh, h0, batch_sizes, ctx.reverse, False)
             result = _recompute_grads(_composite.gru_fwd, inputs, needs, grads)
         else:
-            result = OPS.gru_bwd(_or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), w_hh, b_hh, h0,
-                                 y, workspace, batch_sizes, ctx.reverse)
+            result = _backward_op(OPS.gru_bwd, double, _or_zeros(grad_y, y),
+                                  _or_zeros(grad_h_n, h0), w_hh, b_hh, h0, y, workspace,
+                                  batch_sizes, ctx.reverse)
             if b_hh is None:
                 result = (*result[:2], None, *result[3:])
-            if _double_backward(ctx, grads):
+            if double:
                 result = _once_differentiable(result)
         return (None, *result, None, None, None)
 
@@ -409,16 +427,18 @@ class _LstmCellFwd(torch.autograd.Function):
         x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, workspace = _saved(ctx)
         grads = (grad_h, grad_c)
         needs = ctx.needs_input_grad[1:8]
-        if _double_backward(ctx, grads) and x.device.type == "cpu":
+        double = _double_backward(ctx, grads)
+        if double and x.device.type == "cpu":
             inputs = (x, w_ih, w_hh, b_ih, b_hh, h0, c0, False)
             result = _recompute_grads(_composite.lstm_cell_fwd, inputs, needs, grads)
         else:
-            grad_x, grad_w_ih, grad_w_hh, grad_bias, grad_h0, grad_c0 = OPS.lstm_cell_bwd(
+            grad_x, grad_w_ih, grad_w_hh, grad_bias, grad_h0, grad_c0 = _backward_op(
+                OPS.lstm_cell_bwd, double,
                 _or_zeros(grad_h, h), _or_zeros(grad_c, c0), x, w_ih, w_hh, h0, c0, h, workspace,
                 ctx.bias)
             bias = grad_bias if ctx.bias else None
             result = [grad_x, grad_w_ih, grad_w_hh, bias, bias, grad_h0, grad_c0]
-            if _double_backward(ctx, grads):
+            if double:
                 result = _once_differentiable(result)
         return (None, *result, None)
 
@@ -467,16 +487,18 @@ class _GruCellFwd(torch.autograd.Function):
         _check_saved(ctx, "gru_cell_fwd")
         x, w_ih, w_hh, b_ih, b_hh, h0, h, workspace = _saved(ctx)
         needs = ctx.needs_input_grad[1:7]
-        if _double_backward(ctx, (grad_h,)) and x.device.type == "cpu":
+        double = _double_backward(ctx, (grad_h,))
+        if double and x.device.type == "cpu":
             inputs = (x, w_ih, w_hh, b_ih, b_hh, h0, False)
             result = _recompute_grads(_composite.gru_cell_fwd, inputs, needs, (grad_h,))
         else:
-            grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_h0 = OPS.gru_cell_bwd(
+            grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_h0 = _backward_op(
+                OPS.gru_cell_bwd, double,
                 _or_zeros(grad_h, h), x, w_ih, w_hh, b_hh, h0, h, workspace)
             if not ctx.bias:
                 grad_b_ih = grad_b_hh = None
             result = [grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_h0]
-            if _double_backward(ctx, (grad_h,)):
+            if double:
                 result = _once_differentiable(result)
         return (None, *result, None)
 
@@ -541,6 +563,19 @@ def _mm_autograd(keyset, a, b):
         _checks.mm(a, b)
         return torch.mm(a, b)
     return _below_autograd(OPS.mm.default, keyset, a, b)
+
+
+_RECORDED = {"lstm_fwd": _LstmFwd, "gru_fwd": _GruFwd, "lstm_cell_fwd": _LstmCellFwd,
+             "gru_cell_fwd": _GruCellFwd}
+
+
+def record_forward(name, *args):
+    """``torch.ops.rnnfuse.<name>(*args)`` for a forward op whose inputs
+    require grad, as the op's Autograd kernel runs it on its ordinary path,
+    without the dispatcher's hop into that Python kernel and back. For eager
+    calls only: the caller (functional.py) rules out torch.compile and the
+    composite cases (needs_composite)."""
+    return _apply(_RECORDED[name], None, *args)
 
 
 _LIB = torch.library.Library("rnnfuse", "IMPL")
