@@ -101,7 +101,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       bwd.call(grad_h, at::zeros_like(grad_h), grad_c, w_hh, c10::nullopt, h0, c0, h, workspace,
                c10::nullopt, false);
   auto grad_bias = bias ? grad_pre.sum(0) : at::empty({0}, grad_pre.options());
-  return {at::mm(grad_pre, w_ih), at::mm(grad_pre.t(), x), grad_w_hh, grad_bias, grad_h0,
+  return {at::mm(grad_pre, w_ih), rows_mm(grad_pre.t(), x), grad_w_hh, grad_bias, grad_h0,
           grad_c0};
 }
 
@@ -132,7 +132,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   auto [grad_pre, grad_w_hh, grad_b_hh, grad_h0] = bwd.call(
       grad_h, at::zeros_like(grad_h), w_hh, b_hh, h0, h, workspace, c10::nullopt, false);
   auto grad_b_ih = defined(b_hh) ? grad_pre.sum(0) : at::empty({0}, grad_pre.options());
-  return {at::mm(grad_pre, w_ih), at::mm(grad_pre.t(), x), grad_w_hh, grad_b_ih, grad_b_hh,
+  return {at::mm(grad_pre, w_ih), rows_mm(grad_pre.t(), x), grad_w_hh, grad_b_ih, grad_b_hh,
           grad_h0};
 }
 

@@ -67,15 +67,17 @@ def test_gru_kernel_boundaries(variant, B, H, T, dtype):
                            relative=dtype != torch.float64)
 
 
-# Cells (B, I, H): on the CPU fp32/fp64 cells with fewer than 16 rows run the
-# fused pass (cpu/cell_cpu.cpp: input term, recurrent term and gate math of a
-# block in one go); 16 rows and more, and bf16, the projection GEMM and the
-# layer op. Partial blocks, I not a multiple of the lanes, both sides of 16.
+# Cells (B, I, H): on the CPU fp32/fp64 cells run one fused pass
+# (cpu/cell_cpu.cpp), which below 16 rows computes both products itself as
+# dot products and from 16 rows takes them from ATen's GEMMs; bf16 runs the
+# projection GEMM and the layer op. Partial blocks, I not a multiple of the
+# lanes, both sides of 16.
 CELL_CASES = [
     (1, 37, 33),
     (15, 17, 40),
     (16, 9, 19),
     (5, 1, 16),
+    (41, 23, 37),
 ]
 
 

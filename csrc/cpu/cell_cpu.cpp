@@ -1,11 +1,13 @@
-// The cells' forward on the CPU for small batches: the input projection, the
-// recurrent product, the gate math and the state update of one step in one
-// pass (kernels.h's lstm_fwd / gru_fwd with their input term, w_in). A cell
-// call is one step, so what the composite body (driver_cell.cpp) spends
-// around its GEMM and layer op (an addmm for a single row, a bias sum, the
-// layer op's schedule, buffers and copies) is most of a call's time at small
-// batch. Larger batches, and fp16/bf16, take the composite body: there the
-// input projection is a GEMM worth its own call.
+// The cells' forward on the CPU in fp32/fp64: one pass over the gates that
+// adds the input term, the recurrent term and both biases, applies the gate
+// math and writes h, c and the workspace (kernels.h's lstm_fwd / gru_fwd). A
+// cell call is one step, so what the composite body (driver_cell.cpp) spends
+// around its GEMMs (a bias sum, the layer op's schedule, buffers, copies and,
+// from 16 rows, laying w_hh out for one step) is much of a call's time.
+// Small batches compute both products in that pass as dot products with the
+// weights as stored (w_in); larger ones take both GEMMs from ATen first
+// (rec), as torch.nn's cell does, and fuse the rest. fp16/bf16 take the
+// composite body.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
@@ -20,18 +22,42 @@
 namespace rnnfuse {
 namespace {
 
-// Whether the fused pass takes the call: the dtypes that compute in place
-// (fp32, fp64), and the batches that the layer's forward would also run as
-// dot products (cpu_common.h: too few rows to pay for laying the weights out).
-bool fused_cell(const at::Tensor& x) {
+enum class CellPath { kComposite, kDots, kGemms };
+
+// fp32/fp64 compute in place; the batches the layer's forward would also run
+// as dot products (cpu_common.h: too few rows to pay for laying the weights
+// out) take them, larger ones ATen's GEMMs.
+CellPath cell_path(const at::Tensor& x) {
   const auto t = x.scalar_type();
-  return (t == at::kFloat || t == at::kDouble) && !pack_forward_weights(x.size(0), x.size(0));
+  if (t != at::kFloat && t != at::kDouble) return CellPath::kComposite;
+  return pack_forward_weights(x.size(0), x.size(0)) ? CellPath::kGemms : CellPath::kDots;
 }
 
 void check_recurrent(int64_t gates, const at::Tensor& x, const at::Tensor& w_hh,
                      const at::Tensor& h0) {
   check_operand(w_hh, "w_hh", 2, x, "x");
   check_shape(w_hh, "w_hh", {gates * h0.size(1), h0.size(1)});
+}
+
+// The pass's input and recurrent terms: dot products with the weights as
+// stored, or the GEMMs' results.
+template <typename Args>
+void set_input_term(Args& a, const at::Tensor& x, const at::Tensor& w_ih,
+                    const at::Tensor& x_proj, const at::Tensor& rec) {
+  using scalar_t = std::remove_const_t<std::remove_pointer_t<decltype(a.w_in)>>;
+  if (rec.defined()) {
+    a.x_proj = x_proj.data_ptr<scalar_t>();
+    a.rec = rec.data_ptr<scalar_t>();
+  } else {
+    a.w_in = w_ih.data_ptr<scalar_t>();
+    a.x_in = x.data_ptr<scalar_t>();
+    a.in_size = x.size(1);
+  }
+}
+
+// Multiply-adds of the pass, for parallel_blocks (only gate math after GEMMs).
+int64_t macs(CellPath path, int64_t batch, int64_t rows, int64_t in_size, int64_t hidden) {
+  return path == CellPath::kDots ? batch * rows * (in_size + hidden) : batch * rows;
 }
 
 // One step whose rows all start from h0 and end there.
@@ -42,7 +68,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
     const OptTensor& b_ih_in, const OptTensor& b_hh_in, const at::Tensor& h0_in,
     const at::Tensor& c0, bool training) {
   check_cell_inputs("lstm_cell", 4, x_in, w_ih_in, h0_in, b_ih_in, b_hh_in);
-  if (!fused_cell(x_in)) {
+  const CellPath path = cell_path(x_in);
+  if (path == CellPath::kComposite) {
     return lstm_cell_fwd_composite(x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in, c0, training);
   }
   check_recurrent(4, x_in, w_hh_in, h0_in);
@@ -56,6 +83,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
   auto h = at::empty({batch, hidden}, x.options());
   auto c = c0.clone(at::MemoryFormat::Contiguous);  // c_{t-1} in, c_t out
   auto ws = training ? at::empty({batch, 5 * hidden}, x.options()) : at::empty({0}, x.options());
+  at::Tensor x_proj, rec;
+  if (path == CellPath::kGemms) {
+    x_proj = at::mm(x, w_ih.t());
+    rec = at::mm(h0, w_hh.t());
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnfuse_lstm_cell_fwd_cpu", [&] {
     const auto& kern = cpu::cpu_kernels<scalar_t>();
     cpu::LstmFwdArgs<scalar_t> a{};
@@ -66,13 +98,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
     a.c_state = c.data_ptr<scalar_t>();
     a.y = h.data_ptr<scalar_t>();
     a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
-    a.w_in = w_ih.data_ptr<scalar_t>();
-    a.x_in = x.data_ptr<scalar_t>();
-    a.in_size = x.size(1);
+    set_input_term(a, x, w_ih, x_proj, rec);
     a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
     a.b_in2 = b_hh.defined() ? b_hh.data_ptr<scalar_t>() : nullptr;
     const Step st = one_step(batch);
-    parallel_blocks(kern.blocks(hidden), batch * 4 * hidden * (a.in_size + hidden),
+    parallel_blocks(kern.blocks(hidden), macs(path, batch, 4 * hidden, x.size(1), hidden),
                     [&](int64_t b0, int64_t b1) { kern.lstm_fwd(a, st, b0, b1); });
   });
   return {h, c, ws};
@@ -85,7 +115,8 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
                                                     const OptTensor& b_hh_in,
                                                     const at::Tensor& h0_in, bool training) {
   check_cell_inputs("gru_cell", 3, x_in, w_ih_in, h0_in, b_ih_in, b_hh_in);
-  if (!fused_cell(x_in)) {
+  const CellPath path = cell_path(x_in);
+  if (path == CellPath::kComposite) {
     return gru_cell_fwd_composite(x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in, training);
   }
   check_recurrent(3, x_in, w_hh_in, h0_in);
@@ -96,6 +127,11 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
   const int64_t batch = x.size(0), hidden = h0.size(1);
   auto h = at::empty({batch, hidden}, x.options());
   auto ws = training ? at::empty({batch, 4 * hidden}, x.options()) : at::empty({0}, x.options());
+  at::Tensor x_proj, rec;
+  if (path == CellPath::kGemms) {
+    x_proj = at::mm(x, w_ih.t());
+    rec = at::mm(h0, w_hh.t());
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnfuse_gru_cell_fwd_cpu", [&] {
     const auto& kern = cpu::cpu_kernels<scalar_t>();
     cpu::GruFwdArgs<scalar_t> a{};
@@ -105,12 +141,10 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
     a.b_hh = b_hh.defined() ? b_hh.data_ptr<scalar_t>() : nullptr;
     a.y = h.data_ptr<scalar_t>();
     a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
-    a.w_in = w_ih.data_ptr<scalar_t>();
-    a.x_in = x.data_ptr<scalar_t>();
-    a.in_size = x.size(1);
+    set_input_term(a, x, w_ih, x_proj, rec);
     a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
     const Step st = one_step(batch);
-    parallel_blocks(kern.blocks(hidden), batch * 3 * hidden * (a.in_size + hidden),
+    parallel_blocks(kern.blocks(hidden), macs(path, batch, 3 * hidden, x.size(1), hidden),
                     [&](int64_t b0, int64_t b1) { kern.gru_fwd(a, st, b0, b1); });
   });
   return {h, ws};

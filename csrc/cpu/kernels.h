@@ -59,12 +59,15 @@ struct LstmFwdArgs {
   acc_t* h_raw;            // (B, H): with a projection, h before it; else null
   acc_t* h_next;           // (B, P): h rounded to scalar_t, in acc_t, for the next A rows; or null
   acc_t* ws;               // (N, 5H) (i, f, g, o, c), or null
-  // A single-step cell (cell_cpu.cpp) computes its input term in the same
-  // pass instead of reading x_proj: x_in @ w_in^T + b_in + b_in2 (biases
-  // optional). Dot-product path only (w_packed and w_pairs null).
+  // A single-step cell (cell_cpu.cpp) either computes its input term in the
+  // same pass instead of reading x_proj, x_in @ w_in^T (w_in set; small
+  // batches), or has both GEMMs done before the pass: x_proj = x @ w_ih^T and
+  // rec = h0 @ w_hh^T (rec set). Either way it adds b_in + b_in2 to the input
+  // term (each optional). Both with w_packed and w_pairs null.
   const scalar_t* w_in;    // w_ih (4H, I) as stored, or null: x_proj holds the input term
   const acc_t* x_in;       // (B, I)
   int64_t in_size;         // I
+  const acc_t* rec;        // (B, 4H): the recurrent term, used instead of w; or null
   const acc_t* b_in;       // (4H) or null
   const acc_t* b_in2;      // (4H) or null
 };
@@ -109,10 +112,11 @@ struct GruFwdArgs {
   scalar_t* y;             // (N, H)
   acc_t* h_next;           // (B, H) or null, as for the LSTM
   acc_t* ws;               // (N, 4H) (r, z, n, hn), or null
-  // As for the LSTM: a cell's input term x_in @ w_in^T + b_in in the same pass.
+  // As for the LSTM (b_in only; b_hh is added to the recurrent term, rec).
   const scalar_t* w_in;    // w_ih (3H, I) as stored, or null: x_proj holds the input term
   const acc_t* x_in;       // (B, I)
   int64_t in_size;         // I
+  const acc_t* rec;        // (B, 3H): the recurrent term (without b_hh), or null
   const acc_t* b_in;       // (3H) or null
 };
 

@@ -611,6 +611,20 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
                        load_acc<acc_t>(x + 2 * H, n), load_acc<acc_t>(x + 3 * H, n)};
       epi_in(b, acc, in);
     };
+    if (a.rec) {
+      for (int64_t b = 0; b < st.bs; ++b) {
+        V acc[4], in[4];
+        const scalar_t* x = a.x_proj + (st.row0 + b) * 4 * H + j0;
+        for (int g = 0; g < 4; ++g) {
+          acc[g] = load(a.rec + b * 4 * H + g * H + j0, n);
+          in[g] = load_acc<acc_t>(x + g * H, n);
+          if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
+          if (a.b_in2) in[g] = in[g] + load(a.b_in2 + g * H + j0, n);
+        }
+        epi_in(b, acc, in);
+      }
+      continue;
+    }
     if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
       const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
       if (a.w_pairs) {
@@ -746,6 +760,19 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
                        load_acc<acc_t>(x + 2 * H, n)};
       epi_in(b, acc, in);
     };
+    if (a.rec) {
+      for (int64_t b = 0; b < st.bs; ++b) {
+        V acc[3], in[3];
+        const scalar_t* x = a.x_proj + (st.row0 + b) * 3 * H + j0;
+        for (int g = 0; g < 3; ++g) {
+          acc[g] = load(a.rec + b * 3 * H + g * H + j0, n);
+          in[g] = load_acc<acc_t>(x + g * H, n);
+          if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
+        }
+        epi_in(b, acc, in);
+      }
+      continue;
+    }
     if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
       const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
       if (a.w_pairs) {
