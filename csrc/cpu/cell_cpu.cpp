@@ -55,9 +55,10 @@ void set_input_term(Args& a, const at::Tensor& x, const at::Tensor& w_ih,
   }
 }
 
-// Multiply-adds of the pass, for parallel_blocks (only gate math after GEMMs).
+// The pass's work in multiply-adds, for parallel_blocks (after the GEMMs,
+// the gate math alone: cpu_common.h's kGateMacs per gate value).
 int64_t macs(CellPath path, int64_t batch, int64_t rows, int64_t in_size, int64_t hidden) {
-  return path == CellPath::kDots ? batch * rows * (in_size + hidden) : batch * rows;
+  return batch * rows * (path == CellPath::kDots ? in_size + hidden : kGateMacs);
 }
 
 // One step whose rows all start from h0 and end there.

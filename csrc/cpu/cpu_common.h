@@ -38,6 +38,12 @@ inline at::Tensor tail_panel(const at::Tensor& w_acc, int64_t width) {
 // other threads costs a few microseconds, more than such a step takes.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 17;
 
+// The gate math per gate value (an exp or tanh and a few products) costs
+// about as long as this many multiply-adds: added to a step's GEMM work when
+// deciding whether it is worth more than one thread (a step whose GEMM is
+// small or absent, as in a single-step cell, can still have much of it).
+constexpr int64_t kGateMacs = 8;
+
 // fn(begin, end) over [0, n) (blocks or panels), split across ATen's threads
 // when the step has the work to pay for it.
 template <typename Fn>

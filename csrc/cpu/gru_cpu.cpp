@@ -122,7 +122,7 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
       a.next = d_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * 3 * hidden;
       a.dhh_next = d_buf.data_ptr<acc_t>() + (s & 1) * batch * 3 * hidden;
     }
-    parallel_blocks(n_panels, st.carry_next * hidden * 3 * hidden, [&](int64_t p0, int64_t p1) {
+    parallel_blocks(n_panels, (st.carry_next * hidden + st.bs * kGateMacs) * 3 * hidden, [&](int64_t p0, int64_t p1) {
       kern.gru_bwd(a, st, p0, p1);
     });
   }

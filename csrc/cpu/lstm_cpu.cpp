@@ -159,7 +159,7 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
       dh_unit = at::mm(dh, w_hr);
       a.dh_unit = dh_unit.data_ptr<acc_t>();
     }
-    parallel_blocks(n_panels, st.carry_next * out * 4 * hidden, [&](int64_t p0, int64_t p1) {
+    parallel_blocks(n_panels, (st.carry_next * out + st.bs * kGateMacs) * 4 * hidden, [&](int64_t p0, int64_t p1) {
       kern.lstm_bwd(a, st, p0, p1);
     });
   }
