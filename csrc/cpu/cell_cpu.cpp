@@ -39,21 +39,47 @@ void check_recurrent(int64_t gates, const at::Tensor& x, const at::Tensor& w_hh,
   check_shape(w_hh, "w_hh", {gates * h0.size(1), h0.size(1)});
 }
 
-// The pass's input and recurrent terms: dot products with the weights as
-// stored, or the GEMMs' results.
-template <typename Args>
-void set_input_term(Args& a, const at::Tensor& x, const at::Tensor& w_ih,
-                    const at::Tensor& x_proj, const at::Tensor& rec) {
-  using scalar_t = std::remove_const_t<std::remove_pointer_t<decltype(a.w_in)>>;
-  if (rec.defined()) {
-    a.x_proj = x_proj.data_ptr<scalar_t>();
-    a.rec = rec.data_ptr<scalar_t>();
-  } else {
-    a.w_in = w_ih.data_ptr<scalar_t>();
-    a.x_in = x.data_ptr<scalar_t>();
-    a.in_size = x.size(1);
+// A fused call's operands, contiguous, and with kGemms both products.
+struct CellOperands {
+  at::Tensor x, w_ih, w_hh, h0, b_ih, b_hh;
+  at::Tensor x_proj, rec;  // x @ w_ih^T, h0 @ w_hh^T (kGemms only)
+
+  CellOperands(CellPath path, const at::Tensor& x_in, const at::Tensor& w_ih_in,
+               const at::Tensor& w_hh_in, const OptTensor& b_ih_in, const OptTensor& b_hh_in,
+               const at::Tensor& h0_in)
+      : x(x_in.contiguous()),
+        w_ih(w_ih_in.contiguous()),
+        w_hh(w_hh_in.contiguous()),
+        h0(h0_in.contiguous()),
+        b_ih(defined(b_ih_in) ? b_ih_in->contiguous() : at::Tensor()),
+        b_hh(defined(b_hh_in) ? b_hh_in->contiguous() : at::Tensor()) {
+    if (path == CellPath::kGemms) {
+      x_proj = at::mm(x, w_ih.t());
+      rec = at::mm(h0, w_hh.t());
+    }
   }
-}
+
+  // The kernel arguments every cell shares: w_hh, h0, h (y), the workspace,
+  // and the input term (dot products with w_ih as stored, or the GEMMs').
+  template <typename Args>
+  void fill(Args& a, at::Tensor& h, at::Tensor& ws, bool training) const {
+    using scalar_t = std::remove_const_t<std::remove_pointer_t<decltype(a.w_in)>>;
+    a.hidden = h0.size(1);
+    a.w = w_hh.data_ptr<scalar_t>();
+    a.h0 = a.h0_s = h0.data_ptr<scalar_t>();
+    a.y = h.data_ptr<scalar_t>();
+    a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
+    a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
+    if (rec.defined()) {
+      a.x_proj = x_proj.data_ptr<scalar_t>();
+      a.rec = rec.data_ptr<scalar_t>();
+    } else {
+      a.w_in = w_ih.data_ptr<scalar_t>();
+      a.x_in = x.data_ptr<scalar_t>();
+      a.in_size = x.size(1);
+    }
+  }
+};
 
 // The pass's work in multiply-adds, for parallel_blocks (after the GEMMs,
 // the gate math alone: cpu_common.h's kGateMacs per gate value).
@@ -76,34 +102,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
   check_recurrent(4, x_in, w_hh_in, h0_in);
   check_operand(c0, "c0", 2, x_in, "x");
   check_shape(c0, "c0", h0_in.sizes());
-  const auto x = x_in.contiguous(), w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous(),
-             h0 = h0_in.contiguous();
-  const auto b_ih = defined(b_ih_in) ? b_ih_in->contiguous() : at::Tensor();
-  const auto b_hh = defined(b_hh_in) ? b_hh_in->contiguous() : at::Tensor();
-  const int64_t batch = x.size(0), hidden = h0.size(1);
-  auto h = at::empty({batch, hidden}, x.options());
+  const CellOperands op(path, x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in);
+  const int64_t batch = op.x.size(0), hidden = op.h0.size(1);
+  auto h = at::empty({batch, hidden}, op.x.options());
   auto c = c0.clone(at::MemoryFormat::Contiguous);  // c_{t-1} in, c_t out
-  auto ws = training ? at::empty({batch, 5 * hidden}, x.options()) : at::empty({0}, x.options());
-  at::Tensor x_proj, rec;
-  if (path == CellPath::kGemms) {
-    x_proj = at::mm(x, w_ih.t());
-    rec = at::mm(h0, w_hh.t());
-  }
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnfuse_lstm_cell_fwd_cpu", [&] {
+  auto ws = training ? at::empty({batch, 5 * hidden}, op.x.options())
+                     : at::empty({0}, op.x.options());
+  AT_DISPATCH_FLOATING_TYPES(op.x.scalar_type(), "rnnfuse_lstm_cell_fwd_cpu", [&] {
     const auto& kern = cpu::cpu_kernels<scalar_t>();
     cpu::LstmFwdArgs<scalar_t> a{};
-    a.hidden = hidden;
+    op.fill(a, h, ws, training);
     a.out = hidden;
-    a.w = w_hh.data_ptr<scalar_t>();
-    a.h0 = a.h0_s = h0.data_ptr<scalar_t>();
     a.c_state = c.data_ptr<scalar_t>();
-    a.y = h.data_ptr<scalar_t>();
-    a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
-    set_input_term(a, x, w_ih, x_proj, rec);
-    a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
-    a.b_in2 = b_hh.defined() ? b_hh.data_ptr<scalar_t>() : nullptr;
+    a.b_in2 = op.b_hh.defined() ? op.b_hh.data_ptr<scalar_t>() : nullptr;
     const Step st = one_step(batch);
-    parallel_blocks(kern.blocks(hidden), macs(path, batch, 4 * hidden, x.size(1), hidden),
+    parallel_blocks(kern.blocks(hidden), macs(path, batch, 4 * hidden, op.x.size(1), hidden),
                     [&](int64_t b0, int64_t b1) { kern.lstm_fwd(a, st, b0, b1); });
   });
   return {h, c, ws};
@@ -121,31 +134,18 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
     return gru_cell_fwd_composite(x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in, training);
   }
   check_recurrent(3, x_in, w_hh_in, h0_in);
-  const auto x = x_in.contiguous(), w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous(),
-             h0 = h0_in.contiguous();
-  const auto b_ih = defined(b_ih_in) ? b_ih_in->contiguous() : at::Tensor();
-  const auto b_hh = defined(b_hh_in) ? b_hh_in->contiguous() : at::Tensor();
-  const int64_t batch = x.size(0), hidden = h0.size(1);
-  auto h = at::empty({batch, hidden}, x.options());
-  auto ws = training ? at::empty({batch, 4 * hidden}, x.options()) : at::empty({0}, x.options());
-  at::Tensor x_proj, rec;
-  if (path == CellPath::kGemms) {
-    x_proj = at::mm(x, w_ih.t());
-    rec = at::mm(h0, w_hh.t());
-  }
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnfuse_gru_cell_fwd_cpu", [&] {
+  const CellOperands op(path, x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in);
+  const int64_t batch = op.x.size(0), hidden = op.h0.size(1);
+  auto h = at::empty({batch, hidden}, op.x.options());
+  auto ws = training ? at::empty({batch, 4 * hidden}, op.x.options())
+                     : at::empty({0}, op.x.options());
+  AT_DISPATCH_FLOATING_TYPES(op.x.scalar_type(), "rnnfuse_gru_cell_fwd_cpu", [&] {
     const auto& kern = cpu::cpu_kernels<scalar_t>();
     cpu::GruFwdArgs<scalar_t> a{};
-    a.hidden = hidden;
-    a.w = w_hh.data_ptr<scalar_t>();
-    a.h0 = a.h0_s = h0.data_ptr<scalar_t>();
-    a.b_hh = b_hh.defined() ? b_hh.data_ptr<scalar_t>() : nullptr;
-    a.y = h.data_ptr<scalar_t>();
-    a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
-    set_input_term(a, x, w_ih, x_proj, rec);
-    a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
+    op.fill(a, h, ws, training);
+    a.b_hh = op.b_hh.defined() ? op.b_hh.data_ptr<scalar_t>() : nullptr;
     const Step st = one_step(batch);
-    parallel_blocks(kern.blocks(hidden), macs(path, batch, 3 * hidden, x.size(1), hidden),
+    parallel_blocks(kern.blocks(hidden), macs(path, batch, 3 * hidden, op.x.size(1), hidden),
                     [&](int64_t b0, int64_t b1) { kern.gru_fwd(a, st, b0, b1); });
   });
   return {h, ws};
