@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <type_traits>
+#include <vector>
 
 #include "kernels.h"
 
@@ -43,6 +44,16 @@ constexpr int64_t kMinParallelMacs = int64_t(1) << 17;
 // deciding whether it is worth more than one thread (a step whose GEMM is
 // small or absent, as in a single-step cell, can still have much of it).
 constexpr int64_t kGateMacs = 8;
+
+// Whether any step carries rows into the next one processed: a backward
+// without (one step, as in a cell) has no recurrent GEMM, so nothing to lay
+// out or convert for it.
+inline bool any_carry(const std::vector<Step>& steps) {
+  for (const Step& st : steps) {
+    if (st.carry_next > 0) return true;
+  }
+  return false;
+}
 
 // fn(begin, end) over [0, n) (blocks or panels), split across ATen's threads
 // when the step has the work to pay for it.

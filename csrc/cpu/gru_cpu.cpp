@@ -85,9 +85,12 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   const int64_t batch = g.h0.size(0);
   const auto acc_opts = g.dh_state.options();
   const int64_t n_panels = kern.panels(hidden);
-  const at::Tensor w = g.w_hh.to(acc_opts.dtype());
+  const bool recurrent = any_carry(steps);
+  const at::Tensor w = recurrent ? g.w_hh.to(acc_opts.dtype()) : at::Tensor();
   at::Tensor w_tail, w_pairs;
-  if (kern.pairs) {
+  if (!recurrent) {
+    // No recurrent GEMM: w, w_tail and w_pairs are never read.
+  } else if (kern.pairs) {
     w_pairs = at::empty({kern.bwd_pairs_size(3 * hidden, hidden)}, g.w_hh.options());
     const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
     scalar_t* dst = w_pairs.data_ptr<scalar_t>();
@@ -102,7 +105,7 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   cpu::GruBwdArgs<scalar_t> a{};
   a.hidden = hidden;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
-  a.w = w.data_ptr<acc_t>();
+  a.w = w.defined() ? w.data_ptr<acc_t>() : nullptr;
   a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.y = g.y.data_ptr<scalar_t>();
@@ -122,9 +125,8 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
       a.next = d_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * 3 * hidden;
       a.dhh_next = d_buf.data_ptr<acc_t>() + (s & 1) * batch * 3 * hidden;
     }
-    parallel_blocks(n_panels, (st.carry_next * hidden + st.bs * kGateMacs) * 3 * hidden, [&](int64_t p0, int64_t p1) {
-      kern.gru_bwd(a, st, p0, p1);
-    });
+    parallel_blocks(n_panels, (st.carry_next * hidden + st.bs * kGateMacs) * 3 * hidden,
+                    [&](int64_t p0, int64_t p1) { kern.gru_bwd(a, st, p0, p1); });
   }
 }
 

@@ -705,9 +705,12 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
     };
     int64_t b = 0;
     if (!a.dh_unit) {
-      bool done = false;
+      // Rows carrying into the next step: their recurrent GEMM (none in a
+      // call's last step, or anywhere in a one-step call, whose weights the
+      // driver then leaves unset).
+      bool done = st.carry_next == 0;
       if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
-        if (a.w_pairs) {
+        if (!done && a.w_pairs) {
           const auto row_s = [&](int64_t b) { return a.next_s + b * 4 * H; };
           gemm_rows_pairs<NVB>(st.carry_next, row_s, 4 * H,
                                a.w_pairs + p * (4 * H + 4 * H % 2) * NVB * VW, epi);
@@ -842,9 +845,10 @@ void gru_bwd(const GruBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_
         }
       }
     };
-    bool done = false;
+    // As in lstm_bwd: no recurrent GEMM without carried rows.
+    bool done = st.carry_next == 0;
     if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
-      if (a.w_pairs) {
+      if (!done && a.w_pairs) {
         const auto row_s = [&](int64_t b) { return a.next_s + b * 3 * H; };
         gemm_rows_pairs<NVB>(st.carry_next, row_s, 3 * H,
                              a.w_pairs + p * (3 * H + 3 * H % 2) * NVB * VW, epi);

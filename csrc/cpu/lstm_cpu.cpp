@@ -101,13 +101,16 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   const bool project = g.w_hr.defined();
   const auto acc_opts = g.dc_state.options();
   const int64_t n_panels = kern.panels(hidden);
-  const at::Tensor w = g.w_hh.to(acc_opts.dtype());
+  const bool recurrent = any_carry(steps);
+  const at::Tensor w = recurrent ? g.w_hh.to(acc_opts.dtype()) : at::Tensor();
   // With a projection the recurrent term lives in the projected space and is
   // combined with tensor ops (at::mm) before the kernel, which then gets dh.
   at::Tensor w_tail, w_pairs, rec, w_hr;
   if (project) {
     rec = at::empty({batch, out}, acc_opts);
     w_hr = g.w_hr.to(acc_opts.dtype());
+  } else if (!recurrent) {
+    // No recurrent GEMM: w, w_tail and w_pairs are never read.
   } else if (kern.pairs) {
     w_pairs = at::empty({kern.bwd_pairs_size(4 * hidden, out)}, g.w_hh.options());
     const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
@@ -124,7 +127,7 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   a.hidden = hidden;
   a.out = out;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
-  a.w = w.data_ptr<acc_t>();
+  a.w = w.defined() ? w.data_ptr<acc_t>() : nullptr;
   a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.c0 = g.c0.data_ptr<scalar_t>();
@@ -159,9 +162,8 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
       dh_unit = at::mm(dh, w_hr);
       a.dh_unit = dh_unit.data_ptr<acc_t>();
     }
-    parallel_blocks(n_panels, (st.carry_next * out + st.bs * kGateMacs) * 4 * hidden, [&](int64_t p0, int64_t p1) {
-      kern.lstm_bwd(a, st, p0, p1);
-    });
+    parallel_blocks(n_panels, (st.carry_next * out + st.bs * kGateMacs) * 4 * hidden,
+                    [&](int64_t p0, int64_t p1) { kern.lstm_bwd(a, st, p0, p1); });
   }
 }
 
