@@ -1,12 +1,13 @@
-// The cells' forward on the CPU in fp32/fp64: one pass over the gates that
-// adds the input term, the recurrent term and both biases, applies the gate
-// math and writes h, c and the workspace (kernels.h's lstm_fwd / gru_fwd). A
-// cell call is one step, so what the composite body (driver_cell.cpp) spends
-// around its GEMMs (a bias sum, the layer op's schedule, buffers, copies and,
-// from 16 rows, laying w_hh out for one step) is much of a call's time.
-// Small batches compute both products in that pass as dot products with the
-// weights as stored (w_in); larger ones take both GEMMs from ATen first
-// (rec), as torch.nn's cell does, and fuse the rest. fp16/bf16 take the
+// The cells' forward on the CPU: one pass over the gates that adds the input
+// term, the recurrent term and both biases, applies the gate math (in fp32
+// for bf16) and writes h, c and the workspace (kernels.h's lstm_fwd /
+// gru_fwd). A cell call is one step, so what the composite body
+// (driver_cell.cpp) spends around its GEMMs (a bias sum, the layer op's
+// schedule, buffers, copies and, from 16 rows, laying w_hh out for one step)
+// is much of a call's time. Small fp32/fp64 batches compute both products in
+// that pass as dot products with the weights as stored (w_in); from 16 rows,
+// fp32, fp64 and bf16 take both GEMMs from ATen first (rec), as torch.nn's
+// cell does, and fuse the rest. Small bf16 batches and fp16 take the
 // composite body.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -24,13 +25,15 @@ namespace {
 
 enum class CellPath { kComposite, kDots, kGemms };
 
-// fp32/fp64 compute in place; the batches the layer's forward would also run
-// as dot products (cpu_common.h: too few rows to pay for laying the weights
-// out) take them, larger ones ATen's GEMMs.
+// The batches the layer's forward would also run as dot products
+// (cpu_common.h: too few rows to pay for laying the weights out) take them,
+// larger ones ATen's GEMMs. The dot products read x in the accumulation type,
+// so only fp32/fp64 take them.
 CellPath cell_path(const at::Tensor& x) {
   const auto t = x.scalar_type();
-  if (t != at::kFloat && t != at::kDouble) return CellPath::kComposite;
-  return pack_forward_weights(x.size(0), x.size(0)) ? CellPath::kGemms : CellPath::kDots;
+  const bool gemms = pack_forward_weights(x.size(0), x.size(0));
+  if (t == at::kFloat || t == at::kDouble) return gemms ? CellPath::kGemms : CellPath::kDots;
+  return t == at::kBFloat16 && gemms ? CellPath::kGemms : CellPath::kComposite;
 }
 
 void check_recurrent(int64_t gates, const at::Tensor& x, const at::Tensor& w_hh,
@@ -39,9 +42,10 @@ void check_recurrent(int64_t gates, const at::Tensor& x, const at::Tensor& w_hh,
   check_shape(w_hh, "w_hh", {gates * h0.size(1), h0.size(1)});
 }
 
-// A fused call's operands, contiguous, and with kGemms both products.
+// A fused call's operands, contiguous, and with kGemms both products; h0 and
+// the biases also in the accumulation type (the pass reads them so).
 struct CellOperands {
-  at::Tensor x, w_ih, w_hh, h0, b_ih, b_hh;
+  at::Tensor x, w_ih, w_hh, h0, h0_acc, b_ih, b_hh;
   at::Tensor x_proj, rec;  // x @ w_ih^T, h0 @ w_hh^T (kGemms only)
 
   CellOperands(CellPath path, const at::Tensor& x_in, const at::Tensor& w_ih_in,
@@ -51,31 +55,39 @@ struct CellOperands {
         w_ih(w_ih_in.contiguous()),
         w_hh(w_hh_in.contiguous()),
         h0(h0_in.contiguous()),
-        b_ih(defined(b_ih_in) ? b_ih_in->contiguous() : at::Tensor()),
-        b_hh(defined(b_hh_in) ? b_hh_in->contiguous() : at::Tensor()) {
+        h0_acc(as_dtype(h0, acc_dtype(h0.scalar_type()))),
+        b_ih(defined(b_ih_in) ? acc_bias(*b_ih_in) : at::Tensor()),
+        b_hh(defined(b_hh_in) ? acc_bias(*b_hh_in) : at::Tensor()) {
     if (path == CellPath::kGemms) {
       x_proj = at::mm(x, w_ih.t());
       rec = at::mm(h0, w_hh.t());
     }
   }
 
+  static at::Tensor acc_bias(const at::Tensor& b) {
+    return as_dtype(b, acc_dtype(b.scalar_type())).contiguous();
+  }
+
   // The kernel arguments every cell shares: w_hh, h0, h (y), the workspace,
-  // and the input term (dot products with w_ih as stored, or the GEMMs').
+  // b_ih, and the input term (dot products with w_ih as stored, or the
+  // GEMMs').
   template <typename Args>
   void fill(Args& a, at::Tensor& h, at::Tensor& ws, bool training) const {
     using scalar_t = std::remove_const_t<std::remove_pointer_t<decltype(a.w_in)>>;
+    using acc_t = cpu::acc_type<scalar_t>;
     a.hidden = h0.size(1);
     a.w = w_hh.data_ptr<scalar_t>();
-    a.h0 = a.h0_s = h0.data_ptr<scalar_t>();
+    a.h0_s = h0.data_ptr<scalar_t>();
+    a.h0 = h0_acc.data_ptr<acc_t>();
     a.y = h.data_ptr<scalar_t>();
-    a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
-    a.b_in = b_ih.defined() ? b_ih.data_ptr<scalar_t>() : nullptr;
+    a.ws = training ? ws.data_ptr<acc_t>() : nullptr;
+    a.b_in = b_ih.defined() ? b_ih.data_ptr<acc_t>() : nullptr;
     if (rec.defined()) {
       a.x_proj = x_proj.data_ptr<scalar_t>();
       a.rec = rec.data_ptr<scalar_t>();
-    } else {
+    } else {  // kDots: fp32/fp64 only, where x is in the accumulation type
       a.w_in = w_ih.data_ptr<scalar_t>();
-      a.x_in = x.data_ptr<scalar_t>();
+      a.x_in = x.data_ptr<acc_t>();
       a.in_size = x.size(1);
     }
   }
@@ -105,21 +117,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
   const CellOperands op(path, x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in);
   const int64_t batch = op.x.size(0), hidden = op.h0.size(1);
   auto h = at::empty({batch, hidden}, op.x.options());
-  auto c = c0.clone(at::MemoryFormat::Contiguous);  // c_{t-1} in, c_t out
-  auto ws = training ? at::empty({batch, 5 * hidden}, op.x.options())
-                     : at::empty({0}, op.x.options());
-  AT_DISPATCH_FLOATING_TYPES(op.x.scalar_type(), "rnnfuse_lstm_cell_fwd_cpu", [&] {
+  const auto acc = op.x.options().dtype(acc_dtype(op.x.scalar_type()));
+  // c_{t-1} in, c_t out, in the accumulation type.
+  auto c = c0.to(acc.dtype(), /*non_blocking=*/false, /*copy=*/true).contiguous();
+  auto ws = training ? at::empty({batch, 5 * hidden}, acc) : at::empty({0}, acc);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, op.x.scalar_type(), "rnnfuse_lstm_cell_fwd_cpu",
+                                 [&] {
+    using acc_t = cpu::acc_type<scalar_t>;
     const auto& kern = cpu::cpu_kernels<scalar_t>();
     cpu::LstmFwdArgs<scalar_t> a{};
     op.fill(a, h, ws, training);
     a.out = hidden;
-    a.c_state = c.data_ptr<scalar_t>();
-    a.b_in2 = op.b_hh.defined() ? op.b_hh.data_ptr<scalar_t>() : nullptr;
+    a.c_state = c.data_ptr<acc_t>();
+    a.b_in2 = op.b_hh.defined() ? op.b_hh.data_ptr<acc_t>() : nullptr;
     const Step st = one_step(batch);
     parallel_blocks(kern.blocks(hidden), macs(path, batch, 4 * hidden, op.x.size(1), hidden),
                     [&](int64_t b0, int64_t b1) { kern.lstm_fwd(a, st, b0, b1); });
   });
-  return {h, c, ws};
+  return {h, as_dtype(c, c0.scalar_type()), ws};
 }
 
 std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
@@ -137,13 +152,15 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
   const CellOperands op(path, x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in);
   const int64_t batch = op.x.size(0), hidden = op.h0.size(1);
   auto h = at::empty({batch, hidden}, op.x.options());
-  auto ws = training ? at::empty({batch, 4 * hidden}, op.x.options())
-                     : at::empty({0}, op.x.options());
-  AT_DISPATCH_FLOATING_TYPES(op.x.scalar_type(), "rnnfuse_gru_cell_fwd_cpu", [&] {
+  const auto acc = op.x.options().dtype(acc_dtype(op.x.scalar_type()));
+  auto ws = training ? at::empty({batch, 4 * hidden}, acc) : at::empty({0}, acc);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, op.x.scalar_type(), "rnnfuse_gru_cell_fwd_cpu",
+                                 [&] {
+    using acc_t = cpu::acc_type<scalar_t>;
     const auto& kern = cpu::cpu_kernels<scalar_t>();
     cpu::GruFwdArgs<scalar_t> a{};
     op.fill(a, h, ws, training);
-    a.b_hh = op.b_hh.defined() ? op.b_hh.data_ptr<scalar_t>() : nullptr;
+    a.b_hh = op.b_hh.defined() ? op.b_hh.data_ptr<acc_t>() : nullptr;
     const Step st = one_step(batch);
     parallel_blocks(kern.blocks(hidden), macs(path, batch, 3 * hidden, op.x.size(1), hidden),
                     [&](int64_t b0, int64_t b1) { kern.gru_fwd(a, st, b0, b1); });

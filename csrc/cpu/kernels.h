@@ -67,7 +67,7 @@ struct LstmFwdArgs {
   const scalar_t* w_in;    // w_ih (4H, I) as stored, or null: x_proj holds the input term
   const acc_t* x_in;       // (B, I)
   int64_t in_size;         // I
-  const acc_t* rec;        // (B, 4H): the recurrent term, used instead of w; or null
+  const scalar_t* rec;     // (B, 4H): the recurrent term, used instead of w; or null
   const acc_t* b_in;       // (4H) or null
   const acc_t* b_in2;      // (4H) or null
 };
@@ -116,7 +116,7 @@ struct GruFwdArgs {
   const scalar_t* w_in;    // w_ih (3H, I) as stored, or null: x_proj holds the input term
   const acc_t* x_in;       // (B, I)
   int64_t in_size;         // I
-  const acc_t* rec;        // (B, 3H): the recurrent term (without b_hh), or null
+  const scalar_t* rec;     // (B, 3H): the recurrent term (without b_hh), or null
   const acc_t* b_in;       // (3H) or null
 };
 

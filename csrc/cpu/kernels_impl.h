@@ -616,7 +616,7 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
         V acc[4], in[4];
         const scalar_t* x = a.x_proj + (st.row0 + b) * 4 * H + j0;
         for (int g = 0; g < 4; ++g) {
-          acc[g] = load(a.rec + b * 4 * H + g * H + j0, n);
+          acc[g] = load_acc<acc_t>(a.rec + b * 4 * H + g * H + j0, n);
           in[g] = load_acc<acc_t>(x + g * H, n);
           if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
           if (a.b_in2) in[g] = in[g] + load(a.b_in2 + g * H + j0, n);
@@ -768,7 +768,7 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
         V acc[3], in[3];
         const scalar_t* x = a.x_proj + (st.row0 + b) * 3 * H + j0;
         for (int g = 0; g < 3; ++g) {
-          acc[g] = load(a.rec + b * 3 * H + g * H + j0, n);
+          acc[g] = load_acc<acc_t>(a.rec + b * 3 * H + g * H + j0, n);
           in[g] = load_acc<acc_t>(x + g * H, n);
           if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
         }
