@@ -19,6 +19,11 @@ dispatcher's Autograd key, as one kernel per op that picks a path:
 torch.library.register_autograd would cover only the first: its generated
 autograd.Function has no forward-mode rule (torch.func.jvp then returns zero
 tangents) and cannot run under torch.func's transforms.
+
+Eager calls from rnnfuse.functional take the first path without the
+dispatcher's hop into these kernels (record_forward), and outside torch.func
+the Functions run in the older ctx-forward style (_eager): both only save
+per-call Python cost, which a cell call (one step) feels.
 """
 import torch
 import torch.autograd.forward_ad as fwAD
