@@ -150,6 +150,37 @@ def test_convert_parametrized_modules(kind, layer_calls):
     assert parametrize.type_before_parametrizations(fused) is nn.LSTM
 
 
+@pytest.mark.parametrize("kind", ["weight_norm", "weight_drop"])
+@pytest.mark.parametrize("mode", ["LSTMCell", "GRUCell"])
+def test_parametrized_cells_compute_with_the_parametrized_weight(mode, kind, layer_calls):
+    """A cell reads its weights straight from the parameter dict when it can
+    (per-call cost); a parametrized weight is not there and must still be
+    the parametrization's value, as torch.nn's cell computes it."""
+    plain, fused = make_twins(mode, 3, 5, dtype=torch.float64)
+    rnnfuse.revert(fused)
+    for module in (plain, fused):
+        if kind == "weight_norm":
+            torch.nn.utils.parametrizations.weight_norm(module, "weight_hh")
+        else:
+            parametrize.register_parametrization(module, "weight_hh", WeightDrop())
+    rnnfuse.convert(fused)
+    assert parametrize.type_before_parametrizations(fused) is TWINS[mode][1]
+    assert "weight_hh" not in fused._parameters
+    plain.load_state_dict(fused.state_dict())
+    results = []
+    for module in (plain, fused):
+        torch.manual_seed(3)  # the same inputs and dropout mask for both
+        x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+        h = torch.randn(4, 5, dtype=torch.float64)  # nonzero: w_hh must matter
+        out = module(x, (h, h.flip(0)) if mode == "LSTMCell" else h)
+        out = out[0] + out[1] if isinstance(out, tuple) else out
+        out.sum().backward()
+        results.append([out, x.grad, *(p.grad for p in module.parameters())])
+    assert layer_calls["lstm_layer" if mode == "LSTMCell" else "gru_layer"] == 1
+    for i, (e, a) in enumerate(zip(*results)):
+        compare(f"tensor[{i}]", e, a, 1e-10)
+
+
 # ------------------------------------------------------------- checkpoints
 def test_checkpoint_loads_with_weights_only_where_torch_nn_does(layer_calls):
     plain, fused = _net_pair()
