@@ -8,6 +8,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/FunctionRef.h>
 
 #include <tuple>
 #include <vector>
@@ -80,10 +81,12 @@ struct GruBackward {
   at::Tensor dhh;       // (N, 3H): the gradient of h_prev @ w_hh^T + b_hh
 };
 
-using LstmForwardLoop = void (*)(const LstmForward&, const std::vector<Step>&);
-using LstmBackwardLoop = void (*)(const LstmBackward&, const std::vector<Step>&);
-using GruForwardLoop = void (*)(const GruForward&, const std::vector<Step>&);
-using GruBackwardLoop = void (*)(const GruBackward&, const std::vector<Step>&);
+// A backend's time loop: a function, or a callable carrying its own
+// settings (the persistent emulators' configurations), called during the op.
+using LstmForwardLoop = c10::function_ref<void(const LstmForward&, const std::vector<Step>&)>;
+using LstmBackwardLoop = c10::function_ref<void(const LstmBackward&, const std::vector<Step>&)>;
+using GruForwardLoop = c10::function_ref<void(const GruForward&, const std::vector<Step>&)>;
+using GruBackwardLoop = c10::function_ref<void(const GruBackward&, const std::vector<Step>&)>;
 
 // The drivers: each op's full implementation, given a backend's time loop.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(

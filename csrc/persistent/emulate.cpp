@@ -35,8 +35,6 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-thread_local EmuConfig g_cfg;  // set by the op for the duration of one driver call
-
 // Everything one forward layer-direction needs, for either cell.
 template <typename scalar_t>
 struct Problem {
@@ -59,10 +57,9 @@ class Emulator {
   using Slice = SliceEmu<scalar_t>;
   using mma_t = typename Slice::mma_t;
 
-  Emulator(const Problem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows,
-           bool reverse)
-      : pr_(pr), steps_(steps) {
-    const EmuConfig& cfg = g_cfg;
+  Emulator(const EmuConfig& cfg, const Problem<scalar_t>& pr, const std::vector<Step>& steps,
+           int64_t n_rows)
+      : pr_(pr), steps_(steps), cfg_(cfg) {
     p_.gates = gates_of(pr.cell);
     p_.hidden = pr.H;
     p_.batch = pr.B;
@@ -75,7 +72,7 @@ class Emulator {
     TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W slice exceeds ", kRegFrags,
                 " register fragments per warp");
     hbuf_rows_ = cfg.hbuf_rows;
-    TORCH_CHECK(encode_schedule(steps, n_rows, reverse, sched_), "emulator: more than ",
+    TORCH_CHECK(encode_schedule(steps, n_rows, cfg.reverse, sched_), "emulator: more than ",
                 kMaxRuns, " batch-size runs");
     check_cursor(steps, sched_);
     n_rows_ = n_rows;
@@ -139,7 +136,7 @@ class Emulator {
 
   uint32_t waits_for(const Cta& cta, int q) const {
     const StepInfo& st = cta.cursor.cur;
-    return emu_wait(g_cfg, st, p_.replica_rows(cta.r, st.bs), p_.replica_of(q) == cta.r,
+    return emu_wait(cfg_, st, p_.replica_rows(cta.r, st.bs), p_.replica_of(q) == cta.r,
                     q == cta.q);
   }
 
@@ -232,6 +229,7 @@ class Emulator {
 
   Problem<scalar_t> pr_;
   const std::vector<Step>& steps_;
+  EmuConfig cfg_;
   Partition p_{};
   Schedule sched_{};
   int hbuf_rows_ = kChunkRows;
@@ -242,12 +240,12 @@ class Emulator {
 };
 
 template <typename scalar_t>
-void emulate(const Problem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows,
-             bool reverse) {
-  Emulator<scalar_t>(pr, steps, n_rows, reverse).run();
+void emulate(const EmuConfig& cfg, const Problem<scalar_t>& pr, const std::vector<Step>& steps,
+             int64_t n_rows) {
+  Emulator<scalar_t>(cfg, pr, steps, n_rows).run();
 }
 
-void lstm_loop(const LstmForward& f, const std::vector<Step>& steps) {
+void lstm_loop(const EmuConfig& cfg, const LstmForward& f, const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
                                   "persistent_emulate_lstm", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -256,11 +254,11 @@ void lstm_loop(const LstmForward& f, const std::vector<Step>& steps) {
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
                          f.c_state.data_ptr<acc_t>(),
                          f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
-    emulate(pr, steps, f.y.size(0), g_cfg.reverse);
+    emulate(cfg, pr, steps, f.y.size(0));
   });
 }
 
-void gru_loop(const GruForward& f, const std::vector<Step>& steps) {
+void gru_loop(const EmuConfig& cfg, const GruForward& f, const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
                                   "persistent_emulate_gru", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -269,7 +267,7 @@ void gru_loop(const GruForward& f, const std::vector<Step>& steps) {
                          f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
                          f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
-    emulate(pr, steps, f.y.size(0), g_cfg.reverse);
+    emulate(cfg, pr, steps, f.y.size(0));
   });
 }
 
@@ -278,10 +276,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
     int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed, int64_t fault) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  g_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
-                          x_proj.scalar_type());
+  const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
+                                        reverse, x_proj.scalar_type());
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
-                      &lstm_loop);
+                      [&](const LstmForward& f, const std::vector<Step>& steps) {
+                        lstm_loop(cfg, f, steps);
+                      });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
@@ -290,9 +290,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
     bool training, int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
     int64_t seed, int64_t fault) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  g_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
-                          x_proj.scalar_type());
-  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training, &gru_loop);
+  const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
+                                        reverse, x_proj.scalar_type());
+  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
+                     [&](const GruForward& f, const std::vector<Step>& steps) {
+                       gru_loop(cfg, f, steps);
+                     });
 }
 
 }  // namespace

@@ -26,7 +26,6 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-thread_local EmuConfig g_bwd_cfg;
 
 template <typename scalar_t>
 struct BwdProblem {
@@ -51,8 +50,9 @@ class BwdEmulator {
   using acc_t = at::opmath_type<scalar_t>;
   using mma_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
-  BwdEmulator(const BwdProblem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows)
-      : pr_(pr), cfg_(g_bwd_cfg) {
+  BwdEmulator(const EmuConfig& cfg, const BwdProblem<scalar_t>& pr, const std::vector<Step>& steps,
+              int64_t n_rows)
+      : pr_(pr), cfg_(cfg) {
     p_ = make_bwd_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
                             cfg_.elem_bytes);
     TORCH_CHECK(p_.units <= kBwdRows, "emulator: a backward CTA owns at most ", kBwdRows,
@@ -289,7 +289,8 @@ class BwdEmulator {
   std::mt19937_64 rng_;
 };
 
-void lstm_loop(const LstmBackward& g, const std::vector<Step>& steps) {
+void lstm_loop(const EmuConfig& cfg, const LstmBackward& g,
+              const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
                                   "persistent_emulate_lstm_bwd", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -298,11 +299,12 @@ void lstm_loop(const LstmBackward& g, const std::vector<Step>& steps) {
                             g.dh_state.data_ptr<acc_t>(), g.dc_state.data_ptr<acc_t>(),
                             g.ws.data_ptr<acc_t>(), g.c0.data_ptr<scalar_t>(), nullptr, nullptr,
                             g.dgates.data_ptr<scalar_t>(), nullptr};
-    BwdEmulator<scalar_t>(pr, steps, g.grad_y.size(0)).run();
+    BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();
   });
 }
 
-void gru_loop(const GruBackward& g, const std::vector<Step>& steps) {
+void gru_loop(const EmuConfig& cfg, const GruBackward& g,
+             const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
                                   "persistent_emulate_gru_bwd", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -311,7 +313,7 @@ void gru_loop(const GruBackward& g, const std::vector<Step>& steps) {
                             g.dh_state.data_ptr<acc_t>(), nullptr, g.ws.data_ptr<acc_t>(),
                             nullptr, g.h0.data_ptr<scalar_t>(), g.y.data_ptr<scalar_t>(),
                             g.dhh.data_ptr<scalar_t>(), g.dx.data_ptr<scalar_t>()};
-    BwdEmulator<scalar_t>(pr, steps, g.grad_y.size(0)).run();
+    BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();
   });
 }
 
@@ -322,10 +324,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_l
     int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
     int64_t fault) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
-  g_bwd_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
-                              grad_y.scalar_type());
+  const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
+                                        reverse, grad_y.scalar_type());
   return lstm_backward(grad_y, grad_h_n, grad_c_n, w_hh, c10::nullopt, h0, c0, y, workspace,
-                       batch_sizes, reverse, &lstm_loop);
+                       batch_sizes, reverse,
+                       [&](const LstmBackward& g, const std::vector<Step>& steps) {
+                         lstm_loop(cfg, g, steps);
+                       });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
@@ -335,10 +340,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
     int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
     int64_t fault) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
-  g_bwd_cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault, reverse,
-                              grad_y.scalar_type());
+  const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
+                                        reverse, grad_y.scalar_type());
   return gru_backward(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse,
-                      &gru_loop);
+                      [&](const GruBackward& g, const std::vector<Step>& steps) {
+                        gru_loop(cfg, g, steps);
+                      });
 }
 
 }  // namespace

@@ -51,7 +51,6 @@ struct ClusterEmuConfig {
   int fault = 0;
 };
 
-thread_local ClusterEmuConfig g_ccfg;
 
 constexpr int32_t kZeroTag = -1;                                     // initial zeros
 inline int32_t fill_tag(int32_t step) { return -2 - step; }          // h0 filled at a step
@@ -77,8 +76,9 @@ class ClusterEmulator {
   using Slice = SliceEmu<scalar_t>;
   using mma_t = typename Slice::mma_t;
 
-  ClusterEmulator(const Problem<scalar_t>& pr, const std::vector<Step>& steps, int64_t n_rows)
-      : pr_(pr), cfg_(g_ccfg) {
+  ClusterEmulator(const ClusterEmuConfig& cfg, const Problem<scalar_t>& pr, const std::vector<Step>& steps,
+                  int64_t n_rows)
+      : pr_(pr), cfg_(cfg) {
     eb_ = cfg_.elem_bytes;
     p_ = make_cluster_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
                                 cfg_.max_cluster, eb_);
@@ -481,7 +481,8 @@ class ClusterEmulator {
   std::mt19937_64 rng_;
 };
 
-void lstm_loop(const LstmForward& f, const std::vector<Step>& steps) {
+void lstm_loop(const ClusterEmuConfig& cfg, const LstmForward& f,
+              const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
                                   "persistent_emulate_cluster_lstm", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -490,11 +491,12 @@ void lstm_loop(const LstmForward& f, const std::vector<Step>& steps) {
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
                          f.c_state.data_ptr<acc_t>(),
                          f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
-    ClusterEmulator<scalar_t>(pr, steps, f.y.size(0)).run();
+    ClusterEmulator<scalar_t>(cfg, pr, steps, f.y.size(0)).run();
   });
 }
 
-void gru_loop(const GruForward& f, const std::vector<Step>& steps) {
+void gru_loop(const ClusterEmuConfig& cfg, const GruForward& f,
+             const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
                                   "persistent_emulate_cluster_gru", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -503,7 +505,7 @@ void gru_loop(const GruForward& f, const std::vector<Step>& steps) {
                          f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
                          f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
-    ClusterEmulator<scalar_t>(pr, steps, f.y.size(0)).run();
+    ClusterEmulator<scalar_t>(cfg, pr, steps, f.y.size(0)).run();
   });
 }
 
@@ -525,10 +527,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
     int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, int64_t fault) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  g_ccfg = make_config(units, replicas, cluster, elem_bytes, seed, fault, reverse,
-                       x_proj.scalar_type());
+  const ClusterEmuConfig cfg = make_config(units, replicas, cluster, elem_bytes, seed, fault,
+                                           reverse, x_proj.scalar_type());
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
-                      &lstm_loop);
+                      [&](const LstmForward& f, const std::vector<Step>& steps) {
+                        lstm_loop(cfg, f, steps);
+                      });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
@@ -537,9 +541,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
     int64_t seed, int64_t fault) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  g_ccfg = make_config(units, replicas, cluster, elem_bytes, seed, fault, reverse,
-                       x_proj.scalar_type());
-  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training, &gru_loop);
+  const ClusterEmuConfig cfg = make_config(units, replicas, cluster, elem_bytes, seed, fault,
+                                           reverse, x_proj.scalar_type());
+  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
+                     [&](const GruForward& f, const std::vector<Step>& steps) {
+                       gru_loop(cfg, f, steps);
+                     });
 }
 
 }  // namespace
