@@ -63,8 +63,7 @@ struct LstmFwdArgs {
   // same pass instead of reading x_proj, x_in @ w_in^T (w_in set; small
   // batches), or has both GEMMs done before the pass: x_proj = x @ w_ih^T and
   // rec = h0 @ w_hh^T (rec set). Either way it adds b_in + b_in2 to the input
-  // term (each optional). Both with w_packed and w_pairs null; w_in for
-  // fp32/fp64 only (bf16's pair-product path does not read it).
+  // term (each optional). Both with w_packed and w_pairs null.
   const scalar_t* w_in;    // w_ih (4H, I) as stored, or null: x_proj holds the input term
   const acc_t* x_in;       // (B, I)
   int64_t in_size;         // I

@@ -562,16 +562,29 @@ void linear_nt(const LinearArgs<scalar_t>& a, int64_t pan0, int64_t pan1) {
 }
 
 
-// A single-step cell's input term for row x of its block's G gates:
-// x @ w_in^T as dot_gates computes it, then the biases (either may be null).
-template <int G, typename scalar_t, typename T>
-inline void input_term(const scalar_t* w_in, int64_t H, int64_t I, int64_t j0, int64_t n,
-                       const T* x, const T* b_in, const T* b_in2, Vectorized<T>* out) {
-  dot_gates<G>(w_in, H, I, j0, n, x, out);
-  for (int g = 0; g < G; ++g) {
-    if (b_in) out[g] = out[g] + load(b_in + g * H + j0, n);
-    if (b_in2) out[g] = out[g] + load(b_in2 + g * H + j0, n);
+// Row b's input term of a forward block's G gates (units [j0, j0 + n)): a
+// single-step cell's dot products with w_in (w_in set), else x_proj's row r;
+// then a cell's biases (null in a layer, whose x_proj has them).
+template <int G, typename Args, typename T>
+inline void input_term(const Args& a, int64_t H, int64_t b, int64_t r, int64_t j0, int64_t n,
+                       const T* b_in2, Vectorized<T>* in) {
+  if (a.w_in) {
+    dot_gates<G>(a.w_in, H, a.in_size, j0, n, a.x_in + b * a.in_size, in);
+  } else {
+    for (int g = 0; g < G; ++g) in[g] = load_acc<T>(a.x_proj + r * G * H + g * H + j0, n);
   }
+  for (int g = 0; g < G; ++g) {
+    if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
+    if (b_in2) in[g] = in[g] + load(b_in2 + g * H + j0, n);
+  }
+}
+
+// A cell's recurrent term of row b from rec (its GEMM's result), as a
+// forward block's G accumulators.
+template <int G, typename scalar_t, typename T>
+inline void rec_term(const scalar_t* rec, int64_t H, int64_t b, int64_t j0, int64_t n,
+                     Vectorized<T>* acc) {
+  for (int g = 0; g < G; ++g) acc[g] = load_acc<T>(rec + b * G * H + g * H + j0, n);
 }
 
 // ------------------------------------------------------------- LSTM
@@ -585,9 +598,11 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
   const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * P : a.h0 + b * P; };
   for (int64_t u = blk0; u < blk1; ++u) {
     const int64_t j0 = u * VW, n = std::min(VW, H - j0);
-    // in: the block's input term of row b (x_proj's, or a cell's input_term).
-    const auto epi_in = [&](int64_t b, const V* acc, const V* in) {
+    // acc: row b's recurrent term of the block's four gates.
+    const auto epi = [&](int64_t b, const V* acc) {
       const int64_t r = st.row0 + b;
+      V in[4];
+      input_term<4>(a, H, b, r, j0, n, a.b_in2, in);
       acc_t* c = a.c_state + b * H + j0;
       const auto act = lstm_cell_forward(L(acc[0] + in[0]), L(acc[1] + in[1]),
                                          L(acc[2] + in[2]), L(acc[3] + in[3]), L(load(c, n)));
@@ -605,23 +620,11 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
         store(w + 3 * H, act.o.v, n), store(w + 4 * H, act.c.v, n);
       }
     };
-    const auto epi = [&](int64_t b, const V* acc) {
-      const scalar_t* x = a.x_proj + (st.row0 + b) * 4 * H + j0;
-      const V in[4] = {load_acc<acc_t>(x, n), load_acc<acc_t>(x + H, n),
-                       load_acc<acc_t>(x + 2 * H, n), load_acc<acc_t>(x + 3 * H, n)};
-      epi_in(b, acc, in);
-    };
     if (a.rec) {
       for (int64_t b = 0; b < st.bs; ++b) {
-        V acc[4], in[4];
-        const scalar_t* x = a.x_proj + (st.row0 + b) * 4 * H + j0;
-        for (int g = 0; g < 4; ++g) {
-          acc[g] = load_acc<acc_t>(a.rec + b * 4 * H + g * H + j0, n);
-          in[g] = load_acc<acc_t>(x + g * H, n);
-          if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
-          if (a.b_in2) in[g] = in[g] + load(a.b_in2 + g * H + j0, n);
-        }
-        epi_in(b, acc, in);
+        V acc[4];
+        rec_term<4>(a.rec, H, b, j0, n, acc);
+        epi(b, acc);
       }
       continue;
     }
@@ -644,14 +647,7 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
       for (int64_t b = 0; b < st.bs; ++b) {
         V acc[4];
         dot_gates<4>(a.w, H, P, j0, n, row(b), acc);
-        if (a.w_in) {
-          V in[4];
-          input_term<4>(a.w_in, H, a.in_size, j0, n, a.x_in + b * a.in_size, a.b_in, a.b_in2,
-                        in);
-          epi_in(b, acc, in);
-        } else {
-          epi(b, acc);
-        }
+        epi(b, acc);
       }
     }
   }
@@ -743,9 +739,11 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
     if (a.b_hh) {
       for (int g = 0; g < 3; ++g) bias[g] = load(a.b_hh + g * H + j0, n);
     }
-    // in: the block's input term of row b (x_proj's, or a cell's input_term).
-    const auto epi_in = [&](int64_t b, const V* acc, const V* in) {
+    // acc: row b's recurrent term of the block's three gates (b_hh still to add).
+    const auto epi = [&](int64_t b, const V* acc) {
       const int64_t r = st.row0 + b;
+      V in[3];
+      input_term<3>(a, H, b, r, j0, n, static_cast<const acc_t*>(nullptr), in);
       const auto act = gru_cell_forward(L(in[0]), L(in[1]), L(in[2]), L(acc[0] + bias[0]),
                                         L(acc[1] + bias[1]), L(acc[2] + bias[2]));
       const L h = gru_hidden(act, L(load(row(b) + j0, n)));
@@ -757,22 +755,11 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
         store(w + 3 * H, act.hn.v, n);
       }
     };
-    const auto epi = [&](int64_t b, const V* acc) {
-      const scalar_t* x = a.x_proj + (st.row0 + b) * 3 * H + j0;
-      const V in[3] = {load_acc<acc_t>(x, n), load_acc<acc_t>(x + H, n),
-                       load_acc<acc_t>(x + 2 * H, n)};
-      epi_in(b, acc, in);
-    };
     if (a.rec) {
       for (int64_t b = 0; b < st.bs; ++b) {
-        V acc[3], in[3];
-        const scalar_t* x = a.x_proj + (st.row0 + b) * 3 * H + j0;
-        for (int g = 0; g < 3; ++g) {
-          acc[g] = load_acc<acc_t>(a.rec + b * 3 * H + g * H + j0, n);
-          in[g] = load_acc<acc_t>(x + g * H, n);
-          if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
-        }
-        epi_in(b, acc, in);
+        V acc[3];
+        rec_term<3>(a.rec, H, b, j0, n, acc);
+        epi(b, acc);
       }
       continue;
     }
@@ -795,14 +782,7 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
       for (int64_t b = 0; b < st.bs; ++b) {
         V acc[3];
         dot_gates<3>(a.w, H, H, j0, n, row(b), acc);
-        if (a.w_in) {
-          V in[3];
-          input_term<3>(a.w_in, H, a.in_size, j0, n, a.x_in + b * a.in_size, a.b_in,
-                        static_cast<const acc_t*>(nullptr), in);
-          epi_in(b, acc, in);
-        } else {
-          epi(b, acc);
-        }
+        epi(b, acc);
       }
     }
   }
