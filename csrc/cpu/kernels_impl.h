@@ -587,6 +587,47 @@ inline void rec_term(const scalar_t* rec, int64_t H, int64_t b, int64_t j0, int6
   for (int g = 0; g < G; ++g) acc[g] = load_acc<T>(rec + b * G * H + g * H + j0, n);
 }
 
+// Every row's recurrent term of forward block u (G gates, K = the width of
+// h), handed to epi(b, acc): from a cell's rec, else the step's GEMM (bf16
+// pair products, the laid-out panels, or dot products with w as stored). A
+// rows: row(b) in the accumulation type, row_s(b) as stored.
+template <int G, typename scalar_t, typename Args, typename Row, typename RowS, typename Epi>
+inline void recurrent_terms(const Args& a, const Step& st, int64_t u, int64_t H, int64_t K,
+                            const Row& row, const RowS& row_s, const Epi& epi) {
+  using V = Vectorized<acc_type<scalar_t>>;
+  constexpr int64_t VW = V::size();
+  const int64_t j0 = u * VW, n = std::min(VW, H - j0);
+  if (a.rec) {
+    for (int64_t b = 0; b < st.bs; ++b) {
+      V acc[G];
+      rec_term<G>(a.rec, H, b, j0, n, acc);
+      epi(b, acc);
+    }
+    return;
+  }
+  if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
+    if (a.w_pairs) {
+      gemm_rows_pairs<G>(st.bs, row_s, K, a.w_pairs + u * (K + K % 2) * G * VW, epi);
+    } else {
+      for (int64_t b = 0; b < st.bs; ++b) {
+        V acc[G];
+        dot_gates_pairs<G>(a.w, H, K, j0, n, row_s(b), acc);
+        epi(b, acc);
+      }
+    }
+    return;
+  }
+  if (a.w_packed) {
+    gemm_rows<G>(st.bs, row, K, a.w_packed + u * K * G * VW, G * VW, epi);
+  } else {
+    for (int64_t b = 0; b < st.bs; ++b) {
+      V acc[G];
+      dot_gates<G>(a.w, H, K, j0, n, row(b), acc);
+      epi(b, acc);
+    }
+  }
+}
+
 // ------------------------------------------------------------- LSTM
 template <typename scalar_t>
 void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_t blk1) {
@@ -596,6 +637,7 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
   constexpr int64_t VW = V::size();
   const int64_t H = a.hidden, P = a.out;
   const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * P : a.h0 + b * P; };
+  const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
   for (int64_t u = blk0; u < blk1; ++u) {
     const int64_t j0 = u * VW, n = std::min(VW, H - j0);
     // acc: row b's recurrent term of the block's four gates.
@@ -620,36 +662,7 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
         store(w + 3 * H, act.o.v, n), store(w + 4 * H, act.c.v, n);
       }
     };
-    if (a.rec) {
-      for (int64_t b = 0; b < st.bs; ++b) {
-        V acc[4];
-        rec_term<4>(a.rec, H, b, j0, n, acc);
-        epi(b, acc);
-      }
-      continue;
-    }
-    if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
-      const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
-      if (a.w_pairs) {
-        gemm_rows_pairs<4>(st.bs, row_s, P, a.w_pairs + u * (P + P % 2) * 4 * VW, epi);
-      } else {
-        for (int64_t b = 0; b < st.bs; ++b) {
-          V acc[4];
-          dot_gates_pairs<4>(a.w, H, P, j0, n, row_s(b), acc);
-          epi(b, acc);
-        }
-      }
-      continue;
-    }
-    if (a.w_packed) {
-      gemm_rows<4>(st.bs, row, P, a.w_packed + u * P * 4 * VW, 4 * VW, epi);
-    } else {
-      for (int64_t b = 0; b < st.bs; ++b) {
-        V acc[4];
-        dot_gates<4>(a.w, H, P, j0, n, row(b), acc);
-        epi(b, acc);
-      }
-    }
+    recurrent_terms<4, scalar_t>(a, st, u, H, P, row, row_s, epi);
   }
 }
 
@@ -733,6 +746,7 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
   constexpr int64_t VW = V::size();
   const int64_t H = a.hidden;
   const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * H : a.h0 + b * H; };
+  const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
   for (int64_t u = blk0; u < blk1; ++u) {
     const int64_t j0 = u * VW, n = std::min(VW, H - j0);
     V bias[3] = {V(acc_t(0)), V(acc_t(0)), V(acc_t(0))};
@@ -755,36 +769,7 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
         store(w + 3 * H, act.hn.v, n);
       }
     };
-    if (a.rec) {
-      for (int64_t b = 0; b < st.bs; ++b) {
-        V acc[3];
-        rec_term<3>(a.rec, H, b, j0, n, acc);
-        epi(b, acc);
-      }
-      continue;
-    }
-    if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
-      const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
-      if (a.w_pairs) {
-        gemm_rows_pairs<3>(st.bs, row_s, H, a.w_pairs + u * (H + H % 2) * 3 * VW, epi);
-      } else {
-        for (int64_t b = 0; b < st.bs; ++b) {
-          V acc[3];
-          dot_gates_pairs<3>(a.w, H, H, j0, n, row_s(b), acc);
-          epi(b, acc);
-        }
-      }
-      continue;
-    }
-    if (a.w_packed) {
-      gemm_rows<3>(st.bs, row, H, a.w_packed + u * H * 3 * VW, 3 * VW, epi);
-    } else {
-      for (int64_t b = 0; b < st.bs; ++b) {
-        V acc[3];
-        dot_gates<3>(a.w, H, H, j0, n, row(b), acc);
-        epi(b, acc);
-      }
-    }
+    recurrent_terms<3, scalar_t>(a, st, u, H, H, row, row_s, epi);
   }
 }
 
