@@ -1,11 +1,6 @@
 #include "driver_common.h"
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
-#include <cstdint>
-
+#include "cpu/buffer_cache.h"
 #include "cpu/gemm_cpu.h"
 
 namespace rnnfuse {
@@ -15,21 +10,8 @@ at::Tensor rows_mm(const at::Tensor& a, const at::Tensor& b) {
 }
 
 at::Tensor empty_rows(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  auto t = at::empty(sizes, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  if (t.device().is_cpu() && t.nbytes() >= 2 * kHuge) {
-    // The 2 MB-aligned pages inside the buffer; advice only, so a failure
-    // (kernel without THP, memory not from mmap/brk) changes nothing.
-    const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-    const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-    const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
-    if (last > first) {
-      (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-    }
-  }
-#endif
-  return t;
+  if (options.device().is_cpu() && !options.pinned_memory()) return cached_empty_cpu(sizes, options);
+  return at::empty(sizes, options);
 }
 
 void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like,
@@ -67,7 +49,9 @@ at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::v
   if (!packed) {
     // Every step holds the whole batch: a shift of y by one step.
     auto shifted = reverse ? y.narrow(0, batch, n_rows - batch) : y.narrow(0, 0, n_rows - batch);
-    return reverse ? at::cat({shifted, h0}) : at::cat({h0, shifted});
+    auto out = empty_rows({n_rows, y.size(1)}, y.options());
+    if (reverse) return at::cat_out(out, {shifted, h0});
+    return at::cat_out(out, {h0, shifted});
   }
   // Packed: index rows of [y; h0].
   auto index = at::empty({n_rows}, at::kLong);
@@ -75,7 +59,8 @@ at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::v
   for (const Step& st : steps)
     for (int64_t b = 0; b < st.bs; ++b)
       idx[st.row0 + b] = b < st.carry ? st.prev_row0 + b : n_rows + b;
-  return at::cat({y, h0}).index_select(0, index.to(y.device()));
+  auto out = empty_rows({n_rows, y.size(1)}, y.options());
+  return at::index_select_out(out, at::cat({y, h0}), 0, index.to(y.device()));
 }
 
 at::Tensor final_rows(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps) {

@@ -19,11 +19,9 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
 at::Tensor rows_mm(const at::Tensor& a, const at::Tensor& b);
 
 // at::empty for the large per-row buffers an op writes once (y, the
-// workspace, the gradients of x_proj). On Linux CPU tensors of 4 MB and more
-// are advised to use transparent huge pages before first touch: a fresh
-// mapping of that size otherwise takes a page fault per 4 KB on its first
-// write (about 0.4 ms per MB here, a sizeable part of a training step at
-// B = 64), and glibc maps allocations above 32 MB afresh on every call.
+// workspace, the gradients of x_proj): on the CPU from the cache of large
+// blocks (cpu/buffer_cache.h), which spares each call the page faults of
+// fresh mappings of that size.
 at::Tensor empty_rows(at::IntArrayRef sizes, const at::TensorOptions& options);
 
 // Checks that `t` has the given rank and the dtype and device of `like`

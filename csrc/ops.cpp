@@ -10,10 +10,18 @@
 #include <torch/library.h>
 
 #include <string>
+#include <vector>
+
+#include "cpu/buffer_cache.h"
 
 namespace rnnfuse {
 // csrc/cpu/kernels_dispatch.cpp
 std::string cpu_kernels_isa();
+
+std::vector<int64_t> cpu_cache_info_list() {
+  const BufferCacheInfo i = buffer_cache_info();
+  return {i.cached_bytes, i.limit_bytes, i.hits, i.misses};
+}
 }  // namespace rnnfuse
 
 TORCH_LIBRARY(rnnfuse, m) {
@@ -42,6 +50,11 @@ TORCH_LIBRARY(rnnfuse, m) {
   // Which instruction set the CPU kernels run with on this machine ("AVX512",
   // "AVX2" or "DEFAULT"): for tests and benchmark reports.
   m.def("_cpu_kernels_isa() -> str", &rnnfuse::cpu_kernels_isa);
+  // The cache of the CPU's large per-call buffers (cpu/buffer_cache.h):
+  // [cached bytes, limit bytes, hits, misses], and releasing what it holds
+  // (rnnfuse.cpu_cache_info(), rnnfuse.empty_cpu_cache()).
+  m.def("_cpu_cache_info() -> int[]", &rnnfuse::cpu_cache_info_list);
+  m.def("_cpu_cache_release() -> ()", &rnnfuse::release_buffer_cache);
   // One step of a cell (LSTMCell, GRUCell): the input projection x @ w_ih^T
   // (+ biases) and the step in one op (csrc/driver_cell.cpp). b_ih and b_hh
   // are both given or both None; h0 (B, H), x (B, I).

@@ -8,6 +8,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include "buffer_cache.h"
 #include "cpu_common.h"
 #include "kernels.h"
 
@@ -24,7 +25,7 @@ bool try_gemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& c) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   const int64_t width = kern.vec * kern.gemm_vecs;
   if (n % width != 0 || b.stride(1) != 1 || m * n * k < kMinMacs) return false;
-  c = at::empty({m, n}, a.options());
+  c = cached_empty_cpu({m, n}, a.options());
   cpu::GemmArgs<scalar_t> g{};
   g.m = m;
   g.n = n;

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include "../driver_common.h"
+#include "buffer_cache.h"
 #include "cpu_common.h"
 #include "kernels.h"
 
@@ -25,7 +26,7 @@ void linear_impl(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
   const int64_t m = x.size(0), k = x.size(1), n = w.size(0);
   const int64_t panels = kern.linear_panels(n);
   const int64_t width = kern.vec * kern.linear_vecs;
-  auto packed = at::empty({panels * k * width}, x.options());
+  auto packed = cached_empty_cpu({panels * k * width}, x.options());
   const scalar_t* w_ptr = w.data_ptr<scalar_t>();
   scalar_t* packed_ptr = packed.data_ptr<scalar_t>();
   parallel_blocks(panels, n * k, [&](int64_t p0, int64_t p1) {
