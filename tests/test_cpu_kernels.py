@@ -19,6 +19,7 @@ import sys
 import pytest
 import torch
 
+import rnnfuse
 import rnnfuse.functional as F
 import rnnfuse.reference as R
 from test_ops import (F64_TOL, LOW_PRECISION, _proj_size, check_close, compare_with_reference,
@@ -300,3 +301,27 @@ def test_mm_opcheck():
     b = torch.randn(260, 64, generator=gen, dtype=torch.float64)
     torch.library.opcheck(torch.ops.rnnfuse.mm, (a, b))
     torch.library.opcheck(torch.ops.rnnfuse.mm, (a.t().contiguous().t(), b))
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_saturated_and_non_finite_gates_match_torch_nn(cell):
+    """The float gate math (kernels_impl.h's exp_float, tanh_float) clamps
+    exp's argument: saturated gates must still read as torch.nn's 0 and 1,
+    and inf and NaN inputs must give torch.nn's results (NaN where it has NaN)."""
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, cell)(4, 24)
+    ours = getattr(rnnfuse, cell)(4, 24)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 5, 4) * 1e4  # pre-activations far past exp's range
+    x[1, 0, 0] = float("inf")
+    x[2, 1, 1] = float("-inf")
+    x[3, 2, 2] = float("nan")
+    with torch.no_grad():
+        want, _ = ref(x)
+        got, _ = ours(x)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert got.isnan().any() and not got[:3, 2:].isnan().any()
+    finite = ~want.isnan()
+    err = (got[finite] - want[finite]).abs().max().item()
+    print(f"{cell}: max |rnnfuse - torch.nn| over saturated gates {err:.2e}")
+    torch.testing.assert_close(got[finite], want[finite], rtol=0, atol=1e-6)

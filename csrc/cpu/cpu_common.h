@@ -23,18 +23,6 @@ inline bool pack_forward_weights(int64_t n_rows, int64_t batch) {
   return batch > 1 && n_rows >= kMinRowsToPack;
 }
 
-// The backward reads w_hh (gates*H, P) in place, a panel of panel_width()
-// columns at a time; a last, partial panel would read past each row, so its
-// columns are copied once into a zero-padded (gates*H, panel_width()) block.
-inline at::Tensor tail_panel(const at::Tensor& w_acc, int64_t width) {
-  const int64_t n = w_acc.size(1);
-  const int64_t j0 = n - n % width;
-  if (j0 == n) return at::Tensor();
-  auto tail = at::zeros({w_acc.size(0), width}, w_acc.options());
-  tail.narrow(1, 0, n - j0).copy_(w_acc.narrow(1, j0, n - j0));
-  return tail;
-}
-
 // Below this many multiply-adds a step runs on the calling thread: waking the
 // other threads costs a few microseconds, more than such a step takes.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 17;

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "../recurrence.h"
+#include "buffer_cache.h"
 #include "cpu_common.h"
 #include "kernels.h"
 
@@ -32,13 +33,13 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   at::Tensor w_packed, w_pairs;
   const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
   if (packed && kern.pairs) {
-    w_pairs = at::empty({kern.fwd_pairs_size(3, hidden, hidden)}, f.w_hh.options());
+    w_pairs = cached_empty_cpu({kern.fwd_pairs_size(3, hidden, hidden)}, f.w_hh.options());
     scalar_t* dst = w_pairs.data_ptr<scalar_t>();
     parallel_blocks(n_blocks, 3 * hidden * hidden, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd_pairs(w, 3, hidden, hidden, dst, b0, b1);
     });
   } else if (packed) {
-    w_packed = at::empty({kern.fwd_packed_size(3, hidden, hidden)}, acc_opts);
+    w_packed = cached_empty_cpu({kern.fwd_packed_size(3, hidden, hidden)}, acc_opts);
     acc_t* dst = w_packed.data_ptr<acc_t>();
     parallel_blocks(n_blocks, 3 * hidden * hidden, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd(w, 3, hidden, hidden, dst, b0, b1);
@@ -86,27 +87,30 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   const auto acc_opts = g.dh_state.options();
   const int64_t n_panels = kern.panels(hidden);
   const bool recurrent = any_carry(steps);
-  const at::Tensor w = recurrent ? g.w_hh.to(acc_opts.dtype()) : at::Tensor();
-  at::Tensor w_tail, w_pairs;
+  at::Tensor w_panels, w_pairs;
   if (!recurrent) {
-    // No recurrent GEMM: w, w_tail and w_pairs are never read.
+    // No recurrent GEMM: w_panels and w_pairs are never read.
   } else if (kern.pairs) {
-    w_pairs = at::empty({kern.bwd_pairs_size(3 * hidden, hidden)}, g.w_hh.options());
+    w_pairs = cached_empty_cpu({kern.bwd_pairs_size(3 * hidden, hidden)}, g.w_hh.options());
     const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
     scalar_t* dst = w_pairs.data_ptr<scalar_t>();
     parallel_blocks(n_panels, 3 * hidden * hidden, [&](int64_t p0, int64_t p1) {
       kern.pack_bwd_pairs(src, 3 * hidden, hidden, dst, p0, p1);
     });
   } else {
-    w_tail = tail_panel(w, kern.panel_width());
+    w_panels = cached_empty_cpu({kern.bwd_packed_size(3 * hidden, hidden)}, acc_opts);
+    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
+    acc_t* dst = w_panels.data_ptr<acc_t>();
+    parallel_blocks(kern.panels(hidden), 3 * hidden * hidden, [&](int64_t p0, int64_t p1) {
+      kern.pack_bwd(src, 3 * hidden, hidden, dst, p0, p1);
+    });
   }
   const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 3 * hidden}, acc_opts);
 
   cpu::GruBwdArgs<scalar_t> a{};
   a.hidden = hidden;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
-  a.w = w.defined() ? w.data_ptr<acc_t>() : nullptr;
-  a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
+  a.w_panels = w_panels.defined() ? w_panels.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.y = g.y.data_ptr<scalar_t>();
   a.h0 = g.h0.data_ptr<scalar_t>();

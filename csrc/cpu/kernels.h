@@ -78,11 +78,9 @@ struct LstmBwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden, out;      // H, P
   const scalar_t* grad_y;   // (N, P)
-  const acc_t* w;           // w_hh (4H, P) in acc_t
-  const acc_t* w_tail;      // the last panel's columns of w, zero-padded to its width; or
-                            // null when P is a multiple of the panel width
+  const acc_t* w_panels;    // pack_bwd(w_hh (4H, P)): the recurrent GEMM's weights; or null
   const scalar_t* w_pairs;  // bf16 with AVX512-BF16: pack_bwd_pairs(w_hh), used instead of
-                            // w with A rows as stored (next_s); else null
+                            // w_panels with A rows as stored (next_s); else null
   const scalar_t* next_s;   // the next step's dgates rows as stored (ld = 4H)
   const acc_t* next;        // A rows (ld = 4H): the next step's dgates
   const acc_t* dh_unit;     // (B, H): with a projection, the whole dh in unit space (no
@@ -126,8 +124,7 @@ struct GruBwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden;           // H
   const scalar_t* grad_y;   // (N, H)
-  const acc_t* w;           // w_hh (3H, H) in acc_t
-  const acc_t* w_tail;      // as for the LSTM
+  const acc_t* w_panels;    // pack_bwd(w_hh (3H, H)), or null
   const scalar_t* w_pairs;  // as for the LSTM
   const scalar_t* next_s;   // the next step's dhh rows as stored (ld = 3H)
   const acc_t* next;        // A rows (ld = 3H): the next step's dhh
@@ -191,6 +188,11 @@ struct Kernels {
                          scalar_t* out, int64_t blk0, int64_t blk1);
   void (*pack_bwd_pairs)(const scalar_t* w, int64_t k, int64_t n, scalar_t* out, int64_t pan0,
                          int64_t pan1);
+  // Backward panels of w (k, n), in acc_t: panels [pan0, pan1) of
+  // bwd_packed_size, panel p holding columns [p * W, p * W + W) (W =
+  // panel_width(), zero past n) of all k rows, contiguous.
+  void (*pack_bwd)(const scalar_t* w, int64_t k, int64_t n, acc_t* out, int64_t pan0,
+                   int64_t pan1);
   // GemmArgs over C's column panels [pan0, pan1) (fp32/fp64 only).
   int64_t gemm_vecs;
   void (*gemm)(const GemmArgs<scalar_t>&, int64_t pan0, int64_t pan1);
@@ -208,6 +210,7 @@ struct Kernels {
   int64_t fwd_pairs_size(int64_t gates, int64_t hidden, int64_t k) const {
     return blocks(hidden) * (k + k % 2) * gates * vec;
   }
+  int64_t bwd_packed_size(int64_t k, int64_t n) const { return panels(n) * k * panel_width(); }
   int64_t bwd_pairs_size(int64_t k, int64_t n) const {
     return panels(n) * (k + k % 2) * panel_width();
   }

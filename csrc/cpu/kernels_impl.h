@@ -50,6 +50,32 @@ inline Lanes<T> operator-(const Lanes<T>& a) { return a.v.neg(); }
 template <typename T>
 inline Lanes<T> exp_acc(const Lanes<T>& x) { return x.v.exp(); }
 
+// exp of float lanes in the way of Cephes' expf: n = round(x / ln 2), r = x -
+// n ln 2 in two parts, exp(r) by its degree-7 polynomial (1 + r + r^2 P(r)),
+// times 2^n built in the exponent bits. Within 1 ulp of the exact exp over
+// [-87.3, 88.3] (x is clamped to that range: sigmoid and tanh read 0 or 1
+// there either way), NaN gives NaN. Inline, unlike ATen's exp (a call into
+// Sleef per vector): with five per LSTM row the calls and the registers they
+// spilled were most of the gate math's time.
+inline Vectorized<float> exp_float(const Vectorized<float>& x) {
+  using V = Vectorized<float>;
+  using VI = Vectorized<int32_t>;
+  const V xc = at::vec::minimum(at::vec::maximum(x, V(-87.3365447f)), V(88.3762626f));
+  const V n = (xc * V(1.44269504088896341f)).round();
+  V r = at::vec::fmadd(n, V(-0.693359375f), xc);
+  r = at::vec::fmadd(n, V(2.12194440e-4f), r);
+  V p(1.9875691500e-4f);
+  p = at::vec::fmadd(p, r, V(1.3981999507e-3f));
+  p = at::vec::fmadd(p, r, V(8.3334519073e-3f));
+  p = at::vec::fmadd(p, r, V(4.1665795894e-2f));
+  p = at::vec::fmadd(p, r, V(1.6666665459e-1f));
+  p = at::vec::fmadd(p, r, V(5.0000001201e-1f));
+  const V e = at::vec::fmadd(p, r * r, r) + V(1.f);
+  const VI two_n = (at::vec::convert_to_int_of_same_size(n) + VI(127)) << VI(23);
+  return e * at::vec::cast<float>(two_n);
+}
+inline Lanes<float> exp_acc(const Lanes<float>& x) { return exp_float(x.v); }
+
 // tanh of float lanes in the way of Cephes' tanhf: for |x| < 0.625 the odd
 // polynomial x + x^3 P(x^2), above it 1 - 2 / (exp(2|x|) + 1), sign restored.
 // Within 1.3 ulp of the exact tanh over all floats in [-12, 12] (Sleef's u10
@@ -65,7 +91,7 @@ inline Vectorized<float> tanh_float(const Vectorized<float>& x) {
   p = at::vec::fmadd(p, z2, V(1.33314422036e-1f));
   p = at::vec::fmadd(p, z2, V(-3.33332819422e-1f));
   const V small = at::vec::fmadd(p * z2, z, z);
-  const V big = V(1.f) - V(2.f) / ((z + z).exp() + V(1.f));
+  const V big = V(1.f) - V(2.f) / (exp_float(z + z) + V(1.f));
   return V::blendv(small, big, z >= V(0.625f)) | (x & V(-0.f));
 }
 inline Lanes<float> tanh_acc(const Lanes<float>& x) { return tanh_float(x.v); }
@@ -507,6 +533,31 @@ void pack_fwd(const scalar_t* w, int64_t gates, int64_t hidden, int64_t k_dim,
   }
 }
 
+// Backward panel p of w (k_dim, n): columns [p * W, p * W + W) of every row,
+// W = kBwdVecs lanes vectors, contiguous (zero past n). Read in place, a
+// panel's rows lie n values apart: at n = 512 fp32 that stride maps a panel's
+// 2048 rows onto one eighth of L2's sets, so the panel, re-read by every row
+// tile of every step, missed L2 at a quarter of its size; laid out it is
+// one stream and stays there.
+template <typename scalar_t>
+void pack_bwd(const scalar_t* w, int64_t k_dim, int64_t n, acc_type<scalar_t>* out, int64_t pan0,
+              int64_t pan1) {
+  using acc_t = acc_type<scalar_t>;
+  using V = Vectorized<acc_t>;
+  constexpr int64_t VW = V::size();
+  constexpr int64_t W = kBwdVecs * VW;
+  for (int64_t p = pan0; p < pan1; ++p) {
+    acc_t* panel = out + p * k_dim * W;
+    for (int64_t k = 0; k < k_dim; ++k) {
+      for (int64_t v = 0; v < kBwdVecs; ++v) {
+        const int64_t c0 = p * W + v * VW;
+        const V x = c0 < n ? load_acc<acc_t>(w + k * n + c0, std::min(VW, n - c0)) : V(acc_t(0));
+        x.store(panel + k * W + v * VW);
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------- linear
 // Panels of kLinearVecs vectors of consecutive output columns.
 constexpr int kLinearVecs = 4;
@@ -727,9 +778,8 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
         }
       }
       if (!done) {
-        const bool tail = (p + 1) * NVB * VW > P;
-        gemm_rows<NVB>(st.carry_next, row, 4 * H, tail ? a.w_tail : a.w + p * NVB * VW,
-                       tail ? NVB * VW : P, epi);
+        gemm_rows<NVB>(st.carry_next, row, 4 * H, a.w_panels + p * 4 * H * NVB * VW, NVB * VW,
+                       epi);
       }
       b = st.carry_next;
     }
@@ -821,9 +871,7 @@ void gru_bwd(const GruBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_
       }
     }
     if (!done) {
-      const bool tail = (p + 1) * NVB * VW > H;
-      gemm_rows<NVB>(st.carry_next, row, 3 * H, tail ? a.w_tail : a.w + p * NVB * VW,
-                     tail ? NVB * VW : H, epi);
+      gemm_rows<NVB>(st.carry_next, row, 3 * H, a.w_panels + p * 3 * H * NVB * VW, NVB * VW, epi);
     }
     for (int64_t b = st.carry_next; b < st.bs; ++b) epi(b, nullptr);
   }
@@ -836,6 +884,7 @@ Kernels<scalar_t> make_kernels(const char* isa) {
   k.vec = Vectorized<acc_type<scalar_t>>::size();
   k.bwd_vecs = kBwdVecs;
   k.pack_fwd = &pack_fwd<scalar_t>;
+  k.pack_bwd = &pack_bwd<scalar_t>;
   k.pairs = false;
   k.pack_fwd_pairs = nullptr;
   k.pack_bwd_pairs = nullptr;

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "../recurrence.h"
+#include "buffer_cache.h"
 #include "cpu_common.h"
 #include "kernels.h"
 
@@ -35,13 +36,13 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   at::Tensor w_packed, w_pairs;
   const scalar_t* w = f.w_hh.data_ptr<scalar_t>();
   if (packed && kern.pairs) {
-    w_pairs = at::empty({kern.fwd_pairs_size(4, hidden, out)}, f.w_hh.options());
+    w_pairs = cached_empty_cpu({kern.fwd_pairs_size(4, hidden, out)}, f.w_hh.options());
     scalar_t* dst = w_pairs.data_ptr<scalar_t>();
     parallel_blocks(n_blocks, 4 * hidden * out, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd_pairs(w, 4, hidden, out, dst, b0, b1);
     });
   } else if (packed) {
-    w_packed = at::empty({kern.fwd_packed_size(4, hidden, out)}, acc_opts);
+    w_packed = cached_empty_cpu({kern.fwd_packed_size(4, hidden, out)}, acc_opts);
     acc_t* dst = w_packed.data_ptr<acc_t>();
     parallel_blocks(n_blocks, 4 * hidden * out, [&](int64_t b0, int64_t b1) {
       kern.pack_fwd(w, 4, hidden, out, dst, b0, b1);
@@ -102,24 +103,29 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   const auto acc_opts = g.dc_state.options();
   const int64_t n_panels = kern.panels(hidden);
   const bool recurrent = any_carry(steps);
-  const at::Tensor w = recurrent ? g.w_hh.to(acc_opts.dtype()) : at::Tensor();
   // With a projection the recurrent term lives in the projected space and is
   // combined with tensor ops (at::mm) before the kernel, which then gets dh.
-  at::Tensor w_tail, w_pairs, rec, w_hr;
+  at::Tensor w_panels, w_pairs, rec, w_hr, w;
   if (project) {
+    w = recurrent ? g.w_hh.to(acc_opts.dtype()) : at::Tensor();
     rec = at::empty({batch, out}, acc_opts);
     w_hr = g.w_hr.to(acc_opts.dtype());
   } else if (!recurrent) {
-    // No recurrent GEMM: w, w_tail and w_pairs are never read.
+    // No recurrent GEMM: w_panels and w_pairs are never read.
   } else if (kern.pairs) {
-    w_pairs = at::empty({kern.bwd_pairs_size(4 * hidden, out)}, g.w_hh.options());
+    w_pairs = cached_empty_cpu({kern.bwd_pairs_size(4 * hidden, out)}, g.w_hh.options());
     const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
     scalar_t* dst = w_pairs.data_ptr<scalar_t>();
     parallel_blocks(kern.panels(out), 4 * hidden * out, [&](int64_t p0, int64_t p1) {
       kern.pack_bwd_pairs(src, 4 * hidden, out, dst, p0, p1);
     });
   } else {
-    w_tail = tail_panel(w, kern.panel_width());
+    w_panels = cached_empty_cpu({kern.bwd_packed_size(4 * hidden, out)}, acc_opts);
+    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
+    acc_t* dst = w_panels.data_ptr<acc_t>();
+    parallel_blocks(kern.panels(out), 4 * hidden * out, [&](int64_t p0, int64_t p1) {
+      kern.pack_bwd(src, 4 * hidden, out, dst, p0, p1);
+    });
   }
   const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 4 * hidden}, acc_opts);
 
@@ -127,8 +133,7 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   a.hidden = hidden;
   a.out = out;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
-  a.w = w.defined() ? w.data_ptr<acc_t>() : nullptr;
-  a.w_tail = w_tail.defined() ? w_tail.data_ptr<acc_t>() : nullptr;
+  a.w_panels = w_panels.defined() ? w_panels.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.c0 = g.c0.data_ptr<scalar_t>();
   a.ws = g.ws.data_ptr<acc_t>();
