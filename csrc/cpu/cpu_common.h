@@ -5,8 +5,10 @@
 #include <ATen/Parallel.h>
 
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "buffer_cache.h"
 #include "kernels.h"
 
 namespace rnnfuse {
@@ -52,6 +54,31 @@ inline void parallel_blocks(int64_t n, int64_t macs, const Fn& fn) {
     return;
   }
   at::parallel_for(0, n, 1, fn);
+}
+
+// The backward's recurrent GEMM weights, laid out once per call from w_hh
+// (k = gates * H rows, n columns): bf16 pairs where the kernels multiply
+// pairs (second), else acc_t panels (first); the other is undefined.
+template <typename scalar_t>
+std::pair<at::Tensor, at::Tensor> backward_weights(const cpu::Kernels<scalar_t>& kern,
+                                                   const at::Tensor& w_hh, int64_t k, int64_t n,
+                                                   const at::TensorOptions& acc_opts) {
+  using acc_t = cpu::acc_type<scalar_t>;
+  const scalar_t* src = w_hh.data_ptr<scalar_t>();
+  if (kern.pairs) {
+    const at::Tensor w_pairs = cached_empty_cpu({kern.bwd_pairs_size(k, n)}, w_hh.options());
+    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
+    parallel_blocks(kern.panels(n), k * n, [&](int64_t p0, int64_t p1) {
+      kern.pack_bwd_pairs(src, k, n, dst, p0, p1);
+    });
+    return {at::Tensor(), w_pairs};
+  }
+  const at::Tensor w_panels = cached_empty_cpu({kern.bwd_packed_size(k, n)}, acc_opts);
+  acc_t* dst = w_panels.data_ptr<acc_t>();
+  parallel_blocks(kern.panels(n), k * n, [&](int64_t p0, int64_t p1) {
+    kern.pack_bwd(src, k, n, dst, p0, p1);
+  });
+  return {w_panels, at::Tensor()};
 }
 
 // at::mm_out into a view (mm_out wants an lvalue; views are temporaries).

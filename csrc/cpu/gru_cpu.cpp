@@ -87,23 +87,10 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   const auto acc_opts = g.dh_state.options();
   const int64_t n_panels = kern.panels(hidden);
   const bool recurrent = any_carry(steps);
+  // Without carried rows there is no recurrent GEMM: nothing to lay out.
   at::Tensor w_panels, w_pairs;
-  if (!recurrent) {
-    // No recurrent GEMM: w_panels and w_pairs are never read.
-  } else if (kern.pairs) {
-    w_pairs = cached_empty_cpu({kern.bwd_pairs_size(3 * hidden, hidden)}, g.w_hh.options());
-    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
-    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
-    parallel_blocks(n_panels, 3 * hidden * hidden, [&](int64_t p0, int64_t p1) {
-      kern.pack_bwd_pairs(src, 3 * hidden, hidden, dst, p0, p1);
-    });
-  } else {
-    w_panels = cached_empty_cpu({kern.bwd_packed_size(3 * hidden, hidden)}, acc_opts);
-    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
-    acc_t* dst = w_panels.data_ptr<acc_t>();
-    parallel_blocks(kern.panels(hidden), 3 * hidden * hidden, [&](int64_t p0, int64_t p1) {
-      kern.pack_bwd(src, 3 * hidden, hidden, dst, p0, p1);
-    });
+  if (recurrent) {
+    std::tie(w_panels, w_pairs) = backward_weights(kern, g.w_hh, 3 * hidden, hidden, acc_opts);
   }
   const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 3 * hidden}, acc_opts);
 

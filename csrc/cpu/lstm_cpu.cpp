@@ -112,20 +112,8 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
     w_hr = g.w_hr.to(acc_opts.dtype());
   } else if (!recurrent) {
     // No recurrent GEMM: w_panels and w_pairs are never read.
-  } else if (kern.pairs) {
-    w_pairs = cached_empty_cpu({kern.bwd_pairs_size(4 * hidden, out)}, g.w_hh.options());
-    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
-    scalar_t* dst = w_pairs.data_ptr<scalar_t>();
-    parallel_blocks(kern.panels(out), 4 * hidden * out, [&](int64_t p0, int64_t p1) {
-      kern.pack_bwd_pairs(src, 4 * hidden, out, dst, p0, p1);
-    });
   } else {
-    w_panels = cached_empty_cpu({kern.bwd_packed_size(4 * hidden, out)}, acc_opts);
-    const scalar_t* src = g.w_hh.data_ptr<scalar_t>();
-    acc_t* dst = w_panels.data_ptr<acc_t>();
-    parallel_blocks(kern.panels(out), 4 * hidden * out, [&](int64_t p0, int64_t p1) {
-      kern.pack_bwd(src, 4 * hidden, out, dst, p0, p1);
-    });
+    std::tie(w_panels, w_pairs) = backward_weights(kern, g.w_hh, 4 * hidden, out, acc_opts);
   }
   const at::Tensor d_buf = kInPlace ? at::Tensor() : at::empty({2, batch, 4 * hidden}, acc_opts);
 
