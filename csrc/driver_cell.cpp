@@ -10,7 +10,6 @@
 // caller (rnnfuse/_autocast.py), so it must not recast the GEMMs in here.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include "driver_cell.h"
@@ -38,8 +37,6 @@ using GruBwdSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&, const at::Tensor&,
     const at::Tensor&, const at::Tensor&, const OptTensor&, bool);
 
-using NoAutocast = c10::impl::ExcludeDispatchKeyGuard;
-
 }  // namespace
 
 void check_cell_inputs(const char* cell, int64_t gates, const at::Tensor& x,
@@ -61,6 +58,13 @@ void check_cell_inputs(const char* cell, int64_t gates, const at::Tensor& x,
       check_shape(**b, name, {gates * h0.size(1)});
     }
   }
+}
+
+void check_cell_bwd_inputs(const at::Tensor& grad_h, const at::Tensor& x, const at::Tensor& w_ih,
+                           const at::Tensor& w_hh) {
+  check_operand(x, "x", 2, grad_h, "grad_h");
+  check_operand(w_ih, "w_ih", 2, grad_h, "grad_h");
+  check_shape(w_ih, "w_ih", {w_hh.size(0), x.size(1)});
 }
 
 namespace {
@@ -87,14 +91,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_composite(
 
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_cell_bwd(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+lstm_cell_bwd_composite(
     const at::Tensor& grad_h, const at::Tensor& grad_c, const at::Tensor& x,
     const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
     const at::Tensor& h, const at::Tensor& workspace, bool bias) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
-  check_operand(x, "x", 2, grad_h, "grad_h");
-  check_operand(w_ih, "w_ih", 2, grad_h, "grad_h");
-  check_shape(w_ih, "w_ih", {w_hh.size(0), x.size(1)});
+  check_cell_bwd_inputs(grad_h, x, w_ih, w_hh);
   static const auto bwd = layer_op<LstmBwdSig>("rnnfuse::lstm_bwd");
   // One step: the gradient of h enters as that of y, nothing as that of h_n.
   auto [grad_pre, grad_w_hh, grad_w_hr, grad_h0, grad_c0] =
@@ -120,14 +123,13 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_composite(
 
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_cell_bwd(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+gru_cell_bwd_composite(
     const at::Tensor& grad_h, const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
     const OptTensor& b_hh, const at::Tensor& h0, const at::Tensor& h,
     const at::Tensor& workspace) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
-  check_operand(x, "x", 2, grad_h, "grad_h");
-  check_operand(w_ih, "w_ih", 2, grad_h, "grad_h");
-  check_shape(w_ih, "w_ih", {w_hh.size(0), x.size(1)});
+  check_cell_bwd_inputs(grad_h, x, w_ih, w_hh);
   static const auto bwd = layer_op<GruBwdSig>("rnnfuse::gru_bwd");
   auto [grad_pre, grad_w_hh, grad_b_hh, grad_h0] = bwd.call(
       grad_h, at::zeros_like(grad_h), w_hh, b_hh, h0, h, workspace, c10::nullopt, false);
@@ -141,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
 TORCH_LIBRARY_IMPL(rnnfuse, CompositeExplicitAutograd, m) {
   m.impl("lstm_cell_fwd", &rnnfuse::lstm_cell_fwd_composite);
-  m.impl("lstm_cell_bwd", &rnnfuse::lstm_cell_bwd);
+  m.impl("lstm_cell_bwd", &rnnfuse::lstm_cell_bwd_composite);
   m.impl("gru_cell_fwd", &rnnfuse::gru_cell_fwd_composite);
-  m.impl("gru_cell_bwd", &rnnfuse::gru_cell_bwd);
+  m.impl("gru_cell_bwd", &rnnfuse::gru_cell_bwd_composite);
 }

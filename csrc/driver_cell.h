@@ -1,9 +1,11 @@
 // The single-step cell ops' device-independent bodies (driver_cell.cpp),
-// shared with the CPU's fused small-batch path (cpu/cell_cpu.cpp), which
-// hands them every call it does not take.
+// shared with the CPU's fused forward (cpu/cell_cpu.cpp), which hands them
+// every call it does not take, and checks shared with the CPU's backward
+// (cpu/cell_bwd_cpu.cpp).
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <tuple>
 
@@ -12,6 +14,12 @@ namespace rnnfuse {
 using OptTensor = c10::optional<at::Tensor>;
 
 inline bool defined(const OptTensor& t) { return t.has_value() && t->defined(); }
+
+// The cell ops compute in their arguments' dtype (the caller applies
+// autocast's policy, rnnfuse/_autocast.py): the ATen GEMMs inside them run
+// under this guard (with c10::autocast_dispatch_keyset) so that an enclosing
+// torch.autocast does not recast them.
+using NoAutocast = c10::impl::ExcludeDispatchKeyGuard;
 
 // x (B, I), h0 (B, H), w_ih (G*H, I); the biases both present or both absent,
 // (G*H); all of x's dtype and device.
@@ -26,5 +34,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_composite(
 std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_composite(
     const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh, const OptTensor& b_ih,
     const OptTensor& b_hh, const at::Tensor& h0, bool training);
+
+// x and w_ih as the backward takes them: grad_h's dtype and device, w_ih
+// (w_hh.size(0), x.size(1)).
+void check_cell_bwd_inputs(const at::Tensor& grad_h, const at::Tensor& x, const at::Tensor& w_ih,
+                           const at::Tensor& w_hh);
 
 }  // namespace rnnfuse

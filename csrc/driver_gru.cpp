@@ -56,11 +56,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
   return {f.y, h_n, workspace};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
-    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
-    const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
-    const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
-    GruBackwardLoop loop) {
+GruBackward gru_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                               const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+                               const at::Tensor& h0, const at::Tensor& y,
+                               const at::Tensor& workspace,
+                               const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+                               GruBackwardLoop loop, std::vector<Step>& steps) {
   TORCH_CHECK(grad_y.dim() == 2, "rnnfuse.gru_bwd: grad_y must be 2-D, got ", grad_y.dim(), "-D");
   // Stands in for x_proj so the forward's checks apply; an expanded single
   // element, so checking allocates nothing of size N.
@@ -73,9 +74,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
   check_shape(grad_h_n, "grad_h_n", {d.batch, d.hidden});
   check_workspace(workspace, grad_y, d.rows, 4 * d.hidden, "gru");
   const auto acc = acc_dtype(grad_y.scalar_type());
-  const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
-  const bool packed = batch_sizes.has_value() && batch_sizes->defined();
-
+  steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
   GruBackward b;
   b.grad_y = grad_y.contiguous();
   b.w_hh = w_hh.contiguous();
@@ -86,6 +85,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
   b.dx = empty_rows({d.rows, 3 * d.hidden}, grad_y.options());
   b.dhh = empty_rows({d.rows, 3 * d.hidden}, grad_y.options());
   if (!steps.empty()) loop(b, steps);
+  return b;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
+    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+    const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
+    const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    GruBackwardLoop loop) {
+  std::vector<Step> steps;
+  const GruBackward b = gru_backward_gates(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace,
+                                          batch_sizes, reverse, loop, steps);
+  const bool packed = batch_sizes.has_value() && batch_sizes->defined();
+  const auto acc = acc_dtype(grad_y.scalar_type());
 
   auto h_prev = gather_h_prev(b.y, b.h0, steps, packed, reverse);
   auto grad_w_hh = rows_mm(b.dhh.t(), h_prev);

@@ -67,11 +67,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
   return {f.y, h_n, c_n, workspace};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward(
-    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
-    const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr, const at::Tensor& h0,
-    const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
-    const c10::optional<at::Tensor>& batch_sizes, bool reverse, LstmBackwardLoop loop) {
+LstmBackward lstm_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                                 const at::Tensor& grad_c_n, const at::Tensor& w_hh,
+                                 const c10::optional<at::Tensor>& w_hr, const at::Tensor& h0,
+                                 const at::Tensor& c0, const at::Tensor& y,
+                                 const at::Tensor& workspace,
+                                 const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+                                 LstmBackwardLoop loop, std::vector<Step>& steps) {
   TORCH_CHECK(grad_y.dim() == 2, "rnnfuse.lstm_bwd: grad_y must be 2-D, got ", grad_y.dim(), "-D");
   // Stands in for x_proj so the forward's checks apply; an expanded single
   // element, so checking allocates nothing of size N.
@@ -86,9 +88,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
   check_shape(grad_c_n, "grad_c_n", {d.batch, d.hidden});
   check_workspace(workspace, grad_y, d.rows, 5 * d.hidden, "lstm");
   const auto acc = acc_dtype(grad_y.scalar_type());
-  const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
-  const bool packed = batch_sizes.has_value() && batch_sizes->defined();
-
+  steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
   LstmBackward b;
   b.grad_y = grad_y.contiguous();
   b.w_hh = w_hh.contiguous();
@@ -101,6 +101,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
   b.dgates = empty_rows({d.rows, 4 * d.hidden}, grad_y.options());
   if (b.w_hr.defined()) b.dh_all = empty_rows({d.rows, d.out}, grad_y.options().dtype(acc));
   if (!steps.empty()) loop(b, steps);
+  return b;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward(
+    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+    const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr, const at::Tensor& h0,
+    const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
+    const c10::optional<at::Tensor>& batch_sizes, bool reverse, LstmBackwardLoop loop) {
+  std::vector<Step> steps;
+  const LstmBackward b = lstm_backward_gates(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y,
+                                             workspace, batch_sizes, reverse, loop, steps);
+  const bool packed = batch_sizes.has_value() && batch_sizes->defined();
+  const LstmDims d{grad_y.size(0), c0.size(0), c0.size(1), grad_y.size(1)};
 
   // Everything that spans all timesteps: one GEMM per weight gradient.
   auto h_prev = gather_h_prev(y.contiguous(), h0.contiguous(), steps, packed, reverse);

@@ -100,6 +100,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
     const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, LstmBackwardLoop loop);
 
+// The backward's checks, buffers and time loop without the GEMMs that
+// follow it: dgates, dh_state and dc_state as the loop leaves them, and the
+// schedule it ran (steps). A single-step cell (cpu/cell_bwd_cpu.cpp) runs its
+// own GEMMs after it.
+LstmBackward lstm_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                                 const at::Tensor& grad_c_n, const at::Tensor& w_hh,
+                                 const c10::optional<at::Tensor>& w_hr, const at::Tensor& h0,
+                                 const at::Tensor& c0, const at::Tensor& y,
+                                 const at::Tensor& workspace,
+                                 const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+                                 LstmBackwardLoop loop, std::vector<Step>& steps);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
@@ -110,5 +122,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
     const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     GruBackwardLoop loop);
+
+// As lstm_backward_gates: dx, dhh and dh_state as the loop leaves them.
+GruBackward gru_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                               const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+                               const at::Tensor& h0, const at::Tensor& y,
+                               const at::Tensor& workspace,
+                               const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+                               GruBackwardLoop loop, std::vector<Step>& steps);
 
 }  // namespace rnnfuse

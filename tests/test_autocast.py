@@ -26,12 +26,16 @@ CPU_CASES = {
     "GRU-bidir-2layer": ("GRU", dict(bidirectional=True, num_layers=2), False),
     "LSTMCell": ("LSTMCell", dict(), False),
     "GRUCell": ("GRUCell", dict(), False),
+    # From 16 rows the CPU cells run ATen's GEMMs inside the op, which an
+    # enclosing autocast must not recast.
+    "LSTMCell-32rows": ("LSTMCell", dict(), False),
+    "GRUCell-32rows": ("GRUCell", dict(), False),
 }
 
 
-def _input(mode, packed, dtype, device="cpu"):
+def _input(mode, packed, dtype, device="cpu", batch=3):
     gen = torch.Generator().manual_seed(0)
-    shape = (3, 8) if mode.endswith("Cell") else (5, 3, 8)
+    shape = (batch, 8) if mode.endswith("Cell") else (5, batch, 8)
     x = torch.randn(*shape, generator=gen).to(device, dtype)
     return pack_padded_sequence(x, [5, 4, 2]) if packed else x
 
@@ -46,7 +50,7 @@ def _run(module, x, device_type, dtype):
 def test_cpu_autocast_bfloat16_follows_torch_nn(case, module_dtype, layer_calls):
     mode, kwargs, packed = CPU_CASES[case]
     plain, fused = make_twins(mode, 8, 16, dtype=module_dtype, **kwargs)
-    x = _input(mode, packed, module_dtype)
+    x = _input(mode, packed, module_dtype, batch=32 if case.endswith("32rows") else 3)
     expected = _run(plain, x, "cpu", torch.bfloat16)
     actual = _run(fused, x, "cpu", torch.bfloat16)
     assert sum(layer_calls.values()) > 0
@@ -59,6 +63,26 @@ def test_cpu_autocast_bfloat16_follows_torch_nn(case, module_dtype, layer_calls)
         # float64 is never cast: both must equal the plain float64 run.
         bound = 1e-12 if module_dtype == torch.float64 else 2 * err_torch + 1e-3
         assert err_ours <= bound
+
+
+@pytest.mark.parametrize("mode", ["LSTMCell", "GRUCell"])
+def test_cpu_autocast_cell_backward_inside_autocast(mode, layer_calls):
+    # A backward run inside the autocast region: the cells' backward GEMMs
+    # (ATen's, in the op) stay in the module's dtype, so the gradients are
+    # those of the run without autocast.
+    plain, fused = make_twins(mode, 8, 16)
+    x = _input(mode, False, torch.float32, batch=32).requires_grad_()
+    out = tensors_of(fused(x))
+    expected = torch.autograd.grad(out, [x, *fused.parameters()], [torch.ones_like(o) for o in out])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tensors_of(fused(x))
+        actual = torch.autograd.grad(out, [x, *fused.parameters()],
+                                     [torch.ones_like(o) for o in out])
+    assert sum(layer_calls.values()) > 0
+    for e, a in zip(expected, actual):
+        assert a.dtype == e.dtype == torch.float32
+        print(f"  max |autocast - plain| {(a - e).abs().max().item():.2e}")
+        assert torch.equal(a, e)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "LSTMCell", "GRUCell"])

@@ -70,15 +70,22 @@ def test_gru_kernel_boundaries(variant, B, H, T, dtype):
 
 # Cells (B, I, H): on the CPU fp32/fp64 cells run one fused pass
 # (cpu/cell_cpu.cpp), which below 16 rows computes both products itself as
-# dot products and from 16 rows takes them from ATen's GEMMs; bf16 runs the
-# projection GEMM and the layer op. Partial blocks, I not a multiple of the
-# lanes, both sides of 16.
+# dot products and from 16 rows takes them from ATen's GEMMs side by side;
+# bf16 from 16 rows does the same, below it runs the projection GEMM and the
+# layer op. The backward (cpu/cell_bwd_cpu.cpp) runs the step's loop, then
+# its four GEMMs side by side (cpu/gemm_group.cpp): on the kernels' GEMM
+# where a product's columns are whole panels (I, H multiples of 64 in fp32),
+# else at::mm on column slices, split across threads once there is enough
+# work. Partial blocks, I not a multiple of the lanes, both sides of 16, whole
+# panels (64, 64, 128), and both kinds of product in one call (48, 100, 64).
 CELL_CASES = [
     (1, 37, 33),
     (15, 17, 40),
     (16, 9, 19),
     (5, 1, 16),
     (41, 23, 37),
+    (64, 64, 128),
+    (48, 100, 64),
 ]
 
 
@@ -89,6 +96,30 @@ CELL_CASES = [
 def test_cell_kernel_boundaries(mode, bias, B, I, H, dtype):
     """One cell step and all its gradients against the float64 reference
     (the input projection, then one step of the reference layer)."""
+    _cell_step_vs_reference(mode, bias, B, I, H, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_cell_gemms_at_other_thread_counts(mode, threads):
+    """The backward's side-by-side GEMMs deal their columns out by thread
+    count (the suite otherwise runs at the machine's): at 1 thread (no split)
+    and 3 (pieces of both kinds on every thread) the gradients still match the
+    float64 reference, and a rerun gives the same bits."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        first = _cell_step_vs_reference(mode, True, 64, 100, 128, torch.float32)
+        again = _cell_step_vs_reference(mode, True, 64, 100, 128, torch.float32)
+    finally:
+        torch.set_num_threads(saved)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+
+
+def _cell_step_vs_reference(mode, bias, B, I, H, dtype):
+    """Checks one fused cell step's outputs and gradients against the float64
+    reference; returns them (outputs, then gradients)."""
     gates = 4 if mode == "LSTM" else 3
     gen = torch.Generator().manual_seed(B * 1000 + I * 10 + H)
 
@@ -129,6 +160,7 @@ def test_cell_kernel_boundaries(mode, bias, B, I, H, dtype):
     ref_grads = torch.autograd.grad(ref_outs, [ref_args[i] for i in used], cot)
     for i, e, a in zip(used, ref_grads, grads):
         check_close(f"grad {names[i]}", e, a, grad_tol, relative)
+    return [o.detach() for o in outs] + list(grads)
 
 
 def test_kernels_follow_aten_capability():

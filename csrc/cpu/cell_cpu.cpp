@@ -7,8 +7,8 @@
 // is much of a call's time. Small fp32/fp64 batches compute both products in
 // that pass as dot products with the weights as stored (w_in); from 16 rows,
 // fp32, fp64 and bf16 take both GEMMs from ATen first (rec), as torch.nn's
-// cell does, and fuse the rest. Small bf16 batches and fp16 take the
-// composite body.
+// cell does but side by side (gemm_group.h), and fuse the rest. Small bf16
+// batches and fp16 take the composite body.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
@@ -18,6 +18,7 @@
 #include "../driver_cell.h"
 #include "../driver_common.h"
 #include "cpu_common.h"
+#include "gemm_group.h"
 #include "kernels.h"
 
 namespace rnnfuse {
@@ -59,8 +60,9 @@ struct CellOperands {
         b_ih(defined(b_ih_in) ? acc_bias(*b_ih_in) : at::Tensor()),
         b_hh(defined(b_hh_in) ? acc_bias(*b_hh_in) : at::Tensor()) {
     if (path == CellPath::kGemms) {
-      x_proj = at::mm(x, w_ih.t());
-      rec = at::mm(h0, w_hh.t());
+      x_proj = at::empty({x.size(0), w_ih.size(0)}, x.options());
+      rec = at::empty({h0.size(0), w_hh.size(0)}, h0.options());
+      gemm_group({{x, w_ih.t(), x_proj}, {h0, w_hh.t(), rec}});
     }
   }
 
@@ -106,6 +108,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
     const at::Tensor& x_in, const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
     const OptTensor& b_ih_in, const OptTensor& b_hh_in, const at::Tensor& h0_in,
     const at::Tensor& c0, bool training) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   check_cell_inputs("lstm_cell", 4, x_in, w_ih_in, h0_in, b_ih_in, b_hh_in);
   const CellPath path = cell_path(x_in);
   if (path == CellPath::kComposite) {
@@ -143,6 +146,7 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
                                                     const OptTensor& b_ih_in,
                                                     const OptTensor& b_hh_in,
                                                     const at::Tensor& h0_in, bool training) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   check_cell_inputs("gru_cell", 3, x_in, w_ih_in, h0_in, b_ih_in, b_hh_in);
   const CellPath path = cell_path(x_in);
   if (path == CellPath::kComposite) {

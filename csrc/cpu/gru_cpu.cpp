@@ -13,6 +13,7 @@
 #include "buffer_cache.h"
 #include "cpu_common.h"
 #include "kernels.h"
+#include "loops.h"
 
 namespace rnnfuse {
 namespace {
@@ -127,12 +128,6 @@ void forward_loop(const GruForward& f, const std::vector<Step>& steps) {
                                   [&] { gru_forward_loop<scalar_t>(f, steps); });
 }
 
-void backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
-                                  "rnnfuse_gru_bwd_cpu",
-                                  [&] { gru_backward_loop<scalar_t>(g, steps); });
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_fwd_cpu(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
@@ -145,10 +140,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_bwd_cpu(
     const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse) {
   return gru_backward(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse,
-                      &backward_loop);
+                      &gru_backward_loop_cpu);
 }
 
 }  // namespace
+
+void gru_backward_loop_cpu(const GruBackward& g, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
+                                  "rnnfuse_gru_bwd_cpu",
+                                  [&] { gru_backward_loop<scalar_t>(g, steps); });
+}
+
 }  // namespace rnnfuse
 
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {

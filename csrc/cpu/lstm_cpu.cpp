@@ -14,6 +14,7 @@
 #include "buffer_cache.h"
 #include "cpu_common.h"
 #include "kernels.h"
+#include "loops.h"
 
 namespace rnnfuse {
 namespace {
@@ -166,12 +167,6 @@ void forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
                                   [&] { lstm_forward_loop<scalar_t>(f, steps); });
 }
 
-void backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
-                                  "rnnfuse_lstm_bwd_cpu",
-                                  [&] { lstm_backward_loop<scalar_t>(g, steps); });
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_cpu(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
@@ -185,10 +180,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_
     const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse) {
   return lstm_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, workspace, batch_sizes,
-                       reverse, &backward_loop);
+                       reverse, &lstm_backward_loop_cpu);
 }
 
 }  // namespace
+
+void lstm_backward_loop_cpu(const LstmBackward& g, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
+                                  "rnnfuse_lstm_bwd_cpu",
+                                  [&] { lstm_backward_loop<scalar_t>(g, steps); });
+}
+
 }  // namespace rnnfuse
 
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {

@@ -1,0 +1,143 @@
+#include "gemm_group.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu_common.h"
+#include "kernels.h"
+
+namespace rnnfuse {
+namespace {
+
+// A piece of one task: its output columns [col0, col1), computed by one
+// thread.
+struct Piece {
+  size_t task;
+  int64_t col0, col1;
+  double macs;
+};
+
+int64_t rows(const GemmTask& t) { return t.a.size(0); }
+int64_t depth(const GemmTask& t) { return t.a.size(1); }
+int64_t cols(const GemmTask& t) { return t.b.size(1); }
+
+// The kernels' panel width for c's dtype where their GEMM takes the task (fp32
+// or fp64 throughout, b's rows contiguous, whole panels, k > 0: it never
+// stores C without a k step), else 0.
+int64_t kernel_width(const GemmTask& t) {
+  const auto dtype = t.c.scalar_type();
+  if ((dtype != at::kFloat && dtype != at::kDouble) || t.a.scalar_type() != dtype ||
+      t.b.scalar_type() != dtype || t.b.stride(1) != 1 || depth(t) == 0) {
+    return 0;
+  }
+  return AT_DISPATCH_FLOATING_TYPES(dtype, "rnnfuse_gemm_group", [&]() -> int64_t {
+    const auto& kern = cpu::cpu_kernels<scalar_t>();
+    const int64_t width = kern.vec * kern.gemm_vecs;
+    return kern.gemm && cols(t) % width == 0 ? width : 0;
+  });
+}
+
+// Columns [col0, col1) of task t: the kernels' panels col0 / width ..
+// col1 / width, or at::mm on the slice.
+void run_piece(const GemmTask& t, int64_t width, int64_t col0, int64_t col1) {
+  if (width > 0) {
+    AT_DISPATCH_FLOATING_TYPES(t.c.scalar_type(), "rnnfuse_gemm_group", [&] {
+      cpu::GemmArgs<scalar_t> g{};
+      g.m = rows(t);
+      g.n = cols(t);
+      g.k = depth(t);
+      g.a = t.a.data_ptr<scalar_t>();
+      g.a_row = t.a.stride(0);
+      g.a_k = t.a.stride(1);
+      g.b = t.b.data_ptr<scalar_t>();
+      g.ldb = t.b.stride(0);
+      g.c = t.c.data_ptr<scalar_t>();
+      g.ldc = t.c.stride(0);
+      g.accumulate = t.accumulate;
+      cpu::cpu_kernels<scalar_t>().gemm(g, col0 / width, col1 / width);
+    });
+    return;
+  }
+  auto c = t.c.narrow(1, col0, col1 - col0);
+  const auto b = t.b.narrow(1, col0, col1 - col0);
+  if (t.accumulate) {
+    c.addmm_(t.a, b);
+  } else {
+    at::mm_out(c, t.a, b);
+  }
+}
+
+}  // namespace
+
+void gemm_group(const std::vector<GemmTask>& tasks) {
+  std::vector<int64_t> widths(tasks.size());
+  double total = 0;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const GemmTask& t = tasks[i];
+    TORCH_CHECK(t.a.dim() == 2 && t.b.dim() == 2 && t.c.dim() == 2 &&
+                    t.a.size(1) == t.b.size(0) && t.c.size(0) == t.a.size(0) &&
+                    t.c.size(1) == t.b.size(1) && t.c.stride(1) == 1,
+                "rnnfuse: gemm_group got a ", t.a.sizes(), " @ ", t.b.sizes(), " into ",
+                t.c.sizes(), " with strides ", t.c.strides());
+    widths[i] = kernel_width(t);
+    total += double(rows(t)) * depth(t) * cols(t);
+  }
+  const int threads = at::get_num_threads();
+  if (threads == 1 || total < double(kMinParallelMacs) || at::in_parallel_region()) {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (tasks[i].c.numel() > 0) run_piece(tasks[i], widths[i], 0, cols(tasks[i]));
+    }
+    return;
+  }
+  // Kernel tasks split into their panels; the others into about as many
+  // column slices as their share of the threads (MKL runs a slice at its
+  // one-thread rate; a slice narrower than a panel would only add calls).
+  std::vector<Piece> pieces;
+  const double per_thread = total / threads;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const GemmTask& t = tasks[i];
+    const int64_t n = cols(t);
+    if (t.c.numel() == 0) continue;
+    const double col_macs = double(rows(t)) * depth(t);
+    int64_t slices = 0;
+    if (widths[i] > 0) {
+      slices = n / widths[i];
+    } else {
+      const int64_t most = std::max<int64_t>(1, n / 64);
+      slices = std::clamp<int64_t>(std::llround(col_macs * n / per_thread), 1, most);
+    }
+    for (int64_t s = 0; s < slices; ++s) {
+      int64_t col0 = n * s / slices, col1 = n * (s + 1) / slices;
+      if (widths[i] > 0) col0 = s * widths[i], col1 = col0 + widths[i];
+      pieces.push_back({i, col0, col1, col_macs * (col1 - col0)});
+    }
+  }
+  // Thread t takes the pieces whose middle falls in its share of the work,
+  // in order: contiguous runs, decided before any runs.
+  std::vector<int> owner(pieces.size());
+  double done = 0;
+  for (size_t p = 0; p < pieces.size(); ++p) {
+    const double mid = done + pieces[p].macs / 2;
+    owner[p] = std::min(threads - 1, int(mid / total * threads));
+    done += pieces[p].macs;
+  }
+  // The workers run ATen ops: give them the caller's dispatch state (below
+  // autograd, inference mode), not a fresh thread's.
+  const at::ThreadLocalState state;
+  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+    const at::ThreadLocalStateGuard guard(state);
+    for (size_t p = 0; p < pieces.size(); ++p) {
+      if (owner[p] >= t0 && owner[p] < t1) {
+        const Piece& piece = pieces[p];
+        run_piece(tasks[piece.task], widths[piece.task], piece.col0, piece.col1);
+      }
+    }
+  });
+}
+
+}  // namespace rnnfuse
