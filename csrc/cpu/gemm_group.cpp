@@ -22,6 +22,13 @@ struct Piece {
   double macs;
 };
 
+// ATen's products with fewer rows or a shorter k than this (a matrix-vector
+// product, an outer product: a cell's backward at batch 1) run whole, on
+// ATen's own threads. Run one-threaded inside the region, oneDNN's bf16 ones
+// were bimodal across processes here (0.64 or 1.2 ms per GRUCell call at
+// H = 512).
+constexpr int64_t kMinThinSide = 16;
+
 int64_t rows(const GemmTask& t) { return t.a.size(0); }
 int64_t depth(const GemmTask& t) { return t.a.size(1); }
 int64_t cols(const GemmTask& t) { return t.b.size(1); }
@@ -77,6 +84,7 @@ void run_piece(const GemmTask& t, int64_t width, int64_t col0, int64_t col1) {
 void gemm_group(const std::vector<GemmTask>& tasks) {
   std::vector<int64_t> widths(tasks.size());
   double total = 0;
+  bool thin_aten = false;
   for (size_t i = 0; i < tasks.size(); ++i) {
     const GemmTask& t = tasks[i];
     TORCH_CHECK(t.a.dim() == 2 && t.b.dim() == 2 && t.c.dim() == 2 &&
@@ -86,9 +94,10 @@ void gemm_group(const std::vector<GemmTask>& tasks) {
                 t.c.sizes(), " with strides ", t.c.strides());
     widths[i] = kernel_width(t);
     total += double(rows(t)) * depth(t) * cols(t);
+    thin_aten |= widths[i] == 0 && std::min(rows(t), depth(t)) < kMinThinSide;
   }
   const int threads = at::get_num_threads();
-  if (threads == 1 || total < double(kMinParallelMacs) || at::in_parallel_region()) {
+  if (threads == 1 || total < double(kMinParallelMacs) || thin_aten || at::in_parallel_region()) {
     for (size_t i = 0; i < tasks.size(); ++i) {
       if (tasks[i].c.numel() > 0) run_piece(tasks[i], widths[i], 0, cols(tasks[i]));
     }
