@@ -5,21 +5,16 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <tuple>
+
+#include "driver_common.h"
 
 namespace rnnfuse {
 
 using OptTensor = c10::optional<at::Tensor>;
 
 inline bool defined(const OptTensor& t) { return t.has_value() && t->defined(); }
-
-// The cell ops compute in their arguments' dtype (the caller applies
-// autocast's policy, rnnfuse/_autocast.py): the ATen GEMMs inside them run
-// under this guard (with c10::autocast_dispatch_keyset) so that an enclosing
-// torch.autocast does not recast them.
-using NoAutocast = c10::impl::ExcludeDispatchKeyGuard;
 
 // x (B, I), h0 (B, H), w_ih (G*H, I); the biases both present or both absent,
 // (G*H); all of x's dtype and device.

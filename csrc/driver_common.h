@@ -3,12 +3,21 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <vector>
 
 #include "schedule.h"
 
 namespace rnnfuse {
+
+// Every op computes in its arguments' dtype (the caller applies autocast's
+// policy, rnnfuse/_autocast.py), so the ATen ops inside an op body run under
+// NoAutocast(c10::autocast_dispatch_keyset): an enclosing torch.autocast,
+// which the dispatcher otherwise applies to each of them, must not recast
+// them (it raised dtype mismatches, e.g. in a projected LSTM's backward run
+// inside an autocast region).
+using NoAutocast = c10::impl::ExcludeDispatchKeyGuard;
 
 inline at::ScalarType acc_dtype(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;

@@ -37,6 +37,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     bool training, GruForwardLoop loop) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   const GruDims d = check_gru(x_proj, w_hh, b_hh, h0);
   const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
   const auto acc = acc_dtype(x_proj.scalar_type());
@@ -62,6 +63,7 @@ GruBackward gru_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_
                                const at::Tensor& workspace,
                                const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                                GruBackwardLoop loop, std::vector<Step>& steps) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   TORCH_CHECK(grad_y.dim() == 2, "rnnfuse.gru_bwd: grad_y must be 2-D, got ", grad_y.dim(), "-D");
   // Stands in for x_proj so the forward's checks apply; an expanded single
   // element, so checking allocates nothing of size N.
@@ -93,6 +95,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
     const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     GruBackwardLoop loop) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   std::vector<Step> steps;
   const GruBackward b = gru_backward_gates(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace,
                                           batch_sizes, reverse, loop, steps);

@@ -45,6 +45,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
     bool reverse, bool training, LstmForwardLoop loop) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   const LstmDims d = check_lstm(x_proj, w_hh, w_hr, h0, c0);
   const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
   const auto acc = acc_dtype(x_proj.scalar_type());
@@ -74,6 +75,7 @@ LstmBackward lstm_backward_gates(const at::Tensor& grad_y, const at::Tensor& gra
                                  const at::Tensor& workspace,
                                  const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                                  LstmBackwardLoop loop, std::vector<Step>& steps) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   TORCH_CHECK(grad_y.dim() == 2, "rnnfuse.lstm_bwd: grad_y must be 2-D, got ", grad_y.dim(), "-D");
   // Stands in for x_proj so the forward's checks apply; an expanded single
   // element, so checking allocates nothing of size N.
@@ -109,6 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
     const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr, const at::Tensor& h0,
     const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, LstmBackwardLoop loop) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   std::vector<Step> steps;
   const LstmBackward b = lstm_backward_gates(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y,
                                              workspace, batch_sizes, reverse, loop, steps);

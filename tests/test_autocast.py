@@ -65,24 +65,33 @@ def test_cpu_autocast_bfloat16_follows_torch_nn(case, module_dtype, layer_calls)
         assert err_ours <= bound
 
 
-@pytest.mark.parametrize("mode", ["LSTMCell", "GRUCell"])
-def test_cpu_autocast_cell_backward_inside_autocast(mode, layer_calls):
-    # A backward run inside the autocast region: the cells' backward GEMMs
-    # (ATen's, in the op) stay in the module's dtype, so the gradients are
-    # those of the run without autocast.
-    plain, fused = make_twins(mode, 8, 16)
-    x = _input(mode, False, torch.float32, batch=32).requires_grad_()
-    out = tensors_of(fused(x))
-    expected = torch.autograd.grad(out, [x, *fused.parameters()], [torch.ones_like(o) for o in out])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = tensors_of(fused(x))
-        actual = torch.autograd.grad(out, [x, *fused.parameters()],
-                                     [torch.ones_like(o) for o in out])
+def _param_grads(module, x, autocast):
+    """The parameters' gradients of the sum of every output, forward and
+    backward both run inside (or outside) a CPU bfloat16 autocast region."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = sum(o.float().sum() for o in tensors_of(module(x)))
+        return torch.autograd.grad(loss, list(module.parameters()))
+
+
+@pytest.mark.parametrize("case", list(CPU_CASES))
+def test_cpu_autocast_backward_inside_region_follows_torch_nn(case, layer_calls):
+    # PyTorch advises against a backward inside an autocast region, but
+    # torch.nn's runs there; rnnfuse's must too (its ops' ATen GEMMs once
+    # raised dtype mismatches there), with torch.nn's gradient dtypes and
+    # values as close to the plain run's as torch.nn's.
+    mode, kwargs, packed = CPU_CASES[case]
+    plain, fused = make_twins(mode, 8, 16, **kwargs)
+    x = _input(mode, packed, torch.float32, batch=32 if case.endswith("32rows") else 3)
+    expected = _param_grads(plain, x, True)
+    actual = _param_grads(fused, x, True)
     assert sum(layer_calls.values()) > 0
-    for e, a in zip(expected, actual):
-        assert a.dtype == e.dtype == torch.float32
-        print(f"  max |autocast - plain| {(a - e).abs().max().item():.2e}")
-        assert torch.equal(a, e)
+    reference = _param_grads(fused, x, False)
+    for i, (e, a, r) in enumerate(zip(expected, actual, reference)):
+        assert a.dtype == e.dtype, f"grad {i}: {a.dtype}, torch.nn gives {e.dtype}"
+        err_ours = (a.double() - r.double()).abs().max().item()
+        err_torch = (e.double() - r.double()).abs().max().item()
+        print(f"  grad {i} {tuple(a.shape)}: rnnfuse {err_ours:.2e}  torch.nn {err_torch:.2e}")
+        assert err_ours <= 2 * err_torch + 1e-3 * (1 + r.abs().max().item())
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "LSTMCell", "GRUCell"])

@@ -8,6 +8,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include "../driver_common.h"
 #include "buffer_cache.h"
 #include "cpu_common.h"
 #include "kernels.h"
@@ -54,6 +55,7 @@ at::Tensor mm_cpu_op(const at::Tensor& a, const at::Tensor& b) {
 }  // namespace
 
 at::Tensor cpu_mm(const at::Tensor& a, const at::Tensor& b) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
               "rnnfuse.mm: expected 2-D tensors with a.size(1) == b.size(0), got ", a.sizes(),
               " and ", b.sizes());

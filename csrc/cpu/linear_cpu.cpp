@@ -44,6 +44,7 @@ void linear_impl(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
 }
 
 at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2, "rnnfuse.linear: x and w must be 2-D, got ", x.dim(),
               "-D and ", w.dim(), "-D");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
