@@ -23,10 +23,10 @@ struct Piece {
 };
 
 // ATen's products with fewer rows or a shorter k than this (a matrix-vector
-// product, an outer product: a cell's backward at batch 1) run whole, on
-// ATen's own threads. Run one-threaded inside the region, oneDNN's bf16 ones
-// were bimodal across processes here (0.64 or 1.2 ms per GRUCell call at
-// H = 512).
+// product, an outer product: a cell's backward at batch 1) are not split:
+// the group then runs one task after another. Run one-threaded inside the
+// region, oneDNN's bf16 ones were bimodal across processes here (0.64 or 1.2
+// ms per GRUCell call at H = 512).
 constexpr int64_t kMinThinSide = 16;
 
 int64_t rows(const GemmTask& t) { return t.a.size(0); }
@@ -98,8 +98,18 @@ void gemm_group(const std::vector<GemmTask>& tasks) {
   }
   const int threads = at::get_num_threads();
   if (threads == 1 || total < double(kMinParallelMacs) || thin_aten || at::in_parallel_region()) {
+    // One task after another, each on all the threads it pays to wake: the
+    // kernels' panels split as for one GEMM, ATen's product whole.
     for (size_t i = 0; i < tasks.size(); ++i) {
-      if (tasks[i].c.numel() > 0) run_piece(tasks[i], widths[i], 0, cols(tasks[i]));
+      const GemmTask& t = tasks[i];
+      if (t.c.numel() == 0) continue;
+      if (widths[i] == 0) {
+        run_piece(t, 0, 0, cols(t));
+        continue;
+      }
+      const int64_t w = widths[i];
+      parallel_blocks(cols(t) / w, rows(t) * depth(t) * cols(t),
+                      [&](int64_t p0, int64_t p1) { run_piece(t, w, p0 * w, p1 * w); });
     }
     return;
   }
