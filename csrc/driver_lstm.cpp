@@ -75,7 +75,6 @@ LstmBackward lstm_backward_gates(const at::Tensor& grad_y, const at::Tensor& gra
                                  const at::Tensor& workspace,
                                  const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                                  LstmBackwardLoop loop, std::vector<Step>& steps) {
-  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   TORCH_CHECK(grad_y.dim() == 2, "rnnfuse.lstm_bwd: grad_y must be 2-D, got ", grad_y.dim(), "-D");
   // Stands in for x_proj so the forward's checks apply; an expanded single
   // element, so checking allocates nothing of size N.

@@ -19,53 +19,61 @@ namespace {
 // Below this many multiply-adds at::mm's fixed costs are no larger.
 constexpr int64_t kMinMacs = int64_t(1) << 22;
 
-template <typename scalar_t>
-bool try_gemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& c) {
-  const auto& kern = cpu::cpu_kernels<scalar_t>();
-  if (!kern.gemm) return false;
-  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  const int64_t width = kern.vec * kern.gemm_vecs;
-  if (n % width != 0 || b.stride(1) != 1 || m * n * k < kMinMacs) return false;
-  c = cached_empty_cpu({m, n}, a.options());
-  cpu::GemmArgs<scalar_t> g{};
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = a.data_ptr<scalar_t>();
-  g.a_row = a.stride(0);
-  g.a_k = a.stride(1);
-  g.b = b.data_ptr<scalar_t>();
-  g.ldb = b.stride(0);
-  g.c = c.data_ptr<scalar_t>();
-  g.ldc = n;
-  g.accumulate = false;
-  parallel_blocks(n / width, m * n * k, [&](int64_t p0, int64_t p1) { kern.gemm(g, p0, p1); });
-  return true;
-}
-
 at::Tensor mm_cpu_op(const at::Tensor& a, const at::Tensor& b) {
   // As an op, its operands must agree (cpu_mm itself leaves mixes to at::mm).
   TORCH_CHECK(b.scalar_type() == a.scalar_type(), "rnnfuse: b has dtype ", b.scalar_type(),
               " but a has ", a.scalar_type());
   TORCH_CHECK(b.device() == a.device(), "rnnfuse: b is on ", b.device(), " but a is on ",
               a.device());
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   return cpu_mm(a, b);
 }
 
 }  // namespace
 
+int64_t gemm_panel_width(const at::Tensor& a, const at::Tensor& b) {
+  const auto dtype = a.scalar_type();
+  if ((dtype != at::kFloat && dtype != at::kDouble) || b.scalar_type() != dtype ||
+      b.stride(1) != 1 || a.size(1) == 0) {
+    return 0;
+  }
+  return AT_DISPATCH_FLOATING_TYPES(dtype, "rnnfuse_gemm_panel_width", [&]() -> int64_t {
+    const auto& kern = cpu::cpu_kernels<scalar_t>();
+    const int64_t width = kern.vec * kern.gemm_vecs;
+    return kern.gemm && b.size(1) % width == 0 ? width : 0;
+  });
+}
+
+void gemm_panels(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c, bool accumulate,
+                 int64_t pan0, int64_t pan1) {
+  AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "rnnfuse_gemm_panels", [&] {
+    cpu::GemmArgs<scalar_t> g{};
+    g.m = a.size(0);
+    g.n = b.size(1);
+    g.k = a.size(1);
+    g.a = a.data_ptr<scalar_t>();
+    g.a_row = a.stride(0);
+    g.a_k = a.stride(1);
+    g.b = b.data_ptr<scalar_t>();
+    g.ldb = b.stride(0);
+    g.c = c.data_ptr<scalar_t>();
+    g.ldc = c.stride(0);
+    g.accumulate = accumulate;
+    cpu::cpu_kernels<scalar_t>().gemm(g, pan0, pan1);
+  });
+}
+
 at::Tensor cpu_mm(const at::Tensor& a, const at::Tensor& b) {
-  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
               "rnnfuse.mm: expected 2-D tensors with a.size(1) == b.size(0), got ", a.sizes(),
               " and ", b.sizes());
-  at::Tensor c;
-  const bool done = a.device().is_cpu() && b.device().is_cpu() &&
-                    a.scalar_type() == b.scalar_type() && a.numel() > 0 && b.numel() > 0 &&
-                    (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble) &&
-                    AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnfuse_mm_cpu",
-                                               [&] { return try_gemm<scalar_t>(a, b, c); });
-  return done ? c : at::mm(a, b);
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  const int64_t width = a.device().is_cpu() && b.device().is_cpu() ? gemm_panel_width(a, b) : 0;
+  if (width == 0 || m * n * k < kMinMacs) return at::mm(a, b);
+  auto c = cached_empty_cpu({m, n}, a.options());
+  parallel_blocks(n / width, m * n * k,
+                  [&](int64_t p0, int64_t p1) { gemm_panels(a, b, c, false, p0, p1); });
+  return c;
 }
 
 }  // namespace rnnfuse

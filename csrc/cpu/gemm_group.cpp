@@ -1,7 +1,6 @@
 #include "gemm_group.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 
@@ -9,7 +8,7 @@
 #include <cmath>
 
 #include "cpu_common.h"
-#include "kernels.h"
+#include "gemm_cpu.h"
 
 namespace rnnfuse {
 namespace {
@@ -33,41 +32,16 @@ int64_t rows(const GemmTask& t) { return t.a.size(0); }
 int64_t depth(const GemmTask& t) { return t.a.size(1); }
 int64_t cols(const GemmTask& t) { return t.b.size(1); }
 
-// The kernels' panel width for c's dtype where their GEMM takes the task (fp32
-// or fp64 throughout, b's rows contiguous, whole panels, k > 0: it never
-// stores C without a k step), else 0.
+// The kernels' panel width where their GEMM takes the task, else 0.
 int64_t kernel_width(const GemmTask& t) {
-  const auto dtype = t.c.scalar_type();
-  if ((dtype != at::kFloat && dtype != at::kDouble) || t.a.scalar_type() != dtype ||
-      t.b.scalar_type() != dtype || t.b.stride(1) != 1 || depth(t) == 0) {
-    return 0;
-  }
-  return AT_DISPATCH_FLOATING_TYPES(dtype, "rnnfuse_gemm_group", [&]() -> int64_t {
-    const auto& kern = cpu::cpu_kernels<scalar_t>();
-    const int64_t width = kern.vec * kern.gemm_vecs;
-    return kern.gemm && cols(t) % width == 0 ? width : 0;
-  });
+  return t.c.scalar_type() == t.a.scalar_type() ? gemm_panel_width(t.a, t.b) : 0;
 }
 
 // Columns [col0, col1) of task t: the kernels' panels col0 / width ..
 // col1 / width, or at::mm on the slice.
 void run_piece(const GemmTask& t, int64_t width, int64_t col0, int64_t col1) {
   if (width > 0) {
-    AT_DISPATCH_FLOATING_TYPES(t.c.scalar_type(), "rnnfuse_gemm_group", [&] {
-      cpu::GemmArgs<scalar_t> g{};
-      g.m = rows(t);
-      g.n = cols(t);
-      g.k = depth(t);
-      g.a = t.a.data_ptr<scalar_t>();
-      g.a_row = t.a.stride(0);
-      g.a_k = t.a.stride(1);
-      g.b = t.b.data_ptr<scalar_t>();
-      g.ldb = t.b.stride(0);
-      g.c = t.c.data_ptr<scalar_t>();
-      g.ldc = t.c.stride(0);
-      g.accumulate = t.accumulate;
-      cpu::cpu_kernels<scalar_t>().gemm(g, col0 / width, col1 / width);
-    });
+    gemm_panels(t.a, t.b, t.c, t.accumulate, col0 / width, col1 / width);
     return;
   }
   auto c = t.c.narrow(1, col0, col1 - col0);
