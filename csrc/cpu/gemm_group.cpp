@@ -23,9 +23,10 @@ struct Piece {
 
 // ATen's products with fewer rows or a shorter k than this (a matrix-vector
 // product, an outer product: a cell's backward at batch 1) are not split:
-// the group then runs one task after another. Run one-threaded inside the
-// region, oneDNN's bf16 ones were bimodal across processes here (0.64 or 1.2
-// ms per GRUCell call at H = 512).
+// the group then runs one task after another, as the cells did before it.
+// Run one-threaded inside the region, oneDNN's bf16 ones made a GRUCell
+// call take 1.2 instead of 0.64-0.69 ms in some processes (H = 512; 4 of 8
+// then, 0 of 3 in a later rerun: cpu-2core_2026-11-28_cell-gemms/NOTES.md).
 constexpr int64_t kMinThinSide = 16;
 
 int64_t rows(const GemmTask& t) { return t.a.size(0); }

@@ -1,11 +1,12 @@
 // Several independent CPU GEMMs run as one parallel region: a single-step
 // cell's two forward products (x @ w_ih^T, h0 @ w_hh^T) and four backward ones
 // (dx, dh0, dW_ih, dW_hh). Each is small enough that one call does not use
-// the threads well (MKL's 64 x 2048 x 512 product: 1.48 ms on one thread, 0.93
-// ms on two, here), and they are independent, so their output columns are
-// dealt out across the threads together, each piece computed by one thread:
-// on the kernels' blocked GEMM where it takes the operands, else at::mm on a
-// column slice (MKL, which runs single-threaded inside the region).
+// the threads well (MKL's 64 x 2048 -> 512 product: 1.6 ms on one thread, 1.06
+// ms on two, here: benchmarks/results/cpu-2core_2026-11-28_cell-gemms/), and
+// they are independent, so their output columns are dealt out across the
+// threads together, each piece computed by one thread: on the kernels'
+// blocked GEMM where it takes the operands, else at::mm on a column slice
+// (MKL, which runs single-threaded inside the region).
 #pragma once
 
 #include <ATen/core/Tensor.h>
