@@ -52,6 +52,14 @@ at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::v
 // when the schedule is empty.
 at::Tensor final_rows(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps);
 
+// t itself when its rows are contiguous (unit column stride), else a
+// contiguous copy. A bidirectional layer's two directions are column blocks of
+// one buffer (x_proj, y and their gradients), whose rows are strided; the CPU
+// time loops take a row stride, the other backends contiguous tensors.
+inline at::Tensor rows_of(const at::Tensor& t) {
+  return t.stride(-1) == 1 || t.size(-1) <= 1 ? t : t.contiguous();
+}
+
 // t in dtype, without a dispatcher call when it already is (per-call cost
 // matters for cells: a call is one step).
 inline at::Tensor as_dtype(const at::Tensor& t, at::ScalarType dtype) {

@@ -31,38 +31,28 @@ GruDims check_gru(const at::Tensor& x_proj, const at::Tensor& w_hh,
   return d;
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
-    const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
-    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
-    bool training, GruForwardLoop loop) {
-  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
-  const GruDims d = check_gru(x_proj, w_hh, b_hh, h0);
-  const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
-  const auto acc = acc_dtype(x_proj.scalar_type());
-
+// The forward's buffers for one direction, as LSTM's forward_operands
+// (driver_lstm.cpp): x_proj and y may be column blocks of a bidirectional
+// layer's buffers.
+GruForward forward_operands(const at::Tensor& x_proj, const at::Tensor& w_hh,
+                            const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0,
+                            const at::Tensor& y, const at::Tensor& ws) {
   GruForward f;
-  f.x_proj = x_proj.contiguous();
+  f.x_proj = x_proj;
   f.w_hh = w_hh.contiguous();
   if (b_hh.has_value() && b_hh->defined()) f.b_hh = b_hh->contiguous();
   f.h0 = h0.contiguous();
-  f.y = empty_rows({d.rows, d.hidden}, x_proj.options());
-  f.ws = training ? empty_rows({d.rows, 4 * d.hidden}, x_proj.options().dtype(acc))
-                  : at::Tensor();
-  if (!steps.empty()) loop(f, steps);
-
-  auto h_n = final_rows(f.y, h0, steps);
-  auto workspace = training ? f.ws : at::empty({0}, x_proj.options().dtype(acc));
-  return {f.y, h_n, workspace};
+  f.y = y;
+  f.ws = ws;
+  return f;
 }
 
-GruBackward gru_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
-                               const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
-                               const at::Tensor& h0, const at::Tensor& y,
-                               const at::Tensor& workspace,
-                               const c10::optional<at::Tensor>& batch_sizes, bool reverse,
-                               GruBackwardLoop loop, std::vector<Step>& steps) {
+// The backward's checks and buffers for one direction; dx receives the
+// gradient of x_proj (undefined: allocated here).
+GruBackward backward_operands(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                              const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+                              const at::Tensor& h0, const at::Tensor& y,
+                              const at::Tensor& workspace, const at::Tensor& dx) {
   TORCH_CHECK(grad_y.dim() == 2, "rnnfuse.gru_bwd: grad_y must be 2-D, got ", grad_y.dim(), "-D");
   // Stands in for x_proj so the forward's checks apply; an expanded single
   // element, so checking allocates nothing of size N.
@@ -75,16 +65,68 @@ GruBackward gru_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_
   check_shape(grad_h_n, "grad_h_n", {d.batch, d.hidden});
   check_workspace(workspace, grad_y, d.rows, 4 * d.hidden, "gru");
   const auto acc = acc_dtype(grad_y.scalar_type());
-  steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
   GruBackward b;
-  b.grad_y = grad_y.contiguous();
+  b.grad_y = grad_y;
   b.w_hh = w_hh.contiguous();
   b.h0 = h0.contiguous();
-  b.y = y.contiguous();
+  b.y = y;
   b.ws = workspace.contiguous();
   b.dh_state = grad_h_n.to(acc, false, true).contiguous();
-  b.dx = empty_rows({d.rows, 3 * d.hidden}, grad_y.options());
+  b.dx = dx.defined() ? dx : empty_rows({d.rows, 3 * d.hidden}, grad_y.options());
   b.dhh = empty_rows({d.rows, 3 * d.hidden}, grad_y.options());
+  return b;
+}
+
+// After the backward's time loop: dW_hh (one GEMM), db_hh (one reduction)
+// and grad_h0.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> finish_backward(
+    const GruBackward& b, const c10::optional<at::Tensor>& b_hh, const std::vector<Step>& steps,
+    bool packed, bool reverse, at::ScalarType h0_dtype) {
+  const auto h_prev = gather_h_prev(b.y, b.h0, steps, packed, reverse);
+  auto grad_w_hh = rows_mm(b.dhh.t(), h_prev);
+  at::Tensor grad_b_hh;
+  if (b_hh.has_value() && b_hh->defined()) {
+    grad_b_hh = b.dhh.sum(0, /*keepdim=*/false, acc_dtype(b.grad_y.scalar_type()))
+                    .to(b_hh->scalar_type());
+  } else {
+    grad_b_hh = at::empty({0}, b.w_hh.options());
+  }
+  auto grad_h0 = finish_grad_h0(b.dh_state, b.dhh, b.w_hh, steps, h0_dtype);
+  return {grad_w_hh, grad_b_hh, grad_h0};
+}
+
+bool is_packed(const c10::optional<at::Tensor>& batch_sizes) {
+  return batch_sizes.has_value() && batch_sizes->defined();
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    bool training, GruForwardLoop loop) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
+  const GruDims d = check_gru(x_proj, w_hh, b_hh, h0);
+  const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
+  const auto acc = acc_dtype(x_proj.scalar_type());
+  const auto y = empty_rows({d.rows, d.hidden}, x_proj.options());
+  const auto ws = training ? empty_rows({d.rows, 4 * d.hidden}, x_proj.options().dtype(acc))
+                           : at::empty({0}, x_proj.options().dtype(acc));
+  const GruForward f =
+      forward_operands(x_proj.contiguous(), w_hh, b_hh, h0, y, training ? ws : at::Tensor());
+  if (!steps.empty()) loop(f, steps);
+  return {y, final_rows(y, h0, steps), ws};
+}
+
+GruBackward gru_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                               const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+                               const at::Tensor& h0, const at::Tensor& y,
+                               const at::Tensor& workspace,
+                               const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+                               GruBackwardLoop loop, std::vector<Step>& steps) {
+  GruBackward b = backward_operands(grad_y.contiguous(), grad_h_n, w_hh, b_hh, h0,
+                                    y.contiguous(), workspace, at::Tensor());
+  steps = make_schedule(grad_y.size(0), h0.size(0), batch_sizes, reverse);
   if (!steps.empty()) loop(b, steps);
   return b;
 }
@@ -98,19 +140,101 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
   std::vector<Step> steps;
   const GruBackward b = gru_backward_gates(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace,
                                           batch_sizes, reverse, loop, steps);
-  const bool packed = batch_sizes.has_value() && batch_sizes->defined();
-  const auto acc = acc_dtype(grad_y.scalar_type());
-
-  auto h_prev = gather_h_prev(b.y, b.h0, steps, packed, reverse);
-  auto grad_w_hh = rows_mm(b.dhh.t(), h_prev);
-  at::Tensor grad_b_hh;
-  if (b_hh.has_value() && b_hh->defined()) {
-    grad_b_hh = b.dhh.sum(0, /*keepdim=*/false, acc).to(b_hh->scalar_type());
-  } else {
-    grad_b_hh = at::empty({0}, w_hh.options());
-  }
-  auto grad_h0 = finish_grad_h0(b.dh_state, b.dhh, b.w_hh, steps, h0.scalar_type());
+  auto [grad_w_hh, grad_b_hh, grad_h0] =
+      finish_backward(b, b_hh, steps, is_packed(batch_sizes), reverse, h0.scalar_type());
   return {b.dx, grad_w_hh, grad_b_hh, grad_h0};
+}
+
+// ------------------------------------------------------------ bidirectional
+// As lstm_bidir_forward / _backward (driver_lstm.cpp): one (N, 6H) projection,
+// y (N, 2H), states (2, B, H).
+namespace {
+
+void check_bidir(const at::Tensor& rows, const char* rows_name,
+                 const at::Tensor& h0, const char* op) {
+  TORCH_CHECK(rows.dim() == 2, "rnnfuse.", op, ": ", rows_name, " must be 2-D, got ",
+              rows.dim(), "-D");
+  TORCH_CHECK(h0.dim() == 3 && h0.size(0) == 2, "rnnfuse.", op,
+              ": h0 must be (2, batch, hidden), one state per direction, got shape ", h0.sizes());
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_forward(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
+    GruForwardLoop loop) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
+  check_bidir(x_proj, "x_proj", h0, "gru_bidir_fwd");
+  const int64_t hidden = h0.size(2), rows = x_proj.size(0);
+  check_shape(x_proj, "x_proj", {rows, 6 * hidden});
+  const at::Tensor w_hh_of[2] = {w_hh, w_hh_rev};
+  const c10::optional<at::Tensor> b_hh_of[2] = {b_hh, b_hh_rev};
+  for (int dir = 0; dir < 2; ++dir) {
+    check_gru(x_proj.narrow(1, 3 * hidden * dir, 3 * hidden), w_hh_of[dir], b_hh_of[dir],
+              h0[dir]);
+  }
+  const std::vector<Step> steps[2] = {make_schedule(rows, h0.size(1), batch_sizes, false),
+                                      make_schedule(rows, h0.size(1), batch_sizes, true)};
+  const auto acc = x_proj.options().dtype(acc_dtype(x_proj.scalar_type()));
+  const auto y = empty_rows({rows, 2 * hidden}, x_proj.options());
+  const auto ws = training ? empty_rows({2, rows, 4 * hidden}, acc) : at::empty({0}, acc);
+  const at::Tensor x_rows = rows_of(x_proj);
+  GruForward f[2];
+  for (int dir = 0; dir < 2; ++dir) {
+    f[dir] = forward_operands(x_rows.narrow(1, 3 * hidden * dir, 3 * hidden), w_hh_of[dir],
+                              b_hh_of[dir], h0[dir], y.narrow(1, hidden * dir, hidden),
+                              training ? ws[dir] : at::Tensor());
+  }
+  for (int dir = 0; dir < 2; ++dir) {
+    if (!steps[dir].empty()) loop(f[dir], steps[dir]);
+  }
+  const auto h_n = at::stack({final_rows(f[0].y, h0[0], steps[0]),
+                              final_rows(f[1].y, h0[1], steps[1])});
+  return {y, h_n, ws};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+gru_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+                   const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& b_hh,
+                   const c10::optional<at::Tensor>& b_hh_rev, const at::Tensor& h0,
+                   const at::Tensor& y, const at::Tensor& workspace,
+                   const c10::optional<at::Tensor>& batch_sizes, GruBackwardLoop loop) {
+  const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
+  check_bidir(grad_y, "grad_y", h0, "gru_bidir_bwd");
+  const int64_t hidden = h0.size(2), rows = grad_y.size(0);
+  TORCH_CHECK(grad_y.size(1) == 2 * hidden && y.dim() == 2 && y.sizes() == grad_y.sizes(),
+              "rnnfuse.gru_bidir_bwd: grad_y and y must be (rows, 2 * hidden), got ",
+              grad_y.sizes(), " and ", y.sizes());
+  TORCH_CHECK(grad_h_n.dim() == 3 && grad_h_n.size(0) == 2,
+              "rnnfuse.gru_bidir_bwd: grad_h_n must hold one state per direction, got shape ",
+              grad_h_n.sizes());
+  TORCH_CHECK(workspace.dim() == 3 && workspace.size(0) == 2,
+              "rnnfuse.gru_bidir_bwd: workspace does not match; run gru_bidir_fwd with "
+              "training=True");
+  const at::Tensor w_hh_of[2] = {w_hh, w_hh_rev};
+  const c10::optional<at::Tensor> b_hh_of[2] = {b_hh, b_hh_rev};
+  const auto grad_x = empty_rows({rows, 6 * hidden}, grad_y.options());
+  const at::Tensor grad_y_rows = rows_of(grad_y), y_rows = rows_of(y);
+  GruBackward b[2];
+  for (int dir = 0; dir < 2; ++dir) {
+    b[dir] = backward_operands(grad_y_rows.narrow(1, hidden * dir, hidden), grad_h_n[dir],
+                               w_hh_of[dir], b_hh_of[dir], h0[dir],
+                               y_rows.narrow(1, hidden * dir, hidden), workspace[dir],
+                               grad_x.narrow(1, 3 * hidden * dir, 3 * hidden));
+  }
+  const std::vector<Step> steps[2] = {make_schedule(rows, h0.size(1), batch_sizes, false),
+                                      make_schedule(rows, h0.size(1), batch_sizes, true)};
+  for (int dir = 0; dir < 2; ++dir) {
+    if (!steps[dir].empty()) loop(b[dir], steps[dir]);
+  }
+  at::Tensor grad_w[2], grad_b[2], grad_h0[2];
+  for (int dir = 0; dir < 2; ++dir) {
+    std::tie(grad_w[dir], grad_b[dir], grad_h0[dir]) = finish_backward(
+        b[dir], b_hh_of[dir], steps[dir], is_packed(batch_sizes), dir == 1, h0.scalar_type());
+  }
+  return {grad_x, grad_w[0], grad_w[1], grad_b[0], grad_b[1], at::stack({grad_h0[0], grad_h0[1]})};
 }
 
 }  // namespace rnnfuse

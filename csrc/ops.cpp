@@ -41,6 +41,31 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // Both directions of one layer in one call (CPU; CUDA runs the
+  // single-direction ops above, one per direction). x_proj is one projection
+  // for both, (N, 2*G*H): the forward direction's gates, then the reverse's;
+  // y is (N, 2P), the directions' outputs side by side (torch.nn's layout);
+  // h0, c0, h_n, c_n have a leading dimension of 2 (forward, reverse), as do
+  // the workspace (2, N, width) and the *_rev weights' gradients' pairs.
+  m.def(
+      "lstm_bidir_fwd(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor? w_hr, "
+      "Tensor? w_hr_rev, Tensor h0, Tensor c0, Tensor? batch_sizes, bool training) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "lstm_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
+      "Tensor w_hh_rev, Tensor? w_hr, Tensor? w_hr_rev, Tensor h0, Tensor c0, Tensor y, "
+      "Tensor workspace, Tensor? batch_sizes) -> (Tensor grad_x_proj, Tensor grad_w_hh, "
+      "Tensor grad_w_hh_rev, Tensor grad_w_hr, Tensor grad_w_hr_rev, Tensor grad_h0, "
+      "Tensor grad_c0)");
+  m.def(
+      "gru_bidir_fwd(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor? b_hh, "
+      "Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "gru_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor w_hh_rev, Tensor? b_hh, "
+      "Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes) "
+      "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_w_hh_rev, Tensor grad_b_hh, "
+      "Tensor grad_b_hh_rev, Tensor grad_h0)");
   // y = x @ w^T + b for 2-D x: the input projection of all timesteps. CPU
   // only (fp32/fp64); elsewhere torch.nn.functional.linear does this.
   m.def("linear(Tensor x, Tensor w, Tensor? b) -> Tensor");

@@ -131,4 +131,35 @@ GruBackward gru_backward_gates(const at::Tensor& grad_y, const at::Tensor& grad_
                                const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                                GruBackwardLoop loop, std::vector<Step>& steps);
 
+// Both directions of one layer (lstm_bidir_fwd / _bwd, gru_bidir_fwd / _bwd
+// in ops.cpp): direction d's x_proj is columns [G*H*d, G*H*(d+1)) of one
+// (N, 2*G*H) projection, its output columns [P*d, P*(d+1)) of y (N, 2P); the
+// states have a leading dimension of 2 (forward, reverse).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_forward(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const c10::optional<at::Tensor>& w_hr, const c10::optional<at::Tensor>& w_hr_rev,
+    const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
+    bool training, LstmForwardLoop loop);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+lstm_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                    const at::Tensor& grad_c_n, const at::Tensor& w_hh,
+                    const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& w_hr,
+                    const c10::optional<at::Tensor>& w_hr_rev, const at::Tensor& h0,
+                    const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
+                    const c10::optional<at::Tensor>& batch_sizes, LstmBackwardLoop loop);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_forward(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
+    GruForwardLoop loop);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+gru_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+                   const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& b_hh,
+                   const c10::optional<at::Tensor>& b_hh_rev, const at::Tensor& h0,
+                   const at::Tensor& y, const at::Tensor& workspace,
+                   const c10::optional<at::Tensor>& batch_sizes, GruBackwardLoop loop);
+
 }  // namespace rnnfuse

@@ -1,4 +1,4 @@
-"""Argument checks of the four ops, for the paths that do not reach the C++
+"""Argument checks of the ops, for the paths that do not reach the C++
 kernels: the fake (shape-only) kernels that torch.compile and the meta device
 run, and the differentiable composite path. The C++ drivers
 (csrc/driver_*.cpp) check the same things with the same messages, so an op
@@ -156,6 +156,89 @@ def gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes):
         _shape(t, name, shape)
     _workspace(workspace, grad_y, (rows, 4 * hidden), "gru")
     return rows, batch, hidden
+
+
+def _per_direction(op, *named_states):
+    for name, t, what in named_states:
+        if t.dim() != 3 or t.size(0) != 2:
+            raise RuntimeError(f"rnnfuse.{op}: {name} must be (2, batch, {what}), one state per "
+                               f"direction, got shape {list(t.shape)}")
+
+
+def _bidir_rows(op, name, t):
+    if t.dim() != 2:
+        raise RuntimeError(f"rnnfuse.{op}: {name} must be 2-D, got {t.dim()}-D")
+
+
+def lstm_bidir_fwd(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes):
+    """(rows N, batch B, hidden H, output size P) of each direction."""
+    _bidir_rows("lstm_bidir_fwd", "x_proj", x_proj)
+    _per_direction("lstm_bidir_fwd", ("h0", h0, "out"), ("c0", c0, "hidden"))
+    hidden = c0.size(2)
+    _shape(x_proj, "x_proj", (x_proj.size(0), 8 * hidden))
+    dims = [lstm_fwd(x_proj[:, 4 * hidden * d:4 * hidden * (d + 1)], w, r, h0[d], c0[d],
+                     batch_sizes)
+            for d, (w, r) in enumerate(((w_hh, w_hr), (w_hh_rev, w_hr_rev)))]
+    if dims[0][3] != dims[1][3]:
+        _fail(f"lstm_bidir_fwd: both directions must have one output size, got {dims[0][3]} "
+              f"and {dims[1][3]}")
+    return dims[0]
+
+
+def lstm_bidir_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, y,
+                   workspace, batch_sizes):
+    op = "lstm_bidir_bwd"
+    _bidir_rows(op, "grad_y", grad_y)
+    _per_direction(op, ("h0", h0, "out"), ("c0", c0, "hidden"))
+    if grad_y.size(1) % 2 or y.dim() != 2 or y.shape != grad_y.shape:
+        raise RuntimeError(f"rnnfuse.{op}: grad_y and y must be (rows, 2 * out), got "
+                           f"{list(grad_y.shape)} and {list(y.shape)}")
+    if grad_h_n.dim() != 3 or grad_h_n.size(0) != 2 or grad_c_n.dim() != 3 or grad_c_n.size(0) != 2:
+        raise RuntimeError(f"rnnfuse.{op}: grad_h_n and grad_c_n must hold one state per "
+                           f"direction, got shapes {list(grad_h_n.shape)} and "
+                           f"{list(grad_c_n.shape)}")
+    _bidir_workspace(op, workspace)
+    out = grad_y.size(1) // 2
+    dims = [lstm_bwd(grad_y[:, out * d:out * (d + 1)], grad_h_n[d], grad_c_n[d], w, r, h0[d],
+                     c0[d], y[:, out * d:out * (d + 1)], workspace[d], batch_sizes)
+            for d, (w, r) in enumerate(((w_hh, w_hr), (w_hh_rev, w_hr_rev)))]
+    return dims[0]
+
+
+def gru_bidir_fwd(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes):
+    """(rows N, batch B, hidden H) of each direction."""
+    _bidir_rows("gru_bidir_fwd", "x_proj", x_proj)
+    _per_direction("gru_bidir_fwd", ("h0", h0, "hidden"))
+    hidden = h0.size(2)
+    _shape(x_proj, "x_proj", (x_proj.size(0), 6 * hidden))
+    dims = [gru_fwd(x_proj[:, 3 * hidden * d:3 * hidden * (d + 1)], w, b, h0[d], batch_sizes)
+            for d, (w, b) in enumerate(((w_hh, b_hh), (w_hh_rev, b_hh_rev)))]
+    return dims[0]
+
+
+def gru_bidir_bwd(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
+                  batch_sizes):
+    op = "gru_bidir_bwd"
+    _bidir_rows(op, "grad_y", grad_y)
+    _per_direction(op, ("h0", h0, "hidden"))
+    hidden = h0.size(2)
+    if grad_y.size(1) != 2 * hidden or y.dim() != 2 or y.shape != grad_y.shape:
+        raise RuntimeError(f"rnnfuse.{op}: grad_y and y must be (rows, 2 * hidden), got "
+                           f"{list(grad_y.shape)} and {list(y.shape)}")
+    if grad_h_n.dim() != 3 or grad_h_n.size(0) != 2:
+        raise RuntimeError(f"rnnfuse.{op}: grad_h_n must hold one state per direction, got "
+                           f"shape {list(grad_h_n.shape)}")
+    _bidir_workspace(op, workspace)
+    dims = [gru_bwd(grad_y[:, hidden * d:hidden * (d + 1)], grad_h_n[d], w, b, h0[d],
+                    y[:, hidden * d:hidden * (d + 1)], workspace[d], batch_sizes)
+            for d, (w, b) in enumerate(((w_hh, b_hh), (w_hh_rev, b_hh_rev)))]
+    return dims[0]
+
+
+def _bidir_workspace(op, workspace):
+    if workspace.dim() != 3 or workspace.size(0) != 2:
+        raise RuntimeError(f"rnnfuse.{op}: workspace does not match; run "
+                           f"{op.replace('_bwd', '_fwd')} with training=True")
 
 
 def _workspace(workspace, grad_y, shape, cell):

@@ -12,6 +12,8 @@ call needs that:
   layer whose backward must itself be differentiable (``create_graph=True``);
 * ``lstm_bwd`` / ``gru_bwd`` when the backward ops themselves are
   differentiated;
+* the same for the bidirectional ops (``lstm_bidir_fwd`` ...), direction by
+  direction;
 * the same for the cells' ops (``lstm_cell_fwd`` ...), which add the input
   projection to one step.
 
@@ -194,6 +196,58 @@ def gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, ws, batch_sizes, reverse):
     grad_x = grad_x.to(dtype)
     grad_b_hh = w_hh.new_empty((0,)) if b_hh is None else grad_b_hh.to(b_hh.dtype)
     return grad_x, grad_w_hh.to(w_hh.dtype), grad_b_hh, dh_state.to(h0.dtype)
+
+
+# ------------------------------------------------------------- bidirectional
+# Both directions of a layer (lstm_bidir_fwd ...): each direction as above on
+# its column block of x_proj, outputs side by side, states stacked.
+def _directions(t, width):
+    return t[:, :width], t[:, width:]
+
+
+def _stack_workspace(wss, like, training):
+    if training:
+        return torch.stack(wss)
+    return like.new_empty((0,), dtype=_checks.acc_dtype(like.dtype))
+
+
+def lstm_bidir_fwd(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes, training):
+    xs = _directions(x_proj, x_proj.size(1) // 2)
+    outs = [lstm_fwd(xs[d], w, r, h0[d], c0[d], batch_sizes, d == 1, training)
+            for d, (w, r) in enumerate(((w_hh, w_hr), (w_hh_rev, w_hr_rev)))]
+    (y, h, c, ws), (y_r, h_r, c_r, ws_r) = outs
+    return (torch.cat([y, y_r], 1), torch.stack([h, h_r]), torch.stack([c, c_r]),
+            _stack_workspace([ws, ws_r], x_proj, training))
+
+
+def lstm_bidir_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, y, ws,
+                   batch_sizes):
+    out = grad_y.size(1) // 2
+    grads_y, ys = _directions(grad_y, out), _directions(y, out)
+    (dx, dw, dwr, dh0, dc0), (dx_r, dw_r, dwr_r, dh0_r, dc0_r) = [
+        lstm_bwd(grads_y[d], grad_h_n[d], grad_c_n[d], w, r, h0[d], c0[d], ys[d], ws[d],
+                 batch_sizes, d == 1)
+        for d, (w, r) in enumerate(((w_hh, w_hr), (w_hh_rev, w_hr_rev)))]
+    return (torch.cat([dx, dx_r], 1), dw, dw_r, dwr, dwr_r, torch.stack([dh0, dh0_r]),
+            torch.stack([dc0, dc0_r]))
+
+
+def gru_bidir_fwd(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training):
+    xs = _directions(x_proj, x_proj.size(1) // 2)
+    (y, h, ws), (y_r, h_r, ws_r) = [
+        gru_fwd(xs[d], w, b, h0[d], batch_sizes, d == 1, training)
+        for d, (w, b) in enumerate(((w_hh, b_hh), (w_hh_rev, b_hh_rev)))]
+    return (torch.cat([y, y_r], 1), torch.stack([h, h_r]),
+            _stack_workspace([ws, ws_r], x_proj, training))
+
+
+def gru_bidir_bwd(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, ws, batch_sizes):
+    out = grad_y.size(1) // 2
+    grads_y, ys = _directions(grad_y, out), _directions(y, out)
+    (dx, dw, db, dh0), (dx_r, dw_r, db_r, dh0_r) = [
+        gru_bwd(grads_y[d], grad_h_n[d], w, b, h0[d], ys[d], ws[d], batch_sizes, d == 1)
+        for d, (w, b) in enumerate(((w_hh, b_hh), (w_hh_rev, b_hh_rev)))]
+    return torch.cat([dx, dx_r], 1), dw, dw_r, db, db_r, torch.stack([dh0, dh0_r])
 
 
 # --------------------------------------------------------------------- cells

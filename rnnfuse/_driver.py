@@ -1,7 +1,9 @@
 """Composes the per-layer ops into what a torch.nn module computes.
 
-``functional.lstm_layer`` / ``gru_layer`` run one layer in one direction. This
-file adds everything around them that ``_VF.lstm`` / ``_VF.gru`` /
+``functional.lstm_layer`` / ``gru_layer`` run one layer in one direction, and
+on the CPU ``lstm_bidir_layer`` / ``gru_bidir_layer`` both directions of a
+bidirectional layer in one op (one input projection for both, no
+concatenation of the outputs). This file adds everything around them that ``_VF.lstm`` / ``_VF.gru`` /
 ``_VF.lstm_cell`` / ``_VF.gru_cell`` do: the input projection (one GEMM per
 layer and direction over all timesteps), the layer and direction loops,
 inter-layer dropout, the state layout ``(num_layers * num_directions, B, P)``
@@ -123,35 +125,61 @@ def rnn(
     dirs = 2 if bidirectional else 1
     groups = group_weights(flat_weights, num_layers * dirs, has_bias, has_proj)
     hx = _autocast.cast(plan, *hx)
-    final = [[] for _ in hx]
+    final = [[] for _ in hx]  # per layer: (dirs, B, *) blocks of each state
     (layer_in,) = _autocast.cast(plan, x)
     for layer in range(num_layers):
-        outs = []
-        for direction in range(dirs):
-            idx = layer * dirs + direction
-            w_ih, w_hh, b_ih, b_hh, w_hr = _autocast.cast(plan, *groups[idx])
-            reverse = direction == 1
-            if lstm:
-                x_proj = _project(layer_in, w_ih, _lstm_bias(b_ih, b_hh), w_hh.dtype, plan)
-                y, h_n, c_n = F_rnn.lstm_layer(
-                    x_proj, w_hh, w_hr, hx[0][idx], hx[1][idx], batch_sizes, reverse)
-                final[0].append(h_n)
-                final[1].append(c_n)
-            else:
-                x_proj = _project(layer_in, w_ih, b_ih, w_hh.dtype, plan)
-                y, h_n = F_rnn.gru_layer(
-                    x_proj, w_hh, b_hh, hx[0][idx], batch_sizes, reverse)
-                final[0].append(h_n)
-            outs.append(y)
-        layer_in = outs[0] if dirs == 1 else torch.cat(outs, dim=1)
+        first = layer * dirs
+        states = [h[first:first + dirs] for h in hx]
+        weights = [_autocast.cast(plan, *groups[first + d]) for d in range(dirs)]
+        if dirs == 2 and layer_in.device.type == "cpu":
+            layer_in, layer_final = _bidir_layer(lstm, layer_in, weights, states, batch_sizes,
+                                                 plan)
+        else:
+            outs, layer_final = [], [[] for _ in hx]
+            for direction, (w_ih, w_hh, b_ih, b_hh, w_hr) in enumerate(weights):
+                reverse = direction == 1
+                if lstm:
+                    x_proj = _project(layer_in, w_ih, _lstm_bias(b_ih, b_hh), w_hh.dtype, plan)
+                    y, *h_n = F_rnn.lstm_layer(x_proj, w_hh, w_hr, states[0][direction],
+                                               states[1][direction], batch_sizes, reverse)
+                else:
+                    x_proj = _project(layer_in, w_ih, b_ih, w_hh.dtype, plan)
+                    y, *h_n = F_rnn.gru_layer(x_proj, w_hh, b_hh, states[0][direction],
+                                              batch_sizes, reverse)
+                for s, h in zip(layer_final, h_n):
+                    s.append(h)
+                outs.append(y)
+            layer_in = outs[0] if dirs == 1 else torch.cat(outs, dim=1)
+            layer_final = [torch.stack(s) for s in layer_final]
+        for s, h in zip(final, layer_final):
+            s.append(h)
         # Same rule as ATen: between layers, training only, never after the last.
         if dropout != 0 and training and layer < num_layers - 1:
             layer_in = F.dropout(layer_in, dropout, training=True)
-    states = [torch.stack(s) for s in final]
+    states = [torch.cat(s) for s in final]
     if plan is not None and plan.proj_out is not None and _autocast.eligible(layer_in):
         # torch.nn's native path returns the projection's autocast dtype.
         layer_in, states[0] = layer_in.to(plan.proj_out), states[0].to(plan.proj_out)
     return layer_in, tuple(states)
+
+
+def _bidir_layer(lstm, layer_in, weights, states, batch_sizes, plan):
+    """Both directions of a layer in one op (CPU): one input projection for
+    both (their W_ih stacked), the directions' time loops side by side where
+    the CPU allows, outputs written straight into one (N, 2P) tensor."""
+    (w_ih, w_hh, b_ih, b_hh, w_hr), (w_ih_r, w_hh_r, b_ih_r, b_hh_r, w_hr_r) = weights
+    w_ih_both = torch.cat([w_ih, w_ih_r])
+    if lstm:
+        bias = _lstm_bias(b_ih, b_hh)
+        bias = None if bias is None else torch.cat([bias, _lstm_bias(b_ih_r, b_hh_r)])
+        x_proj = _project(layer_in, w_ih_both, bias, w_hh.dtype, plan)
+        y, h_n, c_n = F_rnn.lstm_bidir_layer(x_proj, w_hh, w_hh_r, w_hr, w_hr_r, *states,
+                                             batch_sizes)
+        return y, [h_n, c_n]
+    bias = None if b_ih is None else torch.cat([b_ih, b_ih_r])
+    x_proj = _project(layer_in, w_ih_both, bias, w_hh.dtype, plan)
+    y, h_n = F_rnn.gru_bidir_layer(x_proj, w_hh, w_hh_r, b_hh, b_hh_r, *states, batch_sizes)
+    return y, [h_n]
 
 
 def _as_dtype(t, dtype):

@@ -80,6 +80,56 @@ def _gru_bwd_fake(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, r
             grad_b_hh, grad_y.new_empty((batch, hidden)))
 
 
+def _bidir_workspace(x_proj, rows, width, training):
+    shape = (2, rows, width) if training else (0,)
+    return x_proj.new_empty(shape, dtype=_checks.acc_dtype(x_proj.dtype))
+
+
+@torch.library.register_fake("rnnfuse::lstm_bidir_fwd")
+def _lstm_bidir_fwd_fake(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes, training):
+    rows, batch, hidden, out = _checks.lstm_bidir_fwd(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0,
+                                                      c0, batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    return (x_proj.new_empty((rows, 2 * out)), x_proj.new_empty((2, batch, out)),
+            x_proj.new_empty((2, batch, hidden)),
+            _bidir_workspace(x_proj, rows, 5 * hidden, training))
+
+
+@torch.library.register_fake("rnnfuse::lstm_bidir_bwd")
+def _lstm_bidir_bwd_fake(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, y,
+                         workspace, batch_sizes):
+    rows, batch, hidden, out = _checks.lstm_bidir_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev,
+                                                      w_hr, w_hr_rev, h0, c0, y, workspace,
+                                                      batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    new = grad_y.new_empty
+    return (new((rows, 8 * hidden)), new((4 * hidden, out)), new((4 * hidden, out)),
+            new((out, hidden) if w_hr is not None else (0,)),
+            new((out, hidden) if w_hr_rev is not None else (0,)), new((2, batch, out)),
+            new((2, batch, hidden)))
+
+
+@torch.library.register_fake("rnnfuse::gru_bidir_fwd")
+def _gru_bidir_fwd_fake(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training):
+    rows, batch, hidden = _checks.gru_bidir_fwd(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0,
+                                                batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    return (x_proj.new_empty((rows, 2 * hidden)), x_proj.new_empty((2, batch, hidden)),
+            _bidir_workspace(x_proj, rows, 4 * hidden, training))
+
+
+@torch.library.register_fake("rnnfuse::gru_bidir_bwd")
+def _gru_bidir_bwd_fake(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
+                        batch_sizes):
+    rows, batch, hidden = _checks.gru_bidir_bwd(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev,
+                                                h0, y, workspace, batch_sizes)
+    _checks.schedule_if_known(rows, batch, batch_sizes)
+    new = grad_y.new_empty
+    return (new((rows, 6 * hidden)), new((3 * hidden, hidden)), new((3 * hidden, hidden)),
+            new((3 * hidden,) if b_hh is not None else (0,)),
+            new((3 * hidden,) if b_hh_rev is not None else (0,)), new((2, batch, hidden)))
+
+
 @torch.library.register_fake("rnnfuse::lstm_cell_fwd")
 def _lstm_cell_fwd_fake(x, w_ih, w_hh, b_ih, b_hh, h0, c0, training):
     batch, hidden = _checks.lstm_cell_fwd(x, w_ih, w_hh, b_ih, b_hh, h0, c0)
@@ -406,6 +456,131 @@ def _gru_bwd_autograd(keyset, grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, ba
                            workspace, batch_sizes, reverse)
 
 
+# ------------------------------------------------------------- bidirectional
+# Both directions of a layer in one op (lstm_bidir_fwd, gru_bidir_fwd): the
+# same three paths as the single-direction ops above.
+def _none_where_absent(result, optional_inputs, first):
+    """Gradients of absent optional inputs (w_hr, b_hh: None) are None, not the
+    op's empty placeholders; they sit at result[first], result[first + 1]."""
+    result = list(result)
+    for k, t in enumerate(optional_inputs):
+        if t is None:
+            result[first + k] = None
+    return result
+
+
+class _LstmBidirFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(keyset, x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes, training):
+        return _below_autograd(OPS.lstm_bidir_fwd.default, keyset, x_proj, w_hh, w_hh_rev, w_hr,
+                               w_hr_rev, h0, c0, batch_sizes, training)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes, training = inputs
+        y, _, _, workspace = output
+        ctx.training = training
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(workspace)
+        if training:
+            _save(ctx, _input_for_recompute(x_proj), w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0,
+                  _output_for_backward(y), workspace, batch_sizes)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
+        _check_saved(ctx, "lstm_bidir_fwd")
+        x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, y, workspace, batch_sizes = _saved(ctx)
+        grads = (grad_y, grad_h_n, grad_c_n)
+        needs = ctx.needs_input_grad[1:8]
+        double = _double_backward(ctx, grads)
+        if double and x_proj is not None:
+            inputs = (x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes, False)
+            result = _recompute_grads(_composite.lstm_bidir_fwd, inputs, needs, grads)
+        else:
+            result = _backward_op(OPS.lstm_bidir_bwd, double, _or_zeros(grad_y, y),
+                                  _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), w_hh,
+                                  w_hh_rev, w_hr, w_hr_rev, h0, c0, y, workspace, batch_sizes)
+            result = _none_where_absent(result, (w_hr, w_hr_rev), 3)
+            if double:
+                result = _once_differentiable(result)
+        return (None, *result, None, None)
+
+
+def _lstm_bidir_fwd_autograd(keyset, x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes,
+                             training):
+    args = (x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes, training)
+    tensors = args[:7]
+    if needs_composite(tensors):
+        _checks.lstm_bidir_fwd(*args[:8])
+        return _composite.lstm_bidir_fwd(*args)
+    if _requires_grad(tensors):
+        return _apply(_LstmBidirFwd, keyset, *args)
+    return _below_autograd(OPS.lstm_bidir_fwd.default, keyset, *args)
+
+
+def _lstm_bidir_bwd_autograd(keyset, *args):
+    if needs_composite(args[:11]) or _requires_grad(args[:11]):
+        _checks.lstm_bidir_bwd(*args)
+        return _composite.lstm_bidir_bwd(*args)
+    return _below_autograd(OPS.lstm_bidir_bwd.default, keyset, *args)
+
+
+class _GruBidirFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(keyset, x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training):
+        return _below_autograd(OPS.gru_bidir_fwd.default, keyset, x_proj, w_hh, w_hh_rev, b_hh,
+                               b_hh_rev, h0, batch_sizes, training)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training = inputs
+        y, _, workspace = output
+        ctx.training = training
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(workspace)
+        if training:
+            _save(ctx, _input_for_recompute(x_proj), w_hh, w_hh_rev, b_hh, b_hh_rev, h0,
+                  _output_for_backward(y), workspace, batch_sizes)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_h_n, _grad_workspace):
+        _check_saved(ctx, "gru_bidir_fwd")
+        x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace, batch_sizes = _saved(ctx)
+        grads = (grad_y, grad_h_n)
+        needs = ctx.needs_input_grad[1:7]
+        double = _double_backward(ctx, grads)
+        if double and x_proj is not None:
+            inputs = (x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, False)
+            result = _recompute_grads(_composite.gru_bidir_fwd, inputs, needs, grads)
+        else:
+            result = _backward_op(OPS.gru_bidir_bwd, double, _or_zeros(grad_y, y),
+                                  _or_zeros(grad_h_n, h0), w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y,
+                                  workspace, batch_sizes)
+            result = _none_where_absent(result, (b_hh, b_hh_rev), 3)
+            if double:
+                result = _once_differentiable(result)
+        return (None, *result, None, None)
+
+
+def _gru_bidir_fwd_autograd(keyset, x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes,
+                            training):
+    args = (x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training)
+    tensors = args[:6]
+    if needs_composite(tensors):
+        _checks.gru_bidir_fwd(*args[:7])
+        return _composite.gru_bidir_fwd(*args)
+    if _requires_grad(tensors):
+        return _apply(_GruBidirFwd, keyset, *args)
+    return _below_autograd(OPS.gru_bidir_fwd.default, keyset, *args)
+
+
+def _gru_bidir_bwd_autograd(keyset, *args):
+    if needs_composite(args[:9]) or _requires_grad(args[:9]):
+        _checks.gru_bidir_bwd(*args)
+        return _composite.gru_bidir_bwd(*args)
+    return _below_autograd(OPS.gru_bidir_bwd.default, keyset, *args)
+
+
 # --------------------------------------------------------------------- cells
 class _LstmCellFwd(torch.autograd.Function):
     @staticmethod
@@ -570,7 +745,8 @@ def _mm_autograd(keyset, a, b):
     return _below_autograd(OPS.mm.default, keyset, a, b)
 
 
-_RECORDED = {"lstm_fwd": _LstmFwd, "gru_fwd": _GruFwd, "lstm_cell_fwd": _LstmCellFwd,
+_RECORDED = {"lstm_fwd": _LstmFwd, "gru_fwd": _GruFwd, "lstm_bidir_fwd": _LstmBidirFwd,
+             "gru_bidir_fwd": _GruBidirFwd, "lstm_cell_fwd": _LstmCellFwd,
              "gru_cell_fwd": _GruCellFwd}
 
 
@@ -586,6 +762,10 @@ def record_forward(name, *args):
 _LIB = torch.library.Library("rnnfuse", "IMPL")
 for _name, _kernel in (("lstm_fwd", _lstm_fwd_autograd), ("lstm_bwd", _lstm_bwd_autograd),
                        ("gru_fwd", _gru_fwd_autograd), ("gru_bwd", _gru_bwd_autograd),
+                       ("lstm_bidir_fwd", _lstm_bidir_fwd_autograd),
+                       ("lstm_bidir_bwd", _lstm_bidir_bwd_autograd),
+                       ("gru_bidir_fwd", _gru_bidir_fwd_autograd),
+                       ("gru_bidir_bwd", _gru_bidir_bwd_autograd),
                        ("lstm_cell_fwd", _lstm_cell_fwd_autograd),
                        ("lstm_cell_bwd", _lstm_cell_bwd_autograd),
                        ("gru_cell_fwd", _gru_cell_fwd_autograd),

@@ -31,15 +31,19 @@ def layer_calls(monkeypatch):
     from rnnfuse import functional
 
     calls = {"lstm_layer": 0, "gru_layer": 0}
-    # A cell call is one step of a layer: counted as that layer's.
-    counter_of = {"lstm_layer": "lstm_layer", "gru_layer": "gru_layer",
-                  "lstm_cell": "lstm_layer", "gru_cell": "gru_layer"}
+    # Counted per layer-direction: a bidirectional layer's call (both
+    # directions in one op) counts two. A cell call is one step of a layer:
+    # counted as that layer's.
+    counter_of = {"lstm_layer": ("lstm_layer", 1), "gru_layer": ("gru_layer", 1),
+                  "lstm_bidir_layer": ("lstm_layer", 2), "gru_bidir_layer": ("gru_layer", 2),
+                  "lstm_cell": ("lstm_layer", 1), "gru_cell": ("gru_layer", 1)}
 
     def counting(name):
         inner = getattr(functional, name)
+        counter, weight = counter_of[name]
 
         def wrapper(*args, **kwargs):
-            calls[counter_of[name]] += 1
+            calls[counter] += weight
             return inner(*args, **kwargs)
         return wrapper
 

@@ -82,10 +82,12 @@ struct CellOperands {
     a.h0_s = h0.data_ptr<scalar_t>();
     a.h0 = h0_acc.data_ptr<acc_t>();
     a.y = h.data_ptr<scalar_t>();
+    a.ld_y = a.ld_prev = h.size(1);  // one step: no previous rows are read
     a.ws = training ? ws.data_ptr<acc_t>() : nullptr;
     a.b_in = b_ih.defined() ? b_ih.data_ptr<acc_t>() : nullptr;
     if (rec.defined()) {
       a.x_proj = x_proj.data_ptr<scalar_t>();
+      a.ld_x = x_proj.stride(0);
       a.rec = rec.data_ptr<scalar_t>();
     } else {  // kDots: fp32/fp64 only, where x is in the accumulation type
       a.w_in = w_ih.data_ptr<scalar_t>();

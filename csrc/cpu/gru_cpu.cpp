@@ -27,6 +27,7 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   const auto& kern = cpu::cpu_kernels<scalar_t>();
   const int64_t hidden = f.h0.size(1);
   const int64_t batch = f.h0.size(0);
+  const int64_t ld_y = f.y.stride(0);  // > H for one direction of a bidirectional layer
   const auto acc_opts = f.x_proj.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
   const int64_t n_blocks = kern.blocks(hidden);
@@ -53,6 +54,9 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   cpu::GruFwdArgs<scalar_t> a{};
   a.hidden = hidden;
   a.x_proj = f.x_proj.data_ptr<scalar_t>();
+  a.ld_x = f.x_proj.stride(0);
+  a.ld_y = ld_y;
+  a.ld_prev = kInPlace ? ld_y : hidden;
   a.w_packed = w_packed.defined() ? w_packed.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.w = w;
@@ -64,10 +68,10 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
 
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
-    a.prev_s = a.y + st.prev_row0 * hidden;
+    a.prev_s = a.y + st.prev_row0 * ld_y;
     // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
     if constexpr (kInPlace) {
-      a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * hidden;
+      a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * ld_y;
     } else {
       a.prev = h_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * hidden;
       a.h_next = h_buf.data_ptr<acc_t>() + (s & 1) * batch * hidden;
@@ -98,6 +102,9 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   cpu::GruBwdArgs<scalar_t> a{};
   a.hidden = hidden;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
+  a.ld_grad_y = g.grad_y.stride(0);
+  a.ld_y = g.y.stride(0);
+  a.ld_dx = g.dx.stride(0);
   a.w_panels = w_panels.defined() ? w_panels.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.y = g.y.data_ptr<scalar_t>();
@@ -122,17 +129,12 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   }
 }
 
-void forward_loop(const GruForward& f, const std::vector<Step>& steps) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
-                                  "rnnfuse_gru_fwd_cpu",
-                                  [&] { gru_forward_loop<scalar_t>(f, steps); });
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_fwd_cpu(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     bool training) {
-  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training, &forward_loop);
+  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
+                     &gru_forward_loop_cpu);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_bwd_cpu(
@@ -144,6 +146,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_bwd_cpu(
 }
 
 }  // namespace
+
+void gru_forward_loop_cpu(const GruForward& f, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
+                                  "rnnfuse_gru_fwd_cpu",
+                                  [&] { gru_forward_loop<scalar_t>(f, steps); });
+}
 
 void gru_backward_loop_cpu(const GruBackward& g, const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),

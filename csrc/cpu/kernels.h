@@ -37,25 +37,29 @@ template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
 
 // Rows are time-major (schedule.h). "A rows" are the left operand of a step's
-// recurrent GEMM in the accumulation type: row b is prev + b * ld for b below
-// the step's carry and h0 + b * ld for the rows that start at this step.
+// recurrent GEMM in the accumulation type: row b is prev + b * ld_prev for b
+// below the step's carry and h0 + b * (its width) for the rows that start at
+// this step. The per-row tensors (x_proj, y, grad_y, dgates, dx) have a row
+// stride ld_* of at least their width: a bidirectional layer's two directions
+// read and write column blocks of shared buffers (driver_bidir.cpp).
 
 // LSTM forward step (recurrence.h's LstmForward), for blocks [blk0, blk1).
 template <typename scalar_t>
 struct LstmFwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden, out;     // H, P (P != H only with a projection)
-  const scalar_t* x_proj;  // (N, 4H)
+  const scalar_t* x_proj;  // (N, 4H), row stride ld_x
+  int64_t ld_x, ld_y, ld_prev;
   const acc_t* w_packed;   // pack_fwd(w_hh), or null: dot products with w
   const scalar_t* w_pairs; // bf16 with AVX512-BF16: pack_fwd_pairs(w_hh), used instead of
                            // w_packed with A rows as stored (prev_s, h0_s); else null
   const scalar_t* w;       // w_hh (4H, P) as stored
-  const scalar_t* prev_s;  // the A rows as stored: y's rows of the previous step
+  const scalar_t* prev_s;  // the A rows as stored: y's rows of the previous step (ld_y)
   const scalar_t* h0_s;    //   and h0 (ld = P)
-  const acc_t* prev;       // A rows (ld = P) continuing from the previous step
+  const acc_t* prev;       // A rows (ld_prev) continuing from the previous step
   const acc_t* h0;         // A rows (ld = P) starting at this step
   acc_t* c_state;          // (B, H), c_{t-1} in, c_t out
-  scalar_t* y;             // (N, P), written when h_raw is null
+  scalar_t* y;             // (N, P), row stride ld_y, written when h_raw is null
   acc_t* h_raw;            // (B, H): with a projection, h before it; else null
   acc_t* h_next;           // (B, P): h rounded to scalar_t, in acc_t, for the next A rows; or null
   acc_t* ws;               // (N, 5H) (i, f, g, o, c), or null
@@ -77,19 +81,20 @@ template <typename scalar_t>
 struct LstmBwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden, out;      // H, P
-  const scalar_t* grad_y;   // (N, P)
+  const scalar_t* grad_y;   // (N, P), row stride ld_grad_y
+  int64_t ld_grad_y, ld_dgates, ld_next;
   const acc_t* w_panels;    // pack_bwd(w_hh (4H, P)): the recurrent GEMM's weights; or null
   const scalar_t* w_pairs;  // bf16 with AVX512-BF16: pack_bwd_pairs(w_hh), used instead of
                             // w_panels with A rows as stored (next_s); else null
-  const scalar_t* next_s;   // the next step's dgates rows as stored (ld = 4H)
-  const acc_t* next;        // A rows (ld = 4H): the next step's dgates
+  const scalar_t* next_s;   // the next step's dgates rows as stored (ld_dgates)
+  const acc_t* next;        // A rows (ld_next): the next step's dgates
   const acc_t* dh_unit;     // (B, H): with a projection, the whole dh in unit space (no
                             // GEMM here); else null
   const scalar_t* c0;       // (B, H)
   const acc_t* ws;          // (N, 5H)
   acc_t* dh_state;          // (B, P): added to dh and cleared (without a projection)
   acc_t* dc_state;          // (B, H)
-  scalar_t* dgates;         // (N, 4H)
+  scalar_t* dgates;         // (N, 4H), row stride ld_dgates
   acc_t* dgates_next;       // (B, 4H): dgates rounded to scalar_t, for the next A rows; or null
 };
 
@@ -98,16 +103,17 @@ template <typename scalar_t>
 struct GruFwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden;          // H
-  const scalar_t* x_proj;  // (N, 3H)
+  const scalar_t* x_proj;  // (N, 3H), row stride ld_x
+  int64_t ld_x, ld_y, ld_prev;
   const acc_t* w_packed;   // pack_fwd(w_hh), or null: dot products with w
   const scalar_t* w_pairs; // as for the LSTM
   const scalar_t* w;       // w_hh (3H, H) as stored
   const scalar_t* prev_s;  // as for the LSTM
   const scalar_t* h0_s;
   const acc_t* b_hh;       // (3H), or null
-  const acc_t* prev;       // A rows (ld = H), which are also h_{t-1}
-  const acc_t* h0;
-  scalar_t* y;             // (N, H)
+  const acc_t* prev;       // A rows (ld_prev), which are also h_{t-1}
+  const acc_t* h0;         // (ld = H)
+  scalar_t* y;             // (N, H), row stride ld_y (prev_s too)
   acc_t* h_next;           // (B, H) or null, as for the LSTM
   acc_t* ws;               // (N, 4H) (r, z, n, hn), or null
   // As for the LSTM (b_in only; b_hh is added to the recurrent term, rec).
@@ -123,16 +129,17 @@ template <typename scalar_t>
 struct GruBwdArgs {
   using acc_t = acc_type<scalar_t>;
   int64_t hidden;           // H
-  const scalar_t* grad_y;   // (N, H)
+  const scalar_t* grad_y;   // (N, H), row stride ld_grad_y
+  int64_t ld_grad_y, ld_y, ld_dx;
   const acc_t* w_panels;    // pack_bwd(w_hh (3H, H)), or null
   const scalar_t* w_pairs;  // as for the LSTM
   const scalar_t* next_s;   // the next step's dhh rows as stored (ld = 3H)
   const acc_t* next;        // A rows (ld = 3H): the next step's dhh
-  const scalar_t* y;        // (N, H): h_{t-1} of continuing rows
+  const scalar_t* y;        // (N, H), row stride ld_y: h_{t-1} of continuing rows
   const scalar_t* h0;       // (B, H)
   const acc_t* ws;          // (N, 4H)
   acc_t* dh_state;          // (B, H)
-  scalar_t* dx;             // (N, 3H)
+  scalar_t* dx;             // (N, 3H), row stride ld_dx
   scalar_t* dhh;            // (N, 3H)
   acc_t* dhh_next;          // (B, 3H) or null, as for the LSTM
 };

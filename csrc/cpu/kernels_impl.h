@@ -622,7 +622,7 @@ inline void input_term(const Args& a, int64_t H, int64_t b, int64_t r, int64_t j
   if (a.w_in) {
     dot_gates<G>(a.w_in, H, a.in_size, j0, n, a.x_in + b * a.in_size, in);
   } else {
-    for (int g = 0; g < G; ++g) in[g] = load_acc<T>(a.x_proj + r * G * H + g * H + j0, n);
+    for (int g = 0; g < G; ++g) in[g] = load_acc<T>(a.x_proj + r * a.ld_x + g * H + j0, n);
   }
   for (int g = 0; g < G; ++g) {
     if (a.b_in) in[g] = in[g] + load(a.b_in + g * H + j0, n);
@@ -687,8 +687,10 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
   using L = Lanes<acc_t>;
   constexpr int64_t VW = V::size();
   const int64_t H = a.hidden, P = a.out;
-  const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * P : a.h0 + b * P; };
-  const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * P : a.h0_s + b * P; };
+  const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * a.ld_prev : a.h0 + b * P; };
+  const auto row_s = [&](int64_t b) {
+    return b < st.carry ? a.prev_s + b * a.ld_y : a.h0_s + b * P;
+  };
   for (int64_t u = blk0; u < blk1; ++u) {
     const int64_t j0 = u * VW, n = std::min(VW, H - j0);
     // acc: row b's recurrent term of the block's four gates.
@@ -704,7 +706,7 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
       if (a.h_raw) {
         store(a.h_raw + b * H + j0, h.v, n);
       } else {
-        store_as(a.y + r * P + j0, h.v, n);
+        store_as(a.y + r * a.ld_y + j0, h.v, n);
         if (a.h_next) store(a.h_next + b * P + j0, rounded<scalar_t>(h.v), n);
       }
       if (a.ws) {
@@ -725,7 +727,7 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
   constexpr int64_t VW = V::size();
   constexpr int NVB = kBwdVecs;
   const int64_t H = a.hidden, P = a.out;
-  const auto row = [&](int64_t b) { return a.next + b * 4 * H; };
+  const auto row = [&](int64_t b) { return a.next + b * a.ld_next; };
   for (int64_t p = pan0; p < pan1; ++p) {
     // acc: the recurrent term of dh for this panel's blocks, or null.
     const auto epi = [&](int64_t b, const V* acc) {
@@ -739,7 +741,7 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
           dh = L(load(a.dh_unit + b * H + j0, n));
         } else {
           acc_t* dhs = a.dh_state + b * P + j0;
-          V d = load_acc<acc_t>(a.grad_y + r * P + j0, n) + load(dhs, n);
+          V d = load_acc<acc_t>(a.grad_y + r * a.ld_grad_y + j0, n) + load(dhs, n);
           if (acc) d = d + acc[v];
           dh = L(d);
           store(dhs, V(acc_t(0)), n);
@@ -752,7 +754,7 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
         acc_t* dc = a.dc_state + b * H + j0;
         const auto g = lstm_cell_backward(act, c_prev, dh, L(load(dc, n)));
         store(dc, g.dc_prev.v, n);
-        scalar_t* dg = a.dgates + r * 4 * H + j0;
+        scalar_t* dg = a.dgates + r * a.ld_dgates + j0;
         store_as(dg, g.di.v, n), store_as(dg + H, g.df.v, n), store_as(dg + 2 * H, g.dg.v, n);
         store_as(dg + 3 * H, g.d_o.v, n);
         if (a.dgates_next) {
@@ -771,7 +773,7 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
       bool done = st.carry_next == 0;
       if constexpr (kPairs && std::is_same<scalar_t, c10::BFloat16>::value) {
         if (!done && a.w_pairs) {
-          const auto row_s = [&](int64_t b) { return a.next_s + b * 4 * H; };
+          const auto row_s = [&](int64_t b) { return a.next_s + b * a.ld_dgates; };
           gemm_rows_pairs<NVB>(st.carry_next, row_s, 4 * H,
                                a.w_pairs + p * (4 * H + 4 * H % 2) * NVB * VW, epi);
           done = true;
@@ -795,8 +797,10 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
   using L = Lanes<acc_t>;
   constexpr int64_t VW = V::size();
   const int64_t H = a.hidden;
-  const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * H : a.h0 + b * H; };
-  const auto row_s = [&](int64_t b) { return b < st.carry ? a.prev_s + b * H : a.h0_s + b * H; };
+  const auto row = [&](int64_t b) { return b < st.carry ? a.prev + b * a.ld_prev : a.h0 + b * H; };
+  const auto row_s = [&](int64_t b) {
+    return b < st.carry ? a.prev_s + b * a.ld_y : a.h0_s + b * H;
+  };
   for (int64_t u = blk0; u < blk1; ++u) {
     const int64_t j0 = u * VW, n = std::min(VW, H - j0);
     V bias[3] = {V(acc_t(0)), V(acc_t(0)), V(acc_t(0))};
@@ -811,7 +815,7 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
       const auto act = gru_cell_forward(L(in[0]), L(in[1]), L(in[2]), L(acc[0] + bias[0]),
                                         L(acc[1] + bias[1]), L(acc[2] + bias[2]));
       const L h = gru_hidden(act, L(load(row(b) + j0, n)));
-      store_as(a.y + r * H + j0, h.v, n);
+      store_as(a.y + r * a.ld_y + j0, h.v, n);
       if (a.h_next) store(a.h_next + b * H + j0, rounded<scalar_t>(h.v), n);
       if (a.ws) {
         acc_t* w = a.ws + r * 4 * H + j0;
@@ -840,16 +844,17 @@ void gru_bwd(const GruBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_
         if (j0 >= H) break;
         const int64_t n = std::min(VW, H - j0);
         acc_t* dhs = a.dh_state + b * H + j0;
-        V d = load_acc<acc_t>(a.grad_y + r * H + j0, n) + load(dhs, n);
+        V d = load_acc<acc_t>(a.grad_y + r * a.ld_grad_y + j0, n) + load(dhs, n);
         if (acc) d = d + acc[v];
         const acc_t* w = a.ws + r * 4 * H + j0;
         const GruActs<L> act{L(load(w, n)), L(load(w + H, n)), L(load(w + 2 * H, n)),
                              L(load(w + 3 * H, n))};
-        const L h_prev = b < st.carry ? L(load_acc<acc_t>(a.y + (st.prev_row0 + b) * H + j0, n))
-                                      : L(load_acc<acc_t>(a.h0 + b * H + j0, n));
+        const L h_prev =
+            b < st.carry ? L(load_acc<acc_t>(a.y + (st.prev_row0 + b) * a.ld_y + j0, n))
+                         : L(load_acc<acc_t>(a.h0 + b * H + j0, n));
         const auto g = gru_cell_backward(act, h_prev, L(d));
         store(dhs, g.dh_prev.v, n);
-        scalar_t* dx = a.dx + r * 3 * H + j0;
+        scalar_t* dx = a.dx + r * a.ld_dx + j0;
         scalar_t* dhh = a.dhh + r * 3 * H + j0;
         store_as(dx, g.dr.v, n), store_as(dx + H, g.dz.v, n), store_as(dx + 2 * H, g.dn.v, n);
         store_as(dhh, g.dr.v, n), store_as(dhh + H, g.dz.v, n), store_as(dhh + 2 * H, g.dhn.v, n);

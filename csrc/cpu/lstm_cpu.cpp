@@ -29,6 +29,7 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   const int64_t hidden = f.c_state.size(1);
   const int64_t batch = f.h0.size(0);
   const int64_t out = f.y.size(1);
+  const int64_t ld_y = f.y.stride(0);  // > out for one direction of a bidirectional layer
   const bool project = f.w_hr.defined();
   const auto acc_opts = f.c_state.options();
   const bool packed = pack_forward_weights(f.x_proj.size(0), batch);
@@ -61,6 +62,9 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   a.hidden = hidden;
   a.out = out;
   a.x_proj = f.x_proj.data_ptr<scalar_t>();
+  a.ld_x = f.x_proj.stride(0);
+  a.ld_y = ld_y;
+  a.ld_prev = kInPlace ? ld_y : out;
   a.w_packed = w_packed.defined() ? w_packed.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.w = w;
@@ -73,10 +77,10 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
 
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
-    a.prev_s = a.y + st.prev_row0 * out;
+    a.prev_s = a.y + st.prev_row0 * ld_y;
     // Buffer s & 1 receives this step's h; (s + 1) & 1 holds the previous one.
     if constexpr (kInPlace) {
-      a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * out;
+      a.prev = as_acc<acc_t>(a.y) + st.prev_row0 * ld_y;
     } else {
       a.prev = h_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * out;
       a.h_next = project ? nullptr : h_buf.data_ptr<acc_t>() + (s & 1) * batch * out;
@@ -100,6 +104,7 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   const int64_t hidden = g.dc_state.size(1);
   const int64_t batch = g.dc_state.size(0);
   const int64_t out = g.grad_y.size(1);
+  const int64_t ld_dgates = g.dgates.stride(0);  // > 4H for one direction of a bidirectional layer
   const bool project = g.w_hr.defined();
   const auto acc_opts = g.dc_state.options();
   const int64_t n_panels = kern.panels(hidden);
@@ -122,6 +127,9 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   a.hidden = hidden;
   a.out = out;
   a.grad_y = g.grad_y.data_ptr<scalar_t>();
+  a.ld_grad_y = g.grad_y.stride(0);
+  a.ld_dgates = ld_dgates;
+  a.ld_next = kInPlace ? ld_dgates : 4 * hidden;
   a.w_panels = w_panels.defined() ? w_panels.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.c0 = g.c0.data_ptr<scalar_t>();
@@ -133,9 +141,9 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   int64_t s = 0;  // position in processing order
   for (auto it = steps.rbegin(); it != steps.rend(); ++it, ++s) {
     const Step& st = *it;
-    a.next_s = a.dgates + st.next_row0 * 4 * hidden;
+    a.next_s = a.dgates + st.next_row0 * ld_dgates;
     if constexpr (kInPlace) {
-      a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dgates)) + st.next_row0 * 4 * hidden;
+      a.next = as_acc<acc_t>(static_cast<const scalar_t*>(a.dgates)) + st.next_row0 * ld_dgates;
     } else {
       a.next = d_buf.data_ptr<acc_t>() + ((s + 1) & 1) * batch * 4 * hidden;
       a.dgates_next = d_buf.data_ptr<acc_t>() + (s & 1) * batch * 4 * hidden;
@@ -161,17 +169,12 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   }
 }
 
-void forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
-                                  "rnnfuse_lstm_fwd_cpu",
-                                  [&] { lstm_forward_loop<scalar_t>(f, steps); });
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_cpu(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
     bool reverse, bool training) {
-  return lstm_forward(x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training, &forward_loop);
+  return lstm_forward(x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training,
+                      &lstm_forward_loop_cpu);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_cpu(
@@ -184,6 +187,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_
 }
 
 }  // namespace
+
+void lstm_forward_loop_cpu(const LstmForward& f, const std::vector<Step>& steps) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
+                                  "rnnfuse_lstm_fwd_cpu",
+                                  [&] { lstm_forward_loop<scalar_t>(f, steps); });
+}
 
 void lstm_backward_loop_cpu(const LstmBackward& g, const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
