@@ -2,7 +2,7 @@
 
 ``functional.lstm_layer`` / ``gru_layer`` run one layer in one direction, and
 on the CPU ``lstm_bidir_layer`` / ``gru_bidir_layer`` both directions of a
-bidirectional layer in one op (one input projection for both, no
+bidirectional layer in one op (one (N, 2*G*H) input projection for both, no
 concatenation of the outputs). This file adds everything around them that ``_VF.lstm`` / ``_VF.gru`` /
 ``_VF.lstm_cell`` / ``_VF.gru_cell`` do: the input projection (one GEMM per
 layer and direction over all timesteps), the layer and direction loops,
@@ -163,21 +163,30 @@ def rnn(
     return layer_in, tuple(states)
 
 
+def _bidir_projection(layer_in, w_ih, w_ih_r, bias, bias_r, compute_dtype, plan):
+    """Both directions' input projections as one (N, 2*G*H) tensor: one GEMM
+    with the two W_ih stacked, or, when stacking them would copy more than
+    the projections themselves (fewer rows N than input features I, e.g.
+    batch 1), a GEMM per direction with their outputs stacked."""
+    if layer_in.size(0) >= w_ih.size(1):
+        both = None if bias is None else torch.cat([bias, bias_r])
+        return _project(layer_in, torch.cat([w_ih, w_ih_r]), both, compute_dtype, plan)
+    return torch.cat([_project(layer_in, w_ih, bias, compute_dtype, plan),
+                      _project(layer_in, w_ih_r, bias_r, compute_dtype, plan)], 1)
+
+
 def _bidir_layer(lstm, layer_in, weights, states, batch_sizes, plan):
-    """Both directions of a layer in one op (CPU): one input projection for
-    both (their W_ih stacked), the directions' time loops side by side where
-    the CPU allows, outputs written straight into one (N, 2P) tensor."""
+    """Both directions of a layer in one op (CPU): one (N, 2*G*H) input
+    projection, the directions' outputs written straight into one (N, 2P)
+    tensor."""
     (w_ih, w_hh, b_ih, b_hh, w_hr), (w_ih_r, w_hh_r, b_ih_r, b_hh_r, w_hr_r) = weights
-    w_ih_both = torch.cat([w_ih, w_ih_r])
     if lstm:
-        bias = _lstm_bias(b_ih, b_hh)
-        bias = None if bias is None else torch.cat([bias, _lstm_bias(b_ih_r, b_hh_r)])
-        x_proj = _project(layer_in, w_ih_both, bias, w_hh.dtype, plan)
+        x_proj = _bidir_projection(layer_in, w_ih, w_ih_r, _lstm_bias(b_ih, b_hh),
+                                   _lstm_bias(b_ih_r, b_hh_r), w_hh.dtype, plan)
         y, h_n, c_n = F_rnn.lstm_bidir_layer(x_proj, w_hh, w_hh_r, w_hr, w_hr_r, *states,
                                              batch_sizes)
         return y, [h_n, c_n]
-    bias = None if b_ih is None else torch.cat([b_ih, b_ih_r])
-    x_proj = _project(layer_in, w_ih_both, bias, w_hh.dtype, plan)
+    x_proj = _bidir_projection(layer_in, w_ih, w_ih_r, b_ih, b_ih_r, w_hh.dtype, plan)
     y, h_n = F_rnn.gru_bidir_layer(x_proj, w_hh, w_hh_r, b_hh, b_hh_r, *states, batch_sizes)
     return y, [h_n]
 

@@ -185,9 +185,12 @@ def test_thread_counts_agree_bitwise(mode):
             assert torch.equal(a, b), f"result {k} depends on the thread count"
 
 
+# 15 rows: input size 6 stacks the two W_ih for one projection GEMM, 32 (more
+# features than rows) runs a GEMM per direction (_driver._bidir_projection).
+@pytest.mark.parametrize("input_size", [6, 32])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_modules_run_one_op_per_bidirectional_layer(mode, num_layers, monkeypatch):
+def test_modules_run_one_op_per_bidirectional_layer(mode, num_layers, input_size, monkeypatch):
     from rnnfuse import functional
     calls = {"bidir": 0, "single": 0}
     for name, key in ((f"{mode.lower()}_bidir_layer", "bidir"), (f"{mode.lower()}_layer",
@@ -199,14 +202,20 @@ def test_modules_run_one_op_per_bidirectional_layer(mode, num_layers, monkeypatc
             return _inner(*a, **k)
         monkeypatch.setattr(functional, name, counting)
     torch.manual_seed(0)
-    plain = getattr(torch.nn, mode)(6, 10, num_layers=num_layers, bidirectional=True)
-    fused = getattr(rnnfuse, mode)(6, 10, num_layers=num_layers, bidirectional=True)
+    plain = getattr(torch.nn, mode)(input_size, 10, num_layers=num_layers, bidirectional=True)
+    fused = getattr(rnnfuse, mode)(input_size, 10, num_layers=num_layers, bidirectional=True)
     fused.load_state_dict(plain.state_dict())
-    x = torch.randn(5, 3, 6)
+    x = torch.randn(5, 3, input_size, requires_grad=True)
     expected, actual = plain(x), fused(x)
     assert calls == {"bidir": num_layers, "single": 0}
     for e, a in zip(torch.utils._pytree.tree_leaves(expected),
                     torch.utils._pytree.tree_leaves(actual)):
+        torch.testing.assert_close(a, e)
+    # and the gradients, through either projection
+    wanted = [x, *plain.parameters()]
+    expected_grads = torch.autograd.grad(expected[0].sum(), wanted)
+    actual_grads = torch.autograd.grad(actual[0].sum(), [x, *fused.parameters()])
+    for e, a in zip(expected_grads, actual_grads):
         torch.testing.assert_close(a, e)
 
 
