@@ -5,7 +5,7 @@ one (N, 2*G*H) projection and writing one (N, 2P) output.
 Each direction runs the same time loop as the single-direction op on the same
 values, only with strided rows, so the outputs, workspace and x_proj
 gradient must be bitwise those of two single-direction calls, whatever the
-thread count. The weight
+thread count (with two threads the directions run side by side). The weight
 and initial-state gradients come from GEMMs over strided rows (another BLAS
 path), so those are compared with tolerances. Plus: the modules use one op
 per bidirectional layer, opcheck, the argument checks (C++ and fake kernels
@@ -183,6 +183,25 @@ def test_thread_counts_agree_bitwise(mode):
     for other in results[1:]:
         for k, (a, b) in enumerate(zip(results[0], other)):
             assert torch.equal(a, b), f"result {k} depends on the thread count"
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_side_by_side_and_one_after_the_other_agree_bitwise(mode, monkeypatch):
+    # With two threads the directions run side by side, one thread each;
+    # RNNFUSE_CPU_BIDIR_SEQUENTIAL=1 makes them run one after the other on
+    # both threads. Everything, the GEMMs after the loops included, must agree.
+    args = bidir_args(mode, 9, 24, 40, dtype=torch.bfloat16, packed=True, seed=4)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        side_by_side = run_bidir(mode, args)
+        monkeypatch.setenv("RNNFUSE_CPU_BIDIR_SEQUENTIAL", "1")
+        in_turn = run_bidir(mode, args)
+    finally:
+        torch.set_num_threads(before)
+    for k, (a, b) in enumerate(zip([*side_by_side[0], *side_by_side[2]],
+                                   [*in_turn[0], *in_turn[2]])):
+        assert torch.equal(a, b), f"result {k} differs between side by side and in turn"
 
 
 # 15 rows: input size 6 stacks the two W_ih for one projection GEMM, 32 (more
