@@ -4,8 +4,8 @@
 //
 // With two threads the two directions' loops run side by side, one thread
 // each: a step then has no fork-join across threads, which a small step
-// feels (batch 1: 5-9% faster on two cores; elsewhere 0-4%, LSTM bf16 B=64
-// H=256 training 19%; benchmarks/results/cpu-2core_2026-11-28_bidir). With
+// feels (batch 1: 3-9% faster on two cores; elsewhere -1% to +4%;
+// benchmarks/results/cpu-2core_2026-11-28_bidir). With
 // more threads they run one after the other, each on all of them (ATen's
 // parallel regions do not nest, so side by side would leave all but two
 // idle). RNNFUSE_CPU_BIDIR_SEQUENTIAL=1 forces one after the other (for
