@@ -16,6 +16,10 @@ Run it with PYTORCH_NO_CUDA_MEMORY_CACHING=1 (gpu_check.sh does): with the
 caching allocator an overrun lands inside a cached block and memcheck cannot
 see it.
 
+Bidirectional cases named -1op run each bidirectional layer as one op (on
+CUDA one launch per time step for both directions), as the modules do once
+rnnfuse._driver.BIDIR_ONE_OP_DEVICES names the device.
+
 Persistent tier: --with-persistent appends cases that run with
 RNNFUSE_PERSISTENT=1 and RNNFUSE_PERSISTENT_TIER set to the case's tier
 (bf16; grid cases on any sm_80+ GPU, cluster cases where the cluster kernels
@@ -64,11 +68,13 @@ class Case:
     bidirectional: bool = False
     persistent: bool = False  # run with RNNFUSE_PERSISTENT=1
     tier: str = "grid"        # RNNFUSE_PERSISTENT_TIER of a persistent case
+    one_op: bool = False      # bidirectional layers as one op (one launch per step for both)
 
     @property
     def name(self) -> str:
         extra = (f"-proj{self.proj}" if self.proj else "") + (f"-L{self.layers}" if self.layers > 1 else "")
         extra += "-bi" if self.bidirectional else ""
+        extra += "-1op" if self.one_op else ""
         extra += f"-persistent-{self.tier}" if self.persistent else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
@@ -82,12 +88,18 @@ def all_cases() -> list[Case]:
              Case("LSTM", "bf16", 40, proj=24), Case("LSTM", "fp32", 40, packed=True, layers=2,
                                                     bidirectional=True),
              Case("GRU", "fp32", 40, packed=True, layers=2, bidirectional=True),
+             Case("LSTM", "bf16", 40, packed=True, proj=24, bidirectional=True, one_op=True),
+             Case("GRU", "fp32", 40, packed=True, layers=2, bidirectional=True, one_op=True),
              Case("LSTMCell", "bf16", 40), Case("GRUCell", "fp32", 40)]
     rest = [Case(k, d, h, packed=p)
             for k in ("LSTM", "GRU") for d in ("fp32", "bf16") for h in (40, 64) for p in (False, True)]
     rest += [Case("LSTM", d, 40, packed=p, proj=24) for d in ("fp32", "bf16") for p in (False, True)]
-    rest += [Case(k, "fp32", 40, packed=p, layers=2, bidirectional=True)
-             for k in ("LSTM", "GRU") for p in (False, True)]
+    rest += [Case(k, "fp32", 40, packed=p, layers=2, bidirectional=True, one_op=o)
+             for k in ("LSTM", "GRU") for p in (False, True) for o in (False, True)]
+    rest += [Case(k, "bf16", 64, packed=True, bidirectional=True, one_op=True)
+             for k in ("LSTM", "GRU")]
+    rest += [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, one_op=True),
+             Case("GRU", "fp32", 40, packed=True, bidirectional=True, one_op=True)]
     rest += [Case(k, d, 40) for k in ("LSTMCell", "GRUCell") for d in ("fp32", "bf16")]
     return first + [c for c in rest if c not in first]
 
@@ -96,7 +108,9 @@ def race_cases() -> list[Case]:
     """racecheck is slower than memcheck: one aligned and one ragged size per cell."""
     return [Case("LSTM", "bf16", 64), Case("LSTM", "fp32", 40, packed=True),
             Case("GRU", "bf16", 64), Case("GRU", "fp32", 40, packed=True),
-            Case("LSTM", "fp32", 40, proj=24)]
+            Case("LSTM", "fp32", 40, proj=24),
+            Case("LSTM", "bf16", 40, packed=True, bidirectional=True, one_op=True),
+            Case("GRU", "fp32", 40, packed=True, bidirectional=True, one_op=True)]
 
 
 def persistent_cases() -> list[Case]:
@@ -194,12 +208,17 @@ def run_case(case: Case, device: str = "cuda") -> float:
     x = _inputs(case)
     check_launches = case.persistent and device == "cuda"
     before = _persistent_launches() if check_launches else (0, 0)
+    from rnnfuse import _driver
     os.environ["RNNFUSE_PERSISTENT"] = "1" if case.persistent else "0"
     os.environ["RNNFUSE_PERSISTENT_TIER"] = case.tier
+    one_op_devices = _driver.BIDIR_ONE_OP_DEVICES
+    if case.one_op:
+        _driver.BIDIR_ONE_OP_DEVICES = one_op_devices | {device}
     try:
         out, grads = _forward_backward(ours, x, case, device, DTYPE[case.dtype])
     finally:
         os.environ["RNNFUSE_PERSISTENT"] = "0"
+        _driver.BIDIR_ONE_OP_DEVICES = one_op_devices
     if device == "cuda":
         torch.cuda.synchronize()  # attribute any asynchronous fault to this case
     if check_launches:

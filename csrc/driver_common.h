@@ -55,7 +55,8 @@ at::Tensor final_rows(const at::Tensor& y, const at::Tensor& h0, const std::vect
 // t itself when its rows are contiguous (unit column stride), else a
 // contiguous copy. A bidirectional layer's two directions are column blocks of
 // one buffer (x_proj, y and their gradients), whose rows are strided; the CPU
-// time loops take a row stride, the other backends contiguous tensors.
+// time loops and the CUDA step kernels take a row stride (the persistent
+// tier runs single-direction calls, on contiguous tensors).
 inline at::Tensor rows_of(const at::Tensor& t) {
   return t.stride(-1) == 1 || t.size(-1) <= 1 ? t : t.contiguous();
 }

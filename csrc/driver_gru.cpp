@@ -164,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_forward(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
-    GruForwardLoop loop, RunDirections run_both) {
+    GruBidirForwardLoop loop) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   check_bidir(x_proj, "x_proj", h0, "gru_bidir_fwd");
   const int64_t hidden = h0.size(2), rows = x_proj.size(0);
@@ -187,9 +187,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_forward(
                               b_hh_of[dir], h0[dir], y.narrow(1, hidden * dir, hidden),
                               training ? ws[dir] : at::Tensor());
   }
-  run_both([&](int dir) {
-    if (!steps[dir].empty()) loop(f[dir], steps[dir]);
-  });
+  if (!steps[0].empty()) loop(f, steps);
   const auto h_n = at::stack({final_rows(f[0].y, h0[0], steps[0]),
                               final_rows(f[1].y, h0[1], steps[1])});
   return {y, h_n, ws};
@@ -200,8 +198,7 @@ gru_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const a
                    const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& b_hh,
                    const c10::optional<at::Tensor>& b_hh_rev, const at::Tensor& h0,
                    const at::Tensor& y, const at::Tensor& workspace,
-                   const c10::optional<at::Tensor>& batch_sizes, GruBackwardLoop loop,
-                   RunDirections run_both) {
+                   const c10::optional<at::Tensor>& batch_sizes, GruBidirBackwardLoop loop) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   check_bidir(grad_y, "grad_y", h0, "gru_bidir_bwd");
   const int64_t hidden = h0.size(2), rows = grad_y.size(0);
@@ -227,9 +224,7 @@ gru_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const a
   }
   const std::vector<Step> steps[2] = {make_schedule(rows, h0.size(1), batch_sizes, false),
                                       make_schedule(rows, h0.size(1), batch_sizes, true)};
-  run_both([&](int dir) {
-    if (!steps[dir].empty()) loop(b[dir], steps[dir]);
-  });
+  if (!steps[0].empty()) loop(b, steps);
   at::Tensor grad_w[2], grad_b[2], grad_h0[2];
   for (int dir = 0; dir < 2; ++dir) {
     std::tie(grad_w[dir], grad_b[dir], grad_h0[dir]) = finish_backward(

@@ -41,7 +41,8 @@ at::Tensor defined_or_undefined(const c10::optional<at::Tensor>& t) {
 
 // The forward's buffers for one direction, writing into y and ws. x_proj and
 // y may be column blocks of a bidirectional layer's buffers (rows strided,
-// columns contiguous): only the CPU loops take those (driver_common.h, rows_of).
+// columns contiguous): the bidirectional ops' loops take those
+// (driver_common.h, rows_of).
 LstmForward forward_operands(const at::Tensor& x_proj, const at::Tensor& w_hh,
                              const c10::optional<at::Tensor>& w_hr, const at::Tensor& h0,
                              const at::Tensor& c0, const at::Tensor& y, const at::Tensor& ws) {
@@ -175,7 +176,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_back
 // Both directions of a layer in one op: direction d reads columns
 // [4H d, 4H (d + 1)) of x_proj (one input-projection GEMM for both) and
 // writes columns [P d, P (d + 1)) of y (no concatenation afterwards); the
-// backend runs the two time loops (run_both), side by side where it can.
+// backend runs the two time loops (side by side, or one launch per step for
+// both).
 namespace {
 
 void check_bidir(const at::Tensor& rows, const char* rows_name,
@@ -195,7 +197,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_forward(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const c10::optional<at::Tensor>& w_hr, const c10::optional<at::Tensor>& w_hr_rev,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
-    bool training, LstmForwardLoop loop, RunDirections run_both) {
+    bool training, LstmBidirForwardLoop loop) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   check_bidir(x_proj, "x_proj", h0, c0, "lstm_bidir_fwd");
   const int64_t hidden = c0.size(2);
@@ -222,9 +224,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_forward(
                               w_hr_of[dir], h0[dir], c0[dir], y.narrow(1, out * dir, out),
                               training ? ws[dir] : at::Tensor());
   }
-  run_both([&](int dir) {
-    if (!steps[dir].empty()) loop(f[dir], steps[dir]);
-  });
+  if (!steps[0].empty()) loop(f, steps);
   const auto h_n = at::stack({final_rows(f[0].y, h0[0], steps[0]),
                               final_rows(f[1].y, h0[1], steps[1])});
   const auto c_n = as_dtype(at::stack({f[0].c_state, f[1].c_state}), c0.scalar_type());
@@ -237,8 +237,8 @@ lstm_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
                     const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& w_hr,
                     const c10::optional<at::Tensor>& w_hr_rev, const at::Tensor& h0,
                     const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
-                    const c10::optional<at::Tensor>& batch_sizes, LstmBackwardLoop loop,
-                    RunDirections run_both) {
+                    const c10::optional<at::Tensor>& batch_sizes,
+                    LstmBidirBackwardLoop loop) {
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   check_bidir(grad_y, "grad_y", h0, c0, "lstm_bidir_bwd");
   TORCH_CHECK(grad_y.size(1) % 2 == 0 && y.dim() == 2 && y.sizes() == grad_y.sizes(),
@@ -265,9 +265,7 @@ lstm_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
   }
   const std::vector<Step> steps[2] = {make_schedule(rows, c0.size(1), batch_sizes, false),
                                       make_schedule(rows, c0.size(1), batch_sizes, true)};
-  run_both([&](int dir) {
-    if (!steps[dir].empty()) loop(b[dir], steps[dir]);
-  });
+  if (!steps[0].empty()) loop(b, steps);
   LstmWeightGrads g[2];
   for (int dir = 0; dir < 2; ++dir) {
     g[dir] = finish_backward(b[dir], y_rows.narrow(1, out * dir, out), h0[dir], c0[dir],

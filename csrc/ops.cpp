@@ -97,6 +97,11 @@ TORCH_LIBRARY(rnnfuse, m) {
       "gru_cell_bwd(Tensor grad_h, Tensor x, Tensor w_ih, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor h, Tensor workspace) -> (Tensor grad_x, Tensor grad_w_ih, Tensor grad_w_hh, "
       "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_h0)");
+  // The per-step path's tile planner (csrc/step_plan.h), for the tests: tiles
+  // are [rows, units, k_chunk, blocks_per_sm] per tile; returns the index.
+  m.def(
+      "step_tile_plan(int[] tiles, int rows, int units, int k, int directions, int sm_count) "
+      "-> int");
   // The persistent tier's planner and index maps (csrc/persistent/), exposed
   // for the tests and for the benchmark's "path" column.
   m.def(

@@ -88,10 +88,18 @@ using LstmBackwardLoop = c10::function_ref<void(const LstmBackward&, const std::
 using GruForwardLoop = c10::function_ref<void(const GruForward&, const std::vector<Step>&)>;
 using GruBackwardLoop = c10::function_ref<void(const GruBackward&, const std::vector<Step>&)>;
 
-// How a backend runs a bidirectional layer's two time loops: run(0) and
-// run(1), one after the other or side by side (each touches only its own
-// direction's buffers).
-using RunDirections = c10::function_ref<void(c10::function_ref<void(int)>)>;
+// A backend's time loops for both directions of a layer ([0] forward, [1]
+// reverse; each touches only its own direction's buffers, so they may run
+// one after the other, side by side, or step i of both at once). Called
+// only with non-empty schedules, which then have one length.
+using LstmBidirForwardLoop = c10::function_ref<void(const LstmForward (&)[2],
+                                                    const std::vector<Step> (&)[2])>;
+using LstmBidirBackwardLoop = c10::function_ref<void(const LstmBackward (&)[2],
+                                                     const std::vector<Step> (&)[2])>;
+using GruBidirForwardLoop = c10::function_ref<void(const GruForward (&)[2],
+                                                   const std::vector<Step> (&)[2])>;
+using GruBidirBackwardLoop = c10::function_ref<void(const GruBackward (&)[2],
+                                                    const std::vector<Step> (&)[2])>;
 
 // The drivers: each op's full implementation, given a backend's time loop.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
@@ -144,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_forward(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const c10::optional<at::Tensor>& w_hr, const c10::optional<at::Tensor>& w_hr_rev,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
-    bool training, LstmForwardLoop loop, RunDirections run_both);
+    bool training, LstmBidirForwardLoop loop);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 lstm_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
@@ -152,21 +160,19 @@ lstm_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
                     const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& w_hr,
                     const c10::optional<at::Tensor>& w_hr_rev, const at::Tensor& h0,
                     const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
-                    const c10::optional<at::Tensor>& batch_sizes, LstmBackwardLoop loop,
-                    RunDirections run_both);
+                    const c10::optional<at::Tensor>& batch_sizes, LstmBidirBackwardLoop loop);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_forward(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
-    GruForwardLoop loop, RunDirections run_both);
+    GruBidirForwardLoop loop);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 gru_bidir_backward(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
                    const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& b_hh,
                    const c10::optional<at::Tensor>& b_hh_rev, const at::Tensor& h0,
                    const at::Tensor& y, const at::Tensor& workspace,
-                   const c10::optional<at::Tensor>& batch_sizes, GruBackwardLoop loop,
-                   RunDirections run_both);
+                   const c10::optional<at::Tensor>& batch_sizes, GruBidirBackwardLoop loop);
 
 }  // namespace rnnfuse

@@ -1,9 +1,9 @@
 """Composes the per-layer ops into what a torch.nn module computes.
 
 ``functional.lstm_layer`` / ``gru_layer`` run one layer in one direction, and
-on the CPU ``lstm_bidir_layer`` / ``gru_bidir_layer`` both directions of a
-bidirectional layer in one op (one (N, 2*G*H) input projection for both, no
-concatenation of the outputs). This file adds everything around them that ``_VF.lstm`` / ``_VF.gru`` /
+on the devices in ``BIDIR_ONE_OP_DEVICES`` ``lstm_bidir_layer`` /
+``gru_bidir_layer`` both directions of a bidirectional layer in one op (one
+(N, 2*G*H) input projection for both, no concatenation of the outputs). This file adds everything around them that ``_VF.lstm`` / ``_VF.gru`` /
 ``_VF.lstm_cell`` / ``_VF.gru_cell`` do: the input projection (one GEMM per
 layer and direction over all timesteps), the layer and direction loops,
 inter-layer dropout, the state layout ``(num_layers * num_directions, B, P)``
@@ -25,6 +25,14 @@ import torch.nn.functional as F
 
 from . import _autocast
 from . import functional as F_rnn
+
+
+# Devices whose bidirectional layers run as one op. CUDA has the op (one
+# launch per time step for both directions, csrc/cuda/loops_cuda.cpp) but the
+# modules take it there only once a GPU check has run its tests
+# (tests/test_cuda_bidir.py, which route it through the modules themselves);
+# until then a CUDA bidirectional layer runs one op per direction.
+BIDIR_ONE_OP_DEVICES = frozenset({"cpu"})
 
 
 def supported(
@@ -131,7 +139,7 @@ def rnn(
         first = layer * dirs
         states = [h[first:first + dirs] for h in hx]
         weights = [_autocast.cast(plan, *groups[first + d]) for d in range(dirs)]
-        if dirs == 2 and layer_in.device.type == "cpu":
+        if dirs == 2 and layer_in.device.type in BIDIR_ONE_OP_DEVICES:
             layer_in, layer_final = _bidir_layer(lstm, layer_in, weights, states, batch_sizes,
                                                  plan)
         else:
@@ -176,7 +184,7 @@ def _bidir_projection(layer_in, w_ih, w_ih_r, bias, bias_r, compute_dtype, plan)
 
 
 def _bidir_layer(lstm, layer_in, weights, states, batch_sizes, plan):
-    """Both directions of a layer in one op (CPU): one (N, 2*G*H) input
+    """Both directions of a layer in one op: one (N, 2*G*H) input
     projection, the directions' outputs written straight into one (N, 2P)
     tensor."""
     (w_ih, w_hh, b_ih, b_hh, w_hr), (w_ih_r, w_hh_r, b_ih_r, b_hh_r, w_hr_r) = weights

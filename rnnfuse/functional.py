@@ -1,6 +1,6 @@
 """Per-layer functional API: one layer over the whole sequence, in one
-direction (lstm_layer, gru_layer) or both (lstm_bidir_layer, gru_bidir_layer,
-CPU), and the cells' single steps.
+direction (lstm_layer, gru_layer) or both (lstm_bidir_layer, gru_bidir_layer),
+and the cells' single steps.
 
 Semantics and layout are those of rnnfuse.reference (x_proj is the input
 projection of every active (timestep, sequence) row, time-major). The work
@@ -54,7 +54,8 @@ def lstm_bidir_layer(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes
     """Both directions of one layer: ``x_proj`` ``(N, 8H)`` is the forward
     direction's projection then the reverse's, ``h0`` / ``c0`` ``(2, B, *)``.
     Returns ``(y, h_n, c_n)`` with ``y`` ``(N, 2P)``, the two directions'
-    outputs side by side, and the states stacked as h0 and c0 (CPU)."""
+    outputs side by side, and the states stacked as h0 and c0. On CUDA one
+    kernel launch per time step runs both directions."""
     tensors = (x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0)
     y, h_n, c_n, _ = _forward("lstm_bidir_fwd", tensors, *tensors, batch_sizes,
                               training=_needs_grad(*tensors))

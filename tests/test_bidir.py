@@ -74,14 +74,17 @@ def assert_close(name, expected, actual, dtype):
     assert err <= GEMM_TOL[dtype], name
 
 
-def run_bidir(mode, args, grad_seed=5):
-    """Forward (training) and backward of the bidirectional op."""
+def run_bidir(mode, args, grad_seed=5, grads=None):
+    """Forward (training) and backward of the bidirectional op; the output
+    gradients are random (grad_seed) unless given, in the outputs' dtype and
+    device."""
     fwd, bwd = (OPS.lstm_bidir_fwd, OPS.lstm_bidir_bwd) if mode == "LSTM" else (
         OPS.gru_bidir_fwd, OPS.gru_bidir_bwd)
     outs = fwd(*args, True)
-    gen = torch.Generator().manual_seed(grad_seed)
-    grads = [torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.dtype)
-             for t in outs[:-1]]
+    if grads is None:
+        gen = torch.Generator().manual_seed(grad_seed)
+        grads = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in outs[:-1]]
+    grads = [g.to(device=t.device, dtype=t.dtype) for g, t in zip(grads, outs[:-1])]
     if mode == "LSTM":
         x_proj, w_hh, w_hh_r, w_hr, w_hr_r, h0, c0, batch_sizes = args
         y, _, _, ws = outs
@@ -244,19 +247,19 @@ def _opcheck_args(mode, packed):
     return bidir_args(mode, 4, 3, 5, dtype=torch.float64, packed=packed, seed=21, **kwargs)
 
 
-@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_opcheck(mode, packed):
+def opcheck_both_ops(mode, packed, to_device=lambda args: args):
+    """opcheck of the forward (inference, training) and the backward op;
+    to_device moves the arguments (test_cuda_bidir.py)."""
     fwd, bwd = (OPS.lstm_bidir_fwd, OPS.lstm_bidir_bwd) if mode == "LSTM" else (
         OPS.gru_bidir_fwd, OPS.gru_bidir_bwd)
-    args = _opcheck_args(mode, packed)
+    args = to_device(_opcheck_args(mode, packed))
     torch.library.opcheck(fwd, (*args, False))
     grad_args = tuple(a.clone().requires_grad_() if isinstance(a, torch.Tensor)
                       and a.is_floating_point() else a for a in args)
     torch.library.opcheck(fwd, (*grad_args, True))
     outs = fwd(*args, True)
     gen = torch.Generator().manual_seed(3)
-    grads = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in outs[:-1]]
+    grads = [torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device) for t in outs[:-1]]
     if mode == "LSTM":
         _, w_hh, w_hh_r, w_hr, w_hr_r, h0, c0, batch_sizes = args
         torch.library.opcheck(bwd, (*grads, w_hh, w_hh_r, w_hr, w_hr_r, h0, c0, outs[0],
@@ -265,6 +268,12 @@ def test_opcheck(mode, packed):
         _, w_hh, w_hh_r, b_hh, b_hh_r, h0, batch_sizes = args
         torch.library.opcheck(bwd, (*grads, w_hh, w_hh_r, b_hh, b_hh_r, h0, outs[0], outs[-1],
                                     batch_sizes))
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_opcheck(mode, packed):
+    opcheck_both_ops(mode, packed)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])

@@ -43,6 +43,25 @@ void run_directions(c10::function_ref<void(int)> run) {
   });
 }
 
+// The backend's bidirectional loops: the single-direction CPU loop per
+// direction, run as run_directions says.
+template <typename Operands, typename Loop>
+void both_directions(Loop loop, const Operands (&ops)[2], const std::vector<Step> (&steps)[2]) {
+  run_directions([&](int dir) { loop(ops[dir], steps[dir]); });
+}
+void lstm_bidir_forward_loop(const LstmForward (&f)[2], const std::vector<Step> (&s)[2]) {
+  both_directions(&lstm_forward_loop_cpu, f, s);
+}
+void lstm_bidir_backward_loop(const LstmBackward (&g)[2], const std::vector<Step> (&s)[2]) {
+  both_directions(&lstm_backward_loop_cpu, g, s);
+}
+void gru_bidir_forward_loop(const GruForward (&f)[2], const std::vector<Step> (&s)[2]) {
+  both_directions(&gru_forward_loop_cpu, f, s);
+}
+void gru_bidir_backward_loop(const GruBackward (&g)[2], const std::vector<Step> (&s)[2]) {
+  both_directions(&gru_backward_loop_cpu, g, s);
+}
+
 using OptTensor = c10::optional<at::Tensor>;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_fwd_cpu(
@@ -50,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_fwd_cpu(
     const OptTensor& w_hr, const OptTensor& w_hr_rev, const at::Tensor& h0, const at::Tensor& c0,
     const OptTensor& batch_sizes, bool training) {
   return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes,
-                            training, &lstm_forward_loop_cpu, &run_directions);
+                            training, &lstm_bidir_forward_loop);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
@@ -60,7 +79,7 @@ lstm_bidir_bwd_cpu(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
                    const at::Tensor& c0, const at::Tensor& y, const at::Tensor& workspace,
                    const OptTensor& batch_sizes) {
   return lstm_bidir_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0,
-                             y, workspace, batch_sizes, &lstm_backward_loop_cpu, &run_directions);
+                             y, workspace, batch_sizes, &lstm_bidir_backward_loop);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_fwd_cpu(
@@ -68,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_fwd_cpu(
     const OptTensor& b_hh, const OptTensor& b_hh_rev, const at::Tensor& h0,
     const OptTensor& batch_sizes, bool training) {
   return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
-                           &gru_forward_loop_cpu, &run_directions);
+                           &gru_bidir_forward_loop);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
@@ -77,7 +96,7 @@ gru_bidir_bwd_cpu(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at
                   const at::Tensor& h0, const at::Tensor& y, const at::Tensor& workspace,
                   const OptTensor& batch_sizes) {
   return gru_bidir_backward(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
-                            batch_sizes, &gru_backward_loop_cpu, &run_directions);
+                            batch_sizes, &gru_bidir_backward_loop);
 }
 
 }  // namespace

@@ -6,12 +6,12 @@ namespace rnnfuse {
 namespace cuda {
 
 template <>
-void gru_fwd_step<c10::BFloat16>(const GruFwdStepArgs& a, const StepConfig& cfg) {
+void gru_fwd_step<c10::BFloat16>(const StepGroup<GruFwdStepArgs>& a, const StepConfig& cfg) {
   gru_fwd_step_impl<c10::BFloat16>(a, cfg);
 }
 
 template <>
-void gru_bwd_step<c10::BFloat16>(const GruBwdStepArgs& a, const StepConfig& cfg) {
+void gru_bwd_step<c10::BFloat16>(const StepGroup<GruBwdStepArgs>& a, const StepConfig& cfg) {
   gru_bwd_step_impl<c10::BFloat16>(a, cfg);
 }
 

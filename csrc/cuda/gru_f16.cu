@@ -6,12 +6,12 @@ namespace rnnfuse {
 namespace cuda {
 
 template <>
-void gru_fwd_step<c10::Half>(const GruFwdStepArgs& a, const StepConfig& cfg) {
+void gru_fwd_step<c10::Half>(const StepGroup<GruFwdStepArgs>& a, const StepConfig& cfg) {
   gru_fwd_step_impl<c10::Half>(a, cfg);
 }
 
 template <>
-void gru_bwd_step<c10::Half>(const GruBwdStepArgs& a, const StepConfig& cfg) {
+void gru_bwd_step<c10::Half>(const StepGroup<GruBwdStepArgs>& a, const StepConfig& cfg) {
   gru_bwd_step_impl<c10::Half>(a, cfg);
 }
 

@@ -6,12 +6,12 @@ namespace rnnfuse {
 namespace cuda {
 
 template <>
-void gru_fwd_step<float>(const GruFwdStepArgs& a, const StepConfig& cfg) {
+void gru_fwd_step<float>(const StepGroup<GruFwdStepArgs>& a, const StepConfig& cfg) {
   gru_fwd_step_impl<float>(a, cfg);
 }
 
 template <>
-void gru_bwd_step<float>(const GruBwdStepArgs& a, const StepConfig& cfg) {
+void gru_bwd_step<float>(const StepGroup<GruBwdStepArgs>& a, const StepConfig& cfg) {
   gru_bwd_step_impl<float>(a, cfg);
 }
 

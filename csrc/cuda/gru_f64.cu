@@ -6,12 +6,12 @@ namespace rnnfuse {
 namespace cuda {
 
 template <>
-void gru_fwd_step<double>(const GruFwdStepArgs& a, const StepConfig& cfg) {
+void gru_fwd_step<double>(const StepGroup<GruFwdStepArgs>& a, const StepConfig& cfg) {
   gru_fwd_step_impl<double>(a, cfg);
 }
 
 template <>
-void gru_bwd_step<double>(const GruBwdStepArgs& a, const StepConfig& cfg) {
+void gru_bwd_step<double>(const StepGroup<GruBwdStepArgs>& a, const StepConfig& cfg) {
   gru_bwd_step_impl<double>(a, cfg);
 }
 

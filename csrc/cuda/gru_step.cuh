@@ -3,7 +3,8 @@
 // kernel. Backward: dhh_{t+1} @ W_hh for the block's units, then the gate
 // derivatives of step t (the n gate's recurrent term is scaled by r, so the
 // gradients of x_proj and of the recurrent term differ there and both are
-// written).
+// written). A launch may carry two directions of a layer (StepGroup,
+// grid.z): each block works for the one its z names.
 #pragma once
 
 #include "../gate_math.h"
@@ -13,11 +14,14 @@ namespace rnnfuse {
 namespace cuda {
 
 template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(const GruFwdStepArgs a) {
+__global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(
+    const __grid_constant__ StepGroup<GruFwdStepArgs> group) {
   using acc_t = at::opmath_type<scalar_t>;
+  const GruFwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
   const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), H, H, H,
                                   j0, m0};
   const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
@@ -33,7 +37,7 @@ __global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(const GruF
     const int64_t b = m0 + m;
     const int j = j0 + jj;
     if (b >= a.h_prev.rows || j >= H) continue;
-    const scalar_t* xr = x + b * 3 * H;
+    const scalar_t* xr = x + b * a.ld_x;
     const acc_t* cr = C + m * Gemm::LDC;
     acc_t hr = cr[jj], hz = cr[J + jj], hn = cr[2 * J + jj];
     if (bias != nullptr) {
@@ -46,7 +50,7 @@ __global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(const GruF
                                              static_cast<acc_t>(xr[2 * H + j]), hr, hz, hn);
     const acc_t h_prev = b < a.h_prev.carry ? static_cast<acc_t>(h_carry[b * a.h_prev.lda + j])
                                             : static_cast<acc_t>(h_start[b * a.h_prev.lda + j]);
-    y[b * H + j] = static_cast<scalar_t>(gru_hidden(act, h_prev));
+    y[b * a.ld_y + j] = static_cast<scalar_t>(gru_hidden(act, h_prev));
     if (ws != nullptr) {
       acc_t* w = ws + b * 4 * H + j;
       w[0] = act.r;
@@ -58,11 +62,14 @@ __global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(const GruF
 }
 
 template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads) gru_bwd_step_kernel(const GruBwdStepArgs a) {
+__global__ void __launch_bounds__(Gemm::kThreads) gru_bwd_step_kernel(
+    const __grid_constant__ StepGroup<GruBwdStepArgs> group) {
   using acc_t = at::opmath_type<scalar_t>;
+  const GruBwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  if (m0 >= a.dhh_next.rows) return;  // the other direction's batch is larger (whole block)
   const TileOperands<scalar_t> op{a.dhh_next, static_cast<const scalar_t*>(a.w_hh_t), 3 * H, H,
                                   0, j0, m0};
   const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
@@ -79,16 +86,16 @@ __global__ void __launch_bounds__(Gemm::kThreads) gru_bwd_step_kernel(const GruB
     const int64_t b = m0 + m;
     const int j = j0 + jj;
     if (b >= a.dhh_next.rows || j >= H) continue;
-    const acc_t dh =
-        static_cast<acc_t>(grad_y[b * H + j]) + dh_state[b * H + j] + C[m * Gemm::LDC + jj];
+    const acc_t dh = static_cast<acc_t>(grad_y[b * a.ld_grad_y + j]) + dh_state[b * H + j] +
+                     C[m * Gemm::LDC + jj];
     const acc_t* w = ws + b * 4 * H + j;
     const GruActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H]};
-    const acc_t h_prev = b < a.carry ? static_cast<acc_t>(h_prev_rows[b * H + j])
+    const acc_t h_prev = b < a.carry ? static_cast<acc_t>(h_prev_rows[b * a.ld_h_prev + j])
                                      : static_cast<acc_t>(h0[b * H + j]);
     const auto d = gru_cell_backward(act, h_prev, dh);
     dh_state[b * H + j] = d.dh_prev;
-    scalar_t* dxr = dx + b * 3 * H + j;
-    scalar_t* dhr = dhh + b * 3 * H + j;
+    scalar_t* dxr = dx + b * a.ld_dx + j;
+    scalar_t* dhr = dhh + b * a.dhh_next.lda + j;
     dxr[0] = dhr[0] = static_cast<scalar_t>(d.dr);
     dxr[H] = dhr[H] = static_cast<scalar_t>(d.dz);
     dxr[2 * H] = static_cast<scalar_t>(d.dn);
@@ -107,10 +114,15 @@ struct GruFwdTiles {
   using SimtLarge = Tile<SimtGemm<64, 48, chunk<acc_t>(128), 4, 4>, 16>;
 
   template <typename T>
-  static void launch(const GruFwdStepArgs& a, cudaStream_t stream) {
-    launch_step<typename T::Gemm, acc_t>(gru_fwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
-                                         a.hidden, T::J, a.h_prev.rows, stream);
+  static auto kernel() {
+    return gru_fwd_step_kernel<scalar_t, typename T::Gemm, T::J>;
   }
+  template <typename T>
+  static void launch(const StepGroup<GruFwdStepArgs>& a, int rows, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
+  }
+  static int rows(const GruFwdStepArgs& a) { return a.h_prev.rows; }
+  static int k(const GruFwdStepArgs& a) { return a.hidden; }
 };
 
 // Tile choices of gru_bwd_step_kernel (launched through run_step).
@@ -119,20 +131,25 @@ struct GruBwdTiles : BackwardTileTable<scalar_t> {
   using acc_t = at::opmath_type<scalar_t>;
 
   template <typename T>
-  static void launch(const GruBwdStepArgs& a, cudaStream_t stream) {
-    launch_step<typename T::Gemm, acc_t>(gru_bwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
-                                         a.hidden, T::J, a.dhh_next.rows, stream);
+  static auto kernel() {
+    return gru_bwd_step_kernel<scalar_t, typename T::Gemm, T::J>;
   }
+  template <typename T>
+  static void launch(const StepGroup<GruBwdStepArgs>& a, int rows, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
+  }
+  static int rows(const GruBwdStepArgs& a) { return a.dhh_next.rows; }
+  static int k(const GruBwdStepArgs& a) { return 3 * a.hidden; }
 };
 
 template <typename scalar_t>
-void gru_fwd_step_impl(const GruFwdStepArgs& a, const StepConfig& cfg) {
-  run_step<scalar_t, GruFwdTiles<scalar_t>>(a, a.h_prev.rows, cfg);
+void gru_fwd_step_impl(const StepGroup<GruFwdStepArgs>& a, const StepConfig& cfg) {
+  run_step<scalar_t, GruFwdTiles<scalar_t>>(a, cfg);
 }
 
 template <typename scalar_t>
-void gru_bwd_step_impl(const GruBwdStepArgs& a, const StepConfig& cfg) {
-  run_step<scalar_t, GruBwdTiles<scalar_t>>(a, a.dhh_next.rows, cfg);
+void gru_bwd_step_impl(const StepGroup<GruBwdStepArgs>& a, const StepConfig& cfg) {
+  run_step<scalar_t, GruBwdTiles<scalar_t>>(a, cfg);
 }
 
 }  // namespace cuda

@@ -6,12 +6,12 @@ namespace rnnfuse {
 namespace cuda {
 
 template <>
-void lstm_fwd_step<c10::Half>(const LstmFwdStepArgs& a, const StepConfig& cfg) {
+void lstm_fwd_step<c10::Half>(const StepGroup<LstmFwdStepArgs>& a, const StepConfig& cfg) {
   lstm_fwd_step_impl<c10::Half>(a, cfg);
 }
 
 template <>
-void lstm_bwd_step<c10::Half>(const LstmBwdStepArgs& a, const StepConfig& cfg) {
+void lstm_bwd_step<c10::Half>(const StepGroup<LstmBwdStepArgs>& a, const StepConfig& cfg) {
   lstm_bwd_step_impl<c10::Half>(a, cfg);
 }
 

@@ -6,12 +6,12 @@ namespace rnnfuse {
 namespace cuda {
 
 template <>
-void lstm_fwd_step<float>(const LstmFwdStepArgs& a, const StepConfig& cfg) {
+void lstm_fwd_step<float>(const StepGroup<LstmFwdStepArgs>& a, const StepConfig& cfg) {
   lstm_fwd_step_impl<float>(a, cfg);
 }
 
 template <>
-void lstm_bwd_step<float>(const LstmBwdStepArgs& a, const StepConfig& cfg) {
+void lstm_bwd_step<float>(const StepGroup<LstmBwdStepArgs>& a, const StepConfig& cfg) {
   lstm_bwd_step_impl<float>(a, cfg);
 }
 

@@ -6,12 +6,12 @@ namespace rnnfuse {
 namespace cuda {
 
 template <>
-void lstm_fwd_step<double>(const LstmFwdStepArgs& a, const StepConfig& cfg) {
+void lstm_fwd_step<double>(const StepGroup<LstmFwdStepArgs>& a, const StepConfig& cfg) {
   lstm_fwd_step_impl<double>(a, cfg);
 }
 
 template <>
-void lstm_bwd_step<double>(const LstmBwdStepArgs& a, const StepConfig& cfg) {
+void lstm_bwd_step<double>(const StepGroup<LstmBwdStepArgs>& a, const StepConfig& cfg) {
   lstm_bwd_step_impl<double>(a, cfg);
 }
 

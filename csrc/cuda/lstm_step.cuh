@@ -2,7 +2,8 @@
 // hidden units, then the gate math and the c/h update, without the gate
 // pre-activations ever leaving the chip (only the activations are saved, and
 // only when training). Backward: dgates_{t+1} @ W_hh for the block's units,
-// then the gate derivatives of step t.
+// then the gate derivatives of step t. A launch may carry two directions of a
+// layer (StepGroup, grid.z): each block works for the one its z names.
 #pragma once
 
 #include "../gate_math.h"
@@ -11,12 +12,17 @@
 namespace rnnfuse {
 namespace cuda {
 
+// At least one block per SM, not more: left to itself ptxas held the
+// 256-thread tiles to 128 registers (two blocks per SM) and spilled.
 template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads) lstm_fwd_step_kernel(const LstmFwdStepArgs a) {
+__global__ void __launch_bounds__(Gemm::kThreads, 1) lstm_fwd_step_kernel(
+    const __grid_constant__ StepGroup<LstmFwdStepArgs> group) {
   using acc_t = at::opmath_type<scalar_t>;
+  const LstmFwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
   const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.k, H, H,
                                   j0, m0};
   const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
@@ -30,7 +36,7 @@ __global__ void __launch_bounds__(Gemm::kThreads) lstm_fwd_step_kernel(const Lst
     const int64_t b = m0 + m;
     const int j = j0 + jj;
     if (b >= a.h_prev.rows || j >= H) continue;
-    const scalar_t* xr = x + b * 4 * H;
+    const scalar_t* xr = x + b * a.ld_x;
     const acc_t* cr = C + m * Gemm::LDC;
     const auto act = lstm_cell_forward<acc_t>(
         static_cast<acc_t>(xr[j]) + cr[jj], static_cast<acc_t>(xr[H + j]) + cr[J + jj],
@@ -50,11 +56,14 @@ __global__ void __launch_bounds__(Gemm::kThreads) lstm_fwd_step_kernel(const Lst
 }
 
 template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(const LstmBwdStepArgs a) {
+__global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(
+    const __grid_constant__ StepGroup<LstmBwdStepArgs> group) {
   using acc_t = at::opmath_type<scalar_t>;
+  const LstmBwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  if (m0 >= a.dgates_next.rows) return;  // the other direction's batch is larger (whole block)
   const TileOperands<scalar_t> op{a.dgates_next, static_cast<const scalar_t*>(a.w_hh_t), a.k, H,
                                   0, j0, m0};
   const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
@@ -76,7 +85,8 @@ __global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(const Lst
     if (dh_direct != nullptr) {
       dh = dh_direct[b * H + j];
     } else {
-      dh = static_cast<acc_t>(grad_y[b * H + j]) + dh_state[b * H + j] + C[m * Gemm::LDC + jj];
+      dh = static_cast<acc_t>(grad_y[b * a.ld_grad_y + j]) + dh_state[b * H + j] +
+           C[m * Gemm::LDC + jj];
       dh_state[b * H + j] = acc_t(0);
     }
     const acc_t* w = ws + b * 5 * H + j;
@@ -85,7 +95,7 @@ __global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(const Lst
                                      : static_cast<acc_t>(c0[b * H + j]);
     const auto d = lstm_cell_backward(act, c_prev, dh, dc_state[b * H + j]);
     dc_state[b * H + j] = d.dc_prev;
-    scalar_t* dg = dgates + b * 4 * H + j;
+    scalar_t* dg = dgates + b * a.ld_dgates + j;
     dg[0] = static_cast<scalar_t>(d.di);
     dg[H] = static_cast<scalar_t>(d.df);
     dg[2 * H] = static_cast<scalar_t>(d.dg);
@@ -104,10 +114,15 @@ struct LstmFwdTiles {
   using SimtLarge = Tile<SimtGemm<64, 64, chunk<acc_t>(128), 4, 4>, 16>;
 
   template <typename T>
-  static void launch(const LstmFwdStepArgs& a, cudaStream_t stream) {
-    launch_step<typename T::Gemm, acc_t>(lstm_fwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
-                                         a.hidden, T::J, a.h_prev.rows, stream);
+  static auto kernel() {
+    return lstm_fwd_step_kernel<scalar_t, typename T::Gemm, T::J>;
   }
+  template <typename T>
+  static void launch(const StepGroup<LstmFwdStepArgs>& a, int rows, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
+  }
+  static int rows(const LstmFwdStepArgs& a) { return a.h_prev.rows; }
+  static int k(const LstmFwdStepArgs& a) { return a.k; }
 };
 
 // Tile choices of lstm_bwd_step_kernel (launched through run_step).
@@ -116,20 +131,25 @@ struct LstmBwdTiles : BackwardTileTable<scalar_t> {
   using acc_t = at::opmath_type<scalar_t>;
 
   template <typename T>
-  static void launch(const LstmBwdStepArgs& a, cudaStream_t stream) {
-    launch_step<typename T::Gemm, acc_t>(lstm_bwd_step_kernel<scalar_t, typename T::Gemm, T::J>, a,
-                                         a.hidden, T::J, a.dgates_next.rows, stream);
+  static auto kernel() {
+    return lstm_bwd_step_kernel<scalar_t, typename T::Gemm, T::J>;
   }
+  template <typename T>
+  static void launch(const StepGroup<LstmBwdStepArgs>& a, int rows, cudaStream_t stream) {
+    launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
+  }
+  static int rows(const LstmBwdStepArgs& a) { return a.dgates_next.rows; }
+  static int k(const LstmBwdStepArgs& a) { return a.k; }
 };
 
 template <typename scalar_t>
-void lstm_fwd_step_impl(const LstmFwdStepArgs& a, const StepConfig& cfg) {
-  run_step<scalar_t, LstmFwdTiles<scalar_t>>(a, a.h_prev.rows, cfg);
+void lstm_fwd_step_impl(const StepGroup<LstmFwdStepArgs>& a, const StepConfig& cfg) {
+  run_step<scalar_t, LstmFwdTiles<scalar_t>>(a, cfg);
 }
 
 template <typename scalar_t>
-void lstm_bwd_step_impl(const LstmBwdStepArgs& a, const StepConfig& cfg) {
-  run_step<scalar_t, LstmBwdTiles<scalar_t>>(a, a.dgates_next.rows, cfg);
+void lstm_bwd_step_impl(const StepGroup<LstmBwdStepArgs>& a, const StepConfig& cfg) {
+  run_step<scalar_t, LstmBwdTiles<scalar_t>>(a, cfg);
 }
 
 }  // namespace cuda

@@ -23,17 +23,26 @@ struct RowSource {
   int rows;
 };
 
+// How a step's tile is chosen: the planner (step_plan.h), or one forced by
+// RNNFUSE_STEP_TILE for comparisons: small, large, or threshold (the rule
+// before the planner: large above kLargeBatch rows).
+enum class TileRule { kPlanner, kSmall, kLarge, kThreshold };
+
 // Which kernel family runs: tensor cores (fp16/bf16, or fp32 as TF32 when
-// allowed, on sm_80+) or plain FMA (any dtype, exact fp32/fp64).
+// allowed, on sm_80+) or plain FMA (any dtype, exact fp32/fp64); and what
+// the tile planner needs to know of the device.
 struct StepConfig {
   bool tensor_cores;
   cudaStream_t stream;
+  int sm_count;
+  TileRule tile_rule;
 };
 
 struct LstmFwdStepArgs {
   RowSource h_prev;  // (bs, P) previous hidden state
   const void* w_hh;  // (4H, P)
-  const void* x;     // (bs, 4H) this step's x_proj rows
+  const void* x;     // (bs, 4H) this step's x_proj rows, ld_x apart
+  int64_t ld_x;
   void* c_state;     // (B, H) acc
   void* h_out;       // (bs, ld_out): y rows, or the scratch that the projection reads
   int64_t ld_out;
@@ -44,7 +53,8 @@ struct LstmFwdStepArgs {
 struct LstmBwdStepArgs {
   RowSource dgates_next;  // (carry_next, 4H) rows of the next processed step
   const void* w_hh_t;     // (P, 4H): w_hh transposed, so each unit's weights are a row
-  const void* grad_y;     // (bs, H) this step's output gradient
+  const void* grad_y;     // (bs, H) this step's output gradient, ld_grad_y apart
+  int64_t ld_grad_y;
   const void* dh_direct;  // (bs, H) acc: dh computed on the host (projection), or null
   void* dh_state;         // (B, H) acc
   void* dc_state;         // (B, H) acc
@@ -52,16 +62,18 @@ struct LstmBwdStepArgs {
   const void* ws_prev;    // rows [0, carry) of the previous processed step (for c_{t-1})
   const void* c0;         // (B, H)
   int carry;
-  void* dgates;           // (bs, 4H) out
+  void* dgates;           // (bs, 4H) out, ld_dgates apart (dgates_next.lda too)
+  int64_t ld_dgates;
   int hidden, k;          // H, K of the GEMM (4H, or 0 with dh_direct)
 };
 
 struct GruFwdStepArgs {
-  RowSource h_prev;   // (bs, H)
+  RowSource h_prev;   // (bs, H), lda == ld_y
   const void* w_hh;   // (3H, H)
   const void* b_hh;   // (3H) or null
-  const void* x;      // (bs, 3H)
-  void* y;            // (bs, H) this step's output rows
+  const void* x;      // (bs, 3H), ld_x apart
+  void* y;            // (bs, H) this step's output rows, ld_y apart
+  int64_t ld_x, ld_y;
   void* ws;           // (bs, 4H) acc, or null
   int hidden;
 };
@@ -69,26 +81,37 @@ struct GruFwdStepArgs {
 struct GruBwdStepArgs {
   RowSource dhh_next;  // (carry_next, 3H)
   const void* w_hh_t;  // (H, 3H)
-  const void* grad_y;  // (bs, H)
+  const void* grad_y;  // (bs, H), ld_grad_y apart
   void* dh_state;      // (B, H) acc
   const void* ws;      // (bs, 4H) acc
-  const void* h_prev_rows;  // rows [0, carry) of h_{t-1} (previous step's y)
+  const void* h_prev_rows;  // rows [0, carry) of h_{t-1} (previous step's y), ld_h_prev apart
   const void* h0;           // (B, H)
   int carry;
-  void* dx;            // (bs, 3H)
-  void* dhh;           // (bs, 3H)
+  void* dx;            // (bs, 3H), ld_dx apart
+  void* dhh;           // (bs, 3H), dhh_next.lda apart
+  int64_t ld_grad_y, ld_h_prev, ld_dx;
   int hidden;
+};
+
+// One launch's work: one step of `count` (1 or 2) directions of a layer,
+// direction d on grid.z == d. A bidirectional layer's two directions share
+// each launch: the forward direction's step i beside the reverse
+// direction's step i (each with its own rows, weights and buffers).
+template <typename Args>
+struct StepGroup {
+  Args dir[2];
+  int count;
 };
 
 // One launch each, on cfg.stream; defined per dtype in <cell>_<dtype>.cu.
 template <typename scalar_t>
-void lstm_fwd_step(const LstmFwdStepArgs& a, const StepConfig& cfg);
+void lstm_fwd_step(const StepGroup<LstmFwdStepArgs>& a, const StepConfig& cfg);
 template <typename scalar_t>
-void lstm_bwd_step(const LstmBwdStepArgs& a, const StepConfig& cfg);
+void lstm_bwd_step(const StepGroup<LstmBwdStepArgs>& a, const StepConfig& cfg);
 template <typename scalar_t>
-void gru_fwd_step(const GruFwdStepArgs& a, const StepConfig& cfg);
+void gru_fwd_step(const StepGroup<GruFwdStepArgs>& a, const StepConfig& cfg);
 template <typename scalar_t>
-void gru_bwd_step(const GruBwdStepArgs& a, const StepConfig& cfg);
+void gru_bwd_step(const StepGroup<GruBwdStepArgs>& a, const StepConfig& cfg);
 
 }  // namespace cuda
 }  // namespace rnnfuse

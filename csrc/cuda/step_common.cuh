@@ -1,12 +1,17 @@
-// Launch plumbing shared by the LSTM and GRU step kernels: tile choices per
-// dtype and batch, and one checked launch on the caller's stream.
+// Launch plumbing shared by the LSTM and GRU step kernels: the tile choice
+// per dtype and batch (step_plan.h), and one checked launch on the caller's
+// stream.
 #pragma once
 
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAMacros.h>
 
+#include <atomic>
 #include <type_traits>
 
+#include "../step_plan.h"
 #include "tile_gemm.cuh"
 
 namespace rnnfuse {
@@ -25,8 +30,8 @@ constexpr int chunk(int row_bytes) {
   return row_bytes / static_cast<int>(sizeof(T));
 }
 
-// Above this many active rows a step uses 64-row tiles (fewer re-reads of
-// W_hh per step); below it 16-row tiles (more blocks for small batches).
+// The rule before the planner (RNNFUSE_STEP_TILE=threshold): 64-row tiles
+// above this many active rows, 16-row tiles below.
 constexpr int kLargeBatch = 32;
 
 // One tile choice: the GEMM tile and the hidden units J a block owns.
@@ -36,28 +41,72 @@ struct Tile {
   static constexpr int J = J_;
 };
 
-// Runs one step with the tile its dtype, the TF32 switch and its batch call
-// for. Tiles is a kernel family's traits: MmaSmall, MmaLarge, SimtSmall,
-// SimtLarge (Tile types) and `template <typename T> static void launch(args,
-// stream)`.
-template <typename scalar_t, typename Tiles, typename Args>
-void run_step(const Args& args, int rows, const StepConfig& cfg) {
-  const bool large = rows > kLargeBatch;
-  if constexpr (kHasTensorCores<scalar_t>) {
-    if (cfg.tensor_cores) {
-      if (large) {
-        Tiles::template launch<typename Tiles::MmaLarge>(args, cfg.stream);
-      } else {
-        Tiles::template launch<typename Tiles::MmaSmall>(args, cfg.stream);
-      }
-      return;
+// Blocks of Tiles' kernel for tile T resident per SM on the current device
+// (the occupancy API, asked once per device).
+template <typename Tiles, typename T>
+int resident_blocks() {
+  using acc_t = typename Tiles::acc_t;
+  static std::atomic<int> known[C10_COMPILE_TIME_MAX_GPUS];  // blocks + 1; 0: not asked yet
+  const int device = c10::cuda::current_device();
+  int n = known[device].load(std::memory_order_relaxed);
+  if (n == 0) {
+    int blocks = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &blocks, Tiles::template kernel<T>(), T::Gemm::kThreads,
+        T::Gemm::template smem_bytes<acc_t>()));
+    n = blocks + 1;
+    known[device].store(n, std::memory_order_relaxed);
+  }
+  return n - 1;
+}
+
+template <typename Tiles, typename T>
+StepTile tile_shape() {
+  return {T::Gemm::BM, T::J, T::Gemm::BK, resident_blocks<Tiles, T>()};
+}
+
+// Launches one step on Small or Large, as cfg.tile_rule says.
+template <typename Tiles, typename Small, typename Large, typename Args>
+void launch_planned(const StepGroup<Args>& group, int rows, const StepConfig& cfg) {
+  bool large = false;
+  switch (cfg.tile_rule) {
+    case TileRule::kSmall: large = false; break;
+    case TileRule::kLarge: large = true; break;
+    case TileRule::kThreshold: large = rows > kLargeBatch; break;
+    case TileRule::kPlanner: {
+      int k = Tiles::k(group.dir[0]);
+      if (group.count > 1 && Tiles::k(group.dir[1]) > k) k = Tiles::k(group.dir[1]);
+      const StepTile tiles[2] = {tile_shape<Tiles, Small>(), tile_shape<Tiles, Large>()};
+      const StepShape shape{rows, group.dir[0].hidden, k, group.count, cfg.sm_count};
+      large = plan_step_tile(tiles, 2, shape) == 1;
+      break;
     }
   }
   if (large) {
-    Tiles::template launch<typename Tiles::SimtLarge>(args, cfg.stream);
+    Tiles::template launch<Large>(group, rows, cfg.stream);
   } else {
-    Tiles::template launch<typename Tiles::SimtSmall>(args, cfg.stream);
+    Tiles::template launch<Small>(group, rows, cfg.stream);
   }
+}
+
+// Runs one step (of one or two directions) on the kernel family its dtype
+// and the TF32 switch call for, with the tile the rule picks for the larger
+// of the directions' batches (both directions share one tile). Tiles is a
+// family's traits: MmaSmall, MmaLarge, SimtSmall, SimtLarge (Tile types),
+// acc_t, `static int rows(args)`, `static int k(args)` (the GEMM's reduction
+// length), `template <typename T> static auto kernel()` and
+// `template <typename T> static void launch(group, rows, stream)`.
+template <typename scalar_t, typename Tiles, typename Args>
+void run_step(const StepGroup<Args>& group, const StepConfig& cfg) {
+  int rows = Tiles::rows(group.dir[0]);
+  if (group.count > 1 && Tiles::rows(group.dir[1]) > rows) rows = Tiles::rows(group.dir[1]);
+  if constexpr (kHasTensorCores<scalar_t>) {
+    if (cfg.tensor_cores) {
+      launch_planned<Tiles, typename Tiles::MmaSmall, typename Tiles::MmaLarge>(group, rows, cfg);
+      return;
+    }
+  }
+  launch_planned<Tiles, typename Tiles::SimtSmall, typename Tiles::SimtLarge>(group, rows, cfg);
 }
 
 // The backward steps of both cells have one GEMM shape (a block owns J
@@ -72,13 +121,16 @@ struct BackwardTileTable {
   using SimtLarge = Tile<SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>, 32>;
 };
 
+// grid: (unit tiles, row tiles of the larger batch, directions). A
+// direction's row tiles past its own batch return at once.
 template <typename Gemm, typename acc_t, typename Kernel, typename Args>
-void launch_step(Kernel kernel, const Args& args, int units, int unit_tile, int rows,
+void launch_step(Kernel kernel, const StepGroup<Args>& group, int units, int unit_tile, int rows,
                  cudaStream_t stream) {
   constexpr size_t smem = Gemm::template smem_bytes<acc_t>();
   static_assert(smem <= 48 * 1024, "step tiles must fit the default shared-memory limit");
-  const dim3 grid((units + unit_tile - 1) / unit_tile, (rows + Gemm::BM - 1) / Gemm::BM);
-  kernel<<<grid, Gemm::kThreads, smem, stream>>>(args);
+  const dim3 grid((units + unit_tile - 1) / unit_tile, (rows + Gemm::BM - 1) / Gemm::BM,
+                  group.count);
+  kernel<<<grid, Gemm::kThreads, smem, stream>>>(group);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
