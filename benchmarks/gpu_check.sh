@@ -17,6 +17,9 @@
 #                 tier's L2 flags, cluster tier's DSMEM) and the issue's points vs
 #                 cuDNN, per-step and persistent paths (the tier the planner picks,
 #                 and the grid tier beside it where that is the cluster tier)
+#      steps      benchmarks/step_check.py: the per-step path's tile planner vs
+#                 the rule before it and each tile forced; a bidirectional layer
+#                 as one op (one launch per step) vs one op per direction
 #      bench      python3 -m benchmarks.run --preset quick
 #   6. report     $OUT/gpu_check_report.md, printed last
 # Exit status 0 only if every stage passed.
@@ -25,11 +28,12 @@
 # most 8 files and no sub-folders when OUT is set (the device tool returns
 # only that many): gpu_check_report.md env.log build.log tests.log
 # sanitizer.log bench.json bench.md bench.log (the persist stage's output is
-# appended to bench.log; its numbers are in the report). Without OUT the
+# appended to bench.log, and so is the steps stage's; their numbers are in
+# the report). Without OUT the
 # benchmark's full folder (plots too) is also kept in <out>/bench/.
 #
 # Time: each stage has a cap (build 240 s, tests 150 s, ptests 120 s,
-# sanitizers 90/90/60 s, persist 90 s, bench 120 s) and the whole run a
+# sanitizers 90/90/60 s, persist 90 s, steps 60 s, bench 120 s) and the whole run a
 # budget, GPU_CHECK_BUDGET_S (default 460 s): a stage never takes time the
 # later stages need, so the check ends in under 8 minutes even when stages
 # hang. A persistent kernel that cannot make progress traps after
@@ -66,8 +70,8 @@ rm -f "$OUT_DIR"/{gpu_check_report.md,env.log,build.log,tests.log,sanitizer.log,
 # Minimum seconds each later stage is guaranteed; a stage's timeout is its
 # cap, shortened so that what is left of the budget still covers these.
 declare -A FLOOR=([tests]=60 [ptests]=40 [memcheck]=45 [racecheck]=35 [synccheck]=25 [persist]=40
-                  [bench]=60 [report]=10)
-ORDER=(env build tests ptests memcheck racecheck synccheck persist bench report)
+                  [steps]=25 [bench]=60 [report]=10)
+ORDER=(env build tests ptests memcheck racecheck synccheck persist steps bench report)
 
 now() { date +%s; }
 
@@ -293,6 +297,21 @@ stage_persist() {
   fi
 }
 
+# ---- 5. the per-step path's measurements -----------------------------------------------
+stage_steps() {
+  local log="$WORK/steps.log" t0 t rc
+  t0=$(now)
+  t=$(stage_timeout steps 60)
+  : >"$log"
+  run_capped "$t" "$log" "$PY" benchmarks/step_check.py --json "$WORK/steps.json"
+  rc=$?
+  if ((rc == 0)); then
+    record steps pass $(($(now) - t0)) "$(tail -n 1 "$log")"
+  else
+    record steps fail $(($(now) - t0)) "$(timeout_note $rc "$t"); $(tail -n 1 "$log" | cut -c1-150)"
+  fi
+}
+
 # ---- 5. quick benchmark -------------------------------------------------------------
 stage_bench() {
   local log="$OUT_DIR/bench.log" t0 t rc
@@ -330,10 +349,13 @@ stage_sanitizer synccheck 60 --subset race --with-persistent
   done
 } >"$OUT_DIR/sanitizer.log"
 stage_persist
+stage_steps
 stage_bench
 {
   echo "################ persist_check ################"
   cat "$WORK/persist.log" 2>/dev/null
+  echo "################ step_check ################"
+  cat "$WORK/steps.log" 2>/dev/null
 } >>"$OUT_DIR/bench.log"
 
 # ---- 6. report ----------------------------------------------------------------------
@@ -357,7 +379,7 @@ fi
 
 # The verdict comes from the stage records, not from Python.
 RC=0
-for s in env build tests ptests memcheck racecheck synccheck persist bench; do
+for s in env build tests ptests memcheck racecheck synccheck persist steps bench; do
   grep -q "^$s"$'\t'"pass"$'\t' "$WORK/stages.tsv" || RC=1
 done
 echo >&2

@@ -29,7 +29,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 STAGES = ("env", "build", "tests", "ptests", "memcheck", "racecheck", "synccheck", "persist",
-          "bench")
+          "steps", "bench")
 SANITIZERS = ("memcheck", "racecheck", "synccheck")
 
 
@@ -198,6 +198,31 @@ def persist_section(persist: dict | None) -> list[str]:
     return lines
 
 
+def steps_section(steps: dict | None) -> list[str]:
+    """The per-step path's tile rules and bidirectional launch (benchmarks/step_check.py)."""
+    if not steps:
+        return ["No per-step results (see the steps stage)."]
+    rules = ("threshold", "auto", "small", "large")
+    lines = ["Tile rules, ms per call (auto: the planner, the default; threshold: the rule "
+             "before it); speed-up = threshold / auto:", "",
+             "| cell | dtype | mode | T | B | H | " + " | ".join(rules) + " | speed-up | status |",
+             "|---|---|---|---|---|---|" + "---|" * len(rules) + "---|---|"]
+    for r in steps.get("tiles", []):
+        lines.append(f"| {r['cell']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | "
+                     f"{r['H']} | " + " | ".join(_fmt(r.get(f"{x}_ms")) for x in rules)
+                     + f" | {_fmt(r.get('speedup_vs_threshold'), '.2f')} | {r['status']} |")
+    lines += ["", "Bidirectional layer, ms per call: one op (one launch per step for both "
+              "directions) vs one op per direction; speed-up = per direction / one op:", "",
+              "| cell | dtype | mode | T | B | H | per direction | one op | speed-up | status |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in steps.get("bidir", []):
+        lines.append(f"| {r['cell']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | "
+                     f"{r['H']} | {_fmt(r.get('per_direction_ms'))} | {_fmt(r.get('one_op_ms'))} | "
+                     f"{_fmt(r.get('speedup'), '.2f')} | {r['status']} |")
+    lines += [f"- error: {e[:200]}" for e in steps.get("errors", [])]
+    return lines
+
+
 def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[str, bool]:
     stages = read_stages(work / "stages.tsv")
     env = {}
@@ -218,6 +243,13 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
     if (work / "persist.json").exists():
         try:
             persist = json.loads((work / "persist.json").read_text())
+        except json.JSONDecodeError:
+            pass
+
+    steps = None
+    if (work / "steps.json").exists():
+        try:
+            steps = json.loads((work / "steps.json").read_text())
         except json.JSONDecodeError:
             pass
 
@@ -268,6 +300,7 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
     lines.append("")
 
     lines += ["## Persistent tier (RNNFUSE_PERSISTENT=1)", ""] + persist_section(persist) + [""]
+    lines += ["## Per-step path", ""] + steps_section(steps) + [""]
     lines += ["## Speed vs cuDNN (quick preset)", ""] + speed_section(bench) + [""]
     return "\n".join(lines) + "\n", all_pass
 

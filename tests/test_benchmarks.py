@@ -988,6 +988,36 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     assert len(names) == len(set(names))
 
 
+def test_step_check_runs_on_cpu(tmp_path, capsys):
+    """The steps stage's script, same code at tiny sizes on the CPU: every
+    variant checked against its baseline, then timed; the JSON the report reads."""
+    pytest.importorskip("rnnfuse", reason="rnnfuse does not import (extension not built)")
+    from benchmarks import step_check
+    out = tmp_path / "steps.json"
+    assert step_check.main(["--json", str(out), "--device", "cpu", "--tiny", "--reps", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["tiles"]) == 3 * 2 * 2 and len(result["bidir"]) == 2 * 1 * 2
+    assert not result["errors"]
+    for row in result["tiles"]:
+        assert row["status"] == "OK" and all(row[f"{r}_ms"] > 0 for r in step_check.RULES)
+    for row in result["bidir"]:
+        assert row["status"] == "OK" and row["one_op_ms"] > 0 and row["per_direction_ms"] > 0
+    assert "step_check: 16 of 16 rows OK, 0 errors" in capsys.readouterr().out
+
+
+def test_step_check_reports_a_disagreeing_variant(tmp_path, monkeypatch):
+    pytest.importorskip("rnnfuse", reason="rnnfuse does not import (extension not built)")
+    from benchmarks import step_check
+    real = step_check.disagreement
+    monkeypatch.setattr(step_check, "disagreement", lambda got, base: real(got, base) + 1.0)
+    out = tmp_path / "steps.json"
+    assert step_check.main(["--json", str(out), "--device", "cpu", "--tiny", "--reps", "1"]) == 1
+    result = json.loads(out.read_text())
+    assert all(r["status"].startswith("WRONG") for r in result["tiles"] + result["bidir"])
+    assert all("auto_ms" not in r for r in result["tiles"])
+    assert all("one_op_ms" not in r for r in result["bidir"])
+
+
 JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="5" failures="1"
 errors="0" skipped="1"><testcase classname="tests.test_cuda_lstm" name="test_a"/>
 <testcase classname="tests.test_cuda_lstm" name="test_b"><failure message="x"/></testcase>
@@ -1000,7 +1030,8 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     out.mkdir()
     stages = ["env\tpass\t2\tGPU visible", "build\tpass\t95\t_C.so", "tests\tfail\t40\t1 failed",
               "ptests\tpass\t20\t", "memcheck\tpass\t60\t", "racecheck\tfail\t30\t",
-              "synccheck\tpass\t20\t", "persist\tpass\t40\t", "bench\tpass\t50\tall points OK"]
+              "synccheck\tpass\t20\t", "persist\tpass\t40\t", "steps\tpass\t30\t",
+              "bench\tpass\t50\tall points OK"]
     (work / "stages.tsv").write_text("\n".join(stages) + "\n")
     (work / "tests_cuda.xml").write_text(JUNIT)
     (work / "memcheck.log").write_text("ok x\nsanitizer_cases: 26 passed, 0 failed, 2 skipped (deadline)\n"
@@ -1031,6 +1062,19 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     md = (out / "gpu_check_report.md").read_text()
     assert "| 768 | 16 | 96 | 812 | ok |" in md
     assert "| LSTM | float16 | inference | 1024 | 16 | 768 | 2.070 | 20.100 | 1.500 | 1.38 |" in md
+    assert "No per-step results" in md
+    (work / "steps.json").write_text(json.dumps({
+        "tiles": [{"cell": "LSTM", "dtype": "bfloat16", "mode": "training", "T": 100, "B": 64,
+                   "H": 512, "threshold_ms": 9.0, "auto_ms": 4.5, "small_ms": 4.5,
+                   "large_ms": 9.0, "speedup_vs_threshold": 2.0, "status": "OK"}],
+        "bidir": [{"cell": "GRU", "dtype": "bfloat16", "mode": "inference", "T": 100, "B": 16,
+                   "H": 512, "per_direction_ms": 4.0, "one_op_ms": 2.5, "speedup": 1.6,
+                   "status": "OK"}], "errors": ["bidir: boom"]}))
+    assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
+    md = (out / "gpu_check_report.md").read_text()
+    assert "| LSTM | bfloat16 | training | 100 | 64 | 512 | 9.000 | 4.500 | 4.500 | 9.000 | 2.00 | OK |" in md
+    assert "| GRU | bfloat16 | inference | 100 | 16 | 512 | 4.000 | 2.500 | 1.60 | OK |" in md
+    assert "- error: bidir: boom" in md
     # All stages passing flips the verdict.
     (work / "stages.tsv").write_text("\n".join(s.replace("fail", "pass") for s in stages) + "\n")
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 0
