@@ -102,6 +102,26 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "step_tile_plan(int[] tiles, int rows, int units, int k, int directions, int sm_count) "
       "-> int");
+  // The CPU emulation of the per-step CUDA launches (csrc/cuda/step_emulate.cu;
+  // tests only, CUDA builds): the bidirectional ops' arguments plus the tile
+  // (0..3: tensor-core small, large; FMA small, large).
+  m.def(
+      "step_emulate_lstm_bidir_fwd(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor? w_hr, "
+      "Tensor? w_hr_rev, Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int tile) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "step_emulate_lstm_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
+      "Tensor w_hh_rev, Tensor? w_hr, Tensor? w_hr_rev, Tensor h0, Tensor c0, Tensor y, "
+      "Tensor workspace, Tensor? batch_sizes, int tile) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "step_emulate_gru_bidir_fwd(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor? b_hh, "
+      "Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training, int tile) "
+      "-> (Tensor, Tensor, Tensor)");
+  m.def(
+      "step_emulate_gru_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor w_hh_rev, "
+      "Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int tile) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The persistent tier's planner and index maps (csrc/persistent/), exposed
   // for the tests and for the benchmark's "path" column.
   m.def(

@@ -13,93 +13,119 @@
 namespace rnnfuse {
 namespace cuda {
 
-template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads) gru_fwd_step_kernel(
-    const __grid_constant__ StepGroup<GruFwdStepArgs> group) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const GruFwdStepArgs& a = group.dir[blockIdx.z];
-  extern __shared__ __align__(128) unsigned char smem[];
-  const int H = a.hidden;
-  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
-  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
-  const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), H, H, H,
-                                  j0, m0};
-  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
+// Each kernel is its block's GEMM operands, the GEMM, and an epilogue per
+// (row, unit) element e < BM * J; operands and epilogue are host functions
+// too, so step_emulate.cu runs them on the CPU with the launches' own
+// arguments.
 
-  const auto* x = static_cast<const scalar_t*>(a.x);
+template <typename scalar_t>
+__host__ __device__ __forceinline__ TileOperands<scalar_t> gru_fwd_operands(
+    const GruFwdStepArgs& a, int j0, int m0) {
+  return {a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.hidden, a.hidden, a.hidden, j0, m0};
+}
+
+// C: the block's GEMM tile, ldc apart; columns g * J + jj are gate g of unit j0 + jj.
+template <typename scalar_t, int J>
+__host__ __device__ __forceinline__ void gru_fwd_epilogue(const GruFwdStepArgs& a, int j0,
+                                                          int m0,
+                                                          const at::opmath_type<scalar_t>* C,
+                                                          int ldc, int e) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int H = a.hidden;
+  const int m = e / J, jj = e % J;
+  const int64_t b = m0 + m;
+  const int j = j0 + jj;
+  if (b >= a.h_prev.rows || j >= H) return;
+  const scalar_t* xr = static_cast<const scalar_t*>(a.x) + b * a.ld_x;
   const auto* bias = static_cast<const scalar_t*>(a.b_hh);
+  const acc_t* cr = C + m * ldc;
+  acc_t hr = cr[jj], hz = cr[J + jj], hn = cr[2 * J + jj];
+  if (bias != nullptr) {
+    hr += static_cast<acc_t>(bias[j]);
+    hz += static_cast<acc_t>(bias[H + j]);
+    hn += static_cast<acc_t>(bias[2 * H + j]);
+  }
+  const auto act = gru_cell_forward<acc_t>(static_cast<acc_t>(xr[j]),
+                                           static_cast<acc_t>(xr[H + j]),
+                                           static_cast<acc_t>(xr[2 * H + j]), hr, hz, hn);
   const auto* h_carry = static_cast<const scalar_t*>(a.h_prev.a_carry);
   const auto* h_start = static_cast<const scalar_t*>(a.h_prev.a_start);
-  auto* y = static_cast<scalar_t*>(a.y);
-  auto* ws = static_cast<acc_t*>(a.ws);
-  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    const int m = e / J, jj = e % J;
-    const int64_t b = m0 + m;
-    const int j = j0 + jj;
-    if (b >= a.h_prev.rows || j >= H) continue;
-    const scalar_t* xr = x + b * a.ld_x;
-    const acc_t* cr = C + m * Gemm::LDC;
-    acc_t hr = cr[jj], hz = cr[J + jj], hn = cr[2 * J + jj];
-    if (bias != nullptr) {
-      hr += static_cast<acc_t>(bias[j]);
-      hz += static_cast<acc_t>(bias[H + j]);
-      hn += static_cast<acc_t>(bias[2 * H + j]);
-    }
-    const auto act = gru_cell_forward<acc_t>(static_cast<acc_t>(xr[j]),
-                                             static_cast<acc_t>(xr[H + j]),
-                                             static_cast<acc_t>(xr[2 * H + j]), hr, hz, hn);
-    const acc_t h_prev = b < a.h_prev.carry ? static_cast<acc_t>(h_carry[b * a.h_prev.lda + j])
-                                            : static_cast<acc_t>(h_start[b * a.h_prev.lda + j]);
-    y[b * a.ld_y + j] = static_cast<scalar_t>(gru_hidden(act, h_prev));
-    if (ws != nullptr) {
-      acc_t* w = ws + b * 4 * H + j;
-      w[0] = act.r;
-      w[H] = act.z;
-      w[2 * H] = act.n;
-      w[3 * H] = act.hn;
-    }
+  const acc_t h_prev = b < a.h_prev.carry
+                           ? static_cast<acc_t>(h_carry[b * a.h_prev.lda_carry + j])
+                           : static_cast<acc_t>(h_start[b * a.h_prev.lda_start + j]);
+  static_cast<scalar_t*>(a.y)[b * a.ld_y + j] = static_cast<scalar_t>(gru_hidden(act, h_prev));
+  if (a.ws != nullptr) {
+    acc_t* w = static_cast<acc_t*>(a.ws) + b * 4 * H + j;
+    w[0] = act.r;
+    w[H] = act.z;
+    w[2 * H] = act.n;
+    w[3 * H] = act.hn;
   }
 }
 
 template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads) gru_bwd_step_kernel(
+__global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) gru_fwd_step_kernel(
+    const __grid_constant__ StepGroup<GruFwdStepArgs> group) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const GruFwdStepArgs& a = group.dir[blockIdx.z];
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
+  const acc_t* C = Gemm::template run<J, acc_t>(gru_fwd_operands<scalar_t>(a, j0, m0), smem);
+  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
+    gru_fwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
+  }
+}
+
+template <typename scalar_t>
+__host__ __device__ __forceinline__ TileOperands<scalar_t> gru_bwd_operands(
+    const GruBwdStepArgs& a, int j0, int m0) {
+  return {a.dhh_next, static_cast<const scalar_t*>(a.w_hh_t), 3 * a.hidden, a.hidden, 0, j0, m0};
+}
+
+// C: the block's GEMM tile (dhh_{t+1} @ W_hh for units j0 + jj), ldc apart.
+template <typename scalar_t, int J>
+__host__ __device__ __forceinline__ void gru_bwd_epilogue(const GruBwdStepArgs& a, int j0,
+                                                          int m0,
+                                                          const at::opmath_type<scalar_t>* C,
+                                                          int ldc, int e) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int H = a.hidden;
+  const int m = e / J, jj = e % J;
+  const int64_t b = m0 + m;
+  const int j = j0 + jj;
+  if (b >= a.dhh_next.rows || j >= H) return;
+  auto* dh_state = static_cast<acc_t*>(a.dh_state);
+  const acc_t dh =
+      static_cast<acc_t>(static_cast<const scalar_t*>(a.grad_y)[b * a.ld_grad_y + j]) +
+      dh_state[b * H + j] + C[m * ldc + jj];
+  const acc_t* w = static_cast<const acc_t*>(a.ws) + b * 4 * H + j;
+  const GruActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H]};
+  const acc_t h_prev =
+      b < a.carry
+          ? static_cast<acc_t>(static_cast<const scalar_t*>(a.h_prev_rows)[b * a.ld_h_prev + j])
+          : static_cast<acc_t>(static_cast<const scalar_t*>(a.h0)[b * H + j]);
+  const auto d = gru_cell_backward(act, h_prev, dh);
+  dh_state[b * H + j] = d.dh_prev;
+  scalar_t* dxr = static_cast<scalar_t*>(a.dx) + b * a.ld_dx + j;
+  scalar_t* dhr = static_cast<scalar_t*>(a.dhh) + b * a.dhh_next.lda_carry + j;
+  dxr[0] = dhr[0] = static_cast<scalar_t>(d.dr);
+  dxr[H] = dhr[H] = static_cast<scalar_t>(d.dz);
+  dxr[2 * H] = static_cast<scalar_t>(d.dn);
+  dhr[2 * H] = static_cast<scalar_t>(d.dhn);
+}
+
+template <typename scalar_t, typename Gemm, int J>
+__global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) gru_bwd_step_kernel(
     const __grid_constant__ StepGroup<GruBwdStepArgs> group) {
   using acc_t = at::opmath_type<scalar_t>;
   const GruBwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
-  const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
   if (m0 >= a.dhh_next.rows) return;  // the other direction's batch is larger (whole block)
-  const TileOperands<scalar_t> op{a.dhh_next, static_cast<const scalar_t*>(a.w_hh_t), 3 * H, H,
-                                  0, j0, m0};
-  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
-
-  const auto* grad_y = static_cast<const scalar_t*>(a.grad_y);
-  auto* dh_state = static_cast<acc_t*>(a.dh_state);
-  const auto* ws = static_cast<const acc_t*>(a.ws);
-  const auto* h_prev_rows = static_cast<const scalar_t*>(a.h_prev_rows);
-  const auto* h0 = static_cast<const scalar_t*>(a.h0);
-  auto* dx = static_cast<scalar_t*>(a.dx);
-  auto* dhh = static_cast<scalar_t*>(a.dhh);
+  const acc_t* C = Gemm::template run<J, acc_t>(gru_bwd_operands<scalar_t>(a, j0, m0), smem);
   for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    const int m = e / J, jj = e % J;
-    const int64_t b = m0 + m;
-    const int j = j0 + jj;
-    if (b >= a.dhh_next.rows || j >= H) continue;
-    const acc_t dh = static_cast<acc_t>(grad_y[b * a.ld_grad_y + j]) + dh_state[b * H + j] +
-                     C[m * Gemm::LDC + jj];
-    const acc_t* w = ws + b * 4 * H + j;
-    const GruActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H]};
-    const acc_t h_prev = b < a.carry ? static_cast<acc_t>(h_prev_rows[b * a.ld_h_prev + j])
-                                     : static_cast<acc_t>(h0[b * H + j]);
-    const auto d = gru_cell_backward(act, h_prev, dh);
-    dh_state[b * H + j] = d.dh_prev;
-    scalar_t* dxr = dx + b * a.ld_dx + j;
-    scalar_t* dhr = dhh + b * a.dhh_next.lda + j;
-    dxr[0] = dhr[0] = static_cast<scalar_t>(d.dr);
-    dxr[H] = dhr[H] = static_cast<scalar_t>(d.dz);
-    dxr[2 * H] = static_cast<scalar_t>(d.dn);
-    dhr[2 * H] = static_cast<scalar_t>(d.dhn);
+    gru_bwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
   }
 }
 
@@ -122,6 +148,13 @@ struct GruFwdTiles {
     launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
   }
   static int rows(const GruFwdStepArgs& a) { return a.h_prev.rows; }
+  static TileOperands<scalar_t> operands(const GruFwdStepArgs& a, int j0, int m0) {
+    return gru_fwd_operands<scalar_t>(a, j0, m0);
+  }
+  template <int J>
+  static void epilogue(const GruFwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
+    gru_fwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
+  }
   static int k(const GruFwdStepArgs& a) { return a.hidden; }
 };
 
@@ -139,6 +172,13 @@ struct GruBwdTiles : BackwardTileTable<scalar_t> {
     launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
   }
   static int rows(const GruBwdStepArgs& a) { return a.dhh_next.rows; }
+  static TileOperands<scalar_t> operands(const GruBwdStepArgs& a, int j0, int m0) {
+    return gru_bwd_operands<scalar_t>(a, j0, m0);
+  }
+  template <int J>
+  static void epilogue(const GruBwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
+    gru_bwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
+  }
   static int k(const GruBwdStepArgs& a) { return 3 * a.hidden; }
 };
 

@@ -12,94 +12,115 @@
 namespace rnnfuse {
 namespace cuda {
 
-// At least one block per SM, not more: left to itself ptxas held the
-// 256-thread tiles to 128 registers (two blocks per SM) and spilled.
-template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads, 1) lstm_fwd_step_kernel(
-    const __grid_constant__ StepGroup<LstmFwdStepArgs> group) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const LstmFwdStepArgs& a = group.dir[blockIdx.z];
-  extern __shared__ __align__(128) unsigned char smem[];
-  const int H = a.hidden;
-  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
-  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
-  const TileOperands<scalar_t> op{a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.k, H, H,
-                                  j0, m0};
-  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
+// Each kernel is its block's GEMM operands, the GEMM, and an epilogue per
+// (row, unit) element e < BM * J; operands and epilogue are host functions
+// too, so step_emulate.cu runs them on the CPU with the launches' own
+// arguments.
 
-  const auto* x = static_cast<const scalar_t*>(a.x);
+template <typename scalar_t>
+__host__ __device__ __forceinline__ TileOperands<scalar_t> lstm_fwd_operands(
+    const LstmFwdStepArgs& a, int j0, int m0) {
+  return {a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.k, a.hidden, a.hidden, j0, m0};
+}
+
+// C: the block's GEMM tile, ldc apart; columns g * J + jj are gate g of unit j0 + jj.
+template <typename scalar_t, int J>
+__host__ __device__ __forceinline__ void lstm_fwd_epilogue(const LstmFwdStepArgs& a, int j0,
+                                                           int m0,
+                                                           const at::opmath_type<scalar_t>* C,
+                                                           int ldc, int e) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int H = a.hidden;
+  const int m = e / J, jj = e % J;
+  const int64_t b = m0 + m;
+  const int j = j0 + jj;
+  if (b >= a.h_prev.rows || j >= H) return;
+  const scalar_t* xr = static_cast<const scalar_t*>(a.x) + b * a.ld_x;
   auto* c_state = static_cast<acc_t*>(a.c_state);
-  auto* h_out = static_cast<scalar_t*>(a.h_out);
-  auto* ws = static_cast<acc_t*>(a.ws);
-  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    const int m = e / J, jj = e % J;
-    const int64_t b = m0 + m;
-    const int j = j0 + jj;
-    if (b >= a.h_prev.rows || j >= H) continue;
-    const scalar_t* xr = x + b * a.ld_x;
-    const acc_t* cr = C + m * Gemm::LDC;
-    const auto act = lstm_cell_forward<acc_t>(
-        static_cast<acc_t>(xr[j]) + cr[jj], static_cast<acc_t>(xr[H + j]) + cr[J + jj],
-        static_cast<acc_t>(xr[2 * H + j]) + cr[2 * J + jj],
-        static_cast<acc_t>(xr[3 * H + j]) + cr[3 * J + jj], c_state[b * H + j]);
-    c_state[b * H + j] = act.c;
-    h_out[b * a.ld_out + j] = static_cast<scalar_t>(lstm_hidden(act));
-    if (ws != nullptr) {
-      acc_t* w = ws + b * 5 * H + j;
-      w[0] = act.i;
-      w[H] = act.f;
-      w[2 * H] = act.g;
-      w[3 * H] = act.o;
-      w[4 * H] = act.c;
-    }
+  const acc_t* cr = C + m * ldc;
+  const auto act = lstm_cell_forward<acc_t>(
+      static_cast<acc_t>(xr[j]) + cr[jj], static_cast<acc_t>(xr[H + j]) + cr[J + jj],
+      static_cast<acc_t>(xr[2 * H + j]) + cr[2 * J + jj],
+      static_cast<acc_t>(xr[3 * H + j]) + cr[3 * J + jj], c_state[b * H + j]);
+  c_state[b * H + j] = act.c;
+  static_cast<scalar_t*>(a.h_out)[b * a.ld_out + j] = static_cast<scalar_t>(lstm_hidden(act));
+  if (a.ws != nullptr) {
+    acc_t* w = static_cast<acc_t*>(a.ws) + b * 5 * H + j;
+    w[0] = act.i;
+    w[H] = act.f;
+    w[2 * H] = act.g;
+    w[3 * H] = act.o;
+    w[4 * H] = act.c;
   }
 }
 
 template <typename scalar_t, typename Gemm, int J>
-__global__ void __launch_bounds__(Gemm::kThreads) lstm_bwd_step_kernel(
+__global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) lstm_fwd_step_kernel(
+    const __grid_constant__ StepGroup<LstmFwdStepArgs> group) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const LstmFwdStepArgs& a = group.dir[blockIdx.z];
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
+  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
+  const acc_t* C = Gemm::template run<J, acc_t>(lstm_fwd_operands<scalar_t>(a, j0, m0), smem);
+  for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
+    lstm_fwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
+  }
+}
+
+template <typename scalar_t>
+__host__ __device__ __forceinline__ TileOperands<scalar_t> lstm_bwd_operands(
+    const LstmBwdStepArgs& a, int j0, int m0) {
+  return {a.dgates_next, static_cast<const scalar_t*>(a.w_hh_t), a.k, a.hidden, 0, j0, m0};
+}
+
+// C: the block's GEMM tile (dgates_{t+1} @ W_hh for units j0 + jj), ldc apart.
+template <typename scalar_t, int J>
+__host__ __device__ __forceinline__ void lstm_bwd_epilogue(const LstmBwdStepArgs& a, int j0,
+                                                           int m0,
+                                                           const at::opmath_type<scalar_t>* C,
+                                                           int ldc, int e) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int H = a.hidden;
+  const int m = e / J, jj = e % J;
+  const int64_t b = m0 + m;
+  const int j = j0 + jj;
+  if (b >= a.dgates_next.rows || j >= H) return;
+  auto* dh_state = static_cast<acc_t*>(a.dh_state);
+  auto* dc_state = static_cast<acc_t*>(a.dc_state);
+  acc_t dh;
+  if (a.dh_direct != nullptr) {
+    dh = static_cast<const acc_t*>(a.dh_direct)[b * H + j];
+  } else {
+    dh = static_cast<acc_t>(static_cast<const scalar_t*>(a.grad_y)[b * a.ld_grad_y + j]) +
+         dh_state[b * H + j] + C[m * ldc + jj];
+    dh_state[b * H + j] = acc_t(0);
+  }
+  const acc_t* w = static_cast<const acc_t*>(a.ws) + b * 5 * H + j;
+  const LstmActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H], w[4 * H]};
+  const acc_t c_prev = b < a.carry
+                           ? static_cast<const acc_t*>(a.ws_prev)[b * 5 * H + 4 * H + j]
+                           : static_cast<acc_t>(static_cast<const scalar_t*>(a.c0)[b * H + j]);
+  const auto d = lstm_cell_backward(act, c_prev, dh, dc_state[b * H + j]);
+  dc_state[b * H + j] = d.dc_prev;
+  scalar_t* dg = static_cast<scalar_t*>(a.dgates) + b * a.ld_dgates + j;
+  dg[0] = static_cast<scalar_t>(d.di);
+  dg[H] = static_cast<scalar_t>(d.df);
+  dg[2 * H] = static_cast<scalar_t>(d.dg);
+  dg[3 * H] = static_cast<scalar_t>(d.d_o);
+}
+
+template <typename scalar_t, typename Gemm, int J>
+__global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) lstm_bwd_step_kernel(
     const __grid_constant__ StepGroup<LstmBwdStepArgs> group) {
   using acc_t = at::opmath_type<scalar_t>;
   const LstmBwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
-  const int H = a.hidden;
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
   if (m0 >= a.dgates_next.rows) return;  // the other direction's batch is larger (whole block)
-  const TileOperands<scalar_t> op{a.dgates_next, static_cast<const scalar_t*>(a.w_hh_t), a.k, H,
-                                  0, j0, m0};
-  const acc_t* C = Gemm::template run<J, acc_t>(op, smem);
-
-  const auto* grad_y = static_cast<const scalar_t*>(a.grad_y);
-  const auto* dh_direct = static_cast<const acc_t*>(a.dh_direct);
-  auto* dh_state = static_cast<acc_t*>(a.dh_state);
-  auto* dc_state = static_cast<acc_t*>(a.dc_state);
-  const auto* ws = static_cast<const acc_t*>(a.ws);
-  const auto* ws_prev = static_cast<const acc_t*>(a.ws_prev);
-  const auto* c0 = static_cast<const scalar_t*>(a.c0);
-  auto* dgates = static_cast<scalar_t*>(a.dgates);
+  const acc_t* C = Gemm::template run<J, acc_t>(lstm_bwd_operands<scalar_t>(a, j0, m0), smem);
   for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    const int m = e / J, jj = e % J;
-    const int64_t b = m0 + m;
-    const int j = j0 + jj;
-    if (b >= a.dgates_next.rows || j >= H) continue;
-    acc_t dh;
-    if (dh_direct != nullptr) {
-      dh = dh_direct[b * H + j];
-    } else {
-      dh = static_cast<acc_t>(grad_y[b * a.ld_grad_y + j]) + dh_state[b * H + j] +
-           C[m * Gemm::LDC + jj];
-      dh_state[b * H + j] = acc_t(0);
-    }
-    const acc_t* w = ws + b * 5 * H + j;
-    const LstmActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H], w[4 * H]};
-    const acc_t c_prev = b < a.carry ? ws_prev[b * 5 * H + 4 * H + j]
-                                     : static_cast<acc_t>(c0[b * H + j]);
-    const auto d = lstm_cell_backward(act, c_prev, dh, dc_state[b * H + j]);
-    dc_state[b * H + j] = d.dc_prev;
-    scalar_t* dg = dgates + b * a.ld_dgates + j;
-    dg[0] = static_cast<scalar_t>(d.di);
-    dg[H] = static_cast<scalar_t>(d.df);
-    dg[2 * H] = static_cast<scalar_t>(d.dg);
-    dg[3 * H] = static_cast<scalar_t>(d.d_o);
+    lstm_bwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
   }
 }
 
@@ -123,6 +144,13 @@ struct LstmFwdTiles {
   }
   static int rows(const LstmFwdStepArgs& a) { return a.h_prev.rows; }
   static int k(const LstmFwdStepArgs& a) { return a.k; }
+  static TileOperands<scalar_t> operands(const LstmFwdStepArgs& a, int j0, int m0) {
+    return lstm_fwd_operands<scalar_t>(a, j0, m0);
+  }
+  template <int J>
+  static void epilogue(const LstmFwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
+    lstm_fwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
+  }
 };
 
 // Tile choices of lstm_bwd_step_kernel (launched through run_step).
@@ -140,6 +168,13 @@ struct LstmBwdTiles : BackwardTileTable<scalar_t> {
   }
   static int rows(const LstmBwdStepArgs& a) { return a.dgates_next.rows; }
   static int k(const LstmBwdStepArgs& a) { return a.k; }
+  static TileOperands<scalar_t> operands(const LstmBwdStepArgs& a, int j0, int m0) {
+    return lstm_bwd_operands<scalar_t>(a, j0, m0);
+  }
+  template <int J>
+  static void epilogue(const LstmBwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
+    lstm_bwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
+  }
 };
 
 template <typename scalar_t>

@@ -14,11 +14,14 @@ namespace rnnfuse {
 namespace cuda {
 
 // The A operand of a step's GEMM, row by row: rows [0, carry) at a_carry,
-// rows [carry, rows) at a_start (or zero when a_start is null).
+// lda_carry elements apart (the previous step's rows of y or of the gate
+// gradients), rows [carry, rows) at a_start, lda_start apart (h0), or zero
+// when a_start is null. The strides differ in a bidirectional layer, whose y
+// rows hold both directions.
 struct RowSource {
   const void* a_carry;
   const void* a_start;
-  int64_t lda;
+  int64_t lda_carry, lda_start;
   int carry;
   int rows;
 };
@@ -62,13 +65,13 @@ struct LstmBwdStepArgs {
   const void* ws_prev;    // rows [0, carry) of the previous processed step (for c_{t-1})
   const void* c0;         // (B, H)
   int carry;
-  void* dgates;           // (bs, 4H) out, ld_dgates apart (dgates_next.lda too)
+  void* dgates;           // (bs, 4H) out, ld_dgates apart (dgates_next.lda_carry too)
   int64_t ld_dgates;
   int hidden, k;          // H, K of the GEMM (4H, or 0 with dh_direct)
 };
 
 struct GruFwdStepArgs {
-  RowSource h_prev;   // (bs, H), lda == ld_y
+  RowSource h_prev;   // (bs, H), lda_carry == ld_y
   const void* w_hh;   // (3H, H)
   const void* b_hh;   // (3H) or null
   const void* x;      // (bs, 3H), ld_x apart
@@ -88,7 +91,7 @@ struct GruBwdStepArgs {
   const void* h0;           // (B, H)
   int carry;
   void* dx;            // (bs, 3H), ld_dx apart
-  void* dhh;           // (bs, 3H), dhh_next.lda apart
+  void* dhh;           // (bs, 3H), dhh_next.lda_carry apart
   int64_t ld_grad_y, ld_h_prev, ld_dx;
   int hidden;
 };

@@ -34,6 +34,11 @@ constexpr int chunk(int row_bytes) {
 // above this many active rows, 16-row tiles below.
 constexpr int kLargeBatch = 32;
 
+// The step kernels' __launch_bounds__ ask for one resident block per SM, not
+// more: left to itself ptxas aimed at two or three (128 or 168 registers)
+// for some tiles and spilled (the CI gate tests/test_step_build.py).
+constexpr int kStepMinBlocks = 1;
+
 // One tile choice: the GEMM tile and the hidden units J a block owns.
 template <typename Gemm_, int J_>
 struct Tile {
@@ -63,6 +68,13 @@ int resident_blocks() {
 template <typename Tiles, typename T>
 StepTile tile_shape() {
   return {T::Gemm::BM, T::J, T::Gemm::BK, resident_blocks<Tiles, T>()};
+}
+
+// The larger of the group's directions' active rows: the launch's row tiles.
+template <typename Tiles, typename Args>
+int group_rows(const StepGroup<Args>& group) {
+  const int rows = Tiles::rows(group.dir[0]);
+  return group.count > 1 && Tiles::rows(group.dir[1]) > rows ? Tiles::rows(group.dir[1]) : rows;
 }
 
 // Launches one step on Small or Large, as cfg.tile_rule says.
@@ -98,8 +110,7 @@ void launch_planned(const StepGroup<Args>& group, int rows, const StepConfig& cf
 // `template <typename T> static void launch(group, rows, stream)`.
 template <typename scalar_t, typename Tiles, typename Args>
 void run_step(const StepGroup<Args>& group, const StepConfig& cfg) {
-  int rows = Tiles::rows(group.dir[0]);
-  if (group.count > 1 && Tiles::rows(group.dir[1]) > rows) rows = Tiles::rows(group.dir[1]);
+  const int rows = group_rows<Tiles>(group);
   if constexpr (kHasTensorCores<scalar_t>) {
     if (cfg.tensor_cores) {
       launch_planned<Tiles, typename Tiles::MmaSmall, typename Tiles::MmaLarge>(group, rows, cfg);
@@ -121,15 +132,18 @@ struct BackwardTileTable {
   using SimtLarge = Tile<SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>, 32>;
 };
 
-// grid: (unit tiles, row tiles of the larger batch, directions). A
-// direction's row tiles past its own batch return at once.
+// A step launch's grid: (unit tiles, row tiles of the larger batch,
+// directions). A direction's row tiles past its own batch return at once.
+inline dim3 step_grid(int units, int unit_tile, int rows, int row_tile, int directions) {
+  return dim3((units + unit_tile - 1) / unit_tile, (rows + row_tile - 1) / row_tile, directions);
+}
+
 template <typename Gemm, typename acc_t, typename Kernel, typename Args>
 void launch_step(Kernel kernel, const StepGroup<Args>& group, int units, int unit_tile, int rows,
                  cudaStream_t stream) {
   constexpr size_t smem = Gemm::template smem_bytes<acc_t>();
   static_assert(smem <= 48 * 1024, "step tiles must fit the default shared-memory limit");
-  const dim3 grid((units + unit_tile - 1) / unit_tile, (rows + Gemm::BM - 1) / Gemm::BM,
-                  group.count);
+  const dim3 grid = step_grid(units, unit_tile, rows, Gemm::BM, group.count);
   kernel<<<grid, Gemm::kThreads, smem, stream>>>(group);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

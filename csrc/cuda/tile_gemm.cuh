@@ -29,18 +29,20 @@ struct TileOperands {
   int gate_stride;  // distance in W rows between two gates of a unit
   int j0, m0;       // first unit and first batch row of this block
 
+  // Host too: the CPU emulator of the step launches (step_emulate.cu) maps
+  // rows and columns with these same functions.
   template <int J>
-  __device__ __forceinline__ const scalar_t* w_row(int c) const {
+  __host__ __device__ __forceinline__ const scalar_t* w_row(int c) const {
     const int j = j0 + c % J;
     if (j >= units) return nullptr;
     return w + static_cast<int64_t>((c / J) * gate_stride + j) * k;
   }
-  __device__ __forceinline__ const scalar_t* a_row(int m) const {
+  __host__ __device__ __forceinline__ const scalar_t* a_row(int m) const {
     const int b = m0 + m;
     if (b >= src.rows) return nullptr;
-    if (b < src.carry) return static_cast<const scalar_t*>(src.a_carry) + b * src.lda;
+    if (b < src.carry) return static_cast<const scalar_t*>(src.a_carry) + b * src.lda_carry;
     if (src.a_start == nullptr) return nullptr;
-    return static_cast<const scalar_t*>(src.a_start) + b * src.lda;
+    return static_cast<const scalar_t*>(src.a_start) + b * src.lda_start;
   }
 };
 
