@@ -19,7 +19,9 @@
 #                 and the grid tier beside it where that is the cluster tier)
 #      steps      benchmarks/step_check.py: the per-step path's tile planner vs
 #                 the rule before it and each tile forced; a bidirectional layer
-#                 as one op (one launch per step) vs one op per direction
+#                 as one op (one launch per step) vs one op per direction; then
+#                 benchmarks/memory_check.py: a training step's peak memory and
+#                 the blocks live at it, rnnfuse vs torch.nn
 #      bench      python3 -m benchmarks.run --preset quick
 #   6. report     $OUT/gpu_check_report.md, printed last
 # Exit status 0 only if every stage passed.
@@ -33,7 +35,7 @@
 # benchmark's full folder (plots too) is also kept in <out>/bench/.
 #
 # Time: each stage has a cap (build 240 s, tests 150 s, ptests 120 s,
-# sanitizers 90/90/60 s, persist 90 s, steps 60 s, bench 120 s) and the whole run a
+# sanitizers 90/90/60 s, persist 90 s, steps 75 s, bench 120 s) and the whole run a
 # budget, GPU_CHECK_BUDGET_S (default 460 s): a stage never takes time the
 # later stages need, so the check ends in under 8 minutes even when stages
 # hang. A persistent kernel that cannot make progress traps after
@@ -70,7 +72,7 @@ rm -f "$OUT_DIR"/{gpu_check_report.md,env.log,build.log,tests.log,sanitizer.log,
 # Minimum seconds each later stage is guaranteed; a stage's timeout is its
 # cap, shortened so that what is left of the budget still covers these.
 declare -A FLOOR=([tests]=60 [ptests]=40 [memcheck]=45 [racecheck]=35 [synccheck]=25 [persist]=40
-                  [steps]=25 [bench]=60 [report]=10)
+                  [steps]=30 [bench]=60 [report]=10)
 ORDER=(env build tests ptests memcheck racecheck synccheck persist steps bench report)
 
 now() { date +%s; }
@@ -299,16 +301,25 @@ stage_persist() {
 
 # ---- 5. the per-step path's measurements -----------------------------------------------
 stage_steps() {
-  local log="$WORK/steps.log" t0 t rc
+  local log="$WORK/steps.log" t0 t ts rc rc2 left
   t0=$(now)
-  t=$(stage_timeout steps 60)
+  t=$(stage_timeout steps 75)
   : >"$log"
-  run_capped "$t" "$log" "$PY" benchmarks/step_check.py --json "$WORK/steps.json"
+  ts=$((t - 25))  # leaves memory_check its 25 s
+  ((ts < 10)) && ts=10
+  run_capped "$ts" "$log" "$PY" benchmarks/step_check.py --json "$WORK/steps.json"
   rc=$?
-  if ((rc == 0)); then
-    record steps pass $(($(now) - t0)) "$(tail -n 1 "$log")"
+  # Where a training step's peak memory goes (issue 8 item 6), in what is left.
+  left=$((t - ($(now) - t0)))
+  ((left < 20)) && left=20
+  run_capped "$left" "$log" "$PY" benchmarks/memory_check.py --json "$WORK/memory.json"
+  rc2=$?
+  local note
+  note="$(grep -E '^(step_check|memory_check):' "$log" | tr '\n' ';' | cut -c1-200)"
+  if ((rc == 0 && rc2 == 0)); then
+    record steps pass $(($(now) - t0)) "$note"
   else
-    record steps fail $(($(now) - t0)) "$(timeout_note $rc "$t"); $(tail -n 1 "$log" | cut -c1-150)"
+    record steps fail $(($(now) - t0)) "step_check $(timeout_note $rc "$ts"), memory_check $(timeout_note $rc2 "$left"); $note"
   fi
 }
 

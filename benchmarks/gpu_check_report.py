@@ -198,6 +198,13 @@ def persist_section(persist: dict | None) -> list[str]:
     return lines
 
 
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except json.JSONDecodeError:
+        return None
+
+
 def steps_section(steps: dict | None) -> list[str]:
     """The per-step path's tile rules and bidirectional launch (benchmarks/step_check.py)."""
     if not steps:
@@ -220,6 +227,31 @@ def steps_section(steps: dict | None) -> list[str]:
                      f"{r['H']} | {_fmt(r.get('per_direction_ms'))} | {_fmt(r.get('one_op_ms'))} | "
                      f"{_fmt(r.get('speedup'), '.2f')} | {r['status']} |")
     lines += [f"- error: {e[:200]}" for e in steps.get("errors", [])]
+    return lines
+
+
+def memory_section(memory: dict | None) -> list[str]:
+    """A training step's peak and what is live at it (benchmarks/memory_check.py)."""
+    if not memory:
+        return ["No memory results (see the steps stage)."]
+    lines = ["Peak of one training step beyond what was live before it, in H bytes per row "
+             "(T*B rows); the largest blocks live at rnnfuse's peak, with their call sites:", "",
+             "| cell | dtype | T | B | H | torch.nn | rnnfuse | ratio | largest live at rnnfuse's peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    by_key = {}
+    for r in memory.get("points", []):
+        by_key.setdefault((r["cell"], r["dtype"], r["T"], r["B"], r["H"]), {})[r["impl"]] = r
+    for (cell, dtype, T, B, H), sides in by_key.items():
+        nn, ours = sides.get("torch.nn"), sides.get("rnnfuse")
+        ratio = (ours["peak_bytes"] / nn["peak_bytes"]
+                 if nn and ours and nn["peak_bytes"] else None)
+        blocks = "; ".join(f"{b['h_bytes_per_row']:.2f}H {b['site']}"
+                           for b in (ours or {}).get("blocks", [])[:4])
+        lines.append(f"| {cell} | {dtype} | {T} | {B} | {H} | "
+                     f"{_fmt(nn and nn['peak_h_bytes_per_row'], '.1f')} | "
+                     f"{_fmt(ours and ours['peak_h_bytes_per_row'], '.1f')} | "
+                     f"{_fmt(ratio, '.2f')} | {blocks or '-'} |")
+    lines += [f"- error: {e[:200]}" for e in memory.get("errors", [])]
     return lines
 
 
@@ -246,12 +278,8 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
         except json.JSONDecodeError:
             pass
 
-    steps = None
-    if (work / "steps.json").exists():
-        try:
-            steps = json.loads((work / "steps.json").read_text())
-        except json.JSONDecodeError:
-            pass
+    steps = _read_json(work / "steps.json")
+    memory = _read_json(work / "memory.json")
 
     all_pass = all(stages.get(n, {}).get("status") == "pass" for n in STAGES)
     dev = env.get("device") or {}
@@ -301,6 +329,7 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
 
     lines += ["## Persistent tier (RNNFUSE_PERSISTENT=1)", ""] + persist_section(persist) + [""]
     lines += ["## Per-step path", ""] + steps_section(steps) + [""]
+    lines += ["## Training memory", ""] + memory_section(memory) + [""]
     lines += ["## Speed vs cuDNN (quick preset)", ""] + speed_section(bench) + [""]
     return "\n".join(lines) + "\n", all_pass
 

@@ -1018,6 +1018,28 @@ def test_step_check_reports_a_disagreeing_variant(tmp_path, monkeypatch):
     assert all("one_op_ms" not in r for r in result["bidir"])
 
 
+def test_memory_check_peak_and_blocks_live_at_it():
+    from benchmarks import memory_check
+    frames_ours = [{"filename": "/x/torch/autograd/graph.py", "line": 1, "name": "f"},
+                   {"filename": "/x/rnnfuse/ops.py", "line": 42, "name": "forward"},
+                   {"filename": "<unknown>", "line": 0, "name": "at::empty"}]
+    trace = [
+        {"action": "alloc", "addr": 1, "size": 100, "frames": []},        # before `since`
+        {"action": "alloc", "addr": 2, "size": 10, "frames": frames_ours},
+        {"action": "alloc", "addr": 3, "size": 50, "frames": []},
+        {"action": "free_requested", "addr": 3, "size": 50},             # not yet free
+        {"action": "alloc", "addr": 4, "size": 5, "frames": []},          # peak: 10 + 50 + 5
+        {"action": "free_completed", "addr": 3, "size": 50},
+        {"action": "free_completed", "addr": 1, "size": 100},             # baseline block
+        {"action": "alloc", "addr": 5, "size": 40, "frames": []},          # 10 + 5 + 40 = 55
+    ]
+    peak, blocks = memory_check.peak_live_blocks(trace, since=1)
+    assert peak == 65
+    assert [b["size"] for b in blocks] == [50, 10, 5]
+    assert memory_check.call_site(blocks[1]["frames"]) == "ops.py:42 forward"
+    assert memory_check.call_site([]) == "-"
+
+
 JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="5" failures="1"
 errors="0" skipped="1"><testcase classname="tests.test_cuda_lstm" name="test_a"/>
 <testcase classname="tests.test_cuda_lstm" name="test_b"><failure message="x"/></testcase>
@@ -1075,6 +1097,16 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     assert "| LSTM | bfloat16 | training | 100 | 64 | 512 | 9.000 | 4.500 | 4.500 | 9.000 | 2.00 | OK |" in md
     assert "| GRU | bfloat16 | inference | 100 | 16 | 512 | 4.000 | 2.500 | 1.60 | OK |" in md
     assert "- error: bidir: boom" in md
+    assert "No memory results" in md
+    point = {"cell": "LSTM", "dtype": "bfloat16", "T": 100, "B": 256, "H": 512}
+    (work / "memory.json").write_text(json.dumps({"points": [
+        dict(point, impl="torch.nn", peak_bytes=100, peak_h_bytes_per_row=28.0, blocks=[]),
+        dict(point, impl="rnnfuse", peak_bytes=215, peak_h_bytes_per_row=60.2,
+             blocks=[{"bytes": 80, "h_bytes_per_row": 20.0, "site": "ops.py:42 forward"}])],
+        "errors": []}))
+    assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
+    md = (out / "gpu_check_report.md").read_text()
+    assert "| LSTM | bfloat16 | 100 | 256 | 512 | 28.0 | 60.2 | 2.15 | 20.00H ops.py:42 forward |" in md
     # All stages passing flips the verdict.
     (work / "stages.tsv").write_text("\n".join(s.replace("fail", "pass") for s in stages) + "\n")
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 0
