@@ -1,13 +1,16 @@
 """The drivers' allocations in one training step, on the CPU (the profiler's
 memory events; the CPU buffer cache off), as H bytes per row (N = T * B rows):
 
-  python benchmarks/results/memory-prep_2026-11-28/cpu_memory_timeline.py LSTM bfloat16
+  python benchmarks/results/memory-prep_2026-11-28/cpu_memory_timeline.py LSTM bfloat16 [--as-cuda]
 
 Prints every allocation or free of at least 64 bytes per row with the op it
 happened in, and the peak of live bytes beyond what was live before the step.
 The op bodies (csrc/driver_*.cpp) are the same on CUDA; the CPU path alone
 keeps x_proj (for double backward) and a copy of y (in-place edits), which
-the CUDA path does not.
+the CUDA path does not; --as-cuda makes the CPU path save what the CUDA
+path saves instead (rnnfuse/ops.py's _input_for_recompute and
+_output_for_backward answer as for a CUDA tensor), so the peak is the one
+the drivers would make on CUDA.
 """
 import os
 import sys
@@ -21,6 +24,11 @@ import rnnfuse  # noqa: E402
 
 torch.set_num_threads(2)
 cell, dtype = sys.argv[1], getattr(torch, sys.argv[2])
+as_cuda = "--as-cuda" in sys.argv[3:]
+if as_cuda:
+    from rnnfuse import ops
+    ops._input_for_recompute = lambda x_proj: None
+    ops._output_for_backward = lambda y: y
 T, B, H = 100, 64, 512
 N = T * B
 model = (rnnfuse.LSTM if cell == "LSTM" else rnnfuse.GRU)(H, H).to(dtype)
@@ -53,4 +61,5 @@ for t, nbytes in mem:
     peak = max(peak, live)
     if abs(nbytes) >= N * 64:
         print(f"{nbytes / N / H:+7.2f} H B/row -> live {live / N / H:6.2f}  in {op_at(t)}")
-print(f"{cell} {sys.argv[2]} T={T} B={B} H={H}: peak {peak / N / H:.1f} H bytes per row")
+print(f"{cell} {sys.argv[2]} T={T} B={B} H={H}{' as on CUDA' if as_cuda else ''}: "
+      f"peak {peak / N / H:.1f} H bytes per row")
