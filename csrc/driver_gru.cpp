@@ -86,8 +86,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> finish_backward(
   auto grad_w_hh = rows_mm(b.dhh.t(), h_prev);
   at::Tensor grad_b_hh;
   if (b_hh.has_value() && b_hh->defined()) {
-    grad_b_hh = b.dhh.sum(0, /*keepdim=*/false, acc_dtype(b.grad_y.scalar_type()))
-                    .to(b_hh->scalar_type());
+    // In dhh's dtype: ATen accumulates a reduced-precision sum in fp32 and
+    // rounds once, as asking for an fp32 result would, but on the CPU that
+    // request first made an fp32 copy of all of dhh (12 H bytes per row in
+    // bf16, the GRU backward's peak: benchmarks/results/memory-prep_2026-11-28).
+    grad_b_hh = b.dhh.sum(0).to(b_hh->scalar_type());
   } else {
     grad_b_hh = at::empty({0}, b.w_hh.options());
   }
