@@ -85,7 +85,8 @@ def run_point(cell, dtype, impl) -> dict:
     x.grad = None
     model.zero_grad(set_to_none=True)
     torch.cuda.synchronize()
-    torch.cuda.memory._record_memory_history(max_entries=200000)
+    # Python stacks only: symbolising C++ frames at snapshot time can take minutes.
+    torch.cuda.memory._record_memory_history(enabled="all", stacks="python", max_entries=200000)
     try:
         start = len(torch.cuda.memory._snapshot()["device_traces"][torch.cuda.current_device()])
         step()
