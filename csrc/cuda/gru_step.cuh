@@ -14,19 +14,28 @@ namespace rnnfuse {
 namespace cuda {
 
 // Each kernel is its block's GEMM operands, the GEMM, and an epilogue per
-// (row, unit) element e < BM * J; operands and epilogue are host functions
-// too, so step_emulate.cu runs them on the CPU with the launches' own
-// arguments.
+// (row, unit) element e < BM * J. step_rows, step_k, step_operands and
+// step_epilogue are overloaded on the step's arguments and are host
+// functions too, so step_emulate.cu runs them on the CPU with the launches'
+// own arguments.
+
+// A step's active rows (its batch) and its GEMM's reduction length (0: none).
+__host__ __device__ __forceinline__ int step_rows(const GruFwdStepArgs& a) {
+  return a.h_prev.rows;
+}
+__host__ __device__ __forceinline__ int step_k(const GruFwdStepArgs& a) {
+  return a.hidden;
+}
 
 template <typename scalar_t>
-__host__ __device__ __forceinline__ TileOperands<scalar_t> gru_fwd_operands(
+__host__ __device__ __forceinline__ TileOperands<scalar_t> step_operands(
     const GruFwdStepArgs& a, int j0, int m0) {
   return {a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.hidden, a.hidden, a.hidden, j0, m0};
 }
 
 // C: the block's GEMM tile, ldc apart; columns g * J + jj are gate g of unit j0 + jj.
 template <typename scalar_t, int J>
-__host__ __device__ __forceinline__ void gru_fwd_epilogue(const GruFwdStepArgs& a, int j0,
+__host__ __device__ __forceinline__ void step_epilogue(const GruFwdStepArgs& a, int j0,
                                                           int m0,
                                                           const at::opmath_type<scalar_t>* C,
                                                           int ldc, int e) {
@@ -35,7 +44,7 @@ __host__ __device__ __forceinline__ void gru_fwd_epilogue(const GruFwdStepArgs& 
   const int m = e / J, jj = e % J;
   const int64_t b = m0 + m;
   const int j = j0 + jj;
-  if (b >= a.h_prev.rows || j >= H) return;
+  if (b >= step_rows(a) || j >= H) return;
   const scalar_t* xr = static_cast<const scalar_t*>(a.x) + b * a.ld_x;
   const auto* bias = static_cast<const scalar_t*>(a.b_hh);
   const acc_t* cr = C + m * ldc;
@@ -70,22 +79,30 @@ __global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) gru_fwd_step_k
   const GruFwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
-  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
-  const acc_t* C = Gemm::template run<J, acc_t>(gru_fwd_operands<scalar_t>(a, j0, m0), smem);
+  if (m0 >= step_rows(a)) return;  // the other direction's batch is larger (whole block)
+  const acc_t* C = Gemm::template run<J, acc_t>(step_operands<scalar_t>(a, j0, m0), smem);
   for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    gru_fwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
+    step_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
   }
 }
 
+// A step's active rows (its batch) and its GEMM's reduction length (0: none).
+__host__ __device__ __forceinline__ int step_rows(const GruBwdStepArgs& a) {
+  return a.dhh_next.rows;
+}
+__host__ __device__ __forceinline__ int step_k(const GruBwdStepArgs& a) {
+  return 3 * a.hidden;
+}
+
 template <typename scalar_t>
-__host__ __device__ __forceinline__ TileOperands<scalar_t> gru_bwd_operands(
+__host__ __device__ __forceinline__ TileOperands<scalar_t> step_operands(
     const GruBwdStepArgs& a, int j0, int m0) {
   return {a.dhh_next, static_cast<const scalar_t*>(a.w_hh_t), 3 * a.hidden, a.hidden, 0, j0, m0};
 }
 
 // C: the block's GEMM tile (dhh_{t+1} @ W_hh for units j0 + jj), ldc apart.
 template <typename scalar_t, int J>
-__host__ __device__ __forceinline__ void gru_bwd_epilogue(const GruBwdStepArgs& a, int j0,
+__host__ __device__ __forceinline__ void step_epilogue(const GruBwdStepArgs& a, int j0,
                                                           int m0,
                                                           const at::opmath_type<scalar_t>* C,
                                                           int ldc, int e) {
@@ -94,7 +111,7 @@ __host__ __device__ __forceinline__ void gru_bwd_epilogue(const GruBwdStepArgs& 
   const int m = e / J, jj = e % J;
   const int64_t b = m0 + m;
   const int j = j0 + jj;
-  if (b >= a.dhh_next.rows || j >= H) return;
+  if (b >= step_rows(a) || j >= H) return;
   auto* dh_state = static_cast<acc_t*>(a.dh_state);
   const acc_t dh =
       static_cast<acc_t>(static_cast<const scalar_t*>(a.grad_y)[b * a.ld_grad_y + j]) +
@@ -122,10 +139,10 @@ __global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) gru_bwd_step_k
   const GruBwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
-  if (m0 >= a.dhh_next.rows) return;  // the other direction's batch is larger (whole block)
-  const acc_t* C = Gemm::template run<J, acc_t>(gru_bwd_operands<scalar_t>(a, j0, m0), smem);
+  if (m0 >= step_rows(a)) return;  // the other direction's batch is larger (whole block)
+  const acc_t* C = Gemm::template run<J, acc_t>(step_operands<scalar_t>(a, j0, m0), smem);
   for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    gru_bwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
+    step_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
   }
 }
 
@@ -147,15 +164,6 @@ struct GruFwdTiles {
   static void launch(const StepGroup<GruFwdStepArgs>& a, int rows, cudaStream_t stream) {
     launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
   }
-  static int rows(const GruFwdStepArgs& a) { return a.h_prev.rows; }
-  static TileOperands<scalar_t> operands(const GruFwdStepArgs& a, int j0, int m0) {
-    return gru_fwd_operands<scalar_t>(a, j0, m0);
-  }
-  template <int J>
-  static void epilogue(const GruFwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
-    gru_fwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
-  }
-  static int k(const GruFwdStepArgs& a) { return a.hidden; }
 };
 
 // Tile choices of gru_bwd_step_kernel (launched through run_step).
@@ -171,15 +179,6 @@ struct GruBwdTiles : BackwardTileTable<scalar_t> {
   static void launch(const StepGroup<GruBwdStepArgs>& a, int rows, cudaStream_t stream) {
     launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
   }
-  static int rows(const GruBwdStepArgs& a) { return a.dhh_next.rows; }
-  static TileOperands<scalar_t> operands(const GruBwdStepArgs& a, int j0, int m0) {
-    return gru_bwd_operands<scalar_t>(a, j0, m0);
-  }
-  template <int J>
-  static void epilogue(const GruBwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
-    gru_bwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
-  }
-  static int k(const GruBwdStepArgs& a) { return 3 * a.hidden; }
 };
 
 template <typename scalar_t>

@@ -13,19 +13,28 @@ namespace rnnfuse {
 namespace cuda {
 
 // Each kernel is its block's GEMM operands, the GEMM, and an epilogue per
-// (row, unit) element e < BM * J; operands and epilogue are host functions
-// too, so step_emulate.cu runs them on the CPU with the launches' own
-// arguments.
+// (row, unit) element e < BM * J. step_rows, step_k, step_operands and
+// step_epilogue are overloaded on the step's arguments and are host
+// functions too, so step_emulate.cu runs them on the CPU with the launches'
+// own arguments.
+
+// A step's active rows (its batch) and its GEMM's reduction length (0: none).
+__host__ __device__ __forceinline__ int step_rows(const LstmFwdStepArgs& a) {
+  return a.h_prev.rows;
+}
+__host__ __device__ __forceinline__ int step_k(const LstmFwdStepArgs& a) {
+  return a.k;
+}
 
 template <typename scalar_t>
-__host__ __device__ __forceinline__ TileOperands<scalar_t> lstm_fwd_operands(
+__host__ __device__ __forceinline__ TileOperands<scalar_t> step_operands(
     const LstmFwdStepArgs& a, int j0, int m0) {
   return {a.h_prev, static_cast<const scalar_t*>(a.w_hh), a.k, a.hidden, a.hidden, j0, m0};
 }
 
 // C: the block's GEMM tile, ldc apart; columns g * J + jj are gate g of unit j0 + jj.
 template <typename scalar_t, int J>
-__host__ __device__ __forceinline__ void lstm_fwd_epilogue(const LstmFwdStepArgs& a, int j0,
+__host__ __device__ __forceinline__ void step_epilogue(const LstmFwdStepArgs& a, int j0,
                                                            int m0,
                                                            const at::opmath_type<scalar_t>* C,
                                                            int ldc, int e) {
@@ -34,7 +43,7 @@ __host__ __device__ __forceinline__ void lstm_fwd_epilogue(const LstmFwdStepArgs
   const int m = e / J, jj = e % J;
   const int64_t b = m0 + m;
   const int j = j0 + jj;
-  if (b >= a.h_prev.rows || j >= H) return;
+  if (b >= step_rows(a) || j >= H) return;
   const scalar_t* xr = static_cast<const scalar_t*>(a.x) + b * a.ld_x;
   auto* c_state = static_cast<acc_t*>(a.c_state);
   const acc_t* cr = C + m * ldc;
@@ -61,22 +70,30 @@ __global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) lstm_fwd_step_
   const LstmFwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
-  if (m0 >= a.h_prev.rows) return;  // the other direction's batch is larger (whole block)
-  const acc_t* C = Gemm::template run<J, acc_t>(lstm_fwd_operands<scalar_t>(a, j0, m0), smem);
+  if (m0 >= step_rows(a)) return;  // the other direction's batch is larger (whole block)
+  const acc_t* C = Gemm::template run<J, acc_t>(step_operands<scalar_t>(a, j0, m0), smem);
   for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    lstm_fwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
+    step_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
   }
 }
 
+// A step's active rows (its batch) and its GEMM's reduction length (0: none).
+__host__ __device__ __forceinline__ int step_rows(const LstmBwdStepArgs& a) {
+  return a.dgates_next.rows;
+}
+__host__ __device__ __forceinline__ int step_k(const LstmBwdStepArgs& a) {
+  return a.k;
+}
+
 template <typename scalar_t>
-__host__ __device__ __forceinline__ TileOperands<scalar_t> lstm_bwd_operands(
+__host__ __device__ __forceinline__ TileOperands<scalar_t> step_operands(
     const LstmBwdStepArgs& a, int j0, int m0) {
   return {a.dgates_next, static_cast<const scalar_t*>(a.w_hh_t), a.k, a.hidden, 0, j0, m0};
 }
 
 // C: the block's GEMM tile (dgates_{t+1} @ W_hh for units j0 + jj), ldc apart.
 template <typename scalar_t, int J>
-__host__ __device__ __forceinline__ void lstm_bwd_epilogue(const LstmBwdStepArgs& a, int j0,
+__host__ __device__ __forceinline__ void step_epilogue(const LstmBwdStepArgs& a, int j0,
                                                            int m0,
                                                            const at::opmath_type<scalar_t>* C,
                                                            int ldc, int e) {
@@ -85,7 +102,7 @@ __host__ __device__ __forceinline__ void lstm_bwd_epilogue(const LstmBwdStepArgs
   const int m = e / J, jj = e % J;
   const int64_t b = m0 + m;
   const int j = j0 + jj;
-  if (b >= a.dgates_next.rows || j >= H) return;
+  if (b >= step_rows(a) || j >= H) return;
   auto* dh_state = static_cast<acc_t*>(a.dh_state);
   auto* dc_state = static_cast<acc_t*>(a.dc_state);
   acc_t dh;
@@ -117,10 +134,10 @@ __global__ void __launch_bounds__(Gemm::kThreads, kStepMinBlocks) lstm_bwd_step_
   const LstmBwdStepArgs& a = group.dir[blockIdx.z];
   extern __shared__ __align__(128) unsigned char smem[];
   const int j0 = blockIdx.x * J, m0 = blockIdx.y * Gemm::BM;
-  if (m0 >= a.dgates_next.rows) return;  // the other direction's batch is larger (whole block)
-  const acc_t* C = Gemm::template run<J, acc_t>(lstm_bwd_operands<scalar_t>(a, j0, m0), smem);
+  if (m0 >= step_rows(a)) return;  // the other direction's batch is larger (whole block)
+  const acc_t* C = Gemm::template run<J, acc_t>(step_operands<scalar_t>(a, j0, m0), smem);
   for (int e = threadIdx.x; e < Gemm::BM * J; e += Gemm::kThreads) {
-    lstm_bwd_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
+    step_epilogue<scalar_t, J>(a, j0, m0, C, Gemm::LDC, e);
   }
 }
 
@@ -142,15 +159,6 @@ struct LstmFwdTiles {
   static void launch(const StepGroup<LstmFwdStepArgs>& a, int rows, cudaStream_t stream) {
     launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
   }
-  static int rows(const LstmFwdStepArgs& a) { return a.h_prev.rows; }
-  static int k(const LstmFwdStepArgs& a) { return a.k; }
-  static TileOperands<scalar_t> operands(const LstmFwdStepArgs& a, int j0, int m0) {
-    return lstm_fwd_operands<scalar_t>(a, j0, m0);
-  }
-  template <int J>
-  static void epilogue(const LstmFwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
-    lstm_fwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
-  }
 };
 
 // Tile choices of lstm_bwd_step_kernel (launched through run_step).
@@ -165,15 +173,6 @@ struct LstmBwdTiles : BackwardTileTable<scalar_t> {
   template <typename T>
   static void launch(const StepGroup<LstmBwdStepArgs>& a, int rows, cudaStream_t stream) {
     launch_step<typename T::Gemm, acc_t>(kernel<T>(), a, a.dir[0].hidden, T::J, rows, stream);
-  }
-  static int rows(const LstmBwdStepArgs& a) { return a.dgates_next.rows; }
-  static int k(const LstmBwdStepArgs& a) { return a.k; }
-  static TileOperands<scalar_t> operands(const LstmBwdStepArgs& a, int j0, int m0) {
-    return lstm_bwd_operands<scalar_t>(a, j0, m0);
-  }
-  template <int J>
-  static void epilogue(const LstmBwdStepArgs& a, int j0, int m0, const acc_t* C, int ldc, int e) {
-    lstm_bwd_epilogue<scalar_t, J>(a, j0, m0, C, ldc, e);
   }
 };
 

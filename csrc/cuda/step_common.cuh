@@ -71,10 +71,10 @@ StepTile tile_shape() {
 }
 
 // The larger of the group's directions' active rows: the launch's row tiles.
-template <typename Tiles, typename Args>
+template <typename Args>
 int group_rows(const StepGroup<Args>& group) {
-  const int rows = Tiles::rows(group.dir[0]);
-  return group.count > 1 && Tiles::rows(group.dir[1]) > rows ? Tiles::rows(group.dir[1]) : rows;
+  const int rows = step_rows(group.dir[0]);
+  return group.count > 1 && step_rows(group.dir[1]) > rows ? step_rows(group.dir[1]) : rows;
 }
 
 // Launches one step on Small or Large, as cfg.tile_rule says.
@@ -86,8 +86,8 @@ void launch_planned(const StepGroup<Args>& group, int rows, const StepConfig& cf
     case TileRule::kLarge: large = true; break;
     case TileRule::kThreshold: large = rows > kLargeBatch; break;
     case TileRule::kPlanner: {
-      int k = Tiles::k(group.dir[0]);
-      if (group.count > 1 && Tiles::k(group.dir[1]) > k) k = Tiles::k(group.dir[1]);
+      int k = step_k(group.dir[0]);
+      if (group.count > 1 && step_k(group.dir[1]) > k) k = step_k(group.dir[1]);
       const StepTile tiles[2] = {tile_shape<Tiles, Small>(), tile_shape<Tiles, Large>()};
       const StepShape shape{rows, group.dir[0].hidden, k, group.count, cfg.sm_count};
       large = plan_step_tile(tiles, 2, shape) == 1;
@@ -105,12 +105,12 @@ void launch_planned(const StepGroup<Args>& group, int rows, const StepConfig& cf
 // and the TF32 switch call for, with the tile the rule picks for the larger
 // of the directions' batches (both directions share one tile). Tiles is a
 // family's traits: MmaSmall, MmaLarge, SimtSmall, SimtLarge (Tile types),
-// acc_t, `static int rows(args)`, `static int k(args)` (the GEMM's reduction
-// length), `template <typename T> static auto kernel()` and
-// `template <typename T> static void launch(group, rows, stream)`.
+// acc_t, `template <typename T> static auto kernel()` and
+// `template <typename T> static void launch(group, rows, stream)`; the
+// step's arguments come with step_rows and step_k overloads (<cell>_step.cuh).
 template <typename scalar_t, typename Tiles, typename Args>
 void run_step(const StepGroup<Args>& group, const StepConfig& cfg) {
-  const int rows = group_rows<Tiles>(group);
+  const int rows = group_rows(group);
   if constexpr (kHasTensorCores<scalar_t>) {
     if (cfg.tensor_cores) {
       launch_planned<Tiles, typename Tiles::MmaSmall, typename Tiles::MmaLarge>(group, rows, cfg);

@@ -28,16 +28,16 @@ template <typename scalar_t, typename Tiles, typename T, typename Args>
 void emulate_launch(const StepGroup<Args>& group) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int BM = T::Gemm::BM, BN = T::Gemm::BN, J = T::J;
-  const dim3 grid = step_grid(group.dir[0].hidden, J, group_rows<Tiles>(group), BM, group.count);
+  const dim3 grid = step_grid(group.dir[0].hidden, J, group_rows(group), BM, group.count);
   std::vector<acc_t> tile(BM * BN);
   for (unsigned z = 0; z < grid.z; ++z) {
     const Args& a = group.dir[z];
     for (unsigned y = 0; y < grid.y; ++y) {
       const int m0 = static_cast<int>(y) * BM;
-      if (m0 >= Tiles::rows(a)) continue;  // as the kernels return
+      if (m0 >= step_rows(a)) continue;  // as the kernels return
       for (unsigned x = 0; x < grid.x; ++x) {
         const int j0 = static_cast<int>(x) * J;
-        const TileOperands<scalar_t> op = Tiles::operands(a, j0, m0);
+        const TileOperands<scalar_t> op = step_operands<scalar_t>(a, j0, m0);
         for (int m = 0; m < BM; ++m) {
           const scalar_t* a_row = op.a_row(m);
           for (int c = 0; c < BN; ++c) {
@@ -52,7 +52,7 @@ void emulate_launch(const StepGroup<Args>& group) {
           }
         }
         for (int e = 0; e < BM * J; ++e) {
-          Tiles::template epilogue<J>(a, j0, m0, tile.data(), BN, e);
+          step_epilogue<scalar_t, J>(a, j0, m0, tile.data(), BN, e);
         }
       }
     }
@@ -80,6 +80,11 @@ struct EmulatedLaunch {
   void operator()(const StepGroup<GruBwdStepArgs>& g) const { run<GruBwdTiles<scalar_t>>(g); }
 };
 
+int tile_index(int64_t tile) {
+  TORCH_CHECK(tile >= 0 && tile <= 3, "rnnfuse step emulator: tile must be 0..3, got ", tile);
+  return static_cast<int>(tile);
+}
+
 #define RNNFUSE_EMULATE_DISPATCH(dtype, ...)                                          \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "rnnfuse_step_emulate", \
                                   __VA_ARGS__)
@@ -92,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_fwd_emulat
     const OptTensor& batch_sizes, bool training, int64_t tile) {
   const auto loop = [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
     RNNFUSE_EMULATE_DISPATCH(f[0].x_proj.scalar_type(), [&] {
-      step_loops::lstm_forward_steps(f, steps, 2, EmulatedLaunch<scalar_t>{static_cast<int>(tile)});
+      step_loops::lstm_forward_steps(f, steps, 2, EmulatedLaunch<scalar_t>{tile_index(tile)});
     });
   };
   return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes,
@@ -108,7 +113,7 @@ lstm_bidir_bwd_emulated(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
                         const OptTensor& batch_sizes, int64_t tile) {
   const auto loop = [&](const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
     RNNFUSE_EMULATE_DISPATCH(g[0].grad_y.scalar_type(), [&] {
-      step_loops::lstm_backward_steps(g, steps, 2, EmulatedLaunch<scalar_t>{static_cast<int>(tile)});
+      step_loops::lstm_backward_steps(g, steps, 2, EmulatedLaunch<scalar_t>{tile_index(tile)});
     });
   };
   return lstm_bidir_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0,
@@ -121,7 +126,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_fwd_emulated(
     const OptTensor& batch_sizes, bool training, int64_t tile) {
   const auto loop = [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
     RNNFUSE_EMULATE_DISPATCH(f[0].x_proj.scalar_type(), [&] {
-      step_loops::gru_forward_steps(f, steps, 2, EmulatedLaunch<scalar_t>{static_cast<int>(tile)});
+      step_loops::gru_forward_steps(f, steps, 2, EmulatedLaunch<scalar_t>{tile_index(tile)});
     });
   };
   return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
@@ -135,7 +140,7 @@ gru_bidir_bwd_emulated(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
                        const at::Tensor& workspace, const OptTensor& batch_sizes, int64_t tile) {
   const auto loop = [&](const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
     RNNFUSE_EMULATE_DISPATCH(g[0].grad_y.scalar_type(), [&] {
-      step_loops::gru_backward_steps(g, steps, 2, EmulatedLaunch<scalar_t>{static_cast<int>(tile)});
+      step_loops::gru_backward_steps(g, steps, 2, EmulatedLaunch<scalar_t>{tile_index(tile)});
     });
   };
   return gru_bidir_backward(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
