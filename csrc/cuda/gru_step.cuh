@@ -35,16 +35,12 @@ __host__ __device__ __forceinline__ TileOperands<scalar_t> step_operands(
 
 // C: the block's GEMM tile, ldc apart; columns g * J + jj are gate g of unit j0 + jj.
 template <typename scalar_t, int J>
-__host__ __device__ __forceinline__ void step_epilogue(const GruFwdStepArgs& a, int j0,
-                                                          int m0,
-                                                          const at::opmath_type<scalar_t>* C,
-                                                          int ldc, int e) {
+__host__ __device__ __forceinline__ void step_epilogue(
+    const GruFwdStepArgs& a, int j0, int m0, const at::opmath_type<scalar_t>* C, int ldc, int e) {
   using acc_t = at::opmath_type<scalar_t>;
+  const auto [m, jj, j, b, active] = epilogue_element<J>(a, j0, m0, e);
+  if (!active) return;
   const int H = a.hidden;
-  const int m = e / J, jj = e % J;
-  const int64_t b = m0 + m;
-  const int j = j0 + jj;
-  if (b >= step_rows(a) || j >= H) return;
   const scalar_t* xr = static_cast<const scalar_t*>(a.x) + b * a.ld_x;
   const auto* bias = static_cast<const scalar_t*>(a.b_hh);
   const acc_t* cr = C + m * ldc;
@@ -102,16 +98,12 @@ __host__ __device__ __forceinline__ TileOperands<scalar_t> step_operands(
 
 // C: the block's GEMM tile (dhh_{t+1} @ W_hh for units j0 + jj), ldc apart.
 template <typename scalar_t, int J>
-__host__ __device__ __forceinline__ void step_epilogue(const GruBwdStepArgs& a, int j0,
-                                                          int m0,
-                                                          const at::opmath_type<scalar_t>* C,
-                                                          int ldc, int e) {
+__host__ __device__ __forceinline__ void step_epilogue(
+    const GruBwdStepArgs& a, int j0, int m0, const at::opmath_type<scalar_t>* C, int ldc, int e) {
   using acc_t = at::opmath_type<scalar_t>;
+  const auto [m, jj, j, b, active] = epilogue_element<J>(a, j0, m0, e);
+  if (!active) return;
   const int H = a.hidden;
-  const int m = e / J, jj = e % J;
-  const int64_t b = m0 + m;
-  const int j = j0 + jj;
-  if (b >= step_rows(a) || j >= H) return;
   auto* dh_state = static_cast<acc_t*>(a.dh_state);
   const acc_t dh =
       static_cast<acc_t>(static_cast<const scalar_t*>(a.grad_y)[b * a.ld_grad_y + j]) +

@@ -30,6 +30,25 @@ constexpr int chunk(int row_bytes) {
   return row_bytes / static_cast<int>(sizeof(T));
 }
 
+// Where epilogue element e < BM * J of the block at (j0, m0) lands: tile row
+// m and unit column jj of the block's GEMM tile, batch row b and hidden unit
+// j; not active past the step's batch or the hidden size. (step_rows: the
+// <cell>_step.cuh overloads.)
+struct EpilogueElement {
+  int m, jj, j;
+  int64_t b;
+  bool active;
+};
+
+template <int J, typename Args>
+__host__ __device__ __forceinline__ EpilogueElement epilogue_element(const Args& a, int j0,
+                                                                     int m0, int e) {
+  const int m = e / J, jj = e % J;
+  const int64_t b = m0 + m;
+  const int j = j0 + jj;
+  return {m, jj, j, b, b < step_rows(a) && j < a.hidden};
+}
+
 // The rule before the planner (RNNFUSE_STEP_TILE=threshold): 64-row tiles
 // above this many active rows, 16-row tiles below.
 constexpr int kLargeBatch = 32;
