@@ -11,13 +11,14 @@ runs under the CUDA caching allocator's history
 bytes beyond what was live before the step, and the blocks live at that
 peak, each with its size in bytes per row (T*B rows) and per hidden unit,
 and the Python call site that allocated it, largest first. The driver's
-buffers have known shapes (workspace N x 5H or 4H in fp32, gate gradients
-N x 4H or 3H, gathered h_{t-1} N x H ...), so sizes name them.
+buffers have known shapes (workspace N x 5H or 4H in the input dtype, gate
+gradients N x 4H or 3H, gathered h_{t-1} N x H ...), so sizes name them.
 
-On the CPU the drivers' allocations, from the profiler's memory events,
-peak at 43.3 H bytes per row for LSTM bf16 (33 H without what only the CPU
-path keeps), against 60-61 H that the H200 run measured on CUDA (cuDNN:
-28-33 H): benchmarks/results/memory-prep_2026-11-28/NOTES.md.
+The H200 run (a592397) measured 60-61 H bytes per row for LSTM bf16 (cuDNN:
+28-33 H); two buffers since removed account for all of the gap to the
+drivers' 33 H, and the workspace in bf16 takes those to 23 H on the CPU
+(LSTM bf16 as on CUDA; GRU 25 H): benchmarks/results/memory-prep_2026-11-28/
+and workspace-dtype_2026-11-28/NOTES.md.
 
 Exit 0 when every point ran; 1 otherwise.
 """

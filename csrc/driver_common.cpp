@@ -26,7 +26,7 @@ void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at:
 
 void check_workspace(const at::Tensor& workspace, const at::Tensor& grad_y, int64_t rows,
                      int64_t width, const char* cell) {
-  TORCH_CHECK(workspace.scalar_type() == acc_dtype(grad_y.scalar_type()) &&
+  TORCH_CHECK(workspace.scalar_type() == grad_y.scalar_type() &&
                   workspace.dim() == 2 && workspace.size(0) == rows &&
                   workspace.size(1) == width,
               "rnnfuse.", cell, "_bwd: workspace does not match; run ", cell,

@@ -39,8 +39,7 @@ void check_operand(const at::Tensor& t, const char* name, int64_t dim, const at:
                    const char* like_name = "x_proj");
 void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected);
 
-// The saved workspace: the accumulation dtype of grad_y, (rows, width), on
-// grad_y's device.
+// The saved workspace: grad_y's dtype, (rows, width), on grad_y's device.
 void check_workspace(const at::Tensor& workspace, const at::Tensor& grad_y, int64_t rows,
                      int64_t width, const char* cell);
 

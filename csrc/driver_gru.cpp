@@ -111,10 +111,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   const GruDims d = check_gru(x_proj, w_hh, b_hh, h0);
   const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
-  const auto acc = acc_dtype(x_proj.scalar_type());
   const auto y = empty_rows({d.rows, d.hidden}, x_proj.options());
-  const auto ws = training ? empty_rows({d.rows, 4 * d.hidden}, x_proj.options().dtype(acc))
-                           : at::empty({0}, x_proj.options().dtype(acc));
+  // The workspace in the input dtype, as the LSTM's (driver_lstm.cpp).
+  const auto ws = training ? empty_rows({d.rows, 4 * d.hidden}, x_proj.options())
+                           : at::empty({0}, x_proj.options());
   const GruForward f =
       forward_operands(x_proj.contiguous(), w_hh, b_hh, h0, y, training ? ws : at::Tensor());
   if (!steps.empty()) loop(f, steps);
@@ -180,9 +180,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_bidir_forward(
   }
   const std::vector<Step> steps[2] = {make_schedule(rows, h0.size(1), batch_sizes, false),
                                       make_schedule(rows, h0.size(1), batch_sizes, true)};
-  const auto acc = x_proj.options().dtype(acc_dtype(x_proj.scalar_type()));
   const auto y = empty_rows({rows, 2 * hidden}, x_proj.options());
-  const auto ws = training ? empty_rows({2, rows, 4 * hidden}, acc) : at::empty({0}, acc);
+  const auto ws = training ? empty_rows({2, rows, 4 * hidden}, x_proj.options())
+                           : at::empty({0}, x_proj.options());
   const at::Tensor x_rows = rows_of(x_proj);
   GruForward f[2];
   for (int dir = 0; dir < 2; ++dir) {

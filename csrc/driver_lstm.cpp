@@ -109,9 +109,11 @@ LstmWeightGrads finish_backward(const LstmBackward& b, const at::Tensor& y, cons
   const auto h_prev = gather_h_prev(y, h0.contiguous(), steps, packed, reverse);
   g.w_hh = rows_mm(b.dgates.t(), h_prev);
   if (b.w_hr.defined()) {
-    // h before the projection, o * tanh(c), rebuilt from the saved gates.
+    // h before the projection, o * tanh(c), rebuilt from the saved gates (in
+    // the accumulation dtype, as dh_all).
+    const auto acc = b.dh_all.scalar_type();
     auto gates = b.ws.view({rows, 5, hidden});
-    auto h_raw = gates.select(1, 3) * at::tanh(gates.select(1, 4));
+    auto h_raw = gates.select(1, 3).to(acc) * at::tanh(gates.select(1, 4).to(acc));
     g.w_hr = at::mm(b.dh_all.t(), h_raw).to(w_hh.scalar_type());
   } else {
     g.w_hr = at::empty({0}, w_hh.options());
@@ -134,10 +136,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
   const NoAutocast no_autocast(c10::autocast_dispatch_keyset);
   const LstmDims d = check_lstm(x_proj, w_hh, w_hr, h0, c0);
   const auto steps = make_schedule(d.rows, d.batch, batch_sizes, reverse);
-  const auto acc = acc_dtype(x_proj.scalar_type());
   const auto y = empty_rows({d.rows, d.out}, x_proj.options());
-  const auto ws = training ? empty_rows({d.rows, 5 * d.hidden}, x_proj.options().dtype(acc))
-                           : at::empty({0}, x_proj.options().dtype(acc));
+  // The workspace (what the backward reads) in the input dtype: the kernels
+  // round the fp32 activations once as they save them.
+  const auto ws = training ? empty_rows({d.rows, 5 * d.hidden}, x_proj.options())
+                           : at::empty({0}, x_proj.options());
   const LstmForward f = forward_operands(x_proj.contiguous(), w_hh, w_hr, h0, c0, y,
                                          training ? ws : at::Tensor());
   if (!steps.empty()) loop(f, steps);
@@ -214,9 +217,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bidir_forward(
   const int64_t rows = x_proj.size(0), out = d[0].out;
   const std::vector<Step> steps[2] = {make_schedule(rows, d[0].batch, batch_sizes, false),
                                       make_schedule(rows, d[0].batch, batch_sizes, true)};
-  const auto acc = x_proj.options().dtype(acc_dtype(x_proj.scalar_type()));
   const auto y = empty_rows({rows, 2 * out}, x_proj.options());
-  const auto ws = training ? empty_rows({2, rows, 5 * hidden}, acc) : at::empty({0}, acc);
+  const auto ws = training ? empty_rows({2, rows, 5 * hidden}, x_proj.options())
+                           : at::empty({0}, x_proj.options());
   const at::Tensor x_rows = rows_of(x_proj);
   LstmForward f[2];
   for (int dir = 0; dir < 2; ++dir) {

@@ -30,7 +30,7 @@ struct LstmForward {
   at::Tensor h0;      // (B, P)
   at::Tensor c_state; // (B, H) acc, holds c0 on entry
   at::Tensor y;       // (N, P)
-  at::Tensor ws;      // (N, 5H) acc, or undefined
+  at::Tensor ws;      // (N, 5H) in x_proj's dtype, or undefined
 };
 
 // LSTM backward, steps visited in reverse processing order. For row b of step s:
@@ -45,7 +45,7 @@ struct LstmBackward {
   at::Tensor w_hh;      // (4H, P)
   at::Tensor w_hr;      // (P, H) or undefined
   at::Tensor c0;        // (B, H)
-  at::Tensor ws;        // (N, 5H) acc
+  at::Tensor ws;        // (N, 5H) in grad_y's dtype
   at::Tensor dh_state;  // (B, P) acc, holds grad_h_n on entry
   at::Tensor dc_state;  // (B, H) acc, holds grad_c_n on entry
   at::Tensor dgates;    // (N, 4H): the gradient of x_proj
@@ -62,7 +62,7 @@ struct GruForward {
   at::Tensor b_hh;    // (3H) or undefined
   at::Tensor h0;      // (B, H)
   at::Tensor y;       // (N, H)
-  at::Tensor ws;      // (N, 4H) acc, or undefined
+  at::Tensor ws;      // (N, 4H) in x_proj's dtype, or undefined
 };
 
 // GRU backward, reverse processing order. For row b of step s:
@@ -75,7 +75,7 @@ struct GruBackward {
   at::Tensor w_hh;      // (3H, H)
   at::Tensor h0;        // (B, H)
   at::Tensor y;         // (N, H)
-  at::Tensor ws;        // (N, 4H) acc
+  at::Tensor ws;        // (N, 4H) in grad_y's dtype
   at::Tensor dh_state;  // (B, H) acc, holds grad_h_n on entry
   at::Tensor dx;        // (N, 3H): the gradient of x_proj
   at::Tensor dhh;       // (N, 3H): the gradient of h_prev @ w_hh^T + b_hh

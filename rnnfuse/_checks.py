@@ -242,8 +242,8 @@ def _bidir_workspace(op, workspace):
 
 
 def _workspace(workspace, grad_y, shape, cell):
-    acc = acc_dtype(grad_y.dtype)
-    if workspace.dtype != acc or tuple(workspace.shape) != tuple(shape):
+    # Saved in the input dtype (the forward rounds the activations it saves).
+    if workspace.dtype != grad_y.dtype or tuple(workspace.shape) != tuple(shape):
         raise RuntimeError(f"rnnfuse.{cell}_bwd: workspace does not match; run {cell}_fwd "
                            "with training=True")
     if workspace.device != grad_y.device:

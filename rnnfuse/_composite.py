@@ -3,9 +3,9 @@
 The fused kernels are differentiable once. These functions compute what the
 ops compute, with the same arguments, dtypes and rounding points (gate math
 and the cell state in the accumulation dtype, ``y`` rounded to the input dtype
-at every step), so autograd, forward-mode AD and torch.func can differentiate
-them to any order. rnnfuse/ops.py runs them instead of the kernels when a
-call needs that:
+at every step, the saved workspace stored in it), so autograd, forward-mode
+AD and torch.func can differentiate them to any order. rnnfuse/ops.py runs
+them instead of the kernels when a call needs that:
 
 * ``lstm_fwd`` / ``gru_fwd`` under forward-mode AD and inside torch.func's
   grad/jvp transforms (jvp, jacfwd, jacrev, hessian, ...), and to recompute a
@@ -71,10 +71,10 @@ def lstm_fwd(x_proj, w_hh, w_hr, h0, c0, batch_sizes, reverse, training):
         wss.append(torch.cat([i, f, g, o, c_new], 1))
         h, c = _update(h, h_new), _update(c, c_new)
     y = _in_row_order(ys, reverse, x_proj.new_empty((0, h0.size(1))))
-    if training:
-        ws = _in_row_order(wss, reverse, x_proj.new_empty((n_rows, 5 * hidden), dtype=acc))
+    if training:  # saved in the input dtype, as the kernels save it
+        ws = _in_row_order(wss, reverse, x_proj.new_empty((n_rows, 5 * hidden))).to(dtype)
     else:
-        ws = x_proj.new_empty((0,), dtype=acc)
+        ws = x_proj.new_empty((0,))
     if not ys:
         h = h0.clone()
     return y, h, c.to(c0.dtype, copy=not ys), ws
@@ -84,12 +84,12 @@ def lstm_bwd(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, y, ws, batch_sizes,
     """The gradients of ``lstm_fwd``'s inputs from those of ``y``, ``h_n`` and
     ``c_n``, as the lstm_bwd op computes them (h_{t-1} from ``y``, c_{t-1}
     from the workspace)."""
-    dtype, acc = grad_y.dtype, ws.dtype
+    dtype, acc = grad_y.dtype, _checks.acc_dtype(grad_y.dtype)
     n_rows, hidden = grad_y.size(0), c0.size(1)
     schedule = steps(n_rows, h0.size(0), batch_sizes, reverse)
     w = w_hh.to(acc)
     w_r = None if w_hr is None else w_hr.to(acc)
-    i, f, g, o, c = ws.view(n_rows, 5, hidden).unbind(1)
+    i, f, g, o, c = ws.to(acc).view(n_rows, 5, hidden).unbind(1)
 
     def h_raw(rows):  # h before the projection, as the forward computed it
         return o[rows] * c[rows].tanh()
@@ -153,21 +153,21 @@ def gru_fwd(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training):
         wss.append(torch.cat([r, z, n, h_n], 1))
         h = _update(h, h_new)
     y = _in_row_order(ys, reverse, x_proj.new_empty((0, hidden)))
-    if training:
-        ws = _in_row_order(wss, reverse, x_proj.new_empty((n_rows, 4 * hidden), dtype=acc))
+    if training:  # saved in the input dtype, as the kernels save it
+        ws = _in_row_order(wss, reverse, x_proj.new_empty((n_rows, 4 * hidden))).to(dtype)
     else:
-        ws = x_proj.new_empty((0,), dtype=acc)
+        ws = x_proj.new_empty((0,))
     return y, (h if ys else h0.clone()), ws
 
 
 def gru_bwd(grad_y, grad_h_n, w_hh, b_hh, h0, y, ws, batch_sizes, reverse):
     """The gradients of ``gru_fwd``'s inputs from those of ``y`` and ``h_n``,
     as the gru_bwd op computes them (h_{t-1} from ``y``)."""
-    dtype, acc = grad_y.dtype, ws.dtype
+    dtype, acc = grad_y.dtype, _checks.acc_dtype(grad_y.dtype)
     n_rows, hidden = grad_y.size(0), h0.size(1)
     schedule = steps(n_rows, h0.size(0), batch_sizes, reverse)
     w = w_hh.to(acc)
-    r, z, n, hn = ws.view(n_rows, 4, hidden).unbind(1)
+    r, z, n, hn = ws.to(acc).view(n_rows, 4, hidden).unbind(1)
 
     h_prev = []
     h_state = h0
@@ -208,7 +208,7 @@ def _directions(t, width):
 def _stack_workspace(wss, like, training):
     if training:
         return torch.stack(wss)
-    return like.new_empty((0,), dtype=_checks.acc_dtype(like.dtype))
+    return like.new_empty((0,))
 
 
 def lstm_bidir_fwd(x_proj, w_hh, w_hh_rev, w_hr, w_hr_rev, h0, c0, batch_sizes, training):

@@ -40,7 +40,7 @@ OPS = torch.ops.rnnfuse
 # the meta device (where the fake kernel is all that runs).
 def _workspace(x_proj, width, training):
     shape = (x_proj.shape[0], width) if training else (0,)
-    return x_proj.new_empty(shape, dtype=_checks.acc_dtype(x_proj.dtype))
+    return x_proj.new_empty(shape)  # in the input dtype, as the kernels save it
 
 
 @torch.library.register_fake("rnnfuse::lstm_fwd")
@@ -82,7 +82,7 @@ def _gru_bwd_fake(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, r
 
 def _bidir_workspace(x_proj, rows, width, training):
     shape = (2, rows, width) if training else (0,)
-    return x_proj.new_empty(shape, dtype=_checks.acc_dtype(x_proj.dtype))
+    return x_proj.new_empty(shape)
 
 
 @torch.library.register_fake("rnnfuse::lstm_bidir_fwd")

@@ -83,7 +83,7 @@ struct CellOperands {
     a.h0 = h0_acc.data_ptr<acc_t>();
     a.y = h.data_ptr<scalar_t>();
     a.ld_y = a.ld_prev = h.size(1);  // one step: no previous rows are read
-    a.ws = training ? ws.data_ptr<acc_t>() : nullptr;
+    a.ws = training ? ws.data_ptr<scalar_t>() : nullptr;
     a.b_in = b_ih.defined() ? b_ih.data_ptr<acc_t>() : nullptr;
     if (rec.defined()) {
       a.x_proj = x_proj.data_ptr<scalar_t>();
@@ -125,7 +125,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_fwd_cpu(
   const auto acc = op.x.options().dtype(acc_dtype(op.x.scalar_type()));
   // c_{t-1} in, c_t out, in the accumulation type.
   auto c = c0.to(acc.dtype(), /*non_blocking=*/false, /*copy=*/true).contiguous();
-  auto ws = training ? at::empty({batch, 5 * hidden}, acc) : at::empty({0}, acc);
+  auto ws = training ? at::empty({batch, 5 * hidden}, op.x.options())
+                     : at::empty({0}, op.x.options());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, op.x.scalar_type(), "rnnfuse_lstm_cell_fwd_cpu",
                                  [&] {
     using acc_t = cpu::acc_type<scalar_t>;
@@ -158,8 +159,8 @@ std::tuple<at::Tensor, at::Tensor> gru_cell_fwd_cpu(const at::Tensor& x_in,
   const CellOperands op(path, x_in, w_ih_in, w_hh_in, b_ih_in, b_hh_in, h0_in);
   const int64_t batch = op.x.size(0), hidden = op.h0.size(1);
   auto h = at::empty({batch, hidden}, op.x.options());
-  const auto acc = op.x.options().dtype(acc_dtype(op.x.scalar_type()));
-  auto ws = training ? at::empty({batch, 4 * hidden}, acc) : at::empty({0}, acc);
+  auto ws = training ? at::empty({batch, 4 * hidden}, op.x.options())
+                     : at::empty({0}, op.x.options());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, op.x.scalar_type(), "rnnfuse_gru_cell_fwd_cpu",
                                  [&] {
     using acc_t = cpu::acc_type<scalar_t>;

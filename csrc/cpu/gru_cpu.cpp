@@ -64,7 +64,7 @@ void gru_forward_loop(const GruForward& f, const std::vector<Step>& steps) {
   a.b_hh = b_hh.defined() ? b_hh.data_ptr<acc_t>() : nullptr;
   a.h0 = h0.data_ptr<acc_t>();
   a.y = f.y.data_ptr<scalar_t>();
-  a.ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
+  a.ws = f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr;
 
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
@@ -109,7 +109,7 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.y = g.y.data_ptr<scalar_t>();
   a.h0 = g.h0.data_ptr<scalar_t>();
-  a.ws = g.ws.data_ptr<acc_t>();
+  a.ws = g.ws.data_ptr<scalar_t>();
   a.dh_state = g.dh_state.data_ptr<acc_t>();
   a.dx = g.dx.data_ptr<scalar_t>();
   a.dhh = g.dhh.data_ptr<scalar_t>();

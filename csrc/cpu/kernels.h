@@ -62,7 +62,7 @@ struct LstmFwdArgs {
   scalar_t* y;             // (N, P), row stride ld_y, written when h_raw is null
   acc_t* h_raw;            // (B, H): with a projection, h before it; else null
   acc_t* h_next;           // (B, P): h rounded to scalar_t, in acc_t, for the next A rows; or null
-  acc_t* ws;               // (N, 5H) (i, f, g, o, c), or null
+  scalar_t* ws;            // (N, 5H) (i, f, g, o, c) rounded to scalar_t, or null
   // A single-step cell (cell_cpu.cpp) either computes its input term in the
   // same pass instead of reading x_proj, x_in @ w_in^T (w_in set; small
   // batches), or has both GEMMs done before the pass: x_proj = x @ w_ih^T and
@@ -91,7 +91,7 @@ struct LstmBwdArgs {
   const acc_t* dh_unit;     // (B, H): with a projection, the whole dh in unit space (no
                             // GEMM here); else null
   const scalar_t* c0;       // (B, H)
-  const acc_t* ws;          // (N, 5H)
+  const scalar_t* ws;       // (N, 5H)
   acc_t* dh_state;          // (B, P): added to dh and cleared (without a projection)
   acc_t* dc_state;          // (B, H)
   scalar_t* dgates;         // (N, 4H), row stride ld_dgates
@@ -115,7 +115,7 @@ struct GruFwdArgs {
   const acc_t* h0;         // (ld = H)
   scalar_t* y;             // (N, H), row stride ld_y (prev_s too)
   acc_t* h_next;           // (B, H) or null, as for the LSTM
-  acc_t* ws;               // (N, 4H) (r, z, n, hn), or null
+  scalar_t* ws;            // (N, 4H) (r, z, n, hn) rounded to scalar_t, or null
   // As for the LSTM (b_in only; b_hh is added to the recurrent term, rec).
   const scalar_t* w_in;    // w_ih (3H, I) as stored, or null: x_proj holds the input term
   const acc_t* x_in;       // (B, I)
@@ -137,7 +137,7 @@ struct GruBwdArgs {
   const acc_t* next;        // A rows (ld = 3H): the next step's dhh
   const scalar_t* y;        // (N, H), row stride ld_y: h_{t-1} of continuing rows
   const scalar_t* h0;       // (B, H)
-  const acc_t* ws;          // (N, 4H)
+  const scalar_t* ws;       // (N, 4H)
   acc_t* dh_state;          // (B, H)
   scalar_t* dx;             // (N, 3H), row stride ld_dx
   scalar_t* dhh;            // (N, 3H)

@@ -710,9 +710,9 @@ void lstm_fwd(const LstmFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int6
         if (a.h_next) store(a.h_next + b * P + j0, rounded<scalar_t>(h.v), n);
       }
       if (a.ws) {
-        acc_t* w = a.ws + r * 5 * H + j0;
-        store(w, act.i.v, n), store(w + H, act.f.v, n), store(w + 2 * H, act.g.v, n);
-        store(w + 3 * H, act.o.v, n), store(w + 4 * H, act.c.v, n);
+        scalar_t* w = a.ws + r * 5 * H + j0;
+        store_as(w, act.i.v, n), store_as(w + H, act.f.v, n), store_as(w + 2 * H, act.g.v, n);
+        store_as(w + 3 * H, act.o.v, n), store_as(w + 4 * H, act.c.v, n);
       }
     };
     recurrent_terms<4, scalar_t>(a, st, u, H, P, row, row_s, epi);
@@ -746,11 +746,11 @@ void lstm_bwd(const LstmBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int6
           dh = L(d);
           store(dhs, V(acc_t(0)), n);
         }
-        const acc_t* w = a.ws + r * 5 * H + j0;
-        const LstmActs<L> act{L(load(w, n)), L(load(w + H, n)), L(load(w + 2 * H, n)),
-                              L(load(w + 3 * H, n)), L(load(w + 4 * H, n))};
-        const L c_prev = b < st.carry ? L(load(a.ws + (st.prev_row0 + b) * 5 * H + 4 * H + j0, n))
-                                      : L(load_acc<acc_t>(a.c0 + b * H + j0, n));
+        const scalar_t* w = a.ws + r * 5 * H + j0;
+        const auto ld = [&](const scalar_t* p) { return L(load_acc<acc_t>(p, n)); };
+        const LstmActs<L> act{ld(w), ld(w + H), ld(w + 2 * H), ld(w + 3 * H), ld(w + 4 * H)};
+        const L c_prev = b < st.carry ? ld(a.ws + (st.prev_row0 + b) * 5 * H + 4 * H + j0)
+                                      : ld(a.c0 + b * H + j0);
         acc_t* dc = a.dc_state + b * H + j0;
         const auto g = lstm_cell_backward(act, c_prev, dh, L(load(dc, n)));
         store(dc, g.dc_prev.v, n);
@@ -818,9 +818,9 @@ void gru_fwd(const GruFwdArgs<scalar_t>& a, const Step& st, int64_t blk0, int64_
       store_as(a.y + r * a.ld_y + j0, h.v, n);
       if (a.h_next) store(a.h_next + b * H + j0, rounded<scalar_t>(h.v), n);
       if (a.ws) {
-        acc_t* w = a.ws + r * 4 * H + j0;
-        store(w, act.r.v, n), store(w + H, act.z.v, n), store(w + 2 * H, act.n.v, n);
-        store(w + 3 * H, act.hn.v, n);
+        scalar_t* w = a.ws + r * 4 * H + j0;
+        store_as(w, act.r.v, n), store_as(w + H, act.z.v, n), store_as(w + 2 * H, act.n.v, n);
+        store_as(w + 3 * H, act.hn.v, n);
       }
     };
     recurrent_terms<3, scalar_t>(a, st, u, H, H, row, row_s, epi);
@@ -846,9 +846,9 @@ void gru_bwd(const GruBwdArgs<scalar_t>& a, const Step& st, int64_t pan0, int64_
         acc_t* dhs = a.dh_state + b * H + j0;
         V d = load_acc<acc_t>(a.grad_y + r * a.ld_grad_y + j0, n) + load(dhs, n);
         if (acc) d = d + acc[v];
-        const acc_t* w = a.ws + r * 4 * H + j0;
-        const GruActs<L> act{L(load(w, n)), L(load(w + H, n)), L(load(w + 2 * H, n)),
-                             L(load(w + 3 * H, n))};
+        const scalar_t* w = a.ws + r * 4 * H + j0;
+        const auto ld = [&](const scalar_t* p) { return L(load_acc<acc_t>(p, n)); };
+        const GruActs<L> act{ld(w), ld(w + H), ld(w + 2 * H), ld(w + 3 * H)};
         const L h_prev =
             b < st.carry ? L(load_acc<acc_t>(a.y + (st.prev_row0 + b) * a.ld_y + j0, n))
                          : L(load_acc<acc_t>(a.h0 + b * H + j0, n));

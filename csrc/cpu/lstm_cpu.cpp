@@ -73,7 +73,7 @@ void lstm_forward_loop(const LstmForward& f, const std::vector<Step>& steps) {
   a.c_state = f.c_state.data_ptr<acc_t>();
   a.y = f.y.data_ptr<scalar_t>();
   a.h_raw = project ? h_raw.data_ptr<acc_t>() : nullptr;
-  a.ws = f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr;
+  a.ws = f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr;
 
   for (size_t s = 0; s < steps.size(); ++s) {
     const Step& st = steps[s];
@@ -133,7 +133,7 @@ void lstm_backward_loop(const LstmBackward& g, const std::vector<Step>& steps) {
   a.w_panels = w_panels.defined() ? w_panels.data_ptr<acc_t>() : nullptr;
   a.w_pairs = w_pairs.defined() ? w_pairs.data_ptr<scalar_t>() : nullptr;
   a.c0 = g.c0.data_ptr<scalar_t>();
-  a.ws = g.ws.data_ptr<acc_t>();
+  a.ws = g.ws.data_ptr<scalar_t>();
   a.dh_state = g.dh_state.data_ptr<acc_t>();
   a.dc_state = g.dc_state.data_ptr<acc_t>();
   a.dgates = g.dgates.data_ptr<scalar_t>();

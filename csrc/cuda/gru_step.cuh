@@ -60,11 +60,11 @@ __host__ __device__ __forceinline__ void step_epilogue(
                            : static_cast<acc_t>(h_start[b * a.h_prev.lda_start + j]);
   static_cast<scalar_t*>(a.y)[b * a.ld_y + j] = static_cast<scalar_t>(gru_hidden(act, h_prev));
   if (a.ws != nullptr) {
-    acc_t* w = static_cast<acc_t*>(a.ws) + b * 4 * H + j;
-    w[0] = act.r;
-    w[H] = act.z;
-    w[2 * H] = act.n;
-    w[3 * H] = act.hn;
+    scalar_t* w = static_cast<scalar_t*>(a.ws) + b * 4 * H + j;  // rounded once, here
+    w[0] = static_cast<scalar_t>(act.r);
+    w[H] = static_cast<scalar_t>(act.z);
+    w[2 * H] = static_cast<scalar_t>(act.n);
+    w[3 * H] = static_cast<scalar_t>(act.hn);
   }
 }
 
@@ -108,8 +108,9 @@ __host__ __device__ __forceinline__ void step_epilogue(
   const acc_t dh =
       static_cast<acc_t>(static_cast<const scalar_t*>(a.grad_y)[b * a.ld_grad_y + j]) +
       dh_state[b * H + j] + C[m * ldc + jj];
-  const acc_t* w = static_cast<const acc_t*>(a.ws) + b * 4 * H + j;
-  const GruActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H]};
+  const scalar_t* w = static_cast<const scalar_t*>(a.ws) + b * 4 * H + j;
+  const GruActs<acc_t> act{static_cast<acc_t>(w[0]), static_cast<acc_t>(w[H]),
+                           static_cast<acc_t>(w[2 * H]), static_cast<acc_t>(w[3 * H])};
   const acc_t h_prev =
       b < a.carry
           ? static_cast<acc_t>(static_cast<const scalar_t*>(a.h_prev_rows)[b * a.ld_h_prev + j])

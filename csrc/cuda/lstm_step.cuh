@@ -50,12 +50,12 @@ __host__ __device__ __forceinline__ void step_epilogue(
   c_state[b * H + j] = act.c;
   static_cast<scalar_t*>(a.h_out)[b * a.ld_out + j] = static_cast<scalar_t>(lstm_hidden(act));
   if (a.ws != nullptr) {
-    acc_t* w = static_cast<acc_t*>(a.ws) + b * 5 * H + j;
-    w[0] = act.i;
-    w[H] = act.f;
-    w[2 * H] = act.g;
-    w[3 * H] = act.o;
-    w[4 * H] = act.c;
+    scalar_t* w = static_cast<scalar_t*>(a.ws) + b * 5 * H + j;  // rounded once, here
+    w[0] = static_cast<scalar_t>(act.i);
+    w[H] = static_cast<scalar_t>(act.f);
+    w[2 * H] = static_cast<scalar_t>(act.g);
+    w[3 * H] = static_cast<scalar_t>(act.o);
+    w[4 * H] = static_cast<scalar_t>(act.c);
   }
 }
 
@@ -105,11 +105,13 @@ __host__ __device__ __forceinline__ void step_epilogue(
          dh_state[b * H + j] + C[m * ldc + jj];
     dh_state[b * H + j] = acc_t(0);
   }
-  const acc_t* w = static_cast<const acc_t*>(a.ws) + b * 5 * H + j;
-  const LstmActs<acc_t> act{w[0], w[H], w[2 * H], w[3 * H], w[4 * H]};
-  const acc_t c_prev = b < a.carry
-                           ? static_cast<const acc_t*>(a.ws_prev)[b * 5 * H + 4 * H + j]
-                           : static_cast<acc_t>(static_cast<const scalar_t*>(a.c0)[b * H + j]);
+  const scalar_t* w = static_cast<const scalar_t*>(a.ws) + b * 5 * H + j;
+  const LstmActs<acc_t> act{static_cast<acc_t>(w[0]), static_cast<acc_t>(w[H]),
+                            static_cast<acc_t>(w[2 * H]), static_cast<acc_t>(w[3 * H]),
+                            static_cast<acc_t>(w[4 * H])};
+  const acc_t c_prev = static_cast<acc_t>(
+      b < a.carry ? static_cast<const scalar_t*>(a.ws_prev)[b * 5 * H + 4 * H + j]
+                  : static_cast<const scalar_t*>(a.c0)[b * H + j]);
   const auto d = lstm_cell_backward(act, c_prev, dh, dc_state[b * H + j]);
   dc_state[b * H + j] = d.dc_prev;
   scalar_t* dg = static_cast<scalar_t*>(a.dgates) + b * a.ld_dgates + j;

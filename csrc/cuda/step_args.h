@@ -49,7 +49,7 @@ struct LstmFwdStepArgs {
   void* c_state;     // (B, H) acc
   void* h_out;       // (bs, ld_out): y rows, or the scratch that the projection reads
   int64_t ld_out;
-  void* ws;          // (bs, 5H) acc, or null
+  void* ws;          // (bs, 5H) in scalar_t, or null
   int hidden, k;     // H, P
 };
 
@@ -61,7 +61,7 @@ struct LstmBwdStepArgs {
   const void* dh_direct;  // (bs, H) acc: dh computed on the host (projection), or null
   void* dh_state;         // (B, H) acc
   void* dc_state;         // (B, H) acc
-  const void* ws;         // (bs, 5H) acc, this step
+  const void* ws;         // (bs, 5H) in scalar_t, this step
   const void* ws_prev;    // rows [0, carry) of the previous processed step (for c_{t-1})
   const void* c0;         // (B, H)
   int carry;
@@ -77,7 +77,7 @@ struct GruFwdStepArgs {
   const void* x;      // (bs, 3H), ld_x apart
   void* y;            // (bs, H) this step's output rows, ld_y apart
   int64_t ld_x, ld_y;
-  void* ws;           // (bs, 4H) acc, or null
+  void* ws;           // (bs, 4H) in scalar_t, or null
   int hidden;
 };
 
@@ -86,7 +86,7 @@ struct GruBwdStepArgs {
   const void* w_hh_t;  // (H, 3H)
   const void* grad_y;  // (bs, H), ld_grad_y apart
   void* dh_state;      // (B, H) acc
-  const void* ws;      // (bs, 4H) acc
+  const void* ws;      // (bs, 4H) in scalar_t
   const void* h_prev_rows;  // rows [0, carry) of h_{t-1} (previous step's y), ld_h_prev apart
   const void* h0;           // (B, H)
   int carry;

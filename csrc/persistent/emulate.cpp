@@ -47,7 +47,7 @@ struct Problem {
   const scalar_t* h0;    // (B, H)
   scalar_t* y;           // (N, H)
   acc_t* c_state;        // (B, H) (LSTM)
-  acc_t* ws;             // (N, (G+1)*H... LSTM 5H, GRU 4H) or null
+  scalar_t* ws;          // (N, (G+1)*H... LSTM 5H, GRU 4H) or null
 };
 
 template <typename scalar_t>
@@ -253,7 +253,7 @@ void lstm_loop(const EmuConfig& cfg, const LstmForward& f, const std::vector<Ste
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(), nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
                          f.c_state.data_ptr<acc_t>(),
-                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
     emulate(cfg, pr, steps, f.y.size(0));
   });
 }
@@ -266,7 +266,7 @@ void gru_loop(const EmuConfig& cfg, const GruForward& f, const std::vector<Step>
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(),
                          f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
-                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
     emulate(cfg, pr, steps, f.y.size(0));
   });
 }

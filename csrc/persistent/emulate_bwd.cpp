@@ -36,7 +36,7 @@ struct BwdProblem {
   const scalar_t* grad_y;  // (N, H)
   acc_t* dh_state;         // (B, H)
   acc_t* dc_state;         // (B, H) LSTM
-  const acc_t* ws;         // (N, 5H) LSTM / (N, 4H) GRU
+  const scalar_t* ws;      // (N, 5H) LSTM / (N, 4H) GRU
   const scalar_t* c0;      // (B, H) LSTM
   const scalar_t* h0;      // (B, H) GRU
   const scalar_t* y;       // (N, H) GRU: h_{t-1}
@@ -252,10 +252,12 @@ class BwdEmulator {
       const acc_t dh = acc_t(pr_.grad_y[row * H + j]) + pr_.dh_state[b * H + j] + acc_t(rec);
       if (pr_.cell == Cell::LSTM) {
         pr_.dh_state[b * H + j] = acc_t(0);
-        const acc_t* a = pr_.ws + row * 5 * H + j;
-        const LstmActs<acc_t> act{a[0], a[H], a[2 * H], a[3 * H], a[4 * H]};
-        const acc_t c_prev = b < st.carry_next ? pr_.ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
-                                               : acc_t(pr_.c0[b * H + j]);
+        const scalar_t* a = pr_.ws + row * 5 * H + j;
+        const LstmActs<acc_t> act{acc_t(a[0]), acc_t(a[H]), acc_t(a[2 * H]), acc_t(a[3 * H]),
+                                  acc_t(a[4 * H])};
+        const acc_t c_prev = acc_t(b < st.carry_next
+                                       ? pr_.ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
+                                       : pr_.c0[b * H + j]);
         const auto d = lstm_cell_backward(act, c_prev, dh, pr_.dc_state[b * H + j]);
         pr_.dc_state[b * H + j] = d.dc_prev;
         write(cta, st, row, j, scalar_t(d.di));
@@ -263,8 +265,8 @@ class BwdEmulator {
         write(cta, st, row, 2 * H + j, scalar_t(d.dg));
         write(cta, st, row, 3 * H + j, scalar_t(d.d_o));
       } else {
-        const acc_t* a = pr_.ws + row * 4 * H + j;
-        const GruActs<acc_t> act{a[0], a[H], a[2 * H], a[3 * H]};
+        const scalar_t* a = pr_.ws + row * 4 * H + j;
+        const GruActs<acc_t> act{acc_t(a[0]), acc_t(a[H]), acc_t(a[2 * H]), acc_t(a[3 * H])};
         const acc_t h_prev = b < st.carry_next ? acc_t(pr_.y[(st.next_row0 + b) * H + j])
                                                : acc_t(pr_.h0[b * H + j]);
         const auto d = gru_cell_backward(act, h_prev, dh);
@@ -297,7 +299,7 @@ void lstm_loop(const EmuConfig& cfg, const LstmBackward& g,
     BwdProblem<scalar_t> pr{Cell::LSTM, int(g.dc_state.size(1)), int(g.dc_state.size(0)),
                             g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
                             g.dh_state.data_ptr<acc_t>(), g.dc_state.data_ptr<acc_t>(),
-                            g.ws.data_ptr<acc_t>(), g.c0.data_ptr<scalar_t>(), nullptr, nullptr,
+                            g.ws.data_ptr<scalar_t>(), g.c0.data_ptr<scalar_t>(), nullptr, nullptr,
                             g.dgates.data_ptr<scalar_t>(), nullptr};
     BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();
   });
@@ -310,7 +312,7 @@ void gru_loop(const EmuConfig& cfg, const GruBackward& g,
     using acc_t = at::opmath_type<scalar_t>;
     BwdProblem<scalar_t> pr{Cell::GRU, int(g.h0.size(1)), int(g.h0.size(0)),
                             g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
-                            g.dh_state.data_ptr<acc_t>(), nullptr, g.ws.data_ptr<acc_t>(),
+                            g.dh_state.data_ptr<acc_t>(), nullptr, g.ws.data_ptr<scalar_t>(),
                             nullptr, g.h0.data_ptr<scalar_t>(), g.y.data_ptr<scalar_t>(),
                             g.dhh.data_ptr<scalar_t>(), g.dx.data_ptr<scalar_t>()};
     BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();

@@ -66,7 +66,7 @@ struct Problem {
   const scalar_t* h0;    // (B, H)
   scalar_t* y;           // (N, H)
   acc_t* c_state;        // (B, H) (LSTM)
-  acc_t* ws;             // (N, (G+1)*H) or null
+  scalar_t* ws;          // (N, (G+1)*H) or null
 };
 
 template <typename scalar_t>
@@ -490,7 +490,7 @@ void lstm_loop(const ClusterEmuConfig& cfg, const LstmForward& f,
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(), nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
                          f.c_state.data_ptr<acc_t>(),
-                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
     ClusterEmulator<scalar_t>(cfg, pr, steps, f.y.size(0)).run();
   });
 }
@@ -504,7 +504,7 @@ void gru_loop(const ClusterEmuConfig& cfg, const GruForward& f,
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(),
                          f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
-                         f.ws.defined() ? f.ws.data_ptr<acc_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
     ClusterEmulator<scalar_t>(cfg, pr, steps, f.y.size(0)).run();
   });
 }

@@ -103,21 +103,24 @@ struct SliceEmu {
 
   // One item's cell update: x = the G projections (LSTM: both biases), sum =
   // the recurrent sums, b_hh = GRU's b_hh of this unit's gates (b[g] at g*H)
-  // or null; c in/out (LSTM); ws (offset to the unit) or null. Returns h.
+  // or null; c in/out (LSTM); ws (offset to the unit, rounded to scalar_t
+  // as the kernel stores it) or null. Returns h.
   static acc_t cell_item(Cell cell, const acc_t* x, acc_t* sum, const scalar_t* b_hh, int H,
-                         acc_t& c, acc_t h_prev, acc_t* ws) {
+                         acc_t& c, acc_t h_prev, scalar_t* ws) {
+    using S = scalar_t;
     if (cell == Cell::LSTM) {
       const auto a = lstm_cell_forward<acc_t>(x[0] + sum[0], x[1] + sum[1], x[2] + sum[2],
                                               x[3] + sum[3], c);
       c = a.c;
-      if (ws) ws[0] = a.i, ws[H] = a.f, ws[2 * H] = a.g, ws[3 * H] = a.o, ws[4 * H] = a.c;
+      if (ws) ws[0] = S(a.i), ws[H] = S(a.f), ws[2 * H] = S(a.g), ws[3 * H] = S(a.o),
+              ws[4 * H] = S(a.c);
       return lstm_hidden(a);
     }
     for (int g = 0; g < 3; ++g) {
       if (b_hh) sum[g] += acc_t(b_hh[g * H]);
     }
     const auto a = gru_cell_forward<acc_t>(x[0], x[1], x[2], sum[0], sum[1], sum[2]);
-    if (ws) ws[0] = a.r, ws[H] = a.z, ws[2 * H] = a.n, ws[3 * H] = a.hn;
+    if (ws) ws[0] = S(a.r), ws[H] = S(a.z), ws[2 * H] = S(a.n), ws[3 * H] = S(a.hn);
     return gru_hidden(a, h_prev);
   }
 };

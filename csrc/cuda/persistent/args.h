@@ -25,7 +25,7 @@ struct PersistArgs {
   const void* h0;       // (B, H) elem
   void* y;              // (N, H) elem: outputs, and the exchange buffer
   float* c_state;       // (B, H) LSTM: c0 on entry, c at each row's last step on exit
-  float* ws;            // (N, 5H) LSTM / (N, 4H) GRU, or null (not training)
+  void* ws;             // (N, 5H) LSTM / (N, 4H) GRU elem, or null (not training)
   unsigned* flags;      // (grid) zeroed: steps each CTA has published
   int hbuf_rows;        // batch rows of the shared-memory h buffer
   int vec16;            // 1: y and h0 rows are 16-byte aligned (16-byte gathers)
@@ -40,7 +40,7 @@ struct PersistBwdArgs {
   const void* grad_y;   // (N, H) elem
   float* dh_state;      // (B, H): grad_h_n on entry
   float* dc_state;      // (B, H) LSTM: grad_c_n on entry
-  const float* ws;      // (N, 5H) LSTM / (N, 4H) GRU, from the forward
+  const void* ws;       // (N, 5H) LSTM / (N, 4H) GRU elem, from the forward
   const void* c0;       // (B, H) elem, LSTM
   const void* h0;       // (B, H) elem, GRU
   const void* y;        // (N, H) elem, GRU (h_{t-1})
@@ -75,7 +75,7 @@ struct PersistClusterArgs {
   const void* h0;         // (B, H) elem
   void* y;                // (N, H) elem: outputs only (no exchange through global memory)
   float* c_state;         // (B, H) LSTM: c0 on entry, each row's last c on exit
-  float* ws;              // (N, 5H) LSTM / (N, 4H) GRU, or null: as the grid tier writes it
+  void* ws;               // (N, 5H) LSTM / (N, 4H) GRU elem, or null: as the grid tier writes it
   int x_async;            // 1: every x_proj row segment is whole, aligned 4-byte words (cp.async)
   uint64_t watchdog_ns;   // an mbarrier wait longer than this traps (0: never)
 };

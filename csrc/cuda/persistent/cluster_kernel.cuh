@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_cluster_kernel(const Pers
               sum_partials<G>(tile, J, jj, nn, rp, sum);
 #pragma unroll
               for (int k = 0; k < G; ++k) x[k] = X::to_float(xcur[(n * G + k) * xp + j - u0]);
-              float* ws = a.ws != nullptr ? a.ws + row * (G + 1) * H + j : nullptr;
+              E* ws = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;
               float cell = 0.0f, h_prev = 0.0f;
               if constexpr (CELL == Cell::LSTM) cell = cst[n * cpitch + j - u0];
               if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hcur[n * pitch + j]);

@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
               const int64_t row = st.row0 + b;
               float sum[G];
               sum_partials<G>(red, J, jj, nn, kRedPitch, sum);
-              float* w = a.ws != nullptr ? a.ws + row * (G + 1) * H + j : nullptr;
+              E* w = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;
               float h_prev = 0.0f;
               if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hbuf[(q0 + nn) * pitch + j]);
               const float h = cell_item<CELL, G>(xv[s], sum, bias, J, jj, cv[s], h_prev, w, H);

@@ -64,6 +64,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistB
 
   const E* grad_y = static_cast<const E*>(a.grad_y);
   E* xch = static_cast<E*>(a.xch);
+  const E* ws = static_cast<const E*>(a.ws);  // the forward's activations, in E
   // Per item slot: grad_y + dh_state, the saved activations, c_{t-1} or h_{t-1}, dc.
   float gv[kItemSlots], av[kItemSlots][kActs], pv[kItemSlots], dcv[kItemSlots];
 
@@ -77,12 +78,12 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistB
         const int64_t b = p.replica_row(r, row_base + nn);
         const int64_t row = st.row0 + b;
         gv[s] = X::to_float(grad_y[row * H + j]) + a.dh_state[b * H + j];
-        const float* w = a.ws + row * kActs * H + j;
+        const E* w = ws + row * kActs * H + j;
 #pragma unroll
-        for (int g = 0; g < kActs; ++g) av[s][g] = w[g * H];
+        for (int g = 0; g < kActs; ++g) av[s][g] = X::to_float(w[g * H]);
         if constexpr (CELL == Cell::LSTM) {
-          pv[s] = b < st.carry_next ? a.ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
-                                    : X::to_float(static_cast<const E*>(a.c0)[b * H + j]);
+          pv[s] = X::to_float(b < st.carry_next ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
+                                                : static_cast<const E*>(a.c0)[b * H + j]);
           dcv[s] = a.dc_state[b * H + j];
         } else {
           pv[s] = b < st.carry_next ? X::to_float(static_cast<const E*>(a.y)[(st.next_row0 + b) * H + j])

@@ -219,7 +219,7 @@ bool run_cluster(Cell cell, const Plan& plan, const at::Tensor& x_proj, const at
   a.h0 = h0.data_ptr();
   a.y = y.data_ptr();
   a.c_state = c_state.defined() ? c_state.data_ptr<float>() : nullptr;
-  a.ws = ws.defined() ? ws.data_ptr<float>() : nullptr;
+  a.ws = ws.defined() ? ws.data_ptr() : nullptr;
   a.x_async = (h0.size(1) * plan.elem_bytes) % 4 == 0 &&
               reinterpret_cast<uintptr_t>(x_proj.data_ptr()) % 4 == 0;
   a.watchdog_ns = watchdog_ns();
@@ -280,7 +280,7 @@ bool run_forward(Cell cell, const at::Tensor& x_proj, const at::Tensor& w_hh,
   a.h0 = h0.data_ptr();
   a.y = y.data_ptr();
   a.c_state = c_state.defined() ? c_state.data_ptr<float>() : nullptr;
-  a.ws = ws.defined() ? ws.data_ptr<float>() : nullptr;
+  a.ws = ws.defined() ? ws.data_ptr() : nullptr;
   a.hbuf_rows = plan.hbuf_rows;
   a.vec16 = (hidden * plan.elem_bytes) % 16 == 0 && aligned16(y) && aligned16(h0);
   a.watchdog_ns = watchdog_ns();
@@ -319,8 +319,9 @@ bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
   if (plan.tier != Tier::Grid) return false;
   TORCH_CHECK(grad_y.is_contiguous() && w_hh.is_contiguous() && ws.is_contiguous() &&
                   xch.is_contiguous() && dh_state.scalar_type() == at::kFloat &&
-                  ws.scalar_type() == at::kFloat,
-              "rnnfuse persistent backward: the driver must pass contiguous fp32-state tensors");
+                  ws.scalar_type() == grad_y.scalar_type(),
+              "rnnfuse persistent backward: the driver must pass contiguous tensors, fp32 "
+              "states and the workspace in grad_y's dtype");
   PersistBwdArgs a;
   std::memset(&a, 0, sizeof(a));
   a.part = bwd_partition(plan);
@@ -332,7 +333,7 @@ bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
   a.grad_y = grad_y.data_ptr();
   a.dh_state = dh_state.data_ptr<float>();
   a.dc_state = dc_state.defined() ? dc_state.data_ptr<float>() : nullptr;
-  a.ws = ws.data_ptr<float>();
+  a.ws = ws.data_ptr();
   a.c0 = c0.defined() ? c0.data_ptr() : nullptr;
   a.h0 = h0.defined() ? h0.data_ptr() : nullptr;
   a.y = y.defined() ? y.data_ptr() : nullptr;

@@ -123,22 +123,23 @@ __device__ __forceinline__ void sum_partials(const float* red, int J, int jj, in
 
 // One (unit, row) item's cell update from its projections x (LSTM: both
 // biases included) and recurrent sums; GRU adds its b_hh slice (bias[g*J +
-// jj]). LSTM: c in/out. Writes the training workspace row (ws: already
-// offset to the item's unit, or null); returns h.
-template <Cell CELL, int G>
+// jj]). LSTM: c in/out. Writes the training workspace row in the operand
+// type (ws: already offset to the item's unit, or null); returns h.
+template <Cell CELL, int G, typename E>
 __device__ __forceinline__ float cell_item(const float (&x)[G], const float (&sum)[G],
                                            const float* bias, int J, int jj, float& c,
-                                           float h_prev, float* ws, int H) {
+                                           float h_prev, E* ws, int H) {
+  using X = Elem<E>;
   if constexpr (CELL == Cell::LSTM) {
     const LstmActs<float> act =
         lstm_cell_forward<float>(x[0] + sum[0], x[1] + sum[1], x[2] + sum[2], x[3] + sum[3], c);
     c = act.c;
     if (ws != nullptr) {
-      ws[0] = act.i;
-      ws[H] = act.f;
-      ws[2 * H] = act.g;
-      ws[3 * H] = act.o;
-      ws[4 * H] = act.c;
+      ws[0] = X::from_float(act.i);
+      ws[H] = X::from_float(act.f);
+      ws[2 * H] = X::from_float(act.g);
+      ws[3 * H] = X::from_float(act.o);
+      ws[4 * H] = X::from_float(act.c);
     }
     return lstm_hidden(act);
   } else {
@@ -146,10 +147,10 @@ __device__ __forceinline__ float cell_item(const float (&x)[G], const float (&su
         gru_cell_forward<float>(x[0], x[1], x[2], sum[0] + bias[jj], sum[1] + bias[J + jj],
                                 sum[2] + bias[2 * J + jj]);
     if (ws != nullptr) {
-      ws[0] = act.r;
-      ws[H] = act.z;
-      ws[2 * H] = act.n;
-      ws[3 * H] = act.hn;
+      ws[0] = X::from_float(act.r);
+      ws[H] = X::from_float(act.z);
+      ws[2 * H] = X::from_float(act.n);
+      ws[3 * H] = X::from_float(act.hn);
     }
     return gru_hidden(act, h_prev);
   }
