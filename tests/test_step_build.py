@@ -5,7 +5,8 @@ every step kernel exists in each of its tiles, keeps to 255 registers with
 no stack frame, spills or local loads/stores (the two-direction launch reads
 its arguments from the kernel parameters in place: __grid_constant__), and
 its tensor-core tiles run the MMA meant for the dtype while its FMA tiles run
-none. Needs no GPU: it runs whenever the build has CUDA.
+none, and stage their operands with 16-byte global loads and shared-memory
+stores (VecChunkStage). Needs no GPU: it runs whenever the build has CUDA.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ HMMA = {"N3c104HalfE": re.compile(r"HMMA\.16816\.F32(?!\.BF16)"),
         "f": re.compile(r"HMMA\.1684\.F32\.TF32")}
 # Tiles per kernel family: small and large, tensor-core and FMA (fp64: FMA only).
 TILES_PER_DTYPE = {"N3c104HalfE": 4, "N3c108BFloat16E": 4, "f": 4, "d": 2}
+# The tensor-core tiles' 16-byte staging: global loads and shared stores.
+VEC_LOAD = re.compile(r"\bLDG\.E(\.\w+)*\.128\b")
+VEC_STORE = re.compile(r"\bSTS\.128\b")
 
 
 def step_kernels(text: str) -> dict[tuple[str, str], str]:
@@ -75,5 +79,7 @@ def test_step_kernels_sass_tensor_cores_where_meant_and_no_local_memory(extensio
             assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
             if gemm == "MmaGemm":
                 assert HMMA[scalar].search(body), f"{arch} {name}: no {HMMA[scalar].pattern}"
+                assert VEC_LOAD.search(body), f"{arch} {name}: no 16-byte global loads"
+                assert VEC_STORE.search(body), f"{arch} {name}: no 16-byte shared stores"
             else:
                 assert "HMMA" not in body, f"{arch} {name}: an FMA tile with tensor-core MMAs"

@@ -4,12 +4,15 @@ both directions).
 
 The emulation runs the CUDA loops' own host code (step_loops.h: each step's
 kernel arguments, row strides, the two directions' pairing, the projection's
-per-step GEMM), the kernels' own operand maps and epilogues, and their launch
-grid, with a plain GEMM in place of the tile GEMM. So any wrong pointer,
-stride, carry row or early exit in that code shows here as a difference from
-the CPU kernels (the executable spec), which a plain GEMM's summation order
-cannot explain: float64 agrees to 1e-12. Runs where the build has CUDA
-(the emulation is compiled with the CUDA sources).
+per-step GEMM), the kernels' own operand maps and epilogues, their launch
+grid and the tile GEMM's own staging of each k-chunk into shared-memory tiles
+(tensor-core tiles: 16-byte vectors where a row's are aligned, element by
+element elsewhere; the hidden sizes below give both, and k's tails), with a
+plain sum over each staged chunk in place of the MMA or FMA order. So any
+wrong pointer, stride, carry row, early exit, vector or zero fill in that
+code shows here as a difference from the CPU kernels (the executable spec),
+which a summation order cannot explain: float64 agrees to 1e-12. Runs where
+the build has CUDA (the emulation is compiled with the CUDA sources).
 """
 from __future__ import annotations
 

@@ -1,16 +1,22 @@
 // CPU emulation of the per-step CUDA launches, for the tests: the step
 // loops' own arguments (step_loops.h), the kernels' own operand maps and
-// epilogues (lstm_step.cuh, gru_step.cuh) and launch grid (step_grid), with
-// a plain GEMM over each block's tile in place of the tensor cores, blocks
-// one after another (a launch's blocks are independent). Registered for CPU
-// tensors as rnnfuse::step_emulate_{lstm,gru}_bidir_{fwd,bwd}: the
-// bidirectional drivers on these loops, compared with the CPU ops
-// (tests/test_step_emulator.py). What it cannot see: the GEMM's staging and
-// shared-memory layout, which only a GPU runs.
+// epilogues (lstm_step.cuh, gru_step.cuh) and launch grid (step_grid), and
+// the GEMM's own staging (tile_gemm.cuh: every thread's loads of each
+// k-chunk, 16-byte vectors where aligned, into shared-memory tiles laid out
+// as the kernel's), with a plain sum over each staged chunk in place of the
+// tensor cores' or the FMA threads' order; blocks one after another (a
+// launch's blocks are independent). Registered for CPU tensors as
+// rnnfuse::step_emulate_{lstm,gru}_bidir_{fwd,bwd}: the bidirectional
+// drivers on these loops, compared with the CPU ops
+// (tests/test_step_emulator.py). What it cannot see: the MMA fragments, the
+// barriers and the overlap of one chunk's loads with the last one's math,
+// which only a GPU runs.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../recurrence.h"
@@ -22,6 +28,70 @@ namespace rnnfuse {
 namespace {
 
 using namespace cuda;
+
+// Block (j0, m0)'s GEMM tile C [BM][BN] (row stride BN), built from the
+// kernel's staging: per k-chunk, each of the block's threads in turn loads
+// and stores its part of the chunk into tiles with the kernel's layout; the
+// chunk's products are then summed in the accumulation type.
+template <typename Gemm, int J, typename scalar_t>
+void emulate_tile(const TileOperands<scalar_t>& op, std::vector<at::opmath_type<scalar_t>>& C) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int BM = Gemm::BM, BN = Gemm::BN, BK = Gemm::BK;
+  std::fill(C.begin(), C.end(), acc_t(0));
+  if constexpr (requires { typename Gemm::elem_t; }) {
+    using elem_t = typename Gemm::elem_t;
+    constexpr int LDS = Gemm::LDS, MK = Gemm::Traits::K;
+    // 16-byte aligned, as the kernel's shared memory; elem_t has scalar_t's bits.
+    std::vector<uint4> a_tile(BM * LDS * sizeof(elem_t) / 16);
+    std::vector<uint4> b_tile(BN * LDS * sizeof(elem_t) / 16);
+    auto* As = reinterpret_cast<elem_t*>(a_tile.data());
+    auto* Bs = reinterpret_cast<elem_t*>(b_tile.data());
+    const auto a_row = [&](int m) { return Gemm::a_row_elems(op, m); };
+    const auto w_row = [&](int c) { return Gemm::template w_row_elems<J>(op, c); };
+    const auto at = [](int r, int kk) { return Gemm::smem_index(r, kk); };
+    for (int k0 = 0; k0 < op.k; k0 += BK) {
+      const int k_len = std::min(BK, op.k - k0);
+      const int k_mma = (k_len + MK - 1) / MK * MK;  // the MMAs run over the zero fill
+      for (int tid = 0; tid < Gemm::kThreads; ++tid) {
+        typename Gemm::AStage a;
+        typename Gemm::BStage b;
+        a.load(a_row, k0, k_len, tid);
+        b.load(w_row, k0, k_len, tid);
+        a.store(As, at, tid);
+        b.store(Bs, at, tid);
+      }
+      const auto* A = reinterpret_cast<const scalar_t*>(As);
+      const auto* B = reinterpret_cast<const scalar_t*>(Bs);
+      for (int m = 0; m < BM; ++m)
+        for (int c = 0; c < BN; ++c)
+          for (int kk = 0; kk < k_mma; ++kk)
+            C[m * BN + c] +=
+                static_cast<acc_t>(A[m * LDS + kk]) * static_cast<acc_t>(B[c * LDS + kk]);
+    }
+  } else {
+    std::vector<acc_t> As(BK * (BM + 1)), Bs(BK * (BN + 1));
+    const auto a_row = [&](int m) { return op.a_row(m); };
+    const auto w_row = [&](int c) { return op.template w_row<J>(c); };
+    const auto to_acc = [](scalar_t x) { return static_cast<acc_t>(x); };
+    const auto a_at = [](int m, int kk) { return Gemm::a_index(m, kk); };
+    const auto b_at = [](int c, int kk) { return Gemm::b_index(c, kk); };
+    for (int k0 = 0; k0 < op.k; k0 += BK) {
+      const int k_len = std::min(BK, op.k - k0);
+      for (int tid = 0; tid < Gemm::kThreads; ++tid) {
+        typename Gemm::template AStage<acc_t> a;
+        typename Gemm::template BStage<acc_t> b;
+        a.load(a_row, to_acc, acc_t(0), k0, k_len, tid);
+        b.load(w_row, to_acc, acc_t(0), k0, k_len, tid);
+        a.store(As.data(), a_at, tid);
+        b.store(Bs.data(), b_at, tid);
+      }
+      for (int m = 0; m < BM; ++m)
+        for (int c = 0; c < BN; ++c)
+          for (int kk = 0; kk < k_len; ++kk)
+            C[m * BN + c] += As[Gemm::a_index(m, kk)] * Bs[Gemm::b_index(c, kk)];
+    }
+  }
+}
 
 // One launch of Tiles' kernel on tile T.
 template <typename scalar_t, typename Tiles, typename T, typename Args>
@@ -37,20 +107,7 @@ void emulate_launch(const StepGroup<Args>& group) {
       if (m0 >= step_rows(a)) continue;  // as the kernels return
       for (unsigned x = 0; x < grid.x; ++x) {
         const int j0 = static_cast<int>(x) * J;
-        const TileOperands<scalar_t> op = step_operands<scalar_t>(a, j0, m0);
-        for (int m = 0; m < BM; ++m) {
-          const scalar_t* a_row = op.a_row(m);
-          for (int c = 0; c < BN; ++c) {
-            const scalar_t* w_row = op.template w_row<J>(c);
-            acc_t sum = 0;
-            if (a_row != nullptr && w_row != nullptr) {
-              for (int k = 0; k < op.k; ++k) {
-                sum += static_cast<acc_t>(a_row[k]) * static_cast<acc_t>(w_row[k]);
-              }
-            }
-            tile[m * BN + c] = sum;
-          }
-        }
+        emulate_tile<typename T::Gemm, J>(step_operands<scalar_t>(a, j0, m0), tile);
         for (int e = 0; e < BM * J; ++e) {
           step_epilogue<scalar_t, J>(a, j0, m0, tile.data(), BN, e);
         }

@@ -12,6 +12,10 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -50,7 +54,10 @@ struct TileOperands {
 // a chunk is issued before any is stored, and the next chunk's loads are
 // issued before the current chunk's math: a step then pays about one L2
 // round trip per chunk instead of one per element a thread loads (the
-// loads are otherwise serialised behind the shared-memory stores).
+// loads are otherwise serialised behind the shared-memory stores). Element
+// by element (the FMA tiles, which convert to the accumulation type as they
+// stage). Host too (tid: the thread's index): the step emulator stages its
+// tiles through it.
 template <typename reg_t, int ROWS, int BK, int THREADS>
 struct ChunkStage {
   static constexpr int kIters = (ROWS * BK + THREADS - 1) / THREADS;
@@ -58,11 +65,11 @@ struct ChunkStage {
 
   // row_of(r): operand row r, or null for a row of zeros.
   template <typename RowFn, typename Convert>
-  __device__ __forceinline__ void load(RowFn row_of, Convert convert, reg_t zero, int k0,
-                                       int k_len) {
+  __host__ __device__ __forceinline__ void load(RowFn row_of, Convert convert, reg_t zero, int k0,
+                                                int k_len, int tid) {
 #pragma unroll
     for (int i = 0; i < kIters; ++i) {
-      const int e = threadIdx.x + i * THREADS;
+      const int e = tid + i * THREADS;
       const int r = e / BK, kk = e % BK;
       reg_t x = zero;
       if (e < ROWS * BK && kk < k_len) {
@@ -75,11 +82,99 @@ struct ChunkStage {
 
   // index(r, kk): where element (r, kk) goes in shared memory.
   template <typename Index>
-  __device__ __forceinline__ void store(reg_t* smem, Index index) const {
+  __host__ __device__ __forceinline__ void store(reg_t* smem, Index index, int tid) const {
 #pragma unroll
     for (int i = 0; i < kIters; ++i) {
-      const int e = threadIdx.x + i * THREADS;
+      const int e = tid + i * THREADS;
       if (e < ROWS * BK) smem[index(e / BK, e % BK)] = v[i];
+    }
+  }
+};
+
+// 16 bytes, or the bits of one 2- or 4-byte element, at p: one load on the
+// device; memcpy on the host (the emulator), where the cast would break
+// strict aliasing.
+template <typename T>
+__host__ __device__ __forceinline__ uint4 load_vec16(const T* p) {
+#ifdef __CUDA_ARCH__
+  return *reinterpret_cast<const uint4*>(p);
+#else
+  uint4 x;
+  std::memcpy(&x, p, sizeof(x));
+  return x;
+#endif
+}
+template <typename T>
+__host__ __device__ __forceinline__ void store_vec16(T* p, const uint4& x) {
+#ifdef __CUDA_ARCH__
+  *reinterpret_cast<uint4*>(p) = x;
+#else
+  std::memcpy(p, &x, sizeof(x));
+#endif
+}
+template <typename T>
+__host__ __device__ __forceinline__ unsigned load_bits(const T* p) {
+  static_assert(sizeof(T) == 2 || sizeof(T) == 4, "2- or 4-byte elements");
+  using bits_t = std::conditional_t<sizeof(T) == 2, unsigned short, unsigned>;
+#ifdef __CUDA_ARCH__
+  return *reinterpret_cast<const bits_t*>(p);
+#else
+  bits_t b;
+  std::memcpy(&b, p, sizeof(b));
+  return b;
+#endif
+}
+
+// As ChunkStage, for the tensor-core tiles, whose operands stage unconverted:
+// 16 bytes at a time (8 fp16/bf16, 4 fp32). A thread loads a whole vector of
+// a row in one instruction where it lies within k and is 16-byte aligned,
+// element by element otherwise (rows whose stride is not a multiple of 16
+// bytes, k's tail), zeros past k and for null rows (all-zero bits are +0 in
+// every element type); it stores each vector whole (the tiles' rows are a
+// multiple of 16 bytes apart).
+template <typename elem_t, int ROWS, int BK, int THREADS>
+struct VecChunkStage {
+  static constexpr int kVec = 16 / static_cast<int>(sizeof(elem_t));
+  static constexpr int kVecsPerRow = BK / kVec;
+  static constexpr int kVecs = ROWS * kVecsPerRow;
+  static constexpr int kIters = (kVecs + THREADS - 1) / THREADS;
+  static_assert(BK % kVec == 0, "a chunk holds whole 16-byte vectors");
+  uint4 v[kIters];
+
+  template <typename RowFn>
+  __host__ __device__ __forceinline__ void load(RowFn row_of, int k0, int k_len, int tid) {
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int e = tid + i * THREADS;
+      const int r = e / kVecsPerRow, kk = e % kVecsPerRow * kVec;
+      uint4 x = make_uint4(0u, 0u, 0u, 0u);
+      const elem_t* row = e < kVecs && kk < k_len ? row_of(r) : nullptr;
+      if (row != nullptr) {
+        const elem_t* p = row + k0 + kk;
+        if (kk + kVec <= k_len && reinterpret_cast<uintptr_t>(p) % 16 == 0) {
+          x = load_vec16(p);
+        } else {
+          unsigned w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+          for (int t = 0; t < kVec; ++t) {
+            constexpr int kBytes = static_cast<int>(sizeof(elem_t));
+            if (kk + t < k_len) w[t * kBytes / 4] |= load_bits(p + t) << (8 * (t * kBytes % 4));
+          }
+          x = make_uint4(w[0], w[1], w[2], w[3]);
+        }
+      }
+      v[i] = x;
+    }
+  }
+
+  // index(r, kk): where element (r, kk) goes in shared memory (16-byte
+  // aligned for kk a multiple of kVec).
+  template <typename Index>
+  __host__ __device__ __forceinline__ void store(elem_t* smem, Index index, int tid) const {
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int e = tid + i * THREADS;
+      if (e < kVecs) store_vec16(smem + index(e / kVecsPerRow, e % kVecsPerRow * kVec), v[i]);
     }
   }
 };
@@ -101,6 +196,16 @@ struct SimtGemm {
     return tiles > out ? tiles : out;
   }
 
+  // The staging of A's and W's chunks, converted to acc_t, into the tiles
+  // As [BK][BM + 1] and Bs [BK][BN + 1]. Host too: the step emulator builds
+  // its tiles with these.
+  template <typename acc_t>
+  using AStage = ChunkStage<acc_t, BM, BK, kThreads>;
+  template <typename acc_t>
+  using BStage = ChunkStage<acc_t, BN, BK, kThreads>;
+  __host__ __device__ static constexpr int a_index(int m, int kk) { return kk * (BM + 1) + m; }
+  __host__ __device__ static constexpr int b_index(int c, int kk) { return kk * (BN + 1) + c; }
+
   // Returns C in shared memory, row stride LDC; ends with a barrier.
   template <int J, typename acc_t, typename scalar_t>
   static __device__ acc_t* run(const TileOperands<scalar_t>& op, unsigned char* smem) {
@@ -115,25 +220,25 @@ struct SimtGemm {
 #pragma unroll
       for (int j = 0; j < TN_; ++j) acc[i][j] = acc_t(0);
 
-    ChunkStage<acc_t, BM, BK, kThreads> a_stage;
-    ChunkStage<acc_t, BN, BK, kThreads> b_stage;
+    AStage<acc_t> a_stage;
+    BStage<acc_t> b_stage;
     const auto a_row = [&](int m) { return op.a_row(m); };
     const auto w_row = [&](int c) { return op.template w_row<J>(c); };
     const auto to_acc = [](scalar_t x) { return static_cast<acc_t>(x); };
-    const auto a_index = [](int m, int kk) { return kk * (BM + 1) + m; };
-    const auto b_index = [](int c, int kk) { return kk * (BN + 1) + c; };
+    const auto a_at = [](int m, int kk) { return a_index(m, kk); };
+    const auto b_at = [](int c, int kk) { return b_index(c, kk); };
     if (op.k > 0) {
-      a_stage.load(a_row, to_acc, acc_t(0), 0, min(BK, op.k));
-      b_stage.load(w_row, to_acc, acc_t(0), 0, min(BK, op.k));
+      a_stage.load(a_row, to_acc, acc_t(0), 0, min(BK, op.k), tid);
+      b_stage.load(w_row, to_acc, acc_t(0), 0, min(BK, op.k), tid);
     }
     for (int k0 = 0; k0 < op.k; k0 += BK) {
       const int k_len = min(BK, op.k - k0);
-      a_stage.store(As, a_index);
-      b_stage.store(Bs, b_index);
+      a_stage.store(As, a_at, tid);
+      b_stage.store(Bs, b_at, tid);
       __syncthreads();
       if (k0 + BK < op.k) {  // in flight during this chunk's math
-        a_stage.load(a_row, to_acc, acc_t(0), k0 + BK, min(BK, op.k - k0 - BK));
-        b_stage.load(w_row, to_acc, acc_t(0), k0 + BK, min(BK, op.k - k0 - BK));
+        a_stage.load(a_row, to_acc, acc_t(0), k0 + BK, min(BK, op.k - k0 - BK), tid);
+        b_stage.load(w_row, to_acc, acc_t(0), k0 + BK, min(BK, op.k - k0 - BK), tid);
       }
 #pragma unroll 4
       for (int kk = 0; kk < k_len; ++kk) {
@@ -178,18 +283,6 @@ struct MmaElement<c10::BFloat16> {
   using type = __nv_bfloat16;
 };
 
-// Explicit conversions: PyTorch builds with __CUDA_NO_HALF_CONVERSIONS__.
-template <typename elem_t>
-__device__ __forceinline__ elem_t mma_zero();
-template <>
-__device__ __forceinline__ __half mma_zero<__half>() { return __float2half(0.0f); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 mma_zero<__nv_bfloat16>() {
-  return __float2bfloat16(0.0f);
-}
-template <>
-__device__ __forceinline__ float mma_zero<float>() { return 0.0f; }
-
 template <typename elem_t>
 struct MmaTraits {
   static constexpr int K = 16;
@@ -225,6 +318,21 @@ struct MmaGemm {
     return tiles > out ? tiles : out;
   }
 
+  // The staging of A's and W's chunks into the tiles As [BM][LDS] and Bs
+  // [BN][LDS] (element (r, kk) at r * LDS + kk). Host too: the step
+  // emulator builds its tiles with these.
+  using AStage = VecChunkStage<elem_t, BM, BK, kThreads>;
+  using BStage = VecChunkStage<elem_t, BN, BK, kThreads>;
+  static_assert(LDS * sizeof(elem_t) % 16 == 0, "tile rows 16-byte aligned");
+  __host__ __device__ static constexpr int smem_index(int r, int kk) { return r * LDS + kk; }
+  __host__ __device__ static const elem_t* a_row_elems(const TileOperands<scalar_t>& op, int m) {
+    return reinterpret_cast<const elem_t*>(op.a_row(m));
+  }
+  template <int J>
+  __host__ __device__ static const elem_t* w_row_elems(const TileOperands<scalar_t>& op, int c) {
+    return reinterpret_cast<const elem_t*>(op.template w_row<J>(c));
+  }
+
   template <int J, typename acc_t>
   static __device__ float* run(const TileOperands<scalar_t>& op, unsigned char* smem) {
     static_assert(sizeof(acc_t) == sizeof(float), "tensor-core path accumulates in fp32");
@@ -243,29 +351,25 @@ struct MmaGemm {
 #pragma unroll
     for (int t = 0; t < kTilesPerWarp; ++t) wmma::fill_fragment(acc[t], 0.0f);
 
-    ChunkStage<elem_t, BM, BK, kThreads> a_stage;
-    ChunkStage<elem_t, BN, BK, kThreads> b_stage;
-    const auto a_row = [&](int m) { return reinterpret_cast<const elem_t*>(op.a_row(m)); };
-    const auto w_row = [&](int c) {
-      return reinterpret_cast<const elem_t*>(op.template w_row<J>(c));
-    };
-    const auto same = [](elem_t x) { return x; };
-    const auto index = [](int r, int kk) { return r * LDS + kk; };
-    const elem_t zero = mma_zero<elem_t>();
+    AStage a_stage;
+    BStage b_stage;
+    const auto a_row = [&](int m) { return a_row_elems(op, m); };
+    const auto w_row = [&](int c) { return w_row_elems<J>(op, c); };
+    const auto at = [](int r, int kk) { return smem_index(r, kk); };
     if (op.k > 0) {
-      a_stage.load(a_row, same, zero, 0, min(BK, op.k));
-      b_stage.load(w_row, same, zero, 0, min(BK, op.k));
+      a_stage.load(a_row, 0, min(BK, op.k), tid);
+      b_stage.load(w_row, 0, min(BK, op.k), tid);
     }
     for (int k0 = 0; k0 < op.k; k0 += BK) {
       // The chunk is zero-filled past k, so the MMAs may run to k's next multiple.
       const int k_len = min(BK, op.k - k0);
       const int k_mma = (k_len + MK - 1) / MK * MK;
-      a_stage.store(As, index);
-      b_stage.store(Bs, index);
+      a_stage.store(As, at, tid);
+      b_stage.store(Bs, at, tid);
       __syncthreads();
       if (k0 + BK < op.k) {  // in flight during this chunk's MMAs
-        a_stage.load(a_row, same, zero, k0 + BK, min(BK, op.k - k0 - BK));
-        b_stage.load(w_row, same, zero, k0 + BK, min(BK, op.k - k0 - BK));
+        a_stage.load(a_row, k0 + BK, min(BK, op.k - k0 - BK), tid);
+        b_stage.load(w_row, k0 + BK, min(BK, op.k - k0 - BK), tid);
       }
       for (int kk = slice * MK; kk < k_mma; kk += kSplitK * MK) {
 #pragma unroll
