@@ -10,7 +10,10 @@ much a bug as an out-of-bounds access, and memcheck does not see it).
 cuDNN is disabled, so the only recurrent kernels the sanitizer sees are
 ours (plus cuBLAS GEMMs and ATen's pointwise kernels). Shapes are tiny
 (T=5, B=3) because the sanitizers slow kernels 10-100x; H=40 is not a
-multiple of 32 (the general path), H=64 is (the aligned path).
+multiple of 32 (the general path), H=64 is (the aligned path), bf16 H=36 is
+not a multiple of 8 (rows that are not 16-byte multiples apart and k tails:
+the tensor-core tiles stage those element by element beside their 16-byte
+loads).
 
 Run it with PYTORCH_NO_CUDA_MEMORY_CACHING=1 (gpu_check.sh does): with the
 caching allocator an overrun lands inside a cached block and memcheck cannot
@@ -90,7 +93,9 @@ def all_cases() -> list[Case]:
              Case("GRU", "fp32", 40, packed=True, layers=2, bidirectional=True),
              Case("LSTM", "bf16", 40, packed=True, proj=24, bidirectional=True, one_op=True),
              Case("GRU", "fp32", 40, packed=True, layers=2, bidirectional=True, one_op=True),
-             Case("LSTMCell", "bf16", 40), Case("GRUCell", "fp32", 40)]
+             Case("LSTMCell", "bf16", 40), Case("GRUCell", "fp32", 40),
+             Case("GRU", "bf16", 36, packed=True),
+             Case("LSTM", "bf16", 36, packed=True, bidirectional=True, one_op=True)]
     rest = [Case(k, d, h, packed=p)
             for k in ("LSTM", "GRU") for d in ("fp32", "bf16") for h in (40, 64) for p in (False, True)]
     rest += [Case("LSTM", d, 40, packed=p, proj=24) for d in ("fp32", "bf16") for p in (False, True)]
@@ -110,7 +115,8 @@ def race_cases() -> list[Case]:
             Case("GRU", "bf16", 64), Case("GRU", "fp32", 40, packed=True),
             Case("LSTM", "fp32", 40, proj=24),
             Case("LSTM", "bf16", 40, packed=True, bidirectional=True, one_op=True),
-            Case("GRU", "fp32", 40, packed=True, bidirectional=True, one_op=True)]
+            Case("GRU", "fp32", 40, packed=True, bidirectional=True, one_op=True),
+            Case("GRU", "bf16", 36, packed=True)]
 
 
 def persistent_cases() -> list[Case]:

@@ -148,6 +148,10 @@ CASES = [
     _c("LSTM", F64, 7, 3, 10, 40, layers=2, bidir=True, proj=20, packed=True, state=True),
     _c("LSTM", F64, 100, 16, 16, 96, batch_first=True),
     _c("LSTM", F64, 1, 64, 8, 200, bidir=True, state=True),
+    # Rows that are not 16-byte multiples and k tails: the tensor-core tiles'
+    # element-by-element staging beside their 16-byte loads.
+    _c("LSTM", F16, 7, 3, 12, 36, bidir=True, state=True),
+    _c("LSTM", F32, 7, 16, 16, 30, packed=True, tf32=True),
     # GRU
     _c("GRU", F32, 7, 3, 10, 40),
     _c("GRU", F32, 100, 64, 32, 200, layers=2, bidir=True, state=True),
@@ -169,6 +173,8 @@ CASES = [
     _c("GRU", F64, 7, 3, 10, 40, layers=2, bidir=True, packed=True, state=True),
     _c("GRU", F64, 100, 16, 16, 96, batch_first=True),
     _c("GRU", F64, 1, 64, 8, 200, bidir=True, state=True, bias=False),
+    _c("GRU", BF16, 7, 16, 12, 36, packed=True, state=True),
+    _c("GRU", F32, 7, 3, 16, 30, bidir=True, tf32=True),
 ]
 
 
@@ -191,6 +197,10 @@ def _check_coverage(cases):
     assert {c.dtype for c in proj} == {F16, BF16, F32, F64}
     assert any(c.packed and c.bidir for c in proj)
     assert all(not c.tf32 or c.dtype == F32 for c in cases)
+    # The tensor-core staging's unaligned rows (H not a multiple of 8).
+    for mode in ("LSTM", "GRU"):
+        ragged = [c for c in cases if c.mode == mode and c.H % 8]
+        assert any(c.dtype in (F16, BF16) for c in ragged) and any(c.tf32 for c in ragged), mode
     assert len(set(map(str, cases))) == len(cases)
 
 
