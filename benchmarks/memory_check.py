@@ -16,9 +16,9 @@ gradients N x 4H or 3H, gathered h_{t-1} N x H ...), so sizes name them.
 
 The H200 run (a592397) measured 60-61 H bytes per row for LSTM bf16 (cuDNN:
 28-33 H); two buffers since removed account for all of the gap to the
-drivers' 33 H, and the workspace in bf16 takes those to 23 H on the CPU
-(LSTM bf16 as on CUDA; GRU 25 H): benchmarks/results/memory-prep_2026-11-28/
-and workspace-dtype_2026-11-28/NOTES.md.
+drivers' 33 H, and the workspace in bf16 and dW_hh without a gathered copy
+of h_{t-1} take those to 22 H on the CPU (LSTM bf16 as on CUDA; GRU 24 H):
+benchmarks/results/memory-prep_2026-11-28/ and workspace-dtype_2026-11-28/.
 
 Exit 0 when every point ran; 1 otherwise.
 """

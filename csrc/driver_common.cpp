@@ -63,6 +63,24 @@ at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::v
   return at::index_select_out(out, at::cat({y, h0}), 0, index.to(y.device()));
 }
 
+at::Tensor weight_grad_rows(const at::Tensor& grad_rows, const at::Tensor& y, const at::Tensor& h0,
+                            const std::vector<Step>& steps, bool packed, bool reverse) {
+  const int64_t n_rows = y.size(0), batch = h0.size(0);
+  if (packed || n_rows <= batch) {
+    return rows_mm(grad_rows.t(), gather_h_prev(y, h0, steps, packed, reverse));
+  }
+  // Forward: rows [0, B) read h0, rows [B, N) read y's rows [0, N - B).
+  // Reverse: rows [N - B, N) read h0, rows [0, N - B) read y's rows [B, N).
+  const int64_t rest = n_rows - batch;
+  const auto from_h0 = rows_mm(grad_rows.narrow(0, reverse ? rest : 0, batch).t(), h0);
+  const auto a = grad_rows.narrow(0, reverse ? 0 : batch, rest).t();
+  const auto b = y.narrow(0, reverse ? batch : 0, rest);
+  // The kernels' GEMM where it takes the shapes (the CPU's fp32/fp64), then
+  // h0's part; else one addmm (the GPU's, and the CPU's bf16 through ATen).
+  if (a.device().is_cpu() && gemm_panel_width(a, b) > 0) return cpu_mm(a, b).add_(from_h0);
+  return at::addmm(from_h0, a, b);
+}
+
 at::Tensor final_rows(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps) {
   // Contiguous like every output (the fake kernels say so), even for a strided h0.
   if (steps.empty()) return h0.clone(at::MemoryFormat::Contiguous);

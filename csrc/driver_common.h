@@ -47,6 +47,13 @@ void check_workspace(const at::Tensor& workspace, const at::Tensor& grad_y, int6
 at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,
                          bool packed, bool reverse);
 
+// dW_hh = grad_rows^T @ h_prev (grad_rows: the (N, G*H) gradients of the
+// recurrent pre-activations). Padded input: h_prev's rows are y's rows one
+// step back and h0's for the first step processed, so two GEMMs read them in
+// place (h0's first, added into y's in one call); packed input gathers h_prev.
+at::Tensor weight_grad_rows(const at::Tensor& grad_rows, const at::Tensor& y, const at::Tensor& h0,
+                            const std::vector<Step>& steps, bool packed, bool reverse);
+
 // h_n: each sequence's last output row (at its own length), or its h0 row
 // when the schedule is empty.
 at::Tensor final_rows(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps);

@@ -82,8 +82,7 @@ GruBackward backward_operands(const at::Tensor& grad_y, const at::Tensor& grad_h
 std::tuple<at::Tensor, at::Tensor, at::Tensor> finish_backward(
     const GruBackward& b, const c10::optional<at::Tensor>& b_hh, const std::vector<Step>& steps,
     bool packed, bool reverse, at::ScalarType h0_dtype) {
-  const auto h_prev = gather_h_prev(b.y, b.h0, steps, packed, reverse);
-  auto grad_w_hh = rows_mm(b.dhh.t(), h_prev);
+  auto grad_w_hh = weight_grad_rows(b.dhh, b.y, b.h0, steps, packed, reverse);
   at::Tensor grad_b_hh;
   if (b_hh.has_value() && b_hh->defined()) {
     // In dhh's dtype: ATen accumulates a reduced-precision sum in fp32 and

@@ -106,8 +106,7 @@ LstmWeightGrads finish_backward(const LstmBackward& b, const at::Tensor& y, cons
                                 const std::vector<Step>& steps, bool packed, bool reverse) {
   const int64_t rows = b.grad_y.size(0), hidden = b.dc_state.size(1);
   LstmWeightGrads g;
-  const auto h_prev = gather_h_prev(y, h0.contiguous(), steps, packed, reverse);
-  g.w_hh = rows_mm(b.dgates.t(), h_prev);
+  g.w_hh = weight_grad_rows(b.dgates, y, h0.contiguous(), steps, packed, reverse);
   if (b.w_hr.defined()) {
     // h before the projection, o * tanh(c), rebuilt from the saved gates (in
     // the accumulation dtype, as dh_all).
