@@ -147,14 +147,16 @@ def speed_section(bench: dict | None) -> list[str]:
         lines += ["Geometric-mean ratio cuDNN time / rnnfuse time (above 1: rnnfuse faster):", "",
                   bench_report.markdown_table(bench_report.GEOMEAN_HEADER,
                                               bench_report.geomean_rows(s)), ""]
-    header = ("cell", "dtype", "mode", "T", "B", "H", "cuDNN algo", "torch ms (p10-p90)",
+    header = ("cell", "dtype", "mode", "T", "B", "H", "cuDNN algo", "rnnfuse path",
+              "torch ms (p10-p90)",
               "rnnfuse ms (p10-p90)", "ratio (p10-p90)", "verdict", "rnnfuse TFLOP/s", "us/step",
               "status")
     rows = []
     for p in bench.get("points", []):
         b, c = p.get("baseline") or {}, p.get("candidate") or {}
         rows.append([p["cell"], p["dtype"], p["mode"], str(p["T"]), str(p["B"]), str(p["H"]),
-                     bench_report._algo(p), bench_report.time_cell(b), bench_report.time_cell(c),
+                     bench_report._algo(p), p.get("rnnfuse_path") or "-",
+                     bench_report.time_cell(b), bench_report.time_cell(c),
                      bench_report.ratio_cell(p), bench_report.verdict_cell(p),
                      _fmt(c.get("tflops"), ".2f"), _fmt(c.get("us_per_step"), ".1f"), p["status"]])
     lines.append(bench_report.markdown_table(header, rows))

@@ -26,6 +26,7 @@ TIMED = ("OK", "NOISY")  # statuses that carry times and a ratio
 def _empty_result(point) -> dict:
     return {"id": point.id, **point.as_dict(), "status": None, "error": None, "gate": None,
             "tf32_flags": workload.tf32_flags(point.dtype), "cudnn_algo": None,
+            "rnnfuse_path": None,
             "baseline_backend": None, "baseline": None, "candidate": None, "ratio": None,
             "ratio_spread": None, "ratio_of_medians": None, "verdict": None, "noise": None}
 
@@ -123,6 +124,10 @@ def run_point(point, device: torch.device, candidates: dict, budget: timing.Budg
                 stage = "probe"
                 res["baseline_backend"] = probe.torch_nn_backend(
                     workload.step_fn(baseline, probe_in, point))
+            if require_namespace == "rnnfuse":
+                stage = "probe"
+                res["rnnfuse_path"] = probe.rnnfuse_path(
+                    workload.step_fn(candidate, probe_in, point), point, device)
             if require_namespace:
                 stage = "probe"
                 seen = probe.namespaces(workload.step_fn(candidate, probe_in, point))

@@ -1,7 +1,8 @@
 """Which code path did a call take?
 
-Two questions, asked once per point before timing: did the candidate run
-its own ops (or fall back to torch.nn), and did torch.nn run cuDNN?
+Three questions, asked once per point before timing: did the candidate run
+its own ops (or fall back to torch.nn), did torch.nn run cuDNN, and which
+of rnnfuse's recurrence paths ran (per-step kernels or the persistent tier)?
 
 rnnfuse's modules hand inputs they cannot take back to torch.nn's forward.
 A point measured on that path would compare torch.nn with itself and print a
@@ -18,6 +19,7 @@ seen; the forward is enough to tell the paths apart.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from typing import Callable
@@ -83,3 +85,34 @@ def torch_nn_backend(fn: Callable[[], object]) -> str:
     if any(n.startswith("aten::mkldnn_rnn") for n in names):
         return "mkldnn"
     return "native"
+
+
+def persistent_launches(device: torch.device) -> tuple[int, int]:
+    """rnnfuse's persistent-tier launches so far in this process on CUDA: (all
+    tiers, the cluster tier's), as its kernels count them."""
+    like = torch.empty(1, device=device, dtype=torch.bfloat16)
+    path = json.loads(torch.ops.rnnfuse.recurrence_path(like, "LSTM", 8, 1, 1))
+    return path["launches"], path["cluster_launches"]
+
+
+def rnnfuse_path(fn: Callable[[], object], point, device: torch.device,
+                 launches: Callable[[torch.device], tuple[int, int]] = persistent_launches,
+                 sync: Callable[[torch.device], None] = torch.cuda.synchronize) -> str:
+    """The recurrence path one call of ``fn`` (the candidate's step) took, read
+    from the persistent tier's launch counters around it: "cpu"; "per-step"
+    (no persistent launch); or "persistent-<tier> k/n": k of the call's n
+    layer-direction passes (forward, and backward in training) ran a
+    persistent kernel, <tier> "grid", "cluster" or "grid+cluster".
+    (``launches`` and ``sync``: the counters and the device sync, for tests.)"""
+    if device.type != "cuda":
+        return "cpu"
+    before = launches(device)
+    fn()
+    sync(device)
+    after = launches(device)
+    launches, cluster = after[0] - before[0], after[1] - before[1]
+    if launches == 0:
+        return "per-step"
+    passes = point.layers * point.directions * (2 if point.mode == "training" else 1)
+    tier = "cluster" if cluster == launches else "grid" if cluster == 0 else "grid+cluster"
+    return f"persistent-{tier} {launches}/{passes}"

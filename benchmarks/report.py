@@ -139,7 +139,7 @@ def verdict_cell(p: dict) -> str:
 
 
 COLUMNS = ("cell", "dtype", "mode", "T", "B", "I", "H", "L", "dir", "cuDNN algo",
-           "torch ms (p10-p90)", "rnnfuse ms (p10-p90)", "ratio (p10-p90)", "verdict",
+           "rnnfuse path", "torch ms (p10-p90)", "rnnfuse ms (p10-p90)", "ratio (p10-p90)", "verdict",
            "torch MiB", "rnnfuse MiB", "rnnfuse TFLOP/s", "% GEMM peak", "rnnfuse us/step",
            "status")
 
@@ -149,7 +149,7 @@ def row(p: dict) -> list[str]:
     frac = c.get("frac_gemm_peak")
     return [p["cell"], p["dtype"], p["mode"], str(p["T"]), str(p["B"]), str(p["I"]), str(p["H"]),
             str(p["layers"]), "bi" if p["bidirectional"] else "uni", _algo(p),
-            time_cell(b), time_cell(c), ratio_cell(p), verdict_cell(p),
+            p.get("rnnfuse_path") or "-", time_cell(b), time_cell(c), ratio_cell(p), verdict_cell(p),
             _mb(b.get("peak_mem_bytes")), _mb(c.get("peak_mem_bytes")),
             _f(c.get("tflops"), "{:.2f}"), _f(None if frac is None else 100 * frac, "{:.1f}"),
             _f(c.get("us_per_step"), "{:.1f}"), p["status"]]

@@ -739,6 +739,26 @@ def test_torch_nn_backend_probe(capfd):
     assert "stderr restored" in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("mode,layers,bi,added,want", [
+    ("inference", 1, False, (0, 0), "per-step"),
+    ("inference", 2, True, (4, 4), "persistent-cluster 4/4"),
+    ("training", 1, False, (2, 1), "persistent-grid+cluster 2/2"),
+    ("training", 1, False, (1, 0), "persistent-grid 1/2"),
+])
+def test_rnnfuse_path_reads_the_persistent_launch_counters(mode, layers, bi, added, want):
+    counters = [10, 3]
+
+    def step():  # the candidate's call: its persistent launches move the counters
+        counters[0] += added[0]
+        counters[1] += added[1]
+
+    point = Point("lstm", "bf16", 10, 16, 64, 64, layers, bi, mode)
+    got = probe.rnnfuse_path(step, point, torch.device("cuda"), launches=lambda d: tuple(counters),
+                             sync=lambda d: None)
+    assert got == want
+    assert probe.rnnfuse_path(step, point, torch.device("cpu")) == "cpu"
+
+
 # ---- report, plots, schema -------------------------------------------------------
 
 # Odd length, paired with its reverse: the paired ratios' median is the exact ratio.
@@ -751,6 +771,7 @@ def _fake_point(cell, dtype, mode, B, H, status="OK", ratio=1.5):
               False, mode)
     r = measure._empty_result(p)
     r.update(cudnn_algo=None if p.is_cell else {"forward": "STANDARD", "backward": None},
+             rnnfuse_path="per-step" if p.is_cell or B < 64 else "persistent-cluster 1/1",
              gate={"ok": status != "WRONG", "errors": {}, "tolerance": {}, "reason": ""})
     if status == "WRONG":
         r.update(status=status, error="worst output: error 0.5 > tolerance 0.05")
@@ -788,6 +809,8 @@ def test_report_markdown_and_geomean(tmp_path):
     report.write_markdown(res, tmp_path / "report.md")
     md = (tmp_path / "report.md").read_text()
     assert "Fake GPU" in md and "Geometric-mean ratio" in md and "WRONG" in md
+    # The path column sits beside the cuDNN algorithm's.
+    assert "| cuDNN algo | rnnfuse path |" in md and "| STD | persistent-cluster 1/1 |" in md
     gm = {(g["cell"], g["dtype"], g["mode"]): g for g in res["summary"]["geomean"]}
     assert len(gm) == 8 + 4 + 1  # layers; cells fp32; the all-NOISY lstmcell bf16 group
     expected = math.exp(sum(math.log(0.5 + b / 64) for b in (1, 16, 64)) / 3)
