@@ -411,6 +411,43 @@ def test_opcheck_cuda(mode, packed):
     torch.library.opcheck(bwd, bwd_args)
 
 
+@pytest.mark.parametrize("dtype", [F16, BF16, F32], ids=str)
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_workspace_in_the_input_dtype_and_read_as_saved(mode, dtype):
+    """The training workspace on CUDA is in the input dtype (as the fake
+    kernel and the CPU ops say), and the CUDA backward fed it agrees with
+    the CPU backward fed the same bytes (bf16/fp32, TF32 off; the CPU has no
+    fp16 kernels)."""
+    extra = dict(proj=None) if mode == "LSTM" else dict(bias=True)
+    cpu_args = make_args(mode, 6, 5, 24, seed=8, dtype=dtype, requires_grad=False, **extra)
+    fwd, bwd = (OPS.lstm_fwd, OPS.lstm_bwd) if mode == "LSTM" else (OPS.gru_fwd, OPS.gru_bwd)
+    outs = fwd(*to_device(cpu_args), True)
+    ws = outs[-1]
+    print(f"workspace {tuple(ws.shape)} {ws.dtype}")
+    assert ws.dtype == dtype and ws.device.type == DEVICE
+    if dtype == F16:
+        return
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(o.shape, generator=gen).to(dtype) for o in outs[:-1]]
+    saved = [o.cpu() for o in outs]
+    if mode == "LSTM":
+        _, w_hh, w_hr, h0, c0, bs, rev = cpu_args
+        args = (*grads, w_hh, w_hr, h0, c0, saved[0], saved[-1], bs, rev)
+    else:
+        _, w_hh, b_hh, h0, bs, rev = cpu_args
+        args = (*grads, w_hh, b_hh, h0, saved[0], saved[-1], bs, rev)
+    with tf32(False):
+        want, got = bwd(*args), bwd(*to_device(args))
+    for i, (w, g) in enumerate(zip(want, got)):
+        if w.numel() == 0:
+            continue
+        err = float((g.cpu().double() - w.double()).abs().max() / w.double().abs().max())
+        print(f"  grad {i}: CUDA vs CPU, max err / max |CPU| {err:.2e}")
+        # Same saved values, different summation orders: bf16's per-op
+        # rounding, 2^-8, over a 6-step walk; fp32 as F32_STRICT_TOL.
+        assert err <= (3e-2 if dtype == BF16 else F32_STRICT_TOL), f"gradient {i}"
+
+
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_functional_cuda_matches_cpu_float64(mode):
     """The raw layer ops on CUDA in float64 against the same ops on the CPU
