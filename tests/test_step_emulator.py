@@ -43,6 +43,9 @@ CASES = [
     ("GRU", 6, 9, 20, True, True),
     ("GRU", 4, 70, 40, True, False),
     ("GRU", 3, 17, 36, False, False),
+    # H odd: rows 16-byte aligned at no dtype, k tails of every length (fp32 too)
+    ("LSTM", 3, 4, 13, True, None),
+    ("GRU", 4, 5, 13, False, True),
 ]
 
 
