@@ -211,9 +211,10 @@ def steps_section(steps: dict | None) -> list[str]:
     """The per-step path's tile rules and bidirectional launch (benchmarks/step_check.py)."""
     if not steps:
         return ["No per-step results (see the steps stage)."]
-    rules = ("threshold", "auto", "small", "large")
+    rules = ("threshold", "auto", "small", "large", "auto-deep")
     lines = ["Tile rules, ms per call (auto: the planner, the default; threshold: the rule "
-             "before it); speed-up = threshold / auto:", "",
+             "before it; auto-deep: the planner over the tensor-core tiles with twice the "
+             "k-chunk, RNNFUSE_STEP_CHUNK=deep); speed-up = threshold / auto:", "",
              "| cell | dtype | mode | T | B | H | " + " | ".join(rules) + " | speed-up | status |",
              "|---|---|---|---|---|---|" + "---|" * len(rules) + "---|---|"]
     for r in steps.get("tiles", []):

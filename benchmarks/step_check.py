@@ -4,7 +4,10 @@
 
 1. tiles: the tile planner (csrc/step_plan.h; RNNFUSE_STEP_TILE=auto, the
    default) against the rule before it (threshold: 64-row tiles above 32
-   rows) and each tile forced (small, large). H=512, T=100, B 8, 64 and 256;
+   rows), each tile forced (small, large), and the planner over the
+   tensor-core tiles' twins with twice the k-chunk (auto-deep:
+   RNNFUSE_STEP_CHUNK=deep; half the round trips per step, if those bound
+   it). H=512, T=100, B 8, 64 and 256;
    LSTM and GRU in bf16, LSTM in fp32 (exact FMA tiles, TF32 off); inference
    and training (forward + backward), ms per call (CUDA events, median).
 2. bidir: a bidirectional layer as one op (one launch per time step for both
@@ -38,7 +41,8 @@ sys.path.insert(0, str(_HERE.parent))
 
 import torch  # noqa: E402
 
-RULES = ("threshold", "auto", "small", "large")
+# RNNFUSE_STEP_TILE values, "-deep": with RNNFUSE_STEP_CHUNK=deep.
+RULES = ("threshold", "auto", "small", "large", "auto-deep")
 TILE_POINTS = [("LSTM", torch.bfloat16), ("GRU", torch.bfloat16), ("LSTM", torch.float32)]
 TOL = {torch.bfloat16: 3e-2, torch.float32: 1e-4}
 
@@ -123,7 +127,9 @@ def tiles(device, H, T, batches, reps) -> list[dict]:
                 with env("RNNFUSE_STEP_TILE", "threshold"):
                     base = run()
                 for rule in RULES:
-                    with env("RNNFUSE_STEP_TILE", rule):
+                    tile, _, chunk = rule.partition("-")
+                    with env("RNNFUSE_STEP_TILE", tile), \
+                            env("RNNFUSE_STEP_CHUNK", chunk or "base"):
                         err = disagreement(run(), base)
                         if not err <= TOL[dtype]:
                             row["status"] = f"WRONG: {rule} vs threshold {err:.3g} > {TOL[dtype]}"

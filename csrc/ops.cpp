@@ -104,7 +104,8 @@ TORCH_LIBRARY(rnnfuse, m) {
       "-> int");
   // The CPU emulation of the per-step CUDA launches (csrc/cuda/step_emulate.cu;
   // tests only, CUDA builds): the bidirectional ops' arguments plus the tile
-  // (0..3: tensor-core small, large; FMA small, large).
+  // (0..5: tensor-core small, large; FMA small, large; tensor-core small, large
+  // with the deep k-chunk).
   m.def(
       "step_emulate_lstm_bidir_fwd(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor? w_hr, "
       "Tensor? w_hr_rev, Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int tile) "

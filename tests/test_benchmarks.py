@@ -1111,13 +1111,15 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     (work / "steps.json").write_text(json.dumps({
         "tiles": [{"cell": "LSTM", "dtype": "bfloat16", "mode": "training", "T": 100, "B": 64,
                    "H": 512, "threshold_ms": 9.0, "auto_ms": 4.5, "small_ms": 4.5,
-                   "large_ms": 9.0, "speedup_vs_threshold": 2.0, "status": "OK"}],
+                   "large_ms": 9.0, "auto-deep_ms": 3.0, "speedup_vs_threshold": 2.0,
+                   "status": "OK"}],
         "bidir": [{"cell": "GRU", "dtype": "bfloat16", "mode": "inference", "T": 100, "B": 16,
                    "H": 512, "per_direction_ms": 4.0, "one_op_ms": 2.5, "speedup": 1.6,
                    "status": "OK"}], "errors": ["bidir: boom"]}))
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
     md = (out / "gpu_check_report.md").read_text()
-    assert "| LSTM | bfloat16 | training | 100 | 64 | 512 | 9.000 | 4.500 | 4.500 | 9.000 | 2.00 | OK |" in md
+    assert ("| LSTM | bfloat16 | training | 100 | 64 | 512 | 9.000 | 4.500 | 4.500 | 9.000 | "
+            "3.000 | 2.00 | OK |") in md
     assert "| GRU | bfloat16 | inference | 100 | 16 | 512 | 4.000 | 2.500 | 1.60 | OK |" in md
     assert "- error: bidir: boom" in md
     assert "No memory results" in md

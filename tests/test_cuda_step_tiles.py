@@ -1,6 +1,7 @@
 """The per-step CUDA path under each tile rule (RNNFUSE_STEP_TILE: auto, the
 planner of csrc/step_plan.h; small; large; threshold, the rule before the
-planner): every rule gives the float64 reference's answer within the dtype's
+planner) and each k-chunk of the tensor-core tiles (RNNFUSE_STEP_CHUNK: base,
+deep): every rule gives the float64 reference's answer within the dtype's
 tolerance, the forced rules really launch the tile they name, and a bad
 value is a clear error. Skipped without a GPU.
 """
@@ -101,6 +102,49 @@ def test_forced_rules_launch_the_tile_they_name(cell, monkeypatch):
         seen[rule] = launched_tile_rows(lambda: run_layer(cell, args, "cuda"))
     print(seen)
     assert seen == {"small": {16}, "large": {64}, "threshold": {16}}  # 8 rows <= 32: small
+
+
+# GEMM k-chunk in a tensor-core step kernel's name: MmaGemm<scalar, BM, BN, BK, ...>.
+TILE_CHUNK = re.compile(r"MmaGemm<[A-Za-z_][\w:]*, \d+, \d+, (\d+), ")
+
+
+@pytest.mark.parametrize("rule", ["auto", "small", "large"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_deep_chunks_match_the_float64_reference_and_launch_twice_the_chunk(cell, dtype, rule,
+                                                                            monkeypatch):
+    from torch.profiler import ProfilerActivity, profile
+    monkeypatch.setenv("RNNFUSE_PERSISTENT", "0")
+    monkeypatch.setenv("RNNFUSE_STEP_TILE", rule)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # fp32 on the tensor cores
+    args = layer_args(cell, 6, 40, 200, dtype)  # k = 200 / 800: several chunks, a tail
+    ref = run_layer(cell, tuple(a.double() if isinstance(a, torch.Tensor) else a for a in args),
+                    "cpu")
+    chunks = {}
+    for chunk in ("base", "deep"):
+        monkeypatch.setenv("RNNFUSE_STEP_CHUNK", chunk)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            ours = run_layer(cell, args, "cuda")
+            torch.cuda.synchronize()
+        chunks[chunk] = {int(m.group(1)) for e in prof.events() if "step_kernel" in e.name
+                         for m in [TILE_CHUNK.search(e.name)] if m}
+        for k, (o, r) in enumerate(zip(ours, ref)):
+            scale = max(r.abs().max().item(), 1.0)
+            err = (o.double().cpu() - r).abs().max().item() / scale
+            print(f"{cell} {dtype} {rule} {chunk}: tensor {k} rel err {err:.3g}")
+            # TF32 operands (2^-11) like bf16's: the bf16 tolerance for both.
+            assert err <= TOL[torch.bfloat16], (chunk, k, err)
+    print(chunks)
+    assert chunks["base"] and chunks["deep"]
+    if rule != "auto":  # the planner may pick another tile for the deep twins
+        assert {2 * c for c in chunks["base"]} == chunks["deep"]
+
+
+def test_a_bad_chunk_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("RNNFUSE_PERSISTENT", "0")
+    monkeypatch.setenv("RNNFUSE_STEP_CHUNK", "huge")
+    with pytest.raises(RuntimeError, match="RNNFUSE_STEP_CHUNK must be base or deep, got 'huge'"):
+        run_layer("GRU", layer_args("GRU", 2, 3, 8, torch.float32), "cuda")
 
 
 def test_a_bad_rule_is_a_clear_error(monkeypatch):

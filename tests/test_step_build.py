@@ -28,8 +28,9 @@ STEP_KERNEL = re.compile(r"_ZN7rnnfuse4cuda\d+(lstm|gru)_(fwd|bwd)_step_kernelI(
 HMMA = {"N3c104HalfE": re.compile(r"HMMA\.16816\.F32(?!\.BF16)"),
         "N3c108BFloat16E": re.compile(r"HMMA\.16816\.F32\.BF16"),
         "f": re.compile(r"HMMA\.1684\.F32\.TF32")}
-# Tiles per kernel family: small and large, tensor-core and FMA (fp64: FMA only).
-TILES_PER_DTYPE = {"N3c104HalfE": 4, "N3c108BFloat16E": 4, "f": 4, "d": 2}
+# Tiles per kernel family: small and large, tensor-core (each with the base and
+# the deep k-chunk) and FMA (fp64: FMA only).
+TILES_PER_DTYPE = {"N3c104HalfE": 6, "N3c108BFloat16E": 6, "f": 6, "d": 2}
 # The tensor-core tiles' 16-byte staging: global loads and shared stores.
 VEC_LOAD = re.compile(r"\bLDG\.E(\.\w+)*\.128\b")
 VEC_STORE = re.compile(r"\bSTS\.128\b")

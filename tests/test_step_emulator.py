@@ -26,7 +26,8 @@ pytestmark = pytest.mark.skipif(not _build_config.WITH_CUDA,
                                 reason="the step emulation is built with the CUDA sources")
 
 OPS = torch.ops.rnnfuse
-TILES = {0: "tc-small", 1: "tc-large", 2: "fma-small", 3: "fma-large"}
+TILES = {0: "tc-small", 1: "tc-large", 2: "fma-small", 3: "fma-large", 4: "tc-small-deep",
+         5: "tc-large-deep"}
 # Max error relative to the CPU op's largest magnitude: float64 differs only
 # in the GEMMs' summation order; float32 by that, rounded; bf16 by a rounding
 # of an output now and then, carried through the steps.
@@ -68,7 +69,7 @@ def emulated(mode, args, grads, tile):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
 def test_emulated_launches_match_the_cpu_ops(case, dtype, tile):
-    if dtype == torch.float64 and tile < 2:
+    if dtype == torch.float64 and tile not in (2, 3):
         pytest.skip("float64 has no tensor-core tiles")
     mode, T, B, H, packed, extra = case
     kwargs = dict(proj=extra) if mode == "LSTM" else dict(bias=extra)

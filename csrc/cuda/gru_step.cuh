@@ -146,6 +146,8 @@ struct GruFwdTiles {
   using elem_t = typename MmaElement<scalar_t>::type;
   using MmaSmall = Tile<MmaGemm<scalar_t, 16, 48, chunk<elem_t>(128), 6>, 16>;
   using MmaLarge = Tile<MmaGemm<scalar_t, 64, 48, chunk<elem_t>(64), 4>, 16>;
+  using MmaSmallDeep = Tile<MmaGemm<scalar_t, 16, 48, chunk<elem_t>(256), 6>, 16>;
+  using MmaLargeDeep = Tile<MmaGemm<scalar_t, 64, 48, chunk<elem_t>(128), 4>, 16>;
   using SimtSmall = Tile<SimtGemm<16, 24, chunk<acc_t>(256), 2, 2>, 8>;
   using SimtLarge = Tile<SimtGemm<64, 48, chunk<acc_t>(128), 4, 4>, 16>;
 

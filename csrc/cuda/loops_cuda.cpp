@@ -56,6 +56,16 @@ cuda::TileRule tile_rule() {
               rule, "'");
 }
 
+// The tensor-core tiles' k-chunk: the default, or twice it
+// (RNNFUSE_STEP_CHUNK=deep), for the GPU check's comparison.
+bool deep_chunks() {
+  const char* env = std::getenv("RNNFUSE_STEP_CHUNK");
+  const std::string chunk = env == nullptr ? "" : env;
+  if (chunk.empty() || chunk == "base") return false;
+  if (chunk == "deep") return true;
+  TORCH_CHECK(false, "rnnfuse: RNNFUSE_STEP_CHUNK must be base or deep, got '", chunk, "'");
+}
+
 StepConfig step_config(at::ScalarType dtype) {
   const int device = c10::cuda::current_device();
   int major = 0, sm_count = 0;
@@ -64,7 +74,8 @@ StepConfig step_config(at::ScalarType dtype) {
   bool tensor_cores = major >= 8;
   if (dtype == at::kDouble) tensor_cores = false;
   if (dtype == at::kFloat) tensor_cores = tensor_cores && at::globalContext().allowTF32CuDNN();
-  return {tensor_cores, c10::cuda::getCurrentCUDAStream().stream(), sm_count, tile_rule()};
+  return {tensor_cores, c10::cuda::getCurrentCUDAStream().stream(), sm_count, tile_rule(),
+          deep_chunks()};
 }
 
 // The real launches: one step on the caller's stream (the config is read

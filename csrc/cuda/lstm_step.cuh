@@ -142,6 +142,8 @@ struct LstmFwdTiles {
   using elem_t = typename MmaElement<scalar_t>::type;
   using MmaSmall = Tile<MmaGemm<scalar_t, 16, 32, chunk<elem_t>(128), 4>, 8>;
   using MmaLarge = Tile<MmaGemm<scalar_t, 64, 64, chunk<elem_t>(64), 4>, 16>;
+  using MmaSmallDeep = Tile<MmaGemm<scalar_t, 16, 32, chunk<elem_t>(256), 4>, 8>;
+  using MmaLargeDeep = Tile<MmaGemm<scalar_t, 64, 64, chunk<elem_t>(128), 4>, 16>;
   using SimtSmall = Tile<SimtGemm<16, 32, chunk<acc_t>(256), 2, 2>, 8>;
   using SimtLarge = Tile<SimtGemm<64, 64, chunk<acc_t>(128), 4, 4>, 16>;
 

@@ -39,6 +39,7 @@ struct StepConfig {
   cudaStream_t stream;
   int sm_count;
   TileRule tile_rule;
+  bool deep_chunks;  // tensor-core tiles with twice the k-chunk (RNNFUSE_STEP_CHUNK=deep)
 };
 
 struct LstmFwdStepArgs {

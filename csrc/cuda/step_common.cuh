@@ -123,7 +123,10 @@ void launch_planned(const StepGroup<Args>& group, int rows, const StepConfig& cf
 // Runs one step (of one or two directions) on the kernel family its dtype
 // and the TF32 switch call for, with the tile the rule picks for the larger
 // of the directions' batches (both directions share one tile). Tiles is a
-// family's traits: MmaSmall, MmaLarge, SimtSmall, SimtLarge (Tile types),
+// family's traits: MmaSmall, MmaLarge, their twins with twice the k-chunk
+// MmaSmallDeep, MmaLargeDeep (cfg.deep_chunks: an A/B for the GPU check,
+// fewer round trips per step for more staging registers), SimtSmall,
+// SimtLarge (Tile types),
 // acc_t, `template <typename T> static auto kernel()` and
 // `template <typename T> static void launch(group, rows, stream)`; the
 // step's arguments come with step_rows and step_k overloads (<cell>_step.cuh).
@@ -131,6 +134,11 @@ template <typename scalar_t, typename Tiles, typename Args>
 void run_step(const StepGroup<Args>& group, const StepConfig& cfg) {
   const int rows = group_rows(group);
   if constexpr (kHasTensorCores<scalar_t>) {
+    if (cfg.tensor_cores && cfg.deep_chunks) {
+      launch_planned<Tiles, typename Tiles::MmaSmallDeep, typename Tiles::MmaLargeDeep>(group,
+                                                                                      rows, cfg);
+      return;
+    }
     if (cfg.tensor_cores) {
       launch_planned<Tiles, typename Tiles::MmaSmall, typename Tiles::MmaLarge>(group, rows, cfg);
       return;
@@ -147,6 +155,8 @@ struct BackwardTileTable {
   using elem_t = typename MmaElement<scalar_t>::type;
   using MmaSmall = Tile<MmaGemm<scalar_t, 16, 16, chunk<elem_t>(256), 4>, 16>;
   using MmaLarge = Tile<MmaGemm<scalar_t, 64, 32, chunk<elem_t>(64), 4>, 32>;
+  using MmaSmallDeep = Tile<MmaGemm<scalar_t, 16, 16, chunk<elem_t>(512), 4>, 16>;
+  using MmaLargeDeep = Tile<MmaGemm<scalar_t, 64, 32, chunk<elem_t>(128), 4>, 32>;
   using SimtSmall = Tile<SimtGemm<16, 16, chunk<acc_t>(512), 2, 1>, 16>;
   using SimtLarge = Tile<SimtGemm<64, 32, chunk<acc_t>(256), 4, 2>, 32>;
 };

@@ -116,7 +116,8 @@ void emulate_launch(const StepGroup<Args>& group) {
   }
 }
 
-// The loops' launch: tile 0..3 = tensor-core small, large, FMA small, large.
+// The loops' launch: tile 0..5 = tensor-core small, large, FMA small, large,
+// tensor-core small and large with the deep k-chunk.
 template <typename scalar_t>
 struct EmulatedLaunch {
   int tile;
@@ -126,6 +127,8 @@ struct EmulatedLaunch {
     if constexpr (kHasTensorCores<scalar_t>) {
       if (tile == 0) return emulate_launch<scalar_t, Tiles, typename Tiles::MmaSmall>(g);
       if (tile == 1) return emulate_launch<scalar_t, Tiles, typename Tiles::MmaLarge>(g);
+      if (tile == 4) return emulate_launch<scalar_t, Tiles, typename Tiles::MmaSmallDeep>(g);
+      if (tile == 5) return emulate_launch<scalar_t, Tiles, typename Tiles::MmaLargeDeep>(g);
     }
     if (tile == 2) return emulate_launch<scalar_t, Tiles, typename Tiles::SimtSmall>(g);
     if (tile == 3) return emulate_launch<scalar_t, Tiles, typename Tiles::SimtLarge>(g);
@@ -138,7 +141,7 @@ struct EmulatedLaunch {
 };
 
 int tile_index(int64_t tile) {
-  TORCH_CHECK(tile >= 0 && tile <= 3, "rnnfuse step emulator: tile must be 0..3, got ", tile);
+  TORCH_CHECK(tile >= 0 && tile <= 5, "rnnfuse step emulator: tile must be 0..5, got ", tile);
   return static_cast<int>(tile);
 }
 
