@@ -124,13 +124,14 @@ def run_point(point, device: torch.device, candidates: dict, budget: timing.Budg
                 stage = "probe"
                 res["baseline_backend"] = probe.torch_nn_backend(
                     workload.step_fn(baseline, probe_in, point))
-            if require_namespace == "rnnfuse":
-                stage = "probe"
-                res["rnnfuse_path"] = probe.rnnfuse_path(
-                    workload.step_fn(candidate, probe_in, point), point, device)
             if require_namespace:
                 stage = "probe"
-                seen = probe.namespaces(workload.step_fn(candidate, probe_in, point))
+                step, seen = workload.step_fn(candidate, probe_in, point), set()
+                watched = lambda: seen.update(probe.namespaces(step))  # noqa: E731
+                if require_namespace == "rnnfuse":  # the same call, its path read around it
+                    res["rnnfuse_path"] = probe.rnnfuse_path(watched, point, device)
+                else:
+                    watched()
                 res["candidate_namespaces"] = sorted(seen)
                 if require_namespace not in seen:
                     res["status"] = "ERROR"

@@ -40,20 +40,13 @@ void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected
               t.sizes());
 }
 
-at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,
-                         bool packed, bool reverse) {
+namespace {
+
+// Packed input: (N, P), row r of step s holding the h_{t-1} that step's
+// update consumed (rows of [y; h0]).
+at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0,
+                         const std::vector<Step>& steps) {
   const int64_t n_rows = y.size(0);
-  const int64_t batch = h0.size(0);
-  if (n_rows == 0) return at::empty({0, h0.size(1)}, y.options());
-  if (!packed && n_rows == batch) return h0;  // one step
-  if (!packed) {
-    // Every step holds the whole batch: a shift of y by one step.
-    auto shifted = reverse ? y.narrow(0, batch, n_rows - batch) : y.narrow(0, 0, n_rows - batch);
-    auto out = empty_rows({n_rows, y.size(1)}, y.options());
-    if (reverse) return at::cat_out(out, {shifted, h0});
-    return at::cat_out(out, {h0, shifted});
-  }
-  // Packed: index rows of [y; h0].
   auto index = at::empty({n_rows}, at::kLong);
   int64_t* idx = index.data_ptr<int64_t>();
   for (const Step& st : steps)
@@ -63,12 +56,14 @@ at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::v
   return at::index_select_out(out, at::cat({y, h0}), 0, index.to(y.device()));
 }
 
+}  // namespace
+
 at::Tensor weight_grad_rows(const at::Tensor& grad_rows, const at::Tensor& y, const at::Tensor& h0,
                             const std::vector<Step>& steps, bool packed, bool reverse) {
   const int64_t n_rows = y.size(0), batch = h0.size(0);
-  if (packed || n_rows <= batch) {
-    return rows_mm(grad_rows.t(), gather_h_prev(y, h0, steps, packed, reverse));
-  }
+  if (n_rows == 0) return at::zeros({grad_rows.size(1), h0.size(1)}, grad_rows.options());
+  if (packed) return rows_mm(grad_rows.t(), gather_h_prev(y, h0, steps));
+  if (n_rows == batch) return rows_mm(grad_rows.t(), h0);  // one step: h_{t-1} is h0
   // Forward: rows [0, B) read h0, rows [B, N) read y's rows [0, N - B).
   // Reverse: rows [N - B, N) read h0, rows [0, N - B) read y's rows [B, N).
   const int64_t rest = n_rows - batch;

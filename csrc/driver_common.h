@@ -43,10 +43,6 @@ void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected
 void check_workspace(const at::Tensor& workspace, const at::Tensor& grad_y, int64_t rows,
                      int64_t width, const char* cell);
 
-// (N, P): row r of step s holds the h_{t-1} that step's update consumed.
-at::Tensor gather_h_prev(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,
-                         bool packed, bool reverse);
-
 // dW_hh = grad_rows^T @ h_prev (grad_rows: the (N, G*H) gradients of the
 // recurrent pre-activations). Padded input: h_prev's rows are y's rows one
 // step back and h0's for the first step processed, so two GEMMs read them in
