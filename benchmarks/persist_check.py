@@ -9,7 +9,9 @@
    of each CTA's units, cluster_exchange_bench.cu; sm_90 only), whose data
    check is exact (every step adds 1, so a stale row shows);
 3. points: LSTM H=768, B=16, T=1024 (FlashRNN's point) in fp16 and bf16, and
-   GRU bf16, forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
+   GRU bf16, and the fastrnns point (LSTM H=512, B=64, T=100) in fp32 with
+   TF32 off on both sides (the exact-FMA kernels against cuDNN's exact
+   fp32), forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
    and rnnfuse persistent with the tier the planner picks (the "path"
    column), timed with CUDA events (warm-up, median); where that is the
    cluster tier, the grid tier is timed too (grid_ms). Each rnnfuse output is
@@ -24,6 +26,7 @@ what gpu_check_report.py renders.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -43,8 +46,10 @@ EXCHANGE = [  # (H, B, CTAs per replica)
     (256, 16, 32), (1024, 16, 128), (768, 64, 96)]
 CLUSTER_EXCHANGE = [  # (H, B, CTAs per cluster, replicas)
     (768, 16, 16, 1), (768, 16, 16, 2), (768, 16, 8, 1), (256, 16, 8, 1), (512, 64, 16, 4)]
+# float32 points run with TF32 off on both sides (cuDNN's exact fp32 against
+# the exact-FMA kernels): the quick preset's "fp32".
 POINTS = [("LSTM", torch.float16, 768, 16, 1024), ("LSTM", torch.bfloat16, 768, 16, 1024),
-          ("GRU", torch.bfloat16, 768, 16, 1024)]
+          ("GRU", torch.bfloat16, 768, 16, 1024), ("LSTM", torch.float32, 512, 64, 100)]
 AGREE = 3e-2  # persistent vs per-step: max abs on h (|h| <= 1), max relative on dx (bf16-level)
 
 
@@ -151,7 +156,24 @@ def check_persistent(run, ours, base, info, mode, shape) -> tuple[str, float]:
     return "OK", agree
 
 
+@contextlib.contextmanager
+def tf32_off_for(dtype):
+    """float32: cudnn and matmul TF32 off inside (restored after)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if dtype == torch.float32:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def point(cell, dtype, H, B, T, reps) -> list[dict]:
+    with tf32_off_for(dtype):
+        return _point(cell, dtype, H, B, T, reps)
+
+
+def _point(cell, dtype, H, B, T, reps) -> list[dict]:
     import rnnfuse
     torch.manual_seed(0)
     nn_cls, our_cls = (torch.nn.LSTM, rnnfuse.LSTM) if cell == "LSTM" else (torch.nn.GRU, rnnfuse.GRU)
@@ -225,7 +247,8 @@ def main(argv=None) -> int:
               "points": [], "errors": []}
     for cell, dtype, H, B, T in POINTS:
         set_persistent(True)
-        print(f"plan {cell} {dtype} H={H} B={B}: {path_info(cell, dtype, H, B, T)}", flush=True)
+        with tf32_off_for(dtype):
+            print(f"plan {cell} {dtype} H={H} B={B}: {path_info(cell, dtype, H, B, T)}", flush=True)
     set_persistent(False)
     for name, fn in (("exchange", lambda: exchange(args.steps)),
                      ("cluster_exchange", lambda: cluster_exchange(args.steps)),

@@ -121,9 +121,12 @@ def race_cases() -> list[Case]:
 
 def persistent_cases() -> list[Case]:
     """The persistent kernels (bf16: taken on any sm_80+ GPU; T=5 >= 3 steps):
-    ragged and aligned H, packed, bidirectional, two layers, both cells."""
+    ragged and aligned H, packed, bidirectional, two layers, both cells; fp32
+    (TF32 is off here) on the exact-FMA grid kernels."""
     grid = [Case("LSTM", "bf16", 40, packed=True, layers=2, bidirectional=True, persistent=True),
             Case("GRU", "bf16", 64, persistent=True),
+            Case("LSTM", "fp32", 40, packed=True, bidirectional=True, persistent=True),
+            Case("GRU", "fp32", 64, persistent=True),
             Case("LSTM", "bf16", 64, persistent=True),
             Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True)]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;

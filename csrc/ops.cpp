@@ -137,12 +137,13 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_emulate_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
-      "int hbuf_rows, int elem_bytes, int seed, int fault=0) "
+      "int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "persistent_emulate_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
-      "int hbuf_rows, int elem_bytes, int seed, int fault=0) -> (Tensor y, Tensor h_n, Tensor workspace)");
+      "int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
   // The CPU emulator of the cluster tier's kernel and its mbarrier protocol (tests only);
   // cluster: the most CTAs per cluster (the partition may use fewer).
   m.def(
@@ -157,13 +158,14 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_emulate_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
       "Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
-      "int units, int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0) "
+      "int units, int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0, "
+      "bool fma=False) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_w_hr, Tensor grad_h0, "
       "Tensor grad_c0)");
   m.def(
       "persistent_emulate_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, "
       "Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, int units, "
-      "int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0) "
+      "int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
   // Which path a layer-direction of these sizes takes on `like`'s device (JSON:
   // path, whether RNNFUSE_PERSISTENT enables the tier, the plan).

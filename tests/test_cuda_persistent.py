@@ -19,7 +19,7 @@ import torch
 
 import rnnfuse
 import test_cuda_ops as base
-from test_cuda_ops import BF16, DEVICE, F16, F32, Case
+from test_cuda_ops import BF16, DEVICE, F16, F32, Case, tf32
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 OPS = torch.ops.rnnfuse
@@ -41,7 +41,8 @@ def launches():
 
 
 def _c(mode, dtype, T, B, I, H, **kw):
-    return Case(mode, dtype, T, B, I, H, tf32=dtype == F32, **kw)
+    kw.setdefault("tf32", dtype == F32)
+    return Case(mode, dtype, T, B, I, H, **kw)
 
 
 # Odd H (no 16-byte gathers), B above one 32-row chunk and above 8 (replicas),
@@ -58,14 +59,25 @@ CASES = [
     _c("GRU", F32, 50, 64, 16, 96, layers=2, bidir=True, packed=True),
     _c("GRU", BF16, 20, 70, 8, 200, state=True),
     _c("GRU", F16, 9, 300, 8, 64, bidir=True),
+    # fp32 with TF32 off: the exact-FMA kernels.
+    _c("LSTM", F32, 50, 64, 16, 96, layers=2, bidir=True, tf32=False),
+    _c("LSTM", F32, 100, 8, 64, 512, state=True, tf32=False),
+    _c("GRU", F32, 20, 70, 8, 200, packed=True, state=True, tf32=False),
+    _c("GRU", F32, 9, 300, 8, 64, bidir=True, tf32=False),
 ]
+
+
+def math_of(case):
+    return "mma16" if case.dtype != F32 else "tf32" if case.tf32 else "fma"
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_parity_on_the_persistent_tier(case, persistent):
-    p = path(case.mode, case.dtype, case.H, case.B, case.T)
+    with tf32(case.tf32):
+        p = path(case.mode, case.dtype, case.H, case.B, case.T)
     print(p)
     assert p["enabled"] and p["path"] == "persistent-grid", p
+    assert p["plan"]["math"] == math_of(case), p["plan"]
     backward = p["backward_path"] == "persistent-grid"
     before = launches()
     base.test_parity_with_reference_and_cudnn(case)
@@ -83,6 +95,44 @@ def test_the_backward_takes_the_persistent_tier_in_most_cases(persistent):
     if torch.cuda.get_device_properties(0).multi_processor_count >= 132:
         assert all(took)
     assert any(took)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
+    """TF32 off: the kernel's recurrent sums are the emulator's FMAs in the
+    same order, so the GPU's outputs differ from the CPU emulation of the
+    same partition only by the activations' last bits (CUDA's expf/tanhf vs
+    the CPU's) carried through the steps: within 2e-5, where a TF32 product
+    would be ~1e-3 off."""
+    torch.manual_seed(3)
+    H, B, T = 200, 40, 30
+    G = 4 if mode == "LSTM" else 3
+    x = torch.randn(T * B, G * H, dtype=F32)
+    w = torch.randn(G * H, H, dtype=F32) * H ** -0.5
+    h0 = torch.randn(B, H, dtype=F32) * 0.5
+    extra = torch.randn(B, H, dtype=F32) * 0.5 if mode == "LSTM" else torch.randn(G * H, dtype=F32) * 0.3
+    with tf32(False):
+        p = path(mode, F32, H, B, T)
+        assert p["path"] == "persistent-grid" and p["plan"]["math"] == "fma", p
+        before = launches()
+        cuda = [v.to(DEVICE) for v in (x, w, h0, extra)]
+        if mode == "LSTM":
+            got = OPS.lstm_fwd(cuda[0], cuda[1], None, cuda[2], cuda[3], None, False, True)
+        else:
+            got = OPS.gru_fwd(cuda[0], cuda[1], cuda[3], cuda[2], None, False, True)
+        torch.cuda.synchronize()
+        assert launches() == before + 1
+    q = p["plan"]
+    if mode == "LSTM":
+        emu = OPS.persistent_emulate_lstm(x, w, h0, extra, None, False, True, q["J"], q["R"],
+                                          q["hbuf_rows"], 4, 0, 0, True)
+    else:
+        emu = OPS.persistent_emulate_gru(x, w, extra, h0, None, False, True, q["J"], q["R"],
+                                         q["hbuf_rows"], 4, 0, 0, True)
+    for k, (g, e) in enumerate(zip(got, emu)):
+        err = (g.cpu() - e).abs().max().item()
+        print(f"  out{k}: GPU vs emulator {err:.2e}")
+        assert err <= 2e-5, f"out{k}: {err:.3e}"
 
 
 def test_off_unless_enabled(monkeypatch):

@@ -1,7 +1,8 @@
 """CI compile gates of the persistent kernels, read from the built extension
 with cuobjdump (the resource report ptxas -v prints, per kernel and arch, and
 the SASS): no spills or local memory, no stack frame, at most 255 registers,
-the tensor-core instruction meant (HMMA; TF32 for fp32), no LDL/STL, for
+the tensor-core instruction meant (HMMA; TF32 for fp32; FFMA and no HMMA in
+the exact-fp32 kernels), no LDL/STL, for
 every target in the build (CI: sm_80 and sm_90). The cluster tier's kernels
 on sm_90: the DSMEM exchange (STAS, SYNCS) and no gpu- or system-scope
 MEMBAR anywhere in them (nor a flag in global memory); on older targets a
@@ -33,6 +34,11 @@ KERNELS = {  # mangled name -> the HMMA form its SASS must contain
                        ("f", "HMMA.1688.F32.TF32"))
     for cell in (0, 1)
 }
+# The exact-fp32 kernels (TF32 off): CUDA-core FMAs, no tensor cores.
+FMA_KERNELS = [
+    f"_ZN7rnnfuse7persist22persist_{kind}_fma_kernelILNS0_4CellE{cell}EEEvNS0_{args}E"
+    for kind, args in (("fwd", "11PersistArgs"), ("bwd", "14PersistBwdArgs")) for cell in (0, 1)
+]
 EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
 CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form
     f"_ZN7rnnfuse7persist22persist_cluster_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_18PersistClusterArgsE": hmma
@@ -95,13 +101,20 @@ def per_arch(text: str, record: re.Pattern) -> dict[tuple[str, str], str]:
     return out
 
 
+def sass_by_arch(extension, cuobjdump, names) -> dict[tuple[str, str], str]:
+    """{(arch, function): its SASS} of the named kernels."""
+    sass = subprocess.run([cuobjdump, "-sass", "-fun", ",".join(names), extension], check=True,
+                          capture_output=True, text=True).stdout
+    return per_arch(sass, re.compile(r"Function : (\S+)"))
+
+
 def test_registers_spills_stack_and_local_memory(extension, cuobjdump):
     res = subprocess.run([cuobjdump, "-res-usage", extension], check=True, capture_output=True,
                          text=True).stdout
     usage = per_arch(res, re.compile(r"Function (\S+):"))
     archs = built_archs()
     assert archs, _build_config.CUDA_ARCH_LIST
-    for name in list(KERNELS) + [EXCHANGE] + CLUSTER_ALL:
+    for name in list(KERNELS) + FMA_KERNELS + [EXCHANGE] + CLUSTER_ALL:
         for arch in archs:
             block = usage.get((arch, name))
             assert block is not None, f"{name} has no {arch} code in {extension}"
@@ -115,9 +128,7 @@ def test_registers_spills_stack_and_local_memory(extension, cuobjdump):
 
 def test_sass_uses_tensor_cores_and_no_local_memory(extension, cuobjdump):
     names = list(KERNELS) + [EXCHANGE]
-    sass = subprocess.run([cuobjdump, "-sass", "-fun", ",".join(names), extension], check=True,
-                          capture_output=True, text=True).stdout
-    code = per_arch(sass, re.compile(r"Function : (\S+)"))
+    code = sass_by_arch(extension, cuobjdump, names)
     for name in names:
         for arch in built_archs():
             body = code.get((arch, name))
@@ -129,6 +140,23 @@ def test_sass_uses_tensor_cores_and_no_local_memory(extension, cuobjdump):
                 assert "STRONG.GPU" in body, f"{arch} {name}: no gpu-scope flag accesses"
 
 
+def test_exact_fp32_kernels_use_fmas_not_tensor_cores(extension, cuobjdump):
+    """TF32 off means no tensor cores: FFMA and no HMMA; the h operands as
+    16-byte shared-memory loads (LDS.128), the k halves joined by a shuffle,
+    the flags at gpu scope; no local memory."""
+    code = sass_by_arch(extension, cuobjdump, FMA_KERNELS)
+    for name in FMA_KERNELS:
+        for arch in built_archs():
+            body = code.get((arch, name))
+            assert body is not None, f"no {arch} SASS for {name}"
+            assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
+            assert "HMMA" not in body, f"{arch} {name}: tensor-core MMA in the exact-fp32 kernel"
+            for op in ("FFMA", "LDS.128", "SHFL.DOWN", "STRONG.GPU"):
+                assert op in body, f"{arch} {name}: no {op}"
+            print(f"  {arch} {name[22:60]}: FFMA {body.count('FFMA')}, "
+                  f"LDS.128 {body.count('LDS.128')}")
+
+
 def sm(arch: str) -> int:
     return int(arch.split("_")[1])
 
@@ -138,9 +166,7 @@ def test_cluster_kernels_exchange_through_dsmem_without_gpu_fences(extension, cu
     mbarrier waits and arrivals (SYNCS), and no MEMBAR of gpu or system
     scope and no strong global accesses (no flags) in the whole kernel, so
     none in its step loop. Older targets: a stub without any of it."""
-    sass = subprocess.run([cuobjdump, "-sass", "-fun", ",".join(CLUSTER_ALL), extension],
-                          check=True, capture_output=True, text=True).stdout
-    code = per_arch(sass, re.compile(r"Function : (\S+)"))
+    code = sass_by_arch(extension, cuobjdump, CLUSTER_ALL)
     for name in CLUSTER_ALL:
         for arch in built_archs():
             body = code.get((arch, name))

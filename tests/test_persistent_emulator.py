@@ -58,12 +58,12 @@ def spec(cell, a, reverse, dtype=None):
     return OPS.gru_fwd(cv(a["x"]), cv(a["w"]), cv(a["b"]), cv(a["h0"]), a["bs"], reverse, True)
 
 
-def emulate(cell, a, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0):
+def emulate(cell, a, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, fma=False):
     if cell == "LSTM":
         return OPS.persistent_emulate_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"], reverse, True,
-                                           J, R, hbuf, eb, seed, fault)
+                                           J, R, hbuf, eb, seed, fault, fma)
     return OPS.persistent_emulate_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], reverse, True, J,
-                                      R, hbuf, eb, seed, fault)
+                                      R, hbuf, eb, seed, fault, fma)
 
 
 # Partitions: (J, R, hbuf_rows, elem_bytes). Ragged last CTA, several
@@ -90,6 +90,67 @@ def test_float64_decomposition_equals_the_spec(cell, packed, reverse):
                 err = (e - g).abs().max().item() if e.numel() else 0.0
                 assert e.shape == g.shape, (k, e.shape, g.shape)
                 assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} hbuf{hbuf} eb{eb} out{k}: {err:.3e}"
+
+
+# The exact-FMA kernels' partitions: TF32's (k-tiles of 8, elem_bytes 4).
+FMA_PARTITIONS = {"LSTM": [(8, 1, 32), (8, 3, 32), (7, 1, 64)],
+                  "GRU": [(10, 1, 32), (10, 4, 32), (3, 1, 64)]}
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_float64_fma_decomposition_equals_the_spec(cell, packed, reverse):
+    """The exact-fp32 kernels' arithmetic (per-lane rows and k halves,
+    layout.h's FMA maps, the halves added, then the warps) in double: the
+    spec to float64 precision, so every product lands in its sum once."""
+    for i, (H, B, T) in enumerate(SHAPES):
+        a = make_inputs(cell, F64, H, B, T, packed, seed=i)
+        exp = spec(cell, a, reverse)
+        for J, R, hbuf in FMA_PARTITIONS[cell]:
+            got = emulate(cell, a, reverse, J, R, hbuf, 4, seed=i, fma=True)
+            for k, (e, g) in enumerate(zip(exp, got)):
+                err = (e - g).abs().max().item() if e.numel() else 0.0
+                assert e.shape == g.shape, (k, e.shape, g.shape)
+                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} hbuf{hbuf} out{k}: {err:.3e}"
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_exact_fp32_is_as_close_as_the_cpu_kernel(cell):
+    """fp32 with TF32 off: operands unrounded, fp32 FMAs. Against float64 the
+    emulated kernel is within 2x the CPU fp32 kernel's error plus 2^-20 of
+    the largest value, and at least 30x closer than the TF32 kernel's
+    emulation on the same data (the TF32 rounding is really gone)."""
+    J = 8 if cell == "LSTM" else 10
+    for packed, reverse in ((False, False), (True, True)):
+        a = make_inputs(cell, F32, 96, 19, 12, packed, seed=7)
+        ref = spec(cell, a, reverse, dtype=F64)
+        cpu = spec(cell, a, reverse)
+        exact = emulate(cell, a, reverse, J, 2, 32, 4, fma=True)
+        assert_exact_fp32(ref, cpu, exact, emulate(cell, a, reverse, J, 2, 32, 4))
+
+
+def assert_exact_fp32(ref, cpu, exact, tf32):
+    """Each output of the exact-FMA emulation: within 2x the CPU fp32
+    kernel's error against float64 plus 2^-20 of the largest value, and at
+    least 30x closer than the TF32 emulation's."""
+    for k, (r, c, e, t) in enumerate(zip(ref, cpu, exact, tf32)):
+        assert e.dtype == F32 and e.shape == c.shape
+        scale = max(r.abs().max().item(), 1e-3)
+        err_e, err_c, err_t = ((v.double() - r).abs().max().item() for v in (e, c, t))
+        bound = 2 * err_c + 2 ** -20 * scale
+        print(f"  out{k} fma {err_e:.2e} cpu {err_c:.2e} tf32 {err_t:.2e} bound {bound:.2e}")
+        assert err_e <= bound, f"out{k}: {err_e:.3e} > {bound:.3e}"
+        assert err_e * 30 < err_t, f"out{k}: fma {err_e:.2e} vs tf32 {err_t:.2e}"
+
+
+def test_fma_takes_fp32_only():
+    a = make_inputs("LSTM", BF16, 40, 4, 3, False)
+    with pytest.raises(RuntimeError, match="exact-FMA"):
+        emulate("LSTM", a, False, 8, 1, eb=2, fma=True)
+    a = make_inputs("LSTM", F32, 40, 4, 3, False)
+    with pytest.raises(RuntimeError, match="exact-FMA"):
+        emulate("LSTM", a, False, 8, 1, eb=2, fma=True)
 
 
 def test_several_gathers_per_step():

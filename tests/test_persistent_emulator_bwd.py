@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import rnnfuse.ops  # noqa: F401
-from test_persistent_emulator import EPS, make_inputs
+from test_persistent_emulator import EPS, assert_exact_fp32, make_inputs
 
 OPS = torch.ops.rnnfuse
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
@@ -47,14 +47,15 @@ def spec_bwd(cell, a, reverse):
     return list(out), (y, ws)
 
 
-def emulate_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0):
+def emulate_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, fma=False):
     y, ws = saved
     if cell == "LSTM":
         out = OPS.persistent_emulate_lstm_bwd(a["gy"], a["ghn"], a["gcn"], a["w"], a["h0"], a["c0"],
-                                              y, ws, a["bs"], reverse, J, R, hbuf, eb, seed, fault)
+                                              y, ws, a["bs"], reverse, J, R, hbuf, eb, seed, fault,
+                                              fma)
         return [out[0], out[1], out[3], out[4]]
     return list(OPS.persistent_emulate_gru_bwd(a["gy"], a["ghn"], a["w"], a["b"], a["h0"], y, ws,
-                                               a["bs"], reverse, J, R, hbuf, eb, seed, fault))
+                                               a["bs"], reverse, J, R, hbuf, eb, seed, fault, fma))
 
 
 PARTITIONS = [(16, 1, 32, 2), (5, 2, 32, 4), (8, 3, 32, 2), (16, 1, 64, 4)]  # (J, R, hbuf, eb)
@@ -96,6 +97,37 @@ def test_backward_rounding_points(cell, dtype):
             bound = 2 * err_c + EPS[dtype] * scale
             print(f"  out{k} emulator {err_e:.2e} cpu {err_c:.2e} bound {bound:.2e}")
             assert err_e <= bound, f"out{k}: {err_e:.3e} > {bound:.3e}"
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_float64_fma_backward_decomposition_equals_the_spec(cell, packed, reverse):
+    """The exact-fp32 backward's arithmetic (unit per lane, k halves added)
+    in double equals the spec to float64 precision."""
+    for i, (H, B, T) in enumerate(SHAPES):
+        a = with_grads(make_inputs(cell, F64, H, B, T, packed, seed=i), cell, F64)
+        exp, saved = spec_bwd(cell, a, reverse)
+        for J, R, hbuf in ((16, 1, 32), (5, 2, 32), (16, 1, 64)):
+            got = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, 4, seed=i, fma=True)
+            for k, (e, g) in enumerate(zip(exp, got)):
+                assert e.shape == g.shape
+                err = (e - g).abs().max().item() if e.numel() else 0.0
+                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} out{k}: {err:.3e}"
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_exact_fp32_backward_is_as_close_as_the_cpu_kernel(cell):
+    """TF32 off: as close to float64 as the CPU fp32 backward, far closer
+    than the TF32 backward's emulation (assert_exact_fp32)."""
+    for packed, reverse in ((False, False), (True, True)):
+        a = with_grads(make_inputs(cell, F32, 64, 19, 10, packed, seed=5), cell, F32)
+        cpu, saved = spec_bwd(cell, a, reverse)
+        a64 = cast(a, F64)
+        saved64 = tuple(t.to(F64) for t in saved)
+        ref = emulate_bwd(cell, a64, saved64, reverse, 16, 1, 32, 2)
+        exact = emulate_bwd(cell, a, saved, reverse, 16, 2, 32, 4, fma=True)
+        assert_exact_fp32(ref, cpu, exact, emulate_bwd(cell, a, saved, reverse, 16, 2, 32, 4))
 
 
 @pytest.mark.parametrize("fault", [1, 2, 3], ids=["no-wait", "one-step-short", "own-flag-only"])

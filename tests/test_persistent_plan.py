@@ -94,6 +94,29 @@ def test_capacity_rules_over_a_sweep(cell, dev):
                     check_grid_plan(p, cell, H, B, dev)
 
 
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "bwd"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_exact_fp32_takes_the_grid_tier_with_fmas(cell, backward):
+    """fp32 with TF32 off (cudnn.allow_tf32=False) runs the exact-FMA kernels:
+    the TF32 plan's partition (same k-tiles and register budget), "math":
+    "fma", a slower modelled step; never the cluster tier (it has no FMA
+    kernel), even where the cluster kernels are built and would win for TF32."""
+    for H, B in ((256, 8), (512, 64), (768, 16), (512, 256)):
+        kw = dict(cell=cell, dtype=F32, H=H, B=B, backward=backward)
+        exact = plan(**kw, tf32=False, dev=H100_CLUSTERS, cluster=True)
+        tf32 = plan(**kw, tf32=True)
+        assert exact["tier"] == tf32["tier"], (exact, tf32)
+        if exact["tier"] != "grid":
+            continue
+        if not backward:
+            check_grid_plan(exact, cell, H, B, H100)
+        assert exact["math"] == "fma" and tf32["math"] == "tf32"
+        for key in ("P", "J", "kk", "KT", "w_frags", "elem_bytes"):
+            assert exact[key] == tf32[key], key
+        assert exact["us_per_step"] > tf32["us_per_step"]
+    assert plan(dtype=BF16)["math"] == "mma16"
+
+
 def test_mps_at_half_the_sms_limits_the_grid():
     full = plan(H=768, B=64)
     half = plan(H=768, B=64, dev=MPS_HALF)
@@ -119,7 +142,6 @@ def test_replicas_split_large_batches():
 
 @pytest.mark.parametrize("kwargs, reason", [
     (dict(dtype=F64), "fp64"),
-    (dict(dtype=F32, tf32=False), "TF32 off"),
     (dict(proj=128), "proj_size"),
     (dict(T=2), "fewer than 3 steps"),
     (dict(runs=300), "distinct lengths"),

@@ -189,6 +189,18 @@ class Emulator {
     const int ae = a_elems(p_.kk);
     const int pitch = p_.h_pitch(p_.kk == 16 ? 2 : 4);
     const int n_tiles = ceil_div(n_rows, 8);
+    if (cfg_.fma) {  // exact fp32: the weights as load_w_fma reads them, unrounded
+      for (int w = 0; w < kWarps; ++w) {
+        auto weight = [&](int mt, int lane, int kt, int e) -> scalar_t {
+          const int64_t row = p_.weight_row(cta.c, mt * 16 + fma_row(lane));
+          const int k = kt * 8 + fma_k0(lane) + e;
+          return row >= 0 && k < p_.hidden ? pr_.w[row * p_.hidden + k] : scalar_t(0);
+        };
+        fma_warp_chunk(kMTiles, p_.warp_ktiles(w), w, weight, cta.hbuf.data(), pitch, q0, n_tiles,
+                       cta.red.data(), kRows);
+      }
+      return;
+    }
     for (int w = 0; w < kWarps; ++w) {
       typename Slice::Acc acc;
       Slice::zero(acc);
@@ -274,10 +286,11 @@ void gru_loop(const EmuConfig& cfg, const GruForward& f, const std::vector<Step>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
-    int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed, int64_t fault) {
+    int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed, int64_t fault,
+    bool fma) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
-                                        reverse, x_proj.scalar_type());
+                                        reverse, x_proj.scalar_type(), fma);
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
                       [&](const LstmForward& f, const std::vector<Step>& steps) {
                         lstm_loop(cfg, f, steps);
@@ -288,10 +301,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     bool training, int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
-    int64_t seed, int64_t fault) {
+    int64_t seed, int64_t fault, bool fma) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
-                                        reverse, x_proj.scalar_type());
+                                        reverse, x_proj.scalar_type(), fma);
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
                      [&](const GruForward& f, const std::vector<Step>& steps) {
                        gru_loop(cfg, f, steps);

@@ -192,6 +192,19 @@ class BwdEmulator {
   void mma_chunk(Cta& cta, int q0, int n_rows) {
     const int kk = p_.kk, ae = a_elems(kk), be = b_elems(kk), ld = pitch();
     const int n_tiles = ceil_div(n_rows, 8);
+    if (cfg_.fma) {  // exact fp32: W^T as the FMA kernel loads it, unrounded
+      const int K = p_.k_width();
+      for (int w = 0; w < kWarps; ++w) {
+        auto weight = [&](int, int lane, int kt, int e) -> scalar_t {
+          const int j = p_.row_unit(cta.c, fma_row(lane));
+          const int kr = kt * 8 + fma_k0(lane) + e;
+          return j >= 0 && kr < K ? pr_.w[int64_t(kr) * p_.hidden + j] : scalar_t(0);
+        };
+        fma_warp_chunk(kBwdMTiles, p_.warp_ktiles(w), w, weight, cta.hbuf.data(), ld, q0, n_tiles,
+                       cta.red.data(), kBwdRows);
+      }
+      return;
+    }
     for (int w = 0; w < kWarps; ++w) {
       mma_t acc[kChunkNTiles][16][8] = {};
       for (int f = 0; f < p_.warp_frags(w); ++f) {
@@ -324,10 +337,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_l
     const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& y,
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
-    int64_t fault) {
+    int64_t fault, bool fma) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
   const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
-                                        reverse, grad_y.scalar_type());
+                                        reverse, grad_y.scalar_type(), fma);
   return lstm_backward(grad_y, grad_h_n, grad_c_n, w_hh, c10::nullopt, h0, c0, y, workspace,
                        batch_sizes, reverse,
                        [&](const LstmBackward& g, const std::vector<Step>& steps) {
@@ -340,10 +353,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
     const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
-    int64_t fault) {
+    int64_t fault, bool fma) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
   const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
-                                        reverse, grad_y.scalar_type());
+                                        reverse, grad_y.scalar_type(), fma);
   return gru_backward(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse,
                       [&](const GruBackward& g, const std::vector<Step>& steps) {
                         gru_loop(cfg, g, steps);

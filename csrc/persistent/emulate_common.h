@@ -5,6 +5,7 @@
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -24,11 +25,16 @@ struct EmuConfig {
   // checks fire. 0: the kernel's protocol; 1: no wait; 2: wait for one step
   // less; 3: wait only for the CTA's own flag.
   int fault = 0;
+  // Exact fp32 (TF32 off): the FMA kernels' slice arithmetic (layout.h's FMA
+  // maps) instead of the MMAs'; elem_bytes is 4.
+  bool fma = false;
 };
 
 inline EmuConfig make_emu_config(int64_t units, int64_t replicas, int64_t hbuf_rows,
                                  int64_t elem_bytes, int64_t seed, int64_t fault, bool reverse,
-                                 at::ScalarType dtype) {
+                                 at::ScalarType dtype, bool fma = false) {
+  TORCH_CHECK(!fma || ((dtype == at::kFloat || dtype == at::kDouble) && elem_bytes == 4),
+              "emulator: the exact-FMA kernels take fp32 (or float64) with elem_bytes 4");
   TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
   const int64_t need = dtype == at::kFloat ? 4 : 2;
   TORCH_CHECK(dtype == at::kDouble ? (elem_bytes == 2 || elem_bytes == 4) : elem_bytes == need,
@@ -36,7 +42,7 @@ inline EmuConfig make_emu_config(int64_t units, int64_t replicas, int64_t hbuf_r
   TORCH_CHECK(hbuf_rows >= kChunkRows && hbuf_rows % kChunkRows == 0,
               "emulator: hbuf_rows must be a positive multiple of ", kChunkRows);
   return EmuConfig{int(units), int(replicas), int(hbuf_rows), int(elem_bytes), reverse,
-                   static_cast<uint64_t>(seed), int(fault)};
+                   static_cast<uint64_t>(seed), int(fault), fma};
 }
 
 // The operand value the tensor cores see: fp32 rounded to TF32 with the
@@ -52,6 +58,46 @@ double operand(scalar_t x) {
     return r;
   } else {
     return static_cast<double>(x);
+  }
+}
+
+// One warp's partial sums of a chunk in exact fp32, as fma_chunk
+// (csrc/cuda/persistent/slice.cuh) computes them, lane by lane with
+// layout.h's FMA maps: lane l sums weight(mt, l, kt, e) * h over its k-tiles
+// (ascending) and its 4 k (ascending) by fused multiply-adds from zero; lane
+// l < 16 adds lane l + 16's sum; the result is the warp's partial sum of row
+// mt * 16 + fma_row(l), column n in `red` (red_rows rows per warp). mma_t:
+// float (the kernel's arithmetic) or double (float64 inputs: the
+// decomposition alone).
+template <typename mma_t, typename scalar_t, typename Weight>
+void fma_warp_chunk(int mtiles, int n_ktiles, int warp, const Weight& weight,
+                    const scalar_t* hbuf, int pitch, int q0, int n_tiles, mma_t* red,
+                    int red_rows) {
+  const int cols = n_tiles * 8;
+  std::vector<mma_t> acc(size_t(32) * mtiles * cols, mma_t(0));
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int mt = 0; mt < mtiles; ++mt) {
+      for (int n = 0; n < cols; ++n) {
+        mma_t s = 0;
+        for (int i = 0; i < n_ktiles; ++i) {
+          const int kt = warp + i * kWarps;
+          for (int e = 0; e < kFmaK; ++e) {
+            const int k = kt * 8 + fma_k0(lane) + e;
+            s = std::fma(mma_t(weight(mt, lane, kt, e)), mma_t(hbuf[size_t(q0 + n) * pitch + k]), s);
+          }
+        }
+        acc[(size_t(lane) * mtiles + mt) * cols + n] = s;
+      }
+    }
+  }
+  for (int lane = 0; lane < 16; ++lane) {
+    for (int mt = 0; mt < mtiles; ++mt) {
+      for (int n = 0; n < cols; ++n) {
+        red[red_index(warp, mt * 16 + fma_row(lane), n, red_rows)] =
+            acc[(size_t(lane) * mtiles + mt) * cols + n] +
+            acc[(size_t(lane + 16) * mtiles + mt) * cols + n];
+      }
+    }
   }
 }
 

@@ -200,6 +200,20 @@ RNNFUSE_PHD int red_index(int warp, int row, int n, int rows = kRows, int pitch 
   return (warp * rows + row) * pitch + n;
 }
 
+// ------------------------------------------- exact fp32 (FMA) slice maps
+// fp32 with TF32 off runs the same Partition / BwdPartition (k-tiles of 8,
+// the same k split over warps and the same register budget) with CUDA-core
+// FMAs instead of MMAs. Per k-tile, lane l of a warp holds 4 consecutive k,
+// kt * 8 + fma_k0(l) .. + 3, of row fma_row(l) of each 16-row m-tile: one
+// "fragment" of 4 registers per (k-tile, m-tile), as TF32's. Each lane sums
+// its products k-tile by k-tile (ascending), k ascending within, by fmaf from
+// zero; then lane l < 16 adds lane l + 16's sum (the other k half) to its
+// own, and stores the warp's partial sum of (row, column). The partial sums
+// are added over warps 0..7 as for the MMAs.
+constexpr int kFmaK = 4;  // k per lane and k-tile
+RNNFUSE_PHD int fma_row(int lane) { return lane & 15; }
+RNNFUSE_PHD int fma_k0(int lane) { return (lane >> 4) * kFmaK; }
+
 // ------------------------------------------------------------- schedule
 // The steps of a layer-direction in processing order, run-length encoded by
 // batch size (a packed batch has at most one run per distinct length), small

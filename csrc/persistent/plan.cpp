@@ -19,6 +19,10 @@ constexpr double kL2Bandwidth = 5.5e12;       // aggregate L2 reads
 constexpr double kSmL2Bandwidth = 64 * 1.75e9;  // one SM's share (64 B/clk)
 constexpr double kMmaFlops16 = 4.5e12;        // mma.sync fp16/bf16 per SM, sustained
 constexpr double kChunkFixedUs = 0.25;        // partial-sum reduction, epilogue, 2 barriers
+// Exact fp32 FMAs per SM, sustained: half of 128 FFMA per clock (each lane
+// also reads its h operands from shared memory, one 16-byte broadcast per 4
+// or 8 FMAs). [I], to be measured.
+constexpr double kFmaFlops = 128 * 2 * 1.755e9 / 2;
 // The cluster tier's terms (all [I], to be measured; see cluster_step_us).
 constexpr double kClock = 1.755e9;            // SM clock, Hz (H100/H200 boost)
 constexpr double kSmemBandwidth = 128 * kClock;   // one SM's shared-memory reads, B/s
@@ -71,7 +75,7 @@ namespace {
 // aggregate L2 bandwidth and by one SM's share), the MMAs of an m_rows x K
 // slice, and per chunk the reduction + epilogue.
 double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
-                     int elem_bytes) {
+                     int elem_bytes, bool fma) {
   const int chunks = ceil_div(rows, kChunkRows);
   const int gathers = ceil_div(rows, hbuf_rows);
   const double bytes_cta = double(rows) * k_width * elem_bytes;
@@ -79,15 +83,17 @@ double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, 
   const double gather = gathers * kRoundTripUs +
                         std::fmax(bytes_all / kL2Bandwidth, bytes_cta / kSmL2Bandwidth) * 1e6;
   const double flops = 2.0 * m_rows * k_padded * (ceil_div(rows, 8) * 8);
-  const double mma_rate = elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;  // TF32: half
+  // TF32: half the 16-bit MMAs' rate.
+  const double mma_rate = fma ? kFmaFlops : elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;
   return kFlagHandoffUs + gather + flops / mma_rate * 1e6 + chunks * kChunkFixedUs;
 }
 }  // namespace
 
-double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev) {
+double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev,
+                    bool fma) {
   (void)dev;
   return step_model_us(p.k_width(), p.k_padded(), kRows, p.grid(), p.max_replica_rows(), hbuf_rows,
-                       elem_bytes);
+                       elem_bytes, fma);
 }
 
 int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {
@@ -106,10 +112,11 @@ std::string Plan::describe() const {
                   ", \"P\": %d, \"J\": %d, \"NG\": %d, \"slices\": %d, \"R\": %d, \"MT\": %d, "
                   "\"kk\": %d, \"KT\": %d, \"grid\": %d, \"hbuf_rows\": %d, \"chunk\": %d, "
                   "\"smem_bytes\": %lld, \"w_frags\": %d, \"w_smem_frags\": %d, "
-                  "\"elem_bytes\": %d, \"us_per_step\": %.3f",
+                  "\"elem_bytes\": %d, \"math\": \"%s\", \"us_per_step\": %.3f",
                   q.cluster, q.units, q.slices, q.ctas, q.replicas, kMTiles, q.kk, q.ktiles,
                   q.cluster_grid(), q.hb_rows, q.chunk, static_cast<long long>(smem_bytes), w_frags,
-                  q.smem_pairs() * kMTiles, elem_bytes, us_per_step);
+                  q.smem_pairs() * kMTiles, elem_bytes, elem_bytes == 4 ? "tf32" : "mma16",
+                  us_per_step);
     s += buf;
   } else if (tier != Tier::PerStep) {
     const Partition& q = part;
@@ -117,10 +124,10 @@ std::string Plan::describe() const {
     std::snprintf(buf, sizeof(buf),
                   ", \"P\": %d, \"J\": %d, \"R\": %d, \"MT\": %d, \"kk\": %d, \"KT\": %d, "
                   "\"grid\": %d, \"hbuf_rows\": %d, \"smem_bytes\": %lld, \"w_frags\": %d, "
-                  "\"elem_bytes\": %d, \"us_per_step\": %.3f",
+                  "\"elem_bytes\": %d, \"math\": \"%s\", \"us_per_step\": %.3f",
                   q.ctas, q.units, q.replicas, backward ? kBwdMTiles : kMTiles, q.kk, q.ktiles,
-                  q.grid(), hbuf_rows,
-                  static_cast<long long>(smem_bytes), w_frags, elem_bytes, us_per_step);
+                  q.grid(), hbuf_rows, static_cast<long long>(smem_bytes), w_frags, elem_bytes,
+                  fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", us_per_step);
     s += buf;
   }
   return s + "}";
@@ -131,9 +138,6 @@ namespace {
 std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built& built) {
   if (prob.hidden <= 0 || prob.batch <= 0 || prob.steps <= 0) return std::string("empty problem");
   if (prob.dtype == DType::F64) return std::string("fp64 stays on the per-step kernels");
-  if (prob.dtype == DType::F32 && !prob.allow_tf32) {
-    return std::string("fp32 with TF32 off (cudnn.allow_tf32=False): no exact-FMA persistent kernel");
-  }
   if (prob.proj_size > 0) return std::string("proj_size: the projection is a second GEMM per step");
   if (dev.cc_major < 8) {
     return std::string(fmt("sm_%.0f%.0f: the persistent kernels need sm_80 or newer (mma.sync bf16/tf32)",
@@ -172,6 +176,9 @@ double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
 Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
   const std::string no = unsupported(prob, dev, Built{false, true});
   if (!no.empty()) return per_step(no);
+  if (prob.dtype == DType::F32 && !prob.allow_tf32) {
+    return per_step("fp32 with TF32 off: the cluster tier has no exact-FMA kernel");
+  }
   if (dev.cc_major < 9 || !dev.clusters) {
     return per_step("no thread-block clusters on this device (sm_90 or newer)");
   }
@@ -237,6 +244,7 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
   const int G = gates_of(prob.cell);
   const int eb = elem_bytes_of(prob.dtype);
   const int kk = mma_k(eb);
+  const bool fma = prob.dtype == DType::F32 && !prob.allow_tf32;
   const int sms = sms_usable(dev);
   const double w_mb = double(G) * prob.hidden * prob.hidden * eb / 1e6;
 
@@ -272,12 +280,13 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
         }
         const int64_t smem = grid_smem_bytes(p, eb, hb, prob.cell);
         if (smem > dev.smem_optin) continue;
-        const double us = grid_step_us(p, eb, hb, dev);
+        const double us = grid_step_us(p, eb, hb, dev, fma);
         if (best.tier == Tier::PerStep || us < best.us_per_step) {
           best.tier = Tier::Grid;
           best.reason.clear();
           best.part = p;
           best.elem_bytes = eb;
+          best.fma = fma;
           best.hbuf_rows = hb;
           best.smem_bytes = smem;
           best.w_frags = p.max_warp_frags();
@@ -321,6 +330,7 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
   }
   const int G = gates_of(prob.cell);
   const int eb = elem_bytes_of(prob.dtype);
+  const bool fma = prob.dtype == DType::F32 && !prob.allow_tf32;
   const int sms = sms_usable(dev);
   for (int J : {kBwdRows, kBwdRows / 2}) {
     for (int R = 1; R <= 64; R *= 2) {
@@ -334,12 +344,13 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
       const int64_t smem = bwd_smem_bytes(p, eb, hb);
       if (smem > dev.smem_optin) continue;
       const double us = step_model_us(p.k_width(), p.k_padded(), kBwdRows, p.grid(),
-                                      p.max_replica_rows(), hb, eb);
+                                      p.max_replica_rows(), hb, eb, fma);
       if (best.tier == Tier::PerStep || us < best.us_per_step) {
         best.tier = Tier::Grid;
         best.reason.clear();
         best.part = p;
         best.elem_bytes = eb;
+        best.fma = fma;
         best.hbuf_rows = hb;
         best.smem_bytes = smem;
         best.w_frags = p.max_warp_frags();

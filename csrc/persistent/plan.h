@@ -67,7 +67,8 @@ struct Plan {
   std::string reason;       // why per-step (empty for a persistent tier)
   Partition part{};         // valid for a persistent tier (the cluster tier: its slices)
   ClusterPartition cpart{}; // valid for the cluster tier
-  int elem_bytes = 0;       // 2 (fp16/bf16) or 4 (TF32)
+  int elem_bytes = 0;       // 2 (fp16/bf16) or 4 (TF32 or exact fp32)
+  bool fma = false;         // exact fp32 (TF32 off): CUDA-core FMAs, grid tier only
   int hbuf_rows = 0;        // batch rows the shared-memory h buffer holds
   int64_t smem_bytes = 0;   // dynamic shared memory per CTA
   int w_frags = 0;          // A fragments warp 0 keeps in registers
@@ -78,8 +79,10 @@ struct Plan {
 // Shared-memory bytes of a grid-tier CTA whose h buffer holds hbuf_rows rows.
 int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell cell);
 
-// The modelled microseconds per step of a grid-tier partition (see plan.cpp).
-double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev);
+// The modelled microseconds per step of a grid-tier partition (see plan.cpp);
+// fma: exact fp32 (CUDA-core FMAs instead of TF32 MMAs).
+double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev,
+                    bool fma = false);
 
 // The modelled microseconds per step of a cluster-tier partition.
 double cluster_step_us(const ClusterPartition& p, int elem_bytes);

@@ -14,7 +14,9 @@
 namespace rnnfuse {
 namespace persist {
 
-enum class ElemKind : int { F16 = 0, BF16 = 1, TF32 = 2 };
+// F32: fp32 with TF32 off, exact CUDA-core FMAs (grid tier only; the cluster
+// tier's entry points answer cudaErrorNotSupported).
+enum class ElemKind : int { F16 = 0, BF16 = 1, TF32 = 2, F32 = 3 };
 
 struct PersistArgs {
   Partition part;       // planner's partition (layout.h)

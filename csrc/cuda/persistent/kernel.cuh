@@ -28,10 +28,12 @@ static_assert(kRows / 3 * kChunkRows <= kItemSlots * kThreads,
 constexpr int kRedFloats = kWarps * kRows * kRedPitch;
 constexpr int kHbufOffset = (kRedFloats + kRows) * 4;
 
-template <typename E, Cell CELL>
-__global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistArgs a) {
+// FMA: exact fp32 (TF32 off), layout.h's FMA maps instead of the MMAs; E is
+// float then. Everything else (exchange, epilogue, protocol) is shared.
+template <typename E, Cell CELL, bool FMA>
+__device__ __forceinline__ void fwd_body(const PersistArgs& a) {
+  static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
-  constexpr int kk = X::kBytes == 2 ? 16 : 8;
   constexpr int G = CELL == Cell::LSTM ? 4 : 3;
   extern __shared__ __align__(16) unsigned char smem[];
   float* red = reinterpret_cast<float*>(smem);
@@ -52,7 +54,11 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
 #pragma unroll
     for (int f = 0; f < kRegFrags; ++f) {
       if (f < n_ktiles * kMTiles) {
-        load_a_frag(p, w, c, p.warp_ktile(warp, f / kMTiles), f % kMTiles, lane, wf[f]);
+        if constexpr (FMA) {
+          load_w_fma(p, w, c, p.warp_ktile(warp, f / kMTiles), f % kMTiles, lane, wf[f]);
+        } else {
+          load_a_frag(p, w, c, p.warp_ktile(warp, f / kMTiles), f % kMTiles, lane, wf[f]);
+        }
       } else {
 #pragma unroll
         for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
@@ -109,17 +115,22 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
 
-          // ---- this warp's k-tiles: MMAs into its partial sums
-          SliceAcc acc;
-          zero_acc(acc);
+          // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums
+          if constexpr (FMA) {
+            fma_chunk<kMTiles>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
+                               pitch, q0, n_tiles, red, kRows);
+          } else {
+            SliceAcc acc;
+            zero_acc(acc);
 #pragma unroll
-          for (int i = 0; i < kRegFrags / kMTiles; ++i) {
-            if (i < n_ktiles) {
-              mma_ktile<E>(acc, wf[i * kMTiles], wf[i * kMTiles + 1], hbuf, pitch, q0,
-                           p.warp_ktile(warp, i), n_tiles, lane);
+            for (int i = 0; i < kRegFrags / kMTiles; ++i) {
+              if (i < n_ktiles) {
+                mma_ktile<E>(acc, wf[i * kMTiles], wf[i * kMTiles + 1], hbuf, pitch, q0,
+                             p.warp_ktile(warp, i), n_tiles, lane);
+              }
             }
+            store_partials(acc, red, warp, lane, n_tiles, kRedPitch);
           }
-          store_partials(acc, red, warp, lane, n_tiles, kRedPitch);
           __syncthreads();
 
           // ---- epilogue: partial sums over warps 0..7 in order, gate math
@@ -150,23 +161,36 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistA
 }
 
 template <typename E, Cell CELL>
-cudaError_t launch_fwd(const PersistArgs& a, size_t smem, int sms, cudaStream_t stream) {
-  const auto kernel = persist_fwd_kernel<E, CELL>;
+__global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistArgs a) {
+  fwd_body<E, CELL, false>(a);
+}
+
+// fp32 with TF32 off: the same kernel with exact FMAs.
+template <Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_fwd_fma_kernel(const PersistArgs a) {
+  fwd_body<float, CELL, true>(a);
+}
+
+// A cooperative launch of `kernel` (one of the persistent grid kernels) on
+// `stream`, or cudaErrorCooperativeLaunchTooLarge (nothing launched) when its
+// grid cannot be co-resident on `sms` SMs at this shared-memory size.
+template <typename Args>
+cudaError_t launch_cooperative(void (*kernel)(const Args), const Args& a, int grid, size_t smem,
+                               int sms, cudaStream_t stream) {
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem));
   if (err != cudaSuccess) return err;
   int per_sm = 0;
   err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem);
   if (err != cudaSuccess) return err;
-  if (per_sm < 1 || a.part.grid() > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
-  void* params[] = {const_cast<PersistArgs*>(&a)};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(a.part.grid()),
+  if (per_sm < 1 || grid > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
+  void* params[] = {const_cast<Args*>(&a)};
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid),
                                      dim3(kThreads), params, smem, stream);
 }
 
-template <typename E, Cell CELL>
-cudaError_t fwd_blocks_per_sm(size_t smem, int* blocks) {
-  const auto kernel = persist_fwd_kernel<E, CELL>;
+template <typename Args>
+cudaError_t blocks_per_sm(void (*kernel)(const Args), size_t smem, int* blocks) {
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem));
   if (err != cudaSuccess) return err;
@@ -177,12 +201,28 @@ cudaError_t fwd_blocks_per_sm(size_t smem, int* blocks) {
 #define RNNFUSE_PERSIST_ENTRY_POINTS(E, NAME)                                                  \
   cudaError_t launch_persist_fwd_##NAME(Cell cell, const PersistArgs& a, size_t smem, int sms, \
                                         cudaStream_t stream) {                                 \
-    return cell == Cell::LSTM ? launch_fwd<E, Cell::LSTM>(a, smem, sms, stream)                \
-                              : launch_fwd<E, Cell::GRU>(a, smem, sms, stream);                \
+    return launch_cooperative(cell == Cell::LSTM ? persist_fwd_kernel<E, Cell::LSTM>           \
+                                                 : persist_fwd_kernel<E, Cell::GRU>,           \
+                              a, a.part.grid(), smem, sms, stream);                            \
   }                                                                                            \
   cudaError_t persist_fwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {          \
-    return cell == Cell::LSTM ? fwd_blocks_per_sm<E, Cell::LSTM>(smem, blocks)                 \
-                              : fwd_blocks_per_sm<E, Cell::GRU>(smem, blocks);                 \
+    return blocks_per_sm(cell == Cell::LSTM ? persist_fwd_kernel<E, Cell::LSTM>                \
+                                            : persist_fwd_kernel<E, Cell::GRU>,                \
+                         smem, blocks);                                                        \
+  }
+
+// The exact-fp32 kernels' entry points (persist_fma.cu).
+#define RNNFUSE_PERSIST_FMA_ENTRY_POINTS()                                                      \
+  cudaError_t launch_persist_fwd_fma(Cell cell, const PersistArgs& a, size_t smem, int sms,     \
+                                     cudaStream_t stream) {                                     \
+    return launch_cooperative(cell == Cell::LSTM ? persist_fwd_fma_kernel<Cell::LSTM>           \
+                                                 : persist_fwd_fma_kernel<Cell::GRU>,           \
+                              a, a.part.grid(), smem, sms, stream);                             \
+  }                                                                                             \
+  cudaError_t persist_fwd_blocks_per_sm_fma(Cell cell, size_t smem, int* blocks) {              \
+    return blocks_per_sm(cell == Cell::LSTM ? persist_fwd_fma_kernel<Cell::LSTM>                \
+                                            : persist_fwd_fma_kernel<Cell::GRU>,                \
+                         smem, blocks);                                                         \
   }
 
 }  // namespace persist

@@ -18,8 +18,10 @@ namespace persist {
 constexpr int kBwdRedFloats = kWarps * kBwdRows * kRedPitch;
 constexpr int kBwdHbufOffset = kBwdRedFloats * 4;
 
-template <typename E, Cell CELL>
-__global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistBwdArgs a) {
+// FMA: exact fp32 (TF32 off) with layout.h's FMA maps; E is float then.
+template <typename E, Cell CELL, bool FMA>
+__device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
+  static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
   constexpr int kk = X::kBytes == 2 ? 16 : 8;
   constexpr int kActs = CELL == Cell::LSTM ? 5 : 4;  // saved per (row, unit)
@@ -42,7 +44,16 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistB
     for (int f = 0; f < kRegFrags; ++f) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
-      if (f < n_ktiles) {
+      if (FMA && f < n_ktiles) {  // unit fma_row(lane), k = kt * 8 + fma_k0(lane) + e
+        const int kt = p.warp_ktile(warp, f);
+        const int j = p.row_unit(c, fma_row(lane));
+#pragma unroll
+        for (int e = 0; e < kFmaK; ++e) {
+          const int kr = kt * 8 + fma_k0(lane) + e;
+          wf[f][e] = j >= 0 && kr < K ? __float_as_uint(static_cast<const float*>(a.w_hh)[int64_t(kr) * H + j])
+                                      : 0u;
+        }
+      } else if (f < n_ktiles) {
         const int kt = p.warp_ktile(warp, f / kBwdMTiles);
 #pragma unroll
         for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
@@ -110,42 +121,47 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistB
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
 
-          float acc[kChunkNTiles][4];
+          if constexpr (FMA) {
+            fma_chunk<kBwdMTiles>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
+                                  pitch, q0, n_tiles, red, kBwdRows);
+          } else {
+            float acc[kChunkNTiles][4];
 #pragma unroll
-          for (int nt = 0; nt < kChunkNTiles; ++nt)
+            for (int nt = 0; nt < kChunkNTiles; ++nt)
 #pragma unroll
-            for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+              for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
 #pragma unroll
-          for (int i = 0; i < kRegFrags; ++i) {
-            if (i < n_ktiles) {
-              const int kt = p.warp_ktile(warp, i);
+            for (int i = 0; i < kRegFrags; ++i) {
+              if (i < n_ktiles) {
+                const int kt = p.warp_ktile(warp, i);
 #pragma unroll
-              for (int nt = 0; nt < kChunkNTiles; ++nt) {
-                if (nt < n_tiles) {
-                  uint32_t b[2];
+                for (int nt = 0; nt < kChunkNTiles; ++nt) {
+                  if (nt < n_tiles) {
+                    uint32_t b[2];
 #pragma unroll
-                  for (int v = 0; v < 2; ++v) {
-                    const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
-                    const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
-                    if constexpr (kk == 16) {
-                      b[v] = *reinterpret_cast<const uint32_t*>(src);
-                    } else {
-                      b[v] = elem_bits(*src);
+                    for (int v = 0; v < 2; ++v) {
+                      const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
+                      const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
+                      if constexpr (kk == 16) {
+                        b[v] = *reinterpret_cast<const uint32_t*>(src);
+                      } else {
+                        b[v] = elem_bits(*src);
+                      }
                     }
+                    mma<E>(acc[nt], wf[i], b[0], b[1]);
                   }
-                  mma<E>(acc[nt], wf[i], b[0], b[1]);
                 }
               }
             }
-          }
 #pragma unroll
-          for (int nt = 0; nt < kChunkNTiles; ++nt) {
-            if (nt < n_tiles) {
+            for (int nt = 0; nt < kChunkNTiles; ++nt) {
+              if (nt < n_tiles) {
 #pragma unroll
-              for (int h = 0; h < 2; ++h) {
-                const Coord co = c_coord(lane, 2 * h);
-                *reinterpret_cast<float2*>(red + red_index(warp, co.row, nt * 8 + co.col, kBwdRows)) =
-                    make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
+                for (int h = 0; h < 2; ++h) {
+                  const Coord co = c_coord(lane, 2 * h);
+                  *reinterpret_cast<float2*>(red + red_index(warp, co.row, nt * 8 + co.col, kBwdRows)) =
+                      make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
+                }
               }
             }
           }
@@ -196,38 +212,40 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistB
 }
 
 template <typename E, Cell CELL>
-cudaError_t launch_bwd(const PersistBwdArgs& a, size_t smem, int sms, cudaStream_t stream) {
-  const auto kernel = persist_bwd_kernel<E, CELL>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
-  if (err != cudaSuccess) return err;
-  int per_sm = 0;
-  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem);
-  if (err != cudaSuccess) return err;
-  if (per_sm < 1 || a.part.grid() > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
-  void* params[] = {const_cast<PersistBwdArgs*>(&a)};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(a.part.grid()),
-                                     dim3(kThreads), params, smem, stream);
+__global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistBwdArgs a) {
+  bwd_body<E, CELL, false>(a);
 }
 
-template <typename E, Cell CELL>
-cudaError_t bwd_blocks_per_sm(size_t smem, int* blocks) {
-  const auto kernel = persist_bwd_kernel<E, CELL>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
-  if (err != cudaSuccess) return err;
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, kernel, kThreads, smem);
+// fp32 with TF32 off: the same kernel with exact FMAs.
+template <Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const PersistBwdArgs a) {
+  bwd_body<float, CELL, true>(a);
 }
 
 #define RNNFUSE_PERSIST_BWD_ENTRY_POINTS(E, NAME)                                                 \
   cudaError_t launch_persist_bwd_##NAME(Cell cell, const PersistBwdArgs& a, size_t smem, int sms, \
                                         cudaStream_t stream) {                                    \
-    return cell == Cell::LSTM ? launch_bwd<E, Cell::LSTM>(a, smem, sms, stream)                   \
-                              : launch_bwd<E, Cell::GRU>(a, smem, sms, stream);                   \
+    return launch_cooperative(cell == Cell::LSTM ? persist_bwd_kernel<E, Cell::LSTM>              \
+                                                 : persist_bwd_kernel<E, Cell::GRU>,              \
+                              a, a.part.grid(), smem, sms, stream);                               \
   }                                                                                               \
   cudaError_t persist_bwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {             \
-    return cell == Cell::LSTM ? bwd_blocks_per_sm<E, Cell::LSTM>(smem, blocks)                    \
-                              : bwd_blocks_per_sm<E, Cell::GRU>(smem, blocks);                    \
+    return blocks_per_sm(cell == Cell::LSTM ? persist_bwd_kernel<E, Cell::LSTM>                   \
+                                            : persist_bwd_kernel<E, Cell::GRU>,                   \
+                         smem, blocks);                                                           \
+  }
+
+#define RNNFUSE_PERSIST_BWD_FMA_ENTRY_POINTS()                                                    \
+  cudaError_t launch_persist_bwd_fma(Cell cell, const PersistBwdArgs& a, size_t smem, int sms,    \
+                                     cudaStream_t stream) {                                       \
+    return launch_cooperative(cell == Cell::LSTM ? persist_bwd_fma_kernel<Cell::LSTM>             \
+                                                 : persist_bwd_fma_kernel<Cell::GRU>,             \
+                              a, a.part.grid(), smem, sms, stream);                               \
+  }                                                                                               \
+  cudaError_t persist_bwd_blocks_per_sm_fma(Cell cell, size_t smem, int* blocks) {                \
+    return blocks_per_sm(cell == Cell::LSTM ? persist_bwd_fma_kernel<Cell::LSTM>                  \
+                                            : persist_bwd_fma_kernel<Cell::GRU>,                  \
+                         smem, blocks);                                                           \
   }
 
 }  // namespace persist

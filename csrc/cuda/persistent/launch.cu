@@ -11,12 +11,16 @@ cudaError_t launch_persist_fwd_tf32(Cell, const PersistArgs&, size_t, int, cudaS
 cudaError_t persist_fwd_blocks_per_sm_f16(Cell, size_t, int*);
 cudaError_t persist_fwd_blocks_per_sm_bf16(Cell, size_t, int*);
 cudaError_t persist_fwd_blocks_per_sm_tf32(Cell, size_t, int*);
+cudaError_t launch_persist_fwd_fma(Cell, const PersistArgs&, size_t, int, cudaStream_t);
+cudaError_t persist_fwd_blocks_per_sm_fma(Cell, size_t, int*);
 cudaError_t launch_persist_bwd_f16(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
 cudaError_t launch_persist_bwd_bf16(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
 cudaError_t launch_persist_bwd_tf32(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
 cudaError_t persist_bwd_blocks_per_sm_f16(Cell, size_t, int*);
 cudaError_t persist_bwd_blocks_per_sm_bf16(Cell, size_t, int*);
 cudaError_t persist_bwd_blocks_per_sm_tf32(Cell, size_t, int*);
+cudaError_t launch_persist_bwd_fma(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
+cudaError_t persist_bwd_blocks_per_sm_fma(Cell, size_t, int*);
 
 cudaError_t launch_persist_cluster_f16(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
 cudaError_t launch_persist_cluster_bf16(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
@@ -28,6 +32,7 @@ cudaError_t persist_cluster_max_active_tf32(Cell, int, size_t, int*);
 cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterArgs& a,
                                    size_t smem, cudaStream_t stream) {
   switch (kind) {
+    case ElemKind::F32: return cudaErrorNotSupported;  // no exact-FMA cluster kernel
     case ElemKind::F16: return launch_persist_cluster_f16(cell, a, smem, stream);
     case ElemKind::BF16: return launch_persist_cluster_bf16(cell, a, smem, stream);
     default: return launch_persist_cluster_tf32(cell, a, smem, stream);
@@ -37,6 +42,7 @@ cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistCluste
 cudaError_t persist_cluster_max_active(ElemKind kind, Cell cell, int cluster, size_t smem,
                                        int* clusters) {
   switch (kind) {
+    case ElemKind::F32: return cudaErrorNotSupported;  // no exact-FMA cluster kernel
     case ElemKind::F16: return persist_cluster_max_active_f16(cell, cluster, smem, clusters);
     case ElemKind::BF16: return persist_cluster_max_active_bf16(cell, cluster, smem, clusters);
     default: return persist_cluster_max_active_tf32(cell, cluster, smem, clusters);
@@ -46,6 +52,7 @@ cudaError_t persist_cluster_max_active(ElemKind kind, Cell cell, int cluster, si
 cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, size_t smem,
                                int sms, cudaStream_t stream) {
   switch (kind) {
+    case ElemKind::F32: return launch_persist_fwd_fma(cell, a, smem, sms, stream);
     case ElemKind::F16: return launch_persist_fwd_f16(cell, a, smem, sms, stream);
     case ElemKind::BF16: return launch_persist_fwd_bf16(cell, a, smem, sms, stream);
     default: return launch_persist_fwd_tf32(cell, a, smem, sms, stream);
@@ -54,6 +61,7 @@ cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, s
 
 cudaError_t persist_fwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks) {
   switch (kind) {
+    case ElemKind::F32: return persist_fwd_blocks_per_sm_fma(cell, smem, blocks);
     case ElemKind::F16: return persist_fwd_blocks_per_sm_f16(cell, smem, blocks);
     case ElemKind::BF16: return persist_fwd_blocks_per_sm_bf16(cell, smem, blocks);
     default: return persist_fwd_blocks_per_sm_tf32(cell, smem, blocks);
@@ -63,6 +71,7 @@ cudaError_t persist_fwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int
 cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdArgs& a, size_t smem,
                                int sms, cudaStream_t stream) {
   switch (kind) {
+    case ElemKind::F32: return launch_persist_bwd_fma(cell, a, smem, sms, stream);
     case ElemKind::F16: return launch_persist_bwd_f16(cell, a, smem, sms, stream);
     case ElemKind::BF16: return launch_persist_bwd_bf16(cell, a, smem, sms, stream);
     default: return launch_persist_bwd_tf32(cell, a, smem, sms, stream);
@@ -71,6 +80,7 @@ cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdArgs& a
 
 cudaError_t persist_bwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks) {
   switch (kind) {
+    case ElemKind::F32: return persist_bwd_blocks_per_sm_fma(cell, smem, blocks);
     case ElemKind::F16: return persist_bwd_blocks_per_sm_f16(cell, smem, blocks);
     case ElemKind::BF16: return persist_bwd_blocks_per_sm_bf16(cell, smem, blocks);
     default: return persist_bwd_blocks_per_sm_tf32(cell, smem, blocks);

@@ -155,8 +155,12 @@ DType dtype_of(at::ScalarType t) {
   }
 }
 
+// fp32 runs on the tensor cores as TF32 only under cudnn.allow_tf32 (as
+// cuDNN's RNNs do); otherwise on the exact-FMA kernels.
 ElemKind elem_of(at::ScalarType t) {
-  return t == at::kHalf ? ElemKind::F16 : t == at::kBFloat16 ? ElemKind::BF16 : ElemKind::TF32;
+  if (t == at::kHalf) return ElemKind::F16;
+  if (t == at::kBFloat16) return ElemKind::BF16;
+  return at::globalContext().allowTF32CuDNN() ? ElemKind::TF32 : ElemKind::F32;
 }
 
 Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,

@@ -108,6 +108,81 @@ __device__ __forceinline__ void store_partials(const SliceAcc& acc, float* red, 
   }
 }
 
+// ---- exact fp32 (TF32 off): layout.h's FMA maps.
+
+// This lane's 4 fp32 weights (bits) of k-tile kt, m-tile mt of slice c: row
+// mt * 16 + fma_row(lane), k = kt * 8 + fma_k0(lane) + e; zero for padding
+// rows and k >= H.
+__device__ __forceinline__ void load_w_fma(const Partition& p, const float* w, int c, int kt,
+                                           int mt, int lane, uint32_t (&f)[4]) {
+  const int64_t row = p.weight_row(c, mt * 16 + fma_row(lane));
+#pragma unroll
+  for (int e = 0; e < kFmaK; ++e) {
+    const int k = kt * 8 + fma_k0(lane) + e;
+    f[e] = row >= 0 && k < p.hidden ? __float_as_uint(w[row * p.hidden + k]) : 0u;
+  }
+}
+
+// One chunk's product of this warp's k-tiles with exact fp32 FMAs (MT
+// m-tiles: fragment i * MT + mt holds k-tile i of m-tile mt), one n-tile (8
+// columns) at a time so that a lane holds only MT x 8 sums besides its
+// weights; each n-tile's partial sums (the two k halves added) go to this
+// warp's tile of `red` (MT * 16 rows of red_rows per warp), as
+// store_partials leaves the MMAs'.
+template <int MT>
+__device__ __forceinline__ void fma_chunk(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
+                                          int warp, int lane, const float* hbuf, int pitch, int q0,
+                                          int n_tiles, float* red, int red_rows) {
+  const int k0 = fma_k0(lane), row = fma_row(lane);
+  // Not unrolled: each n-tile's loads stay next to its FMAs (the weights
+  // already take 128 registers).
+#pragma unroll 1
+  for (int nt = 0; nt < n_tiles; ++nt) {
+    {
+      float acc[MT][8];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < 8; ++n) acc[mt][n] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < kRegFrags / MT; ++i) {
+        if (i < n_ktiles) {
+          const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + i * kWarps) * 8 + k0;
+#pragma unroll
+          for (int n = 0; n < 8; ++n) {
+            const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              const uint32_t(&f)[4] = wf[i * MT + mt];
+              float s = acc[mt][n];
+              s = fmaf(__uint_as_float(f[0]), h.x, s);
+              s = fmaf(__uint_as_float(f[1]), h.y, s);
+              s = fmaf(__uint_as_float(f[2]), h.z, s);
+              s = fmaf(__uint_as_float(f[3]), h.w, s);
+              acc[mt][n] = s;
+            }
+          }
+        }
+      }
+      // The other k half: lane l + 16's sums into lane l's.
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < 8; ++n) acc[mt][n] += __shfl_down_sync(0xffffffffu, acc[mt][n], 16);
+      if (lane < 16) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+          for (int n = 0; n < 8; n += 4) {
+            *reinterpret_cast<float4*>(red + red_index(warp, mt * 16 + row, nt * 8 + n, red_rows)) =
+                make_float4(acc[mt][n], acc[mt][n + 1], acc[mt][n + 2], acc[mt][n + 3]);
+          }
+        }
+      }
+    }
+  }
+}
+
 // Gate g of unit jj, batch column nn: the 8 warps' partial sums in order.
 template <int G>
 __device__ __forceinline__ void sum_partials(const float* red, int J, int jj, int nn, int pitch,
