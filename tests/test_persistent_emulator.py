@@ -67,11 +67,14 @@ def emulate(cell, a, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, fma=False):
 
 
 # Partitions: (J, R, hbuf_rows, elem_bytes). Ragged last CTA, several
-# replicas, an h buffer smaller than the batch (several gathers per step),
+# replicas, an h buffer smaller than the batch (several gathers per step;
+# 16 and 8 rows: less than a chunk, as where 32 rows do not fit),
 # both fragment layouts (k = 16 and TF32's k = 8).
 PARTITIONS = {
-    "LSTM": [(8, 1, 32, 2), (8, 3, 32, 4), (4, 2, 32, 2), (7, 1, 32, 4), (8, 1, 64, 2)],
-    "GRU": [(10, 1, 32, 2), (10, 4, 32, 4), (5, 2, 32, 2), (3, 1, 64, 4)],
+    "LSTM": [(8, 1, 32, 2), (8, 3, 32, 4), (4, 2, 32, 2), (7, 1, 32, 4), (8, 1, 64, 2),
+             (8, 1, 16, 2), (8, 2, 8, 4)],
+    "GRU": [(10, 1, 32, 2), (10, 4, 32, 4), (5, 2, 32, 2), (3, 1, 64, 4), (10, 1, 16, 4),
+            (10, 2, 8, 2)],
 }
 SHAPES = [(40, 5, 6), (45, 37, 7), (17, 70, 4), (130, 3, 5)]  # (H, B, T): odd sizes
 
@@ -93,8 +96,8 @@ def test_float64_decomposition_equals_the_spec(cell, packed, reverse):
 
 
 # The exact-FMA kernels' partitions: TF32's (k-tiles of 8, elem_bytes 4).
-FMA_PARTITIONS = {"LSTM": [(8, 1, 32), (8, 3, 32), (7, 1, 64)],
-                  "GRU": [(10, 1, 32), (10, 4, 32), (3, 1, 64)]}
+FMA_PARTITIONS = {"LSTM": [(8, 1, 32), (8, 3, 32), (7, 1, 64), (8, 1, 16)],
+                  "GRU": [(10, 1, 32), (10, 4, 32), (3, 1, 64), (10, 2, 8)]}
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])

@@ -58,7 +58,9 @@ def emulate_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, f
                                                a["bs"], reverse, J, R, hbuf, eb, seed, fault, fma))
 
 
-PARTITIONS = [(16, 1, 32, 2), (5, 2, 32, 4), (8, 3, 32, 2), (16, 1, 64, 4)]  # (J, R, hbuf, eb)
+# (J, R, hbuf, eb); 16 and 8 rows: the plan where 32 rows of G*H do not fit.
+PARTITIONS = [(16, 1, 32, 2), (5, 2, 32, 4), (8, 3, 32, 2), (16, 1, 64, 4), (16, 1, 16, 2),
+              (8, 2, 8, 4)]
 SHAPES = [(45, 37, 6), (17, 70, 4), (40, 5, 7)]
 
 
@@ -108,7 +110,7 @@ def test_float64_fma_backward_decomposition_equals_the_spec(cell, packed, revers
     for i, (H, B, T) in enumerate(SHAPES):
         a = with_grads(make_inputs(cell, F64, H, B, T, packed, seed=i), cell, F64)
         exp, saved = spec_bwd(cell, a, reverse)
-        for J, R, hbuf in ((16, 1, 32), (5, 2, 32), (16, 1, 64)):
+        for J, R, hbuf in ((16, 1, 32), (5, 2, 32), (16, 1, 64), (16, 1, 16), (5, 1, 8)):
             got = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, 4, seed=i, fma=True)
             for k, (e, g) in enumerate(zip(exp, got)):
                 assert e.shape == g.shape

@@ -51,6 +51,13 @@ def plan(cell="LSTM", dtype=BF16, H=768, B=16, T=1024, proj=0, runs=1, tf32=True
     return out
 
 
+def check_hbuf_rows(p, rows):
+    """Whole chunks of 32 rows up to the replica's rows, or 16 or 8 rows (an
+    n-tile's multiple) where 32 do not fit the shared memory."""
+    hb = p["hbuf_rows"]
+    assert hb in (8, 16) or (32 <= hb <= math.ceil(rows / 32) * 32 and hb % 32 == 0), hb
+
+
 def check_grid_plan(p, cell, H, B, dev):
     """The capacity rules a grid plan must satisfy."""
     G = 4 if cell == "LSTM" else 3
@@ -64,7 +71,7 @@ def check_grid_plan(p, cell, H, B, dev):
     assert p["KT"] == math.ceil(H / p["kk"])
     assert p["w_frags"] == math.ceil(p["KT"] / 8) * 2 <= REG_FRAGS
     rows = math.ceil(B / p["R"])
-    assert 32 <= p["hbuf_rows"] <= math.ceil(rows / 32) * 32 and p["hbuf_rows"] % 32 == 0
+    check_hbuf_rows(p, rows)
     assert p["R"] == 1 or math.ceil(B / p["R"]) >= 8
     assert p["us_per_step"] > 0
 
@@ -178,6 +185,9 @@ def check_bwd_plan(p, cell, H, B, dev):
     assert p["KT"] == math.ceil(G * H / p["kk"]) and p["w_frags"] == math.ceil(p["KT"] / 8) <= REG_FRAGS
     pitch = p["KT"] * p["kk"] + 16 // p["elem_bytes"]
     assert p["smem_bytes"] == p["hbuf_rows"] * pitch * p["elem_bytes"] + RED_BWD <= dev[4]
+    check_hbuf_rows(p, math.ceil(B / p["R"]))
+    if p["hbuf_rows"] < 32:  # only where 32 rows do not fit
+        assert 32 * pitch * p["elem_bytes"] + RED_BWD > dev[4]
 
 
 @pytest.mark.parametrize("cell, dtype, H, B", [
@@ -187,13 +197,33 @@ def test_backward_plans_satisfy_the_capacity_rules(cell, dtype, H, B):
     check_bwd_plan(plan(cell, dtype, H, B, backward=True), cell, H, B, H100)
 
 
-def test_backward_fallbacks():
-    # 4H x H fragments of K = 4096: 32 k-tiles per warp is the limit (H=1024 LSTM bf16: 32 ok),
-    # but 32 rows of 8 KB each no longer fit next to the partial sums.
-    p = plan(H=1024, backward=True)
-    assert p["tier"] == "per-step" and "backward" in p["reason"]
+@pytest.mark.parametrize("cell, dtype, H, B, tf32, dev, rows", [
+    # 4H x H fragments of K = 4096: 32 k-tiles per warp is the limit (H=1024 LSTM
+    # bf16: 32 ok), and 32 rows of 8 KB each do not fit next to the partial sums.
+    ("LSTM", BF16, 1024, 16, True, H100, 16),
+    ("LSTM", BF16, 1024, 256, True, H100, 16),
     # A100's 163 KB of shared memory cannot hold 32 rows of 4 x 768 gate gradients.
-    assert plan(H=768, dev=A100, backward=True)["tier"] == "per-step"
+    ("LSTM", BF16, 768, 16, True, A100, 16),
+    # fp32 (TF32 or exact): 32 rows of 4 x 512 fp32 are 262 KB.
+    ("LSTM", F32, 512, 64, False, H100, 16),
+    ("LSTM", F32, 512, 8, True, H100, 16),
+    # 99 KB of shared memory: 16 rows of 4 x 512 fp32 (131 KB) do not fit either.
+    ("LSTM", F32, 512, 8, False, device(smem=101376), 8),
+])
+def test_backward_gathers_16_or_8_rows_where_32_do_not_fit(cell, dtype, H, B, tf32, dev, rows):
+    """The backward's h buffer (the exchanged gate gradients, K = G*H per
+    row) falls to 16 or 8 batch rows before the plan falls back per step."""
+    p = plan(cell, dtype, H, B, tf32=tf32, dev=dev, backward=True)
+    check_bwd_plan(p, cell, H, B, dev)
+    assert p["hbuf_rows"] == rows
+
+
+def test_backward_fallbacks():
+    # 4H x H fragments of K = 5120: 40 k-tiles per warp exceed the 32 register fragments.
+    p = plan(H=1280, backward=True)
+    assert p["tier"] == "per-step" and "backward" in p["reason"]
+    # 8 rows of 4 x 1024 bf16 gate gradients (65 KB) do not fit 48 KB.
+    assert plan(H=1024, dev=device(smem=49152), backward=True)["tier"] == "per-step"
     assert plan(dtype=F64, backward=True)["reason"].startswith("fp64")
     assert "cooperative" in plan(dev=device(coop=False), backward=True)["reason"]
     # fp32 as TF32 (k = 8): twice the k-tiles, so a smaller H reaches the register limit.

@@ -39,8 +39,8 @@ inline EmuConfig make_emu_config(int64_t units, int64_t replicas, int64_t hbuf_r
   const int64_t need = dtype == at::kFloat ? 4 : 2;
   TORCH_CHECK(dtype == at::kDouble ? (elem_bytes == 2 || elem_bytes == 4) : elem_bytes == need,
               "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
-  TORCH_CHECK(hbuf_rows >= kChunkRows && hbuf_rows % kChunkRows == 0,
-              "emulator: hbuf_rows must be a positive multiple of ", kChunkRows);
+  TORCH_CHECK(hbuf_rows >= 8 && hbuf_rows % 8 == 0,
+              "emulator: hbuf_rows must be a positive multiple of 8 (an n-tile)");
   return EmuConfig{int(units), int(replicas), int(hbuf_rows), int(elem_bytes), reverse,
                    static_cast<uint64_t>(seed), int(fault), fma};
 }

@@ -112,7 +112,10 @@ struct Partition {
   RNNFUSE_PHD int k_width() const { return hidden; }
 
   // ---- shared-memory h buffer: rows of kk-padded K, plus 16 bytes, so that
-  // rows stay 16-byte aligned and B-fragment reads hit distinct banks.
+  // rows stay 16-byte aligned and B-fragment reads hit distinct banks. It
+  // holds hbuf_rows batch rows of the replica per gather (a multiple of 8:
+  // kChunkRows or more where the shared memory allows, else 16 or 8),
+  // processed in chunks of at most kChunkRows.
   RNNFUSE_PHD int k_padded() const { return ktiles * kk; }
   RNNFUSE_PHD int h_pitch(int elem_bytes) const { return k_padded() + 16 / elem_bytes; }
 

@@ -52,6 +52,18 @@ int sms_usable(const DeviceProps& dev) {
   return dev.sm_count;
 }
 
+// The most batch rows, up to `want` (a multiple of kChunkRows), whose h
+// buffer fits `optin` bytes: want, want - kChunkRows, ..., kChunkRows, then
+// 16 and 8 (one chunk's first n-tiles: the kernels take any multiple of 8,
+// a step then gathers in more rounds); 0 if not even 8 rows fit.
+template <typename SmemOf>
+int fit_hbuf_rows(int want, int64_t optin, const SmemOf& smem_of) {
+  for (int hb = want; hb >= 8; hb = hb > kChunkRows ? hb - kChunkRows : hb / 2) {
+    if (smem_of(hb) <= optin) return hb;
+  }
+  return 0;
+}
+
 }  // namespace
 
 const char* tier_name(Tier t) {
@@ -273,13 +285,10 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
         if (p.grid() > sms || p.ctas > kThreads) break;
         if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
         const int rows = p.max_replica_rows();
-        const int want = ceil_div(rows, kChunkRows) * kChunkRows;
-        int hb = want;
-        while (hb > kChunkRows && grid_smem_bytes(p, eb, hb, prob.cell) > dev.smem_optin) {
-          hb -= kChunkRows;
-        }
+        const int hb = fit_hbuf_rows(ceil_div(rows, kChunkRows) * kChunkRows, dev.smem_optin,
+                                     [&](int n) { return grid_smem_bytes(p, eb, n, prob.cell); });
+        if (hb == 0) continue;
         const int64_t smem = grid_smem_bytes(p, eb, hb, prob.cell);
-        if (smem > dev.smem_optin) continue;
         const double us = grid_step_us(p, eb, hb, dev, fma);
         if (best.tier == Tier::PerStep || us < best.us_per_step) {
           best.tier = Tier::Grid;
@@ -338,11 +347,10 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
       if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
       if (p.grid() > sms || p.ctas > kThreads) break;
       if (R > 1 && ceil_div(prob.batch, R) < 8) break;
-      const int want = ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows;
-      int hb = want;
-      while (hb > kChunkRows && bwd_smem_bytes(p, eb, hb) > dev.smem_optin) hb -= kChunkRows;
+      const int hb = fit_hbuf_rows(ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows,
+                                   dev.smem_optin, [&](int n) { return bwd_smem_bytes(p, eb, n); });
+      if (hb == 0) continue;
       const int64_t smem = bwd_smem_bytes(p, eb, hb);
-      if (smem > dev.smem_optin) continue;
       const double us = step_model_us(p.k_width(), p.k_padded(), kBwdRows, p.grid(),
                                       p.max_replica_rows(), hb, eb, fma);
       if (best.tier == Tier::PerStep || us < best.us_per_step) {
