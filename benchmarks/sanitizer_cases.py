@@ -128,7 +128,10 @@ def persistent_cases() -> list[Case]:
             Case("LSTM", "fp32", 40, packed=True, bidirectional=True, persistent=True),
             Case("GRU", "fp32", 64, persistent=True),
             Case("LSTM", "bf16", 64, persistent=True),
-            Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True)]
+            Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True),
+            # Both directions in one launch (the bidirectional op; row strides).
+            Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True, one_op=True),
+            Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True)]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.
     cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,
@@ -235,7 +238,9 @@ def run_case(case: Case, device: str = "cuda") -> float:
         backward = _persistent_path(case)["backward_path"] == "persistent-grid"
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         directions = case.layers * (2 if case.bidirectional else 1)
-        want = directions * (2 if backward else 1)
+        # A bidirectional layer as one op: one launch runs both directions.
+        launches = case.layers if case.one_op and case.bidirectional else directions
+        want = launches * (2 if backward else 1)
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]
         assert got == want, f"{case.name}: {got} persistent launches, expected {want}"

@@ -128,7 +128,7 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "int proj_size, int packed_runs, bool allow_tf32, int[] device, bool build_grid, "
-      "bool build_cluster, bool backward=False) -> str");
+      "bool build_cluster, bool backward=False, int directions=1) -> str");
   m.def(
       "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes, "
       "bool backward=False) "
@@ -167,6 +167,26 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, int units, "
       "int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // Both directions of a bidirectional layer as one persistent grid launch
+  // runs them (the bidirectional ops' arguments, no proj_size; tests only).
+  m.def(
+      "persistent_emulate_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor h0, "
+      "Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, int hbuf_rows, "
+      "int elem_bytes, int seed, bool fma=False) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_emulate_gru_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor? b_hh, "
+      "Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, bool fma=False) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_emulate_lstm_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
+      "Tensor w_hh, Tensor w_hh_rev, Tensor h0, Tensor c0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
+      "bool fma=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_emulate_gru_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
+      "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
+      "bool fma=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Which path a layer-direction of these sizes takes on `like`'s device (JSON:
   // path, whether RNNFUSE_PERSISTENT enables the tier, the plan).
   m.def(

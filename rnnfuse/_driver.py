@@ -31,10 +31,10 @@ from . import functional as F_rnn
 # launch per time step for both directions, csrc/cuda/loops_cuda.cpp) but the
 # modules take it there only once a GPU check has run its tests
 # (tests/test_cuda_bidir.py, which route it through the modules themselves);
-# until then a CUDA bidirectional layer runs one op per direction. Note for
-# that change: the persistent tier (RNNFUSE_PERSISTENT=1) takes only
-# single-direction ops, so with cuda here bidirectional layers would leave it
-# for the step kernels.
+# until then a CUDA bidirectional layer runs one op per direction. With cuda
+# here, RNNFUSE_PERSISTENT=1 runs a bidirectional layer as one persistent
+# grid-tier launch (both directions) where both grids fit the SMs, else the
+# one-launch-per-step kernels (tests/test_cuda_persistent.py covers the ops).
 BIDIR_ONE_OP_DEVICES = frozenset({"cpu"})
 
 

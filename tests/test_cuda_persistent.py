@@ -138,6 +138,60 @@ def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
         assert err <= 2e-5, f"out{k}: {err:.3e}"
 
 
+def _bidir_ops(mode, a, persistent_on, monkeypatch):
+    """The bidirectional ops forward (training) and backward on CUDA: outputs,
+    gradients, and the persistent launches each made."""
+    monkeypatch.setenv("RNNFUSE_PERSISTENT", "1" if persistent_on else "0")
+    c = {k: (v.to(DEVICE) if isinstance(v, torch.Tensor) and k != "bs" else v) for k, v in a.items()}
+    n0 = launches()
+    if mode == "LSTM":
+        fwd = OPS.lstm_bidir_fwd(c["x"], c["w"], c["w_rev"], None, None, c["h0"], c["c0"], c["bs"], True)
+        n1 = launches()
+        bwd = OPS.lstm_bidir_bwd(c["gy"], c["ghn"], c["gcn"], c["w"], c["w_rev"], None, None, c["h0"],
+                                 c["c0"], fwd[0], fwd[3], c["bs"])
+    else:
+        fwd = OPS.gru_bidir_fwd(c["x"], c["w"], c["w_rev"], c["b"], c["b_rev"], c["h0"], c["bs"], True)
+        n1 = launches()
+        bwd = OPS.gru_bidir_bwd(c["gy"], c["ghn"], c["w"], c["w_rev"], c["b"], c["b_rev"], c["h0"],
+                                fwd[0], fwd[2], c["bs"])
+    torch.cuda.synchronize()
+    outs = [t for t in list(fwd[:-1]) + list(bwd) if t is not None and t.numel()]
+    return outs, (n1 - n0, launches() - n1)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("mode, dtype, allow_tf32", [
+    ("LSTM", BF16, True), ("GRU", F16, True), ("LSTM", F32, False), ("GRU", F32, False),
+    ("GRU", F32, True)], ids=["lstm-bf16", "gru-f16", "lstm-f32", "gru-f32", "gru-tf32"])
+def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, monkeypatch):
+    """The bidirectional ops (one (N, 2*G*H) projection, one (N, 2*H)
+    output, column blocks per direction) run both directions in one
+    persistent launch forward and one backward, and agree with the same ops
+    on the per-step kernels: at bf16/fp16 level (3e-2 of the largest value)
+    for 16-bit and TF32, 1e-4 for exact fp32 (different summation orders)."""
+    from test_persistent_emulator import make_bidir_inputs
+    H, B, T = 96, 24, 12
+    a = make_bidir_inputs(mode, torch.float64, H, B, T, packed, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    a["gy"] = torch.randn(a["x"].shape[0], 2 * H, generator=gen, dtype=torch.float64)
+    a["ghn"] = torch.randn(2, B, H, generator=gen, dtype=torch.float64)
+    if mode == "LSTM":
+        a["gcn"] = torch.randn(2, B, H, generator=gen, dtype=torch.float64)
+    a = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and k != "bs" else v) for k, v in a.items()}
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")
+    with tf32(allow_tf32):
+        got, ran = _bidir_ops(mode, a, True, monkeypatch)
+        ref, ran_ref = _bidir_ops(mode, a, False, monkeypatch)
+    assert ran == (1, 1), f"persistent launches (forward, backward): {ran}"
+    assert ran_ref == (0, 0)
+    tol = 1e-4 if dtype == F32 and not allow_tf32 else 3e-2
+    for k, (g, r) in enumerate(zip(got, ref)):
+        scale = max(r.abs().max().item(), 1.0)
+        err = (g.double() - r.double()).abs().max().item() / scale
+        print(f"  out{k}: persistent vs per-step {err:.2e}")
+        assert err <= tol, f"out{k}: {err:.3e} > {tol}"
+
+
 def test_off_unless_enabled(monkeypatch):
     monkeypatch.delenv("RNNFUSE_PERSISTENT", raising=False)
     p = path("LSTM", BF16, 256, 16, 100)

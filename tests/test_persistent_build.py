@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(not _build_config.WITH_CUDA,
 
 KERNELS = {  # mangled name -> the HMMA form its SASS must contain
     f"_ZN7rnnfuse7persist18persist_{kind}_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_{args}E": hmma
-    for kind, args in (("fwd", "11PersistArgs"), ("bwd", "14PersistBwdArgs"))
+    for kind, args in (("fwd", "16PersistFwdLaunch"), ("bwd", "16PersistBwdLaunch"))
     for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
                        ("f", "HMMA.1688.F32.TF32"))
     for cell in (0, 1)
@@ -37,7 +37,7 @@ KERNELS = {  # mangled name -> the HMMA form its SASS must contain
 # The exact-fp32 kernels (TF32 off): CUDA-core FMAs, no tensor cores.
 FMA_KERNELS = [
     f"_ZN7rnnfuse7persist22persist_{kind}_fma_kernelILNS0_4CellE{cell}EEEvNS0_{args}E"
-    for kind, args in (("fwd", "11PersistArgs"), ("bwd", "14PersistBwdArgs")) for cell in (0, 1)
+    for kind, args in (("fwd", "16PersistFwdLaunch"), ("bwd", "16PersistBwdLaunch")) for cell in (0, 1)
 ]
 EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
 CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form

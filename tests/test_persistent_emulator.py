@@ -156,6 +156,59 @@ def test_fma_takes_fp32_only():
         emulate("LSTM", a, False, 8, 1, eb=2, fma=True)
 
 
+def make_bidir_inputs(cell, dtype, H, B, T, packed, seed=0):
+    """make_inputs for both directions: x (N, 2*G*H), w / w_rev, h0 (2, B, H)
+    (c0 for the LSTM, b / b_rev for the GRU)."""
+    f = make_inputs(cell, dtype, H, B, T, packed, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1000)
+
+    def like(t, scale):  # the reverse direction's own values
+        return (torch.randn(t.shape, generator=gen, dtype=F64) * scale).to(dtype)
+
+    a = dict(x=torch.cat([f["x"], like(f["x"], 1.0)], 1), w=f["w"], w_rev=like(f["w"], H ** -0.5),
+             h0=torch.stack([f["h0"], like(f["h0"], 0.5)]), bs=f["bs"])
+    if cell == "LSTM":
+        a["c0"] = torch.stack([f["c0"], like(f["c0"], 0.5)])
+    else:
+        a["b"], a["b_rev"] = f["b"], like(f["b"], 0.3)
+    return a
+
+
+def spec_bidir(cell, a):
+    if cell == "LSTM":
+        return OPS.lstm_bidir_fwd(a["x"], a["w"], a["w_rev"], None, None, a["h0"], a["c0"], a["bs"],
+                                  True)
+    return OPS.gru_bidir_fwd(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], a["bs"], True)
+
+
+def emulate_bidir(cell, a, J, R, hbuf=32, eb=2, seed=0, fma=False):
+    if cell == "LSTM":
+        return OPS.persistent_emulate_lstm_bidir(a["x"], a["w"], a["w_rev"], a["h0"], a["c0"],
+                                                 a["bs"], True, J, R, hbuf, eb, seed, fma)
+    return OPS.persistent_emulate_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"],
+                                            a["bs"], True, J, R, hbuf, eb, seed, fma)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_bidirectional_launch_equals_the_bidirectional_spec(cell, packed):
+    """Both directions in one launch: each direction's CTAs read and write
+    their column blocks of the (N, 2*G*H) projection and the (N, 2*H)
+    output through row strides, direction 1 walks the steps reversed. In
+    float64 equal to the CPU bidirectional op to 1e-12 (every output: y,
+    h_n, c_n, the workspace)."""
+    J = 8 if cell == "LSTM" else 10
+    for i, (H, B, T) in enumerate(SHAPES):
+        a = make_bidir_inputs(cell, F64, H, B, T, packed, seed=10 + i)
+        exp = spec_bidir(cell, a)
+        for R, hbuf, eb, fma in ((1, 32, 2, False), (2, 16, 4, False), (3, 32, 4, True)):
+            got = emulate_bidir(cell, a, J, R, hbuf, eb, seed=i, fma=fma)
+            for k, (e, g) in enumerate(zip(exp, got)):
+                assert e.shape == g.shape, (k, e.shape, g.shape)
+                err = (e - g).abs().max().item() if e.numel() else 0.0
+                assert err <= 1e-12, f"H{H} B{B} T{T} R{R} hbuf{hbuf} fma{fma} out{k}: {err:.3e}"
+
+
 def test_several_gathers_per_step():
     """B=70 with one replica and a 32-row h buffer: three gathers per step."""
     a = make_inputs("LSTM", F64, 24, 70, 5, packed=True, seed=3)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import rnnfuse.ops  # noqa: F401
-from test_persistent_emulator import EPS, assert_exact_fp32, make_inputs
+from test_persistent_emulator import (EPS, assert_exact_fp32, make_bidir_inputs, make_inputs,
+                                      spec_bidir)
 
 OPS = torch.ops.rnnfuse
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
@@ -130,6 +131,45 @@ def test_exact_fp32_backward_is_as_close_as_the_cpu_kernel(cell):
         ref = emulate_bwd(cell, a64, saved64, reverse, 16, 1, 32, 2)
         exact = emulate_bwd(cell, a, saved, reverse, 16, 2, 32, 4, fma=True)
         assert_exact_fp32(ref, cpu, exact, emulate_bwd(cell, a, saved, reverse, 16, 2, 32, 4))
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_bidirectional_backward_launch_equals_the_spec(cell, packed):
+    """Both directions' backward in one launch: grad_y, y (GRU) and the
+    gradient of x_proj (LSTM's exchanged dgates, GRU's dx) are column blocks
+    read and written through row strides; float64 equal to the CPU
+    bidirectional backward op to 1e-12, every output."""
+    for i, (H, B, T) in enumerate(SHAPES):
+        a = make_bidir_inputs(cell, F64, H, B, T, packed, seed=20 + i)
+        gen = torch.Generator().manual_seed(i)
+        N = a["x"].shape[0]
+        gy, ghn = torch.randn(N, 2 * H, generator=gen, dtype=F64), torch.randn(2, B, H, generator=gen, dtype=F64)
+        if cell == "LSTM":
+            y, _, _, ws = spec_bidir(cell, a)
+            gcn = torch.randn(2, B, H, generator=gen, dtype=F64)
+            exp = OPS.lstm_bidir_bwd(gy, ghn, gcn, a["w"], a["w_rev"], None, None, a["h0"], a["c0"],
+                                     y, ws, a["bs"])
+        else:
+            y, _, ws = spec_bidir(cell, a)
+            exp = OPS.gru_bidir_bwd(gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws,
+                                    a["bs"])
+        for J, R, hbuf, eb, fma in ((16, 1, 32, 2, False), (5, 2, 16, 4, False), (8, 3, 32, 4, True)):
+            if cell == "LSTM":
+                got = OPS.persistent_emulate_lstm_bidir_bwd(gy, ghn, gcn, a["w"], a["w_rev"], a["h0"],
+                                                            a["c0"], y, ws, a["bs"], J, R, hbuf, eb,
+                                                            i, fma)
+            else:
+                got = OPS.persistent_emulate_gru_bidir_bwd(gy, ghn, a["w"], a["w_rev"], a["b"],
+                                                           a["b_rev"], a["h0"], y, ws, a["bs"], J, R,
+                                                           hbuf, eb, i, fma)
+            assert len(got) == len(exp)
+            for k, (e, g) in enumerate(zip(exp, got)):
+                if e is None or not e.numel():
+                    continue
+                assert e.shape == g.shape, (k, e.shape, g.shape)
+                err = (e - g).abs().max().item()
+                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} hbuf{hbuf} fma{fma} out{k}: {err:.3e}"
 
 
 @pytest.mark.parametrize("fault", [1, 2, 3], ids=["no-wait", "one-step-short", "own-flag-only"])

@@ -44,9 +44,9 @@ H100_CLUSTERS = device(max_clusters=16, max_clusters16=7)
 
 
 def plan(cell="LSTM", dtype=BF16, H=768, B=16, T=1024, proj=0, runs=1, tf32=True, dev=H100,
-         grid=True, cluster=False, backward=False):
+         grid=True, cluster=False, backward=False, directions=1):
     out = json.loads(OPS.persistent_plan(cell, dtype, H, B, T, proj, runs, tf32, dev, grid,
-                                         cluster, backward))
+                                         cluster, backward, directions))
     print(cell, dtype, H, B, out)
     return out
 
@@ -122,6 +122,31 @@ def test_exact_fp32_takes_the_grid_tier_with_fmas(cell, backward):
             assert exact[key] == tf32[key], key
         assert exact["us_per_step"] > tf32["us_per_step"]
     assert plan(dtype=BF16)["math"] == "mma16"
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "bwd"])
+def test_both_directions_in_one_launch(backward):
+    """directions=2: both directions' grids must be co-resident, so each gets
+    at most half the SMs (fewer replicas, or per-step where one direction
+    alone needs more than half); grid tier only, never the cluster tier."""
+    for cell in ("LSTM", "GRU"):
+        for dtype in (BF16, F32):
+            for H, B in ((256, 64), (512, 64), (768, 16), (200, 256)):
+                kw = dict(cell=cell, dtype=dtype, H=H, B=B, backward=backward)
+                one = plan(**kw)
+                two = plan(**kw, directions=2, dev=H100_CLUSTERS, cluster=True)
+                if two["tier"] == "per-step":
+                    assert "per direction" in two["reason"] or one["tier"] == "per-step", two
+                    continue
+                assert two["tier"] == "grid" and two["directions"] == 2
+                assert 2 * two["grid"] <= 132
+                assert one["tier"] == "grid" and two["R"] <= one["R"]
+                assert (two["P"], two["J"]) == (one["P"], one["J"]) or two["grid"] < one["grid"]
+    # H=768 LSTM: 96 CTAs per direction (J=8) cannot run twice on 132 SMs.
+    p = plan(H=768, B=16, directions=2)
+    assert p["tier"] == "per-step" and "66 CTAs" in p["reason"] and "per direction" in p["reason"]
+    assert plan(H=512, B=64, directions=2)["R"] == 1  # 64 CTAs per direction
+    assert plan(H=512, B=64)["R"] == 2
 
 
 def test_mps_at_half_the_sms_limits_the_grid():

@@ -1,8 +1,8 @@
-// CUDA time loops and the CUDA registrations of every rnnfuse op. The
-// single-direction loops first offer the whole sequence to the persistent
-// tier (persistent/, opt-in with RNNFUSE_PERSISTENT=1); otherwise each step is
-// one fused kernel launch on the caller's current stream, for one direction
-// or for both directions of a bidirectional layer; the projection of
+// CUDA time loops and the CUDA registrations of every rnnfuse op. The loops
+// first offer the whole sequence (one direction, or both directions of a
+// bidirectional layer) to the persistent tier (persistent/, opt-in with
+// RNNFUSE_PERSISTENT=1); otherwise each step is one fused kernel launch on
+// the caller's current stream, for one direction or for both; the projection of
 // LSTM's proj_size (a second GEMM per step) goes through ATen on that stream.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -134,36 +134,64 @@ void gru_backward_loop(const GruBackward& g, const std::vector<Step>& steps) {
   });
 }
 
-// Both directions of a layer, one launch per time step. The persistent tier
-// takes single-direction calls only (contiguous rows); these run the step
-// kernels whatever RNNFUSE_PERSISTENT says.
+// Both directions of a layer: the persistent tier first (opt-in:
+// RNNFUSE_PERSISTENT=1; one grid-tier launch for both, or one per
+// direction), then one step-kernel launch per time step for the directions
+// it did not run (both, or the one a refused launch left).
+template <typename Op, typename Steps>
+void bidir_rest(int done, const Op (&op)[2], const std::vector<Step> (&steps)[2], Steps&& run) {
+  if (done == 3) return;
+  if (done == 0) {
+    run(op, steps, 2);
+  } else {
+    const int d = done == 1 ? 1 : 0;
+    run(&op[d], &steps[d], 1);
+  }
+}
+
 void lstm_bidir_forward_loop(const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
   check_cuda_sizes(f[0].h0.size(0), 5 * f[0].c_state.size(1));
   const auto dtype = f[0].x_proj.scalar_type();
-  RNNFUSE_DISPATCH(dtype, "rnnfuse_lstm_bidir_fwd_cuda", [&] {
-    step_loops::lstm_forward_steps(f, steps, 2, CudaLaunch<scalar_t>{step_config(dtype)});
-  });
+  bidir_rest(persist::try_lstm_bidir_forward(f, steps), f, steps,
+             [&](const LstmForward* op, const std::vector<Step>* st, int dirs) {
+               RNNFUSE_DISPATCH(dtype, "rnnfuse_lstm_bidir_fwd_cuda", [&] {
+                 step_loops::lstm_forward_steps(op, st, dirs,
+                                                 CudaLaunch<scalar_t>{step_config(dtype)});
+               });
+             });
 }
 void lstm_bidir_backward_loop(const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
   check_cuda_sizes(g[0].dc_state.size(0), 5 * g[0].dc_state.size(1));
   const auto dtype = g[0].grad_y.scalar_type();
-  RNNFUSE_DISPATCH(dtype, "rnnfuse_lstm_bidir_bwd_cuda", [&] {
-    step_loops::lstm_backward_steps(g, steps, 2, CudaLaunch<scalar_t>{step_config(dtype)});
-  });
+  bidir_rest(persist::try_lstm_bidir_backward(g, steps), g, steps,
+             [&](const LstmBackward* op, const std::vector<Step>* st, int dirs) {
+               RNNFUSE_DISPATCH(dtype, "rnnfuse_lstm_bidir_bwd_cuda", [&] {
+                 step_loops::lstm_backward_steps(op, st, dirs,
+                                                 CudaLaunch<scalar_t>{step_config(dtype)});
+               });
+             });
 }
 void gru_bidir_forward_loop(const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
   check_cuda_sizes(f[0].h0.size(0), 4 * f[0].h0.size(1));
   const auto dtype = f[0].x_proj.scalar_type();
-  RNNFUSE_DISPATCH(dtype, "rnnfuse_gru_bidir_fwd_cuda", [&] {
-    step_loops::gru_forward_steps(f, steps, 2, CudaLaunch<scalar_t>{step_config(dtype)});
-  });
+  bidir_rest(persist::try_gru_bidir_forward(f, steps), f, steps,
+             [&](const GruForward* op, const std::vector<Step>* st, int dirs) {
+               RNNFUSE_DISPATCH(dtype, "rnnfuse_gru_bidir_fwd_cuda", [&] {
+                 step_loops::gru_forward_steps(op, st, dirs,
+                                                 CudaLaunch<scalar_t>{step_config(dtype)});
+               });
+             });
 }
 void gru_bidir_backward_loop(const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
   check_cuda_sizes(g[0].h0.size(0), 4 * g[0].h0.size(1));
   const auto dtype = g[0].grad_y.scalar_type();
-  RNNFUSE_DISPATCH(dtype, "rnnfuse_gru_bidir_bwd_cuda", [&] {
-    step_loops::gru_backward_steps(g, steps, 2, CudaLaunch<scalar_t>{step_config(dtype)});
-  });
+  bidir_rest(persist::try_gru_bidir_backward(g, steps), g, steps,
+             [&](const GruBackward* op, const std::vector<Step>* st, int dirs) {
+               RNNFUSE_DISPATCH(dtype, "rnnfuse_gru_bidir_bwd_cuda", [&] {
+                 step_loops::gru_backward_steps(op, st, dirs,
+                                                 CudaLaunch<scalar_t>{step_config(dtype)});
+               });
+             });
 }
 
 // ------------------------------------------------------- op entry points

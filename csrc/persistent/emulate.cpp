@@ -48,6 +48,7 @@ struct Problem {
   scalar_t* y;           // (N, H)
   acc_t* c_state;        // (B, H) (LSTM)
   scalar_t* ws;          // (N, (G+1)*H... LSTM 5H, GRU 4H) or null
+  int64_t ld_x, ld_y;    // row strides of x and y (a bidirectional layer's column blocks)
 };
 
 template <typename scalar_t>
@@ -161,7 +162,7 @@ class Emulator {
                     flags_[writer] >= publish_value(st.step - 1),
                 "emulator: protocol violation: CTA ", cta.q, " gathers from CTA ", writer,
                 " without having waited for its flag");
-    return pr_.y[idx];
+    return pr_.y[size_t(st.prev_row0 + b) * pr_.ld_y + k];
   }
 
   void step(Cta& cta) {
@@ -224,7 +225,7 @@ class Emulator {
       const int64_t row = st.row0 + b;
       acc_t sum[4], x[4];
       Slice::sum_partials(cta.red.data(), G, J, jj, nn, kRedPitch, sum);
-      const scalar_t* xr = pr_.x + row * G * H;
+      const scalar_t* xr = pr_.x + row * pr_.ld_x;
       for (int g = 0; g < G; ++g) x[g] = acc_t(xr[g * H + j]);
       acc_t c = pr_.cell == Cell::LSTM ? pr_.c_state[b * H + j] : acc_t(0);
       const acc_t h_prev = acc_t(cta.hbuf[size_t(q0 + nn) * pitch + j]);
@@ -235,7 +236,7 @@ class Emulator {
       TORCH_CHECK(written_step_[idx] == -1, "emulator: y[", row, "][", j, "] written twice");
       written_step_[idx] = st.step;
       written_cta_[idx] = cta.q;
-      pr_.y[idx] = scalar_t(h);
+      pr_.y[size_t(row) * pr_.ld_y + j] = scalar_t(h);
     }
   }
 
@@ -265,7 +266,8 @@ void lstm_loop(const EmuConfig& cfg, const LstmForward& f, const std::vector<Ste
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(), nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
                          f.c_state.data_ptr<acc_t>(),
-                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr,
+                         f.x_proj.stride(0), f.y.stride(0)};
     emulate(cfg, pr, steps, f.y.size(0));
   });
 }
@@ -278,7 +280,8 @@ void gru_loop(const EmuConfig& cfg, const GruForward& f, const std::vector<Step>
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(),
                          f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
-                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr,
+                         f.x_proj.stride(0), f.y.stride(0)};
     emulate(cfg, pr, steps, f.y.size(0));
   });
 }
@@ -311,6 +314,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
                      });
 }
 
+// Both directions of a bidirectional layer as one launch runs them: each
+// direction's CTAs on their column blocks of x_proj and y (row strides) with
+// their own walk (direction 1 reversed) and flags. The two grids share
+// nothing, so emulating one after the other covers every interleaving.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm_bidir(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
+    bool training, int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
+    int64_t seed, bool fma) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  const BidirConfig cfg =
+      make_bidir_config(units, replicas, hbuf_rows, elem_bytes, seed, x_proj.scalar_type(), fma);
+  return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
+                            batch_sizes, training,
+                            [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+                              for (int d = 0; d < 2; ++d) lstm_loop(cfg.dir[d], f[d], steps[d]);
+                            });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru_bidir(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
+    int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+    bool fma) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  const BidirConfig cfg =
+      make_bidir_config(units, replicas, hbuf_rows, elem_bytes, seed, x_proj.scalar_type(), fma);
+  return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
+                           [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+                             for (int d = 0; d < 2; ++d) gru_loop(cfg.dir[d], f[d], steps[d]);
+                           });
+}
+
 }  // namespace
 }  // namespace persist
 }  // namespace rnnfuse
@@ -318,4 +355,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
   m.impl("persistent_emulate_lstm", &rnnfuse::persist::emulate_lstm);
   m.impl("persistent_emulate_gru", &rnnfuse::persist::emulate_gru);
+  m.impl("persistent_emulate_lstm_bidir", &rnnfuse::persist::emulate_lstm_bidir);
+  m.impl("persistent_emulate_gru_bidir", &rnnfuse::persist::emulate_gru_bidir);
 }

@@ -42,6 +42,8 @@ struct BwdProblem {
   const scalar_t* y;       // (N, H) GRU: h_{t-1}
   scalar_t* xch;           // exchanged gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
   scalar_t* dx;            // (N, 3H) GRU
+  // Row strides of grad_y, y, xch and dx (a bidirectional layer's column blocks).
+  int64_t ld_grad_y, ld_y, ld_xch, ld_dx;
 };
 
 template <typename scalar_t>
@@ -166,7 +168,7 @@ class BwdEmulator {
                     flags_[writer] >= publish_value(st.step - 1),
                 "emulator: protocol violation: CTA ", cta.q, " gathers from CTA ", writer,
                 " without having waited for its flag");
-    return pr_.xch[idx];
+    return pr_.xch[size_t(st.prev_row0 + b) * pr_.ld_xch + k];
   }
 
   void step(Cta& cta) {
@@ -249,7 +251,7 @@ class BwdEmulator {
     TORCH_CHECK(written_step_[idx] == -1, "emulator: gradient [", row, "][", col, "] written twice");
     written_step_[idx] = st.step;
     written_cta_[idx] = cta.q;
-    pr_.xch[idx] = v;
+    pr_.xch[size_t(row) * pr_.ld_xch + col] = v;
   }
 
   void epilogue(Cta& cta, const StepInfo& st, int row_base, int n_rows) {
@@ -262,7 +264,7 @@ class BwdEmulator {
       const int64_t row = st.row0 + b;
       mma_t rec = 0;
       for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn, kBwdRows)];
-      const acc_t dh = acc_t(pr_.grad_y[row * H + j]) + pr_.dh_state[b * H + j] + acc_t(rec);
+      const acc_t dh = acc_t(pr_.grad_y[row * pr_.ld_grad_y + j]) + pr_.dh_state[b * H + j] + acc_t(rec);
       if (pr_.cell == Cell::LSTM) {
         pr_.dh_state[b * H + j] = acc_t(0);
         const scalar_t* a = pr_.ws + row * 5 * H + j;
@@ -280,11 +282,11 @@ class BwdEmulator {
       } else {
         const scalar_t* a = pr_.ws + row * 4 * H + j;
         const GruActs<acc_t> act{acc_t(a[0]), acc_t(a[H]), acc_t(a[2 * H]), acc_t(a[3 * H])};
-        const acc_t h_prev = b < st.carry_next ? acc_t(pr_.y[(st.next_row0 + b) * H + j])
+        const acc_t h_prev = b < st.carry_next ? acc_t(pr_.y[(st.next_row0 + b) * pr_.ld_y + j])
                                                : acc_t(pr_.h0[b * H + j]);
         const auto d = gru_cell_backward(act, h_prev, dh);
         pr_.dh_state[b * H + j] = d.dh_prev;
-        scalar_t* dx = pr_.dx + row * 3 * H + j;
+        scalar_t* dx = pr_.dx + row * pr_.ld_dx + j;
         dx[0] = scalar_t(d.dr);
         dx[H] = scalar_t(d.dz);
         dx[2 * H] = scalar_t(d.dn);
@@ -313,7 +315,8 @@ void lstm_loop(const EmuConfig& cfg, const LstmBackward& g,
                             g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
                             g.dh_state.data_ptr<acc_t>(), g.dc_state.data_ptr<acc_t>(),
                             g.ws.data_ptr<scalar_t>(), g.c0.data_ptr<scalar_t>(), nullptr, nullptr,
-                            g.dgates.data_ptr<scalar_t>(), nullptr};
+                            g.dgates.data_ptr<scalar_t>(), nullptr, g.grad_y.stride(0), 0,
+                            g.dgates.stride(0), 0};
     BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();
   });
 }
@@ -327,7 +330,8 @@ void gru_loop(const EmuConfig& cfg, const GruBackward& g,
                             g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
                             g.dh_state.data_ptr<acc_t>(), nullptr, g.ws.data_ptr<scalar_t>(),
                             nullptr, g.h0.data_ptr<scalar_t>(), g.y.data_ptr<scalar_t>(),
-                            g.dhh.data_ptr<scalar_t>(), g.dx.data_ptr<scalar_t>()};
+                            g.dhh.data_ptr<scalar_t>(), g.dx.data_ptr<scalar_t>(),
+                            g.grad_y.stride(0), g.y.stride(0), g.dhh.stride(0), g.dx.stride(0)};
     BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();
   });
 }
@@ -363,6 +367,44 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
                       });
 }
 
+// Both directions' backward as one launch runs them (as emulate_lstm_bidir:
+// strided column blocks of grad_y, y, LSTM dgates and GRU dx; one after the other).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+emulate_lstm_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                       const at::Tensor& grad_c_n, const at::Tensor& w_hh,
+                       const at::Tensor& w_hh_rev, const at::Tensor& h0, const at::Tensor& c0,
+                       const at::Tensor& y, const at::Tensor& workspace,
+                       const c10::optional<at::Tensor>& batch_sizes, int64_t units,
+                       int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+                       bool fma) {
+  TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
+  const BidirConfig cfg = make_bidir_config(units, replicas, hbuf_rows, elem_bytes, seed,
+                                            grad_y.scalar_type(), fma);
+  return lstm_bidir_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, c10::nullopt,
+                             c10::nullopt, h0, c0, y, workspace, batch_sizes,
+                             [&](const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+                               for (int d = 0; d < 2; ++d) lstm_loop(cfg.dir[d], g[d], steps[d]);
+                             });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+emulate_gru_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+                      const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& b_hh,
+                      const c10::optional<at::Tensor>& b_hh_rev, const at::Tensor& h0,
+                      const at::Tensor& y, const at::Tensor& workspace,
+                      const c10::optional<at::Tensor>& batch_sizes, int64_t units,
+                      int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+                      bool fma) {
+  TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
+  const BidirConfig cfg = make_bidir_config(units, replicas, hbuf_rows, elem_bytes, seed,
+                                            grad_y.scalar_type(), fma);
+  return gru_bidir_backward(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
+                            batch_sizes,
+                            [&](const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+                              for (int d = 0; d < 2; ++d) gru_loop(cfg.dir[d], g[d], steps[d]);
+                            });
+}
+
 }  // namespace
 }  // namespace persist
 }  // namespace rnnfuse
@@ -370,4 +412,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
   m.impl("persistent_emulate_lstm_bwd", &rnnfuse::persist::emulate_lstm_bwd);
   m.impl("persistent_emulate_gru_bwd", &rnnfuse::persist::emulate_gru_bwd);
+  m.impl("persistent_emulate_lstm_bidir_bwd", &rnnfuse::persist::emulate_lstm_bidir_bwd);
+  m.impl("persistent_emulate_gru_bidir_bwd", &rnnfuse::persist::emulate_gru_bidir_bwd);
 }

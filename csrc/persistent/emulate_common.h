@@ -45,6 +45,19 @@ inline EmuConfig make_emu_config(int64_t units, int64_t replicas, int64_t hbuf_r
                    static_cast<uint64_t>(seed), int(fault), fma};
 }
 
+// A bidirectional launch's two directions: the same partition, direction 1
+// walking the steps in reverse.
+struct BidirConfig {
+  EmuConfig dir[2];
+};
+inline BidirConfig make_bidir_config(int64_t units, int64_t replicas, int64_t hbuf_rows,
+                                     int64_t elem_bytes, int64_t seed, at::ScalarType dtype,
+                                     bool fma) {
+  return BidirConfig{
+      {make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, false, dtype, fma),
+       make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, true, dtype, fma)}};
+}
+
 // The operand value the tensor cores see: fp32 rounded to TF32 with the
 // kernel's own function; fp16/bf16 as they are; float64 unrounded.
 template <typename scalar_t>

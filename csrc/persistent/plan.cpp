@@ -136,10 +136,11 @@ std::string Plan::describe() const {
     std::snprintf(buf, sizeof(buf),
                   ", \"P\": %d, \"J\": %d, \"R\": %d, \"MT\": %d, \"kk\": %d, \"KT\": %d, "
                   "\"grid\": %d, \"hbuf_rows\": %d, \"smem_bytes\": %lld, \"w_frags\": %d, "
-                  "\"elem_bytes\": %d, \"math\": \"%s\", \"us_per_step\": %.3f",
+                  "\"elem_bytes\": %d, \"math\": \"%s\", \"directions\": %d, "
+                  "\"us_per_step\": %.3f",
                   q.ctas, q.units, q.replicas, backward ? kBwdMTiles : kMTiles, q.kk, q.ktiles,
                   q.grid(), hbuf_rows, static_cast<long long>(smem_bytes), w_frags, elem_bytes,
-                  fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", us_per_step);
+                  fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", directions, us_per_step);
     s += buf;
   }
   return s + "}";
@@ -190,6 +191,9 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
   if (!no.empty()) return per_step(no);
   if (prob.dtype == DType::F32 && !prob.allow_tf32) {
     return per_step("fp32 with TF32 off: the cluster tier has no exact-FMA kernel");
+  }
+  if (prob.directions > 1) {
+    return per_step("bidirectional in one launch: the cluster tier runs one direction");
   }
   if (dev.cc_major < 9 || !dev.clusters) {
     return per_step("no thread-block clusters on this device (sm_90 or newer)");
@@ -282,7 +286,7 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
       if (p.max_warp_frags() > kRegFrags) continue;  // W slice exceeds the register budget
       for (int R = 1; R <= 64; R *= 2) {
         p.replicas = R;
-        if (p.grid() > sms || p.ctas > kThreads) break;
+        if (p.grid() * prob.directions > sms || p.ctas > kThreads) break;
         if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
         const int rows = p.max_replica_rows();
         const int hb = fit_hbuf_rows(ceil_div(rows, kChunkRows) * kChunkRows, dev.smem_optin,
@@ -296,6 +300,7 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
           best.part = p;
           best.elem_bytes = eb;
           best.fma = fma;
+          best.directions = prob.directions;
           best.hbuf_rows = hb;
           best.smem_bytes = smem;
           best.w_frags = p.max_warp_frags();
@@ -305,7 +310,8 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
     }
     if (best.tier == Tier::PerStep) {
       best.reason = fmt("W_hh (%.2f MB) does not fit the registers of %.0f CTAs (one per available SM)",
-                        w_mb, sms);
+                        w_mb, sms / prob.directions);
+      if (prob.directions > 1) best.reason += " per direction";
     }
   }
 
@@ -345,7 +351,7 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
     for (int R = 1; R <= 64; R *= 2) {
       const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb);
       if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
-      if (p.grid() > sms || p.ctas > kThreads) break;
+      if (p.grid() * prob.directions > sms || p.ctas > kThreads) break;
       if (R > 1 && ceil_div(prob.batch, R) < 8) break;
       const int hb = fit_hbuf_rows(ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows,
                                    dev.smem_optin, [&](int n) { return bwd_smem_bytes(p, eb, n); });
@@ -359,6 +365,7 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
         best.part = p;
         best.elem_bytes = eb;
         best.fma = fma;
+        best.directions = prob.directions;
         best.hbuf_rows = hb;
         best.smem_bytes = smem;
         best.w_frags = p.max_warp_frags();
@@ -369,7 +376,8 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
   if (best.tier == Tier::PerStep) {
     best.reason = fmt("backward: W_hh^T (%.2f MB) or the gathered gate gradients do not fit "
                       "%.0f CTAs (one per available SM)",
-                      double(G) * prob.hidden * prob.hidden * eb / 1e6, sms);
+                      double(G) * prob.hidden * prob.hidden * eb / 1e6, sms / prob.directions);
+    if (prob.directions > 1) best.reason += " per direction";
   }
   return best;
 }

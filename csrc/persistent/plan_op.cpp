@@ -57,8 +57,10 @@ DeviceProps parse_device(at::IntArrayRef d) {
 std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t hidden,
                             int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
                             bool allow_tf32, at::IntArrayRef device, bool build_grid,
-                            bool build_cluster, bool backward) {
+                            bool build_cluster, bool backward, int64_t directions) {
+  TORCH_CHECK(directions == 1 || directions == 2, "directions must be 1 or 2");
   Problem prob;
+  prob.directions = int(directions);
   prob.cell = parse_cell(std::string(cell));
   prob.dtype = parse_dtype(dtype);
   prob.allow_tf32 = allow_tf32;

@@ -32,6 +32,18 @@ struct PersistArgs {
   int hbuf_rows;        // batch rows of the shared-memory h buffer
   int vec16;            // 1: y and h0 rows are 16-byte aligned (16-byte gathers)
   uint64_t watchdog_ns; // a flag wait longer than this traps (0: never)
+  // Row strides (elements) of x_proj and y: G*H and H for one direction; a
+  // bidirectional layer's directions are column blocks of one (N, 2*G*H)
+  // projection and one (N, 2*H) output (2*G*H and 2*H).
+  int64_t ld_x, ld_y;
+};
+
+// What one forward launch runs: one layer-direction, or both directions of
+// a bidirectional layer at once (directions = 2: CTAs [d * grid, (d + 1) *
+// grid) run dir[d]; the same partition, their own operands, walk and flags).
+struct PersistFwdLaunch {
+  PersistArgs dir[2];
+  int directions;
 };
 
 // The backward kernel's parameters: one layer-direction's reverse walk.
@@ -52,17 +64,28 @@ struct PersistBwdArgs {
   int hbuf_rows;
   int vec16;            // 1: xch rows 16-byte aligned (16-byte gathers)
   uint64_t watchdog_ns;
+  // Row strides (elements): H, H, G*H, 3H for one direction; a bidirectional
+  // layer's grad_y, y, LSTM dgates (xch) and GRU dx are column blocks (2H, 2H,
+  // 2*G*H, 6H); GRU's dhh (xch) stays its own (3H).
+  int64_t ld_grad_y, ld_y, ld_xch, ld_dx;
 };
 
-cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdArgs& a, size_t smem,
+// One backward launch: one layer-direction or both (as PersistFwdLaunch).
+struct PersistBwdLaunch {
+  PersistBwdArgs dir[2];
+  int directions;
+};
+
+// Launch the backward kernel cooperatively (as launch_persist_fwd).
+cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdLaunch& a, size_t smem,
                                int sms, cudaStream_t stream);
 cudaError_t persist_bwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks);
 
-// Launch the forward kernel cooperatively on `stream`. Returns
-// cudaErrorCooperativeLaunchTooLarge (launching nothing) when the grid cannot
-// be co-resident on `sms` SMs at this shared-memory size; any other error is
-// the launch's own.
-cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, size_t smem,
+// Launch the forward kernel cooperatively on `stream` (directions x
+// part.grid() CTAs). Returns cudaErrorCooperativeLaunchTooLarge (launching
+// nothing) when the grid cannot be co-resident on `sms` SMs at this
+// shared-memory size; any other error is the launch's own.
+cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistFwdLaunch& a, size_t smem,
                                int sms, cudaStream_t stream);
 // CTAs of the forward kernel one SM holds at this shared-memory size.
 cudaError_t persist_fwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int* blocks);

@@ -13,7 +13,7 @@ namespace persist {
 // Threads 0..P-1 each wait for one producer of replica r to have published
 // `want` steps; then the whole CTA passes a barrier. A wait that exceeds the
 // watchdog traps: a loud launch failure instead of a hang. Args: the forward
-// or backward kernel's parameters (part, flags, watchdog_ns).
+// or backward kernel's parameters of one direction (part, flags, watchdog_ns).
 template <typename Args>
 __device__ __forceinline__ void wait_for_replica(const Args& a, int r, uint32_t want) {
   const int tid = threadIdx.x;
@@ -35,12 +35,13 @@ __device__ __forceinline__ void wait_for_replica(const Args& a, int r, uint32_t 
 
 // hbuf rows n = 0..rows-1 <- the exchanged rows of replica rows g0 + n, each
 // p.k_width() wide: for batch rows below `carry` row (carry_row0 + b) of
-// `exchanged` (written by other CTAs the step before: read through L2 only),
-// for the others row b of `start`, or zeros when `start` is null.
+// `exchanged` (rows ld elements apart; written by other CTAs the step
+// before: read through L2 only), for the others row b of `start` (rows
+// k_width() apart), or zeros when `start` is null.
 template <typename E, typename Part>
-__device__ __forceinline__ void gather_rows(const Part& p, const E* exchanged, int64_t carry_row0,
-                                            const E* start, int carry, int r, int g0, int rows,
-                                            bool vec16, E* hbuf) {
+__device__ __forceinline__ void gather_rows(const Part& p, const E* exchanged, int64_t ld,
+                                            int64_t carry_row0, const E* start, int carry, int r,
+                                            int g0, int rows, bool vec16, E* hbuf) {
   const int K = p.k_width();
   const int pitch = p.h_pitch(Elem<E>::kBytes);
   if (vec16) {
@@ -49,7 +50,7 @@ __device__ __forceinline__ void gather_rows(const Part& p, const E* exchanged, i
     for (int i = threadIdx.x; i < rows * per_row; i += kThreads) {
       const int n = i / per_row, v = i % per_row;
       const int64_t b = p.replica_row(r, g0 + n);
-      const E* src = b < carry ? exchanged + (carry_row0 + b) * K : start == nullptr ? nullptr : start + b * K;
+      const E* src = b < carry ? exchanged + (carry_row0 + b) * ld : start == nullptr ? nullptr : start + b * K;
       const uint4 x = src != nullptr ? __ldcg(reinterpret_cast<const uint4*>(src) + v)
                                      : make_uint4(0u, 0u, 0u, 0u);
       *reinterpret_cast<uint4*>(hbuf + n * pitch + v * kVec) = x;
@@ -58,7 +59,7 @@ __device__ __forceinline__ void gather_rows(const Part& p, const E* exchanged, i
     for (int i = threadIdx.x; i < rows * K; i += kThreads) {
       const int n = i / K, k = i % K;
       const int64_t b = p.replica_row(r, g0 + n);
-      const E* src = b < carry ? exchanged + (carry_row0 + b) * K : start == nullptr ? nullptr : start + b * K;
+      const E* src = b < carry ? exchanged + (carry_row0 + b) * ld : start == nullptr ? nullptr : start + b * K;
       hbuf[n * pitch + k] = src != nullptr ? __ldcg(src + k) : Elem<E>::from_float(0.0f);
     }
   }

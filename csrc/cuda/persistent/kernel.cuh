@@ -1,6 +1,8 @@
 // The persistent forward kernel (grid tier): one cooperative launch runs a
-// whole layer-direction. Decomposition, fragment maps, schedule and flag
-// protocol are layout.h's (the CPU emulator runs the same functions):
+// whole layer-direction, or both directions of a bidirectional layer (a
+// second grid of CTAs with the reverse direction's operands). Decomposition,
+// fragment maps, schedule and flag protocol are layout.h's (the CPU emulator
+// runs the same functions):
 //   - CTA q = (replica r, CTA c) keeps its kRows x H slice of W_hh as mma.sync
 //     A fragments in registers for the whole sequence (warp w: k-tiles w,
 //     w+8, ...);
@@ -31,7 +33,7 @@ constexpr int kHbufOffset = (kRedFloats + kRows) * 4;
 // FMA: exact fp32 (TF32 off), layout.h's FMA maps instead of the MMAs; E is
 // float then. Everything else (exchange, epilogue, protocol) is shared.
 template <typename E, Cell CELL, bool FMA>
-__device__ __forceinline__ void fwd_body(const PersistArgs& a) {
+__device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
   static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
   constexpr int G = CELL == Cell::LSTM ? 4 : 3;
@@ -41,7 +43,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a) {
   E* hbuf = reinterpret_cast<E*>(smem + kHbufOffset);
 
   const Partition& p = a.part;
-  const int q = blockIdx.x, r = p.replica_of(q), c = p.cta_of(q);
+  const int r = p.replica_of(q), c = p.cta_of(q);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int H = p.hidden, J = p.units;
   const int pitch = p.h_pitch(X::kBytes);
@@ -90,7 +92,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a) {
       const int j = p.first_unit(c) + jj;
       if (e < p.chunk_items() && nn < n_rows && j < H) {
         const int64_t b = p.replica_row(r, row_base + nn);
-        const E* xr = x_proj + (st.row0 + b) * G * H + j;
+        const E* xr = x_proj + (st.row0 + b) * a.ld_x + j;
 #pragma unroll
         for (int g = 0; g < G; ++g) xv[s][g] = X::to_float(xr[g * H]);
         if constexpr (CELL == Cell::LSTM) cv[s] = a.c_state[b * H + j];
@@ -107,8 +109,8 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a) {
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
-        gather_rows<E>(p, static_cast<const E*>(a.y), st.prev_row0, static_cast<const E*>(a.h0),
-                       st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
+        gather_rows<E>(p, static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
+                       static_cast<const E*>(a.h0), st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
         __syncthreads();
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
           const int n_rows = min(kChunkRows, g_rows - q0);
@@ -149,7 +151,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a) {
               if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hbuf[(q0 + nn) * pitch + j]);
               const float h = cell_item<CELL, G>(xv[s], sum, bias, J, jj, cv[s], h_prev, w, H);
               if constexpr (CELL == Cell::LSTM) a.c_state[b * H + j] = cv[s];
-              y[row * H + j] = X::from_float(h);
+              y[row * a.ld_y + j] = X::from_float(h);
             }
           }
           __syncthreads();
@@ -160,15 +162,19 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a) {
   }
 }
 
+// CTA blockIdx.x of a launch: direction d = blockIdx.x / grid runs dir[d]
+// as CTA q = blockIdx.x - d * grid of its partition.
 template <typename E, Cell CELL>
-__global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistArgs a) {
-  fwd_body<E, CELL, false>(a);
+__global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistFwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
+  fwd_body<E, CELL, false>(a.dir[d], blockIdx.x - d * grid);
 }
 
 // fp32 with TF32 off: the same kernel with exact FMAs.
 template <Cell CELL>
-__global__ void __launch_bounds__(kThreads, 1) persist_fwd_fma_kernel(const PersistArgs a) {
-  fwd_body<float, CELL, true>(a);
+__global__ void __launch_bounds__(kThreads, 1) persist_fwd_fma_kernel(const PersistFwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
+  fwd_body<float, CELL, true>(a.dir[d], blockIdx.x - d * grid);
 }
 
 // A cooperative launch of `kernel` (one of the persistent grid kernels) on
@@ -199,11 +205,11 @@ cudaError_t blocks_per_sm(void (*kernel)(const Args), size_t smem, int* blocks) 
 
 // One operand type's entry points (instantiated in persist_<type>.cu).
 #define RNNFUSE_PERSIST_ENTRY_POINTS(E, NAME)                                                  \
-  cudaError_t launch_persist_fwd_##NAME(Cell cell, const PersistArgs& a, size_t smem, int sms, \
-                                        cudaStream_t stream) {                                 \
+  cudaError_t launch_persist_fwd_##NAME(Cell cell, const PersistFwdLaunch& a, size_t smem,      \
+                                        int sms, cudaStream_t stream) {                        \
     return launch_cooperative(cell == Cell::LSTM ? persist_fwd_kernel<E, Cell::LSTM>           \
                                                  : persist_fwd_kernel<E, Cell::GRU>,           \
-                              a, a.part.grid(), smem, sms, stream);                            \
+                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);      \
   }                                                                                            \
   cudaError_t persist_fwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {          \
     return blocks_per_sm(cell == Cell::LSTM ? persist_fwd_kernel<E, Cell::LSTM>                \
@@ -213,11 +219,11 @@ cudaError_t blocks_per_sm(void (*kernel)(const Args), size_t smem, int* blocks) 
 
 // The exact-fp32 kernels' entry points (persist_fma.cu).
 #define RNNFUSE_PERSIST_FMA_ENTRY_POINTS()                                                      \
-  cudaError_t launch_persist_fwd_fma(Cell cell, const PersistArgs& a, size_t smem, int sms,     \
+  cudaError_t launch_persist_fwd_fma(Cell cell, const PersistFwdLaunch& a, size_t smem, int sms, \
                                      cudaStream_t stream) {                                     \
     return launch_cooperative(cell == Cell::LSTM ? persist_fwd_fma_kernel<Cell::LSTM>           \
                                                  : persist_fwd_fma_kernel<Cell::GRU>,           \
-                              a, a.part.grid(), smem, sms, stream);                             \
+                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);       \
   }                                                                                             \
   cudaError_t persist_fwd_blocks_per_sm_fma(Cell cell, size_t smem, int* blocks) {              \
     return blocks_per_sm(cell == Cell::LSTM ? persist_fwd_fma_kernel<Cell::LSTM>                \

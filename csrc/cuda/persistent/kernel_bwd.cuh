@@ -1,8 +1,9 @@
 // The persistent backward kernel (grid tier): one cooperative launch walks a
-// layer-direction's steps in reverse. CTA q = (replica r, CTA c) keeps
-// W_hh^T for its J <= 16 units (K = G*H) as A fragments in registers; per
-// step it waits for its replica's flags, gathers the gate gradients of the
-// step processed before (LSTM dgates, GRU dhh: the exchange buffer), runs
+// layer-direction's steps in reverse (or both directions', as the forward).
+// CTA q = (replica r, CTA c) keeps W_hh^T for its J <= 16 units (K = G*H)
+// as A fragments in registers; per step it waits for its replica's flags,
+// gathers the gate gradients of the step processed before (LSTM dgates, GRU
+// dhh: the exchange buffer), runs
 // the MMAs, adds the warps' partial sums in order, applies gate_math.h's
 // derivatives, writes the gate gradients, and publishes the step. BwdPartition,
 // fragment maps, cursor and protocol are layout.h's (the CPU emulator
@@ -20,7 +21,7 @@ constexpr int kBwdHbufOffset = kBwdRedFloats * 4;
 
 // FMA: exact fp32 (TF32 off) with layout.h's FMA maps; E is float then.
 template <typename E, Cell CELL, bool FMA>
-__device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
+__device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
   constexpr int kk = X::kBytes == 2 ? 16 : 8;
@@ -30,7 +31,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
   E* hbuf = reinterpret_cast<E*>(smem + kBwdHbufOffset);
 
   const BwdPartition& p = a.part;
-  const int q = blockIdx.x, r = p.replica_of(q), c = p.cta_of(q);
+  const int r = p.replica_of(q), c = p.cta_of(q);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int H = p.hidden, K = p.k_width();
   const int pitch = p.h_pitch(X::kBytes);
@@ -50,8 +51,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
 #pragma unroll
         for (int e = 0; e < kFmaK; ++e) {
           const int kr = kt * 8 + fma_k0(lane) + e;
-          wf[f][e] = j >= 0 && kr < K ? __float_as_uint(static_cast<const float*>(a.w_hh)[int64_t(kr) * H + j])
-                                      : 0u;
+          const float* w = static_cast<const float*>(a.w_hh);
+          wf[f][e] = j >= 0 && kr < K ? __float_as_uint(w[int64_t(kr) * H + j]) : 0u;
         }
       } else if (f < n_ktiles) {
         const int kt = p.warp_ktile(warp, f / kBwdMTiles);
@@ -88,7 +89,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
       if (e < p.chunk_items() && nn < n_rows && j < H) {
         const int64_t b = p.replica_row(r, row_base + nn);
         const int64_t row = st.row0 + b;
-        gv[s] = X::to_float(grad_y[row * H + j]) + a.dh_state[b * H + j];
+        gv[s] = X::to_float(grad_y[row * a.ld_grad_y + j]) + a.dh_state[b * H + j];
         const E* w = ws + row * kActs * H + j;
 #pragma unroll
         for (int g = 0; g < kActs; ++g) av[s][g] = X::to_float(w[g * H]);
@@ -97,7 +98,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
                                                 : static_cast<const E*>(a.c0)[b * H + j]);
           dcv[s] = a.dc_state[b * H + j];
         } else {
-          pv[s] = b < st.carry_next ? X::to_float(static_cast<const E*>(a.y)[(st.next_row0 + b) * H + j])
+          pv[s] = b < st.carry_next ? X::to_float(static_cast<const E*>(a.y)[(st.next_row0 + b) * a.ld_y + j])
                                     : X::to_float(static_cast<const E*>(a.h0)[b * H + j]);
         }
       }
@@ -113,8 +114,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
-        gather_rows<E>(p, xch, st.prev_row0, static_cast<const E*>(nullptr), st.carry, r, g0, g_rows,
-                       a.vec16 != 0, hbuf);
+        gather_rows<E>(p, xch, a.ld_xch, st.prev_row0, static_cast<const E*>(nullptr), st.carry,
+                       r, g0, g_rows, a.vec16 != 0, hbuf);
         __syncthreads();
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
           const int n_rows = min(kChunkRows, g_rows - q0);
@@ -179,7 +180,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
 #pragma unroll
               for (int w = 0; w < kWarps; ++w) rec += red[red_index(w, jj, nn, kBwdRows)];
               const float dh = gv[s] + rec;
-              E* xr = xch + row * K + j;
+              E* xr = xch + row * a.ld_xch + j;
               if constexpr (CELL == Cell::LSTM) {
                 a.dh_state[b * H + j] = 0.0f;
                 const LstmActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3], av[s][4]};
@@ -193,7 +194,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
                 const GruActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3]};
                 const GruGrads<float> d = gru_cell_backward(act, pv[s], dh);
                 a.dh_state[b * H + j] = d.dh_prev;
-                E* dx = static_cast<E*>(a.dx) + row * K + j;
+                E* dx = static_cast<E*>(a.dx) + row * a.ld_dx + j;
                 dx[0] = X::from_float(d.dr);
                 dx[H] = X::from_float(d.dz);
                 dx[2 * H] = X::from_float(d.dn);
@@ -211,23 +212,26 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a) {
   }
 }
 
+// As the forward: direction d = blockIdx.x / grid runs dir[d].
 template <typename E, Cell CELL>
-__global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistBwdArgs a) {
-  bwd_body<E, CELL, false>(a);
+__global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistBwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
+  bwd_body<E, CELL, false>(a.dir[d], blockIdx.x - d * grid);
 }
 
 // fp32 with TF32 off: the same kernel with exact FMAs.
 template <Cell CELL>
-__global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const PersistBwdArgs a) {
-  bwd_body<float, CELL, true>(a);
+__global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const PersistBwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
+  bwd_body<float, CELL, true>(a.dir[d], blockIdx.x - d * grid);
 }
 
 #define RNNFUSE_PERSIST_BWD_ENTRY_POINTS(E, NAME)                                                 \
-  cudaError_t launch_persist_bwd_##NAME(Cell cell, const PersistBwdArgs& a, size_t smem, int sms, \
-                                        cudaStream_t stream) {                                    \
+  cudaError_t launch_persist_bwd_##NAME(Cell cell, const PersistBwdLaunch& a, size_t smem,        \
+                                        int sms, cudaStream_t stream) {                           \
     return launch_cooperative(cell == Cell::LSTM ? persist_bwd_kernel<E, Cell::LSTM>              \
                                                  : persist_bwd_kernel<E, Cell::GRU>,              \
-                              a, a.part.grid(), smem, sms, stream);                               \
+                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);        \
   }                                                                                               \
   cudaError_t persist_bwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {             \
     return blocks_per_sm(cell == Cell::LSTM ? persist_bwd_kernel<E, Cell::LSTM>                   \
@@ -236,11 +240,11 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const Pers
   }
 
 #define RNNFUSE_PERSIST_BWD_FMA_ENTRY_POINTS()                                                    \
-  cudaError_t launch_persist_bwd_fma(Cell cell, const PersistBwdArgs& a, size_t smem, int sms,    \
+  cudaError_t launch_persist_bwd_fma(Cell cell, const PersistBwdLaunch& a, size_t smem, int sms,  \
                                      cudaStream_t stream) {                                       \
     return launch_cooperative(cell == Cell::LSTM ? persist_bwd_fma_kernel<Cell::LSTM>             \
                                                  : persist_bwd_fma_kernel<Cell::GRU>,             \
-                              a, a.part.grid(), smem, sms, stream);                               \
+                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);        \
   }                                                                                               \
   cudaError_t persist_bwd_blocks_per_sm_fma(Cell cell, size_t smem, int* blocks) {                \
     return blocks_per_sm(cell == Cell::LSTM ? persist_bwd_fma_kernel<Cell::LSTM>                  \

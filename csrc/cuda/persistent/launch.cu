@@ -5,21 +5,21 @@
 namespace rnnfuse {
 namespace persist {
 
-cudaError_t launch_persist_fwd_f16(Cell, const PersistArgs&, size_t, int, cudaStream_t);
-cudaError_t launch_persist_fwd_bf16(Cell, const PersistArgs&, size_t, int, cudaStream_t);
-cudaError_t launch_persist_fwd_tf32(Cell, const PersistArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_fwd_f16(Cell, const PersistFwdLaunch&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_fwd_bf16(Cell, const PersistFwdLaunch&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_fwd_tf32(Cell, const PersistFwdLaunch&, size_t, int, cudaStream_t);
 cudaError_t persist_fwd_blocks_per_sm_f16(Cell, size_t, int*);
 cudaError_t persist_fwd_blocks_per_sm_bf16(Cell, size_t, int*);
 cudaError_t persist_fwd_blocks_per_sm_tf32(Cell, size_t, int*);
-cudaError_t launch_persist_fwd_fma(Cell, const PersistArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_fwd_fma(Cell, const PersistFwdLaunch&, size_t, int, cudaStream_t);
 cudaError_t persist_fwd_blocks_per_sm_fma(Cell, size_t, int*);
-cudaError_t launch_persist_bwd_f16(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
-cudaError_t launch_persist_bwd_bf16(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
-cudaError_t launch_persist_bwd_tf32(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_bwd_f16(Cell, const PersistBwdLaunch&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_bwd_bf16(Cell, const PersistBwdLaunch&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_bwd_tf32(Cell, const PersistBwdLaunch&, size_t, int, cudaStream_t);
 cudaError_t persist_bwd_blocks_per_sm_f16(Cell, size_t, int*);
 cudaError_t persist_bwd_blocks_per_sm_bf16(Cell, size_t, int*);
 cudaError_t persist_bwd_blocks_per_sm_tf32(Cell, size_t, int*);
-cudaError_t launch_persist_bwd_fma(Cell, const PersistBwdArgs&, size_t, int, cudaStream_t);
+cudaError_t launch_persist_bwd_fma(Cell, const PersistBwdLaunch&, size_t, int, cudaStream_t);
 cudaError_t persist_bwd_blocks_per_sm_fma(Cell, size_t, int*);
 
 cudaError_t launch_persist_cluster_f16(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
@@ -49,7 +49,7 @@ cudaError_t persist_cluster_max_active(ElemKind kind, Cell cell, int cluster, si
   }
 }
 
-cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistArgs& a, size_t smem,
+cudaError_t launch_persist_fwd(ElemKind kind, Cell cell, const PersistFwdLaunch& a, size_t smem,
                                int sms, cudaStream_t stream) {
   switch (kind) {
     case ElemKind::F32: return launch_persist_fwd_fma(cell, a, smem, sms, stream);
@@ -68,7 +68,7 @@ cudaError_t persist_fwd_blocks_per_sm(ElemKind kind, Cell cell, size_t smem, int
   }
 }
 
-cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdArgs& a, size_t smem,
+cudaError_t launch_persist_bwd(ElemKind kind, Cell cell, const PersistBwdLaunch& a, size_t smem,
                                int sms, cudaStream_t stream) {
   switch (kind) {
     case ElemKind::F32: return launch_persist_bwd_fma(cell, a, smem, sms, stream);

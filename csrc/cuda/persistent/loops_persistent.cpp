@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 
@@ -165,8 +166,9 @@ ElemKind elem_of(at::ScalarType t) {
 
 Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,
               int64_t proj_size, int packed_runs, bool backward = false,
-              bool allow_cluster = true) {
+              bool allow_cluster = true, int directions = 1) {
   Problem prob;
+  prob.directions = directions;
   prob.cell = cell;
   prob.dtype = dtype_of(dtype);
   prob.allow_tf32 = at::globalContext().allowTF32CuDNN();
@@ -243,57 +245,73 @@ bool run_cluster(Cell cell, const Plan& plan, const at::Tensor& x_proj, const at
   return true;
 }
 
-// The launch shared by both cells. Tensors are the driver's (contiguous,
-// checked); returns false when the per-step kernels must run.
-bool run_forward(Cell cell, const at::Tensor& x_proj, const at::Tensor& w_hh,
-                 const at::Tensor& b_hh, const at::Tensor& h0, const at::Tensor& y,
-                 const at::Tensor& c_state, const at::Tensor& ws, const std::vector<Step>& steps,
-                 bool has_proj) {
-  if (!persistent_enabled()) return false;
-  const int64_t hidden = h0.size(1), batch = h0.size(0);
-  const int64_t n_steps = static_cast<int64_t>(steps.size());
-  // The launch itself checks the cluster's occupancy (and falls back), so
-  // the plan needs no separate query here (one per call is enough).
-  Plan plan = plan_for(cell, x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
-                       count_runs(steps));
-  if (plan.tier == Tier::PerStep) return false;
+// One direction's forward operands (driver's tensors: rows with unit
+// column stride, a bidirectional layer's directions column blocks).
+struct FwdOperands {
+  const at::Tensor& x_proj;
+  const at::Tensor& w_hh;
+  const at::Tensor& b_hh;
+  const at::Tensor& h0;
+  const at::Tensor& y;
+  const at::Tensor& c_state;
+  const at::Tensor& ws;
+  const std::vector<Step>& steps;
+};
 
-  TORCH_CHECK(x_proj.is_contiguous() && w_hh.is_contiguous() && h0.is_contiguous() &&
-                  y.is_contiguous() && (!ws.defined() || ws.is_contiguous()),
-              "rnnfuse persistent: the driver must pass contiguous tensors");
-  TORCH_CHECK(y.scalar_type() == x_proj.scalar_type() && w_hh.scalar_type() == x_proj.scalar_type(),
+bool unit_columns(const at::Tensor& t) { return t.dim() == 2 && t.stride(1) == 1; }
+
+// Processing order runs rows upwards forwards and downwards in reverse.
+bool is_reverse(const std::vector<Step>& steps) {
+  return steps.size() > 1 && steps[1].row0 < steps[0].row0;
+}
+
+// One direction's kernel parameters; false when its schedule cannot be encoded.
+bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, PersistArgs& a) {
+  TORCH_CHECK(unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
+                  o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
+                  (!o.c_state.defined() || o.c_state.is_contiguous()) &&
+                  (!o.b_hh.defined() || o.b_hh.is_contiguous()),
+              "rnnfuse persistent: the driver must pass rows of unit column stride and "
+              "contiguous weights, states and workspace");
+  TORCH_CHECK(o.y.scalar_type() == o.x_proj.scalar_type() &&
+                  o.w_hh.scalar_type() == o.x_proj.scalar_type(),
               "rnnfuse persistent: mixed dtypes");
-  // Processing order runs rows upwards forwards and downwards in reverse.
-  const bool reverse = steps.size() > 1 && steps[1].row0 < steps[0].row0;
-  Schedule sched;
-  if (!encode_schedule(steps, y.size(0), reverse, sched)) return false;
-  if (plan.tier == Tier::Cluster) {
-    if (run_cluster(cell, plan, x_proj, w_hh, b_hh, h0, y, c_state, ws, sched)) return true;
-    plan = plan_for(cell, x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
-                    count_runs(steps), false, /*allow_cluster=*/false);
-    if (plan.tier != Tier::Grid) return false;
-  }
-
-  PersistArgs a;
   std::memset(&a, 0, sizeof(a));
+  if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), a.sched)) return false;
   a.part = plan.part;
-  a.sched = sched;
-  a.x_proj = x_proj.data_ptr();
-  a.w_hh = w_hh.data_ptr();
-  a.b_hh = b_hh.defined() ? b_hh.data_ptr() : nullptr;
-  a.h0 = h0.data_ptr();
-  a.y = y.data_ptr();
-  a.c_state = c_state.defined() ? c_state.data_ptr<float>() : nullptr;
-  a.ws = ws.defined() ? ws.data_ptr() : nullptr;
+  a.x_proj = o.x_proj.data_ptr();
+  a.w_hh = o.w_hh.data_ptr();
+  a.b_hh = o.b_hh.defined() ? o.b_hh.data_ptr() : nullptr;
+  a.h0 = o.h0.data_ptr();
+  a.y = o.y.data_ptr();
+  a.c_state = o.c_state.defined() ? o.c_state.data_ptr<float>() : nullptr;
+  a.ws = o.ws.defined() ? o.ws.data_ptr() : nullptr;
+  a.ld_x = o.x_proj.stride(0);
+  a.ld_y = o.y.stride(0);
   a.hbuf_rows = plan.hbuf_rows;
-  a.vec16 = (hidden * plan.elem_bytes) % 16 == 0 && aligned16(y) && aligned16(h0);
+  const int64_t eb = plan.elem_bytes;
+  a.vec16 = (o.h0.size(1) * eb) % 16 == 0 && (a.ld_y * eb) % 16 == 0 && aligned16(o.y) &&
+            aligned16(o.h0);
   a.watchdog_ns = watchdog_ns();
-  // Zeroed on the stream (a memset node under graph capture).
-  const at::Tensor flags = at::zeros({a.part.grid()}, x_proj.options().dtype(at::kInt));
-  a.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
+  a.flags = flags;
+  return true;
+}
 
+// Launch the grid tier for `dirs` directions (1, or 2 of a bidirectional
+// layer); false (nothing launched) when the device refuses the grid now.
+bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* dirs, int n) {
+  const at::Tensor& like = dirs[0]->x_proj;
+  // Zeroed on the stream (a memset node under graph capture).
+  const at::Tensor flags = at::zeros({n * plan.part.grid()}, like.options().dtype(at::kInt));
+  PersistFwdLaunch launch;
+  std::memset(&launch, 0, sizeof(launch));
+  launch.directions = n;
+  for (int d = 0; d < n; ++d) {
+    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * plan.part.grid();
+    if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
+  }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const cudaError_t err = launch_persist_fwd(elem_of(x_proj.scalar_type()), cell, a,
+  const cudaError_t err = launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
                                              static_cast<size_t>(plan.smem_bytes),
                                              usable_sms(current_device_props()), stream);
   if (err == cudaErrorCooperativeLaunchTooLarge) {
@@ -308,48 +326,134 @@ bool run_forward(Cell cell, const at::Tensor& x_proj, const at::Tensor& w_hh,
   return true;
 }
 
-// The backward launch shared by both cells (driver's tensors); false: the
-// per-step kernels run.
-bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
-                  const at::Tensor& dh_state, const at::Tensor& dc_state, const at::Tensor& ws,
-                  const at::Tensor& c0, const at::Tensor& h0, const at::Tensor& y,
-                  const at::Tensor& xch, const at::Tensor& dx, const std::vector<Step>& steps,
-                  bool has_proj) {
+// The launch shared by both cells for one direction; returns false when the
+// per-step kernels must run.
+bool run_forward(Cell cell, const FwdOperands& o, bool has_proj) {
   if (!persistent_enabled()) return false;
-  const int64_t hidden = dh_state.size(1), batch = dh_state.size(0);
-  const Plan plan = plan_for(cell, grad_y.scalar_type(), hidden, batch,
-                             static_cast<int64_t>(steps.size()), has_proj ? 1 : 0,
-                             count_runs(steps), /*backward=*/true);
-  if (plan.tier != Tier::Grid) return false;
-  TORCH_CHECK(grad_y.is_contiguous() && w_hh.is_contiguous() && ws.is_contiguous() &&
-                  xch.is_contiguous() && dh_state.scalar_type() == at::kFloat &&
-                  ws.scalar_type() == grad_y.scalar_type(),
-              "rnnfuse persistent backward: the driver must pass contiguous tensors, fp32 "
-              "states and the workspace in grad_y's dtype");
-  PersistBwdArgs a;
+  const int64_t hidden = o.h0.size(1), batch = o.h0.size(0);
+  const int64_t n_steps = static_cast<int64_t>(o.steps.size());
+  // The launch itself checks the cluster's occupancy (and falls back), so
+  // the plan needs no separate query here (one per call is enough).
+  Plan plan = plan_for(cell, o.x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
+                       count_runs(o.steps));
+  if (plan.tier == Tier::PerStep) return false;
+  if (plan.tier == Tier::Cluster) {
+    // The cluster kernel takes contiguous rows only (row strides: grid tier).
+    Schedule sched;
+    const bool contiguous = o.x_proj.is_contiguous() && o.y.is_contiguous() &&
+                            o.w_hh.is_contiguous() && o.h0.is_contiguous() &&
+                            (!o.ws.defined() || o.ws.is_contiguous());
+    if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), sched)) return false;
+    if (contiguous &&
+        run_cluster(cell, plan, o.x_proj, o.w_hh, o.b_hh, o.h0, o.y, o.c_state, o.ws, sched)) {
+      return true;
+    }
+    plan = plan_for(cell, o.x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
+                    count_runs(o.steps), false, /*allow_cluster=*/false);
+    if (plan.tier != Tier::Grid) return false;
+  }
+  const FwdOperands* dirs[1] = {&o};
+  return launch_forward_grid(cell, plan, dirs, 1);
+}
+
+// Which of a bidirectional layer's directions run persistent: both in one
+// grid-tier launch where that plan exists and its modelled step is no
+// slower than two single-direction launches' steps, else each direction in
+// its own grid-tier launch (the operands are column blocks: the cluster
+// kernel takes contiguous rows only). Returns a mask (bit d: direction d
+// ran); the caller runs the others on the step kernels.
+int bidir_mask(const Plan& both, const Plan& one, const std::function<bool(int)>& launch_both,
+               const std::function<bool(int)>& launch_one) {
+  if (both.tier == Tier::Grid &&
+      (one.tier != Tier::Grid || both.us_per_step <= 2 * one.us_per_step) && launch_both(2)) {
+    return 3;
+  }
+  if (one.tier != Tier::Grid) return 0;
+  int done = 0;
+  for (int d = 0; d < 2; ++d) done |= launch_one(d) ? 1 << d : 0;
+  return done;
+}
+
+int run_forward_bidir(Cell cell, const FwdOperands& fwd, const FwdOperands& rev) {
+  if (!persistent_enabled()) return 0;
+  const int64_t hidden = fwd.h0.size(1), batch = fwd.h0.size(0);
+  const int64_t n_steps = static_cast<int64_t>(fwd.steps.size());
+  const int runs = count_runs(fwd.steps);
+  const auto dtype = fwd.x_proj.scalar_type();
+  const Plan both = plan_for(cell, dtype, hidden, batch, n_steps, 0, runs, false, false, 2);
+  const Plan one = plan_for(cell, dtype, hidden, batch, n_steps, 0, runs, false, false, 1);
+  const FwdOperands* dirs[2] = {&fwd, &rev};
+  return bidir_mask(
+      both, one, [&](int) { return launch_forward_grid(cell, both, dirs, 2); },
+      [&](int d) { return launch_forward_grid(cell, one, dirs + d, 1); });
+}
+
+// One direction's backward operands (as FwdOperands).
+struct BwdOperands {
+  const at::Tensor& grad_y;
+  const at::Tensor& w_hh;
+  const at::Tensor& dh_state;
+  const at::Tensor& dc_state;
+  const at::Tensor& ws;
+  const at::Tensor& c0;
+  const at::Tensor& h0;
+  const at::Tensor& y;
+  const at::Tensor& xch;
+  const at::Tensor& dx;
+  const std::vector<Step>& steps;
+};
+
+bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, PersistBwdArgs& a) {
+  TORCH_CHECK(unit_columns(o.grad_y) && unit_columns(o.xch) &&
+                  (!o.y.defined() || unit_columns(o.y)) && (!o.dx.defined() || unit_columns(o.dx)) &&
+                  o.w_hh.is_contiguous() && o.ws.is_contiguous() && o.dh_state.is_contiguous() &&
+                  (!o.dc_state.defined() || o.dc_state.is_contiguous()) &&
+                  (!o.c0.defined() || o.c0.is_contiguous()) &&
+                  (!o.h0.defined() || o.h0.is_contiguous()) &&
+                  o.dh_state.scalar_type() == at::kFloat &&
+                  o.ws.scalar_type() == o.grad_y.scalar_type(),
+              "rnnfuse persistent backward: the driver must pass rows of unit column stride, "
+              "contiguous weights and workspace, fp32 states and the workspace in grad_y's dtype");
   std::memset(&a, 0, sizeof(a));
   a.part = bwd_partition(plan);
   // The backward walks the forward's steps in reverse order.
-  const bool fwd_reverse = steps.size() > 1 && steps[1].row0 < steps[0].row0;
-  const std::vector<Step> walk(steps.rbegin(), steps.rend());
-  if (!encode_schedule(walk, grad_y.size(0), !fwd_reverse, a.sched)) return false;
-  a.w_hh = w_hh.data_ptr();
-  a.grad_y = grad_y.data_ptr();
-  a.dh_state = dh_state.data_ptr<float>();
-  a.dc_state = dc_state.defined() ? dc_state.data_ptr<float>() : nullptr;
-  a.ws = ws.data_ptr();
-  a.c0 = c0.defined() ? c0.data_ptr() : nullptr;
-  a.h0 = h0.defined() ? h0.data_ptr() : nullptr;
-  a.y = y.defined() ? y.data_ptr() : nullptr;
-  a.xch = xch.data_ptr();
-  a.dx = dx.defined() ? dx.data_ptr() : nullptr;
+  const std::vector<Step> walk(o.steps.rbegin(), o.steps.rend());
+  if (!encode_schedule(walk, o.grad_y.size(0), !is_reverse(o.steps), a.sched)) return false;
+  a.w_hh = o.w_hh.data_ptr();
+  a.grad_y = o.grad_y.data_ptr();
+  a.dh_state = o.dh_state.data_ptr<float>();
+  a.dc_state = o.dc_state.defined() ? o.dc_state.data_ptr<float>() : nullptr;
+  a.ws = o.ws.data_ptr();
+  a.c0 = o.c0.defined() ? o.c0.data_ptr() : nullptr;
+  a.h0 = o.h0.defined() ? o.h0.data_ptr() : nullptr;
+  a.y = o.y.defined() ? o.y.data_ptr() : nullptr;
+  a.xch = o.xch.data_ptr();
+  a.dx = o.dx.defined() ? o.dx.data_ptr() : nullptr;
+  a.ld_grad_y = o.grad_y.stride(0);
+  a.ld_y = o.y.defined() ? o.y.stride(0) : 0;
+  a.ld_xch = o.xch.stride(0);
+  a.ld_dx = o.dx.defined() ? o.dx.stride(0) : 0;
   a.hbuf_rows = plan.hbuf_rows;
-  a.vec16 = (a.part.k_width() * plan.elem_bytes) % 16 == 0 && aligned16(xch);
+  const int64_t eb = plan.elem_bytes;
+  a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
   a.watchdog_ns = watchdog_ns();
-  const at::Tensor flags = at::zeros({a.part.grid()}, grad_y.options().dtype(at::kInt));
-  a.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
+  a.flags = flags;
+  return true;
+}
+
+// The backward launch for `n` directions (as launch_forward_grid).
+bool launch_backward_grid(Cell cell, const Plan& plan, const BwdOperands* const* dirs, int n) {
+  const at::Tensor& like = dirs[0]->grad_y;
+  const at::Tensor flags = at::zeros({n * plan.part.grid()}, like.options().dtype(at::kInt));
+  PersistBwdLaunch launch;
+  std::memset(&launch, 0, sizeof(launch));
+  launch.directions = n;
+  for (int d = 0; d < n; ++d) {
+    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * plan.part.grid();
+    if (!backward_args(plan, *dirs[d], f, launch.dir[d])) return false;
+  }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const cudaError_t err = launch_persist_bwd(elem_of(grad_y.scalar_type()), cell, a,
+  const cudaError_t err = launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
                                              static_cast<size_t>(plan.smem_bytes),
                                              usable_sms(current_device_props()), stream);
   if (err == cudaErrorCooperativeLaunchTooLarge) {
@@ -362,6 +466,33 @@ bool run_backward(Cell cell, const at::Tensor& grad_y, const at::Tensor& w_hh,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   g_launches.fetch_add(1);
   return true;
+}
+
+Plan backward_plan(Cell cell, const BwdOperands& o, bool has_proj, int directions) {
+  return plan_for(cell, o.grad_y.scalar_type(), o.dh_state.size(1), o.dh_state.size(0),
+                  static_cast<int64_t>(o.steps.size()), has_proj ? 1 : 0, count_runs(o.steps),
+                  /*backward=*/true, true, directions);
+}
+
+// The backward launch shared by both cells (driver's tensors) for one
+// direction; false: the per-step kernels run.
+bool run_backward(Cell cell, const BwdOperands& o, bool has_proj) {
+  if (!persistent_enabled()) return false;
+  const Plan plan = backward_plan(cell, o, has_proj, 1);
+  if (plan.tier != Tier::Grid) return false;
+  const BwdOperands* dirs[1] = {&o};
+  return launch_backward_grid(cell, plan, dirs, 1);
+}
+
+// Both directions' backward (as run_forward_bidir): a mask of those that ran.
+int run_backward_bidir(Cell cell, const BwdOperands& fwd, const BwdOperands& rev) {
+  if (!persistent_enabled()) return 0;
+  const Plan both = backward_plan(cell, fwd, false, 2);
+  const Plan one = backward_plan(cell, fwd, false, 1);
+  const BwdOperands* dirs[2] = {&fwd, &rev};
+  return bidir_mask(
+      both, one, [&](int) { return launch_backward_grid(cell, both, dirs, 2); },
+      [&](int d) { return launch_backward_grid(cell, one, dirs + d, 1); });
 }
 
 // What the planner saw of the device (JSON): SMs, the SMs this context may
@@ -539,23 +670,68 @@ bool persistent_enabled() {
 DeviceProps current_device_props() { return current_device_info().props; }
 
 bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps) {
-  return run_forward(Cell::LSTM, f.x_proj, f.w_hh, at::Tensor(), f.h0, f.y, f.c_state, f.ws, steps,
+  const at::Tensor none;
+  return run_forward(Cell::LSTM,
+                     FwdOperands{f.x_proj, f.w_hh, none, f.h0, f.y, f.c_state, f.ws, steps},
                      f.w_hr.defined());
 }
 
+bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps) {
+  const at::Tensor none;
+  return run_forward(Cell::GRU,
+                     FwdOperands{f.x_proj, f.w_hh, f.b_hh, f.h0, f.y, none, f.ws, steps}, false);
+}
+
 bool try_lstm_backward(const LstmBackward& g, const std::vector<Step>& steps) {
-  return run_backward(Cell::LSTM, g.grad_y, g.w_hh, g.dh_state, g.dc_state, g.ws, g.c0,
-                      at::Tensor(), at::Tensor(), g.dgates, at::Tensor(), steps, g.w_hr.defined());
+  const at::Tensor none;
+  const BwdOperands o{g.grad_y, g.w_hh, g.dh_state, g.dc_state, g.ws, g.c0, none, none,
+                      g.dgates, none, steps};
+  return run_backward(Cell::LSTM, o, g.w_hr.defined());
 }
 
 bool try_gru_backward(const GruBackward& g, const std::vector<Step>& steps) {
-  return run_backward(Cell::GRU, g.grad_y, g.w_hh, g.dh_state, at::Tensor(), g.ws, at::Tensor(),
-                      g.h0, g.y, g.dhh, g.dx, steps, false);
+  const at::Tensor none;
+  const BwdOperands o{g.grad_y, g.w_hh, g.dh_state, none, g.ws, none, g.h0, g.y, g.dhh, g.dx,
+                      steps};
+  return run_backward(Cell::GRU, o, false);
 }
 
-bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps) {
-  return run_forward(Cell::GRU, f.x_proj, f.w_hh, f.b_hh, f.h0, f.y, at::Tensor(), f.ws, steps,
-                     false);
+int try_lstm_bidir_forward(const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+  if (f[0].w_hr.defined()) return 0;  // proj_size: per-step
+  const at::Tensor none;
+  return run_forward_bidir(
+      Cell::LSTM,
+      FwdOperands{f[0].x_proj, f[0].w_hh, none, f[0].h0, f[0].y, f[0].c_state, f[0].ws, steps[0]},
+      FwdOperands{f[1].x_proj, f[1].w_hh, none, f[1].h0, f[1].y, f[1].c_state, f[1].ws, steps[1]});
+}
+
+int try_gru_bidir_forward(const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+  const at::Tensor none;
+  return run_forward_bidir(
+      Cell::GRU,
+      FwdOperands{f[0].x_proj, f[0].w_hh, f[0].b_hh, f[0].h0, f[0].y, none, f[0].ws, steps[0]},
+      FwdOperands{f[1].x_proj, f[1].w_hh, f[1].b_hh, f[1].h0, f[1].y, none, f[1].ws, steps[1]});
+}
+
+int try_lstm_bidir_backward(const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+  if (g[0].w_hr.defined()) return 0;
+  const at::Tensor none;
+  const BwdOperands o[2] = {
+      {g[0].grad_y, g[0].w_hh, g[0].dh_state, g[0].dc_state, g[0].ws, g[0].c0, none, none,
+       g[0].dgates, none, steps[0]},
+      {g[1].grad_y, g[1].w_hh, g[1].dh_state, g[1].dc_state, g[1].ws, g[1].c0, none, none,
+       g[1].dgates, none, steps[1]}};
+  return run_backward_bidir(Cell::LSTM, o[0], o[1]);
+}
+
+int try_gru_bidir_backward(const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+  const at::Tensor none;
+  const BwdOperands o[2] = {
+      {g[0].grad_y, g[0].w_hh, g[0].dh_state, none, g[0].ws, none, g[0].h0, g[0].y, g[0].dhh,
+       g[0].dx, steps[0]},
+      {g[1].grad_y, g[1].w_hh, g[1].dh_state, none, g[1].ws, none, g[1].h0, g[1].y, g[1].dhh,
+       g[1].dx, steps[1]}};
+  return run_backward_bidir(Cell::GRU, o[0], o[1]);
 }
 
 }  // namespace persist

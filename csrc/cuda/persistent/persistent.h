@@ -24,5 +24,14 @@ bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps);
 bool try_lstm_backward(const LstmBackward& g, const std::vector<Step>& steps);
 bool try_gru_backward(const GruBackward& g, const std::vector<Step>& steps);
 
+// Both directions of a bidirectional layer (their rows are column blocks of
+// one buffer): in one grid-tier launch where the plan says that is no
+// slower, else each in its own grid-tier launch. Returns which ran (bit d:
+// direction d; 3: both): the caller runs the others on the step kernels.
+int try_lstm_bidir_forward(const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]);
+int try_gru_bidir_forward(const GruForward (&f)[2], const std::vector<Step> (&steps)[2]);
+int try_lstm_bidir_backward(const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]);
+int try_gru_bidir_backward(const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]);
+
 }  // namespace persist
 }  // namespace rnnfuse
