@@ -191,7 +191,8 @@ def persist_section(persist: dict | None) -> list[str]:
               "us/step | path | grid tier | status |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
-        lines.append(f"| {r['cell']} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | {r['H']} | "
+        cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
+        lines.append(f"| {cell} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | {r['H']} | "
                      f"{_fmt(r.get('cudnn_ms'))} | {_fmt(r.get('perstep_ms'))} | "
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
                      f"{_fmt(r.get('us_per_step'), '.2f')} | {r.get('path', '-')} | "

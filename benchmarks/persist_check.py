@@ -11,7 +11,10 @@
 3. points: LSTM H=768, B=16, T=1024 (FlashRNN's point) in fp16 and bf16, and
    GRU bf16, and the fastrnns point (LSTM H=512, B=64, T=100) in fp32 with
    TF32 off on both sides (the exact-FMA kernels against cuDNN's exact
-   fp32), forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
+   fp32), and the standard preset's bidirectional point (LSTM bf16 H=512,
+   B=64, T=128: rnnfuse's layer as one op, both directions per persistent
+   launch, against the per-step path's one op per direction), forward and
+   forward+backward: cuDNN (torch.nn), rnnfuse per-step
    and rnnfuse persistent with the tier the planner picks (the "path"
    column), timed with CUDA events (warm-up, median); where that is the
    cluster tier, the grid tier is timed too (grid_ms). Each rnnfuse output is
@@ -46,16 +49,48 @@ EXCHANGE = [  # (H, B, CTAs per replica)
     (256, 16, 32), (1024, 16, 128), (768, 64, 96)]
 CLUSTER_EXCHANGE = [  # (H, B, CTAs per cluster, replicas)
     (768, 16, 16, 1), (768, 16, 16, 2), (768, 16, 8, 1), (256, 16, 8, 1), (512, 64, 16, 4)]
-# float32 points run with TF32 off on both sides (cuDNN's exact fp32 against
-# the exact-FMA kernels): the quick preset's "fp32".
-POINTS = [("LSTM", torch.float16, 768, 16, 1024), ("LSTM", torch.bfloat16, 768, 16, 1024),
-          ("GRU", torch.bfloat16, 768, 16, 1024), ("LSTM", torch.float32, 512, 64, 100)]
+# (cell, dtype, H, B, T, bidirectional). float32 points run with TF32 off on
+# both sides (cuDNN's exact fp32 against the exact-FMA kernels): the quick
+# preset's "fp32". The bidirectional point is the standard preset's: rnnfuse
+# runs it as one op (both directions per persistent launch) against the
+# per-step path's one op per direction.
+POINTS = [("LSTM", torch.float16, 768, 16, 1024, False),
+          ("LSTM", torch.bfloat16, 768, 16, 1024, False),
+          ("GRU", torch.bfloat16, 768, 16, 1024, False),
+          ("LSTM", torch.float32, 512, 64, 100, False),
+          ("LSTM", torch.bfloat16, 512, 64, 128, True)]
 AGREE = 3e-2  # persistent vs per-step: max abs on h (|h| <= 1), max relative on dx (bf16-level)
 
 
-def path_info(cell, dtype, H, B, T):
+def path_info(cell, dtype, H, B, T, bidir=False):
     like = torch.empty(1, device=DEV, dtype=dtype)
-    return json.loads(torch.ops.rnnfuse.recurrence_path(like, cell, H, B, T))
+    return json.loads(torch.ops.rnnfuse.recurrence_path(like, cell, H, B, T, 0, 1,
+                                                        2 if bidir else 1))
+
+
+@contextlib.contextmanager
+def bidir_one_op(on: bool):
+    """The modules' bidirectional layers as one op on CUDA (both directions
+    per launch) inside, when on."""
+    from rnnfuse import _driver
+    saved = _driver.BIDIR_ONE_OP_DEVICES
+    if on:
+        _driver.BIDIR_ONE_OP_DEVICES = saved | {"cuda"}
+    try:
+        yield
+    finally:
+        _driver.BIDIR_ONE_OP_DEVICES = saved
+
+
+def planned_launches(info, mode) -> tuple[int, int]:
+    """(persistent launches, cluster-tier launches) one call makes on the
+    path `info` names."""
+    if info.get("directions") == 2:
+        return (info["launches_per_call"]
+                + (info["backward_launches"] if mode == "training" else 0)), 0
+    forward = info["path"].startswith("persistent-")
+    backward = mode == "training" and info["backward_path"] == "persistent-grid"
+    return forward + backward, int(info["path"] == "persistent-cluster")
 
 
 def set_persistent(on: bool):
@@ -139,9 +174,7 @@ def check_persistent(run, ours, base, info, mode, shape) -> tuple[str, float]:
     got = run(ours)
     torch.cuda.synchronize()
     after, after_cluster = launch_counts(*shape)
-    forward = info["path"].startswith("persistent-")
-    want = forward + (mode == "training" and info["backward_path"] == "persistent-grid")
-    want_cluster = int(info["path"] == "persistent-cluster")
+    want, want_cluster = planned_launches(info, mode)
     agree = (got[0].float() - base[0].float()).abs().max().item()
     if got[1] is not None:
         scale = max(base[1].float().abs().max().item(), 1e-6)
@@ -168,20 +201,20 @@ def tf32_off_for(dtype):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def point(cell, dtype, H, B, T, reps) -> list[dict]:
+def point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     with tf32_off_for(dtype):
-        return _point(cell, dtype, H, B, T, reps)
+        return _point(cell, dtype, H, B, T, bidir, reps)
 
 
-def _point(cell, dtype, H, B, T, reps) -> list[dict]:
+def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     import rnnfuse
     torch.manual_seed(0)
     nn_cls, our_cls = (torch.nn.LSTM, rnnfuse.LSTM) if cell == "LSTM" else (torch.nn.GRU, rnnfuse.GRU)
-    ref = nn_cls(H, H, device=DEV, dtype=dtype)
-    ours = our_cls(H, H, device=DEV, dtype=dtype)
+    ref = nn_cls(H, H, bidirectional=bidir, device=DEV, dtype=dtype)
+    ours = our_cls(H, H, bidirectional=bidir, device=DEV, dtype=dtype)
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(T, B, H, device=DEV, dtype=dtype)
-    grad = torch.randn(T, B, H, device=DEV, dtype=dtype)
+    grad = torch.randn(T, B, (2 if bidir else 1) * H, device=DEV, dtype=dtype)
     rows = []
     for mode in ("inference", "training"):
         def run(m, mode=mode):
@@ -194,21 +227,23 @@ def _point(cell, dtype, H, B, T, reps) -> list[dict]:
             y.backward(grad)
             return y, xi.grad
         row = {"cell": cell, "dtype": str(dtype).replace("torch.", ""), "mode": mode, "H": H,
-               "B": B, "T": T}
+               "B": B, "T": T, "bidirectional": bidir}
         row["cudnn_ms"] = time_ms(lambda: run(ref), reps)
         set_persistent(False)
-        base = run(ours)
+        base = run(ours)  # the validated per-step path (one op per direction)
         row["perstep_ms"] = time_ms(lambda: run(ours), reps)
         set_persistent(True)
-        info = path_info(cell, dtype, H, B, T)
+        info = path_info(cell, dtype, H, B, T, bidir)
         row["path"] = info["path"]
         row["plan"] = info["plan"]
         row["backward_path"] = info["backward_path"]
-        status, agree = check_persistent(run, ours, base, info, mode, (cell, dtype, H, B, T))
+        with bidir_one_op(bidir):
+            status, agree = check_persistent(run, ours, base, info, mode, (cell, dtype, H, B, T))
         row["agree_max_abs"] = agree
         row["status"] = status
         if status == "OK":
-            row["persistent_ms"] = time_ms(lambda: run(ours), reps)
+            with bidir_one_op(bidir):
+                row["persistent_ms"] = time_ms(lambda: run(ours), reps)
             row["speedup_vs_cudnn"] = row["cudnn_ms"] / row["persistent_ms"]
             row["us_per_step"] = row["persistent_ms"] * 1e3 / T
         if row["path"] == "persistent-cluster":  # the grid tier at the same point, for comparison
@@ -223,7 +258,8 @@ def _point(cell, dtype, H, B, T, reps) -> list[dict]:
             finally:
                 del os.environ["RNNFUSE_PERSISTENT_TIER"]
         set_persistent(False)
-        print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}: cuDNN {row['cudnn_ms']:.3f} ms, "
+        print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
+              f"cuDNN {row['cudnn_ms']:.3f} ms, "
               f"per-step {row['perstep_ms']:.3f} ms, persistent "
               f"{row.get('persistent_ms', float('nan')):.3f} ms [{row['path']}] {row['status']}"
               + (f"; grid tier {row.get('grid_ms', float('nan')):.3f} ms {row.get('grid_status')}"
@@ -245,10 +281,11 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     result = {"device": torch.cuda.get_device_name(), "exchange": [], "cluster_exchange": [],
               "points": [], "errors": []}
-    for cell, dtype, H, B, T in POINTS:
+    for cell, dtype, H, B, T, bidir in POINTS:
         set_persistent(True)
         with tf32_off_for(dtype):
-            print(f"plan {cell} {dtype} H={H} B={B}: {path_info(cell, dtype, H, B, T)}", flush=True)
+            print(f"plan {cell} {dtype} H={H} B={B}{' bidirectional' if bidir else ''}: "
+                  f"{path_info(cell, dtype, H, B, T, bidir)}", flush=True)
     set_persistent(False)
     for name, fn in (("exchange", lambda: exchange(args.steps)),
                      ("cluster_exchange", lambda: cluster_exchange(args.steps)),

@@ -188,10 +188,11 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
       "bool fma=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Which path a layer-direction of these sizes takes on `like`'s device (JSON:
-  // path, whether RNNFUSE_PERSISTENT enables the tier, the plan).
+  // path, whether RNNFUSE_PERSISTENT enables the tier, the plan); directions=2:
+  // the bidirectional op's (one launch for both, one per direction, or per step).
   m.def(
       "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
-      "int proj_size=0, int packed_runs=1) -> str");
+      "int proj_size=0, int packed_runs=1, int directions=1) -> str");
   // ns per step of the persistent tier's exchange alone (CUDA; gpu_check).
   m.def("persistent_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
   // The same for the cluster tier's DSMEM exchange (sm_90; ctas: CTAs per cluster).

@@ -1138,3 +1138,33 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     (work / "stages.tsv").write_text("\n".join(s.replace("fail", "pass") for s in stages) + "\n")
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 0
     assert (out / "gpu_check_report.md").read_text().startswith("# rnnfuse GPU check: PASS")
+
+
+def test_persist_check_counts_the_launches_each_path_plans():
+    """persist_check's launch expectations (one direction: forward on its
+    tier, the backward where planned; a bidirectional layer as one op: the
+    launches its plan makes per pass), its one-op switch, and the report's
+    row for a bidirectional point."""
+    from benchmarks import gpu_check_report, persist_check
+    from rnnfuse import _driver
+    single = {"path": "persistent-cluster", "backward_path": "persistent-grid"}
+    assert persist_check.planned_launches(single, "inference") == (1, 1)
+    assert persist_check.planned_launches(single, "training") == (2, 1)
+    assert persist_check.planned_launches({"path": "per-step", "backward_path": "per-step"},
+                                          "training") == (0, 0)
+    bidir = {"directions": 2, "path": "persistent-grid-per-direction", "launches_per_call": 2,
+             "backward_path": "persistent-grid", "backward_launches": 1}
+    assert persist_check.planned_launches(bidir, "inference") == (2, 0)
+    assert persist_check.planned_launches(bidir, "training") == (3, 0)
+    before = _driver.BIDIR_ONE_OP_DEVICES
+    with persist_check.bidir_one_op(True):
+        assert "cuda" in _driver.BIDIR_ONE_OP_DEVICES
+    with persist_check.bidir_one_op(False):
+        assert _driver.BIDIR_ONE_OP_DEVICES == before
+    assert _driver.BIDIR_ONE_OP_DEVICES == before
+    row = {"cell": "LSTM", "dtype": "bfloat16", "mode": "training", "T": 128, "B": 64, "H": 512,
+           "bidirectional": True, "cudnn_ms": 9.0, "perstep_ms": 20.0, "persistent_ms": 6.0,
+           "speedup_vs_cudnn": 1.5, "us_per_step": 46.9, "path": "persistent-grid", "status": "OK"}
+    lines = gpu_check_report.persist_section({"points": [row]})
+    assert any(line.startswith("| LSTM bidir | bfloat16 | training | 128 | 64 | 512 |")
+               for line in lines), lines

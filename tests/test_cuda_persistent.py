@@ -31,9 +31,9 @@ def persistent(monkeypatch):
     monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")  # on sm_90 the cluster tier would win
 
 
-def path(mode, dtype, H, B, T, proj=0, runs=1):
+def path(mode, dtype, H, B, T, proj=0, runs=1, directions=1):
     like = torch.empty(1, device=DEVICE, dtype=dtype)
-    return json.loads(OPS.recurrence_path(like, mode, H, B, T, proj, runs))
+    return json.loads(OPS.recurrence_path(like, mode, H, B, T, proj, runs, directions))
 
 
 def launches():
@@ -179,7 +179,13 @@ def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, monkey
         a["gcn"] = torch.randn(2, B, H, generator=gen, dtype=torch.float64)
     a = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and k != "bs" else v) for k, v in a.items()}
     monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")
+    monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
     with tf32(allow_tf32):
+        p = path(mode, dtype, H, B, T, runs=len(set(a["bs"].tolist())) if packed else 1,
+                 directions=2)
+        print(p)
+        assert (p["path"], p["backward_path"]) == ("persistent-grid",) * 2, p
+        assert p["plan"]["directions"] == 2 and p["backward_plan"]["directions"] == 2
         got, ran = _bidir_ops(mode, a, True, monkeypatch)
         ref, ran_ref = _bidir_ops(mode, a, False, monkeypatch)
     assert ran == (1, 1), f"persistent launches (forward, backward): {ran}"

@@ -139,7 +139,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persisten
 
 // On the CPU there is one path: the CPU kernels.
 std::string recurrence_path_cpu(const at::Tensor&, c10::string_view, int64_t, int64_t, int64_t,
-                                int64_t, int64_t) {
+                                int64_t, int64_t, int64_t) {
   return "{\"path\": \"cpu\", \"enabled\": false, \"plan\": null}";
 }
 

@@ -362,12 +362,20 @@ bool run_forward(Cell cell, const FwdOperands& o, bool has_proj) {
 // its own grid-tier launch (the operands are column blocks: the cluster
 // kernel takes contiguous rows only). Returns a mask (bit d: direction d
 // ran); the caller runs the others on the step kernels.
+// The planned persistent launches of a bidirectional layer: 1 (both in one),
+// 2 (one per direction) or 0 (step kernels).
+int bidir_launches(const Plan& both, const Plan& one) {
+  if (both.tier == Tier::Grid &&
+      (one.tier != Tier::Grid || both.us_per_step <= 2 * one.us_per_step)) {
+    return 1;
+  }
+  return one.tier == Tier::Grid ? 2 : 0;
+}
+
 int bidir_mask(const Plan& both, const Plan& one, const std::function<bool(int)>& launch_both,
                const std::function<bool(int)>& launch_one) {
-  if (both.tier == Tier::Grid &&
-      (one.tier != Tier::Grid || both.us_per_step <= 2 * one.us_per_step) && launch_both(2)) {
-    return 3;
-  }
+  const int planned = bidir_launches(both, one);
+  if (planned == 1 && launch_both(2)) return 3;
   if (one.tier != Tier::Grid) return 0;
   int done = 0;
   for (int d = 0; d < 2; ++d) done |= launch_one(d) ? 1 << d : 0;
@@ -507,12 +515,52 @@ std::string describe_device(const DeviceProps& d) {
 }
 
 // ------------------------------------------------------------------ ops
+// The bidirectional op's paths (directions = 2): as the host chooses them
+// (bidir_mask), with the persistent launches a call plans per pass.
+std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_t batch,
+                            int64_t steps, int runs) {
+  std::string out = "{\"directions\": 2";
+  for (bool backward : {false, true}) {
+    const Plan both = plan_for(c, dtype, hidden, batch, steps, 0, runs, backward, false, 2);
+    const Plan one = plan_for(c, dtype, hidden, batch, steps, 0, runs, backward, false, 1);
+    int launches = persistent_enabled() ? bidir_launches(both, one) : 0;
+    const Plan& plan = launches == 1 ? both : one;
+    if (launches > 0) {  // the occupancy API at the plan's shared memory
+      int per_sm = 0;
+      const ElemKind kind = elem_of(dtype);
+      const size_t smem = static_cast<size_t>(plan.smem_bytes);
+      C10_CUDA_CHECK(backward ? persist_bwd_blocks_per_sm(kind, c, smem, &per_sm)
+                              : persist_fwd_blocks_per_sm(kind, c, smem, &per_sm));
+      const int grid = plan.part.grid() * plan.directions;
+      if (per_sm < 1 || grid > per_sm * usable_sms(current_device_props())) launches = 0;
+    }
+    const char* path = launches == 1   ? "persistent-grid"
+                       : launches == 2 ? "persistent-grid-per-direction"
+                                       : "per-step";
+    out += std::string(backward ? ", \"backward_path\": \"" : ", \"path\": \"") + path +
+           (backward ? "\", \"backward_launches\": " : "\", \"launches_per_call\": ") +
+           std::to_string(launches) + (backward ? ", \"backward_plan\": " : ", \"plan\": ") +
+           plan.describe();
+  }
+  return out + ", \"enabled\": " + (persistent_enabled() ? "true" : "false") +
+         ", \"launches\": " + std::to_string(g_launches.load()) + ", \"cluster_launches\": " +
+         std::to_string(g_cluster_launches.load()) + "}";
+}
+
 std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, int64_t hidden,
                                  int64_t batch, int64_t steps, int64_t proj_size,
-                                 int64_t packed_runs) {
+                                 int64_t packed_runs, int64_t directions) {
   TORCH_CHECK(cell == "LSTM" || cell == "GRU", "rnnfuse.recurrence_path: cell must be LSTM or GRU");
+  TORCH_CHECK(directions == 1 || directions == 2,
+              "rnnfuse.recurrence_path: directions must be 1 or 2");
+  TORCH_CHECK(directions == 1 || proj_size == 0,
+              "rnnfuse.recurrence_path: a bidirectional layer with proj_size runs per step");
   const c10::cuda::OptionalCUDAGuard guard(like.device());
   const Cell c = cell == "LSTM" ? Cell::LSTM : Cell::GRU;
+  if (directions == 2) {
+    return bidir_path_json(c, like.scalar_type(), hidden, batch, steps,
+                           static_cast<int>(packed_runs));
+  }
   Plan plan = forward_plan(c, like.scalar_type(), hidden, batch, steps, proj_size,
                            static_cast<int>(packed_runs));
   std::string path = plan.tier == Tier::Grid      ? "persistent-grid"
