@@ -85,9 +85,10 @@ def bidir_one_op(on: bool):
 def planned_launches(info, mode) -> tuple[int, int]:
     """(persistent launches, cluster-tier launches) one call makes on the
     path `info` names."""
-    if info.get("directions") == 2:
+    if info.get("directions") == 2:  # per direction, the forward may be on the cluster tier
+        cluster = info["launches_per_call"] if "cluster" in info["path"] else 0
         return (info["launches_per_call"]
-                + (info["backward_launches"] if mode == "training" else 0)), 0
+                + (info["backward_launches"] if mode == "training" else 0)), cluster
     forward = info["path"].startswith("persistent-")
     backward = mode == "training" and info["backward_path"] == "persistent-grid"
     return forward + backward, int(info["path"] == "persistent-cluster")

@@ -187,6 +187,16 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
       "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
       "bool fma=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // A bidirectional layer's directions as one cluster-tier launch each, on their
+  // column blocks (tests only).
+  m.def(
+      "persistent_emulate_cluster_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
+      "Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, "
+      "int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_emulate_cluster_gru_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
+      "Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training, int units, "
+      "int replicas, int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor)");
   // Which path a layer-direction of these sizes takes on `like`'s device (JSON:
   // path, whether RNNFUSE_PERSISTENT enables the tier, the plan); directions=2:
   // the bidirectional op's (one launch for both, one per direction, or per step).

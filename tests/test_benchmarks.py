@@ -1156,6 +1156,8 @@ def test_persist_check_counts_the_launches_each_path_plans():
              "backward_path": "persistent-grid", "backward_launches": 1}
     assert persist_check.planned_launches(bidir, "inference") == (2, 0)
     assert persist_check.planned_launches(bidir, "training") == (3, 0)
+    bidir["path"] = "persistent-cluster-per-direction"
+    assert persist_check.planned_launches(bidir, "training") == (3, 2)
     before = _driver.BIDIR_ONE_OP_DEVICES
     with persist_check.bidir_one_op(True):
         assert "cuda" in _driver.BIDIR_ONE_OP_DEVICES

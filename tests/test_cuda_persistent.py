@@ -159,16 +159,20 @@ def _bidir_ops(mode, a, persistent_on, monkeypatch):
     return outs, (n1 - n0, launches() - n1)
 
 
+@pytest.mark.parametrize("tier", ["grid", "auto"])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("mode, dtype, allow_tf32", [
     ("LSTM", BF16, True), ("GRU", F16, True), ("LSTM", F32, False), ("GRU", F32, False),
     ("GRU", F32, True)], ids=["lstm-bf16", "gru-f16", "lstm-f32", "gru-f32", "gru-tf32"])
-def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, monkeypatch):
+def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, tier, monkeypatch):
     """The bidirectional ops (one (N, 2*G*H) projection, one (N, 2*H)
-    output, column blocks per direction) run both directions in one
-    persistent launch forward and one backward, and agree with the same ops
-    on the per-step kernels: at bf16/fp16 level (3e-2 of the largest value)
-    for 16-bit and TF32, 1e-4 for exact fp32 (different summation orders)."""
+    output, column blocks per direction) run on the persistent tier as
+    recurrence_path(directions=2) plans it: with the grid tier alone, both
+    directions in one launch forward and one backward; with every tier
+    (sm_90: the cluster tier may take each direction's forward), exactly the
+    launches it names. Either way they agree with the same ops on the
+    per-step kernels: at bf16/fp16 level (3e-2 of the largest value) for
+    16-bit and TF32, 1e-4 for exact fp32 (different summation orders)."""
     from test_persistent_emulator import make_bidir_inputs
     H, B, T = 96, 24, 12
     a = make_bidir_inputs(mode, torch.float64, H, B, T, packed, seed=5)
@@ -178,17 +182,23 @@ def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, monkey
     if mode == "LSTM":
         a["gcn"] = torch.randn(2, B, H, generator=gen, dtype=torch.float64)
     a = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and k != "bs" else v) for k, v in a.items()}
-    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", tier)
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
     with tf32(allow_tf32):
         p = path(mode, dtype, H, B, T, runs=len(set(a["bs"].tolist())) if packed else 1,
                  directions=2)
         print(p)
-        assert (p["path"], p["backward_path"]) == ("persistent-grid",) * 2, p
-        assert p["plan"]["directions"] == 2 and p["backward_plan"]["directions"] == 2
+        if tier == "grid":
+            assert (p["path"], p["backward_path"]) == ("persistent-grid",) * 2, p
+            assert p["plan"]["directions"] == 2 and p["backward_plan"]["directions"] == 2
+        want = (p["launches_per_call"], p["backward_launches"])
+        assert min(want) >= 1, p
+        cluster_before = path(mode, dtype, H, B, T)["cluster_launches"]
         got, ran = _bidir_ops(mode, a, True, monkeypatch)
+        cluster = path(mode, dtype, H, B, T)["cluster_launches"] - cluster_before
         ref, ran_ref = _bidir_ops(mode, a, False, monkeypatch)
-    assert ran == (1, 1), f"persistent launches (forward, backward): {ran}"
+    assert ran == want, f"persistent launches (forward, backward): {ran}, planned {want}"
+    assert cluster == (want[0] if "cluster" in p["path"] else 0), (cluster, p["path"])
     assert ran_ref == (0, 0)
     tol = 1e-4 if dtype == F32 and not allow_tf32 else 3e-2
     for k, (g, r) in enumerate(zip(got, ref)):

@@ -67,6 +67,7 @@ struct Problem {
   scalar_t* y;           // (N, H)
   acc_t* c_state;        // (B, H) (LSTM)
   scalar_t* ws;          // (N, (G+1)*H) or null
+  int64_t ld_x, ld_y;    // row strides of x and y (a bidirectional layer's column blocks)
 };
 
 template <typename scalar_t>
@@ -248,7 +249,7 @@ class ClusterEmulator {
       const int64_t row = row0 + p_.replica_row(cta.r, n);
       for (int g = 0; g < G; ++g) {
         for (int u = 0; u < p_.span(cta.c); ++u) {
-          cta.xs[b][size_t(n * G + g) * xp + u] = pr_.x[row * G * p_.hidden + g * p_.hidden + u0 + u];
+          cta.xs[b][size_t(n * G + g) * xp + u] = pr_.x[row * pr_.ld_x + g * p_.hidden + u0 + u];
           cta.xtag[b][size_t(n * G + g) * xp + u] = step;
         }
       }
@@ -394,7 +395,7 @@ class ClusterEmulator {
                                        h_prev, pr_.ws ? pr_.ws + row * (G + 1) * H + j : nullptr);
       const size_t idx = size_t(row) * H + j;
       ++written_[idx];
-      pr_.y[idx] = scalar_t(h);
+      pr_.y[size_t(row) * pr_.ld_y + j] = scalar_t(h);
       cta.hb[nxt][size_t(n) * pitch() + j] = scalar_t(h);
       cta.tag[nxt][size_t(n) * pitch() + j] = st.step;
     }
@@ -490,7 +491,8 @@ void lstm_loop(const ClusterEmuConfig& cfg, const LstmForward& f,
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(), nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(),
                          f.c_state.data_ptr<acc_t>(),
-                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr,
+                         f.x_proj.stride(0), f.y.stride(0)};
     ClusterEmulator<scalar_t>(cfg, pr, steps, f.y.size(0)).run();
   });
 }
@@ -504,7 +506,8 @@ void gru_loop(const ClusterEmuConfig& cfg, const GruForward& f,
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(),
                          f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,
                          f.h0.data_ptr<scalar_t>(), f.y.data_ptr<scalar_t>(), nullptr,
-                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr};
+                         f.ws.defined() ? f.ws.data_ptr<scalar_t>() : nullptr,
+                         f.x_proj.stride(0), f.y.stride(0)};
     ClusterEmulator<scalar_t>(cfg, pr, steps, f.y.size(0)).run();
   });
 }
@@ -549,6 +552,41 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
                      });
 }
 
+// A bidirectional layer whose directions run as one cluster-tier launch
+// each (the host's choice where that is faster than one grid launch for
+// both): each on its column blocks of x_proj and y through row strides,
+// direction 1 walking the steps in reverse.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm_bidir(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
+    bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
+    int64_t seed) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  const ClusterEmuConfig cfg[2] = {
+      make_config(units, replicas, cluster, elem_bytes, seed, 0, false, x_proj.scalar_type()),
+      make_config(units, replicas, cluster, elem_bytes, seed, 0, true, x_proj.scalar_type())};
+  return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
+                            batch_sizes, training,
+                            [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+                              for (int d = 0; d < 2; ++d) lstm_loop(cfg[d], f[d], steps[d]);
+                            });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru_bidir(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
+    int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed) {
+  TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
+  const ClusterEmuConfig cfg[2] = {
+      make_config(units, replicas, cluster, elem_bytes, seed, 0, false, x_proj.scalar_type()),
+      make_config(units, replicas, cluster, elem_bytes, seed, 0, true, x_proj.scalar_type())};
+  return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
+                           [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+                             for (int d = 0; d < 2; ++d) gru_loop(cfg[d], f[d], steps[d]);
+                           });
+}
+
 }  // namespace
 }  // namespace persist
 }  // namespace rnnfuse
@@ -556,4 +594,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
   m.impl("persistent_emulate_cluster_lstm", &rnnfuse::persist::emulate_lstm);
   m.impl("persistent_emulate_cluster_gru", &rnnfuse::persist::emulate_gru);
+  m.impl("persistent_emulate_cluster_lstm_bidir", &rnnfuse::persist::emulate_lstm_bidir);
+  m.impl("persistent_emulate_cluster_gru_bidir", &rnnfuse::persist::emulate_gru_bidir);
 }

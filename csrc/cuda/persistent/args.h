@@ -103,6 +103,7 @@ struct PersistClusterArgs {
   void* ws;               // (N, 5H) LSTM / (N, 4H) GRU elem, or null: as the grid tier writes it
   int x_async;            // 1: every x_proj row segment is whole, aligned 4-byte words (cp.async)
   uint64_t watchdog_ns;   // an mbarrier wait longer than this traps (0: never)
+  int64_t ld_x, ld_y;     // row strides of x_proj and y (PersistArgs's)
 };
 
 // Launch the cluster kernel on `stream` with cudaLaunchKernelEx and the

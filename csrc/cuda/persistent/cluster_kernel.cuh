@@ -108,14 +108,14 @@ __global__ void __launch_bounds__(kThreads, 1) persist_cluster_kernel(const Pers
         const int v = i % wpr, t = i / wpr, g = t % G, n = t / G;
         const int64_t b = p.replica_row(r, n);
         cp_async_4(dst + (n * G + g) * xp + v * kPer,
-                   x_proj + (row0 + b) * G * H + g * H + u0 + v * kPer);
+                   x_proj + (row0 + b) * a.ld_x + g * H + u0 + v * kPer);
       }
     } else {
       const int total = rows * G * span;
       for (int i = tid; i < total; i += kThreads) {
         const int u = i % span, t = i / span, g = t % G, n = t / G;
         const int64_t b = p.replica_row(r, n);
-        dst[(n * G + g) * xp + u] = x_proj[(row0 + b) * G * H + g * H + u0 + u];
+        dst[(n * G + g) * xp + u] = x_proj[(row0 + b) * a.ld_x + g * H + u0 + u];
       }
     }
   };
@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_cluster_kernel(const Pers
                                                  ws, H);
               if constexpr (CELL == Cell::LSTM) cst[n * cpitch + j - u0] = cell;
               const E hv = X::from_float(h);
-              y[row * H + j] = hv;
+              y[row * a.ld_y + j] = hv;
               hnext[n * pitch + j] = hv;
             }
           }

@@ -226,7 +226,9 @@ bool run_cluster(Cell cell, const Plan& plan, const at::Tensor& x_proj, const at
   a.y = y.data_ptr();
   a.c_state = c_state.defined() ? c_state.data_ptr<float>() : nullptr;
   a.ws = ws.defined() ? ws.data_ptr() : nullptr;
-  a.x_async = (h0.size(1) * plan.elem_bytes) % 4 == 0 &&
+  a.ld_x = x_proj.stride(0);
+  a.ld_y = y.stride(0);
+  a.x_async = (h0.size(1) * plan.elem_bytes) % 4 == 0 && (a.ld_x * plan.elem_bytes) % 4 == 0 &&
               reinterpret_cast<uintptr_t>(x_proj.data_ptr()) % 4 == 0;
   a.watchdog_ns = watchdog_ns();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
@@ -338,13 +340,13 @@ bool run_forward(Cell cell, const FwdOperands& o, bool has_proj) {
                        count_runs(o.steps));
   if (plan.tier == Tier::PerStep) return false;
   if (plan.tier == Tier::Cluster) {
-    // The cluster kernel takes contiguous rows only (row strides: grid tier).
+    // Rows of x_proj and y through row strides, everything else contiguous.
     Schedule sched;
-    const bool contiguous = o.x_proj.is_contiguous() && o.y.is_contiguous() &&
-                            o.w_hh.is_contiguous() && o.h0.is_contiguous() &&
-                            (!o.ws.defined() || o.ws.is_contiguous());
+    const bool layout = unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
+                        o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
+                        (!o.c_state.defined() || o.c_state.is_contiguous());
     if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), sched)) return false;
-    if (contiguous &&
+    if (layout &&
         run_cluster(cell, plan, o.x_proj, o.w_hh, o.b_hh, o.h0, o.y, o.c_state, o.ws, sched)) {
       return true;
     }
@@ -356,27 +358,25 @@ bool run_forward(Cell cell, const FwdOperands& o, bool has_proj) {
   return launch_forward_grid(cell, plan, dirs, 1);
 }
 
-// Which of a bidirectional layer's directions run persistent: both in one
-// grid-tier launch where that plan exists and its modelled step is no
-// slower than two single-direction launches' steps, else each direction in
-// its own grid-tier launch (the operands are column blocks: the cluster
-// kernel takes contiguous rows only). Returns a mask (bit d: direction d
-// ran); the caller runs the others on the step kernels.
-// The planned persistent launches of a bidirectional layer: 1 (both in one),
-// 2 (one per direction) or 0 (step kernels).
+// The planned persistent launches of a bidirectional layer: 1 (both
+// directions in one grid-tier launch, where that plan exists and its
+// modelled step is no slower than two single-direction steps), 2 (one per
+// direction, each on its own tier: the forward's may be the cluster tier)
+// or 0 (step kernels).
 int bidir_launches(const Plan& both, const Plan& one) {
-  if (both.tier == Tier::Grid &&
-      (one.tier != Tier::Grid || both.us_per_step <= 2 * one.us_per_step)) {
-    return 1;
-  }
-  return one.tier == Tier::Grid ? 2 : 0;
+  const bool one_ok = one.tier != Tier::PerStep;
+  if (both.tier == Tier::Grid && (!one_ok || both.us_per_step <= 2 * one.us_per_step)) return 1;
+  return one_ok ? 2 : 0;
 }
 
-int bidir_mask(const Plan& both, const Plan& one, const std::function<bool(int)>& launch_both,
+// Runs them as planned; returns a mask of the directions that ran (bit d:
+// direction d; a refused launch leaves its direction to the caller's step
+// kernels).
+int bidir_mask(const Plan& both, const Plan& one, const std::function<bool()>& launch_both,
                const std::function<bool(int)>& launch_one) {
   const int planned = bidir_launches(both, one);
-  if (planned == 1 && launch_both(2)) return 3;
-  if (one.tier != Tier::Grid) return 0;
+  if (planned == 1 && launch_both()) return 3;
+  if (one.tier == Tier::PerStep) return 0;
   int done = 0;
   for (int d = 0; d < 2; ++d) done |= launch_one(d) ? 1 << d : 0;
   return done;
@@ -389,11 +389,11 @@ int run_forward_bidir(Cell cell, const FwdOperands& fwd, const FwdOperands& rev)
   const int runs = count_runs(fwd.steps);
   const auto dtype = fwd.x_proj.scalar_type();
   const Plan both = plan_for(cell, dtype, hidden, batch, n_steps, 0, runs, false, false, 2);
-  const Plan one = plan_for(cell, dtype, hidden, batch, n_steps, 0, runs, false, false, 1);
+  const Plan one = forward_plan(cell, dtype, hidden, batch, n_steps, 0, runs);
   const FwdOperands* dirs[2] = {&fwd, &rev};
   return bidir_mask(
-      both, one, [&](int) { return launch_forward_grid(cell, both, dirs, 2); },
-      [&](int d) { return launch_forward_grid(cell, one, dirs + d, 1); });
+      both, one, [&] { return launch_forward_grid(cell, both, dirs, 2); },
+      [&](int d) { return run_forward(cell, *dirs[d], false); });
 }
 
 // One direction's backward operands (as FwdOperands).
@@ -499,7 +499,7 @@ int run_backward_bidir(Cell cell, const BwdOperands& fwd, const BwdOperands& rev
   const Plan one = backward_plan(cell, fwd, false, 1);
   const BwdOperands* dirs[2] = {&fwd, &rev};
   return bidir_mask(
-      both, one, [&](int) { return launch_backward_grid(cell, both, dirs, 2); },
+      both, one, [&] { return launch_backward_grid(cell, both, dirs, 2); },
       [&](int d) { return launch_backward_grid(cell, one, dirs + d, 1); });
 }
 
@@ -522,10 +522,11 @@ std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_
   std::string out = "{\"directions\": 2";
   for (bool backward : {false, true}) {
     const Plan both = plan_for(c, dtype, hidden, batch, steps, 0, runs, backward, false, 2);
-    const Plan one = plan_for(c, dtype, hidden, batch, steps, 0, runs, backward, false, 1);
+    const Plan one = backward ? plan_for(c, dtype, hidden, batch, steps, 0, runs, true)
+                              : forward_plan(c, dtype, hidden, batch, steps, 0, runs);
     int launches = persistent_enabled() ? bidir_launches(both, one) : 0;
     const Plan& plan = launches == 1 ? both : one;
-    if (launches > 0) {  // the occupancy API at the plan's shared memory
+    if (launches > 0 && plan.tier == Tier::Grid) {  // the occupancy API at its shared memory
       int per_sm = 0;
       const ElemKind kind = elem_of(dtype);
       const size_t smem = static_cast<size_t>(plan.smem_bytes);
@@ -534,9 +535,10 @@ std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_
       const int grid = plan.part.grid() * plan.directions;
       if (per_sm < 1 || grid > per_sm * usable_sms(current_device_props())) launches = 0;
     }
-    const char* path = launches == 1   ? "persistent-grid"
-                       : launches == 2 ? "persistent-grid-per-direction"
-                                       : "per-step";
+    const char* path = launches == 1                             ? "persistent-grid"
+                       : launches == 2 && plan.tier == Tier::Cluster ? "persistent-cluster-per-direction"
+                       : launches == 2                               ? "persistent-grid-per-direction"
+                                                                     : "per-step";
     out += std::string(backward ? ", \"backward_path\": \"" : ", \"path\": \"") + path +
            (backward ? "\", \"backward_launches\": " : "\", \"launches_per_call\": ") +
            std::to_string(launches) + (backward ? ", \"backward_plan\": " : ", \"plan\": ") +
