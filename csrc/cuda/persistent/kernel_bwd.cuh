@@ -139,16 +139,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                 for (int nt = 0; nt < kChunkNTiles; ++nt) {
                   if (nt < n_tiles) {
                     uint32_t b[2];
-#pragma unroll
-                    for (int v = 0; v < 2; ++v) {
-                      const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
-                      const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
-                      if constexpr (kk == 16) {
-                        b[v] = *reinterpret_cast<const uint32_t*>(src);
-                      } else {
-                        b[v] = elem_bits(*src);
-                      }
-                    }
+                    load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
                     mma<E>(acc[nt], wf[i], b[0], b[1]);
                   }
                 }

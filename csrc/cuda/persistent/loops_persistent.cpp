@@ -299,6 +299,22 @@ bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, Persi
   return true;
 }
 
+// A grid-tier launch's outcome: true when it was launched (counted); false
+// when the grid cannot be co-resident now (nothing launched: the caller's
+// step kernels run); any other error raises.
+bool grid_launched(cudaError_t err) {
+  if (err == cudaErrorCooperativeLaunchTooLarge) {
+    (void)cudaGetLastError();
+    TORCH_WARN_ONCE("rnnfuse: a persistent grid cannot be co-resident on this device now; "
+                    "using the per-step kernels");
+    return false;
+  }
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g_launches.fetch_add(1);
+  return true;
+}
+
 // Launch the grid tier for `dirs` directions (1, or 2 of a bidirectional
 // layer); false (nothing launched) when the device refuses the grid now.
 bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* dirs, int n) {
@@ -313,19 +329,9 @@ bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* 
     if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const cudaError_t err = launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
-                                             static_cast<size_t>(plan.smem_bytes),
-                                             usable_sms(current_device_props()), stream);
-  if (err == cudaErrorCooperativeLaunchTooLarge) {
-    (void)cudaGetLastError();  // nothing was launched: run the per-step kernels
-    TORCH_WARN_ONCE("rnnfuse: the persistent grid cannot be co-resident on this device now; "
-                    "using the per-step kernels");
-    return false;
-  }
-  C10_CUDA_CHECK(err);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  g_launches.fetch_add(1);
-  return true;
+  return grid_launched(launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
+                                          static_cast<size_t>(plan.smem_bytes),
+                                          usable_sms(current_device_props()), stream));
 }
 
 // The launch shared by both cells for one direction; returns false when the
@@ -461,19 +467,9 @@ bool launch_backward_grid(Cell cell, const Plan& plan, const BwdOperands* const*
     if (!backward_args(plan, *dirs[d], f, launch.dir[d])) return false;
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const cudaError_t err = launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
-                                             static_cast<size_t>(plan.smem_bytes),
-                                             usable_sms(current_device_props()), stream);
-  if (err == cudaErrorCooperativeLaunchTooLarge) {
-    (void)cudaGetLastError();
-    TORCH_WARN_ONCE("rnnfuse: the persistent backward grid cannot be co-resident on this device "
-                    "now; using the per-step kernels");
-    return false;
-  }
-  C10_CUDA_CHECK(err);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  g_launches.fetch_add(1);
-  return true;
+  return grid_launched(launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
+                                          static_cast<size_t>(plan.smem_bytes),
+                                          usable_sms(current_device_props()), stream));
 }
 
 Plan backward_plan(Cell cell, const BwdOperands& o, bool has_proj, int directions) {
@@ -517,6 +513,18 @@ std::string describe_device(const DeviceProps& d) {
 // ------------------------------------------------------------------ ops
 // The bidirectional op's paths (directions = 2): as the host chooses them
 // (bidir_mask), with the persistent launches a call plans per pass.
+// Whether the occupancy API lets a grid-tier plan's CTAs (all its
+// directions') be co-resident now, at the plan's shared memory.
+bool grid_fits_now(Cell c, at::ScalarType dtype, const Plan& plan) {
+  int per_sm = 0;
+  const ElemKind kind = elem_of(dtype);
+  const size_t smem = static_cast<size_t>(plan.smem_bytes);
+  C10_CUDA_CHECK(plan.backward ? persist_bwd_blocks_per_sm(kind, c, smem, &per_sm)
+                               : persist_fwd_blocks_per_sm(kind, c, smem, &per_sm));
+  return per_sm >= 1 &&
+         plan.part.grid() * plan.directions <= per_sm * usable_sms(current_device_props());
+}
+
 std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_t batch,
                             int64_t steps, int runs) {
   std::string out = "{\"directions\": 2";
@@ -526,15 +534,7 @@ std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_
                               : forward_plan(c, dtype, hidden, batch, steps, 0, runs);
     int launches = persistent_enabled() ? bidir_launches(both, one) : 0;
     const Plan& plan = launches == 1 ? both : one;
-    if (launches > 0 && plan.tier == Tier::Grid) {  // the occupancy API at its shared memory
-      int per_sm = 0;
-      const ElemKind kind = elem_of(dtype);
-      const size_t smem = static_cast<size_t>(plan.smem_bytes);
-      C10_CUDA_CHECK(backward ? persist_bwd_blocks_per_sm(kind, c, smem, &per_sm)
-                              : persist_fwd_blocks_per_sm(kind, c, smem, &per_sm));
-      const int grid = plan.part.grid() * plan.directions;
-      if (per_sm < 1 || grid > per_sm * usable_sms(current_device_props())) launches = 0;
-    }
+    if (launches > 0 && plan.tier == Tier::Grid && !grid_fits_now(c, dtype, plan)) launches = 0;
     const char* path = launches == 1                             ? "persistent-grid"
                        : launches == 2 && plan.tier == Tier::Cluster ? "persistent-cluster-per-direction"
                        : launches == 2                               ? "persistent-grid-per-direction"
@@ -568,26 +568,16 @@ std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, 
   std::string path = plan.tier == Tier::Grid      ? "persistent-grid"
                      : plan.tier == Tier::Cluster ? "persistent-cluster"
                                                   : "per-step";
-  if (plan.tier == Tier::Grid) {
-    int per_sm = 0;
-    C10_CUDA_CHECK(persist_fwd_blocks_per_sm(elem_of(like.scalar_type()), c,
-                                             static_cast<size_t>(plan.smem_bytes), &per_sm));
-    if (per_sm < 1 || plan.part.grid() > per_sm * usable_sms(current_device_props())) {
-      path = "per-step";
-      plan.reason = "the kernel's occupancy does not allow a co-resident grid";
-    }
+  if (plan.tier == Tier::Grid && !grid_fits_now(c, like.scalar_type(), plan)) {
+    path = "per-step";
+    plan.reason = "the kernel's occupancy does not allow a co-resident grid";
   }
   Plan bwd = plan_for(c, like.scalar_type(), hidden, batch, steps, proj_size,
                       static_cast<int>(packed_runs), /*backward=*/true);
   std::string bwd_path = bwd.tier == Tier::Grid ? "persistent-grid" : "per-step";
-  if (bwd.tier == Tier::Grid) {
-    int per_sm = 0;
-    C10_CUDA_CHECK(persist_bwd_blocks_per_sm(elem_of(like.scalar_type()), c,
-                                             static_cast<size_t>(bwd.smem_bytes), &per_sm));
-    if (per_sm < 1 || bwd.part.grid() > per_sm * usable_sms(current_device_props())) {
-      bwd_path = "per-step";
-      bwd.reason = "the kernel's occupancy does not allow a co-resident grid";
-    }
+  if (bwd.tier == Tier::Grid && !grid_fits_now(c, like.scalar_type(), bwd)) {
+    bwd_path = "per-step";
+    bwd.reason = "the kernel's occupancy does not allow a co-resident grid";
   }
   const bool on = persistent_enabled();
   if (!on) path = bwd_path = "per-step";

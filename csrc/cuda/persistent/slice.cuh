@@ -60,28 +60,36 @@ __device__ __forceinline__ void zero_acc(SliceAcc& acc) {
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
 }
 
+// The B fragment of k-tile kt for the n-tile whose columns are h buffer
+// rows row0 .. row0 + 7 (layout.h's B map).
+template <typename E>
+__device__ __forceinline__ void load_b_frag(const E* hbuf, int pitch, int row0, int kt, int lane,
+                                            uint32_t (&b)[2]) {
+  constexpr int kk = Elem<E>::kBytes == 2 ? 16 : 8;
+#pragma unroll
+  for (int v = 0; v < 2; ++v) {
+    // 2-byte: elements 2v, 2v+1 (adjacent k) in one register.
+    const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
+    const E* src = hbuf + (row0 + co.col) * pitch + kt * kk + co.row;
+    if constexpr (kk == 16) {
+      b[v] = *reinterpret_cast<const uint32_t*>(src);
+    } else {
+      b[v] = elem_bits(*src);
+    }
+  }
+}
+
 // acc[mt][nt] += A(mt, k-tile kt) x h^T for the chunk's first n_tiles
 // n-tiles, B fragments from h buffer rows q0 + nt * 8 + col.
 template <typename E>
 __device__ __forceinline__ void mma_ktile(SliceAcc& acc, const uint32_t (&a0)[4],
                                           const uint32_t (&a1)[4], const E* hbuf, int pitch,
                                           int q0, int kt, int n_tiles, int lane) {
-  constexpr int kk = Elem<E>::kBytes == 2 ? 16 : 8;
 #pragma unroll
   for (int nt = 0; nt < kChunkNTiles; ++nt) {
     if (nt < n_tiles) {
       uint32_t b[2];
-#pragma unroll
-      for (int v = 0; v < 2; ++v) {
-        // 2-byte: elements 2v, 2v+1 (adjacent k) in one register.
-        const Coord co = b_coord(kk, lane, kk == 16 ? 2 * v : v);
-        const E* src = hbuf + (q0 + nt * 8 + co.col) * pitch + kt * kk + co.row;
-        if constexpr (kk == 16) {
-          b[v] = *reinterpret_cast<const uint32_t*>(src);
-        } else {
-          b[v] = elem_bits(*src);
-        }
-      }
+      load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
       mma<E>(acc[0][nt], a0, b[0], b[1]);
       mma<E>(acc[1][nt], a1, b[0], b[1]);
     }
