@@ -122,16 +122,19 @@ def race_cases() -> list[Case]:
 def persistent_cases() -> list[Case]:
     """The persistent kernels (bf16: taken on any sm_80+ GPU; T=5 >= 3 steps):
     ragged and aligned H, packed, bidirectional, two layers, both cells; fp32
-    (TF32 is off here) on the exact-FMA grid kernels."""
+    (TF32 is off here) on the exact-FMA grid kernels; G*H above 2048 in fp32
+    (LSTM H=520, GRU H=690): the backward's K split over CTAs."""
     grid = [Case("LSTM", "bf16", 40, packed=True, layers=2, bidirectional=True, persistent=True),
             Case("GRU", "bf16", 64, persistent=True),
+            Case("LSTM", "fp32", 520, packed=True, persistent=True),
             Case("LSTM", "fp32", 40, packed=True, bidirectional=True, persistent=True),
             Case("GRU", "fp32", 64, persistent=True),
             Case("LSTM", "bf16", 64, persistent=True),
             Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True),
             # Both directions in one launch (the bidirectional op; row strides).
             Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True, one_op=True),
-            Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True)]
+            Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True),
+            Case("GRU", "fp32", 690, persistent=True)]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.
     cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,

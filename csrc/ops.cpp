@@ -159,13 +159,14 @@ TORCH_LIBRARY(rnnfuse, m) {
       "persistent_emulate_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
       "Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
       "int units, int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0, "
-      "bool fma=False) "
+      "bool fma=False, int ksplit=1) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_w_hr, Tensor grad_h0, "
       "Tensor grad_c0)");
   m.def(
       "persistent_emulate_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, "
       "Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, int units, "
-      "int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False) "
+      "int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False, "
+      "int ksplit=1) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
   // Both directions of a bidirectional layer as one persistent grid launch
   // runs them (the bidirectional ops' arguments, no proj_size; tests only).
@@ -181,12 +182,12 @@ TORCH_LIBRARY(rnnfuse, m) {
       "persistent_emulate_lstm_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
       "Tensor w_hh, Tensor w_hh_rev, Tensor h0, Tensor c0, Tensor y, Tensor workspace, "
       "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
-      "bool fma=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool fma=False, int ksplit=1) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "persistent_emulate_gru_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
       "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
       "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
-      "bool fma=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool fma=False, int ksplit=1) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // A bidirectional layer's directions as one cluster-tier launch each, on their
   // column blocks (tests only).
   m.def(

@@ -67,6 +67,10 @@ CASES = [
     _c("LSTM", F32, 100, 8, 64, 512, state=True, tf32=False),
     _c("GRU", F32, 20, 70, 8, 200, packed=True, state=True, tf32=False),
     _c("GRU", F32, 9, 300, 8, 64, bidir=True, tf32=False),
+    # fp32 above G*H = 2048: the backward splits K over 2 or 4 CTAs per unit group.
+    _c("LSTM", F32, 20, 16, 16, 1024),
+    _c("LSTM", F32, 10, 70, 8, 768, state=True, tf32=False),
+    _c("GRU", F32, 12, 40, 8, 768, packed=True, tf32=False),
 ]
 
 
@@ -100,6 +104,18 @@ def test_the_backward_takes_the_persistent_tier_in_most_cases(persistent):
     assert any(took)
 
 
+def fp32_layer_inputs(mode, H, B, T, seed):
+    """A layer-direction's CPU fp32 operands: x_proj, W_hh, h0, and c0 (LSTM)
+    or b_hh (GRU)."""
+    torch.manual_seed(seed)
+    G = 4 if mode == "LSTM" else 3
+    x = torch.randn(T * B, G * H, dtype=F32)
+    w = torch.randn(G * H, H, dtype=F32) * H ** -0.5
+    h0 = torch.randn(B, H, dtype=F32) * 0.5
+    extra = torch.randn(B, H, dtype=F32) * 0.5 if mode == "LSTM" else torch.randn(G * H, dtype=F32) * 0.3
+    return x, w, h0, extra
+
+
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
     """TF32 off: the kernel's recurrent sums are the emulator's FMAs in the
@@ -107,13 +123,8 @@ def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
     same partition only by the activations' last bits (CUDA's expf/tanhf vs
     the CPU's) carried through the steps: within 2e-5, where a TF32 product
     would be ~1e-3 off."""
-    torch.manual_seed(3)
     H, B, T = 200, 40, 30
-    G = 4 if mode == "LSTM" else 3
-    x = torch.randn(T * B, G * H, dtype=F32)
-    w = torch.randn(G * H, H, dtype=F32) * H ** -0.5
-    h0 = torch.randn(B, H, dtype=F32) * 0.5
-    extra = torch.randn(B, H, dtype=F32) * 0.5 if mode == "LSTM" else torch.randn(G * H, dtype=F32) * 0.3
+    x, w, h0, extra = fp32_layer_inputs(mode, H, B, T, seed=3)
     with tf32(False):
         p = path(mode, F32, H, B, T)
         assert p["path"] == "persistent-grid" and p["plan"]["math"] == "fma", p
@@ -136,6 +147,47 @@ def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
         err = (g.cpu() - e).abs().max().item()
         print(f"  out{k}: GPU vs emulator {err:.2e}")
         assert err <= 2e-5, f"out{k}: {err:.3e}"
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_split_k_backward_matches_its_cpu_emulation(mode, persistent):
+    """fp32 with TF32 off above G*H = 2048: the backward's K split over CTAs
+    (partial sums through global memory, added in part order). Fed the
+    GPU's own forward (y, workspace), the GPU backward differs from the CPU
+    emulation of the same plan only by the last bits of the activations'
+    derivatives carried through the steps: within 2e-5 of the outputs' scale,
+    where a wrong part, slot or order would be off by the sums themselves."""
+    H, B, T = 768, 40, 12
+    x, w, h0, extra = fp32_layer_inputs(mode, H, B, T, seed=5)
+    gy, ghn, gcn = torch.randn(T * B, H), torch.randn(B, H), torch.randn(B, H)
+    d = lambda t: t.to(DEVICE)  # noqa: E731
+    with tf32(False):
+        p = path(mode, F32, H, B, T)
+        q = p["backward_plan"]
+        assert p["backward_path"] == "persistent-grid" and q["ksplit"] >= 2 and q["math"] == "fma", p
+        if mode == "LSTM":
+            y, _, _, ws = OPS.lstm_fwd(d(x), d(w), None, d(h0), d(extra), None, False, True)
+            before = launches()
+            out = OPS.lstm_bwd(d(gy), d(ghn), d(gcn), d(w), None, d(h0), d(extra), y, ws, None, False)
+            got = [out[0], out[1], out[3], out[4]]
+        else:
+            y, _, ws = OPS.gru_fwd(d(x), d(w), d(extra), d(h0), None, False, True)
+            before = launches()
+            got = list(OPS.gru_bwd(d(gy), d(ghn), d(w), d(extra), d(h0), y, ws, None, False))
+        torch.cuda.synchronize()
+        assert launches() == before + 1, "the backward did not run persistent"
+    y, ws = y.cpu(), ws.cpu()
+    args = (q["J"], q["R"], q["hbuf_rows"], 4, 0, 0, True, q["ksplit"])
+    if mode == "LSTM":
+        e = OPS.persistent_emulate_lstm_bwd(gy, ghn, gcn, w, h0, extra, y, ws, None, False, *args)
+        emu = [e[0], e[1], e[3], e[4]]
+    else:
+        emu = list(OPS.persistent_emulate_gru_bwd(gy, ghn, w, extra, h0, y, ws, None, False, *args))
+    for k, (g, e) in enumerate(zip(got, emu)):
+        scale = max(e.abs().max().item(), 1.0)
+        err = (g.cpu() - e).abs().max().item()
+        print(f"  out{k}: GPU vs emulator {err:.2e} (scale {scale:.2e})")
+        assert err <= 2e-5 * scale, f"out{k}: {err:.3e}"
 
 
 def _bidir_ops(mode, a, persistent_on, monkeypatch):

@@ -133,6 +133,20 @@ def test_exact_fp32_is_as_close_as_the_cpu_kernel(cell):
         assert_exact_fp32(ref, cpu, exact, emulate(cell, a, reverse, J, 2, 32, 4))
 
 
+def assert_rounding_like_cpu(ref, cpu, emu, dtype, label=""):
+    """Each output of a reduced-precision emulation: within 2x the CPU
+    kernel's error against the float64 reference, plus one operand rounding
+    (EPS) of the largest value."""
+    for k, (r, c, e) in enumerate(zip(ref, cpu, emu)):
+        assert e.dtype == c.dtype and e.shape == c.shape
+        scale = max(r.abs().max().item(), 1e-3)
+        err_e = (e.double() - r).abs().max().item()
+        err_c = (c.double() - r).abs().max().item()
+        bound = 2 * err_c + EPS[dtype] * scale
+        print(f"  {label}out{k} emulator {err_e:.2e} cpu {err_c:.2e} bound {bound:.2e}")
+        assert err_e <= bound, f"{label}out{k}: {err_e:.3e} > {bound:.3e}"
+
+
 def assert_exact_fp32(ref, cpu, exact, tf32):
     """Each output of the exact-FMA emulation: within 2x the CPU fp32
     kernel's error against float64 plus 2^-20 of the largest value, and at
@@ -229,14 +243,7 @@ def test_reduced_precision_rounding_points(cell, dtype):
         ref = spec(cell, a, reverse, dtype=F64)
         cpu = spec(cell, a, reverse)
         emu = emulate(cell, a, reverse, J, 2, 32, eb)
-        for k, (r, c, e) in enumerate(zip(ref, cpu, emu)):
-            assert e.dtype == c.dtype and e.shape == c.shape
-            scale = max(r.abs().max().item(), 1e-3)
-            err_e = (e.double() - r).abs().max().item()
-            err_c = (c.double() - r).abs().max().item()
-            bound = 2 * err_c + EPS[dtype] * scale
-            print(f"  out{k} emulator {err_e:.2e} cpu {err_c:.2e} bound {bound:.2e}")
-            assert err_e <= bound, f"out{k}: {err_e:.3e} > {bound:.3e}"
+        assert_rounding_like_cpu(ref, cpu, emu, dtype)
 
 
 def test_tf32_rounding_is_applied():

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import rnnfuse.ops  # noqa: F401
-from test_persistent_emulator import (EPS, assert_exact_fp32, make_bidir_inputs, make_inputs,
-                                      spec_bidir)
+from test_persistent_emulator import (assert_exact_fp32, assert_rounding_like_cpu,
+                                      make_bidir_inputs, make_inputs, spec_bidir)
 
 OPS = torch.ops.rnnfuse
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
@@ -48,15 +48,16 @@ def spec_bwd(cell, a, reverse):
     return list(out), (y, ws)
 
 
-def emulate_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, fma=False):
+def emulate_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, fma=False, S=1):
     y, ws = saved
     if cell == "LSTM":
         out = OPS.persistent_emulate_lstm_bwd(a["gy"], a["ghn"], a["gcn"], a["w"], a["h0"], a["c0"],
                                               y, ws, a["bs"], reverse, J, R, hbuf, eb, seed, fault,
-                                              fma)
+                                              fma, S)
         return [out[0], out[1], out[3], out[4]]
     return list(OPS.persistent_emulate_gru_bwd(a["gy"], a["ghn"], a["w"], a["b"], a["h0"], y, ws,
-                                               a["bs"], reverse, J, R, hbuf, eb, seed, fault, fma))
+                                               a["bs"], reverse, J, R, hbuf, eb, seed, fault, fma,
+                                               S))
 
 
 # (J, R, hbuf, eb); 16 and 8 rows: the plan where 32 rows of G*H do not fit.
@@ -92,14 +93,7 @@ def test_backward_rounding_points(cell, dtype):
         saved64 = tuple(t.to(F64) for t in saved)
         ref = emulate_bwd(cell, a64, saved64, reverse, 16, 1, 32, 2)
         emu = emulate_bwd(cell, a, saved, reverse, 16, 2, 32, eb)
-        for k, (r, c, e) in enumerate(zip(ref, cpu, emu)):
-            assert e.dtype == c.dtype and e.shape == c.shape
-            scale = max(r.abs().max().item(), 1e-3)
-            err_e = (e.double() - r).abs().max().item()
-            err_c = (c.double() - r).abs().max().item()
-            bound = 2 * err_c + EPS[dtype] * scale
-            print(f"  out{k} emulator {err_e:.2e} cpu {err_c:.2e} bound {bound:.2e}")
-            assert err_e <= bound, f"out{k}: {err_e:.3e} > {bound:.3e}"
+        assert_rounding_like_cpu(ref, cpu, emu, dtype)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -154,22 +148,94 @@ def test_bidirectional_backward_launch_equals_the_spec(cell, packed):
             y, _, ws = spec_bidir(cell, a)
             exp = OPS.gru_bidir_bwd(gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws,
                                     a["bs"])
-        for J, R, hbuf, eb, fma in ((16, 1, 32, 2, False), (5, 2, 16, 4, False), (8, 3, 32, 4, True)):
+        for J, R, hbuf, eb, fma, S in ((16, 1, 32, 2, False, 1), (5, 2, 16, 4, False, 1),
+                                       (8, 3, 32, 4, True, 1), (16, 1, 16, 4, True, 2)):
             if cell == "LSTM":
                 got = OPS.persistent_emulate_lstm_bidir_bwd(gy, ghn, gcn, a["w"], a["w_rev"], a["h0"],
                                                             a["c0"], y, ws, a["bs"], J, R, hbuf, eb,
-                                                            i, fma)
+                                                            i, fma, S)
             else:
                 got = OPS.persistent_emulate_gru_bidir_bwd(gy, ghn, a["w"], a["w_rev"], a["b"],
                                                            a["b_rev"], a["h0"], y, ws, a["bs"], J, R,
-                                                           hbuf, eb, i, fma)
+                                                           hbuf, eb, i, fma, S)
             assert len(got) == len(exp)
             for k, (e, g) in enumerate(zip(exp, got)):
                 if e is None or not e.numel():
                     continue
                 assert e.shape == g.shape, (k, e.shape, g.shape)
                 err = (e - g).abs().max().item()
-                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} hbuf{hbuf} fma{fma} out{k}: {err:.3e}"
+                assert err <= 1e-12, (f"H{H} B{B} T{T} J{J} R{R} hbuf{hbuf} fma{fma} S{S} out{k}: "
+                                      f"{err:.3e}")
+
+
+# ------------------------------------------------------------- K split
+# (J, R, hbuf, eb, fma, S): S CTAs share a unit group, each holding 1/S of K;
+# more than one chunk per step (hbuf 8 / 16, B > 32) so the partial-sum slots
+# turn over inside a step as well as across steps.
+SPLITS = [(16, 1, 32, 2, False, 2), (5, 2, 16, 4, False, 2), (8, 1, 8, 4, True, 4),
+          (16, 1, 64, 4, True, 2), (16, 2, 8, 2, False, 4)]
+
+
+def split_fits(cell, H, eb, S):
+    """Every part has k-tiles (BwdPartition::parts_nonempty; the planner splits only then)."""
+    kt = -(-(4 if cell == "LSTM" else 3) * H // (16 if eb == 2 else 8))
+    return (S - 1) * -(-kt // S) < kt
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_float64_split_k_backward_equals_the_spec(cell, packed, reverse):
+    """K split over 2 or 4 CTAs per unit group (partial sums exchanged
+    through the emulated global slots, added in part order): float64 equal
+    to the CPU backward to 1e-12, MMA and FMA arithmetic."""
+    for i, (H, B, T) in enumerate(SHAPES):
+        a = with_grads(make_inputs(cell, F64, H, B, T, packed, seed=i), cell, F64)
+        exp, saved = spec_bwd(cell, a, reverse)
+        for J, R, hbuf, eb, fma, S in SPLITS:
+            if not split_fits(cell, H, eb, S):
+                continue
+            got = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
+            for k, (e, g) in enumerate(zip(exp, got)):
+                assert e.shape == g.shape
+                err = (e - g).abs().max().item() if e.numel() else 0.0
+                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} S{S} fma{fma} out{k}: {err:.3e}"
+
+
+@pytest.mark.parametrize("dtype, fma", [(BF16, False), (F32, False), (F32, True)],
+                         ids=["bf16", "tf32", "fp32"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_split_k_rounding_points(cell, dtype, fma):
+    """With K split the parts' sums are added in a different order from one
+    CTA's, so not bit for bit the unsplit result; as close to float64 as
+    the CPU kernel (the bound of test_backward_rounding_points)."""
+    eb = 4 if dtype == F32 else 2
+    a = with_grads(make_inputs(cell, dtype, 64, 40, 10, True, seed=6), cell, dtype)
+    cpu, saved = spec_bwd(cell, a, True)
+    ref = emulate_bwd(cell, cast(a, F64), tuple(t.to(F64) for t in saved), True, 16, 1, 32, 2)
+    for S in (2, 4):
+        emu = emulate_bwd(cell, a, saved, True, 16, 1, 16, eb, fma=fma, S=S)
+        assert_rounding_like_cpu(ref, cpu, emu, dtype, f"S{S} ")
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_a_missing_partial_sum_wait_is_caught(cell):
+    """fault 4: a part adds the other parts' sums without waiting for their
+    counts; the emulator's slots carry the chunk that wrote them, so a read
+    of a stale or not yet written slot fails. Every seed."""
+    a = with_grads(make_inputs(cell, F64, 40, 40, 5, packed=False, seed=4), cell, F64)
+    _, saved = spec_bwd(cell, a, False)
+    for seed in range(4):
+        with pytest.raises(RuntimeError, match="protocol violation.*partial sums"):
+            emulate_bwd(cell, a, saved, False, 8, 1, 8, 2, seed=seed, fault=4, S=2)
+
+
+def test_split_k_rejects_an_empty_part():
+    # K = 3 x 5 = 15: one 16-wide k-tile, nothing for a second part.
+    a = with_grads(make_inputs("GRU", F64, 5, 4, 3, False), "GRU", F64)
+    _, saved = spec_bwd("GRU", a, False)
+    with pytest.raises(RuntimeError, match="without k-tiles"):
+        emulate_bwd("GRU", a, saved, False, 5, 1, S=2)
 
 
 @pytest.mark.parametrize("fault", [1, 2, 3], ids=["no-wait", "one-step-short", "own-flag-only"])

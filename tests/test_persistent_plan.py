@@ -117,8 +117,14 @@ def test_exact_fp32_takes_the_grid_tier_with_fmas(cell, backward):
             continue
         if not backward:
             check_grid_plan(exact, cell, H, B, H100)
+        else:
+            check_bwd_plan(exact, cell, H, B, H100)
         assert exact["math"] == "fma" and tf32["math"] == "tf32"
-        for key in ("P", "J", "kk", "KT", "w_frags", "elem_bytes"):
+        # The backward may split K differently: the FMAs' longer compute
+        # pays for a split's handoff at smaller sizes than the MMAs' does.
+        same = ("J", "kk", "KT", "elem_bytes") if backward else ("P", "J", "kk", "KT", "w_frags",
+                                                                 "elem_bytes")
+        for key in same:
             assert exact[key] == tf32[key], key
         assert exact["us_per_step"] > tf32["us_per_step"]
     assert plan(dtype=BF16)["math"] == "mma16"
@@ -204,11 +210,16 @@ RED_BWD = 8 * 16 * 40 * 4  # partial sums: warps x rows x pitch x fp32
 def check_bwd_plan(p, cell, H, B, dev):
     G = 4 if cell == "LSTM" else 3
     assert p["pass"] == "backward" and p["tier"] == "grid" and p["MT"] == 1
-    assert p["J"] <= BWD_ROWS and p["P"] == math.ceil(H / p["J"]) and p["grid"] == p["P"] * p["R"]
+    S = p["ksplit"]  # CTAs per unit group, each holding 1/S of the k-tiles
+    assert S in (1, 2, 4)
+    assert p["J"] <= BWD_ROWS and p["P"] == math.ceil(H / p["J"]) * S and p["grid"] == p["P"] * p["R"]
     usable = dev[3] if 0 < dev[3] < dev[2] else dev[2]
     assert p["grid"] <= usable
-    assert p["KT"] == math.ceil(G * H / p["kk"]) and p["w_frags"] == math.ceil(p["KT"] / 8) <= REG_FRAGS
-    pitch = p["KT"] * p["kk"] + 16 // p["elem_bytes"]
+    assert p["KT"] == math.ceil(G * H / p["kk"])
+    part = math.ceil(p["KT"] / S)
+    assert (S - 1) * part < p["KT"], "a part without k-tiles"
+    assert p["w_frags"] == math.ceil(part / 8) <= REG_FRAGS
+    pitch = part * p["kk"] + 16 // p["elem_bytes"]
     assert p["smem_bytes"] == p["hbuf_rows"] * pitch * p["elem_bytes"] + RED_BWD <= dev[4]
     check_hbuf_rows(p, math.ceil(B / p["R"]))
     if p["hbuf_rows"] < 32:  # only where 32 rows do not fit
@@ -232,8 +243,8 @@ def test_backward_plans_satisfy_the_capacity_rules(cell, dtype, H, B):
     # fp32 (TF32 or exact): 32 rows of 4 x 512 fp32 are 262 KB.
     ("LSTM", F32, 512, 64, False, H100, 16),
     ("LSTM", F32, 512, 8, True, H100, 16),
-    # 99 KB of shared memory: 16 rows of 4 x 512 fp32 (131 KB) do not fit either.
-    ("LSTM", F32, 512, 8, False, device(smem=101376), 8),
+    # 99 KB of shared memory, K split in 2: 16 rows of 2 x 1024 fp32 (131 KB) do not fit.
+    ("LSTM", F32, 1024, 8, False, device(smem=101376), 8),
 ])
 def test_backward_gathers_16_or_8_rows_where_32_do_not_fit(cell, dtype, H, B, tf32, dev, rows):
     """The backward's h buffer (the exchanged gate gradients, K = G*H per
@@ -251,9 +262,33 @@ def test_backward_fallbacks():
     assert plan(H=1024, dev=device(smem=49152), backward=True)["tier"] == "per-step"
     assert plan(dtype=F64, backward=True)["reason"].startswith("fp64")
     assert "cooperative" in plan(dev=device(coop=False), backward=True)["reason"]
-    # fp32 as TF32 (k = 8): twice the k-tiles, so a smaller H reaches the register limit.
-    assert plan("LSTM", F32, 768, 16, backward=True)["tier"] == "per-step"
     check_bwd_plan(plan("LSTM", F32, 256, 16, backward=True), "LSTM", 256, 16, H100)
+    # fp32 (k = 8) H=1536: unsplit 96 k-tiles per warp; split 4 ways, 96 groups x 4 CTAs.
+    p = plan("LSTM", F32, 1536, 16, backward=True)
+    assert p["tier"] == "per-step" and "split" in p["reason"]
+
+
+@pytest.mark.parametrize("B", [1, 16, 64, 256])
+@pytest.mark.parametrize("cell, H, tf32", [("LSTM", 768, True), ("LSTM", 1024, False),
+                                           ("GRU", 768, False), ("GRU", 1024, True)])
+def test_32_bit_backward_splits_k_where_one_cta_cannot_hold_it(cell, H, tf32, B):
+    """fp32 above G*H = 2048 (TF32 or exact): W_hh^T's k-tiles exceed one
+    CTA's 32 register fragments per warp, so 2 (or 4) CTAs share each unit
+    group; before the split these ran per step."""
+    G = 4 if cell == "LSTM" else 3
+    assert math.ceil(math.ceil(G * H / 8) / 8) > REG_FRAGS  # one CTA cannot hold it
+    p = plan(cell, F32, H, B, tf32=tf32, backward=True)
+    check_bwd_plan(p, cell, H, B, H100)
+    assert p["ksplit"] >= 2 and p["math"] == ("tf32" if tf32 else "fma")
+
+
+def test_a_split_is_taken_only_where_it_models_faster():
+    """Where one CTA per unit group fits, a split adds a handoff per chunk:
+    the small batches keep S = 1."""
+    for cell, dtype, H in (("LSTM", BF16, 512), ("GRU", F16, 768), ("LSTM", F32, 256)):
+        p = plan(cell, dtype, H, 16, backward=True)
+        check_bwd_plan(p, cell, H, 16, H100)
+        assert p["ksplit"] == 1
 
 
 # ------------------------------------------------------------------ maps

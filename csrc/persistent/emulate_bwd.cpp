@@ -56,9 +56,10 @@ class BwdEmulator {
               int64_t n_rows)
       : pr_(pr), cfg_(cfg) {
     p_ = make_bwd_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
-                            cfg_.elem_bytes);
+                            cfg_.elem_bytes, cfg_.ksplit);
     TORCH_CHECK(p_.units <= kBwdRows, "emulator: a backward CTA owns at most ", kBwdRows,
                 " units");
+    TORCH_CHECK(p_.parts_nonempty(), "emulator: ksplit ", p_.ksplit, " leaves a part without k-tiles");
     TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W^T slice exceeds ", kRegFrags,
                 " register fragments per warp");
     // The backward walks the forward's steps in reverse: its "previous" step
@@ -80,6 +81,8 @@ class BwdEmulator {
     written_step_.assign(size_t(n_rows) * K, -1);
     written_cta_.assign(size_t(n_rows) * K, -1);
     flags_.assign(p_.grid(), 0);
+    pflags_.assign(p_.grid(), 0);
+    partials_.assign(size_t(p_.grid()) * kPartialSlots, Partial{});
     rng_.seed(cfg_.seed);
   }
 
@@ -95,7 +98,7 @@ class BwdEmulator {
       }
       TORCH_CHECK(!ready.empty(), "emulator: deadlock, no CTA can make progress");
       Cta& cta = ctas[ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(rng_)]];
-      step(cta);
+      act(cta);
       if (!cta.cursor.valid(sched_)) {
         cta.finished = true;
         ++done;
@@ -107,16 +110,43 @@ class BwdEmulator {
   }
 
  private:
+  // One chunk of a step: gather round g0, rows q0 .. q0 + n_rows of it.
+  struct Chunk {
+    int g0, q0, n_rows;
+  };
   struct Cta {
     int q, r, c;
     StepCursor cursor;
     bool finished = false;
+    // Where the CTA stands in its step: chunk index, and phase 0 (gather
+    // when the round starts, MMAs, publish the partial sums) or 1 (add the
+    // parts' sums, epilogue; after the last chunk, publish the step).
+    int chunk = 0, phase = 0;
+    uint32_t chunks_done = 0;    // chunks finished over the whole walk
     std::vector<double> frags;   // [warp][frag][lane][elem]
     std::vector<scalar_t> hbuf;  // [hbuf_rows][pitch]: gathered gate gradients
     std::vector<mma_t> red;
   };
+  // One slot of a CTA's partial sums in global memory: the chunk count that
+  // wrote it, how many other parts have read that, and the sums.
+  struct Partial {
+    int64_t chunk = -1;
+    int reads = 0;
+    std::vector<mma_t> v;
+  };
 
   int pitch() const { return p_.h_pitch(p_.kk == 16 ? 2 : 4); }
+
+  std::vector<Chunk> chunks_of(int rows) const {
+    std::vector<Chunk> out;
+    for (int g0 = 0; g0 < rows; g0 += cfg_.hbuf_rows) {
+      const int g_rows = std::min(cfg_.hbuf_rows, rows - g0);
+      for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
+        out.push_back({g0, q0, std::min(kChunkRows, g_rows - q0)});
+      }
+    }
+    return out;
+  }
 
   void init_cta(Cta& cta, int q) {
     cta.q = q;
@@ -126,8 +156,8 @@ class BwdEmulator {
     const int kk = p_.kk, ae = a_elems(kk), K = p_.k_width();
     cta.frags.assign(size_t(kWarps) * kRegFrags * 32 * ae, 0.0);
     for (int w = 0; w < kWarps; ++w) {
-      for (int f = 0; f < p_.warp_frags(w); ++f) {
-        const int kt = p_.warp_ktile(w, f / kBwdMTiles);
+      for (int f = 0; f < p_.warp_frags(cta.c, w); ++f) {
+        const int kt = p_.part_kt0(cta.c) + p_.warp_ktile(w, f / kBwdMTiles);
         for (int lane = 0; lane < 32; ++lane) {
           for (int e = 0; e < ae; ++e) {
             const Coord a = a_coord(kk, lane, e);
@@ -150,6 +180,15 @@ class BwdEmulator {
   }
 
   bool may_proceed(const Cta& cta) const {
+    if (cta.phase == 1) {  // the other parts' partial sums of this chunk
+      if (cfg_.fault == 4) return true;
+      for (int s = 0; s < p_.ksplit; ++s) {
+        const int q = p_.cta_index(cta.r, p_.part_cta(cta.c, s));
+        if (q != cta.q && pflags_[q] < partial_publish_value(cta.chunks_done)) return false;
+      }
+      return true;
+    }
+    if (cta.chunk > 0) return true;  // later chunks of a step: waited at its start
     for (int c = 0; c < p_.ctas; ++c) {
       const int q = p_.cta_index(cta.r, c);
       if (flags_[q] < waits_for(cta, q)) return false;
@@ -171,46 +210,89 @@ class BwdEmulator {
     return pr_.xch[size_t(st.prev_row0 + b) * pr_.ld_xch + k];
   }
 
-  void step(Cta& cta) {
+  // One action of a CTA, as far as it can go without waiting.
+  void act(Cta& cta) {
     const StepInfo st = cta.cursor.cur;
-    const int rows = p_.replica_rows(cta.r, st.bs);
-    const int K = p_.k_width(), ld = pitch();
-    for (int g0 = 0; g0 < rows; g0 += cfg_.hbuf_rows) {
-      const int g_rows = std::min(cfg_.hbuf_rows, rows - g0);
-      for (int n = 0; n < g_rows; ++n) {
-        const int64_t b = p_.replica_row(cta.r, g0 + n);
-        for (int k = 0; k < K; ++k) cta.hbuf[size_t(n) * ld + k] = gather(cta, st, b, k);
-      }
-      for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
-        const int n_rows = std::min(kChunkRows, g_rows - q0);
-        mma_chunk(cta, q0, n_rows);
-        epilogue(cta, st, g0 + q0, n_rows);
-      }
+    const std::vector<Chunk> chunks = chunks_of(p_.replica_rows(cta.r, st.bs));
+    if (chunks.empty()) {
+      finish_step(cta, st);
+      return;
     }
+    const Chunk& ch = chunks[cta.chunk];
+    if (cta.phase == 0) {
+      if (ch.q0 == 0) {  // a gather round starts: this part's columns of its rows
+        const int k0 = p_.part_k0(cta.c), width = p_.part_width(cta.c), ld = pitch();
+        const int g_rows = std::min(cfg_.hbuf_rows, p_.replica_rows(cta.r, st.bs) - ch.g0);
+        for (int n = 0; n < g_rows; ++n) {
+          const int64_t b = p_.replica_row(cta.r, ch.g0 + n);
+          for (int k = 0; k < width; ++k) cta.hbuf[size_t(n) * ld + k] = gather(cta, st, b, k0 + k);
+        }
+      }
+      mma_chunk(cta, ch.q0, ch.n_rows);
+      if (p_.ksplit > 1) publish_partials(cta, st, ch);
+      cta.phase = 1;
+      return;
+    }
+    epilogue(cta, st, ch.g0 + ch.q0, ch.n_rows);
+    ++cta.chunks_done;
+    cta.phase = 0;
+    if (++cta.chunk == int(chunks.size())) finish_step(cta, st);
+  }
+
+  void finish_step(Cta& cta, const StepInfo& st) {
+    cta.chunk = 0;
     flags_[cta.q] = publish_value(st.step);
     cta.cursor.advance(sched_);
+  }
+
+  // Warps 0..7's partial sums of item (jj, nn), added in order.
+  mma_t warp_sum(const Cta& cta, int jj, int nn) const {
+    mma_t rec = 0;
+    for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn, kBwdRows)];
+    return rec;
+  }
+
+  bool item_valid(const Cta& cta, int e, int n_rows) const {
+    return e >= 0 && p_.item_row(e) < n_rows && p_.first_unit(cta.c) + p_.item_unit(e) < p_.hidden;
+  }
+
+  // This part's sums of every item of the chunk into its slot, then its count.
+  void publish_partials(Cta& cta, const StepInfo&, const Chunk& ch) {
+    Partial& slot = partials_[size_t(cta.q) * kPartialSlots + partial_slot(cta.chunks_done)];
+    TORCH_CHECK(slot.chunk < 0 || slot.reads == p_.ksplit - 1, "emulator: protocol violation: CTA ",
+                cta.q, " overwrites the partial sums of its chunk ", slot.chunk, " before ",
+                p_.ksplit - 1 - slot.reads, " part(s) read them");
+    slot.chunk = cta.chunks_done;
+    slot.reads = 0;
+    slot.v.assign(size_t(kBwdRows) * kChunkRows, mma_t(0));
+    for (int e = 0; e < p_.chunk_items(); ++e) {
+      if (!item_valid(cta, e, ch.n_rows)) continue;
+      const int jj = p_.item_unit(e), nn = p_.item_row(e);
+      slot.v[BwdPartition::partial_index(0, jj, nn)] = warp_sum(cta, jj, nn);
+    }
+    pflags_[cta.q] = partial_publish_value(cta.chunks_done);
   }
 
   void mma_chunk(Cta& cta, int q0, int n_rows) {
     const int kk = p_.kk, ae = a_elems(kk), be = b_elems(kk), ld = pitch();
     const int n_tiles = ceil_div(n_rows, 8);
     if (cfg_.fma) {  // exact fp32: W^T as the FMA kernel loads it, unrounded
-      const int K = p_.k_width();
+      const int K = p_.k_width(), kt0 = p_.part_kt0(cta.c);
       for (int w = 0; w < kWarps; ++w) {
         auto weight = [&](int, int lane, int kt, int e) -> scalar_t {
           const int j = p_.row_unit(cta.c, fma_row(lane));
-          const int kr = kt * 8 + fma_k0(lane) + e;
+          const int kr = (kt0 + kt) * 8 + fma_k0(lane) + e;
           return j >= 0 && kr < K ? pr_.w[int64_t(kr) * p_.hidden + j] : scalar_t(0);
         };
-        fma_warp_chunk(kBwdMTiles, p_.warp_ktiles(w), w, weight, cta.hbuf.data(), ld, q0, n_tiles,
-                       cta.red.data(), kBwdRows);
+        fma_warp_chunk(kBwdMTiles, p_.warp_ktiles(cta.c, w), w, weight, cta.hbuf.data(), ld, q0,
+                       n_tiles, cta.red.data(), kBwdRows);
       }
       return;
     }
     for (int w = 0; w < kWarps; ++w) {
       mma_t acc[kChunkNTiles][16][8] = {};
-      for (int f = 0; f < p_.warp_frags(w); ++f) {
-        const int kt = p_.warp_ktile(w, f / kBwdMTiles);
+      for (int f = 0; f < p_.warp_frags(cta.c, w); ++f) {
+        const int kt = p_.warp_ktile(w, f / kBwdMTiles);  // local to the part (hbuf column)
         double A[16][16] = {};
         for (int lane = 0; lane < 32; ++lane) {
           for (int e = 0; e < ae; ++e) {
@@ -254,16 +336,35 @@ class BwdEmulator {
     pr_.xch[size_t(row) * pr_.ld_xch + col] = v;
   }
 
+  // The epilogue of this part's items (all of the chunk's without a split):
+  // dh = grad_y + the carried dh + the parts' recurrent sums added in order.
   void epilogue(Cta& cta, const StepInfo& st, int row_base, int n_rows) {
     const int H = p_.hidden;
-    for (int e = 0; e < p_.chunk_items(); ++e) {
+    std::vector<const Partial*> parts(size_t(p_.ksplit), nullptr);
+    for (int s = 0; s < p_.ksplit; ++s) {
+      const int q = p_.cta_index(cta.r, p_.part_cta(cta.c, s));
+      if (q == cta.q) continue;
+      Partial& slot = partials_[size_t(q) * kPartialSlots + partial_slot(cta.chunks_done)];
+      TORCH_CHECK(slot.chunk == int64_t(cta.chunks_done), "emulator: protocol violation: CTA ",
+                  cta.q, " reads CTA ", q, "'s partial sums of chunk ", slot.chunk,
+                  " for its chunk ", cta.chunks_done);
+      ++slot.reads;
+      parts[size_t(s)] = &slot;
+    }
+    for (int i = 0; i < p_.part_items(); ++i) {
+      const int e = p_.part_item(cta.c, i % kThreads, i / kThreads);
+      if (!item_valid(cta, e, n_rows)) continue;
       const int jj = p_.item_unit(e), nn = p_.item_row(e);
       const int j = p_.first_unit(cta.c) + jj;
-      if (nn >= n_rows || j >= H) continue;
       const int64_t b = p_.replica_row(cta.r, row_base + nn);
       const int64_t row = st.row0 + b;
       mma_t rec = 0;
-      for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn, kBwdRows)];
+      for (int s = 0; s < p_.ksplit; ++s) {
+        const mma_t v = parts[size_t(s)] == nullptr
+                            ? warp_sum(cta, jj, nn)
+                            : parts[size_t(s)]->v[size_t(BwdPartition::partial_index(0, jj, nn))];
+        rec = s == 0 ? v : rec + v;
+      }
       const acc_t dh = acc_t(pr_.grad_y[row * pr_.ld_grad_y + j]) + pr_.dh_state[b * H + j] + acc_t(rec);
       if (pr_.cell == Cell::LSTM) {
         pr_.dh_state[b * H + j] = acc_t(0);
@@ -302,7 +403,8 @@ class BwdEmulator {
   BwdPartition p_{};
   Schedule sched_{};
   std::vector<int32_t> written_step_, written_cta_;
-  std::vector<uint32_t> flags_;
+  std::vector<uint32_t> flags_, pflags_;  // steps published; chunks' partial sums published
+  std::vector<Partial> partials_;         // [CTA][slot]
   std::mt19937_64 rng_;
 };
 
@@ -341,10 +443,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_l
     const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& y,
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
-    int64_t fault, bool fma) {
+    int64_t fault, bool fma, int64_t ksplit) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
   const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
-                                        reverse, grad_y.scalar_type(), fma);
+                                        reverse, grad_y.scalar_type(), fma, ksplit);
   return lstm_backward(grad_y, grad_h_n, grad_c_n, w_hh, c10::nullopt, h0, c0, y, workspace,
                        batch_sizes, reverse,
                        [&](const LstmBackward& g, const std::vector<Step>& steps) {
@@ -357,10 +459,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
     const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
     const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
-    int64_t fault, bool fma) {
+    int64_t fault, bool fma, int64_t ksplit) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
   const EmuConfig cfg = make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, fault,
-                                        reverse, grad_y.scalar_type(), fma);
+                                        reverse, grad_y.scalar_type(), fma, ksplit);
   return gru_backward(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse,
                       [&](const GruBackward& g, const std::vector<Step>& steps) {
                         gru_loop(cfg, g, steps);
@@ -376,10 +478,10 @@ emulate_lstm_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
                        const at::Tensor& y, const at::Tensor& workspace,
                        const c10::optional<at::Tensor>& batch_sizes, int64_t units,
                        int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
-                       bool fma) {
+                       bool fma, int64_t ksplit) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
   const BidirConfig cfg = make_bidir_config(units, replicas, hbuf_rows, elem_bytes, seed,
-                                            grad_y.scalar_type(), fma);
+                                            grad_y.scalar_type(), fma, ksplit);
   return lstm_bidir_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, c10::nullopt,
                              c10::nullopt, h0, c0, y, workspace, batch_sizes,
                              [&](const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
@@ -394,10 +496,10 @@ emulate_gru_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n, cons
                       const at::Tensor& y, const at::Tensor& workspace,
                       const c10::optional<at::Tensor>& batch_sizes, int64_t units,
                       int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
-                      bool fma) {
+                      bool fma, int64_t ksplit) {
   TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
   const BidirConfig cfg = make_bidir_config(units, replicas, hbuf_rows, elem_bytes, seed,
-                                            grad_y.scalar_type(), fma);
+                                            grad_y.scalar_type(), fma, ksplit);
   return gru_bidir_backward(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
                             batch_sizes,
                             [&](const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {

@@ -23,16 +23,20 @@ struct EmuConfig {
   uint64_t seed = 0;
   // Test hook: a deliberately broken wait, so the tests see the protocol
   // checks fire. 0: the kernel's protocol; 1: no wait; 2: wait for one step
-  // less; 3: wait only for the CTA's own flag.
+  // less; 3: wait only for the CTA's own flag; 4 (backward with K split): no
+  // wait for the other parts' partial sums.
   int fault = 0;
   // Exact fp32 (TF32 off): the FMA kernels' slice arithmetic (layout.h's FMA
   // maps) instead of the MMAs'; elem_bytes is 4.
   bool fma = false;
+  // Backward only: CTAs splitting each unit group's K (BwdPartition::ksplit).
+  int ksplit = 1;
 };
 
 inline EmuConfig make_emu_config(int64_t units, int64_t replicas, int64_t hbuf_rows,
                                  int64_t elem_bytes, int64_t seed, int64_t fault, bool reverse,
-                                 at::ScalarType dtype, bool fma = false) {
+                                 at::ScalarType dtype, bool fma = false, int64_t ksplit = 1) {
+  TORCH_CHECK(ksplit == 1 || ksplit == 2 || ksplit == 4, "emulator: ksplit must be 1, 2 or 4");
   TORCH_CHECK(!fma || ((dtype == at::kFloat || dtype == at::kDouble) && elem_bytes == 4),
               "emulator: the exact-FMA kernels take fp32 (or float64) with elem_bytes 4");
   TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
@@ -42,7 +46,7 @@ inline EmuConfig make_emu_config(int64_t units, int64_t replicas, int64_t hbuf_r
   TORCH_CHECK(hbuf_rows >= 8 && hbuf_rows % 8 == 0,
               "emulator: hbuf_rows must be a positive multiple of 8 (an n-tile)");
   return EmuConfig{int(units), int(replicas), int(hbuf_rows), int(elem_bytes), reverse,
-                   static_cast<uint64_t>(seed), int(fault), fma};
+                   static_cast<uint64_t>(seed), int(fault), fma, int(ksplit)};
 }
 
 // A bidirectional launch's two directions: the same partition, direction 1
@@ -52,10 +56,10 @@ struct BidirConfig {
 };
 inline BidirConfig make_bidir_config(int64_t units, int64_t replicas, int64_t hbuf_rows,
                                      int64_t elem_bytes, int64_t seed, at::ScalarType dtype,
-                                     bool fma) {
+                                     bool fma, int64_t ksplit = 1) {
   return BidirConfig{
-      {make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, false, dtype, fma),
-       make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, true, dtype, fma)}};
+      {make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, false, dtype, fma, ksplit),
+       make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, true, dtype, fma, ksplit)}};
 }
 
 // The operand value the tensor cores see: fp32 rounded to TF32 with the

@@ -127,38 +127,106 @@ struct Partition {
 };
 
 // ------------------------------------------------- backward partition
-// The backward step is dh^T = W_hh^T slice x dgates_next^T: CTA c owns units
-// [c*J, (c+1)*J) (J <= 16: one m-tile, rows = units), K = G*H runs over the
-// gate gradients of the step processed before (in backward order), which the
-// CTAs exchange as the forward exchanges h. A[jj][kr] = W_hh[kr][c*J + jj].
-// Everything else (replicas, k split, chunks, items, flags) is Partition's;
-// `ktiles` counts k-tiles of K = G*H.
+// The backward step is dh^T = W_hh^T slice x dgates_next^T: a unit group of
+// J <= 16 units (one m-tile, rows = units), K = G*H over the gate gradients
+// of the step processed before (in backward order), which the CTAs exchange
+// as the forward exchanges h. A[jj][kr] = W_hh[kr][first_unit + jj].
+// Split K (ksplit = S > 1, where one CTA's registers cannot hold J x G*H):
+// S CTAs share a unit group, CTA c being part c % S of group c / S; part s
+// holds and gathers k-tiles [s * KTs, (s + 1) * KTs) (KTs = ceil(KT / S)),
+// so each keeps 1/S of the fragments. Per chunk each part writes its
+// recurrent partial sums (its warps added in order) to global memory and
+// publishes a chunk count (release); each then waits for the other parts'
+// counts (acquire) and adds the parts' sums in order 0..S-1, so every part
+// sees the same bits; part s applies the epilogue to its share of the
+// chunk's items (part_item). A part's partial sums live in two slots
+// (chunk count % 2): a part overwrites a slot only after the others have
+// published the chunk after the one that read it.
+// Everything else (replicas, k split over warps, chunks, items, flags) is
+// Partition's; `ktiles` counts k-tiles of K = G*H, `ctas` the groups x S.
 constexpr int kBwdMTiles = 1;
 constexpr int kBwdRows = kBwdMTiles * 16;
+constexpr int kMaxKSplit = 4;
+constexpr int kPartialSlots = 2;
 
 struct BwdPartition : Partition {
+  int ksplit;  // S: CTAs per unit group
+
   RNNFUSE_PHD int k_width() const { return gates * hidden; }
+  RNNFUSE_PHD int groups() const { return ceil_div(hidden, units); }
+  RNNFUSE_PHD int group_of(int c) const { return c / ksplit; }
+  RNNFUSE_PHD int kpart_of(int c) const { return c % ksplit; }
+  // CTA c of the same replica holding part s of c's unit group.
+  RNNFUSE_PHD int part_cta(int c, int s) const { return group_of(c) * ksplit + s; }
+  RNNFUSE_PHD int first_unit(int c) const { return group_of(c) * units; }
   RNNFUSE_PHD int row_unit(int c, int rr) const {
-    const int j = c * units + rr;
+    const int j = first_unit(c) + rr;
     return rr < units && j < hidden ? j : -1;
   }
-  RNNFUSE_PHD int warp_frags(int w) const { return warp_ktiles(w) * kBwdMTiles; }
-  RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0); }
+
+  // ---- this CTA's k range: k-tiles [part_kt0, part_kt0 + part_ktiles_of)
+  RNNFUSE_PHD int part_ktiles() const { return ceil_div(ktiles, ksplit); }
+  RNNFUSE_PHD int part_kt0(int c) const { return kpart_of(c) * part_ktiles(); }
+  RNNFUSE_PHD int part_ktiles_of(int c) const {
+    const int n = ktiles - part_kt0(c);
+    return n < 0 ? 0 : n < part_ktiles() ? n : part_ktiles();
+  }
+  // Columns of the gate gradients it gathers: [part_k0, part_k0 + part_width).
+  RNNFUSE_PHD int part_k0(int c) const { return part_kt0(c) * kk; }
+  RNNFUSE_PHD int part_width(int c) const {
+    const int n = k_width() - part_k0(c), w = part_ktiles_of(c) * kk;
+    return n < 0 ? 0 : n < w ? n : w;
+  }
+  // Warp w's k-tiles are local k-tiles w, w + kWarps, ... of its part.
+  RNNFUSE_PHD int warp_ktiles(int c, int w) const {
+    const int n = part_ktiles_of(c);
+    return n > w ? (n - w + kWarps - 1) / kWarps : 0;
+  }
+  RNNFUSE_PHD int warp_frags(int c, int w) const { return warp_ktiles(c, w) * kBwdMTiles; }
+  RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0, 0); }
+  // Every part has k-tiles (the planner only splits where this holds).
+  RNNFUSE_PHD bool parts_nonempty() const { return ksplit >= 1 && (ksplit - 1) * part_ktiles() < ktiles; }
+
+  // ---- h buffer: one part's k-tiles per row
+  RNNFUSE_PHD int k_padded() const { return part_ktiles() * kk; }
+  RNNFUSE_PHD int h_pitch(int elem_bytes) const { return k_padded() + 16 / elem_bytes; }
+
+  // ---- epilogue items: part s takes items [s * part_items, (s + 1) *
+  // part_items) of a chunk; its thread t, slot i: item s * part_items + t +
+  // i * kThreads (-1 if none).
+  RNNFUSE_PHD int part_items() const { return ceil_div(chunk_items(), ksplit); }
+  RNNFUSE_PHD int part_item(int c, int tid, int slot) const {
+    const int local = tid + slot * kThreads;
+    const int e = kpart_of(c) * part_items() + local;
+    return local < part_items() && e < chunk_items() ? e : -1;
+  }
+  // Floats of one CTA's partial sums (both slots): index
+  // (slot * kBwdRows + jj) * kChunkRows + nn.
+  RNNFUSE_PHD static int partial_floats() { return kPartialSlots * kBwdRows * kChunkRows; }
+  RNNFUSE_PHD static int partial_index(int slot, int jj, int nn) {
+    return (slot * kBwdRows + jj) * kChunkRows + nn;
+  }
 };
 
 RNNFUSE_PHD BwdPartition make_bwd_partition(int gates, int hidden, int batch, int units,
-                                            int replicas, int elem_bytes) {
+                                            int replicas, int elem_bytes, int ksplit = 1) {
   BwdPartition p{};
   p.gates = gates;
   p.hidden = hidden;
   p.batch = batch;
   p.units = units;
-  p.ctas = ceil_div(hidden, units);
+  p.ksplit = ksplit;
+  p.ctas = ceil_div(hidden, units) * ksplit;
   p.replicas = replicas;
   p.kk = mma_k(elem_bytes);
   p.ktiles = ceil_div(gates * hidden, p.kk);
   return p;
 }
+
+// Publish / wait values of a split group's partial sums: after its n-th
+// chunk (from 0) a part publishes n + 1.
+RNNFUSE_PHD uint32_t partial_publish_value(uint32_t chunk) { return chunk + 1u; }
+RNNFUSE_PHD int partial_slot(uint32_t chunk) { return int(chunk % kPartialSlots); }
 
 // ------------------------------------------------ mma.sync fragment maps
 // From the PTX ISA ("Matrix fragments for mma.m16n8k16" with .f16/.bf16 and

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 namespace rnnfuse {
 namespace persist {
@@ -108,6 +109,16 @@ double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const Dev
                        elem_bytes, fma);
 }
 
+// One backward step: the forward's terms over this CTA's part of K (its
+// gather and its MMAs), plus, with K split, per chunk a partial-sum handoff
+// and one L2 round trip to read the other parts' sums.
+double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma) {
+  const int rows = p.max_replica_rows();
+  const double split = p.ksplit > 1 ? ceil_div(rows, kChunkRows) * (kFlagHandoffUs + kRoundTripUs) : 0.0;
+  return step_model_us(p.part_width(0), p.k_padded(), kBwdRows, p.grid(), rows, hbuf_rows,
+                       elem_bytes, fma) + split;
+}
+
 int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {
   return int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes +
          int64_t(kWarps) * kBwdRows * kRedPitch * 4;
@@ -141,6 +152,8 @@ std::string Plan::describe() const {
                   q.ctas, q.units, q.replicas, backward ? kBwdMTiles : kMTiles, q.kk, q.ktiles,
                   q.grid(), hbuf_rows, static_cast<long long>(smem_bytes), w_frags, elem_bytes,
                   fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", directions, us_per_step);
+    if (backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
+                                ", \"ksplit\": %d", ksplit);
     s += buf;
   }
   return s + "}";
@@ -347,9 +360,13 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
   const int eb = elem_bytes_of(prob.dtype);
   const bool fma = prob.dtype == DType::F32 && !prob.allow_tf32;
   const int sms = sms_usable(dev);
+  // S = 1 first: a split is taken only where it models faster (or nothing
+  // else fits), since it adds a partial-sum handoff per chunk.
+  for (int S = 1; S <= kMaxKSplit; S *= 2) {
   for (int J : {kBwdRows, kBwdRows / 2}) {
     for (int R = 1; R <= 64; R *= 2) {
-      const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb);
+      const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb, S);
+      if (!p.parts_nonempty()) break;
       if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
       if (p.grid() * prob.directions > sms || p.ctas > kThreads) break;
       if (R > 1 && ceil_div(prob.batch, R) < 8) break;
@@ -357,8 +374,7 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
                                    dev.smem_optin, [&](int n) { return bwd_smem_bytes(p, eb, n); });
       if (hb == 0) continue;
       const int64_t smem = bwd_smem_bytes(p, eb, hb);
-      const double us = step_model_us(p.k_width(), p.k_padded(), kBwdRows, p.grid(),
-                                      p.max_replica_rows(), hb, eb, fma);
+      const double us = bwd_step_us(p, hb, eb, fma);
       if (best.tier == Tier::PerStep || us < best.us_per_step) {
         best.tier = Tier::Grid;
         best.reason.clear();
@@ -369,13 +385,15 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
         best.hbuf_rows = hb;
         best.smem_bytes = smem;
         best.w_frags = p.max_warp_frags();
+        best.ksplit = S;
         best.us_per_step = us;
       }
     }
   }
+  }
   if (best.tier == Tier::PerStep) {
     best.reason = fmt("backward: W_hh^T (%.2f MB) or the gathered gate gradients do not fit "
-                      "%.0f CTAs (one per available SM)",
+                      "%.0f CTAs (one per available SM, K split at most 4 ways)",
                       double(G) * prob.hidden * prob.hidden * eb / 1e6, sms / prob.directions);
     if (prob.directions > 1) best.reason += " per direction";
   }

@@ -75,6 +75,7 @@ struct Plan {
   int hbuf_rows = 0;        // batch rows the shared-memory h buffer holds
   int64_t smem_bytes = 0;   // dynamic shared memory per CTA
   int w_frags = 0;          // A fragments warp 0 keeps in registers
+  int ksplit = 1;           // backward: CTAs splitting one unit group's K (BwdPartition)
   double us_per_step = 0;   // latency model, microseconds (an estimate)
   std::string describe() const;  // one-line JSON
 };
@@ -96,8 +97,12 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev);
 
 Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
 
-// Shared-memory bytes of a backward CTA (rows of K = G*H, a 16-row partial-sum tile).
+// Shared-memory bytes of a backward CTA (rows of its part of K = G*H, a 16-row
+// partial-sum tile).
 int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows);
+
+// The modelled microseconds per step of a backward partition (K split included).
+double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma);
 
 // The backward kernel's plan: grid tier or per-step (the cluster tier has no backward).
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
@@ -106,6 +111,7 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
 inline BwdPartition bwd_partition(const Plan& plan) {
   BwdPartition p{};
   static_cast<Partition&>(p) = plan.part;
+  p.ksplit = plan.ksplit;
   return p;
 }
 

@@ -61,6 +61,10 @@ struct PersistBwdArgs {
   void* xch;            // exchanged gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
   void* dx;             // (N, 3H) elem, GRU
   unsigned* flags;      // (grid) zeroed
+  // K split (part.ksplit > 1), else null: each CTA's partial sums
+  // (grid x BwdPartition::partial_floats()) and its chunk counts (grid, zeroed).
+  float* partials;
+  unsigned* pflags;
   int hbuf_rows;
   int vec16;            // 1: xch rows 16-byte aligned (16-byte gathers)
   uint64_t watchdog_ns;

@@ -10,39 +10,38 @@
 namespace rnnfuse {
 namespace persist {
 
+// One thread waits until `flag` >= want (acquire). A wait that exceeds
+// watchdog_ns (0: never) traps: a loud launch failure instead of a hang.
+__device__ __forceinline__ void wait_flag(const unsigned* flag, uint32_t want, uint64_t watchdog_ns) {
+  if (ld_acquire_gpu(flag) >= want) return;
+  const uint64_t t0 = globaltimer_ns();
+  for (uint32_t spin = 1;; ++spin) {
+    if (ld_acquire_gpu(flag) >= want) break;
+    if (spin > 32) __nanosleep(40);
+    if ((spin & 1023u) == 0 && watchdog_ns != 0 && globaltimer_ns() - t0 > watchdog_ns) __trap();
+  }
+}
+
 // Threads 0..P-1 each wait for one producer of replica r to have published
-// `want` steps; then the whole CTA passes a barrier. A wait that exceeds the
-// watchdog traps: a loud launch failure instead of a hang. Args: the forward
-// or backward kernel's parameters of one direction (part, flags, watchdog_ns).
+// `want` steps; then the whole CTA passes a barrier. Args: the forward or
+// backward kernel's parameters of one direction (part, flags, watchdog_ns).
 template <typename Args>
 __device__ __forceinline__ void wait_for_replica(const Args& a, int r, uint32_t want) {
   const int tid = threadIdx.x;
-  if (tid < a.part.ctas) {
-    const unsigned* flag = a.flags + a.part.cta_index(r, tid);
-    if (ld_acquire_gpu(flag) < want) {
-      const uint64_t t0 = globaltimer_ns();
-      for (uint32_t spin = 1;; ++spin) {
-        if (ld_acquire_gpu(flag) >= want) break;
-        if (spin > 32) __nanosleep(40);
-        if ((spin & 1023u) == 0 && a.watchdog_ns != 0 && globaltimer_ns() - t0 > a.watchdog_ns) {
-          __trap();
-        }
-      }
-    }
-  }
+  if (tid < a.part.ctas) wait_flag(a.flags + a.part.cta_index(r, tid), want, a.watchdog_ns);
   __syncthreads();
 }
 
-// hbuf rows n = 0..rows-1 <- the exchanged rows of replica rows g0 + n, each
-// p.k_width() wide: for batch rows below `carry` row (carry_row0 + b) of
+// hbuf rows n = 0..rows-1 <- the exchanged rows of replica rows g0 + n, K
+// elements each: for batch rows below `carry` row (carry_row0 + b) of
 // `exchanged` (rows ld elements apart; written by other CTAs the step
-// before: read through L2 only), for the others row b of `start` (rows
-// k_width() apart), or zeros when `start` is null.
+// before: read through L2 only), for the others row b of `start` (rows K
+// apart), or zeros when `start` is null. K: the forward's H; a backward
+// part's columns (`exchanged` then points at its first).
 template <typename E, typename Part>
-__device__ __forceinline__ void gather_rows(const Part& p, const E* exchanged, int64_t ld,
+__device__ __forceinline__ void gather_rows(const Part& p, int K, const E* exchanged, int64_t ld,
                                             int64_t carry_row0, const E* start, int carry, int r,
                                             int g0, int rows, bool vec16, E* hbuf) {
-  const int K = p.k_width();
   const int pitch = p.h_pitch(Elem<E>::kBytes);
   if (vec16) {
     constexpr int kVec = 16 / Elem<E>::kBytes;

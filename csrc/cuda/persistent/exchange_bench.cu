@@ -24,7 +24,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_exchange_kernel(const Per
     if (rows > 0) {
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       // The caller sizes hbuf for all rows.
-      gather_rows<E>(p, static_cast<const E*>(a.y), H, st.prev_row0,
+      gather_rows<E>(p, p.k_width(), static_cast<const E*>(a.y), H, st.prev_row0,
                      static_cast<const E*>(a.h0), st.carry, r, 0, rows, a.vec16 != 0, hbuf);
       __syncthreads();
       for (int i = threadIdx.x; i < rows * J; i += kThreads) {

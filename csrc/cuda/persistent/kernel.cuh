@@ -109,7 +109,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
-        gather_rows<E>(p, static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
+        gather_rows<E>(p, p.k_width(), static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
                        static_cast<const E*>(a.h0), st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
         __syncthreads();
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {

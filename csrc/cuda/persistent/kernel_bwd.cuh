@@ -1,11 +1,13 @@
 // The persistent backward kernel (grid tier): one cooperative launch walks a
 // layer-direction's steps in reverse (or both directions', as the forward).
-// CTA q = (replica r, CTA c) keeps W_hh^T for its J <= 16 units (K = G*H)
-// as A fragments in registers; per step it waits for its replica's flags,
-// gathers the gate gradients of the step processed before (LSTM dgates, GRU
-// dhh: the exchange buffer), runs
-// the MMAs, adds the warps' partial sums in order, applies gate_math.h's
-// derivatives, writes the gate gradients, and publishes the step. BwdPartition,
+// CTA q = (replica r, CTA c) keeps W_hh^T for its J <= 16 units (K = G*H,
+// or its part of K where K is split) as A fragments in registers; per step
+// it waits for its replica's flags, gathers its columns of the gate
+// gradients of the step processed before (LSTM dgates, GRU dhh: the
+// exchange buffer), runs the MMAs, adds the warps' partial sums in order
+// (with K split: and the other parts' sums, through global memory), applies
+// gate_math.h's derivatives, writes the gate gradients, and publishes the
+// step. BwdPartition,
 // fragment maps, cursor and protocol are layout.h's (the CPU emulator
 // emulate_bwd.cpp runs the same). dW_hh stays one GEMM after the loop (driver).
 // Plain CUDA + gate_math.h, no ATen.
@@ -18,6 +20,14 @@ namespace persist {
 
 constexpr int kBwdRedFloats = kWarps * kBwdRows * kRedPitch;
 constexpr int kBwdHbufOffset = kBwdRedFloats * 4;
+
+// Warps 0..7's partial sums of item (unit jj, column nn), added in order.
+__device__ __forceinline__ float bwd_warp_sum(const float* red, int jj, int nn) {
+  float t = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) t += red[red_index(w, jj, nn, kBwdRows)];
+  return t;
+}
 
 // FMA: exact fp32 (TF32 off) with layout.h's FMA maps; E is float then.
 template <typename E, Cell CELL, bool FMA>
@@ -35,7 +45,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int H = p.hidden, K = p.k_width();
   const int pitch = p.h_pitch(X::kBytes);
-  const int n_ktiles = p.warp_ktiles(warp);
+  const int n_ktiles = p.warp_ktiles(c, warp);
+  const int kt0 = p.part_kt0(c), kpart = p.kpart_of(c);
 
   // ---- W_hh^T for this CTA's units, once, into registers
   uint32_t wf[kRegFrags][4];
@@ -46,7 +57,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
       if (FMA && f < n_ktiles) {  // unit fma_row(lane), k = kt * 8 + fma_k0(lane) + e
-        const int kt = p.warp_ktile(warp, f);
+        const int kt = kt0 + p.warp_ktile(warp, f);
         const int j = p.row_unit(c, fma_row(lane));
 #pragma unroll
         for (int e = 0; e < kFmaK; ++e) {
@@ -55,7 +66,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           wf[f][e] = j >= 0 && kr < K ? __float_as_uint(w[int64_t(kr) * H + j]) : 0u;
         }
       } else if (f < n_ktiles) {
-        const int kt = p.warp_ktile(warp, f / kBwdMTiles);
+        const int kt = kt0 + p.warp_ktile(warp, f / kBwdMTiles);
 #pragma unroll
         for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
           const Coord co = a_coord(kk, lane, e);
@@ -83,10 +94,10 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   auto load_operands = [&](const StepInfo& st, int row_base, int n_rows) {
 #pragma unroll
     for (int s = 0; s < kItemSlots; ++s) {
-      const int e = tid + s * kThreads;
+      const int e = p.part_item(c, tid, s);
       const int jj = p.item_unit(e), nn = p.item_row(e);
       const int j = p.first_unit(c) + jj;
-      if (e < p.chunk_items() && nn < n_rows && j < H) {
+      if (e >= 0 && nn < n_rows && j < H) {
         const int64_t b = p.replica_row(r, row_base + nn);
         const int64_t row = st.row0 + b;
         gv[s] = X::to_float(grad_y[row * a.ld_grad_y + j]) + a.dh_state[b * H + j];
@@ -105,6 +116,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
     }
   };
 
+  uint32_t chunk_no = 0;  // chunks finished, the count a K-split part publishes
   StepCursor cur;
   for (cur.begin(a.sched); cur.valid(a.sched); cur.advance(a.sched)) {
     const StepInfo st = cur.cur;
@@ -114,8 +126,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
-        gather_rows<E>(p, xch, a.ld_xch, st.prev_row0, static_cast<const E*>(nullptr), st.carry,
-                       r, g0, g_rows, a.vec16 != 0, hbuf);
+        gather_rows<E>(p, p.part_width(c), xch + p.part_k0(c), a.ld_xch, st.prev_row0,
+                       static_cast<const E*>(nullptr), st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
         __syncthreads();
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
           const int n_rows = min(kChunkRows, g_rows - q0);
@@ -158,18 +170,45 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
             }
           }
           __syncthreads();
+          const int slot = partial_slot(chunk_no);
+          if (p.ksplit > 1) {
+            // This part's sums of every item of the chunk, for the other parts.
+            float* mine = a.partials + int64_t(q) * BwdPartition::partial_floats();
+            for (int e = tid; e < p.chunk_items(); e += kThreads) {
+              const int jj = p.item_unit(e), nn = p.item_row(e);
+              if (nn < n_rows && p.first_unit(c) + jj < H) {
+                mine[BwdPartition::partial_index(slot, jj, nn)] = bwd_warp_sum(red, jj, nn);
+              }
+            }
+            __syncthreads();
+            if (tid == 0) st_release_gpu(a.pflags + q, partial_publish_value(chunk_no));
+            if (tid < p.ksplit && tid != kpart) {
+              wait_flag(a.pflags + p.cta_index(r, p.part_cta(c, tid)),
+                        partial_publish_value(chunk_no), a.watchdog_ns);
+            }
+            __syncthreads();
+          }
+          ++chunk_no;
 
 #pragma unroll
           for (int s = 0; s < kItemSlots; ++s) {
-            const int e = tid + s * kThreads;
+            const int e = p.part_item(c, tid, s);
             const int jj = p.item_unit(e), nn = p.item_row(e);
             const int j = p.first_unit(c) + jj;
-            if (e < p.chunk_items() && nn < n_rows && j < H) {
+            if (e >= 0 && nn < n_rows && j < H) {
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
               const int64_t row = st.row0 + b;
+              // The parts' recurrent sums in order 0..S-1 (this part's from red).
               float rec = 0.0f;
-#pragma unroll
-              for (int w = 0; w < kWarps; ++w) rec += red[red_index(w, jj, nn, kBwdRows)];
+              for (int sp = 0; sp < p.ksplit; ++sp) {
+                const float v = sp == kpart
+                                    ? bwd_warp_sum(red, jj, nn)
+                                    : __ldcg(a.partials +
+                                             int64_t(p.cta_index(r, p.part_cta(c, sp))) *
+                                                 BwdPartition::partial_floats() +
+                                             BwdPartition::partial_index(slot, jj, nn));
+                rec = sp == 0 ? v : rec + v;
+              }
               const float dh = gv[s] + rec;
               E* xr = xch + row * a.ld_xch + j;
               if constexpr (CELL == Cell::LSTM) {

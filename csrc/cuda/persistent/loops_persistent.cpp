@@ -7,6 +7,7 @@
 // Per-operator headers, not ATen/ATen.h: half the compile time.
 #include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -417,7 +418,10 @@ struct BwdOperands {
   const std::vector<Step>& steps;
 };
 
-bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, PersistBwdArgs& a) {
+// flags: this direction's step flags, then (K split) its chunk counts;
+// partials: its partial-sum slots (null without a split).
+bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
+                   PersistBwdArgs& a) {
   TORCH_CHECK(unit_columns(o.grad_y) && unit_columns(o.xch) &&
                   (!o.y.defined() || unit_columns(o.y)) && (!o.dx.defined() || unit_columns(o.dx)) &&
                   o.w_hh.is_contiguous() && o.ws.is_contiguous() && o.dh_state.is_contiguous() &&
@@ -449,22 +453,38 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, Pers
   a.ld_dx = o.dx.defined() ? o.dx.stride(0) : 0;
   a.hbuf_rows = plan.hbuf_rows;
   const int64_t eb = plan.elem_bytes;
+  // A K-split part starts at a multiple of 32 bytes: aligned where the row is.
   a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
   a.watchdog_ns = watchdog_ns();
   a.flags = flags;
+  if (a.part.ksplit > 1) {
+    a.pflags = flags + a.part.grid();
+    a.partials = partials;
+  }
   return true;
 }
 
 // The backward launch for `n` directions (as launch_forward_grid).
 bool launch_backward_grid(Cell cell, const Plan& plan, const BwdOperands* const* dirs, int n) {
   const at::Tensor& like = dirs[0]->grad_y;
-  const at::Tensor flags = at::zeros({n * plan.part.grid()}, like.options().dtype(at::kInt));
+  const int grid = plan.part.grid();
+  // K split: each CTA also publishes chunk counts and its partial sums
+  // (never read before written: no zeroing).
+  const bool split = plan.ksplit > 1;
+  const int flags_per_dir = split ? 2 * grid : grid;
+  const at::Tensor flags = at::zeros({n * flags_per_dir}, like.options().dtype(at::kInt));
+  const at::Tensor partials =
+      split ? at::empty({int64_t(n) * grid * BwdPartition::partial_floats()},
+                        like.options().dtype(at::kFloat))
+            : at::Tensor();
   PersistBwdLaunch launch;
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
-    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * plan.part.grid();
-    if (!backward_args(plan, *dirs[d], f, launch.dir[d])) return false;
+    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * flags_per_dir;
+    float* part = split ? partials.data_ptr<float>() + int64_t(d) * grid * BwdPartition::partial_floats()
+                        : nullptr;
+    if (!backward_args(plan, *dirs[d], f, part, launch.dir[d])) return false;
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   return grid_launched(launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
