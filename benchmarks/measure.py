@@ -23,7 +23,7 @@ from . import cudnn_algo, gate, hostload, noise, physics, probe, timing, workloa
 TIMED = ("OK", "NOISY")  # statuses that carry times and a ratio
 
 
-def _empty_result(point) -> dict:
+def empty_result(point) -> dict:
     return {"id": point.id, **point.as_dict(), "status": None, "error": None, "gate": None,
             "tf32_flags": workload.tf32_flags(point.dtype), "cudnn_algo": None,
             "rnnfuse_path": None,
@@ -94,7 +94,7 @@ def run_point(point, device: torch.device, candidates: dict, budget: timing.Budg
     forward must dispatch an operator of that namespace, else the point is an
     ERROR (it fell back to torch.nn and its time would not be rnnfuse's).
     ``clock``: seconds, for tests (default time.perf_counter)."""
-    res = _empty_result(point)
+    res = empty_result(point)
     if device.type == "cuda" and not point.is_cell:
         cc = tuple(device_info["compute_capability"])
         res["cudnn_algo"] = cudnn_algo.algos_for_point(point, cc, device_info["sm_count"])

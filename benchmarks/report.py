@@ -29,7 +29,8 @@ REQUIRED_TIMING = ("median_ms", "p10_ms", "p90_ms", "min_ms", "max_ms", "repeats
                    "calls_per_repeat", "peak_mem_bytes", "recurrent_flops", "tflops",
                    "us_per_step", "frac_gemm_peak")
 REQUIRED_SPREAD = ("median", "p10", "p90", "min", "max", "n")
-STATUSES = ("OK", "NOISY", "WRONG", "UNSUPPORTED", "ERROR")
+# SKIPPED: not started before the run's --deadline-s (listed, not counted).
+STATUSES = ("OK", "NOISY", "WRONG", "UNSUPPORTED", "ERROR", "SKIPPED")
 FAILED = ("WRONG", "ERROR")  # what makes a run exit 1
 ORDER = {"lstm": 0, "gru": 1, "lstmcell": 2, "grucell": 3, "fp32": 0, "tf32": 1, "fp16": 2,
          "bf16": 3, "inference": 0, "training": 1}

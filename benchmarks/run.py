@@ -9,6 +9,7 @@ Examples:
   python -m benchmarks.run --cell lstm --dtype bf16 --T 1024 --B 16 --H 768 --mode training
   python -m benchmarks.run --preset standard --cell gru --dtype fp16   # filter a preset
   python -m benchmarks.run --preset quick --list                       # show points only
+  python -m benchmarks.run --preset standard --shard 1/3 --deadline-s 420   # a third, capped
   python -m benchmarks.run --cell lstmcell,grucell --B 1,64 --H 128,512  # per-call cell points
 
 Point flags take comma lists (``--B 1,16,64``); given without --preset they
@@ -17,6 +18,12 @@ fp32, T=100, B=64, I=H, 1 layer, unidirectional, both modes); given with
 --preset they filter it. Cells: lstm, gru (sequence modules), lstmcell,
 grucell (per call; their T is the chained calls per repeat, default 10, so
 `--preset standard --T 100` keeps only sequence points).
+
+A preset too long for one sitting runs in shards: ``--shard K/N`` keeps
+points K, K + N, K + 2N, ... (1-based, so every shard mixes cells, dtypes
+and sizes), ``--deadline-s S`` starts no point after S seconds (the rest
+are SKIPPED, listed, not counted), and ``python -m benchmarks.merge`` joins
+the shards' results.json into one report.
 
 Both implementations are timed alternately, repeat by repeat; each point
 reports its spread, and a point whose spread is too wide is NOISY: shown,
@@ -86,7 +93,26 @@ def parse_args(argv):
                     help="measure the card's GEMM/copy ceilings (small: tiny sizes, for tests)")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--list", action="store_true", help="print the points and exit")
+    ap.add_argument("--shard", metavar="K/N", help="keep points K, K+N, K+2N, ... (1-based) of "
+                    "the selection")
+    ap.add_argument("--deadline-s", type=float, help="start no point after this many seconds; "
+                    "the rest are SKIPPED")
     return ap.parse_args(argv)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 1 <= K <= N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes K/N (e.g. 2/3), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def shard(points: list, k: int, n: int) -> list:
+    return points[k - 1::n]
 
 
 def select_points(args, device_type: str) -> tuple[list[grid.Point], str | None]:
@@ -133,10 +159,20 @@ def _progress(points):
     return tqdm(points, desc="benchmark", unit="pt", dynamic_ncols=True, file=sys.stderr)
 
 
-def run(points, device, candidates, budget, ceilings, info, require_namespace=None) -> list[dict]:
+def run(points, device, candidates, budget, ceilings, info, require_namespace=None,
+        deadline_s=None, clock=time.perf_counter) -> list[dict]:
+    """Every point measured in order; once ``deadline_s`` seconds have passed
+    the remaining points are recorded SKIPPED without running."""
     bar = _progress(points)
     results = []
+    t0 = clock()
     for i, point in enumerate(bar if bar is not None else points):
+        if deadline_s is not None and clock() - t0 >= deadline_s:
+            res = measure.empty_result(point)
+            res["status"] = "SKIPPED"
+            res["error"] = f"not started: --deadline-s {deadline_s:g} passed"
+            results.append(res)
+            continue
         if bar is not None:
             bar.set_postfix_str(point.id)
         else:
@@ -164,6 +200,12 @@ def main(argv=None, candidates: dict | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.shard:
+        try:
+            points = shard(points, *parse_shard(args.shard))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if not points:
         print("error: no points selected", file=sys.stderr)
         return 2
@@ -197,10 +239,10 @@ def main(argv=None, candidates: dict | None = None) -> int:
 
     # The real candidate must run its own ops; stand-ins (torch, injected) have none.
     namespace = "rnnfuse" if candidate_name == "rnnfuse" else None
-    points_out = run(points, device, candidates, budget, ceil, info, namespace)
+    points_out = run(points, device, candidates, budget, ceil, info, namespace, args.deadline_s)
 
     config = {"argv": list(sys.argv[1:] if argv is None else argv), "device": str(device),
-              "budget": dataclasses.asdict(budget), "wall_s": None}
+              "budget": dataclasses.asdict(budget), "wall_s": None, "shard": args.shard}
     config["wall_s"] = round(time.perf_counter() - t_start, 2)
     results = report.build(points_out, environment, ceil, config, preset)
     out = args.out or default_out_dir(info, preset)

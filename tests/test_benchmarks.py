@@ -549,7 +549,7 @@ def test_cell_point_times_per_call(mode, quiet_host):
     b_ms, c_ms, extras = measure.time_pair(base, cand, p, torch.device("cpu"), budget, None, clock)
     assert b_ms == pytest.approx([2.0] * 6) and c_ms == pytest.approx([1.0] * 6)
     assert extras["other_cpu"] is None  # quiet_host: no reading
-    res = measure.fill_timings(measure._empty_result(p), p, b_ms, c_ms, 4, {}, extras)
+    res = measure.fill_timings(measure.empty_result(p), p, b_ms, c_ms, 4, {}, extras)
     assert res["status"] == "OK" and res["verdict"] == "faster"
     assert res["candidate"]["calls_per_repeat"] == 4 and res["candidate"]["us_per_step"] == pytest.approx(1000)
     assert res["ratio"] == pytest.approx(2.0)
@@ -570,7 +570,7 @@ def test_run_point_on_cells_with_torch_nn(quiet_host):
 
 def _judged(base_ms, cand_ms, other_cpu=None, point=None):
     point = point or Point("lstm", "fp32", 100, 64, 512, 512, mode="inference")
-    return measure.fill_timings(measure._empty_result(point), point, base_ms, cand_ms, 4, {},
+    return measure.fill_timings(measure.empty_result(point), point, base_ms, cand_ms, 4, {},
                                 {"other_cpu": other_cpu})
 
 
@@ -769,7 +769,7 @@ def _fake_point(cell, dtype, mode, B, H, status="OK", ratio=1.5):
     """A point as run_point leaves it; status "NOISY" gets a load burst on one side."""
     p = Point(cell, dtype, grid.CELL_CALLS if cell in grid.CELL_KINDS else 128, B, H, H, 1,
               False, mode)
-    r = measure._empty_result(p)
+    r = measure.empty_result(p)
     r.update(cudnn_algo=None if p.is_cell else {"forward": "STANDARD", "backward": None},
              rnnfuse_path="per-step" if p.is_cell or B < 64 else "persistent-cluster 1/1",
              gate={"ok": status != "WRONG", "errors": {}, "tolerance": {}, "reason": ""})
@@ -978,6 +978,18 @@ def test_gpu_check_script_syntax():
     assert r.returncode == 0, r.stderr
 
 
+def test_gpu_standard_script_syntax_and_usage():
+    script = str(REPO / "benchmarks" / "gpu_standard.sh")
+    r = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["bash", script, "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
+    # The shards it names are the ones --shard selects from the GPU standard preset.
+    shards = [run.shard(grid.gpu_standard(), k, 4) for k in (1, 2, 3, 4)]
+    assert sorted(p.id for s in shards for p in s) == sorted(p.id for p in grid.gpu_standard())
+    assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1
+
+
 def test_sanitizer_cases_list():
     from benchmarks import sanitizer_cases
     names = [c.name for c in sanitizer_cases.all_cases()]
@@ -1171,3 +1183,68 @@ def test_persist_check_counts_the_launches_each_path_plans():
     lines = gpu_check_report.persist_section({"points": [row]})
     assert any(line.startswith("| LSTM bidir | bfloat16 | training | 128 | 64 | 512 |")
                for line in lines), lines
+
+
+# ---- shards, deadline, merge -------------------------------------------------------------
+
+def _tiny_run(out, *extra, candidates=TORCH_NN):
+    return run.main(["--device", "cpu", "--cell", "lstm,gru", "--dtype", "fp32", "--T", "3",
+                     "--B", "2", "--H", "4", "--ceilings", "off", "--no-plots", "--budget", "0",
+                     "--out", str(out), *extra], candidates=candidates)
+
+
+def test_shards_partition_the_points_and_merge_into_one_report(tmp_path):
+    """--shard K/N keeps points K, K+N, ...; the shards' union, merged, is the
+    whole selection once, with the shards' runs recorded in config."""
+    from benchmarks import merge
+    assert _tiny_run(tmp_path / "all") == 0
+    every = [p["id"] for p in _strict_load(tmp_path / "all" / "results.json")["points"]]
+    assert len(every) == 4
+    for k in (1, 2):
+        assert _tiny_run(tmp_path / f"s{k}", "--shard", f"{k}/2") == 0
+    shards = [_strict_load(tmp_path / f"s{k}" / "results.json") for k in (1, 2)]
+    assert [p["id"] for p in shards[0]["points"]] == every[0::2]
+    assert [p["id"] for p in shards[1]["points"]] == every[1::2]
+    assert shards[0]["config"]["shard"] == "1/2"
+    out = tmp_path / "merged"
+    assert merge.main([str(out), str(tmp_path / "s1" / "results.json"),
+                       str(tmp_path / "s2" / "results.json"), "--no-plots"]) == 0
+    merged = _strict_load(out / "results.json")
+    assert sorted(p["id"] for p in merged["points"]) == sorted(every)
+    assert merged["summary"]["total"] == 4 and merged["summary"]["timed"] == 4
+    assert [s["shard"] for s in merged["config"]["shards"]] == ["1/2", "2/2"]
+    assert "preset custom" in (out / "report.md").read_text()
+
+
+def test_deadline_skips_the_rest_and_a_measured_shard_replaces_them(tmp_path):
+    from benchmarks import merge
+    assert _tiny_run(tmp_path / "late", "--deadline-s", "0") == 0  # SKIPPED is not a failure
+    late = _strict_load(tmp_path / "late" / "results.json")
+    assert late["summary"]["counts"] == {"SKIPPED": 4} and late["summary"]["timed"] == 0
+    assert all("--deadline-s 0" in p["error"] for p in late["points"])
+    assert "**SKIPPED**" in (tmp_path / "late" / "report.md").read_text()
+    assert _tiny_run(tmp_path / "s2", "--shard", "2/2") == 0
+    out = tmp_path / "merged"
+    assert merge.main([str(out), str(tmp_path / "late" / "results.json"),
+                       str(tmp_path / "s2" / "results.json"), "--no-plots"]) == 0
+    summary = _strict_load(out / "results.json")["summary"]
+    assert summary["counts"]["SKIPPED"] == 2 and summary["timed"] == 2  # OK or NOISY
+
+
+def test_merge_refuses_a_point_measured_twice_and_mismatched_runs(tmp_path, capsys):
+    from benchmarks import merge
+    assert _tiny_run(tmp_path / "a", "--shard", "1/2") == 0
+    shard = str(tmp_path / "a" / "results.json")
+    assert merge.main([str(tmp_path / "m"), shard, shard, "--no-plots"]) == 2
+    assert "measured by two shards" in capsys.readouterr().err
+    other = _strict_load(tmp_path / "a" / "results.json")
+    other["environment"]["torch"] = "0.0"
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    assert merge.main([str(tmp_path / "m"), shard, str(tmp_path / "b.json"), "--no-plots"]) == 2
+    assert "'torch' differs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "2", "a/b"])
+def test_shard_flag_is_checked(tmp_path, text, capsys):
+    assert _tiny_run(tmp_path / "x", "--shard", text) == 2
+    assert "--shard" in capsys.readouterr().err
