@@ -13,8 +13,9 @@
    TF32 off on both sides (the exact-FMA kernels against cuDNN's exact
    fp32), and the standard preset's bidirectional point (LSTM bf16 H=512,
    B=64, T=128: rnnfuse's layer as one op, both directions per persistent
-   launch, against the per-step path's one op per direction), forward and
-   forward+backward: cuDNN (torch.nn), rnnfuse per-step
+   launch, against the per-step path's one op per direction), and the
+   standard preset's LSTM H=1024, B=16, T=128 in exact fp32 (the backward's
+   K split), forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
    and rnnfuse persistent with the tier the planner picks (the "path"
    column), timed with CUDA events (warm-up, median); where that is the
    cluster tier, the grid tier is timed too (grid_ms). Each rnnfuse output is
@@ -53,12 +54,14 @@ CLUSTER_EXCHANGE = [  # (H, B, CTAs per cluster, replicas)
 # both sides (cuDNN's exact fp32 against the exact-FMA kernels): the quick
 # preset's "fp32". The bidirectional point is the standard preset's: rnnfuse
 # runs it as one op (both directions per persistent launch) against the
-# per-step path's one op per direction.
+# per-step path's one op per direction. The last is the standard preset's
+# exact fp32 at H=1024, whose backward splits K over 2 CTAs per unit group.
 POINTS = [("LSTM", torch.float16, 768, 16, 1024, False),
           ("LSTM", torch.bfloat16, 768, 16, 1024, False),
           ("GRU", torch.bfloat16, 768, 16, 1024, False),
           ("LSTM", torch.float32, 512, 64, 100, False),
-          ("LSTM", torch.bfloat16, 512, 64, 128, True)]
+          ("LSTM", torch.bfloat16, 512, 64, 128, True),
+          ("LSTM", torch.float32, 1024, 16, 128, False)]
 AGREE = 3e-2  # persistent vs per-step: max abs on h (|h| <= 1), max relative on dx (bf16-level)
 
 
