@@ -139,14 +139,18 @@ def persistent_cases() -> list[Case]:
     # H=40 GRU has a pad element in its last CTA's words.
     cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,
                     tier="cluster"),
-               Case("GRU", "bf16", 40, packed=True, layers=2, persistent=True, tier="cluster")]
+               Case("GRU", "bf16", 40, packed=True, layers=2, persistent=True, tier="cluster"),
+               # Both directions' clusters in one launch (the bidirectional op).
+               Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True,
+                    tier="cluster", one_op=True)]
     return grid + cluster
 
 
-def _persistent_path(case: Case) -> dict:
+def _persistent_path(case: Case, directions: int = 1) -> dict:
     import json
     like = torch.empty(1, device="cuda", dtype=DTYPE[case.dtype])
-    return json.loads(torch.ops.rnnfuse.recurrence_path(like, case.kind, case.H, B, T))
+    return json.loads(torch.ops.rnnfuse.recurrence_path(like, case.kind, case.H, B, T, 0, 1,
+                                                        directions))
 
 
 def _persistent_launches() -> tuple[int, int]:
@@ -238,16 +242,22 @@ def run_case(case: Case, device: str = "cuda") -> float:
         torch.cuda.synchronize()  # attribute any asynchronous fault to this case
     if check_launches:
         os.environ["RNNFUSE_PERSISTENT"] = "1"
-        backward = _persistent_path(case)["backward_path"] == "persistent-grid"
-        os.environ["RNNFUSE_PERSISTENT"] = "0"
         directions = case.layers * (2 if case.bidirectional else 1)
-        # A bidirectional layer as one op: one launch runs both directions.
-        launches = case.layers if case.one_op and case.bidirectional else directions
-        want = launches * (2 if backward else 1)
+        if case.one_op and case.bidirectional:
+            # A bidirectional layer as one op: the launches its plan names
+            # (one for both directions, or one each), forward and backward.
+            p = _persistent_path(case, directions=2)
+            fwd, bwd = p["launches_per_call"], p["backward_launches"]
+            want = case.layers * (fwd + bwd)
+            want_cluster = case.layers * fwd if "cluster" in p["path"] else 0
+        else:
+            backward = _persistent_path(case)["backward_path"] == "persistent-grid"
+            want = directions * (2 if backward else 1)
+            want_cluster = directions if case.tier == "cluster" else 0
+        os.environ["RNNFUSE_PERSISTENT"] = "0"
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]
         assert got == want, f"{case.name}: {got} persistent launches, expected {want}"
-        want_cluster = directions if case.tier == "cluster" else 0
         assert got_cluster == want_cluster, (f"{case.name}: {got_cluster} cluster-tier launches, "
                                              f"expected {want_cluster}")
     ref_out, ref_grads = _forward_backward(ref, x, case, "cpu", torch.float64)

@@ -211,7 +211,7 @@ def _bidir_ops(mode, a, persistent_on, monkeypatch):
     return outs, (n1 - n0, launches() - n1)
 
 
-@pytest.mark.parametrize("tier", ["grid", "auto"])
+@pytest.mark.parametrize("tier", ["grid", "cluster", "auto"])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("mode, dtype, allow_tf32", [
     ("LSTM", BF16, True), ("GRU", F16, True), ("LSTM", F32, False), ("GRU", F32, False),
@@ -220,9 +220,10 @@ def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, tier, 
     """The bidirectional ops (one (N, 2*G*H) projection, one (N, 2*H)
     output, column blocks per direction) run on the persistent tier as
     recurrence_path(directions=2) plans it: with the grid tier alone, both
-    directions in one launch forward and one backward; with every tier
-    (sm_90: the cluster tier may take each direction's forward), exactly the
-    launches it names. Either way they agree with the same ops on the
+    directions in one launch forward and one backward; with the cluster tier
+    (sm_90) for the forward, both directions' clusters in one launch; with
+    every tier, exactly the launches it names. Either way they agree with the
+    same ops on the
     per-step kernels: at bf16/fp16 level (3e-2 of the largest value) for
     16-bit and TF32, 1e-4 for exact fp32 (different summation orders)."""
     from test_persistent_emulator import make_bidir_inputs
@@ -236,6 +237,10 @@ def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, tier, 
     a = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and k != "bs" else v) for k, v in a.items()}
     monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", tier)
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
+    if tier == "cluster" and ((dtype == F32 and not allow_tf32)
+                              or torch.cuda.get_device_capability()[0] < 9
+                              or not path(mode, dtype, H, B, T)["cluster_kernels"]):
+        pytest.skip("the cluster tier: sm_90 and its kernels built; no exact fp32")
     with tf32(allow_tf32):
         p = path(mode, dtype, H, B, T, runs=len(set(a["bs"].tolist())) if packed else 1,
                  directions=2)
@@ -243,6 +248,8 @@ def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, tier, 
         if tier == "grid":
             assert (p["path"], p["backward_path"]) == ("persistent-grid",) * 2, p
             assert p["plan"]["directions"] == 2 and p["backward_plan"]["directions"] == 2
+        if tier == "cluster":
+            assert p["path"] == "persistent-cluster" and p["plan"]["directions"] == 2, p
         want = (p["launches_per_call"], p["backward_launches"])
         assert min(want) >= 1, p
         cluster_before = path(mode, dtype, H, B, T)["cluster_launches"]

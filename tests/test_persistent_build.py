@@ -41,7 +41,7 @@ FMA_KERNELS = [
 ]
 EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
 CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form
-    f"_ZN7rnnfuse7persist22persist_cluster_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_18PersistClusterArgsE": hmma
+    f"_ZN7rnnfuse7persist22persist_cluster_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_20PersistClusterLaunchE": hmma
     for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
                        ("f", "HMMA.1688.F32.TF32"))
     for cell in (0, 1)

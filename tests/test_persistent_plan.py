@@ -132,15 +132,15 @@ def test_exact_fp32_takes_the_grid_tier_with_fmas(cell, backward):
 
 @pytest.mark.parametrize("backward", [False, True], ids=["fwd", "bwd"])
 def test_both_directions_in_one_launch(backward):
-    """directions=2: both directions' grids must be co-resident, so each gets
-    at most half the SMs (fewer replicas, or per-step where one direction
-    alone needs more than half); grid tier only, never the cluster tier."""
+    """directions=2 on the grid tier: both directions' grids must be
+    co-resident, so each gets at most half the SMs (fewer replicas, or
+    per-step where one direction alone needs more than half)."""
     for cell in ("LSTM", "GRU"):
         for dtype in (BF16, F32):
             for H, B in ((256, 64), (512, 64), (768, 16), (200, 256)):
                 kw = dict(cell=cell, dtype=dtype, H=H, B=B, backward=backward)
                 one = plan(**kw)
-                two = plan(**kw, directions=2, dev=H100_CLUSTERS, cluster=True)
+                two = plan(**kw, directions=2)
                 if two["tier"] == "per-step":
                     assert "per direction" in two["reason"] or one["tier"] == "per-step", two
                     continue
@@ -153,6 +153,38 @@ def test_both_directions_in_one_launch(backward):
     assert p["tier"] == "per-step" and "66 CTAs" in p["reason"] and "per direction" in p["reason"]
     assert plan(H=512, B=64, directions=2)["R"] == 1  # 64 CTAs per direction
     assert plan(H=512, B=64)["R"] == 2
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_both_directions_in_one_cluster_launch(cell):
+    """The cluster tier takes both directions of a bidirectional layer in one
+    launch too: clusters [d*R, (d+1)*R) run direction d, so twice the
+    clusters (2R co-resident for the modelled step) on twice the SMs, each
+    cluster with the single direction's partition and step. No backward
+    (the cluster tier has none), no exact fp32 (no FMA kernel)."""
+    took = 0
+    for H, B in ((256, 16), (512, 16), (512, 64), (256, 256), (768, 16)):
+        one = plan(cell, BF16, H, B, dev=H100_CLUSTERS, cluster=True)
+        two = plan(cell, BF16, H, B, dev=H100_CLUSTERS, cluster=True, directions=2)
+        if two["tier"] != "cluster":
+            continue
+        took += 1
+        assert two["directions"] == 2 and two["MT"] == 2
+        active = 16 if two["P"] <= 8 else 7  # H100_CLUSTERS: co-resident 8- / up to 16-CTA clusters
+        assert 2 * two["R"] <= active and 2 * two["grid"] <= 132
+        if one["tier"] == "cluster" and (one["P"], one["R"]) == (two["P"], two["R"]):
+            assert two["us_per_step"] == one["us_per_step"]  # the directions run side by side
+        else:
+            assert two["us_per_step"] >= one["us_per_step"]  # fewer replicas, or a bigger cluster
+    assert took >= 3
+    # 3 co-resident 8-CTA clusters: one direction may take 2 replicas, both only 1 each.
+    dev = device(max_clusters=3, max_clusters16=0)
+    assert plan(cell, BF16, 256, 64, dev=dev, cluster=True, grid=False)["R"] == 2
+    assert plan(cell, BF16, 256, 64, dev=dev, cluster=True, grid=False, directions=2)["R"] == 1
+    assert plan(cell, BF16, 256, 64, dev=H100_CLUSTERS, cluster=True, directions=2,
+                backward=True)["tier"] == "grid"
+    assert plan(cell, F32, 256, 16, tf32=False, dev=H100_CLUSTERS, cluster=True,
+                directions=2)["math"] == "fma"
 
 
 def test_mps_at_half_the_sms_limits_the_grid():

@@ -39,6 +39,11 @@ struct ClusterPartition : Partition {
   int chunk;    // batch rows per accumulation chunk (multiple of 8, <= kChunkRows)
 
   RNNFUSE_PHD int cluster_grid() const { return cluster * replicas; }
+  // A launch of one or both directions of a layer (a bidirectional layer's
+  // column blocks, through row strides): cluster id i runs direction
+  // i / replicas, replica i % replicas of it. Directions share nothing.
+  RNNFUSE_PHD int cluster_direction(int cluster_id) const { return cluster_id / replicas; }
+  RNNFUSE_PHD int cluster_replica(int cluster_id) const { return cluster_id % replicas; }
   // Slices CTA c runs (the last CTA may run fewer).
   RNNFUSE_PHD int cta_slices(int c) const {
     const int n = ctas - c * slices;

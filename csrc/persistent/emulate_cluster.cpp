@@ -552,10 +552,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
                      });
 }
 
-// A bidirectional layer whose directions run as one cluster-tier launch
-// each (the host's choice where that is faster than one grid launch for
-// both): each on its column blocks of x_proj and y through row strides,
-// direction 1 walking the steps in reverse.
+// A bidirectional layer on the cluster tier: each direction on its column
+// blocks of x_proj and y through row strides, direction 1 walking the steps
+// in reverse. One launch for both (clusters [d * R, (d + 1) * R) run
+// direction d: ClusterPartition::cluster_direction / cluster_replica) or one
+// launch per direction compute the same: the directions' clusters share no
+// memory and never wait on each other, so each direction is emulated alone.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm_bidir(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,

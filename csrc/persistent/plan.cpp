@@ -135,11 +135,12 @@ std::string Plan::describe() const {
                   ", \"P\": %d, \"J\": %d, \"NG\": %d, \"slices\": %d, \"R\": %d, \"MT\": %d, "
                   "\"kk\": %d, \"KT\": %d, \"grid\": %d, \"hbuf_rows\": %d, \"chunk\": %d, "
                   "\"smem_bytes\": %lld, \"w_frags\": %d, \"w_smem_frags\": %d, "
-                  "\"elem_bytes\": %d, \"math\": \"%s\", \"us_per_step\": %.3f",
+                  "\"elem_bytes\": %d, \"math\": \"%s\", \"directions\": %d, "
+                  "\"us_per_step\": %.3f",
                   q.cluster, q.units, q.slices, q.ctas, q.replicas, kMTiles, q.kk, q.ktiles,
                   q.cluster_grid(), q.hb_rows, q.chunk, static_cast<long long>(smem_bytes), w_frags,
                   q.smem_pairs() * kMTiles, elem_bytes, elem_bytes == 4 ? "tf32" : "mma16",
-                  us_per_step);
+                  directions, us_per_step);
     s += buf;
   } else if (tier != Tier::PerStep) {
     const Partition& q = part;
@@ -205,9 +206,6 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
   if (prob.dtype == DType::F32 && !prob.allow_tf32) {
     return per_step("fp32 with TF32 off: the cluster tier has no exact-FMA kernel");
   }
-  if (prob.directions > 1) {
-    return per_step("bidirectional in one launch: the cluster tier runs one direction");
-  }
   if (dev.cc_major < 9 || !dev.clusters) {
     return per_step("no thread-block clusters on this device (sm_90 or newer)");
   }
@@ -228,7 +226,9 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
     for (int S : {kPortableClusterCtas, kMaxClusterCtas}) {
       const int active = S == kPortableClusterCtas ? dev.max_active_clusters : dev.max_active_clusters_16;
       if (J < 1 || active < 1) continue;
-      for (int R = 1; R <= 64 && R <= active; R *= 2) {
+      // Every direction's replicas co-resident (the model's step assumes them
+      // concurrent; correctness does not: clusters never wait on each other).
+      for (int R = 1; R <= 64 && R * prob.directions <= active; R *= 2) {
         if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
         const ClusterPartition p = make_cluster_partition(G, prob.hidden, prob.batch, J, R, S, eb);
         const char* bad = cluster_partition_error(p, eb);
@@ -237,7 +237,7 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
           break;
         }
         valid = true;
-        if (p.cluster_grid() > sms) break;
+        if (p.cluster_grid() * prob.directions > sms) break;
         const int64_t smem = cluster_smem(p, eb, prob.cell).total;
         if (smem > dev.smem_optin) continue;
         const double us = cluster_step_us(p, eb);
@@ -247,6 +247,7 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
           best.part = p;
           best.cpart = p;
           best.elem_bytes = eb;
+          best.directions = prob.directions;
           best.hbuf_rows = p.hb_rows;
           best.smem_bytes = smem;
           best.w_frags = std::min(kRegFrags, p.slices * p.max_warp_frags());
@@ -261,7 +262,9 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
     best.reason = fmt("W_hh (%.2f MB) does not fit one cluster of up to %.0f CTAs (registers and "
                       "shared memory) within %.0f available SMs",
                       double(G) * prob.hidden * prob.hidden * eb / 1e6,
-                      dev.max_active_clusters_16 > 0 ? kMaxClusterCtas : kPortableClusterCtas, sms);
+                      dev.max_active_clusters_16 > 0 ? kMaxClusterCtas : kPortableClusterCtas,
+                      sms / prob.directions);
+    if (prob.directions > 1) best.reason += " per direction";
   }
   return best;
 }

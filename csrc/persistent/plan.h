@@ -45,7 +45,8 @@ struct Problem {
   int proj_size = 0;        // LSTM proj_size (0: none)
   int packed_runs = 1;      // runs of equal batch size in the schedule
   int directions = 1;       // 2: both directions of a bidirectional layer in one launch
-                            // (grid tier only: twice the CTAs must be co-resident)
+                            // (grid tier: twice the CTAs co-resident; cluster tier:
+                            // twice the clusters, co-resident for the model's step)
 };
 
 // Which kernels the caller may use: the host passes cluster = true only
@@ -72,6 +73,7 @@ struct Plan {
   int elem_bytes = 0;       // 2 (fp16/bf16) or 4 (TF32 or exact fp32)
   bool fma = false;         // exact fp32 (TF32 off): CUDA-core FMAs, grid tier only
   int directions = 1;       // the launch runs this many directions' grids of part.grid()
+                            // (cluster tier: of cpart.cluster_grid())
   int hbuf_rows = 0;        // batch rows the shared-memory h buffer holds
   int64_t smem_bytes = 0;   // dynamic shared memory per CTA
   int w_frags = 0;          // A fragments warp 0 keeps in registers

@@ -110,11 +110,21 @@ struct PersistClusterArgs {
   int64_t ld_x, ld_y;     // row strides of x_proj and y (PersistArgs's)
 };
 
+// One cluster-tier launch: one layer-direction, or both directions of a
+// bidirectional layer (directions = 2: clusters [d * replicas, (d + 1) *
+// replicas) run dir[d], ClusterPartition::cluster_direction; the same
+// partition, their own operands and walk).
+struct PersistClusterLaunch {
+  PersistClusterArgs dir[2];
+  int directions;
+};
+
 // Launch the cluster kernel on `stream` with cudaLaunchKernelEx and the
-// cluster dimension attribute. Returns cudaErrorNotSupported (launching
-// nothing) when this build has no sm_90 code for it or the occupancy API
-// allows no such cluster now; any other error is the launch's own.
-cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterArgs& a,
+// cluster dimension attribute (directions x cluster_grid() CTAs). Returns
+// cudaErrorNotSupported (launching nothing) when this build has no sm_90
+// code for it or the occupancy API allows no such cluster now; any other
+// error is the launch's own.
+cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterLaunch& a,
                                    size_t smem, cudaStream_t stream);
 // Co-resident clusters of `cluster` CTAs at this shared-memory size
 // (cudaOccupancyMaxActiveClusters); 0 where refused. cudaErrorNotSupported:

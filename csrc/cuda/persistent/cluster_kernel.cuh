@@ -28,12 +28,15 @@ namespace rnnfuse {
 namespace persist {
 
 template <typename E, Cell CELL>
-__global__ void __launch_bounds__(kThreads, 1) persist_cluster_kernel(const PersistClusterArgs a) {
+__global__ void __launch_bounds__(kThreads, 1)
+    persist_cluster_kernel(const PersistClusterLaunch launch) {
 #if RNNFUSE_CLUSTER_ARCH
   using X = Elem<E>;
   constexpr int eb = X::kBytes;
   constexpr int G = CELL == Cell::LSTM ? 4 : 3;
   extern __shared__ __align__(16) unsigned char smem[];
+  const int cid = int(cluster_id_x());
+  const PersistClusterArgs& a = launch.dir[launch.dir[0].part.cluster_direction(cid)];
   const ClusterPartition& p = a.part;
   const ClusterSmem L = cluster_smem(p, eb, CELL);
   uint4* wsm = reinterpret_cast<uint4*>(smem + L.wsm);
@@ -44,7 +47,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_cluster_kernel(const Pers
   float* bias = reinterpret_cast<float*>(smem + L.bias);
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + L.mbar);
 
-  const int c = int(cluster_ctarank()), r = int(cluster_id_x());
+  const int c = int(cluster_ctarank()), r = p.cluster_replica(cid);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int H = p.hidden, J = p.units, NG = p.cta_slices(c);
   const int u0 = p.unit_begin(c), span = p.span(c), cpitch = p.slices * p.units;
@@ -257,14 +260,14 @@ cudaError_t cluster_prepare(int cluster, size_t smem, cudaLaunchConfig_t& cfg,
 }
 
 template <typename E, Cell CELL>
-cudaError_t cluster_launch(const PersistClusterArgs& a, size_t smem, cudaStream_t stream) {
+cudaError_t cluster_launch(const PersistClusterLaunch& a, size_t smem, cudaStream_t stream) {
   cudaLaunchConfig_t cfg;
   cudaLaunchAttribute attr;
   int active = 0;
-  const cudaError_t err = cluster_prepare<E, CELL>(a.part.cluster, smem, cfg, attr, &active);
+  const cudaError_t err = cluster_prepare<E, CELL>(a.dir[0].part.cluster, smem, cfg, attr, &active);
   if (err != cudaSuccess) return err;
   if (active < 1) return cudaErrorNotSupported;  // refused now: the caller falls back
-  cfg.gridDim = dim3(static_cast<unsigned>(a.part.cluster_grid()));
+  cfg.gridDim = dim3(static_cast<unsigned>(a.directions * a.dir[0].part.cluster_grid()));
   cfg.stream = stream;
   return cudaLaunchKernelEx(&cfg, persist_cluster_kernel<E, CELL>, a);
 }
@@ -278,7 +281,7 @@ cudaError_t cluster_max_active(int cluster, size_t smem, int* active) {
 
 // One operand type's entry points (instantiated in persist_cluster_<type>.cu).
 #define RNNFUSE_PERSIST_CLUSTER_ENTRY_POINTS(E, NAME)                                        \
-  cudaError_t launch_persist_cluster_##NAME(Cell cell, const PersistClusterArgs& a,          \
+  cudaError_t launch_persist_cluster_##NAME(Cell cell, const PersistClusterLaunch& a,        \
                                             size_t smem, cudaStream_t stream) {              \
     return cell == Cell::LSTM ? cluster_launch<E, Cell::LSTM>(a, smem, stream)               \
                               : cluster_launch<E, Cell::GRU>(a, smem, stream);               \

@@ -22,14 +22,14 @@ cudaError_t persist_bwd_blocks_per_sm_tf32(Cell, size_t, int*);
 cudaError_t launch_persist_bwd_fma(Cell, const PersistBwdLaunch&, size_t, int, cudaStream_t);
 cudaError_t persist_bwd_blocks_per_sm_fma(Cell, size_t, int*);
 
-cudaError_t launch_persist_cluster_f16(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
-cudaError_t launch_persist_cluster_bf16(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
-cudaError_t launch_persist_cluster_tf32(Cell, const PersistClusterArgs&, size_t, cudaStream_t);
+cudaError_t launch_persist_cluster_f16(Cell, const PersistClusterLaunch&, size_t, cudaStream_t);
+cudaError_t launch_persist_cluster_bf16(Cell, const PersistClusterLaunch&, size_t, cudaStream_t);
+cudaError_t launch_persist_cluster_tf32(Cell, const PersistClusterLaunch&, size_t, cudaStream_t);
 cudaError_t persist_cluster_max_active_f16(Cell, int, size_t, int*);
 cudaError_t persist_cluster_max_active_bf16(Cell, int, size_t, int*);
 cudaError_t persist_cluster_max_active_tf32(Cell, int, size_t, int*);
 
-cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterArgs& a,
+cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterLaunch& a,
                                    size_t smem, cudaStream_t stream) {
   switch (kind) {
     case ElemKind::F32: return cudaErrorNotSupported;  // no exact-FMA cluster kernel

@@ -187,15 +187,21 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
 // The forward plan a launch would use now: a cluster plan whose cluster the
 // occupancy API refuses at its exact shared memory is replaced by the plan
 // without the cluster tier (whose own occupancy check comes at launch).
+// Whether the occupancy API allows a cluster of a cluster-tier plan now, at
+// its exact shared memory.
+bool cluster_fits_now(Cell cell, at::ScalarType dtype, const Plan& plan) {
+  int active = 0;
+  const cudaError_t err = persist_cluster_max_active(
+      elem_of(dtype), cell, plan.cpart.cluster, static_cast<size_t>(plan.smem_bytes), &active);
+  if (err != cudaSuccess) (void)cudaGetLastError();
+  return err == cudaSuccess && active >= 1;
+}
+
 Plan forward_plan(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,
                   int64_t proj_size, int packed_runs) {
   Plan plan = plan_for(cell, dtype, hidden, batch, steps, proj_size, packed_runs);
   if (plan.tier == Tier::Cluster) {
-    int active = 0;
-    const cudaError_t err = persist_cluster_max_active(
-        elem_of(dtype), cell, plan.cpart.cluster, static_cast<size_t>(plan.smem_bytes), &active);
-    if (err != cudaSuccess || active < 1) {
-      (void)cudaGetLastError();
+    if (!cluster_fits_now(cell, dtype, plan)) {
       plan = plan_for(cell, dtype, hidden, batch, steps, proj_size, packed_runs, false, false);
       if (plan.tier == Tier::PerStep) {
         plan.reason = "the occupancy API refuses the cluster now; " + plan.reason;
@@ -211,43 +217,6 @@ bool aligned16(const at::Tensor& t) {
 
 // The launch shared by both cells. Tensors are the driver's (contiguous,
 // checked); returns false when the per-step kernels must run.
-// The cluster-tier launch of one layer-direction; false (nothing launched)
-// when the device refuses the cluster now.
-bool run_cluster(Cell cell, const Plan& plan, const at::Tensor& x_proj, const at::Tensor& w_hh,
-                 const at::Tensor& b_hh, const at::Tensor& h0, const at::Tensor& y,
-                 const at::Tensor& c_state, const at::Tensor& ws, const Schedule& sched) {
-  PersistClusterArgs a;
-  std::memset(&a, 0, sizeof(a));
-  a.part = plan.cpart;
-  a.sched = sched;
-  a.x_proj = x_proj.data_ptr();
-  a.w_hh = w_hh.data_ptr();
-  a.b_hh = b_hh.defined() ? b_hh.data_ptr() : nullptr;
-  a.h0 = h0.data_ptr();
-  a.y = y.data_ptr();
-  a.c_state = c_state.defined() ? c_state.data_ptr<float>() : nullptr;
-  a.ws = ws.defined() ? ws.data_ptr() : nullptr;
-  a.ld_x = x_proj.stride(0);
-  a.ld_y = y.stride(0);
-  a.x_async = (h0.size(1) * plan.elem_bytes) % 4 == 0 && (a.ld_x * plan.elem_bytes) % 4 == 0 &&
-              reinterpret_cast<uintptr_t>(x_proj.data_ptr()) % 4 == 0;
-  a.watchdog_ns = watchdog_ns();
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const cudaError_t err = launch_persist_cluster(elem_of(x_proj.scalar_type()), cell, a,
-                                                 static_cast<size_t>(plan.smem_bytes), stream);
-  if (err == cudaErrorNotSupported) {
-    (void)cudaGetLastError();  // nothing was launched
-    TORCH_WARN_ONCE("rnnfuse: the device refuses the persistent cluster now; using the grid tier "
-                    "or the per-step kernels");
-    return false;
-  }
-  C10_CUDA_CHECK(err);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  g_launches.fetch_add(1);
-  g_cluster_launches.fetch_add(1);
-  return true;
-}
-
 // One direction's forward operands (driver's tensors: rows with unit
 // column stride, a bidirectional layer's directions column blocks).
 struct FwdOperands {
@@ -268,6 +237,21 @@ bool is_reverse(const std::vector<Step>& steps) {
   return steps.size() > 1 && steps[1].row0 < steps[0].row0;
 }
 
+// One direction's operand pointers and row strides, into either tier's
+// parameters (PersistArgs, PersistClusterArgs: the same fields).
+template <typename Args>
+void set_operands(const FwdOperands& o, Args& a) {
+  a.x_proj = o.x_proj.data_ptr();
+  a.w_hh = o.w_hh.data_ptr();
+  a.b_hh = o.b_hh.defined() ? o.b_hh.data_ptr() : nullptr;
+  a.h0 = o.h0.data_ptr();
+  a.y = o.y.data_ptr();
+  a.c_state = o.c_state.defined() ? o.c_state.data_ptr<float>() : nullptr;
+  a.ws = o.ws.defined() ? o.ws.data_ptr() : nullptr;
+  a.ld_x = o.x_proj.stride(0);
+  a.ld_y = o.y.stride(0);
+}
+
 // One direction's kernel parameters; false when its schedule cannot be encoded.
 bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, PersistArgs& a) {
   TORCH_CHECK(unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
@@ -282,15 +266,7 @@ bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, Persi
   std::memset(&a, 0, sizeof(a));
   if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), a.sched)) return false;
   a.part = plan.part;
-  a.x_proj = o.x_proj.data_ptr();
-  a.w_hh = o.w_hh.data_ptr();
-  a.b_hh = o.b_hh.defined() ? o.b_hh.data_ptr() : nullptr;
-  a.h0 = o.h0.data_ptr();
-  a.y = o.y.data_ptr();
-  a.c_state = o.c_state.defined() ? o.c_state.data_ptr<float>() : nullptr;
-  a.ws = o.ws.defined() ? o.ws.data_ptr() : nullptr;
-  a.ld_x = o.x_proj.stride(0);
-  a.ld_y = o.y.stride(0);
+  set_operands(o, a);
   a.hbuf_rows = plan.hbuf_rows;
   const int64_t eb = plan.elem_bytes;
   a.vec16 = (o.h0.size(1) * eb) % 16 == 0 && (a.ld_y * eb) % 16 == 0 && aligned16(o.y) &&
@@ -335,6 +311,51 @@ bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* 
                                           usable_sms(current_device_props()), stream));
 }
 
+// One direction's cluster-tier parameters; false where its layout or walk
+// does not fit the cluster kernel (rows of x_proj and y through row strides,
+// everything else contiguous).
+bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a) {
+  const bool layout = unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
+                      o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
+                      (!o.c_state.defined() || o.c_state.is_contiguous());
+  if (!layout) return false;
+  std::memset(&a, 0, sizeof(a));
+  if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), a.sched)) return false;
+  a.part = plan.cpart;
+  set_operands(o, a);
+  a.x_async = (o.h0.size(1) * plan.elem_bytes) % 4 == 0 && (a.ld_x * plan.elem_bytes) % 4 == 0 &&
+              reinterpret_cast<uintptr_t>(o.x_proj.data_ptr()) % 4 == 0;
+  a.watchdog_ns = watchdog_ns();
+  return true;
+}
+
+// The cluster-tier launch of `n` directions (1, or 2 for a bidirectional
+// layer); false (nothing launched) where a direction does not fit the
+// kernel or the device refuses the cluster now.
+bool launch_forward_cluster(Cell cell, const Plan& plan, const FwdOperands* const* dirs, int n) {
+  PersistClusterLaunch launch;
+  std::memset(&launch, 0, sizeof(launch));
+  launch.directions = n;
+  for (int d = 0; d < n; ++d) {
+    if (!cluster_args(plan, *dirs[d], launch.dir[d])) return false;
+  }
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaError_t err = launch_persist_cluster(elem_of(dirs[0]->x_proj.scalar_type()), cell,
+                                                 launch, static_cast<size_t>(plan.smem_bytes),
+                                                 stream);
+  if (err == cudaErrorNotSupported) {
+    (void)cudaGetLastError();  // nothing was launched
+    TORCH_WARN_ONCE("rnnfuse: the device refuses the persistent cluster now; using the grid tier "
+                    "or the per-step kernels");
+    return false;
+  }
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g_launches.fetch_add(1);
+  g_cluster_launches.fetch_add(1);
+  return true;
+}
+
 // The launch shared by both cells for one direction; returns false when the
 // per-step kernels must run.
 bool run_forward(Cell cell, const FwdOperands& o, bool has_proj) {
@@ -346,33 +367,24 @@ bool run_forward(Cell cell, const FwdOperands& o, bool has_proj) {
   Plan plan = plan_for(cell, o.x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
                        count_runs(o.steps));
   if (plan.tier == Tier::PerStep) return false;
+  const FwdOperands* dirs[1] = {&o};
   if (plan.tier == Tier::Cluster) {
-    // Rows of x_proj and y through row strides, everything else contiguous.
-    Schedule sched;
-    const bool layout = unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
-                        o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
-                        (!o.c_state.defined() || o.c_state.is_contiguous());
-    if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), sched)) return false;
-    if (layout &&
-        run_cluster(cell, plan, o.x_proj, o.w_hh, o.b_hh, o.h0, o.y, o.c_state, o.ws, sched)) {
-      return true;
-    }
+    if (launch_forward_cluster(cell, plan, dirs, 1)) return true;
     plan = plan_for(cell, o.x_proj.scalar_type(), hidden, batch, n_steps, has_proj ? 1 : 0,
                     count_runs(o.steps), false, /*allow_cluster=*/false);
     if (plan.tier != Tier::Grid) return false;
   }
-  const FwdOperands* dirs[1] = {&o};
   return launch_forward_grid(cell, plan, dirs, 1);
 }
 
 // The planned persistent launches of a bidirectional layer: 1 (both
-// directions in one grid-tier launch, where that plan exists and its
-// modelled step is no slower than two single-direction steps), 2 (one per
-// direction, each on its own tier: the forward's may be the cluster tier)
-// or 0 (step kernels).
+// directions in one launch, grid or cluster tier, where that plan exists and
+// its modelled step is no slower than two single-direction steps), 2 (one
+// per direction, each on its own tier: the forward's may be the cluster
+// tier) or 0 (step kernels).
 int bidir_launches(const Plan& both, const Plan& one) {
   const bool one_ok = one.tier != Tier::PerStep;
-  if (both.tier == Tier::Grid && (!one_ok || both.us_per_step <= 2 * one.us_per_step)) return 1;
+  if (both.tier != Tier::PerStep && (!one_ok || both.us_per_step <= 2 * one.us_per_step)) return 1;
   return one_ok ? 2 : 0;
 }
 
@@ -395,11 +407,15 @@ int run_forward_bidir(Cell cell, const FwdOperands& fwd, const FwdOperands& rev)
   const int64_t n_steps = static_cast<int64_t>(fwd.steps.size());
   const int runs = count_runs(fwd.steps);
   const auto dtype = fwd.x_proj.scalar_type();
-  const Plan both = plan_for(cell, dtype, hidden, batch, n_steps, 0, runs, false, false, 2);
+  const Plan both = plan_for(cell, dtype, hidden, batch, n_steps, 0, runs, false, true, 2);
   const Plan one = forward_plan(cell, dtype, hidden, batch, n_steps, 0, runs);
   const FwdOperands* dirs[2] = {&fwd, &rev};
   return bidir_mask(
-      both, one, [&] { return launch_forward_grid(cell, both, dirs, 2); },
+      both, one,
+      [&] {
+        return both.tier == Tier::Cluster ? launch_forward_cluster(cell, both, dirs, 2)
+                                          : launch_forward_grid(cell, both, dirs, 2);
+      },
       [&](int d) { return run_forward(cell, *dirs[d], false); });
 }
 
@@ -549,13 +565,18 @@ std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_
                             int64_t steps, int runs) {
   std::string out = "{\"directions\": 2";
   for (bool backward : {false, true}) {
-    const Plan both = plan_for(c, dtype, hidden, batch, steps, 0, runs, backward, false, 2);
+    const Plan both = plan_for(c, dtype, hidden, batch, steps, 0, runs, backward, true, 2);
     const Plan one = backward ? plan_for(c, dtype, hidden, batch, steps, 0, runs, true)
                               : forward_plan(c, dtype, hidden, batch, steps, 0, runs);
     int launches = persistent_enabled() ? bidir_launches(both, one) : 0;
+    // A refused cluster for both directions falls back to one launch each.
+    if (launches == 1 && both.tier == Tier::Cluster && !cluster_fits_now(c, dtype, both)) {
+      launches = one.tier != Tier::PerStep ? 2 : 0;
+    }
     const Plan& plan = launches == 1 ? both : one;
     if (launches > 0 && plan.tier == Tier::Grid && !grid_fits_now(c, dtype, plan)) launches = 0;
-    const char* path = launches == 1                             ? "persistent-grid"
+    const char* path = launches == 1 && plan.tier == Tier::Cluster   ? "persistent-cluster"
+                       : launches == 1                               ? "persistent-grid"
                        : launches == 2 && plan.tier == Tier::Cluster ? "persistent-cluster-per-direction"
                        : launches == 2                               ? "persistent-grid-per-direction"
                                                                      : "per-step";
