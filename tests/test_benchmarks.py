@@ -1172,6 +1172,9 @@ def test_persist_check_counts_the_launches_each_path_plans():
     assert persist_check.planned_launches(bidir, "training") == (3, 0)
     bidir["path"] = "persistent-cluster-per-direction"
     assert persist_check.planned_launches(bidir, "training") == (3, 2)
+    # Both directions' clusters in one launch.
+    one_cluster = {**bidir, "path": "persistent-cluster", "launches_per_call": 1}
+    assert persist_check.planned_launches(one_cluster, "training") == (2, 1)
     before = _driver.BIDIR_ONE_OP_DEVICES
     with persist_check.bidir_one_op(True):
         assert "cuda" in _driver.BIDIR_ONE_OP_DEVICES
