@@ -184,9 +184,6 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   return make_plan(prob, current_device_props(), built);
 }
 
-// The forward plan a launch would use now: a cluster plan whose cluster the
-// occupancy API refuses at its exact shared memory is replaced by the plan
-// without the cluster tier (whose own occupancy check comes at launch).
 // Whether the occupancy API allows a cluster of a cluster-tier plan now, at
 // its exact shared memory.
 bool cluster_fits_now(Cell cell, at::ScalarType dtype, const Plan& plan) {
@@ -197,6 +194,9 @@ bool cluster_fits_now(Cell cell, at::ScalarType dtype, const Plan& plan) {
   return err == cudaSuccess && active >= 1;
 }
 
+// The forward plan a launch would use now: a cluster plan whose cluster the
+// occupancy API refuses at its exact shared memory is replaced by the plan
+// without the cluster tier (whose own occupancy check comes at launch).
 Plan forward_plan(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, int64_t steps,
                   int64_t proj_size, int packed_runs) {
   Plan plan = plan_for(cell, dtype, hidden, batch, steps, proj_size, packed_runs);
@@ -215,8 +215,6 @@ bool aligned16(const at::Tensor& t) {
   return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
 }
 
-// The launch shared by both cells. Tensors are the driver's (contiguous,
-// checked); returns false when the per-step kernels must run.
 // One direction's forward operands (driver's tensors: rows with unit
 // column stride, a bidirectional layer's directions column blocks).
 struct FwdOperands {
