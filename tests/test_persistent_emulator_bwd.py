@@ -60,6 +60,14 @@ def emulate_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, f
                                                S))
 
 
+def assert_equal_to_float64(exp, got, label):
+    """Each float64 output of an emulation equals the CPU spec's to 1e-12."""
+    for k, (e, g) in enumerate(zip(exp, got)):
+        assert e.shape == g.shape
+        err = (e - g).abs().max().item() if e.numel() else 0.0
+        assert err <= 1e-12, f"{label}out{k}: {err:.3e}"
+
+
 # (J, R, hbuf, eb); 16 and 8 rows: the plan where 32 rows of G*H do not fit.
 PARTITIONS = [(16, 1, 32, 2), (5, 2, 32, 4), (8, 3, 32, 2), (16, 1, 64, 4), (16, 1, 16, 2),
               (8, 2, 8, 4)]
@@ -75,10 +83,7 @@ def test_float64_backward_decomposition_equals_the_spec(cell, packed, reverse):
         exp, saved = spec_bwd(cell, a, reverse)
         for J, R, hbuf, eb in PARTITIONS:
             got = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i)
-            for k, (e, g) in enumerate(zip(exp, got)):
-                assert e.shape == g.shape
-                err = (e - g).abs().max().item() if e.numel() else 0.0
-                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} out{k}: {err:.3e}"
+            assert_equal_to_float64(exp, got, f"H{H} B{B} T{T} J{J} R{R} ")
 
 
 @pytest.mark.parametrize("dtype", [F16, BF16, F32], ids=str)
@@ -107,10 +112,7 @@ def test_float64_fma_backward_decomposition_equals_the_spec(cell, packed, revers
         exp, saved = spec_bwd(cell, a, reverse)
         for J, R, hbuf in ((16, 1, 32), (5, 2, 32), (16, 1, 64), (16, 1, 16), (5, 1, 8)):
             got = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, 4, seed=i, fma=True)
-            for k, (e, g) in enumerate(zip(exp, got)):
-                assert e.shape == g.shape
-                err = (e - g).abs().max().item() if e.numel() else 0.0
-                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} out{k}: {err:.3e}"
+            assert_equal_to_float64(exp, got, f"H{H} B{B} T{T} J{J} R{R} ")
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
@@ -196,10 +198,7 @@ def test_float64_split_k_backward_equals_the_spec(cell, packed, reverse):
             if not split_fits(cell, H, eb, S):
                 continue
             got = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
-            for k, (e, g) in enumerate(zip(exp, got)):
-                assert e.shape == g.shape
-                err = (e - g).abs().max().item() if e.numel() else 0.0
-                assert err <= 1e-12, f"H{H} B{B} T{T} J{J} R{R} S{S} fma{fma} out{k}: {err:.3e}"
+            assert_equal_to_float64(exp, got, f"H{H} B{B} T{T} J{J} R{R} S{S} fma{fma} ")
 
 
 @pytest.mark.parametrize("dtype, fma", [(BF16, False), (F32, False), (F32, True)],

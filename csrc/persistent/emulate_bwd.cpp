@@ -229,7 +229,7 @@ class BwdEmulator {
         }
       }
       mma_chunk(cta, ch.q0, ch.n_rows);
-      if (p_.ksplit > 1) publish_partials(cta, st, ch);
+      if (p_.ksplit > 1) publish_partials(cta, ch);
       cta.phase = 1;
       return;
     }
@@ -257,7 +257,7 @@ class BwdEmulator {
   }
 
   // This part's sums of every item of the chunk into its slot, then its count.
-  void publish_partials(Cta& cta, const StepInfo&, const Chunk& ch) {
+  void publish_partials(Cta& cta, const Chunk& ch) {
     Partial& slot = partials_[size_t(cta.q) * kPartialSlots + partial_slot(cta.chunks_done)];
     TORCH_CHECK(slot.chunk < 0 || slot.reads == p_.ksplit - 1, "emulator: protocol violation: CTA ",
                 cta.q, " overwrites the partial sums of its chunk ", slot.chunk, " before ",

@@ -84,6 +84,21 @@ int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell 
 }
 
 namespace {
+// `best` becomes the grid-tier plan of partition p (forward or backward).
+void take_grid(Plan& best, const Partition& p, int eb, bool fma, int directions, int hbuf_rows,
+               int64_t smem, int w_frags, double us) {
+  best.tier = Tier::Grid;
+  best.reason.clear();
+  best.part = p;
+  best.elem_bytes = eb;
+  best.fma = fma;
+  best.directions = directions;
+  best.hbuf_rows = hbuf_rows;
+  best.smem_bytes = smem;
+  best.w_frags = w_frags;
+  best.us_per_step = us;
+}
+
 // One step: flag handoff, the gather (rounds of hbuf_rows, bounded by the
 // aggregate L2 bandwidth and by one SM's share), the MMAs of an m_rows x K
 // slice, and per chunk the reduction + epilogue.
@@ -311,16 +326,7 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
         const int64_t smem = grid_smem_bytes(p, eb, hb, prob.cell);
         const double us = grid_step_us(p, eb, hb, dev, fma);
         if (best.tier == Tier::PerStep || us < best.us_per_step) {
-          best.tier = Tier::Grid;
-          best.reason.clear();
-          best.part = p;
-          best.elem_bytes = eb;
-          best.fma = fma;
-          best.directions = prob.directions;
-          best.hbuf_rows = hb;
-          best.smem_bytes = smem;
-          best.w_frags = p.max_warp_frags();
-          best.us_per_step = us;
+          take_grid(best, p, eb, fma, prob.directions, hb, smem, p.max_warp_frags(), us);
         }
       }
     }
@@ -366,33 +372,24 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
   // S = 1 first: a split is taken only where it models faster (or nothing
   // else fits), since it adds a partial-sum handoff per chunk.
   for (int S = 1; S <= kMaxKSplit; S *= 2) {
-  for (int J : {kBwdRows, kBwdRows / 2}) {
-    for (int R = 1; R <= 64; R *= 2) {
-      const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb, S);
-      if (!p.parts_nonempty()) break;
-      if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
-      if (p.grid() * prob.directions > sms || p.ctas > kThreads) break;
-      if (R > 1 && ceil_div(prob.batch, R) < 8) break;
-      const int hb = fit_hbuf_rows(ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows,
-                                   dev.smem_optin, [&](int n) { return bwd_smem_bytes(p, eb, n); });
-      if (hb == 0) continue;
-      const int64_t smem = bwd_smem_bytes(p, eb, hb);
-      const double us = bwd_step_us(p, hb, eb, fma);
-      if (best.tier == Tier::PerStep || us < best.us_per_step) {
-        best.tier = Tier::Grid;
-        best.reason.clear();
-        best.part = p;
-        best.elem_bytes = eb;
-        best.fma = fma;
-        best.directions = prob.directions;
-        best.hbuf_rows = hb;
-        best.smem_bytes = smem;
-        best.w_frags = p.max_warp_frags();
-        best.ksplit = S;
-        best.us_per_step = us;
+    for (int J : {kBwdRows, kBwdRows / 2}) {
+      for (int R = 1; R <= 64; R *= 2) {
+        const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb, S);
+        if (!p.parts_nonempty()) break;
+        if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
+        if (p.grid() * prob.directions > sms || p.ctas > kThreads) break;
+        if (R > 1 && ceil_div(prob.batch, R) < 8) break;
+        const int hb = fit_hbuf_rows(ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows,
+                                     dev.smem_optin, [&](int n) { return bwd_smem_bytes(p, eb, n); });
+        if (hb == 0) continue;
+        const int64_t smem = bwd_smem_bytes(p, eb, hb);
+        const double us = bwd_step_us(p, hb, eb, fma);
+        if (best.tier == Tier::PerStep || us < best.us_per_step) {
+          take_grid(best, p, eb, fma, prob.directions, hb, smem, p.max_warp_frags(), us);
+          best.ksplit = S;
+        }
       }
     }
-  }
   }
   if (best.tier == Tier::PerStep) {
     best.reason = fmt("backward: W_hh^T (%.2f MB) or the gathered gate gradients do not fit "
