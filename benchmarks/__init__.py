@@ -13,5 +13,8 @@ one job each:
 
 GPU check: ``bash benchmarks/gpu_check.sh`` (build, CUDA tests, sanitizers on
 sanitizer_cases.py, the quick benchmark, and one report written by
-gpu_check_report.py).
+gpu_check_report.py). Its pytest runs go through pytest_resume.py and its
+persistent-tier measurements (persist_check.py) resume the same way: a test
+or measurement that breaks its process's CUDA context (cuda_health.py)
+costs only itself.
 """

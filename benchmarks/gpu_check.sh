@@ -9,6 +9,9 @@
 #      ptests     pytest tests/test_cuda_persistent*.py alone: the grid tier and the cluster
 #                 tier (RNNFUSE_PERSISTENT=1 inside; their own process, so a trapped
 #                 persistent kernel cannot spoil the others)
+#                 Both through benchmarks/pytest_resume.py: a test that breaks
+#                 its process's CUDA context (trap, fault), dies or runs past 60 s
+#                 is an error, and a fresh pytest runs the tests after it.
 #   4. memcheck   compute-sanitizer memcheck on benchmarks/sanitizer_cases.py
 #      racecheck  compute-sanitizer racecheck on its smaller subset
 #      synccheck  compute-sanitizer synccheck on the same subset
@@ -39,7 +42,8 @@
 # budget, GPU_CHECK_BUDGET_S (default 460 s): a stage never takes time the
 # later stages need, so the check ends in under 8 minutes even when stages
 # hang. A persistent kernel that cannot make progress traps after
-# RNNFUSE_PERSISTENT_WATCHDOG_S (20 s; 60 s under the sanitizers).
+# RNNFUSE_PERSISTENT_WATCHDOG_S (20 s; 5 s in ptests and persist, 60 s under
+# the sanitizers).
 #
 # Environment knobs: OUT, PYTHON (default python3), TORCH_CUDA_ARCH_LIST
 # (default 9.0), MAX_JOBS (default 16), GPU_CHECK_BUDGET_S, RNNFUSE_COMMIT
@@ -180,14 +184,27 @@ passed_count() {
   echo "${n:-0}"
 }
 
+# resumable_pytest SECONDS LOG JUNIT PATHS... -- OPTIONS...: pytest through
+# benchmarks/pytest_resume.py: a test that traps, faults or hangs (a broken
+# CUDA context fails every later CUDA call in its process) is recorded as
+# an error and a fresh pytest runs the tests after it; a test is killed
+# after 60 s. It stops starting tests 15 s before SECONDS, so that its
+# junit XML and summary line are written before the hard timeout.
+resumable_pytest() {
+  local t=$1 log=$2 junit=$3 deadline
+  shift 3
+  deadline=$((t - 15))
+  ((deadline < 5)) && deadline=5
+  run_capped "$t" "$log" "$PY" -m benchmarks.pytest_resume --junit "$junit" \
+    --deadline-s "$deadline" --per-test-s 60 "$@"
+}
+
 stage_tests() {
   local log="$OUT_DIR/tests.log" t0 t rc1=0 rc2=0 left note n1=0
-  local -a files extra=()
+  local -a files
   t0=$(now)
   t=$(stage_timeout tests 150)
   : >"$log"
-  # Per-test guard where pytest-timeout exists: one hung kernel must not eat the stage.
-  if "$PY" -c "import pytest_timeout" 2>/dev/null; then extra=(--timeout=120); fi
   shopt -s nullglob
   files=()
   for f in tests/test_cuda_*.py; do
@@ -199,8 +216,8 @@ stage_tests() {
     rc1=5
   else
     echo "## pytest ${files[*]} (timeout ${t}s)" >>"$log"
-    run_capped "$t" "$WORK/tests_cuda.out" "$PY" -m pytest "${files[@]}" -q -rfE -p no:cacheprovider \
-      ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_cuda.xml"
+    resumable_pytest "$t" "$WORK/tests_cuda.out" "$WORK/tests_cuda.xml" "${files[@]}" \
+      -- -q -rfE -p no:cacheprovider
     rc1=$?
     cat "$WORK/tests_cuda.out" >>"$log"
     n1=$(passed_count "$WORK/tests_cuda.out")
@@ -209,8 +226,8 @@ stage_tests() {
   left=$((t - ($(now) - t0)))
   ((left < 20)) && left=20
   echo "## pytest tests -k cuda, other files (timeout ${left}s)" >>"$log"
-  run_capped "$left" "$log" "$PY" -m pytest tests -k cuda --ignore-glob='*/test_cuda_*.py' \
-    -q -rfE -p no:cacheprovider ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_k.xml"
+  resumable_pytest "$left" "$log" "$WORK/tests_k.xml" tests \
+    -- -k cuda --ignore-glob='*/test_cuda_*.py' -q -rfE -p no:cacheprovider
   rc2=$?
   note="test_cuda_*: $(timeout_note "$rc1" "$t" 'none found'), $n1 passed; -k cuda: $(timeout_note "$rc2" "$left" 'none selected')"
   note="$note; last summary: $(last_summary "$log")"
@@ -223,13 +240,14 @@ stage_tests() {
   fi
 }
 
-# The persistent tier's GPU tests, alone in their own process.
+# The persistent tier's GPU tests, alone in their own process. A kernel that
+# cannot make progress traps after 5 s here (20 s by default): each step
+# of these tests takes microseconds, and a trapped test costs its process
+# (pytest_resume starts the next).
 stage_ptests() {
   local log="$WORK/ptests.log" t0 t rc n=0 note
-  local -a extra=()
   t0=$(now)
   t=$(stage_timeout ptests 120)
-  if "$PY" -c "import pytest_timeout" 2>/dev/null; then extra=(--timeout=60); fi
   local -a pfiles=()
   shopt -s nullglob
   pfiles=(tests/test_cuda_persistent*.py)
@@ -239,8 +257,8 @@ stage_ptests() {
     return
   fi
   echo "## pytest ${pfiles[*]} (timeout ${t}s)" >"$log"
-  run_capped "$t" "$log" "$PY" -m pytest "${pfiles[@]}" -q -rfE -p no:cacheprovider \
-    ${extra[@]+"${extra[@]}"} --junitxml="$WORK/tests_persist.xml"
+  RNNFUSE_PERSISTENT_WATCHDOG_S=5 resumable_pytest "$t" "$log" "$WORK/tests_persist.xml" \
+    "${pfiles[@]}" -- -q -rfE -p no:cacheprovider
   rc=$?
   cat "$log" >>"$OUT_DIR/tests.log"
   n=$(passed_count "$log")
@@ -290,7 +308,10 @@ stage_persist() {
   t0=$(now)
   t=$(stage_timeout persist 90)
   : >"$log"
-  run_capped "$t" "$log" "$PY" benchmarks/persist_check.py --json "$WORK/persist.json"
+  # It stops 10 s before the hard timeout, so that its JSON and summary are
+  # written; a step that cannot make progress traps after 5 s (see ptests).
+  RNNFUSE_PERSISTENT_WATCHDOG_S=5 run_capped "$t" "$log" "$PY" benchmarks/persist_check.py \
+    --json "$WORK/persist.json" --deadline-s $((t > 20 ? t - 10 : 10))
   rc=$?
   if ((rc == 0)); then
     record persist pass $(($(now) - t0)) "$(tail -n 1 "$log")"

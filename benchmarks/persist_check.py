@@ -1,4 +1,4 @@
-"""The persistent tier's GPU measurements for gpu_check.sh, in one process:
+"""The persistent tier's GPU measurements for gpu_check.sh:
 
   python3 benchmarks/persist_check.py --json WORK/persist.json
 
@@ -23,6 +23,12 @@
    timed, and the launch counters must move (forward on its tier, and in
    training the backward where its plan says persistent).
 
+The measurements run in a child process that rewrites the JSON after each
+one; where one breaks the CUDA context (a trapped or faulting kernel fails
+every later CUDA call in its process) or kills the process, it is recorded
+as an error and a fresh process goes on with the next; --deadline-s stops
+it, listing what did not run.
+
 Exit 0 when everything ran, every point was correct and the persistent path
 ran where the plan said it would; 1 otherwise. Prints a summary; the JSON is
 what gpu_check_report.py renders.
@@ -34,6 +40,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,6 +50,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 import torch  # noqa: E402
+
+from benchmarks.cuda_health import cuda_context_error  # noqa: E402
 
 DEV = "cuda"
 EXCHANGE = [  # (H, B, CTAs per replica)
@@ -101,53 +110,51 @@ def set_persistent(on: bool):
     os.environ["RNNFUSE_PERSISTENT"] = "1" if on else "0"
 
 
-def exchange(steps: int) -> list[dict]:
-    out = []
-    for H, B, P in EXCHANGE:
-        y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
-        h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
-        row = {"H": H, "B": B, "P": P}
-        try:
-            torch.ops.rnnfuse.persistent_exchange_bench(y[: 200 * B], h0, P)  # warm-up
-            ns = [torch.ops.rnnfuse.persistent_exchange_bench(y, h0, P) for _ in range(3)]
-            row["ns_per_step"] = statistics.median(ns)
-            # The data really moved: the last step's rows equal h0 (copied every step).
-            row["ok"] = bool(torch.equal(y[-B:], h0))
-        except RuntimeError as e:
-            row["error"] = str(e).splitlines()[0]
-            row["ok"] = False
-        print(f"exchange H={H} B={B} P={P}: {row.get('ns_per_step', float('nan')):.0f} ns/step "
-              f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}", flush=True)
-        out.append(row)
-    return out
+def exchange(H, B, P, steps: int) -> list[dict]:
+    """The grid tier's exchange alone at one (H, B, CTAs per replica): one row."""
+    y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
+    h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
+    row = {"H": H, "B": B, "P": P}
+    try:
+        torch.ops.rnnfuse.persistent_exchange_bench(y[: 200 * B], h0, P)  # warm-up
+        ns = [torch.ops.rnnfuse.persistent_exchange_bench(y, h0, P) for _ in range(3)]
+        row["ns_per_step"] = statistics.median(ns)
+        # The data really moved: the last step's rows equal h0 (copied every step).
+        row["ok"] = bool(torch.equal(y[-B:], h0))
+    except RuntimeError as e:
+        row["error"] = str(e).splitlines()[0]
+        row["ok"] = False
+    print(f"exchange H={H} B={B} P={P}: {row.get('ns_per_step', float('nan')):.0f} ns/step "
+          f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}", flush=True)
+    return [row]
 
 
-def cluster_exchange(steps: int) -> list[dict]:
-    out = []
+def cluster_exchange(H, B, S, R, steps: int) -> list[dict]:
+    """The cluster tier's DSMEM exchange alone: one row, or none without the
+    sm_90 cluster kernels."""
     like = path_info("LSTM", torch.bfloat16, 64, 8, 10)
     if torch.cuda.get_device_capability()[0] < 9 or not like.get("cluster_kernels"):
-        print("cluster exchange: skipped (no sm_90 cluster kernels)", flush=True)
-        return out
-    for H, B, S, R in CLUSTER_EXCHANGE:
-        y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
-        h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
-        row = {"H": H, "B": B, "S": S, "R": R}
-        try:
-            torch.ops.rnnfuse.persistent_cluster_exchange_bench(y[: 200 * B], h0, S, R)  # warm-up
-            ns = [torch.ops.rnnfuse.persistent_cluster_exchange_bench(y, h0, S, R) for _ in range(3)]
-            row["ns_per_step"] = statistics.median(ns)
-            # Each step added 1 to every 16-bit word: the last step holds h0 + steps - 1.
-            want = (h0.view(torch.int16).to(torch.int32) + steps - 1) & 0xFFFF
-            want = torch.where(want >= 0x8000, want - 0x10000, want).to(torch.int16)
-            row["ok"] = bool(torch.equal(y[-B:].view(torch.int16), want))
-        except RuntimeError as e:
-            row["error"] = str(e).splitlines()[0]
-            row["ok"] = False
-        print(f"cluster exchange H={H} B={B} S={S} R={R}: "
-              f"{row.get('ns_per_step', float('nan')):.0f} ns/step "
-              f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}", flush=True)
-        out.append(row)
-    return out
+        print(f"cluster exchange H={H} B={B} S={S} R={R}: skipped (no sm_90 cluster kernels)",
+              flush=True)
+        return []
+    y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
+    h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
+    row = {"H": H, "B": B, "S": S, "R": R}
+    try:
+        torch.ops.rnnfuse.persistent_cluster_exchange_bench(y[: 200 * B], h0, S, R)  # warm-up
+        ns = [torch.ops.rnnfuse.persistent_cluster_exchange_bench(y, h0, S, R) for _ in range(3)]
+        row["ns_per_step"] = statistics.median(ns)
+        # Each step added 1 to every 16-bit word: the last step holds h0 + steps - 1.
+        want = (h0.view(torch.int16).to(torch.int32) + steps - 1) & 0xFFFF
+        want = torch.where(want >= 0x8000, want - 0x10000, want).to(torch.int16)
+        row["ok"] = bool(torch.equal(y[-B:].view(torch.int16), want))
+    except RuntimeError as e:
+        row["error"] = str(e).splitlines()[0]
+        row["ok"] = False
+    print(f"cluster exchange H={H} B={B} S={S} R={R}: "
+          f"{row.get('ns_per_step', float('nan')):.0f} ns/step "
+          f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}", flush=True)
+    return [row]
 
 
 def launch_counts(cell, dtype, H, B, T) -> tuple[int, int]:
@@ -272,41 +279,138 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--steps", type=int, default=20000, help="steps of the exchange runs")
-    ap.add_argument("--reps", type=int, default=10)
-    args = ap.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("persist_check: no CUDA device", file=sys.stderr)
-        return 2
-    import rnnfuse.ops  # noqa: F401
-    t0 = time.monotonic()
-    result = {"device": torch.cuda.get_device_name(), "exchange": [], "cluster_exchange": [],
-              "points": [], "errors": []}
+# What the check measures, in order: (the result list it adds rows to, the
+# function's arguments). Each item runs once; a process whose CUDA context an
+# item broke stops after it and a fresh one goes on with the next.
+ITEMS = ([("exchange", e) for e in EXCHANGE] + [("cluster_exchange", c) for c in CLUSTER_EXCHANGE]
+         + [("points", p) for p in POINTS])
+
+
+def run_item(kind, spec, args) -> list[dict]:
+    if kind == "exchange":
+        return exchange(*spec, steps=args.steps)
+    if kind == "cluster_exchange":
+        return cluster_exchange(*spec, steps=args.steps)
+    return point(*spec, reps=args.reps)
+
+
+def item_name(kind, spec) -> str:
+    return f"{kind} {'/'.join(str(x).replace('torch.', '') for x in spec)}"
+
+
+def new_result() -> dict:
+    return {"device": torch.cuda.get_device_name(), "exchange": [], "cluster_exchange": [],
+            "points": [], "errors": [], "next": 0, "restarts": 0}
+
+
+def print_plans() -> None:
     for cell, dtype, H, B, T, bidir in POINTS:
         set_persistent(True)
         with tf32_off_for(dtype):
             print(f"plan {cell} {dtype} H={H} B={B}{' bidirectional' if bidir else ''}: "
                   f"{path_info(cell, dtype, H, B, T, bidir)}", flush=True)
     set_persistent(False)
-    for name, fn in (("exchange", lambda: exchange(args.steps)),
-                     ("cluster_exchange", lambda: cluster_exchange(args.steps)),
-                     ("points", lambda: [r for p in POINTS for r in point(*p, reps=args.reps)])):
+
+
+def measure(args) -> int:
+    """Items args.start.. in this process, the JSON rewritten after each: 0
+    when all ran, 3 when one broke the CUDA context (result "next": where a
+    fresh process goes on)."""
+    import rnnfuse.ops  # noqa: F401
+    path = Path(args.json)
+    result = json.loads(path.read_text()) if args.start > 0 else new_result()
+    if args.start == 0:
+        print_plans()
+    for k in range(args.start, len(ITEMS)):
+        kind, spec = ITEMS[k]
         try:
-            result[name] = fn()
-        except Exception as e:  # noqa: BLE001 - record and go on to the next part
-            result["errors"].append(f"{name}: {type(e).__name__}: {e}")
-            print(f"persist_check {name} FAILED: {e}", flush=True)
+            result[kind] += run_item(kind, spec, args)
+        except Exception as e:  # noqa: BLE001 - record and go on to the next item
+            result["errors"].append(f"{item_name(kind, spec)}: {type(e).__name__}: {e}")
+            print(f"persist_check {item_name(kind, spec)} FAILED: {e}", flush=True)
+        broken = cuda_context_error()
+        if broken:
+            result["errors"].append(f"{item_name(kind, spec)} broke the CUDA context: {broken}")
+        result["next"] = k + 1
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        if broken:
+            print(f"persist_check: {item_name(kind, spec)} broke the CUDA context ({broken}); "
+                  f"the rest in a fresh process", flush=True)
+            return 3
+    return 0
+
+
+def passed(result: dict) -> bool:
+    return bool(not result["errors"] and all(r["ok"] for r in result["exchange"])
+                and all(r["ok"] for r in result["cluster_exchange"])
+                and result["points"] and all(r["status"] == "OK" for r in result["points"])
+                and all(r.get("grid_status", "OK") == "OK" for r in result["points"]))
+
+
+def spawn_measure(argv, start: int, timeout: float):
+    """A fresh process measuring items start..; its exit status, or
+    "deadline" when it was stopped at the timeout."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--start", str(start)]
+    try:
+        return subprocess.run(cmd, timeout=max(timeout, 1.0)).returncode
+    except subprocess.TimeoutExpired:
+        return "deadline"
+
+
+def supervise(args, argv, spawn=spawn_measure) -> int:
+    """Run the items in child processes, a fresh one after an item that broke
+    the CUDA context or killed its process, until all ran or --deadline-s."""
+    t0 = time.monotonic()
+    path = Path(args.json)
+    path.unlink(missing_ok=True)
+    start, restarts = 0, 0
+    while True:
+        rc = spawn(argv, start, args.deadline_s - (time.monotonic() - t0))
+        if not path.exists():
+            print(f"persist_check: the measuring process wrote nothing (exit {rc})", flush=True)
+            return 1
+        result = json.loads(path.read_text())
+        if rc not in (0, 3, "deadline") and result["next"] < len(ITEMS):
+            # The process died inside item `next` (the JSON holds those before it).
+            name = item_name(*ITEMS[result["next"]])
+            result["errors"].append(f"{name}: the measuring process died (exit {rc})")
+            print(f"persist_check: {name} killed its process (exit {rc}); the rest in a fresh one",
+                  flush=True)
+            result["next"] += 1
+            path.write_text(json.dumps(result, indent=1) + "\n")
+            rc = 3
+        if rc != 3 or result["next"] >= len(ITEMS) or time.monotonic() - t0 >= args.deadline_s:
+            break
+        start, restarts = result["next"], restarts + 1
+    if result["next"] < len(ITEMS):
+        result["errors"].append("not run (deadline): "
+                                + ", ".join(item_name(*i) for i in ITEMS[result["next"]:]))
+    result["restarts"] = restarts
     result["seconds"] = time.monotonic() - t0
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    ok = (not result["errors"] and all(r["ok"] for r in result["exchange"])
-          and all(r["ok"] for r in result["cluster_exchange"])
-          and result["points"] and all(r["status"] == "OK" for r in result["points"])
-          and all(r.get("grid_status", "OK") == "OK" for r in result["points"]))
-    print(f"persist_check: {'OK' if ok else 'FAILED'} in {result['seconds']:.0f} s", flush=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    ok = passed(result)
+    print(f"persist_check: {'OK' if ok else 'FAILED'} in {result['seconds']:.0f} s"
+          f" ({restarts} restart{'s' if restarts != 1 else ''})", flush=True)
     return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--steps", type=int, default=20000, help="steps of the exchange runs")
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--deadline-s", type=float, default=3600.0,
+                    help="start no measuring process after this; stop one still running")
+    ap.add_argument("--start", type=int, default=None,
+                    help="(internal) measure items START.. in this process")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("persist_check: no CUDA device", file=sys.stderr)
+        return 2
+    if args.start is None:
+        return supervise(args, argv)
+    return measure(args)
 
 
 if __name__ == "__main__":

@@ -1189,6 +1189,95 @@ def test_persist_check_counts_the_launches_each_path_plans():
                for line in lines), lines
 
 
+def _fake_items(monkeypatch, persist_check, broken_after, raises=()):
+    """Three cheap items; the ones in broken_after leave the (fake) CUDA
+    context broken in their process, those in raises raise."""
+    monkeypatch.setattr(persist_check, "ITEMS", [("exchange", (1,)), ("exchange", (2,)),
+                                                 ("points", (3,))])
+    state = {"broken": None}
+
+    def run_item(kind, spec, args):
+        if spec[0] in broken_after:
+            state["broken"] = f"fake sticky error after {spec[0]}"
+        if spec[0] in raises:
+            raise RuntimeError(f"item {spec[0]} failed")
+        if kind == "points":
+            return [{"status": "OK", "n": spec[0]}]
+        return [{"ok": True, "n": spec[0]}]
+
+    monkeypatch.setattr(persist_check, "run_item", run_item)
+    monkeypatch.setattr(persist_check, "print_plans", lambda: None)
+    monkeypatch.setattr(persist_check, "cuda_context_error", lambda: state["broken"])
+    monkeypatch.setattr(persist_check, "new_result", lambda: {
+        "device": "fake", "exchange": [], "cluster_exchange": [], "points": [], "errors": [],
+        "next": 0, "restarts": 0})
+    return state
+
+
+def test_persist_check_goes_on_in_a_fresh_process_after_a_broken_context(tmp_path, monkeypatch):
+    """persist_check.supervise with in-process "processes": item 1 breaks the
+    context (its process stops: exit 3), the next process starts at item 2;
+    a process that dies inside an item blames that item and goes on after it."""
+    from benchmarks import persist_check
+    state = _fake_items(monkeypatch, persist_check, broken_after={1})
+    out = tmp_path / "persist.json"
+    args = persist_check.argparse.Namespace(json=str(out), deadline_s=60.0, start=None)
+    starts = []
+
+    def spawn(argv, start, timeout):
+        starts.append(start)
+        state["broken"] = None  # a fresh process
+        return persist_check.measure(persist_check.argparse.Namespace(json=str(out), start=start))
+
+    assert persist_check.supervise(args, [], spawn=spawn) == 1
+    result = persist_check.json.loads(out.read_text())
+    assert starts == [0, 1] and result["restarts"] == 1 and result["next"] == 3
+    assert [r["n"] for r in result["exchange"]] == [1, 2] and result["points"][0]["n"] == 3
+    assert result["errors"] == ["exchange 1 broke the CUDA context: fake sticky error after 1"]
+
+    # A process that dies in item 2 (exit -6 after writing item 1's row).
+    state = _fake_items(monkeypatch, persist_check, broken_after=set())
+    starts.clear()
+
+    def dying_spawn(argv, start, timeout):
+        starts.append(start)
+        if start == 0:
+            persist_check.measure(persist_check.argparse.Namespace(json=str(out), start=0))
+            result = persist_check.json.loads(out.read_text())
+            result["exchange"], result["points"], result["next"] = result["exchange"][:1], [], 1
+            out.write_text(persist_check.json.dumps(result))
+            return -6
+        return persist_check.measure(persist_check.argparse.Namespace(json=str(out), start=start))
+
+    assert persist_check.supervise(args, [], spawn=dying_spawn) == 1
+    result = persist_check.json.loads(out.read_text())
+    assert starts == [0, 2] and result["next"] == 3
+    assert [r["n"] for r in result["exchange"]] == [1] and result["points"][0]["n"] == 3
+    assert result["errors"] == ["exchange 2: the measuring process died (exit -6)"]
+
+    # No trouble: one process, exit 0; an item that raises is an error and the rest run.
+    _fake_items(monkeypatch, persist_check, broken_after=set())
+    assert persist_check.supervise(args, [], spawn=spawn) == 0
+    _fake_items(monkeypatch, persist_check, broken_after=set(), raises={2})
+    assert persist_check.supervise(args, [], spawn=spawn) == 1
+    result = persist_check.json.loads(out.read_text())
+    assert result["errors"] == ["exchange 2: RuntimeError: item 2 failed"] and result["next"] == 3
+
+
+def test_persist_check_lists_what_the_deadline_left(tmp_path, monkeypatch):
+    from benchmarks import persist_check
+    _fake_items(monkeypatch, persist_check, broken_after={1})
+    out = tmp_path / "persist.json"
+    args = persist_check.argparse.Namespace(json=str(out), deadline_s=0.0, start=None)
+
+    def spawn(argv, start, timeout):
+        return persist_check.measure(persist_check.argparse.Namespace(json=str(out), start=start))
+
+    assert persist_check.supervise(args, [], spawn=spawn) == 1
+    result = persist_check.json.loads(out.read_text())
+    assert result["errors"][-1] == "not run (deadline): exchange 2, points 3"
+
+
 # ---- shards, deadline, merge -------------------------------------------------------------
 
 def _tiny_run(out, *extra, candidates=TORCH_NN):
