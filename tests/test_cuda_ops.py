@@ -288,8 +288,18 @@ def judge(name, case, ref, ours, cudnn, is_grad):
     print(f"  {name:36s} rnnfuse max {err.max().item():.2e} mean {err.mean().item():.2e} | "
           f"cuDNN max {err_c.max().item():.2e} mean {err_c.mean().item():.2e} | "
           f"bound {bound:.2e} (|ref| {scale:.2e})")
-    assert torch.isfinite(ours).all(), f"{name}: non-finite values"
-    assert err.max().item() <= bound, f"{name}: max err {err.max().item():.3e} > {bound:.3e}"
+    assert torch.isfinite(ours).all(), f"{name}: non-finite values ({where(~torch.isfinite(ours))})"
+    assert err.max().item() <= bound, (f"{name}: max err {err.max().item():.3e} > {bound:.3e} "
+                                       f"({where(err > bound)})")
+
+
+def where(bad: torch.Tensor) -> str:
+    """How many elements are bad and the first few (row-major: for y the
+    earliest time step first), to tell a partition's rows or a step's
+    exchange from noise when a GPU check fails."""
+    idx = bad.cpu().nonzero()
+    first = ", ".join(str(tuple(i.tolist())) for i in idx[:4])
+    return f"{len(idx)} of {bad.numel()} elements of shape {tuple(bad.shape)}, first at {first}"
 
 
 def reference_device(case):

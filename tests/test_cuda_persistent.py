@@ -144,9 +144,10 @@ def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
         emu = OPS.persistent_emulate_gru(x, w, extra, h0, None, False, True, q["J"], q["R"],
                                          q["hbuf_rows"], 4, 0, 0, True)
     for k, (g, e) in enumerate(zip(got, emu)):
-        err = (g.cpu() - e).abs().max().item()
+        diff = (g.cpu() - e).abs()
+        err = diff.max().item()
         print(f"  out{k}: GPU vs emulator {err:.2e}")
-        assert err <= 2e-5, f"out{k}: {err:.3e}"
+        assert err <= 2e-5, f"out{k}: {err:.3e} ({base.where(diff > 2e-5)})"
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
@@ -185,9 +186,10 @@ def test_split_k_backward_matches_its_cpu_emulation(mode, persistent):
         emu = list(OPS.persistent_emulate_gru_bwd(gy, ghn, w, extra, h0, y, ws, None, False, *args))
     for k, (g, e) in enumerate(zip(got, emu)):
         scale = max(e.abs().max().item(), 1.0)
-        err = (g.cpu() - e).abs().max().item()
+        diff = (g.cpu() - e).abs()
+        err = diff.max().item()
         print(f"  out{k}: GPU vs emulator {err:.2e} (scale {scale:.2e})")
-        assert err <= 2e-5 * scale, f"out{k}: {err:.3e}"
+        assert err <= 2e-5 * scale, f"out{k}: {err:.3e} ({base.where(diff > 2e-5 * scale)})"
 
 
 def _bidir_ops(mode, a, persistent_on, monkeypatch):
@@ -262,9 +264,10 @@ def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, tier, 
     tol = 1e-4 if dtype == F32 and not allow_tf32 else 3e-2
     for k, (g, r) in enumerate(zip(got, ref)):
         scale = max(r.abs().max().item(), 1.0)
-        err = (g.double() - r.double()).abs().max().item() / scale
+        diff = (g.double() - r.double()).abs() / scale
+        err = diff.max().item()
         print(f"  out{k}: persistent vs per-step {err:.2e}")
-        assert err <= tol, f"out{k}: {err:.3e} > {tol}"
+        assert err <= tol, f"out{k}: {err:.3e} > {tol} ({base.where(diff > tol)})"
 
 
 def test_off_unless_enabled(monkeypatch):
@@ -307,7 +310,7 @@ def test_bitwise_deterministic_and_close_to_the_per_step_path(mode, monkeypatch)
     with torch.no_grad():
         a, b = _run(model, x), _run(model, x)
     for u, v in zip(a, b):
-        assert torch.equal(u, v), "two identical persistent runs differ"
+        assert torch.equal(u, v), f"two identical persistent runs differ: {base.where(u != v)}"
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "0")
     with torch.no_grad():
         ref = _run(model, x)

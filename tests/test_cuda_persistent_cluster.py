@@ -96,7 +96,7 @@ def test_bitwise_equal_to_the_grid_tier(mode, dtype, cluster_tier, monkeypatch):
         for u, v in zip(a, b):
             u = u.data if hasattr(u, "batch_sizes") else u
             v = v.data if hasattr(v, "batch_sizes") else v
-            assert torch.equal(u, v), "grid and cluster tiers differ"
+            assert torch.equal(u, v), f"grid and cluster tiers differ: {base.where(u != v)}"
 
 
 def test_bitwise_deterministic(cluster_tier):
