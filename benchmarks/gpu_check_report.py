@@ -179,10 +179,11 @@ def persist_section(persist: dict | None) -> list[str]:
     cluster = persist.get("cluster_exchange", [])
     if cluster:
         lines += ["", "Exchange alone, cluster tier (mbarrier wait + st.async to every peer, "
-                  "no math), bf16:", "", "| H | B | CTAs per cluster | replicas | ns/step | data |",
-                  "|---|---|---|---|---|---|"]
+                  "no math), bf16:", "", "| H | B | CTAs per cluster | slices per CTA | replicas | "
+                  "ns/step | data |", "|---|---|---|---|---|---|---|"]
         for r in cluster:
-            lines.append(f"| {r['H']} | {r['B']} | {r['S']} | {r['R']} | "
+            lines.append(f"| {r['H']} | {r['B']} | {r['S']} | {(r.get('plan') or {}).get('slices', '-')} "
+                         f"| {r['R']} | "
                          f"{_fmt(r.get('ns_per_step'), '.0f')} | "
                          f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
     lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; grid tier: "

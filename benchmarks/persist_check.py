@@ -110,11 +110,17 @@ def set_persistent(on: bool):
     os.environ["RNNFUSE_PERSISTENT"] = "1" if on else "0"
 
 
+def bench_plan(H, B, ctas, replicas, cluster: bool) -> dict:
+    """The partition the exchange bench runs (CTAs, units, slices per CTA)."""
+    return json.loads(torch.ops.rnnfuse.persistent_exchange_bench_plan(H, B, ctas, replicas,
+                                                                       cluster))
+
+
 def exchange(H, B, P, steps: int) -> list[dict]:
     """The grid tier's exchange alone at one (H, B, CTAs per replica): one row."""
     y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
     h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
-    row = {"H": H, "B": B, "P": P}
+    row = {"H": H, "B": B, "P": P, "plan": bench_plan(H, B, P, 1, cluster=False)}
     try:
         torch.ops.rnnfuse.persistent_exchange_bench(y[: 200 * B], h0, P)  # warm-up
         ns = [torch.ops.rnnfuse.persistent_exchange_bench(y, h0, P) for _ in range(3)]
@@ -139,7 +145,7 @@ def cluster_exchange(H, B, S, R, steps: int) -> list[dict]:
         return []
     y = torch.zeros(steps * B, H, device=DEV, dtype=torch.bfloat16)
     h0 = torch.randn(B, H, device=DEV, dtype=torch.bfloat16)
-    row = {"H": H, "B": B, "S": S, "R": R}
+    row = {"H": H, "B": B, "S": S, "R": R, "plan": bench_plan(H, B, S, R, cluster=True)}
     try:
         torch.ops.rnnfuse.persistent_cluster_exchange_bench(y[: 200 * B], h0, S, R)  # warm-up
         ns = [torch.ops.rnnfuse.persistent_cluster_exchange_bench(y, h0, S, R) for _ in range(3)]

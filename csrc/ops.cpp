@@ -204,6 +204,10 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
       "int proj_size=0, int packed_runs=1, int directions=1) -> str");
+  // The partition the exchange microbenchmarks below run (JSON; any device).
+  m.def(
+      "persistent_exchange_bench_plan(int hidden, int batch, int ctas, int replicas, "
+      "bool cluster) -> str");
   // ns per step of the persistent tier's exchange alone (CUDA; gpu_check).
   m.def("persistent_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
   // The same for the cluster tier's DSMEM exchange (sm_90; ctas: CTAs per cluster).

@@ -1189,6 +1189,27 @@ def test_persist_check_counts_the_launches_each_path_plans():
                for line in lines), lines
 
 
+def test_persist_check_exchange_configurations_are_ones_the_benches_run():
+    """Every exchange the GPU check measures has a partition its bench
+    accepts, with the CTAs the report names (a cluster of S CTAs each running
+    the forward kernel's 8-unit slices in runs; before this check the cluster
+    bench refused every configuration above H = 128)."""
+    from benchmarks import persist_check
+    for H, B, P in persist_check.EXCHANGE:
+        plan = persist_check.bench_plan(H, B, P, 1, cluster=False)
+        assert plan["error"] is None and plan["ctas"] == P and plan["units"] * P >= H, (H, P, plan)
+    for H, B, S, R in persist_check.CLUSTER_EXCHANGE:
+        plan = persist_check.bench_plan(H, B, S, R, cluster=True)
+        assert plan["error"] is None and plan["ctas"] == S and plan["replicas"] == R, (H, S, plan)
+        assert plan["units"] == 8 and plan["slices"] == math.ceil(math.ceil(H / 8) / S)
+        assert plan["grid"] == S * R
+    plan = persist_check.bench_plan
+    assert "2 <= ctas <= 16" in plan(768, 16, 17, 1, cluster=True)["error"]
+    assert "replicas <= batch" in plan(768, 4, 8, 5, cluster=True)["error"]
+    assert "min(hidden, 256)" in plan(768, 16, 257, 1, cluster=False)["error"]
+    assert "min(hidden, 256)" in plan(8, 16, 9, 1, cluster=False)["error"]
+
+
 def _fake_items(monkeypatch, persist_check, broken_after, raises=()):
     """Three cheap items; the ones in broken_after leave the (fake) CUDA
     context broken in their process, those in raises raise."""

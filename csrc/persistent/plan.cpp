@@ -400,5 +400,33 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
   return best;
 }
 
+ExchangeBenchPlan exchange_bench_plan(int hidden, int batch, int ctas, int replicas,
+                                      bool cluster_tier) {
+  ExchangeBenchPlan b{};
+  if (hidden < 1 || batch < 1) {
+    b.error = "needs hidden >= 1 and batch >= 1";
+  } else if (cluster_tier) {
+    if (ctas < 2 || ctas > kMaxClusterCtas || replicas < 1 || replicas > batch) {
+      b.error = "needs 2 <= ctas <= 16 and 1 <= replicas <= batch";
+    } else {
+      b.cluster = make_cluster_partition(4, hidden, batch, kRows / 4, replicas, ctas, 2);
+      b.error = cluster_partition_error(b.cluster, 2);
+    }
+  } else if (ctas < 1 || ctas > hidden || ctas > kThreads || replicas < 1) {
+    b.error = "needs 1 <= ctas <= min(hidden, 256) and replicas >= 1";
+  } else {
+    Partition& p = b.grid;
+    p.gates = 4;
+    p.hidden = hidden;
+    p.batch = batch;
+    p.units = ceil_div(hidden, ctas);
+    p.ctas = ceil_div(hidden, p.units);
+    p.replicas = replicas;
+    p.kk = 16;
+    p.ktiles = ceil_div(hidden, 16);
+  }
+  return b;
+}
+
 }  // namespace persist
 }  // namespace rnnfuse

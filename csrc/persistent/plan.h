@@ -117,5 +117,19 @@ inline BwdPartition bwd_partition(const Plan& plan) {
   return p;
 }
 
+// The exchange microbenchmarks' partitions (persistent_exchange_bench,
+// persistent_cluster_exchange_bench; benchmarks/persist_check.py), bf16 rows
+// of H. Grid tier: `ctas` CTAs per replica of ceil(H / ctas) units each.
+// Cluster tier: clusters of at most `ctas` CTAs running the forward kernel's
+// slices (kRows / 4 units: an LSTM slice) in runs, as the cluster kernel
+// does. error: why the bench cannot run it (nullptr: it can).
+struct ExchangeBenchPlan {
+  Partition grid;
+  ClusterPartition cluster;
+  const char* error;
+};
+ExchangeBenchPlan exchange_bench_plan(int hidden, int batch, int ctas, int replicas,
+                                      bool cluster_tier);
+
 }  // namespace persist
 }  // namespace rnnfuse

@@ -74,6 +74,29 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
   return (backward ? make_bwd_plan(prob, dev, built) : make_plan(prob, dev, built)).describe();
 }
 
+// The exchange microbenchmarks' partition (plan.h exchange_bench_plan):
+// {"ctas": CTAs per replica (grid) or per cluster, "units": per CTA (grid)
+// or per slice (cluster), "slices": per CTA, "replicas", "grid": CTAs in
+// all, "error": null or why the bench refuses it}.
+std::string persistent_exchange_bench_plan(int64_t hidden, int64_t batch, int64_t ctas,
+                                           int64_t replicas, bool cluster) {
+  const ExchangeBenchPlan b = exchange_bench_plan(int(hidden), int(batch), int(ctas),
+                                                  int(replicas), cluster);
+  std::string out = "{";
+  if (b.error == nullptr) {
+    const int per = cluster ? b.cluster.cluster : b.grid.ctas;
+    const int units = cluster ? b.cluster.units : b.grid.units;
+    const int slices = cluster ? b.cluster.slices : 1;
+    const int all = cluster ? b.cluster.cluster_grid() : b.grid.grid();
+    out += "\"ctas\": " + std::to_string(per) + ", \"units\": " + std::to_string(units) +
+           ", \"slices\": " + std::to_string(slices) + ", \"replicas\": " +
+           std::to_string(replicas) + ", \"grid\": " + std::to_string(all) + ", \"error\": null";
+  } else {
+    out += "\"error\": \"" + std::string(b.error) + "\"";
+  }
+  return out + "}";
+}
+
 // The maps of one partition as integer tensors (checked against independent
 // Python in tests/test_persistent_plan.py):
 //   owners  (n, 6): every (q, rr, n) a CTA computes -> (q, rr, n, gate, unit, batch row)
@@ -154,4 +177,5 @@ TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
 TORCH_LIBRARY_IMPL(rnnfuse, CompositeImplicitAutograd, m) {
   m.impl("persistent_plan", &rnnfuse::persist::persistent_plan);
   m.impl("persistent_maps", &rnnfuse::persist::persistent_maps);
+  m.impl("persistent_exchange_bench_plan", &rnnfuse::persist::persistent_exchange_bench_plan);
 }

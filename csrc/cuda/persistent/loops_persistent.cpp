@@ -640,19 +640,14 @@ double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ct
   const int64_t batch = h0.size(0), hidden = h0.size(1);
   TORCH_CHECK(y.size(1) == hidden && batch > 0 && y.size(0) % batch == 0 && y.size(0) > 0,
               "persistent_exchange_bench: y must have T*B rows of H");
-  TORCH_CHECK(ctas >= 1 && ctas <= hidden && ctas <= kThreads && replicas >= 1,
-              "persistent_exchange_bench: need 1 <= ctas <= min(hidden, 256), replicas >= 1");
+  const ExchangeBenchPlan plan = exchange_bench_plan(
+      static_cast<int>(hidden), static_cast<int>(batch), static_cast<int>(ctas),
+      static_cast<int>(replicas), false);
+  TORCH_CHECK(plan.error == nullptr, "persistent_exchange_bench: ", plan.error);
   const c10::cuda::OptionalCUDAGuard guard(y.device());
   PersistArgs a;
   std::memset(&a, 0, sizeof(a));
-  a.part.gates = 4;
-  a.part.hidden = static_cast<int>(hidden);
-  a.part.batch = static_cast<int>(batch);
-  a.part.units = static_cast<int>((hidden + ctas - 1) / ctas);
-  a.part.ctas = static_cast<int>((hidden + a.part.units - 1) / a.part.units);
-  a.part.replicas = static_cast<int>(replicas);
-  a.part.kk = 16;
-  a.part.ktiles = static_cast<int>((hidden + 15) / 16);
+  a.part = plan.grid;
   const int64_t steps = y.size(0) / batch;
   std::vector<Step> st(steps);
   for (int64_t s = 0; s < steps; ++s) st[s] = Step{s * batch, batch, (s - 1) * batch, s > 0 ? batch : 0, 0, 0};
@@ -686,8 +681,9 @@ double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ct
   return double(ms) * 1e6 / double(steps);
 }
 
-// ns per step of the cluster tier's exchange alone: clusters of `ctas` CTAs
-// (units split evenly, whole words), `replicas` clusters over the batch
+// ns per step of the cluster tier's exchange alone: clusters of up to `ctas`
+// CTAs running the forward kernel's slices (exchange_bench_plan),
+// `replicas` clusters over the batch
 // (round-robin rows); y (T*B, H) bf16 gets the last step's rows, h0 (B, H).
 double cluster_exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ctas,
                                    int64_t replicas) {
@@ -698,18 +694,14 @@ double cluster_exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, in
   const int64_t batch = h0.size(0), hidden = h0.size(1);
   TORCH_CHECK(y.size(1) == hidden && batch > 0 && y.size(0) % batch == 0 && y.size(0) > 0,
               "persistent_cluster_exchange_bench: y must have T*B rows of H");
-  TORCH_CHECK(ctas >= 2 && ctas <= kMaxClusterCtas && replicas >= 1 && replicas <= batch,
-              "persistent_cluster_exchange_bench: need 2 <= ctas <= 16 and 1 <= replicas <= batch");
+  const ExchangeBenchPlan plan = exchange_bench_plan(
+      static_cast<int>(hidden), static_cast<int>(batch), static_cast<int>(ctas),
+      static_cast<int>(replicas), true);
+  TORCH_CHECK(plan.error == nullptr, "persistent_cluster_exchange_bench: ", plan.error);
   const c10::cuda::OptionalCUDAGuard guard(y.device());
-  // Units per CTA: an even number (whole 4-byte words of bf16).
-  int units = static_cast<int>((hidden + ctas - 1) / ctas);
-  units += units % 2;
   PersistClusterArgs a;
   std::memset(&a, 0, sizeof(a));
-  a.part = make_cluster_partition(4, static_cast<int>(hidden), static_cast<int>(batch), units,
-                                  static_cast<int>(replicas), kMaxClusterCtas, 2);
-  const char* bad = cluster_partition_error(a.part, 2);
-  TORCH_CHECK(bad == nullptr, "persistent_cluster_exchange_bench: ", bad);
+  a.part = plan.cluster;
   const int64_t steps = y.size(0) / batch;
   std::vector<Step> st(steps);
   for (int64_t s = 0; s < steps; ++s) st[s] = Step{s * batch, batch, (s - 1) * batch, s > 0 ? batch : 0, 0, 0};
