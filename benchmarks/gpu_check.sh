@@ -25,7 +25,9 @@
 #                 as one op (one launch per step) vs one op per direction; then
 #                 benchmarks/memory_check.py: a training step's peak memory and
 #                 the blocks live at it, rnnfuse vs torch.nn
-#      bench      python3 -m benchmarks.run --preset quick
+#      bench      RNNFUSE_PERSISTENT=1 python3 -m benchmarks.run --preset quick (the
+#                 persistent tier where planned; a point that breaks the CUDA
+#                 context is an ERROR and the rest resume in a fresh process)
 #   6. report     $OUT/gpu_check_report.md, printed last
 # Exit status 0 only if every stage passed.
 #
@@ -346,20 +348,40 @@ stage_steps() {
 
 # ---- 5. quick benchmark -------------------------------------------------------------
 stage_bench() {
-  local log="$OUT_DIR/bench.log" t0 t rc
+  local log="$OUT_DIR/bench.log" t0 t rc left skipped
   t0=$(now)
   t=$(stage_timeout bench 120)
   : >"$log"
-  run_capped "$t" "$log" "$PY" -m benchmarks.run --preset quick --out "$WORK/bench"
+  # With the persistent tier (what the issue's targets measure; the "rnnfuse
+  # path" column says which path each point took). It starts no point in its
+  # last 20 s, so that its results are written before the hard timeout.
+  export RNNFUSE_PERSISTENT=1
+  run_capped "$t" "$log" "$PY" -m benchmarks.run --preset quick --out "$WORK/bench" \
+    --deadline-s $((t > 40 ? t - 20 : 20))
   rc=$?
+  # Exit 3: a point broke the CUDA context (an ERROR) and the rest were
+  # SKIPPED: measure them in a fresh process, as long as time is left.
+  while ((rc == 3)); do
+    left=$((t - ($(now) - t0)))
+    ((left < 30)) && break
+    echo "## resuming after a broken CUDA context (${left}s left)" >>"$log"
+    run_capped "$left" "$log" "$PY" -m benchmarks.run --resume-from "$WORK/bench/results.json" \
+      --out "$WORK/bench" --deadline-s $((left - 20))
+    rc=$?
+  done
+  unset RNNFUSE_PERSISTENT
   [[ -f "$WORK/bench/results.json" ]] && cp "$WORK/bench/results.json" "$OUT_DIR/bench.json"
   [[ -f "$WORK/bench/report.md" ]] && cp "$WORK/bench/report.md" "$OUT_DIR/bench.md"
   if [[ -z "${OUT:-}" && -d "$WORK/bench" ]]; then
     rm -rf "$OUT_DIR/bench" && cp -r "$WORK/bench" "$OUT_DIR/bench"
   fi
-  # Exit 0: no point WRONG or ERROR (NOISY points are timed but not trusted; see bench.md).
-  if ((rc == 0)); then
+  skipped=$(grep -o '"status": "SKIPPED"' "$WORK/bench/results.json" 2>/dev/null | wc -l)
+  # Pass: no point WRONG or ERROR and none left SKIPPED (NOISY points are
+  # timed but not trusted; see bench.md).
+  if ((rc == 0 && skipped == 0)); then
     record bench pass $(($(now) - t0)) "no point WRONG or ERROR; $(grep -Eo '[0-9]+ of [0-9]+ timed points NOISY' "$log" | tail -n 1)"
+  elif ((rc == 0 || rc == 3)); then
+    record bench fail $(($(now) - t0)) "$skipped points SKIPPED (deadline or a broken CUDA context); see bench.md"
   elif ((rc == 1)); then
     record bench fail $(($(now) - t0)) "some points WRONG or ERROR; see bench.md"
   else

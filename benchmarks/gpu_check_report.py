@@ -335,7 +335,10 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
     lines += ["## Persistent tier (RNNFUSE_PERSISTENT=1)", ""] + persist_section(persist) + [""]
     lines += ["## Per-step path", ""] + steps_section(steps) + [""]
     lines += ["## Training memory", ""] + memory_section(memory) + [""]
-    lines += ["## Speed vs cuDNN (quick preset)", ""] + speed_section(bench) + [""]
+    lines += ["## Speed vs cuDNN (quick preset, RNNFUSE_PERSISTENT=1)", "",
+              "The persistent tier where the planner takes it (the \"rnnfuse path\" column of "
+              "bench.md says which path each point took); the per-step kernels elsewhere.", ""]
+    lines += speed_section(bench) + [""]
     return "\n".join(lines) + "\n", all_pass
 
 

@@ -29,9 +29,16 @@ Both implementations are timed alternately, repeat by repeat; each point
 reports its spread, and a point whose spread is too wide is NOISY: shown,
 not counted (benchmarks/noise.py).
 
+A point that breaks the process's CUDA context (a kernel that traps or
+faults: every later CUDA call in the process fails) is an ERROR and the
+points after it are SKIPPED; ``--resume-from OUT/results.json`` measures the
+SKIPPED points of a run in a fresh process and writes the union (with
+``--out OUT``: in place).
+
 Results: results.json, report.md and speedup_*.png in
 benchmarks/results/<card>_<YYYY-MM-DD>[_<preset>]/ unless --out is given.
-Exit status: 0 when no point is WRONG or ERROR (OK, NOISY and torch.nn
+Exit status: 3 when points were SKIPPED after a broken CUDA context (resume
+them); else 0 when no point is WRONG or ERROR (OK, NOISY and torch.nn
 UNSUPPORTED points pass), 1 when any is, 2 on a usage or set-up error
 (e.g. rnnfuse does not import).
 """
@@ -40,6 +47,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -47,7 +55,8 @@ from pathlib import Path
 import torch
 
 from . import ceilings as ceilings_mod
-from . import env, grid, measure, plots, report, timing
+from . import env, grid, measure, merge, plots, report, timing
+from .cuda_health import cuda_context_error
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -97,6 +106,9 @@ def parse_args(argv):
                     "the selection")
     ap.add_argument("--deadline-s", type=float, help="start no point after this many seconds; "
                     "the rest are SKIPPED")
+    ap.add_argument("--resume-from", type=Path, metavar="RESULTS_JSON",
+                    help="measure the points that run left SKIPPED (same preset, budget and "
+                    "ceilings) and write the union of both runs")
     return ap.parse_args(argv)
 
 
@@ -159,18 +171,27 @@ def _progress(points):
     return tqdm(points, desc="benchmark", unit="pt", dynamic_ncols=True, file=sys.stderr)
 
 
+# A skipped point's error when an earlier point broke the process's CUDA
+# context (main exits 3; --resume-from measures them in a fresh process).
+BROKEN = "not started: the CUDA context was broken by "
+
+
 def run(points, device, candidates, budget, ceilings, info, require_namespace=None,
-        deadline_s=None, clock=time.perf_counter) -> list[dict]:
+        deadline_s=None, clock=time.perf_counter, health=None) -> list[dict]:
     """Every point measured in order; once ``deadline_s`` seconds have passed
-    the remaining points are recorded SKIPPED without running."""
+    the remaining points are recorded SKIPPED without running, and so are
+    they after a point that broke the CUDA context (a trapped or faulting
+    kernel: every later CUDA call in this process fails), which is an ERROR."""
     bar = _progress(points)
     results = []
     t0 = clock()
+    broken_by = None
     for i, point in enumerate(bar if bar is not None else points):
-        if deadline_s is not None and clock() - t0 >= deadline_s:
+        if broken_by is not None or (deadline_s is not None and clock() - t0 >= deadline_s):
             res = measure.empty_result(point)
             res["status"] = "SKIPPED"
-            res["error"] = f"not started: --deadline-s {deadline_s:g} passed"
+            res["error"] = (BROKEN + broken_by if broken_by is not None
+                            else f"not started: --deadline-s {deadline_s:g} passed")
             results.append(res)
             continue
         if bar is not None:
@@ -179,6 +200,12 @@ def run(points, device, candidates, budget, ceilings, info, require_namespace=No
             print(f"[{i + 1}/{len(points)}] {point.id}", file=sys.stderr, flush=True)
         res = measure.run_point(point, device, candidates, budget, ceilings, info,
                                 require_namespace)
+        broken = (health or cuda_context_error)()
+        if broken:
+            broken_by = point.id
+            res["status"] = "ERROR"
+            res["error"] = "; ".join(e for e in (res.get("error"),
+                                                 f"broke the CUDA context: {broken}") if e)
         results.append(res)
     if bar is not None:
         bar.close()
@@ -195,10 +222,15 @@ def main(argv=None, candidates: dict | None = None) -> int:
         if device.type == "cuda" and not torch.cuda.is_available():
             print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
             return 2
+    previous = None
     try:
-        points, preset = select_points(args, device.type)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if args.resume_from is not None:
+            previous = json.loads(args.resume_from.read_text())
+            points, preset = resumed_points(previous), previous["preset"]
+        else:
+            points, preset = select_points(args, device.type)
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     if args.shard:
         try:
@@ -230,9 +262,13 @@ def main(argv=None, candidates: dict | None = None) -> int:
     environment = env.collect(device, candidate_name)
     info = environment["device"]
     budget = dataclasses.replace(BUDGETS[(device.type, preset or "standard")])
+    if previous is not None:
+        budget = timing.Budget(**previous["config"]["budget"])
     if args.budget is not None:
         budget.seconds = args.budget
-    if args.ceilings == "off":
+    if previous is not None:
+        ceil = previous["ceilings"]
+    elif args.ceilings == "off":
         ceil = {"gemm_tflops": {}, "copy_gbps": None}
     else:
         ceil = ceilings_mod.measure(device, {p.dtype for p in points}, small=args.ceilings == "small")
@@ -245,6 +281,12 @@ def main(argv=None, candidates: dict | None = None) -> int:
               "budget": dataclasses.asdict(budget), "wall_s": None, "shard": args.shard}
     config["wall_s"] = round(time.perf_counter() - t_start, 2)
     results = report.build(points_out, environment, ceil, config, preset)
+    if previous is not None:
+        try:
+            results = merge.merge([previous, results])
+        except merge.MergeError as e:
+            print(f"error: --resume-from: {e}", file=sys.stderr)
+            return 2
     out = args.out or default_out_dir(info, preset)
     out.mkdir(parents=True, exist_ok=True)
     report.write_json(results, out / "results.json")
@@ -254,7 +296,19 @@ def main(argv=None, candidates: dict | None = None) -> int:
     print(report.console(results))
     print(f"\nwrote {out / 'results.json'}, {out / 'report.md'}"
           + "".join(f", {p.name}" for p in pngs) + f"  ({config['wall_s']:.0f} s)")
-    return 1 if any(p["status"] in report.FAILED for p in points_out) else 0
+    if any(p["status"] == "SKIPPED" and (p["error"] or "").startswith(BROKEN) for p in points_out):
+        return 3  # first: the caller resumes (the point that broke it is an ERROR)
+    return 1 if any(p["status"] in report.FAILED for p in results["points"]) else 0
+
+
+def resumed_points(previous: dict) -> list[grid.Point]:
+    """The points a run's results.json lists as SKIPPED, in its order."""
+    fields = [f.name for f in dataclasses.fields(grid.Point)]
+    points = [grid.Point(**{k: p[k] for k in fields}) for p in previous["points"]
+              if p["status"] == "SKIPPED"]
+    if not points:
+        raise ValueError("--resume-from: that run left no point SKIPPED")
+    return points
 
 
 if __name__ == "__main__":

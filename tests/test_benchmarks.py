@@ -1307,6 +1307,42 @@ def _tiny_run(out, *extra, candidates=TORCH_NN):
                      "--out", str(out), *extra], candidates=candidates)
 
 
+def test_a_point_that_breaks_the_cuda_context_stops_the_run_and_resume_finishes_it(
+        tmp_path, monkeypatch):
+    """The second point "breaks the CUDA context" (a fake health check): it is
+    an ERROR, the rest SKIPPED, exit 3; --resume-from measures the SKIPPED
+    ones and writes the union in place; the ERROR stays (exit 1)."""
+    calls = []
+
+    def fake_health():
+        calls.append(1)
+        return "fake sticky error" if len(calls) == 2 else None
+
+    monkeypatch.setattr(run, "cuda_context_error", fake_health)
+    out = tmp_path / "r"
+    assert _tiny_run(out) == 3
+    first = json.loads((out / "results.json").read_text())
+    statuses = [p["status"] for p in first["points"]]
+    assert statuses[0] in ("OK", "NOISY") and statuses[1] == "ERROR", statuses
+    assert "broke the CUDA context: fake sticky error" in first["points"][1]["error"]
+    assert statuses[2:] == ["SKIPPED", "SKIPPED"]
+    assert all(p["error"] == run.BROKEN + first["points"][1]["id"] for p in first["points"][2:])
+
+    monkeypatch.setattr(run, "cuda_context_error", lambda: None)
+    rc = run.main(["--device", "cpu", "--resume-from", str(out / "results.json"), "--out", str(out),
+                   "--no-plots", "--budget", "0"], candidates=TORCH_NN)
+    assert rc == 1  # the point that broke the context stays an ERROR
+    merged = json.loads((out / "results.json").read_text())
+    by_id = {p["id"]: p for p in merged["points"]}
+    assert sorted(by_id) == sorted(p["id"] for p in first["points"])
+    assert by_id[first["points"][1]["id"]]["status"] == "ERROR"
+    assert all(by_id[p["id"]]["status"] in ("OK", "NOISY") for p in first["points"][2:])
+    assert merged["ceilings"] == first["ceilings"] and merged["config"]["merged_from"] == 2
+    # Nothing left to resume: a usage error.
+    assert run.main(["--device", "cpu", "--resume-from", str(out / "results.json"), "--out",
+                     str(tmp_path / "again"), "--no-plots"], candidates=TORCH_NN) == 2
+
+
 def test_shards_partition_the_points_and_merge_into_one_report(tmp_path):
     """--shard K/N keeps points K, K+N, ...; the shards' union, merged, is the
     whole selection once, with the shards' runs recorded in config."""
