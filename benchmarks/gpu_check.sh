@@ -286,17 +286,30 @@ stage_sanitizer() { # TOOL CAP [ARGS for sanitizer_cases.py]
   fi
   # The cases stop starting new work 25 s before the hard timeout, so the
   # process exits by itself and the sanitizer prints its summary (a killed
-  # run prints none); cases not reached are listed as skipped.
-  local deadline=$((t - 25))
-  ((deadline < 5)) && deadline=5
-  echo "## compute-sanitizer --tool $tool (timeout ${t}s, cases until ${deadline}s)" >>"$log"
-  # No caching allocator: an overrun must leave its cudaMalloc'd block to be seen.
-  PYTORCH_NO_CUDA_MEMORY_CACHING=1 RNNFUSE_PERSISTENT_WATCHDOG_S=60 run_capped "$t" "$log" \
-    compute-sanitizer --tool "$tool" --error-exitcode 1 \
-    "$PY" benchmarks/sanitizer_cases.py --deadline-s "$deadline" "$@"
-  rc=$?
+  # run prints none); cases not reached are listed as skipped. A case that
+  # breaks the CUDA context ends its process with "resume with --start N":
+  # a fresh sanitizer run goes on from case N while time is left.
+  local start=0 next left deadline
+  rc=0
+  while true; do
+    left=$((t - ($(now) - t0)))
+    deadline=$((left - 25))
+    ((deadline < 5)) && deadline=5
+    echo "## compute-sanitizer --tool $tool (timeout ${left}s, cases from $start until ${deadline}s)" >>"$log"
+    # No caching allocator: an overrun must leave its cudaMalloc'd block to be seen.
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 RNNFUSE_PERSISTENT_WATCHDOG_S=60 run_capped "$left" "$log" \
+      compute-sanitizer --tool "$tool" --error-exitcode 1 \
+      "$PY" benchmarks/sanitizer_cases.py --deadline-s "$deadline" --start "$start" "$@"
+    local run_rc=$?
+    ((run_rc != 0)) && rc=$run_rc
+    next=$(grep -Eo 'resume with --start [0-9]+' "$log" | tail -n 1 | grep -Eo '[0-9]+$')
+    if [[ -z $next ]] || ((next <= start)) || (($(now) - t0 > t - 40)); then
+      break
+    fi
+    start=$next
+  done
   local summary
-  summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitizer_cases:' "$log" | sed 's/=========//' | tr '\n' ';')
+  summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitizer_cases:|^BROKEN' "$log" | sed 's/=========//' | tr '\n' ';')
   if ((rc == 0)); then
     record "$tool" pass $(($(now) - t0)) "$summary"
   else

@@ -106,17 +106,21 @@ def sanitizer_summary(log: Path) -> dict:
     text = log.read_text(errors="replace")
     out = {"ran": True, "errors": None, "hazard_warnings": None, "cases_passed": None,
            "cases_failed": None, "cases_skipped": None}
+    # One summary per sanitizer process: after a case that broke the CUDA
+    # context a fresh process runs the rest, so the log may hold several.
     m = _ERR_SUMMARY.findall(text)
     if m:
-        out["errors"] = int(m[-1])
+        out["errors"] = sum(int(x) for x in m)
     r = _RACE_SUMMARY.findall(text)
     if r:
-        out["errors"] = max(out["errors"] or 0, int(r[-1][1]))
-        out["hazard_warnings"] = int(r[-1][2])
+        out["errors"] = max(out["errors"] or 0, sum(int(x[1]) for x in r))
+        out["hazard_warnings"] = sum(int(x[2]) for x in r)
     c = _CASES.findall(text)
     if c:
-        out["cases_passed"], out["cases_failed"] = int(c[-1][0]), int(c[-1][1])
-        out["cases_skipped"] = int(c[-1][2]) if c[-1][2] else 0
+        out["cases_passed"] = sum(int(x[0]) for x in c)
+        out["cases_failed"] = sum(int(x[1]) for x in c)
+        out["cases_skipped"] = sum(int(x[2] or 0) for x in c)
+    out["restarts"] = text.count("resume with --start")
     first = [ln.strip() for ln in text.splitlines()
              if ln.startswith("========= ") and ("Invalid" in ln or "hazard" in ln.lower()
                                                   or "Error" in ln)]
@@ -319,14 +323,16 @@ def build_report(work: Path, out: Path, total_s: float | None = None) -> tuple[s
     lines.append("")
 
     lines += ["## Sanitizer", "",
-              "| tool | sanitizer errors | cases passed | cases failed | not run (deadline, no clusters) |",
-              "|---|---|---|---|---|"]
+              "| tool | sanitizer errors | cases passed | cases failed | not run (deadline, no clusters) "
+              "| fresh processes after a broken context |",
+              "|---|---|---|---|---|---|"]
     for tool, s in san.items():
         if not s["ran"]:
-            lines.append(f"| {tool} | not run | - | - | - |")
+            lines.append(f"| {tool} | not run | - | - | - | - |")
             continue
         lines.append(f"| {tool} | {_fmt(s['errors'], 'd')} | {_fmt(s['cases_passed'], 'd')} | "
-                     f"{_fmt(s['cases_failed'], 'd')} | {_fmt(s['cases_skipped'], 'd')} |")
+                     f"{_fmt(s['cases_failed'], 'd')} | {_fmt(s['cases_skipped'], 'd')} | "
+                     f"{s.get('restarts', 0)} |")
     for tool, s in san.items():
         for e in s.get("first_errors") or []:
             lines.append(f"- {tool}: `{e[:200]}`")

@@ -32,7 +32,10 @@ happened); --subset persistent runs only those.
 Other flags: --list prints the cases; --subset {all,race,persistent}; -k SUBSTR keeps
 cases whose name contains SUBSTR; --device cpu runs the same checks on the
 CPU kernels (to test this script without a GPU); --deadline-s S starts no
-case after S seconds (cases run most-informative first).
+case after S seconds (cases run most-informative first). A case that breaks
+the CUDA context (a trap or a fault: every later CUDA call in the process
+fails) fails, the script stops with exit 3 and a line "resume with --start
+N", and gpu_check.sh goes on in a fresh process from case N.
 """
 from __future__ import annotations
 
@@ -53,6 +56,8 @@ sys.path.insert(0, str(_HERE.parent))
 
 import torch  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+from benchmarks.cuda_health import cuda_context_error  # noqa: E402
 
 T, B, I = 5, 3, 24  # noqa: E741
 LENGTHS = [5, 3, 2]  # packed: sorted, distinct, shorter than T; B entries
@@ -281,6 +286,9 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                     help="cpu: check the harness itself on a machine without a GPU")
+    ap.add_argument("--start", type=int, default=0,
+                    help="skip the first START cases (an earlier process ran them and broke "
+                    "its CUDA context on the last)")
     ap.add_argument("--deadline-s", type=float, default=None,
                     help="start no case after this many seconds from start-up, so the "
                     "process ends by itself and the sanitizer prints its summary "
@@ -305,7 +313,8 @@ def main(argv=None) -> int:
     # tolerance than fp32's).
     torch.backends.cudnn.allow_tf32 = False
     failed = skipped = 0
-    for case in cases:
+    cases = cases[args.start:]
+    for i, case in enumerate(cases):
         if args.deadline_s is not None and time.monotonic() - _T0 > args.deadline_s:
             skipped += 1
             print(f"skip  {case.name:36s} (deadline)", flush=True)
@@ -320,9 +329,24 @@ def main(argv=None) -> int:
             err = run_case(case, args.device)
             print(f"ok    {case.name:36s} max rel err {err:.2e}  {time.perf_counter() - t0:6.2f} s",
                   flush=True)
+            case_failed = False
         except Exception as e:  # noqa: BLE001 - report every case, then fail
+            case_failed = True
             failed += 1
             print(f"FAIL  {case.name:36s} {type(e).__name__}: {e}", flush=True)
+        broken = cuda_context_error()
+        if broken:
+            # Every later CUDA call here would fail: stop, and say where a
+            # fresh process goes on (gpu_check.sh does). The case that broke
+            # it fails even if its own checks passed.
+            left = len(cases) - i - 1
+            failed += not case_failed
+            print(f"BROKEN {case.name}: the CUDA context is broken ({broken}); "
+                  f"resume with --start {args.start + i + 1}", flush=True)
+            print(f"sanitizer_cases: {i + 1 - failed - skipped} passed, {failed} failed, "
+                  f"{skipped} skipped (deadline or no cluster kernels); {left} left for a "
+                  f"fresh process", flush=True)
+            return 3
     print(f"sanitizer_cases: {len(cases) - failed - skipped} passed, {failed} failed, "
           f"{skipped} skipped (deadline or no cluster kernels)", flush=True)
     return 1 if failed else 0

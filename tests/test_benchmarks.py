@@ -1027,6 +1027,35 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     assert len(names) == len(set(names))
 
 
+def test_sanitizer_cases_stop_at_a_broken_context_and_resume(monkeypatch, capsys, tmp_path):
+    """A case after which the (fake) CUDA context is broken fails, the script
+    stops with exit 3 and says where to resume; --start resumes there; the
+    GPU check's report adds the processes' summaries."""
+    from benchmarks import gpu_check_report, sanitizer_cases
+    ran = []
+    monkeypatch.setattr(sanitizer_cases, "run_case", lambda case, device: ran.append(case.name) or 0.0)
+    monkeypatch.setattr(sanitizer_cases, "cuda_context_error",
+                        lambda: "fake sticky error" if len(ran) == 2 else None)
+    names = [c.name for c in sanitizer_cases.race_cases()]
+    assert sanitizer_cases.main(["--device", "cpu", "--subset", "race"]) == 3
+    first = capsys.readouterr().out
+    assert ran == names[:2]
+    assert f"BROKEN {names[1]}: the CUDA context is broken (fake sticky error); resume with --start 2" in first
+    assert f"sanitizer_cases: 1 passed, 1 failed, 0 skipped (deadline or no cluster kernels); " \
+           f"{len(names) - 2} left for a fresh process" in first
+    ran.clear()
+    monkeypatch.setattr(sanitizer_cases, "cuda_context_error", lambda: None)  # a fresh process
+    assert sanitizer_cases.main(["--device", "cpu", "--subset", "race", "--start", "2"]) == 0
+    second = capsys.readouterr().out
+    assert ran == names[2:]
+    log = tmp_path / "memcheck.log"
+    log.write_text(first + "========= ERROR SUMMARY: 2 errors\n" + second
+                   + "========= ERROR SUMMARY: 0 errors\n")
+    summary = gpu_check_report.sanitizer_summary(log)
+    assert (summary["errors"], summary["cases_passed"], summary["cases_failed"],
+            summary["cases_skipped"], summary["restarts"]) == (2, len(names) - 1, 1, 0, 1)
+
+
 def test_step_check_runs_on_cpu(tmp_path, capsys):
     """The steps stage's script, same code at tiny sizes on the CPU: every
     variant checked against its baseline, then timed; the JSON the report reads."""
