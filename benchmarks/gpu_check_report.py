@@ -171,6 +171,23 @@ def speed_section(bench: dict | None) -> list[str]:
     return lines
 
 
+def exchange_floor_ns(persist: dict, row: dict) -> float | None:
+    """ns per step of the exchange alone at a point's partition (its tier,
+    H, B, CTAs and, on the cluster tier, replicas), where persist_check
+    measured that one; else None."""
+    plan = row.get("plan") or {}
+    if plan.get("tier") == "cluster":
+        rows = [e for e in persist.get("cluster_exchange", [])
+                if (e["H"], e["B"], e["S"], e["R"]) == (row["H"], row["B"], plan.get("P"), plan.get("R"))]
+    elif plan.get("tier") == "grid":
+        rows = [e for e in persist.get("exchange", [])
+                if (e["H"], e["B"], e["P"]) == (row["H"], row["B"], plan.get("P"))]
+    else:
+        return None
+    ns = [e["ns_per_step"] for e in rows if e.get("ok") and e.get("ns_per_step")]
+    return ns[0] if ns else None
+
+
 def persist_section(persist: dict | None) -> list[str]:
     """The exchange floor and the issue's points (benchmarks/persist_check.py)."""
     if not persist:
@@ -190,18 +207,23 @@ def persist_section(persist: dict | None) -> list[str]:
                          f"| {r['R']} | "
                          f"{_fmt(r.get('ns_per_step'), '.0f')} | "
                          f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
-    lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; grid tier: "
-              "the grid tier's time where the planner picked the cluster tier:", "",
+    lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; x floor: "
+              "an inference step over the exchange alone at the same partition (the issue: "
+              "within 2x at B <= 16, H <= 1024); grid tier: the grid tier's time where the "
+              "planner picked the cluster tier:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
-              "us/step | path | grid tier | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "us/step | x floor | path | grid tier | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
+        floor = exchange_floor_ns(persist, r)
+        over = (r["us_per_step"] * 1e3 / floor if floor and r.get("us_per_step")
+                and r["mode"] == "inference" else None)
         lines.append(f"| {cell} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | {r['H']} | "
                      f"{_fmt(r.get('cudnn_ms'))} | {_fmt(r.get('perstep_ms'))} | "
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
-                     f"{_fmt(r.get('us_per_step'), '.2f')} | {r.get('path', '-')} | "
-                     f"{_fmt(r.get('grid_ms'))} | {r['status']} |")
+                     f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(over, '.2f')} | "
+                     f"{r.get('path', '-')} | {_fmt(r.get('grid_ms'))} | {r['status']} |")
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
     return lines
 

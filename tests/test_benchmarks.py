@@ -1216,6 +1216,19 @@ def test_persist_check_counts_the_launches_each_path_plans():
     lines = gpu_check_report.persist_section({"points": [row]})
     assert any(line.startswith("| LSTM bidir | bfloat16 | training | 128 | 64 | 512 |")
                for line in lines), lines
+    # An inference step over the exchange floor measured at its partition.
+    point = {"cell": "LSTM", "dtype": "float16", "mode": "inference", "T": 1024, "B": 16,
+             "H": 768, "persistent_ms": 1.536, "us_per_step": 1.5, "path": "persistent-cluster",
+             "plan": {"tier": "cluster", "P": 16, "R": 2}, "status": "OK"}
+    persist = {"points": [point, {**point, "mode": "training", "us_per_step": 4.0}],
+               "cluster_exchange": [{"H": 768, "B": 16, "S": 16, "R": 1, "ns_per_step": 900.0, "ok": True},
+                                    {"H": 768, "B": 16, "S": 16, "R": 2, "ns_per_step": 600.0, "ok": True}],
+               "exchange": [{"H": 768, "B": 16, "P": 16, "ns_per_step": 2000.0, "ok": True}]}
+    assert gpu_check_report.exchange_floor_ns(persist, point) == 600.0
+    assert gpu_check_report.exchange_floor_ns(persist, {**point, "plan": {"tier": "grid", "P": 16}}) == 2000.0
+    assert gpu_check_report.exchange_floor_ns(persist, {**point, "B": 64}) is None
+    rows = [ln for ln in gpu_check_report.persist_section(persist) if ln.startswith("| LSTM |")]
+    assert "| 1.50 | 2.50 | persistent-cluster |" in rows[0] and "| 4.00 | - |" in rows[1], rows
 
 
 def test_persist_check_exchange_configurations_are_ones_the_benches_run():
