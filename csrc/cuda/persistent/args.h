@@ -119,6 +119,31 @@ struct PersistClusterLaunch {
   int directions;
 };
 
+// Kernel parameters are passed by value: at most 32764 bytes (CUDA >= 12.1
+// on Volta and later; the schedules make them ~4.5 KB, past the older 4 KB).
+static_assert(sizeof(PersistFwdLaunch) <= 32764 && sizeof(PersistBwdLaunch) <= 32764 &&
+                  sizeof(PersistClusterLaunch) <= 32764 && sizeof(PersistArgs) <= 32764,
+              "a persistent kernel's parameters exceed the 32764-byte limit");
+
+// Lets `kernel` take up to the device's opt-in dynamic shared memory. The
+// attribute is per kernel and process-wide: set to each launch's own size,
+// another host thread launching the same kernel with a larger size between
+// our set and its launch would fail. A higher limit changes nothing else
+// (occupancy and the launch use the size they are given).
+template <typename Kernel>
+cudaError_t allow_optin_smem(Kernel kernel) {
+  int device = 0, optin = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (err != cudaSuccess) return err;
+  cudaFuncAttributes fa{};
+  err = cudaFuncGetAttributes(&fa, kernel);
+  if (err != cudaSuccess) return err;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              optin - static_cast<int>(fa.sharedSizeBytes));
+}
+
 // Launch the cluster kernel on `stream` with cudaLaunchKernelEx and the
 // cluster dimension attribute (directions x cluster_grid() CTAs). Returns
 // cudaErrorNotSupported (launching nothing) when this build has no sm_90

@@ -71,8 +71,7 @@ cudaError_t launch_persist_cluster_exchange(const PersistClusterArgs& a, size_t 
   cudaError_t err = cudaFuncGetAttributes(&fa, kernel);
   if (err != cudaSuccess) return err;
   if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return cudaErrorNotSupported;
-  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem));
+  err = allow_optin_smem(kernel);
   if (err != cudaSuccess) return err;
   if (a.part.cluster > kPortableClusterCtas) {
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);

@@ -239,8 +239,7 @@ cudaError_t cluster_prepare(int cluster, size_t smem, cudaLaunchConfig_t& cfg,
   cudaError_t err = cudaFuncGetAttributes(&fa, kernel);
   if (err != cudaSuccess) return err;
   if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return cudaErrorNotSupported;
-  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem));
+  err = allow_optin_smem(kernel);
   if (err != cudaSuccess) return err;
   if (cluster > kPortableClusterCtas) {
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);

@@ -39,17 +39,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_exchange_kernel(const Per
 
 cudaError_t launch_persist_exchange(const PersistArgs& a, size_t smem, int sms,
                                     cudaStream_t stream) {
-  const auto kernel = persist_exchange_kernel;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
-  if (err != cudaSuccess) return err;
-  int per_sm = 0;
-  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem);
-  if (err != cudaSuccess) return err;
-  if (per_sm < 1 || a.part.grid() > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
-  void* params[] = {const_cast<PersistArgs*>(&a)};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(a.part.grid()),
-                                     dim3(kThreads), params, smem, stream);
+  return launch_cooperative(persist_exchange_kernel, a, a.part.grid(), smem, sms, stream);
 }
 
 }  // namespace persist

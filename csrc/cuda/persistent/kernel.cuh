@@ -179,26 +179,35 @@ __global__ void __launch_bounds__(kThreads, 1) persist_fwd_fma_kernel(const Pers
 
 // A cooperative launch of `kernel` (one of the persistent grid kernels) on
 // `stream`, or cudaErrorCooperativeLaunchTooLarge (nothing launched) when its
-// grid cannot be co-resident on `sms` SMs at this shared-memory size.
+// grid cannot be co-resident on `sms` SMs at this shared-memory size. Through
+// cudaLaunchKernelEx with the cooperative attribute, which the runtime
+// documents as valid for graph nodes: under stream capture it records a
+// cooperative kernel node.
 template <typename Args>
 cudaError_t launch_cooperative(void (*kernel)(const Args), const Args& a, int grid, size_t smem,
                                int sms, cudaStream_t stream) {
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
+  cudaError_t err = allow_optin_smem(kernel);
   if (err != cudaSuccess) return err;
   int per_sm = 0;
   err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem);
   if (err != cudaSuccess) return err;
   if (per_sm < 1 || grid > per_sm * sms) return cudaErrorCooperativeLaunchTooLarge;
-  void* params[] = {const_cast<Args*>(&a)};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid),
-                                     dim3(kThreads), params, smem, stream);
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeCooperative;
+  attr.val.cooperative = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(grid));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, a);
 }
 
 template <typename Args>
 cudaError_t blocks_per_sm(void (*kernel)(const Args), size_t smem, int* blocks) {
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
+  const cudaError_t err = allow_optin_smem(kernel);
   if (err != cudaSuccess) return err;
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, kernel, kThreads, smem);
 }
