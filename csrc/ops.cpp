@@ -128,7 +128,7 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "int proj_size, int packed_runs, bool allow_tf32, int[] device, bool build_grid, "
-      "bool build_cluster, bool backward=False, int directions=1) -> str");
+      "bool build_cluster, bool backward=False, int directions=1, bool slice_push=True) -> str");
   m.def(
       "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes, "
       "bool backward=False) "
@@ -145,16 +145,18 @@ TORCH_LIBRARY(rnnfuse, m) {
       "int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False) "
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   // The CPU emulator of the cluster tier's kernel and its mbarrier protocol (tests only);
-  // cluster: the most CTAs per cluster (the partition may use fewer).
+  // cluster: the most CTAs per cluster (the partition may use fewer); slice_push: the
+  // kernel's pipelined push (cluster_layout.h), else every word at the step's end.
   m.def(
       "persistent_emulate_cluster_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
-      "int elem_bytes, int seed, int fault=0) "
+      "int elem_bytes, int seed, int fault=0, bool slice_push=True) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "persistent_emulate_cluster_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
-      "int elem_bytes, int seed, int fault=0) -> (Tensor y, Tensor h_n, Tensor workspace)");
+      "int elem_bytes, int seed, int fault=0, bool slice_push=True) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "persistent_emulate_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
       "Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "

@@ -85,18 +85,29 @@ def test_bitwise_equal_to_the_grid_tier(mode, dtype, cluster_tier, monkeypatch):
     packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
     plans = {}
     outs = {}
-    for tier in ("grid", "cluster"):
+    # The cluster tier with its pipelined push and with every push at the
+    # step's end (RNNFUSE_CLUSTER_PUSH=step): when peers may read h changes,
+    # never what they read.
+    for name, tier, push in (("grid", "grid", None), ("cluster", "cluster", None),
+                             ("cluster-step-push", "cluster", "step")):
         monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", tier)
+        if push is None:
+            monkeypatch.delenv("RNNFUSE_CLUSTER_PUSH", raising=False)
+        else:
+            monkeypatch.setenv("RNNFUSE_CLUSTER_PUSH", push)
         with tf32(True), torch.no_grad():  # fp32 runs as TF32 on both tiers
-            plans[tier] = path(mode, dtype, 200, 24, 40)
-            assert plans[tier]["path"] == f"persistent-{tier}", plans[tier]
-            outs[tier] = [_run(model, x), _run(model, packed)]
+            plans[name] = path(mode, dtype, 200, 24, 40)
+            assert plans[name]["path"] == f"persistent-{tier}", plans[name]
+            outs[name] = [_run(model, x), _run(model, packed)]
     assert plans["grid"]["plan"]["J"] == plans["cluster"]["plan"]["J"]
-    for a, b in zip(outs["grid"], outs["cluster"]):
-        for u, v in zip(a, b):
-            u = u.data if hasattr(u, "batch_sizes") else u
-            v = v.data if hasattr(v, "batch_sizes") else v
-            assert torch.equal(u, v), f"grid and cluster tiers differ: {base.where(u != v)}"
+    assert plans["cluster"]["plan"]["push"] == "slice"
+    assert plans["cluster-step-push"]["plan"]["push"] == "step"
+    for name in ("cluster", "cluster-step-push"):
+        for a, b in zip(outs["grid"], outs[name]):
+            for u, v in zip(a, b):
+                u = u.data if hasattr(u, "batch_sizes") else u
+                v = v.data if hasattr(v, "batch_sizes") else v
+                assert torch.equal(u, v), f"grid tier and {name} differ: {base.where(u != v)}"
 
 
 def test_bitwise_deterministic(cluster_tier):
@@ -199,6 +210,13 @@ def test_unknown_tier_is_an_error(monkeypatch):
     monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "clusters")
     with pytest.raises(RuntimeError, match="RNNFUSE_PERSISTENT_TIER"):
         path("LSTM", BF16, 256, 16, 50)
+
+
+def test_unknown_push_mode_is_an_error(monkeypatch):
+    monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
+    monkeypatch.setenv("RNNFUSE_CLUSTER_PUSH", "eventually")
+    with pytest.raises(RuntimeError, match="RNNFUSE_CLUSTER_PUSH"):
+        path("LSTM", BF16, 64, 8, 10)
 
 
 def test_never_on_gpus_without_clusters(monkeypatch):

@@ -9,7 +9,10 @@ st.async is a message delivered at a random later moment; a phase
 completes only when its arrival came and all its declared bytes landed; a
 message must land in the phase it was meant for and never in a buffer its
 destination still has to read; every h element read must be the previous
-step's. Float64 runs prove the decomposition exactly; every dtype must equal
+step's. A CTA's step runs bracket by bracket (the kernel's code between
+barriers), so the pipelined push (each slice's h sent while later slices
+compute) is interleaved with the peers' steps and deliveries as on a GPU;
+both push modes are proven. Float64 runs prove the decomposition exactly; every dtype must equal
 the grid emulator bit for bit (the cluster kernel computes each slice with
 the grid kernel's functions), which test_persistent_emulator.py ties to the
 float64 reference.
@@ -25,12 +28,13 @@ from test_persistent_emulator import BF16, F16, F32, F64, emulate, make_inputs, 
 OPS = torch.ops.rnnfuse
 
 
-def cemu(cell, a, reverse, J, R, S, eb, seed=0, fault=0):
+def cemu(cell, a, reverse, J, R, S, eb, seed=0, fault=0, slice_push=True):
     if cell == "LSTM":
         return OPS.persistent_emulate_cluster_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"],
-                                                   reverse, True, J, R, S, eb, seed, fault)
+                                                   reverse, True, J, R, S, eb, seed, fault,
+                                                   slice_push)
     return OPS.persistent_emulate_cluster_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], reverse,
-                                              True, J, R, S, eb, seed, fault)
+                                              True, J, R, S, eb, seed, fault, slice_push)
 
 
 # (J, R, S, elem_bytes): units per slice, replicas, the most CTAs per
@@ -54,18 +58,75 @@ def _close(exp, got, tol, what):
         assert err <= tol, f"{what} out{k}: {err:.3e}"
 
 
+@pytest.mark.parametrize("slice_push", [True, False], ids=["slice-push", "step-push"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
-def test_float64_decomposition_equals_the_spec(cell, packed, reverse):
+def test_float64_decomposition_equals_the_spec(cell, packed, reverse, slice_push):
     for i, (H, B, T) in enumerate(SHAPES):
         a = make_inputs(cell, F64, H, B, T, packed, seed=i)
         exp = spec(cell, a, reverse)
         for J, R, S, eb in PARTITIONS[cell]:
             if R > B:
                 continue
-            _close(exp, cemu(cell, a, reverse, J, R, S, eb, seed=i), 1e-12,
+            _close(exp, cemu(cell, a, reverse, J, R, S, eb, seed=i, slice_push=slice_push), 1e-12,
                    f"H{H} B{B} T{T} J{J} R{R} S{S} eb{eb}")
+
+
+@pytest.mark.parametrize("H, S", [(40, 4), (80, 4), (60, 2)])
+def test_pipelined_push_of_words_that_straddle_slices(H, S):
+    """GRU with 5 bf16 units (10 bytes) per slice: a slice ends mid-word, so
+    the word it shares with the next slice must leave with the next one
+    (earlier, the emulator reports h pushed before it was computed; never,
+    a deadlock). Several chunks of rows (B=70 in one replica)."""
+    a = make_inputs("GRU", F64, H, 70, 5, packed=True, seed=H)
+    exp = spec("GRU", a, True)
+    for seed in range(3):
+        _close(exp, cemu("GRU", a, True, 5, 1, S, 2, seed=seed), 1e-12, f"H{H} S{S}")
+
+
+def shrinking_batch(H, B, T, seed):
+    """LSTM inputs whose batch shrinks from B to 8 rows after the first
+    step: at every later step the continuing rows all lie in the first chunk
+    of 32 while the last chunk is still read."""
+    a = make_inputs("LSTM", F64, H, B, T, packed=False, seed=seed)
+    bs = torch.tensor([B] + [8] * (T - 1), dtype=torch.long)
+    a["x"] = torch.randn(int(bs.sum()), 4 * H, generator=torch.Generator().manual_seed(seed),
+                         dtype=F64)
+    a["bs"] = bs
+    return a
+
+
+def test_pipelined_push_sends_the_last_slice_after_the_last_chunk():
+    """A chunk's last slice sent once that chunk is done (fault 7) lets a
+    peer complete its phase and push the next step into a buffer this CTA
+    is still reading in a later chunk: the emulator must report it, and the
+    kernel's order (every chunk's last slice at the step's end) must pass."""
+    a = shrinking_batch(64, 70, 6, seed=21)
+    exp = spec("LSTM", a, False)
+    for seed in range(4):
+        _close(exp, cemu("LSTM", a, False, 8, 1, 4, 2, seed=seed), 1e-12, "kernel order")
+    caught = 0
+    for seed in range(16):  # the race needs a peer to run ahead: most schedules show it
+        try:
+            cemu("LSTM", a, False, 8, 1, 4, 2, seed=seed, fault=7)
+        except RuntimeError as e:
+            assert "write after read" in str(e), str(e)
+            caught += 1
+    print(f"fault 7 caught in {caught} of 16 schedules")
+    assert caught >= 4
+
+
+@pytest.mark.parametrize("dtype", [BF16, F32], ids=str)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_push_modes_agree_to_the_bit(cell, dtype):
+    """Where h goes out changes when peers may read it, never what they read."""
+    eb = 4 if dtype == F32 else 2
+    J = 8 if cell == "LSTM" else 10
+    a = make_inputs(cell, dtype, 96, 40, 7, packed=True, seed=11)
+    for x, y in zip(cemu(cell, a, True, J, 2, 4, eb, seed=1),
+                    cemu(cell, a, True, J, 2, 4, eb, seed=2, slice_push=False)):
+        assert torch.equal(x, y)
 
 
 @pytest.mark.parametrize("dtype", [F16, BF16, F32, F64], ids=str)
@@ -93,22 +154,30 @@ def test_delivery_order_does_not_change_a_bit(cell):
             assert torch.equal(x, y)
 
 
-# The checker's own tests: each broken protocol must be reported.
-@pytest.mark.parametrize("fault, error", [
-    (1, "protocol violation"),                # no wait: stale h is read
-    (2, "protocol violation|deadlock"),       # one row too few bytes: the phase ends early (or,
-                                              # if every byte landed first, never: tx-count < 0)
-    (3, "protocol violation"),                # one buffer: a peer overwrites h still to be read
-    (4, "deadlock"),                          # a peer left out: the phase never completes
-    (5, "deadlock"),                          # the CTA's own bytes expected too
-], ids=["no-wait", "one-row-short", "single-buffer", "peer-skipped", "own-bytes-expected"])
+# The checker's own tests: each broken protocol must be reported, under
+# both push modes (fault 6 breaks the pipelined push only).
+FAULTS = [
+    (1, "protocol violation", "no-wait"),          # stale h is read
+    (2, "protocol violation|deadlock", "one-row-short"),  # the phase ends early (or, if every
+                                                   # byte landed first, never: tx-count < 0)
+    (3, "protocol violation", "single-buffer"),    # a peer overwrites h still to be read
+    (4, "deadlock", "peer-skipped"),               # the phase never completes
+    (5, "deadlock", "own-bytes-expected"),         # the CTA's own bytes expected too
+    (6, "not computed", "slice-pushed-early"),     # a slice pushed before the barrier after
+                                                   # its gate math: stale h would travel
+]
+
+
+@pytest.mark.parametrize("fault, error, slice_push", [
+    pytest.param(f, e, push, id=f"{name}-{'slice' if push else 'step'}-push")
+    for f, e, name in FAULTS for push in (True, False) if push or f != 6])
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
-def test_a_broken_protocol_is_caught(cell, fault, error):
+def test_a_broken_protocol_is_caught(cell, fault, error, slice_push):
     a = make_inputs(cell, F64, 40, 9, 5, packed=False, seed=4)
     J = 8 if cell == "LSTM" else 10
     for seed in range(3):
         with pytest.raises(RuntimeError, match=error):
-            cemu(cell, a, False, J, 1, 4, 2, seed=seed, fault=fault)
+            cemu(cell, a, False, J, 1, 4, 2, seed=seed, fault=fault, slice_push=slice_push)
 
 
 @pytest.mark.parametrize("eb", [2, 4])

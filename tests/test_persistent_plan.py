@@ -44,9 +44,9 @@ H100_CLUSTERS = device(max_clusters=16, max_clusters16=7)
 
 
 def plan(cell="LSTM", dtype=BF16, H=768, B=16, T=1024, proj=0, runs=1, tf32=True, dev=H100,
-         grid=True, cluster=False, backward=False, directions=1):
+         grid=True, cluster=False, backward=False, directions=1, slice_push=True):
     out = json.loads(OPS.persistent_plan(cell, dtype, H, B, T, proj, runs, tf32, dev, grid,
-                                         cluster, backward, directions))
+                                         cluster, backward, directions, slice_push))
     print(cell, dtype, H, B, out)
     return out
 

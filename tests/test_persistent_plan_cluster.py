@@ -57,6 +57,7 @@ def check_cluster_plan(p, cell, dtype, H, B, dev):
     pairs = NG * math.ceil(KT / 8)
     assert p["w_frags"] == 2 * min(16, pairs) and p["w_smem_frags"] == 2 * max(0, pairs - 16)
     assert p["us_per_step"] > 0
+    assert p["push"] == "slice", "the pipelined push unless asked otherwise"
 
 
 @pytest.mark.parametrize("dtype", [F16, BF16], ids=str)
@@ -70,6 +71,41 @@ def test_issue_point_takes_the_cluster_tier(dtype):
     grid = plan(dtype=dtype, dev=H100C)
     check_grid_plan(grid, "LSTM", 768, 16, H100C)
     assert p["us_per_step"] < grid["us_per_step"]
+
+
+def push_us(p, B, eb):
+    """The model's DSMEM push of one step (plan.cpp: rows x words x 4 bytes
+    to each of P - 1 peers at 32 B per clock of 1.755 GHz)."""
+    rows = math.ceil(B / p["R"])
+    words = (p["NG"] * p["J"] * eb + 3) // 4
+    return rows * words * 4 * (p["P"] - 1) / (32 * 1.755e9) * 1e6
+
+
+@pytest.mark.parametrize("dtype", [F16, BF16, F32], ids=str)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_pipelined_push_is_modelled_no_slower(cell, dtype):
+    """RNNFUSE_CLUSTER_PUSH=step (slice_push False) plans the same
+    partitions with every push after the step; the pipelined push hides all
+    but the last slice's share behind later brackets, so its best plan is
+    never slower, and at the issue's point faster by most of the push."""
+    eb = 4 if dtype == F32 else 2
+    for H in (64, 256, 512, 768):
+        for B in (8, 16, 64):
+            fast = plan(cell, dtype, H, B, dev=H100C, grid=False, cluster=True)
+            slow = plan(cell, dtype, H, B, dev=H100C, grid=False, cluster=True, slice_push=False)
+            assert fast["tier"] == slow["tier"]
+            if fast["tier"] != "cluster":
+                continue
+            assert fast["push"] == "slice" and slow["push"] == "step"
+            assert fast["us_per_step"] <= slow["us_per_step"] + 1e-9, (H, B)
+    fast = plan(dtype=F16, dev=H100C, grid=False, cluster=True)
+    slow = plan(dtype=F16, dev=H100C, grid=False, cluster=True, slice_push=False)
+    assert {k: v for k, v in fast.items() if k not in ("push", "us_per_step")} == \
+        {k: v for k, v in slow.items() if k not in ("push", "us_per_step")}
+    saved = slow["us_per_step"] - fast["us_per_step"]
+    push = push_us(slow, 16, 2)
+    print(f"push {push:.3f} us, saved {saved:.3f} us")
+    assert 0.5 * push < saved < push
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])

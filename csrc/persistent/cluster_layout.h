@@ -21,6 +21,16 @@
 //   (s+1) & 1, completing bytes on the peer's mbarrier (s+1) & 1; before
 //   step s+1 it waits for that mbarrier's phase, having declared the bytes
 //   its peers send (expect_bytes). Only rows that continue (carry) travel.
+// - Pipelined push (slice_push): a slice's words go out as soon as every
+//   thread can see them (the bracket after its gate math), overlapping the
+//   later slices' MMAs; the last slice's words (of every chunk of rows)
+//   after the step's last barrier. A peer's phase still completes only with
+//   those bytes, which leave after every read of this CTA's current buffer,
+//   so the double buffer stays safe. (Sending a chunk's last slice after
+//   that chunk's brackets would not be: with a shrinking packed batch the
+//   continuing rows can all lie in an earlier chunk than the last one read;
+//   the emulator catches it.) Otherwise (slice_push = 0) all words at the
+//   step's end.
 #pragma once
 
 #include "layout.h"
@@ -37,6 +47,7 @@ struct ClusterPartition : Partition {
   int cluster;  // CTAs per cluster (the launch's cluster dimension)
   int hb_rows;  // rows of each h buffer: replica rows rounded up to an n-tile
   int chunk;    // batch rows per accumulation chunk (multiple of 8, <= kChunkRows)
+  int slice_push;  // 1: push each slice's words as they are ready; 0: all at the step's end
 
   RNNFUSE_PHD int cluster_grid() const { return cluster * replicas; }
   // A launch of one or both directions of a layer (a bidirectional layer's
@@ -73,9 +84,23 @@ struct ClusterPartition : Partition {
   // ---- exchange: CTA c sends each continuing row's units as 4-byte words
   // (16-byte vectors where aligned) to every other CTA of its cluster.
   RNNFUSE_PHD int push_words(int c, int eb) const { return (span(c) * eb + 3) / 4; }
-  RNNFUSE_PHD bool push_vec16(int c, int eb) const {
-    return (unit_begin(c) * eb) % 16 == 0 && push_words(c, eb) % 4 == 0;
+  // Pipelined push: words [push_word_begin, push_word_end) of CTA c's units
+  // are complete once its slice g is: the words its first g + 1 slices
+  // cover entirely (a word straddling two slices waits for the second), the
+  // last slice everything up to push_words (a pad element travels with it).
+  RNNFUSE_PHD int push_word_end(int c, int g, int eb) const {
+    if (g >= cta_slices(c) - 1) return push_words(c, eb);
+    return (g + 1) * units * eb / 4;
   }
+  RNNFUSE_PHD int push_word_begin(int c, int g, int eb) const {
+    return g == 0 ? 0 : push_word_end(c, g - 1, eb);
+  }
+  // Whether words [w0, w1) of CTA c's units can travel as 16-byte vectors:
+  // both ends on a 16-byte boundary of the row (rows are: h_pitch).
+  RNNFUSE_PHD bool range_vec16(int c, int w0, int w1, int eb) const {
+    return (unit_begin(c) * eb / 4 + w0) % 4 == 0 && (w1 - w0) % 4 == 0;
+  }
+
   // Bytes CTA c expects from its peers at a step with `rows` continuing rows.
   RNNFUSE_PHD uint32_t expect_bytes(int c, int rows, int eb) const {
     uint32_t words = 0;
@@ -107,7 +132,8 @@ RNNFUSE_PHD bool cluster_waits(const StepInfo& st, int carry_rows) {
 }
 
 RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int batch, int units,
-                                                    int replicas, int max_cluster, int elem_bytes) {
+                                                    int replicas, int max_cluster, int elem_bytes,
+                                                    bool slice_push = true) {
   ClusterPartition p{};
   p.gates = gates;
   p.hidden = hidden;
@@ -121,6 +147,7 @@ RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int b
   p.cluster = ceil_div(p.ctas, p.slices);
   p.hb_rows = ceil_div(p.max_replica_rows(), 8) * 8;
   p.chunk = p.hb_rows < kChunkRows ? p.hb_rows : kChunkRows;
+  p.slice_push = slice_push ? 1 : 0;
   return p;
 }
 

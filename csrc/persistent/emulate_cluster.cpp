@@ -2,7 +2,9 @@
 // / _gru): cluster_layout.h's decomposition and its mbarrier protocol, for
 // the tests. Every CTA of every cluster is a state machine (begin a step:
 // stage the next step's x_proj, fill joining rows from h0, declare the
-// expected bytes; wait for the mbarrier's phase; compute and push), and
+// expected bytes; wait for the mbarrier's phase; then one bracket at a time
+// as the kernel runs them between barriers: the pipelined push of an
+// earlier slice, a slice's MMAs, the previous slice's gate math), and
 // every st.async is a message in flight, delivered at a random later
 // moment: the scheduler picks, with a seeded generator, any runnable CTA or
 // any message. What it asserts:
@@ -47,8 +49,11 @@ struct ClusterEmuConfig {
   // Test hook, a deliberately broken protocol: 0 the kernel's; 1 no wait;
   // 2 one row fewer bytes expected; 3 one buffer (and mbarrier) for every
   // step; 4 a CTA skips its last peer; 5 the expected bytes include the
-  // CTA's own units.
+  // CTA's own units; 6 (slice_push) a slice leaves one bracket early, before
+  // the barrier after its gate math; 7 (slice_push) a chunk's last slice
+  // leaves after that chunk's brackets instead of at the step's end.
   int fault = 0;
+  bool slice_push = true;  // ClusterPartition::slice_push
 };
 
 
@@ -82,7 +87,7 @@ class ClusterEmulator {
       : pr_(pr), cfg_(cfg) {
     eb_ = cfg_.elem_bytes;
     p_ = make_cluster_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
-                                cfg_.max_cluster, eb_);
+                                cfg_.max_cluster, eb_, cfg_.slice_push);
     const char* bad = cluster_partition_error(p_, eb_);
     TORCH_CHECK(bad == nullptr, "emulator: the cluster kernel cannot run this partition: ", bad);
     TORCH_CHECK(encode_schedule(steps, n_rows, cfg_.reverse, sched_), "emulator: more than ",
@@ -169,6 +174,7 @@ class ClusterEmulator {
     int wait_buf = 0;
     int64_t wait_phase = 0;
     int32_t computed = -1;  // every step up to this one has finished reading its buffers
+    int q0 = 0, bracket = 0;  // the chunk and bracket the step's compute is at
     std::vector<double> reg;    // [warp][kRegPairs][kMTiles][32 * ae]
     std::vector<double> wsm;    // [smem fragment slot][32 * ae]
     std::vector<scalar_t> hb[2];
@@ -337,41 +343,59 @@ class ClusterEmulator {
     }
   }
 
+  // One bracket of the step (the kernel's code between two barriers); the
+  // step ends after the last chunk's last bracket, and only then has it
+  // finished reading its h buffer.
   void compute_step(Cta& cta) {
     const StepInfo st = cta.cur.cur;
     const int buf = buf_of(st.step), nxt = buf_of(st.step + 1);
     const int rows = p_.replica_rows(cta.r, st.bs);
     const int carry_rows = p_.replica_rows(cta.r, st.carry);
-    check_reads(cta, st, buf, rows, carry_rows);
+    const int next_rows = p_.replica_rows(cta.r, st.carry_next);
+    if (cta.q0 == 0 && cta.bracket == 0) check_reads(cta, st, buf, rows, carry_rows);
     const int NG = p_.cta_slices(cta.c), rp = p_.red_pitch(), fs = 32 * ae();
-    for (int q0 = 0; q0 < rows; q0 += p_.chunk) {
-      const int n_rows = std::min(p_.chunk, rows - q0), n_tiles = ceil_div(n_rows, 8);
-      for (int g = 0; g <= NG; ++g) {  // the kernel's brackets
-        if (g < NG) {
-          for (int w = 0; w < kWarps; ++w) {
-            typename Slice::Acc acc;
-            Slice::zero(acc);
-            for (int ks = 0; ks < p_.warp_ktiles(w); ++ks) {
-              const int pair = p_.w_pair(w, g, ks);
-              const double* a0 =
-                  pair < kRegPairs
-                      ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles) * fs]
-                      : &cta.wsm[size_t(p_.w_smem_index(w, pair, 0) / 32) * fs];
-              const double* a1 =
-                  pair < kRegPairs
-                      ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles + 1) * fs]
-                      : &cta.wsm[size_t(p_.w_smem_index(w, pair, 1) / 32) * fs];
-              Slice::mma_ktile(p_, a0, a1, cta.hb[buf].data(), pitch(), q0, p_.warp_ktile(w, ks),
-                               n_tiles, acc);
-            }
-            Slice::store_partials(acc, cta.red[g & 1].data(), w, n_tiles, rp);
-          }
+    const int q0 = cta.q0, g = cta.bracket;
+    const int n_rows = std::min(p_.chunk, rows - q0), n_tiles = ceil_div(n_rows, 8);
+    const int push_end = std::min(q0 + n_rows, next_rows);
+    const bool early = cfg_.fault == 6;
+    if (p_.slice_push && g >= (early ? 1 : 2)) push_slice(cta, st, nxt, q0, push_end, g - (early ? 1 : 2));
+    if (g < NG) {
+      for (int w = 0; w < kWarps; ++w) {
+        typename Slice::Acc acc;
+        Slice::zero(acc);
+        for (int ks = 0; ks < p_.warp_ktiles(w); ++ks) {
+          const int pair = p_.w_pair(w, g, ks);
+          const double* a0 =
+              pair < kRegPairs
+                  ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles) * fs]
+                  : &cta.wsm[size_t(p_.w_smem_index(w, pair, 0) / 32) * fs];
+          const double* a1 =
+              pair < kRegPairs
+                  ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles + 1) * fs]
+                  : &cta.wsm[size_t(p_.w_smem_index(w, pair, 1) / 32) * fs];
+          Slice::mma_ktile(p_, a0, a1, cta.hb[buf].data(), pitch(), q0, p_.warp_ktile(w, ks),
+                           n_tiles, acc);
         }
-        if (g > 0) epilogue(cta, st, g - 1, q0, n_rows, buf, nxt);
+        Slice::store_partials(acc, cta.red[g & 1].data(), w, n_tiles, rp);
       }
     }
+    if (g > 0) epilogue(cta, st, g - 1, q0, n_rows, buf, nxt);
+    // The barrier closing the bracket.
+    if (g < NG) {
+      cta.bracket = g + 1;
+      return;
+    }
+    if (cfg_.fault == 7) push_slice(cta, st, nxt, q0, push_end, NG - 1);
+    cta.bracket = 0;
+    cta.q0 = q0 + p_.chunk;
+    if (cta.q0 < rows) return;
+    cta.q0 = 0;
     cta.computed = st.step;
-    push(cta, st, nxt);
+    if (!p_.slice_push) {
+      push(cta, st, nxt, 0, next_rows, 0, p_.push_words(cta.c, eb_));
+    } else if (!early && cfg_.fault != 7) {  // every chunk's last slice: after the last read
+      push_slice(cta, st, nxt, 0, next_rows, NG - 1);
+    }
     cta.cur.advance(sched_);
     cta.state = State::Begin;
   }
@@ -401,30 +425,35 @@ class ClusterEmulator {
     }
   }
 
-  // st.async of this CTA's units of the continuing rows to every peer: one
-  // message per (peer, row), whole words (a pad element past H travels too).
-  void push(const Cta& cta, const StepInfo& st, int nxt) {
-    const int rows = p_.replica_rows(cta.r, st.carry_next);
-    if (rows == 0) return;
-    const int u0 = p_.unit_begin(cta.c), words = p_.push_words(cta.c, eb_);
-    const int elems = words * 4 / eb_;
+  // The words slice g of this CTA completes (cluster_layout.h).
+  void push_slice(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, int g) {
+    push(cta, st, nxt, n0, n1, p_.push_word_begin(cta.c, g, eb_), p_.push_word_end(cta.c, g, eb_));
+  }
+
+  // st.async of words [w0, w1) of this CTA's units, rows [n0, n1), to every
+  // peer: one message per (peer, row), whole words (a pad element past H
+  // travels too).
+  void push(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, int w0, int w1) {
+    if (n1 <= n0 || w1 <= w0) return;
+    const int k0 = p_.unit_begin(cta.c) + w0 * 4 / eb_, elems = (w1 - w0) * 4 / eb_;
     for (int qq = 0; qq < p_.cluster; ++qq) {
       if (qq == cta.c || (cfg_.fault == 4 && qq == (cta.c == p_.cluster - 1 ? 0 : p_.cluster - 1))) {
         continue;
       }
-      for (int n = 0; n < rows; ++n) {
+      for (int n = n0; n < n1; ++n) {
         Msg m;
         m.dest = cta.r * p_.cluster + qq;
         m.buf = nxt;
         m.step = st.step + 1;
         m.phase = phase_[size_t(cta.r) * n_steps_ + m.step];
         m.n = n;
-        m.k0 = u0;
-        m.bytes = words * 4;
-        const scalar_t* src = &cta.hb[nxt][size_t(n) * pitch() + u0];
+        m.k0 = k0;
+        m.bytes = (w1 - w0) * 4;
+        const scalar_t* src = &cta.hb[nxt][size_t(n) * pitch() + k0];
         for (int k = 0; k < elems; ++k) {
-          TORCH_CHECK(u0 + k >= p_.hidden || cta.tag[nxt][size_t(n) * pitch() + u0 + k] == st.step,
-                      "emulator: CTA ", cta.q, " pushes h it has not computed");
+          TORCH_CHECK(k0 + k >= p_.hidden || cta.tag[nxt][size_t(n) * pitch() + k0 + k] == st.step,
+                      "emulator: CTA ", cta.q, " pushes h it has not computed (step ", st.step,
+                      ", row ", n, ", unit ", k0 + k, ")");
           m.vals.push_back(src[k]);
         }
         flight_.push_back(std::move(m));
@@ -513,25 +542,28 @@ void gru_loop(const ClusterEmuConfig& cfg, const GruForward& f,
 }
 
 ClusterEmuConfig make_config(int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-                             int64_t seed, int64_t fault, bool reverse, at::ScalarType dtype) {
+                             int64_t seed, int64_t fault, bool reverse, at::ScalarType dtype,
+                             bool slice_push = true) {
   TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
   TORCH_CHECK(cluster >= 2 && cluster <= kMaxClusterCtas, "emulator: clusters of 2 to ",
               kMaxClusterCtas, " CTAs");
   const int64_t need = dtype == at::kFloat ? 4 : 2;
   TORCH_CHECK(dtype == at::kDouble ? (elem_bytes == 2 || elem_bytes == 4) : elem_bytes == need,
               "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
-  TORCH_CHECK(fault >= 0 && fault <= 5, "emulator: fault must be 0..5");
+  TORCH_CHECK(fault >= 0 && fault <= 7, "emulator: fault must be 0..7");
+  TORCH_CHECK(fault < 6 || slice_push, "emulator: faults 6 and 7 break the pipelined push");
   return ClusterEmuConfig{int(units), int(replicas), int(cluster), int(elem_bytes), reverse,
-                          static_cast<uint64_t>(seed), int(fault)};
+                          static_cast<uint64_t>(seed), int(fault), slice_push};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
-    int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, int64_t fault) {
+    int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, int64_t fault,
+    bool slice_push) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const ClusterEmuConfig cfg = make_config(units, replicas, cluster, elem_bytes, seed, fault,
-                                           reverse, x_proj.scalar_type());
+                                           reverse, x_proj.scalar_type(), slice_push);
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
                       [&](const LstmForward& f, const std::vector<Step>& steps) {
                         lstm_loop(cfg, f, steps);
@@ -542,10 +574,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-    int64_t seed, int64_t fault) {
+    int64_t seed, int64_t fault, bool slice_push) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const ClusterEmuConfig cfg = make_config(units, replicas, cluster, elem_bytes, seed, fault,
-                                           reverse, x_proj.scalar_type());
+                                           reverse, x_proj.scalar_type(), slice_push);
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
                      [&](const GruForward& f, const std::vector<Step>& steps) {
                        gru_loop(cfg, f, steps);

@@ -151,11 +151,11 @@ std::string Plan::describe() const {
                   "\"kk\": %d, \"KT\": %d, \"grid\": %d, \"hbuf_rows\": %d, \"chunk\": %d, "
                   "\"smem_bytes\": %lld, \"w_frags\": %d, \"w_smem_frags\": %d, "
                   "\"elem_bytes\": %d, \"math\": \"%s\", \"directions\": %d, "
-                  "\"us_per_step\": %.3f",
+                  "\"push\": \"%s\", \"us_per_step\": %.3f",
                   q.cluster, q.units, q.slices, q.ctas, q.replicas, kMTiles, q.kk, q.ktiles,
                   q.cluster_grid(), q.hb_rows, q.chunk, static_cast<long long>(smem_bytes), w_frags,
                   q.smem_pairs() * kMTiles, elem_bytes, elem_bytes == 4 ? "tf32" : "mma16",
-                  directions, us_per_step);
+                  directions, q.slice_push ? "slice" : "step", us_per_step);
     s += buf;
   } else if (tier != Tier::PerStep) {
     const Partition& q = part;
@@ -200,7 +200,11 @@ std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built
 // slice g-1's reduction and gate math; one barrier each), each as long as
 // the slowest of: the MMAs' throughput, their dependent chain (one warp's
 // k-tiles), the shared-memory W they stream, the epilogue; then the push of
-// the CTA's units to its peers.
+// the CTA's units to its peers. With the pipelined push only the last
+// slice's share waits after the last bracket (the rest flies while later
+// brackets compute, from the third on), unless the DSMEM bandwidth makes
+// the whole push longer than those brackets; issuing the stores is taken
+// as free ([I]: st.async returns at once).
 double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
   const int rows = p.max_replica_rows();
   const int chunks = ceil_div(rows, p.chunk);
@@ -212,7 +216,13 @@ double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
   const double bracket = std::fmax(std::fmax(mma, chain), std::fmax(w_smem, kEpilogueUs)) + kBarrierUs;
   const double push = double(rows) * p.push_words(0, elem_bytes) * 4 * (p.cluster - 1) /
                       kDsmemBandwidth * 1e6;
-  return kClusterHandoffUs + kStepFixedUs + chunks * (p.slices + 1) * bracket + push;
+  const double compute = chunks * (p.slices + 1) * bracket;
+  double exposed = push;
+  if (p.slice_push) {
+    const double tail = push / p.slices;  // every chunk's last slice, at the step's end
+    exposed = tail + std::fmax(0.0, push - tail - std::fmax(0.0, compute - 2 * bracket));
+  }
+  return kClusterHandoffUs + kStepFixedUs + compute + exposed;
 }
 
 Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
@@ -245,7 +255,8 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
       // concurrent; correctness does not: clusters never wait on each other).
       for (int R = 1; R <= 64 && R * prob.directions <= active; R *= 2) {
         if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
-        const ClusterPartition p = make_cluster_partition(G, prob.hidden, prob.batch, J, R, S, eb);
+        const ClusterPartition p =
+            make_cluster_partition(G, prob.hidden, prob.batch, J, R, S, eb, prob.slice_push);
         const char* bad = cluster_partition_error(p, eb);
         if (bad != nullptr) {
           invalid = bad;

@@ -47,6 +47,7 @@ struct Problem {
   int directions = 1;       // 2: both directions of a bidirectional layer in one launch
                             // (grid tier: twice the CTAs co-resident; cluster tier:
                             // twice the clusters, co-resident for the model's step)
+  bool slice_push = true;   // cluster tier: pipelined push (RNNFUSE_CLUSTER_PUSH=step: off)
 };
 
 // Which kernels the caller may use: the host passes cluster = true only

@@ -57,7 +57,8 @@ DeviceProps parse_device(at::IntArrayRef d) {
 std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t hidden,
                             int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
                             bool allow_tf32, at::IntArrayRef device, bool build_grid,
-                            bool build_cluster, bool backward, int64_t directions) {
+                            bool build_cluster, bool backward, int64_t directions,
+                            bool slice_push) {
   TORCH_CHECK(directions == 1 || directions == 2, "directions must be 1 or 2");
   Problem prob;
   prob.directions = int(directions);
@@ -69,6 +70,7 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
   prob.steps = int(steps);
   prob.proj_size = int(proj_size);
   prob.packed_runs = int(packed_runs);
+  prob.slice_push = slice_push;
   const Built built{build_grid, build_cluster};
   const DeviceProps dev = parse_device(device);
   return (backward ? make_bwd_plan(prob, dev, built) : make_plan(prob, dev, built)).describe();

@@ -12,7 +12,12 @@
 //      (slice.cuh) into one of two partial-sum tiles, while the previous
 //      slice's reduction and gate math run from the other (one barrier per
 //      slice); h goes to y and into this CTA's own next buffer;
-//   5. push this CTA's units of the continuing rows to every peer.
+//   5. push this CTA's units of the continuing rows to every peer: slice by
+//      slice, each in the bracket after the one that computed it (so the
+//      stores fly while later slices compute), the last slice's words of
+//      every chunk at the step's end; or all at the step's end
+//      (part.slice_push = 0). Either way a peer's phase completes only with
+//      bytes sent after this CTA's last read of its current buffer.
 // The cell state stays in shared memory for the whole sequence. On sm_80
 // the kernel is a trapping stub (never launched there).
 #pragma once
@@ -150,13 +155,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     cp_async_wait_prior();  // this step's x_proj (the next step's may still fly)
     __syncthreads();
     const E* xcur = xs + buf * xs_elems;
+    const int next_rows = p.replica_rows(r, st.carry_next);
 
     for (int q0 = 0; q0 < rows; q0 += p.chunk) {
       const int n_rows = min(p.chunk, rows - q0);
       const int n_tiles = ceil_div(n_rows, 8);
+      // This chunk's continuing rows of slice g's words, to every peer.
+      auto push_slice = [&](int g) {
+        cluster_push_range<E>(p, c, hnext, bars + nxt, q0, min(q0 + n_rows, next_rows),
+                              p.push_word_begin(c, g, eb), p.push_word_end(c, g, eb), pitch);
+      };
       // Bracket g: slice g's MMAs into tile g & 1, slice g-1's epilogue from
-      // the other tile; one barrier between brackets.
+      // the other tile; one barrier between brackets. Slice g-2's h is
+      // visible to every thread since the last barrier: it leaves first.
       for (int g = 0; g <= NG; ++g) {
+        if (p.slice_push && g >= 2) push_slice(g - 2);
         if (g < NG) {
           SliceAcc acc;
           zero_acc(acc);
@@ -210,8 +223,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         __syncthreads();
       }
     }
-    const int next_rows = p.replica_rows(r, st.carry_next);
-    if (next_rows > 0) cluster_push<E>(p, c, hnext, bars + nxt, next_rows, pitch);
+    // The last slice's words leave only now, after the step's last read of
+    // hcur (a later chunk still reads it after an earlier chunk's slices
+    // are done): they complete the peers' phase, so no peer can go on to
+    // write into hcur (its next-but-one step's buffer) while it is read.
+    if (p.slice_push) {
+      cluster_push_range<E>(p, c, hnext, bars + nxt, 0, next_rows, p.push_word_begin(c, NG - 1, eb),
+                            p.push_word_end(c, NG - 1, eb), pitch);
+    } else if (next_rows > 0) {
+      cluster_push<E>(p, c, hnext, bars + nxt, next_rows, pitch);
+    }
   }
   if constexpr (CELL == Cell::LSTM) {
     for (int i = tid; i < p.hb_rows * span; i += kThreads) {

@@ -144,6 +144,17 @@ Built forward_tiers() {
   return b;
 }
 
+// RNNFUSE_CLUSTER_PUSH: "slice" (unset: the default) sends each slice's h
+// to the peers as soon as it is ready; "step" sends all of it at the
+// step's end (cluster_layout.h), for comparing the two on a GPU.
+bool cluster_slice_push() {
+  const char* env = std::getenv("RNNFUSE_CLUSTER_PUSH");
+  const std::string mode = env != nullptr ? env : "";
+  TORCH_CHECK(mode.empty() || mode == "slice" || mode == "step",
+              "RNNFUSE_CLUSTER_PUSH must be 'slice' or 'step', got '", mode, "'");
+  return mode != "step";
+}
+
 int usable_sms(const DeviceProps& d) {
   return d.sm_available > 0 && d.sm_available < d.sm_count ? d.sm_available : d.sm_count;
 }
@@ -178,6 +189,7 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   prob.steps = static_cast<int>(steps);
   prob.proj_size = static_cast<int>(proj_size);
   prob.packed_runs = packed_runs;
+  prob.slice_push = cluster_slice_push();
   if (backward) return make_bwd_plan(prob, current_device_props());
   Built built = forward_tiers();
   built.cluster = built.cluster && allow_cluster;
