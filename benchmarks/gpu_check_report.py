@@ -210,10 +210,12 @@ def persist_section(persist: dict | None) -> list[str]:
     lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; x floor: "
               "an inference step over the exchange alone at the same partition (the issue: "
               "within 2x at B <= 16, H <= 1024); grid tier: the grid tier's time where the "
-              "planner picked the cluster tier:", "",
+              "planner picked the cluster tier; step push: the cluster tier with every push at "
+              "the step's end (RNNFUSE_CLUSTER_PUSH=step) instead of slice by slice, and "
+              "whether its outputs equal the pipelined push's to the bit:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
-              "us/step | x floor | path | grid tier | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "us/step | x floor | path | grid tier | step push | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
         floor = exchange_floor_ns(persist, r)
@@ -223,9 +225,23 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_fmt(r.get('cudnn_ms'))} | {_fmt(r.get('perstep_ms'))} | "
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
                      f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(over, '.2f')} | "
-                     f"{r.get('path', '-')} | {_fmt(r.get('grid_ms'))} | {r['status']} |")
+                     f"{r.get('path', '-')} | {_fmt(r.get('grid_ms'))} | "
+                     f"{_step_push(r)} | {r['status']} |")
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
     return lines
+
+
+def _step_push(row: dict) -> str:
+    """The step-push comparison of a persist_check point: its time and
+    whether it was bitwise equal ("-" where it did not run)."""
+    if "step_push_bitwise" not in row:
+        return "-"
+    same = row["step_push_bitwise"]
+    if same is True:
+        return f"{_fmt(row.get('step_push_ms'))} (bitwise equal)"
+    if same is False:
+        return f"{_fmt(row.get('step_push_ms'))} DIFFERS"
+    return str(same)[:60]
 
 
 def _read_json(path: Path) -> dict | None:

@@ -218,6 +218,27 @@ def tf32_off_for(dtype):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def step_push(run, ours, reps, shape) -> tuple[bool | str, float | None]:
+    """The cluster tier with every push at the step's end
+    (RNNFUSE_CLUSTER_PUSH=step) against the pipelined push it planned:
+    whether the outputs agree to the bit (they must: only when peers may
+    read h changes) and its time, or why it did not run."""
+    def outputs():
+        return [t for t in run(ours) if t is not None]
+    try:
+        pipelined = outputs()
+        os.environ["RNNFUSE_CLUSTER_PUSH"] = "step"
+        info = path_info(*shape)
+        if info["path"] != "persistent-cluster" or (info.get("plan") or {}).get("push") != "step":
+            return f"not planned: {info['path']} {info.get('plan')}", None
+        same = all(torch.equal(a, b) for a, b in zip(pipelined, outputs()))
+        return same, time_ms(lambda: run(ours), reps)
+    except Exception as e:  # noqa: BLE001 - the point's own rows must survive
+        return f"error: {type(e).__name__}: {e}", None
+    finally:
+        os.environ.pop("RNNFUSE_CLUSTER_PUSH", None)
+
+
 def point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     with tf32_off_for(dtype):
         return _point(cell, dtype, H, B, T, bidir, reps)
@@ -261,6 +282,9 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
         if status == "OK":
             with bidir_one_op(bidir):
                 row["persistent_ms"] = time_ms(lambda: run(ours), reps)
+                if row["path"] == "persistent-cluster":
+                    row["step_push_bitwise"], row["step_push_ms"] = step_push(
+                        run, ours, reps, (cell, dtype, H, B, T, bidir))
             row["speedup_vs_cudnn"] = row["cudnn_ms"] / row["persistent_ms"]
             row["us_per_step"] = row["persistent_ms"] * 1e3 / T
         if row["path"] == "persistent-cluster":  # the grid tier at the same point, for comparison
@@ -280,7 +304,10 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
               f"per-step {row['perstep_ms']:.3f} ms, persistent "
               f"{row.get('persistent_ms', float('nan')):.3f} ms [{row['path']}] {row['status']}"
               + (f"; grid tier {row.get('grid_ms', float('nan')):.3f} ms {row.get('grid_status')}"
-                 if "grid_status" in row else ""), flush=True)
+                 if "grid_status" in row else "")
+              + (f"; push at the step's end {row.get('step_push_ms') or float('nan'):.3f} ms, "
+                 f"bitwise equal: {row['step_push_bitwise']}" if "step_push_bitwise" in row else ""),
+              flush=True)
         rows.append(row)
     return rows
 
@@ -350,7 +377,15 @@ def passed(result: dict) -> bool:
     return bool(not result["errors"] and all(r["ok"] for r in result["exchange"])
                 and all(r["ok"] for r in result["cluster_exchange"])
                 and result["points"] and all(r["status"] == "OK" for r in result["points"])
-                and all(r.get("grid_status", "OK") == "OK" for r in result["points"]))
+                and all(r.get("grid_status", "OK") == "OK" for r in result["points"])
+                and all(step_push_ok(r.get("step_push_bitwise", True)) for r in result["points"]))
+
+
+def step_push_ok(outcome) -> bool:
+    """A step-push comparison passes when bitwise equal or not planned (the
+    planner may prefer the grid tier then); different outputs or an error
+    fail the check."""
+    return outcome is True or (isinstance(outcome, str) and outcome.startswith("not planned"))
 
 
 def spawn_measure(argv, start: int, timeout: float):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -1229,6 +1230,73 @@ def test_persist_check_counts_the_launches_each_path_plans():
     assert gpu_check_report.exchange_floor_ns(persist, {**point, "B": 64}) is None
     rows = [ln for ln in gpu_check_report.persist_section(persist) if ln.startswith("| LSTM |")]
     assert "| 1.50 | 2.50 | persistent-cluster |" in rows[0] and "| 4.00 | - |" in rows[1], rows
+
+
+def test_persist_check_step_push_comparison_in_report_and_verdict():
+    """A cluster point's comparison with RNNFUSE_CLUSTER_PUSH=step: its time
+    and bitwise agreement in the report; outputs that differ fail the check
+    (the push mode must not change a bit), a mode not planned does not."""
+    from benchmarks import gpu_check_report, persist_check
+    point = {"cell": "LSTM", "dtype": "float16", "mode": "inference", "T": 1024, "B": 16,
+             "H": 768, "persistent_ms": 1.36, "us_per_step": 1.33, "path": "persistent-cluster",
+             "plan": {"tier": "cluster", "P": 16, "R": 2}, "status": "OK",
+             "step_push_bitwise": True, "step_push_ms": 1.53}
+    result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [point]}
+    rows = [ln for ln in gpu_check_report.persist_section(result) if ln.startswith("| LSTM |")]
+    assert "| 1.530 (bitwise equal) | OK |" in rows[0], rows
+    assert persist_check.passed(result)
+    differs = {**point, "step_push_bitwise": False}
+    assert not persist_check.passed({**result, "points": [differs]})
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [differs]})
+            if ln.startswith("| LSTM |")]
+    assert "DIFFERS" in rows[0], rows
+    unplanned = {**point, "step_push_bitwise": "not planned: persistent-grid", "step_push_ms": None}
+    assert persist_check.passed({**result, "points": [unplanned]})
+    failed = {**point, "step_push_bitwise": "error: RuntimeError: launch failed"}
+    assert not persist_check.passed({**result, "points": [failed]})
+    grid = {k: v for k, v in point.items() if not k.startswith("step_push")}
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [grid]})
+            if ln.startswith("| LSTM |")]
+    assert "| - | OK |" in rows[0], rows
+
+
+def test_persist_check_step_push_runs_both_modes_and_restores_the_environment(monkeypatch):
+    """step_push on fakes of the GPU calls: it compares the outputs under
+    RNNFUSE_CLUSTER_PUSH=step with the pipelined push's, says when the mode
+    was not planned, turns an exception into an error string (the point's
+    own rows survive it), and leaves the variable unset."""
+    from benchmarks import persist_check
+    monkeypatch.delenv("RNNFUSE_CLUSTER_PUSH", raising=False)
+    monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: (fn(), 2.5)[1])
+    plans = {"slice": "slice", "step": "step"}
+    monkeypatch.setattr(persist_check, "path_info", lambda *shape: {
+        "path": "persistent-cluster",
+        "plan": {"push": plans[os.environ.get("RNNFUSE_CLUSTER_PUSH", "slice")]}})
+    shape = ("LSTM", torch.float16, 768, 16, 1024, False)
+
+    def run_same(m):
+        return torch.ones(3), None
+
+    def run_mode(m):  # a kernel whose push mode changed the numbers
+        return torch.full((3,), 2.0 if os.environ.get("RNNFUSE_CLUSTER_PUSH") else 1.0), None
+
+    assert persist_check.step_push(run_same, None, 3, shape) == (True, 2.5)
+    assert persist_check.step_push(run_mode, None, 3, shape) == (False, 2.5)
+    assert "RNNFUSE_CLUSTER_PUSH" not in os.environ
+    plans["step"] = "slice"  # the planner ignored the variable
+    outcome, ms = persist_check.step_push(run_same, None, 3, shape)
+    assert outcome.startswith("not planned") and ms is None
+
+    def run_fails(m):
+        if os.environ.get("RNNFUSE_CLUSTER_PUSH"):
+            raise RuntimeError("cluster launch failed")
+        return torch.ones(3), None
+
+    plans["step"] = "step"
+    outcome, ms = persist_check.step_push(run_fails, None, 3, shape)
+    assert outcome == "error: RuntimeError: cluster launch failed" and ms is None
+    assert not persist_check.step_push_ok(outcome)
+    assert "RNNFUSE_CLUSTER_PUSH" not in os.environ
 
 
 def test_persist_check_exchange_configurations_are_ones_the_benches_run():
