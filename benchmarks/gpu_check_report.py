@@ -207,24 +207,32 @@ def persist_section(persist: dict | None) -> list[str]:
                          f"| {r['R']} | "
                          f"{_fmt(r.get('ns_per_step'), '.0f')} | "
                          f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
-    lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; x floor: "
+    lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; model: "
+              "the planner's modelled us per step of the persistent forward (inference rows; "
+              "to be compared with us/step, which also carries the input projection); x floor: "
               "an inference step over the exchange alone at the same partition (the issue: "
               "within 2x at B <= 16, H <= 1024); grid tier: the grid tier's time where the "
               "planner picked the cluster tier; step push: the cluster tier with every push at "
               "the step's end (RNNFUSE_CLUSTER_PUSH=step) instead of slice by slice, and "
               "whether its outputs equal the pipelined push's to the bit:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
-              "us/step | x floor | path | grid tier | step push | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "us/step | model | x floor | path | grid tier | step push | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
         floor = exchange_floor_ns(persist, r)
         over = (r["us_per_step"] * 1e3 / floor if floor and r.get("us_per_step")
                 and r["mode"] == "inference" else None)
+        # The planner's modelled forward step beside the measured one
+        # (inference only: a training step adds the backward and GEMMs).
+        model = ((r.get("plan") or {}).get("us_per_step")
+                 if r["mode"] == "inference" and str(r.get("path", "")).startswith("persistent")
+                 else None)
         lines.append(f"| {cell} | {r['dtype']} | {r['mode']} | {r['T']} | {r['B']} | {r['H']} | "
                      f"{_fmt(r.get('cudnn_ms'))} | {_fmt(r.get('perstep_ms'))} | "
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
-                     f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(over, '.2f')} | "
+                     f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(model, '.2f')} | "
+                     f"{_fmt(over, '.2f')} | "
                      f"{r.get('path', '-')} | {_fmt(r.get('grid_ms'))} | "
                      f"{_step_push(r)} | {r['status']} |")
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
