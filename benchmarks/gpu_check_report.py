@@ -192,20 +192,22 @@ def persist_section(persist: dict | None) -> list[str]:
     """The exchange floor and the issue's points (benchmarks/persist_check.py)."""
     if not persist:
         return ["No persistent-tier results (see the persist stage)."]
-    lines = ["Exchange alone (flags + h gather through L2, no math), grid tier, bf16:", "",
-             "| H | B | CTAs | ns/step | data |", "|---|---|---|---|---|"]
+    lines = ["Exchange alone (flags + h gather through L2, no math), grid tier, bf16; model: "
+             "the planner's latency model of the same exchange (its handoff, gather and push "
+             "terms are what these rows measure):", "",
+             "| H | B | CTAs | ns/step | model ns | data |", "|---|---|---|---|---|---|"]
     for r in persist.get("exchange", []):
         lines.append(f"| {r['H']} | {r['B']} | {r['P']} | {_fmt(r.get('ns_per_step'), '.0f')} | "
-                     f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
+                     f"{_model_ns(r)} | {'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
     cluster = persist.get("cluster_exchange", [])
     if cluster:
         lines += ["", "Exchange alone, cluster tier (mbarrier wait + st.async to every peer, "
                   "no math), bf16:", "", "| H | B | CTAs per cluster | slices per CTA | replicas | "
-                  "ns/step | data |", "|---|---|---|---|---|---|---|"]
+                  "ns/step | model ns | data |", "|---|---|---|---|---|---|---|---|"]
         for r in cluster:
             lines.append(f"| {r['H']} | {r['B']} | {r['S']} | {(r.get('plan') or {}).get('slices', '-')} "
                          f"| {r['R']} | "
-                         f"{_fmt(r.get('ns_per_step'), '.0f')} | "
+                         f"{_fmt(r.get('ns_per_step'), '.0f')} | {_model_ns(r)} | "
                          f"{'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
     lines += ["", "Points (T x B x H, input size H), ms; speed-up = cuDNN / persistent; model: "
               "the planner's modelled us per step of the persistent forward (inference rows; "
@@ -237,6 +239,12 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_step_push(r)} | {r['status']} |")
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
     return lines
+
+
+def _model_ns(row: dict) -> str:
+    """An exchange row's modelled ns per step (its bench plan's model_us)."""
+    us = (row.get("plan") or {}).get("model_us")
+    return _fmt(us * 1e3 if us else None, ".0f")
 
 
 def _step_push(row: dict) -> str:

@@ -1151,7 +1151,7 @@ def test_gpu_check_report_from_stage_records(tmp_path):
                     "status": "OK"}], "errors": []}))
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
     md = (out / "gpu_check_report.md").read_text()
-    assert "| 768 | 16 | 96 | 812 | ok |" in md
+    assert "| 768 | 16 | 96 | 812 | - | ok |" in md
     assert "| LSTM | float16 | inference | 1024 | 16 | 768 | 2.070 | 20.100 | 1.500 | 1.38 |" in md
     assert "No per-step results" in md
     (work / "steps.json").write_text(json.dumps({
@@ -1301,6 +1301,32 @@ def test_persist_check_step_push_runs_both_modes_and_restores_the_environment(mo
     assert "RNNFUSE_CLUSTER_PUSH" not in os.environ
 
 
+def test_exchange_benches_carry_the_models_step():
+    """Each exchange bench's plan carries the latency model's step for it
+    (plan.cpp's constants, [I]; written out here): grid, a flag handoff of
+    two L2 round trips plus 0.1 us, one round trip to gather all rows and
+    their bytes at 5.5 TB/s aggregate or one SM's 64 B/clk at 1.75 GHz;
+    cluster, a 0.25 us handoff, 0.05 us of the step's own barriers and CTA
+    0's words of every row to each peer at 32 B/clk of 1.755 GHz. The GPU
+    check's report sets them beside the measured ns, which calibrates them."""
+    from benchmarks import gpu_check_report, persist_check
+    for H, B, P in persist_check.EXCHANGE:
+        plan = persist_check.bench_plan(H, B, P, 1, cluster=False)
+        nbytes = B * H * 2
+        gather = 0.25 + max(nbytes * plan["grid"] / 5.5e12, nbytes / (64 * 1.75e9)) * 1e6
+        assert plan["model_us"] == pytest.approx(0.6 + gather, abs=2e-6), (H, B, P, plan)
+    for H, B, S, R in persist_check.CLUSTER_EXCHANGE:
+        plan = persist_check.bench_plan(H, B, S, R, cluster=True)
+        rows = math.ceil(B / R)
+        words = (min(plan["slices"] * 8, H) * 2 + 3) // 4
+        push = rows * words * 4 * (plan["ctas"] - 1) / (32 * 1.755e9) * 1e6
+        assert plan["model_us"] == pytest.approx(0.3 + push, abs=2e-6), (H, B, S, R, plan)
+    row = {"H": 768, "B": 16, "S": 16, "R": 2, "ns_per_step": 600.0, "ok": True,
+           "plan": persist_check.bench_plan(768, 16, 16, 2, cluster=True)}
+    lines = gpu_check_report.persist_section({"cluster_exchange": [row], "exchange": []})
+    assert "| 768 | 16 | 16 | 6 | 2 | 600 | 505 | ok |" in lines, lines
+
+
 def test_persist_check_exchange_configurations_are_ones_the_benches_run():
     """Every exchange the GPU check measures has a partition its bench
     accepts, with the CTAs the report names (a cluster of S CTAs each running
@@ -1317,6 +1343,7 @@ def test_persist_check_exchange_configurations_are_ones_the_benches_run():
         assert plan["grid"] == S * R
     plan = persist_check.bench_plan
     assert "2 <= ctas <= 16" in plan(768, 16, 17, 1, cluster=True)["error"]
+    assert "model_us" not in plan(768, 16, 17, 1, cluster=True)
     assert "replicas <= batch" in plan(768, 4, 8, 5, cluster=True)["error"]
     assert "min(hidden, 256)" in plan(768, 16, 257, 1, cluster=False)["error"]
     assert "min(hidden, 256)" in plan(8, 16, 9, 1, cluster=False)["error"]

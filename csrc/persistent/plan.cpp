@@ -102,14 +102,20 @@ void take_grid(Plan& best, const Partition& p, int eb, bool fma, int directions,
 // One step: flag handoff, the gather (rounds of hbuf_rows, bounded by the
 // aggregate L2 bandwidth and by one SM's share), the MMAs of an m_rows x K
 // slice, and per chunk the reduction + epilogue.
-double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
-                     int elem_bytes, bool fma) {
-  const int chunks = ceil_div(rows, kChunkRows);
+// The gather alone: one L2 round trip per round of hbuf_rows rows, then the
+// bytes at the aggregate L2 bandwidth or one SM's share, whichever is slower.
+double gather_us(int k_width, int grid, int rows, int hbuf_rows, int elem_bytes) {
   const int gathers = ceil_div(rows, hbuf_rows);
   const double bytes_cta = double(rows) * k_width * elem_bytes;
   const double bytes_all = bytes_cta * grid;
-  const double gather = gathers * kRoundTripUs +
-                        std::fmax(bytes_all / kL2Bandwidth, bytes_cta / kSmL2Bandwidth) * 1e6;
+  return gathers * kRoundTripUs +
+         std::fmax(bytes_all / kL2Bandwidth, bytes_cta / kSmL2Bandwidth) * 1e6;
+}
+
+double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
+                     int elem_bytes, bool fma) {
+  const int chunks = ceil_div(rows, kChunkRows);
+  const double gather = gather_us(k_width, grid, rows, hbuf_rows, elem_bytes);
   const double flops = 2.0 * m_rows * k_padded * (ceil_div(rows, 8) * 8);
   // TF32: half the 16-bit MMAs' rate.
   const double mma_rate = fma ? kFmaFlops : elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;
@@ -205,6 +211,15 @@ std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built
 // brackets compute, from the third on), unless the DSMEM bandwidth makes
 // the whole push longer than those brackets; issuing the stores is taken
 // as free ([I]: st.async returns at once).
+namespace {
+// CTA 0's units of every replica row to each of its peers at the assumed
+// DSMEM bandwidth (CTA 0 has the most units).
+double cluster_push_us(const ClusterPartition& p, int elem_bytes) {
+  return double(p.max_replica_rows()) * p.push_words(0, elem_bytes) * 4 * (p.cluster - 1) /
+         kDsmemBandwidth * 1e6;
+}
+}  // namespace
+
 double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
   const int rows = p.max_replica_rows();
   const int chunks = ceil_div(rows, p.chunk);
@@ -214,8 +229,7 @@ double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
   const double chain = p.warp_ktiles(0) * kMmaLatencyUs;
   const double w_smem = double(kWarps) * p.smem_pairs() * kMTiles * 512 / p.slices / kSmemBandwidth * 1e6;
   const double bracket = std::fmax(std::fmax(mma, chain), std::fmax(w_smem, kEpilogueUs)) + kBarrierUs;
-  const double push = double(rows) * p.push_words(0, elem_bytes) * 4 * (p.cluster - 1) /
-                      kDsmemBandwidth * 1e6;
+  const double push = cluster_push_us(p, elem_bytes);
   const double compute = chunks * (p.slices + 1) * bracket;
   double exposed = push;
   if (p.slice_push) {
@@ -409,6 +423,17 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
     if (prob.directions > 1) best.reason += " per direction";
   }
   return best;
+}
+
+// The exchange benches' step in the model: the grid bench waits for its
+// flags and gathers every row (its h buffer holds them all); the cluster
+// bench waits on its mbarrier and pushes everything at the step's end.
+double exchange_model_us(const ExchangeBenchPlan& b, bool cluster_tier) {
+  if (b.error != nullptr) return 0.0;
+  if (cluster_tier) return kClusterHandoffUs + kStepFixedUs + cluster_push_us(b.cluster, 2);
+  const Partition& p = b.grid;
+  const int rows = p.max_replica_rows();
+  return kFlagHandoffUs + gather_us(p.k_width(), p.grid(), rows, rows, 2);
 }
 
 ExchangeBenchPlan exchange_bench_plan(int hidden, int batch, int ctas, int replicas,

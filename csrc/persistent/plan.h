@@ -131,6 +131,9 @@ struct ExchangeBenchPlan {
 };
 ExchangeBenchPlan exchange_bench_plan(int hidden, int batch, int ctas, int replicas,
                                       bool cluster_tier);
+// Its modelled microseconds per step (the model's exchange terms alone), so
+// a GPU run of the benches measures them; 0 where the bench refuses it.
+double exchange_model_us(const ExchangeBenchPlan& b, bool cluster_tier);
 
 }  // namespace persist
 }  // namespace rnnfuse

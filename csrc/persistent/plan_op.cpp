@@ -79,7 +79,8 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
 // The exchange microbenchmarks' partition (plan.h exchange_bench_plan):
 // {"ctas": CTAs per replica (grid) or per cluster, "units": per CTA (grid)
 // or per slice (cluster), "slices": per CTA, "replicas", "grid": CTAs in
-// all, "error": null or why the bench refuses it}.
+// all, "model_us": the latency model's step, "error": null or why the bench
+// refuses it}.
 std::string persistent_exchange_bench_plan(int64_t hidden, int64_t batch, int64_t ctas,
                                            int64_t replicas, bool cluster) {
   const ExchangeBenchPlan b = exchange_bench_plan(int(hidden), int(batch), int(ctas),
@@ -92,7 +93,9 @@ std::string persistent_exchange_bench_plan(int64_t hidden, int64_t batch, int64_
     const int all = cluster ? b.cluster.cluster_grid() : b.grid.grid();
     out += "\"ctas\": " + std::to_string(per) + ", \"units\": " + std::to_string(units) +
            ", \"slices\": " + std::to_string(slices) + ", \"replicas\": " +
-           std::to_string(replicas) + ", \"grid\": " + std::to_string(all) + ", \"error\": null";
+           std::to_string(replicas) + ", \"grid\": " + std::to_string(all) +
+           ", \"model_us\": " + std::to_string(exchange_model_us(b, cluster)) +
+           ", \"error\": null";
   } else {
     out += "\"error\": \"" + std::string(b.error) + "\"";
   }
