@@ -147,7 +147,10 @@ def persistent_cases() -> list[Case]:
                Case("GRU", "bf16", 40, packed=True, layers=2, persistent=True, tier="cluster"),
                # Both directions' clusters in one launch (the bidirectional op).
                Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True,
-                    tier="cluster", one_op=True)]
+                    tier="cluster", one_op=True),
+               # Several slices per CTA (25 of 8 units): the pipelined push's
+               # stores issued between a slice's gate math and the next MMAs.
+               Case("LSTM", "bf16", 200, packed=True, persistent=True, tier="cluster")]
     return grid + cluster
 
 

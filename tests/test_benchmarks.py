@@ -1018,7 +1018,8 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "13 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "14 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "LSTM-bf16-H200-packed-persistent-cluster" in out  # several slices per CTA
     assert "GRU-bf16-H40-packed-bi-1op-persistent-cluster" in out  # both directions, one launch
     assert "LSTM-fp32-H520-packed-persistent-grid" in out  # the backward's K split
     assert "LSTM-bf16-H40-packed-bi-1op-persistent-grid" in out  # both directions, one launch

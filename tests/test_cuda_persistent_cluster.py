@@ -72,6 +72,29 @@ def test_parity_on_the_cluster_tier(case, cluster_tier):
     assert new_launches - launches == directions * (2 if backward else 1)
 
 
+# The pipelined push where it is hardest: packed (the batch shrinks, so the
+# continuing rows can all lie in an earlier chunk than the last one read),
+# several chunks of 32 rows per replica and at least 3 slices per CTA; GRU
+# fp32 with 10 words per slice (16-byte stores in the middle, words at the
+# ends).
+PUSH_CASES = [
+    _c("LSTM", BF16, 6, 600, 8, 384, packed=True, state=True),
+    _c("GRU", F32, 6, 600, 8, 200, packed=True, tf32=True),
+]
+
+
+@pytest.mark.parametrize("case", PUSH_CASES, ids=str)
+def test_pipelined_push_over_several_chunks(case, cluster_tier):
+    with tf32(case.tf32):
+        p = path(case.mode, case.dtype, case.H, case.B, case.T)
+    print(p)
+    assert p["path"] == "persistent-cluster", p
+    plan = p["plan"]
+    assert plan["push"] == "slice" and plan["NG"] >= 3, plan
+    assert -(-case.B // plan["R"]) > plan["chunk"], f"one chunk per replica: {plan}"
+    base.test_parity_with_reference_and_cudnn(case)
+
+
 @pytest.mark.parametrize("mode, dtype", [("LSTM", BF16), ("GRU", F16), ("LSTM", F32)])
 def test_bitwise_equal_to_the_grid_tier(mode, dtype, cluster_tier, monkeypatch):
     """The cluster kernel runs the grid kernel's slices with the same

@@ -95,10 +95,16 @@ struct ClusterPartition : Partition {
   RNNFUSE_PHD int push_word_begin(int c, int g, int eb) const {
     return g == 0 ? 0 : push_word_end(c, g - 1, eb);
   }
-  // Whether words [w0, w1) of CTA c's units can travel as 16-byte vectors:
-  // both ends on a 16-byte boundary of the row (rows are: h_pitch).
-  RNNFUSE_PHD bool range_vec16(int c, int w0, int w1, int eb) const {
-    return (unit_begin(c) * eb / 4 + w0) % 4 == 0 && (w1 - w0) % 4 == 0;
+  // The 16-byte-aligned middle [*v0, *v1) of words [w0, w1) of CTA c's
+  // units (rows are whole 16-byte units: h_pitch), sent as vectors; the
+  // words before and after it go one by one. Empty (*v0 = *v1 = w1) where
+  // no whole vector fits, so a slice of 10 words still sends 2 vectors.
+  RNNFUSE_PHD void vec16_span(int c, int w0, int w1, int eb, int* v0, int* v1) const {
+    const int row_word = unit_begin(c) * eb / 4;  // whole words: cluster_partition_error
+    const int a = w0 + (4 - (row_word + w0) % 4) % 4;
+    const int b = w1 - (row_word + w1) % 4;
+    *v0 = a < b ? a : w1;
+    *v1 = a < b ? b : w1;
   }
 
   // Bytes CTA c expects from its peers at a step with `rows` continuing rows.

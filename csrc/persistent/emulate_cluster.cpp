@@ -435,6 +435,7 @@ class ClusterEmulator {
   // travels too).
   void push(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, int w0, int w1) {
     if (n1 <= n0 || w1 <= w0) return;
+    check_vec16_span(cta.c, w0, w1);
     const int k0 = p_.unit_begin(cta.c) + w0 * 4 / eb_, elems = (w1 - w0) * 4 / eb_;
     for (int qq = 0; qq < p_.cluster; ++qq) {
       if (qq == cta.c || (cfg_.fault == 4 && qq == (cta.c == p_.cluster - 1 ? 0 : p_.cluster - 1))) {
@@ -459,6 +460,23 @@ class ClusterEmulator {
         flight_.push_back(std::move(m));
       }
     }
+  }
+
+  // The kernel sends the range's vec16_span as 16-byte stores: every vector
+  // must sit on a 16-byte boundary of the row (rows are whole 16 bytes) and
+  // inside the range, and the span must hold every whole aligned vector
+  // the range has (brute force), the rest going word by word.
+  void check_vec16_span(int c, int w0, int w1) const {
+    int v0 = 0, v1 = 0;
+    p_.vec16_span(c, w0, w1, eb_, &v0, &v1);
+    const int row_word = p_.unit_begin(c) * eb_ / 4;
+    int aligned = 0;
+    for (int k = w0; k + 4 <= w1; ++k) aligned += (row_word + k) % 4 == 0;
+    TORCH_CHECK(pitch() * eb_ % 16 == 0 && (p_.unit_begin(c) * eb_) % 4 == 0 && w0 <= v0 &&
+                    v0 <= v1 && v1 <= w1 && (v1 - v0) % 4 == 0 &&
+                    (v1 == v0 || (row_word + v0) % 4 == 0) && (v1 - v0) / 4 == aligned,
+                "emulator: CTA ", c, "'s 16-byte stores of words [", w0, ", ", w1, ") span [", v0,
+                ", ", v1, "), misaligned or not every whole vector");
   }
 
   void deliver(size_t i) {

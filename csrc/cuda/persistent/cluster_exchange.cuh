@@ -27,7 +27,8 @@ __device__ __forceinline__ void cluster_wait_step(uint64_t* bars, int buf, uint3
 // buffer `hbuf` ([hb_rows][pitch]), to the same place in every peer's
 // buffer, each store completing its bytes on the peer's copy of mbarrier
 // `bar`. Threads take consecutive words of one row for one peer (coalesced
-// DSMEM traffic); 16-byte vectors where the range allows. The caller has
+// DSMEM traffic); the range's 16-byte-aligned middle as vectors, the words
+// around it one by one (cluster_layout.h vec16_span). The caller has
 // synchronised the CTA after writing those words of `hbuf`.
 template <typename E>
 __device__ __forceinline__ void cluster_push_range(const ClusterPartition& p, int c,
@@ -39,25 +40,22 @@ __device__ __forceinline__ void cluster_push_range(const ClusterPartition& p, in
   const unsigned char* local = reinterpret_cast<const unsigned char*>(hbuf + p.unit_begin(c));
   const uint32_t base = smem_addr(local), bar_local = smem_addr(bar);
   const int row_bytes = pitch * eb;
-  if (p.range_vec16(c, w0, w1, eb)) {
-    const int vecs = (w1 - w0) / 4;
-    const int total = peers * rows * vecs;
-    for (int i = threadIdx.x; i < total; i += kThreads) {
-      const int v = i % vecs, t = i / vecs, n = n0 + t % rows;
-      int q = t / rows;
-      q += q >= c;  // peers: every rank but c
-      const int off = n * row_bytes + w0 * 4 + v * 16;
+  int v0, v1;
+  p.vec16_span(c, w0, w1, eb, &v0, &v1);
+  // Per (peer, row): the vectors, then the words before v0 and after v1.
+  const int vecs = (v1 - v0) / 4, head = v0 - w0, items = vecs + head + (w1 - v1);
+  const int total = peers * rows * items;
+  for (int i = threadIdx.x; i < total; i += kThreads) {
+    const int v = i % items, t = i / items, n = n0 + t % rows;
+    int q = t / rows;
+    q += q >= c;  // peers: every rank but c
+    if (v < vecs) {
+      const int off = n * row_bytes + (v0 + 4 * v) * 4;
       const uint4 val = *reinterpret_cast<const uint4*>(local + off);
       st_async_v4(mapa_shared(base + off, q), val, mapa_shared(bar_local, q));
-    }
-  } else {
-    const int words = w1 - w0;
-    const int total = peers * rows * words;
-    for (int i = threadIdx.x; i < total; i += kThreads) {
-      const int v = i % words, t = i / words, n = n0 + t % rows;
-      int q = t / rows;
-      q += q >= c;
-      const int off = n * row_bytes + (w0 + v) * 4;
+    } else {
+      const int k = v - vecs, word = k < head ? w0 + k : v1 + (k - head);
+      const int off = n * row_bytes + word * 4;
       const uint32_t val = *reinterpret_cast<const uint32_t*>(local + off);
       st_async_b32(mapa_shared(base + off, q), val, mapa_shared(bar_local, q));
     }

@@ -189,8 +189,8 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   prob.steps = static_cast<int>(steps);
   prob.proj_size = static_cast<int>(proj_size);
   prob.packed_runs = packed_runs;
-  prob.slice_push = cluster_slice_push();
   if (backward) return make_bwd_plan(prob, current_device_props());
+  prob.slice_push = cluster_slice_push();  // the forward's cluster tier only
   Built built = forward_tiers();
   built.cluster = built.cluster && allow_cluster;
   return make_plan(prob, current_device_props(), built);
