@@ -358,7 +358,8 @@ class ClusterEmulator {
     const int n_rows = std::min(p_.chunk, rows - q0), n_tiles = ceil_div(n_rows, 8);
     const int push_end = std::min(q0 + n_rows, next_rows);
     const bool early = cfg_.fault == 6;
-    if (p_.slice_push && g >= (early ? 1 : 2)) push_slice(cta, st, nxt, q0, push_end, g - (early ? 1 : 2));
+    const int lag = early ? 1 : 2;  // slice g - 2 is visible since the last barrier
+    if (p_.slice_push && g >= lag) push_slice(cta, st, nxt, q0, push_end, g - lag);
     if (g < NG) {
       for (int w = 0; w < kWarps; ++w) {
         typename Slice::Acc acc;
