@@ -392,10 +392,10 @@ class ClusterEmulator {
     if (cta.q0 < rows) return;
     cta.q0 = 0;
     cta.computed = st.step;
-    if (!p_.slice_push) {
-      push(cta, st, nxt, 0, next_rows, 0, p_.push_words(cta.c, eb_));
-    } else if (!early && cfg_.fault != 7) {  // every chunk's last slice: after the last read
-      push_slice(cta, st, nxt, 0, next_rows, NG - 1);
+    // Every chunk's last slice after the last read (all words without slice_push).
+    if (!early && cfg_.fault != 7) {
+      push(cta, st, nxt, 0, next_rows, p_.slice_push ? p_.push_word_begin(cta.c, NG - 1, eb_) : 0,
+           p_.push_words(cta.c, eb_));
     }
     cta.cur.advance(sched_);
     cta.state = State::Begin;

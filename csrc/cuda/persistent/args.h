@@ -144,6 +144,57 @@ cudaError_t allow_optin_smem(Kernel kernel) {
                               optin - static_cast<int>(fa.sharedSizeBytes));
 }
 
+// A launch configuration of `kernel` (a cluster kernel: the tier's or its
+// exchange bench) for clusters of `cluster` CTAs: its attributes set (the
+// opt-in shared memory; the non-portable size past 8 CTAs), one cluster in
+// cfg (cfg.attrs points at `attr`) and *active, the co-resident clusters
+// the occupancy API allows. cudaErrorNotSupported: this build has no sm_90
+// code for the kernel (PTX of older targets is a stub).
+template <typename Args>
+cudaError_t prepare_cluster_launch(void (*kernel)(const Args), int cluster, size_t smem,
+                                   cudaLaunchConfig_t& cfg, cudaLaunchAttribute& attr,
+                                   int* active) {
+  *active = 0;
+  cudaFuncAttributes fa{};
+  cudaError_t err = cudaFuncGetAttributes(&fa, kernel);
+  if (err != cudaSuccess) return err;
+  if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return cudaErrorNotSupported;
+  err = allow_optin_smem(kernel);
+  if (err != cudaSuccess) return err;
+  if (cluster > kPortableClusterCtas) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (err != cudaSuccess) return err;
+  }
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(cluster);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg = cudaLaunchConfig_t{};
+  cfg.gridDim = dim3(static_cast<unsigned>(cluster));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaOccupancyMaxActiveClusters(active, kernel, &cfg);
+}
+
+// `ctas` CTAs of `kernel` in clusters of `cluster` on `stream`, or
+// cudaErrorNotSupported (nothing launched) where the occupancy API allows
+// no such cluster now: the caller falls back.
+template <typename Args>
+cudaError_t launch_clusters(void (*kernel)(const Args), const Args& a, int cluster, int ctas,
+                            size_t smem, cudaStream_t stream) {
+  cudaLaunchConfig_t cfg;
+  cudaLaunchAttribute attr;
+  int active = 0;
+  const cudaError_t err = prepare_cluster_launch(kernel, cluster, smem, cfg, attr, &active);
+  if (err != cudaSuccess) return err;
+  if (active < 1) return cudaErrorNotSupported;
+  cfg.gridDim = dim3(static_cast<unsigned>(ctas));
+  cfg.stream = stream;
+  return cudaLaunchKernelEx(&cfg, kernel, a);
+}
+
 // Launch the cluster kernel on `stream` with cudaLaunchKernelEx and the
 // cluster dimension attribute (directions x cluster_grid() CTAs). Returns
 // cudaErrorNotSupported (launching nothing) when this build has no sm_90

@@ -66,35 +66,8 @@ int64_t cluster_exchange_smem(const ClusterPartition& p) {
 
 cudaError_t launch_persist_cluster_exchange(const PersistClusterArgs& a, size_t smem,
                                             cudaStream_t stream) {
-  const auto kernel = persist_cluster_exchange_kernel;
-  cudaFuncAttributes fa{};
-  cudaError_t err = cudaFuncGetAttributes(&fa, kernel);
-  if (err != cudaSuccess) return err;
-  if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return cudaErrorNotSupported;
-  err = allow_optin_smem(kernel);
-  if (err != cudaSuccess) return err;
-  if (a.part.cluster > kPortableClusterCtas) {
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    if (err != cudaSuccess) return err;
-  }
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = static_cast<unsigned>(a.part.cluster);
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(a.part.cluster));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  int active = 0;
-  err = cudaOccupancyMaxActiveClusters(&active, kernel, &cfg);
-  if (err != cudaSuccess) return err;
-  if (active < 1) return cudaErrorNotSupported;
-  cfg.gridDim = dim3(static_cast<unsigned>(a.part.cluster_grid()));
-  cfg.stream = stream;
-  return cudaLaunchKernelEx(&cfg, kernel, a);
+  return launch_clusters(persist_cluster_exchange_kernel, a, a.part.cluster, a.part.cluster_grid(),
+                         smem, stream);
 }
 
 }  // namespace persist

@@ -227,12 +227,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     // hcur (a later chunk still reads it after an earlier chunk's slices
     // are done): they complete the peers' phase, so no peer can go on to
     // write into hcur (its next-but-one step's buffer) while it is read.
-    if (p.slice_push) {
-      cluster_push_range<E>(p, c, hnext, bars + nxt, 0, next_rows, p.push_word_begin(c, NG - 1, eb),
-                            p.push_word_end(c, NG - 1, eb), pitch);
-    } else if (next_rows > 0) {
-      cluster_push<E>(p, c, hnext, bars + nxt, next_rows, pitch);
-    }
+    // (With slice_push = 0: all of this CTA's words.)
+    cluster_push_range<E>(p, c, hnext, bars + nxt, 0, next_rows,
+                          p.slice_push ? p.push_word_begin(c, NG - 1, eb) : 0, p.push_words(c, eb),
+                          pitch);
   }
   if constexpr (CELL == Cell::LSTM) {
     for (int i = tid; i < p.hb_rows * span; i += kThreads) {
@@ -247,56 +245,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// The kernel's attributes and a launch configuration of one cluster of
-// `cluster` CTAs (cfg.attrs points at `attr`); *active: co-resident
-// clusters the occupancy API allows. cudaErrorNotSupported: this build has
-// no sm_90 code for the kernel (PTX of older targets is the stub).
-template <typename E, Cell CELL>
-cudaError_t cluster_prepare(int cluster, size_t smem, cudaLaunchConfig_t& cfg,
-                            cudaLaunchAttribute& attr, int* active) {
-  const auto kernel = persist_cluster_kernel<E, CELL>;
-  *active = 0;
-  cudaFuncAttributes fa{};
-  cudaError_t err = cudaFuncGetAttributes(&fa, kernel);
-  if (err != cudaSuccess) return err;
-  if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return cudaErrorNotSupported;
-  err = allow_optin_smem(kernel);
-  if (err != cudaSuccess) return err;
-  if (cluster > kPortableClusterCtas) {
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    if (err != cudaSuccess) return err;
-  }
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = static_cast<unsigned>(cluster);
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cfg = cudaLaunchConfig_t{};
-  cfg.gridDim = dim3(static_cast<unsigned>(cluster));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  return cudaOccupancyMaxActiveClusters(active, kernel, &cfg);
-}
-
 template <typename E, Cell CELL>
 cudaError_t cluster_launch(const PersistClusterLaunch& a, size_t smem, cudaStream_t stream) {
-  cudaLaunchConfig_t cfg;
-  cudaLaunchAttribute attr;
-  int active = 0;
-  const cudaError_t err = cluster_prepare<E, CELL>(a.dir[0].part.cluster, smem, cfg, attr, &active);
-  if (err != cudaSuccess) return err;
-  if (active < 1) return cudaErrorNotSupported;  // refused now: the caller falls back
-  cfg.gridDim = dim3(static_cast<unsigned>(a.directions * a.dir[0].part.cluster_grid()));
-  cfg.stream = stream;
-  return cudaLaunchKernelEx(&cfg, persist_cluster_kernel<E, CELL>, a);
+  return launch_clusters(persist_cluster_kernel<E, CELL>, a, a.dir[0].part.cluster,
+                         a.directions * a.dir[0].part.cluster_grid(), smem, stream);
 }
 
 template <typename E, Cell CELL>
 cudaError_t cluster_max_active(int cluster, size_t smem, int* active) {
   cudaLaunchConfig_t cfg;
   cudaLaunchAttribute attr;
-  return cluster_prepare<E, CELL>(cluster, smem, cfg, attr, active);
+  return prepare_cluster_launch(persist_cluster_kernel<E, CELL>, cluster, smem, cfg, attr,
+                                active);
 }
 
 // One operand type's entry points (instantiated in persist_cluster_<type>.cu).
