@@ -488,6 +488,15 @@ inline void pack_bwd_pairs(const c10::BFloat16* w, int64_t k_dim, int64_t n, c10
 }
 #else
 constexpr bool kPairs = false;
+// Declared, never defined or called: the discarded `if constexpr (kPairs &&
+// ...)` branches below name them, and C++17 (torch < 2.12 builds extensions
+// as C++17; the GPU machine has torch 2.11) needs a declared template there.
+template <int NV, typename RowPtr, typename Epi>
+void gemm_rows_pairs(int64_t rows, const RowPtr& row, int64_t K, const c10::BFloat16* panel,
+                     const Epi& epi);
+template <int NV>
+void dot_gates_pairs(const c10::BFloat16* w, int64_t H, int64_t K, int64_t j0, int64_t n,
+                     const c10::BFloat16* a, Vectorized<float>* out);
 #endif
 
 // ------------------------------------------------------------- packing
