@@ -237,7 +237,50 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_fmt(over, '.2f')} | "
                      f"{r.get('path', '-')} | {_fmt(r.get('grid_ms'))} | "
                      f"{_step_push(r)} | {r['status']} |")
+    lines += sweep_section(persist.get("sweep", []))
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
+    return lines
+
+
+def sweep_section(rows: list[dict]) -> list[str]:
+    """The partition sweep (persist_check.SWEEPS): each pinned partition's
+    modelled and measured us per step, and per point and pass whether the
+    planner's choice was the fastest measured."""
+    if not rows:
+        return []
+    lines = ["", "Partition sweep: every partition the planner can make at these points, "
+             "pinned in turn (forward: inference; backward: training with the forward as "
+             "planned); model: the planner's us per step of the pinned pass; measured: the "
+             "call's time / T (it also carries the GEMMs and, in training, the forward); "
+             "each must give the same bits as the others of its pass (backward: of its "
+             "K split); *: the planner's choice:", "",
+             "| point | pass | tier | P | J | R | hb | ksplit | model us/step | measured us/step "
+             "| pin | status |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        p = r.get("plan") or {}
+        point = f"{r['cell']} {r['dtype']} H={r['H']} B={r['B']} T={r['T']}"
+        groups.setdefault((point, r["pass"]), []).append(r)
+        status = r["status"] + ("" if r.get("bitwise", True) else " (bits differ)")
+        lines.append(f"| {point} | {r['pass']}{' *' if r.get('chosen') else ''} | "
+                     f"{p.get('tier', '-')} | {p.get('P', '-')} | {p.get('J', '-')} | "
+                     f"{p.get('R', '-')} | {p.get('hbuf_rows', '-')} | {p.get('ksplit', '-')} | "
+                     f"{_fmt(p.get('us_per_step'), '.3f')} | {_fmt(r.get('us_per_step'), '.3f')} | "
+                     f"{r.get('pin', '-')} | {status[:80]} |")
+    lines.append("")
+    for (point, pass_), group in groups.items():
+        timed = [r for r in group if r.get("us_per_step")]
+        chosen = [r for r in timed if r.get("chosen")]
+        if not timed or not chosen:
+            lines.append(f"- {point} {pass_}: the planner's choice was not timed")
+            continue
+        fastest = min(timed, key=lambda r: r["us_per_step"])
+        c = chosen[0]
+        lines.append(f"- {point} {pass_}: the planner's choice {c['us_per_step']:.3f} us/step; "
+                     + ("the fastest measured" if fastest is c else
+                        f"fastest measured {fastest['us_per_step']:.3f} ({fastest['pin']}, "
+                        f"{c['us_per_step'] / fastest['us_per_step']:.2f}x faster)")
+                     + f"; {len(timed)} of {len(group)} partitions timed")
     return lines
 
 

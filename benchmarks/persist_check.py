@@ -21,7 +21,13 @@
    cluster tier, the grid tier is timed too (grid_ms). Each rnnfuse output is
    checked against the per-step path (validated on the H200) before it is
    timed, and the launch counters must move (forward on its tier, and in
-   training the backward where its plan says persistent).
+   training the backward where its plan says persistent);
+4. sweep: at the headline point (LSTM fp16 H=768 B=16 T=1024) and the quick
+   preset's bf16 LSTM and GRU at H=512 B=64 T=100, every partition the planner can make, pinned in turn
+   (RNNFUSE_PERSISTENT_PIN / RNNFUSE_PERSISTENT_BWD_PIN): checked as the
+   points are (and bitwise against each other: the backward's per K split), timed,
+   and set beside the latency model's us per step, so the run ranks the
+   model's candidates instead of only its choice.
 
 The measurements run in a child process that rewrites the JSON after each
 one; where one breaks the CUDA context (a trapped or faulting kernel fails
@@ -72,6 +78,18 @@ POINTS = [("LSTM", torch.float16, 768, 16, 1024, False),
           ("LSTM", torch.bfloat16, 512, 64, 128, True),
           ("LSTM", torch.float32, 1024, 16, 128, False)]
 AGREE = 3e-2  # persistent vs per-step: max abs on h (|h| <= 1), max relative on dx (bf16-level)
+# The partition sweep: at these points (cell, dtype, H, B, T) every
+# partition the planner can make is pinned in turn (RNNFUSE_PERSISTENT_PIN
+# for the forward, timed in inference; RNNFUSE_PERSISTENT_BWD_PIN for the
+# backward, timed in training with the forward as planned), checked and
+# timed beside the latency model's figure, so one GPU run ranks the model's
+# candidates and shows which of its constants misjudge them.
+SWEEPS = [("LSTM", torch.float16, 768, 16, 1024), ("LSTM", torch.bfloat16, 512, 64, 100),
+          ("GRU", torch.bfloat16, 512, 64, 100)]
+SWEEP_R = (1, 2, 4, 8)
+SWEEP_CLUSTER = (8, 16)      # CTAs per cluster (cluster_layout.h)
+SWEEP_KSPLIT = (1, 2, 4)     # backward K split (layout.h kMaxKSplit)
+BWD_UNITS = (16, 8)          # backward units per CTA (layout.h kBwdRows, half)
 
 
 def path_info(cell, dtype, H, B, T, bidir=False):
@@ -239,6 +257,136 @@ def step_push(run, ours, reps, shape) -> tuple[bool | str, float | None]:
         os.environ.pop("RNNFUSE_CLUSTER_PUSH", None)
 
 
+def call(m, mode, x, grad):
+    """One call of module m on x: its output and, in training (backpropagating
+    grad), the input gradient."""
+    if mode == "inference":
+        with torch.no_grad():
+            return m(x)[0], None
+    xi = x.detach().requires_grad_()
+    y = m(xi)[0]
+    y.backward(grad)
+    return y, xi.grad
+
+
+def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
+    """(tier, pin) of every partition a sweep tries; the planner says which
+    fit (a pin that matches nothing plans per step and is skipped)."""
+    if backward:
+        return [(None, f"R={r},J={j},ksplit={s}")
+                for s in SWEEP_KSPLIT for j in BWD_UNITS for r in SWEEP_R]
+    j_max = 32 // (4 if cell == "LSTM" else 3)  # layout.h kRows / G
+    units = (j_max, j_max // 2)
+    # A cluster may have fewer CTAs than the 8 or 16 the planner tries (GRU
+    # H=512: 13), so each (R, J) also runs with P free: the planner's best size.
+    return ([("cluster", f"R={r},J={j}" + (f",P={p}" if p else ""))
+             for p in (None,) + SWEEP_CLUSTER for j in units for r in SWEEP_R]
+            + [("grid", f"R={r},J={j}") for j in units for r in SWEEP_R])
+
+
+@contextlib.contextmanager
+def pinned(tier, pin, backward):
+    """The planner pinned to `pin` (and `tier`, when given) inside."""
+    env = {"RNNFUSE_PERSISTENT_BWD_PIN" if backward else "RNNFUSE_PERSISTENT_PIN": pin}
+    if tier:
+        env["RNNFUSE_PERSISTENT_TIER"] = tier
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def plan_key(plan: dict) -> str:
+    """A plan's partition, whatever pin produced it."""
+    return json.dumps({k: v for k, v in plan.items() if k not in ("pin", "reason")}, sort_keys=True)
+
+
+def sweep_candidates(shape, backward) -> list[tuple[str | None, str, dict]]:
+    """(tier, pin, plan) of each distinct persistent partition the pins give."""
+    seen, out = set(), []
+    for tier, pin in sweep_pins(shape[0], backward):
+        with pinned(tier, pin, backward):
+            info = path_info(*shape)
+        path, plan = ((info["backward_path"], info["backward_plan"]) if backward
+                      else (info["path"], info["plan"]))
+        if not path.startswith("persistent-") or plan_key(plan) in seen:
+            continue
+        seen.add(plan_key(plan))
+        out.append((tier, pin, plan))
+    return out
+
+
+def sweep(cell, dtype, H, B, T, reps) -> list[dict]:
+    with tf32_off_for(dtype):
+        return _sweep(cell, dtype, H, B, T, reps)
+
+
+def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
+    import rnnfuse
+    torch.manual_seed(0)
+    ours = (rnnfuse.LSTM if cell == "LSTM" else rnnfuse.GRU)(H, H, device=DEV, dtype=dtype)
+    x = torch.randn(T, B, H, device=DEV, dtype=dtype)
+    grad = torch.randn(T, B, H, device=DEV, dtype=dtype)
+
+    def run(m, mode):
+        return call(m, mode, x, grad)
+
+    shape = (cell, dtype, H, B, T)
+    set_persistent(False)
+    base = {mode: run(ours, mode) for mode in ("inference", "training")}
+    set_persistent(True)
+    rows = []
+    try:
+        for backward in (False, True):
+            mode = "training" if backward else "inference"
+            chosen = path_info(*shape)["backward_plan" if backward else "plan"]
+            first = {}  # per K split (forward: None), the first correct candidate's outputs
+            for tier, pin, plan in sweep_candidates(shape, backward):
+                row = {"cell": cell, "dtype": str(dtype).replace("torch.", ""), "H": H, "B": B,
+                       "T": T, "pass": "backward" if backward else "forward", "pin": pin,
+                       "plan": plan, "chosen": plan_key(plan) == plan_key(chosen)}
+                try:
+                    with pinned(tier, pin, backward):
+                        info = path_info(*shape)
+                        row["status"], row["agree_max_abs"] = check_persistent(
+                            lambda m: run(m, mode), ours, base[mode], info, mode, shape)
+                        if row["status"] == "OK":
+                            outs = [t for t in run(ours, mode) if t is not None]
+                            # An output's sums are the same in every partition
+                            # (slice.cuh; the backward's K split alone reorders
+                            # them): the same bits, as the CPU emulators prove.
+                            same = first.setdefault(plan.get("ksplit"), outs)
+                            row["bitwise"] = all(torch.equal(a, b) for a, b in zip(same, outs))
+                            row["ms"] = time_ms(lambda: run(ours, mode), reps)
+                            row["us_per_step"] = row["ms"] * 1e3 / T
+                except Exception as e:  # noqa: BLE001 - the other candidates still run
+                    row["status"] = f"error: {type(e).__name__}: {e}"
+                print(f"sweep {cell} {row['dtype']} H={H} B={B} T={T} {row['pass']} "
+                      f"{plan['tier']} {pin}{' (chosen)' if row['chosen'] else ''}: "
+                      f"model {plan['us_per_step']:.3f} us/step, measured "
+                      f"{row.get('us_per_step', float('nan')):.3f} us/step, {row['status']}"
+                      + ("" if row.get("bitwise", True) else
+                         ", outputs DIFFER from another partition's"),
+                      flush=True)
+                rows.append(row)
+    finally:
+        set_persistent(False)
+    return rows
+
+
+def sweep_row_ok(row: dict) -> bool:
+    """Correct against the per-step path and bitwise equal to the other
+    partitions of its pass (in the backward: of its K split, which alone
+    changes the order of the sums)."""
+    return row["status"] == "OK" and row.get("bitwise") is True
+
+
 def point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     with tf32_off_for(dtype):
         return _point(cell, dtype, H, B, T, bidir, reps)
@@ -256,14 +404,7 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     rows = []
     for mode in ("inference", "training"):
         def run(m, mode=mode):
-            """The output and, in training, the input gradient."""
-            if mode == "inference":
-                with torch.no_grad():
-                    return m(x)[0], None
-            xi = x.detach().requires_grad_()
-            y = m(xi)[0]
-            y.backward(grad)
-            return y, xi.grad
+            return call(m, mode, x, grad)
         row = {"cell": cell, "dtype": str(dtype).replace("torch.", ""), "mode": mode, "H": H,
                "B": B, "T": T, "bidirectional": bidir}
         row["cudnn_ms"] = time_ms(lambda: run(ref), reps)
@@ -316,7 +457,7 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
 # function's arguments). Each item runs once; a process whose CUDA context an
 # item broke stops after it and a fresh one goes on with the next.
 ITEMS = ([("exchange", e) for e in EXCHANGE] + [("cluster_exchange", c) for c in CLUSTER_EXCHANGE]
-         + [("points", p) for p in POINTS])
+         + [("points", p) for p in POINTS] + [("sweep", s) for s in SWEEPS])
 
 
 def run_item(kind, spec, args) -> list[dict]:
@@ -324,6 +465,8 @@ def run_item(kind, spec, args) -> list[dict]:
         return exchange(*spec, steps=args.steps)
     if kind == "cluster_exchange":
         return cluster_exchange(*spec, steps=args.steps)
+    if kind == "sweep":
+        return sweep(*spec, reps=args.reps)
     return point(*spec, reps=args.reps)
 
 
@@ -333,7 +476,7 @@ def item_name(kind, spec) -> str:
 
 def new_result() -> dict:
     return {"device": torch.cuda.get_device_name(), "exchange": [], "cluster_exchange": [],
-            "points": [], "errors": [], "next": 0, "restarts": 0}
+            "points": [], "sweep": [], "errors": [], "next": 0, "restarts": 0}
 
 
 def print_plans() -> None:
@@ -378,7 +521,8 @@ def passed(result: dict) -> bool:
                 and all(r["ok"] for r in result["cluster_exchange"])
                 and result["points"] and all(r["status"] == "OK" for r in result["points"])
                 and all(r.get("grid_status", "OK") == "OK" for r in result["points"])
-                and all(step_push_ok(r.get("step_push_bitwise", True)) for r in result["points"]))
+                and all(step_push_ok(r.get("step_push_bitwise", True)) for r in result["points"])
+                and all(sweep_row_ok(r) for r in result.get("sweep", [])))
 
 
 def step_push_ok(outcome) -> bool:

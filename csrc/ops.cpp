@@ -128,7 +128,8 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "int proj_size, int packed_runs, bool allow_tf32, int[] device, bool build_grid, "
-      "bool build_cluster, bool backward=False, int directions=1, bool slice_push=True) -> str");
+      "bool build_cluster, bool backward=False, int directions=1, bool slice_push=True, "
+      "str pin=\"\") -> str");
   m.def(
       "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes, "
       "bool backward=False) "

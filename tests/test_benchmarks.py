@@ -1538,3 +1538,171 @@ def test_merge_refuses_a_point_measured_twice_and_mismatched_runs(tmp_path, caps
 def test_shard_flag_is_checked(tmp_path, text, capsys):
     assert _tiny_run(tmp_path / "x", "--shard", text) == 2
     assert "--shard" in capsys.readouterr().err
+
+
+def _planner_path_info(device):
+    """persist_check.path_info on the CPU: the real planner (torch.ops.rnnfuse
+    .persistent_plan) on a fake device, reading the pins and the tier from
+    the environment as the CUDA op does."""
+    import json as _json
+
+    import rnnfuse.ops  # noqa: F401
+
+    def path_info(cell, dtype, H, B, T, bidir=False):
+        tier = os.environ.get("RNNFUSE_PERSISTENT_TIER", "auto")
+        args = (cell, dtype, H, B, T, 0, 1, True, device, tier != "cluster", tier != "grid")
+        fwd = _json.loads(torch.ops.rnnfuse.persistent_plan(
+            *args, False, 1, True, os.environ.get("RNNFUSE_PERSISTENT_PIN", "")))
+        bwd = _json.loads(torch.ops.rnnfuse.persistent_plan(
+            *args[:9], True, False, True, 1, True, os.environ.get("RNNFUSE_PERSISTENT_BWD_PIN", "")))
+        name = {"grid": "persistent-grid", "cluster": "persistent-cluster"}
+        return {"path": name.get(fwd["tier"], "per-step"), "plan": fwd,
+                "backward_path": name.get(bwd["tier"], "per-step"), "backward_plan": bwd}
+    return path_info
+
+
+@pytest.mark.parametrize("backward", [False, True])
+@pytest.mark.parametrize("shape", [("LSTM", torch.float16, 768, 16, 1024),
+                                   ("LSTM", torch.bfloat16, 512, 64, 100),
+                                   ("GRU", torch.bfloat16, 512, 64, 100)])
+def test_persist_check_sweep_finds_every_distinct_partition(monkeypatch, shape, backward):
+    """The sweep's candidates, from the real planner on an H100 as the host
+    reports it: distinct persistent partitions, each with the fields its pin
+    names, the planner's own choice among them, and the environment as it
+    was after each pin (a pin set before the sweep is restored)."""
+    from benchmarks import persist_check
+    from test_persistent_plan import H100_CLUSTERS
+    monkeypatch.setattr(persist_check, "path_info", _planner_path_info(H100_CLUSTERS))
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "auto")
+    monkeypatch.delenv("RNNFUSE_PERSISTENT_PIN", raising=False)
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_BWD_PIN", "")
+    found = persist_check.sweep_candidates(shape, backward)
+    assert os.environ["RNNFUSE_PERSISTENT_TIER"] == "auto"
+    assert "RNNFUSE_PERSISTENT_PIN" not in os.environ
+    assert os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] == ""
+    keys = [persist_check.plan_key(p) for _, _, p in found]
+    assert len(set(keys)) == len(keys) >= 2, keys
+    for tier, pin, p in found:
+        assert p["tier"] == (tier or "grid"), (tier, pin, p)
+        for kv in pin.split(","):
+            k, v = kv.split("=")
+            assert p[k] == int(v), (pin, p)
+    chosen = persist_check.path_info(*shape)["backward_plan" if backward else "plan"]
+    assert persist_check.plan_key(chosen) in keys
+    print(f"{len(found)} partitions:", [pin for _, pin, _ in found])
+    if not backward and shape[2] == 768:  # the headline: both tiers, both cluster sizes
+        assert {p["tier"] for _, _, p in found} == {"cluster", "grid"}
+    if backward:
+        assert {p["ksplit"] for _, _, p in found} >= {1, 2}
+
+
+def test_persist_check_sweep_verdict_and_report():
+    """A sweep row passes when correct and bitwise equal to the other
+    partitions of its pass (backward: of its K split); the report lists every row with its model and
+    measured step, marks the planner's choice and says whether it was the
+    fastest measured."""
+    from benchmarks import gpu_check_report, persist_check
+    base = {"cell": "LSTM", "dtype": "float16", "H": 768, "B": 16, "T": 1024, "status": "OK",
+            "agree_max_abs": 1e-3}
+    rows = [
+        {**base, "pass": "forward", "pin": "R=2,J=8,P=16", "chosen": True, "bitwise": True,
+         "plan": {"tier": "cluster", "P": 16, "J": 8, "R": 2, "hbuf_rows": 16, "us_per_step": 1.325},
+         "ms": 1.8, "us_per_step": 1.758},
+        {**base, "pass": "forward", "pin": "R=1,J=8", "chosen": False, "bitwise": True,
+         "plan": {"tier": "grid", "P": 96, "J": 8, "R": 1, "hbuf_rows": 32, "us_per_step": 2.1},
+         "ms": 1.5, "us_per_step": 1.465},
+        {**base, "pass": "backward", "pin": "R=2,J=16,ksplit=1", "chosen": True, "bitwise": True,
+         "plan": {"tier": "grid", "P": 48, "J": 16, "R": 2, "hbuf_rows": 32, "ksplit": 1,
+                  "us_per_step": 2.133}, "ms": 5.0, "us_per_step": 4.883},
+        {**base, "pass": "backward", "pin": "R=2,J=16,ksplit=2", "chosen": False, "bitwise": True,
+         "plan": {"tier": "grid", "P": 96, "J": 16, "R": 2, "hbuf_rows": 32, "ksplit": 2,
+                  "us_per_step": 2.9}, "ms": 5.5, "us_per_step": 5.371},
+    ]
+    result = {"errors": [], "exchange": [], "cluster_exchange": [],
+              "points": [{"status": "OK"}], "sweep": rows}
+    assert persist_check.passed(result)
+    for k in (1, 3):  # a forward or a backward partition whose bits differ
+        differs = rows[:k] + [{**rows[k], "bitwise": False}] + rows[k + 1:]
+        assert not persist_check.passed({**result, "sweep": differs})
+    assert "OK (bits differ)" in "".join(gpu_check_report.sweep_section(differs))
+    wrong = [{**rows[3], "status": "WRONG: persistent vs per-step 0.5 > 0.03"}]
+    assert not persist_check.passed({**result, "sweep": wrong})
+    assert not persist_check.passed({**result, "sweep": [{**rows[0], "status": "error: x"}]})
+    lines = gpu_check_report.sweep_section(rows)
+    table = [ln for ln in lines if ln.startswith("| LSTM float16")]
+    assert len(table) == 4
+    assert "| forward * | cluster | 16 | 8 | 2 | 16 | - | 1.325 | 1.758 | R=2,J=8,P=16 | OK |" \
+        in table[0], table
+    assert "| backward | grid | 96 | 16 | 2 | 32 | 2 | 2.900 | 5.371 | R=2,J=16,ksplit=2 | OK |" \
+        in table[3], table
+    assert ("- LSTM float16 H=768 B=16 T=1024 forward: the planner's choice 1.758 us/step; "
+            "fastest measured 1.465 (R=1,J=8, 1.20x faster); 2 of 2 partitions timed") in lines
+    assert ("- LSTM float16 H=768 B=16 T=1024 backward: the planner's choice 4.883 us/step; "
+            "the fastest measured; 2 of 2 partitions timed") in lines
+    section = gpu_check_report.persist_section({**result, "points": []})
+    assert any(ln.startswith("Partition sweep") for ln in section)
+    assert gpu_check_report.sweep_section([]) == []
+
+
+def test_persist_check_sweep_pins_cover_both_tiers_and_restore_the_environment(monkeypatch):
+    from benchmarks import persist_check
+    fwd = persist_check.sweep_pins("LSTM", False)
+    assert ("cluster", "R=2,J=8,P=16") in fwd and ("grid", "R=1,J=4") in fwd
+    assert ("grid", "R=1,J=5") in persist_check.sweep_pins("GRU", False)
+    bwd = persist_check.sweep_pins("GRU", True)
+    assert (None, "R=8,J=8,ksplit=4") in bwd and all(t is None for t, _ in bwd)
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_PIN", "R=1")
+    monkeypatch.delenv("RNNFUSE_PERSISTENT_TIER", raising=False)
+    with persist_check.pinned("grid", "R=4", False):
+        assert os.environ["RNNFUSE_PERSISTENT_PIN"] == "R=4"
+        assert os.environ["RNNFUSE_PERSISTENT_TIER"] == "grid"
+    assert os.environ["RNNFUSE_PERSISTENT_PIN"] == "R=1"
+    assert "RNNFUSE_PERSISTENT_TIER" not in os.environ
+    with pytest.raises(ValueError):
+        with persist_check.pinned(None, "ksplit=2", True):
+            assert os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] == "ksplit=2"
+            raise ValueError
+    assert "RNNFUSE_PERSISTENT_BWD_PIN" not in os.environ
+
+
+def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
+    """persist_check.sweep's own code on the CPU: the modules on the CPU
+    kernels, the real planner on a fake H100 for the plans, fakes for the
+    launch counters and the CUDA timing. Every candidate gets a row with its
+    plan, status, bitwise flag and time; exactly one per pass is the
+    planner's choice; a candidate that raises gets an error row and the
+    others still run; the environment is left as it was."""
+    from benchmarks import persist_check
+    from test_persistent_plan import H100_CLUSTERS
+    broken = {"pin": None}
+    check = persist_check.check_persistent
+
+    def check_or_fail(*args):  # the launch of one pinned partition fails
+        if broken["pin"] and os.environ.get("RNNFUSE_PERSISTENT_PIN") == broken["pin"]:
+            raise RuntimeError("cluster launch failed")
+        return check(*args)
+
+    monkeypatch.setattr(persist_check, "DEV", "cpu")
+    monkeypatch.setattr(persist_check, "path_info", _planner_path_info(H100_CLUSTERS))
+    monkeypatch.setattr(persist_check, "check_persistent", check_or_fail)
+    monkeypatch.setattr(persist_check, "launch_counts", lambda *shape: (0, 0))
+    monkeypatch.setattr(persist_check, "planned_launches", lambda info, mode: (0, 0))
+    monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: (fn(), 1.0)[1])
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    for var in ("RNNFUSE_PERSISTENT_PIN", "RNNFUSE_PERSISTENT_BWD_PIN", "RNNFUSE_PERSISTENT_TIER"):
+        monkeypatch.delenv(var, raising=False)
+    rows = persist_check.sweep("GRU", torch.bfloat16, 512, 64, 4, reps=1)
+    for p in ("forward", "backward"):
+        mine = [r for r in rows if r["pass"] == p]
+        assert len(mine) >= 2 and sum(r["chosen"] for r in mine) == 1, mine
+    assert all(persist_check.sweep_row_ok(r) for r in rows), rows
+    assert all(r["us_per_step"] == pytest.approx(250.0) for r in rows)
+    assert {"RNNFUSE_PERSISTENT_PIN", "RNNFUSE_PERSISTENT_BWD_PIN",
+            "RNNFUSE_PERSISTENT_TIER"}.isdisjoint(os.environ)
+    assert os.environ["RNNFUSE_PERSISTENT"] == "0"
+    broken["pin"] = "R=4,J=10"
+    rows = persist_check.sweep("GRU", torch.bfloat16, 512, 64, 4, reps=1)
+    bad = [r for r in rows if r["pin"] == "R=4,J=10"]
+    assert bad and bad[0]["status"] == "error: RuntimeError: cluster launch failed", bad
+    assert not persist_check.sweep_row_ok(bad[0])
+    assert sum(persist_check.sweep_row_ok(r) for r in rows) == len(rows) - 1

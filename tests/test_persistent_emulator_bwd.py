@@ -251,3 +251,22 @@ def test_backward_rejects_more_than_one_m_tile_of_units():
     _, saved = spec_bwd("LSTM", a, False)
     with pytest.raises(RuntimeError, match="at most 16 units"):
         emulate_bwd("LSTM", a, saved, False, 17, 1)
+
+
+@pytest.mark.parametrize("dtype, fma", [(BF16, False), (F32, False), (F32, True)],
+                         ids=["bf16", "tf32", "fp32"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_partitions_of_one_k_split_give_the_same_bits(cell, dtype, fma):
+    """Units per CTA, replicas and the h buffer do not change a backward
+    output's sums; only the K split does (its parts' sums are added in
+    another order: test_split_k_rounding_points). So the partitions a pin
+    selects (RNNFUSE_PERSISTENT_BWD_PIN) agree to the bit per K split."""
+    eb = 4 if dtype == F32 else 2
+    a = with_grads(make_inputs(cell, dtype, 64, 37, 8, True, seed=9), cell, dtype)
+    _, saved = spec_bwd(cell, a, True)
+    for S in (1, 2, 4):
+        ref = emulate_bwd(cell, a, saved, True, 16, 1, 32, eb, fma=fma, S=S)
+        for J, R, hb in ((8, 1, 32), (16, 2, 16), (8, 4, 8)):
+            got = emulate_bwd(cell, a, saved, True, J, R, hb, eb, seed=J + R, fma=fma, S=S)
+            for k, (x, y) in enumerate(zip(ref, got)):
+                assert torch.equal(x, y), (S, J, R, hb, k)

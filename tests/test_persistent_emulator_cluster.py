@@ -245,3 +245,26 @@ def cemu_bidir(cell, a, J, R, S, eb, seed=0):
                                                          a["bs"], True, J, R, S, eb, seed)
     return OPS.persistent_emulate_cluster_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"],
                                                     a["h0"], a["bs"], True, J, R, S, eb, seed)
+
+
+@pytest.mark.parametrize("dtype, fma", [(F16, False), (BF16, False), (F32, False), (F32, True)],
+                         ids=["fp16", "bf16", "tf32", "fp32"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_every_partition_gives_the_same_bits(cell, dtype, fma):
+    """An output's arithmetic is one slice's (slice.cuh: the same k-tiles per
+    warp, warps added in order) whatever the units per CTA, the replicas,
+    the h buffer or the tier: every partition a pin can select
+    (RNNFUSE_PERSISTENT_PIN) gives the same bits. persist_check's sweep
+    requires it of the forward partitions on the GPU."""
+    eb = 4 if dtype == F32 else 2
+    j_max = 8 if cell == "LSTM" else 10
+    a = make_inputs(cell, dtype, 96, 37, 7, packed=True, seed=13)
+    ref = emulate(cell, a, False, j_max, 1, 32, eb, fma=fma)
+    for J, R, hb in ((j_max // 2, 1, 32), (j_max, 2, 16), (j_max // 2, 4, 8), (j_max, 3, 32)):
+        for x, y in zip(ref, emulate(cell, a, False, J, R, hb, eb, seed=J + R, fma=fma)):
+            assert torch.equal(x, y), ("grid", J, R, hb)
+    if fma:
+        return  # the cluster tier has no exact-FMA kernel
+    for J, R, S in ((j_max, 1, 8), (j_max // 2, 2, 16), (j_max, 4, 4), (j_max // 2, 1, 2)):
+        for x, y in zip(ref, cemu(cell, a, False, J, R, S, eb, seed=S)):
+            assert torch.equal(x, y), ("cluster", J, R, S)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace rnnfuse {
@@ -66,6 +67,48 @@ int fit_hbuf_rows(int want, int64_t optin, const SmemOf& smem_of) {
 }
 
 }  // namespace
+
+std::string Pin::text() const {
+  std::string s;
+  auto field = [&](const char* key, int v) {
+    if (v > 0) s += (s.empty() ? "" : ",") + std::string(key) + "=" + std::to_string(v);
+  };
+  field("R", R);
+  field("J", J);
+  field("P", P);
+  field("ksplit", ksplit);
+  return s;
+}
+
+std::string parse_pin(const std::string& text, bool backward, Pin* pin) {
+  *pin = Pin{};
+  const char* keys = backward ? "R, J, P, ksplit" : "R, J, P";
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find(',', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string field = text.substr(at, end - at);
+    at = end + 1;
+    if (end == text.size() - 1) return "a pin ends with ','";
+    const size_t eq = field.find('=');
+    if (eq == std::string::npos) return "'" + field + "' is not KEY=VALUE (keys: " + keys + ")";
+    const std::string key = field.substr(0, eq), value = field.substr(eq + 1);
+    int* slot = key == "R" ? &pin->R : key == "J" ? &pin->J : key == "P" ? &pin->P
+              : key == "ksplit" && backward ? &pin->ksplit : nullptr;
+    if (slot == nullptr) {
+      return "unknown key '" + key + "' (keys: " + keys + ")" +
+             (key == "ksplit" ? "; ksplit pins backward plans (RNNFUSE_PERSISTENT_BWD_PIN)" : "");
+    }
+    if (*slot != 0) return "key '" + key + "' given twice";
+    char* stop = nullptr;
+    const long v = value.empty() ? 0 : std::strtol(value.c_str(), &stop, 10);
+    if (value.empty() || *stop != '\0' || v < 1 || v > 4096) {
+      return "'" + field + "': the value must be an integer from 1 to 4096";
+    }
+    *slot = int(v);
+  }
+  return "";
+}
 
 const char* tier_name(Tier t) {
   switch (t) {
@@ -178,6 +221,7 @@ std::string Plan::describe() const {
                                 ", \"ksplit\": %d", ksplit);
     s += buf;
   }
+  if (!pin.empty()) s += ", \"pin\": \"" + pin + "\"";
   return s + "}";
 }
 
@@ -239,7 +283,8 @@ double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
   return kClusterHandoffUs + kStepFixedUs + compute + exposed;
 }
 
-Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
+namespace {
+Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
   const std::string no = unsupported(prob, dev, Built{false, true});
   if (!no.empty()) return per_step(no);
   if (prob.dtype == DType::F32 && !prob.allow_tf32) {
@@ -259,7 +304,7 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
   const int sms = sms_usable(dev);
   Plan best = per_step("");
   const char* invalid = nullptr;  // why no partition was even valid
-  bool valid = false;
+  bool valid = false, pinned_out = false;
   const int j_max = kRows / G;
   for (int J : {j_max, j_max / 2}) {
     for (int S : {kPortableClusterCtas, kMaxClusterCtas}) {
@@ -280,6 +325,10 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
         if (p.cluster_grid() * prob.directions > sms) break;
         const int64_t smem = cluster_smem(p, eb, prob.cell).total;
         if (smem > dev.smem_optin) continue;
+        if (!prob.pin.admits(p.cluster, p.units, p.replicas)) {
+          pinned_out = true;
+          continue;
+        }
         const double us = cluster_step_us(p, eb);
         if (best.tier == Tier::PerStep || us < best.us_per_step) {
           best.tier = Tier::Cluster;
@@ -296,7 +345,9 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
       }
     }
   }
-  if (best.tier == Tier::PerStep && !valid && invalid != nullptr) {
+  if (best.tier == Tier::PerStep && pinned_out) {
+    best.reason = "no cluster partition that fits matches the pin " + prob.pin.text();
+  } else if (best.tier == Tier::PerStep && !valid && invalid != nullptr) {
     best.reason = std::string("no cluster partition: ") + invalid;
   } else if (best.tier == Tier::PerStep) {
     best.reason = fmt("W_hh (%.2f MB) does not fit one cluster of up to %.0f CTAs (registers and "
@@ -308,8 +359,16 @@ Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
   }
   return best;
 }
+}  // namespace
 
-Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+Plan make_cluster_plan(const Problem& prob, const DeviceProps& dev) {
+  Plan plan = plan_cluster(prob, dev);
+  plan.pin = prob.pin.text();
+  return plan;
+}
+
+namespace {
+Plan plan_forward(const Problem& prob, const DeviceProps& dev, const Built& built) {
   const std::string no = unsupported(prob, dev, built);
   if (!no.empty()) return per_step(no);
 
@@ -328,6 +387,7 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
   } else if (built.grid && dev.regs_per_sm < kThreads * kRegsPerThread) {
     best.reason = "a CTA of 256 threads x 255 registers does not fit an SM's register file";
   } else if (built.grid) {
+    bool pinned_out = false;
     const int j_max = kRows / G;
     for (int J : {j_max, j_max / 2}) {
       if (J < 1) continue;
@@ -349,13 +409,19 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
                                      [&](int n) { return grid_smem_bytes(p, eb, n, prob.cell); });
         if (hb == 0) continue;
         const int64_t smem = grid_smem_bytes(p, eb, hb, prob.cell);
+        if (!prob.pin.admits(p.ctas, p.units, p.replicas)) {
+          pinned_out = true;
+          continue;
+        }
         const double us = grid_step_us(p, eb, hb, dev, fma);
         if (best.tier == Tier::PerStep || us < best.us_per_step) {
           take_grid(best, p, eb, fma, prob.directions, hb, smem, p.max_warp_frags(), us);
         }
       }
     }
-    if (best.tier == Tier::PerStep) {
+    if (best.tier == Tier::PerStep && pinned_out) {
+      best.reason = "no grid partition that fits matches the pin " + prob.pin.text();
+    } else if (best.tier == Tier::PerStep) {
       best.reason = fmt("W_hh (%.2f MB) does not fit the registers of %.0f CTAs (one per available SM)",
                         w_mb, sms / prob.directions);
       if (prob.directions > 1) best.reason += " per direction";
@@ -365,7 +431,7 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
   // ---- cluster tier (sm_90): preferred where it fits and the model says
   // it is at least as fast as the grid tier.
   if (built.cluster) {
-    Plan c = make_cluster_plan(prob, dev);
+    Plan c = plan_cluster(prob, dev);
     if (c.tier == Tier::Cluster && (best.tier == Tier::PerStep || c.us_per_step <= best.us_per_step)) {
       return c;
     }
@@ -374,7 +440,7 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
   return best;
 }
 
-Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+Plan plan_backward(const Problem& prob, const DeviceProps& dev, const Built& built) {
   Plan best = per_step(unsupported(prob, dev, built));
   best.backward = true;
   if (!best.reason.empty()) return best;
@@ -394,6 +460,7 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
   const int eb = elem_bytes_of(prob.dtype);
   const bool fma = prob.dtype == DType::F32 && !prob.allow_tf32;
   const int sms = sms_usable(dev);
+  bool pinned_out = false;
   // S = 1 first: a split is taken only where it models faster (or nothing
   // else fits), since it adds a partial-sum handoff per chunk.
   for (int S = 1; S <= kMaxKSplit; S *= 2) {
@@ -408,6 +475,10 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
                                      dev.smem_optin, [&](int n) { return bwd_smem_bytes(p, eb, n); });
         if (hb == 0) continue;
         const int64_t smem = bwd_smem_bytes(p, eb, hb);
+        if (!prob.pin.admits(p.ctas, p.units, p.replicas, S)) {
+          pinned_out = true;
+          continue;
+        }
         const double us = bwd_step_us(p, hb, eb, fma);
         if (best.tier == Tier::PerStep || us < best.us_per_step) {
           take_grid(best, p, eb, fma, prob.directions, hb, smem, p.max_warp_frags(), us);
@@ -416,13 +487,28 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
       }
     }
   }
-  if (best.tier == Tier::PerStep) {
+  if (best.tier == Tier::PerStep && pinned_out) {
+    best.reason = "backward: no partition that fits matches the pin " + prob.pin.text();
+  } else if (best.tier == Tier::PerStep) {
     best.reason = fmt("backward: W_hh^T (%.2f MB) or the gathered gate gradients do not fit "
                       "%.0f CTAs (one per available SM, K split at most 4 ways)",
                       double(G) * prob.hidden * prob.hidden * eb / 1e6, sms / prob.directions);
     if (prob.directions > 1) best.reason += " per direction";
   }
   return best;
+}
+}  // namespace
+
+Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  Plan plan = plan_forward(prob, dev, built);
+  plan.pin = prob.pin.text();
+  return plan;
+}
+
+Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  Plan plan = plan_backward(prob, dev, built);
+  plan.pin = prob.pin.text();
+  return plan;
 }
 
 // The exchange benches' step in the model: the grid bench waits for its

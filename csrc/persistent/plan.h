@@ -35,6 +35,27 @@ struct DeviceProps {
   int max_active_clusters_16 = 0;
 };
 
+// Constraints on the partition (RNNFUSE_PERSISTENT_PIN for forward plans,
+// RNNFUSE_PERSISTENT_BWD_PIN for backward plans), so a GPU run can time the
+// latency model's other candidates: a candidate is planned only where every
+// pinned field equals the plan JSON's field of that name (0: free). P is
+// CTAs per replica on the grid tier and CTAs per cluster on the cluster
+// tier; J units per CTA (cluster tier: per slice).
+struct Pin {
+  int R = 0, J = 0, P = 0;
+  int ksplit = 0;  // backward plans only
+  bool any() const { return R > 0 || J > 0 || P > 0 || ksplit > 0; }
+  bool admits(int p, int j, int r, int s = 1) const {
+    return (R == 0 || R == r) && (J == 0 || J == j) && (P == 0 || P == p) &&
+           (ksplit == 0 || ksplit == s);
+  }
+  std::string text() const;  // "R=2,P=16" (the fields set, in that order); "" when free
+};
+
+// Parses "R=2,J=8,P=16" (any subset, any order; ksplit=S for backward
+// plans; "" is free) into *pin. Returns "" or why the text is not a pin.
+std::string parse_pin(const std::string& text, bool backward, Pin* pin);
+
 struct Problem {
   Cell cell = Cell::LSTM;
   DType dtype = DType::BF16;
@@ -48,6 +69,7 @@ struct Problem {
                             // (grid tier: twice the CTAs co-resident; cluster tier:
                             // twice the clusters, co-resident for the model's step)
   bool slice_push = true;   // cluster tier: pipelined push (RNNFUSE_CLUSTER_PUSH=step: off)
+  Pin pin;                  // constraints on the partition (none by default)
 };
 
 // Which kernels the caller may use: the host passes cluster = true only
@@ -80,6 +102,7 @@ struct Plan {
   int w_frags = 0;          // A fragments warp 0 keeps in registers
   int ksplit = 1;           // backward: CTAs splitting one unit group's K (BwdPartition)
   double us_per_step = 0;   // latency model, microseconds (an estimate)
+  std::string pin;          // Pin::text() of the problem's pin ("" when free)
   std::string describe() const;  // one-line JSON
 };
 

@@ -58,7 +58,7 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
                             int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
                             bool allow_tf32, at::IntArrayRef device, bool build_grid,
                             bool build_cluster, bool backward, int64_t directions,
-                            bool slice_push) {
+                            bool slice_push, c10::string_view pin) {
   TORCH_CHECK(directions == 1 || directions == 2, "directions must be 1 or 2");
   Problem prob;
   prob.directions = int(directions);
@@ -71,6 +71,8 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
   prob.proj_size = int(proj_size);
   prob.packed_runs = int(packed_runs);
   prob.slice_push = slice_push;
+  const std::string bad = parse_pin(std::string(pin), backward, &prob.pin);
+  TORCH_CHECK(bad.empty(), "rnnfuse.persistent_plan: pin: ", bad);
   const Built built{build_grid, build_cluster};
   const DeviceProps dev = parse_device(device);
   return (backward ? make_bwd_plan(prob, dev, built) : make_plan(prob, dev, built)).describe();

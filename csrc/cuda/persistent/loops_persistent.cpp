@@ -155,6 +155,18 @@ bool cluster_slice_push() {
   return mode != "step";
 }
 
+// RNNFUSE_PERSISTENT_PIN (forward plans) and RNNFUSE_PERSISTENT_BWD_PIN
+// (backward plans): constraints on the partition, e.g. "R=2,P=16" (plan.h
+// Pin), for timing the latency model's other candidates. Unset: none.
+Pin partition_pin(bool backward) {
+  const char* name = backward ? "RNNFUSE_PERSISTENT_BWD_PIN" : "RNNFUSE_PERSISTENT_PIN";
+  const char* env = std::getenv(name);
+  Pin pin;
+  const std::string bad = parse_pin(env != nullptr ? env : "", backward, &pin);
+  TORCH_CHECK(bad.empty(), name, ": ", bad);
+  return pin;
+}
+
 int usable_sms(const DeviceProps& d) {
   return d.sm_available > 0 && d.sm_available < d.sm_count ? d.sm_available : d.sm_count;
 }
@@ -189,6 +201,7 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   prob.steps = static_cast<int>(steps);
   prob.proj_size = static_cast<int>(proj_size);
   prob.packed_runs = packed_runs;
+  prob.pin = partition_pin(backward);
   if (backward) return make_bwd_plan(prob, current_device_props());
   prob.slice_push = cluster_slice_push();  // the forward's cluster tier only
   Built built = forward_tiers();
