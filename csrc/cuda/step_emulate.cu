@@ -29,6 +29,14 @@ namespace {
 
 using namespace cuda;
 
+// Whether a tile's traits stage their operands in an element type (the
+// tensor-core tiles). C++17's detection idiom, not a requires-expression:
+// torch 2.11 (the GPU machine's) builds extensions as C++17.
+template <typename Gemm, typename = void>
+struct stages_elements : std::false_type {};
+template <typename Gemm>
+struct stages_elements<Gemm, std::void_t<typename Gemm::elem_t>> : std::true_type {};
+
 // Block (j0, m0)'s GEMM tile C [BM][BN] (row stride BN), built from the
 // kernel's staging: per k-chunk, each of the block's threads in turn loads
 // and stores its part of the chunk into tiles with the kernel's layout; the
@@ -38,7 +46,7 @@ void emulate_tile(const TileOperands<scalar_t>& op, std::vector<at::opmath_type<
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int BM = Gemm::BM, BN = Gemm::BN, BK = Gemm::BK;
   std::fill(C.begin(), C.end(), acc_t(0));
-  if constexpr (requires { typename Gemm::elem_t; }) {
+  if constexpr (stages_elements<Gemm>::value) {
     using elem_t = typename Gemm::elem_t;
     constexpr int LDS = Gemm::LDS, MK = Gemm::Traits::K;
     // 16-byte aligned, as the kernel's shared memory; elem_t has scalar_t's bits.
