@@ -23,11 +23,12 @@
    timed, and the launch counters must move (forward on its tier, and in
    training the backward where its plan says persistent);
 4. sweep: at the headline point (LSTM fp16 H=768 B=16 T=1024) and the quick
-   preset's bf16 LSTM and GRU at H=512 B=64 T=100, every partition the planner can make, pinned in turn
-   (RNNFUSE_PERSISTENT_PIN / RNNFUSE_PERSISTENT_BWD_PIN): checked as the
-   points are (and bitwise against each other: the backward's per K split), timed,
-   and set beside the latency model's us per step, so the run ranks the
-   model's candidates instead of only its choice.
+   preset's bf16 LSTM and GRU at H=512 B=64 T=100, every partition the
+   planner can make, pinned in turn (RNNFUSE_PERSISTENT_PIN /
+   RNNFUSE_PERSISTENT_BWD_PIN): checked as the points are and bitwise
+   against each other (the backward's per K split), timed, and set beside
+   the latency model's us per step, so the run ranks the model's
+   candidates instead of only its choice.
 
 The measurements run in a child process that rewrites the JSON after each
 one; where one breaks the CUDA context (a trapped or faulting kernel fails
