@@ -238,6 +238,8 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{r.get('path', '-')} | {_fmt(r.get('grid_ms'))} | "
                      f"{_step_push(r)} | {r['status']} |")
     lines += sweep_section(persist.get("sweep", []))
+    if persist.get("not_run"):
+        lines.append("- not run (deadline; the sweep fails nothing): " + ", ".join(persist["not_run"]))
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
     return lines
 

@@ -1439,6 +1439,30 @@ def test_persist_check_lists_what_the_deadline_left(tmp_path, monkeypatch):
     assert result["errors"][-1] == "not run (deadline): exchange 2, points 3"
 
 
+def test_persist_check_deadline_that_cuts_only_the_sweep_fails_nothing(tmp_path, monkeypatch):
+    """The sweep comes last and only ranks partitions: left out by the
+    deadline it is listed (JSON "not_run", the report), not an error; a
+    sweep item that ran and failed still fails the check."""
+    from benchmarks import gpu_check_report, persist_check
+    _fake_items(monkeypatch, persist_check, broken_after=set())
+    items = persist_check.ITEMS + [("sweep", (4,)), ("sweep", (5,))]
+    out = tmp_path / "persist.json"
+    args = persist_check.argparse.Namespace(json=str(out), deadline_s=0.0, start=None)
+
+    def spawn(argv, start, timeout):  # the deadline stops it after the points
+        persist_check.measure(persist_check.argparse.Namespace(json=str(out), start=start))
+        monkeypatch.setattr(persist_check, "ITEMS", items)
+        return "deadline"
+
+    assert persist_check.supervise(args, [], spawn=spawn) == 0
+    result = persist_check.json.loads(out.read_text())
+    assert result["errors"] == [] and result["not_run"] == ["sweep 4", "sweep 5"]
+    lines = gpu_check_report.persist_section({"not_run": result["not_run"]})
+    assert "- not run (deadline; the sweep fails nothing): sweep 4, sweep 5" in lines
+    failed = {**result, "sweep": [{"pass": "forward", "status": "WRONG", "bitwise": True}]}
+    assert not persist_check.passed(failed)
+
+
 # ---- shards, deadline, merge -------------------------------------------------------------
 
 def _tiny_run(out, *extra, candidates=TORCH_NN):
