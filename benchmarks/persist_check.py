@@ -59,6 +59,7 @@ sys.path.insert(0, str(_HERE.parent))
 import torch  # noqa: E402
 
 from benchmarks.cuda_health import cuda_context_error  # noqa: E402
+from benchmarks.step_check import env, make_run  # noqa: E402
 
 DEV = "cuda"
 EXCHANGE = [  # (H, B, CTAs per replica)
@@ -258,18 +259,6 @@ def step_push(run, ours, reps, shape) -> tuple[bool | str, float | None]:
         os.environ.pop("RNNFUSE_CLUSTER_PUSH", None)
 
 
-def call(m, mode, x, grad):
-    """One call of module m on x: its output and, in training (backpropagating
-    grad), the input gradient."""
-    if mode == "inference":
-        with torch.no_grad():
-            return m(x)[0], None
-    xi = x.detach().requires_grad_()
-    y = m(xi)[0]
-    y.backward(grad)
-    return y, xi.grad
-
-
 def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
     """(tier, pin) of every partition a sweep tries; the planner says which
     fit (a pin that matches nothing plans per step and is skipped)."""
@@ -288,19 +277,12 @@ def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
 @contextlib.contextmanager
 def pinned(tier, pin, backward):
     """The planner pinned to `pin` (and `tier`, when given) inside."""
-    env = {"RNNFUSE_PERSISTENT_BWD_PIN" if backward else "RNNFUSE_PERSISTENT_PIN": pin}
-    if tier:
-        env["RNNFUSE_PERSISTENT_TIER"] = tier
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(env("RNNFUSE_PERSISTENT_BWD_PIN" if backward
+                                else "RNNFUSE_PERSISTENT_PIN", pin))
+        if tier:
+            stack.enter_context(env("RNNFUSE_PERSISTENT_TIER", tier))
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def plan_key(plan: dict) -> str:
@@ -336,7 +318,7 @@ def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
     grad = torch.randn(T, B, H, device=DEV, dtype=dtype)
 
     def run(m, mode):
-        return call(m, mode, x, grad)
+        return make_run(m, x, grad, mode)()
 
     shape = (cell, dtype, H, B, T)
     set_persistent(False)
@@ -405,7 +387,7 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     rows = []
     for mode in ("inference", "training"):
         def run(m, mode=mode):
-            return call(m, mode, x, grad)
+            return make_run(m, x, grad, mode)()
         row = {"cell": cell, "dtype": str(dtype).replace("torch.", ""), "mode": mode, "H": H,
                "B": B, "T": T, "bidirectional": bidir}
         row["cudnn_ms"] = time_ms(lambda: run(ref), reps)

@@ -44,7 +44,6 @@ struct DeviceProps {
 struct Pin {
   int R = 0, J = 0, P = 0;
   int ksplit = 0;  // backward plans only
-  bool any() const { return R > 0 || J > 0 || P > 0 || ksplit > 0; }
   bool admits(int p, int j, int r, int s = 1) const {
     return (R == 0 || R == r) && (J == 0 || J == j) && (P == 0 || P == p) &&
            (ksplit == 0 || ksplit == s);
