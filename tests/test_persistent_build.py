@@ -195,3 +195,38 @@ def test_persistent_sources_include_no_aten():
     for f in list(root.glob("*.cu")) + list(root.glob("*.cuh")) + [root / "args.h"]:
         text = f.read_text()
         assert not re.search(r"#include\s*<(ATen|c10|torch)/", text), f.name
+
+
+# CUDA's load intrinsics. cuda_fp16/bf16's __ldcg(const __half*) and kin are
+# plain (non-volatile) asm, which the compiler may move above the flag
+# acquire and barrier that order a read of exchanged data: the kernels read
+# such data only through ptx.cuh's ld_cg overloads (volatile asm throughout).
+LOAD_INTRINSIC = re.compile(r"\b__ld(g|cg|ca|cs|lu|cv)\s*\(")
+
+
+def raw_load_calls(name: str, text: str) -> list[str]:
+    """The lines of one persistent source that call a load intrinsic directly
+    (ptx.cuh, the wrappers' home, is exempt)."""
+    if name == "ptx.cuh":
+        return []
+    return [line.strip() for line in text.splitlines() if LOAD_INTRINSIC.search(line)]
+
+
+def test_exchanged_data_is_read_through_volatile_l2_loads():
+    """No persistent source but ptx.cuh calls __ldcg & co. (the check flags
+    the 16-bit gather as it was before ld_cg); ptx.cuh's ld_cg overloads
+    reach only the volatile intrinsics (uint4, float, unsigned short)."""
+    before = "      hbuf[n * pitch + k] = src != nullptr ? __ldcg(src + k) : Elem<E>::from_float(0.0f);"
+    assert raw_load_calls("exchange.cuh", before) == [before.strip()]
+    assert raw_load_calls("exchange.cuh", before.replace("__ldcg(", "ld_cg(")) == []
+    root = Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "persistent"
+    for f in sorted(list(root.glob("*.cu")) + list(root.glob("*.cuh")) + [root / "args.h"]):
+        assert raw_load_calls(f.name, f.read_text()) == [], f.name
+    ptx = (root / "ptx.cuh").read_text()
+    calls = re.findall(r"__ldcg\((.*?)\)\s*[;)]", ptx)
+    assert len(calls) == 4, calls
+    for arg in calls:
+        assert arg == "p" or "const unsigned short*" in arg, arg
+    for overload in ("uint4 ld_cg(const uint4* p)", "float ld_cg(const float* p)",
+                     "__half ld_cg(const __half* p)", "__nv_bfloat16 ld_cg(const __nv_bfloat16* p)"):
+        assert overload in ptx, overload

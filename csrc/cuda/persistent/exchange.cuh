@@ -50,7 +50,7 @@ __device__ __forceinline__ void gather_rows(const Part& p, int K, const E* excha
       const int n = i / per_row, v = i % per_row;
       const int64_t b = p.replica_row(r, g0 + n);
       const E* src = b < carry ? exchanged + (carry_row0 + b) * ld : start == nullptr ? nullptr : start + b * K;
-      const uint4 x = src != nullptr ? __ldcg(reinterpret_cast<const uint4*>(src) + v)
+      const uint4 x = src != nullptr ? ld_cg(reinterpret_cast<const uint4*>(src) + v)
                                      : make_uint4(0u, 0u, 0u, 0u);
       *reinterpret_cast<uint4*>(hbuf + n * pitch + v * kVec) = x;
     }
@@ -59,7 +59,7 @@ __device__ __forceinline__ void gather_rows(const Part& p, int K, const E* excha
       const int n = i / K, k = i % K;
       const int64_t b = p.replica_row(r, g0 + n);
       const E* src = b < carry ? exchanged + (carry_row0 + b) * ld : start == nullptr ? nullptr : start + b * K;
-      hbuf[n * pitch + k] = src != nullptr ? __ldcg(src + k) : Elem<E>::from_float(0.0f);
+      hbuf[n * pitch + k] = src != nullptr ? ld_cg(src + k) : Elem<E>::from_float(0.0f);
     }
   }
 }

@@ -203,10 +203,10 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
               for (int sp = 0; sp < p.ksplit; ++sp) {
                 const float v = sp == kpart
                                     ? bwd_warp_sum(red, jj, nn)
-                                    : __ldcg(a.partials +
-                                             int64_t(p.cta_index(r, p.part_cta(c, sp))) *
-                                                 BwdPartition::partial_floats() +
-                                             BwdPartition::partial_index(slot, jj, nn));
+                                    : ld_cg(a.partials +
+                                            int64_t(p.cta_index(r, p.part_cta(c, sp))) *
+                                                BwdPartition::partial_floats() +
+                                            BwdPartition::partial_index(slot, jj, nn));
                 rec = sp == 0 ? v : rec + v;
               }
               const float dh = gv[s] + rec;

@@ -72,6 +72,21 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const uint32_t (&a)[4]
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Loads through L2 only (ld.global.cg) of data other CTAs of this launch
+// wrote: every persistent kernel reads exchanged data through these. Each is
+// an `asm volatile`, so it stays after the flag acquire and barrier before
+// it. cuda_fp16/bf16's own __ldcg(const __half*) is a plain asm, which the
+// compiler may treat as a pure load and move; hence the 16-bit overloads
+// load the bits as unsigned short (a volatile overload).
+__device__ __forceinline__ uint4 ld_cg(const uint4* p) { return __ldcg(p); }
+__device__ __forceinline__ float ld_cg(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ __half ld_cg(const __half* p) {
+  return __ushort_as_half(__ldcg(reinterpret_cast<const unsigned short*>(p)));
+}
+__device__ __forceinline__ __nv_bfloat16 ld_cg(const __nv_bfloat16* p) {
+  return __ushort_as_bfloat16(__ldcg(reinterpret_cast<const unsigned short*>(p)));
+}
+
 __device__ __forceinline__ uint32_t ld_acquire_gpu(const unsigned* p) {
   uint32_t v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
