@@ -145,7 +145,10 @@ def extension():
     nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr",
                   "-DRNNFUSE_WITH_CUDA"]
     return CUDAExtension("rnnfuse._C", sources, depends=depends, extra_link_args=OPENMP_FLAGS,
-                         extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSE_WITH_CUDA"],
+                         # -Wno-unknown-pragmas: simt_run.cpp compiles the kernels'
+                         # source (#pragma unroll) for the host.
+                         extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSE_WITH_CUDA",
+                                                                 "-Wno-unknown-pragmas"],
                                              "nvcc": nvcc_flags})
 
 

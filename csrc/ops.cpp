@@ -191,6 +191,50 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
       "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
       "bool fma=False, int ksplit=1) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // The grid tier's CUDA kernels (their source) run on the CPU by fibers, one
+  // per GPU thread (csrc/cuda/persistent/simt.h), with the emulators'
+  // arguments (tests only; builds with CUDA). drop_ctas (a test hook): that
+  // many CTAs of the grid never run.
+  m.def(
+      "persistent_simt_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, bool fma=False, int drop_ctas=0) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "persistent_simt_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, bool fma=False) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "persistent_simt_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor h0, "
+      "Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, int hbuf_rows, "
+      "int elem_bytes, int seed, bool fma=False) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_simt_gru_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, Tensor? b_hh, "
+      "Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training, int units, int replicas, "
+      "int hbuf_rows, int elem_bytes, int seed, bool fma=False) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_simt_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
+      "Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
+      "int units, int replicas, int hbuf_rows, int elem_bytes, int seed, bool fma=False, "
+      "int ksplit=1) "
+      "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_w_hr, Tensor grad_h0, "
+      "Tensor grad_c0)");
+  m.def(
+      "persistent_simt_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, Tensor? b_hh, "
+      "Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, int units, "
+      "int replicas, int hbuf_rows, int elem_bytes, int seed, bool fma=False, int ksplit=1) "
+      "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  m.def(
+      "persistent_simt_lstm_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
+      "Tensor w_hh, Tensor w_hh_rev, Tensor h0, Tensor c0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
+      "bool fma=False, int ksplit=1) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_simt_gru_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
+      "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
+      "bool fma=False, int ksplit=1) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // A bidirectional layer's directions as one cluster-tier launch each, on their
   // column blocks (tests only).
   m.def(

@@ -37,7 +37,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
   static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
   constexpr int G = CELL == Cell::LSTM ? 4 : 3;
-  extern __shared__ __align__(16) unsigned char smem[];
+  RNNFUSE_DYNAMIC_SMEM(smem);
   float* red = reinterpret_cast<float*>(smem);
   float* bias = red + kRedFloats;
   E* hbuf = reinterpret_cast<E*>(smem + kHbufOffset);

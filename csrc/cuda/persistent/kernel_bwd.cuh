@@ -36,7 +36,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   using X = Elem<E>;
   constexpr int kk = X::kBytes == 2 ? 16 : 8;
   constexpr int kActs = CELL == Cell::LSTM ? 5 : 4;  // saved per (row, unit)
-  extern __shared__ __align__(16) unsigned char smem[];
+  RNNFUSE_DYNAMIC_SMEM(smem);
   float* red = reinterpret_cast<float*>(smem);
   E* hbuf = reinterpret_cast<E*>(smem + kBwdHbufOffset);
 

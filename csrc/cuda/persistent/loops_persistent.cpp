@@ -28,6 +28,7 @@
 
 #include "../../persistent/schedule_rle.h"
 #include "args.h"
+#include "operands.h"
 #include "persistent.h"
 
 namespace rnnfuse {
@@ -39,15 +40,6 @@ namespace {
 // reports both).
 std::atomic<int64_t> g_launches{0};
 std::atomic<int64_t> g_cluster_launches{0};
-
-// A flag wait longer than this traps (a loud launch failure, not a hang).
-// RNNFUSE_PERSISTENT_WATCHDOG_S overrides the default of 20 s.
-uint64_t watchdog_ns() {
-  const char* env = std::getenv("RNNFUSE_PERSISTENT_WATCHDOG_S");
-  double s = env != nullptr ? std::atof(env) : 20.0;
-  if (!(s > 0)) s = 20.0;
-  return static_cast<uint64_t>(s * 1e9);
-}
 
 // SMs this context may use under MPS or a green context (0: unknown), from
 // the driver's cuCtxGetExecAffinity, reached through the runtime so that the
@@ -236,69 +228,6 @@ Plan forward_plan(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch
   return plan;
 }
 
-bool aligned16(const at::Tensor& t) {
-  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-}
-
-// One direction's forward operands (driver's tensors: rows with unit
-// column stride, a bidirectional layer's directions column blocks).
-struct FwdOperands {
-  const at::Tensor& x_proj;
-  const at::Tensor& w_hh;
-  const at::Tensor& b_hh;
-  const at::Tensor& h0;
-  const at::Tensor& y;
-  const at::Tensor& c_state;
-  const at::Tensor& ws;
-  const std::vector<Step>& steps;
-};
-
-bool unit_columns(const at::Tensor& t) { return t.dim() == 2 && t.stride(1) == 1; }
-
-// Processing order runs rows upwards forwards and downwards in reverse.
-bool is_reverse(const std::vector<Step>& steps) {
-  return steps.size() > 1 && steps[1].row0 < steps[0].row0;
-}
-
-// One direction's operand pointers and row strides, into either tier's
-// parameters (PersistArgs, PersistClusterArgs: the same fields).
-template <typename Args>
-void set_operands(const FwdOperands& o, Args& a) {
-  a.x_proj = o.x_proj.data_ptr();
-  a.w_hh = o.w_hh.data_ptr();
-  a.b_hh = o.b_hh.defined() ? o.b_hh.data_ptr() : nullptr;
-  a.h0 = o.h0.data_ptr();
-  a.y = o.y.data_ptr();
-  a.c_state = o.c_state.defined() ? o.c_state.data_ptr<float>() : nullptr;
-  a.ws = o.ws.defined() ? o.ws.data_ptr() : nullptr;
-  a.ld_x = o.x_proj.stride(0);
-  a.ld_y = o.y.stride(0);
-}
-
-// One direction's kernel parameters; false when its schedule cannot be encoded.
-bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, PersistArgs& a) {
-  TORCH_CHECK(unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
-                  o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
-                  (!o.c_state.defined() || o.c_state.is_contiguous()) &&
-                  (!o.b_hh.defined() || o.b_hh.is_contiguous()),
-              "rnnfuse persistent: the driver must pass rows of unit column stride and "
-              "contiguous weights, states and workspace");
-  TORCH_CHECK(o.y.scalar_type() == o.x_proj.scalar_type() &&
-                  o.w_hh.scalar_type() == o.x_proj.scalar_type(),
-              "rnnfuse persistent: mixed dtypes");
-  std::memset(&a, 0, sizeof(a));
-  if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), a.sched)) return false;
-  a.part = plan.part;
-  set_operands(o, a);
-  a.hbuf_rows = plan.hbuf_rows;
-  const int64_t eb = plan.elem_bytes;
-  a.vec16 = (o.h0.size(1) * eb) % 16 == 0 && (a.ld_y * eb) % 16 == 0 && aligned16(o.y) &&
-            aligned16(o.h0);
-  a.watchdog_ns = watchdog_ns();
-  a.flags = flags;
-  return true;
-}
-
 // A grid-tier launch's outcome: true when it was launched (counted); false
 // when the grid cannot be co-resident now (nothing launched: the caller's
 // step kernels run); any other error raises.
@@ -322,34 +251,11 @@ bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* 
   // Zeroed on the stream (a memset node under graph capture).
   const at::Tensor flags = at::zeros({n * plan.part.grid()}, like.options().dtype(at::kInt));
   PersistFwdLaunch launch;
-  std::memset(&launch, 0, sizeof(launch));
-  launch.directions = n;
-  for (int d = 0; d < n; ++d) {
-    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * plan.part.grid();
-    if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
-  }
+  if (!forward_launch_args(plan, dirs, n, flags, launch)) return false;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   return grid_launched(launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
                                           static_cast<size_t>(plan.smem_bytes),
                                           usable_sms(current_device_props()), stream));
-}
-
-// One direction's cluster-tier parameters; false where its layout or walk
-// does not fit the cluster kernel (rows of x_proj and y through row strides,
-// everything else contiguous).
-bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a) {
-  const bool layout = unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
-                      o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
-                      (!o.c_state.defined() || o.c_state.is_contiguous());
-  if (!layout) return false;
-  std::memset(&a, 0, sizeof(a));
-  if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), a.sched)) return false;
-  a.part = plan.cpart;
-  set_operands(o, a);
-  a.x_async = (o.h0.size(1) * plan.elem_bytes) % 4 == 0 && (a.ld_x * plan.elem_bytes) % 4 == 0 &&
-              reinterpret_cast<uintptr_t>(o.x_proj.data_ptr()) % 4 == 0;
-  a.watchdog_ns = watchdog_ns();
-  return true;
 }
 
 // The cluster-tier launch of `n` directions (1, or 2 for a bidirectional
@@ -442,89 +348,19 @@ int run_forward_bidir(Cell cell, const FwdOperands& fwd, const FwdOperands& rev)
       [&](int d) { return run_forward(cell, *dirs[d], false); });
 }
 
-// One direction's backward operands (as FwdOperands).
-struct BwdOperands {
-  const at::Tensor& grad_y;
-  const at::Tensor& w_hh;
-  const at::Tensor& dh_state;
-  const at::Tensor& dc_state;
-  const at::Tensor& ws;
-  const at::Tensor& c0;
-  const at::Tensor& h0;
-  const at::Tensor& y;
-  const at::Tensor& xch;
-  const at::Tensor& dx;
-  const std::vector<Step>& steps;
-};
-
-// flags: this direction's step flags, then (K split) its chunk counts;
-// partials: its partial-sum slots (null without a split).
-bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
-                   PersistBwdArgs& a) {
-  TORCH_CHECK(unit_columns(o.grad_y) && unit_columns(o.xch) &&
-                  (!o.y.defined() || unit_columns(o.y)) && (!o.dx.defined() || unit_columns(o.dx)) &&
-                  o.w_hh.is_contiguous() && o.ws.is_contiguous() && o.dh_state.is_contiguous() &&
-                  (!o.dc_state.defined() || o.dc_state.is_contiguous()) &&
-                  (!o.c0.defined() || o.c0.is_contiguous()) &&
-                  (!o.h0.defined() || o.h0.is_contiguous()) &&
-                  o.dh_state.scalar_type() == at::kFloat &&
-                  o.ws.scalar_type() == o.grad_y.scalar_type(),
-              "rnnfuse persistent backward: the driver must pass rows of unit column stride, "
-              "contiguous weights and workspace, fp32 states and the workspace in grad_y's dtype");
-  std::memset(&a, 0, sizeof(a));
-  a.part = bwd_partition(plan);
-  // The backward walks the forward's steps in reverse order.
-  const std::vector<Step> walk(o.steps.rbegin(), o.steps.rend());
-  if (!encode_schedule(walk, o.grad_y.size(0), !is_reverse(o.steps), a.sched)) return false;
-  a.w_hh = o.w_hh.data_ptr();
-  a.grad_y = o.grad_y.data_ptr();
-  a.dh_state = o.dh_state.data_ptr<float>();
-  a.dc_state = o.dc_state.defined() ? o.dc_state.data_ptr<float>() : nullptr;
-  a.ws = o.ws.data_ptr();
-  a.c0 = o.c0.defined() ? o.c0.data_ptr() : nullptr;
-  a.h0 = o.h0.defined() ? o.h0.data_ptr() : nullptr;
-  a.y = o.y.defined() ? o.y.data_ptr() : nullptr;
-  a.xch = o.xch.data_ptr();
-  a.dx = o.dx.defined() ? o.dx.data_ptr() : nullptr;
-  a.ld_grad_y = o.grad_y.stride(0);
-  a.ld_y = o.y.defined() ? o.y.stride(0) : 0;
-  a.ld_xch = o.xch.stride(0);
-  a.ld_dx = o.dx.defined() ? o.dx.stride(0) : 0;
-  a.hbuf_rows = plan.hbuf_rows;
-  const int64_t eb = plan.elem_bytes;
-  // A K-split part starts at a multiple of 32 bytes: aligned where the row is.
-  a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
-  a.watchdog_ns = watchdog_ns();
-  a.flags = flags;
-  if (a.part.ksplit > 1) {
-    a.pflags = flags + a.part.grid();
-    a.partials = partials;
-  }
-  return true;
-}
-
 // The backward launch for `n` directions (as launch_forward_grid).
 bool launch_backward_grid(Cell cell, const Plan& plan, const BwdOperands* const* dirs, int n) {
   const at::Tensor& like = dirs[0]->grad_y;
-  const int grid = plan.part.grid();
   // K split: each CTA also publishes chunk counts and its partial sums
   // (never read before written: no zeroing).
-  const bool split = plan.ksplit > 1;
-  const int flags_per_dir = split ? 2 * grid : grid;
-  const at::Tensor flags = at::zeros({n * flags_per_dir}, like.options().dtype(at::kInt));
+  const at::Tensor flags =
+      at::zeros({n * bwd_flags_per_direction(plan)}, like.options().dtype(at::kInt));
   const at::Tensor partials =
-      split ? at::empty({int64_t(n) * grid * BwdPartition::partial_floats()},
-                        like.options().dtype(at::kFloat))
-            : at::Tensor();
+      plan.ksplit > 1
+          ? at::empty({n * bwd_partials_per_direction(plan)}, like.options().dtype(at::kFloat))
+          : at::Tensor();
   PersistBwdLaunch launch;
-  std::memset(&launch, 0, sizeof(launch));
-  launch.directions = n;
-  for (int d = 0; d < n; ++d) {
-    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * flags_per_dir;
-    float* part = split ? partials.data_ptr<float>() + int64_t(d) * grid * BwdPartition::partial_floats()
-                        : nullptr;
-    if (!backward_args(plan, *dirs[d], f, part, launch.dir[d])) return false;
-  }
+  if (!backward_launch_args(plan, dirs, n, flags, partials, launch)) return false;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   return grid_launched(launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
                                           static_cast<size_t>(plan.smem_bytes),
@@ -766,68 +602,37 @@ bool persistent_enabled() {
 DeviceProps current_device_props() { return current_device_info().props; }
 
 bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps) {
-  const at::Tensor none;
-  return run_forward(Cell::LSTM,
-                     FwdOperands{f.x_proj, f.w_hh, none, f.h0, f.y, f.c_state, f.ws, steps},
-                     f.w_hr.defined());
+  return run_forward(Cell::LSTM, fwd_operands(f, steps), f.w_hr.defined());
 }
 
 bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps) {
-  const at::Tensor none;
-  return run_forward(Cell::GRU,
-                     FwdOperands{f.x_proj, f.w_hh, f.b_hh, f.h0, f.y, none, f.ws, steps}, false);
+  return run_forward(Cell::GRU, fwd_operands(f, steps), false);
 }
 
 bool try_lstm_backward(const LstmBackward& g, const std::vector<Step>& steps) {
-  const at::Tensor none;
-  const BwdOperands o{g.grad_y, g.w_hh, g.dh_state, g.dc_state, g.ws, g.c0, none, none,
-                      g.dgates, none, steps};
-  return run_backward(Cell::LSTM, o, g.w_hr.defined());
+  return run_backward(Cell::LSTM, bwd_operands(g, steps), g.w_hr.defined());
 }
 
 bool try_gru_backward(const GruBackward& g, const std::vector<Step>& steps) {
-  const at::Tensor none;
-  const BwdOperands o{g.grad_y, g.w_hh, g.dh_state, none, g.ws, none, g.h0, g.y, g.dhh, g.dx,
-                      steps};
-  return run_backward(Cell::GRU, o, false);
+  return run_backward(Cell::GRU, bwd_operands(g, steps), false);
 }
 
 int try_lstm_bidir_forward(const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
   if (f[0].w_hr.defined()) return 0;  // proj_size: per-step
-  const at::Tensor none;
-  return run_forward_bidir(
-      Cell::LSTM,
-      FwdOperands{f[0].x_proj, f[0].w_hh, none, f[0].h0, f[0].y, f[0].c_state, f[0].ws, steps[0]},
-      FwdOperands{f[1].x_proj, f[1].w_hh, none, f[1].h0, f[1].y, f[1].c_state, f[1].ws, steps[1]});
+  return run_forward_bidir(Cell::LSTM, fwd_operands(f[0], steps[0]), fwd_operands(f[1], steps[1]));
 }
 
 int try_gru_bidir_forward(const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
-  const at::Tensor none;
-  return run_forward_bidir(
-      Cell::GRU,
-      FwdOperands{f[0].x_proj, f[0].w_hh, f[0].b_hh, f[0].h0, f[0].y, none, f[0].ws, steps[0]},
-      FwdOperands{f[1].x_proj, f[1].w_hh, f[1].b_hh, f[1].h0, f[1].y, none, f[1].ws, steps[1]});
+  return run_forward_bidir(Cell::GRU, fwd_operands(f[0], steps[0]), fwd_operands(f[1], steps[1]));
 }
 
 int try_lstm_bidir_backward(const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
   if (g[0].w_hr.defined()) return 0;
-  const at::Tensor none;
-  const BwdOperands o[2] = {
-      {g[0].grad_y, g[0].w_hh, g[0].dh_state, g[0].dc_state, g[0].ws, g[0].c0, none, none,
-       g[0].dgates, none, steps[0]},
-      {g[1].grad_y, g[1].w_hh, g[1].dh_state, g[1].dc_state, g[1].ws, g[1].c0, none, none,
-       g[1].dgates, none, steps[1]}};
-  return run_backward_bidir(Cell::LSTM, o[0], o[1]);
+  return run_backward_bidir(Cell::LSTM, bwd_operands(g[0], steps[0]), bwd_operands(g[1], steps[1]));
 }
 
 int try_gru_bidir_backward(const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
-  const at::Tensor none;
-  const BwdOperands o[2] = {
-      {g[0].grad_y, g[0].w_hh, g[0].dh_state, none, g[0].ws, none, g[0].h0, g[0].y, g[0].dhh,
-       g[0].dx, steps[0]},
-      {g[1].grad_y, g[1].w_hh, g[1].dh_state, none, g[1].ws, none, g[1].h0, g[1].y, g[1].dhh,
-       g[1].dx, steps[1]}};
-  return run_backward_bidir(Cell::GRU, o[0], o[1]);
+  return run_backward_bidir(Cell::GRU, bwd_operands(g[0], steps[0]), bwd_operands(g[1], steps[1]));
 }
 
 }  // namespace persist

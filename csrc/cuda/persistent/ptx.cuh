@@ -9,6 +9,17 @@
 
 #include <cstdint>
 
+#ifdef RNNFUSE_SIMT
+#include "simt.h"  // host execution of the kernels (tests): the built-ins on fibers
+#endif
+
+// The kernels' dynamic shared memory (a fiber's CTA's buffer in RNNFUSE_SIMT).
+#ifdef RNNFUSE_SIMT
+#define RNNFUSE_DYNAMIC_SMEM(name) unsigned char* const name = ::rnnfuse::simt::shared_memory()
+#else
+#define RNNFUSE_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
 namespace rnnfuse {
 namespace persist {
 
@@ -42,6 +53,21 @@ template <typename E>
 __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                     uint32_t b1);
 
+#ifdef RNNFUSE_SIMT
+// mma.sync on the fibers (simt.h: the PTX ISA's fragment tables).
+template <>
+inline void mma<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::rnnfuse::simt::mma16<false>(d, a, b0, b1);
+}
+template <>
+inline void mma<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::rnnfuse::simt::mma16<true>(d, a, b0, b1);
+}
+template <>
+inline void mma<float>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::rnnfuse::simt::mma_tf32(d, a, b0, b1);
+}
+#else
 template <>
 __device__ __forceinline__ void mma<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                             uint32_t b1) {
@@ -71,6 +97,7 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const uint32_t (&a)[4]
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif  // RNNFUSE_SIMT
 
 // Loads through L2 only (ld.global.cg) of data other CTAs of this launch
 // wrote: every persistent kernel reads exchanged data through these. Each is
@@ -78,6 +105,12 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const uint32_t (&a)[4]
 // it. cuda_fp16/bf16's own __ldcg(const __half*) is a plain asm, which the
 // compiler may treat as a pure load and move; hence the 16-bit overloads
 // load the bits as unsigned short (a volatile overload).
+#ifdef RNNFUSE_SIMT
+template <typename T>
+inline T ld_cg(const T* p) {
+  return *p;
+}
+#else
 __device__ __forceinline__ uint4 ld_cg(const uint4* p) { return __ldcg(p); }
 __device__ __forceinline__ float ld_cg(const float* p) { return __ldcg(p); }
 __device__ __forceinline__ __half ld_cg(const __half* p) {
@@ -86,7 +119,20 @@ __device__ __forceinline__ __half ld_cg(const __half* p) {
 __device__ __forceinline__ __nv_bfloat16 ld_cg(const __nv_bfloat16* p) {
   return __ushort_as_bfloat16(__ldcg(reinterpret_cast<const unsigned short*>(p)));
 }
+#endif
 
+#ifdef RNNFUSE_SIMT
+// Each poll lets the other fibers run first (a value may arrive late).
+inline uint32_t ld_acquire_gpu(const unsigned* p) {
+  ::rnnfuse::simt::yield_spin();
+  return *p;
+}
+inline void st_release_gpu(unsigned* p, uint32_t v) {
+  *p = v;
+  ::rnnfuse::simt::note_store();
+}
+inline uint64_t globaltimer_ns() { return ::rnnfuse::simt::globaltimer_ns(); }
+#else
 __device__ __forceinline__ uint32_t ld_acquire_gpu(const unsigned* p) {
   uint32_t v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
@@ -102,6 +148,7 @@ __device__ __forceinline__ uint64_t globaltimer_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
   return t;
 }
+#endif  // RNNFUSE_SIMT
 
 }  // namespace persist
 }  // namespace rnnfuse

@@ -1,0 +1,205 @@
+// The persistent tier's host arguments (operands.h).
+#include "operands.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "../../persistent/schedule_rle.h"
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+const at::Tensor& no_tensor() {
+  static const at::Tensor none;
+  return none;
+}
+
+// One direction's operand pointers and row strides, into either tier's
+// parameters (PersistArgs, PersistClusterArgs: the same fields).
+template <typename Args>
+void set_operands(const FwdOperands& o, Args& a) {
+  a.x_proj = o.x_proj.data_ptr();
+  a.w_hh = o.w_hh.data_ptr();
+  a.b_hh = o.b_hh.defined() ? o.b_hh.data_ptr() : nullptr;
+  a.h0 = o.h0.data_ptr();
+  a.y = o.y.data_ptr();
+  a.c_state = o.c_state.defined() ? o.c_state.data_ptr<float>() : nullptr;
+  a.ws = o.ws.defined() ? o.ws.data_ptr() : nullptr;
+  a.ld_x = o.x_proj.stride(0);
+  a.ld_y = o.y.stride(0);
+}
+
+}  // namespace
+
+uint64_t watchdog_ns() {
+  const char* env = std::getenv("RNNFUSE_PERSISTENT_WATCHDOG_S");
+  double s = env != nullptr ? std::atof(env) : 20.0;
+  if (!(s > 0)) s = 20.0;
+  return static_cast<uint64_t>(s * 1e9);
+}
+
+bool aligned16(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+bool unit_columns(const at::Tensor& t) { return t.dim() == 2 && t.stride(1) == 1; }
+
+bool is_reverse(const std::vector<Step>& steps) {
+  return steps.size() > 1 && steps[1].row0 < steps[0].row0;
+}
+
+FwdOperands fwd_operands(const LstmForward& f, const std::vector<Step>& steps) {
+  return FwdOperands{f.x_proj, f.w_hh, no_tensor(), f.h0, f.y, f.c_state, f.ws, steps};
+}
+
+FwdOperands fwd_operands(const GruForward& f, const std::vector<Step>& steps) {
+  return FwdOperands{f.x_proj, f.w_hh, f.b_hh, f.h0, f.y, no_tensor(), f.ws, steps};
+}
+
+BwdOperands bwd_operands(const LstmBackward& g, const std::vector<Step>& steps) {
+  const at::Tensor& none = no_tensor();
+  return BwdOperands{g.grad_y, g.w_hh, g.dh_state, g.dc_state, g.ws, g.c0, none, none,
+                     g.dgates, none, steps};
+}
+
+BwdOperands bwd_operands(const GruBackward& g, const std::vector<Step>& steps) {
+  const at::Tensor& none = no_tensor();
+  return BwdOperands{g.grad_y, g.w_hh, g.dh_state, none, g.ws, none, g.h0, g.y, g.dhh, g.dx,
+                     steps};
+}
+
+bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, PersistArgs& a) {
+  TORCH_CHECK(unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
+                  o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
+                  (!o.c_state.defined() || o.c_state.is_contiguous()) &&
+                  (!o.b_hh.defined() || o.b_hh.is_contiguous()),
+              "rnnfuse persistent: the driver must pass rows of unit column stride and "
+              "contiguous weights, states and workspace");
+  TORCH_CHECK(o.y.scalar_type() == o.x_proj.scalar_type() &&
+                  o.w_hh.scalar_type() == o.x_proj.scalar_type(),
+              "rnnfuse persistent: mixed dtypes");
+  std::memset(&a, 0, sizeof(a));
+  if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), a.sched)) return false;
+  a.part = plan.part;
+  set_operands(o, a);
+  a.hbuf_rows = plan.hbuf_rows;
+  const int64_t eb = plan.elem_bytes;
+  a.vec16 = (o.h0.size(1) * eb) % 16 == 0 && (a.ld_y * eb) % 16 == 0 && aligned16(o.y) &&
+            aligned16(o.h0);
+  a.watchdog_ns = watchdog_ns();
+  a.flags = flags;
+  return true;
+}
+
+bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a) {
+  const bool layout = unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
+                      o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
+                      (!o.c_state.defined() || o.c_state.is_contiguous());
+  if (!layout) return false;
+  std::memset(&a, 0, sizeof(a));
+  if (!encode_schedule(o.steps, o.y.size(0), is_reverse(o.steps), a.sched)) return false;
+  a.part = plan.cpart;
+  set_operands(o, a);
+  a.x_async = (o.h0.size(1) * plan.elem_bytes) % 4 == 0 && (a.ld_x * plan.elem_bytes) % 4 == 0 &&
+              reinterpret_cast<uintptr_t>(o.x_proj.data_ptr()) % 4 == 0;
+  a.watchdog_ns = watchdog_ns();
+  return true;
+}
+
+// flags: this direction's step flags, then (K split) its chunk counts;
+// partials: its partial-sum slots (null without a split).
+bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
+                   PersistBwdArgs& a) {
+  TORCH_CHECK(unit_columns(o.grad_y) && unit_columns(o.xch) &&
+                  (!o.y.defined() || unit_columns(o.y)) && (!o.dx.defined() || unit_columns(o.dx)) &&
+                  o.w_hh.is_contiguous() && o.ws.is_contiguous() && o.dh_state.is_contiguous() &&
+                  (!o.dc_state.defined() || o.dc_state.is_contiguous()) &&
+                  (!o.c0.defined() || o.c0.is_contiguous()) &&
+                  (!o.h0.defined() || o.h0.is_contiguous()) &&
+                  o.dh_state.scalar_type() == at::kFloat &&
+                  o.ws.scalar_type() == o.grad_y.scalar_type(),
+              "rnnfuse persistent backward: the driver must pass rows of unit column stride, "
+              "contiguous weights and workspace, fp32 states and the workspace in grad_y's dtype");
+  const auto same = [&](const at::Tensor& t) {
+    return !t.defined() || t.scalar_type() == o.grad_y.scalar_type();
+  };
+  TORCH_CHECK(same(o.w_hh) && same(o.xch) && same(o.dx) && same(o.y) && same(o.h0) && same(o.c0),
+              "rnnfuse persistent backward: mixed dtypes");
+  std::memset(&a, 0, sizeof(a));
+  a.part = bwd_partition(plan);
+  // The backward walks the forward's steps in reverse order.
+  const std::vector<Step> walk(o.steps.rbegin(), o.steps.rend());
+  if (!encode_schedule(walk, o.grad_y.size(0), !is_reverse(o.steps), a.sched)) return false;
+  a.w_hh = o.w_hh.data_ptr();
+  a.grad_y = o.grad_y.data_ptr();
+  a.dh_state = o.dh_state.data_ptr<float>();
+  a.dc_state = o.dc_state.defined() ? o.dc_state.data_ptr<float>() : nullptr;
+  a.ws = o.ws.data_ptr();
+  a.c0 = o.c0.defined() ? o.c0.data_ptr() : nullptr;
+  a.h0 = o.h0.defined() ? o.h0.data_ptr() : nullptr;
+  a.y = o.y.defined() ? o.y.data_ptr() : nullptr;
+  a.xch = o.xch.data_ptr();
+  a.dx = o.dx.defined() ? o.dx.data_ptr() : nullptr;
+  a.ld_grad_y = o.grad_y.stride(0);
+  a.ld_y = o.y.defined() ? o.y.stride(0) : 0;
+  a.ld_xch = o.xch.stride(0);
+  a.ld_dx = o.dx.defined() ? o.dx.stride(0) : 0;
+  a.hbuf_rows = plan.hbuf_rows;
+  const int64_t eb = plan.elem_bytes;
+  // A K-split part starts at a multiple of 32 bytes: aligned where the row is.
+  a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
+  a.watchdog_ns = watchdog_ns();
+  a.flags = flags;
+  if (a.part.ksplit > 1) {
+    a.pflags = flags + a.part.grid();
+    a.partials = partials;
+  }
+  return true;
+}
+
+bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n,
+                         const at::Tensor& flags, PersistFwdLaunch& launch) {
+  TORCH_CHECK(flags.numel() == int64_t(n) * plan.part.grid() && flags.scalar_type() == at::kInt,
+              "rnnfuse persistent: the launch's flags");
+  std::memset(&launch, 0, sizeof(launch));
+  launch.directions = n;
+  for (int d = 0; d < n; ++d) {
+    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * plan.part.grid();
+    if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
+  }
+  return true;
+}
+
+int bwd_flags_per_direction(const Plan& plan) {
+  return plan.ksplit > 1 ? 2 * plan.part.grid() : plan.part.grid();
+}
+
+int64_t bwd_partials_per_direction(const Plan& plan) {
+  return plan.ksplit > 1 ? int64_t(plan.part.grid()) * BwdPartition::partial_floats() : 0;
+}
+
+bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int n,
+                          const at::Tensor& flags, const at::Tensor& partials,
+                          PersistBwdLaunch& launch) {
+  const bool split = plan.ksplit > 1;
+  TORCH_CHECK(flags.numel() == int64_t(n) * bwd_flags_per_direction(plan) &&
+                  flags.scalar_type() == at::kInt &&
+                  (!split || (partials.numel() == n * bwd_partials_per_direction(plan) &&
+                              partials.scalar_type() == at::kFloat)),
+              "rnnfuse persistent backward: the launch's flags and partial sums");
+  std::memset(&launch, 0, sizeof(launch));
+  launch.directions = n;
+  for (int d = 0; d < n; ++d) {
+    unsigned* f =
+        reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * bwd_flags_per_direction(plan);
+    float* part = split ? partials.data_ptr<float>() + d * bwd_partials_per_direction(plan) : nullptr;
+    if (!backward_args(plan, *dirs[d], f, part, launch.dir[d])) return false;
+  }
+  return true;
+}
+
+}  // namespace persist
+}  // namespace rnnfuse

@@ -1,0 +1,96 @@
+// The persistent tier's host arguments from the driver's tensors: one
+// direction's operands, each kernel's parameters, and a launch's (both
+// directions' parameters, flags and partial sums laid out as the kernels
+// read them). ATen only, no CUDA runtime calls: the CUDA launches
+// (loops_persistent.cpp) and their host execution on the CPU (simt_run.cpp)
+// build their parameters with the same code.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "../../persistent/plan.h"
+#include "../../recurrence.h"
+#include "args.h"
+
+namespace rnnfuse {
+namespace persist {
+
+// A flag or mbarrier wait longer than this traps (a loud launch failure, not
+// a hang). RNNFUSE_PERSISTENT_WATCHDOG_S overrides the default of 20 s.
+uint64_t watchdog_ns();
+
+bool aligned16(const at::Tensor& t);
+bool unit_columns(const at::Tensor& t);
+
+// Processing order runs rows upwards forwards and downwards in reverse.
+bool is_reverse(const std::vector<Step>& steps);
+
+// One direction's forward operands (driver's tensors: rows with unit
+// column stride, a bidirectional layer's directions column blocks).
+struct FwdOperands {
+  const at::Tensor& x_proj;
+  const at::Tensor& w_hh;
+  const at::Tensor& b_hh;
+  const at::Tensor& h0;
+  const at::Tensor& y;
+  const at::Tensor& c_state;
+  const at::Tensor& ws;
+  const std::vector<Step>& steps;
+};
+
+// One direction's backward operands (as FwdOperands).
+struct BwdOperands {
+  const at::Tensor& grad_y;
+  const at::Tensor& w_hh;
+  const at::Tensor& dh_state;
+  const at::Tensor& dc_state;
+  const at::Tensor& ws;
+  const at::Tensor& c0;
+  const at::Tensor& h0;
+  const at::Tensor& y;
+  const at::Tensor& xch;
+  const at::Tensor& dx;
+  const std::vector<Step>& steps;
+};
+
+// The driver's time-loop arguments as operands.
+FwdOperands fwd_operands(const LstmForward& f, const std::vector<Step>& steps);
+FwdOperands fwd_operands(const GruForward& f, const std::vector<Step>& steps);
+BwdOperands bwd_operands(const LstmBackward& g, const std::vector<Step>& steps);
+BwdOperands bwd_operands(const GruBackward& g, const std::vector<Step>& steps);
+
+// One direction's kernel parameters; false when its schedule cannot be encoded.
+bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, PersistArgs& a);
+
+// One direction's cluster-tier parameters; false where its layout or walk
+// does not fit the cluster kernel (rows of x_proj and y through row strides,
+// everything else contiguous).
+bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a);
+
+// flags: this direction's step flags, then (K split) its chunk counts;
+// partials: its partial-sum slots (null without a split).
+bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
+                   PersistBwdArgs& a);
+
+// A grid-tier forward launch of `n` directions (1, or 2 of a bidirectional
+// layer): flags holds n * grid zeroed ints, direction d's from d * grid.
+bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n,
+                         const at::Tensor& flags, PersistFwdLaunch& launch);
+
+// A backward launch's buffers per direction: its step flags, and with a K
+// split its chunk counts (ints, zeroed) and partial sums (floats, never read
+// before written).
+int bwd_flags_per_direction(const Plan& plan);
+int64_t bwd_partials_per_direction(const Plan& plan);  // 0 without a split
+
+// The backward launch of `n` directions: flags (n * bwd_flags_per_direction,
+// zeroed) and partials (n * bwd_partials_per_direction, or undefined).
+bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int n,
+                          const at::Tensor& flags, const at::Tensor& partials,
+                          PersistBwdLaunch& launch);
+
+}  // namespace persist
+}  // namespace rnnfuse

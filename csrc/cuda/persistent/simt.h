@@ -1,0 +1,170 @@
+// Host execution of the persistent kernels' own source, for the tests
+// (RNNFUSE_SIMT builds of kernel.cuh / kernel_bwd.cuh: simt_run.cpp). Every
+// thread of every CTA is a fiber (ucontext) on the calling thread; a seeded
+// random scheduler resumes them round by round, a random quarter of them
+// sitting each round out (a thread may lag any time). A fiber yields only
+// where a GPU thread may wait on others: __syncthreads, the warp collectives
+// (mma.sync, __shfl_down_sync: all 32 lanes meet and trade operands) and
+// flag polls. So the kernels' loops, conditions, index arithmetic, barrier
+// placement and flag protocol run as written; the CPU emulators
+// (csrc/persistent/emulate*.cpp) run layout.h's maps instead of them.
+//
+// What it catches: wrong indices or loop bounds; a thread reading memory
+// another writes without a barrier or flag between them (the results then
+// depend on the seed; benchmarks/results/simt-kernels_*/ drops each barrier
+// in turn); an unmatched barrier; lanes of a warp diverging at a
+// collective; a flag wait that can never be met (an error: the kernel's
+// watchdog trap on a virtual clock, or the scheduler's deadlock check).
+// Shared memory starts as seeded garbage. What it cannot see: the memory
+// model (fibers are sequentially consistent), the hardware beyond the PTX
+// ISA's fragment tables coded here, timing.
+#pragma once
+
+#ifndef RNNFUSE_SIMT
+#error "simt.h is for host builds of the kernels (RNNFUSE_SIMT)"
+#endif
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <vector_types.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+
+// Bit casts (CUDA's device built-ins), used below too.
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+namespace rnnfuse {
+namespace simt {
+
+struct Idx {
+  unsigned x, y, z;
+};
+
+// The running fiber's coordinates and its CTA's dynamic shared memory.
+Idx thread_idx();
+Idx block_idx();
+unsigned char* shared_memory();
+
+void syncthreads();
+// A poll that found nothing new: lets the other fibers run.
+void yield_spin();
+// A store other CTAs may wait for (a flag release): counts as progress.
+void note_store();
+[[noreturn]] void trap();
+uint64_t globaltimer_ns();
+
+// A warp collective: each of the 32 lanes puts `bytes` (<= 32) of its own
+// and gets all 32 lanes' (lane-major, `bytes` apart). The lanes must all
+// reach the same collective (tag), as a *_sync instruction requires.
+void warp_exchange(const void* mine, void* all, int bytes, int tag);
+
+// Runs `body` on ctas x threads fibers (each CTA with smem_bytes of shared
+// memory) until all return. Raises (TORCH_CHECK) on a trap, a fiber that
+// throws, or rounds without progress (a deadlock). idle_ns: the virtual
+// clock's step per round in which nothing progressed (the watchdog's time).
+void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,
+              const std::function<void()>& body);
+
+// mma.sync on the fibers: the 32 lanes trade fragments and each computes its
+// own D elements from the PTX ISA's fragment tables (written out here apart
+// from layout.h's maps, so the two check each other), k in order, fp32 adds
+// of exact products (16-bit and TF32 operands multiply exactly in fp32).
+struct Operands {
+  uint32_t a[4], b0, b1;
+};
+inline float half_bits(uint32_t bits, bool bf16) {
+  return bf16 ? __uint_as_float(bits << 16)
+              : __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+}
+// TF32: the tensor cores ignore the low 13 mantissa bits.
+inline float tf32_bits(uint32_t bits) { return __uint_as_float(bits & 0xffffe000u); }
+
+template <int K, typename Decode>
+inline void mma_run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
+                const Decode& decode) {
+  const Operands mine{{a[0], a[1], a[2], a[3]}, b0, b1};
+  Operands all[32];
+  warp_exchange(&mine, all, sizeof(Operands), /*tag=*/2 + K);
+  float A[16][K], B[K][8];
+  for (int lane = 0; lane < 32; ++lane) decode(all[lane], lane >> 2, lane & 3, A, B);
+  const int lane = static_cast<int>(thread_idx().x & 31u), g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; ++i) {  // c_i: row g (+8 for i >= 2), column 2t + (i & 1)
+    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+    float s = d[i];
+    for (int k = 0; k < K; ++k) s += A[row][k] * B[k][col];
+    d[i] = s;
+  }
+}
+
+// m16n8k16, 16-bit: a_i (register i / 2, low half first) at row g (+8 for
+// i in {2,3,6,7}), column 2t + (i & 1) (+8 for i >= 4); b_i at row 2t +
+// (i & 1) (+8 for i >= 2), column g.
+template <bool BF16>
+inline void mma16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  mma_run<16>(d, a, b0, b1,
+              [](const Operands& o, int g, int t, float (&A)[16][16], float (&B)[16][8]) {
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t bits = (o.a[i / 2] >> (16 * (i & 1))) & 0xffffu;
+      A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] = half_bits(bits, BF16);
+    }
+    const uint32_t b[2] = {o.b0, o.b1};
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t bits = (b[i / 2] >> (16 * (i & 1))) & 0xffffu;
+      B[2 * t + (i & 1) + 8 * (i >> 1)][g] = half_bits(bits, BF16);
+    }
+  });
+}
+
+// m16n8k8, TF32: a_i at row g (+8 for odd i), column t (+4 for i >= 2);
+// b_i at row t + 4i, column g.
+inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  mma_run<8>(d, a, b0, b1, [](const Operands& o, int g, int t, float (&A)[16][8], float (&B)[8][8]) {
+    for (int i = 0; i < 4; ++i) A[g + 8 * (i & 1)][t + 4 * (i >> 1)] = tf32_bits(o.a[i]);
+    B[t][g] = tf32_bits(o.b0);
+    B[t + 4][g] = tf32_bits(o.b1);
+  });
+}
+
+}  // namespace simt
+}  // namespace rnnfuse
+
+// The CUDA built-ins the persistent kernels use, on the fibers.
+#ifdef __launch_bounds__
+#undef __launch_bounds__
+#endif
+#define __launch_bounds__(...)
+
+namespace rnnfuse {
+namespace persist {
+using std::max;  // CUDA's device min/max on ints
+using std::min;
+}  // namespace persist
+}  // namespace rnnfuse
+
+#define threadIdx (::rnnfuse::simt::thread_idx())
+#define blockIdx (::rnnfuse::simt::block_idx())
+
+inline void __syncthreads() { ::rnnfuse::simt::syncthreads(); }
+inline void __nanosleep(unsigned) { ::rnnfuse::simt::yield_spin(); }
+[[noreturn]] inline void __trap() { ::rnnfuse::simt::trap(); }
+
+
+inline float __shfl_down_sync(unsigned mask, float v, unsigned delta) {
+  (void)mask;  // the kernels pass the full warp
+  float all[32];
+  ::rnnfuse::simt::warp_exchange(&v, all, 4, /*tag=*/1);
+  const unsigned lane = ::rnnfuse::simt::thread_idx().x & 31u;
+  return lane + delta < 32 ? all[lane + delta] : v;
+}

@@ -1,0 +1,289 @@
+// The grid tier's kernels (kernel.cuh, kernel_bwd.cuh: the CUDA source
+// itself) executed on the CPU by simt.h's fibers, for the tests:
+// rnnfuse::persistent_simt_* take the CPU emulators' arguments and run the
+// drivers with these kernels as the time loop. Their parameters come from
+// the CUDA host code's own builders (operands.h), with flags and partial
+// sums allocated as loops_persistent.cpp does. Each launch runs every CTA of
+// the grid (both directions of a bidirectional layer in one launch).
+#define RNNFUSE_SIMT 1
+#include "simt.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "../../persistent/emulate_common.h"
+#include "kernel.cuh"
+#include "kernel_bwd.cuh"
+#include "operands.h"
+
+namespace rnnfuse {
+namespace persist {
+namespace {
+
+// The grid-tier plan of an emulator configuration (its partition as the
+// emulators build it).
+Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool backward) {
+  Plan plan;
+  plan.tier = Tier::Grid;
+  plan.backward = backward;
+  plan.elem_bytes = cfg.elem_bytes;
+  plan.fma = cfg.fma;
+  plan.hbuf_rows = cfg.hbuf_rows;
+  plan.directions = 1;
+  const int G = gates_of(cell);
+  if (backward) {
+    const BwdPartition p =
+        make_bwd_partition(G, hidden, batch, cfg.units, cfg.replicas, cfg.elem_bytes, cfg.ksplit);
+    TORCH_CHECK(p.units <= kBwdRows && p.parts_nonempty() && p.max_warp_frags() <= kRegFrags,
+                "simt: this backward partition does not fit the kernel");
+    plan.part = p;
+    plan.ksplit = p.ksplit;
+    plan.smem_bytes = bwd_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows);
+  } else {
+    Partition p{};
+    p.gates = G;
+    p.hidden = hidden;
+    p.batch = batch;
+    p.units = cfg.units;
+    p.ctas = ceil_div(hidden, cfg.units);
+    p.replicas = cfg.replicas;
+    p.kk = mma_k(cfg.elem_bytes);
+    p.ktiles = ceil_div(hidden, p.kk);
+    TORCH_CHECK(G * p.units <= kRows && p.max_warp_frags() <= kRegFrags && p.ctas <= kThreads,
+                "simt: this partition does not fit the kernel");
+    plan.part = p;
+    plan.smem_bytes = grid_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows, cell);
+  }
+  return plan;
+}
+
+// The virtual clock moves only in rounds where no thread progressed: a
+// deadlocked flag wait reaches the watchdog at its first check (every 1024
+// polls).
+uint64_t idle_step_ns(uint64_t watchdog) { return watchdog / 64 + 1; }
+
+// drop_ctas (a test hook): launch that many CTAs fewer than the grid, so
+// the others wait for flags that never come.
+template <typename Launch, typename Kernel>
+void run(const Plan& plan, const Launch& launch, uint64_t seed, Kernel kernel, int drop_ctas = 0) {
+  simt::run_grid(launch.directions * plan.part.grid() - drop_ctas, kThreads,
+                 static_cast<size_t>(plan.smem_bytes), seed,
+                 idle_step_ns(launch.dir[0].watchdog_ns), [&] { kernel(launch); });
+}
+
+void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, int n,
+             int drop_ctas = 0) {
+  const at::Tensor& x = dirs[0]->x_proj;
+  TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16 ||
+                  x.scalar_type() == at::kFloat,
+              "simt: the kernels take fp16, bf16 or fp32");
+  const Plan plan = simt_plan(cfg, cell, int(dirs[0]->h0.size(1)), int(dirs[0]->h0.size(0)), false);
+  const at::Tensor flags = at::zeros({n * plan.part.grid()}, x.options().dtype(at::kInt));
+  PersistFwdLaunch launch;
+  TORCH_CHECK(forward_launch_args(plan, dirs, n, flags, launch), "simt: schedule not encodable");
+  const bool lstm = cell == Cell::LSTM;
+  TORCH_CHECK(drop_ctas >= 0 && drop_ctas < n * plan.part.grid(), "simt: drop_ctas");
+  if (x.scalar_type() == at::kHalf) {
+    run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__half, Cell::LSTM>
+                                     : persist_fwd_kernel<__half, Cell::GRU>, drop_ctas);
+  } else if (x.scalar_type() == at::kBFloat16) {
+    run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__nv_bfloat16, Cell::LSTM>
+                                     : persist_fwd_kernel<__nv_bfloat16, Cell::GRU>, drop_ctas);
+  } else if (cfg.fma) {
+    run(plan, launch, cfg.seed, lstm ? persist_fwd_fma_kernel<Cell::LSTM>
+                                     : persist_fwd_fma_kernel<Cell::GRU>, drop_ctas);
+  } else {
+    run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<float, Cell::LSTM>
+                                     : persist_fwd_kernel<float, Cell::GRU>, drop_ctas);
+  }
+}
+
+void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, int n) {
+  const at::Tensor& g = dirs[0]->grad_y;
+  TORCH_CHECK(g.scalar_type() == at::kHalf || g.scalar_type() == at::kBFloat16 ||
+                  g.scalar_type() == at::kFloat,
+              "simt: the kernels take fp16, bf16 or fp32");
+  const Plan plan = simt_plan(cfg, cell, int(dirs[0]->dh_state.size(1)),
+                              int(dirs[0]->dh_state.size(0)), true);
+  const at::Tensor flags = at::zeros({n * bwd_flags_per_direction(plan)}, g.options().dtype(at::kInt));
+  const at::Tensor partials =
+      plan.ksplit > 1 ? at::empty({n * bwd_partials_per_direction(plan)}, g.options().dtype(at::kFloat))
+                      : at::Tensor();
+  PersistBwdLaunch launch;
+  TORCH_CHECK(backward_launch_args(plan, dirs, n, flags, partials, launch),
+              "simt: schedule not encodable");
+  const bool lstm = cell == Cell::LSTM;
+  if (g.scalar_type() == at::kHalf) {
+    run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__half, Cell::LSTM>
+                                     : persist_bwd_kernel<__half, Cell::GRU>);
+  } else if (g.scalar_type() == at::kBFloat16) {
+    run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__nv_bfloat16, Cell::LSTM>
+                                     : persist_bwd_kernel<__nv_bfloat16, Cell::GRU>);
+  } else if (cfg.fma) {
+    run(plan, launch, cfg.seed, lstm ? persist_bwd_fma_kernel<Cell::LSTM>
+                                     : persist_bwd_fma_kernel<Cell::GRU>);
+  } else {
+    run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<float, Cell::LSTM>
+                                     : persist_bwd_kernel<float, Cell::GRU>);
+  }
+}
+
+EmuConfig config(int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
+                 int64_t seed, bool reverse, at::ScalarType dtype, bool fma, int64_t ksplit = 1) {
+  TORCH_CHECK(dtype != at::kDouble, "simt: the kernels take fp16, bf16 or fp32");
+  return make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, reverse, dtype, fma,
+                         ksplit);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_lstm(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
+    const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
+    int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed, bool fma,
+    int64_t drop_ctas) {
+  const EmuConfig cfg =
+      config(units, replicas, hbuf_rows, elem_bytes, seed, reverse, x_proj.scalar_type(), fma);
+  return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
+                      [&](const LstmForward& f, const std::vector<Step>& steps) {
+                        const FwdOperands o = fwd_operands(f, steps);
+                        const FwdOperands* dirs[1] = {&o};
+                        forward(Cell::LSTM, cfg, dirs, 1, static_cast<int>(drop_ctas));
+                      });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_gru(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    bool training, int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
+    int64_t seed, bool fma) {
+  const EmuConfig cfg =
+      config(units, replicas, hbuf_rows, elem_bytes, seed, reverse, x_proj.scalar_type(), fma);
+  return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
+                     [&](const GruForward& f, const std::vector<Step>& steps) {
+                       const FwdOperands o = fwd_operands(f, steps);
+                       const FwdOperands* dirs[1] = {&o};
+                       forward(Cell::GRU, cfg, dirs, 1);
+                     });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_lstm_bidir(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
+    bool training, int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
+    int64_t seed, bool fma) {
+  const EmuConfig cfg =
+      config(units, replicas, hbuf_rows, elem_bytes, seed, false, x_proj.scalar_type(), fma);
+  return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
+                            batch_sizes, training,
+                            [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+                              const FwdOperands o[2] = {fwd_operands(f[0], steps[0]),
+                                                        fwd_operands(f[1], steps[1])};
+                              const FwdOperands* dirs[2] = {&o[0], &o[1]};
+                              forward(Cell::LSTM, cfg, dirs, 2);
+                            });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_gru_bidir(
+    const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+    const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
+    const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
+    int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+    bool fma) {
+  const EmuConfig cfg =
+      config(units, replicas, hbuf_rows, elem_bytes, seed, false, x_proj.scalar_type(), fma);
+  return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
+                           [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
+                             const FwdOperands o[2] = {fwd_operands(f[0], steps[0]),
+                                                       fwd_operands(f[1], steps[1])};
+                             const FwdOperands* dirs[2] = {&o[0], &o[1]};
+                             forward(Cell::GRU, cfg, dirs, 2);
+                           });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_lstm_bwd(
+    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+    const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& y,
+    const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+    bool fma, int64_t ksplit) {
+  const EmuConfig cfg = config(units, replicas, hbuf_rows, elem_bytes, seed, reverse,
+                               grad_y.scalar_type(), fma, ksplit);
+  return lstm_backward(grad_y, grad_h_n, grad_c_n, w_hh, c10::nullopt, h0, c0, y, workspace,
+                       batch_sizes, reverse,
+                       [&](const LstmBackward& g, const std::vector<Step>& steps) {
+                         const BwdOperands o = bwd_operands(g, steps);
+                         const BwdOperands* dirs[1] = {&o};
+                         backward(Cell::LSTM, cfg, dirs, 1);
+                       });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_gru_bwd(
+    const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+    const c10::optional<at::Tensor>& b_hh, const at::Tensor& h0, const at::Tensor& y,
+    const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+    int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes, int64_t seed,
+    bool fma, int64_t ksplit) {
+  const EmuConfig cfg = config(units, replicas, hbuf_rows, elem_bytes, seed, reverse,
+                               grad_y.scalar_type(), fma, ksplit);
+  return gru_backward(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse,
+                      [&](const GruBackward& g, const std::vector<Step>& steps) {
+                        const BwdOperands o = bwd_operands(g, steps);
+                        const BwdOperands* dirs[1] = {&o};
+                        backward(Cell::GRU, cfg, dirs, 1);
+                      });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+simt_lstm_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                    const at::Tensor& grad_c_n, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
+                    const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& y,
+                    const at::Tensor& workspace, const c10::optional<at::Tensor>& batch_sizes,
+                    int64_t units, int64_t replicas, int64_t hbuf_rows, int64_t elem_bytes,
+                    int64_t seed, bool fma, int64_t ksplit) {
+  const EmuConfig cfg = config(units, replicas, hbuf_rows, elem_bytes, seed, false,
+                               grad_y.scalar_type(), fma, ksplit);
+  return lstm_bidir_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, c10::nullopt,
+                             c10::nullopt, h0, c0, y, workspace, batch_sizes,
+                             [&](const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+                               const BwdOperands o[2] = {bwd_operands(g[0], steps[0]),
+                                                         bwd_operands(g[1], steps[1])};
+                               const BwdOperands* dirs[2] = {&o[0], &o[1]};
+                               backward(Cell::LSTM, cfg, dirs, 2);
+                             });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+simt_gru_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+                   const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& b_hh,
+                   const c10::optional<at::Tensor>& b_hh_rev, const at::Tensor& h0,
+                   const at::Tensor& y, const at::Tensor& workspace,
+                   const c10::optional<at::Tensor>& batch_sizes, int64_t units, int64_t replicas,
+                   int64_t hbuf_rows, int64_t elem_bytes, int64_t seed, bool fma,
+                   int64_t ksplit) {
+  const EmuConfig cfg = config(units, replicas, hbuf_rows, elem_bytes, seed, false,
+                               grad_y.scalar_type(), fma, ksplit);
+  return gru_bidir_backward(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
+                            batch_sizes,
+                            [&](const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+                              const BwdOperands o[2] = {bwd_operands(g[0], steps[0]),
+                                                        bwd_operands(g[1], steps[1])};
+                              const BwdOperands* dirs[2] = {&o[0], &o[1]};
+                              backward(Cell::GRU, cfg, dirs, 2);
+                            });
+}
+
+}  // namespace
+}  // namespace persist
+}  // namespace rnnfuse
+
+TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("persistent_simt_lstm", &rnnfuse::persist::simt_lstm);
+  m.impl("persistent_simt_gru", &rnnfuse::persist::simt_gru);
+  m.impl("persistent_simt_lstm_bidir", &rnnfuse::persist::simt_lstm_bidir);
+  m.impl("persistent_simt_gru_bidir", &rnnfuse::persist::simt_gru_bidir);
+  m.impl("persistent_simt_lstm_bwd", &rnnfuse::persist::simt_lstm_bwd);
+  m.impl("persistent_simt_gru_bwd", &rnnfuse::persist::simt_gru_bwd);
+  m.impl("persistent_simt_lstm_bidir_bwd", &rnnfuse::persist::simt_lstm_bidir_bwd);
+  m.impl("persistent_simt_gru_bidir_bwd", &rnnfuse::persist::simt_gru_bidir_bwd);
+}

@@ -1,0 +1,191 @@
+"""The grid tier's CUDA kernels (kernel.cuh, kernel_bwd.cuh: their source,
+not a re-implementation) executed on the CPU, one fiber per GPU thread
+(csrc/cuda/persistent/simt.h), with their parameters from the CUDA host
+code's own builders (operands.cpp).
+
+The CPU emulators (test_persistent_emulator*.py) prove the decomposition:
+layout.h's maps, the reduction order and the flag protocol, against the CPU
+kernels. These tests prove that the kernels' code runs that decomposition:
+- every output equals the emulator's bit for bit, in fp16, bf16, TF32 and
+  exact fp32, padded and packed, both directions, several partitions
+  (replicas, ragged CTAs, h buffers smaller than the batch, K split);
+- the fibers' order (seed) changes no bit: a thread reading shared memory
+  another writes without a barrier between them would;
+- the mma.sync fragments here come from the PTX ISA's tables (ptx.cuh),
+  written apart from layout.h's maps, so a map that disagrees with the ISA
+  shows up as a difference from the emulator;
+- against the float64 CPU spec (printed), as close as the emulator is.
+What they cannot see: the memory model (fibers are sequentially
+consistent), the hardware's own behaviour, timing.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnfuse.ops  # noqa: F401
+from rnnfuse import _build_config
+from test_persistent_emulator import emulate, make_bidir_inputs, make_inputs, spec
+from test_persistent_emulator_bwd import cast, emulate_bwd, spec_bwd, with_grads
+
+pytestmark = pytest.mark.skipif(not _build_config.WITH_CUDA,
+                                reason="the kernels' host execution is built with CUDA")
+
+OPS = torch.ops.rnnfuse
+F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+# (dtype, fma): fp32 runs as TF32 (elem_bytes 4) or exact FMAs.
+KINDS = [(F16, False), (BF16, False), (F32, False), (F32, True)]
+KIND_IDS = ["fp16", "bf16", "tf32", "fp32"]
+
+
+def simt(cell, a, reverse, J, R, hbuf=32, eb=2, seed=0, fma=False):
+    if cell == "LSTM":
+        return OPS.persistent_simt_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"], reverse, True,
+                                        J, R, hbuf, eb, seed, fma)
+    return OPS.persistent_simt_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], reverse, True, J, R,
+                                   hbuf, eb, seed, fma)
+
+
+def simt_bwd(cell, a, saved, reverse, J, R, hbuf=32, eb=2, seed=0, fma=False, S=1):
+    y, ws = saved
+    if cell == "LSTM":
+        out = OPS.persistent_simt_lstm_bwd(a["gy"], a["ghn"], a["gcn"], a["w"], a["h0"], a["c0"],
+                                           y, ws, a["bs"], reverse, J, R, hbuf, eb, seed, fma, S)
+        return [out[0], out[1], out[3], out[4]]
+    return list(OPS.persistent_simt_gru_bwd(a["gy"], a["ghn"], a["w"], a["b"], a["h0"], y, ws,
+                                            a["bs"], reverse, J, R, hbuf, eb, seed, fma, S))
+
+
+def assert_same_bits(exp, got, label):
+    assert len(exp) == len(got), label
+    for k, (e, g) in enumerate(zip(exp, got)):
+        assert e.shape == g.shape and e.dtype == g.dtype, (label, k, e.shape, g.shape)
+        if not torch.equal(e, g):
+            diff = (e.double() - g.double()).abs()
+            raise AssertionError(f"{label} out{k}: {int((diff > 0).sum())} elements differ, "
+                                 f"max {diff.max().item():.3e}")
+
+
+def max_rel_error(ref, got):
+    errs = [((r.double() - g.double()).abs().max() / r.double().abs().max().clamp_min(1e-30)).item()
+            for r, g in zip(ref, got) if r.numel()]
+    return max(errs)
+
+
+# Forward partitions (J, R, hbuf_rows): a ragged last CTA, replicas, an h
+# buffer of less than a chunk (several gathers per step).
+FWD_PARTITIONS = {"LSTM": [(8, 1, 32), (4, 2, 8)], "GRU": [(10, 1, 32), (5, 2, 16)]}
+# (H, B, T): 16-byte gathers (H = 40), element-wise ones (H % 8 != 0).
+SHAPES = [(40, 11, 5), (36, 7, 4)]
+# (shape, packed, reverse)
+CASES = [(SHAPES[0], False, False), (SHAPES[0], True, True), (SHAPES[1], True, False)]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_forward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
+    dtype, fma = kind
+    eb = 4 if dtype == F32 else 2
+    for i, ((H, B, T), packed, reverse) in enumerate(CASES):
+        a = make_inputs(cell, dtype, H, B, T, packed, seed=20 + i)
+        ref = spec(cell, cast(a, F64), reverse)
+        for J, R, hbuf in FWD_PARTITIONS[cell]:
+            label = (f"{cell} {dtype} fma={fma} H{H} B{B} packed={packed} rev={reverse} "
+                     f"J{J} R{R} hb{hbuf}")
+            emu = emulate(cell, a, reverse, J, R, hbuf, eb, seed=i, fma=fma)
+            got = simt(cell, a, reverse, J, R, hbuf, eb, seed=i, fma=fma)
+            print(label, "max error vs float64 spec:", f"{max_rel_error(ref, got):.2e}")
+            assert_same_bits(emu, got, label)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_fiber_order_changes_no_bit(cell):
+    """Three schedules of the fibers (seeds), packed and reversed, bf16 with
+    replicas: any shared-memory read racing a write would differ."""
+    a = make_inputs(cell, BF16, 33, 19, 6, True, seed=3)
+    J, R = (8, 2) if cell == "LSTM" else (10, 2)
+    runs = [simt(cell, a, True, J, R, 16, 2, seed=s) for s in (1, 2, 3)]
+    for s, r in enumerate(runs[1:], 2):
+        assert_same_bits(runs[0], r, f"seed {s}")
+
+
+# Backward partitions (J, R, hbuf_rows, ksplit).
+BWD_PARTITIONS = [(16, 1, 32, 1), (8, 2, 16, 1), (16, 1, 32, 2), (16, 1, 8, 4)]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_backward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
+    dtype, fma = kind
+    eb = 4 if dtype == F32 else 2
+    for i, ((H, B, T), packed, reverse) in enumerate(CASES):
+        a = with_grads(make_inputs(cell, dtype, H, B, T, packed, seed=30 + i), cell, dtype)
+        _, saved = spec_bwd(cell, a, reverse)
+        ref = emulate_bwd(cell, cast(a, F64), tuple(t.double() for t in saved), reverse, 16, 1, 32, 2)
+        for J, R, hbuf, S in BWD_PARTITIONS:
+            label = (f"{cell} {dtype} fma={fma} H{H} B{B} packed={packed} rev={reverse} "
+                     f"J{J} R{R} hb{hbuf} S{S}")
+            try:
+                emu = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
+            except RuntimeError as e:  # a split that leaves a part empty: refused by both
+                assert "leaves a part without k-tiles" in str(e)
+                with pytest.raises(RuntimeError, match="does not fit the kernel"):
+                    simt_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
+                continue
+            got = simt_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
+            print(label, "max error vs float64:", f"{max_rel_error(ref, got):.2e}")
+            assert_same_bits(emu, got, label)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_bidirectional_launch_equals_the_emulator(cell):
+    """Both directions in one launch (CTAs [grid, 2 grid) run the reverse
+    direction on its column blocks), forward and backward."""
+    a = make_bidir_inputs(cell, BF16, 24, 9, 5, True, seed=7)
+    J = 8 if cell == "LSTM" else 10
+    if cell == "LSTM":
+        emu = OPS.persistent_emulate_lstm_bidir(a["x"], a["w"], a["w_rev"], a["h0"], a["c0"],
+                                                a["bs"], True, J, 1, 32, 2, 0)
+        got = OPS.persistent_simt_lstm_bidir(a["x"], a["w"], a["w_rev"], a["h0"], a["c0"], a["bs"],
+                                             True, J, 1, 32, 2, 0)
+    else:
+        emu = OPS.persistent_emulate_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"],
+                                               a["h0"], a["bs"], True, J, 1, 32, 2, 0)
+        got = OPS.persistent_simt_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"],
+                                            a["h0"], a["bs"], True, J, 1, 32, 2, 0)
+    assert_same_bits(emu, got, f"{cell} bidir forward")
+
+    gen = torch.Generator().manual_seed(8)
+    B, H = a["h0"].shape[1], a["h0"].shape[2]
+    y, ws = got[0], got[-1]
+    gy = torch.randn(y.shape, generator=gen).to(BF16)
+    ghn = torch.randn(2, B, H, generator=gen).to(BF16)
+    if cell == "LSTM":
+        gcn = torch.randn(2, B, H, generator=gen).to(BF16)
+        args = (gy, ghn, gcn, a["w"], a["w_rev"], a["h0"], a["c0"], y, ws, a["bs"], 16, 1, 32, 2, 0)
+        emu_b = OPS.persistent_emulate_lstm_bidir_bwd(*args)
+        got_b = OPS.persistent_simt_lstm_bidir_bwd(*args)
+    else:
+        args = (gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws, a["bs"], 16, 1,
+                32, 2, 0)
+        emu_b = OPS.persistent_emulate_gru_bidir_bwd(*args)
+        got_b = OPS.persistent_simt_gru_bidir_bwd(*args)
+    assert_same_bits(emu_b, got_b, f"{cell} bidir backward")
+
+
+def test_a_flag_that_never_comes_traps_instead_of_hanging(monkeypatch):
+    """The grid's last CTA never runs, so the others wait for its flags
+    forever: the kernel's own watchdog (exchange.cuh) traps on the virtual
+    clock, which moves only while no thread progresses. A 1 s watchdog."""
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_WATCHDOG_S", "1")
+    a = make_inputs("LSTM", BF16, 40, 4, 4, False, seed=1)
+    args = (a["x"], a["w"], a["h0"], a["c0"], None, False, True, 8, 1, 32, 2, 0, False)
+    OPS.persistent_simt_lstm(*args, 0)  # the whole grid finishes
+    with pytest.raises(RuntimeError, match="__trap"):
+        OPS.persistent_simt_lstm(*args, 1)
+
+
+def test_rejects_dtypes_the_kernels_do_not_take():
+    a = make_inputs("LSTM", F64, 16, 2, 3, False)
+    with pytest.raises(RuntimeError, match="fp16, bf16 or fp32"):
+        simt("LSTM", a, False, 8, 1, 32, 4)
