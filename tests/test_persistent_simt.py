@@ -121,7 +121,8 @@ def test_backward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
     for i, ((H, B, T), packed, reverse) in enumerate(CASES):
         a = with_grads(make_inputs(cell, dtype, H, B, T, packed, seed=30 + i), cell, dtype)
         _, saved = spec_bwd(cell, a, reverse)
-        ref = emulate_bwd(cell, cast(a, F64), tuple(t.double() for t in saved), reverse, 16, 1, 32, 2)
+        ref = emulate_bwd(cell, cast(a, F64), tuple(t.double() for t in saved), reverse,
+                          16, 1, 32, 2)
         for J, R, hbuf, S in BWD_PARTITIONS:
             label = (f"{cell} {dtype} fma={fma} H{H} B{B} packed={packed} rev={reverse} "
                      f"J{J} R{R} hb{hbuf} S{S}")

@@ -195,7 +195,8 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
   for (int d = 0; d < n; ++d) {
     unsigned* f =
         reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * bwd_flags_per_direction(plan);
-    float* part = split ? partials.data_ptr<float>() + d * bwd_partials_per_direction(plan) : nullptr;
+    float* part =
+        split ? partials.data_ptr<float>() + d * bwd_partials_per_direction(plan) : nullptr;
     if (!backward_args(plan, *dirs[d], f, part, launch.dir[d])) return false;
   }
   return true;

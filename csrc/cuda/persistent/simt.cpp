@@ -141,7 +141,8 @@ void warp_exchange(const void* mine, void* all, int bytes, int tag) {
     while (w.filled == filled) yield();
   }
   for (int l = 0; l < 32; ++l) {
-    std::memcpy(static_cast<unsigned char*>(all) + l * bytes, w.slot[l], static_cast<size_t>(bytes));
+    std::memcpy(static_cast<unsigned char*>(all) + l * bytes, w.slot[l],
+                static_cast<size_t>(bytes));
   }
   const uint64_t emptied = w.emptied;
   if (++w.left == 32) {

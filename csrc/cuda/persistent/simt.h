@@ -130,7 +130,8 @@ inline void mma16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
 // m16n8k8, TF32: a_i at row g (+8 for odd i), column t (+4 for i >= 2);
 // b_i at row t + 4i, column g.
 inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  mma_run<8>(d, a, b0, b1, [](const Operands& o, int g, int t, float (&A)[16][8], float (&B)[8][8]) {
+  mma_run<8>(d, a, b0, b1,
+             [](const Operands& o, int g, int t, float (&A)[16][8], float (&B)[8][8]) {
     for (int i = 0; i < 4; ++i) A[g + 8 * (i & 1)][t + 4 * (i >> 1)] = tf32_bits(o.a[i]);
     B[t][g] = tf32_bits(o.b0);
     B[t + 4][g] = tf32_bits(o.b1);

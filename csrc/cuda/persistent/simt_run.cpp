@@ -107,10 +107,12 @@ void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, i
               "simt: the kernels take fp16, bf16 or fp32");
   const Plan plan = simt_plan(cfg, cell, int(dirs[0]->dh_state.size(1)),
                               int(dirs[0]->dh_state.size(0)), true);
-  const at::Tensor flags = at::zeros({n * bwd_flags_per_direction(plan)}, g.options().dtype(at::kInt));
+  const at::Tensor flags =
+      at::zeros({n * bwd_flags_per_direction(plan)}, g.options().dtype(at::kInt));
   const at::Tensor partials =
-      plan.ksplit > 1 ? at::empty({n * bwd_partials_per_direction(plan)}, g.options().dtype(at::kFloat))
-                      : at::Tensor();
+      plan.ksplit > 1
+          ? at::empty({n * bwd_partials_per_direction(plan)}, g.options().dtype(at::kFloat))
+          : at::Tensor();
   PersistBwdLaunch launch;
   TORCH_CHECK(backward_launch_args(plan, dirs, n, flags, partials, launch),
               "simt: schedule not encodable");
