@@ -141,14 +141,7 @@ RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int b
                                                     int replicas, int max_cluster, int elem_bytes,
                                                     bool slice_push = true) {
   ClusterPartition p{};
-  p.gates = gates;
-  p.hidden = hidden;
-  p.batch = batch;
-  p.units = units;
-  p.ctas = ceil_div(hidden, units);
-  p.replicas = replicas;
-  p.kk = mma_k(elem_bytes);
-  p.ktiles = ceil_div(hidden, p.kk);
+  static_cast<Partition&>(p) = make_partition(gates, hidden, batch, units, replicas, elem_bytes);
   p.slices = ceil_div(p.ctas, max_cluster);
   p.cluster = ceil_div(p.ctas, p.slices);
   p.hb_rows = ceil_div(p.max_replica_rows(), 8) * 8;

@@ -61,14 +61,7 @@ class Emulator {
   Emulator(const EmuConfig& cfg, const Problem<scalar_t>& pr, const std::vector<Step>& steps,
            int64_t n_rows)
       : pr_(pr), steps_(steps), cfg_(cfg) {
-    p_.gates = gates_of(pr.cell);
-    p_.hidden = pr.H;
-    p_.batch = pr.B;
-    p_.units = cfg.units;
-    p_.ctas = ceil_div(pr.H, cfg.units);
-    p_.replicas = cfg.replicas;
-    p_.kk = mma_k(cfg.elem_bytes);
-    p_.ktiles = ceil_div(pr.H, p_.kk);
+    p_ = make_partition(gates_of(pr.cell), pr.H, pr.B, cfg.units, cfg.replicas, cfg.elem_bytes);
     TORCH_CHECK(p_.gates * p_.units <= kRows, "emulator: units x gates exceeds ", kRows, " rows");
     TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W slice exceeds ", kRegFrags,
                 " register fragments per warp");

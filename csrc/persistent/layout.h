@@ -126,6 +126,22 @@ struct Partition {
   RNNFUSE_PHD int item_row(int e) const { return e % kChunkRows; }
 };
 
+// The forward partition of `units` units per CTA (all their gates' rows, K =
+// H) in `replicas` batch replicas, k-tiles of the elem_bytes' MMA.
+RNNFUSE_PHD Partition make_partition(int gates, int hidden, int batch, int units, int replicas,
+                                     int elem_bytes) {
+  Partition p{};
+  p.gates = gates;
+  p.hidden = hidden;
+  p.batch = batch;
+  p.units = units;
+  p.ctas = ceil_div(hidden, units);
+  p.replicas = replicas;
+  p.kk = mma_k(elem_bytes);
+  p.ktiles = ceil_div(hidden, p.kk);
+  return p;
+}
+
 // ------------------------------------------------- backward partition
 // The backward step is dh^T = W_hh^T slice x dgates_next^T: a unit group of
 // J <= 16 units (one m-tile, rows = units), K = G*H over the gate gradients

@@ -374,7 +374,6 @@ Plan plan_forward(const Problem& prob, const DeviceProps& dev, const Built& buil
 
   const int G = gates_of(prob.cell);
   const int eb = elem_bytes_of(prob.dtype);
-  const int kk = mma_k(eb);
   const bool fma = prob.dtype == DType::F32 && !prob.allow_tf32;
   const int sms = sms_usable(dev);
   const double w_mb = double(G) * prob.hidden * prob.hidden * eb / 1e6;
@@ -391,14 +390,7 @@ Plan plan_forward(const Problem& prob, const DeviceProps& dev, const Built& buil
     const int j_max = kRows / G;
     for (int J : {j_max, j_max / 2}) {
       if (J < 1) continue;
-      Partition p{};
-      p.gates = G;
-      p.hidden = prob.hidden;
-      p.batch = prob.batch;
-      p.units = J;
-      p.ctas = ceil_div(prob.hidden, J);
-      p.kk = kk;
-      p.ktiles = ceil_div(prob.hidden, kk);
+      Partition p = make_partition(G, prob.hidden, prob.batch, J, 1, eb);
       if (p.max_warp_frags() > kRegFrags) continue;  // W slice exceeds the register budget
       for (int R = 1; R <= 64; R *= 2) {
         p.replicas = R;
@@ -537,15 +529,7 @@ ExchangeBenchPlan exchange_bench_plan(int hidden, int batch, int ctas, int repli
   } else if (ctas < 1 || ctas > hidden || ctas > kThreads || replicas < 1) {
     b.error = "needs 1 <= ctas <= min(hidden, 256) and replicas >= 1";
   } else {
-    Partition& p = b.grid;
-    p.gates = 4;
-    p.hidden = hidden;
-    p.batch = batch;
-    p.units = ceil_div(hidden, ctas);
-    p.ctas = ceil_div(hidden, p.units);
-    p.replicas = replicas;
-    p.kk = 16;
-    p.ktiles = ceil_div(hidden, 16);
+    b.grid = make_partition(4, hidden, batch, ceil_div(hidden, ctas), replicas, 2);
   }
   return b;
 }

@@ -248,10 +248,9 @@ bool grid_launched(cudaError_t err) {
 // layer); false (nothing launched) when the device refuses the grid now.
 bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* dirs, int n) {
   const at::Tensor& like = dirs[0]->x_proj;
-  // Zeroed on the stream (a memset node under graph capture).
-  const at::Tensor flags = at::zeros({n * plan.part.grid()}, like.options().dtype(at::kInt));
+  LaunchBuffers buffers;
   PersistFwdLaunch launch;
-  if (!forward_launch_args(plan, dirs, n, flags, launch)) return false;
+  if (!forward_launch_args(plan, dirs, n, buffers, launch)) return false;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   return grid_launched(launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
                                           static_cast<size_t>(plan.smem_bytes),
@@ -351,16 +350,9 @@ int run_forward_bidir(Cell cell, const FwdOperands& fwd, const FwdOperands& rev)
 // The backward launch for `n` directions (as launch_forward_grid).
 bool launch_backward_grid(Cell cell, const Plan& plan, const BwdOperands* const* dirs, int n) {
   const at::Tensor& like = dirs[0]->grad_y;
-  // K split: each CTA also publishes chunk counts and its partial sums
-  // (never read before written: no zeroing).
-  const at::Tensor flags =
-      at::zeros({n * bwd_flags_per_direction(plan)}, like.options().dtype(at::kInt));
-  const at::Tensor partials =
-      plan.ksplit > 1
-          ? at::empty({n * bwd_partials_per_direction(plan)}, like.options().dtype(at::kFloat))
-          : at::Tensor();
+  LaunchBuffers buffers;
   PersistBwdLaunch launch;
-  if (!backward_launch_args(plan, dirs, n, flags, partials, launch)) return false;
+  if (!backward_launch_args(plan, dirs, n, buffers, launch)) return false;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   return grid_launched(launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
                                           static_cast<size_t>(plan.smem_bytes),

@@ -1,6 +1,8 @@
 // The persistent tier's host arguments (operands.h).
 #include "operands.h"
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
@@ -161,42 +163,34 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, floa
 }
 
 bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n,
-                         const at::Tensor& flags, PersistFwdLaunch& launch) {
-  TORCH_CHECK(flags.numel() == int64_t(n) * plan.part.grid() && flags.scalar_type() == at::kInt,
-              "rnnfuse persistent: the launch's flags");
+                         LaunchBuffers& buffers, PersistFwdLaunch& launch) {
+  const int grid = plan.part.grid();
+  buffers.flags = at::zeros({n * grid}, dirs[0]->x_proj.options().dtype(at::kInt));
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
-    unsigned* f = reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * plan.part.grid();
+    unsigned* f = reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * grid;
     if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
   }
   return true;
 }
 
-int bwd_flags_per_direction(const Plan& plan) {
-  return plan.ksplit > 1 ? 2 * plan.part.grid() : plan.part.grid();
-}
-
-int64_t bwd_partials_per_direction(const Plan& plan) {
-  return plan.ksplit > 1 ? int64_t(plan.part.grid()) * BwdPartition::partial_floats() : 0;
-}
-
 bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int n,
-                          const at::Tensor& flags, const at::Tensor& partials,
-                          PersistBwdLaunch& launch) {
+                          LaunchBuffers& buffers, PersistBwdLaunch& launch) {
+  const int grid = plan.part.grid();
   const bool split = plan.ksplit > 1;
-  TORCH_CHECK(flags.numel() == int64_t(n) * bwd_flags_per_direction(plan) &&
-                  flags.scalar_type() == at::kInt &&
-                  (!split || (partials.numel() == n * bwd_partials_per_direction(plan) &&
-                              partials.scalar_type() == at::kFloat)),
-              "rnnfuse persistent backward: the launch's flags and partial sums");
+  // K split: each CTA also publishes chunk counts and its partial sums.
+  const int flags_per_dir = split ? 2 * grid : grid;
+  const int64_t partials_per_dir = split ? int64_t(grid) * BwdPartition::partial_floats() : 0;
+  const at::TensorOptions like = dirs[0]->grad_y.options();
+  buffers.flags = at::zeros({n * flags_per_dir}, like.dtype(at::kInt));
+  buffers.partials =
+      split ? at::empty({n * partials_per_dir}, like.dtype(at::kFloat)) : at::Tensor();
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
-    unsigned* f =
-        reinterpret_cast<unsigned*>(flags.data_ptr<int>()) + d * bwd_flags_per_direction(plan);
-    float* part =
-        split ? partials.data_ptr<float>() + d * bwd_partials_per_direction(plan) : nullptr;
+    unsigned* f = reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * flags_per_dir;
+    float* part = split ? buffers.partials.data_ptr<float>() + d * partials_per_dir : nullptr;
     if (!backward_args(plan, *dirs[d], f, part, launch.dir[d])) return false;
   }
   return true;

@@ -75,22 +75,23 @@ bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a)
 bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
                    PersistBwdArgs& a);
 
+// A grid-tier launch's buffers, on `like`'s device: per direction its step
+// flags (zeroed on the stream: a memset node under graph capture); a
+// backward with K split also its chunk counts (zeroed) and partial sums
+// (never read before written). The caller keeps them until the launch is
+// enqueued.
+struct LaunchBuffers {
+  at::Tensor flags, partials;
+};
+
 // A grid-tier forward launch of `n` directions (1, or 2 of a bidirectional
-// layer): flags holds n * grid zeroed ints, direction d's from d * grid.
+// layer); false when a schedule cannot be encoded.
 bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n,
-                         const at::Tensor& flags, PersistFwdLaunch& launch);
+                         LaunchBuffers& buffers, PersistFwdLaunch& launch);
 
-// A backward launch's buffers per direction: its step flags, and with a K
-// split its chunk counts (ints, zeroed) and partial sums (floats, never read
-// before written).
-int bwd_flags_per_direction(const Plan& plan);
-int64_t bwd_partials_per_direction(const Plan& plan);  // 0 without a split
-
-// The backward launch of `n` directions: flags (n * bwd_flags_per_direction,
-// zeroed) and partials (n * bwd_partials_per_direction, or undefined).
+// The backward launch of `n` directions (as forward_launch_args).
 bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int n,
-                          const at::Tensor& flags, const at::Tensor& partials,
-                          PersistBwdLaunch& launch);
+                          LaunchBuffers& buffers, PersistBwdLaunch& launch);
 
 }  // namespace persist
 }  // namespace rnnfuse

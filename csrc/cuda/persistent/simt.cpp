@@ -72,6 +72,19 @@ void yield() {
   swapcontext(&f->ctx, &g.scheduler);
 }
 
+// A meeting of `count` fibers: the last to arrive opens the next generation
+// and goes on; the others wait for it. An arrival is progress.
+void meet(int& arrived, uint64_t& generation, int count) {
+  ++grid().progress;
+  const uint64_t gen = generation;
+  if (++arrived == count) {
+    arrived = 0;
+    ++generation;
+    return;
+  }
+  while (generation == gen) yield();
+}
+
 void fiber_entry() {
   Grid& g = *g_grid;
   Fiber* f = g.cur;
@@ -102,14 +115,7 @@ unsigned char* shared_memory() {
 void syncthreads() {
   Grid& g = grid();
   Cta& c = g.ctas[g.cur->cta];
-  const uint64_t gen = c.generation;
-  ++g.progress;
-  if (++c.arrived == g.threads) {
-    c.arrived = 0;
-    ++c.generation;
-    return;
-  }
-  while (c.generation == gen) yield();
+  meet(c.arrived, c.generation, g.threads);
 }
 
 void yield_spin() { yield(); }
@@ -132,25 +138,12 @@ void warp_exchange(const void* mine, void* all, int bytes, int tag) {
                            " meet at different collectives (diverged)");
   }
   std::memcpy(w.slot[lane], mine, static_cast<size_t>(bytes));
-  ++g.progress;
-  const uint64_t filled = w.filled;
-  if (++w.arrived == 32) {
-    w.arrived = 0;
-    ++w.filled;
-  } else {
-    while (w.filled == filled) yield();
-  }
+  meet(w.arrived, w.filled, 32);
   for (int l = 0; l < 32; ++l) {
     std::memcpy(static_cast<unsigned char*>(all) + l * bytes, w.slot[l],
                 static_cast<size_t>(bytes));
   }
-  const uint64_t emptied = w.emptied;
-  if (++w.left == 32) {
-    w.left = 0;
-    ++w.emptied;
-  } else {
-    while (w.emptied == emptied) yield();
-  }
+  meet(w.left, w.emptied, 32);
 }
 
 void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,

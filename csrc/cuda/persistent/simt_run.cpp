@@ -18,6 +18,8 @@
 #include "kernel_bwd.cuh"
 #include "operands.h"
 
+#include <type_traits>
+
 namespace rnnfuse {
 namespace persist {
 namespace {
@@ -42,15 +44,7 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
     plan.ksplit = p.ksplit;
     plan.smem_bytes = bwd_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows);
   } else {
-    Partition p{};
-    p.gates = G;
-    p.hidden = hidden;
-    p.batch = batch;
-    p.units = cfg.units;
-    p.ctas = ceil_div(hidden, cfg.units);
-    p.replicas = cfg.replicas;
-    p.kk = mma_k(cfg.elem_bytes);
-    p.ktiles = ceil_div(hidden, p.kk);
+    const Partition p = make_partition(G, hidden, batch, cfg.units, cfg.replicas, cfg.elem_bytes);
     TORCH_CHECK(G * p.units <= kRows && p.max_warp_frags() <= kRegFrags && p.ctas <= kThreads,
                 "simt: this partition does not fit the kernel");
     plan.part = p;
@@ -75,20 +69,17 @@ void run(const Plan& plan, const Launch& launch, uint64_t seed, Kernel kernel, i
 
 void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, int n,
              int drop_ctas = 0) {
-  const at::Tensor& x = dirs[0]->x_proj;
-  TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16 ||
-                  x.scalar_type() == at::kFloat,
-              "simt: the kernels take fp16, bf16 or fp32");
   const Plan plan = simt_plan(cfg, cell, int(dirs[0]->h0.size(1)), int(dirs[0]->h0.size(0)), false);
-  const at::Tensor flags = at::zeros({n * plan.part.grid()}, x.options().dtype(at::kInt));
+  LaunchBuffers buffers;
   PersistFwdLaunch launch;
-  TORCH_CHECK(forward_launch_args(plan, dirs, n, flags, launch), "simt: schedule not encodable");
-  const bool lstm = cell == Cell::LSTM;
+  TORCH_CHECK(forward_launch_args(plan, dirs, n, buffers, launch), "simt: schedule not encodable");
   TORCH_CHECK(drop_ctas >= 0 && drop_ctas < n * plan.part.grid(), "simt: drop_ctas");
-  if (x.scalar_type() == at::kHalf) {
+  const bool lstm = cell == Cell::LSTM;
+  const at::ScalarType t = dirs[0]->x_proj.scalar_type();
+  if (t == at::kHalf) {
     run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__half, Cell::LSTM>
                                      : persist_fwd_kernel<__half, Cell::GRU>, drop_ctas);
-  } else if (x.scalar_type() == at::kBFloat16) {
+  } else if (t == at::kBFloat16) {
     run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__nv_bfloat16, Cell::LSTM>
                                      : persist_fwd_kernel<__nv_bfloat16, Cell::GRU>, drop_ctas);
   } else if (cfg.fma) {
@@ -101,26 +92,17 @@ void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, in
 }
 
 void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, int n) {
-  const at::Tensor& g = dirs[0]->grad_y;
-  TORCH_CHECK(g.scalar_type() == at::kHalf || g.scalar_type() == at::kBFloat16 ||
-                  g.scalar_type() == at::kFloat,
-              "simt: the kernels take fp16, bf16 or fp32");
   const Plan plan = simt_plan(cfg, cell, int(dirs[0]->dh_state.size(1)),
                               int(dirs[0]->dh_state.size(0)), true);
-  const at::Tensor flags =
-      at::zeros({n * bwd_flags_per_direction(plan)}, g.options().dtype(at::kInt));
-  const at::Tensor partials =
-      plan.ksplit > 1
-          ? at::empty({n * bwd_partials_per_direction(plan)}, g.options().dtype(at::kFloat))
-          : at::Tensor();
+  LaunchBuffers buffers;
   PersistBwdLaunch launch;
-  TORCH_CHECK(backward_launch_args(plan, dirs, n, flags, partials, launch),
-              "simt: schedule not encodable");
+  TORCH_CHECK(backward_launch_args(plan, dirs, n, buffers, launch), "simt: schedule not encodable");
   const bool lstm = cell == Cell::LSTM;
-  if (g.scalar_type() == at::kHalf) {
+  const at::ScalarType t = dirs[0]->grad_y.scalar_type();
+  if (t == at::kHalf) {
     run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__half, Cell::LSTM>
                                      : persist_bwd_kernel<__half, Cell::GRU>);
-  } else if (g.scalar_type() == at::kBFloat16) {
+  } else if (t == at::kBFloat16) {
     run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__nv_bfloat16, Cell::LSTM>
                                      : persist_bwd_kernel<__nv_bfloat16, Cell::GRU>);
   } else if (cfg.fma) {
@@ -129,6 +111,35 @@ void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, i
   } else {
     run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<float, Cell::LSTM>
                                      : persist_bwd_kernel<float, Cell::GRU>);
+  }
+}
+
+// A driver's time loop on the kernels: one direction's arguments (Args:
+// LstmForward ... GruBackward), or a bidirectional layer's two in one launch.
+template <typename Args>
+void one_direction(Cell cell, const EmuConfig& cfg, const Args& args, const std::vector<Step>& steps) {
+  if constexpr (std::is_same_v<Args, LstmForward> || std::is_same_v<Args, GruForward>) {
+    const FwdOperands o = fwd_operands(args, steps);
+    const FwdOperands* dirs[1] = {&o};
+    forward(cell, cfg, dirs, 1);
+  } else {
+    const BwdOperands o = bwd_operands(args, steps);
+    const BwdOperands* dirs[1] = {&o};
+    backward(cell, cfg, dirs, 1);
+  }
+}
+
+template <typename Args>
+void both_directions(Cell cell, const EmuConfig& cfg, const Args (&args)[2],
+                     const std::vector<Step> (&steps)[2]) {
+  if constexpr (std::is_same_v<Args, LstmForward> || std::is_same_v<Args, GruForward>) {
+    const FwdOperands o[2] = {fwd_operands(args[0], steps[0]), fwd_operands(args[1], steps[1])};
+    const FwdOperands* dirs[2] = {&o[0], &o[1]};
+    forward(cell, cfg, dirs, 2);
+  } else {
+    const BwdOperands o[2] = {bwd_operands(args[0], steps[0]), bwd_operands(args[1], steps[1])};
+    const BwdOperands* dirs[2] = {&o[0], &o[1]};
+    backward(cell, cfg, dirs, 2);
   }
 }
 
@@ -163,9 +174,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_gru(
       config(units, replicas, hbuf_rows, elem_bytes, seed, reverse, x_proj.scalar_type(), fma);
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
                      [&](const GruForward& f, const std::vector<Step>& steps) {
-                       const FwdOperands o = fwd_operands(f, steps);
-                       const FwdOperands* dirs[1] = {&o};
-                       forward(Cell::GRU, cfg, dirs, 1);
+                       one_direction(Cell::GRU, cfg, f, steps);
                      });
 }
 
@@ -179,10 +188,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_lstm_bidir(
   return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
                             batch_sizes, training,
                             [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
-                              const FwdOperands o[2] = {fwd_operands(f[0], steps[0]),
-                                                        fwd_operands(f[1], steps[1])};
-                              const FwdOperands* dirs[2] = {&o[0], &o[1]};
-                              forward(Cell::LSTM, cfg, dirs, 2);
+                              both_directions(Cell::LSTM, cfg, f, steps);
                             });
 }
 
@@ -196,10 +202,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_gru_bidir(
       config(units, replicas, hbuf_rows, elem_bytes, seed, false, x_proj.scalar_type(), fma);
   return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
                            [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
-                             const FwdOperands o[2] = {fwd_operands(f[0], steps[0]),
-                                                       fwd_operands(f[1], steps[1])};
-                             const FwdOperands* dirs[2] = {&o[0], &o[1]};
-                             forward(Cell::GRU, cfg, dirs, 2);
+                             both_directions(Cell::GRU, cfg, f, steps);
                            });
 }
 
@@ -214,9 +217,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_lstm
   return lstm_backward(grad_y, grad_h_n, grad_c_n, w_hh, c10::nullopt, h0, c0, y, workspace,
                        batch_sizes, reverse,
                        [&](const LstmBackward& g, const std::vector<Step>& steps) {
-                         const BwdOperands o = bwd_operands(g, steps);
-                         const BwdOperands* dirs[1] = {&o};
-                         backward(Cell::LSTM, cfg, dirs, 1);
+                         one_direction(Cell::LSTM, cfg, g, steps);
                        });
 }
 
@@ -230,9 +231,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_gru_bwd(
                                grad_y.scalar_type(), fma, ksplit);
   return gru_backward(grad_y, grad_h_n, w_hh, b_hh, h0, y, workspace, batch_sizes, reverse,
                       [&](const GruBackward& g, const std::vector<Step>& steps) {
-                        const BwdOperands o = bwd_operands(g, steps);
-                        const BwdOperands* dirs[1] = {&o};
-                        backward(Cell::GRU, cfg, dirs, 1);
+                        one_direction(Cell::GRU, cfg, g, steps);
                       });
 }
 
@@ -248,10 +247,7 @@ simt_lstm_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
   return lstm_bidir_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, c10::nullopt,
                              c10::nullopt, h0, c0, y, workspace, batch_sizes,
                              [&](const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
-                               const BwdOperands o[2] = {bwd_operands(g[0], steps[0]),
-                                                         bwd_operands(g[1], steps[1])};
-                               const BwdOperands* dirs[2] = {&o[0], &o[1]};
-                               backward(Cell::LSTM, cfg, dirs, 2);
+                               both_directions(Cell::LSTM, cfg, g, steps);
                              });
 }
 
@@ -268,10 +264,7 @@ simt_gru_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const a
   return gru_bidir_backward(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
                             batch_sizes,
                             [&](const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
-                              const BwdOperands o[2] = {bwd_operands(g[0], steps[0]),
-                                                        bwd_operands(g[1], steps[1])};
-                              const BwdOperands* dirs[2] = {&o[0], &o[1]};
-                              backward(Cell::GRU, cfg, dirs, 2);
+                              both_directions(Cell::GRU, cfg, g, steps);
                             });
 }
 
