@@ -235,6 +235,30 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
       "Tensor? batch_sizes, int units, int replicas, int hbuf_rows, int elem_bytes, int seed, "
       "bool fma=False, int ksplit=1) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // The cluster tier's CUDA kernel (its source) run on the CPU by the same
+  // fibers, with the cluster emulator's arguments (tests only; builds with
+  // CUDA). The bidirectional ops run both directions in one launch.
+  m.def(
+      "persistent_simt_cluster_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
+      "int elem_bytes, int seed, bool slice_push=True) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "persistent_simt_cluster_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
+      "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
+      "int elem_bytes, int seed, bool slice_push=True) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "persistent_simt_cluster_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
+      "Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, "
+      "int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_simt_cluster_gru_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
+      "Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training, int units, "
+      "int replicas, int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor)");
+  // The fiber runtime's own checks, each on a small kernel that breaks one
+  // rule (tests only): raises what the runtime reports; "clean" must pass.
+  m.def("persistent_simt_selftest(str case, int seed=0) -> ()");
   // A bidirectional layer's directions as one cluster-tier launch each, on their
   // column blocks (tests only).
   m.def(

@@ -19,7 +19,8 @@
 //      (part.slice_push = 0). Either way a peer's phase completes only with
 //      bytes sent after this CTA's last read of its current buffer.
 // The cell state stays in shared memory for the whole sequence. On sm_80
-// the kernel is a trapping stub (never launched there).
+// the kernel is a trapping stub (never launched there). RNNFUSE_SIMT builds
+// run it on the CPU (simt.h, simt_run.cpp).
 #pragma once
 
 #include "../../persistent/cluster_layout.h"
@@ -39,7 +40,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   using X = Elem<E>;
   constexpr int eb = X::kBytes;
   constexpr int G = CELL == Cell::LSTM ? 4 : 3;
-  extern __shared__ __align__(16) unsigned char smem[];
+  RNNFUSE_DYNAMIC_SMEM(smem);
   const int cid = int(cluster_id_x());
   const PersistClusterArgs& a = launch.dir[launch.dir[0].part.cluster_direction(cid)];
   const ClusterPartition& p = a.part;

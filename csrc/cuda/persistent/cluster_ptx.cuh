@@ -3,7 +3,8 @@
 // barrier, and cp.async for staging x_proj. Everything that needs sm_90 is
 // compiled only there (__CUDA_ARCH__ >= 900); elsewhere these functions trap,
 // and the cluster kernels are never launched there (the planner needs
-// cc >= 9.0 and the host checks the kernels carry sm_90 code).
+// cc >= 9.0 and the host checks the kernels carry sm_90 code). RNNFUSE_SIMT
+// builds (host execution for the tests, simt.h) take the runtime's versions.
 //
 // Memory ordering (PTX ISA, st.async and mbarrier): an st.async is a weak
 // shared-memory store whose completion performs complete-tx on the mbarrier
@@ -22,7 +23,7 @@
 
 #include "ptx.cuh"
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(RNNFUSE_SIMT) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
 #define RNNFUSE_CLUSTER_ARCH 1
 #else
 #define RNNFUSE_CLUSTER_ARCH 0
@@ -30,6 +31,32 @@
 
 namespace rnnfuse {
 namespace persist {
+
+#ifdef RNNFUSE_SIMT
+// Host execution (simt.h): the same functions on the fiber runtime's
+// clusters, mbarriers, in-flight st.async and deferred cp.async.
+inline uint32_t smem_addr(const void* p) { return simt::shared_offset(p); }
+inline uint32_t cluster_ctarank() { return simt::cluster_ctarank(); }
+inline uint32_t cluster_id_x() { return simt::cluster_id(); }
+inline uint32_t mapa_shared(uint32_t addr, uint32_t rank) { return simt::map_shared(addr, rank); }
+inline void mbarrier_init_cluster(uint64_t* bars, int n) {
+  for (int i = 0; i < n; ++i) simt::mbarrier_init(smem_addr(bars + i), 1);
+}
+inline void cluster_sync_all() { simt::cluster_sync(); }
+inline void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  simt::mbarrier_arrive_expect_tx(smem_addr(bar), bytes);
+}
+inline bool mbarrier_try_wait_cluster(uint64_t* bar, uint32_t parity) {
+  return simt::mbarrier_try_wait_parity(smem_addr(bar), parity);
+}
+inline void st_async_b32(uint32_t addr, uint32_t v, uint32_t bar) {
+  simt::st_async(addr, &v, 4, bar);
+}
+inline void st_async_v4(uint32_t addr, uint4 v, uint32_t bar) { simt::st_async(addr, &v, 16, bar); }
+inline void cp_async_4(void* dst, const void* src) { simt::cp_async(dst, src, 4); }
+inline void cp_async_commit() { simt::cp_async_commit(); }
+inline void cp_async_wait_prior() { simt::cp_async_wait(1); }
+#else
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -122,18 +149,6 @@ __device__ __forceinline__ bool mbarrier_try_wait_cluster(uint64_t* bar, uint32_
   return done != 0;
 }
 
-// Wait for the phase of parity `parity` to complete; longer than
-// watchdog_ns (0: never) traps: a loud launch failure, not a hang.
-__device__ __forceinline__ void mbarrier_wait_watchdog(uint64_t* bar, uint32_t parity,
-                                                       uint64_t watchdog_ns) {
-  if (mbarrier_try_wait_cluster(bar, parity)) return;
-  const uint64_t t0 = globaltimer_ns();
-  for (uint32_t spin = 1;; ++spin) {
-    if (mbarrier_try_wait_cluster(bar, parity)) return;
-    if ((spin & 63u) == 0 && watchdog_ns != 0 && globaltimer_ns() - t0 > watchdog_ns) __trap();
-  }
-}
-
 // 4 or 16 bytes into a peer's shared memory (shared::cluster addresses),
 // completing them on the peer's mbarrier `bar`.
 __device__ __forceinline__ void st_async_b32(uint32_t addr, uint32_t v, uint32_t bar) {
@@ -170,6 +185,20 @@ __device__ __forceinline__ void cp_async_commit() {
 // All but the most recent group complete (this thread's copies).
 __device__ __forceinline__ void cp_async_wait_prior() {
   asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+#endif  // RNNFUSE_SIMT
+
+// Wait for the phase of parity `parity` to complete; longer than
+// watchdog_ns (0: never) traps: a loud launch failure, not a hang.
+__device__ __forceinline__ void mbarrier_wait_watchdog(uint64_t* bar, uint32_t parity,
+                                                       uint64_t watchdog_ns) {
+  if (mbarrier_try_wait_cluster(bar, parity)) return;
+  const uint64_t t0 = globaltimer_ns();
+  for (uint32_t spin = 1;; ++spin) {
+    if (mbarrier_try_wait_cluster(bar, parity)) return;
+    if ((spin & 63u) == 0 && watchdog_ns != 0 && globaltimer_ns() - t0 > watchdog_ns) __trap();
+  }
 }
 
 }  // namespace persist

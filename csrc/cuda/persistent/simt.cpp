@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <memory>
 #include <random>
 #include <stdexcept>
@@ -32,11 +33,32 @@ struct Warp {
   alignas(16) unsigned char slot[32][kSlotBytes];
 };
 
+// An mbarrier's state (PTX ISA): pending arrivals of the current phase, the
+// signed tx-count, the phase's parity.
+struct Mbarrier {
+  uint32_t pending = 0, expected = 0, phase = 0;
+  int64_t tx = 0;
+};
+
 struct Cta {
   std::vector<uint4> smem;
   int arrived = 0;
   uint64_t generation = 0;
   std::vector<Warp> warps;
+  std::map<uint32_t, Mbarrier> bars;  // by shared::cta offset, once initialised
+  bool exiting = false;               // one of its threads returned
+};
+
+struct Cluster {
+  int arrived = 0;
+  uint64_t generation = 0;
+};
+
+struct Copy {  // a pending cp.async
+  void* dst;
+  const void* src;
+  int bytes;
+  uint64_t group;
 };
 
 struct Fiber {
@@ -44,16 +66,29 @@ struct Fiber {
   std::unique_ptr<char[]> stack;
   int cta = 0, tid = 0;
   bool done = false;
+  std::vector<Copy> copies;
+  uint64_t committed = 0;  // cp.async groups committed
+};
+
+struct Message {  // an st.async in flight
+  int from, to;
+  uint32_t offset, bar;
+  int bytes;
+  unsigned char data[16];
 };
 
 struct Grid {
-  int threads = 0;
+  int threads = 0, cluster = 1;
+  size_t smem_bytes = 0;
   std::vector<Cta> ctas;
+  std::vector<Cluster> clusters;
   std::vector<Fiber> fibers;
+  std::vector<Message> flight;
+  std::mt19937_64 rng;
   ucontext_t scheduler;
   Fiber* cur = nullptr;
   const std::function<void()>* body = nullptr;
-  uint64_t progress = 0;  // arrivals, completed meetings, stores, finished fibers
+  uint64_t progress = 0;  // arrivals, completed meetings, stores, deliveries, finished fibers
   uint64_t now_ns = 0;
   std::string error;
 };
@@ -85,19 +120,121 @@ void meet(int& arrived, uint64_t& generation, int count) {
   while (generation == gen) yield();
 }
 
+[[noreturn]] void fail(const std::string& what) { throw std::logic_error(what); }
+
+std::string cta_name(int cta) { return "CTA " + std::to_string(cta); }
+
+// ---- mbarriers: the state in Cta::bars, mirrored into the barrier's 8
+// bytes of shared memory (a kernel store over it breaks the mirror).
+uint64_t mirror(uint32_t offset, const Mbarrier& b) {
+  uint64_t m = 0x9e3779b97f4a7c15ull ^ offset;
+  m = m * 31 + b.pending;
+  m = m * 31 + b.expected;
+  m = m * 31 + b.phase;
+  return m * 31 + static_cast<uint64_t>(b.tx);
+}
+
+void check_offset(uint32_t offset, int bytes, const std::string& what) {
+  if (bytes <= 0 || offset % static_cast<uint32_t>(bytes) != 0 ||
+      size_t(offset) + size_t(bytes) > g_grid->smem_bytes) {
+    fail(what + ": " + std::to_string(bytes) + " bytes at shared offset " +
+         std::to_string(offset) + " (misaligned or past the CTA's " +
+         std::to_string(g_grid->smem_bytes) + " bytes)");
+  }
+}
+
+unsigned char* smem_at(int cta, uint32_t offset) {
+  return reinterpret_cast<unsigned char*>(g_grid->ctas[size_t(cta)].smem.data()) + offset;
+}
+
+void store_mirror(int cta, uint32_t offset, const Mbarrier& b) {
+  const uint64_t m = mirror(offset, b);
+  std::memcpy(smem_at(cta, offset), &m, 8);
+}
+
+Mbarrier& barrier_at(int cta, uint32_t offset, const char* use) {
+  check_offset(offset, 8, std::string(use) + " of an mbarrier");
+  Cta& c = g_grid->ctas[size_t(cta)];
+  const auto it = c.bars.find(offset);
+  if (it == c.bars.end()) {
+    fail(std::string(use) + " of an mbarrier at offset " + std::to_string(offset) + " of " +
+         cta_name(cta) + " before its mbarrier.init");
+  }
+  uint64_t m = 0;
+  std::memcpy(&m, smem_at(cta, offset), 8);
+  if (m != mirror(offset, it->second)) {
+    fail("the mbarrier at offset " + std::to_string(offset) + " of " + cta_name(cta) +
+         " was overwritten by a plain shared-memory store");
+  }
+  return it->second;
+}
+
+// The phase completes when its arrivals came and its bytes landed.
+void settle(int cta, uint32_t offset, Mbarrier& b) {
+  if (b.tx <= -(int64_t(1) << 20) || b.tx >= (int64_t(1) << 20)) {
+    fail("an mbarrier's tx-count left the PTX range (+-(2^20 - 1))");
+  }
+  if (b.pending == 0 && b.tx == 0) {
+    b.phase ^= 1u;
+    b.pending = b.expected;
+  }
+  store_mirror(cta, offset, b);
+}
+
+// A shared::cluster address's CTA (index in the grid) and offset.
+void decode_cluster_address(uint32_t addr, int from, int* cta, uint32_t* offset) {
+  const uint32_t tag = addr >> 24;
+  const int base = from - from % g_grid->cluster;
+  *cta = tag == 0 ? from : base + int(tag) - 1;
+  *offset = addr & 0xffffffu;
+  if (tag > uint32_t(g_grid->cluster)) fail("a shared::cluster address of a rank past the cluster");
+}
+
+void deliver(Grid& g, const Message& m) {
+  Cta& to = g.ctas[size_t(m.to)];
+  if (to.exiting) {
+    fail("st.async from " + cta_name(m.from) + " into " + cta_name(m.to) +
+         " after that CTA began to exit (bytes nobody waited for)");
+  }
+  check_offset(m.offset, m.bytes, "st.async");
+  Mbarrier& b = barrier_at(m.to, m.bar, "complete_tx");
+  const uint32_t lo = m.offset, hi = m.offset + uint32_t(m.bytes);
+  if (lo < m.bar + 8 && m.bar < hi) fail("st.async over an mbarrier");
+  std::memcpy(smem_at(m.to, m.offset), m.data, size_t(m.bytes));
+  b.tx -= m.bytes;
+  settle(m.to, m.bar, b);
+  ++g.progress;
+}
+
+// Each message in flight lands with probability 1/2 (any order: st.async
+// stores are unordered among themselves). all: every one (the grid's end).
+void deliver_some(Grid& g, bool all) {
+  std::vector<Message> keep;
+  for (const Message& m : g.flight) {
+    if (all || g.rng() % 2 == 0) {
+      deliver(g, m);
+    } else {
+      keep.push_back(m);
+    }
+  }
+  g.flight.swap(keep);
+}
+
 void fiber_entry() {
   Grid& g = *g_grid;
   Fiber* f = g.cur;
   try {
     (*g.body)();
+    if (!f->copies.empty()) fail("cp.async copies never waited for when the thread exited");
   } catch (const TrapSignal&) {
     g.error = "__trap() in CTA " + std::to_string(f->cta) + " thread " + std::to_string(f->tid) +
-              " (the kernel's watchdog: a flag wait that never ended)";
+              " (the kernel's watchdog: a flag or mbarrier wait that never ended)";
   } catch (const std::exception& e) {
     g.error = std::string(e.what()) + " (CTA " + std::to_string(f->cta) + " thread " +
               std::to_string(f->tid) + ")";
   }
   f->done = true;
+  g.ctas[size_t(f->cta)].exiting = true;
   ++g.progress;
   // Returning resumes uc_link: the scheduler.
 }
@@ -146,16 +283,117 @@ void warp_exchange(const void* mine, void* all, int bytes, int tag) {
   meet(w.left, w.emptied, 32);
 }
 
+unsigned cluster_ctarank() { return unsigned(grid().cur->cta % g_grid->cluster); }
+unsigned cluster_id() { return unsigned(grid().cur->cta / g_grid->cluster); }
+
+uint32_t shared_offset(const void* p) {
+  const auto* base = shared_memory();
+  const auto* q = static_cast<const unsigned char*>(p);
+  if (q < base || q >= base + g_grid->smem_bytes) {
+    fail("a shared-memory address outside the CTA's dynamic shared memory");
+  }
+  return uint32_t(q - base);
+}
+
+uint32_t map_shared(uint32_t addr, uint32_t rank) {
+  grid();
+  if (rank >= uint32_t(g_grid->cluster) || (addr >> 24) != 0) fail("mapa of a rank or address");
+  return ((rank + 1u) << 24) | addr;
+}
+
+void cluster_sync() {
+  Grid& g = grid();
+  Cluster& c = g.clusters[size_t(g.cur->cta / g.cluster)];
+  meet(c.arrived, c.generation, g.cluster * g.threads);
+}
+
+void mbarrier_init(uint32_t bar, uint32_t count) {
+  const int cta = grid().cur->cta;
+  check_offset(bar, 8, "mbarrier.init");
+  if (count < 1 || count >= (1u << 20)) fail("mbarrier.init count");
+  Mbarrier b;
+  b.pending = b.expected = count;
+  g_grid->ctas[size_t(cta)].bars[bar] = b;
+  store_mirror(cta, bar, b);
+}
+
+void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  const int cta = grid().cur->cta;
+  Mbarrier& b = barrier_at(cta, bar, "arrive.expect_tx");
+  if (b.pending == 0) fail("an mbarrier arrival beyond its expected count");
+  b.tx += int64_t(bytes);
+  --b.pending;
+  settle(cta, bar, b);
+  ++g_grid->progress;
+}
+
+bool mbarrier_try_wait_parity(uint32_t bar, uint32_t parity) {
+  yield();
+  const int cta = grid().cur->cta;
+  return barrier_at(cta, bar, "try_wait").phase != (parity & 1u);
+}
+
+void st_async(uint32_t addr, const void* data, int bytes, uint32_t bar) {
+  Grid& g = grid();
+  if (bytes != 4 && bytes != 16) fail("st.async of " + std::to_string(bytes) + " bytes");
+  Message m{};
+  m.from = g.cur->cta;
+  int bar_cta = 0;
+  decode_cluster_address(addr, m.from, &m.to, &m.offset);
+  decode_cluster_address(bar, m.from, &bar_cta, &m.bar);
+  if (bar_cta != m.to) fail("st.async completing on another CTA's mbarrier than its data's");
+  check_offset(m.offset, bytes, "st.async");
+  m.bytes = bytes;
+  std::memcpy(m.data, data, size_t(bytes));
+  g.flight.push_back(m);
+  ++g.progress;
+}
+
+void cp_async(void* dst, const void* src, int bytes) {
+  Fiber& f = *grid().cur;
+  check_offset(shared_offset(dst), bytes, "cp.async");
+  if (reinterpret_cast<uintptr_t>(src) % uintptr_t(bytes) != 0) {
+    fail("cp.async of a misaligned source");
+  }
+  if (g_grid->rng() % 2 == 0) {
+    std::memcpy(dst, src, size_t(bytes));  // landed at once
+  } else {
+    f.copies.push_back(Copy{dst, src, bytes, f.committed});
+  }
+}
+
+void cp_async_commit() { ++grid().cur->committed; }
+
+void cp_async_wait(int newest_pending) {
+  Fiber& f = *grid().cur;
+  std::vector<Copy> keep;
+  for (const Copy& c : f.copies) {
+    if (c.group + uint64_t(newest_pending) < f.committed) {
+      std::memcpy(c.dst, c.src, size_t(c.bytes));
+    } else {
+      keep.push_back(c);
+    }
+  }
+  f.copies.swap(keep);
+}
+
 void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,
-              const std::function<void()>& body) {
+              const std::function<void()>& body, int cluster) {
   TORCH_CHECK(ctas > 0 && threads > 0 && threads % 32 == 0, "simt: a grid of ", ctas, " x ",
               threads, " threads");
+  TORCH_CHECK(cluster >= 1 && cluster <= 255 && ctas % cluster == 0, "simt: clusters of ",
+              cluster, " CTAs in a grid of ", ctas);
+  TORCH_CHECK(smem_bytes < (size_t(1) << 24), "simt: shared memory past 16 MB");
   TORCH_CHECK(g_grid == nullptr, "simt: grids do not nest");
   Grid g;
   g.threads = threads;
+  g.cluster = cluster;
+  g.smem_bytes = smem_bytes;
   g.body = &body;
-  std::mt19937_64 rng(seed);
+  g.rng.seed(seed);
+  std::mt19937_64& rng = g.rng;
   g.ctas.resize(static_cast<size_t>(ctas));
+  g.clusters.resize(static_cast<size_t>(ctas / cluster));
   for (Cta& c : g.ctas) {
     // Seeded garbage: a kernel must write shared memory before it reads it.
     c.smem.resize((smem_bytes + 15) / 16);
@@ -181,12 +419,17 @@ void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t 
   g_grid = &g;
   size_t live = g.fibers.size();
   int idle_rounds = 0;
+  // A whole CTA may stall too (preempted, or starved by its SM's other
+  // work): now and then one CTA sits out until no other thread can move,
+  // so its peers run as far ahead as the protocol lets them.
+  int stalled = -1;
   while (live > 0 && g.error.empty()) {
     std::shuffle(order.begin(), order.end(), rng);
+    if (stalled < 0 && ctas > 1 && rng() % 32 == 0) stalled = int(rng() % uint64_t(ctas));
     const uint64_t before = g.progress;
     for (size_t i : order) {
       Fiber& f = g.fibers[i];
-      if (f.done) continue;
+      if (f.done || f.cta == stalled) continue;
       // A GPU thread may lag behind the rest of its CTA or grid for any
       // time: a quarter of the fibers sit out each round, so a thread that
       // should have waited for another's store can run before it.
@@ -197,7 +440,16 @@ void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t 
       if (!g.error.empty()) break;
     }
     g.cur = nullptr;
-    if (g.progress == before) {
+    if (g.error.empty()) {
+      try {
+        deliver_some(g, false);
+      } catch (const std::exception& e) {
+        g.error = e.what();
+      }
+    }
+    if (g.progress == before && stalled >= 0) {
+      stalled = -1;  // the others wait for it: it runs again (not an idle round)
+    } else if (g.progress == before) {
       g.now_ns += idle_ns;
       if (++idle_rounds > kMaxIdleRounds) {
         g.error = "deadlock: no thread progressed for " + std::to_string(kMaxIdleRounds) +
@@ -205,6 +457,21 @@ void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t 
       }
     } else {
       idle_rounds = 0;
+    }
+  }
+  if (g.error.empty()) {
+    try {
+      deliver_some(g, true);  // anything left was sent to a CTA that exited
+      for (size_t i = 0; i < g.ctas.size(); ++i) {
+        for (const auto& kv : g.ctas[i].bars) {
+          if (kv.second.pending != kv.second.expected || kv.second.tx != 0) {
+            fail("the mbarrier at offset " + std::to_string(kv.first) + " of " +
+                 cta_name(int(i)) + " ended mid-phase (an arrival or bytes nobody waited for)");
+          }
+        }
+      }
+    } catch (const std::exception& e) {
+      g.error = e.what();
     }
   }
   g_grid = nullptr;

@@ -1,13 +1,16 @@
 // Host execution of the persistent kernels' own source, for the tests
-// (RNNFUSE_SIMT builds of kernel.cuh / kernel_bwd.cuh: simt_run.cpp). Every
-// thread of every CTA is a fiber (ucontext) on the calling thread; a seeded
-// random scheduler resumes them round by round, a random quarter of them
-// sitting each round out (a thread may lag any time). A fiber yields only
+// (RNNFUSE_SIMT builds of kernel.cuh / kernel_bwd.cuh: simt_run.cpp; of
+// cluster_kernel.cuh: simt_cluster_run.cpp). Every thread of every CTA is
+// a fiber (ucontext) on the calling thread; a seeded random scheduler
+// resumes them round by round, a random quarter of them sitting each round
+// out (a thread may lag any time), and now and then a whole CTA sitting out
+// until no other thread can move (its peers run as far ahead as they can). A fiber yields only
 // where a GPU thread may wait on others: __syncthreads, the warp collectives
-// (mma.sync, __shfl_down_sync: all 32 lanes meet and trade operands) and
-// flag polls. So the kernels' loops, conditions, index arithmetic, barrier
-// placement and flag protocol run as written; the CPU emulators
-// (csrc/persistent/emulate*.cpp) run layout.h's maps instead of them.
+// (mma.sync, __shfl_down_sync: all 32 lanes meet and trade operands), flag
+// and mbarrier polls, and the cluster barrier. So the kernels' loops,
+// conditions, index arithmetic, barrier placement and flag protocol run as
+// written; the CPU emulators (csrc/persistent/emulate*.cpp) run layout.h's
+// maps instead of them.
 //
 // What it catches: wrong indices or loop bounds; a thread reading memory
 // another writes without a barrier or flag between them (the results then
@@ -15,6 +18,10 @@
 // in turn); an unmatched barrier; lanes of a warp diverging at a
 // collective; a flag wait that can never be met (an error: the kernel's
 // watchdog trap on a virtual clock, or the scheduler's deadlock check).
+// For the cluster tier also: an st.async before the peer's mbarrier exists,
+// into a CTA that is exiting, or whose bytes no phase ever counted; an
+// mbarrier overwritten, or left mid-phase; x_proj read before its cp.async
+// landed (simt_selftest.cpp breaks each rule once).
 // Shared memory starts as seeded garbage. What it cannot see: the memory
 // model (fibers are sequentially consistent), the hardware beyond the PTX
 // ISA's fragment tables coded here, timing.
@@ -70,12 +77,44 @@ uint64_t globaltimer_ns();
 // reach the same collective (tag), as a *_sync instruction requires.
 void warp_exchange(const void* mine, void* all, int bytes, int tag);
 
+// ---- Thread-block clusters (the cluster tier, sm_90). CTA i is rank
+// i % cluster of cluster i / cluster. Shared-memory addresses are offsets
+// into a CTA's dynamic shared memory (shared::cta), with the rank + 1 in
+// the top byte for a peer's (shared::cluster, from map_shared).
+unsigned cluster_ctarank();
+unsigned cluster_id();
+uint32_t shared_offset(const void* p);  // __cvta_generic_to_shared
+uint32_t map_shared(uint32_t addr, uint32_t rank);  // mapa.shared::cluster
+// barrier.cluster arrive + wait: every thread of every CTA of the cluster.
+void cluster_sync();
+// mbarriers (PTX ISA semantics: pending arrivals and a signed tx-count; a
+// phase completes when both reach 0). The state lives beside shared memory
+// and is mirrored into the barrier's 8 bytes there, so a kernel that
+// overwrites a barrier, or uses one it never initialised, is an error.
+void mbarrier_init(uint32_t bar, uint32_t count);
+void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes);
+// One poll (yields first): whether the phase of parity `parity` completed.
+bool mbarrier_try_wait_parity(uint32_t bar, uint32_t parity);
+// st.async of `bytes` (4 or 16) to a shared::cluster address, completing
+// them on the destination CTA's mbarrier `bar` (a shared::cluster address).
+// The bytes are in flight until the scheduler delivers them at a random
+// later round; delivery into a CTA that has begun to exit, or bytes still
+// in flight when the grid ends, are errors.
+void st_async(uint32_t addr, const void* data, int bytes, uint32_t bar);
+// cp.async global -> shared: lands at once or only at the wait_group that
+// covers it (the seeded scheduler picks), so a read before the wait sees
+// garbage. Copies still pending when a thread exits are an error.
+void cp_async(void* dst, const void* src, int bytes);
+void cp_async_commit();
+void cp_async_wait(int newest_pending);
+
 // Runs `body` on ctas x threads fibers (each CTA with smem_bytes of shared
-// memory) until all return. Raises (TORCH_CHECK) on a trap, a fiber that
-// throws, or rounds without progress (a deadlock). idle_ns: the virtual
-// clock's step per round in which nothing progressed (the watchdog's time).
+// memory; clusters of `cluster` CTAs) until all return. Raises (TORCH_CHECK)
+// on a trap, a fiber that throws, rounds without progress (a deadlock), or
+// an mbarrier left mid-phase at the end. idle_ns: the virtual clock's step
+// per round in which nothing progressed (the watchdog's time).
 void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,
-              const std::function<void()>& body);
+              const std::function<void()>& body, int cluster = 1);
 
 // mma.sync on the fibers: the 32 lanes trade fragments and each computes its
 // own D elements from the PTX ISA's fragment tables (written out here apart

@@ -1,0 +1,37 @@
+# Negative controls: each a temporary edit of the cluster kernel's source
+# (cluster_kernel.cuh, cluster_exchange.cuh), compiled into the SIMT
+# object only; the tests of tests/test_persistent_simt_cluster.py must fail.
+MUTATIONS = {
+    "no_setup_cluster_sync": ("cluster_kernel.cuh",
+        "  cluster_sync_all();  // every peer's mbarriers exist before any st.async\n", ""),
+    "no_barrier_after_wait": ("cluster_kernel.cuh",
+        "    cp_async_wait_prior();  // this step's x_proj (the next step's may still fly)\n    __syncthreads();\n",
+        "    cp_async_wait_prior();  // this step's x_proj (the next step's may still fly)\n"),
+    "expect_4_bytes_short": ("cluster_kernel.cuh",
+        "p.expect_bytes(c, carry_rows, eb)", "p.expect_bytes(c, carry_rows, eb) - 4u"),
+    "no_cp_async_wait": ("cluster_kernel.cuh",
+        "    cp_async_wait_prior();  // this step's x_proj (the next step's may still fly)\n", ""),
+    "slice_pushed_a_bracket_early": ("cluster_kernel.cuh",
+        "if (p.slice_push && g >= 2) push_slice(g - 2);", "if (p.slice_push && g >= 1) push_slice(g - 1);"),
+    "one_buffer": ("cluster_kernel.cuh",
+        "const int buf = cluster_buffer(st.step), nxt = buf ^ 1;", "const int buf = 0, nxt = 0;"),
+    "no_parity_flip": ("cluster_exchange.cuh", "  parity ^= 1u << buf;\n", ""),
+    "no_h_buffer_zeroing": ("cluster_kernel.cuh",
+        "  for (int i = tid; i < 2 * hb_elems; i += kThreads) hb[i] = X::from_float(0.0f);\n", ""),
+    "a_peer_skipped": ("cluster_exchange.cuh",
+        "const int peers = p.cluster - 1, rows = n1 - n0;", "const int peers = p.cluster - 2, rows = n1 - n0;"),
+    "no_barrier_between_brackets": ("cluster_kernel.cuh",
+        "          }\n        }\n        __syncthreads();\n      }\n    }\n", "          }\n        }\n      }\n    }\n"),
+    "no_final_cluster_sync": ("cluster_kernel.cuh",
+        "  cluster_sync_all();  // no CTA leaves while a peer might still address it\n", ""),
+    "slice_pushed_before_its_gate_math": ("cluster_kernel.cuh",
+        "if (p.slice_push && g >= 2) push_slice(g - 2);",
+        "if (p.slice_push && g >= 1 && g < NG) push_slice(g - 1);"),
+    "last_slice_after_each_chunk": ("cluster_kernel.cuh", [
+        ("        __syncthreads();\n      }\n    }\n",
+         "        __syncthreads();\n      }\n      if (p.slice_push) push_slice(NG - 1);\n    }\n"),
+        ("cluster_push_range<E>(p, c, hnext, bars + nxt, 0, next_rows,",
+         "cluster_push_range<E>(p, c, hnext, bars + nxt, 0, p.slice_push ? 0 : next_rows,")]),
+    "cell_state_not_written_back": ("cluster_kernel.cuh",
+        "      if (b < p.batch) a.c_state[b * H + u0 + u] = cst[n * cpitch + u];\n", ""),
+}
