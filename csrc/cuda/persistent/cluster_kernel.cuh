@@ -20,7 +20,7 @@
 //      bytes sent after this CTA's last read of its current buffer.
 // The cell state stays in shared memory for the whole sequence. On sm_80
 // the kernel is a trapping stub (never launched there). RNNFUSE_SIMT builds
-// run it on the CPU (simt.h, simt_run.cpp).
+// run it on the CPU (simt.h, simt_cluster_run.cpp).
 #pragma once
 
 #include "../../persistent/cluster_layout.h"
