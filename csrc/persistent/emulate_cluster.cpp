@@ -42,21 +42,6 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-struct ClusterEmuConfig {
-  int units = 0, replicas = 1, max_cluster = kMaxClusterCtas, elem_bytes = 2;
-  bool reverse = false;
-  uint64_t seed = 0;
-  // Test hook, a deliberately broken protocol: 0 the kernel's; 1 no wait;
-  // 2 one row fewer bytes expected; 3 one buffer (and mbarrier) for every
-  // step; 4 a CTA skips its last peer; 5 the expected bytes include the
-  // CTA's own units; 6 (slice_push) a slice leaves one bracket early, before
-  // the barrier after its gate math; 7 (slice_push) a chunk's last slice
-  // leaves after that chunk's brackets instead of at the step's end.
-  int fault = 0;
-  bool slice_push = true;  // ClusterPartition::slice_push
-};
-
-
 constexpr int32_t kZeroTag = -1;                                     // initial zeros
 inline int32_t fill_tag(int32_t step) { return -2 - step; }          // h0 filled at a step
 
@@ -560,20 +545,6 @@ void gru_loop(const ClusterEmuConfig& cfg, const GruForward& f,
   });
 }
 
-ClusterEmuConfig make_config(int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-                             int64_t seed, int64_t fault, bool reverse, at::ScalarType dtype,
-                             bool slice_push = true) {
-  TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
-  TORCH_CHECK(cluster >= 2 && cluster <= kMaxClusterCtas, "emulator: clusters of 2 to ",
-              kMaxClusterCtas, " CTAs");
-  const int64_t need = dtype == at::kFloat ? 4 : 2;
-  TORCH_CHECK(dtype == at::kDouble ? (elem_bytes == 2 || elem_bytes == 4) : elem_bytes == need,
-              "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
-  TORCH_CHECK(fault >= 0 && fault <= 7, "emulator: fault must be 0..7");
-  TORCH_CHECK(fault < 6 || slice_push, "emulator: faults 6 and 7 break the pipelined push");
-  return ClusterEmuConfig{int(units), int(replicas), int(cluster), int(elem_bytes), reverse,
-                          static_cast<uint64_t>(seed), int(fault), slice_push};
-}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
@@ -581,8 +552,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, int64_t fault,
     bool slice_push) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  const ClusterEmuConfig cfg = make_config(units, replicas, cluster, elem_bytes, seed, fault,
-                                           reverse, x_proj.scalar_type(), slice_push);
+  const ClusterEmuConfig cfg = make_cluster_emu_config(
+      units, replicas, cluster, elem_bytes, seed, fault, reverse, x_proj.scalar_type(), slice_push);
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
                       [&](const LstmForward& f, const std::vector<Step>& steps) {
                         lstm_loop(cfg, f, steps);
@@ -595,8 +566,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
     int64_t seed, int64_t fault, bool slice_push) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  const ClusterEmuConfig cfg = make_config(units, replicas, cluster, elem_bytes, seed, fault,
-                                           reverse, x_proj.scalar_type(), slice_push);
+  const ClusterEmuConfig cfg = make_cluster_emu_config(
+      units, replicas, cluster, elem_bytes, seed, fault, reverse, x_proj.scalar_type(), slice_push);
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
                      [&](const GruForward& f, const std::vector<Step>& steps) {
                        gru_loop(cfg, f, steps);
@@ -616,8 +587,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm_bidir(
     int64_t seed) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const ClusterEmuConfig cfg[2] = {
-      make_config(units, replicas, cluster, elem_bytes, seed, 0, false, x_proj.scalar_type()),
-      make_config(units, replicas, cluster, elem_bytes, seed, 0, true, x_proj.scalar_type())};
+      make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, false,
+                              x_proj.scalar_type()),
+      make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, true,
+                              x_proj.scalar_type())};
   return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
                             batch_sizes, training,
                             [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
@@ -632,8 +605,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru_bidir(
     int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const ClusterEmuConfig cfg[2] = {
-      make_config(units, replicas, cluster, elem_bytes, seed, 0, false, x_proj.scalar_type()),
-      make_config(units, replicas, cluster, elem_bytes, seed, 0, true, x_proj.scalar_type())};
+      make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, false,
+                              x_proj.scalar_type()),
+      make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, true,
+                              x_proj.scalar_type())};
   return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
                            [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
                              for (int d = 0; d < 2; ++d) gru_loop(cfg[d], f[d], steps[d]);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../schedule.h"
+#include "cluster_layout.h"
 #include "layout.h"
 
 namespace rnnfuse {
@@ -60,6 +61,38 @@ inline BidirConfig make_bidir_config(int64_t units, int64_t replicas, int64_t hb
   return BidirConfig{
       {make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, false, dtype, fma, ksplit),
        make_emu_config(units, replicas, hbuf_rows, elem_bytes, seed, 0, true, dtype, fma, ksplit)}};
+}
+
+// The cluster tier's emulator configuration (emulate_cluster.cpp; also
+// the cluster kernel's host execution, simt_cluster_run.cpp).
+struct ClusterEmuConfig {
+  int units = 0, replicas = 1, max_cluster = kMaxClusterCtas, elem_bytes = 2;
+  bool reverse = false;
+  uint64_t seed = 0;
+  // Test hook, a deliberately broken protocol: 0 the kernel's; 1 no wait;
+  // 2 one row fewer bytes expected; 3 one buffer (and mbarrier) for every
+  // step; 4 a CTA skips its last peer; 5 the expected bytes include the
+  // CTA's own units; 6 (slice_push) a slice leaves one bracket early, before
+  // the barrier after its gate math; 7 (slice_push) a chunk's last slice
+  // leaves after that chunk's brackets instead of at the step's end.
+  int fault = 0;
+  bool slice_push = true;  // ClusterPartition::slice_push
+};
+
+inline ClusterEmuConfig make_cluster_emu_config(int64_t units, int64_t replicas, int64_t cluster,
+                                                int64_t elem_bytes, int64_t seed, int64_t fault,
+                                                bool reverse, at::ScalarType dtype,
+                                                bool slice_push = true) {
+  TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
+  TORCH_CHECK(cluster >= 2 && cluster <= kMaxClusterCtas, "emulator: clusters of 2 to ",
+              kMaxClusterCtas, " CTAs");
+  const int64_t need = dtype == at::kFloat ? 4 : 2;
+  TORCH_CHECK(dtype == at::kDouble ? (elem_bytes == 2 || elem_bytes == 4) : elem_bytes == need,
+              "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
+  TORCH_CHECK(fault >= 0 && fault <= 7, "emulator: fault must be 0..7");
+  TORCH_CHECK(fault < 6 || slice_push, "emulator: faults 6 and 7 break the pipelined push");
+  return ClusterEmuConfig{int(units), int(replicas), int(cluster), int(elem_bytes), reverse,
+                          static_cast<uint64_t>(seed), int(fault), slice_push};
 }
 
 // The operand value the tensor cores see: fp32 rounded to TF32 with the

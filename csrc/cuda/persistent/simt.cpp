@@ -209,6 +209,7 @@ void deliver(Grid& g, const Message& m) {
 // Each message in flight lands with probability 1/2 (any order: st.async
 // stores are unordered among themselves). all: every one (the grid's end).
 void deliver_some(Grid& g, bool all) {
+  if (g.flight.empty()) return;  // every round of every grid run
   std::vector<Message> keep;
   for (const Message& m : g.flight) {
     if (all || g.rng() % 2 == 0) {

@@ -108,6 +108,11 @@ void cp_async(void* dst, const void* src, int bytes);
 void cp_async_commit();
 void cp_async_wait(int newest_pending);
 
+// The virtual clock's step per idle round for a kernel watchdog of
+// `watchdog` ns: a wait that can never end passes it within 64 idle rounds
+// (the kernels look at the clock every 64 or 1024 polls).
+inline uint64_t idle_step_ns(uint64_t watchdog) { return watchdog / 64 + 1; }
+
 // Runs `body` on ctas x threads fibers (each CTA with smem_bytes of shared
 // memory; clusters of `cluster` CTAs) until all return. Raises (TORCH_CHECK)
 // on a trap, a fiber that throws, rounds without progress (a deadlock), or

@@ -21,28 +21,19 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-struct ClusterRun {
-  int units, replicas, max_cluster, elem_bytes;
-  bool slice_push;
-  uint64_t seed;
-};
-
-ClusterRun cluster_run(int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-                       int64_t seed, bool slice_push, at::ScalarType dtype) {
+// The emulator's configuration (make_cluster_emu_config's checks), for the
+// dtypes the kernel takes.
+ClusterEmuConfig cluster_run(int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
+                             int64_t seed, bool reverse, bool slice_push, at::ScalarType dtype) {
   TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat,
               "simt: the cluster kernel takes fp16, bf16 or fp32 (TF32)");
-  TORCH_CHECK(elem_bytes == (dtype == at::kFloat ? 4 : 2), "simt: elem_bytes ", elem_bytes,
-              " does not match dtype ", dtype);
-  TORCH_CHECK(units > 0 && replicas > 0, "simt: units and replicas must be positive");
-  TORCH_CHECK(cluster >= 2 && cluster <= kMaxClusterCtas, "simt: clusters of 2 to ",
-              kMaxClusterCtas, " CTAs");
-  return ClusterRun{int(units), int(replicas), int(cluster), int(elem_bytes), slice_push,
-                    static_cast<uint64_t>(seed)};
+  return make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, reverse, dtype,
+                                 slice_push);
 }
 
 // The cluster-tier plan of an emulator configuration (its partition as the
 // emulator and the planner build it).
-Plan cluster_plan(const ClusterRun& run, Cell cell, int hidden, int batch, int directions) {
+Plan cluster_plan(const ClusterEmuConfig& run, Cell cell, int hidden, int batch, int directions) {
   const ClusterPartition p =
       make_cluster_partition(gates_of(cell), hidden, batch, run.units, run.replicas,
                              run.max_cluster, run.elem_bytes, run.slice_push);
@@ -61,7 +52,7 @@ Plan cluster_plan(const ClusterRun& run, Cell cell, int hidden, int batch, int d
 }
 
 // One launch of `n` directions (1, or 2 of a bidirectional layer).
-void forward(Cell cell, const ClusterRun& run, const FwdOperands* const* dirs, int n) {
+void forward(Cell cell, const ClusterEmuConfig& run, const FwdOperands* const* dirs, int n) {
   const Plan plan =
       cluster_plan(run, cell, int(dirs[0]->h0.size(1)), int(dirs[0]->h0.size(0)), n);
   PersistClusterLaunch launch;
@@ -80,15 +71,13 @@ void forward(Cell cell, const ClusterRun& run, const FwdOperands* const* dirs, i
                                    : persist_cluster_kernel<__nv_bfloat16, Cell::GRU>)
                            : (lstm ? persist_cluster_kernel<float, Cell::LSTM>
                                    : persist_cluster_kernel<float, Cell::GRU>);
-  // The virtual clock moves only in rounds where nothing progressed: a wait
-  // that can never end reaches the watchdog within 64 such rounds.
-  const uint64_t idle_ns = launch.dir[0].watchdog_ns / 64 + 1;
   simt::run_grid(n * plan.cpart.cluster_grid(), kThreads, static_cast<size_t>(plan.smem_bytes),
-                 run.seed, idle_ns, [&] { kernel(launch); }, plan.cpart.cluster);
+                 run.seed, simt::idle_step_ns(launch.dir[0].watchdog_ns),
+                 [&] { kernel(launch); }, plan.cpart.cluster);
 }
 
 template <typename Args>
-void one_direction(Cell cell, const ClusterRun& run, const Args& args,
+void one_direction(Cell cell, const ClusterEmuConfig& run, const Args& args,
                    const std::vector<Step>& steps) {
   const FwdOperands o = fwd_operands(args, steps);
   const FwdOperands* dirs[1] = {&o};
@@ -96,7 +85,7 @@ void one_direction(Cell cell, const ClusterRun& run, const Args& args,
 }
 
 template <typename Args>
-void both_directions(Cell cell, const ClusterRun& run, const Args (&args)[2],
+void both_directions(Cell cell, const ClusterEmuConfig& run, const Args (&args)[2],
                      const std::vector<Step> (&steps)[2]) {
   const FwdOperands o[2] = {fwd_operands(args[0], steps[0]), fwd_operands(args[1], steps[1])};
   const FwdOperands* dirs[2] = {&o[0], &o[1]};
@@ -107,8 +96,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_cluster_lstm(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
     int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, bool slice_push) {
-  const ClusterRun run = cluster_run(units, replicas, cluster, elem_bytes, seed, slice_push,
-                                     x_proj.scalar_type());
+  const ClusterEmuConfig run = cluster_run(units, replicas, cluster, elem_bytes, seed, reverse,
+                                           slice_push, x_proj.scalar_type());
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
                       [&](const LstmForward& f, const std::vector<Step>& steps) {
                         one_direction(Cell::LSTM, run, f, steps);
@@ -120,8 +109,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_cluster_gru(
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
     int64_t seed, bool slice_push) {
-  const ClusterRun run = cluster_run(units, replicas, cluster, elem_bytes, seed, slice_push,
-                                     x_proj.scalar_type());
+  const ClusterEmuConfig run = cluster_run(units, replicas, cluster, elem_bytes, seed, reverse,
+                                           slice_push, x_proj.scalar_type());
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
                      [&](const GruForward& f, const std::vector<Step>& steps) {
                        one_direction(Cell::GRU, run, f, steps);
@@ -133,8 +122,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_cluster_lstm_bid
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
     int64_t seed) {
-  const ClusterRun run =
-      cluster_run(units, replicas, cluster, elem_bytes, seed, true, x_proj.scalar_type());
+  const ClusterEmuConfig run =
+      cluster_run(units, replicas, cluster, elem_bytes, seed, false, true, x_proj.scalar_type());
   return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
                             batch_sizes, training,
                             [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
@@ -147,8 +136,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_cluster_gru_bidir(
     const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
     int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed) {
-  const ClusterRun run =
-      cluster_run(units, replicas, cluster, elem_bytes, seed, true, x_proj.scalar_type());
+  const ClusterEmuConfig run =
+      cluster_run(units, replicas, cluster, elem_bytes, seed, false, true, x_proj.scalar_type());
   return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
                            [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
                              both_directions(Cell::GRU, run, f, steps);

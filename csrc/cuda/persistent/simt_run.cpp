@@ -53,18 +53,13 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
   return plan;
 }
 
-// The virtual clock moves only in rounds where no thread progressed: a
-// deadlocked flag wait reaches the watchdog at its first check (every 1024
-// polls).
-uint64_t idle_step_ns(uint64_t watchdog) { return watchdog / 64 + 1; }
-
 // drop_ctas (a test hook): launch that many CTAs fewer than the grid, so
 // the others wait for flags that never come.
 template <typename Launch, typename Kernel>
 void run(const Plan& plan, const Launch& launch, uint64_t seed, Kernel kernel, int drop_ctas = 0) {
   simt::run_grid(launch.directions * plan.part.grid() - drop_ctas, kThreads,
                  static_cast<size_t>(plan.smem_bytes), seed,
-                 idle_step_ns(launch.dir[0].watchdog_ns), [&] { kernel(launch); });
+                 simt::idle_step_ns(launch.dir[0].watchdog_ns), [&] { kernel(launch); });
 }
 
 void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, int n,
