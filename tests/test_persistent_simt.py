@@ -14,9 +14,14 @@ kernels. These tests prove that the kernels' code runs that decomposition:
 - the mma.sync fragments here come from the PTX ISA's tables (ptx.cuh),
   written apart from layout.h's maps, so a map that disagrees with the ISA
   shows up as a difference from the emulator;
-- against the float64 CPU spec (printed), as close as the emulator is.
-What they cannot see: the memory model (fibers are sequentially
-consistent), the hardware's own behaviour, timing.
+- against the float64 CPU spec (printed), as close as the emulator is;
+- the exchange through global memory obeys gpu-scope release/acquire
+  (simt.h's global-memory checks): every read of y, dgates or partial sums
+  that another CTA stored follows an acquire of a release that published
+  it, whatever the fibers' order, and every store into them is one the
+  checks see (each broken rule raises: test_the_runtime_catches_...).
+What they cannot see: the rest of the memory model (fibers are otherwise
+sequentially consistent), the hardware's own behaviour, timing.
 """
 from __future__ import annotations
 
@@ -190,6 +195,28 @@ def test_a_flag_that_never_comes_traps_instead_of_hanging(monkeypatch):
     OPS.persistent_simt_lstm(*args, 0)  # the whole grid finishes
     with pytest.raises(RuntimeError, match="__trap"):
         OPS.persistent_simt_lstm(*args, 1)
+
+
+# The grid tier's flag protocol in miniature (simt_selftest.cpp), each case
+# breaking one rule of gpu-scope release/acquire, and what the runtime must
+# raise. On the GPU each would read stale or early bytes only sometimes; the
+# checks raise whenever the read happens, so on every seed.
+GRID_BROKEN = [
+    ("grid_relaxed_release", "no release has published yet.*data race"),
+    ("grid_relaxed_poll", "no acquire of this thread.*data race"),
+    ("grid_release_before_barrier", "data race"),
+    ("grid_no_barrier_after_acquire", "no acquire of this thread.*data race"),
+    ("grid_plain_store", "changed without store_exchanged"),
+    ("grid_two_releasers", "releases from two threads"),
+]
+
+
+@pytest.mark.parametrize("case, error", GRID_BROKEN, ids=[c for c, _ in GRID_BROKEN])
+def test_the_runtime_catches_a_broken_release_or_acquire(case, error):
+    for seed in (0, 1, 2):
+        OPS.persistent_simt_selftest("grid_clean", seed)  # unbroken, it checks every word
+        with pytest.raises(RuntimeError, match=error):
+            OPS.persistent_simt_selftest(case, seed)
 
 
 def test_rejects_dtypes_the_kernels_do_not_take():

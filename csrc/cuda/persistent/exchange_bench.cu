@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_exchange_kernel(const Per
       __syncthreads();
       for (int i = threadIdx.x; i < rows * J; i += kThreads) {
         const int n = i / J, j = p.first_unit(c) + i % J;
-        if (j < H) y[(st.row0 + p.replica_row(r, n)) * H + j] = hbuf[n * pitch + j];
+        if (j < H) st_exchanged(y + (st.row0 + p.replica_row(r, n)) * H + j, hbuf[n * pitch + j]);
       }
       __syncthreads();
     }

@@ -151,7 +151,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
               if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hbuf[(q0 + nn) * pitch + j]);
               const float h = cell_item<CELL, G>(xv[s], sum, bias, J, jj, cv[s], h_prev, w, H);
               if constexpr (CELL == Cell::LSTM) a.c_state[b * H + j] = cv[s];
-              y[row * a.ld_y + j] = X::from_float(h);
+              st_exchanged(y + row * a.ld_y + j, X::from_float(h));  // read by the replica's CTAs
             }
           }
           __syncthreads();

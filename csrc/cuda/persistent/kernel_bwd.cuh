@@ -177,7 +177,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
             for (int e = tid; e < p.chunk_items(); e += kThreads) {
               const int jj = p.item_unit(e), nn = p.item_row(e);
               if (nn < n_rows && p.first_unit(c) + jj < H) {
-                mine[BwdPartition::partial_index(slot, jj, nn)] = bwd_warp_sum(red, jj, nn);
+                st_exchanged(mine + BwdPartition::partial_index(slot, jj, nn),
+                             bwd_warp_sum(red, jj, nn));
               }
             }
             __syncthreads();
@@ -216,10 +217,10 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                 const LstmActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3], av[s][4]};
                 const LstmGrads<float> d = lstm_cell_backward(act, pv[s], dh, dcv[s]);
                 a.dc_state[b * H + j] = d.dc_prev;
-                xr[0] = X::from_float(d.di);
-                xr[H] = X::from_float(d.df);
-                xr[2 * H] = X::from_float(d.dg);
-                xr[3 * H] = X::from_float(d.d_o);
+                st_exchanged(xr, X::from_float(d.di));
+                st_exchanged(xr + H, X::from_float(d.df));
+                st_exchanged(xr + 2 * H, X::from_float(d.dg));
+                st_exchanged(xr + 3 * H, X::from_float(d.d_o));
               } else {
                 const GruActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3]};
                 const GruGrads<float> d = gru_cell_backward(act, pv[s], dh);
@@ -228,9 +229,9 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                 dx[0] = X::from_float(d.dr);
                 dx[H] = X::from_float(d.dz);
                 dx[2 * H] = X::from_float(d.dn);
-                xr[0] = X::from_float(d.dr);
-                xr[H] = X::from_float(d.dz);
-                xr[2 * H] = X::from_float(d.dhn);
+                st_exchanged(xr, X::from_float(d.dr));
+                st_exchanged(xr + H, X::from_float(d.dz));
+                st_exchanged(xr + 2 * H, X::from_float(d.dhn));
               }
             }
           }

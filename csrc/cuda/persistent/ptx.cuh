@@ -108,7 +108,9 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const uint32_t (&a)[4]
 #ifdef RNNFUSE_SIMT
 template <typename T>
 inline T ld_cg(const T* p) {
-  return *p;
+  T v;
+  ::rnnfuse::simt::load_exchanged(&v, p, int(sizeof(T)));
+  return v;
 }
 #else
 __device__ __forceinline__ uint4 ld_cg(const uint4* p) { return __ldcg(p); }
@@ -121,16 +123,26 @@ __device__ __forceinline__ __nv_bfloat16 ld_cg(const __nv_bfloat16* p) {
 }
 #endif
 
+// A store of data other CTAs of this launch read (through ld_cg, after an
+// acquire of the flag this CTA releases after it): a plain store on the
+// GPU; on the fibers it is what the global-memory checks see (simt.h).
 #ifdef RNNFUSE_SIMT
-// Each poll lets the other fibers run first (a value may arrive late).
-inline uint32_t ld_acquire_gpu(const unsigned* p) {
-  ::rnnfuse::simt::yield_spin();
-  return *p;
+template <typename T>
+inline void st_exchanged(T* p, T v) {
+  ::rnnfuse::simt::store_exchanged(p, &v, int(sizeof(T)));
 }
-inline void st_release_gpu(unsigned* p, uint32_t v) {
+#else
+template <typename T>
+__device__ __forceinline__ void st_exchanged(T* p, T v) {
   *p = v;
-  ::rnnfuse::simt::note_store();
 }
+#endif
+
+#ifdef RNNFUSE_SIMT
+// Each poll lets the other fibers run first (a value may arrive late); both
+// keep the global-memory model's clocks (simt.h).
+inline uint32_t ld_acquire_gpu(const unsigned* p) { return ::rnnfuse::simt::acquire_gpu(p); }
+inline void st_release_gpu(unsigned* p, uint32_t v) { ::rnnfuse::simt::release_gpu(p, v); }
 inline uint64_t globaltimer_ns() { return ::rnnfuse::simt::globaltimer_ns(); }
 #else
 __device__ __forceinline__ uint32_t ld_acquire_gpu(const unsigned* p) {

@@ -40,10 +40,56 @@ struct Mbarrier {
   int64_t tx = 0;
 };
 
+// A vector clock over the grid's CTAs: entry q is the last release of CTA q
+// whose stores its holder has seen (0: none). Empty means all zeros.
+using Clock = std::vector<uint32_t>;
+
+void merge(Clock& into, const Clock& from) {
+  if (from.empty()) return;
+  if (into.empty()) into.assign(from.size(), 0u);
+  for (size_t i = 0; i < from.size(); ++i) into[i] = std::max(into[i], from[i]);
+}
+
+uint32_t entry(const Clock& c, int q) { return c.empty() ? 0u : c[size_t(q)]; }
+
+// An access to 2 bytes of an exchanged buffer: by thread tid of CTA cta
+// (< 0: none) after that CTA's generation-th __syncthreads; published to
+// other CTAs by that CTA's release number epoch (0: not yet).
+struct Access {
+  int32_t cta = -1, tid = 0;
+  uint64_t generation = 0;
+  uint32_t epoch = 0;
+};
+
+// Per 2 bytes: the last store, and each CTA's last read of its value.
+struct Granule {
+  Access store;
+  std::vector<Access> reads;
+};
+
+struct Exchanged {
+  unsigned char* base;
+  size_t bytes;
+  std::vector<Granule> granules;
+  std::vector<unsigned char> initial;  // the bytes at launch (the plain-store check)
+};
+
+// An access waiting for its CTA's next release that it precedes.
+struct PendingAccess {
+  int region;
+  size_t granule;
+  int reader;  // -1: the store; else the CTA whose read it is
+};
+
 struct Cta {
   std::vector<uint4> smem;
   int arrived = 0;
-  uint64_t generation = 0;
+  uint64_t generation = 0;  // __syncthreads completed (a running thread has passed exactly these)
+  Clock clock;              // seen by every thread of the CTA (shared at a __syncthreads)
+  Clock arrivals;           // the current __syncthreads' arrivals' clocks, shared when it completes
+  std::vector<PendingAccess> pending;  // accesses not yet published by a release
+  uint32_t releases = 0;    // releases so far (the epoch of the last)
+  int releaser = -1;        // the thread that releases
   std::vector<Warp> warps;
   std::map<uint32_t, Mbarrier> bars;  // by shared::cta offset, once initialised
   bool exiting = false;               // one of its threads returned
@@ -66,6 +112,7 @@ struct Fiber {
   std::unique_ptr<char[]> stack;
   int cta = 0, tid = 0;
   bool done = false;
+  Clock clock;  // seen through this thread's own acquires since its last __syncthreads
   std::vector<Copy> copies;
   uint64_t committed = 0;  // cp.async groups committed
 };
@@ -75,6 +122,11 @@ struct Message {  // an st.async in flight
   uint32_t offset, bar;
   int bytes;
   unsigned char data[16];
+};
+
+struct FlagRelease {  // the last st.release.gpu of a flag
+  uint32_t value;
+  Clock clock;
 };
 
 struct Grid {
@@ -91,6 +143,8 @@ struct Grid {
   uint64_t progress = 0;  // arrivals, completed meetings, stores, deliveries, finished fibers
   uint64_t now_ns = 0;
   std::string error;
+  std::vector<Exchanged> exchanged;
+  std::map<const void*, FlagRelease> flags;
 };
 
 thread_local Grid* g_grid = nullptr;
@@ -252,13 +306,20 @@ unsigned char* shared_memory() {
 
 void syncthreads() {
   Grid& g = grid();
-  Cta& c = g.ctas[g.cur->cta];
+  Fiber& f = *g.cur;
+  Cta& c = g.ctas[size_t(f.cta)];
+  // What each arriving thread has seen, every thread sees after the barrier
+  // (bar.sync orders memory at CTA scope; gpu-scope release is cumulative).
+  merge(c.arrivals, f.clock);
+  f.clock.clear();
+  if (c.arrived == g.threads - 1) {  // the last arrival: the barrier completes now
+    merge(c.clock, c.arrivals);
+    c.arrivals.clear();
+  }
   meet(c.arrived, c.generation, g.threads);
 }
 
 void yield_spin() { yield(); }
-
-void note_store() { ++grid().progress; }
 
 void trap() { throw TrapSignal{}; }
 
@@ -378,8 +439,167 @@ void cp_async_wait(int newest_pending) {
   f.copies.swap(keep);
 }
 
+// ---- global memory between CTAs (simt.h, "Global memory")
+namespace {
+
+// The exchanged buffer and first granule of [p, p + bytes), or nullptr when
+// p is in none of them.
+Exchanged* find_exchanged(const void* p, int bytes, size_t* first, const char* use) {
+  const auto* q = static_cast<const unsigned char*>(p);
+  for (Exchanged& e : g_grid->exchanged) {
+    if (q < e.base || q >= e.base + e.bytes) continue;
+    const size_t off = size_t(q - e.base);
+    if (off % 2 != 0 || bytes % 2 != 0 || off + size_t(bytes) > e.bytes) {
+      fail(std::string(use) + " of " + std::to_string(bytes) + " bytes at byte " +
+           std::to_string(off) + " of an exchanged buffer (odd, or past its end)");
+    }
+    *first = off / 2;
+    return &e;
+  }
+  return nullptr;
+}
+
+// Whether access d happens before what the running thread does now.
+bool seen(const Access& d) {
+  const Fiber& f = *g_grid->cur;
+  if (d.cta < 0) return true;
+  const Cta& c = g_grid->ctas[size_t(f.cta)];
+  if (d.cta == f.cta) return d.tid == f.tid || d.generation < c.generation;  // a __syncthreads between
+  return d.epoch != 0 && std::max(entry(c.clock, d.cta), entry(f.clock, d.cta)) >= d.epoch;
+}
+
+[[noreturn]] void unordered(const Access& d, size_t granule, const char* now, const char* then) {
+  const Fiber& f = *g_grid->cur;
+  fail(std::string(now) + " bytes " + std::to_string(2 * granule) + "-" +
+       std::to_string(2 * granule + 1) + " of an exchanged buffer that " +
+       (d.tid < 0 ? std::string("threads") : "thread " + std::to_string(d.tid)) + " of " +
+       cta_name(d.cta) + " " + then + " " +
+       (d.epoch == 0 ? "and no release has published yet"
+                     : "and published in its release " + std::to_string(d.epoch)) +
+       ", which " + (d.cta == f.cta ? "no __syncthreads orders before this"
+                                    : "no acquire of this thread or __syncthreads after one saw") +
+       " (a gpu-scope data race)");
+}
+
+// Records an access of the running thread; queues it for its CTA's next
+// release. Still queued from another thread of the CTA, the two become one
+// access of several threads (kSeveral), which only a __syncthreads after
+// both orders before anything.
+constexpr int32_t kSeveral = -2;
+void record(Access& d, int region, size_t granule, int reader) {
+  const Fiber& f = *g_grid->cur;
+  Cta& c = g_grid->ctas[size_t(f.cta)];
+  if (d.cta == f.cta && d.epoch == 0) {  // queued already
+    if (d.tid != f.tid) d.tid = kSeveral;
+    d.generation = c.generation;
+    return;
+  }
+  d = Access{f.cta, f.tid, c.generation, 0u};
+  c.pending.push_back(PendingAccess{region, granule, reader});
+}
+
+// The access a pending entry names (nullptr: a read whose value a store
+// has since replaced).
+Access* access_of(Granule& gr, const PendingAccess& p) {
+  if (p.reader < 0) return &gr.store;
+  for (Access& r : gr.reads) {
+    if (r.cta == p.reader) return &r;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void store_exchanged(void* dst, const void* src, int bytes) {
+  Grid& g = grid();
+  size_t first = 0;
+  Exchanged* e = find_exchanged(dst, bytes, &first, "a store");
+  if (e != nullptr) {
+    const int region = int(e - g.exchanged.data());
+    for (size_t i = first; i < first + size_t(bytes) / 2; ++i) {
+      Granule& gr = e->granules[i];
+      if (!seen(gr.store)) unordered(gr.store, i, "a store over", "stored");
+      for (const Access& r : gr.reads) {
+        if (!seen(r)) unordered(r, i, "a store over", "read");
+      }
+      gr.reads.clear();  // a new value: its reads are still to come
+      record(gr.store, region, i, -1);
+    }
+  }
+  std::memcpy(dst, src, size_t(bytes));
+}
+
+void load_exchanged(void* dst, const void* src, int bytes) {
+  Grid& g = grid();
+  size_t first = 0;
+  Exchanged* e = find_exchanged(src, bytes, &first, "a read");
+  if (e != nullptr) {
+    const int region = int(e - g.exchanged.data()), me = g.cur->cta;
+    for (size_t i = first; i < first + size_t(bytes) / 2; ++i) {
+      Granule& gr = e->granules[i];
+      if (!seen(gr.store)) unordered(gr.store, i, "a read of", "stored");
+      Access* mine = nullptr;
+      for (Access& r : gr.reads) {
+        if (r.cta == me) mine = &r;
+      }
+      if (mine == nullptr) {
+        gr.reads.emplace_back();
+        mine = &gr.reads.back();
+      }
+      record(*mine, region, i, me);
+    }
+  }
+  std::memcpy(dst, src, size_t(bytes));
+}
+
+uint32_t acquire_gpu(const unsigned* flag) {
+  yield();  // a value may arrive late: the other fibers run first
+  Grid& g = grid();
+  const uint32_t v = *flag;
+  const auto it = g.flags.find(flag);
+  // Reading the value a release wrote synchronises with that release (a
+  // plain store over the flag since then does not).
+  if (it != g.flags.end() && it->second.value == v) merge(g.cur->clock, it->second.clock);
+  return v;
+}
+
+void release_gpu(unsigned* flag, uint32_t value) {
+  Grid& g = grid();
+  Fiber& f = *g.cur;
+  Cta& c = g.ctas[size_t(f.cta)];
+  if (c.releaser < 0) c.releaser = f.tid;
+  if (c.releaser != f.tid) {
+    fail("releases from two threads of one CTA (" + std::to_string(c.releaser) + " and " +
+         std::to_string(f.tid) + "): the global-memory model takes one releasing thread");
+  }
+  const uint32_t epoch = ++c.releases;
+  // Publish the pending accesses this release orders after: the thread's
+  // own, and those before the last __syncthreads it passed.
+  std::vector<PendingAccess> keep;
+  for (const PendingAccess& p : c.pending) {
+    Access* d = access_of(g.exchanged[size_t(p.region)].granules[p.granule], p);
+    // Gone: overwritten by another CTA, a replaced value's read, or published already.
+    if (d == nullptr || d->cta != f.cta || d->epoch != 0) continue;
+    if (d->tid == f.tid || d->generation < c.generation) {
+      d->epoch = epoch;
+    } else {
+      keep.push_back(p);
+    }
+  }
+  c.pending.swap(keep);
+  FlagRelease& r = g.flags[flag];
+  r.value = value;
+  r.clock = c.clock;
+  merge(r.clock, f.clock);
+  if (r.clock.empty()) r.clock.assign(g.ctas.size(), 0u);
+  r.clock[size_t(f.cta)] = epoch;
+  *flag = value;
+  ++g.progress;
+}
+
 void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,
-              const std::function<void()>& body, int cluster) {
+              const std::function<void()>& body, int cluster,
+              const std::vector<Region>& exchanged) {
   TORCH_CHECK(ctas > 0 && threads > 0 && threads % 32 == 0, "simt: a grid of ", ctas, " x ",
               threads, " threads");
   TORCH_CHECK(cluster >= 1 && cluster <= 255 && ctas % cluster == 0, "simt: clusters of ",
@@ -401,6 +621,15 @@ void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t 
     auto* bytes = reinterpret_cast<unsigned char*>(c.smem.data());
     for (size_t i = 0; i < c.smem.size() * 16; ++i) bytes[i] = static_cast<unsigned char>(rng());
     c.warps.resize(static_cast<size_t>(threads / 32));
+  }
+  for (const Region& r : exchanged) {
+    auto* base = static_cast<unsigned char*>(r.base);
+    for (const Exchanged& e : g.exchanged) {
+      TORCH_CHECK(base + r.bytes <= e.base || e.base + e.bytes <= base,
+                  "simt: exchanged buffers overlap");
+    }
+    g.exchanged.push_back(Exchanged{base, r.bytes, std::vector<Granule>((r.bytes + 1) / 2),
+                                    std::vector<unsigned char>(base, base + r.bytes)});
   }
   g.fibers.resize(static_cast<size_t>(ctas) * threads);
   for (size_t i = 0; i < g.fibers.size(); ++i) {
@@ -468,6 +697,14 @@ void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t 
           if (kv.second.pending != kv.second.expected || kv.second.tx != 0) {
             fail("the mbarrier at offset " + std::to_string(kv.first) + " of " +
                  cta_name(int(i)) + " ended mid-phase (an arrival or bytes nobody waited for)");
+          }
+        }
+      }
+      for (const Exchanged& e : g.exchanged) {
+        for (size_t i = 0; i < e.bytes; ++i) {
+          if (e.granules[i / 2].store.cta < 0 && e.base[i] != e.initial[i]) {
+            fail("byte " + std::to_string(i) + " of an exchanged buffer changed without " +
+                 "store_exchanged (a plain store the global-memory checks cannot see)");
           }
         }
       }

@@ -22,8 +22,16 @@
 // into a CTA that is exiting, or whose bytes no phase ever counted; an
 // mbarrier overwritten, or left mid-phase; x_proj read before its cp.async
 // landed (simt_selftest.cpp breaks each rule once).
-// Shared memory starts as seeded garbage. What it cannot see: the memory
-// model (fibers are sequentially consistent), the hardware beyond the PTX
+// For the grid tier's exchange through global memory, gpu-scope ordering
+// (see "Global memory" below): a read of bytes another CTA stored, or a
+// store over bytes another CTA stored or read, that no release -> acquire
+// chain (or, within a CTA, barrier) orders after that access is an error,
+// whenever it happens; so is a plain store into an exchanged buffer (a
+// flag written without release publishes nothing, so its readers fail).
+// Shared memory starts as seeded garbage. What it cannot see: the rest of
+// the memory model (fibers are otherwise sequentially consistent; plain
+// loads of global memory are not checked, so exchanged bytes must be read
+// through ld_cg, which ptx.cuh routes here), the hardware beyond the PTX
 // ISA's fragment tables coded here, timing.
 #pragma once
 
@@ -39,6 +47,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <vector>
 
 // Bit casts (CUDA's device built-ins), used below too.
 inline unsigned __float_as_uint(float f) {
@@ -67,8 +76,6 @@ unsigned char* shared_memory();
 void syncthreads();
 // A poll that found nothing new: lets the other fibers run.
 void yield_spin();
-// A store other CTAs may wait for (a flag release): counts as progress.
-void note_store();
 [[noreturn]] void trap();
 uint64_t globaltimer_ns();
 
@@ -108,6 +115,36 @@ void cp_async(void* dst, const void* src, int bytes);
 void cp_async_commit();
 void cp_async_wait(int newest_pending);
 
+// ---- Global memory between the CTAs of a grid (the grid tier's flags).
+// A launch names its exchanged buffers (run_grid's `exchanged`): bytes CTAs
+// store for other CTAs to read in the same launch. Every store into them
+// goes through store_exchanged and every read through load_exchanged
+// (ptx.cuh's st_exchanged, ld_cg). The model is the PTX memory model's
+// release/acquire at gpu scope, with vector clocks over CTAs:
+//  - a store is pending until a release (st.release.gpu) by a thread of its
+//    CTA that it precedes: in the releasing thread's program order, or
+//    before a __syncthreads the releasing thread passed;
+//  - an acquire (ld.acquire.gpu) that reads a released flag value makes the
+//    releases the releaser had seen visible to the acquiring thread, and a
+//    __syncthreads shares what each thread had seen with its whole CTA;
+//  - reads are published as stores are (a release after them), so a CTA
+//    learns that another has read bytes by acquiring one of its releases;
+//  - reading bytes another CTA stored, or storing over bytes another CTA
+//    stored or read, without having seen that access so is an error,
+//    however long ago it happened; within a CTA, a barrier (or program
+//    order) must separate the two;
+//  - at the end, bytes of an exchanged buffer that changed without
+//    store_exchanged are an error (a plain store the model could not see).
+// One thread per CTA releases (each CTA's releases are one sequence).
+struct Region {
+  void* base;
+  size_t bytes;
+};
+void store_exchanged(void* dst, const void* src, int bytes);
+void load_exchanged(void* dst, const void* src, int bytes);  // ld.global.cg
+uint32_t acquire_gpu(const unsigned* flag);                   // ld.acquire.gpu (yields first)
+void release_gpu(unsigned* flag, uint32_t value);             // st.release.gpu
+
 // The virtual clock's step per idle round for a kernel watchdog of
 // `watchdog` ns: a wait that can never end passes it within 64 idle rounds
 // (the kernels look at the clock every 64 or 1024 polls).
@@ -116,10 +153,13 @@ inline uint64_t idle_step_ns(uint64_t watchdog) { return watchdog / 64 + 1; }
 // Runs `body` on ctas x threads fibers (each CTA with smem_bytes of shared
 // memory; clusters of `cluster` CTAs) until all return. Raises (TORCH_CHECK)
 // on a trap, a fiber that throws, rounds without progress (a deadlock), or
-// an mbarrier left mid-phase at the end. idle_ns: the virtual clock's step
-// per round in which nothing progressed (the watchdog's time).
+// an mbarrier left mid-phase at the end, or a breach of the global-memory
+// rules above. idle_ns: the virtual clock's step per round in which
+// nothing progressed (the watchdog's time). exchanged: the launch's
+// exchanged global buffers (disjoint).
 void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,
-              const std::function<void()>& body, int cluster = 1);
+              const std::function<void()>& body, int cluster = 1,
+              const std::vector<Region>& exchanged = {});
 
 // mma.sync on the fibers: the 32 lanes trade fragments and each computes its
 // own D elements from the PTX ISA's fragment tables (written out here apart

@@ -18,7 +18,9 @@
 #include "kernel_bwd.cuh"
 #include "operands.h"
 
+#include <algorithm>
 #include <type_traits>
+#include <vector>
 
 namespace rnnfuse {
 namespace persist {
@@ -53,13 +55,43 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
   return plan;
 }
 
+// The bytes a tensor view spans, from its first element to its last.
+simt::Region span(const at::Tensor& t) {
+  int64_t last = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  return simt::Region{t.data_ptr(), size_t(last + 1) * t.element_size()};
+}
+
+// The launch's exchanged buffers for the global-memory checks (simt.h):
+// overlapping spans (a bidirectional layer's column blocks) merged.
+std::vector<simt::Region> exchanged_buffers(std::vector<simt::Region> spans) {
+  std::sort(spans.begin(), spans.end(), [](const simt::Region& a, const simt::Region& b) {
+    return a.base < b.base;
+  });
+  std::vector<simt::Region> out;
+  for (const simt::Region& r : spans) {
+    auto* lo = static_cast<unsigned char*>(r.base);
+    if (!out.empty()) {
+      auto* top = static_cast<unsigned char*>(out.back().base);
+      if (lo <= top + out.back().bytes) {
+        out.back().bytes = std::max(out.back().bytes, size_t(lo + r.bytes - top));
+        continue;
+      }
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
 // drop_ctas (a test hook): launch that many CTAs fewer than the grid, so
 // the others wait for flags that never come.
 template <typename Launch, typename Kernel>
-void run(const Plan& plan, const Launch& launch, uint64_t seed, Kernel kernel, int drop_ctas = 0) {
+void run(const Plan& plan, const Launch& launch, uint64_t seed, Kernel kernel,
+         const std::vector<simt::Region>& exchanged, int drop_ctas = 0) {
   simt::run_grid(launch.directions * plan.part.grid() - drop_ctas, kThreads,
                  static_cast<size_t>(plan.smem_bytes), seed,
-                 simt::idle_step_ns(launch.dir[0].watchdog_ns), [&] { kernel(launch); });
+                 simt::idle_step_ns(launch.dir[0].watchdog_ns), [&] { kernel(launch); },
+                 /*cluster=*/1, exchanged);
 }
 
 void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, int n,
@@ -69,20 +101,23 @@ void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, in
   PersistFwdLaunch launch;
   TORCH_CHECK(forward_launch_args(plan, dirs, n, buffers, launch), "simt: schedule not encodable");
   TORCH_CHECK(drop_ctas >= 0 && drop_ctas < n * plan.part.grid(), "simt: drop_ctas");
+  std::vector<simt::Region> spans;
+  for (int d = 0; d < n; ++d) spans.push_back(span(dirs[d]->y));  // h_t, read by the replica
+  const std::vector<simt::Region> xch = exchanged_buffers(spans);
   const bool lstm = cell == Cell::LSTM;
   const at::ScalarType t = dirs[0]->x_proj.scalar_type();
   if (t == at::kHalf) {
     run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__half, Cell::LSTM>
-                                     : persist_fwd_kernel<__half, Cell::GRU>, drop_ctas);
+                                     : persist_fwd_kernel<__half, Cell::GRU>, xch, drop_ctas);
   } else if (t == at::kBFloat16) {
     run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__nv_bfloat16, Cell::LSTM>
-                                     : persist_fwd_kernel<__nv_bfloat16, Cell::GRU>, drop_ctas);
+                                     : persist_fwd_kernel<__nv_bfloat16, Cell::GRU>, xch, drop_ctas);
   } else if (cfg.fma) {
     run(plan, launch, cfg.seed, lstm ? persist_fwd_fma_kernel<Cell::LSTM>
-                                     : persist_fwd_fma_kernel<Cell::GRU>, drop_ctas);
+                                     : persist_fwd_fma_kernel<Cell::GRU>, xch, drop_ctas);
   } else {
     run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<float, Cell::LSTM>
-                                     : persist_fwd_kernel<float, Cell::GRU>, drop_ctas);
+                                     : persist_fwd_kernel<float, Cell::GRU>, xch, drop_ctas);
   }
 }
 
@@ -92,20 +127,25 @@ void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, i
   LaunchBuffers buffers;
   PersistBwdLaunch launch;
   TORCH_CHECK(backward_launch_args(plan, dirs, n, buffers, launch), "simt: schedule not encodable");
+  // dgates (read by the replica's CTAs next step) and the K split's partial sums.
+  std::vector<simt::Region> spans;
+  for (int d = 0; d < n; ++d) spans.push_back(span(dirs[d]->xch));
+  if (buffers.partials.defined()) spans.push_back(span(buffers.partials));
+  const std::vector<simt::Region> xch = exchanged_buffers(spans);
   const bool lstm = cell == Cell::LSTM;
   const at::ScalarType t = dirs[0]->grad_y.scalar_type();
   if (t == at::kHalf) {
     run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__half, Cell::LSTM>
-                                     : persist_bwd_kernel<__half, Cell::GRU>);
+                                     : persist_bwd_kernel<__half, Cell::GRU>, xch);
   } else if (t == at::kBFloat16) {
     run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__nv_bfloat16, Cell::LSTM>
-                                     : persist_bwd_kernel<__nv_bfloat16, Cell::GRU>);
+                                     : persist_bwd_kernel<__nv_bfloat16, Cell::GRU>, xch);
   } else if (cfg.fma) {
     run(plan, launch, cfg.seed, lstm ? persist_bwd_fma_kernel<Cell::LSTM>
-                                     : persist_bwd_fma_kernel<Cell::GRU>);
+                                     : persist_bwd_fma_kernel<Cell::GRU>, xch);
   } else {
     run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<float, Cell::LSTM>
-                                     : persist_bwd_kernel<float, Cell::GRU>);
+                                     : persist_bwd_kernel<float, Cell::GRU>, xch);
   }
 }
 

@@ -1,17 +1,23 @@
-// rnnfuse::persistent_simt_selftest: the fiber runtime's cluster checks
-// (simt.h), each on a small kernel through cluster_ptx.cuh's wrappers. The
-// "clean" kernel is the cluster tier's protocol in miniature (two h buffers
-// and mbarriers, every CTA pushing words to every peer each step) and must
-// pass with the values it expects; every other case breaks one rule and
-// must raise what the runtime reports (tests/test_persistent_simt_cluster.py).
+// rnnfuse::persistent_simt_selftest: the fiber runtime's checks (simt.h),
+// each on a small kernel through the kernels' own wrappers (cluster_ptx.cuh,
+// ptx.cuh). The "clean" kernel is the cluster tier's protocol in miniature
+// (two h buffers and mbarriers, every CTA pushing words to every peer each
+// step), "grid_clean" the grid tier's (every CTA storing its words of each
+// step to global memory and releasing a flag; every CTA acquiring all flags
+// and reading every word through L2). Each must pass with the values it
+// expects; every other case breaks one rule and must raise what the runtime
+// reports (tests/test_persistent_simt_cluster.py, tests/test_persistent_simt.py).
 #define RNNFUSE_SIMT 1
 #include "simt.h"
 
 #include <torch/library.h>
 
 #include <string>
+#include <vector>
 
 #include "cluster_ptx.cuh"
+#include "exchange.cuh"  // the grid tier's wait_flag
+#include "ptx.cuh"
 
 namespace rnnfuse {
 namespace persist {
@@ -88,13 +94,70 @@ void exchange_kernel(const std::string& c, const uint32_t* global_words) {
   cluster_sync_all();
 }
 
+// The grid tier's flag protocol in miniature: global words [kSteps][kCtas]
+// [kWords] (`gwords`, the exchanged buffer: every step its own words, as y
+// rows) and one flag per CTA; `c` names the one rule to break.
+void grid_kernel(const std::string& c, uint32_t* gwords, unsigned* flags) {
+  const int tid = int(threadIdx.x), q = int(blockIdx.x);
+  for (int s = 0; s < kSteps; ++s) {
+    uint32_t* row = gwords + s * kCtas * kWords;
+    if (tid < kWords) {
+      const uint32_t v = word(q, s, tid);
+      if (c == "grid_plain_store") {
+        row[q * kWords + tid] = v;
+      } else {
+        st_exchanged(row + q * kWords + tid, v);
+      }
+    }
+    const int releaser = c == "grid_two_releasers" && s == 1 ? 1 : 0;
+    if (c == "grid_release_before_barrier" && tid == releaser) st_release_gpu(flags + q, s + 1);
+    __syncthreads();  // every word of this CTA before its release
+    if (c != "grid_release_before_barrier" && tid == releaser) {
+      if (c == "grid_relaxed_release") {
+        *reinterpret_cast<volatile unsigned*>(flags + q) = unsigned(s + 1);
+      } else {
+        st_release_gpu(flags + q, uint32_t(s + 1));
+      }
+    }
+    if (tid < kCtas) {  // thread i waits for CTA i's step
+      if (c == "grid_relaxed_poll") {
+        while (*reinterpret_cast<volatile unsigned*>(flags + tid) < unsigned(s + 1)) __nanosleep(40);
+      } else {
+        wait_flag(flags + tid, uint32_t(s + 1), kWatchdogNs);
+      }
+    }
+    if (c != "grid_no_barrier_after_acquire") __syncthreads();  // the acquires, for every thread
+    if (tid < kCtas * kWords) {
+      const uint32_t v = ld_cg(row + tid);
+      // The clean protocol must read every word right; a broken one is left
+      // to the runtime's checks alone (whatever value the read found).
+      TORCH_CHECK(c != "grid_clean" || v == word(tid / kWords, s, tid % kWords), "step ", s,
+                  ": word ", tid % kWords, " of CTA ", tid / kWords, " reads ", v);
+    }
+    __syncthreads();  // every read of this step before the next step's stores
+  }
+}
+
+bool is_grid_case(const std::string& c) { return c.rfind("grid_", 0) == 0; }
+
 void selftest(const std::string& c, int64_t seed) {
   static const char* const kCases[] = {
       "clean",          "uninitialised_barrier", "overwritten_barrier",      "missing_bytes",
-      "unwaited_bytes", "cp_async_unwaited",     "cp_async_read_before_wait"};
+      "unwaited_bytes", "cp_async_unwaited",     "cp_async_read_before_wait",
+      "grid_clean",     "grid_relaxed_release",  "grid_relaxed_poll",
+      "grid_release_before_barrier",  "grid_no_barrier_after_acquire",
+      "grid_plain_store", "grid_two_releasers"};
   bool known = false;
   for (const char* k : kCases) known = known || c == k;
   TORCH_CHECK(known, "simt self-test: unknown case '", c, "'");
+  if (is_grid_case(c)) {
+    std::vector<uint32_t> gwords(size_t(kSteps) * kCtas * kWords, 0u);
+    std::vector<unsigned> flags(kCtas, 0u);
+    const std::vector<simt::Region> exchanged = {{gwords.data(), gwords.size() * 4}};
+    simt::run_grid(kCtas, kThreadsHere, 16, static_cast<uint64_t>(seed), kWatchdogNs / 64 + 1,
+                   [&] { grid_kernel(c, gwords.data(), flags.data()); }, 1, exchanged);
+    return;
+  }
   uint32_t global_words[kWords];
   for (int w = 0; w < kWords; ++w) global_words[w] = 0xabc00000u + uint32_t(w);
   simt::run_grid(kCtas, kThreadsHere, kSmemBytes, static_cast<uint64_t>(seed),
