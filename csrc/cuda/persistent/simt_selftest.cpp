@@ -154,14 +154,15 @@ void selftest(const std::string& c, int64_t seed) {
     std::vector<uint32_t> gwords(size_t(kSteps) * kCtas * kWords, 0u);
     std::vector<unsigned> flags(kCtas, 0u);
     const std::vector<simt::Region> exchanged = {{gwords.data(), gwords.size() * 4}};
-    simt::run_grid(kCtas, kThreadsHere, 16, static_cast<uint64_t>(seed), kWatchdogNs / 64 + 1,
+    simt::run_grid(kCtas, kThreadsHere, 16, static_cast<uint64_t>(seed),
+                   simt::idle_step_ns(kWatchdogNs),
                    [&] { grid_kernel(c, gwords.data(), flags.data()); }, 1, exchanged);
     return;
   }
   uint32_t global_words[kWords];
   for (int w = 0; w < kWords; ++w) global_words[w] = 0xabc00000u + uint32_t(w);
   simt::run_grid(kCtas, kThreadsHere, kSmemBytes, static_cast<uint64_t>(seed),
-                 kWatchdogNs / 64 + 1, [&] { exchange_kernel(c, global_words); }, kCtas);
+                 simt::idle_step_ns(kWatchdogNs), [&] { exchange_kernel(c, global_words); }, kCtas);
 }
 
 }  // namespace
