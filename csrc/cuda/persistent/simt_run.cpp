@@ -57,6 +57,7 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
 
 // The bytes a tensor view spans, from its first element to its last.
 simt::Region span(const at::Tensor& t) {
+  if (t.numel() == 0) return simt::Region{t.data_ptr(), 0};
   int64_t last = 0;
   for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
   return simt::Region{t.data_ptr(), size_t(last + 1) * t.element_size()};
