@@ -1,0 +1,206 @@
+"""The planner's own partitions, run.
+
+test_persistent_plan*.py check the plans against the capacity rules; the
+emulator and SIMT tests run partitions chosen by hand at small sizes. Here
+the two meet: for the benchmark points the GPU check times, every partition
+the planner picks (forward and backward, grid and cluster tier, K split,
+both directions in one launch), on the device properties of an H100/H200
+(the GPU check's card), with and without the cluster tier, runs with
+exactly that partition:
+- on the emulators, in float64, padded and packed, equal to the CPU spec to
+  1e-12 (the decomposition at the real sizes: ragged CTAs, replicas, the
+  h buffer the plan sized);
+- for the headline point (LSTM fp16, H=768, B=16), the kernels' source on
+  the SIMT fibers, bit for bit equal to the emulator, under the fibers'
+  shared- and global-memory checks: the exact launch the GPU check makes
+  first, with the ordering checks the GPU cannot make.
+The whole of both GPU presets on four devices (H100 with and without the
+cluster kernels, A100, MPS at half the SMs: 451 distinct partitions) is
+slower than CI allows; benchmarks/results/plan-runs_2026-11-29/ has that
+sweep and its log.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import rnnfuse.ops  # noqa: F401
+from benchmarks import grid
+from rnnfuse import _build_config
+from test_persistent_emulator import (emulate, emulate_bidir, make_bidir_inputs, make_inputs,
+                                      spec, spec_bidir)
+from test_persistent_emulator_bwd import emulate_bwd, spec_bwd, with_grads
+from test_persistent_plan import H100_CLUSTERS
+
+OPS = torch.ops.rnnfuse
+F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+# benchmark dtype name -> (torch dtype, allow_tf32), as benchmarks/grid.py defines them.
+DTYPES = {"fp32": (F32, False), "tf32": (F32, True), "fp16": (F16, False), "bf16": (BF16, False)}
+# (device properties, cluster kernels used): an H100/H200 as the host reports
+# it, with the cluster tier, and with the grid tier alone (as under
+# RNNFUSE_PERSISTENT_TIER=grid, or a build without the sm_90 kernels).
+DEVICES = {"h100": (H100_CLUSTERS, True), "h100-grid": (H100_CLUSTERS, False)}
+
+
+def plan_of(cell, dtype, H, B, T, dev, clusters, backward=False, directions=1):
+    torch_dtype, tf32 = DTYPES[dtype]
+    return json.loads(OPS.persistent_plan(cell, torch_dtype, H, B, T, 0, 1, tf32, dev, True,
+                                          clusters, backward, directions, True, ""))
+
+
+def gpu_check_points():
+    """The sequence-module points of the GPU check: the quick preset, the
+    published (flashrnn) and fastrnns points, and the 2-layer bidirectional
+    stack (a layer of it plans as the bidirectional launch)."""
+    pts = grid.preset("quick", "cuda")
+    pts += [p for p in grid.preset("standard", "cuda")
+            if (p.T, p.B, p.H) in ((1024, 16, 768), (100, 64, 512)) or p.bidirectional]
+    return list(dict.fromkeys(pts))  # Points are frozen dataclasses: drop repeats, keep order
+
+
+def distinct_plans(points, devices):
+    """{key: (plan, [where it was planned])} over the points and devices
+    ({name: (device properties, cluster kernels used)}); key = what the run
+    depends on (the dtype only through the partition's element size and
+    math). Per-step plans are left out."""
+    plans = {}
+    for p in points:
+        if p.is_cell:
+            continue
+        cell, dirs = p.cell.upper(), 2 if p.bidirectional else 1
+        for name, (dev, clusters) in devices.items():
+            for backward in ((False, True) if p.mode == "training" else (False,)):
+                pl = plan_of(cell, p.dtype, p.H, p.B, p.T, dev, clusters, backward, dirs)
+                if pl["reason"]:
+                    continue
+                key = (cell, p.H, p.B, dirs, backward, pl["tier"], pl["P"], pl["J"], pl["R"],
+                       pl["hbuf_rows"], pl["elem_bytes"], pl["math"], pl.get("ksplit", 1))
+                plans.setdefault(key, (pl, []))[1].append(f"{p.dtype}/T={p.T}/{name}")
+    return plans
+
+
+PLANS = distinct_plans(gpu_check_points(), DEVICES)
+
+
+def run_plan(pl, cell, H, B, dirs, backward, packed, seed):
+    """(CPU spec outputs, emulator outputs) in float64 for this plan's partition."""
+    T = 2  # one exchange; packed: rows of length 1 end before it
+    J, R, hb, eb, fma = pl["J"], pl["R"], pl["hbuf_rows"], pl["elem_bytes"], pl["math"] == "fma"
+    S = pl.get("ksplit", 1)
+    if dirs == 2:
+        a = make_bidir_inputs(cell, F64, H, B, T, packed, seed=seed)
+        fwd = spec_bidir(cell, a)
+        if not backward:
+            if pl["tier"] == "grid":
+                return fwd, emulate_bidir(cell, a, J, R, hb, eb, fma=fma)
+            if cell == "LSTM":
+                return fwd, OPS.persistent_emulate_cluster_lstm_bidir(
+                    a["x"], a["w"], a["w_rev"], a["h0"], a["c0"], a["bs"], True, J, R, pl["P"], eb,
+                    seed)
+            return fwd, OPS.persistent_emulate_cluster_gru_bidir(
+                a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], a["bs"], True, J, R,
+                pl["P"], eb, seed)
+        gen = torch.Generator().manual_seed(seed)
+        N = a["x"].shape[0]
+        gy = torch.randn(N, 2 * H, generator=gen, dtype=F64)
+        ghn = torch.randn(2, B, H, generator=gen, dtype=F64)
+        if cell == "LSTM":
+            y, _, _, ws = fwd
+            gcn = torch.randn(2, B, H, generator=gen, dtype=F64)
+            exp = OPS.lstm_bidir_bwd(gy, ghn, gcn, a["w"], a["w_rev"], None, None, a["h0"],
+                                     a["c0"], y, ws, a["bs"])
+            got = OPS.persistent_emulate_lstm_bidir_bwd(gy, ghn, gcn, a["w"], a["w_rev"], a["h0"],
+                                                        a["c0"], y, ws, a["bs"], J, R, hb, eb,
+                                                        seed, fma, S)
+            return exp, got
+        y, _, ws = fwd
+        exp = OPS.gru_bidir_bwd(gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws,
+                                a["bs"])
+        got = OPS.persistent_emulate_gru_bidir_bwd(gy, ghn, a["w"], a["w_rev"], a["b"],
+                                                   a["b_rev"], a["h0"], y, ws, a["bs"], J, R, hb,
+                                                   eb, seed, fma, S)
+        return exp, got
+    a = make_inputs(cell, F64, H, B, T, packed, seed=seed)
+    if backward:
+        a = with_grads(a, cell, F64, seed=seed)
+        exp, saved = spec_bwd(cell, a, False)
+        return exp, emulate_bwd(cell, a, saved, False, J, R, hb, eb, seed=seed, fma=fma, S=S)
+    exp = spec(cell, a, False)
+    if pl["tier"] == "grid":
+        return exp, emulate(cell, a, False, J, R, hb, eb, seed=seed, fma=fma)
+    if cell == "LSTM":
+        return exp, OPS.persistent_emulate_cluster_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"],
+                                                        False, True, J, R, pl["P"], eb, seed)
+    return exp, OPS.persistent_emulate_cluster_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], False,
+                                                   True, J, R, pl["P"], eb, seed)
+
+
+def test_the_gpu_check_points_plan_persistent_partitions():
+    """Not vacuous: the points plan the partitions the runs below exercise."""
+    kinds = {(k[4], k[5], k[11], k[12] > 1, k[3]) for k in PLANS}
+    print(len(PLANS), sorted(kinds))
+    assert len(PLANS) >= 30
+    for need in [(False, "cluster", "mma16", False, 1), (False, "grid", "fma", False, 1),
+                 (False, "grid", "tf32", False, 1), (True, "grid", "mma16", False, 1),
+                 (True, "grid", "fma", True, 1), (False, "grid", "mma16", False, 2),
+                 (True, "grid", "mma16", False, 2)]:
+        assert need in kinds, need
+
+
+@pytest.mark.parametrize("key", sorted(PLANS, key=str), ids=lambda k: "-".join(map(str, k)))
+def test_each_planned_partition_equals_the_spec(key):
+    """The emulator of the plan's tier, with exactly the plan's partition,
+    in float64: every output (y, h_n, c_n, workspace; the backward's
+    gradients) equal to the CPU spec to 1e-12, padded and packed. The
+    cluster tier's emulator derives its partition from (J, R, P) as the
+    planner did: the plan's NG slices of P CTAs must be what that gives."""
+    pl, where = PLANS[key]
+    cell, H, B, dirs, backward = key[:5]
+    if pl["tier"] == "cluster":
+        ctas = pl["slices"]
+        assert pl["NG"] == -(-ctas // pl["P"]) and pl["P"] == -(-ctas // pl["NG"]), pl
+    for packed in (False, True):
+        if packed and B == 1:
+            continue  # one row: nothing to shrink
+        exp, got = run_plan(pl, cell, H, B, dirs, backward, packed, seed=H + B)
+        assert len(exp) == len(got)
+        for k, (e, g) in enumerate(zip(exp, got)):
+            if e is None or not e.numel():
+                continue
+            assert e.shape == g.shape, (k, e.shape, g.shape)
+            err = (e - g).abs().max().item()
+            print(f"{where[0]} packed={packed} out{k}: {err:.2e}")
+            assert err <= 1e-12, f"{key} packed={packed} out{k}: {err:.3e}"
+
+
+@pytest.mark.skipif(not _build_config.WITH_CUDA,
+                    reason="the kernels' host execution is built with CUDA")
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "backward"])
+def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward):
+    """LSTM fp16 H=768 B=16 (the published point) as an H100/H200 with the
+    cluster kernels plans it: the cluster tier forward (16-CTA clusters,
+    2 replicas), the grid tier backward. The kernels' source on the fibers
+    with exactly that partition equals the emulator bit for bit, with every
+    shared- and global-memory check on (T=2: one exchange)."""
+    from test_persistent_simt import assert_same_bits, simt_bwd
+
+    dev, clusters = DEVICES["h100"]
+    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, backward)
+    print(pl)
+    a = make_inputs("LSTM", F16, 768, 16, 2, False, seed=3)
+    J, R, eb = pl["J"], pl["R"], pl["elem_bytes"]
+    if not backward:
+        assert pl["tier"] == "cluster", pl
+        args = (a["x"], a["w"], a["h0"], a["c0"], a["bs"], False, True, J, R, pl["P"], eb, 5)
+        emu = OPS.persistent_emulate_cluster_lstm(*args)
+        got = OPS.persistent_simt_cluster_lstm(*args, pl["push"] == "slice")
+    else:
+        assert pl["tier"] == "grid" and pl["math"] == "mma16", pl
+        a = with_grads(a, "LSTM", F16, seed=3)
+        _, saved = spec_bwd("LSTM", a, False)
+        S = pl["ksplit"]
+        emu = emulate_bwd("LSTM", a, saved, False, J, R, pl["hbuf_rows"], eb, seed=5, S=S)
+        got = simt_bwd("LSTM", a, saved, False, J, R, pl["hbuf_rows"], eb, seed=5, S=S)
+    assert_same_bits(emu, got, f"headline {'backward' if backward else 'forward'} {pl}")
