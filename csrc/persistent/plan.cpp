@@ -254,7 +254,10 @@ std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built
 // slice's share waits after the last bracket (the rest flies while later
 // brackets compute, from the third on), unless the DSMEM bandwidth makes
 // the whole push longer than those brackets; issuing the stores is taken
-// as free ([I]: st.async returns at once).
+// as free ([I]: st.async returns at once). The slowest-of rule is the
+// optimistic end [I]: a warp issues in order, so its epilogue starts only
+// once its last dependent MMA has issued, and a bracket may take the chain
+// plus the epilogue (benchmarks/results/cluster-epilogue-order_2026-11-29/).
 namespace {
 // CTA 0's units of every replica row to each of its peers at the assumed
 // DSMEM bandwidth (CTA 0 has the most units).

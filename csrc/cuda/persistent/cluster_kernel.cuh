@@ -9,9 +9,10 @@
 //   2. rows that join at this step (reverse packed) take h0;
 //   3. thread 0 declares the peers' bytes and waits on mbarrier s & 1;
 //   4. per chunk of batch rows, slice by slice: the grid kernel's MMAs
-//      (slice.cuh) into one of two partial-sum tiles, while the previous
-//      slice's reduction and gate math run from the other (one barrier per
-//      slice); h goes to y and into this CTA's own next buffer;
+//      (slice.cuh) into one of two partial-sum tiles, then the previous
+//      slice's reduction and gate math from the other, then the MMAs' sums
+//      stored (one barrier per slice); h goes to y and into this CTA's own
+//      next buffer;
 //   5. push this CTA's units of the continuing rows to every peer: slice by
 //      slice, each in the bracket after the one that computed it (so the
 //      stores fly while later slices compute), the last slice's words of
@@ -169,10 +170,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       // Bracket g: slice g's MMAs into tile g & 1, slice g-1's epilogue from
       // the other tile; one barrier between brackets. Slice g-2's h is
       // visible to every thread since the last barrier: it leaves first.
+      // The MMAs are issued first and their sums stored last, after the
+      // epilogue: a warp issues in order, and a store right after the MMAs
+      // would hold the epilogue back until the last MMA's result is in.
+      // (Each dependent MMA still waits for the one before, so a bracket is
+      // still about the MMA chain plus the epilogue, less that last wait.)
+      // Tile g & 1 was last read by slice g-2's epilogue, before the
+      // previous barrier. The sums stay live across the epilogue: its slot
+      // loop is not unrolled, and GRU unrolls 4 of the 8 partial loads, so
+      // that every cluster kernel fits 255 registers without spilling.
       for (int g = 0; g <= NG; ++g) {
         if (p.slice_push && g >= 2) push_slice(g - 2);
+        SliceAcc acc;
         if (g < NG) {
-          SliceAcc acc;
           zero_acc(acc);
 #pragma unroll
           for (int i = 0; i < kRegPairs; ++i) {
@@ -191,12 +201,11 @@ __global__ void __launch_bounds__(kThreads, 1)
             mma_ktile<E>(acc, a0, a1, hcur, pitch, q0, p.warp_ktile(warp, i - g * n_kt), n_tiles,
                          lane);
           }
-          store_partials(acc, red + (g & 1) * red_floats, warp, lane, n_tiles, rp);
         }
         if (g > 0) {
           const int gs = g - 1, vc = p.slice_of(c, gs);
           const float* tile = red + (gs & 1) * red_floats;
-#pragma unroll
+#pragma unroll 1
           for (int s = 0; s < kItemSlots; ++s) {
             const int e = tid + s * kThreads;
             const int jj = p.item_unit(e), nn = p.item_row(e);
@@ -205,7 +214,7 @@ __global__ void __launch_bounds__(kThreads, 1)
               const int n = q0 + nn;
               const int64_t row = st.row0 + p.replica_row(r, n);
               float sum[G], x[G];
-              sum_partials<G>(tile, J, jj, nn, rp, sum);
+              sum_partials<G, CELL == Cell::GRU ? 4 : kWarps>(tile, J, jj, nn, rp, sum);
 #pragma unroll
               for (int k = 0; k < G; ++k) x[k] = X::to_float(xcur[(n * G + k) * xp + j - u0]);
               E* ws = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;
@@ -221,6 +230,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
           }
         }
+        if (g < NG) store_partials(acc, red + (g & 1) * red_floats, warp, lane, n_tiles, rp);
         __syncthreads();
       }
     }

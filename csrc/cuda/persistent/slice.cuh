@@ -192,13 +192,15 @@ __device__ __forceinline__ void fma_chunk(const uint32_t (&wf)[kRegFrags][4], in
 }
 
 // Gate g of unit jj, batch column nn: the 8 warps' partial sums in order.
-template <int G>
+// kUnroll: how many of the 8 loads to unroll (a register-pressure knob; the
+// order of the additions is the same for any value).
+template <int G, int kUnroll = kWarps>
 __device__ __forceinline__ void sum_partials(const float* red, int J, int jj, int nn, int pitch,
                                              float (&sum)[G]) {
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     float t = 0.0f;
-#pragma unroll
+#pragma unroll kUnroll
     for (int w = 0; w < kWarps; ++w) t += red[red_index(w, g * J + jj, nn, kRows, pitch)];
     sum[g] = t;
   }
