@@ -5,8 +5,9 @@ the tensor-core instruction meant (HMMA; TF32 for fp32; FFMA and no HMMA in
 the exact-fp32 kernels), no LDL/STL, for
 every target in the build (CI: sm_80 and sm_90). The cluster tier's kernels
 on sm_90: the DSMEM exchange (STAS, SYNCS) and no gpu- or system-scope
-MEMBAR anywhere in them (nor a flag in global memory); on older targets a
-stub (the planner never picks them there). Needs no GPU: it runs whenever
+MEMBAR anywhere in them (nor a flag in global memory), and each bracket's
+epilogue issued before its MMA sums are stored; on older targets a stub
+(the planner never picks them there). Needs no GPU: it runs whenever
 the build has CUDA; cuobjdump comes from the CUDA toolkit or from PyPI's
 nvidia-cuda-cuobjdump (requirements.txt)."""
 from __future__ import annotations
@@ -187,6 +188,34 @@ def test_cluster_kernels_exchange_through_dsmem_without_gpu_fences(extension, cu
             assert "STRONG.GPU" not in body, f"{arch} {name}: a gpu-scope flag access"
             print(f"  {arch} {name[:64]}: STAS {body.count('STAS')}, "
                   f"SYNCS {body.count('SYNCS')}, HMMA {body.count('HMMA')}")
+
+
+def test_cluster_bracket_runs_the_epilogue_before_storing_the_mma_sums(extension, cuobjdump):
+    """sm_90: after a bracket's last HMMA the previous slice's epilogue
+    (MUFU: the gate activations) comes before the first shared-memory store
+    (STS: the sums), so in-order issue does not hold the epilogue behind the
+    last MMA's result (cluster_kernel.cuh; the SASS in
+    benchmarks/results/cluster-epilogue-order_2026-11-29/). Checked: the
+    first MUFU and the first STS between the last HMMA and the next
+    BAR.SYNC."""
+    code = sass_by_arch(extension, cuobjdump, list(CLUSTER_KERNELS))
+    archs = [a for a in built_archs() if sm(a) >= 90]
+    if not archs:
+        pytest.skip("no sm_90 target in this build")
+    for name in CLUSTER_KERNELS:
+        for arch in archs:
+            ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)",
+                             code[(arch, name)])
+            last = max(i for i, op in enumerate(ops) if op.startswith("HMMA"))
+            tail = ops[last + 1:]
+            bar = next(i for i, op in enumerate(tail) if op.startswith("BAR.SYNC"))
+            first = {kind: next((i for i, op in enumerate(tail[:bar]) if op.startswith(kind)), None)
+                     for kind in ("MUFU", "STS")}
+            print(f"  {arch} {name[:64]}: after the last HMMA, MUFU at {first['MUFU']}, "
+                  f"STS at {first['STS']}, BAR.SYNC at {bar}")
+            assert first["MUFU"] is not None and first["STS"] is not None, (arch, name, first)
+            assert first["MUFU"] < first["STS"], \
+                f"{arch} {name}: the sums are stored before the epilogue"
 
 
 def test_persistent_sources_include_no_aten():
