@@ -255,9 +255,11 @@ def sweep_section(rows: list[dict]) -> list[str]:
              "planned); model: the planner's us per step of the pinned pass; measured: the "
              "call's time / T (it also carries the GEMMs and, in training, the forward); "
              "each must give the same bits as the others of its pass (backward: of its "
-             "K split); *: the planner's choice:", "",
-             "| point | pass | tier | P | J | R | hb | ksplit | model us/step | measured us/step "
-             "| pin | status |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "K split); group: the cluster tier's slices per bracket / tile padding; *: the "
+             "planner's choice:", "",
+             "| point | pass | tier | P | J | R | hb | ksplit | group | model us/step "
+             "| measured us/step | pin | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         p = r.get("plan") or {}
@@ -267,6 +269,7 @@ def sweep_section(rows: list[dict]) -> list[str]:
         lines.append(f"| {point} | {r['pass']}{' *' if r.get('chosen') else ''} | "
                      f"{p.get('tier', '-')} | {p.get('P', '-')} | {p.get('J', '-')} | "
                      f"{p.get('R', '-')} | {p.get('hbuf_rows', '-')} | {p.get('ksplit', '-')} | "
+                     + (f"{p['group']}/{p['red_pad']}" if "group" in p else "-") + " | "
                      f"{_fmt(p.get('us_per_step'), '.3f')} | {_fmt(r.get('us_per_step'), '.3f')} | "
                      f"{r.get('pin', '-')} | {status[:80]} |")
     lines.append("")

@@ -90,6 +90,7 @@ SWEEPS = [("LSTM", torch.float16, 768, 16, 1024), ("LSTM", torch.bfloat16, 512, 
           ("GRU", torch.bfloat16, 512, 64, 100)]
 SWEEP_R = (1, 2, 4, 8)
 SWEEP_CLUSTER = (8, 16)      # CTAs per cluster (cluster_layout.h)
+SWEEP_GROUPS = (1, 2, 4)     # cluster tier: slices per bracket (cluster_layout.h)
 SWEEP_KSPLIT = (1, 2, 4)     # backward K split (layout.h kMaxKSplit)
 BWD_UNITS = (16, 8)          # backward units per CTA (layout.h kBwdRows, half)
 
@@ -269,8 +270,13 @@ def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
     units = (j_max, j_max // 2)
     # A cluster may have fewer CTAs than the 8 or 16 the planner tries (GRU
     # H=512: 13), so each (R, J) also runs with P free: the planner's best size.
+    # Slice groups (cluster_layout.h) where they fit, with P free: the
+    # latency model and in-order issue disagree on what they save
+    # (benchmarks/results/slice-groups_2026-11-29/), so the sweep times them.
     return ([("cluster", f"R={r},J={j}" + (f",P={p}" if p else ""))
              for p in (None,) + SWEEP_CLUSTER for j in units for r in SWEEP_R]
+            + [("cluster", f"R={r},J={j},group={g}")
+               for g in SWEEP_GROUPS for j in units for r in SWEEP_R]
             + [("grid", f"R={r},J={j}") for j in units for r in SWEEP_R])
 
 

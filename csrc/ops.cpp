@@ -147,16 +147,17 @@ TORCH_LIBRARY(rnnfuse, m) {
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   // The CPU emulator of the cluster tier's kernel and its mbarrier protocol (tests only);
   // cluster: the most CTAs per cluster (the partition may use fewer); slice_push: the
-  // kernel's pipelined push (cluster_layout.h), else every word at the step's end.
+  // kernel's pipelined push (cluster_layout.h), else every word at the step's end;
+  // group: slices per bracket (1, 2, 4); red_pad: the partial-sum tile's row padding.
   m.def(
       "persistent_emulate_cluster_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
-      "int elem_bytes, int seed, int fault=0, bool slice_push=True) "
+      "int elem_bytes, int seed, int fault=0, bool slice_push=True, int group=1, int red_pad=8) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "persistent_emulate_cluster_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
-      "int elem_bytes, int seed, int fault=0, bool slice_push=True) "
+      "int elem_bytes, int seed, int fault=0, bool slice_push=True, int group=1, int red_pad=8) "
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "persistent_emulate_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor w_hh, "
@@ -241,21 +242,23 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_simt_cluster_lstm(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
-      "int elem_bytes, int seed, bool slice_push=True) "
+      "int elem_bytes, int seed, bool slice_push=True, int group=1, int red_pad=8) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "persistent_simt_cluster_gru(Tensor x_proj, Tensor w_hh, Tensor? b_hh, Tensor h0, "
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
-      "int elem_bytes, int seed, bool slice_push=True) "
+      "int elem_bytes, int seed, bool slice_push=True, int group=1, int red_pad=8) "
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "persistent_simt_cluster_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
       "Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, "
-      "int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
+      "int cluster, int elem_bytes, int seed, int group=1, int red_pad=8) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "persistent_simt_cluster_gru_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
       "Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training, int units, "
-      "int replicas, int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor)");
+      "int replicas, int cluster, int elem_bytes, int seed, int group=1, int red_pad=8) "
+      "-> (Tensor, Tensor, Tensor)");
   // The fiber runtime's own checks, each on a small kernel that breaks one
   // rule (tests only): raises what the runtime reports; "clean" must pass.
   m.def("persistent_simt_selftest(str case, int seed=0) -> ()");
@@ -264,11 +267,13 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_emulate_cluster_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
       "Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, "
-      "int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
+      "int cluster, int elem_bytes, int seed, int group=1, int red_pad=8) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "persistent_emulate_cluster_gru_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
       "Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor? batch_sizes, bool training, int units, "
-      "int replicas, int cluster, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor)");
+      "int replicas, int cluster, int elem_bytes, int seed, int group=1, int red_pad=8) "
+      "-> (Tensor, Tensor, Tensor)");
   // Which path a layer-direction of these sizes takes on `like`'s device (JSON:
   // path, whether RNNFUSE_PERSISTENT enables the tier, the plan); directions=2:
   // the bidirectional op's (one launch for both, one per direction, or per step).

@@ -1630,7 +1630,8 @@ def test_persist_check_sweep_verdict_and_report():
             "agree_max_abs": 1e-3}
     rows = [
         {**base, "pass": "forward", "pin": "R=2,J=8,P=16", "chosen": True, "bitwise": True,
-         "plan": {"tier": "cluster", "P": 16, "J": 8, "R": 2, "hbuf_rows": 16, "us_per_step": 1.325},
+         "plan": {"tier": "cluster", "P": 16, "J": 8, "R": 2, "hbuf_rows": 16, "group": 1,
+                  "red_pad": 8, "us_per_step": 1.325},
          "ms": 1.8, "us_per_step": 1.758},
         {**base, "pass": "forward", "pin": "R=1,J=8", "chosen": False, "bitwise": True,
          "plan": {"tier": "grid", "P": 96, "J": 8, "R": 1, "hbuf_rows": 32, "us_per_step": 2.1},
@@ -1655,10 +1656,10 @@ def test_persist_check_sweep_verdict_and_report():
     lines = gpu_check_report.sweep_section(rows)
     table = [ln for ln in lines if ln.startswith("| LSTM float16")]
     assert len(table) == 4
-    assert "| forward * | cluster | 16 | 8 | 2 | 16 | - | 1.325 | 1.758 | R=2,J=8,P=16 | OK |" \
+    assert "| forward * | cluster | 16 | 8 | 2 | 16 | - | 1/8 | 1.325 | 1.758 | R=2,J=8,P=16 | OK |" \
         in table[0], table
-    assert "| backward | grid | 96 | 16 | 2 | 32 | 2 | 2.900 | 5.371 | R=2,J=16,ksplit=2 | OK |" \
-        in table[3], table
+    assert ("| backward | grid | 96 | 16 | 2 | 32 | 2 | - | 2.900 | 5.371 | R=2,J=16,ksplit=2 "
+            "| OK |") in table[3], table
     assert ("- LSTM float16 H=768 B=16 T=1024 forward: the planner's choice 1.758 us/step; "
             "fastest measured 1.465 (R=1,J=8, 1.20x faster); 2 of 2 partitions timed") in lines
     assert ("- LSTM float16 H=768 B=16 T=1024 backward: the planner's choice 4.883 us/step; "
@@ -1672,6 +1673,7 @@ def test_persist_check_sweep_pins_cover_both_tiers_and_restore_the_environment(m
     from benchmarks import persist_check
     fwd = persist_check.sweep_pins("LSTM", False)
     assert ("cluster", "R=2,J=8,P=16") in fwd and ("grid", "R=1,J=4") in fwd
+    assert {("cluster", f"R=2,J=8,group={g}") for g in (1, 2, 4)} <= set(fwd)
     assert ("grid", "R=1,J=5") in persist_check.sweep_pins("GRU", False)
     bwd = persist_check.sweep_pins("GRU", True)
     assert (None, "R=8,J=8,ksplit=4") in bwd and all(t is None for t, _ in bwd)

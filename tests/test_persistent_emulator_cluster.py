@@ -28,13 +28,14 @@ from test_persistent_emulator import BF16, F16, F32, F64, emulate, make_inputs, 
 OPS = torch.ops.rnnfuse
 
 
-def cemu(cell, a, reverse, J, R, S, eb, seed=0, fault=0, slice_push=True):
+def cemu(cell, a, reverse, J, R, S, eb, seed=0, fault=0, slice_push=True, group=1, red_pad=8):
     if cell == "LSTM":
         return OPS.persistent_emulate_cluster_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"],
                                                    reverse, True, J, R, S, eb, seed, fault,
-                                                   slice_push)
+                                                   slice_push, group, red_pad)
     return OPS.persistent_emulate_cluster_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], reverse,
-                                              True, J, R, S, eb, seed, fault, slice_push)
+                                              True, J, R, S, eb, seed, fault, slice_push, group,
+                                              red_pad)
 
 
 # (J, R, S, elem_bytes): units per slice, replicas, the most CTAs per
@@ -239,12 +240,14 @@ def test_bidirectional_layer_as_one_cluster_launch_per_direction(cell, packed):
             assert torch.equal(e, g)
 
 
-def cemu_bidir(cell, a, J, R, S, eb, seed=0):
+def cemu_bidir(cell, a, J, R, S, eb, seed=0, group=1, red_pad=8):
     if cell == "LSTM":
         return OPS.persistent_emulate_cluster_lstm_bidir(a["x"], a["w"], a["w_rev"], a["h0"], a["c0"],
-                                                         a["bs"], True, J, R, S, eb, seed)
+                                                         a["bs"], True, J, R, S, eb, seed, group,
+                                                         red_pad)
     return OPS.persistent_emulate_cluster_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"],
-                                                    a["h0"], a["bs"], True, J, R, S, eb, seed)
+                                                    a["h0"], a["bs"], True, J, R, S, eb, seed,
+                                                    group, red_pad)
 
 
 @pytest.mark.parametrize("dtype, fma", [(F16, False), (BF16, False), (F32, False), (F32, True)],
@@ -268,3 +271,63 @@ def test_every_partition_gives_the_same_bits(cell, dtype, fma):
     for J, R, S in ((j_max, 1, 8), (j_max // 2, 2, 16), (j_max, 4, 4), (j_max // 2, 1, 2)):
         for x, y in zip(ref, cemu(cell, a, False, J, R, S, eb, seed=S)):
             assert torch.equal(x, y), ("cluster", J, R, S)
+    # Slice groups (10 rows per replica at R=4: chunks of 16, groups of 2;
+    # 8 rows at R=5: chunks of 8, groups of 4), short last groups included.
+    for J, R, S, group, pad in ((j_max, 4, 4, 2, 8), (j_max // 2, 4, 16, 2, 0),
+                                (j_max, 5, 2, 4, 8), (j_max, 5, 4, 2, 0)):
+        for x, y in zip(ref, cemu(cell, a, False, J, R, S, eb, seed=S, group=group, red_pad=pad)):
+            assert torch.equal(x, y), ("cluster", J, R, S, group, pad)
+
+
+# (H, B, J, R, S, group, red_pad): several slices per CTA, at most 16 rows
+# per replica (group 2) or 8 (group 4). H=64 LSTM: 8 slices; S=3 gives
+# CTAs of 3, 3 and 2 slices (a short last group of 1 in groups of 2); S=2
+# at group 4 gives two full groups; H=100 with J=4: 25 slices, S=4 gives 7,
+# 7, 7, 4 (groups 4 + 3, a hole); B=3 under a 8-row n-tile; H=130 at S=2
+# puts W pairs in shared memory in group order.
+GROUPED = {
+    "LSTM": [(64, 7, 8, 1, 3, 2, 8), (64, 13, 8, 1, 2, 2, 0), (64, 8, 8, 1, 2, 4, 8),
+             (100, 15, 4, 2, 4, 4, 0), (130, 3, 8, 1, 2, 4, 8), (130, 16, 8, 2, 4, 2, 8)],
+    "GRU": [(64, 7, 10, 1, 3, 2, 8), (100, 8, 10, 1, 2, 4, 0), (130, 9, 10, 2, 2, 4, 8),
+            (130, 16, 5, 1, 8, 2, 0)],
+}
+
+
+@pytest.mark.parametrize("slice_push", [True, False], ids=["slice-push", "step-push"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_slice_groups_equal_the_spec(cell, packed, reverse, slice_push):
+    """Groups of 2 and 4 slices per bracket (cluster_layout.h): each slice
+    in its own accumulator slots, the group's sums side by side in one
+    tile (padded or not), one epilogue pass per group, pushes by group; a
+    CTA's last group may be short. Float64 equal to the spec to 1e-12."""
+    for i, (H, B, J, R, S, group, pad) in enumerate(GROUPED[cell]):
+        a = make_inputs(cell, F64, H, B, 5, packed, seed=50 + i)
+        _close(spec(cell, a, reverse),
+               cemu(cell, a, reverse, J, R, S, 2, seed=i, slice_push=slice_push, group=group,
+                    red_pad=pad), 1e-12, f"H{H} B{B} J{J} R{R} S{S} group{group} pad{pad}")
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_a_group_pushed_early_is_caught(cell):
+    """Fault 6 with groups of 2: a group's words leave one bracket early,
+    before the barrier after its gate math; the emulator must see stale h."""
+    a = make_inputs(cell, F64, 64, 7, 5, packed=False, seed=4)
+    J = 8 if cell == "LSTM" else 10
+    for seed in range(3):
+        with pytest.raises(RuntimeError, match="not computed"):
+            cemu(cell, a, False, J, 1, 2, 2, seed=seed, fault=6, group=2)
+
+
+def test_rejects_slice_groups_the_kernel_cannot_run():
+    a = make_inputs("LSTM", F64, 64, 20, 3, False)
+    with pytest.raises(RuntimeError, match="accumulator slots"):
+        cemu("LSTM", a, False, 8, 1, 2, 2, group=2)  # 20 rows: chunks of 24 take 3 of 4 slots
+    a = make_inputs("LSTM", F64, 64, 5, 3, False)
+    with pytest.raises(RuntimeError, match="1, 2 or 4 slices"):
+        cemu("LSTM", a, False, 8, 1, 2, 2, group=3)
+    with pytest.raises(RuntimeError, match="larger than a CTA's slices"):
+        cemu("LSTM", a, False, 8, 1, 8, 2, group=2)  # clusters of 8: one slice per CTA
+    with pytest.raises(RuntimeError, match="padding"):
+        cemu("LSTM", a, False, 8, 1, 2, 2, group=2, red_pad=4)

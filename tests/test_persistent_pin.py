@@ -70,7 +70,8 @@ def test_no_pin_and_an_empty_pin_are_the_same_plan(backward):
 def test_pinning_the_chosen_fields_gives_the_same_plan(cell, dtype, H, B, backward):
     free = plan(cell, dtype, H, B, backward=backward)
     assert free["tier"] != "per-step"
-    fields = ["R", "J", "P"] + (["ksplit"] if backward else [])
+    fields = (["R", "J", "P"] + (["ksplit"] if backward else [])
+              + (["group"] if free["tier"] == "cluster" else []))
     text = ",".join(f"{k}={free[k]}" for k in fields)
     pinned = plan(cell, dtype, H, B, backward=backward, pin=text)
     assert pinned["pin"] == text
@@ -78,16 +79,18 @@ def test_pinning_the_chosen_fields_gives_the_same_plan(cell, dtype, H, B, backwa
 
 
 def candidates(cell, backward):
-    """(R, J[, P][, ksplit]) pins: with and without P (a cluster may have
-    fewer CTAs than the 8 or 16 the planner tries; the grid tier's P follows
-    from J). Together they cover every partition the planner considers."""
+    """(R, J[, P][, ksplit][, group]) pins: with and without P (a cluster may
+    have fewer CTAs than the 8 or 16 the planner tries; the grid tier's P
+    follows from J) and the cluster tier's group. Together they cover every
+    partition the planner considers."""
     G = 4 if cell == "LSTM" else 3
     Js = (16, 8) if backward else (32 // G, 32 // G // 2)
     Ps = (None, 8, 16)
     S = (1, 2, 4) if backward else (1,)
-    for R, J, P, s in itertools.product((1, 2, 4, 8, 16), Js, Ps, S):
+    groups = (None,) if backward else (None, 1, 2, 4)
+    for R, J, P, s, g in itertools.product((1, 2, 4, 8, 16), Js, Ps, S, groups):
         yield (f"R={R},J={J}" + (f",P={P}" if P else "")
-               + (f",ksplit={s}" if backward else ""))
+               + (f",ksplit={s}" if backward else "") + (f",group={g}" if g else ""))
 
 
 @pytest.mark.parametrize("backward", [False, True])
@@ -140,3 +143,34 @@ def test_pin_selects_the_cluster_size():
     for size in (8, 16):
         p = plan("LSTM", BF16, 512, 64, pin=f"P={size}")
         assert p["tier"] == "cluster" and p["P"] == size, p
+
+
+def test_group_pins_forward_cluster_plans_only():
+    with pytest.raises(RuntimeError, match="RNNFUSE_PERSISTENT_PIN"):
+        plan(backward=True, pin="group=2")
+    # A grid plan has no group: with the grid tier alone a group pin matches nothing.
+    g = plan(cluster=False, pin="group=1")
+    assert g["tier"] == "per-step" and "matches the pin group=1" in g["reason"], g
+
+
+def test_group_pins_take_the_padded_tile_where_it_fits():
+    """Headline LSTM fp16 H=768 B=16 (2 replicas of 8 rows, chunks of 8): in
+    groups of 2 the padded partial-sum tiles (24 columns, two of them) do
+    not fit beside W, the unpadded ones (16 columns) do; groups of 4 fit
+    neither (cluster_layout.h, ClusterSmem). LSTM bf16 H=512 B=8 has the
+    room for groups of 4, padded."""
+    one = plan("LSTM", F16, 768, 16, pin="R=2,J=8,group=1")
+    two = plan("LSTM", F16, 768, 16, pin="R=2,J=8,group=2")
+    assert (one["group"], one["red_pad"], two["group"], two["red_pad"]) == (1, 8, 2, 0), (one, two)
+    assert two["smem_bytes"] == one["smem_bytes"]  # 2 x 8 x 32 x 16 floats either way
+    assert two["smem_bytes"] <= H100_CLUSTERS[4]
+    # The model's bracket terms (plan JSON): 6 slices per CTA in 7 brackets or
+    # 4; a bracket of 2 slices streams twice the W pairs and issues twice the MMAs.
+    assert (one["brackets"], two["brackets"]) == (7, 4)
+    for term in ("mma", "w_smem"):
+        assert two["bracket_us"][term] == pytest.approx(2 * one["bracket_us"][term], rel=1e-3)
+    assert two["bracket_us"]["chain"] == one["bracket_us"]["chain"]
+    four = plan("LSTM", F16, 768, 16, pin="R=2,J=8,group=4")
+    assert four["tier"] != "cluster" or four["R"] != 2, four
+    small = plan("LSTM", BF16, 512, 8, pin="group=4")
+    assert small["tier"] == "cluster" and small["red_pad"] == 8 and small["NG"] >= 4, small

@@ -44,10 +44,10 @@ DTYPES = {"fp32": (F32, False), "tf32": (F32, True), "fp16": (F16, False), "bf16
 DEVICES = {"h100": (H100_CLUSTERS, True), "h100-grid": (H100_CLUSTERS, False)}
 
 
-def plan_of(cell, dtype, H, B, T, dev, clusters, backward=False, directions=1):
+def plan_of(cell, dtype, H, B, T, dev, clusters, backward=False, directions=1, pin=""):
     torch_dtype, tf32 = DTYPES[dtype]
     return json.loads(OPS.persistent_plan(cell, torch_dtype, H, B, T, 0, 1, tf32, dev, True,
-                                          clusters, backward, directions, True, ""))
+                                          clusters, backward, directions, True, pin))
 
 
 def gpu_check_points():
@@ -60,11 +60,18 @@ def gpu_check_points():
     return list(dict.fromkeys(pts))  # Points are frozen dataclasses: drop repeats, keep order
 
 
+def plan_key(pl, cell, H, B, dirs, backward):
+    """What a run depends on (the dtype only through the partition's element
+    size and math)."""
+    return (cell, H, B, dirs, backward, pl["tier"], pl["P"], pl["J"], pl["R"], pl["hbuf_rows"],
+            pl["elem_bytes"], pl["math"], pl.get("ksplit", 1), pl.get("group", 1),
+            pl.get("red_pad", 8))
+
+
 def distinct_plans(points, devices):
     """{key: (plan, [where it was planned])} over the points and devices
-    ({name: (device properties, cluster kernels used)}); key = what the run
-    depends on (the dtype only through the partition's element size and
-    math). Per-step plans are left out."""
+    ({name: (device properties, cluster kernels used)}). Per-step plans are
+    left out."""
     plans = {}
     for p in points:
         if p.is_cell:
@@ -75,13 +82,33 @@ def distinct_plans(points, devices):
                 pl = plan_of(cell, p.dtype, p.H, p.B, p.T, dev, clusters, backward, dirs)
                 if pl["reason"]:
                     continue
-                key = (cell, p.H, p.B, dirs, backward, pl["tier"], pl["P"], pl["J"], pl["R"],
-                       pl["hbuf_rows"], pl["elem_bytes"], pl["math"], pl.get("ksplit", 1))
+                key = plan_key(pl, cell, p.H, p.B, dirs, backward)
                 plans.setdefault(key, (pl, []))[1].append(f"{p.dtype}/T={p.T}/{name}")
     return plans
 
 
-PLANS = distinct_plans(gpu_check_points(), DEVICES)
+def sweep_group_plans():
+    """The cluster partitions the GPU check's sweep pins by slice group
+    (benchmarks/persist_check.py: SWEEPS, sweep_pins), on the H100 with
+    clusters: the runs the sweep times beyond the planner's choices."""
+    from benchmarks import persist_check
+
+    names = {v: k for k, (v, _) in DTYPES.items() if k != "fp32"}
+    plans = {}
+    dev, clusters = DEVICES["h100"]
+    for cell, dtype, H, B, T in persist_check.SWEEPS:
+        for tier, pin in persist_check.sweep_pins(cell, False):
+            if "group=" not in pin:
+                continue
+            pl = plan_of(cell, names[dtype], H, B, T, dev, clusters, pin=pin)
+            if pl["tier"] != "cluster":
+                continue
+            key = plan_key(pl, cell, H, B, 1, False)
+            plans.setdefault(key, (pl, []))[1].append(f"sweep {pin}")
+    return plans
+
+
+PLANS = {**sweep_group_plans(), **distinct_plans(gpu_check_points(), DEVICES)}
 
 
 def run_plan(pl, cell, H, B, dirs, backward, packed, seed):
@@ -98,10 +125,10 @@ def run_plan(pl, cell, H, B, dirs, backward, packed, seed):
             if cell == "LSTM":
                 return fwd, OPS.persistent_emulate_cluster_lstm_bidir(
                     a["x"], a["w"], a["w_rev"], a["h0"], a["c0"], a["bs"], True, J, R, pl["P"], eb,
-                    seed)
+                    seed, pl["group"], pl["red_pad"])
             return fwd, OPS.persistent_emulate_cluster_gru_bidir(
                 a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], a["bs"], True, J, R,
-                pl["P"], eb, seed)
+                pl["P"], eb, seed, pl["group"], pl["red_pad"])
         gen = torch.Generator().manual_seed(seed)
         N = a["x"].shape[0]
         gy = torch.randn(N, 2 * H, generator=gen, dtype=F64)
@@ -130,18 +157,22 @@ def run_plan(pl, cell, H, B, dirs, backward, packed, seed):
     exp = spec(cell, a, False)
     if pl["tier"] == "grid":
         return exp, emulate(cell, a, False, J, R, hb, eb, seed=seed, fma=fma)
+    cluster = (J, R, pl["P"], eb, seed, 0, pl["push"] == "slice", pl["group"], pl["red_pad"])
     if cell == "LSTM":
         return exp, OPS.persistent_emulate_cluster_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"],
-                                                        False, True, J, R, pl["P"], eb, seed)
+                                                        False, True, *cluster)
     return exp, OPS.persistent_emulate_cluster_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], False,
-                                                   True, J, R, pl["P"], eb, seed)
+                                                   True, *cluster)
 
 
 def test_the_gpu_check_points_plan_persistent_partitions():
     """Not vacuous: the points plan the partitions the runs below exercise."""
     kinds = {(k[4], k[5], k[11], k[12] > 1, k[3]) for k in PLANS}
-    print(len(PLANS), sorted(kinds))
+    print(len(PLANS), sorted(kinds), sorted({k[13:] for k in PLANS if k[5] == "cluster"}))
     assert len(PLANS) >= 30
+    # Slice groups of 2 and 4, padded and unpadded tiles (the sweep's pins).
+    for group_pad in ((1, 8), (2, 0), (2, 8), (4, 0)):
+        assert any(k[5] == "cluster" and k[13:] == group_pad for k in PLANS), group_pad
     for need in [(False, "cluster", "mma16", False, 1), (False, "grid", "fma", False, 1),
                  (False, "grid", "tf32", False, 1), (True, "grid", "mma16", False, 1),
                  (True, "grid", "fma", True, 1), (False, "grid", "mma16", False, 2),
@@ -170,25 +201,28 @@ def test_each_planned_partition_equals_the_spec(key):
 
 @pytest.mark.skipif(not _build_config.WITH_CUDA,
                     reason="the kernels' host execution is built with CUDA")
-@pytest.mark.parametrize("backward", [False, True], ids=["forward", "backward"])
-def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward):
+@pytest.mark.parametrize("backward, pin", [(False, ""), (False, "group=2"), (True, "")],
+                         ids=["forward", "forward-group2", "backward"])
+def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward, pin):
     """LSTM fp16 H=768 B=16 (the published point) as an H100/H200 with the
     cluster kernels plans it: the cluster tier forward (16-CTA clusters,
-    2 replicas), the grid tier backward. The kernels' source on the fibers
-    with exactly that partition equals the emulator bit for bit, with every
-    shared- and global-memory check on (T=2: one exchange)."""
+    2 replicas), the grid tier backward; and the forward in groups of 2
+    slices (unpadded tiles), which the sweep times. The kernels' source on
+    the fibers with exactly that partition equals the emulator bit for bit,
+    with every shared- and global-memory check on (T=2: one exchange)."""
     from test_persistent_simt import assert_same_bits, simt_bwd
 
     dev, clusters = DEVICES["h100"]
-    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, backward)
+    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, backward, pin=pin)
     print(pl)
     a = make_inputs("LSTM", F16, 768, 16, 2, False, seed=3)
     J, R, eb = pl["J"], pl["R"], pl["elem_bytes"]
     if not backward:
-        assert pl["tier"] == "cluster", pl
+        assert pl["tier"] == "cluster" and pl["group"] == (2 if pin else 1), pl
         args = (a["x"], a["w"], a["h0"], a["c0"], a["bs"], False, True, J, R, pl["P"], eb, 5)
-        emu = OPS.persistent_emulate_cluster_lstm(*args)
-        got = OPS.persistent_simt_cluster_lstm(*args, pl["push"] == "slice")
+        group = (pl["group"], pl["red_pad"])
+        emu = OPS.persistent_emulate_cluster_lstm(*args, 0, pl["push"] == "slice", *group)
+        got = OPS.persistent_simt_cluster_lstm(*args, pl["push"] == "slice", *group)
     else:
         assert pl["tier"] == "grid" and pl["math"] == "mma16", pl
         a = with_grads(a, "LSTM", F16, seed=3)

@@ -38,12 +38,13 @@ OPS = torch.ops.rnnfuse
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 
 
-def csimt(cell, a, reverse, J, R, S, eb, seed=0, slice_push=True):
+def csimt(cell, a, reverse, J, R, S, eb, seed=0, slice_push=True, group=1, red_pad=8):
     if cell == "LSTM":
         return OPS.persistent_simt_cluster_lstm(a["x"], a["w"], a["h0"], a["c0"], a["bs"], reverse,
-                                                True, J, R, S, eb, seed, slice_push)
+                                                True, J, R, S, eb, seed, slice_push, group,
+                                                red_pad)
     return OPS.persistent_simt_cluster_gru(a["x"], a["w"], a["b"], a["h0"], a["bs"], reverse, True,
-                                           J, R, S, eb, seed, slice_push)
+                                           J, R, S, eb, seed, slice_push, group, red_pad)
 
 
 # ((H, B, T), packed, reverse, [(R, S, slice_push)]): S is the most CTAs per
@@ -71,6 +72,43 @@ def test_cluster_kernel_equals_the_emulator_bit_for_bit(cell, dtype):
             label = f"{cell} {dtype} H{H} B{B} packed={packed} rev={reverse} R{R} S{S} push={push}"
             emu = cemu(cell, a, reverse, J, R, S, eb, seed=i, slice_push=push)
             got = csimt(cell, a, reverse, J, R, S, eb, seed=i, slice_push=push)
+            assert_same_bits_as_emulator(ref, emu, got, label)
+
+
+# ((H, B, T), packed, reverse, J index, [(R, S, slice_push, group, red_pad)]):
+# slice groups (cluster_layout.h). H=64 in clusters of 2 (LSTM: 4 slices,
+# one group of 4 or two of 2) and 3 (3, 3, 2 slices: short last groups);
+# H=100 with half units in clusters of 2 (LSTM 13 and 12 slices, GRU 10 and
+# 10: short last groups, holes); H=130 at S=2 (W pairs in shared memory in
+# group order); 13 rows (chunks of 16).
+GROUPED_CASES = [
+    ((64, 8, 4), True, False, 0, [(1, 2, True, 4, 8), (1, 3, False, 2, 0)]),
+    ((64, 13, 4), False, True, 0, [(1, 2, True, 2, 0)]),
+    ((100, 15, 4), True, True, 1, [(2, 2, True, 4, 0)]),
+    ((130, 3, 3), False, False, 0, [(1, 2, True, 4, 8)]),
+]
+
+
+@pytest.mark.parametrize("dtype", [F16, BF16, F32], ids=["fp16", "bf16", "tf32"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_slice_groups_equal_the_emulator_bit_for_bit(cell, dtype):
+    """The kernel's grouped brackets (mma_group: a pair's accumulator slots
+    fixed at compile time per group size; store_group; the epilogue's
+    item columns; pushes by group) under the fibers' shared-memory, DSMEM
+    and mbarrier checks, equal to the emulator bit for bit."""
+    eb = 4 if dtype == F32 else 2
+    j_max = 8 if cell == "LSTM" else 10
+    for i, ((H, B, T), packed, reverse, half, runs) in enumerate(GROUPED_CASES):
+        J = j_max // 2 if half else j_max
+        a = make_inputs(cell, dtype, H, B, T, packed, seed=60 + i)
+        ref = spec(cell, cast(a, F64), reverse)
+        for R, S, push, group, pad in runs:
+            label = (f"{cell} {dtype} H{H} B{B} J{J} R{R} S{S} push={push} group={group} "
+                     f"pad={pad}")
+            emu = cemu(cell, a, reverse, J, R, S, eb, seed=i, slice_push=push, group=group,
+                       red_pad=pad)
+            got = csimt(cell, a, reverse, J, R, S, eb, seed=i, slice_push=push, group=group,
+                        red_pad=pad)
             assert_same_bits_as_emulator(ref, emu, got, label)
 
 
@@ -103,15 +141,18 @@ def test_bidirectional_layer_in_one_launch(cell):
     x_proj and y (row strides), in the same launch as the forward ones."""
     a = make_bidir_inputs(cell, BF16, 40, 9, 5, True, seed=11)
     J = 8 if cell == "LSTM" else 10
-    emu = cemu_bidir(cell, a, J, 1, 4, 2)
-    if cell == "LSTM":
-        got = OPS.persistent_simt_cluster_lstm_bidir(a["x"], a["w"], a["w_rev"], a["h0"], a["c0"],
-                                                     a["bs"], True, J, 1, 4, 2, 0)
-    else:
-        got = OPS.persistent_simt_cluster_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"],
-                                                    a["b_rev"], a["h0"], a["bs"], True, J, 1, 4,
-                                                    2, 0)
-    assert_same_bits(emu, got, f"{cell} bidir")
+    # Clusters of 2 (2 or 3 slices per CTA) also in groups of 2.
+    for S, group in ((4, 1), (2, 2)):
+        emu = cemu_bidir(cell, a, J, 1, S, 2, group=group)
+        if cell == "LSTM":
+            got = OPS.persistent_simt_cluster_lstm_bidir(a["x"], a["w"], a["w_rev"], a["h0"],
+                                                         a["c0"], a["bs"], True, J, 1, S, 2, 0,
+                                                         group)
+        else:
+            got = OPS.persistent_simt_cluster_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"],
+                                                        a["b_rev"], a["h0"], a["bs"], True, J, 1,
+                                                        S, 2, 0, group)
+        assert_same_bits(emu, got, f"{cell} bidir S={S} group={group}")
 
 
 # The runtime's checks, each on a small cluster kernel that breaks one rule

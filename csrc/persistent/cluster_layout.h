@@ -31,6 +31,18 @@
 //   continuing rows can all lie in an earlier chunk than the last one read;
 //   the emulator catches it.) Otherwise (slice_push = 0) all words at the
 //   step's end.
+// - Slice groups (`group` = 1, 2 or 4 slices per bracket): a bracket runs
+//   the MMAs of `group` consecutive slices, each in its own accumulator
+//   slots (slice d of the group: slots d * (kChunkNTiles / group) + nt), so
+//   their k-tile chains are independent and interleave; one epilogue pass
+//   serves the whole group with more of its lanes busy, and a step has
+//   ceil(NG / group) + 1 brackets per chunk instead of NG + 1. A warp's
+//   pairs are stored group by group, k-tile by k-tile, slice by slice
+//   (w_pair), so each group is one run of pairs in which pair i belongs to
+//   slice i % group of the group: compile-time in the kernel's unrolled
+//   register loop. Every output is still one slice's k-tiles per warp in
+//   order, warps added in order: the bits do not depend on the group.
+//   Pushes go by group (a group's words once its epilogue is visible).
 #pragma once
 
 #include "layout.h"
@@ -47,7 +59,9 @@ struct ClusterPartition : Partition {
   int cluster;  // CTAs per cluster (the launch's cluster dimension)
   int hb_rows;  // rows of each h buffer: replica rows rounded up to an n-tile
   int chunk;    // batch rows per accumulation chunk (multiple of 8, <= kChunkRows)
-  int slice_push;  // 1: push each slice's words as they are ready; 0: all at the step's end
+  int slice_push;  // 1: push each group's words as they are ready; 0: all at the step's end
+  int group;    // slices per bracket: 1, 2 or 4, with group * chunk <= kChunkRows
+  int red_pad;  // floats of padding per partial-sum tile row: 8 (fewer bank conflicts) or 0
 
   RNNFUSE_PHD int cluster_grid() const { return cluster * replicas; }
   // A launch of one or both directions of a layer (a bidirectional layer's
@@ -69,11 +83,36 @@ struct ClusterPartition : Partition {
   }
   RNNFUSE_PHD int span(int c) const { return unit_end(c) - unit_begin(c); }
 
-  // ---- W storage: pair p = g * warp_ktiles(w) + ks of warp w.
-  RNNFUSE_PHD int w_pair(int w, int g, int ks) const { return g * warp_ktiles(w) + ks; }
-  // Shared-memory pairs per warp (sized for warp 0, which has the most k-tiles).
+  // ---- slice groups: group b of CTA c is slices [b * group, b * group + group_len).
+  RNNFUSE_PHD int groups(int c) const { return ceil_div(cta_slices(c), group); }
+  RNNFUSE_PHD int group_len(int c, int b) const {
+    const int n = cta_slices(c) - b * group;
+    return n < group ? n : group;
+  }
+  // Accumulator slots per slice of a group, and batch columns per slice in
+  // the partial-sum tile (slice d of the group: columns [d * chunk, (d + 1) * chunk)).
+  RNNFUSE_PHD int group_slots() const { return kChunkNTiles / group; }
+
+  // ---- W storage: warp w's pair for (slice g, k-tile ks): group by group,
+  // then k-tile, then the slice within the group (a short last group leaves
+  // its missing slices' pairs unused). group = 1: g * warp_ktiles(w) + ks.
+  RNNFUSE_PHD int w_pair(int w, int g, int ks) const {
+    return (g / group) * group * warp_ktiles(w) + ks * group + g % group;
+  }
+  // The inverse: slice (>= cta_slices: a hole) and k-tile step of warp w's pair i.
+  RNNFUSE_PHD int pair_slice(int w, int i) const {
+    const int run = group * (warp_ktiles(w) > 0 ? warp_ktiles(w) : 1);
+    return i / run * group + i % group;
+  }
+  RNNFUSE_PHD int pair_ks(int w, int i) const {
+    const int run = group * (warp_ktiles(w) > 0 ? warp_ktiles(w) : 1);
+    return i % run / group;
+  }
+  // Pairs per warp including a short last group's holes (warp 0 has the most k-tiles).
+  RNNFUSE_PHD int stored_pairs() const { return ceil_div(slices, group) * group * warp_ktiles(0); }
+  // Shared-memory pairs per warp.
   RNNFUSE_PHD int smem_pairs() const {
-    const int n = slices * warp_ktiles(0) - kRegPairs;
+    const int n = stored_pairs() - kRegPairs;
     return n > 0 ? n : 0;
   }
   // Index (in 16-byte units) of lane 0's fragment of m-tile mt of pair p >= kRegPairs.
@@ -94,6 +133,13 @@ struct ClusterPartition : Partition {
   }
   RNNFUSE_PHD int push_word_begin(int c, int g, int eb) const {
     return g == 0 ? 0 : push_word_end(c, g - 1, eb);
+  }
+  // Pipelined push by group: the words group b of CTA c completes.
+  RNNFUSE_PHD int group_word_begin(int c, int b, int eb) const {
+    return push_word_begin(c, b * group, eb);
+  }
+  RNNFUSE_PHD int group_word_end(int c, int b, int eb) const {
+    return push_word_end(c, b * group + group_len(c, b) - 1, eb);
   }
   // The 16-byte-aligned middle [*v0, *v1) of words [w0, w1) of CTA c's
   // units (rows are whole 16-byte units: h_pitch), sent as vectors; the
@@ -117,11 +163,12 @@ struct ClusterPartition : Partition {
   }
 
   // ---- shared-memory tiles
-  // Partial sums [kWarps][kRows][pitch]: the chunk plus 8 floats (as the
-  // grid kernel's; at chunks of 8 or 24 rows a half-warp's float2 stores
-  // meet 2-way bank conflicts, a few stores per slice, cheaper than the
-  // shared memory a wider pitch takes from W at LSTM H=768).
-  RNNFUSE_PHD int red_pitch() const { return chunk + 8; }
+  // Partial sums [kWarps][kRows][pitch]: a group's chunks side by side,
+  // plus red_pad floats (8 as the grid kernel's; at 8 or 24 columns a
+  // half-warp's float2 stores meet 2-way bank conflicts, a few stores per
+  // bracket, cheaper than the shared memory a wider pitch takes from W at
+  // LSTM H=768; 0 where a group's tiles would not fit otherwise).
+  RNNFUSE_PHD int red_pitch() const { return group * chunk + red_pad; }
   // Staged x_proj rows [hb_rows][gates][x_pitch] (elements): a CTA's widest
   // span rounded up to 16 bytes.
   RNNFUSE_PHD int x_pitch(int eb) const {
@@ -139,7 +186,8 @@ RNNFUSE_PHD bool cluster_waits(const StepInfo& st, int carry_rows) {
 
 RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int batch, int units,
                                                     int replicas, int max_cluster, int elem_bytes,
-                                                    bool slice_push = true) {
+                                                    bool slice_push = true, int group = 1,
+                                                    int red_pad = 8) {
   ClusterPartition p{};
   static_cast<Partition&>(p) = make_partition(gates, hidden, batch, units, replicas, elem_bytes);
   p.slices = ceil_div(p.ctas, max_cluster);
@@ -147,6 +195,8 @@ RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int b
   p.hb_rows = ceil_div(p.max_replica_rows(), 8) * 8;
   p.chunk = p.hb_rows < kChunkRows ? p.hb_rows : kChunkRows;
   p.slice_push = slice_push ? 1 : 0;
+  p.group = group;
+  p.red_pad = red_pad;
   return p;
 }
 
@@ -158,6 +208,10 @@ RNNFUSE_PHD const char* cluster_partition_error(const ClusterPartition& p, int e
   // Every CTA's units start on a 4-byte boundary of an h row (whole words).
   if ((p.slices * p.units * elem_bytes) % 4 != 0) return "a CTA's units are not whole 4-byte words";
   if (p.max_replica_rows() < 1) return "a replica without rows";
+  if (p.group != 1 && p.group != 2 && p.group != 4) return "a slice group is not 1, 2 or 4 slices";
+  if (p.group * p.chunk > kChunkRows) return "a slice group's chunks exceed the accumulator slots";
+  if (p.group > p.slices) return "a slice group larger than a CTA's slices";
+  if (p.red_pad != 0 && p.red_pad != 8) return "the partial-sum tile's padding is not 0 or 8";
   return nullptr;
 }
 

@@ -72,7 +72,7 @@ class ClusterEmulator {
       : pr_(pr), cfg_(cfg) {
     eb_ = cfg_.elem_bytes;
     p_ = make_cluster_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
-                                cfg_.max_cluster, eb_, cfg_.slice_push);
+                                cfg_.max_cluster, eb_, cfg_.slice_push, cfg_.group, cfg_.red_pad);
     const char* bad = cluster_partition_error(p_, eb_);
     TORCH_CHECK(bad == nullptr, "emulator: the cluster kernel cannot run this partition: ", bad);
     TORCH_CHECK(encode_schedule(steps, n_rows, cfg_.reverse, sched_), "emulator: more than ",
@@ -338,40 +338,46 @@ class ClusterEmulator {
     const int carry_rows = p_.replica_rows(cta.r, st.carry);
     const int next_rows = p_.replica_rows(cta.r, st.carry_next);
     if (cta.q0 == 0 && cta.bracket == 0) check_reads(cta, st, buf, rows, carry_rows);
-    const int NG = p_.cta_slices(cta.c), rp = p_.red_pitch(), fs = 32 * ae();
-    const int q0 = cta.q0, g = cta.bracket;
+    const int NB = p_.groups(cta.c), rp = p_.red_pitch(), fs = 32 * ae();
+    const int q0 = cta.q0, b = cta.bracket;
     const int n_rows = std::min(p_.chunk, rows - q0), n_tiles = ceil_div(n_rows, 8);
     const int push_end = std::min(q0 + n_rows, next_rows);
     const bool early = cfg_.fault == 6;
-    const int lag = early ? 1 : 2;  // slice g - 2 is visible since the last barrier
-    if (p_.slice_push && g >= lag) push_slice(cta, st, nxt, q0, push_end, g - lag);
-    if (g < NG) {
-      for (int w = 0; w < kWarps; ++w) {
-        typename Slice::Acc acc;
-        Slice::zero(acc);
-        for (int ks = 0; ks < p_.warp_ktiles(w); ++ks) {
-          const int pair = p_.w_pair(w, g, ks);
-          const double* a0 =
-              pair < kRegPairs
-                  ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles) * fs]
-                  : &cta.wsm[size_t(p_.w_smem_index(w, pair, 0) / 32) * fs];
-          const double* a1 =
-              pair < kRegPairs
-                  ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles + 1) * fs]
-                  : &cta.wsm[size_t(p_.w_smem_index(w, pair, 1) / 32) * fs];
-          Slice::mma_ktile(p_, a0, a1, cta.hb[buf].data(), pitch(), q0, p_.warp_ktile(w, ks),
-                           n_tiles, acc);
+    const int lag = early ? 1 : 2;  // group b - 2 is visible since the last barrier
+    if (p_.slice_push && b >= lag) push_group(cta, st, nxt, q0, push_end, b - lag);
+    if (b < NB) {
+      // Each slice d of the group in its own accumulator, its sums at tile
+      // columns d * chunk + ... (the kernel's slots; the order of each
+      // output's additions is the same for any group).
+      for (int d = 0; d < p_.group_len(cta.c, b); ++d) {
+        const int g = b * p_.group + d;
+        for (int w = 0; w < kWarps; ++w) {
+          typename Slice::Acc acc;
+          Slice::zero(acc);
+          for (int ks = 0; ks < p_.warp_ktiles(w); ++ks) {
+            const int pair = p_.w_pair(w, g, ks);
+            const double* a0 =
+                pair < kRegPairs
+                    ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles) * fs]
+                    : &cta.wsm[size_t(p_.w_smem_index(w, pair, 0) / 32) * fs];
+            const double* a1 =
+                pair < kRegPairs
+                    ? &cta.reg[((size_t(w) * kRegPairs + pair) * kMTiles + 1) * fs]
+                    : &cta.wsm[size_t(p_.w_smem_index(w, pair, 1) / 32) * fs];
+            Slice::mma_ktile(p_, a0, a1, cta.hb[buf].data(), pitch(), q0, p_.warp_ktile(w, ks),
+                             n_tiles, acc);
+          }
+          Slice::store_partials(acc, cta.red[b & 1].data() + d * p_.chunk, w, n_tiles, rp);
         }
-        Slice::store_partials(acc, cta.red[g & 1].data(), w, n_tiles, rp);
       }
     }
-    if (g > 0) epilogue(cta, st, g - 1, q0, n_rows, buf, nxt);
+    if (b > 0) epilogue(cta, st, b - 1, q0, n_rows, buf, nxt);
     // The barrier closing the bracket.
-    if (g < NG) {
-      cta.bracket = g + 1;
+    if (b < NB) {
+      cta.bracket = b + 1;
       return;
     }
-    if (cfg_.fault == 7) push_slice(cta, st, nxt, q0, push_end, NG - 1);
+    if (cfg_.fault == 7) push_group(cta, st, nxt, q0, push_end, NB - 1);
     cta.bracket = 0;
     cta.q0 = q0 + p_.chunk;
     if (cta.q0 < rows) return;
@@ -379,24 +385,27 @@ class ClusterEmulator {
     cta.computed = st.step;
     // Every chunk's last slice after the last read (all words without slice_push).
     if (!early && cfg_.fault != 7) {
-      push(cta, st, nxt, 0, next_rows, p_.slice_push ? p_.push_word_begin(cta.c, NG - 1, eb_) : 0,
+      push(cta, st, nxt, 0, next_rows, p_.slice_push ? p_.group_word_begin(cta.c, NB - 1, eb_) : 0,
            p_.push_words(cta.c, eb_));
     }
     cta.cur.advance(sched_);
     cta.state = State::Begin;
   }
 
-  void epilogue(Cta& cta, const StepInfo& st, int gs, int q0, int n_rows, int buf, int nxt) {
-    const int H = p_.hidden, G = p_.gates, J = p_.units, vc = p_.slice_of(cta.c, gs);
+  // Group b's gate math: item e is unit jj of slice d, batch row nn, at
+  // tile column d * chunk + nn (as the kernel's).
+  void epilogue(Cta& cta, const StepInfo& st, int b, int q0, int n_rows, int buf, int nxt) {
+    const int H = p_.hidden, G = p_.gates, J = p_.units, glen = p_.group_len(cta.c, b);
     const int xp = p_.x_pitch(eb_), u0 = p_.unit_begin(cta.c), cp = p_.slices * p_.units;
     for (int e = 0; e < p_.chunk_items(); ++e) {
-      const int jj = p_.item_unit(e), nn = p_.item_row(e);
-      const int j = p_.first_unit(vc) + jj;
-      if (nn >= n_rows || j >= H) continue;
+      const int jj = p_.item_unit(e), col = p_.item_row(e);
+      const int d = col / p_.chunk, nn = col % p_.chunk;
+      const int j = p_.first_unit(p_.slice_of(cta.c, b * p_.group + d)) + jj;
+      if (d >= glen || nn >= n_rows || j >= H) continue;
       const int n = q0 + nn;
       const int64_t row = st.row0 + p_.replica_row(cta.r, n);
       acc_t sum[4], x[4];
-      Slice::sum_partials(cta.red[gs & 1].data(), G, J, jj, nn, p_.red_pitch(), sum);
+      Slice::sum_partials(cta.red[b & 1].data(), G, J, jj, col, p_.red_pitch(), sum);
       const int xb = cluster_buffer(st.step);
       for (int g = 0; g < G; ++g) x[g] = acc_t(cta.xs[xb][size_t(n * G + g) * xp + j - u0]);
       acc_t& c = cta.cst[size_t(n) * cp + j - u0];
@@ -411,9 +420,9 @@ class ClusterEmulator {
     }
   }
 
-  // The words slice g of this CTA completes (cluster_layout.h).
-  void push_slice(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, int g) {
-    push(cta, st, nxt, n0, n1, p_.push_word_begin(cta.c, g, eb_), p_.push_word_end(cta.c, g, eb_));
+  // The words group b of this CTA completes (cluster_layout.h).
+  void push_group(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, int b) {
+    push(cta, st, nxt, n0, n1, p_.group_word_begin(cta.c, b, eb_), p_.group_word_end(cta.c, b, eb_));
   }
 
   // st.async of words [w0, w1) of this CTA's units, rows [n0, n1), to every
@@ -550,10 +559,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
     int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, int64_t fault,
-    bool slice_push) {
+    bool slice_push, int64_t group, int64_t red_pad) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  const ClusterEmuConfig cfg = make_cluster_emu_config(
-      units, replicas, cluster, elem_bytes, seed, fault, reverse, x_proj.scalar_type(), slice_push);
+  const ClusterEmuConfig cfg =
+      make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, fault, reverse,
+                              x_proj.scalar_type(), slice_push, group, red_pad);
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
                       [&](const LstmForward& f, const std::vector<Step>& steps) {
                         lstm_loop(cfg, f, steps);
@@ -564,10 +574,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-    int64_t seed, int64_t fault, bool slice_push) {
+    int64_t seed, int64_t fault, bool slice_push, int64_t group, int64_t red_pad) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
-  const ClusterEmuConfig cfg = make_cluster_emu_config(
-      units, replicas, cluster, elem_bytes, seed, fault, reverse, x_proj.scalar_type(), slice_push);
+  const ClusterEmuConfig cfg =
+      make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, fault, reverse,
+                              x_proj.scalar_type(), slice_push, group, red_pad);
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
                      [&](const GruForward& f, const std::vector<Step>& steps) {
                        gru_loop(cfg, f, steps);
@@ -584,13 +595,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_lstm_bidir(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-    int64_t seed) {
+    int64_t seed, int64_t group, int64_t red_pad) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const ClusterEmuConfig cfg[2] = {
       make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, false,
-                              x_proj.scalar_type()),
+                              x_proj.scalar_type(), true, group, red_pad),
       make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, true,
-                              x_proj.scalar_type())};
+                              x_proj.scalar_type(), true, group, red_pad)};
   return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
                             batch_sizes, training,
                             [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
@@ -602,13 +613,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_gru_bidir(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
-    int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed) {
+    int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed,
+    int64_t group, int64_t red_pad) {
   TORCH_CHECK(x_proj.device().is_cpu(), "the emulator runs on CPU tensors");
   const ClusterEmuConfig cfg[2] = {
       make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, false,
-                              x_proj.scalar_type()),
+                              x_proj.scalar_type(), true, group, red_pad),
       make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, true,
-                              x_proj.scalar_type())};
+                              x_proj.scalar_type(), true, group, red_pad)};
   return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
                            [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
                              for (int d = 0; d < 2; ++d) gru_loop(cfg[d], f[d], steps[d]);

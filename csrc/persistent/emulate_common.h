@@ -72,17 +72,20 @@ struct ClusterEmuConfig {
   // Test hook, a deliberately broken protocol: 0 the kernel's; 1 no wait;
   // 2 one row fewer bytes expected; 3 one buffer (and mbarrier) for every
   // step; 4 a CTA skips its last peer; 5 the expected bytes include the
-  // CTA's own units; 6 (slice_push) a slice leaves one bracket early, before
-  // the barrier after its gate math; 7 (slice_push) a chunk's last slice
+  // CTA's own units; 6 (slice_push) a group leaves one bracket early, before
+  // the barrier after its gate math; 7 (slice_push) a chunk's last group
   // leaves after that chunk's brackets instead of at the step's end.
   int fault = 0;
   bool slice_push = true;  // ClusterPartition::slice_push
+  int group = 1;           // ClusterPartition::group
+  int red_pad = 8;         // ClusterPartition::red_pad
 };
 
 inline ClusterEmuConfig make_cluster_emu_config(int64_t units, int64_t replicas, int64_t cluster,
                                                 int64_t elem_bytes, int64_t seed, int64_t fault,
                                                 bool reverse, at::ScalarType dtype,
-                                                bool slice_push = true) {
+                                                bool slice_push = true, int64_t group = 1,
+                                                int64_t red_pad = 8) {
   TORCH_CHECK(units > 0 && replicas > 0, "emulator: units and replicas must be positive");
   TORCH_CHECK(cluster >= 2 && cluster <= kMaxClusterCtas, "emulator: clusters of 2 to ",
               kMaxClusterCtas, " CTAs");
@@ -91,8 +94,11 @@ inline ClusterEmuConfig make_cluster_emu_config(int64_t units, int64_t replicas,
               "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
   TORCH_CHECK(fault >= 0 && fault <= 7, "emulator: fault must be 0..7");
   TORCH_CHECK(fault < 6 || slice_push, "emulator: faults 6 and 7 break the pipelined push");
-  return ClusterEmuConfig{int(units), int(replicas), int(cluster), int(elem_bytes), reverse,
-                          static_cast<uint64_t>(seed), int(fault), slice_push};
+  TORCH_CHECK(group >= 1 && group <= 4 && red_pad >= 0 && red_pad <= 8,
+              "emulator: group must be 1, 2 or 4 and red_pad 0 or 8");
+  return ClusterEmuConfig{int(units),  int(replicas), int(cluster), int(elem_bytes),
+                          reverse,     static_cast<uint64_t>(seed), int(fault), slice_push,
+                          int(group), int(red_pad)};
 }
 
 // The operand value the tensor cores see: fp32 rounded to TF32 with the

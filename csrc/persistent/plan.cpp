@@ -77,12 +77,13 @@ std::string Pin::text() const {
   field("J", J);
   field("P", P);
   field("ksplit", ksplit);
+  field("group", group);
   return s;
 }
 
 std::string parse_pin(const std::string& text, bool backward, Pin* pin) {
   *pin = Pin{};
-  const char* keys = backward ? "R, J, P, ksplit" : "R, J, P";
+  const char* keys = backward ? "R, J, P, ksplit" : "R, J, P, group";
   size_t at = 0;
   while (at < text.size()) {
     size_t end = text.find(',', at);
@@ -94,10 +95,12 @@ std::string parse_pin(const std::string& text, bool backward, Pin* pin) {
     if (eq == std::string::npos) return "'" + field + "' is not KEY=VALUE (keys: " + keys + ")";
     const std::string key = field.substr(0, eq), value = field.substr(eq + 1);
     int* slot = key == "R" ? &pin->R : key == "J" ? &pin->J : key == "P" ? &pin->P
-              : key == "ksplit" && backward ? &pin->ksplit : nullptr;
+              : key == "ksplit" && backward ? &pin->ksplit
+              : key == "group" && !backward ? &pin->group : nullptr;
     if (slot == nullptr) {
       return "unknown key '" + key + "' (keys: " + keys + ")" +
-             (key == "ksplit" ? "; ksplit pins backward plans (RNNFUSE_PERSISTENT_BWD_PIN)" : "");
+             (key == "ksplit" ? "; ksplit pins backward plans (RNNFUSE_PERSISTENT_BWD_PIN)"
+              : key == "group" ? "; group pins forward plans (RNNFUSE_PERSISTENT_PIN)" : "");
     }
     if (*slot != 0) return "key '" + key + "' given twice";
     char* stop = nullptr;
@@ -127,7 +130,8 @@ int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell 
 }
 
 namespace {
-// `best` becomes the grid-tier plan of partition p (forward or backward).
+// `best` becomes the grid-tier plan of partition p (forward or backward);
+// take_cluster starts from it.
 void take_grid(Plan& best, const Partition& p, int eb, bool fma, int directions, int hbuf_rows,
                int64_t smem, int w_frags, double us) {
   best.tier = Tier::Grid;
@@ -200,11 +204,17 @@ std::string Plan::describe() const {
                   "\"kk\": %d, \"KT\": %d, \"grid\": %d, \"hbuf_rows\": %d, \"chunk\": %d, "
                   "\"smem_bytes\": %lld, \"w_frags\": %d, \"w_smem_frags\": %d, "
                   "\"elem_bytes\": %d, \"math\": \"%s\", \"directions\": %d, "
-                  "\"push\": \"%s\", \"us_per_step\": %.3f",
+                  "\"push\": \"%s\", \"group\": %d, \"red_pad\": %d, \"us_per_step\": %.3f",
                   q.cluster, q.units, q.slices, q.ctas, q.replicas, kMTiles, q.kk, q.ktiles,
                   q.cluster_grid(), q.hb_rows, q.chunk, static_cast<long long>(smem_bytes), w_frags,
                   q.smem_pairs() * kMTiles, elem_bytes, elem_bytes == 4 ? "tf32" : "mma16",
-                  directions, q.slice_push ? "slice" : "step", us_per_step);
+                  directions, q.slice_push ? "slice" : "step", q.group, q.red_pad, us_per_step);
+    s += buf;
+    const ClusterBracket b = cluster_bracket(q, elem_bytes);
+    std::snprintf(buf, sizeof(buf),
+                  ", \"brackets\": %d, \"bracket_us\": {\"mma\": %.4f, \"chain\": %.4f, "
+                  "\"w_smem\": %.4f, \"epilogue\": %.4f, \"barrier\": %.4f}",
+                  b.count, b.mma, b.chain, b.w_smem, b.epilogue, b.barrier);
     s += buf;
   } else if (tier != Tier::PerStep) {
     const Partition& q = part;
@@ -246,18 +256,21 @@ std::string unsupported(const Problem& prob, const DeviceProps& dev, const Built
 }  // namespace
 
 // A cluster-tier step: the handoff (last st.async landed -> waiter released),
-// then per chunk of batch rows NG + 1 "brackets" (slice g's MMAs overlap
-// slice g-1's reduction and gate math; one barrier each), each as long as
-// the slowest of: the MMAs' throughput, their dependent chain (one warp's
-// k-tiles), the shared-memory W they stream, the epilogue; then the push of
-// the CTA's units to its peers. With the pipelined push only the last
-// slice's share waits after the last bracket (the rest flies while later
-// brackets compute, from the third on), unless the DSMEM bandwidth makes
-// the whole push longer than those brackets; issuing the stores is taken
-// as free ([I]: st.async returns at once). The slowest-of rule is the
-// optimistic end [I]: a warp issues in order, so its epilogue starts only
-// once its last dependent MMA has issued, and a bracket may take the chain
-// plus the epilogue (benchmarks/results/cluster-epilogue-order_2026-11-29/).
+// then per chunk of batch rows NB + 1 "brackets" (NB = ceil(NG / group):
+// group b's MMAs overlap group b-1's reduction and gate math; one barrier
+// each), each as long as the slowest of: the group's MMAs' throughput,
+// their dependent chain (one warp's k-tiles; a group's slices' chains
+// interleave), the shared-memory W they stream, the epilogue (one pass per
+// group); then the push of the CTA's units to its peers. With the
+// pipelined push only the last group's share waits after the last bracket
+// (the rest flies while later brackets compute, from the third on), unless
+// the DSMEM bandwidth makes the whole push longer than those brackets;
+// issuing the stores is taken as free ([I]: st.async returns at once). The
+// slowest-of rule is the optimistic end [I]: a warp issues in order, so its
+// epilogue starts only once its last dependent MMA has issued, and a
+// bracket may take the chain plus the epilogue
+// (benchmarks/results/cluster-epilogue-order_2026-11-29/); groups cut the
+// number of brackets, which is what that reading charges for.
 namespace {
 // CTA 0's units of every replica row to each of its peers at the assumed
 // DSMEM bandwidth (CTA 0 has the most units).
@@ -267,26 +280,50 @@ double cluster_push_us(const ClusterPartition& p, int elem_bytes) {
 }
 }  // namespace
 
-double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
+ClusterBracket cluster_bracket(const ClusterPartition& p, int elem_bytes) {
   const int rows = p.max_replica_rows();
-  const int chunks = ceil_div(rows, p.chunk);
   const int n_tiles = ceil_div(rows < p.chunk ? rows : p.chunk, 8);
   const double mma_rate = elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;
-  const double mma = 2.0 * kRows * p.k_padded() * n_tiles * 8 / mma_rate * 1e6;
-  const double chain = p.warp_ktiles(0) * kMmaLatencyUs;
-  const double w_smem = double(kWarps) * p.smem_pairs() * kMTiles * 512 / p.slices / kSmemBandwidth * 1e6;
-  const double bracket = std::fmax(std::fmax(mma, chain), std::fmax(w_smem, kEpilogueUs)) + kBarrierUs;
+  const int groups = ceil_div(p.slices, p.group);
+  ClusterBracket b;
+  b.count = ceil_div(rows, p.chunk) * (groups + 1);
+  b.mma = p.group * 2.0 * kRows * p.k_padded() * n_tiles * 8 / mma_rate * 1e6;
+  b.chain = p.warp_ktiles(0) * kMmaLatencyUs;
+  // Warp 0's pairs streamed from shared memory (a short last group's holes are not).
+  int streamed = 0;
+  for (int i = kRegPairs; i < p.stored_pairs(); ++i) streamed += p.pair_slice(0, i) < p.slices;
+  b.w_smem = double(kWarps) * streamed * kMTiles * 512 / groups / kSmemBandwidth * 1e6;
+  b.epilogue = kEpilogueUs;
+  b.barrier = kBarrierUs;
+  return b;
+}
+
+double cluster_step_us(const ClusterPartition& p, int elem_bytes) {
+  const ClusterBracket b = cluster_bracket(p, elem_bytes);
+  const int groups = ceil_div(p.slices, p.group);
+  const double bracket = std::fmax(std::fmax(b.mma, b.chain), std::fmax(b.w_smem, b.epilogue)) +
+                         b.barrier;
   const double push = cluster_push_us(p, elem_bytes);
-  const double compute = chunks * (p.slices + 1) * bracket;
+  const double compute = b.count * bracket;
   double exposed = push;
   if (p.slice_push) {
-    const double tail = push / p.slices;  // every chunk's last slice, at the step's end
+    const double tail = push / groups;  // every chunk's last group, at the step's end
     exposed = tail + std::fmax(0.0, push - tail - std::fmax(0.0, compute - 2 * bracket));
   }
   return kClusterHandoffUs + kStepFixedUs + compute + exposed;
 }
 
 namespace {
+// `best` becomes the cluster-tier plan of partition p where its model is faster.
+void take_cluster(Plan& best, const ClusterPartition& p, int eb, int directions, int64_t smem) {
+  const double us = cluster_step_us(p, eb);
+  if (best.tier != Tier::PerStep && us >= best.us_per_step) return;
+  take_grid(best, p, eb, false, directions, p.hb_rows, smem,
+            std::min(kRegFrags, p.slices * p.max_warp_frags()), us);
+  best.tier = Tier::Cluster;
+  best.cpart = p;
+}
+
 Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
   const std::string no = unsupported(prob, dev, Built{false, true});
   if (!no.empty()) return per_step(no);
@@ -317,33 +354,33 @@ Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
       // concurrent; correctness does not: clusters never wait on each other).
       for (int R = 1; R <= 64 && R * prob.directions <= active; R *= 2) {
         if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
-        const ClusterPartition p =
+        const ClusterPartition p1 =
             make_cluster_partition(G, prob.hidden, prob.batch, J, R, S, eb, prob.slice_push);
-        const char* bad = cluster_partition_error(p, eb);
+        const char* bad = cluster_partition_error(p1, eb);
         if (bad != nullptr) {
           invalid = bad;
           break;
         }
         valid = true;
-        if (p.cluster_grid() * prob.directions > sms) break;
-        const int64_t smem = cluster_smem(p, eb, prob.cell).total;
-        if (smem > dev.smem_optin) continue;
-        if (!prob.pin.admits(p.cluster, p.units, p.replicas)) {
-          pinned_out = true;
-          continue;
-        }
-        const double us = cluster_step_us(p, eb);
-        if (best.tier == Tier::PerStep || us < best.us_per_step) {
-          best.tier = Tier::Cluster;
-          best.reason.clear();
-          best.part = p;
-          best.cpart = p;
-          best.elem_bytes = eb;
-          best.directions = prob.directions;
-          best.hbuf_rows = p.hb_rows;
-          best.smem_bytes = smem;
-          best.w_frags = std::min(kRegFrags, p.slices * p.max_warp_frags());
-          best.us_per_step = us;
+        if (p1.cluster_grid() * prob.directions > sms) break;
+        // Slices per bracket, as the accumulator slots and the CTA's slices
+        // allow; each with the padded partial-sum tile where it fits, else
+        // the unpadded one.
+        for (int group : {1, 2, 4}) {
+          if (group * p1.chunk > kChunkRows || group > p1.slices) break;
+          for (int pad : {8, 0}) {
+            if (group == 1 && pad == 0) break;  // group 1 keeps the grid kernel's padded tile
+            const ClusterPartition p = make_cluster_partition(
+                G, prob.hidden, prob.batch, J, R, S, eb, prob.slice_push, group, pad);
+            const int64_t smem = cluster_smem(p, eb, prob.cell).total;
+            if (smem > dev.smem_optin) continue;
+            if (!prob.pin.admits(p.cluster, p.units, p.replicas, 1, p.group)) {
+              pinned_out = true;
+              break;
+            }
+            take_cluster(best, p, eb, prob.directions, smem);
+            break;
+          }
         }
       }
     }

@@ -40,19 +40,23 @@ struct DeviceProps {
 // latency model's other candidates: a candidate is planned only where every
 // pinned field equals the plan JSON's field of that name (0: free). P is
 // CTAs per replica on the grid tier and CTAs per cluster on the cluster
-// tier; J units per CTA (cluster tier: per slice).
+// tier; J units per CTA (cluster tier: per slice); group the cluster tier's
+// slices per bracket (a grid plan has no group: a group pin excludes it).
 struct Pin {
   int R = 0, J = 0, P = 0;
   int ksplit = 0;  // backward plans only
-  bool admits(int p, int j, int r, int s = 1) const {
+  int group = 0;   // forward plans only
+  // g: the candidate's group (0: a grid-tier candidate, which has none).
+  bool admits(int p, int j, int r, int s = 1, int g = 0) const {
     return (R == 0 || R == r) && (J == 0 || J == j) && (P == 0 || P == p) &&
-           (ksplit == 0 || ksplit == s);
+           (ksplit == 0 || ksplit == s) && (group == 0 || group == g);
   }
   std::string text() const;  // "R=2,P=16" (the fields set, in that order); "" when free
 };
 
 // Parses "R=2,J=8,P=16" (any subset, any order; ksplit=S for backward
-// plans; "" is free) into *pin. Returns "" or why the text is not a pin.
+// plans, group=G for forward ones; "" is free) into *pin. Returns "" or why
+// the text is not a pin.
 std::string parse_pin(const std::string& text, bool backward, Pin* pin);
 
 struct Problem {
@@ -112,6 +116,18 @@ int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell 
 // fma: exact fp32 (CUDA-core FMAs instead of TF32 MMAs).
 double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev,
                     bool fma = false);
+
+// A cluster-tier step's brackets and the model's terms of one bracket
+// (microseconds, all [I]): the group's MMAs at the assumed rate, a warp's
+// dependent MMA chain, the W pairs streamed from shared memory, the
+// epilogue, the barrier. The model takes the slowest of the first four
+// plus the barrier (plan.cpp); the terms are in the plan JSON
+// ("brackets", "bracket_us") so that a GPU run can test other readings.
+struct ClusterBracket {
+  int count = 0;  // brackets per step (every chunk's groups + 1)
+  double mma = 0, chain = 0, w_smem = 0, epilogue = 0, barrier = 0;
+};
+ClusterBracket cluster_bracket(const ClusterPartition& p, int elem_bytes);
 
 // The modelled microseconds per step of a cluster-tier partition.
 double cluster_step_us(const ClusterPartition& p, int elem_bytes);

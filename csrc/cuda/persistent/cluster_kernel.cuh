@@ -8,14 +8,15 @@
 //   1. stage x_proj of the NEXT step into shared memory (cp.async);
 //   2. rows that join at this step (reverse packed) take h0;
 //   3. thread 0 declares the peers' bytes and waits on mbarrier s & 1;
-//   4. per chunk of batch rows, slice by slice: the grid kernel's MMAs
-//      (slice.cuh) into one of two partial-sum tiles, then the previous
-//      slice's reduction and gate math from the other, then the MMAs' sums
-//      stored (one barrier per slice); h goes to y and into this CTA's own
-//      next buffer;
-//   5. push this CTA's units of the continuing rows to every peer: slice by
-//      slice, each in the bracket after the one that computed it (so the
-//      stores fly while later slices compute), the last slice's words of
+//   4. per chunk of batch rows, group by group (part.group slices, each in
+//      its own accumulator slots): the grid kernel's MMAs (slice.cuh's
+//      fragments and order), then the previous group's reduction and gate
+//      math from the other partial-sum tile, then the MMAs' sums stored into
+//      this group's tile (one barrier per group); h goes to y and into this
+//      CTA's own next buffer;
+//   5. push this CTA's units of the continuing rows to every peer: group by
+//      group, each in the bracket after the one that computed it (so the
+//      stores fly while later groups compute), the last group's words of
 //      every chunk at the step's end; or all at the step's end
 //      (part.slice_push = 0). Either way a peer's phase completes only with
 //      bytes sent after this CTA's last read of its current buffer.
@@ -33,6 +34,40 @@
 
 namespace rnnfuse {
 namespace persist {
+
+// Group b's MMAs (GS slices, glen of them real): its pairs are the run
+// [base, base + GS * n_kt) of the warp's pairs, pair i holding slice i % GS's
+// k-tile step (i - base) / GS (cluster_layout.h's w_pair; base is a
+// multiple of GS, and so is kRegPairs). Register pairs first (compile-time
+// indices), then the shared-memory ones, a k-tile step of all GS slices at
+// a time so that each slice's chain advances in turn.
+template <typename E, int GS>
+__device__ __forceinline__ void mma_group(SliceAcc& acc, const uint32_t (&wf)[kRegFrags][4],
+                                          const uint4* wsm, const ClusterPartition& p, int warp,
+                                          int lane, const E* hbuf, int pitch, int q0, int n_tiles,
+                                          int b, int glen, int n_kt) {
+  const int base = b * GS * n_kt, end = base + GS * n_kt;
+#pragma unroll
+  for (int i = 0; i < kRegPairs; ++i) {
+    if (i >= base && i < end && i % GS < glen) {
+      pair_mma<E, GS>(acc, i % GS, wf[2 * i], wf[2 * i + 1], hbuf, pitch, q0,
+                      p.warp_ktile(warp, (i - base) / GS), n_tiles, lane);
+    }
+  }
+  for (int i0 = base > kRegPairs ? base : kRegPairs; i0 < end; i0 += GS) {
+    const int kt = p.warp_ktile(warp, (i0 - base) / GS);
+#pragma unroll
+    for (int d = 0; d < GS; ++d) {
+      if (d < glen) {
+        const uint4 f0 = wsm[p.w_smem_index(warp, i0 + d, 0) + lane];
+        const uint4 f1 = wsm[p.w_smem_index(warp, i0 + d, 1) + lane];
+        const uint32_t a0[4] = {f0.x, f0.y, f0.z, f0.w};
+        const uint32_t a1[4] = {f1.x, f1.y, f1.z, f1.w};
+        pair_mma<E, GS>(acc, d, a0, a1, hbuf, pitch, q0, kt, n_tiles, lane);
+      }
+    }
+  }
+}
 
 template <typename E, Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -67,13 +102,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   const E* h0 = static_cast<const E*>(a.h0);
   E* y = static_cast<E*>(a.y);
 
-  // ---- W: this warp's pairs (slice g, k-tile ks) in order; the first
-  // kRegPairs in registers, the rest in shared memory (cluster_layout.h).
+  // ---- W: this warp's pairs in w_pair's order (group, k-tile, slice); the
+  // first kRegPairs in registers, the rest in shared memory; a short last
+  // group's holes stay unused (cluster_layout.h).
+  const int NB = p.groups(c), n_pairs = NB * p.group * n_kt;
   uint32_t wf[kRegFrags][4];
 #pragma unroll
   for (int i = 0; i < kRegPairs; ++i) {
-    if (i < NG * n_kt) {
-      const int g = i / n_kt, kt = p.warp_ktile(warp, i % n_kt);
+    const int g = p.pair_slice(warp, i);
+    if (i < n_pairs && g < NG) {
+      const int kt = p.warp_ktile(warp, p.pair_ks(warp, i));
       load_a_frag(p, w, p.slice_of(c, g), kt, 0, lane, wf[2 * i]);
       load_a_frag(p, w, p.slice_of(c, g), kt, 1, lane, wf[2 * i + 1]);
     } else {
@@ -81,8 +119,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int k = 0; k < 4; ++k) wf[2 * i][k] = wf[2 * i + 1][k] = 0u;
     }
   }
-  for (int i = kRegPairs; i < NG * n_kt; ++i) {
-    const int g = i / n_kt, kt = p.warp_ktile(warp, i % n_kt);
+  for (int i = kRegPairs; i < n_pairs; ++i) {
+    const int g = p.pair_slice(warp, i), kt = p.warp_ktile(warp, p.pair_ks(warp, i));
+    if (g >= NG) continue;
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
       uint32_t f[4];
@@ -162,59 +201,53 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int q0 = 0; q0 < rows; q0 += p.chunk) {
       const int n_rows = min(p.chunk, rows - q0);
       const int n_tiles = ceil_div(n_rows, 8);
-      // This chunk's continuing rows of slice g's words, to every peer.
-      auto push_slice = [&](int g) {
+      // This chunk's continuing rows of group b's words, to every peer.
+      auto push_group = [&](int b) {
         cluster_push_range<E>(p, c, hnext, bars + nxt, q0, min(q0 + n_rows, next_rows),
-                              p.push_word_begin(c, g, eb), p.push_word_end(c, g, eb), pitch);
+                              p.group_word_begin(c, b, eb), p.group_word_end(c, b, eb), pitch);
       };
-      // Bracket g: slice g's MMAs into tile g & 1, slice g-1's epilogue from
-      // the other tile; one barrier between brackets. Slice g-2's h is
-      // visible to every thread since the last barrier: it leaves first.
-      // The MMAs are issued first and their sums stored last, after the
+      // Bracket b: group b's MMAs (its slices' chains interleaved, each in
+      // its own accumulator slots), then group b-1's epilogue from the other
+      // tile, then group b's sums into tile b & 1; one barrier between
+      // brackets. Group b-2's h is visible to every thread since the last
+      // barrier: it leaves first. The sums are stored last, after the
       // epilogue: a warp issues in order, and a store right after the MMAs
       // would hold the epilogue back until the last MMA's result is in.
-      // (Each dependent MMA still waits for the one before, so a bracket is
-      // still about the MMA chain plus the epilogue, less that last wait.)
-      // Tile g & 1 was last read by slice g-2's epilogue, before the
+      // Tile b & 1 was last read by group b-2's epilogue, before the
       // previous barrier. The sums stay live across the epilogue: its slot
       // loop is not unrolled, and GRU unrolls 4 of the 8 partial loads, so
       // that every cluster kernel fits 255 registers without spilling.
-      for (int g = 0; g <= NG; ++g) {
-        if (p.slice_push && g >= 2) push_slice(g - 2);
+      for (int b = 0; b <= NB; ++b) {
+        if (p.slice_push && b >= 2) push_group(b - 2);
         SliceAcc acc;
-        if (g < NG) {
+        if (b < NB) {
           zero_acc(acc);
-#pragma unroll
-          for (int i = 0; i < kRegPairs; ++i) {
-            const int ks = i - g * n_kt;
-            if (ks >= 0 && ks < n_kt) {
-              mma_ktile<E>(acc, wf[2 * i], wf[2 * i + 1], hcur, pitch, q0, p.warp_ktile(warp, ks),
-                           n_tiles, lane);
-            }
-          }
-          const int first = g * n_kt > kRegPairs ? g * n_kt : kRegPairs;
-          for (int i = first; i < (g + 1) * n_kt; ++i) {
-            const uint4 f0 = wsm[p.w_smem_index(warp, i, 0) + lane];
-            const uint4 f1 = wsm[p.w_smem_index(warp, i, 1) + lane];
-            const uint32_t a0[4] = {f0.x, f0.y, f0.z, f0.w};
-            const uint32_t a1[4] = {f1.x, f1.y, f1.z, f1.w};
-            mma_ktile<E>(acc, a0, a1, hcur, pitch, q0, p.warp_ktile(warp, i - g * n_kt), n_tiles,
-                         lane);
+          const int glen = p.group_len(c, b);
+          if (p.group == 4) {
+            mma_group<E, 4>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0, n_tiles, b, glen, n_kt);
+          } else if (p.group == 2) {
+            mma_group<E, 2>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0, n_tiles, b, glen, n_kt);
+          } else {
+            mma_group<E, 1>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0, n_tiles, b, glen, n_kt);
           }
         }
-        if (g > 0) {
-          const int gs = g - 1, vc = p.slice_of(c, gs);
-          const float* tile = red + (gs & 1) * red_floats;
+        if (b > 0) {
+          // Item e: unit jj of slice d of group b-1, batch row nn of the chunk
+          // (tile column d * chunk + nn).
+          const float* tile = red + ((b - 1) & 1) * red_floats;
+          const int glen = p.group_len(c, b - 1);
 #pragma unroll 1
           for (int s = 0; s < kItemSlots; ++s) {
             const int e = tid + s * kThreads;
-            const int jj = p.item_unit(e), nn = p.item_row(e);
-            const int j = p.first_unit(vc) + jj;
-            if (e < p.chunk_items() && nn < n_rows && j < H) {
+            const int jj = p.item_unit(e), col = p.item_row(e);
+            const int d = col / p.chunk, nn = col - d * p.chunk;
+            const int gs = (b - 1) * p.group + d;
+            const int j = p.first_unit(p.slice_of(c, gs)) + jj;
+            if (e < p.chunk_items() && d < glen && nn < n_rows && j < H) {
               const int n = q0 + nn;
               const int64_t row = st.row0 + p.replica_row(r, n);
               float sum[G], x[G];
-              sum_partials<G, CELL == Cell::GRU ? 4 : kWarps>(tile, J, jj, nn, rp, sum);
+              sum_partials<G, CELL == Cell::GRU ? 4 : kWarps>(tile, J, jj, col, rp, sum);
 #pragma unroll
               for (int k = 0; k < G; ++k) x[k] = X::to_float(xcur[(n * G + k) * xp + j - u0]);
               E* ws = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;
@@ -230,17 +263,27 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
           }
         }
-        if (g < NG) store_partials(acc, red + (g & 1) * red_floats, warp, lane, n_tiles, rp);
+        if (b < NB) {
+          float* tile = red + (b & 1) * red_floats;
+          const int glen = p.group_len(c, b);
+          if (p.group == 4) {
+            store_group<4>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
+          } else if (p.group == 2) {
+            store_group<2>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
+          } else {
+            store_group<1>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
+          }
+        }
         __syncthreads();
       }
     }
-    // The last slice's words leave only now, after the step's last read of
-    // hcur (a later chunk still reads it after an earlier chunk's slices
+    // The last group's words leave only now, after the step's last read of
+    // hcur (a later chunk still reads it after an earlier chunk's groups
     // are done): they complete the peers' phase, so no peer can go on to
     // write into hcur (its next-but-one step's buffer) while it is read.
     // (With slice_push = 0: all of this CTA's words.)
     cluster_push_range<E>(p, c, hnext, bars + nxt, 0, next_rows,
-                          p.slice_push ? p.push_word_begin(c, NG - 1, eb) : 0, p.push_words(c, eb),
+                          p.slice_push ? p.group_word_begin(c, NB - 1, eb) : 0, p.push_words(c, eb),
                           pitch);
   }
   if constexpr (CELL == Cell::LSTM) {

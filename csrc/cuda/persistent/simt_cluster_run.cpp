@@ -24,11 +24,12 @@ namespace {
 // The emulator's configuration (make_cluster_emu_config's checks), for the
 // dtypes the kernel takes.
 ClusterEmuConfig cluster_run(int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-                             int64_t seed, bool reverse, bool slice_push, at::ScalarType dtype) {
+                             int64_t seed, bool reverse, bool slice_push, at::ScalarType dtype,
+                             int64_t group, int64_t red_pad) {
   TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat,
               "simt: the cluster kernel takes fp16, bf16 or fp32 (TF32)");
   return make_cluster_emu_config(units, replicas, cluster, elem_bytes, seed, 0, reverse, dtype,
-                                 slice_push);
+                                 slice_push, group, red_pad);
 }
 
 // The cluster-tier plan of an emulator configuration (its partition as the
@@ -36,7 +37,8 @@ ClusterEmuConfig cluster_run(int64_t units, int64_t replicas, int64_t cluster, i
 Plan cluster_plan(const ClusterEmuConfig& run, Cell cell, int hidden, int batch, int directions) {
   const ClusterPartition p =
       make_cluster_partition(gates_of(cell), hidden, batch, run.units, run.replicas,
-                             run.max_cluster, run.elem_bytes, run.slice_push);
+                             run.max_cluster, run.elem_bytes, run.slice_push, run.group,
+                             run.red_pad);
   const char* bad = cluster_partition_error(p, run.elem_bytes);
   TORCH_CHECK(bad == nullptr, "simt: the cluster kernel cannot run this partition: ",
               bad == nullptr ? "" : bad);
@@ -95,9 +97,10 @@ void both_directions(Cell cell, const ClusterEmuConfig& run, const Args (&args)[
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_cluster_lstm(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool training, int64_t units,
-    int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, bool slice_push) {
+    int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed, bool slice_push,
+    int64_t group, int64_t red_pad) {
   const ClusterEmuConfig run = cluster_run(units, replicas, cluster, elem_bytes, seed, reverse,
-                                           slice_push, x_proj.scalar_type());
+                                           slice_push, x_proj.scalar_type(), group, red_pad);
   return lstm_forward(x_proj, w_hh, c10::nullopt, h0, c0, batch_sizes, reverse, training,
                       [&](const LstmForward& f, const std::vector<Step>& steps) {
                         one_direction(Cell::LSTM, run, f, steps);
@@ -108,9 +111,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_cluster_gru(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_hh,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool reverse,
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-    int64_t seed, bool slice_push) {
+    int64_t seed, bool slice_push, int64_t group, int64_t red_pad) {
   const ClusterEmuConfig run = cluster_run(units, replicas, cluster, elem_bytes, seed, reverse,
-                                           slice_push, x_proj.scalar_type());
+                                           slice_push, x_proj.scalar_type(), group, red_pad);
   return gru_forward(x_proj, w_hh, b_hh, h0, batch_sizes, reverse, training,
                      [&](const GruForward& f, const std::vector<Step>& steps) {
                        one_direction(Cell::GRU, run, f, steps);
@@ -121,9 +124,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> simt_cluster_lstm_bid
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const at::Tensor& h0, const at::Tensor& c0, const c10::optional<at::Tensor>& batch_sizes,
     bool training, int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes,
-    int64_t seed) {
-  const ClusterEmuConfig run =
-      cluster_run(units, replicas, cluster, elem_bytes, seed, false, true, x_proj.scalar_type());
+    int64_t seed, int64_t group, int64_t red_pad) {
+  const ClusterEmuConfig run = cluster_run(units, replicas, cluster, elem_bytes, seed, false, true,
+                                           x_proj.scalar_type(), group, red_pad);
   return lstm_bidir_forward(x_proj, w_hh, w_hh_rev, c10::nullopt, c10::nullopt, h0, c0,
                             batch_sizes, training,
                             [&](const LstmForward (&f)[2], const std::vector<Step> (&steps)[2]) {
@@ -135,9 +138,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> simt_cluster_gru_bidir(
     const at::Tensor& x_proj, const at::Tensor& w_hh, const at::Tensor& w_hh_rev,
     const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& b_hh_rev,
     const at::Tensor& h0, const c10::optional<at::Tensor>& batch_sizes, bool training,
-    int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed) {
-  const ClusterEmuConfig run =
-      cluster_run(units, replicas, cluster, elem_bytes, seed, false, true, x_proj.scalar_type());
+    int64_t units, int64_t replicas, int64_t cluster, int64_t elem_bytes, int64_t seed,
+    int64_t group, int64_t red_pad) {
+  const ClusterEmuConfig run = cluster_run(units, replicas, cluster, elem_bytes, seed, false, true,
+                                           x_proj.scalar_type(), group, red_pad);
   return gru_bidir_forward(x_proj, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, batch_sizes, training,
                            [&](const GruForward (&f)[2], const std::vector<Step> (&steps)[2]) {
                              both_directions(Cell::GRU, run, f, steps);

@@ -79,41 +79,69 @@ __device__ __forceinline__ void load_b_frag(const E* hbuf, int pitch, int row0, 
   }
 }
 
-// acc[mt][nt] += A(mt, k-tile kt) x h^T for the chunk's first n_tiles
-// n-tiles, B fragments from h buffer rows q0 + nt * 8 + col.
-template <typename E>
-__device__ __forceinline__ void mma_ktile(SliceAcc& acc, const uint32_t (&a0)[4],
-                                          const uint32_t (&a1)[4], const E* hbuf, int pitch,
-                                          int q0, int kt, int n_tiles, int lane) {
+// One pair's MMAs (both m-tiles of k-tile kt, the chunk's first n_tiles
+// n-tiles, B fragments from h buffer rows q0 + nt * 8 + col) for slice d of
+// a group of GS slices (the cluster tier, cluster_layout.h): accumulator
+// slots d * (kChunkNTiles / GS) + nt. d must be a compile-time constant
+// where this is inlined, so the slots stay in registers and a group's
+// slices form independent chains. GS = 1, d = 0: one slice, the grid
+// kernel's mma_ktile.
+template <typename E, int GS>
+__device__ __forceinline__ void pair_mma(SliceAcc& acc, int d, const uint32_t (&a0)[4],
+                                         const uint32_t (&a1)[4], const E* hbuf, int pitch, int q0,
+                                         int kt, int n_tiles, int lane) {
+  constexpr int kSlots = kChunkNTiles / GS;
 #pragma unroll
-  for (int nt = 0; nt < kChunkNTiles; ++nt) {
+  for (int nt = 0; nt < kSlots; ++nt) {
     if (nt < n_tiles) {
       uint32_t b[2];
       load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
-      mma<E>(acc[0][nt], a0, b[0], b[1]);
-      mma<E>(acc[1][nt], a1, b[0], b[1]);
+      mma<E>(acc[0][d * kSlots + nt], a0, b[0], b[1]);
+      mma<E>(acc[1][d * kSlots + nt], a1, b[0], b[1]);
     }
   }
 }
 
-// This warp's partial sums into its tile [kRows][pitch] of `red` (C map).
-__device__ __forceinline__ void store_partials(const SliceAcc& acc, float* red, int warp, int lane,
-                                               int n_tiles, int pitch) {
+template <typename E>
+__device__ __forceinline__ void mma_ktile(SliceAcc& acc, const uint32_t (&a0)[4],
+                                          const uint32_t (&a1)[4], const E* hbuf, int pitch,
+                                          int q0, int kt, int n_tiles, int lane) {
+  pair_mma<E, 1>(acc, 0, a0, a1, hbuf, pitch, q0, kt, n_tiles, lane);
+}
+
+// This warp's partial sums into its tile [kRows][pitch] of `red` (C map):
+// slice d (< glen) of a group of GS at columns d * chunk + nt * 8 .. + 7.
+// GS = 1: the grid kernel's store_partials.
+template <int GS>
+__device__ __forceinline__ void store_group(const SliceAcc& acc, float* red, int warp, int lane,
+                                            int n_tiles, int glen, int chunk, int pitch) {
+  constexpr int kSlots = kChunkNTiles / GS;
 #pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt) {
+  for (int d = 0; d < GS; ++d) {
+    if (d < glen) {
 #pragma unroll
-    for (int nt = 0; nt < kChunkNTiles; ++nt) {
-      if (nt < n_tiles) {
+      for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {  // elements (2h, 2h+1): one row, adjacent n
-          const Coord co = c_coord(lane, 2 * h);
-          *reinterpret_cast<float2*>(red + red_index(warp, mt * 16 + co.row, nt * 8 + co.col, kRows,
-                                                     pitch)) =
-              make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+        for (int nt = 0; nt < kSlots; ++nt) {
+          if (nt < n_tiles) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {  // elements (2h, 2h+1): one row, adjacent n
+              const Coord co = c_coord(lane, 2 * h);
+              *reinterpret_cast<float2*>(
+                  red + red_index(warp, mt * 16 + co.row, d * chunk + nt * 8 + co.col, kRows,
+                                  pitch)) =
+                  make_float2(acc[mt][d * kSlots + nt][2 * h], acc[mt][d * kSlots + nt][2 * h + 1]);
+            }
+          }
         }
       }
     }
   }
+}
+
+__device__ __forceinline__ void store_partials(const SliceAcc& acc, float* red, int warp, int lane,
+                                               int n_tiles, int pitch) {
+  store_group<1>(acc, red, warp, lane, n_tiles, 1, 0, pitch);
 }
 
 // ---- exact fp32 (TF32 off): layout.h's FMA maps.
