@@ -16,7 +16,7 @@ from test_persistent_plan import (A100, BF16, F16, F32, F64, H100, H100_CLUSTERS
 H100C = H100_CLUSTERS
 
 
-def cluster_smem(cell, H, B, J, R, S, eb):
+def cluster_smem(cell, H, B, J, R, S, eb, group=1, red_pad=8):
     """Bytes of a cluster-tier CTA, from the kernel's layout (cluster_kernel.cuh)."""
     G = 4 if cell == "LSTM" else 3
     P = math.ceil(H / J)
@@ -27,11 +27,17 @@ def cluster_smem(cell, H, B, J, R, S, eb):
     chunk = min(32, hb)
     per16 = 16 // eb
     xp = math.ceil(NG * J / per16) * per16
-    pairs = max(0, NG * math.ceil(KT / 8) - 16)  # beyond the 16 register pairs of warp 0
+    # warp 0's pairs beyond its 16 register pairs, a short last group's holes included
+    pairs = max(0, stored_pairs(NG, KT, group) - 16)
     a16 = lambda x: (x + 15) // 16 * 16  # noqa: E731
-    return (8 * pairs * 2 * 32 * 16 + a16(2 * 8 * 32 * (chunk + 8) * 4)
+    return (8 * pairs * 2 * 32 * 16 + a16(2 * 8 * 32 * (group * chunk + red_pad) * 4)
             + a16(2 * hb * (KT * kk + per16) * eb) + a16(2 * hb * G * xp * eb)
             + (a16(hb * NG * J * 4) if cell == "LSTM" else a16(NG * 32 * 4)) + 16)
+
+
+def stored_pairs(NG, KT, group):
+    """Warp 0's W pairs: groups of `group` slices, each slice's k-tiles."""
+    return math.ceil(NG / group) * group * math.ceil(KT / 8)
 
 
 def check_cluster_plan(p, cell, dtype, H, B, dev):
@@ -51,11 +57,17 @@ def check_cluster_plan(p, cell, dtype, H, B, dev):
     assert R == 1 or math.ceil(B / R) >= 8
     assert p["hbuf_rows"] == math.ceil(math.ceil(B / R) / 8) * 8
     assert p["chunk"] == min(32, p["hbuf_rows"])
-    assert p["smem_bytes"] == cluster_smem(cell, H, B, J, R, S, eb) <= dev[4]
+    group, pad = p["group"], p["red_pad"]
+    assert group in (1, 2, 4) and group * p["chunk"] <= 32 and group <= NG
+    assert pad == 8 or (pad == 0 and group > 1), "group 1 keeps the padded tile"
+    assert p["smem_bytes"] == cluster_smem(cell, H, B, J, R, S, eb, group, pad) <= dev[4]
+    if pad == 0:  # unpadded only where the padded tiles do not fit
+        assert cluster_smem(cell, H, B, J, R, S, eb, group, 8) > dev[4]
     KT = math.ceil(H / p["kk"])
     assert p["KT"] == KT and p["kk"] == (16 if eb == 2 else 8)
     pairs = NG * math.ceil(KT / 8)
-    assert p["w_frags"] == 2 * min(16, pairs) and p["w_smem_frags"] == 2 * max(0, pairs - 16)
+    assert p["w_frags"] == 2 * min(16, pairs)
+    assert p["w_smem_frags"] == 2 * max(0, stored_pairs(NG, KT, group) - 16)
     assert p["us_per_step"] > 0
     assert p["push"] == "slice", "the pipelined push unless asked otherwise"
 
