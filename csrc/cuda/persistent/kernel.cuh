@@ -166,15 +166,15 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
 // as CTA q = blockIdx.x - d * grid of its partition.
 template <typename E, Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistFwdLaunch a) {
-  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
-  fwd_body<E, CELL, false>(a.dir[d], blockIdx.x - d * grid);
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  fwd_body<E, CELL, false>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 // fp32 with TF32 off: the same kernel with exact FMAs.
 template <Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_fwd_fma_kernel(const PersistFwdLaunch a) {
-  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
-  fwd_body<float, CELL, true>(a.dir[d], blockIdx.x - d * grid);
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  fwd_body<float, CELL, true>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 // A cooperative launch of `kernel` (one of the persistent grid kernels) on

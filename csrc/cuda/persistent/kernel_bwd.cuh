@@ -246,15 +246,15 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 // As the forward: direction d = blockIdx.x / grid runs dir[d].
 template <typename E, Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistBwdLaunch a) {
-  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
-  bwd_body<E, CELL, false>(a.dir[d], blockIdx.x - d * grid);
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  bwd_body<E, CELL, false>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 // fp32 with TF32 off: the same kernel with exact FMAs.
 template <Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const PersistBwdLaunch a) {
-  const int grid = a.dir[0].part.grid(), d = blockIdx.x >= grid ? 1 : 0;
-  bwd_body<float, CELL, true>(a.dir[d], blockIdx.x - d * grid);
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  bwd_body<float, CELL, true>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 #define RNNFUSE_PERSIST_BWD_ENTRY_POINTS(E, NAME)                                                 \
