@@ -25,6 +25,7 @@ rnnfuse._driver.BIDIR_ONE_OP_DEVICES names the device.
 
 Persistent tier: --with-persistent appends cases that run with
 RNNFUSE_PERSISTENT=1 and RNNFUSE_PERSISTENT_TIER set to the case's tier
+(and RNNFUSE_PERSISTENT_PIN to its pin, where it has one: slice groups)
 (bf16; grid cases on any sm_80+ GPU, cluster cases where the cluster kernels
 exist, skipped elsewhere; each checks that its tier's launches really
 happened); --subset persistent runs only those.
@@ -76,6 +77,7 @@ class Case:
     bidirectional: bool = False
     persistent: bool = False  # run with RNNFUSE_PERSISTENT=1
     tier: str = "grid"        # RNNFUSE_PERSISTENT_TIER of a persistent case
+    pin: str = ""             # RNNFUSE_PERSISTENT_PIN of a persistent case ("": the planner's)
     one_op: bool = False      # bidirectional layers as one op (one launch per step for both)
 
     @property
@@ -84,6 +86,7 @@ class Case:
         extra += "-bi" if self.bidirectional else ""
         extra += "-1op" if self.one_op else ""
         extra += f"-persistent-{self.tier}" if self.persistent else ""
+        extra += "-" + self.pin.replace("=", "").replace(",", "-") if self.pin else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
 
@@ -148,9 +151,18 @@ def persistent_cases() -> list[Case]:
                # Both directions' clusters in one launch (the bidirectional op).
                Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True,
                     tier="cluster", one_op=True),
-               # Several slices per CTA (25 of 8 units): the pipelined push's
-               # stores issued between a slice's gate math and the next MMAs.
-               Case("LSTM", "bf16", 200, packed=True, persistent=True, tier="cluster")]
+               # Several slices per CTA (25 of 8 units, 4 per CTA in clusters
+               # of 7): the pipelined push's stores issued between a slice's
+               # gate math and the next MMAs, one slice per bracket, then two
+               # (slice groups: each slice in its own accumulators, one tile).
+               Case("LSTM", "bf16", 200, packed=True, persistent=True, tier="cluster",
+                    pin="P=7,group=1"),
+               Case("LSTM", "bf16", 200, packed=True, persistent=True, tier="cluster",
+                    pin="P=7,group=2"),
+               # Groups of 4 with a short last group (40 slices of 10 units,
+               # 5 per CTA: groups of 4 and 1).
+               Case("GRU", "bf16", 400, packed=True, persistent=True, tier="cluster",
+                    pin="P=8,group=4")]
     return grid + cluster
 
 
@@ -238,6 +250,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
     from rnnfuse import _driver
     os.environ["RNNFUSE_PERSISTENT"] = "1" if case.persistent else "0"
     os.environ["RNNFUSE_PERSISTENT_TIER"] = case.tier
+    os.environ["RNNFUSE_PERSISTENT_PIN"] = case.pin
     one_op_devices = _driver.BIDIR_ONE_OP_DEVICES
     if case.one_op:
         _driver.BIDIR_ONE_OP_DEVICES = one_op_devices | {device}
@@ -245,6 +258,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
         out, grads = _forward_backward(ours, x, case, device, DTYPE[case.dtype])
     finally:
         os.environ["RNNFUSE_PERSISTENT"] = "0"
+        os.environ.pop("RNNFUSE_PERSISTENT_PIN", None)
         _driver.BIDIR_ONE_OP_DEVICES = one_op_devices
     if device == "cuda":
         torch.cuda.synchronize()  # attribute any asynchronous fault to this case

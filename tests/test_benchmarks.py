@@ -1018,8 +1018,11 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "14 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
-    assert "LSTM-bf16-H200-packed-persistent-cluster" in out  # several slices per CTA
+    assert "16 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    # several slices per CTA, one and two per bracket; groups of 4 with a short last one
+    assert "LSTM-bf16-H200-packed-persistent-cluster-P7-group1" in out
+    assert "LSTM-bf16-H200-packed-persistent-cluster-P7-group2" in out
+    assert "GRU-bf16-H400-packed-persistent-cluster-P8-group4" in out
     assert "GRU-bf16-H40-packed-bi-1op-persistent-cluster" in out  # both directions, one launch
     assert "LSTM-fp32-H520-packed-persistent-grid" in out  # the backward's K split
     assert "LSTM-bf16-H40-packed-bi-1op-persistent-grid" in out  # both directions, one launch

@@ -133,6 +133,37 @@ def test_bitwise_equal_to_the_grid_tier(mode, dtype, cluster_tier, monkeypatch):
                 assert torch.equal(u, v), f"grid tier and {name} differ: {base.where(u != v)}"
 
 
+@pytest.mark.parametrize("mode, dtype, H, P", [("LSTM", BF16, 200, 7), ("GRU", F16, 400, 8)])
+def test_slice_groups_give_the_grid_tiers_bits(mode, dtype, H, P, cluster_tier, monkeypatch):
+    """Groups of 1, 2 and 4 slices per bracket (RNNFUSE_PERSISTENT_PIN;
+    LSTM H=200: 4 slices per CTA in clusters of 7; GRU H=400: 5, so the
+    groups of 4 end with a short one), padded and packed, 8 rows (chunks of
+    one n-tile): every output bit for bit the grid tier's."""
+    torch.manual_seed(5)
+    cls = rnnfuse.LSTM if mode == "LSTM" else rnnfuse.GRU
+    model = cls(24, H, device=DEVICE, dtype=dtype)
+    x = torch.randn(40, 8, 24, device=DEVICE, dtype=dtype)
+    lengths = torch.tensor([40, 39, 33, 20, 20, 7, 2, 1])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")
+    with torch.no_grad():
+        assert path(mode, dtype, H, 8, 40)["path"] == "persistent-grid"
+        ref = [_run(model, x), _run(model, packed)]
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "cluster")
+    for group in (1, 2, 4):
+        monkeypatch.setenv("RNNFUSE_PERSISTENT_PIN", f"P={P},group={group}")
+        p = path(mode, dtype, H, 8, 40)
+        print(p)
+        assert p["path"] == "persistent-cluster" and p["plan"]["group"] == group, p
+        with torch.no_grad():
+            outs = [_run(model, x), _run(model, packed)]
+        for a, b in zip(ref, outs):
+            for u, v in zip(a, b):
+                u = u.data if hasattr(u, "batch_sizes") else u
+                v = v.data if hasattr(v, "batch_sizes") else v
+                assert torch.equal(u, v), f"group {group} differs: {base.where(u != v)}"
+
+
 def test_bitwise_deterministic(cluster_tier):
     torch.manual_seed(4)
     model = rnnfuse.LSTM(32, 256, device=DEVICE, dtype=BF16)
