@@ -244,6 +244,20 @@ def persist_section(persist: dict | None) -> list[str]:
     return lines
 
 
+def in_order_us(plan: dict) -> float | None:
+    """A cluster plan's modelled step with each bracket read in issue order
+    (the slowest of MMAs, chain and W stream, then the epilogue, then the
+    barrier) instead of the planner's overlap (the slowest of all four, then
+    the barrier), from the plan's own bracket terms; None for other plans.
+    benchmarks/results/cluster-epilogue-order_2026-11-29/ says why both."""
+    t = plan.get("bracket_us")
+    if not t or "brackets" not in plan or plan.get("us_per_step") is None:
+        return None
+    overlap = max(t["mma"], t["chain"], t["w_smem"], t["epilogue"]) + t["barrier"]
+    in_order = max(t["mma"], t["chain"], t["w_smem"]) + t["epilogue"] + t["barrier"]
+    return plan["us_per_step"] + plan["brackets"] * (in_order - overlap)
+
+
 def sweep_section(rows: list[dict]) -> list[str]:
     """The partition sweep (persist_check.SWEEPS): each pinned partition's
     modelled and measured us per step, and per point and pass whether the
@@ -255,11 +269,12 @@ def sweep_section(rows: list[dict]) -> list[str]:
              "planned); model: the planner's us per step of the pinned pass; measured: the "
              "call's time / T (it also carries the GEMMs and, in training, the forward); "
              "each must give the same bits as the others of its pass (backward: of its "
-             "K split); group: the cluster tier's slices per bracket / tile padding; *: the "
-             "planner's choice:", "",
+             "K split); group: the cluster tier's slices per bracket / tile padding; in-order: "
+             "the model with each cluster bracket read in issue order; *: the planner's "
+             "choice:", "",
              "| point | pass | tier | P | J | R | hb | ksplit | group | model us/step "
-             "| measured us/step | pin | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| in-order us/step | measured us/step | pin | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         p = r.get("plan") or {}
@@ -270,7 +285,8 @@ def sweep_section(rows: list[dict]) -> list[str]:
                      f"{p.get('tier', '-')} | {p.get('P', '-')} | {p.get('J', '-')} | "
                      f"{p.get('R', '-')} | {p.get('hbuf_rows', '-')} | {p.get('ksplit', '-')} | "
                      + (f"{p['group']}/{p['red_pad']}" if "group" in p else "-") + " | "
-                     f"{_fmt(p.get('us_per_step'), '.3f')} | {_fmt(r.get('us_per_step'), '.3f')} | "
+                     f"{_fmt(p.get('us_per_step'), '.3f')} | {_fmt(in_order_us(p), '.3f')} | "
+                     f"{_fmt(r.get('us_per_step'), '.3f')} | "
                      f"{r.get('pin', '-')} | {status[:80]} |")
     lines.append("")
     for (point, pass_), group in groups.items():
@@ -286,6 +302,15 @@ def sweep_section(rows: list[dict]) -> list[str]:
                         f"fastest measured {fastest['us_per_step']:.3f} ({fastest['pin']}, "
                         f"{c['us_per_step'] / fastest['us_per_step']:.2f}x faster)")
                      + f"; {len(timed)} of {len(group)} partitions timed")
+        by_group: dict[int, float] = {}
+        for r in timed:
+            g = (r.get("plan") or {}).get("group")
+            if g is not None:
+                by_group[g] = min(by_group.get(g, r["us_per_step"]), r["us_per_step"])
+        if len(by_group) > 1:
+            lines.append(f"  - {point} {pass_}: the fastest cluster partition by slice group: "
+                         + ", ".join(f"group {g} {us:.3f} us/step"
+                                     for g, us in sorted(by_group.items())))
     return lines
 
 

@@ -1659,10 +1659,22 @@ def test_persist_check_sweep_verdict_and_report():
     lines = gpu_check_report.sweep_section(rows)
     table = [ln for ln in lines if ln.startswith("| LSTM float16")]
     assert len(table) == 4
-    assert "| forward * | cluster | 16 | 8 | 2 | 16 | - | 1/8 | 1.325 | 1.758 | R=2,J=8,P=16 | OK |" \
-        in table[0], table
-    assert ("| backward | grid | 96 | 16 | 2 | 32 | 2 | - | 2.900 | 5.371 | R=2,J=16,ksplit=2 "
+    assert ("| forward * | cluster | 16 | 8 | 2 | 16 | - | 1/8 | 1.325 | - | 1.758 | R=2,J=8,P=16 "
+            "| OK |") in table[0], table
+    assert ("| backward | grid | 96 | 16 | 2 | 32 | 2 | - | 2.900 | - | 5.371 | R=2,J=16,ksplit=2 "
             "| OK |") in table[3], table
+    # With the plan's bracket terms: the in-order reading, and the fastest per group.
+    terms = {"brackets": 7, "bracket_us": {"mma": 0.087, "chain": 0.109, "w_smem": 0.122,
+                                           "epilogue": 0.08, "barrier": 0.02}}
+    grouped = [{**rows[0], "plan": {**rows[0]["plan"], **terms}},
+               {**rows[0], "chosen": False, "pin": "R=2,J=8,group=2", "us_per_step": 1.5,
+                "plan": {**rows[0]["plan"], "group": 2, "red_pad": 0, "us_per_step": 1.421}}]
+    lines = gpu_check_report.sweep_section(grouped)
+    # 1.325 + 7 x ((0.122 + 0.08 + 0.02) - (0.122 + 0.02)) = 1.885
+    assert "| 1/8 | 1.325 | 1.885 | 1.758 |" in "".join(lines), lines
+    assert any(ln.endswith("by slice group: group 1 1.758 us/step, group 2 1.500 us/step")
+               for ln in lines), lines
+    lines = gpu_check_report.sweep_section(rows)
     assert ("- LSTM float16 H=768 B=16 T=1024 forward: the planner's choice 1.758 us/step; "
             "fastest measured 1.465 (R=1,J=8, 1.20x faster); 2 of 2 partitions timed") in lines
     assert ("- LSTM float16 H=768 B=16 T=1024 backward: the planner's choice 4.883 us/step; "

@@ -8,13 +8,14 @@ plan JSON's own terms ("brackets", "bracket_us"; all [I]); the grid tier's
 model is printed beside.
 
 Run from the repository root, after the build:
-    python benchmarks/results/slice-groups_2026-11-29/group_model.py
+    PYTHONPATH=. python benchmarks/results/slice-groups_2026-11-29/group_model.py
 """
 import json
 
 import torch
 
 import rnnfuse.ops  # noqa: F401
+from benchmarks.gpu_check_report import in_order_us  # the report's reading of the same terms
 
 OPS = torch.ops.rnnfuse
 # An H100/H200 as the host reports it with the cluster kernels (test_persistent_plan.py).
@@ -24,14 +25,6 @@ H100C = [9, 0, 132, 0, 232448, 233472, 65536, 65536, 1, 1, 16, 7]
 def plan(cell, dtype, H, B, T, tier, pin=""):
     return json.loads(OPS.persistent_plan(cell, dtype, H, B, T, 0, 1, True, H100C, tier == "grid",
                                           tier == "cluster", False, 1, True, pin))
-
-
-def in_order_us(c):
-    """The plan's step with each bracket read in order instead of overlapped."""
-    t = c["bracket_us"]
-    overlap = max(t["mma"], t["chain"], t["w_smem"], t["epilogue"]) + t["barrier"]
-    in_order = max(t["mma"], t["chain"], t["w_smem"]) + t["epilogue"] + t["barrier"]
-    return c["us_per_step"] + c["brackets"] * (in_order - overlap)
 
 
 print("cell dtype H B | pin | group pad smem | brackets | model us/step | in-order us/step "
