@@ -89,9 +89,8 @@ struct ClusterPartition : Partition {
     const int n = cta_slices(c) - b * group;
     return n < group ? n : group;
   }
-  // Accumulator slots per slice of a group, and batch columns per slice in
-  // the partial-sum tile (slice d of the group: columns [d * chunk, (d + 1) * chunk)).
-  RNNFUSE_PHD int group_slots() const { return kChunkNTiles / group; }
+  // Slice d of a group: accumulator slots d * (kChunkNTiles / group) + nt,
+  // partial-sum tile columns [d * chunk, (d + 1) * chunk) (slice.cuh).
 
   // ---- W storage: warp w's pair for (slice g, k-tile ks): group by group,
   // then k-tile, then the slice within the group (a short last group leaves
