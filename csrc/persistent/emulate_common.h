@@ -94,8 +94,6 @@ inline ClusterEmuConfig make_cluster_emu_config(int64_t units, int64_t replicas,
               "emulator: elem_bytes ", elem_bytes, " does not match dtype ", dtype);
   TORCH_CHECK(fault >= 0 && fault <= 7, "emulator: fault must be 0..7");
   TORCH_CHECK(fault < 6 || slice_push, "emulator: faults 6 and 7 break the pipelined push");
-  TORCH_CHECK(group >= 1 && group <= 4 && red_pad >= 0 && red_pad <= 8,
-              "emulator: group must be 1, 2 or 4 and red_pad 0 or 8");
   return ClusterEmuConfig{int(units),  int(replicas), int(cluster), int(elem_bytes),
                           reverse,     static_cast<uint64_t>(seed), int(fault), slice_push,
                           int(group), int(red_pad)};

@@ -25,6 +25,8 @@
 // run it on the CPU (simt.h, simt_cluster_run.cpp).
 #pragma once
 
+#include <type_traits>
+
 #include "../../persistent/cluster_layout.h"
 #include "args.h"
 #include "cluster_exchange.cuh"
@@ -34,6 +36,20 @@
 
 namespace rnnfuse {
 namespace persist {
+
+// f(std::integral_constant<int, GS>) for the partition's group size (1, 2
+// or 4: cluster_partition_error): the slots a pair uses must be known at
+// compile time.
+template <typename F>
+__device__ __forceinline__ void with_group_size(int group, F&& f) {
+  if (group == 4) {
+    f(std::integral_constant<int, 4>{});
+  } else if (group == 2) {
+    f(std::integral_constant<int, 2>{});
+  } else {
+    f(std::integral_constant<int, 1>{});
+  }
+}
 
 // Group b's MMAs (GS slices, glen of them real): its pairs are the run
 // [base, base + GS * n_kt) of the warp's pairs, pair i holding slice i % GS's
@@ -223,13 +239,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (b < NB) {
           zero_acc(acc);
           const int glen = p.group_len(c, b);
-          if (p.group == 4) {
-            mma_group<E, 4>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0, n_tiles, b, glen, n_kt);
-          } else if (p.group == 2) {
-            mma_group<E, 2>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0, n_tiles, b, glen, n_kt);
-          } else {
-            mma_group<E, 1>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0, n_tiles, b, glen, n_kt);
-          }
+          with_group_size(p.group, [&](auto gs) {
+            mma_group<E, decltype(gs)::value>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0,
+                                              n_tiles, b, glen, n_kt);
+          });
         }
         if (b > 0) {
           // Item e: unit jj of slice d of group b-1, batch row nn of the chunk
@@ -266,13 +279,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (b < NB) {
           float* tile = red + (b & 1) * red_floats;
           const int glen = p.group_len(c, b);
-          if (p.group == 4) {
-            store_group<4>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
-          } else if (p.group == 2) {
-            store_group<2>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
-          } else {
-            store_group<1>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
-          }
+          with_group_size(p.group, [&](auto gs) {
+            store_group<decltype(gs)::value>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
+          });
         }
         __syncthreads();
       }
