@@ -16,7 +16,7 @@ shift 2
 CUDA=${CUDA_HOME:-/usr/local/cuda}
 CUO=$(command -v cuobjdump || ls "$CUDA/bin/cuobjdump" 2>/dev/null ||
       ls "$(python -c 'import sys; print(sys.prefix)')"/lib/python*/site-packages/nvidia/*/bin/cuobjdump | head -1)
-TI=$(python -c 'import torch.utils.cpp_extension as c; print(" ".join("-I" + p for p in c.include_paths()))')
+TI=$(CUDA_HOME=$CUDA python -c 'import torch.utils.cpp_extension as c; print(" ".join("-I" + p for p in c.include_paths()))')
 PYI=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
