@@ -172,6 +172,18 @@ TORCH_LIBRARY(rnnfuse, m) {
       "int replicas, int hbuf_rows, int elem_bytes, int seed, int fault=0, bool fma=False, "
       "int ksplit=1) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
+  // The CPU emulator of the cluster tier's backward decomposition
+  // (cluster_bwd_layout.h; no kernel yet), as the backward's time loop.
+  m.def(
+      "persistent_emulate_cluster_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
+      "Tensor w_hh, Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, "
+      "bool reverse, int units, int replicas, int elem_bytes, int seed, int fault=0) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_emulate_cluster_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
+      "Tensor? b_hh, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
+      "int units, int replicas, int elem_bytes, int seed, int fault=0) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   // Both directions of a bidirectional layer as one persistent grid launch
   // runs them (the bidirectional ops' arguments, no proj_size; tests only).
   m.def(
@@ -280,6 +292,10 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
       "int proj_size=0, int packed_runs=1, int directions=1) -> str");
+  // The cluster tier's backward as a design candidate (JSON; no kernel yet).
+  m.def(
+      "persistent_cluster_bwd_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
+      "bool allow_tf32, int[] device, int directions=1) -> str");
   // The partition the exchange microbenchmarks below run (JSON; any device).
   m.def(
       "persistent_exchange_bench_plan(int hidden, int batch, int ctas, int replicas, "

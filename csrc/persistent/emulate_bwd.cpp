@@ -16,8 +16,8 @@
 #include <random>
 #include <vector>
 
-#include "../gate_math.h"
 #include "../recurrence.h"
+#include "emulate_bwd_problem.h"
 #include "emulate_common.h"
 #include "layout.h"
 #include "schedule_rle.h"
@@ -27,24 +27,6 @@ namespace persist {
 namespace {
 
 
-template <typename scalar_t>
-struct BwdProblem {
-  using acc_t = at::opmath_type<scalar_t>;
-  Cell cell;
-  int H, B;
-  const scalar_t* w;       // (G*H, H)
-  const scalar_t* grad_y;  // (N, H)
-  acc_t* dh_state;         // (B, H)
-  acc_t* dc_state;         // (B, H) LSTM
-  const scalar_t* ws;      // (N, 5H) LSTM / (N, 4H) GRU
-  const scalar_t* c0;      // (B, H) LSTM
-  const scalar_t* h0;      // (B, H) GRU
-  const scalar_t* y;       // (N, H) GRU: h_{t-1}
-  scalar_t* xch;           // exchanged gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
-  scalar_t* dx;            // (N, 3H) GRU
-  // Row strides of grad_y, y, xch and dx (a bidirectional layer's column blocks).
-  int64_t ld_grad_y, ld_y, ld_xch, ld_dx;
-};
 
 template <typename scalar_t>
 class BwdEmulator {
@@ -366,35 +348,9 @@ class BwdEmulator {
         rec = s == 0 ? v : rec + v;
       }
       const acc_t dh = acc_t(pr_.grad_y[row * pr_.ld_grad_y + j]) + pr_.dh_state[b * H + j] + acc_t(rec);
-      if (pr_.cell == Cell::LSTM) {
-        pr_.dh_state[b * H + j] = acc_t(0);
-        const scalar_t* a = pr_.ws + row * 5 * H + j;
-        const LstmActs<acc_t> act{acc_t(a[0]), acc_t(a[H]), acc_t(a[2 * H]), acc_t(a[3 * H]),
-                                  acc_t(a[4 * H])};
-        const acc_t c_prev = acc_t(b < st.carry_next
-                                       ? pr_.ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
-                                       : pr_.c0[b * H + j]);
-        const auto d = lstm_cell_backward(act, c_prev, dh, pr_.dc_state[b * H + j]);
-        pr_.dc_state[b * H + j] = d.dc_prev;
-        write(cta, st, row, j, scalar_t(d.di));
-        write(cta, st, row, H + j, scalar_t(d.df));
-        write(cta, st, row, 2 * H + j, scalar_t(d.dg));
-        write(cta, st, row, 3 * H + j, scalar_t(d.d_o));
-      } else {
-        const scalar_t* a = pr_.ws + row * 4 * H + j;
-        const GruActs<acc_t> act{acc_t(a[0]), acc_t(a[H]), acc_t(a[2 * H]), acc_t(a[3 * H])};
-        const acc_t h_prev = b < st.carry_next ? acc_t(pr_.y[(st.next_row0 + b) * pr_.ld_y + j])
-                                               : acc_t(pr_.h0[b * H + j]);
-        const auto d = gru_cell_backward(act, h_prev, dh);
-        pr_.dh_state[b * H + j] = d.dh_prev;
-        scalar_t* dx = pr_.dx + row * pr_.ld_dx + j;
-        dx[0] = scalar_t(d.dr);
-        dx[H] = scalar_t(d.dz);
-        dx[2 * H] = scalar_t(d.dn);
-        write(cta, st, row, j, scalar_t(d.dr));
-        write(cta, st, row, H + j, scalar_t(d.dz));
-        write(cta, st, row, 2 * H + j, scalar_t(d.dhn));
-      }
+      scalar_t out[4];
+      bwd_item(pr_, st, b, j, dh, out);
+      for (int g = 0; g < p_.gates; ++g) write(cta, st, row, g * H + j, out[g]);
     }
   }
 
@@ -412,13 +368,7 @@ void lstm_loop(const EmuConfig& cfg, const LstmBackward& g,
               const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
                                   "persistent_emulate_lstm_bwd", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    BwdProblem<scalar_t> pr{Cell::LSTM, int(g.dc_state.size(1)), int(g.dc_state.size(0)),
-                            g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
-                            g.dh_state.data_ptr<acc_t>(), g.dc_state.data_ptr<acc_t>(),
-                            g.ws.data_ptr<scalar_t>(), g.c0.data_ptr<scalar_t>(), nullptr, nullptr,
-                            g.dgates.data_ptr<scalar_t>(), nullptr, g.grad_y.stride(0), 0,
-                            g.dgates.stride(0), 0};
+    const BwdProblem<scalar_t> pr = bwd_problem<scalar_t>(g);
     BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();
   });
 }
@@ -427,13 +377,7 @@ void gru_loop(const EmuConfig& cfg, const GruBackward& g,
              const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.grad_y.scalar_type(),
                                   "persistent_emulate_gru_bwd", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    BwdProblem<scalar_t> pr{Cell::GRU, int(g.h0.size(1)), int(g.h0.size(0)),
-                            g.w_hh.data_ptr<scalar_t>(), g.grad_y.data_ptr<scalar_t>(),
-                            g.dh_state.data_ptr<acc_t>(), nullptr, g.ws.data_ptr<scalar_t>(),
-                            nullptr, g.h0.data_ptr<scalar_t>(), g.y.data_ptr<scalar_t>(),
-                            g.dhh.data_ptr<scalar_t>(), g.dx.data_ptr<scalar_t>(),
-                            g.grad_y.stride(0), g.y.stride(0), g.dhh.stride(0), g.dx.stride(0)};
+    const BwdProblem<scalar_t> pr = bwd_problem<scalar_t>(g);
     BwdEmulator<scalar_t>(cfg, pr, steps, g.grad_y.size(0)).run();
   });
 }

@@ -34,6 +34,7 @@
 #include "../recurrence.h"
 #include "cluster_layout.h"
 #include "emulate_common.h"
+#include "emulate_mbarrier.h"
 #include "emulate_slice.h"
 #include "layout.h"
 #include "schedule_rle.h"
@@ -78,26 +79,7 @@ class ClusterEmulator {
     TORCH_CHECK(encode_schedule(steps, n_rows, cfg_.reverse, sched_), "emulator: more than ",
                 kMaxRuns, " batch-size runs");
     check_cursor(steps, sched_);
-    // Per replica and step (the same for every CTA of a replica: the
-    // schedule decides): the phase of its mbarrier a waiting step uses, and
-    // the last earlier step that read the same h buffer (-1: none).
-    phase_.assign(steps.size() * size_t(p_.replicas), -1);
-    reader_.assign(steps.size() * size_t(p_.replicas), -1);
-    for (int r = 0; r < p_.replicas; ++r) {
-      int64_t uses[2] = {0, 0};
-      int32_t last_read[2] = {-1, -1};
-      StepCursor cur;
-      for (cur.begin(sched_); cur.valid(sched_); cur.advance(sched_)) {
-        const StepInfo& st = cur.cur;
-        const int b = buf_of(st.step);
-        const size_t at = size_t(r) * steps.size() + st.step;
-        reader_[at] = last_read[b];
-        if (p_.replica_rows(r, st.bs) == 0) continue;
-        if (cluster_waits(st, p_.replica_rows(r, st.carry))) phase_[at] = uses[b]++;
-        last_read[b] = st.step;
-      }
-    }
-    n_steps_ = steps.size();
+    phases_.build(p_, sched_, cfg_.fault == 3);
     written_.assign(size_t(n_rows) * pr.H, 0);
     rng_.seed(cfg_.seed);
   }
@@ -105,46 +87,27 @@ class ClusterEmulator {
   void run() {
     ctas_.resize(p_.cluster_grid());
     for (int q = 0; q < p_.cluster_grid(); ++q) init_cta(ctas_[q], q);
-    for (;;) {
-      std::vector<int> ready;
-      int finished = 0;
-      for (int q = 0; q < p_.cluster_grid(); ++q) {
-        const Cta& cta = ctas_[q];
-        if (cta.state == State::Done) {
-          ++finished;
-        } else if (cta.state != State::Wait || phase_done(cta)) {
-          ready.push_back(q);
-        }
-      }
-      if (finished == p_.cluster_grid() && flight_.empty()) break;
-      const size_t choices = ready.size() + flight_.size();
-      TORCH_CHECK(choices > 0, "emulator: deadlock: no CTA can make progress and no store is in "
-                  "flight (an mbarrier phase whose bytes never come)");
-      const size_t pick = std::uniform_int_distribution<size_t>(0, choices - 1)(rng_);
-      if (pick < ready.size()) {
-        advance(ctas_[ready[pick]]);
-      } else {
-        deliver(pick - ready.size());
-      }
-    }
+    run_cluster_schedule(
+        p_.cluster_grid(), rng_,
+        [&](int q) {
+          const Cta& cta = ctas_[q];
+          return cta.state == State::Done ? 0 : cta.state != State::Wait || phase_done(cta) ? 1 : 2;
+        },
+        [&] { return flight_.size(); }, [&](int q) { advance(ctas_[q]); },
+        [&](size_t i) { deliver(i); });
     for (size_t i = 0; i < written_.size(); ++i) {
       TORCH_CHECK(written_[i] == 1, "emulator: y element ", i, " written ", int(written_[i]),
                   " times");
     }
     for (const Cta& cta : ctas_) {
-      for (const Barrier& b : cta.bar) {
-        TORCH_CHECK(b.pending == 1 && b.tx == 0, "emulator: an mbarrier ends mid-phase");
+      for (const EmuBarrier& b : cta.bar) {
+        TORCH_CHECK(b.idle(), "emulator: an mbarrier ends mid-phase");
       }
     }
   }
 
  private:
   enum class State { Begin, Wait, Compute, Done };
-  struct Barrier {
-    int64_t completed = 0;  // phases completed
-    int pending = 1;        // arrivals still expected (init count 1)
-    int64_t tx = 0;         // transaction bytes outstanding (may dip below 0)
-  };
   struct Msg {
     int dest, buf;
     int64_t phase;  // the destination's phase these bytes belong to
@@ -168,7 +131,7 @@ class ClusterEmulator {
     std::vector<int32_t> xtag[2];
     std::vector<acc_t> cst;
     std::vector<mma_t> red[2];
-    Barrier bar[2];
+    EmuBarrier bar[2];
   };
 
   int buf_of(int32_t step) const { return cfg_.fault == 3 ? 0 : cluster_buffer(step); }
@@ -285,23 +248,10 @@ class ClusterEmulator {
     if (cluster_waits(st, carry_rows) && cfg_.fault != 1) {
       uint32_t bytes = p_.expect_bytes(cta.c, carry_rows - (cfg_.fault == 2 ? 1 : 0), eb_);
       if (cfg_.fault == 5) bytes += uint32_t(carry_rows) * p_.push_words(cta.c, eb_) * 4;
-      Barrier& bar = cta.bar[buf];
       cta.wait_buf = buf;
-      cta.wait_phase = bar.completed;
-      TORCH_CHECK(cfg_.fault == 3 || bar.completed == phase_[size_t(cta.r) * n_steps_ + st.step],
-                  "emulator: CTA ", cta.q, " at step ", st.step, " arrives on phase ",
-                  bar.completed, " of mbarrier ", buf);
-      bar.tx += bytes;  // arrive.expect_tx
-      bar.pending -= 1;
-      try_complete(bar);
+      cta.wait_phase =
+          phases_.arrive(cta.bar[buf], cta.q, cta.r, st.step, buf, bytes, cfg_.fault == 3);
       cta.state = State::Wait;
-    }
-  }
-
-  void try_complete(Barrier& bar) {
-    if (bar.pending == 0 && bar.tx == 0) {
-      ++bar.completed;
-      bar.pending = 1;
     }
   }
 
@@ -441,7 +391,7 @@ class ClusterEmulator {
         m.dest = cta.r * p_.cluster + qq;
         m.buf = nxt;
         m.step = st.step + 1;
-        m.phase = phase_[size_t(cta.r) * n_steps_ + m.step];
+        m.phase = phases_.phase_of(cta.r, m.step);
         m.n = n;
         m.k0 = k0;
         m.bytes = (w1 - w0) * 4;
@@ -475,26 +425,15 @@ class ClusterEmulator {
   }
 
   void deliver(size_t i) {
-    Msg m = std::move(flight_[i]);
-    flight_[i] = std::move(flight_.back());
-    flight_.pop_back();
+    const Msg m = take_message(flight_, i);
     Cta& d = ctas_[m.dest];
-    // The buffer's previous contents belong to the destination's last
-    // earlier step that read it: that step must be computed.
-    const int32_t last_reader = reader_[size_t(d.r) * n_steps_ + m.step];
-    TORCH_CHECK(d.computed >= last_reader, "emulator: protocol violation: CTA ", d.q,
-                " receives h for step ", m.step, " into buffer ", m.buf,
-                " before it finished step ", last_reader, " (write after read)");
-    Barrier& bar = d.bar[m.buf];
-    TORCH_CHECK(cfg_.fault == 3 || bar.completed == m.phase, "emulator: protocol violation: ",
-                m.bytes, " bytes for phase ", m.phase, " of CTA ", d.q, "'s mbarrier ", m.buf,
-                " land in phase ", bar.completed);
+    EmuBarrier& bar = d.bar[m.buf];
+    phases_.check_landing(bar, d.q, d.r, m.step, m.buf, m.phase, d.computed, cfg_.fault == 3);
     for (size_t k = 0; k < m.vals.size(); ++k) {
       d.hb[m.buf][size_t(m.n) * pitch() + m.k0 + k] = m.vals[k];
       if (m.k0 + int(k) < p_.hidden) d.tag[m.buf][size_t(m.n) * pitch() + m.k0 + k] = m.step - 1;
     }
-    bar.tx -= m.bytes;  // complete_tx
-    try_complete(bar);
+    bar.complete_tx(m.bytes);
   }
 
   void finish(Cta& cta) {
@@ -515,9 +454,7 @@ class ClusterEmulator {
   int eb_ = 2;
   ClusterPartition p_{};
   Schedule sched_{};
-  size_t n_steps_ = 0;
-  std::vector<int64_t> phase_;
-  std::vector<int32_t> reader_;
+  ClusterPhases phases_;
   std::vector<uint8_t> written_;
   std::vector<Cta> ctas_;
   std::vector<Msg> flight_;
@@ -543,7 +480,6 @@ void gru_loop(const ClusterEmuConfig& cfg, const GruForward& f,
              const std::vector<Step>& steps) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.x_proj.scalar_type(),
                                   "persistent_emulate_cluster_gru", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
     Problem<scalar_t> pr{Cell::GRU, int(f.h0.size(1)), int(f.h0.size(0)),
                          f.x_proj.data_ptr<scalar_t>(), f.w_hh.data_ptr<scalar_t>(),
                          f.b_hh.defined() ? f.b_hh.data_ptr<scalar_t>() : nullptr,

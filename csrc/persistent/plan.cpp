@@ -324,21 +324,28 @@ void take_cluster(Plan& best, const ClusterPartition& p, int eb, int directions,
   best.cpart = p;
 }
 
-Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
+// Why the cluster tier cannot take this problem at all ("" if it can).
+std::string cluster_unsupported(const Problem& prob, const DeviceProps& dev) {
   const std::string no = unsupported(prob, dev, Built{false, true});
-  if (!no.empty()) return per_step(no);
+  if (!no.empty()) return no;
   if (prob.dtype == DType::F32 && !prob.allow_tf32) {
-    return per_step("fp32 with TF32 off: the cluster tier has no exact-FMA kernel");
+    return "fp32 with TF32 off: the cluster tier has no exact-FMA kernel";
   }
   if (dev.cc_major < 9 || !dev.clusters) {
-    return per_step("no thread-block clusters on this device (sm_90 or newer)");
+    return "no thread-block clusters on this device (sm_90 or newer)";
   }
   if (dev.max_active_clusters < 1 && dev.max_active_clusters_16 < 1) {
-    return per_step("the occupancy API allows no cluster of the cluster kernel");
+    return "the occupancy API allows no cluster of the cluster kernel";
   }
   if (dev.regs_per_sm < kThreads * kRegsPerThread) {
-    return per_step("a CTA of 256 threads x 255 registers does not fit an SM's register file");
+    return "a CTA of 256 threads x 255 registers does not fit an SM's register file";
   }
+  return "";
+}
+
+Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
+  const std::string no = cluster_unsupported(prob, dev);
+  if (!no.empty()) return per_step(no);
   const int G = gates_of(prob.cell);
   const int eb = elem_bytes_of(prob.dtype);
   const int sms = sms_usable(dev);
@@ -541,6 +548,102 @@ Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& bui
   Plan plan = plan_backward(prob, dev, built);
   plan.pin = prob.pin.text();
   return plan;
+}
+
+// ---- The cluster tier's backward, a design candidate (plan.h). A step:
+// the handoff and the step's fixed cost; the reduction and derivatives over
+// the CTA's (unit, row) items, each adding P partial sums where the
+// forward's epilogue adds 8 warps' (so kEpilogueUs scaled by P / 8, per
+// item slot of the CTA's threads); one barrier; per pass (a chunk of rows)
+// the slowest of its MMAs, the chain, the W it streams, plus a barrier;
+// then the push of H fp32 sums per row (the CTA's partial dh of every unit,
+// its own included). A pass's push overlaps the passes after it.
+ClusterBwdModel cluster_bwd_model(const ClusterBwdPartition& p, int elem_bytes) {
+  const int rows = p.max_replica_rows();
+  const int n_tiles = ceil_div(std::min(rows, p.chunk), 8);
+  const double rate = elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;
+  ClusterBwdModel m;
+  m.passes = ceil_div(rows, p.chunk);
+  m.mma = 2.0 * p.mtiles * 16 * p.own_k_padded() * n_tiles * 8 / rate * 1e6;
+  m.chain = p.own_ktiles * kMmaLatencyUs;
+  m.w_smem = double(kWarps) * p.streamed_frags() * 512 / kSmemBandwidth * 1e6;
+  m.epilogue = kEpilogueUs * std::fmax(1.0, double(p.ctas) / kWarps) *
+               ceil_div(p.units * rows, kThreads);
+  m.push = double(p.hidden) * rows * 4 / kDsmemBandwidth * 1e6;
+  m.barrier = kBarrierUs;
+  const double pass = std::fmax(m.mma, std::fmax(m.chain, m.w_smem)) + m.barrier;
+  const double tail = m.push / m.passes;
+  const double exposed = tail + std::fmax(0.0, m.push - tail - (m.passes - 1) * pass);
+  m.us = kClusterHandoffUs + kStepFixedUs + m.epilogue + m.barrier + m.passes * pass + exposed;
+  return m;
+}
+
+std::string ClusterBwdCandidate::describe() const {
+  if (!found) return "{\"pass\": \"backward\", \"tier\": \"none\", \"reason\": \"" + reason + "\"}";
+  const ClusterBwdPartition& q = part;
+  const ClusterBwdModel& m = model;
+  char buf[768];
+  std::snprintf(buf, sizeof(buf),
+                "{\"pass\": \"backward\", \"tier\": \"cluster\", \"kernel\": false, \"P\": %d, "
+                "\"J\": %d, \"R\": %d, \"grid\": %d, \"directions\": %d, \"hbuf_rows\": %d, "
+                "\"chunk\": %d, \"mtiles\": %d, \"mstride\": %d, \"own_ktiles\": %d, \"kk\": %d, "
+                "\"w_frags\": %d, \"w_smem_frags\": %d, \"smem_bytes\": %lld, "
+                "\"elem_bytes\": %d, \"us_per_step\": %.3f, \"passes\": %d, \"terms_us\": "
+                "{\"mma\": %.4f, \"chain\": %.4f, \"w_smem\": %.4f, \"epilogue\": %.4f, "
+                "\"push\": %.4f, \"barrier\": %.4f}}",
+                q.ctas, q.units, q.replicas, q.cluster_grid(), directions, q.hb_rows, q.chunk,
+                q.mtiles, q.mstride, q.own_ktiles, q.kk, std::min(kRegFrags, q.warp_frags()),
+                q.smem_frags(), static_cast<long long>(smem_bytes), elem_bytes, m.us, m.passes,
+                m.mma, m.chain, m.w_smem, m.epilogue, m.push, m.barrier);
+  return buf;
+}
+
+ClusterBwdCandidate plan_cluster_backward(const Problem& prob, const DeviceProps& dev) {
+  ClusterBwdCandidate best;
+  best.reason = cluster_unsupported(prob, dev);
+  if (!best.reason.empty()) return best;
+  const int G = gates_of(prob.cell);
+  const int eb = elem_bytes_of(prob.dtype);
+  const int sms = sms_usable(dev);
+  const char* invalid = "no partition";
+  int last_j = 0;
+  for (int P = 2; P <= kMaxClusterCtas; ++P) {
+    // The occupancy the forward kernel's query found stands in for the
+    // backward kernel's own ([I]: same CTA shape, one CTA per SM).
+    const int active = P <= kPortableClusterCtas ? dev.max_active_clusters
+                                                 : dev.max_active_clusters_16;
+    // Units per CTA: whole 16-byte vectors of 2-byte elements (8 units).
+    const int J = ceil_div(ceil_div(prob.hidden, P), 8) * 8;
+    if (active < 1 || J == last_j) continue;
+    last_j = J;
+    for (int R = 1; R <= 64 && R * prob.directions <= active; R *= 2) {
+      if (R > 1 && ceil_div(prob.batch, R) < 8) break;  // a replica needs a full n-tile
+      const ClusterBwdPartition p =
+          make_cluster_bwd_partition(G, prob.hidden, prob.batch, J, R, eb);
+      const char* bad = cluster_bwd_partition_error(p);
+      if (bad != nullptr) {
+        invalid = bad;
+        break;
+      }
+      if (p.cluster_grid() * prob.directions > sms) break;
+      const int64_t smem = cluster_bwd_smem(p, eb, prob.cell).total;
+      if (smem > dev.smem_optin) {
+        invalid = "W_hh's rows and the receive buffers exceed the shared memory";
+        continue;
+      }
+      const ClusterBwdModel m = cluster_bwd_model(p, eb);
+      if (best.found && m.us >= best.model.us) continue;
+      best.found = true;
+      best.reason.clear();
+      best.part = p;
+      best.elem_bytes = eb;
+      best.directions = prob.directions;
+      best.smem_bytes = smem;
+      best.model = m;
+    }
+  }
+  if (!best.found) best.reason = std::string("no cluster backward partition: ") + invalid;
+  return best;
 }
 
 // The exchange benches' step in the model: the grid bench waits for its

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cluster_bwd_layout.h"
 #include "cluster_layout.h"
 #include "layout.h"
 
@@ -145,8 +146,35 @@ int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows);
 // The modelled microseconds per step of a backward partition (K split included).
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma);
 
-// The backward kernel's plan: grid tier or per-step (the cluster tier has no backward).
+// The backward kernel's plan: grid tier or per-step (the cluster tier has no backward
+// kernel; see plan_cluster_backward).
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
+
+// The cluster tier's backward (cluster_bwd_layout.h) as a design candidate:
+// there is no cluster backward kernel yet, and make_bwd_plan never takes it.
+// plan_cluster_backward finds the partition such a kernel would run and
+// models its step, so the design can be weighed against the grid tier's
+// backward before the kernel is written. Terms in microseconds, all [I]:
+// per MMA pass (a chunk of rows) its MMAs at the assumed rate, a warp's
+// dependent chain, the W streamed from shared memory; the reduction and
+// cell derivatives; the push of the partial sums; the barrier.
+struct ClusterBwdModel {
+  int passes = 0;
+  double mma = 0, chain = 0, w_smem = 0, epilogue = 0, push = 0, barrier = 0, us = 0;
+};
+ClusterBwdModel cluster_bwd_model(const ClusterBwdPartition& p, int elem_bytes);
+
+struct ClusterBwdCandidate {
+  bool found = false;
+  std::string reason;  // why there is none
+  ClusterBwdPartition part{};
+  int elem_bytes = 0;
+  int directions = 1;
+  int64_t smem_bytes = 0;
+  ClusterBwdModel model;
+  std::string describe() const;  // one-line JSON
+};
+ClusterBwdCandidate plan_cluster_backward(const Problem& prob, const DeviceProps& dev);
 
 // The backward partition a backward plan carries.
 inline BwdPartition bwd_partition(const Plan& plan) {

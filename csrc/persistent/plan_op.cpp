@@ -54,11 +54,8 @@ DeviceProps parse_device(at::IntArrayRef d) {
   return p;
 }
 
-std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t hidden,
-                            int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
-                            bool allow_tf32, at::IntArrayRef device, bool build_grid,
-                            bool build_cluster, bool backward, int64_t directions,
-                            bool slice_push, c10::string_view pin) {
+Problem make_problem(c10::string_view cell, at::ScalarType dtype, int64_t hidden, int64_t batch,
+                     int64_t steps, bool allow_tf32, int64_t directions) {
   TORCH_CHECK(directions == 1 || directions == 2, "directions must be 1 or 2");
   Problem prob;
   prob.directions = int(directions);
@@ -68,6 +65,15 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
   prob.hidden = int(hidden);
   prob.batch = int(batch);
   prob.steps = int(steps);
+  return prob;
+}
+
+std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t hidden,
+                            int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
+                            bool allow_tf32, at::IntArrayRef device, bool build_grid,
+                            bool build_cluster, bool backward, int64_t directions,
+                            bool slice_push, c10::string_view pin) {
+  Problem prob = make_problem(cell, dtype, hidden, batch, steps, allow_tf32, directions);
   prob.proj_size = int(proj_size);
   prob.packed_runs = int(packed_runs);
   prob.slice_push = slice_push;
@@ -76,6 +82,19 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
   const Built built{build_grid, build_cluster};
   const DeviceProps dev = parse_device(device);
   return (backward ? make_bwd_plan(prob, dev, built) : make_plan(prob, dev, built)).describe();
+}
+
+// The cluster tier's backward as a design candidate (plan.h
+// plan_cluster_backward): the partition a cluster backward kernel would run
+// and its modelled step; no kernel runs it yet.
+std::string persistent_cluster_bwd_plan(c10::string_view cell, at::ScalarType dtype,
+                                        int64_t hidden, int64_t batch, int64_t steps,
+                                        bool allow_tf32, at::IntArrayRef device,
+                                        int64_t directions) {
+  return plan_cluster_backward(
+             make_problem(cell, dtype, hidden, batch, steps, allow_tf32, directions),
+             parse_device(device))
+      .describe();
 }
 
 // The exchange microbenchmarks' partition (plan.h exchange_bench_plan):
@@ -185,4 +204,5 @@ TORCH_LIBRARY_IMPL(rnnfuse, CompositeImplicitAutograd, m) {
   m.impl("persistent_plan", &rnnfuse::persist::persistent_plan);
   m.impl("persistent_maps", &rnnfuse::persist::persistent_maps);
   m.impl("persistent_exchange_bench_plan", &rnnfuse::persist::persistent_exchange_bench_plan);
+  m.impl("persistent_cluster_bwd_plan", &rnnfuse::persist::persistent_cluster_bwd_plan);
 }
