@@ -173,7 +173,7 @@ TORCH_LIBRARY(rnnfuse, m) {
       "int ksplit=1) "
       "-> (Tensor grad_x_proj, Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_h0)");
   // The CPU emulator of the cluster tier's backward decomposition
-  // (cluster_bwd_layout.h; no kernel yet), as the backward's time loop.
+  // (cluster_bwd_layout.h), as the backward's time loop.
   m.def(
       "persistent_emulate_cluster_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
       "Tensor w_hh, Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, "
@@ -261,6 +261,17 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor? batch_sizes, bool reverse, bool training, int units, int replicas, int cluster, "
       "int elem_bytes, int seed, bool slice_push=True, int group=1, int red_pad=8) "
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  // The cluster backward kernel (cluster_bwd_kernel.cuh) on the fibers, with
+  // the cluster backward emulator's arguments (tests only; builds with CUDA).
+  m.def(
+      "persistent_simt_cluster_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
+      "Tensor w_hh, Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, "
+      "bool reverse, int units, int replicas, int elem_bytes, int seed) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_simt_cluster_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
+      "Tensor? b_hh, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
+      "int units, int replicas, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "persistent_simt_cluster_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
       "Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, "
@@ -292,7 +303,7 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
       "int proj_size=0, int packed_runs=1, int directions=1) -> str");
-  // The cluster tier's backward as a design candidate (JSON; no kernel yet).
+  // The cluster tier's backward candidate (JSON; not launched yet).
   m.def(
       "persistent_cluster_bwd_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "bool allow_tf32, int[] device, int directions=1) -> str");

@@ -48,7 +48,15 @@ CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form
     for cell in (0, 1)
 }
 CLUSTER_EXCHANGE = "_ZN7rnnfuse7persist31persist_cluster_exchange_kernelENS0_18PersistClusterArgsE"
-CLUSTER_ALL = list(CLUSTER_KERNELS) + [CLUSTER_EXCHANGE]
+# The cluster tier's backward (no launch path yet): every m-tile stride M.
+CLUSTER_BWD_KERNELS = {
+    f"_ZN7rnnfuse7persist26persist_cluster_bwd_kernelI{elem}LNS0_4CellE{cell}ELi{m}EEEvNS0_"
+    f"23PersistClusterBwdLaunchE": hmma
+    for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
+                       ("f", "HMMA.1688.F32.TF32"))
+    for cell in (0, 1) for m in (1, 2, 4, 6)
+}
+CLUSTER_ALL = list(CLUSTER_KERNELS) + [CLUSTER_EXCHANGE] + list(CLUSTER_BWD_KERNELS)
 GPU_MEMBAR = re.compile(r"\bMEMBAR\.[A-Z.]*(GPU|SYS)\b")
 
 
@@ -183,6 +191,9 @@ def test_cluster_kernels_exchange_through_dsmem_without_gpu_fences(extension, cu
             if name in CLUSTER_KERNELS:
                 assert CLUSTER_KERNELS[name] in body, f"{arch} {name}: no {CLUSTER_KERNELS[name]}"
                 assert "STAS.128" in body, f"{arch} {name}: no 16-byte st.async path"
+            if name in CLUSTER_BWD_KERNELS:
+                hmma = CLUSTER_BWD_KERNELS[name]
+                assert hmma in body, f"{arch} {name}: no {hmma}"
             membar = GPU_MEMBAR.search(body)
             assert membar is None, f"{arch} {name}: {membar.group(0)} in the cluster kernel"
             assert "STRONG.GPU" not in body, f"{arch} {name}: a gpu-scope flag access"

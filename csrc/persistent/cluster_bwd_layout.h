@@ -20,8 +20,9 @@
 //   m-tiles inside: fragment f is k-tile f / M, m-tile slot f % M, with the
 //   same stride M (mstride) for every warp, so that a kernel templated on M
 //   knows each register fragment's accumulator at compile time. M is warp
-//   0's m-tile count rounded up to 1, 2, 4, 6 or 8 (the kernel's
-//   instantiations); slots past the last m-tile are holes, never loaded or
+//   0's m-tile count rounded up to 1, 2, 4 or 6 (the kernel's
+//   instantiations; 7 or 8 m-tiles, H > 768, never fit W beside the receive
+//   buffers); slots past the last m-tile are holes, never loaded or
 //   multiplied. The first kRegFrags fragments sit in registers, the rest in
 //   shared memory. So each warp's m-tile chains interleave and no sum
 //   crosses warps; a pass covers kBwdAccFloats / (4 M) n-tiles (1 to 4).
@@ -57,7 +58,7 @@ struct ClusterBwdPartition : Partition {
   int hb_rows;  // replica rows rounded up to an n-tile (receive and gradient buffers)
   int chunk;    // batch rows per MMA pass: the accumulators of a warp's m-tiles fit kBwdAccFloats
   int mtiles;   // output m-tiles: ceil(H / 16)
-  int mstride;  // M: m-tile slots per warp and k-tile (1, 2, 4, 6 or 8)
+  int mstride;  // M: m-tile slots per warp and k-tile (1, 2, 4 or 6)
   int own_ktiles;  // k-tiles of a CTA's own gradients: ceil(G*J / kk)
 
   RNNFUSE_PHD int cluster() const { return ctas; }
@@ -149,9 +150,7 @@ RNNFUSE_PHD const char* cluster_bwd_partition_error(const ClusterBwdPartition& p
   if (p.ctas < 2) return "one CTA: st.async needs a cluster of at least two";
   if (p.ctas > kMaxClusterCtas) return "more than 16 CTAs per cluster";
   if (p.max_replica_rows() < 1) return "a replica without rows";
-  if (p.mstride * kCElems > kBwdAccFloats) {
-    return "a warp's output m-tiles exceed its accumulator registers (H > 1024)";
-  }
+  if (p.mstride > 6) return "more than 6 output m-tiles per warp (H > 768): no kernel for it";
   return nullptr;
 }
 
@@ -160,16 +159,15 @@ struct ClusterBwdSmem {
   int64_t wsm;    // W fragments beyond the registers [kWarps][smem_frags][32] x 16 B
   int64_t recv;   // partial sums received, [2][P][hb_rows][J] fp32
   int64_t dg;     // own gate gradients, the B operand [hb_rows][dg_pitch] elem
-  int64_t acts;   // the step's saved activations and previous state, staged
-                  // [2][hb_rows][kActs + 1][J] elem (LSTM 5 + c_prev, GRU 4 + h_prev)
   int64_t mbar;   // two mbarriers
   int64_t total;
 };
 
-RNNFUSE_PHD int bwd_saved_acts(Cell cell) { return cell == Cell::LSTM ? 5 : 4; }
-
+// (The saved activations are read from global memory in the reduction, as
+// the grid backward does; the cell does not change the layout.)
 RNNFUSE_PHD ClusterBwdSmem cluster_bwd_smem(const ClusterBwdPartition& p, int elem_bytes,
                                             Cell cell) {
+  (void)cell;
   ClusterBwdSmem s{};
   int64_t at = 0;
   s.wsm = at;
@@ -178,8 +176,6 @@ RNNFUSE_PHD ClusterBwdSmem cluster_bwd_smem(const ClusterBwdPartition& p, int el
   at += align16(2 * int64_t(p.recv_floats()) * 4);
   s.dg = at;
   at += align16(int64_t(p.hb_rows) * p.dg_pitch(elem_bytes) * elem_bytes);
-  s.acts = at;
-  at += align16(2 * int64_t(p.hb_rows) * (bwd_saved_acts(cell) + 1) * p.units * elem_bytes);
   s.mbar = at;
   at += 16;
   s.total = at;

@@ -2,8 +2,8 @@
 // (rnnfuse::persistent_emulate_cluster_lstm_bwd / _gru_bwd):
 // cluster_bwd_layout.h's reduce-scatter and its mbarrier protocol, run as
 // the driver's backward time loop (so dW_hh, db and grad_h0 are the real
-// ones). There is no cluster backward kernel yet; this fixes the
-// decomposition and protocol a kernel must follow, against the CPU spec.
+// ones). The kernel (cluster_bwd_kernel.cuh) must equal it bit for bit on
+// the CPU fibers (test_persistent_simt_cluster_bwd.py).
 // Every CTA of every cluster is a state machine (begin a step: declare the
 // expected bytes; wait for the mbarrier's phase; the reduction and the
 // cell's derivatives; then one MMA pass per chunk of continuing rows, each

@@ -584,7 +584,7 @@ std::string ClusterBwdCandidate::describe() const {
   const ClusterBwdModel& m = model;
   char buf[768];
   std::snprintf(buf, sizeof(buf),
-                "{\"pass\": \"backward\", \"tier\": \"cluster\", \"kernel\": false, \"P\": %d, "
+                "{\"pass\": \"backward\", \"tier\": \"cluster\", \"launched\": false, \"P\": %d, "
                 "\"J\": %d, \"R\": %d, \"grid\": %d, \"directions\": %d, \"hbuf_rows\": %d, "
                 "\"chunk\": %d, \"mtiles\": %d, \"mstride\": %d, \"own_ktiles\": %d, \"kk\": %d, "
                 "\"w_frags\": %d, \"w_smem_frags\": %d, \"smem_bytes\": %lld, "

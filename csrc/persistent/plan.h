@@ -146,15 +146,15 @@ int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows);
 // The modelled microseconds per step of a backward partition (K split included).
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma);
 
-// The backward kernel's plan: grid tier or per-step (the cluster tier has no backward
-// kernel; see plan_cluster_backward).
+// The backward kernel's plan: grid tier or per-step (the cluster tier's backward
+// kernel has no launch path yet; see plan_cluster_backward).
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
 
-// The cluster tier's backward (cluster_bwd_layout.h) as a design candidate:
-// there is no cluster backward kernel yet, and make_bwd_plan never takes it.
-// plan_cluster_backward finds the partition such a kernel would run and
-// models its step, so the design can be weighed against the grid tier's
-// backward before the kernel is written. Terms in microseconds, all [I]:
+// The cluster tier's backward (cluster_bwd_layout.h) as a candidate: its
+// kernel (cluster_bwd_kernel.cuh) runs only on the CPU fibers so far, with
+// no launch path, and make_bwd_plan never takes it. plan_cluster_backward
+// finds the partition that kernel would run and models its step, so the
+// design can be weighed against the grid tier's backward before a GPU runs it. Terms in microseconds, all [I]:
 // per MMA pass (a chunk of rows) its MMAs at the assumed rate, a warp's
 // dependent chain, the W streamed from shared memory; the reduction and
 // cell derivatives; the push of the partial sums; the barrier.

@@ -84,9 +84,9 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
   return (backward ? make_bwd_plan(prob, dev, built) : make_plan(prob, dev, built)).describe();
 }
 
-// The cluster tier's backward as a design candidate (plan.h
-// plan_cluster_backward): the partition a cluster backward kernel would run
-// and its modelled step; no kernel runs it yet.
+// The cluster tier's backward as a candidate (plan.h plan_cluster_backward):
+// the partition its kernel would run and the modelled step; no launch path
+// runs it yet ("launched": false).
 std::string persistent_cluster_bwd_plan(c10::string_view cell, at::ScalarType dtype,
                                         int64_t hidden, int64_t batch, int64_t steps,
                                         bool allow_tf32, at::IntArrayRef device,

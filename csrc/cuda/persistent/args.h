@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "../../persistent/cluster_bwd_layout.h"
 #include "../../persistent/cluster_layout.h"
 #include "../../persistent/layout.h"
 
@@ -46,10 +47,8 @@ struct PersistFwdLaunch {
   int directions;
 };
 
-// The backward kernel's parameters: one layer-direction's reverse walk.
-struct PersistBwdArgs {
-  BwdPartition part;    // units per CTA and replicas (layout.h)
-  Schedule sched;       // the backward walk (the forward's steps reversed)
+// The operands both backward kernels (grid and cluster tier) read and write.
+struct BwdOperandArgs {
   const void* w_hh;     // (G*H, H) elem
   const void* grad_y;   // (N, H) elem
   float* dh_state;      // (B, H): grad_h_n on entry
@@ -58,8 +57,20 @@ struct PersistBwdArgs {
   const void* c0;       // (B, H) elem, LSTM
   const void* h0;       // (B, H) elem, GRU
   const void* y;        // (N, H) elem, GRU (h_{t-1})
-  void* xch;            // exchanged gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
+  void* xch;            // gate gradients: LSTM dgates (N, 4H), GRU dhh (N, 3H)
   void* dx;             // (N, 3H) elem, GRU
+  uint64_t watchdog_ns; // a flag or mbarrier wait longer than this traps (0: never)
+  // Row strides (elements): H, H, G*H, 3H for one direction; a bidirectional
+  // layer's grad_y, y, LSTM dgates (xch) and GRU dx are column blocks (2H, 2H,
+  // 2*G*H, 6H); GRU's dhh (xch) stays its own (3H).
+  int64_t ld_grad_y, ld_y, ld_xch, ld_dx;
+};
+
+// The backward kernel's parameters: one layer-direction's reverse walk; the
+// gate gradients are exchanged through xch.
+struct PersistBwdArgs : BwdOperandArgs {
+  BwdPartition part;    // units per CTA and replicas (layout.h)
+  Schedule sched;       // the backward walk (the forward's steps reversed)
   unsigned* flags;      // (grid) zeroed
   // K split (part.ksplit > 1), else null: each CTA's partial sums
   // (grid x BwdPartition::partial_floats()) and its chunk counts (grid, zeroed).
@@ -67,11 +78,6 @@ struct PersistBwdArgs {
   unsigned* pflags;
   int hbuf_rows;
   int vec16;            // 1: xch rows 16-byte aligned (16-byte gathers)
-  uint64_t watchdog_ns;
-  // Row strides (elements): H, H, G*H, 3H for one direction; a bidirectional
-  // layer's grad_y, y, LSTM dgates (xch) and GRU dx are column blocks (2H, 2H,
-  // 2*G*H, 6H); GRU's dhh (xch) stays its own (3H).
-  int64_t ld_grad_y, ld_y, ld_xch, ld_dx;
 };
 
 // One backward launch: one layer-direction or both (as PersistFwdLaunch).
@@ -119,10 +125,25 @@ struct PersistClusterLaunch {
   int directions;
 };
 
+// The cluster tier's backward parameters (sm_90; cluster_bwd_layout.h): one
+// cluster per batch replica; no flags, no gathers (partial sums travel
+// through DSMEM; xch is an output only).
+struct PersistClusterBwdArgs : BwdOperandArgs {
+  ClusterBwdPartition part;
+  Schedule sched;       // the backward walk (the forward's steps reversed)
+};
+
+// One cluster backward launch (as PersistClusterLaunch).
+struct PersistClusterBwdLaunch {
+  PersistClusterBwdArgs dir[2];
+  int directions;
+};
+
 // Kernel parameters are passed by value: at most 32764 bytes (CUDA >= 12.1
 // on Volta and later; the schedules make them ~4.5 KB, past the older 4 KB).
 static_assert(sizeof(PersistFwdLaunch) <= 32764 && sizeof(PersistBwdLaunch) <= 32764 &&
-                  sizeof(PersistClusterLaunch) <= 32764 && sizeof(PersistArgs) <= 32764,
+                  sizeof(PersistClusterLaunch) <= 32764 && sizeof(PersistArgs) <= 32764 &&
+                  sizeof(PersistClusterBwdLaunch) <= 32764,
               "a persistent kernel's parameters exceed the 32764-byte limit");
 
 // Lets `kernel` take up to the device's opt-in dynamic shared memory. The

@@ -111,10 +111,12 @@ bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a)
   return true;
 }
 
-// flags: this direction's step flags, then (K split) its chunk counts;
-// partials: its partial-sum slots (null without a split).
-bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
-                   PersistBwdArgs& a) {
+namespace {
+// The operands both backward kernels take (PersistBwdArgs and
+// PersistClusterBwdArgs share these fields); false when the backward walk
+// cannot be encoded.
+template <typename Args>
+bool bwd_operand_args(const BwdOperands& o, Args& a) {
   TORCH_CHECK(unit_columns(o.grad_y) && unit_columns(o.xch) &&
                   (!o.y.defined() || unit_columns(o.y)) && (!o.dx.defined() || unit_columns(o.dx)) &&
                   o.w_hh.is_contiguous() && o.ws.is_contiguous() && o.dh_state.is_contiguous() &&
@@ -130,8 +132,6 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, floa
   };
   TORCH_CHECK(same(o.w_hh) && same(o.xch) && same(o.dx) && same(o.y) && same(o.h0) && same(o.c0),
               "rnnfuse persistent backward: mixed dtypes");
-  std::memset(&a, 0, sizeof(a));
-  a.part = bwd_partition(plan);
   // The backward walks the forward's steps in reverse order.
   const std::vector<Step> walk(o.steps.rbegin(), o.steps.rend());
   if (!encode_schedule(walk, o.grad_y.size(0), !is_reverse(o.steps), a.sched)) return false;
@@ -149,11 +149,29 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, floa
   a.ld_y = o.y.defined() ? o.y.stride(0) : 0;
   a.ld_xch = o.xch.stride(0);
   a.ld_dx = o.dx.defined() ? o.dx.stride(0) : 0;
+  a.watchdog_ns = watchdog_ns();
+  return true;
+}
+}  // namespace
+
+bool cluster_backward_args(const ClusterBwdPartition& p, const BwdOperands& o,
+                           PersistClusterBwdArgs& a) {
+  std::memset(&a, 0, sizeof(a));
+  a.part = p;
+  return bwd_operand_args(o, a);
+}
+
+// flags: this direction's step flags, then (K split) its chunk counts;
+// partials: its partial-sum slots (null without a split).
+bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
+                   PersistBwdArgs& a) {
+  std::memset(&a, 0, sizeof(a));
+  a.part = bwd_partition(plan);
+  if (!bwd_operand_args(o, a)) return false;
   a.hbuf_rows = plan.hbuf_rows;
   const int64_t eb = plan.elem_bytes;
   // A K-split part starts at a multiple of 32 bytes: aligned where the row is.
   a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
-  a.watchdog_ns = watchdog_ns();
   a.flags = flags;
   if (a.part.ksplit > 1) {
     a.pflags = flags + a.part.grid();

@@ -75,6 +75,11 @@ bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a)
 bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
                    PersistBwdArgs& a);
 
+// One direction's cluster backward parameters (cluster_bwd_layout.h's
+// partition p); false when its walk cannot be encoded.
+bool cluster_backward_args(const ClusterBwdPartition& p, const BwdOperands& o,
+                           PersistClusterBwdArgs& a);
+
 // A grid-tier launch's buffers, on `like`'s device: per direction its step
 // flags (zeroed on the stream: a memset node under graph capture); a
 // backward with K split also its chunk counts (zeroed) and partial sums

@@ -28,6 +28,25 @@ __device__ __forceinline__ uint32_t elem_bits<float>(float x) {
 
 using SliceAcc = float[kMTiles][kChunkNTiles][4];
 
+// A fragment's registers through layout.h's A map: element (row, col) of
+// the 16 x kk tile is bits(row, col), the operand's bits (0 for padding).
+template <typename E, typename Bits>
+__device__ __forceinline__ void pack_a_frag(int lane, uint32_t (&f)[4], Bits bits) {
+  constexpr int kk = Elem<E>::kBytes == 2 ? 16 : 8;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) f[i] = 0u;
+#pragma unroll
+  for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
+    const Coord co = a_coord(kk, lane, e);
+    const uint32_t b = bits(co.row, co.col);
+    if constexpr (kk == 16) {
+      f[e / 2] |= b << (16 * (e & 1));
+    } else {
+      f[e] = b;
+    }
+  }
+}
+
 // A fragment of m-tile mt, k-tile kt of slice c (layout.h's A map); zero
 // for padding rows and k >= H.
 template <typename E>
@@ -35,20 +54,11 @@ __device__ __forceinline__ void load_a_frag(const Partition& p, const E* w, int 
                                             int lane, uint32_t (&f)[4]) {
   constexpr int kk = Elem<E>::kBytes == 2 ? 16 : 8;
   const int H = p.hidden;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) f[i] = 0u;
-#pragma unroll
-  for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
-    const Coord co = a_coord(kk, lane, e);
-    const int64_t row = p.weight_row(c, mt * 16 + co.row);
-    const int k = kt * kk + co.col;
-    const uint32_t bits = row >= 0 && k < H ? elem_bits(w[row * H + k]) : 0u;
-    if constexpr (kk == 16) {
-      f[e / 2] |= bits << (16 * (e & 1));
-    } else {
-      f[e] = bits;
-    }
-  }
+  pack_a_frag<E>(lane, f, [&](int r, int col) {
+    const int64_t row = p.weight_row(c, mt * 16 + r);
+    const int k = kt * kk + col;
+    return row >= 0 && k < H ? elem_bits(w[row * H + k]) : 0u;
+  });
 }
 
 __device__ __forceinline__ void zero_acc(SliceAcc& acc) {

@@ -1,0 +1,14 @@
+// The cluster-tier backward kernels with __nv_bfloat16 operands (LSTM and GRU, each
+// m-tile stride M the planner can pick): explicit instantiations only, one
+// operand type per file, for the CI compile gates and the launch to come.
+// Real code only for sm_90 targets; older targets get the trapping stub.
+// No ATen here.
+#include "cluster_bwd_kernel.cuh"
+
+namespace rnnfuse {
+namespace persist {
+
+RNNFUSE_PERSIST_CLUSTER_BWD_INSTANCES(__nv_bfloat16)
+
+}  // namespace persist
+}  // namespace rnnfuse
