@@ -76,7 +76,10 @@ class Case:
     layers: int = 1
     bidirectional: bool = False
     persistent: bool = False  # run with RNNFUSE_PERSISTENT=1
-    tier: str = "grid"        # RNNFUSE_PERSISTENT_TIER of a persistent case
+    # RNNFUSE_PERSISTENT_TIER of a persistent case; "cluster-bwd": the cluster
+    # backward kernel launched directly with the pin's J and R (no planner
+    # path takes it yet)
+    tier: str = "grid"
     pin: str = ""             # RNNFUSE_PERSISTENT_PIN of a persistent case ("": the planner's)
     one_op: bool = False      # bidirectional layers as one op (one launch per step for both)
 
@@ -162,7 +165,14 @@ def persistent_cases() -> list[Case]:
                # Groups of 4 with a short last group (40 slices of 10 units,
                # 5 per CTA: groups of 4 and 1).
                Case("GRU", "bf16", 400, packed=True, persistent=True, tier="cluster",
-                    pin="P=8,group=4")]
+                    pin="P=8,group=4"),
+               # The cluster backward kernel (launched directly): its 4-byte
+               # pushes of partial sums to every owner, itself included, and
+               # the reduction's reads; M = 1 in clusters of 5 with 2
+               # replicas, M = 2 in clusters of 9 with a short last CTA.
+               Case("LSTM", "bf16", 40, packed=True, persistent=True, tier="cluster-bwd",
+                    pin="J=8,R=2"),
+               Case("GRU", "bf16", 200, persistent=True, tier="cluster-bwd", pin="J=24,R=1")]
     return grid + cluster
 
 
@@ -181,7 +191,7 @@ def _persistent_launches() -> tuple[int, int]:
 
 def skip_reason(case: Case) -> str:
     """Why this GPU cannot run the case ("" if it can)."""
-    if case.persistent and case.tier == "cluster" and torch.cuda.is_available():
+    if case.persistent and case.tier.startswith("cluster") and torch.cuda.is_available():
         if torch.cuda.get_device_capability()[0] < 9 or not _persistent_path(case)["cluster_kernels"]:
             return "no sm_90 cluster kernels"
     return ""
@@ -240,9 +250,62 @@ def _rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return (ours - ref).abs().max().item() / scale
 
 
+def _cluster_bwd_case(case: Case, device: str) -> float:
+    """The cluster backward kernel (persistent_cuda_cluster_*_bwd) with the
+    pin's partition, fed a forward made on the CPU in the case's dtype: every
+    gradient against the float64 backward of that same forward. With
+    --device cpu (the harness's self-check) its CPU emulator stands in."""
+    import rnnfuse.ops  # noqa: F401 - registers the ops
+    ops = torch.ops.rnnfuse
+    part = dict(kv.split("=") for kv in case.pin.split(","))
+    J, R, H, dtype = int(part["J"]), int(part["R"]), case.H, DTYPE[case.dtype]
+    lstm = case.kind == "LSTM"
+    G = 4 if lstm else 3
+    gen = torch.Generator().manual_seed(3)
+
+    def rand(*shape, scale=1.0):  # rounded to the case's dtype, kept in float64
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype).double()
+
+    bs = torch.tensor([sum(1 for n in LENGTHS if n > t) for t in range(T)]) if case.packed else None
+    N = int(bs.sum()) if case.packed else T * B
+    x, w, h0 = rand(N, G * H), rand(G * H, H, scale=H ** -0.5), rand(B, H, scale=0.5)
+    extra = rand(B, H, scale=0.5) if lstm else rand(G * H, scale=0.3)  # c0, or b_hh
+    gy, ghn, gcn = rand(N, H), rand(B, H), rand(B, H)
+    low = (lambda t: t.to(dtype))  # noqa: E731
+    if lstm:
+        y, _, _, ws = ops.lstm_fwd(low(x), low(w), None, low(h0), low(extra), bs, False, True)
+        r = ops.lstm_bwd(gy, ghn, gcn, w, None, h0, extra, y.double(), ws.double(), bs, False)
+        ref = [r[0], r[1], r[3], r[4]]
+    else:
+        y, _, ws = ops.gru_fwd(low(x), low(w), low(extra), low(h0), bs, False, True)
+        ref = list(ops.gru_bwd(gy, ghn, w, extra, h0, y.double(), ws.double(), bs, False))
+    d = (lambda t: low(t).to(device))  # noqa: E731
+    y, ws = y.to(device), ws.to(device)
+    if lstm:
+        args = (d(gy), d(ghn), d(gcn), d(w), d(h0), d(extra), y, ws, bs, False, J, R, 2)
+        o = (ops.persistent_cuda_cluster_lstm_bwd(*args) if device == "cuda"
+             else ops.persistent_emulate_cluster_lstm_bwd(*args, 0))
+        out = [o[0], o[1], o[3], o[4]]
+    else:
+        args = (d(gy), d(ghn), d(w), d(extra), d(h0), y, ws, bs, False, J, R, 2)
+        out = list(ops.persistent_cuda_cluster_gru_bwd(*args) if device == "cuda"
+                   else ops.persistent_emulate_cluster_gru_bwd(*args, 0))
+    if device == "cuda":
+        torch.cuda.synchronize()
+    worst = 0.0
+    for i, (o, r) in enumerate(zip(out, ref)):
+        assert o.shape == r.shape and torch.isfinite(o).all(), f"{case.name}: gradient {i}"
+        err = _rel_err(o, r)
+        assert err <= TOL[case.dtype], f"{case.name}: gradient {i} error {err:.3g} > {TOL[case.dtype]}"
+        worst = max(worst, err)
+    return worst
+
+
 def run_case(case: Case, device: str = "cuda") -> float:
     """Run one case; returns its worst relative error; raises AssertionError if off."""
     import os
+    if case.tier == "cluster-bwd":
+        return _cluster_bwd_case(case, device)
     ref, ours = _modules(case, device)
     x = _inputs(case)
     check_launches = case.persistent and device == "cuda"

@@ -272,6 +272,17 @@ TORCH_LIBRARY(rnnfuse, m) {
       "persistent_simt_cluster_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
       "Tensor? b_hh, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
       "int units, int replicas, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
+  // The same kernel launched on the GPU with that partition (CUDA tensors;
+  // test-only: no planner path takes it yet).
+  m.def(
+      "persistent_cuda_cluster_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
+      "Tensor w_hh, Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, "
+      "bool reverse, int units, int replicas, int elem_bytes) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_cuda_cluster_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
+      "Tensor? b_hh, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
+      "int units, int replicas, int elem_bytes) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "persistent_simt_cluster_lstm_bidir(Tensor x_proj, Tensor w_hh, Tensor w_hh_rev, "
       "Tensor h0, Tensor c0, Tensor? batch_sizes, bool training, int units, int replicas, "

@@ -1018,7 +1018,10 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "16 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "18 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    # the cluster backward kernel, launched directly (its emulator on the CPU)
+    assert "LSTM-bf16-H40-packed-persistent-cluster-bwd-J8-R2" in out
+    assert "GRU-bf16-H200-padded-persistent-cluster-bwd-J24-R1" in out
     # several slices per CTA, one and two per bracket; groups of 4 with a short last one
     assert "LSTM-bf16-H200-packed-persistent-cluster-P7-group1" in out
     assert "LSTM-bf16-H200-packed-persistent-cluster-P7-group2" in out

@@ -14,6 +14,9 @@ exactly that partition:
   the SIMT fibers, bit for bit equal to the emulator, under the fibers'
   shared- and global-memory checks: the exact launch the GPU check makes
   first, with the ordering checks the GPU cannot make.
+The cluster backward's candidates (persistent_cluster_bwd_plan; no launch
+path takes them yet) get the same: each on its emulator in float64, and the
+published point's on the fibers bit for bit.
 The whole of both GPU presets on four devices (H100 with and without the
 cluster kernels, A100, MPS at half the SMs: 451 distinct partitions) is
 slower than CI allows; benchmarks/results/plan-runs_2026-11-29/ has that
@@ -231,3 +234,76 @@ def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward, pin):
         emu = emulate_bwd("LSTM", a, saved, False, J, R, pl["hbuf_rows"], eb, seed=5, S=S)
         got = simt_bwd("LSTM", a, saved, False, J, R, pl["hbuf_rows"], eb, seed=5, S=S)
     assert_same_bits(emu, got, f"headline {'backward' if backward else 'forward'} {pl}")
+
+
+# ------------------------------------------- the cluster backward's candidates
+def cluster_bwd_candidates():
+    """{(cell, H, B, P, J, R, elem bytes): (candidate, [where])} over the GPU
+    check's training points on the H100 with clusters
+    (persistent_cluster_bwd_plan: the partition the cluster backward kernel
+    would run; no launch path takes it yet). A bidirectional layer's
+    directions run the same partition each."""
+    dev, _ = DEVICES["h100"]
+    out = {}
+    for p in gpu_check_points():
+        if p.is_cell or p.mode != "training":
+            continue
+        cell, dirs = p.cell.upper(), 2 if p.bidirectional else 1
+        dtype, tf32 = DTYPES[p.dtype]
+        c = json.loads(OPS.persistent_cluster_bwd_plan(cell, dtype, p.H, p.B, p.T, tf32, dev,
+                                                       dirs))
+        if c["tier"] != "cluster":
+            continue
+        key = (cell, p.H, p.B, c["P"], c["J"], c["R"], c["elem_bytes"])
+        out.setdefault(key, (c, []))[1].append(f"{p.dtype}/T={p.T}/dirs={dirs}")
+    return out
+
+
+CLUSTER_BWD = cluster_bwd_candidates()
+
+
+def test_the_gpu_check_points_have_cluster_backward_candidates():
+    """Not vacuous: LSTM and GRU, every m-tile stride the points reach, the
+    published point's 16-CTA clusters in 2 replicas."""
+    print(sorted(CLUSTER_BWD))
+    assert {k[0] for k in CLUSTER_BWD} == {"LSTM", "GRU"}
+    assert {c["mstride"] for c, _ in CLUSTER_BWD.values()} >= {4, 6}
+    assert ("LSTM", 768, 16, 16, 48, 2, 2) in CLUSTER_BWD
+
+
+@pytest.mark.parametrize("key", sorted(CLUSTER_BWD, key=str), ids=lambda k: "-".join(map(str, k)))
+def test_each_cluster_backward_candidate_equals_the_spec(key):
+    """The cluster backward emulator with exactly the candidate's partition,
+    float64, padded and packed: every gradient equal to the CPU spec to
+    1e-12 (T=2: one exchange)."""
+    from test_persistent_emulator_cluster_bwd import emulate as emulate_cluster_bwd
+
+    c, where = CLUSTER_BWD[key]
+    cell, H, B, P, J, R, eb = key
+    for packed in (False, True):
+        if packed and B == 1:
+            continue
+        a = with_grads(make_inputs(cell, F64, H, B, 2, packed, seed=H + B), cell, F64, seed=H + B)
+        exp, saved = spec_bwd(cell, a, False)
+        got = emulate_cluster_bwd(cell, a, saved, False, J, R, eb, seed=H + B)
+        assert_equal_to_float64(exp, got, f"{where[0]} {key} packed={packed} ")
+
+
+@pytest.mark.skipif(not _build_config.WITH_CUDA,
+                    reason="the kernels' host execution is built with CUDA")
+def test_headline_cluster_backward_runs_on_the_kernel_bit_for_bit():
+    """The published point's cluster backward candidate (16-CTA clusters, 2
+    replicas, M = 6, 40 fragments per warp in shared memory): the kernel's
+    source on the fibers with exactly that partition equals the emulator bit
+    for bit (T=2: one exchange)."""
+    from test_persistent_emulator_cluster_bwd import emulate as emulate_cluster_bwd
+    from test_persistent_simt import assert_same_bits
+    from test_persistent_simt_cluster_bwd import simt as simt_cluster_bwd
+
+    c, _ = CLUSTER_BWD[("LSTM", 768, 16, 16, 48, 2, 2)]
+    assert c["mstride"] == 6 and c["w_smem_frags"] == 40, c
+    a = with_grads(make_inputs("LSTM", F16, 768, 16, 2, False, seed=3), "LSTM", F16, seed=3)
+    _, saved = spec_bwd("LSTM", a, False)
+    emu = emulate_cluster_bwd("LSTM", a, saved, False, c["J"], c["R"], 2, seed=5)
+    got = simt_cluster_bwd("LSTM", a, saved, False, c["J"], c["R"], 2, seed=5)
+    assert_same_bits(emu, got, f"headline cluster backward {c}")

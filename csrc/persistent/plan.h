@@ -151,8 +151,8 @@ double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fm
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
 
 // The cluster tier's backward (cluster_bwd_layout.h) as a candidate: its
-// kernel (cluster_bwd_kernel.cuh) runs only on the CPU fibers so far, with
-// no launch path, and make_bwd_plan never takes it. plan_cluster_backward
+// kernel (cluster_bwd_kernel.cuh) runs on the CPU fibers and, on a GPU,
+// only through a test-only op; make_bwd_plan never takes it. plan_cluster_backward
 // finds the partition that kernel would run and models its step, so the
 // design can be weighed against the grid tier's backward before a GPU runs it. Terms in microseconds, all [I]:
 // per MMA pass (a chunk of rows) its MMAs at the assumed rate, a warp's

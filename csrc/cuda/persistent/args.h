@@ -228,6 +228,14 @@ cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistCluste
 // this build has no sm_90 code for the cluster kernels.
 cudaError_t persist_cluster_max_active(ElemKind kind, Cell cell, int cluster, size_t smem,
                                        int* clusters);
+// The cluster tier's backward kernel (as launch_persist_cluster; F32, exact
+// fp32, has no cluster kernel: cudaErrorNotSupported). Test-only so far:
+// no planner path takes it (persistent_cuda_cluster_{lstm,gru}_bwd).
+cudaError_t launch_persist_cluster_bwd(ElemKind kind, Cell cell, const PersistClusterBwdLaunch& a,
+                                       size_t smem, cudaStream_t stream);
+// Co-resident clusters of its kernel for m-tile stride M (as persist_cluster_max_active).
+cudaError_t persist_cluster_bwd_max_active(ElemKind kind, Cell cell, int M, int cluster,
+                                           size_t smem, int* clusters);
 // The cluster exchange alone (no math, bf16): every step each CTA waits for
 // its peers' bytes, adds 1 to its units (as 16-bit integers) into its next
 // buffer, pushes them to its peers; the last step's rows go to `y`. smem:

@@ -254,25 +254,46 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// The kernels of one operand type: both cells, every m-tile stride
-// (cluster_bwd_partition_error admits M = 1, 2, 4 and 6).
-#define RNNFUSE_PERSIST_CLUSTER_BWD_INSTANCES(E)                                             \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::LSTM, 1>(                      \
-      const PersistClusterBwdLaunch);                                                         \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::LSTM, 2>(                      \
-      const PersistClusterBwdLaunch);                                                         \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::LSTM, 4>(                      \
-      const PersistClusterBwdLaunch);                                                         \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::LSTM, 6>(                      \
-      const PersistClusterBwdLaunch);                                                         \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::GRU, 1>(                       \
-      const PersistClusterBwdLaunch);                                                         \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::GRU, 2>(                       \
-      const PersistClusterBwdLaunch);                                                         \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::GRU, 4>(                       \
-      const PersistClusterBwdLaunch);                                                         \
-  template __global__ void persist_cluster_bwd_kernel<E, Cell::GRU, 6>(                       \
-      const PersistClusterBwdLaunch);
+// The kernel of a launch's cell and m-tile stride (cluster_bwd_partition_error
+// admits M = 1, 2, 4 and 6); null for any other M.
+template <typename E, Cell CELL>
+__host__ auto cluster_bwd_kernel_for(int M) -> void (*)(const PersistClusterBwdLaunch) {
+  switch (M) {
+    case 1: return persist_cluster_bwd_kernel<E, CELL, 1>;
+    case 2: return persist_cluster_bwd_kernel<E, CELL, 2>;
+    case 4: return persist_cluster_bwd_kernel<E, CELL, 4>;
+    case 6: return persist_cluster_bwd_kernel<E, CELL, 6>;
+    default: return nullptr;
+  }
+}
+
+template <typename E>
+__host__ auto cluster_bwd_kernel_for(Cell cell, int M) -> void (*)(const PersistClusterBwdLaunch) {
+  return cell == Cell::LSTM ? cluster_bwd_kernel_for<E, Cell::LSTM>(M)
+                            : cluster_bwd_kernel_for<E, Cell::GRU>(M);
+}
+
+// One operand type's entry points (persist_cluster_bwd_<type>.cu): the
+// launch (directions x cluster_grid() CTAs in clusters of P; as
+// launch_clusters, cudaErrorNotSupported where this build has no sm_90 code
+// or the occupancy API allows no such cluster now) and the occupancy query.
+#define RNNFUSE_PERSIST_CLUSTER_BWD_ENTRY_POINTS(E, NAME)                                     \
+  cudaError_t launch_persist_cluster_bwd_##NAME(Cell cell, const PersistClusterBwdLaunch& a,  \
+                                                size_t smem, cudaStream_t stream) {           \
+    const ClusterBwdPartition& p = a.dir[0].part;                                             \
+    const auto kernel = cluster_bwd_kernel_for<E>(cell, p.mstride);                           \
+    if (kernel == nullptr) return cudaErrorInvalidValue;                                      \
+    return launch_clusters(kernel, a, p.cluster(), a.directions * p.cluster_grid(), smem,     \
+                           stream);                                                           \
+  }                                                                                           \
+  cudaError_t persist_cluster_bwd_max_active_##NAME(Cell cell, int M, int cluster,            \
+                                                    size_t smem, int* active) {               \
+    const auto kernel = cluster_bwd_kernel_for<E>(cell, M);                                   \
+    if (kernel == nullptr) return cudaErrorInvalidValue;                                      \
+    cudaLaunchConfig_t cfg;                                                                   \
+    cudaLaunchAttribute attr;                                                                 \
+    return prepare_cluster_launch(kernel, cluster, smem, cfg, attr, active);                  \
+  }
 
 }  // namespace persist
 }  // namespace rnnfuse

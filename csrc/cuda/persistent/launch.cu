@@ -29,6 +29,36 @@ cudaError_t persist_cluster_max_active_f16(Cell, int, size_t, int*);
 cudaError_t persist_cluster_max_active_bf16(Cell, int, size_t, int*);
 cudaError_t persist_cluster_max_active_tf32(Cell, int, size_t, int*);
 
+cudaError_t launch_persist_cluster_bwd_f16(Cell, const PersistClusterBwdLaunch&, size_t,
+                                           cudaStream_t);
+cudaError_t launch_persist_cluster_bwd_bf16(Cell, const PersistClusterBwdLaunch&, size_t,
+                                            cudaStream_t);
+cudaError_t launch_persist_cluster_bwd_tf32(Cell, const PersistClusterBwdLaunch&, size_t,
+                                            cudaStream_t);
+cudaError_t persist_cluster_bwd_max_active_f16(Cell, int, int, size_t, int*);
+cudaError_t persist_cluster_bwd_max_active_bf16(Cell, int, int, size_t, int*);
+cudaError_t persist_cluster_bwd_max_active_tf32(Cell, int, int, size_t, int*);
+
+cudaError_t launch_persist_cluster_bwd(ElemKind kind, Cell cell, const PersistClusterBwdLaunch& a,
+                                       size_t smem, cudaStream_t stream) {
+  switch (kind) {
+    case ElemKind::F32: return cudaErrorNotSupported;  // no exact-FMA cluster kernel
+    case ElemKind::F16: return launch_persist_cluster_bwd_f16(cell, a, smem, stream);
+    case ElemKind::BF16: return launch_persist_cluster_bwd_bf16(cell, a, smem, stream);
+    default: return launch_persist_cluster_bwd_tf32(cell, a, smem, stream);
+  }
+}
+
+cudaError_t persist_cluster_bwd_max_active(ElemKind kind, Cell cell, int M, int cluster,
+                                           size_t smem, int* clusters) {
+  switch (kind) {
+    case ElemKind::F32: return cudaErrorNotSupported;
+    case ElemKind::F16: return persist_cluster_bwd_max_active_f16(cell, M, cluster, smem, clusters);
+    case ElemKind::BF16: return persist_cluster_bwd_max_active_bf16(cell, M, cluster, smem, clusters);
+    default: return persist_cluster_bwd_max_active_tf32(cell, M, cluster, smem, clusters);
+  }
+}
+
 cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistClusterLaunch& a,
                                    size_t smem, cudaStream_t stream) {
   switch (kind) {

@@ -1,6 +1,6 @@
 // The cluster-tier backward kernels with __half operands (LSTM and GRU, each
-// m-tile stride M the planner can pick): explicit instantiations only, one
-// operand type per file, for the CI compile gates and the launch to come.
+// m-tile stride M the planner can pick): the entry points only, one operand
+// type per file (the launch is test-only so far: persistent_cuda_cluster_*_bwd).
 // Real code only for sm_90 targets; older targets get the trapping stub.
 // No ATen here.
 #include "cluster_bwd_kernel.cuh"
@@ -8,7 +8,7 @@
 namespace rnnfuse {
 namespace persist {
 
-RNNFUSE_PERSIST_CLUSTER_BWD_INSTANCES(__half)
+RNNFUSE_PERSIST_CLUSTER_BWD_ENTRY_POINTS(__half, f16)
 
 }  // namespace persist
 }  // namespace rnnfuse

@@ -17,45 +17,17 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-using BwdKernel = void (*)(const PersistClusterBwdLaunch);
-
-template <typename E, Cell CELL>
-BwdKernel kernel_for(int M) {
-  switch (M) {
-    case 1: return persist_cluster_bwd_kernel<E, CELL, 1>;
-    case 2: return persist_cluster_bwd_kernel<E, CELL, 2>;
-    case 4: return persist_cluster_bwd_kernel<E, CELL, 4>;
-    case 6: return persist_cluster_bwd_kernel<E, CELL, 6>;
-    default: TORCH_CHECK(false, "simt: no cluster backward kernel for ", M, " m-tile slots");
-  }
-}
-
-template <typename E>
-BwdKernel kernel_for(Cell cell, int M) {
-  return cell == Cell::LSTM ? kernel_for<E, Cell::LSTM>(M) : kernel_for<E, Cell::GRU>(M);
-}
-
 void backward(Cell cell, int64_t units, int64_t replicas, int64_t elem_bytes, int64_t seed,
               const BwdOperands& o) {
+  const PersistClusterBwdLaunch launch =
+      cluster_backward_launch(cell, units, replicas, elem_bytes, o);
+  const ClusterBwdPartition& p = launch.dir[0].part;
   const at::ScalarType t = o.grad_y.scalar_type();
-  TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat,
-              "simt: the cluster backward kernel takes fp16, bf16 or fp32 (TF32)");
-  TORCH_CHECK(elem_bytes == (t == at::kFloat ? 4 : 2), "simt: elem_bytes ", elem_bytes,
-              " does not match dtype ", t);
-  TORCH_CHECK(units > 0 && replicas > 0, "simt: units and replicas must be positive");
-  const ClusterBwdPartition p =
-      make_cluster_bwd_partition(gates_of(cell), int(o.grad_y.size(1)), int(o.dh_state.size(0)),
-                                 int(units), int(replicas), int(elem_bytes));
-  const char* bad = cluster_bwd_partition_error(p);
-  TORCH_CHECK(bad == nullptr, "simt: the cluster backward cannot run this partition: ",
-              bad == nullptr ? "" : bad);
-  PersistClusterBwdLaunch launch;
-  std::memset(&launch, 0, sizeof(launch));
-  launch.directions = 1;
-  TORCH_CHECK(cluster_backward_args(p, o, launch.dir[0]), "simt: schedule not encodable");
-  const BwdKernel kernel = t == at::kHalf       ? kernel_for<__half>(cell, p.mstride)
-                           : t == at::kBFloat16 ? kernel_for<__nv_bfloat16>(cell, p.mstride)
-                                                : kernel_for<float>(cell, p.mstride);
+  const auto kernel = t == at::kHalf ? cluster_bwd_kernel_for<__half>(cell, p.mstride)
+                      : t == at::kBFloat16 ? cluster_bwd_kernel_for<__nv_bfloat16>(cell, p.mstride)
+                                           : cluster_bwd_kernel_for<float>(cell, p.mstride);
+  TORCH_CHECK(kernel != nullptr, "simt: no cluster backward kernel for ", p.mstride,
+              " m-tile slots");
   simt::run_grid(p.cluster_grid(), kThreads,
                  static_cast<size_t>(cluster_bwd_smem(p, int(elem_bytes), cell).total), seed,
                  simt::idle_step_ns(launch.dir[0].watchdog_ns), [&] { kernel(launch); },
