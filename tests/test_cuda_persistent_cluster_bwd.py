@@ -7,7 +7,7 @@ walks, short last CTAs, every m-tile stride (M = 1, 2, 4, 6).
 Fed the CPU's forward (y, workspace), every gradient must be
 - as close to the float64 reference as the CPU kernel is, plus one operand
   rounding (the emulator's own criterion, assert_rounding_like_cpu);
-- within two roundings of the operand type of the CPU emulation of the same
+- within four roundings of the operand type of the CPU emulation of the same
   partition (test_persistent_emulator_cluster_bwd.py): the GPU's
   activations' derivatives may differ from the CPU's in the last bits, a
   wrong owner, source or order would be off by whole sums;
@@ -80,7 +80,7 @@ def test_cluster_backward_on_the_gpu(case):
         scale = max(e.double().abs().max().item(), 1e-3)
         err = (g.double() - e.double()).abs().max().item()
         print(f"  out{k}: GPU vs emulator {err:.2e} (scale {scale:.2e})")
-        assert err <= 2 * EPS[dtype] * scale, f"out{k}: {err:.3e}"
+        assert err <= 4 * EPS[dtype] * scale, f"out{k}: {err:.3e}"
         assert torch.equal(g, g2), f"out{k}: differs run to run"
 
 
