@@ -39,10 +39,10 @@ def emulate(cell, a, saved, reverse, J, R, eb=2, seed=0, fault=0):
                                                        fault))
 
 
-# (H, B, T, [(J, R, eb)]): clusters of 2 to 16 CTAs, a short last CTA, 1 to 3
-# replicas; several MMA passes per step (H=45: 32-row chunks of 70 rows; H=300:
-# 3 m-tiles per warp, 16-row chunks); W beyond the registers (H=300, J=48:
-# 36 fragments per warp at k = 16, 60 at k = 8).
+# (H, B, T, [(J, R, eb)]): clusters of 2 to 15 CTAs, a short last CTA, 1 to 3
+# replicas; several MMA passes per step (H=17: 32-row chunks of 70 rows; H=300:
+# 3 m-tiles per warp in M = 4 slots, 16-row chunks); W beyond the registers
+# (H=300, J=48: LSTM 48 fragment slots per warp at k = 16, 96 at k = 8).
 CASES = [
     (45, 37, 6, [(8, 1, 2), (3, 2, 4), (16, 3, 2)]),
     (17, 70, 4, [(2, 1, 4), (8, 2, 2)]),
