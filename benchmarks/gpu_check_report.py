@@ -213,13 +213,16 @@ def persist_section(persist: dict | None) -> list[str]:
               "the planner's modelled us per step of the persistent forward (inference rows; "
               "to be compared with us/step, which also carries the input projection); x floor: "
               "an inference step over the exchange alone at the same partition (the issue: "
-              "within 2x at B <= 16, H <= 1024); grid tier: the grid tier's time where the "
-              "planner picked the cluster tier; step push: the cluster tier with every push at "
+              "within 2x at B <= 16, H <= 1024); path: the forward's, and in training the "
+              "backward's after '/'; grid tier: the grid tier's time (both passes) where the "
+              "planner picked the cluster tier for one; grid bwd: training with the backward "
+              "alone on the grid tier (the forward as planned) where the planner picked the "
+              "cluster backward; step push: the cluster tier with every push at "
               "the step's end (RNNFUSE_CLUSTER_PUSH=step) instead of slice by slice, and "
               "whether its outputs equal the pipelined push's to the bit:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
-              "us/step | model | x floor | path | grid tier | step push | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "us/step | model | x floor | path | grid tier | grid bwd | step push | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
         floor = exchange_floor_ns(persist, r)
@@ -235,7 +238,7 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
                      f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(model, '.2f')} | "
                      f"{_fmt(over, '.2f')} | "
-                     f"{r.get('path', '-')} | {_fmt(r.get('grid_ms'))} | "
+                     f"{_paths(r)} | {_fmt(r.get('grid_ms'))} | {_fmt(r.get('grid_bwd_ms'))} | "
                      f"{_step_push(r)} | {r['status']} |")
     lines += sweep_section(persist.get("sweep", []))
     if persist.get("not_run"):
@@ -318,6 +321,14 @@ def _model_ns(row: dict) -> str:
     """An exchange row's modelled ns per step (its bench plan's model_us)."""
     us = (row.get("plan") or {}).get("model_us")
     return _fmt(us * 1e3 if us else None, ".0f")
+
+
+def _paths(row: dict) -> str:
+    """The forward's path, and in training the backward's after '/'."""
+    path = row.get("path", "-")
+    if row.get("mode") == "training" and row.get("backward_path"):
+        path += " / " + row["backward_path"]
+    return path
 
 
 def _step_push(row: dict) -> str:

@@ -16,17 +16,20 @@
    launch, against the per-step path's one op per direction), and the
    standard preset's LSTM H=1024, B=16, T=128 in exact fp32 (the backward's
    K split), forward and forward+backward: cuDNN (torch.nn), rnnfuse per-step
-   and rnnfuse persistent with the tier the planner picks (the "path"
-   column), timed with CUDA events (warm-up, median); where that is the
-   cluster tier, the grid tier is timed too (grid_ms). Each rnnfuse output is
+   and rnnfuse persistent with the tiers the planner picks (the "path"
+   column, and the backward's), timed with CUDA events (warm-up, median);
+   where a pass takes the cluster tier, the grid tier is timed too (grid_ms:
+   both passes on it; grid_bwd_ms: training with the backward alone on it,
+   RNNFUSE_PERSISTENT_BWD_TIER=grid). Each rnnfuse output is
    checked against the per-step path (validated on the H200) before it is
    timed, and the launch counters must move (forward on its tier, and in
    training the backward where its plan says persistent);
 4. sweep: at the headline point (LSTM fp16 H=768 B=16 T=1024) and the quick
    preset's bf16 LSTM and GRU at H=512 B=64 T=100, every partition the
    planner can make, pinned in turn (RNNFUSE_PERSISTENT_PIN /
-   RNNFUSE_PERSISTENT_BWD_PIN): checked as the points are and bitwise
-   against each other (the backward's per K split), timed, and set beside
+   RNNFUSE_PERSISTENT_BWD_PIN, each with its tier): checked as the points
+   are and bitwise against each other (the backward's per K split or
+   cluster size: bits_group), timed, and set beside
    the latency model's us per step, so the run ranks the model's
    candidates instead of only its choice.
 
@@ -118,13 +121,17 @@ def bidir_one_op(on: bool):
 def planned_launches(info, mode) -> tuple[int, int]:
     """(persistent launches, cluster-tier launches) one call makes on the
     path `info` names."""
-    if info.get("directions") == 2:  # per direction, the forward may be on the cluster tier
-        cluster = info["launches_per_call"] if "cluster" in info["path"] else 0
-        return (info["launches_per_call"]
-                + (info["backward_launches"] if mode == "training" else 0)), cluster
+    training = mode == "training"
+    if info.get("directions") == 2:  # per direction, either pass may be on the cluster tier
+        back = info["backward_launches"] if training else 0
+        cluster = ((info["launches_per_call"] if "cluster" in info["path"] else 0)
+                   + (back if "cluster" in info["backward_path"] else 0))
+        return info["launches_per_call"] + back, cluster
     forward = info["path"].startswith("persistent-")
-    backward = mode == "training" and info["backward_path"] == "persistent-grid"
-    return forward + backward, int(info["path"] == "persistent-cluster")
+    backward = training and info["backward_path"].startswith("persistent-")
+    cluster = (int(info["path"] == "persistent-cluster")
+               + int(backward and info["backward_path"] == "persistent-cluster"))
+    return forward + backward, cluster
 
 
 def set_persistent(on: bool):
@@ -262,10 +269,14 @@ def step_push(run, ours, reps, shape) -> tuple[bool | str, float | None]:
 
 def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
     """(tier, pin) of every partition a sweep tries; the planner says which
-    fit (a pin that matches nothing plans per step and is skipped)."""
+    fit (a pin that matches nothing plans per step and is skipped). The
+    backward's cluster tier: each R with P free (the model's best cluster
+    size) and with P = 8 and 16 (J follows from P)."""
     if backward:
-        return [(None, f"R={r},J={j},ksplit={s}")
-                for s in SWEEP_KSPLIT for j in BWD_UNITS for r in SWEEP_R]
+        return ([("grid", f"R={r},J={j},ksplit={s}")
+                 for s in SWEEP_KSPLIT for j in BWD_UNITS for r in SWEEP_R]
+                + [("cluster", f"R={r}" + (f",P={p}" if p else ""))
+                   for p in (None,) + SWEEP_CLUSTER for r in SWEEP_R])
     j_max = 32 // (4 if cell == "LSTM" else 3)  # layout.h kRows / G
     units = (j_max, j_max // 2)
     # A cluster may have fewer CTAs than the 8 or 16 the planner tries (GRU
@@ -282,13 +293,26 @@ def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
 
 @contextlib.contextmanager
 def pinned(tier, pin, backward):
-    """The planner pinned to `pin` (and `tier`, when given) inside."""
+    """The planner pinned to `pin` (and `tier`, when given) inside, for the
+    backward's plans or the forward's."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(env("RNNFUSE_PERSISTENT_BWD_PIN" if backward
                                 else "RNNFUSE_PERSISTENT_PIN", pin))
         if tier:
-            stack.enter_context(env("RNNFUSE_PERSISTENT_TIER", tier))
+            stack.enter_context(env("RNNFUSE_PERSISTENT_BWD_TIER" if backward
+                                    else "RNNFUSE_PERSISTENT_TIER", tier))
         yield
+
+
+def bits_group(plan: dict):
+    """Partitions whose outputs must be equal to the bit: the forward's all
+    (None); the grid backward's per K split; the cluster backward's per
+    cluster size (its P sources' partial sums over K = G*J each)."""
+    if plan.get("pass") != "backward":
+        return None
+    if plan["tier"] == "cluster":
+        return ("cluster", plan["P"])
+    return ("grid", plan.get("ksplit"))
 
 
 def plan_key(plan: dict) -> str:
@@ -335,7 +359,7 @@ def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
         for backward in (False, True):
             mode = "training" if backward else "inference"
             chosen = path_info(*shape)["backward_plan" if backward else "plan"]
-            first = {}  # per K split (forward: None), the first correct candidate's outputs
+            first = {}  # per bits_group, the first correct candidate's outputs
             for tier, pin, plan in sweep_candidates(shape, backward):
                 row = {"cell": cell, "dtype": str(dtype).replace("torch.", ""), "H": H, "B": B,
                        "T": T, "pass": "backward" if backward else "forward", "pin": pin,
@@ -348,9 +372,10 @@ def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
                         if row["status"] == "OK":
                             outs = [t for t in run(ours, mode) if t is not None]
                             # An output's sums are the same in every partition
-                            # (slice.cuh; the backward's K split alone reorders
-                            # them): the same bits, as the CPU emulators prove.
-                            same = first.setdefault(plan.get("ksplit"), outs)
+                            # of a group (slice.cuh; the backward's K split or
+                            # cluster size reorders them): the same bits, as
+                            # the CPU emulators prove.
+                            same = first.setdefault(json.dumps(bits_group(plan)), outs)
                             row["bitwise"] = all(torch.equal(a, b) for a, b in zip(same, outs))
                             row["ms"] = time_ms(lambda: run(ours, mode), reps)
                             row["us_per_step"] = row["ms"] * 1e3 / T
@@ -371,8 +396,7 @@ def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
 
 def sweep_row_ok(row: dict) -> bool:
     """Correct against the per-step path and bitwise equal to the other
-    partitions of its pass (in the backward: of its K split, which alone
-    changes the order of the sums)."""
+    partitions of its bits_group."""
     return row["status"] == "OK" and row.get("bitwise") is True
 
 
@@ -417,29 +441,50 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
                         run, ours, reps, (cell, dtype, H, B, T, bidir))
             row["speedup_vs_cudnn"] = row["cudnn_ms"] / row["persistent_ms"]
             row["us_per_step"] = row["persistent_ms"] * 1e3 / T
-        if row["path"] == "persistent-cluster":  # the grid tier at the same point, for comparison
-            os.environ["RNNFUSE_PERSISTENT_TIER"] = "grid"
-            try:
-                ginfo = path_info(cell, dtype, H, B, T)
-                if ginfo["path"] == "persistent-grid":
-                    gstatus, _ = check_persistent(run, ours, base, ginfo, mode, (cell, dtype, H, B, T))
-                    row["grid_status"] = gstatus
-                    if gstatus == "OK":
-                        row["grid_ms"] = time_ms(lambda: run(ours), reps)
-            finally:
-                del os.environ["RNNFUSE_PERSISTENT_TIER"]
+        # Where a pass took the cluster tier, the grid tier at the same point
+        # for comparison: both passes on it (grid_ms) and, in training, the
+        # backward alone (grid_bwd_ms: the forward as planned).
+        cluster_bwd = mode == "training" and row["backward_path"] == "persistent-cluster"
+        shape = (cell, dtype, H, B, T)
+        if row["path"] == "persistent-cluster" or cluster_bwd:
+            row["grid_status"], row["grid_ms"] = on_grid(
+                run, ours, base, mode, shape, reps, ("RNNFUSE_PERSISTENT_TIER",
+                                                     "RNNFUSE_PERSISTENT_BWD_TIER"))
+        if cluster_bwd:
+            row["grid_bwd_status"], row["grid_bwd_ms"] = on_grid(
+                run, ours, base, mode, shape, reps, ("RNNFUSE_PERSISTENT_BWD_TIER",))
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
               f"cuDNN {row['cudnn_ms']:.3f} ms, "
               f"per-step {row['perstep_ms']:.3f} ms, persistent "
-              f"{row.get('persistent_ms', float('nan')):.3f} ms [{row['path']}] {row['status']}"
-              + (f"; grid tier {row.get('grid_ms', float('nan')):.3f} ms {row.get('grid_status')}"
+              f"{row.get('persistent_ms', float('nan')):.3f} ms [{row['path']}"
+              + (f", backward {row['backward_path']}" if mode == "training" else "")
+              + f"] {row['status']}"
+              + (f"; grid tier {row.get('grid_ms') or float('nan'):.3f} ms {row.get('grid_status')}"
                  if "grid_status" in row else "")
+              + (f"; grid backward {row.get('grid_bwd_ms') or float('nan'):.3f} ms "
+                 f"{row.get('grid_bwd_status')}" if "grid_bwd_status" in row else "")
               + (f"; push at the step's end {row.get('step_push_ms') or float('nan'):.3f} ms, "
                  f"bitwise equal: {row['step_push_bitwise']}" if "step_push_bitwise" in row else ""),
               flush=True)
         rows.append(row)
     return rows
+
+
+def on_grid(run, ours, base, mode, shape, reps, tier_vars) -> tuple[str, float | None]:
+    """(status, ms) of the point with `tier_vars` set to the grid tier: the
+    status as check_persistent gives it ("not planned" where the grid tier
+    takes neither pass there), the time where it is OK."""
+    with contextlib.ExitStack() as stack:
+        for var in tier_vars:
+            stack.enter_context(env(var, "grid"))
+        info = path_info(*shape)
+        if "cluster" in info["path"] + info["backward_path"] or not (
+                info["path"].startswith("persistent-")
+                or (mode == "training" and info["backward_path"].startswith("persistent-"))):
+            return "not planned", None
+        status, _ = check_persistent(run, ours, base, info, mode, shape)
+        return status, (time_ms(lambda: run(ours), reps) if status == "OK" else None)
 
 
 # What the check measures, in order: (the result list it adds rows to, the

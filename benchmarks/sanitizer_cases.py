@@ -24,7 +24,8 @@ CUDA one launch per time step for both directions), as the modules do once
 rnnfuse._driver.BIDIR_ONE_OP_DEVICES names the device.
 
 Persistent tier: --with-persistent appends cases that run with
-RNNFUSE_PERSISTENT=1 and RNNFUSE_PERSISTENT_TIER set to the case's tier
+RNNFUSE_PERSISTENT=1 and RNNFUSE_PERSISTENT_TIER set to the case's tier,
+RNNFUSE_PERSISTENT_BWD_TIER to its backward's (grid unless named "-bwd-cluster")
 (and RNNFUSE_PERSISTENT_PIN to its pin, where it has one: slice groups)
 (bf16; grid cases on any sm_80+ GPU, cluster cases where the cluster kernels
 exist, skipped elsewhere; each checks that its tier's launches really
@@ -77,9 +78,10 @@ class Case:
     bidirectional: bool = False
     persistent: bool = False  # run with RNNFUSE_PERSISTENT=1
     # RNNFUSE_PERSISTENT_TIER of a persistent case; "cluster-bwd": the cluster
-    # backward kernel launched directly with the pin's J and R (no planner
-    # path takes it yet)
+    # backward kernel launched directly with the pin's J and R (not through
+    # the planner)
     tier: str = "grid"
+    bwd_tier: str = "grid"    # RNNFUSE_PERSISTENT_BWD_TIER of a persistent case
     pin: str = ""             # RNNFUSE_PERSISTENT_PIN of a persistent case ("": the planner's)
     one_op: bool = False      # bidirectional layers as one op (one launch per step for both)
 
@@ -89,6 +91,7 @@ class Case:
         extra += "-bi" if self.bidirectional else ""
         extra += "-1op" if self.one_op else ""
         extra += f"-persistent-{self.tier}" if self.persistent else ""
+        extra += f"-bwd-{self.bwd_tier}" if self.persistent and self.bwd_tier != "grid" else ""
         extra += "-" + self.pin.replace("=", "").replace(",", "-") if self.pin else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
@@ -172,7 +175,14 @@ def persistent_cases() -> list[Case]:
                # replicas, M = 2 in clusters of 9 with a short last CTA.
                Case("LSTM", "bf16", 40, packed=True, persistent=True, tier="cluster-bwd",
                     pin="J=8,R=2"),
-               Case("GRU", "bf16", 200, persistent=True, tier="cluster-bwd", pin="J=24,R=1")]
+               Case("GRU", "bf16", 200, persistent=True, tier="cluster-bwd", pin="J=24,R=1"),
+               # The cluster backward as the driver launches it (the planner's
+               # partition): two bidirectional layers, one launch per
+               # direction; the bidirectional op's backward, one per direction.
+               Case("LSTM", "bf16", 64, packed=True, layers=2, bidirectional=True,
+                    persistent=True, bwd_tier="cluster"),
+               Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True,
+                    one_op=True, bwd_tier="cluster")]
     return grid + cluster
 
 
@@ -191,7 +201,8 @@ def _persistent_launches() -> tuple[int, int]:
 
 def skip_reason(case: Case) -> str:
     """Why this GPU cannot run the case ("" if it can)."""
-    if case.persistent and case.tier.startswith("cluster") and torch.cuda.is_available():
+    if (case.persistent and (case.tier.startswith("cluster") or case.bwd_tier == "cluster")
+            and torch.cuda.is_available()):
         if torch.cuda.get_device_capability()[0] < 9 or not _persistent_path(case)["cluster_kernels"]:
             return "no sm_90 cluster kernels"
     return ""
@@ -313,6 +324,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
     from rnnfuse import _driver
     os.environ["RNNFUSE_PERSISTENT"] = "1" if case.persistent else "0"
     os.environ["RNNFUSE_PERSISTENT_TIER"] = case.tier
+    os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] = case.bwd_tier
     os.environ["RNNFUSE_PERSISTENT_PIN"] = case.pin
     one_op_devices = _driver.BIDIR_ONE_OP_DEVICES
     if case.one_op:
@@ -334,11 +346,14 @@ def run_case(case: Case, device: str = "cuda") -> float:
             p = _persistent_path(case, directions=2)
             fwd, bwd = p["launches_per_call"], p["backward_launches"]
             want = case.layers * (fwd + bwd)
-            want_cluster = case.layers * fwd if "cluster" in p["path"] else 0
+            want_cluster = case.layers * ((fwd if "cluster" in p["path"] else 0)
+                                          + (bwd if "cluster" in p["backward_path"] else 0))
         else:
-            backward = _persistent_path(case)["backward_path"] == "persistent-grid"
+            p = _persistent_path(case)
+            backward = p["backward_path"].startswith("persistent-")
             want = directions * (2 if backward else 1)
-            want_cluster = directions if case.tier == "cluster" else 0
+            want_cluster = directions * ((p["path"] == "persistent-cluster")
+                                         + (p["backward_path"] == "persistent-cluster"))
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]

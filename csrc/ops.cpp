@@ -273,7 +273,7 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor? b_hh, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
       "int units, int replicas, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
   // The same kernel launched on the GPU with that partition (CUDA tensors;
-  // test-only: no planner path takes it yet).
+  // tests only: the driver's backward launches the planner's partition).
   m.def(
       "persistent_cuda_cluster_lstm_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
       "Tensor w_hh, Tensor h0, Tensor c0, Tensor y, Tensor workspace, Tensor? batch_sizes, "
@@ -314,7 +314,8 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
       "int proj_size=0, int packed_runs=1, int directions=1) -> str");
-  // The cluster tier's backward candidate (JSON; not launched yet).
+  // The cluster tier's backward candidate alone (JSON), whatever the grid
+  // tier's; the backward plan (persistent_plan) compares the two.
   m.def(
       "persistent_cluster_bwd_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "bool allow_tf32, int[] device, int directions=1) -> str");

@@ -1018,7 +1018,10 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "18 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "20 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    # the cluster backward through the driver: per direction, and the bidirectional op's
+    assert "LSTM-bf16-H64-packed-L2-bi-persistent-grid-bwd-cluster" in out
+    assert "GRU-bf16-H40-packed-bi-1op-persistent-grid-bwd-cluster" in out
     # the cluster backward kernel, launched directly (its emulator on the CPU)
     assert "LSTM-bf16-H40-packed-persistent-cluster-bwd-J8-R2" in out
     assert "GRU-bf16-H200-padded-persistent-cluster-bwd-J24-R1" in out
@@ -1203,6 +1206,15 @@ def test_persist_check_counts_the_launches_each_path_plans():
     assert persist_check.planned_launches(single, "training") == (2, 1)
     assert persist_check.planned_launches({"path": "per-step", "backward_path": "per-step"},
                                           "training") == (0, 0)
+    # The backward on the cluster tier counts as a cluster launch too.
+    both = {"path": "persistent-cluster", "backward_path": "persistent-cluster"}
+    assert persist_check.planned_launches(both, "inference") == (1, 1)
+    assert persist_check.planned_launches(both, "training") == (2, 2)
+    grid_fwd = {"path": "persistent-grid", "backward_path": "persistent-cluster"}
+    assert persist_check.planned_launches(grid_fwd, "training") == (2, 1)
+    bidir = {"directions": 2, "path": "persistent-grid-per-direction", "launches_per_call": 2,
+             "backward_path": "persistent-cluster-per-direction", "backward_launches": 2}
+    assert persist_check.planned_launches(bidir, "training") == (4, 2)
     bidir = {"directions": 2, "path": "persistent-grid-per-direction", "launches_per_call": 2,
              "backward_path": "persistent-grid", "backward_launches": 1}
     assert persist_check.planned_launches(bidir, "inference") == (2, 0)
@@ -1239,6 +1251,13 @@ def test_persist_check_counts_the_launches_each_path_plans():
     # The model's step beside the measured one, in inference only.
     assert "| 1.50 | 1.32 | 2.50 | persistent-cluster |" in rows[0], rows
     assert "| 4.00 | - | - |" in rows[1], rows
+    # Training: the backward's path after the forward's, and the grid
+    # tier's times (both passes; the backward alone).
+    train = {**point, "mode": "training", "us_per_step": 4.0, "backward_path": "persistent-cluster",
+             "grid_status": "OK", "grid_ms": 6.5, "grid_bwd_status": "OK", "grid_bwd_ms": 5.25}
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [train]})
+            if ln.startswith("| LSTM |")]
+    assert "| persistent-cluster / persistent-cluster | 6.500 | 5.250 | - | OK |" in rows[0], rows
 
 
 def test_persist_check_step_push_comparison_in_report_and_verdict():
@@ -1580,11 +1599,14 @@ def _planner_path_info(device):
 
     def path_info(cell, dtype, H, B, T, bidir=False):
         tier = os.environ.get("RNNFUSE_PERSISTENT_TIER", "auto")
-        args = (cell, dtype, H, B, T, 0, 1, True, device, tier != "cluster", tier != "grid")
+        bwd_tier = os.environ.get("RNNFUSE_PERSISTENT_BWD_TIER", "auto")
+        args = (cell, dtype, H, B, T, 0, 1, True, device)
         fwd = _json.loads(torch.ops.rnnfuse.persistent_plan(
-            *args, False, 1, True, os.environ.get("RNNFUSE_PERSISTENT_PIN", "")))
+            *args, tier != "cluster", tier != "grid", False, 1, True,
+            os.environ.get("RNNFUSE_PERSISTENT_PIN", "")))
         bwd = _json.loads(torch.ops.rnnfuse.persistent_plan(
-            *args[:9], True, False, True, 1, True, os.environ.get("RNNFUSE_PERSISTENT_BWD_PIN", "")))
+            *args, bwd_tier != "cluster", bwd_tier != "grid", True, 1, True,
+            os.environ.get("RNNFUSE_PERSISTENT_BWD_PIN", "")))
         name = {"grid": "persistent-grid", "cluster": "persistent-cluster"}
         return {"path": name.get(fwd["tier"], "per-step"), "plan": fwd,
                 "backward_path": name.get(bwd["tier"], "per-step"), "backward_plan": bwd}
@@ -1613,7 +1635,7 @@ def test_persist_check_sweep_finds_every_distinct_partition(monkeypatch, shape, 
     keys = [persist_check.plan_key(p) for _, _, p in found]
     assert len(set(keys)) == len(keys) >= 2, keys
     for tier, pin, p in found:
-        assert p["tier"] == (tier or "grid"), (tier, pin, p)
+        assert p["tier"] == tier, (tier, pin, p)
         for kv in pin.split(","):
             k, v = kv.split("=")
             assert p[k] == int(v), (pin, p)
@@ -1622,8 +1644,9 @@ def test_persist_check_sweep_finds_every_distinct_partition(monkeypatch, shape, 
     print(f"{len(found)} partitions:", [pin for _, pin, _ in found])
     if not backward and shape[2] == 768:  # the headline: both tiers, both cluster sizes
         assert {p["tier"] for _, _, p in found} == {"cluster", "grid"}
-    if backward:
-        assert {p["ksplit"] for _, _, p in found} >= {1, 2}
+    if backward:  # both tiers; the grid tier's K splits
+        assert {p["tier"] for _, _, p in found} == {"cluster", "grid"}
+        assert {p.get("ksplit") for _, _, p in found} >= {1, 2}
 
 
 def test_persist_check_sweep_verdict_and_report():
@@ -1652,6 +1675,14 @@ def test_persist_check_sweep_verdict_and_report():
     result = {"errors": [], "exchange": [], "cluster_exchange": [],
               "points": [{"status": "OK"}], "sweep": rows}
     assert persist_check.passed(result)
+    # Which partitions must agree to the bit: every forward; the grid
+    # backward's per K split; the cluster backward's per cluster size.
+    group = persist_check.bits_group
+    assert group(rows[0]["plan"]) is None is group(rows[1]["plan"])
+    grid1, grid2 = ({"pass": "backward", "tier": "grid", "ksplit": s} for s in (1, 2))
+    assert group(grid1) != group(grid2) and group(grid1) is not None
+    c16 = {"pass": "backward", "tier": "cluster", "P": 16, "R": 2}
+    assert group(c16) == group({**c16, "R": 1}) != group({**c16, "P": 8}) != group(grid1)
     for k in (1, 3):  # a forward or a backward partition whose bits differ
         differs = rows[:k] + [{**rows[k], "bitwise": False}] + rows[k + 1:]
         assert not persist_check.passed({**result, "sweep": differs})
@@ -1694,7 +1725,13 @@ def test_persist_check_sweep_pins_cover_both_tiers_and_restore_the_environment(m
     assert {("cluster", f"R=2,J=8,group={g}") for g in (1, 2, 4)} <= set(fwd)
     assert ("grid", "R=1,J=5") in persist_check.sweep_pins("GRU", False)
     bwd = persist_check.sweep_pins("GRU", True)
-    assert (None, "R=8,J=8,ksplit=4") in bwd and all(t is None for t, _ in bwd)
+    assert ("grid", "R=8,J=8,ksplit=4") in bwd and ("cluster", "R=2") in bwd
+    assert ("cluster", "R=1,P=8") in bwd and {t for t, _ in bwd} == {"grid", "cluster"}
+    monkeypatch.delenv("RNNFUSE_PERSISTENT_BWD_TIER", raising=False)
+    with persist_check.pinned("cluster", "R=2", True):
+        assert os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] == "cluster"
+        assert os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] == "R=2"
+    assert "RNNFUSE_PERSISTENT_BWD_TIER" not in os.environ
     monkeypatch.setenv("RNNFUSE_PERSISTENT_PIN", "R=1")
     monkeypatch.delenv("RNNFUSE_PERSISTENT_TIER", raising=False)
     with persist_check.pinned("grid", "R=4", False):
@@ -1733,7 +1770,9 @@ def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
     monkeypatch.setattr(persist_check, "planned_launches", lambda info, mode: (0, 0))
     monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: (fn(), 1.0)[1])
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
-    for var in ("RNNFUSE_PERSISTENT_PIN", "RNNFUSE_PERSISTENT_BWD_PIN", "RNNFUSE_PERSISTENT_TIER"):
+    variables = ("RNNFUSE_PERSISTENT_PIN", "RNNFUSE_PERSISTENT_BWD_PIN", "RNNFUSE_PERSISTENT_TIER",
+                 "RNNFUSE_PERSISTENT_BWD_TIER")
+    for var in variables:
         monkeypatch.delenv(var, raising=False)
     rows = persist_check.sweep("GRU", torch.bfloat16, 512, 64, 4, reps=1)
     for p in ("forward", "backward"):
@@ -1741,8 +1780,7 @@ def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
         assert len(mine) >= 2 and sum(r["chosen"] for r in mine) == 1, mine
     assert all(persist_check.sweep_row_ok(r) for r in rows), rows
     assert all(r["us_per_step"] == pytest.approx(250.0) for r in rows)
-    assert {"RNNFUSE_PERSISTENT_PIN", "RNNFUSE_PERSISTENT_BWD_PIN",
-            "RNNFUSE_PERSISTENT_TIER"}.isdisjoint(os.environ)
+    assert set(variables).isdisjoint(os.environ)
     assert os.environ["RNNFUSE_PERSISTENT"] == "0"
     broken["pin"] = "R=4,J=10"
     rows = persist_check.sweep("GRU", torch.bfloat16, 512, 64, 4, reps=1)

@@ -29,6 +29,7 @@ OPS = torch.ops.rnnfuse
 def persistent(monkeypatch):
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
     monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "grid")  # on sm_90 the cluster tier would win
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_BWD_TIER", "grid")  # the backward's too
 
 
 def path(mode, dtype, H, B, T, proj=0, runs=1, directions=1):
@@ -238,6 +239,7 @@ def test_bidirectional_ops_in_one_launch(mode, dtype, allow_tf32, packed, tier, 
         a["gcn"] = torch.randn(2, B, H, generator=gen, dtype=torch.float64)
     a = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and k != "bs" else v) for k, v in a.items()}
     monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", tier)
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_BWD_TIER", "grid")  # the forward's tiers under test
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
     if tier == "cluster" and ((dtype == F32 and not allow_tf32)
                               or torch.cuda.get_device_capability()[0] < 9

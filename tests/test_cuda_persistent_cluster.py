@@ -1,7 +1,8 @@
-"""The persistent cluster tier on a GPU (sm_90; RNNFUSE_PERSISTENT=1 and,
-where a test must exercise it, RNNFUSE_PERSISTENT_TIER=cluster): parity with
-the float64 reference under the cuDNN-relative rule (outputs and every
-gradient; the backward takes the grid tier where planned), packed,
+"""The persistent cluster tier's forward on a GPU (sm_90; RNNFUSE_PERSISTENT=1
+and, where a test must exercise it, RNNFUSE_PERSISTENT_TIER=cluster): parity
+with the float64 reference under the cuDNN-relative rule (outputs and every
+gradient; the backward takes the grid tier where planned,
+RNNFUSE_PERSISTENT_BWD_TIER=grid), packed,
 bidirectional, two layers, fp16/bf16/TF32, odd H (words padded past H, plain
 x_proj loads), several chunks per step; the launch counters prove the tier
 ran; bitwise equality with the grid tier (the same slices, the same
@@ -41,6 +42,9 @@ def cluster_tier(monkeypatch):
         pytest.skip("no sm_90 cluster kernels on this GPU/build")
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
     monkeypatch.setenv("RNNFUSE_PERSISTENT_TIER", "cluster")
+    # The backward on the grid tier, as these tests expect (the cluster
+    # tier's backward has its own file, test_cuda_persistent_cluster_bwd.py).
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_BWD_TIER", "grid")
 
 
 # Odd H (GRU 45: pad element in the last CTA's words, plain x_proj loads),
@@ -237,6 +241,7 @@ def test_issue_point_takes_the_cluster_tier(monkeypatch):
         pytest.skip("no sm_90 cluster kernels on this GPU/build")
     monkeypatch.setenv("RNNFUSE_PERSISTENT", "1")
     monkeypatch.delenv("RNNFUSE_PERSISTENT_TIER", raising=False)
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_BWD_TIER", "grid")  # counts the forward's clusters
     p = path("LSTM", F16, 768, 16, 256)
     print(p)
     if torch.cuda.get_device_properties(0).multi_processor_count >= 132:

@@ -70,8 +70,10 @@ def test_no_pin_and_an_empty_pin_are_the_same_plan(backward):
 def test_pinning_the_chosen_fields_gives_the_same_plan(cell, dtype, H, B, backward):
     free = plan(cell, dtype, H, B, backward=backward)
     assert free["tier"] != "per-step"
-    fields = (["R", "J", "P"] + (["ksplit"] if backward else [])
-              + (["group"] if free["tier"] == "cluster" else []))
+    # The grid backward's K split; the forward cluster's slice group (the
+    # cluster backward has neither).
+    fields = (["R", "J", "P"] + (["ksplit"] if backward and free["tier"] == "grid" else [])
+              + (["group"] if free["tier"] == "cluster" and not backward else []))
     text = ",".join(f"{k}={free[k]}" for k in fields)
     pinned = plan(cell, dtype, H, B, backward=backward, pin=text)
     assert pinned["pin"] == text
@@ -81,16 +83,21 @@ def test_pinning_the_chosen_fields_gives_the_same_plan(cell, dtype, H, B, backwa
 def candidates(cell, backward):
     """(R, J[, P][, ksplit][, group]) pins: with and without P (a cluster may
     have fewer CTAs than the 8 or 16 the planner tries; the grid tier's P
-    follows from J) and the cluster tier's group. Together they cover every
-    partition the planner considers."""
+    follows from J) and the cluster tier's group; for the backward also
+    (R, P) for every cluster size (the cluster backward's J follows from P).
+    Together they cover every partition the planner considers."""
     G = 4 if cell == "LSTM" else 3
     Js = (16, 8) if backward else (32 // G, 32 // G // 2)
     Ps = (None, 8, 16)
     S = (1, 2, 4) if backward else (1,)
     groups = (None,) if backward else (None, 1, 2, 4)
-    for R, J, P, s, g in itertools.product((1, 2, 4, 8, 16), Js, Ps, S, groups):
+    Rs = (1, 2, 4, 8, 16)
+    for R, J, P, s, g in itertools.product(Rs, Js, Ps, S, groups):
         yield (f"R={R},J={J}" + (f",P={P}" if P else "")
                + (f",ksplit={s}" if backward else "") + (f",group={g}" if g else ""))
+    if backward:
+        for R, P in itertools.product(Rs, range(2, 17)):
+            yield f"R={R},P={P}"
 
 
 @pytest.mark.parametrize("backward", [False, True])

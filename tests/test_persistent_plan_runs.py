@@ -14,9 +14,10 @@ exactly that partition:
   the SIMT fibers, bit for bit equal to the emulator, under the fibers'
   shared- and global-memory checks: the exact launch the GPU check makes
   first, with the ordering checks the GPU cannot make.
-The cluster backward's candidates (persistent_cluster_bwd_plan; no launch
-path takes them yet) get the same: each on its emulator in float64, and the
-published point's on the fibers bit for bit.
+The cluster backward's planned partitions run on its emulator like the
+others, the published point's also on the fibers bit for bit; its
+candidates the planner does not take (both directions of a bidirectional
+layer: the planner launches one per direction) run on the emulator too.
 The whole of both GPU presets on four devices (H100 with and without the
 cluster kernels, A100, MPS at half the SMs: 451 distinct partitions) is
 slower than CI allows; benchmarks/results/plan-runs_2026-11-29/ has that
@@ -156,6 +157,9 @@ def run_plan(pl, cell, H, B, dirs, backward, packed, seed):
     if backward:
         a = with_grads(a, cell, F64, seed=seed)
         exp, saved = spec_bwd(cell, a, False)
+        if pl["tier"] == "cluster":
+            from test_persistent_emulator_cluster_bwd import emulate as emulate_cluster_bwd
+            return exp, emulate_cluster_bwd(cell, a, saved, False, J, R, eb, seed=seed)
         return exp, emulate_bwd(cell, a, saved, False, J, R, hb, eb, seed=seed, fma=fma, S=S)
     exp = spec(cell, a, False)
     if pl["tier"] == "grid":
@@ -176,7 +180,8 @@ def test_the_gpu_check_points_plan_persistent_partitions():
     # Slice groups of 2 and 4, padded and unpadded tiles (the sweep's pins).
     for group_pad in ((1, 8), (2, 0), (2, 8), (4, 0)):
         assert any(k[5] == "cluster" and k[13:] == group_pad for k in PLANS), group_pad
-    for need in [(False, "cluster", "mma16", False, 1), (False, "grid", "fma", False, 1),
+    for need in [(False, "cluster", "mma16", False, 1), (True, "cluster", "mma16", False, 1),
+                 (True, "cluster", "tf32", False, 1), (False, "grid", "fma", False, 1),
                  (False, "grid", "tf32", False, 1), (True, "grid", "mma16", False, 1),
                  (True, "grid", "fma", True, 1), (False, "grid", "mma16", False, 2),
                  (True, "grid", "mma16", False, 2)]:
@@ -189,10 +194,13 @@ def test_each_planned_partition_equals_the_spec(key):
     in float64: every output (y, h_n, c_n, workspace; the backward's
     gradients) equal to the CPU spec to 1e-12, padded and packed. The
     cluster tier's emulator derives its partition from (J, R, P) as the
-    planner did: the plan's NG slices of P CTAs must be what that gives."""
+    planner did: the plan's NG slices of P CTAs must be what that gives (the
+    backward's P CTAs of J units must cover H)."""
     pl, where = PLANS[key]
     cell, H, B, dirs, backward = key[:5]
-    if pl["tier"] == "cluster":
+    if pl["tier"] == "cluster" and backward:
+        assert pl["P"] == -(-H // pl["J"]) and dirs == 1, pl
+    elif pl["tier"] == "cluster":
         ctas = pl["slices"]
         assert pl["NG"] == -(-ctas // pl["P"]) and pl["P"] == -(-ctas // pl["NG"]), pl
     for packed in (False, True):
@@ -209,13 +217,15 @@ def test_each_planned_partition_equals_the_spec(key):
 def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward, pin):
     """LSTM fp16 H=768 B=16 (the published point) as an H100/H200 with the
     cluster kernels plans it: the cluster tier forward (16-CTA clusters,
-    2 replicas), the grid tier backward; and the forward in groups of 2
-    slices (unpadded tiles), which the sweep times. The kernels' source on
-    the fibers with exactly that partition equals the emulator bit for bit,
-    with every shared- and global-memory check on (T=2: one exchange)."""
+    2 replicas), and the forward in groups of 2 slices (unpadded tiles),
+    which the sweep times; the grid tier backward, which the GPU check times
+    beside the cluster tier's (RNNFUSE_PERSISTENT_BWD_TIER=grid; the cluster
+    backward's own test is below). The kernels' source on the fibers with
+    exactly that partition equals the emulator bit for bit, with every
+    shared- and global-memory check on (T=2: one exchange)."""
     from test_persistent_simt import assert_same_bits, simt_bwd
 
-    dev, clusters = DEVICES["h100"]
+    dev, clusters = DEVICES["h100-grid" if backward else "h100"]
     pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, backward, pin=pin)
     print(pl)
     a = make_inputs("LSTM", F16, 768, 16, 2, False, seed=3)
@@ -240,10 +250,13 @@ def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward, pin):
 def cluster_bwd_candidates():
     """{(cell, H, B, P, J, R, elem bytes): (candidate, [where])} over the GPU
     check's training points on the H100 with clusters
-    (persistent_cluster_bwd_plan: the partition the cluster backward kernel
-    would run; no launch path takes it yet). A bidirectional layer's
-    directions run the same partition each."""
+    (persistent_cluster_bwd_plan: the cluster backward's best partition,
+    whatever the grid tier's), less those PLANS already runs: the
+    bidirectional layers' (the planner runs the cluster backward one
+    direction per launch) and any the grid tier's model beats."""
     dev, _ = DEVICES["h100"]
+    planned = {(k[0], k[1], k[2], PLANS[k][0]["P"], PLANS[k][0]["J"], PLANS[k][0]["R"],
+                PLANS[k][0]["elem_bytes"]) for k in PLANS if k[4] and k[5] == "cluster"}
     out = {}
     for p in gpu_check_points():
         if p.is_cell or p.mode != "training":
@@ -255,20 +268,28 @@ def cluster_bwd_candidates():
         if c["tier"] != "cluster":
             continue
         key = (cell, p.H, p.B, c["P"], c["J"], c["R"], c["elem_bytes"])
-        out.setdefault(key, (c, []))[1].append(f"{p.dtype}/T={p.T}/dirs={dirs}")
+        if key not in planned:
+            out.setdefault(key, (c, []))[1].append(f"{p.dtype}/T={p.T}/dirs={dirs}")
     return out
 
 
 CLUSTER_BWD = cluster_bwd_candidates()
 
 
-def test_the_gpu_check_points_have_cluster_backward_candidates():
-    """Not vacuous: LSTM and GRU, every m-tile stride the points reach, the
-    published point's 16-CTA clusters in 2 replicas."""
-    print(sorted(CLUSTER_BWD))
-    assert {k[0] for k in CLUSTER_BWD} == {"LSTM", "GRU"}
-    assert {c["mstride"] for c, _ in CLUSTER_BWD.values()} >= {4, 6}
-    assert ("LSTM", 768, 16, 16, 48, 2, 2) in CLUSTER_BWD
+def test_the_planner_takes_the_cluster_backward_at_the_published_point():
+    """Not vacuous: the published point's backward plans on the cluster tier
+    (16-CTA clusters of 48 units, 2 replicas, M = 6, 40 fragments per warp in
+    shared memory), LSTM and GRU reach it, and the candidates left for the
+    emulator alone include a bidirectional layer's."""
+    dev, clusters = DEVICES["h100"]
+    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, True)
+    print(pl, sorted(CLUSTER_BWD))
+    assert (pl["tier"], pl["P"], pl["J"], pl["R"]) == ("cluster", 16, 48, 2), pl
+    assert pl["mstride"] == 6 and pl["w_smem_frags"] == 40, pl
+    planned = [PLANS[k][0] for k in PLANS if k[4] and k[5] == "cluster"]
+    assert {k[0] for k in PLANS if k[4] and k[5] == "cluster"} == {"LSTM", "GRU"}
+    assert {p["mstride"] for p in planned} >= {4, 6}
+    assert any("dirs=2" in w for _, where in CLUSTER_BWD.values() for w in where)
 
 
 @pytest.mark.parametrize("key", sorted(CLUSTER_BWD, key=str), ids=lambda k: "-".join(map(str, k)))
@@ -292,18 +313,19 @@ def test_each_cluster_backward_candidate_equals_the_spec(key):
 @pytest.mark.skipif(not _build_config.WITH_CUDA,
                     reason="the kernels' host execution is built with CUDA")
 def test_headline_cluster_backward_runs_on_the_kernel_bit_for_bit():
-    """The published point's cluster backward candidate (16-CTA clusters, 2
-    replicas, M = 6, 40 fragments per warp in shared memory): the kernel's
-    source on the fibers with exactly that partition equals the emulator bit
-    for bit (T=2: one exchange)."""
+    """The published point's backward as the planner launches it on an
+    H100/H200 with the cluster kernels: the cluster backward kernel's source
+    on the fibers with exactly that partition equals the emulator bit for
+    bit (T=2: one exchange)."""
     from test_persistent_emulator_cluster_bwd import emulate as emulate_cluster_bwd
     from test_persistent_simt import assert_same_bits
     from test_persistent_simt_cluster_bwd import simt as simt_cluster_bwd
 
-    c, _ = CLUSTER_BWD[("LSTM", 768, 16, 16, 48, 2, 2)]
-    assert c["mstride"] == 6 and c["w_smem_frags"] == 40, c
+    dev, clusters = DEVICES["h100"]
+    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, True)
+    assert pl["tier"] == "cluster" and pl["elem_bytes"] == 2, pl
     a = with_grads(make_inputs("LSTM", F16, 768, 16, 2, False, seed=3), "LSTM", F16, seed=3)
     _, saved = spec_bwd("LSTM", a, False)
-    emu = emulate_cluster_bwd("LSTM", a, saved, False, c["J"], c["R"], 2, seed=5)
-    got = simt_cluster_bwd("LSTM", a, saved, False, c["J"], c["R"], 2, seed=5)
-    assert_same_bits(emu, got, f"headline cluster backward {c}")
+    emu = emulate_cluster_bwd("LSTM", a, saved, False, pl["J"], pl["R"], 2, seed=5)
+    got = simt_cluster_bwd("LSTM", a, saved, False, pl["J"], pl["R"], 2, seed=5)
+    assert_same_bits(emu, got, f"headline cluster backward {pl}")

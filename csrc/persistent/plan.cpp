@@ -192,11 +192,36 @@ int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {
          int64_t(kWarps) * kBwdRows * kRedPitch * 4;
 }
 
+namespace {
+// A cluster backward partition's JSON fields (no braces): the partition, its
+// shared memory and the model's terms.
+std::string cluster_bwd_fields(const ClusterBwdPartition& q, const ClusterBwdModel& m,
+                               int elem_bytes, int directions, int64_t smem_bytes) {
+  char buf[768];
+  std::snprintf(buf, sizeof(buf),
+                "\"P\": %d, \"J\": %d, \"R\": %d, \"grid\": %d, \"directions\": %d, "
+                "\"hbuf_rows\": %d, \"chunk\": %d, \"mtiles\": %d, \"mstride\": %d, "
+                "\"own_ktiles\": %d, \"kk\": %d, \"w_frags\": %d, \"w_smem_frags\": %d, "
+                "\"smem_bytes\": %lld, \"elem_bytes\": %d, \"math\": \"%s\", "
+                "\"us_per_step\": %.3f, \"passes\": %d, \"terms_us\": {\"mma\": %.4f, "
+                "\"chain\": %.4f, \"w_smem\": %.4f, \"epilogue\": %.4f, \"push\": %.4f, "
+                "\"barrier\": %.4f}",
+                q.ctas, q.units, q.replicas, q.cluster_grid(), directions, q.hb_rows, q.chunk,
+                q.mtiles, q.mstride, q.own_ktiles, q.kk, std::min(kRegFrags, q.warp_frags()),
+                q.smem_frags(), static_cast<long long>(smem_bytes), elem_bytes,
+                elem_bytes == 4 ? "tf32" : "mma16", m.us, m.passes, m.mma, m.chain, m.w_smem,
+                m.epilogue, m.push, m.barrier);
+  return buf;
+}
+}  // namespace
+
 std::string Plan::describe() const {
   std::string s = backward ? "{\"pass\": \"backward\", \"tier\": \"" : "{\"tier\": \"";
   s += tier_name(tier);
   s += "\", \"reason\": \"" + reason + "\"";
-  if (tier == Tier::Cluster) {
+  if (tier == Tier::Cluster && backward) {
+    s += ", " + cluster_bwd_fields(cbpart, cbmodel, elem_bytes, directions, smem_bytes);
+  } else if (tier == Tier::Cluster) {
     const ClusterPartition& q = cpart;
     char buf[640];
     std::snprintf(buf, sizeof(buf),
@@ -479,7 +504,7 @@ Plan plan_forward(const Problem& prob, const DeviceProps& dev, const Built& buil
   return best;
 }
 
-Plan plan_backward(const Problem& prob, const DeviceProps& dev, const Built& built) {
+Plan plan_backward_grid(const Problem& prob, const DeviceProps& dev, const Built& built) {
   Plan best = per_step(unsupported(prob, dev, built));
   best.backward = true;
   if (!best.reason.empty()) return best;
@@ -536,6 +561,47 @@ Plan plan_backward(const Problem& prob, const DeviceProps& dev, const Built& bui
   }
   return best;
 }
+
+// The cluster tier's backward candidate as a plan (per-step with the reason
+// where there is none).
+Plan plan_backward_cluster(const Problem& prob, const DeviceProps& dev) {
+  Plan plan;
+  plan.backward = true;
+  if (prob.directions > 1) {
+    // The kernel indexes its directions as the forward's does, but no
+    // emulator or fiber run has proven both in one launch yet.
+    plan.reason = "the cluster tier's backward runs one direction per launch";
+    return plan;
+  }
+  const ClusterBwdCandidate c = plan_cluster_backward(prob, dev);
+  if (!c.found) {
+    plan.reason = c.reason;
+    return plan;
+  }
+  plan.tier = Tier::Cluster;
+  plan.part = c.part;
+  plan.cbpart = c.part;
+  plan.cbmodel = c.model;
+  plan.elem_bytes = c.elem_bytes;
+  plan.directions = c.directions;
+  plan.hbuf_rows = c.part.hb_rows;
+  plan.smem_bytes = c.smem_bytes;
+  plan.w_frags = std::min(kRegFrags, c.part.warp_frags());
+  plan.us_per_step = c.model.us;
+  return plan;
+}
+
+// The grid tier's backward, or the cluster tier's where it is built, fits
+// and models no slower (as the forward prefers its cluster tier).
+Plan plan_backward(const Problem& prob, const DeviceProps& dev, const Built& built) {
+  Plan grid = plan_backward_grid(prob, dev, built);
+  if (!built.cluster || !unsupported(prob, dev, built).empty()) return grid;
+  const Plan c = plan_backward_cluster(prob, dev);
+  const bool faster = grid.tier == Tier::PerStep || c.us_per_step <= grid.us_per_step;
+  if (c.tier == Tier::Cluster && faster) return c;
+  if (grid.tier == Tier::PerStep && !built.grid) return c;  // its reason
+  return grid;
+}
 }  // namespace
 
 Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
@@ -580,22 +646,8 @@ ClusterBwdModel cluster_bwd_model(const ClusterBwdPartition& p, int elem_bytes) 
 
 std::string ClusterBwdCandidate::describe() const {
   if (!found) return "{\"pass\": \"backward\", \"tier\": \"none\", \"reason\": \"" + reason + "\"}";
-  const ClusterBwdPartition& q = part;
-  const ClusterBwdModel& m = model;
-  char buf[768];
-  std::snprintf(buf, sizeof(buf),
-                "{\"pass\": \"backward\", \"tier\": \"cluster\", \"launched\": false, \"P\": %d, "
-                "\"J\": %d, \"R\": %d, \"grid\": %d, \"directions\": %d, \"hbuf_rows\": %d, "
-                "\"chunk\": %d, \"mtiles\": %d, \"mstride\": %d, \"own_ktiles\": %d, \"kk\": %d, "
-                "\"w_frags\": %d, \"w_smem_frags\": %d, \"smem_bytes\": %lld, "
-                "\"elem_bytes\": %d, \"us_per_step\": %.3f, \"passes\": %d, \"terms_us\": "
-                "{\"mma\": %.4f, \"chain\": %.4f, \"w_smem\": %.4f, \"epilogue\": %.4f, "
-                "\"push\": %.4f, \"barrier\": %.4f}}",
-                q.ctas, q.units, q.replicas, q.cluster_grid(), directions, q.hb_rows, q.chunk,
-                q.mtiles, q.mstride, q.own_ktiles, q.kk, std::min(kRegFrags, q.warp_frags()),
-                q.smem_frags(), static_cast<long long>(smem_bytes), elem_bytes, m.us, m.passes,
-                m.mma, m.chain, m.w_smem, m.epilogue, m.push, m.barrier);
-  return buf;
+  return "{\"pass\": \"backward\", \"tier\": \"cluster\", " +
+         cluster_bwd_fields(part, model, elem_bytes, directions, smem_bytes) + "}";
 }
 
 ClusterBwdCandidate plan_cluster_backward(const Problem& prob, const DeviceProps& dev) {
@@ -606,6 +658,7 @@ ClusterBwdCandidate plan_cluster_backward(const Problem& prob, const DeviceProps
   const int eb = elem_bytes_of(prob.dtype);
   const int sms = sms_usable(dev);
   const char* invalid = "no partition";
+  bool pinned_out = false;
   int last_j = 0;
   for (int P = 2; P <= kMaxClusterCtas; ++P) {
     // The occupancy the forward kernel's query found stands in for the
@@ -631,6 +684,10 @@ ClusterBwdCandidate plan_cluster_backward(const Problem& prob, const DeviceProps
         invalid = "W_hh's rows and the receive buffers exceed the shared memory";
         continue;
       }
+      if (!prob.pin.admits(p.ctas, p.units, p.replicas)) {
+        pinned_out = true;
+        continue;
+      }
       const ClusterBwdModel m = cluster_bwd_model(p, eb);
       if (best.found && m.us >= best.model.us) continue;
       best.found = true;
@@ -642,7 +699,11 @@ ClusterBwdCandidate plan_cluster_backward(const Problem& prob, const DeviceProps
       best.model = m;
     }
   }
-  if (!best.found) best.reason = std::string("no cluster backward partition: ") + invalid;
+  if (!best.found && pinned_out) {
+    best.reason = "no cluster backward partition that fits matches the pin " + prob.pin.text();
+  } else if (!best.found) {
+    best.reason = std::string("no cluster backward partition: ") + invalid;
+  }
   return best;
 }
 

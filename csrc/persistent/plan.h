@@ -91,12 +91,23 @@ constexpr int kRegsPerThread = 255;
 // Below this many steps a persistent launch cannot pay for its set-up.
 constexpr int kMinSteps = 3;
 
+// The cluster tier's backward step in the latency model (microseconds, all
+// [I]): per MMA pass (a chunk of rows) its MMAs at the assumed rate, a
+// warp's dependent chain, the W streamed from shared memory; the reduction
+// and cell derivatives; the push of the partial sums; the barrier.
+struct ClusterBwdModel {
+  int passes = 0;
+  double mma = 0, chain = 0, w_smem = 0, epilogue = 0, push = 0, barrier = 0, us = 0;
+};
+
 struct Plan {
   bool backward = false;    // a plan of the backward kernel (BwdPartition in part)
   Tier tier = Tier::PerStep;
   std::string reason;       // why per-step (empty for a persistent tier)
   Partition part{};         // valid for a persistent tier (the cluster tier: its slices)
-  ClusterPartition cpart{}; // valid for the cluster tier
+  ClusterPartition cpart{}; // valid for the forward's cluster tier
+  ClusterBwdPartition cbpart{};  // valid for the backward's cluster tier
+  ClusterBwdModel cbmodel{};     // its step's terms (us_per_step is cbmodel.us)
   int elem_bytes = 0;       // 2 (fp16/bf16) or 4 (TF32 or exact fp32)
   bool fma = false;         // exact fp32 (TF32 off): CUDA-core FMAs, grid tier only
   int directions = 1;       // the launch runs this many directions' grids of part.grid()
@@ -146,24 +157,16 @@ int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows);
 // The modelled microseconds per step of a backward partition (K split included).
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma);
 
-// The backward kernel's plan: grid tier or per-step (the cluster tier's backward
-// kernel has no launch path yet; see plan_cluster_backward).
+// The backward kernel's plan: the cluster tier (sm_90, one direction per
+// launch; cluster_bwd_layout.h) where built, fitting, admitted by the pin and
+// modelled no slower than the grid tier's, else the grid tier, else per-step.
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
 
-// The cluster tier's backward (cluster_bwd_layout.h) as a candidate: its
-// kernel (cluster_bwd_kernel.cuh) runs on the CPU fibers and, on a GPU,
-// only through a test-only op; make_bwd_plan never takes it. plan_cluster_backward
-// finds the partition that kernel would run and models its step, so the
-// design can be weighed against the grid tier's backward before a GPU runs it. Terms in microseconds, all [I]:
-// per MMA pass (a chunk of rows) its MMAs at the assumed rate, a warp's
-// dependent chain, the W streamed from shared memory; the reduction and
-// cell derivatives; the push of the partial sums; the barrier.
-struct ClusterBwdModel {
-  int passes = 0;
-  double mma = 0, chain = 0, w_smem = 0, epilogue = 0, push = 0, barrier = 0, us = 0;
-};
 ClusterBwdModel cluster_bwd_model(const ClusterBwdPartition& p, int elem_bytes);
 
+// The cluster tier's backward alone: the partition (pin admitted) whose
+// modelled step is fastest, whatever the grid tier's; make_bwd_plan compares
+// it with the grid tier's (rnnfuse::persistent_cluster_bwd_plan shows it).
 struct ClusterBwdCandidate {
   bool found = false;
   std::string reason;  // why there is none

@@ -25,8 +25,10 @@ DTYPES = {"fp32": (torch.float32, False), "tf32": (torch.float32, True),
 
 
 def plan(cell, dtype, H, B, T, backward, directions):
+    # The backward without the cluster tier: the grid tier's plan, as
+    # make_bwd_plan gave it when this was written (it now compares the two).
     d, tf32 = DTYPES[dtype]
-    return json.loads(OPS.persistent_plan(cell, d, H, B, T, 0, 1, tf32, H100C, True, True,
+    return json.loads(OPS.persistent_plan(cell, d, H, B, T, 0, 1, tf32, H100C, True, not backward,
                                           backward, directions, True, ""))
 
 

@@ -229,8 +229,7 @@ cudaError_t launch_persist_cluster(ElemKind kind, Cell cell, const PersistCluste
 cudaError_t persist_cluster_max_active(ElemKind kind, Cell cell, int cluster, size_t smem,
                                        int* clusters);
 // The cluster tier's backward kernel (as launch_persist_cluster; F32, exact
-// fp32, has no cluster kernel: cudaErrorNotSupported). Test-only so far:
-// no planner path takes it (persistent_cuda_cluster_{lstm,gru}_bwd).
+// fp32, has no cluster kernel: cudaErrorNotSupported).
 cudaError_t launch_persist_cluster_bwd(ElemKind kind, Cell cell, const PersistClusterBwdLaunch& a,
                                        size_t smem, cudaStream_t stream);
 // Co-resident clusters of its kernel for m-tile stride M (as persist_cluster_max_active).

@@ -2,7 +2,8 @@
 // partition (rnnfuse::persistent_cuda_cluster_{lstm,gru}_bwd): the CUDA
 // counterpart of the fiber runs (simt_cluster_bwd_run.cpp), for the GPU
 // tests and the GPU check's sanitizer cases, so a GPU can prove the kernel
-// bit for bit against its emulator before any planner path takes it. The
+// bit for bit against its emulator at any partition, not only the one the
+// planner picks for the driver's backward (loops_persistent.cpp). The
 // backward drivers run with the kernel as their time loop, on the caller's
 // stream and device. A partition the device cannot co-schedule now is a
 // clear error, never a fallback: this op exists to run this kernel.

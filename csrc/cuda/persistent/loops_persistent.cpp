@@ -1,8 +1,8 @@
 // Host side of the persistent tier: device properties for the planner, the
-// launch of the forward kernel for one layer-direction (cluster tier, else
-// grid tier, else the per-step kernels, whenever the plan, the occupancy
-// API or the launch says no), and the ops that make the chosen path and the
-// exchange floors visible (rnnfuse::recurrence_path,
+// launches of the forward and backward kernels for one layer-direction
+// (cluster tier, else grid tier, else the per-step kernels, whenever the
+// plan, the occupancy API or the launch says no), and the ops that make the
+// chosen path and the exchange floors visible (rnnfuse::recurrence_path,
 // rnnfuse::persistent_exchange_bench, rnnfuse::persistent_cluster_exchange_bench).
 // Per-operator headers, not ATen/ATen.h: half the compile time.
 #include <ATen/Context.h>
@@ -36,8 +36,8 @@ namespace persist {
 namespace {
 
 // Persistent launches so far in this process (all tiers, and the cluster
-// tier's alone): the tests check that a tier really ran (recurrence_path
-// reports both).
+// tier's alone, forward and backward): the tests check that a tier really
+// ran (recurrence_path reports both).
 std::atomic<int64_t> g_launches{0};
 std::atomic<int64_t> g_cluster_launches{0};
 
@@ -120,17 +120,17 @@ const DeviceInfo& current_device_info() {
   return it->second;
 }
 
-// The forward tiers this call may use: what the build has, narrowed by
-// RNNFUSE_PERSISTENT_TIER (grid, cluster; unset or auto: both). The
-// backward has only the grid tier.
-Built forward_tiers() {
+// The tiers a pass may use: what the build has, narrowed by the variable
+// `name` (grid, cluster; unset or auto: both): RNNFUSE_PERSISTENT_TIER for
+// the forward, RNNFUSE_PERSISTENT_BWD_TIER for the backward.
+Built tiers_from_env(const char* name) {
   Built b;
   b.grid = true;
   b.cluster = current_device_info().cluster_kernels;
-  const char* env = std::getenv("RNNFUSE_PERSISTENT_TIER");
+  const char* env = std::getenv(name);
   const std::string tier = env != nullptr ? env : "";
-  TORCH_CHECK(tier.empty() || tier == "auto" || tier == "grid" || tier == "cluster",
-              "RNNFUSE_PERSISTENT_TIER must be 'grid', 'cluster' or 'auto', got '", tier, "'");
+  TORCH_CHECK(tier.empty() || tier == "auto" || tier == "grid" || tier == "cluster", name,
+              " must be 'grid', 'cluster' or 'auto', got '", tier, "'");
   if (tier == "grid") b.cluster = false;
   if (tier == "cluster") b.grid = false;
   return b;
@@ -194,10 +194,11 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   prob.proj_size = static_cast<int>(proj_size);
   prob.packed_runs = packed_runs;
   prob.pin = partition_pin(backward);
-  if (backward) return make_bwd_plan(prob, current_device_props());
-  prob.slice_push = cluster_slice_push();  // the forward's cluster tier only
-  Built built = forward_tiers();
+  Built built =
+      tiers_from_env(backward ? "RNNFUSE_PERSISTENT_BWD_TIER" : "RNNFUSE_PERSISTENT_TIER");
   built.cluster = built.cluster && allow_cluster;
+  if (backward) return make_bwd_plan(prob, current_device_props(), built);
+  prob.slice_push = cluster_slice_push();  // the forward's cluster tier only
   return make_plan(prob, current_device_props(), built);
 }
 
@@ -209,6 +210,34 @@ bool cluster_fits_now(Cell cell, at::ScalarType dtype, const Plan& plan) {
       elem_of(dtype), cell, plan.cpart.cluster, static_cast<size_t>(plan.smem_bytes), &active);
   if (err != cudaSuccess) (void)cudaGetLastError();
   return err == cudaSuccess && active >= 1;
+}
+
+// Whether the occupancy API allows a cluster of a backward cluster plan's
+// kernel now, at its exact shared memory (the planner took the forward
+// kernel's occupancy as a stand-in).
+bool cluster_bwd_fits_now(Cell cell, at::ScalarType dtype, const Plan& plan) {
+  int active = 0;
+  const cudaError_t err = persist_cluster_bwd_max_active(
+      elem_of(dtype), cell, plan.cbpart.mstride, plan.cbpart.cluster(),
+      static_cast<size_t>(plan.smem_bytes), &active);
+  if (err != cudaSuccess) (void)cudaGetLastError();
+  return err == cudaSuccess && active >= 1;
+}
+
+// The backward plan a launch would use now (as forward_plan): a cluster
+// plan the occupancy API refuses is replaced by the plan without it.
+Plan backward_plan_now(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch,
+                       int64_t steps, int64_t proj_size, int packed_runs, int directions) {
+  Plan plan = plan_for(cell, dtype, hidden, batch, steps, proj_size, packed_runs, true, true,
+                       directions);
+  if (plan.tier == Tier::Cluster && !cluster_bwd_fits_now(cell, dtype, plan)) {
+    plan = plan_for(cell, dtype, hidden, batch, steps, proj_size, packed_runs, true, false,
+                    directions);
+    if (plan.tier == Tier::PerStep) {
+      plan.reason = "the occupancy API refuses the backward cluster now; " + plan.reason;
+    }
+  }
+  return plan;
 }
 
 // The forward plan a launch would use now: a cluster plan whose cluster the
@@ -244,6 +273,21 @@ bool grid_launched(cudaError_t err) {
   return true;
 }
 
+// A cluster-tier launch's outcome (as grid_launched): true when it was
+// launched (counted); false when the device refuses the cluster now
+// (cudaErrorNotSupported: nothing launched); any other error raises.
+bool cluster_launched(cudaError_t err) {
+  if (err == cudaErrorNotSupported) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  C10_CUDA_CHECK(err);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  g_launches.fetch_add(1);
+  g_cluster_launches.fetch_add(1);
+  return true;
+}
+
 // Launch the grid tier for `dirs` directions (1, or 2 of a bidirectional
 // layer); false (nothing launched) when the device refuses the grid now.
 bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* dirs, int n) {
@@ -271,17 +315,10 @@ bool launch_forward_cluster(Cell cell, const Plan& plan, const FwdOperands* cons
   const cudaError_t err = launch_persist_cluster(elem_of(dirs[0]->x_proj.scalar_type()), cell,
                                                  launch, static_cast<size_t>(plan.smem_bytes),
                                                  stream);
-  if (err == cudaErrorNotSupported) {
-    (void)cudaGetLastError();  // nothing was launched
-    TORCH_WARN_ONCE("rnnfuse: the device refuses the persistent cluster now; using the grid tier "
-                    "or the per-step kernels");
-    return false;
-  }
-  C10_CUDA_CHECK(err);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  g_launches.fetch_add(1);
-  g_cluster_launches.fetch_add(1);
-  return true;
+  if (cluster_launched(err)) return true;
+  TORCH_WARN_ONCE("rnnfuse: the device refuses the persistent cluster now; using the grid tier "
+                  "or the per-step kernels");
+  return false;
 }
 
 // The launch shared by both cells for one direction; returns false when the
@@ -359,23 +396,51 @@ bool launch_backward_grid(Cell cell, const Plan& plan, const BwdOperands* const*
                                           usable_sms(current_device_props()), stream));
 }
 
-Plan backward_plan(Cell cell, const BwdOperands& o, bool has_proj, int directions) {
+Plan backward_plan(Cell cell, const BwdOperands& o, bool has_proj, int directions,
+                   bool allow_cluster = true) {
   return plan_for(cell, o.grad_y.scalar_type(), o.dh_state.size(1), o.dh_state.size(0),
                   static_cast<int64_t>(o.steps.size()), has_proj ? 1 : 0, count_runs(o.steps),
-                  /*backward=*/true, true, directions);
+                  /*backward=*/true, allow_cluster, directions);
+}
+
+// The cluster tier's backward launch of `n` directions' operands (as
+// launch_forward_cluster; false: nothing launched).
+bool launch_backward_cluster(Cell cell, const Plan& plan, const BwdOperands* const* dirs, int n) {
+  PersistClusterBwdLaunch launch;
+  std::memset(&launch, 0, sizeof(launch));
+  launch.directions = n;
+  for (int d = 0; d < n; ++d) {
+    if (!cluster_backward_args(plan.cbpart, *dirs[d], launch.dir[d])) return false;
+  }
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaError_t err = launch_persist_cluster_bwd(elem_of(dirs[0]->grad_y.scalar_type()), cell,
+                                                     launch, static_cast<size_t>(plan.smem_bytes),
+                                                     stream);
+  if (cluster_launched(err)) return true;
+  TORCH_WARN_ONCE("rnnfuse: the device refuses the persistent backward cluster now; using the "
+                  "grid tier or the per-step kernels");
+  return false;
 }
 
 // The backward launch shared by both cells (driver's tensors) for one
-// direction; false: the per-step kernels run.
+// direction: the cluster tier where planned (its launch checks the
+// occupancy and falls back), else the grid tier; false: the per-step
+// kernels run.
 bool run_backward(Cell cell, const BwdOperands& o, bool has_proj) {
   if (!persistent_enabled()) return false;
-  const Plan plan = backward_plan(cell, o, has_proj, 1);
-  if (plan.tier != Tier::Grid) return false;
+  Plan plan = backward_plan(cell, o, has_proj, 1);
   const BwdOperands* dirs[1] = {&o};
+  if (plan.tier == Tier::Cluster) {
+    if (launch_backward_cluster(cell, plan, dirs, 1)) return true;
+    plan = backward_plan(cell, o, has_proj, 1, /*allow_cluster=*/false);
+  }
+  if (plan.tier != Tier::Grid) return false;
   return launch_backward_grid(cell, plan, dirs, 1);
 }
 
-// Both directions' backward (as run_forward_bidir): a mask of those that ran.
+// Both directions' backward (as run_forward_bidir): a mask of those that
+// ran. Both in one launch is the grid tier's (the cluster backward runs one
+// direction per launch); one launch per direction takes either tier.
 int run_backward_bidir(Cell cell, const BwdOperands& fwd, const BwdOperands& rev) {
   if (!persistent_enabled()) return 0;
   const Plan both = backward_plan(cell, fwd, false, 2);
@@ -383,7 +448,7 @@ int run_backward_bidir(Cell cell, const BwdOperands& fwd, const BwdOperands& rev
   const BwdOperands* dirs[2] = {&fwd, &rev};
   return bidir_mask(
       both, one, [&] { return launch_backward_grid(cell, both, dirs, 2); },
-      [&](int d) { return launch_backward_grid(cell, one, dirs + d, 1); });
+      [&](int d) { return run_backward(cell, *dirs[d], false); });
 }
 
 // What the planner saw of the device (JSON): SMs, the SMs this context may
@@ -417,7 +482,7 @@ std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_
   std::string out = "{\"directions\": 2";
   for (bool backward : {false, true}) {
     const Plan both = plan_for(c, dtype, hidden, batch, steps, 0, runs, backward, true, 2);
-    const Plan one = backward ? plan_for(c, dtype, hidden, batch, steps, 0, runs, true)
+    const Plan one = backward ? backward_plan_now(c, dtype, hidden, batch, steps, 0, runs, 1)
                               : forward_plan(c, dtype, hidden, batch, steps, 0, runs);
     int launches = persistent_enabled() ? bidir_launches(both, one) : 0;
     // A refused cluster for both directions falls back to one launch each.
@@ -464,9 +529,11 @@ std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, 
     path = "per-step";
     plan.reason = "the kernel's occupancy does not allow a co-resident grid";
   }
-  Plan bwd = plan_for(c, like.scalar_type(), hidden, batch, steps, proj_size,
-                      static_cast<int>(packed_runs), /*backward=*/true);
-  std::string bwd_path = bwd.tier == Tier::Grid ? "persistent-grid" : "per-step";
+  Plan bwd = backward_plan_now(c, like.scalar_type(), hidden, batch, steps, proj_size,
+                              static_cast<int>(packed_runs), 1);
+  std::string bwd_path = bwd.tier == Tier::Grid      ? "persistent-grid"
+                         : bwd.tier == Tier::Cluster ? "persistent-cluster"
+                                                     : "per-step";
   if (bwd.tier == Tier::Grid && !grid_fits_now(c, like.scalar_type(), bwd)) {
     bwd_path = "per-step";
     bwd.reason = "the kernel's occupancy does not allow a co-resident grid";

@@ -1,6 +1,7 @@
 // The cluster-tier backward kernels with __nv_bfloat16 operands (LSTM and GRU, each
 // m-tile stride M the planner can pick): the entry points only, one operand
-// type per file (the launch is test-only so far: persistent_cuda_cluster_*_bwd).
+// type per file (launched by the backward driver where planned, and by the
+// test op persistent_cuda_cluster_*_bwd).
 // Real code only for sm_90 targets; older targets get the trapping stub.
 // No ATen here.
 #include "cluster_bwd_kernel.cuh"
