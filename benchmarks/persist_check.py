@@ -444,15 +444,18 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
         # Where a pass took the cluster tier, the grid tier at the same point
         # for comparison: both passes on it (grid_ms) and, in training, the
         # backward alone (grid_bwd_ms: the forward as planned).
-        cluster_bwd = mode == "training" and row["backward_path"] == "persistent-cluster"
+        cluster_bwd = mode == "training" and "cluster" in row["backward_path"]
         shape = (cell, dtype, H, B, T)
-        if row["path"] == "persistent-cluster" or cluster_bwd:
-            row["grid_status"], row["grid_ms"] = on_grid(
-                run, ours, base, mode, shape, reps, ("RNNFUSE_PERSISTENT_TIER",
-                                                     "RNNFUSE_PERSISTENT_BWD_TIER"))
+        if "cluster" in row["path"] or cluster_bwd:
+            outcome = on_grid(run, ours, base, mode, shape, bidir, reps,
+                              ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER"))
+            if outcome:
+                row["grid_status"], row["grid_ms"] = outcome
         if cluster_bwd:
-            row["grid_bwd_status"], row["grid_bwd_ms"] = on_grid(
-                run, ours, base, mode, shape, reps, ("RNNFUSE_PERSISTENT_BWD_TIER",))
+            outcome = on_grid(run, ours, base, mode, shape, bidir, reps,
+                              ("RNNFUSE_PERSISTENT_BWD_TIER",))
+            if outcome:
+                row["grid_bwd_status"], row["grid_bwd_ms"] = outcome
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
               f"cuDNN {row['cudnn_ms']:.3f} ms, "
@@ -471,18 +474,21 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     return rows
 
 
-def on_grid(run, ours, base, mode, shape, reps, tier_vars) -> tuple[str, float | None]:
-    """(status, ms) of the point with `tier_vars` set to the grid tier: the
-    status as check_persistent gives it ("not planned" where the grid tier
-    takes neither pass there), the time where it is OK."""
+def on_grid(run, ours, base, mode, shape, bidir, reps,
+            tier_vars) -> tuple[str, float | None] | None:
+    """(status, ms) of the point with `tier_vars` set to the grid tier (the
+    bidirectional layer as one op, as the point runs it): the status as
+    check_persistent gives it, the time where it is OK; None where the grid
+    tier takes no pass there (nothing to compare)."""
     with contextlib.ExitStack() as stack:
         for var in tier_vars:
             stack.enter_context(env(var, "grid"))
-        info = path_info(*shape)
+        stack.enter_context(bidir_one_op(bidir))
+        info = path_info(*shape, bidir)
         if "cluster" in info["path"] + info["backward_path"] or not (
                 info["path"].startswith("persistent-")
                 or (mode == "training" and info["backward_path"].startswith("persistent-"))):
-            return "not planned", None
+            return None
         status, _ = check_persistent(run, ours, base, info, mode, shape)
         return status, (time_ms(lambda: run(ours), reps) if status == "OK" else None)
 
@@ -555,6 +561,7 @@ def passed(result: dict) -> bool:
                 and all(r["ok"] for r in result["cluster_exchange"])
                 and result["points"] and all(r["status"] == "OK" for r in result["points"])
                 and all(r.get("grid_status", "OK") == "OK" for r in result["points"])
+                and all(r.get("grid_bwd_status", "OK") == "OK" for r in result["points"])
                 and all(step_push_ok(r.get("step_push_bitwise", True)) for r in result["points"])
                 and all(sweep_row_ok(r) for r in result.get("sweep", [])))
 

@@ -178,7 +178,8 @@ def persistent_cases() -> list[Case]:
                Case("GRU", "bf16", 200, persistent=True, tier="cluster-bwd", pin="J=24,R=1"),
                # The cluster backward as the driver launches it (the planner's
                # partition): two bidirectional layers, one launch per
-               # direction; the bidirectional op's backward, one per direction.
+               # direction; the bidirectional op's backward, both directions'
+               # clusters in one launch where the plan says so.
                Case("LSTM", "bf16", 64, packed=True, layers=2, bidirectional=True,
                     persistent=True, bwd_tier="cluster"),
                Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True,

@@ -184,6 +184,17 @@ TORCH_LIBRARY(rnnfuse, m) {
       "Tensor? b_hh, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
       "int units, int replicas, int elem_bytes, int seed, int fault=0) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
+  // Both directions' cluster backward as one launch runs them (tests only).
+  m.def(
+      "persistent_emulate_cluster_lstm_bidir_bwd(Tensor grad_y, Tensor grad_h_n, "
+      "Tensor grad_c_n, Tensor w_hh, Tensor w_hh_rev, Tensor h0, Tensor c0, Tensor y, "
+      "Tensor workspace, Tensor? batch_sizes, int units, int replicas, int elem_bytes, int seed) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_emulate_cluster_gru_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
+      "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int units, int replicas, int elem_bytes, int seed) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // Both directions of a bidirectional layer as one persistent grid launch
   // runs them (the bidirectional ops' arguments, no proj_size; tests only).
   m.def(
@@ -272,6 +283,16 @@ TORCH_LIBRARY(rnnfuse, m) {
       "persistent_simt_cluster_gru_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
       "Tensor? b_hh, Tensor h0, Tensor y, Tensor workspace, Tensor? batch_sizes, bool reverse, "
       "int units, int replicas, int elem_bytes, int seed) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_simt_cluster_lstm_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, "
+      "Tensor w_hh, Tensor w_hh_rev, Tensor h0, Tensor c0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int units, int replicas, int elem_bytes, int seed) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "persistent_simt_cluster_gru_bidir_bwd(Tensor grad_y, Tensor grad_h_n, Tensor w_hh, "
+      "Tensor w_hh_rev, Tensor? b_hh, Tensor? b_hh_rev, Tensor h0, Tensor y, Tensor workspace, "
+      "Tensor? batch_sizes, int units, int replicas, int elem_bytes, int seed) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The same kernel launched on the GPU with that partition (CUDA tensors;
   // tests only: the driver's backward launches the planner's partition).
   m.def(

@@ -1019,7 +1019,7 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
     assert "20 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
-    # the cluster backward through the driver: per direction, and the bidirectional op's
+    # the cluster backward through the driver: per direction, and the bidirectional op's (one launch)
     assert "LSTM-bf16-H64-packed-L2-bi-persistent-grid-bwd-cluster" in out
     assert "GRU-bf16-H40-packed-bi-1op-persistent-grid-bwd-cluster" in out
     # the cluster backward kernel, launched directly (its emulator on the CPU)
@@ -1258,6 +1258,45 @@ def test_persist_check_counts_the_launches_each_path_plans():
     rows = [ln for ln in gpu_check_report.persist_section({"points": [train]})
             if ln.startswith("| LSTM |")]
     assert "| persistent-cluster / persistent-cluster | 6.500 | 5.250 | - | OK |" in rows[0], rows
+    # A wrong grid-tier comparison fails the check, either of the two.
+    result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [train]}
+    assert persist_check.passed(result)
+    for key in ("grid_status", "grid_bwd_status"):
+        wrong = {**train, key: "WRONG: persistent vs per-step 0.5 > 0.03"}
+        assert not persist_check.passed({**result, "points": [wrong]})
+
+
+def test_persist_check_grid_comparison_only_where_the_grid_tier_runs(monkeypatch):
+    """on_grid compares nothing (None) where, with the grid tier asked for,
+    the plan still names the cluster tier or no persistent pass; otherwise
+    it checks and times the bidirectional point as one op, as the point
+    itself runs."""
+    from benchmarks import persist_check
+    seen = []
+
+    def fake_path_info(cell, dtype, H, B, T, bidir=False):
+        seen.append((bidir, os.environ.get("RNNFUSE_PERSISTENT_TIER"),
+                     os.environ.get("RNNFUSE_PERSISTENT_BWD_TIER")))
+        return {"path": "per-step" if H > 1000 else "persistent-grid",
+                "backward_path": "persistent-grid"}
+
+    monkeypatch.setattr(persist_check, "path_info", fake_path_info)
+    monkeypatch.setattr(persist_check, "check_persistent", lambda *a: ("OK", 0.0))
+    monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: 2.5)
+    monkeypatch.delenv("RNNFUSE_PERSISTENT_TIER", raising=False)
+    monkeypatch.delenv("RNNFUSE_PERSISTENT_BWD_TIER", raising=False)
+    both = ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER")
+    shape = ("LSTM", torch.bfloat16, 512, 64, 128)
+    assert persist_check.on_grid(None, None, None, "training", shape, True, 1, both) == ("OK", 2.5)
+    assert seen[-1] == (True, "grid", "grid")
+    assert persist_check.on_grid(None, None, None, "inference", shape, False, 1,
+                                 both[1:]) == ("OK", 2.5)
+    assert seen[-1] == (False, None, "grid")
+    big = ("LSTM", torch.bfloat16, 2048, 64, 128)
+    assert persist_check.on_grid(None, None, None, "inference", big, False, 1, both) is None
+    assert persist_check.on_grid(None, None, None, "training", big, False, 1, both) == ("OK", 2.5)
+    assert "RNNFUSE_PERSISTENT_TIER" not in os.environ
+    assert "RNNFUSE_PERSISTENT_BWD_TIER" not in os.environ
 
 
 def test_persist_check_step_push_comparison_in_report_and_verdict():

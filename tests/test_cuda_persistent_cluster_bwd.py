@@ -19,8 +19,9 @@ test_persistent_simt_cluster_bwd.py); this is the hardware's word.
 
 Through the driver (RNNFUSE_PERSISTENT=1, RNNFUSE_PERSISTENT_BWD_TIER=cluster
 or the planner's choice): the modules' parity with the float64 reference and
-cuDNN (every gradient; packed, bidirectional one direction per launch, two
-layers, TF32), the launch counters proving the tier ran, the driver's
+cuDNN (every gradient; packed, bidirectional, two layers, TF32), the
+bidirectional ops (both directions in one launch), the launch counters
+proving the tier ran, the driver's
 backward bit for bit the test op's at the plan's partition, the published
 point's choice, a clear error for an unknown tier.
 """
@@ -127,8 +128,8 @@ def cluster_backward(monkeypatch):
 
 
 # Modules (cell, dtype, T, B, I, H): packed with initial states, odd H (the
-# last CTA short, M = 1), 2 layers bidirectional in TF32 (each direction its
-# own launch), GRU without bias, B=70 over several replicas.
+# last CTA short, M = 1), 2 layers bidirectional in TF32 (the modules run a
+# direction per op on CUDA), GRU without bias, B=70 over several replicas.
 DRIVER_CASES = [
     _c("LSTM", F16, 24, 16, 32, 256, packed=True, state=True),
     _c("GRU", BF16, 20, 11, 8, 45, packed=True, state=True),
@@ -188,11 +189,38 @@ def test_the_driver_runs_the_planned_partition(cell, dtype, H, B, T, packed, rev
         assert torch.equal(g.cpu(), e), f"out{k}: the driver's backward differs from the test op's"
 
 
-def test_a_bidirectional_op_runs_one_cluster_backward_per_direction(cluster_backward):
-    p = path("LSTM", BF16, 256, 16, 40, directions=2)
-    print(p)
-    assert p["backward_path"] == "persistent-cluster-per-direction", p
-    assert p["backward_launches"] == 2
+@pytest.mark.parametrize("mode, dtype, allow_tf32, packed", [
+    ("LSTM", BF16, True, True), ("GRU", F16, True, False), ("GRU", F32, True, True)],
+    ids=["lstm-bf16-packed", "gru-f16", "gru-tf32-packed"])
+def test_bidirectional_ops_through_the_cluster_backward(mode, dtype, allow_tf32, packed,
+                                                        cluster_backward, monkeypatch):
+    """The bidirectional ops' backward on the cluster tier as
+    recurrence_path(directions=2) plans it (both directions' clusters in one
+    launch where that models no slower, else one launch each): exactly the
+    launches it names, all on the cluster tier, and the per-step ops'
+    results at bf16 level (3e-2 of the largest value)."""
+    from test_cuda_persistent import _bidir_ops
+    from test_persistent_emulator_cluster_bwd import bidir_case
+    H, B, T = 96, 24, 12
+    a, _, _ = bidir_case(mode, F64, H, B, T, packed, seed=5)
+    a = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and k != "bs" else v) for k, v in a.items()}
+    with base.tf32(allow_tf32):
+        p = path(mode, dtype, H, B, T, runs=len(set(a["bs"].tolist())) if packed else 1,
+                 directions=2)
+        print(p)
+        assert p["backward_path"].startswith("persistent-cluster"), p
+        want = (p["launches_per_call"], p["backward_launches"])
+        _, before = counts()
+        got, ran = _bidir_ops(mode, a, True, monkeypatch)
+        cluster = counts()[1] - before
+        ref, ran_ref = _bidir_ops(mode, a, False, monkeypatch)
+    assert ran == want and ran_ref == (0, 0), (ran, want)
+    assert cluster == want[1], "the backward's launches on the cluster tier, the forward's not"
+    for k, (g, r) in enumerate(zip(got, ref)):
+        scale = max(r.abs().max().item(), 1.0)
+        err = ((g.double() - r.double()).abs() / scale).max().item()
+        print(f"  out{k}: persistent vs per-step {err:.2e}")
+        assert err <= 3e-2, f"out{k}: {err:.3e}"
 
 
 def test_the_published_point_takes_the_cluster_backward(monkeypatch):

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 import rnnfuse.ops  # noqa: F401
-from test_persistent_emulator import assert_rounding_like_cpu, make_inputs
+from test_persistent_emulator import (assert_rounding_like_cpu, make_bidir_inputs, make_inputs,
+                                      spec_bidir)
 from test_persistent_emulator_bwd import assert_equal_to_float64, cast, spec_bwd, with_grads
 from test_persistent_plan import H100_CLUSTERS
 
@@ -61,6 +62,51 @@ def test_float64_cluster_backward_equals_the_spec(cell, packed, reverse):
         for J, R, eb in parts:
             got = emulate(cell, a, saved, reverse, J, R, eb, seed=i)
             assert_equal_to_float64(exp, got, f"H{H} B{B} T{T} J{J} P{-(-H // J)} R{R} eb{eb} ")
+
+
+def bidir_case(cell, dtype, H, B, T, packed, seed):
+    """Both directions' inputs, forward (y, workspace) and upstream gradients
+    in `dtype`, and the CPU bidirectional backward op's outputs."""
+    a = make_bidir_inputs(cell, dtype, H, B, T, packed, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    N = a["x"].shape[0]
+    rand = (lambda *s: torch.randn(*s, generator=gen, dtype=F64).to(dtype))  # noqa: E731
+    a["gy"], a["ghn"] = rand(N, 2 * H), rand(2, B, H)
+    if cell == "LSTM":
+        a["gcn"] = rand(2, B, H)
+        y, _, _, ws = spec_bidir(cell, a)
+        exp = OPS.lstm_bidir_bwd(a["gy"], a["ghn"], a["gcn"], a["w"], a["w_rev"], None, None,
+                                 a["h0"], a["c0"], y, ws, a["bs"])
+    else:
+        y, _, ws = spec_bidir(cell, a)
+        exp = OPS.gru_bidir_bwd(a["gy"], a["ghn"], a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"],
+                                y, ws, a["bs"])
+    return a, (y, ws), list(exp)
+
+
+def emulate_bidir(cell, a, saved, J, R, eb, seed=0):
+    y, ws = saved
+    if cell == "LSTM":
+        return list(OPS.persistent_emulate_cluster_lstm_bidir_bwd(
+            a["gy"], a["ghn"], a["gcn"], a["w"], a["w_rev"], a["h0"], a["c0"], y, ws, a["bs"], J, R,
+            eb, seed))
+    return list(OPS.persistent_emulate_cluster_gru_bidir_bwd(
+        a["gy"], a["ghn"], a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws, a["bs"], J, R,
+        eb, seed))
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_bidirectional_backward_launch_equals_the_spec(cell, packed):
+    """Both directions in one launch (each on its own clusters, the same
+    partition): grad_y, y and the x_proj gradient are column blocks read and
+    written through row strides; float64 equal to the CPU bidirectional
+    backward op to 1e-12, every output."""
+    for i, (H, B, T, parts) in enumerate(CASES[:3]):
+        a, saved, exp = bidir_case(cell, F64, H, B, T, packed, seed=30 + i)
+        for J, R, eb in parts:
+            got = emulate_bidir(cell, a, saved, J, R, eb, seed=i)
+            assert_equal_to_float64(exp, got, f"bidir H{H} B{B} T{T} J{J} R{R} eb{eb} ")
 
 
 @pytest.mark.parametrize("dtype", [F16, BF16, F32], ids=str)

@@ -160,8 +160,8 @@ def test_both_directions_in_one_cluster_launch(cell):
     """The cluster tier takes both directions of a bidirectional layer in one
     launch too: clusters [d*R, (d+1)*R) run direction d, so twice the
     clusters (2R co-resident for the modelled step) on twice the SMs, each
-    cluster with the single direction's partition and step. No backward
-    (the cluster tier has none), no exact fp32 (no FMA kernel)."""
+    cluster with the single direction's partition and step. No exact fp32
+    (no FMA kernel)."""
     took = 0
     for H, B in ((256, 16), (512, 16), (512, 64), (256, 256), (768, 16)):
         one = plan(cell, BF16, H, B, dev=H100_CLUSTERS, cluster=True)
@@ -181,8 +181,10 @@ def test_both_directions_in_one_cluster_launch(cell):
     dev = device(max_clusters=3, max_clusters16=0)
     assert plan(cell, BF16, 256, 64, dev=dev, cluster=True, grid=False)["R"] == 2
     assert plan(cell, BF16, 256, 64, dev=dev, cluster=True, grid=False, directions=2)["R"] == 1
+    # The backward's cluster tier takes both directions too (the cluster backward's own
+    # tests: test_persistent_plan_cluster_bwd.py).
     assert plan(cell, BF16, 256, 64, dev=H100_CLUSTERS, cluster=True, directions=2,
-                backward=True)["tier"] == "grid"
+                backward=True)["directions"] == 2
     assert plan(cell, F32, 256, 16, tf32=False, dev=H100_CLUSTERS, cluster=True,
                 directions=2)["math"] == "fma"
 

@@ -2,8 +2,9 @@
 plan_backward) on fake device properties: where the cluster tier's
 backward (cluster_bwd_layout.h) is built and its candidate models no slower
 than the grid tier's backward, the backward plan is that candidate, field
-for field; otherwise the grid tier's plan is unchanged. Both directions in
-one launch, exact fp32 and devices without clusters keep the grid tier;
+for field, for one direction or both in one launch; otherwise the grid
+tier's plan is unchanged. Exact fp32 and devices without clusters keep the
+grid tier;
 with the grid tier excluded (RNNFUSE_PERSISTENT_BWD_TIER=cluster) what the
 cluster tier cannot take runs per step, saying why; pins select among its
 partitions; the partitions it picks for the GPU tests' driver cases
@@ -44,11 +45,13 @@ SHAPES = [(cell, dtype, H, B)
                        (200, 256))]
 
 
+@pytest.mark.parametrize("directions", [1, 2])
 @pytest.mark.parametrize("cell, dtype, H, B", SHAPES, ids=str)
-def test_the_faster_tier_by_the_model_and_the_candidate_field_for_field(cell, dtype, H, B):
-    grid = bwd(cell, dtype, H, B)  # cluster kernels not built: the grid tier's plan
-    both = bwd(cell, dtype, H, B, cluster=True)
-    c = candidate(cell, dtype, H, B)
+def test_the_faster_tier_by_the_model_and_the_candidate_field_for_field(cell, dtype, H, B,
+                                                                        directions):
+    grid = bwd(cell, dtype, H, B, directions=directions)  # no cluster kernels: the grid tier's
+    both = bwd(cell, dtype, H, B, cluster=True, directions=directions)
+    c = candidate(cell, dtype, H, B, directions=directions)
     assert grid["tier"] != "cluster"
     if c["tier"] == "cluster" and (grid["tier"] == "per-step"
                                    or c["us_per_step"] <= grid["us_per_step"]):
@@ -78,17 +81,36 @@ def test_devices_without_usable_clusters_keep_the_grid_backward(dev):
         assert bwd(cell, dtype, H, B, dev=dev, cluster=True) == bwd(cell, dtype, H, B, dev=dev)
 
 
-def test_exact_fp32_and_both_directions_keep_the_grid_backward():
+def test_exact_fp32_keeps_the_grid_backward():
     for cell in ("LSTM", "GRU"):
         exact = bwd(cell, F32, 512, 8, tf32=False, cluster=True)
         assert exact["tier"] == "grid" and exact["math"] == "fma", exact
-        two = bwd(cell, BF16, 256, 64, cluster=True, directions=2)
-        assert two["tier"] == "grid" and two["directions"] == 2, two
+
+
+def test_both_directions_in_one_cluster_backward_launch():
+    """directions=2: each direction's replicas on their own clusters, all
+    co-resident for the modelled step (2R clusters of the size), so a
+    direction may get fewer replicas than alone, and the same step where it
+    keeps them."""
+    took = 0
+    for cell in ("LSTM", "GRU"):
+        for H, B in ((256, 64), (512, 64), (768, 16), (200, 256)):
+            one = bwd(cell, BF16, H, B, cluster=True, grid=False)
+            two = bwd(cell, BF16, H, B, cluster=True, grid=False, directions=2)
+            if two["tier"] != "cluster":
+                continue
+            took += 1
+            active = 16 if two["P"] <= 8 else 7  # H100_CLUSTERS: co-resident clusters per size
+            assert two["directions"] == 2 and 2 * two["R"] <= active and 2 * two["grid"] <= 132
+            if (one["P"], one["R"]) == (two["P"], two["R"]):
+                assert two["us_per_step"] == one["us_per_step"]
+            else:
+                assert two["us_per_step"] >= one["us_per_step"]
+    assert took >= 6
 
 
 @pytest.mark.parametrize("kwargs, reason", [
     (dict(dtype=F32, tf32=False), "TF32 off"),
-    (dict(directions=2), "one direction per launch"),
     (dict(H=2048), "no cluster backward partition"),
     (dict(dev=A100), "thread-block clusters"),
     (dict(T=2), "fewer than 3 steps"),

@@ -10,8 +10,9 @@ the emulator's bit for bit in fp16, bf16 and TF32, LSTM and GRU, padded and
 packed, both walk directions, for each m-tile stride the kernel is
 instantiated for (M = 1, 2, 4, 6; holes included), short last CTAs,
 replicas, several passes per step and W fragments in shared memory; and the
-fibers' order and the delivery order (seed) change no bit. No launch path
-runs this kernel yet.
+fibers' order and the delivery order (seed) change no bit; both directions
+of a bidirectional layer in one launch (clusters [d R, (d + 1) R) on
+direction d's column blocks) equal the emulator's two directions.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import rnnfuse.ops  # noqa: F401
 from rnnfuse import _build_config
 from test_persistent_emulator import make_inputs
 from test_persistent_emulator_bwd import cast, spec_bwd, with_grads
-from test_persistent_emulator_cluster_bwd import emulate
+from test_persistent_emulator_cluster_bwd import bidir_case, emulate, emulate_bidir
 from test_persistent_simt import assert_same_bits, assert_same_bits_as_emulator
 
 pytestmark = pytest.mark.skipif(not _build_config.WITH_CUDA,
@@ -88,3 +89,21 @@ def test_partitions_it_cannot_run_are_refused():
     _, saved = spec_bwd("LSTM", b, False)
     with pytest.raises(RuntimeError, match="fp16, bf16 or fp32"):
         simt("LSTM", b, saved, False, 8, 1, 2)
+
+
+@pytest.mark.parametrize("cell, dtype, H, B, T, packed, J, R", [
+    ("LSTM", BF16, 45, 11, 4, True, 16, 2), ("GRU", F16, 40, 9, 3, False, 8, 1),
+    ("LSTM", F32, 24, 8, 3, True, 8, 1)], ids=str)
+def test_both_directions_in_one_launch_equal_the_emulator(cell, dtype, H, B, T, packed, J, R):
+    a, saved, _ = bidir_case(cell, dtype, H, B, T, packed, seed=9)
+    eb = 4 if dtype == F32 else 2
+    y, ws = saved
+    if cell == "LSTM":
+        got = list(OPS.persistent_simt_cluster_lstm_bidir_bwd(
+            a["gy"], a["ghn"], a["gcn"], a["w"], a["w_rev"], a["h0"], a["c0"], y, ws, a["bs"], J,
+            R, eb, 3))
+    else:
+        got = list(OPS.persistent_simt_cluster_gru_bidir_bwd(
+            a["gy"], a["ghn"], a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws, a["bs"], J,
+            R, eb, 3))
+    assert_same_bits(emulate_bidir(cell, a, saved, J, R, eb), got, f"{cell} bidir backward")

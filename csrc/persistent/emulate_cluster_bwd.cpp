@@ -400,6 +400,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
       });
 }
 
+// Both directions of a bidirectional layer's backward as one launch runs
+// them: the same partition, each direction on its own clusters (which never
+// exchange with the other direction's), on its column blocks of grad_y, y
+// and the gradients; emulated one direction after the other.
+struct BidirConfigs {
+  ClusterBwdEmuConfig dir[2];  // forward walk, reverse walk
+};
+
+BidirConfigs bidir_configs(const at::Tensor& grad_y, int64_t units, int64_t replicas,
+                           int64_t elem_bytes, int64_t seed) {
+  TORCH_CHECK(grad_y.device().is_cpu(), "the emulator runs on CPU tensors");
+  const at::ScalarType t = grad_y.scalar_type();
+  return BidirConfigs{{make_config(units, replicas, elem_bytes, seed, 0, false, t),
+                       make_config(units, replicas, elem_bytes, seed + 1, 0, true, t)}};
+}
+
+template <typename Backward>
+void both_directions(const BidirConfigs& cfg, const Backward (&g)[2],
+                     const std::vector<Step> (&steps)[2]) {
+  for (int d = 0; d < 2; ++d) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g[d].grad_y.scalar_type(),
+                                    "persistent_emulate_cluster_bidir_bwd", [&] {
+      const BwdProblem<scalar_t> pr = bwd_problem<scalar_t>(g[d]);
+      ClusterBwdEmulator<scalar_t>(cfg.dir[d], pr, steps[d], g[d].grad_y.size(0)).run();
+    });
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+emulate_lstm_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n,
+                       const at::Tensor& grad_c_n, const at::Tensor& w_hh,
+                       const at::Tensor& w_hh_rev, const at::Tensor& h0, const at::Tensor& c0,
+                       const at::Tensor& y, const at::Tensor& workspace,
+                       const c10::optional<at::Tensor>& batch_sizes, int64_t units,
+                       int64_t replicas, int64_t elem_bytes, int64_t seed) {
+  const BidirConfigs cfg = bidir_configs(grad_y, units, replicas, elem_bytes, seed);
+  return lstm_bidir_backward(grad_y, grad_h_n, grad_c_n, w_hh, w_hh_rev, c10::nullopt,
+                             c10::nullopt, h0, c0, y, workspace, batch_sizes,
+                             [&](const LstmBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+                               both_directions(cfg, g, steps);
+                             });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+emulate_gru_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const at::Tensor& w_hh,
+                      const at::Tensor& w_hh_rev, const c10::optional<at::Tensor>& b_hh,
+                      const c10::optional<at::Tensor>& b_hh_rev, const at::Tensor& h0,
+                      const at::Tensor& y, const at::Tensor& workspace,
+                      const c10::optional<at::Tensor>& batch_sizes, int64_t units,
+                      int64_t replicas, int64_t elem_bytes, int64_t seed) {
+  const BidirConfigs cfg = bidir_configs(grad_y, units, replicas, elem_bytes, seed);
+  return gru_bidir_backward(grad_y, grad_h_n, w_hh, w_hh_rev, b_hh, b_hh_rev, h0, y, workspace,
+                            batch_sizes,
+                            [&](const GruBackward (&g)[2], const std::vector<Step> (&steps)[2]) {
+                              both_directions(cfg, g, steps);
+                            });
+}
+
 }  // namespace
 }  // namespace persist
 }  // namespace rnnfuse
@@ -407,4 +465,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_gru_bwd(
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
   m.impl("persistent_emulate_cluster_lstm_bwd", &rnnfuse::persist::emulate_lstm_bwd);
   m.impl("persistent_emulate_cluster_gru_bwd", &rnnfuse::persist::emulate_gru_bwd);
+  m.impl("persistent_emulate_cluster_lstm_bidir_bwd", &rnnfuse::persist::emulate_lstm_bidir_bwd);
+  m.impl("persistent_emulate_cluster_gru_bidir_bwd", &rnnfuse::persist::emulate_gru_bidir_bwd);
 }

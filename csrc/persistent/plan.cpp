@@ -567,12 +567,6 @@ Plan plan_backward_grid(const Problem& prob, const DeviceProps& dev, const Built
 Plan plan_backward_cluster(const Problem& prob, const DeviceProps& dev) {
   Plan plan;
   plan.backward = true;
-  if (prob.directions > 1) {
-    // The kernel indexes its directions as the forward's does, but no
-    // emulator or fiber run has proven both in one launch yet.
-    plan.reason = "the cluster tier's backward runs one direction per launch";
-    return plan;
-  }
   const ClusterBwdCandidate c = plan_cluster_backward(prob, dev);
   if (!c.found) {
     plan.reason = c.reason;

@@ -157,9 +157,10 @@ int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows);
 // The modelled microseconds per step of a backward partition (K split included).
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma);
 
-// The backward kernel's plan: the cluster tier (sm_90, one direction per
-// launch; cluster_bwd_layout.h) where built, fitting, admitted by the pin and
-// modelled no slower than the grid tier's, else the grid tier, else per-step.
+// The backward kernel's plan: the cluster tier (sm_90; cluster_bwd_layout.h;
+// directions = 2: each direction's clusters side by side in one launch)
+// where built, fitting, admitted by the pin and modelled no slower than the
+// grid tier's, else the grid tier, else per-step.
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built = Built{});
 
 ClusterBwdModel cluster_bwd_model(const ClusterBwdPartition& p, int elem_bytes);

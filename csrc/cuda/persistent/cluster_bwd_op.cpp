@@ -22,7 +22,9 @@ namespace persist {
 namespace {
 
 void launch(Cell cell, int64_t units, int64_t replicas, int64_t elem_bytes, const BwdOperands& o) {
-  const PersistClusterBwdLaunch args = cluster_backward_launch(cell, units, replicas, elem_bytes, o);
+  const BwdOperands* dirs[1] = {&o};
+  const PersistClusterBwdLaunch args =
+      cluster_backward_launch(cell, units, replicas, elem_bytes, dirs, 1);
   const ClusterBwdPartition& p = args.dir[0].part;
   const at::ScalarType t = o.grad_y.scalar_type();
   const ElemKind kind =

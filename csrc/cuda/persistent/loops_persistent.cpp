@@ -439,15 +439,20 @@ bool run_backward(Cell cell, const BwdOperands& o, bool has_proj) {
 }
 
 // Both directions' backward (as run_forward_bidir): a mask of those that
-// ran. Both in one launch is the grid tier's (the cluster backward runs one
-// direction per launch); one launch per direction takes either tier.
+// ran. Both in one launch on the tier their plan names (a refused cluster
+// falls back to one launch per direction); one launch per direction takes
+// either tier.
 int run_backward_bidir(Cell cell, const BwdOperands& fwd, const BwdOperands& rev) {
   if (!persistent_enabled()) return 0;
   const Plan both = backward_plan(cell, fwd, false, 2);
   const Plan one = backward_plan(cell, fwd, false, 1);
   const BwdOperands* dirs[2] = {&fwd, &rev};
   return bidir_mask(
-      both, one, [&] { return launch_backward_grid(cell, both, dirs, 2); },
+      both, one,
+      [&] {
+        return both.tier == Tier::Cluster ? launch_backward_cluster(cell, both, dirs, 2)
+                                          : launch_backward_grid(cell, both, dirs, 2);
+      },
       [&](int d) { return run_backward(cell, *dirs[d], false); });
 }
 
@@ -486,7 +491,8 @@ std::string bidir_path_json(Cell c, at::ScalarType dtype, int64_t hidden, int64_
                               : forward_plan(c, dtype, hidden, batch, steps, 0, runs);
     int launches = persistent_enabled() ? bidir_launches(both, one) : 0;
     // A refused cluster for both directions falls back to one launch each.
-    if (launches == 1 && both.tier == Tier::Cluster && !cluster_fits_now(c, dtype, both)) {
+    if (launches == 1 && both.tier == Tier::Cluster &&
+        !(backward ? cluster_bwd_fits_now(c, dtype, both) : cluster_fits_now(c, dtype, both))) {
       launches = one.tier != Tier::PerStep ? 2 : 0;
     }
     const Plan& plan = launches == 1 ? both : one;

@@ -161,16 +161,17 @@ bool cluster_backward_args(const ClusterBwdPartition& p, const BwdOperands& o,
   return bwd_operand_args(o, a);
 }
 
-// flags: this direction's step flags, then (K split) its chunk counts;
-// partials: its partial-sum slots (null without a split).
 PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_t replicas,
-                                                int64_t elem_bytes, const BwdOperands& o) {
+                                                int64_t elem_bytes, const BwdOperands* const* dirs,
+                                                int n) {
+  const BwdOperands& o = *dirs[0];
   const at::ScalarType t = o.grad_y.scalar_type();
   TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat,
               "rnnfuse: the cluster backward kernel takes fp16, bf16 or fp32 (TF32), got ", t);
   TORCH_CHECK(elem_bytes == (t == at::kFloat ? 4 : 2), "rnnfuse: elem_bytes ", elem_bytes,
               " does not match dtype ", t);
   TORCH_CHECK(units > 0 && replicas > 0, "rnnfuse: units and replicas must be positive");
+  TORCH_CHECK(n == 1 || n == 2, "rnnfuse: a cluster backward launch runs 1 or 2 directions");
   const ClusterBwdPartition p =
       make_cluster_bwd_partition(gates_of(cell), int(o.grad_y.size(1)), int(o.dh_state.size(0)),
                                  int(units), int(replicas), int(elem_bytes));
@@ -179,9 +180,11 @@ PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_
               bad == nullptr ? "" : bad);
   PersistClusterBwdLaunch launch;
   std::memset(&launch, 0, sizeof(launch));
-  launch.directions = 1;
-  TORCH_CHECK(cluster_backward_args(p, o, launch.dir[0]),
-              "rnnfuse: the cluster backward cannot encode this schedule");
+  launch.directions = n;
+  for (int d = 0; d < n; ++d) {
+    TORCH_CHECK(cluster_backward_args(p, *dirs[d], launch.dir[d]),
+                "rnnfuse: the cluster backward cannot encode this schedule");
+  }
   return launch;
 }
 

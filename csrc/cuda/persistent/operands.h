@@ -80,11 +80,14 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, floa
 bool cluster_backward_args(const ClusterBwdPartition& p, const BwdOperands& o,
                            PersistClusterBwdArgs& a);
 
-// A one-direction cluster backward launch of the partition (units,
-// replicas) for these operands (fp16, bf16 or fp32 as TF32): the partition
-// checked, the parameters built; a clear error where it cannot run.
+// A cluster backward launch of the partition (units, replicas) for `n`
+// directions' operands (1, or 2 of a bidirectional layer: the same
+// partition, each direction its own clusters; fp16, bf16 or fp32 as TF32):
+// the partition checked, the parameters built; a clear error where it
+// cannot run.
 PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_t replicas,
-                                                int64_t elem_bytes, const BwdOperands& o);
+                                                int64_t elem_bytes, const BwdOperands* const* dirs,
+                                                int n);
 
 // A grid-tier launch's buffers, on `like`'s device: per direction its step
 // flags (zeroed on the stream: a memset node under graph capture); a
