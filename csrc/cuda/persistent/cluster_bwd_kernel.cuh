@@ -8,9 +8,11 @@
 //   1. thread 0 declares the bytes of the step's partial sums and waits on
 //      mbarrier s & 1 (rows that continue from the step before);
 //   2. the reduction: per owned (row, unit), dh = grad_y + the carried dh +
-//      the P sources' sums in source order, then gate_math.h's derivatives;
-//      the gate gradients go to global memory (dW_hh and dx GEMMs) and into
-//      this CTA's B operand;
+//      the P sources' sums in source order, then gate_math.h's derivatives
+//      (a thread's first items' read-only operands, grad_y and the saved
+//      activations, are loaded before the wait of 1., which hides their
+//      latency behind it); the gate gradients go to global memory (dW_hh
+//      and dx GEMMs) and into this CTA's B operand;
 //   3. per pass of continuing rows: every warp's m-tile chains (k-tile by
 //      k-tile, its M slots interleaved; registers first, then shared
 //      memory), then each sum pushed to its unit's owner.
@@ -106,6 +108,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   E* xch = static_cast<E*>(a.xch);
   const uint32_t recv_base = smem_addr(recv), bar_base = smem_addr(bars);
   uint32_t parity = 0;
+  // A (unit, row) item's read-only operands: grad_y, the saved activations,
+  // and c_prev (LSTM) or h_prev (GRU).
+  constexpr int kIn = kActs + 2;
+  const auto load_item = [&](const StepInfo& st, int n, int j, float (&in)[kIn]) {
+    const int64_t b = p.replica_row(r, n), row = st.row0 + b;
+    in[0] = X::to_float(grad_y[row * a.ld_grad_y + j]);
+#pragma unroll
+    for (int g = 0; g < kActs; ++g) in[1 + g] = X::to_float(ws[row * kActs * H + g * H + j]);
+    if constexpr (CELL == Cell::LSTM) {
+      in[kIn - 1] = X::to_float(b < st.carry_next ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
+                                                   : static_cast<const E*>(a.c0)[b * H + j]);
+    } else {
+      in[kIn - 1] = X::to_float(b < st.carry_next
+                                    ? static_cast<const E*>(a.y)[(st.next_row0 + b) * a.ld_y + j]
+                                    : static_cast<const E*>(a.h0)[b * H + j]);
+    }
+  };
   StepCursor cur;
   for (cur.begin(a.sched); cur.valid(a.sched); cur.advance(a.sched)) {
     const StepInfo st = cur.cur;
@@ -113,6 +132,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (rows == 0) continue;  // the whole replica idles: no peer sends
     const int carry_rows = p.replica_rows(r, st.carry);
     const int buf = cluster_buffer(st.step), nxt = buf ^ 1;
+    // The first kItemSlots items' read-only operands are loaded before the
+    // wait, so that their global-memory latency overlaps it (items past
+    // those load in the reduction).
+    float pre[kItemSlots][kIn];
+#pragma unroll
+    for (int k = 0; k < kItemSlots; ++k) {
+      const int e = tid + k * kThreads, n = e / J, jj = e - n * J;
+      if (n < rows && jj < span) load_item(st, n, u0 + jj, pre[k]);
+    }
     if (cluster_waits(st, carry_rows)) {
       cluster_wait_step(bars, buf, parity, p.expect_bytes(c, carry_rows), a.watchdog_ns);
     }
@@ -122,9 +150,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     // ---- the reduction and the derivatives (item e = n * J + jj)
     const float* rb = recv + buf * p.recv_floats();
-    for (int e = tid; e < rows * J; e += kThreads) {
-      const int n = e / J, jj = e - n * J;
-      if (jj >= span) continue;
+    const auto reduce_item = [&](int n, int jj, const float (&in)[kIn]) {
       const int j = u0 + jj;
       const int64_t b = p.replica_row(r, n);
       const int64_t row = st.row0 + b;
@@ -135,18 +161,12 @@ __global__ void __launch_bounds__(kThreads, 1)
           rec = src == 0 ? v : rec + v;
         }
       }
-      const float dh = X::to_float(grad_y[row * a.ld_grad_y + j]) + a.dh_state[b * H + j] + rec;
-      float act[kActs];
-#pragma unroll
-      for (int g = 0; g < kActs; ++g) act[g] = X::to_float(ws[row * kActs * H + g * H + j]);
+      const float dh = in[0] + a.dh_state[b * H + j] + rec;
       float out[G];
       if constexpr (CELL == Cell::LSTM) {
         a.dh_state[b * H + j] = 0.0f;
-        const float c_prev = X::to_float(b < st.carry_next
-                                             ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
-                                             : static_cast<const E*>(a.c0)[b * H + j]);
         const LstmGrads<float> d = lstm_cell_backward(
-            LstmActs<float>{act[0], act[1], act[2], act[3], act[4]}, c_prev, dh,
+            LstmActs<float>{in[1], in[2], in[3], in[4], in[5]}, in[kIn - 1], dh,
             a.dc_state[b * H + j]);
         a.dc_state[b * H + j] = d.dc_prev;
         out[0] = d.di;
@@ -154,12 +174,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         out[2] = d.dg;
         out[3] = d.d_o;
       } else {
-        const float h_prev =
-            X::to_float(b < st.carry_next
-                            ? static_cast<const E*>(a.y)[(st.next_row0 + b) * a.ld_y + j]
-                            : static_cast<const E*>(a.h0)[b * H + j]);
         const GruGrads<float> d =
-            gru_cell_backward(GruActs<float>{act[0], act[1], act[2], act[3]}, h_prev, dh);
+            gru_cell_backward(GruActs<float>{in[1], in[2], in[3], in[4]}, in[kIn - 1], dh);
         a.dh_state[b * H + j] = d.dh_prev;
         E* dx = static_cast<E*>(a.dx) + row * a.ld_dx + j;
         dx[0] = X::from_float(d.dr);
@@ -175,6 +191,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         xch[row * a.ld_xch + g * H + j] = v;
         dg[n * dgp + g * J + jj] = v;
       }
+    };
+#pragma unroll
+    for (int k = 0; k < kItemSlots; ++k) {
+      const int e = tid + k * kThreads, n = e / J, jj = e - n * J;
+      if (n < rows && jj < span) reduce_item(n, jj, pre[k]);
+    }
+    for (int e = tid + kItemSlots * kThreads; e < rows * J; e += kThreads) {
+      const int n = e / J, jj = e - n * J;
+      if (jj >= span) continue;
+      float in[kIn];
+      load_item(st, n, u0 + jj, in);
+      reduce_item(n, jj, in);
     }
     __syncthreads();  // the B operand is complete
 
