@@ -478,16 +478,19 @@ def on_grid(run, ours, base, mode, shape, bidir, reps,
             tier_vars) -> tuple[str, float | None] | None:
     """(status, ms) of the point with `tier_vars` set to the grid tier (the
     bidirectional layer as one op, as the point runs it): the status as
-    check_persistent gives it, the time where it is OK; None where the grid
-    tier takes no pass there (nothing to compare)."""
+    check_persistent gives it, the time where it is OK; None where the
+    passes those variables restrict (the forward's: RNNFUSE_PERSISTENT_TIER;
+    the backward's, in training: RNNFUSE_PERSISTENT_BWD_TIER) are not on the
+    grid tier, or none of them is persistent (nothing to compare)."""
     with contextlib.ExitStack() as stack:
         for var in tier_vars:
             stack.enter_context(env(var, "grid"))
         stack.enter_context(bidir_one_op(bidir))
         info = path_info(*shape, bidir)
-        if "cluster" in info["path"] + info["backward_path"] or not (
-                info["path"].startswith("persistent-")
-                or (mode == "training" and info["backward_path"].startswith("persistent-"))):
+        paths = ([info["path"]] if "RNNFUSE_PERSISTENT_TIER" in tier_vars else []) + (
+            [info["backward_path"]]
+            if mode == "training" and "RNNFUSE_PERSISTENT_BWD_TIER" in tier_vars else [])
+        if any("cluster" in p for p in paths) or not any(p.startswith("persistent-") for p in paths):
             return None
         status, _ = check_persistent(run, ours, base, info, mode, shape)
         return status, (time_ms(lambda: run(ours), reps) if status == "OK" else None)

@@ -1266,11 +1266,54 @@ def test_persist_check_counts_the_launches_each_path_plans():
         assert not persist_check.passed({**result, "points": [wrong]})
 
 
+def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
+    """persist_check.point's own code on the CPU: torch.nn and the modules on
+    the CPU kernels, the real planner on a fake H100 (both passes on the
+    cluster tier at LSTM bf16 H=64 B=8), fakes for the launch counters and
+    the CUDA timing. A training row carries both paths and the grid tier's
+    comparisons (both passes; the backward alone), each checked as the point
+    is; the environment is left as it was."""
+    from benchmarks import persist_check
+    from test_persistent_plan import H100_CLUSTERS
+    tiers = []
+    check = persist_check.check_persistent
+
+    def check_and_note(run, ours, base, info, mode, shape):
+        tiers.append((mode, os.environ.get("RNNFUSE_PERSISTENT_TIER"),
+                      os.environ.get("RNNFUSE_PERSISTENT_BWD_TIER"), info["path"],
+                      info["backward_path"]))
+        return check(run, ours, base, info, mode, shape)
+
+    monkeypatch.setattr(persist_check, "DEV", "cpu")
+    monkeypatch.setattr(persist_check, "path_info", _planner_path_info(H100_CLUSTERS))
+    monkeypatch.setattr(persist_check, "check_persistent", check_and_note)
+    monkeypatch.setattr(persist_check, "launch_counts", lambda *shape: (0, 0))
+    monkeypatch.setattr(persist_check, "planned_launches", lambda info, mode: (0, 0))
+    monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: (fn(), 1.0)[1])
+    monkeypatch.setattr(persist_check, "step_push", lambda *a: (True, 1.0))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    for var in ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER"):
+        monkeypatch.delenv(var, raising=False)
+    rows = persist_check.point("LSTM", torch.bfloat16, 64, 8, 4, False, reps=1)
+    inference, training = rows
+    assert inference["path"] == "persistent-cluster" and "grid_bwd_ms" not in inference
+    assert training["backward_path"] == "persistent-cluster", training
+    for key in ("status", "grid_status", "grid_bwd_status"):
+        assert training[key] == "OK", (key, training)
+    assert training["grid_ms"] == training["grid_bwd_ms"] == 1.0
+    assert ("training", "grid", "grid", "persistent-grid", "persistent-grid") in tiers
+    assert ("training", None, "grid", "persistent-cluster", "persistent-grid") in tiers
+    assert persist_check.passed({"errors": [], "exchange": [], "cluster_exchange": [],
+                                 "points": rows})
+    assert {"RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER"}.isdisjoint(os.environ)
+
+
 def test_persist_check_grid_comparison_only_where_the_grid_tier_runs(monkeypatch):
     """on_grid compares nothing (None) where, with the grid tier asked for,
-    the plan still names the cluster tier or no persistent pass; otherwise
-    it checks and times the bidirectional point as one op, as the point
-    itself runs."""
+    the passes it restricts are not on the grid tier or none is persistent
+    (the backward alone: in inference there is nothing to compare);
+    otherwise it checks and times the point, a bidirectional one as one op
+    as the point itself runs."""
     from benchmarks import persist_check
     seen = []
 
@@ -1289,9 +1332,10 @@ def test_persist_check_grid_comparison_only_where_the_grid_tier_runs(monkeypatch
     shape = ("LSTM", torch.bfloat16, 512, 64, 128)
     assert persist_check.on_grid(None, None, None, "training", shape, True, 1, both) == ("OK", 2.5)
     assert seen[-1] == (True, "grid", "grid")
-    assert persist_check.on_grid(None, None, None, "inference", shape, False, 1,
+    assert persist_check.on_grid(None, None, None, "training", shape, False, 1,
                                  both[1:]) == ("OK", 2.5)
     assert seen[-1] == (False, None, "grid")
+    assert persist_check.on_grid(None, None, None, "inference", shape, False, 1, both[1:]) is None
     big = ("LSTM", torch.bfloat16, 2048, 64, 128)
     assert persist_check.on_grid(None, None, None, "inference", big, False, 1, both) is None
     assert persist_check.on_grid(None, None, None, "training", big, False, 1, both) == ("OK", 2.5)
