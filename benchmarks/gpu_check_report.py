@@ -238,7 +238,7 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
                      f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(model, '.2f')} | "
                      f"{_fmt(over, '.2f')} | "
-                     f"{_paths(r)} | {_fmt(r.get('grid_ms'))} | {_fmt(r.get('grid_bwd_ms'))} | "
+                     f"{_paths(r)} | {_compared(r, 'grid')} | {_compared(r, 'grid_bwd')} | "
                      f"{_step_push(r)} | {r['status']} |")
     lines += sweep_section(persist.get("sweep", []))
     if persist.get("not_run"):
@@ -321,6 +321,15 @@ def _model_ns(row: dict) -> str:
     """An exchange row's modelled ns per step (its bench plan's model_us)."""
     us = (row.get("plan") or {}).get("model_us")
     return _fmt(us * 1e3 if us else None, ".0f")
+
+
+def _compared(row: dict, name: str) -> str:
+    """A comparison run's ms, or its status where that is not OK (it fails
+    the check: the reason must show)."""
+    status = row.get(f"{name}_status")
+    if status not in (None, "OK"):
+        return str(status)[:80]
+    return _fmt(row.get(f"{name}_ms"))
 
 
 def _paths(row: dict) -> str:

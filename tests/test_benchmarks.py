@@ -1258,12 +1258,16 @@ def test_persist_check_counts_the_launches_each_path_plans():
     rows = [ln for ln in gpu_check_report.persist_section({"points": [train]})
             if ln.startswith("| LSTM |")]
     assert "| persistent-cluster / persistent-cluster | 6.500 | 5.250 | - | OK |" in rows[0], rows
-    # A wrong grid-tier comparison fails the check, either of the two.
+    # A wrong grid-tier comparison fails the check, either of the two, and
+    # the report shows why in its column.
     result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [train]}
     assert persist_check.passed(result)
     for key in ("grid_status", "grid_bwd_status"):
         wrong = {**train, key: "WRONG: persistent vs per-step 0.5 > 0.03"}
         assert not persist_check.passed({**result, "points": [wrong]})
+        rows = [ln for ln in gpu_check_report.persist_section({"points": [wrong]})
+                if ln.startswith("| LSTM |")]
+        assert "| WRONG: persistent vs per-step 0.5 > 0.03 |" in rows[0], rows
 
 
 def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
