@@ -95,15 +95,7 @@ class ClusterEmulator {
         },
         [&] { return flight_.size(); }, [&](int q) { advance(ctas_[q]); },
         [&](size_t i) { deliver(i); });
-    for (size_t i = 0; i < written_.size(); ++i) {
-      TORCH_CHECK(written_[i] == 1, "emulator: y element ", i, " written ", int(written_[i]),
-                  " times");
-    }
-    for (const Cta& cta : ctas_) {
-      for (const EmuBarrier& b : cta.bar) {
-        TORCH_CHECK(b.idle(), "emulator: an mbarrier ends mid-phase");
-      }
-    }
+    check_cluster_end(written_, "y element", ctas_);
   }
 
  private:

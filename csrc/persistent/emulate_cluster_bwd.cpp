@@ -87,15 +87,7 @@ class ClusterBwdEmulator {
         },
         [&] { return flight_.size(); }, [&](int q) { advance(ctas_[q]); },
         [&](size_t i) { deliver(i); });
-    for (size_t i = 0; i < written_.size(); ++i) {
-      TORCH_CHECK(written_[i] == 1, "emulator: gate gradient ", i, " written ", int(written_[i]),
-                  " times");
-    }
-    for (const Cta& cta : ctas_) {
-      for (const EmuBarrier& b : cta.bar) {
-        TORCH_CHECK(b.idle(), "emulator: an mbarrier ends mid-phase");
-      }
-    }
+    check_cluster_end(written_, "gate gradient", ctas_);
   }
 
  private:

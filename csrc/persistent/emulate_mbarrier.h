@@ -144,5 +144,20 @@ void run_cluster_schedule(int n_ctas, std::mt19937_64& rng, State state, InFligh
   }
 }
 
+// A cluster emulation's end state: every output element written exactly
+// once (`what` names them), and no CTA's mbarrier left mid-phase.
+template <typename Ctas>
+void check_cluster_end(const std::vector<uint8_t>& written, const char* what, const Ctas& ctas) {
+  for (size_t i = 0; i < written.size(); ++i) {
+    TORCH_CHECK(written[i] == 1, "emulator: ", what, " ", i, " written ", int(written[i]),
+                " times");
+  }
+  for (const auto& cta : ctas) {
+    for (const EmuBarrier& b : cta.bar) {
+      TORCH_CHECK(b.idle(), "emulator: an mbarrier ends mid-phase");
+    }
+  }
+}
+
 }  // namespace persist
 }  // namespace rnnfuse
