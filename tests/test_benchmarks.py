@@ -1270,6 +1270,21 @@ def test_persist_check_counts_the_launches_each_path_plans():
         assert "| WRONG: persistent vs per-step 0.5 > 0.03 |" in rows[0], rows
 
 
+def _persist_check_on_cpu(monkeypatch, check):
+    """persist_check on the CPU: torch.nn and the modules on the CPU kernels,
+    the real planner on a fake H100 for the plans, `check` for
+    check_persistent, fakes for the launch counters and the CUDA timing."""
+    from benchmarks import persist_check
+    from test_persistent_plan import H100_CLUSTERS
+    monkeypatch.setattr(persist_check, "DEV", "cpu")
+    monkeypatch.setattr(persist_check, "path_info", _planner_path_info(H100_CLUSTERS))
+    monkeypatch.setattr(persist_check, "check_persistent", check)
+    monkeypatch.setattr(persist_check, "launch_counts", lambda *shape: (0, 0))
+    monkeypatch.setattr(persist_check, "planned_launches", lambda info, mode: (0, 0))
+    monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: (fn(), 1.0)[1])
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+
+
 def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     """persist_check.point's own code on the CPU: torch.nn and the modules on
     the CPU kernels, the real planner on a fake H100 (both passes on the
@@ -1278,7 +1293,6 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     comparisons (both passes; the backward alone), each checked as the point
     is; the environment is left as it was."""
     from benchmarks import persist_check
-    from test_persistent_plan import H100_CLUSTERS
     tiers = []
     check = persist_check.check_persistent
 
@@ -1288,14 +1302,8 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
                       info["backward_path"]))
         return check(run, ours, base, info, mode, shape)
 
-    monkeypatch.setattr(persist_check, "DEV", "cpu")
-    monkeypatch.setattr(persist_check, "path_info", _planner_path_info(H100_CLUSTERS))
-    monkeypatch.setattr(persist_check, "check_persistent", check_and_note)
-    monkeypatch.setattr(persist_check, "launch_counts", lambda *shape: (0, 0))
-    monkeypatch.setattr(persist_check, "planned_launches", lambda info, mode: (0, 0))
-    monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: (fn(), 1.0)[1])
+    _persist_check_on_cpu(monkeypatch, check_and_note)
     monkeypatch.setattr(persist_check, "step_push", lambda *a: (True, 1.0))
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     for var in ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER"):
         monkeypatch.delenv(var, raising=False)
     rows = persist_check.point("LSTM", torch.bfloat16, 64, 8, 4, False, reps=1)
@@ -1841,7 +1849,6 @@ def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
     planner's choice; a candidate that raises gets an error row and the
     others still run; the environment is left as it was."""
     from benchmarks import persist_check
-    from test_persistent_plan import H100_CLUSTERS
     broken = {"pin": None}
     check = persist_check.check_persistent
 
@@ -1850,13 +1857,7 @@ def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
             raise RuntimeError("cluster launch failed")
         return check(*args)
 
-    monkeypatch.setattr(persist_check, "DEV", "cpu")
-    monkeypatch.setattr(persist_check, "path_info", _planner_path_info(H100_CLUSTERS))
-    monkeypatch.setattr(persist_check, "check_persistent", check_or_fail)
-    monkeypatch.setattr(persist_check, "launch_counts", lambda *shape: (0, 0))
-    monkeypatch.setattr(persist_check, "planned_launches", lambda info, mode: (0, 0))
-    monkeypatch.setattr(persist_check, "time_ms", lambda fn, reps: (fn(), 1.0)[1])
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    _persist_check_on_cpu(monkeypatch, check_or_fail)
     variables = ("RNNFUSE_PERSISTENT_PIN", "RNNFUSE_PERSISTENT_BWD_PIN", "RNNFUSE_PERSISTENT_TIER",
                  "RNNFUSE_PERSISTENT_BWD_TIER")
     for var in variables:
