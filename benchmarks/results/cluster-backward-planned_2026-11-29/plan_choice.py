@@ -73,3 +73,20 @@ print()
 print(f"{len(seen)} distinct training points (cell, dtype, H, B, directions):")
 for (dirs, before, now), n in sorted(tally.items()):
     print(f"  directions={dirs}: {before} -> {now}: {n}")
+
+# Why the one-direction points that stay on the grid tier do: the cluster
+# backward's candidate alone (persistent_cluster_bwd_plan) at each.
+why = Counter()
+for cell, dtype, H, B, dirs in sorted(seen):
+    if dirs != 1:
+        continue
+    T = next(p.T for p in points if (p.cell.upper(), p.dtype, p.H, p.B) == (cell, dtype, H, B))
+    if bwd_plan(cell, dtype, H, B, T, 1, True)["tier"] == "cluster":
+        continue
+    d, tf32 = DTYPES[dtype]
+    c = json.loads(OPS.persistent_cluster_bwd_plan(cell, d, H, B, T, tf32, H100C, 1))
+    why["a candidate, modelled slower" if c["tier"] == "cluster" else c["reason"]] += 1
+print()
+print("one-direction points left on the grid tier, by reason:")
+for reason, n in sorted(why.items(), key=lambda kv: -kv[1]):
+    print(f"  {n}: {reason}")
