@@ -21,6 +21,10 @@ namespace {
 constexpr size_t kStackBytes = 256 * 1024;  // touched pages only (kernels use a few KB)
 constexpr int kMaxIdleRounds = 1 << 14;     // then a deadlock, whatever the watchdog says
 constexpr int kSlotBytes = 32;
+// Bytes after each CTA's dynamic shared memory that no kernel may touch: a
+// plain store past its end (an index the shared-address checks never see)
+// lands here, not on the heap, and the run fails saying so.
+constexpr size_t kSmemGuardBytes = 32 * 1024;
 
 struct TrapSignal {};  // __trap(): unwinds the fiber to its entry
 
@@ -82,7 +86,8 @@ struct PendingAccess {
 };
 
 struct Cta {
-  std::vector<uint4> smem;
+  std::vector<uint4> smem;            // the dynamic shared memory, then the guard
+  std::vector<unsigned char> guard;   // the guard's bytes as they were filled
   int arrived = 0;
   uint64_t generation = 0;  // __syncthreads completed (a running thread has passed exactly these)
   Clock clock;              // seen by every thread of the CTA (shared at a __syncthreads)
@@ -617,9 +622,10 @@ void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t 
   g.clusters.resize(static_cast<size_t>(ctas / cluster));
   for (Cta& c : g.ctas) {
     // Seeded garbage: a kernel must write shared memory before it reads it.
-    c.smem.resize((smem_bytes + 15) / 16);
+    c.smem.resize((smem_bytes + kSmemGuardBytes + 15) / 16);
     auto* bytes = reinterpret_cast<unsigned char*>(c.smem.data());
     for (size_t i = 0; i < c.smem.size() * 16; ++i) bytes[i] = static_cast<unsigned char>(rng());
+    c.guard.assign(bytes + smem_bytes, bytes + smem_bytes + kSmemGuardBytes);
     c.warps.resize(static_cast<size_t>(threads / 32));
   }
   for (const Region& r : exchanged) {
@@ -698,6 +704,15 @@ void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t 
             fail("the mbarrier at offset " + std::to_string(kv.first) + " of " +
                  cta_name(int(i)) + " ended mid-phase (an arrival or bytes nobody waited for)");
           }
+        }
+      }
+      for (size_t i = 0; i < g.ctas.size(); ++i) {
+        const auto* end = reinterpret_cast<const unsigned char*>(g.ctas[i].smem.data()) + smem_bytes;
+        const auto bad = std::mismatch(g.ctas[i].guard.begin(), g.ctas[i].guard.end(), end);
+        if (bad.first != g.ctas[i].guard.end()) {
+          fail(cta_name(int(i)) + " wrote past its " + std::to_string(smem_bytes) +
+               " bytes of dynamic shared memory (at byte " +
+               std::to_string(smem_bytes + size_t(bad.first - g.ctas[i].guard.begin())) + ")");
         }
       }
       for (const Exchanged& e : g.exchanged) {
