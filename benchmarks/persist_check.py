@@ -95,7 +95,14 @@ SWEEP_R = (1, 2, 4, 8)
 SWEEP_CLUSTER = (8, 16)      # CTAs per cluster (cluster_layout.h)
 SWEEP_GROUPS = (1, 2, 4)     # cluster tier: slices per bracket (cluster_layout.h)
 SWEEP_KSPLIT = (1, 2, 4)     # backward K split (layout.h kMaxKSplit)
-BWD_UNITS = (16, 8)          # backward units per CTA (layout.h kBwdRows, half)
+BWD_UNITS = (16, 8)          # backward units per CTA: one m-tile, half of one
+
+
+def bwd_units(ksplit: int) -> tuple[int, ...]:
+    """Backward units per CTA the sweep pins at a K split: one m-tile or
+    half, and with S parts up to S m-tiles (layout.h BwdPartition: J <= 16 S),
+    which gather fewer bytes per step."""
+    return BWD_UNITS + tuple(16 * m for m in (2, 4) if m <= ksplit)
 
 
 def path_info(cell, dtype, H, B, T, bidir=False):
@@ -274,7 +281,7 @@ def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
     size) and with P = 8 and 16 (J follows from P)."""
     if backward:
         return ([("grid", f"R={r},J={j},ksplit={s}")
-                 for s in SWEEP_KSPLIT for j in BWD_UNITS for r in SWEEP_R]
+                 for s in SWEEP_KSPLIT for j in bwd_units(s) for r in SWEEP_R]
                 + [("cluster", f"R={r}" + (f",P={p}" if p else ""))
                    for p in (None,) + SWEEP_CLUSTER for r in SWEEP_R])
     j_max = 32 // (4 if cell == "LSTM" else 3)  # layout.h kRows / G

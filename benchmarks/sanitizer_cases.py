@@ -26,7 +26,8 @@ rnnfuse._driver.BIDIR_ONE_OP_DEVICES names the device.
 Persistent tier: --with-persistent appends cases that run with
 RNNFUSE_PERSISTENT=1 and RNNFUSE_PERSISTENT_TIER set to the case's tier,
 RNNFUSE_PERSISTENT_BWD_TIER to its backward's (grid unless named "-bwd-cluster")
-(and RNNFUSE_PERSISTENT_PIN to its pin, where it has one: slice groups)
+(and RNNFUSE_PERSISTENT_PIN to its pin, where it has one: slice groups;
+RNNFUSE_PERSISTENT_BWD_PIN to its backward pin: wide backward CTAs)
 (bf16; grid cases on any sm_80+ GPU, cluster cases where the cluster kernels
 exist, skipped elsewhere; each checks that its tier's launches really
 happened); --subset persistent runs only those.
@@ -83,6 +84,7 @@ class Case:
     tier: str = "grid"
     bwd_tier: str = "grid"    # RNNFUSE_PERSISTENT_BWD_TIER of a persistent case
     pin: str = ""             # RNNFUSE_PERSISTENT_PIN of a persistent case ("": the planner's)
+    bwd_pin: str = ""         # RNNFUSE_PERSISTENT_BWD_PIN of a persistent case
     one_op: bool = False      # bidirectional layers as one op (one launch per step for both)
 
     @property
@@ -93,6 +95,7 @@ class Case:
         extra += f"-persistent-{self.tier}" if self.persistent else ""
         extra += f"-bwd-{self.bwd_tier}" if self.persistent and self.bwd_tier != "grid" else ""
         extra += "-" + self.pin.replace("=", "").replace(",", "-") if self.pin else ""
+        extra += "-bwd-" + self.bwd_pin.replace("=", "").replace(",", "-") if self.bwd_pin else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
 
@@ -148,7 +151,11 @@ def persistent_cases() -> list[Case]:
             # Both directions in one launch (the bidirectional op; row strides).
             Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True, one_op=True),
             Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True),
-            Case("GRU", "fp32", 690, persistent=True)]
+            Case("GRU", "fp32", 690, persistent=True),
+            # Backward CTAs of several m-tiles (K split): 4 (MMA) and 3 (FMA;
+            # 5 groups of 40 units, the last m-tile half padding).
+            Case("LSTM", "bf16", 64, packed=True, persistent=True, bwd_pin="J=64,ksplit=4"),
+            Case("GRU", "fp32", 200, persistent=True, bwd_pin="J=40,ksplit=4")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.
     cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,
@@ -327,6 +334,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
     os.environ["RNNFUSE_PERSISTENT_TIER"] = case.tier
     os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] = case.bwd_tier
     os.environ["RNNFUSE_PERSISTENT_PIN"] = case.pin
+    os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] = case.bwd_pin
     one_op_devices = _driver.BIDIR_ONE_OP_DEVICES
     if case.one_op:
         _driver.BIDIR_ONE_OP_DEVICES = one_op_devices | {device}
@@ -335,6 +343,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
     finally:
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         os.environ.pop("RNNFUSE_PERSISTENT_PIN", None)
+        os.environ.pop("RNNFUSE_PERSISTENT_BWD_PIN", None)
         _driver.BIDIR_ONE_OP_DEVICES = one_op_devices
     if device == "cuda":
         torch.cuda.synchronize()  # attribute any asynchronous fault to this case
@@ -355,6 +364,13 @@ def run_case(case: Case, device: str = "cuda") -> float:
             want = directions * (2 if backward else 1)
             want_cluster = directions * ((p["path"] == "persistent-cluster")
                                          + (p["backward_path"] == "persistent-cluster"))
+        if case.bwd_pin:  # the backward the case ran is the pinned partition
+            os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] = case.bwd_pin
+            plan = _persistent_path(case)["backward_plan"]
+            os.environ.pop("RNNFUSE_PERSISTENT_BWD_PIN")
+            for kv in case.bwd_pin.split(","):
+                k, v = kv.split("=")
+                assert plan.get(k) == int(v), f"{case.name}: backward plan {plan}"
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]

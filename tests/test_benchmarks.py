@@ -1018,7 +1018,10 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "20 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "22 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    # the grid backward pinned to CTAs of 4 and 3 m-tiles (K split 4 ways)
+    assert "LSTM-bf16-H64-packed-persistent-grid-bwd-J64-ksplit4" in out
+    assert "GRU-fp32-H200-padded-persistent-grid-bwd-J40-ksplit4" in out
     # the cluster backward through the driver: per direction, and the bidirectional op's (one launch)
     assert "LSTM-bf16-H64-packed-L2-bi-persistent-grid-bwd-cluster" in out
     assert "GRU-bf16-H40-packed-bi-1op-persistent-grid-bwd-cluster" in out

@@ -151,6 +151,27 @@ def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
         assert err <= 2e-5, f"out{k}: {err:.3e} ({base.where(diff > 2e-5)})"
 
 
+def _layer_bwd_on_gpu(mode, dtype, H, B, T, seed):
+    """A layer-direction's forward (training) then backward ops on CUDA in
+    `dtype`: the backward's outputs, the persistent launches the backward
+    made, and its CPU inputs (x, w, h0, c0 or b, gy, ghn, gcn) with the GPU
+    forward's y and workspace."""
+    x, w, h0, extra = fp32_layer_inputs(mode, H, B, T, seed)
+    gy, ghn, gcn = torch.randn(T * B, H), torch.randn(B, H), torch.randn(B, H)
+    d = lambda t: t.to(DEVICE, dtype)  # noqa: E731
+    if mode == "LSTM":
+        y, _, _, ws = OPS.lstm_fwd(d(x), d(w), None, d(h0), d(extra), None, False, True)
+        before = launches()
+        out = OPS.lstm_bwd(d(gy), d(ghn), d(gcn), d(w), None, d(h0), d(extra), y, ws, None, False)
+        got = [out[0], out[1], out[3], out[4]]
+    else:
+        y, _, ws = OPS.gru_fwd(d(x), d(w), d(extra), d(h0), None, False, True)
+        before = launches()
+        got = list(OPS.gru_bwd(d(gy), d(ghn), d(w), d(extra), d(h0), y, ws, None, False))
+    torch.cuda.synchronize()
+    return got, launches() - before, (x, w, h0, extra, gy, ghn, gcn, y, ws)
+
+
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_split_k_backward_matches_its_cpu_emulation(mode, persistent):
     """fp32 with TF32 off above G*H = 2048: the backward's K split over CTAs
@@ -160,24 +181,12 @@ def test_split_k_backward_matches_its_cpu_emulation(mode, persistent):
     derivatives carried through the steps: within 2e-5 of the outputs' scale,
     where a wrong part, slot or order would be off by the sums themselves."""
     H, B, T = 768, 40, 12
-    x, w, h0, extra = fp32_layer_inputs(mode, H, B, T, seed=5)
-    gy, ghn, gcn = torch.randn(T * B, H), torch.randn(B, H), torch.randn(B, H)
-    d = lambda t: t.to(DEVICE)  # noqa: E731
     with tf32(False):
         p = path(mode, F32, H, B, T)
         q = p["backward_plan"]
         assert p["backward_path"] == "persistent-grid" and q["ksplit"] >= 2 and q["math"] == "fma", p
-        if mode == "LSTM":
-            y, _, _, ws = OPS.lstm_fwd(d(x), d(w), None, d(h0), d(extra), None, False, True)
-            before = launches()
-            out = OPS.lstm_bwd(d(gy), d(ghn), d(gcn), d(w), None, d(h0), d(extra), y, ws, None, False)
-            got = [out[0], out[1], out[3], out[4]]
-        else:
-            y, _, ws = OPS.gru_fwd(d(x), d(w), d(extra), d(h0), None, False, True)
-            before = launches()
-            got = list(OPS.gru_bwd(d(gy), d(ghn), d(w), d(extra), d(h0), y, ws, None, False))
-        torch.cuda.synchronize()
-        assert launches() == before + 1, "the backward did not run persistent"
+        got, n, (x, w, h0, extra, gy, ghn, gcn, y, ws) = _layer_bwd_on_gpu(mode, F32, H, B, T, 5)
+        assert n == 1, "the backward did not run persistent"
     y, ws = y.cpu(), ws.cpu()
     args = (q["J"], q["R"], q["hbuf_rows"], 4, 0, 0, True, q["ksplit"])
     if mode == "LSTM":
@@ -191,6 +200,33 @@ def test_split_k_backward_matches_its_cpu_emulation(mode, persistent):
         err = diff.max().item()
         print(f"  out{k}: GPU vs emulator {err:.2e} (scale {scale:.2e})")
         assert err <= 2e-5 * scale, f"out{k}: {err:.3e} ({base.where(diff > 2e-5 * scale)})"
+
+
+@pytest.mark.parametrize("dtype, allow_tf32", [(BF16, False), (F32, False), (F32, True)],
+                         ids=["bf16", "fp32", "tf32"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_wide_backward_ctas_give_the_bits_of_their_k_split(mode, dtype, allow_tf32, persistent,
+                                                           monkeypatch):
+    """J = 32 and 64 units per backward CTA (2 and 4 m-tiles, K split 2 and
+    4 ways) gather fewer bytes per step. A CTA's output sums are the same
+    k-tiles in the same order whatever its units (the emulator's rule:
+    test_partitions_of_one_k_split_give_the_same_bits), so the GPU's
+    backward equals the J = 16 partition of the same K split bit for bit,
+    each in one persistent launch with the plan's m-tiles."""
+    H, B, T = 256, 40, 9  # two 32-row chunks per step; G*H / S k-tiles per part
+    with tf32(allow_tf32):
+        for S, wide in ((2, 32), (4, 64)):
+            outs = {}
+            for J in (16, wide):
+                monkeypatch.setenv("RNNFUSE_PERSISTENT_BWD_PIN", f"J={J},ksplit={S},R=1")
+                q = path(mode, dtype, H, B, T)["backward_plan"]
+                assert q["tier"] == "grid" and (q["J"], q["ksplit"], q["MT"]) == (J, S, -(-J // 16)), q
+                outs[J], n, _ = _layer_bwd_on_gpu(mode, dtype, H, B, T, seed=S)
+                assert n == 1, f"J={J} S={S}: {n} persistent launches"
+            for k, (a, b) in enumerate(zip(outs[16], outs[wide])):
+                assert a is not None and torch.equal(a, b), (
+                    f"S={S} out{k}: J=16 vs J={wide} differ, max "
+                    f"{(a.float() - b.float()).abs().max().item():.3e}")
 
 
 def _bidir_ops(mode, a, persistent_on, monkeypatch):

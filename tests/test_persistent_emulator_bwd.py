@@ -156,7 +156,8 @@ def test_bidirectional_backward_launch_equals_the_spec(cell, packed):
             exp = OPS.gru_bidir_bwd(gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws,
                                     a["bs"])
         for J, R, hbuf, eb, fma, S in ((16, 1, 32, 2, False, 1), (5, 2, 16, 4, False, 1),
-                                       (8, 3, 32, 4, True, 1), (16, 1, 16, 4, True, 2)):
+                                       (8, 3, 32, 4, True, 1), (16, 1, 16, 4, True, 2),
+                                       (32, 1, 16, 2, False, 2), (24, 2, 32, 4, True, 2)):
             if cell == "LSTM":
                 got = OPS.persistent_emulate_lstm_bidir_bwd(gy, ghn, gcn, a["w"], a["w_rev"], a["h0"],
                                                             a["c0"], y, ws, a["bs"], J, R, hbuf, eb,
@@ -171,9 +172,12 @@ def test_bidirectional_backward_launch_equals_the_spec(cell, packed):
 # ------------------------------------------------------------- K split
 # (J, R, hbuf, eb, fma, S): S CTAs share a unit group, each holding 1/S of K;
 # more than one chunk per step (hbuf 8 / 16, B > 32) so the partial-sum slots
-# turn over inside a step as well as across steps.
+# turn over inside a step as well as across steps. J > 16: up to S m-tiles of
+# units per CTA (the last one partly padding at J = 24, 40, 45 > H ...).
 SPLITS = [(16, 1, 32, 2, False, 2), (5, 2, 16, 4, False, 2), (8, 1, 8, 4, True, 4),
-          (16, 1, 64, 4, True, 2), (16, 2, 8, 2, False, 4)]
+          (16, 1, 64, 4, True, 2), (16, 2, 8, 2, False, 4),
+          (32, 1, 32, 2, False, 2), (24, 2, 16, 4, True, 2), (64, 1, 8, 2, False, 4),
+          (40, 1, 16, 4, True, 4), (48, 2, 32, 4, False, 4)]
 
 
 def split_fits(cell, H, eb, S):
@@ -244,11 +248,14 @@ def test_a_broken_wait_is_caught_in_the_backward(cell, fault):
         emulate_bwd(cell, a, saved, False, 8, 1, seed=fault, fault=fault)
 
 
-def test_backward_rejects_more_than_one_m_tile_of_units():
-    a = with_grads(make_inputs("LSTM", F64, 40, 4, 3, False), "LSTM", F64)
+def test_backward_rejects_more_than_16_units_per_part():
+    """A part's epilogue items (J x 32 / S per chunk) must fit its 256
+    threads' 2 slots, and a CTA holds at most 4 m-tiles (64 units)."""
+    a = with_grads(make_inputs("LSTM", F64, 70, 4, 3, False), "LSTM", F64)
     _, saved = spec_bwd("LSTM", a, False)
-    with pytest.raises(RuntimeError, match="at most 16 units"):
-        emulate_bwd("LSTM", a, saved, False, 17, 1)
+    for J, S in ((17, 1), (33, 2), (65, 4)):
+        with pytest.raises(RuntimeError, match="more than 16 x ksplit units|1 to 64 units"):
+            emulate_bwd("LSTM", a, saved, False, J, 1, S=S)
 
 
 @pytest.mark.parametrize("dtype, fma", [(BF16, False), (F32, False), (F32, True)],
@@ -264,7 +271,8 @@ def test_partitions_of_one_k_split_give_the_same_bits(cell, dtype, fma):
     _, saved = spec_bwd(cell, a, True)
     for S in (1, 2, 4):
         ref = emulate_bwd(cell, a, saved, True, 16, 1, 32, eb, fma=fma, S=S)
-        for J, R, hb in ((8, 1, 32), (16, 2, 16), (8, 4, 8)):
+        wide = ((16 * S, 1, 32), (16 * S - 3, 2, 16)) if S > 1 else ()  # S m-tiles per CTA
+        for J, R, hb in ((8, 1, 32), (16, 2, 16), (8, 4, 8)) + wide:
             got = emulate_bwd(cell, a, saved, True, J, R, hb, eb, seed=J + R, fma=fma, S=S)
             for k, (x, y) in enumerate(zip(ref, got)):
                 assert torch.equal(x, y), (S, J, R, hb, k)

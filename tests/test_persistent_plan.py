@@ -44,9 +44,9 @@ H100_CLUSTERS = device(max_clusters=16, max_clusters16=7)
 
 
 def plan(cell="LSTM", dtype=BF16, H=768, B=16, T=1024, proj=0, runs=1, tf32=True, dev=H100,
-         grid=True, cluster=False, backward=False, directions=1, slice_push=True):
+         grid=True, cluster=False, backward=False, directions=1, slice_push=True, pin=""):
     out = json.loads(OPS.persistent_plan(cell, dtype, H, B, T, proj, runs, tf32, dev, grid,
-                                         cluster, backward, directions, slice_push))
+                                         cluster, backward, directions, slice_push, pin))
     print(cell, dtype, H, B, out)
     return out
 
@@ -237,27 +237,34 @@ def test_cluster_rules_only_where_built():
 
 
 # -------------------------------------------------------------- backward
-BWD_ROWS = 16       # layout.h kBwdRows: units per backward CTA
-RED_BWD = 8 * 16 * 40 * 4  # partial sums: warps x rows x pitch x fp32
+MTILE = 16          # layout.h: unit rows per backward m-tile (up to 4 m-tiles, 64 units)
+
+
+def red_bwd(mtiles):
+    """The warps' partial sums: warps x rows x pitch x fp32."""
+    return 8 * 16 * mtiles * 40 * 4
 
 
 def check_bwd_plan(p, cell, H, B, dev):
     G = 4 if cell == "LSTM" else 3
-    assert p["pass"] == "backward" and p["tier"] == "grid" and p["MT"] == 1
+    assert p["pass"] == "backward" and p["tier"] == "grid"
     S = p["ksplit"]  # CTAs per unit group, each holding 1/S of the k-tiles
     assert S in (1, 2, 4)
-    assert p["J"] <= BWD_ROWS and p["P"] == math.ceil(H / p["J"]) * S and p["grid"] == p["P"] * p["R"]
+    # Up to 16 units per part: a part's epilogue items fit its 256 threads x 2 slots.
+    assert p["J"] <= MTILE * S and p["MT"] == math.ceil(p["J"] / MTILE) <= 4
+    assert p["P"] == math.ceil(H / p["J"]) * S and p["grid"] == p["P"] * p["R"]
     usable = dev[3] if 0 < dev[3] < dev[2] else dev[2]
     assert p["grid"] <= usable
     assert p["KT"] == math.ceil(G * H / p["kk"])
     part = math.ceil(p["KT"] / S)
     assert (S - 1) * part < p["KT"], "a part without k-tiles"
-    assert p["w_frags"] == math.ceil(part / 8) <= REG_FRAGS
+    assert p["w_frags"] == math.ceil(part / 8) * p["MT"] <= REG_FRAGS
     pitch = part * p["kk"] + 16 // p["elem_bytes"]
-    assert p["smem_bytes"] == p["hbuf_rows"] * pitch * p["elem_bytes"] + RED_BWD <= dev[4]
+    red = red_bwd(p["MT"])
+    assert p["smem_bytes"] == p["hbuf_rows"] * pitch * p["elem_bytes"] + red <= dev[4]
     check_hbuf_rows(p, math.ceil(B / p["R"]))
     if p["hbuf_rows"] < 32:  # only where 32 rows do not fit
-        assert 32 * pitch * p["elem_bytes"] + RED_BWD > dev[4]
+        assert 32 * pitch * p["elem_bytes"] + red > dev[4]
 
 
 @pytest.mark.parametrize("cell, dtype, H, B", [
@@ -282,8 +289,10 @@ def test_backward_plans_satisfy_the_capacity_rules(cell, dtype, H, B):
 ])
 def test_backward_gathers_16_or_8_rows_where_32_do_not_fit(cell, dtype, H, B, tf32, dev, rows):
     """The backward's h buffer (the exchanged gate gradients, K = G*H per
-    row) falls to 16 or 8 batch rows before the plan falls back per step."""
-    p = plan(cell, dtype, H, B, tf32=tf32, dev=dev, backward=True)
+    row) falls to 16 or 8 batch rows before the plan falls back per step.
+    At J = 16 units per CTA: a wider CTA splits K more ways, so its part of a
+    row is shorter and 32 rows may fit (test_wide_backward_ctas_...)."""
+    p = plan(cell, dtype, H, B, tf32=tf32, dev=dev, backward=True, pin="J=16")
     check_bwd_plan(p, cell, H, B, dev)
     assert p["hbuf_rows"] == rows
 

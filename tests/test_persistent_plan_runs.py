@@ -188,9 +188,14 @@ def test_the_gpu_check_points_plan_persistent_partitions():
     for need in [(False, "cluster", "mma16", False, 1), (True, "cluster", "mma16", False, 1),
                  (True, "cluster", "tf32", False, 1), (False, "grid", "fma", False, 1),
                  (False, "grid", "tf32", False, 1), (True, "grid", "mma16", False, 1),
-                 (True, "grid", "fma", True, 1), (False, "grid", "mma16", False, 2),
-                 (True, "grid", "mma16", False, 2)]:
+                 (True, "grid", "fma", True, 1), (False, "grid", "mma16", False, 2)]:
         assert need in kinds, need
+    # The backward with both directions in one launch, K split or not.
+    assert {(True, "grid", "mma16", False, 2), (True, "grid", "mma16", True, 2)} & kinds
+    # More than one m-tile of units per backward CTA (J > 16), every math.
+    wide = {(k[11], k[3]) for k in PLANS if k[4] and k[5] == "grid" and k[7] > 16}
+    print("wide backward CTAs:", sorted(wide))
+    assert {("mma16", 1), ("tf32", 1), ("fma", 1), ("mma16", 2)} <= wide, wide
 
 
 @pytest.mark.parametrize("key", sorted(PLANS, key=str), ids=lambda k: "-".join(map(str, k)))
@@ -249,6 +254,38 @@ def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward, pin):
         emu = emulate_bwd("LSTM", a, saved, False, J, R, pl["hbuf_rows"], eb, seed=5, S=S)
         got = simt_bwd("LSTM", a, saved, False, J, R, pl["hbuf_rows"], eb, seed=5, S=S)
     assert_same_bits(emu, got, f"headline {'backward' if backward else 'forward'} {pl}")
+
+
+@pytest.mark.skipif(not _build_config.WITH_CUDA,
+                    reason="the kernels' host execution is built with CUDA")
+@pytest.mark.parametrize("math_kind", ["mma16", "tf32", "fma"])
+def test_a_planned_wide_backward_runs_on_the_kernel_bit_for_bit(math_kind):
+    """A grid backward the planner runs with more than 16 units per CTA (J >
+    16: several m-tiles, K split): of the GPU check's one-direction plans
+    with that math, the smallest (H x grid). The kernel's source on the fibers
+    with exactly that partition equals the emulator bit for bit, under the
+    fibers' shared- and global-memory checks (T=2: one exchange). One
+    replica of 10 batch rows (two n-tiles, the last one partial), so the
+    fibers take seconds, not a minute: the CTA's own work (units, m-tiles,
+    K part, register fragments, h buffer) is the plan's; its replicas and
+    rows run on the emulator above."""
+    from test_persistent_simt import assert_same_bits, simt_bwd
+
+    wide = [(k, pl) for k, (pl, _) in PLANS.items()
+            if k[4] and k[5] == "grid" and k[3] == 1 and pl["J"] > 16 and pl["math"] == math_kind]
+    assert wide, f"no planned {math_kind} backward with J > 16"
+    key, pl = min(wide, key=lambda kp: (kp[0][1] * kp[1]["grid"], str(kp[0])))
+    print(key, pl)
+    cell, H = key[:2]
+    B = 10
+    dtype = F16 if math_kind == "mma16" else F32
+    a = with_grads(make_inputs(cell, dtype, H, B, 2, False, seed=4), cell, dtype, seed=4)
+    _, saved = spec_bwd(cell, a, False)
+    args = (cell, a, saved, False, pl["J"], 1, pl["hbuf_rows"], pl["elem_bytes"])
+    kw = {"seed": 6, "fma": math_kind == "fma", "S": pl["ksplit"]}
+    emu = emulate_bwd(*args, **kw)
+    got = simt_bwd(*args, **kw)
+    assert_same_bits(emu, got, f"wide backward {key}")
 
 
 # ------------------------------------------- the cluster backward's candidates

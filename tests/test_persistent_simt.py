@@ -121,8 +121,10 @@ def test_fiber_order_changes_no_bit(cell):
         assert_same_bits(runs[0], r, f"seed {s}")
 
 
-# Backward partitions (J, R, hbuf_rows, ksplit).
-BWD_PARTITIONS = [(16, 1, 32, 1), (8, 2, 16, 1), (16, 1, 32, 2), (16, 1, 8, 4)]
+# Backward partitions (J, R, hbuf_rows, ksplit); J > 16: S m-tiles per CTA
+# (the last partly padding at J = 40).
+BWD_PARTITIONS = [(16, 1, 32, 1), (8, 2, 16, 1), (16, 1, 32, 2), (16, 1, 8, 4), (32, 1, 32, 2),
+                  (40, 2, 8, 4), (64, 1, 16, 4)]
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)

@@ -39,11 +39,9 @@ class BwdEmulator {
       : pr_(pr), cfg_(cfg) {
     p_ = make_bwd_partition(gates_of(pr.cell), pr.H, pr.B, cfg_.units, cfg_.replicas,
                             cfg_.elem_bytes, cfg_.ksplit);
-    TORCH_CHECK(p_.units <= kBwdRows, "emulator: a backward CTA owns at most ", kBwdRows,
-                " units");
-    TORCH_CHECK(p_.parts_nonempty(), "emulator: ksplit ", p_.ksplit, " leaves a part without k-tiles");
-    TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W^T slice exceeds ", kRegFrags,
-                " register fragments per warp");
+    const char* unfit = bwd_partition_error(p_);
+    TORCH_CHECK(unfit == nullptr, "emulator: ", unfit, " (units ", p_.units, ", ksplit ",
+                p_.ksplit, ")");
     // The backward walks the forward's steps in reverse: its "previous" step
     // is the forward's next one, and the other way round.
     const std::vector<Step> walk(steps.rbegin(), steps.rend());
@@ -139,11 +137,12 @@ class BwdEmulator {
     cta.frags.assign(size_t(kWarps) * kRegFrags * 32 * ae, 0.0);
     for (int w = 0; w < kWarps; ++w) {
       for (int f = 0; f < p_.warp_frags(cta.c, w); ++f) {
-        const int kt = p_.part_kt0(cta.c) + p_.warp_ktile(w, f / kBwdMTiles);
+        const int kt = p_.part_kt0(cta.c) + p_.warp_ktile(w, f / p_.mtiles());
+        const int m = f % p_.mtiles();
         for (int lane = 0; lane < 32; ++lane) {
           for (int e = 0; e < ae; ++e) {
             const Coord a = a_coord(kk, lane, e);
-            const int j = p_.row_unit(cta.c, a.row);
+            const int j = p_.row_unit(cta.c, m * 16 + a.row);
             const int kr = kt * kk + a.col;
             const double v = j >= 0 && kr < K ? operand(pr_.w[int64_t(kr) * p_.hidden + j]) : 0.0;
             cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e] = v;
@@ -152,7 +151,7 @@ class BwdEmulator {
       }
     }
     cta.hbuf.assign(size_t(cfg_.hbuf_rows) * pitch(), scalar_t(0));
-    cta.red.assign(size_t(kWarps) * kBwdRows * kRedPitch, mma_t(0));
+    cta.red.assign(size_t(p_.red_floats()), mma_t(0));
   }
 
   uint32_t waits_for(const Cta& cta, int q) const {
@@ -230,7 +229,7 @@ class BwdEmulator {
   // Warps 0..7's partial sums of item (jj, nn), added in order.
   mma_t warp_sum(const Cta& cta, int jj, int nn) const {
     mma_t rec = 0;
-    for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn, kBwdRows)];
+    for (int w = 0; w < kWarps; ++w) rec += cta.red[red_index(w, jj, nn, p_.rows())];
     return rec;
   }
 
@@ -246,11 +245,11 @@ class BwdEmulator {
                 p_.ksplit - 1 - slot.reads, " part(s) read them");
     slot.chunk = cta.chunks_done;
     slot.reads = 0;
-    slot.v.assign(size_t(kBwdRows) * kChunkRows, mma_t(0));
+    slot.v.assign(size_t(p_.rows()) * kChunkRows, mma_t(0));
     for (int e = 0; e < p_.chunk_items(); ++e) {
       if (!item_valid(cta, e, ch.n_rows)) continue;
       const int jj = p_.item_unit(e), nn = p_.item_row(e);
-      slot.v[BwdPartition::partial_index(0, jj, nn)] = warp_sum(cta, jj, nn);
+      slot.v[p_.partial_index(0, jj, nn)] = warp_sum(cta, jj, nn);
     }
     pflags_[cta.q] = partial_publish_value(cta.chunks_done);
   }
@@ -261,20 +260,26 @@ class BwdEmulator {
     if (cfg_.fma) {  // exact fp32: W^T as the FMA kernel loads it, unrounded
       const int K = p_.k_width(), kt0 = p_.part_kt0(cta.c);
       for (int w = 0; w < kWarps; ++w) {
-        auto weight = [&](int, int lane, int kt, int e) -> scalar_t {
-          const int j = p_.row_unit(cta.c, fma_row(lane));
+        auto weight = [&](int mt, int lane, int kt, int e) -> scalar_t {
+          const int j = p_.row_unit(cta.c, mt * 16 + fma_row(lane));
           const int kr = (kt0 + kt) * 8 + fma_k0(lane) + e;
           return j >= 0 && kr < K ? pr_.w[int64_t(kr) * p_.hidden + j] : scalar_t(0);
         };
-        fma_warp_chunk(kBwdMTiles, p_.warp_ktiles(cta.c, w), w, weight, cta.hbuf.data(), ld, q0,
-                       n_tiles, cta.red.data(), kBwdRows);
+        fma_warp_chunk(p_.mtiles(), p_.warp_ktiles(cta.c, w), w, weight, cta.hbuf.data(), ld, q0,
+                       n_tiles, cta.red.data(), p_.rows());
       }
       return;
     }
+    const int mt_count = p_.mtiles();
     for (int w = 0; w < kWarps; ++w) {
-      mma_t acc[kChunkNTiles][16][8] = {};
+      // Per m-tile, its fragments' k-tiles ascending (as the kernel's m loop).
+      std::vector<mma_t> acc(size_t(mt_count) * kChunkNTiles * 16 * 8, mma_t(0));
+      auto at = [&](int m, int nt, int i, int n) -> mma_t& {
+        return acc[((size_t(m) * kChunkNTiles + nt) * 16 + i) * 8 + n];
+      };
       for (int f = 0; f < p_.warp_frags(cta.c, w); ++f) {
-        const int kt = p_.warp_ktile(w, f / kBwdMTiles);  // local to the part (hbuf column)
+        const int kt = p_.warp_ktile(w, f / mt_count);  // local to the part (hbuf column)
+        const int m = f % mt_count;
         double A[16][16] = {};
         for (int lane = 0; lane < 32; ++lane) {
           for (int e = 0; e < ae; ++e) {
@@ -292,18 +297,21 @@ class BwdEmulator {
           }
           for (int i = 0; i < 16; ++i) {
             for (int n = 0; n < 8; ++n) {
-              mma_t s = acc[nt][i][n];
+              mma_t s = at(m, nt, i, n);
               for (int k = 0; k < kk; ++k) s += mma_t(A[i][k]) * mma_t(Bm[k][n]);
-              acc[nt][i][n] = s;
+              at(m, nt, i, n) = s;
             }
           }
         }
       }
-      for (int nt = 0; nt < n_tiles; ++nt) {
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int e = 0; e < kCElems; ++e) {
-            const Coord cc = c_coord(lane, e);
-            cta.red[red_index(w, cc.row, nt * 8 + cc.col, kBwdRows)] = acc[nt][cc.row][cc.col];
+      for (int m = 0; m < mt_count; ++m) {
+        for (int nt = 0; nt < n_tiles; ++nt) {
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < kCElems; ++e) {
+              const Coord cc = c_coord(lane, e);
+              cta.red[red_index(w, m * 16 + cc.row, nt * 8 + cc.col, p_.rows())] =
+                  at(m, nt, cc.row, cc.col);
+            }
           }
         }
       }
@@ -344,7 +352,7 @@ class BwdEmulator {
       for (int s = 0; s < p_.ksplit; ++s) {
         const mma_t v = parts[size_t(s)] == nullptr
                             ? warp_sum(cta, jj, nn)
-                            : parts[size_t(s)]->v[size_t(BwdPartition::partial_index(0, jj, nn))];
+                            : parts[size_t(s)]->v[size_t(p_.partial_index(0, jj, nn))];
         rec = s == 0 ? v : rec + v;
       }
       const acc_t dh = acc_t(pr_.grad_y[row * pr_.ld_grad_y + j]) + pr_.dh_state[b * H + j] + acc_t(rec);

@@ -40,6 +40,9 @@ constexpr int kChunkNTiles = 4;   // n-tiles (8 batch rows each) per accumulatio
 constexpr int kChunkRows = kChunkNTiles * 8;
 constexpr int kRegFrags = 32;     // A fragments (4 x 32-bit registers each) a warp can hold
 constexpr int kItemSlots = 2;     // epilogue items per thread and chunk
+// Pitch (floats) of a warp's partial-sum tile (red_index): +8 keeps the
+// float2 stores of a half-warp on distinct banks.
+constexpr int kRedPitch = kChunkRows + 8;
 constexpr int kMaxRuns = 256;     // batch-size runs a packed schedule may have
 
 enum class Cell : int { LSTM = 0, GRU = 1 };
@@ -144,9 +147,13 @@ RNNFUSE_PHD Partition make_partition(int gates, int hidden, int batch, int units
 
 // ------------------------------------------------- backward partition
 // The backward step is dh^T = W_hh^T slice x dgates_next^T: a unit group of
-// J <= 16 units (one m-tile, rows = units), K = G*H over the gate gradients
-// of the step processed before (in backward order), which the CTAs exchange
-// as the forward exchanges h. A[jj][kr] = W_hh[kr][first_unit + jj].
+// J units (MT = ceil(J / 16) m-tiles of 16 rows, rows = units), K = G*H over
+// the gate gradients of the step processed before (in backward order), which
+// the CTAs exchange as the forward exchanges h. A[jj][kr] = W_hh[kr][first_unit + jj].
+// Every CTA gathers its part of K for all its batch rows, so the gathered
+// bytes of a step are (H / J) x B x G*H: a larger J gathers less. J > 16 needs
+// K split (the registers hold J x G*H / S) and J <= 16 S (a part's epilogue
+// items fit its threads' kItemSlots).
 // Split K (ksplit = S > 1, where one CTA's registers cannot hold J x G*H):
 // S CTAs share a unit group, CTA c being part c % S of group c / S; part s
 // holds and gathers k-tiles [s * KTs, (s + 1) * KTs) (KTs = ceil(KT / S)),
@@ -160,8 +167,8 @@ RNNFUSE_PHD Partition make_partition(int gates, int hidden, int batch, int units
 // published the chunk after the one that read it.
 // Everything else (replicas, k split over warps, chunks, items, flags) is
 // Partition's; `ktiles` counts k-tiles of K = G*H, `ctas` the groups x S.
-constexpr int kBwdMTiles = 1;
-constexpr int kBwdRows = kBwdMTiles * 16;
+constexpr int kMaxBwdMTiles = 4;
+constexpr int kBwdMaxRows = kMaxBwdMTiles * 16;
 constexpr int kMaxKSplit = 4;
 constexpr int kPartialSlots = 2;
 
@@ -198,7 +205,11 @@ struct BwdPartition : Partition {
     const int n = part_ktiles_of(c);
     return n > w ? (n - w + kWarps - 1) / kWarps : 0;
   }
-  RNNFUSE_PHD int warp_frags(int c, int w) const { return warp_ktiles(c, w) * kBwdMTiles; }
+  // m-tiles of 16 unit rows; fragment f of a warp holds local k-tile f / MT
+  // of m-tile f % MT.
+  RNNFUSE_PHD int mtiles() const { return ceil_div(units, 16); }
+  RNNFUSE_PHD int rows() const { return mtiles() * 16; }
+  RNNFUSE_PHD int warp_frags(int c, int w) const { return warp_ktiles(c, w) * mtiles(); }
   RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0, 0); }
   // Every part has k-tiles (the planner only splits where this holds).
   RNNFUSE_PHD bool parts_nonempty() const { return ksplit >= 1 && (ksplit - 1) * part_ktiles() < ktiles; }
@@ -217,12 +228,27 @@ struct BwdPartition : Partition {
     return local < part_items() && e < chunk_items() ? e : -1;
   }
   // Floats of one CTA's partial sums (both slots): index
-  // (slot * kBwdRows + jj) * kChunkRows + nn.
-  RNNFUSE_PHD static int partial_floats() { return kPartialSlots * kBwdRows * kChunkRows; }
-  RNNFUSE_PHD static int partial_index(int slot, int jj, int nn) {
-    return (slot * kBwdRows + jj) * kChunkRows + nn;
+  // (slot * rows + jj) * kChunkRows + nn.
+  RNNFUSE_PHD int partial_floats() const { return kPartialSlots * rows() * kChunkRows; }
+  RNNFUSE_PHD int partial_index(int slot, int jj, int nn) const {
+    return (slot * rows() + jj) * kChunkRows + nn;
   }
+  // Floats of the warps' partial-sum tiles in shared memory (red_index with
+  // rows() rows); the h buffer follows them.
+  RNNFUSE_PHD int red_floats() const { return kWarps * rows() * kRedPitch; }
 };
+
+// Why the kernels cannot run backward partition p (nullptr: they can).
+RNNFUSE_PHD const char* bwd_partition_error(const BwdPartition& p) {
+  if (p.units < 1 || p.mtiles() > kMaxBwdMTiles) return "a backward CTA owns 1 to 64 units";
+  if (p.ksplit != 1 && p.ksplit != 2 && p.ksplit != 4) return "ksplit must be 1, 2 or 4";
+  if (!p.parts_nonempty()) return "the K split leaves a part without k-tiles";
+  if (p.part_items() > kItemSlots * kThreads) {
+    return "more than 16 x ksplit units: a part's epilogue items exceed its threads' slots";
+  }
+  if (p.max_warp_frags() > kRegFrags) return "the W^T slice exceeds a warp's register fragments";
+  return nullptr;
+}
 
 RNNFUSE_PHD BwdPartition make_bwd_partition(int gates, int hidden, int batch, int units,
                                             int replicas, int elem_bytes, int ksplit = 1) {
@@ -278,11 +304,9 @@ RNNFUSE_PHD Coord c_coord(int lane, int e) {
 }
 constexpr int kCElems = 4;
 
-// Pitch (floats) of one warp's partial-sum tile [kRows][kChunkRows]: +8 keeps
-// the float2 stores of a half-warp on distinct banks.
-// `rows`: weight rows per warp tile (kRows forward, kBwdRows backward).
+// One warp's partial-sum tile [rows][kChunkRows], pitch kRedPitch.
+// `rows`: weight rows per warp tile (kRows forward, BwdPartition::rows() backward).
 // `pitch`: the cluster kernel's tiles are as wide as its chunk (cluster_red_pitch).
-constexpr int kRedPitch = kChunkRows + 8;
 RNNFUSE_PHD int red_index(int warp, int row, int n, int rows = kRows, int pitch = kRedPitch) {
   return (warp * rows + row) * pitch + n;
 }

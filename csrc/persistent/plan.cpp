@@ -183,13 +183,13 @@ double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const Dev
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma) {
   const int rows = p.max_replica_rows();
   const double split = p.ksplit > 1 ? ceil_div(rows, kChunkRows) * (kFlagHandoffUs + kRoundTripUs) : 0.0;
-  return step_model_us(p.part_width(0), p.k_padded(), kBwdRows, p.grid(), rows, hbuf_rows,
+  return step_model_us(p.part_width(0), p.k_padded(), p.rows(), p.grid(), rows, hbuf_rows,
                        elem_bytes, fma) + split;
 }
 
 int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {
   return int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes +
-         int64_t(kWarps) * kBwdRows * kRedPitch * 4;
+         int64_t(p.red_floats()) * 4;
 }
 
 namespace {
@@ -249,7 +249,8 @@ std::string Plan::describe() const {
                   "\"grid\": %d, \"hbuf_rows\": %d, \"smem_bytes\": %lld, \"w_frags\": %d, "
                   "\"elem_bytes\": %d, \"math\": \"%s\", \"directions\": %d, "
                   "\"us_per_step\": %.3f",
-                  q.ctas, q.units, q.replicas, backward ? kBwdMTiles : kMTiles, q.kk, q.ktiles,
+                  q.ctas, q.units, q.replicas, backward ? bwd_partition(*this).mtiles() : kMTiles,
+                  q.kk, q.ktiles,
                   q.grid(), hbuf_rows, static_cast<long long>(smem_bytes), w_frags, elem_bytes,
                   fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", directions, us_per_step);
     if (backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
@@ -526,13 +527,15 @@ Plan plan_backward_grid(const Problem& prob, const DeviceProps& dev, const Built
   const int sms = sms_usable(dev);
   bool pinned_out = false;
   // S = 1 first: a split is taken only where it models faster (or nothing
-  // else fits), since it adds a partial-sum handoff per chunk.
+  // else fits), since it adds a partial-sum handoff per chunk. With S parts
+  // a CTA may own up to 16 S units (S m-tiles): fewer CTAs per replica
+  // gather the same columns, so a step gathers fewer bytes.
   for (int S = 1; S <= kMaxKSplit; S *= 2) {
-    for (int J : {kBwdRows, kBwdRows / 2}) {
+    for (int J : {16, 8, 32, 64}) {
+      if (J > 16 * S) break;
       for (int R = 1; R <= 64; R *= 2) {
         const BwdPartition p = make_bwd_partition(G, prob.hidden, prob.batch, J, R, eb, S);
-        if (!p.parts_nonempty()) break;
-        if (p.max_warp_frags() > kRegFrags) break;  // W_hh^T slice exceeds the registers
+        if (bwd_partition_error(p) != nullptr) break;  // W_hh^T slice exceeds the registers, ...
         if (p.grid() * prob.directions > sms || p.ctas > kThreads) break;
         if (R > 1 && ceil_div(prob.batch, R) < 8) break;
         const int hb = fit_hbuf_rows(ceil_div(p.max_replica_rows(), kChunkRows) * kChunkRows,

@@ -139,7 +139,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persisten
                                              int(replicas), int(elem_bytes));
   Partition p = bp;
   if (backward) {
-    TORCH_CHECK(units <= kBwdRows, "units exceeds the backward CTA's ", kBwdRows, " rows");
+    TORCH_CHECK(bp.mtiles() <= kMaxBwdMTiles, "units exceeds the backward CTA's ", kBwdMaxRows,
+                " rows");
   } else {
     TORCH_CHECK(G * units <= kRows, "units x gates exceeds the CTA's ", kRows, " rows");
     p.ktiles = ceil_div(int(hidden), p.kk);
@@ -148,7 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persisten
   std::vector<int64_t> own;
   for (int q = 0; q < p.grid(); ++q) {
     const int r = p.replica_of(q), c = p.cta_of(q);
-    for (int rr = 0; rr < (backward ? kBwdRows : kRows); ++rr) {
+    for (int rr = 0; rr < (backward ? bp.rows() : kRows); ++rr) {
       const int j = backward ? bp.row_unit(c, rr) : p.row_unit(c, rr);
       if (j < 0) continue;
       for (int n = 0; n < p.replica_rows(r, p.batch); ++n) {

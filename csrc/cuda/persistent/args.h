@@ -73,7 +73,7 @@ struct PersistBwdArgs : BwdOperandArgs {
   Schedule sched;       // the backward walk (the forward's steps reversed)
   unsigned* flags;      // (grid) zeroed
   // K split (part.ksplit > 1), else null: each CTA's partial sums
-  // (grid x BwdPartition::partial_floats()) and its chunk counts (grid, zeroed).
+  // (grid x part.partial_floats()) and its chunk counts (grid, zeroed).
   float* partials;
   unsigned* pflags;
   int hbuf_rows;

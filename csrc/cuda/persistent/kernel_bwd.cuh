@@ -1,7 +1,7 @@
 // The persistent backward kernel (grid tier): one cooperative launch walks a
 // layer-direction's steps in reverse (or both directions', as the forward).
-// CTA q = (replica r, CTA c) keeps W_hh^T for its J <= 16 units (K = G*H,
-// or its part of K where K is split) as A fragments in registers; per step
+// CTA q = (replica r, CTA c) keeps W_hh^T for its J <= 64 units (MT m-tiles;
+// K = G*H, or its part of K where K is split) as A fragments in registers; per step
 // it waits for its replica's flags, gathers its columns of the gate
 // gradients of the step processed before (LSTM dgates, GRU dhh: the
 // exchange buffer), runs the MMAs, adds the warps' partial sums in order
@@ -18,15 +18,56 @@
 namespace rnnfuse {
 namespace persist {
 
-constexpr int kBwdRedFloats = kWarps * kBwdRows * kRedPitch;
-constexpr int kBwdHbufOffset = kBwdRedFloats * 4;
-
-// Warps 0..7's partial sums of item (unit jj, column nn), added in order.
-__device__ __forceinline__ float bwd_warp_sum(const float* red, int jj, int nn) {
+// Warps 0..7's partial sums of item (unit jj, column nn), added in order;
+// `rows`: the partition's rows() (MT x 16).
+__device__ __forceinline__ float bwd_warp_sum(const float* red, int rows, int jj, int nn) {
   float t = 0.0f;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) t += red[red_index(w, jj, nn, kBwdRows)];
+  for (int w = 0; w < kWarps; ++w) t += red[red_index(w, jj, nn, rows)];
   return t;
+}
+
+// One m-tile's share of a chunk with exact fp32 FMAs: fragments m, m + MT,
+// ... (fragment f holds local k-tile f / MT of m-tile f % MT). fma_chunk's
+// arithmetic for that m-tile (per output, the k-tiles ascending, 4 fmaf per
+// k-tile, then lane l + 16's k half added), but a lane holds only 8 sums
+// besides its weights, whatever MT: fma_chunk<4>'s 32 sums spilled.
+__device__ __forceinline__ void bwd_fma_mtile(const uint32_t (&wf)[kRegFrags][4], int n_frags,
+                                              int mtiles, int m, int warp, int lane,
+                                              const float* hbuf, int pitch, int q0, int n_tiles,
+                                              float* red) {
+  const int k0 = fma_k0(lane), row = fma_row(lane), rows = mtiles * 16;
+#pragma unroll 1
+  for (int nt = 0; nt < n_tiles; ++nt) {
+    float acc[8];
+#pragma unroll
+    for (int n = 0; n < 8; ++n) acc[n] = 0.0f;
+#pragma unroll
+    for (int f = 0; f < kRegFrags; ++f) {
+      if (f < n_frags && f % mtiles == m) {
+        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + (f / mtiles) * kWarps) * 8 + k0;
+#pragma unroll
+        for (int n = 0; n < 8; ++n) {
+          const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
+          float s = acc[n];
+          s = fmaf(__uint_as_float(wf[f][0]), h.x, s);
+          s = fmaf(__uint_as_float(wf[f][1]), h.y, s);
+          s = fmaf(__uint_as_float(wf[f][2]), h.z, s);
+          s = fmaf(__uint_as_float(wf[f][3]), h.w, s);
+          acc[n] = s;
+        }
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < 8; ++n) acc[n] += __shfl_down_sync(0xffffffffu, acc[n], 16);
+    if (lane < 16) {
+#pragma unroll
+      for (int n = 0; n < 8; n += 4) {
+        *reinterpret_cast<float4*>(red + red_index(warp, m * 16 + row, nt * 8 + n, rows)) =
+            make_float4(acc[n], acc[n + 1], acc[n + 2], acc[n + 3]);
+      }
+    }
+  }
 }
 
 // FMA: exact fp32 (TF32 off) with layout.h's FMA maps; E is float then.
@@ -37,15 +78,17 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   constexpr int kk = X::kBytes == 2 ? 16 : 8;
   constexpr int kActs = CELL == Cell::LSTM ? 5 : 4;  // saved per (row, unit)
   RNNFUSE_DYNAMIC_SMEM(smem);
-  float* red = reinterpret_cast<float*>(smem);
-  E* hbuf = reinterpret_cast<E*>(smem + kBwdHbufOffset);
-
   const BwdPartition& p = a.part;
+  float* red = reinterpret_cast<float*>(smem);
+  E* hbuf = reinterpret_cast<E*>(smem + size_t(p.red_floats()) * 4);
+
   const int r = p.replica_of(q), c = p.cta_of(q);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int H = p.hidden, K = p.k_width();
   const int pitch = p.h_pitch(X::kBytes);
   const int n_ktiles = p.warp_ktiles(c, warp);
+  const int MT = p.mtiles(), rows_mt = p.rows();
+  const int n_frags = n_ktiles * MT;  // fragment f: local k-tile f / MT, m-tile f % MT
   const int kt0 = p.part_kt0(c), kpart = p.kpart_of(c);
 
   // ---- W_hh^T for this CTA's units, once, into registers
@@ -56,21 +99,21 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
     for (int f = 0; f < kRegFrags; ++f) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) wf[f][i] = 0u;
-      if (FMA && f < n_ktiles) {  // unit fma_row(lane), k = kt * 8 + fma_k0(lane) + e
-        const int kt = kt0 + p.warp_ktile(warp, f);
-        const int j = p.row_unit(c, fma_row(lane));
+      if (FMA && f < n_frags) {  // unit fma_row(lane), k = kt * 8 + fma_k0(lane) + e
+        const int kt = kt0 + p.warp_ktile(warp, f / MT);
+        const int j = p.row_unit(c, (f % MT) * 16 + fma_row(lane));
 #pragma unroll
         for (int e = 0; e < kFmaK; ++e) {
           const int kr = kt * 8 + fma_k0(lane) + e;
           const float* w = static_cast<const float*>(a.w_hh);
           wf[f][e] = j >= 0 && kr < K ? __float_as_uint(w[int64_t(kr) * H + j]) : 0u;
         }
-      } else if (f < n_ktiles) {
-        const int kt = kt0 + p.warp_ktile(warp, f / kBwdMTiles);
+      } else if (f < n_frags) {
+        const int kt = kt0 + p.warp_ktile(warp, f / MT);
 #pragma unroll
         for (int e = 0; e < (kk == 16 ? 8 : 4); ++e) {
           const Coord co = a_coord(kk, lane, e);
-          const int j = p.row_unit(c, co.row);
+          const int j = p.row_unit(c, (f % MT) * 16 + co.row);
           const int kr = kt * kk + co.col;
           const uint32_t bits = j >= 0 && kr < K ? elem_bits(w[int64_t(kr) * H + j]) : 0u;
           if constexpr (kk == 16) {
@@ -135,36 +178,46 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           const int n_tiles = ceil_div(n_rows, 8);
 
           if constexpr (FMA) {
-            fma_chunk<kBwdMTiles>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
-                                  pitch, q0, n_tiles, red, kBwdRows);
+#pragma unroll 1
+            for (int m = 0; m < MT; ++m) {
+              bwd_fma_mtile(wf, n_frags, MT, m, warp, lane, reinterpret_cast<const float*>(hbuf),
+                            pitch, q0, n_tiles, red);
+            }
           } else {
-            float acc[kChunkNTiles][4];
+            // One m-tile at a time, so a lane holds one m-tile's sums
+            // (kChunkNTiles x 4) besides its weights; each of its fragments'
+            // k-tiles in ascending order, as with one m-tile.
+#pragma unroll 1
+            for (int m = 0; m < MT; ++m) {
+              float acc[kChunkNTiles][4];
 #pragma unroll
-            for (int nt = 0; nt < kChunkNTiles; ++nt)
+              for (int nt = 0; nt < kChunkNTiles; ++nt)
 #pragma unroll
-              for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+                for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
 #pragma unroll
-            for (int i = 0; i < kRegFrags; ++i) {
-              if (i < n_ktiles) {
-                const int kt = p.warp_ktile(warp, i);
+              for (int f = 0; f < kRegFrags; ++f) {
+                if (f < n_frags && f % MT == m) {
+                  const int kt = p.warp_ktile(warp, f / MT);
 #pragma unroll
-                for (int nt = 0; nt < kChunkNTiles; ++nt) {
-                  if (nt < n_tiles) {
-                    uint32_t b[2];
-                    load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
-                    mma<E>(acc[nt], wf[i], b[0], b[1]);
+                  for (int nt = 0; nt < kChunkNTiles; ++nt) {
+                    if (nt < n_tiles) {
+                      uint32_t b[2];
+                      load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
+                      mma<E>(acc[nt], wf[f], b[0], b[1]);
+                    }
                   }
                 }
               }
-            }
 #pragma unroll
-            for (int nt = 0; nt < kChunkNTiles; ++nt) {
-              if (nt < n_tiles) {
+              for (int nt = 0; nt < kChunkNTiles; ++nt) {
+                if (nt < n_tiles) {
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                  const Coord co = c_coord(lane, 2 * h);
-                  *reinterpret_cast<float2*>(red + red_index(warp, co.row, nt * 8 + co.col, kBwdRows)) =
-                      make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
+                  for (int h = 0; h < 2; ++h) {
+                    const Coord co = c_coord(lane, 2 * h);
+                    *reinterpret_cast<float2*>(
+                        red + red_index(warp, m * 16 + co.row, nt * 8 + co.col, rows_mt)) =
+                        make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
+                  }
                 }
               }
             }
@@ -173,12 +226,12 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           const int slot = partial_slot(chunk_no);
           if (p.ksplit > 1) {
             // This part's sums of every item of the chunk, for the other parts.
-            float* mine = a.partials + int64_t(q) * BwdPartition::partial_floats();
+            float* mine = a.partials + int64_t(q) * p.partial_floats();
             for (int e = tid; e < p.chunk_items(); e += kThreads) {
               const int jj = p.item_unit(e), nn = p.item_row(e);
               if (nn < n_rows && p.first_unit(c) + jj < H) {
-                st_exchanged(mine + BwdPartition::partial_index(slot, jj, nn),
-                             bwd_warp_sum(red, jj, nn));
+                st_exchanged(mine + p.partial_index(slot, jj, nn),
+                             bwd_warp_sum(red, rows_mt, jj, nn));
               }
             }
             __syncthreads();
@@ -203,11 +256,11 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
               float rec = 0.0f;
               for (int sp = 0; sp < p.ksplit; ++sp) {
                 const float v = sp == kpart
-                                    ? bwd_warp_sum(red, jj, nn)
+                                    ? bwd_warp_sum(red, rows_mt, jj, nn)
                                     : ld_cg(a.partials +
                                             int64_t(p.cta_index(r, p.part_cta(c, sp))) *
-                                                BwdPartition::partial_floats() +
-                                            BwdPartition::partial_index(slot, jj, nn));
+                                                p.partial_floats() +
+                                            p.partial_index(slot, jj, nn));
                 rec = sp == 0 ? v : rec + v;
               }
               const float dh = gv[s] + rec;

@@ -224,7 +224,8 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
   const bool split = plan.ksplit > 1;
   // K split: each CTA also publishes chunk counts and its partial sums.
   const int flags_per_dir = split ? 2 * grid : grid;
-  const int64_t partials_per_dir = split ? int64_t(grid) * BwdPartition::partial_floats() : 0;
+  const int64_t partials_per_dir =
+      split ? int64_t(grid) * bwd_partition(plan).partial_floats() : 0;
   const at::TensorOptions like = dirs[0]->grad_y.options();
   buffers.flags = at::zeros({n * flags_per_dir}, like.dtype(at::kInt));
   buffers.partials =

@@ -40,8 +40,9 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
   if (backward) {
     const BwdPartition p =
         make_bwd_partition(G, hidden, batch, cfg.units, cfg.replicas, cfg.elem_bytes, cfg.ksplit);
-    TORCH_CHECK(p.units <= kBwdRows && p.parts_nonempty() && p.max_warp_frags() <= kRegFrags,
-                "simt: this backward partition does not fit the kernel");
+    const char* unfit = bwd_partition_error(p);
+    TORCH_CHECK(unfit == nullptr, "simt: this backward partition does not fit the kernel: ",
+                unfit);
     plan.part = p;
     plan.ksplit = p.ksplit;
     plan.smem_bytes = bwd_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows);
