@@ -29,5 +29,5 @@ for shape in persist_check.SWEEPS:
             star = "*" if persist_check.plan_key(p) == persist_check.plan_key(chosen) else " "
             print(f"  {star} {p['us_per_step']:7.3f} us/step  {p['tier']:7s} P={p['P']:<3} "
                   f"J={p['J']:<2} R={p['R']:<2} hb={p['hbuf_rows']:<3} "
-                  f"{'ksplit=' + str(p['ksplit']) if backward else ''}  (pin {pin})")
+                  f"{'ksplit=' + str(p.get('ksplit', 1)) if backward else ''}  (pin {pin})")
 print(json.dumps({"device": H100_CLUSTERS}))
