@@ -27,12 +27,20 @@ __device__ __forceinline__ float bwd_warp_sum(const float* red, int rows, int jj
   return t;
 }
 
-// One m-tile's share of a chunk with exact fp32 FMAs: fragments m, m + MT,
-// ... (fragment f holds local k-tile f / MT of m-tile f % MT). fma_chunk's
-// arithmetic for that m-tile (per output, the k-tiles ascending, 4 fmaf per
-// k-tile, then lane l + 16's k half added), but a lane holds only 8 sums
-// besides its weights, whatever MT: fma_chunk<4>'s 32 sums spilled.
-__device__ __forceinline__ void bwd_fma_mtile(const uint32_t (&wf)[kRegFrags][4], int n_frags,
+// The fragments of m-tile m (bit f: fragment f = i * MT + m, i < the warp's
+// k-tiles), so the unrolled fragment loops test a bit instead of dividing by
+// a runtime MT; their i-th set bit is the warp's i-th k-tile.
+__device__ __forceinline__ uint32_t mtile_frags(int n_frags, int mtiles, int m) {
+  uint32_t bits = 0u;
+  for (int f = m; f < n_frags; f += mtiles) bits |= 1u << f;  // n_frags <= kRegFrags = 32
+  return bits;
+}
+
+// One m-tile's share of a chunk with exact fp32 FMAs (`frags`: mtile_frags).
+// fma_chunk's arithmetic for that m-tile (per output, the k-tiles ascending,
+// 4 fmaf per k-tile, then lane l + 16's k half added), but a lane holds only
+// 8 sums besides its weights, whatever MT: fma_chunk<4>'s 32 sums spilled.
+__device__ __forceinline__ void bwd_fma_mtile(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
                                               int mtiles, int m, int warp, int lane,
                                               const float* hbuf, int pitch, int q0, int n_tiles,
                                               float* red) {
@@ -42,10 +50,11 @@ __device__ __forceinline__ void bwd_fma_mtile(const uint32_t (&wf)[kRegFrags][4]
     float acc[8];
 #pragma unroll
     for (int n = 0; n < 8; ++n) acc[n] = 0.0f;
+    int local = 0;  // the warp's local k-tile of fragment f
 #pragma unroll
     for (int f = 0; f < kRegFrags; ++f) {
-      if (f < n_frags && f % mtiles == m) {
-        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + (f / mtiles) * kWarps) * 8 + k0;
+      if ((frags >> f) & 1u) {
+        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + local++ * kWarps) * 8 + k0;
 #pragma unroll
         for (int n = 0; n < 8; ++n) {
           const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
@@ -180,8 +189,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           if constexpr (FMA) {
 #pragma unroll 1
             for (int m = 0; m < MT; ++m) {
-              bwd_fma_mtile(wf, n_frags, MT, m, warp, lane, reinterpret_cast<const float*>(hbuf),
-                            pitch, q0, n_tiles, red);
+              bwd_fma_mtile(wf, mtile_frags(n_frags, MT, m), MT, m, warp, lane,
+                            reinterpret_cast<const float*>(hbuf), pitch, q0, n_tiles, red);
             }
           } else {
             // One m-tile at a time, so a lane holds one m-tile's sums
@@ -194,10 +203,12 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
               for (int nt = 0; nt < kChunkNTiles; ++nt)
 #pragma unroll
                 for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+              const uint32_t frags = mtile_frags(n_frags, MT, m);
+              int local = 0;  // the warp's local k-tile of fragment f
 #pragma unroll
               for (int f = 0; f < kRegFrags; ++f) {
-                if (f < n_frags && f % MT == m) {
-                  const int kt = p.warp_ktile(warp, f / MT);
+                if ((frags >> f) & 1u) {
+                  const int kt = p.warp_ktile(warp, local++);
 #pragma unroll
                   for (int nt = 0; nt < kChunkNTiles; ++nt) {
                     if (nt < n_tiles) {
