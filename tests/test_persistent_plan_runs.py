@@ -16,8 +16,9 @@ exactly that partition:
   first, with the ordering checks the GPU cannot make.
 The cluster backward's planned partitions (one direction, or both in one
 launch) run on its emulator like the others, the published point's also on
-the fibers bit for bit; its candidates the planner does not take (where the
-grid tier's model is faster) run on the emulator too.
+the fibers bit for bit; its candidates at the standard preset's other
+training points, and those the planner does not take (where the grid
+tier's model is faster), run on the emulator too.
 The whole of both GPU presets on four devices (H100 with and without the
 cluster kernels, A100, MPS at half the SMs: 451 distinct partitions) is
 slower than CI allows; benchmarks/results/plan-runs_2026-11-29/ has that
@@ -290,16 +291,18 @@ def test_a_planned_wide_backward_runs_on_the_kernel_bit_for_bit(math_kind):
 
 # ------------------------------------------- the cluster backward's candidates
 def cluster_bwd_candidates():
-    """{(cell, H, B, P, J, R, elem bytes): (candidate, [where])} over the GPU
-    check's training points on the H100 with clusters
+    """{(cell, H, B, P, J, R, elem bytes): (candidate, [where])} over the
+    training points of both GPU presets on the H100 with clusters
     (persistent_cluster_bwd_plan: the cluster backward's best partition,
-    whatever the grid tier's), less those PLANS already runs: those the
-    grid tier's model beats."""
+    whatever the grid tier's), less those PLANS already runs (the GPU
+    check's points): the standard preset's other cluster partitions, and
+    those the grid tier's model beats (none at the GPU check's points; at
+    the standard preset's LSTM H=768 B=8 it does)."""
     dev, _ = DEVICES["h100"]
     planned = {(k[0], k[1], k[2], PLANS[k][0]["P"], PLANS[k][0]["J"], PLANS[k][0]["R"],
                 PLANS[k][0]["elem_bytes"]) for k in PLANS if k[4] and k[5] == "cluster"}
     out = {}
-    for p in gpu_check_points():
+    for p in dict.fromkeys(gpu_check_points() + grid.preset("standard", "cuda")):
         if p.is_cell or p.mode != "training":
             continue
         cell, dirs = p.cell.upper(), 2 if p.bidirectional else 1
@@ -328,6 +331,7 @@ def test_the_planner_takes_the_cluster_backward_at_the_published_point():
     assert (pl["tier"], pl["P"], pl["J"], pl["R"]) == ("cluster", 16, 48, 2), pl
     assert pl["mstride"] == 6 and pl["w_smem_frags"] == 40, pl
     planned = [PLANS[k][0] for k in PLANS if k[4] and k[5] == "cluster"]
+    assert CLUSTER_BWD, "no candidate the planner leaves: the emulator test below would be empty"
     assert {k[0] for k in PLANS if k[4] and k[5] == "cluster"} == {"LSTM", "GRU"}
     assert {p["mstride"] for p in planned} >= {4, 6}
     assert {p["directions"] for p in planned} == {1, 2}
