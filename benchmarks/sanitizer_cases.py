@@ -152,10 +152,10 @@ def persistent_cases() -> list[Case]:
             Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True, one_op=True),
             Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True),
             Case("GRU", "fp32", 690, persistent=True),
-            # Backward CTAs of several m-tiles (K split): 4 (MMA) and 3 (FMA;
-            # 5 groups of 40 units, the last m-tile half padding).
+            # Backward CTAs of 4 m-tiles (K split 4 ways): MMA, and FMA in 4
+            # groups of 64 units, the last with 8 (3 m-tiles of padding).
             Case("LSTM", "bf16", 64, packed=True, persistent=True, bwd_pin="J=64,ksplit=4"),
-            Case("GRU", "fp32", 200, persistent=True, bwd_pin="J=40,ksplit=4")]
+            Case("GRU", "fp32", 200, persistent=True, bwd_pin="J=64,ksplit=4")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.
     cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,

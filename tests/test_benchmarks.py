@@ -1019,9 +1019,9 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
     assert "22 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
-    # the grid backward pinned to CTAs of 4 and 3 m-tiles (K split 4 ways)
+    # the grid backward pinned to CTAs of 4 m-tiles (K split 4 ways), MMA and FMA
     assert "LSTM-bf16-H64-packed-persistent-grid-bwd-J64-ksplit4" in out
-    assert "GRU-fp32-H200-padded-persistent-grid-bwd-J40-ksplit4" in out
+    assert "GRU-fp32-H200-padded-persistent-grid-bwd-J64-ksplit4" in out
     # the cluster backward through the driver: per direction, and the bidirectional op's (one launch)
     assert "LSTM-bf16-H64-packed-L2-bi-persistent-grid-bwd-cluster" in out
     assert "GRU-bf16-H40-packed-bi-1op-persistent-grid-bwd-cluster" in out
@@ -1039,6 +1039,38 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     assert "LSTM-fp32-H40-packed-bi-persistent-grid" in out  # the exact-FMA kernels
     names = [c.name for c in sanitizer_cases.race_cases() + sanitizer_cases.persistent_cases()]
     assert len(names) == len(set(names))
+
+
+def test_sanitizer_pins_name_partitions_the_planner_makes():
+    """A pinned persistent case runs the pinned partition only if the planner
+    has it among its candidates (on the GPU the case asserts its plan's
+    fields; a pin nothing matches plans per step). On an H100/H200's
+    properties, at the cases' B and T with TF32 off (as the sanitizer runs):
+    every pin of a planner-driven case gives a persistent plan with its
+    values."""
+    import json
+
+    pytest.importorskip("rnnfuse", reason="rnnfuse does not import (extension not built)")
+    from benchmarks import sanitizer_cases as sc
+    from test_persistent_plan import H100_CLUSTERS
+
+    pinned = 0
+    for case in sc.persistent_cases():
+        if case.tier == "cluster-bwd":  # launched directly with its J and R
+            continue
+        for pin, backward, tier in ((case.pin, False, case.tier), (case.bwd_pin, True, case.bwd_tier)):
+            if not pin:
+                continue
+            plan = json.loads(torch.ops.rnnfuse.persistent_plan(
+                case.kind, sc.DTYPE[case.dtype], case.H, sc.B, sc.T, case.proj, 1, False,
+                H100_CLUSTERS, tier == "grid", tier == "cluster", backward, 1, True, pin))
+            print(case.name, "backward" if backward else "forward", pin, plan)
+            assert plan["tier"] == tier, (case.name, plan)
+            for kv in pin.split(","):
+                k, v = kv.split("=")
+                assert plan.get(k) == int(v), (case.name, k, plan)
+            pinned += 1
+    assert pinned >= 5
 
 
 def test_sanitizer_cases_stop_at_a_broken_context_and_resume(monkeypatch, capsys, tmp_path):
