@@ -96,6 +96,9 @@ SWEEP_CLUSTER = (8, 16)      # CTAs per cluster (cluster_layout.h)
 SWEEP_GROUPS = (1, 2, 4)     # cluster tier: slices per bracket (cluster_layout.h)
 SWEEP_KSPLIT = (1, 2, 4)     # backward K split (layout.h kMaxKSplit)
 BWD_UNITS = (16, 8)          # backward units per CTA: one m-tile, half of one
+# Forward grid CTAs wider than a slice (layout.h: up to 4 m-tiles, J <= 16):
+# fewer CTAs gather h, so a step gathers fewer bytes.
+FWD_WIDE_UNITS = (16,)
 
 
 def bwd_units(ksplit: int) -> tuple[int, ...]:
@@ -295,7 +298,7 @@ def sweep_pins(cell, backward) -> list[tuple[str | None, str]]:
              for p in (None,) + SWEEP_CLUSTER for j in units for r in SWEEP_R]
             + [("cluster", f"R={r},J={j},group={g}")
                for g in SWEEP_GROUPS for j in units for r in SWEEP_R]
-            + [("grid", f"R={r},J={j}") for j in units for r in SWEEP_R])
+            + [("grid", f"R={r},J={j}") for j in units + FWD_WIDE_UNITS for r in SWEEP_R])
 
 
 @contextlib.contextmanager

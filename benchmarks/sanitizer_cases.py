@@ -155,7 +155,12 @@ def persistent_cases() -> list[Case]:
             # Backward CTAs of 4 m-tiles (K split 4 ways): MMA, and FMA in 4
             # groups of 64 units, the last with 8 (3 m-tiles of padding).
             Case("LSTM", "bf16", 64, packed=True, persistent=True, bwd_pin="J=64,ksplit=4"),
-            Case("GRU", "fp32", 200, persistent=True, bwd_pin="J=64,ksplit=4")]
+            Case("GRU", "fp32", 200, persistent=True, bwd_pin="J=64,ksplit=4"),
+            # Forward CTAs of 16 units: LSTM (4 m-tiles: two pairs), GRU
+            # (3: a pair, then one alone; the last CTA 8 units). Their FMAs
+            # are the other fp32 cases' fma_mtile.
+            Case("LSTM", "bf16", 64, packed=True, persistent=True, pin="J=16,R=1"),
+            Case("GRU", "bf16", 40, persistent=True, pin="J=16")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.
     cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,
@@ -364,13 +369,17 @@ def run_case(case: Case, device: str = "cuda") -> float:
             want = directions * (2 if backward else 1)
             want_cluster = directions * ((p["path"] == "persistent-cluster")
                                          + (p["backward_path"] == "persistent-cluster"))
-        if case.bwd_pin:  # the backward the case ran is the pinned partition
-            os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] = case.bwd_pin
-            plan = _persistent_path(case)["backward_plan"]
-            os.environ.pop("RNNFUSE_PERSISTENT_BWD_PIN")
-            for kv in case.bwd_pin.split(","):
+        # The forward and backward the case ran are the pinned partitions.
+        for var, pin, key in (("RNNFUSE_PERSISTENT_PIN", case.pin, "plan"),
+                              ("RNNFUSE_PERSISTENT_BWD_PIN", case.bwd_pin, "backward_plan")):
+            if not pin:
+                continue
+            os.environ[var] = pin
+            plan = _persistent_path(case)[key]
+            os.environ.pop(var)
+            for kv in pin.split(","):
                 k, v = kv.split("=")
-                assert plan.get(k) == int(v), f"{case.name}: backward plan {plan}"
+                assert plan.get(k) == int(v), f"{case.name}: {key} {plan}"
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]

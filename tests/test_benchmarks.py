@@ -1018,7 +1018,10 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "22 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "24 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    # the grid forward pinned to CTAs of 4 and 3 m-tiles
+    assert "LSTM-bf16-H64-packed-persistent-grid-J16-R1" in out
+    assert "GRU-bf16-H40-padded-persistent-grid-J16" in out
     # the grid backward pinned to CTAs of 4 m-tiles (K split 4 ways), MMA and FMA
     assert "LSTM-bf16-H64-packed-persistent-grid-bwd-J64-ksplit4" in out
     assert "GRU-fp32-H200-padded-persistent-grid-bwd-J64-ksplit4" in out
@@ -1070,7 +1073,7 @@ def test_sanitizer_pins_name_partitions_the_planner_makes():
                 k, v = kv.split("=")
                 assert plan.get(k) == int(v), (case.name, k, plan)
             pinned += 1
-    assert pinned >= 5
+    assert pinned >= 7
 
 
 def test_sanitizer_cases_stop_at_a_broken_context_and_resume(monkeypatch, capsys, tmp_path):
@@ -1854,6 +1857,9 @@ def test_persist_check_sweep_pins_cover_both_tiers_and_restore_the_environment(m
     assert ("cluster", "R=2,J=8,P=16") in fwd and ("grid", "R=1,J=4") in fwd
     assert {("cluster", f"R=2,J=8,group={g}") for g in (1, 2, 4)} <= set(fwd)
     assert ("grid", "R=1,J=5") in persist_check.sweep_pins("GRU", False)
+    # the forward's CTAs of 16 units (3 or 4 m-tiles), beside a slice's 8 or 10
+    assert {("grid", f"R={r},J=16") for r in (1, 2, 4, 8)} <= set(fwd)
+    assert ("grid", "R=2,J=16") in persist_check.sweep_pins("GRU", False)
     bwd = persist_check.sweep_pins("GRU", True)
     assert ("grid", "R=8,J=8,ksplit=4") in bwd and ("cluster", "R=2") in bwd
     assert ("cluster", "R=1,P=8") in bwd and {t for t, _ in bwd} == {"grid", "cluster"}

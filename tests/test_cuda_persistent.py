@@ -151,6 +151,39 @@ def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
         assert err <= 2e-5, f"out{k}: {err:.3e} ({base.where(diff > 2e-5)})"
 
 
+@pytest.mark.parametrize("dtype, allow_tf32", [(BF16, False), (F32, False), (F32, True)],
+                         ids=["bf16", "fp32", "tf32"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_wide_forward_ctas_give_the_bits_of_a_slice(mode, dtype, allow_tf32, persistent,
+                                                    monkeypatch):
+    """A forward CTA of 16 units (4 LSTM or 3 GRU m-tiles, in pairs, a
+    third alone) gathers h once for twice a slice's units. Its sums are the same
+    k-tiles in the same order as a slice's (the emulator's rule:
+    test_wide_ctas_give_the_bits_of_a_slice), so the GPU's training forward
+    (y, h_n, c_n, workspace) equals the slice partition's bit for bit, each
+    in one persistent launch with the plan's m-tiles."""
+    H, B, T = 256, 40, 9  # two 32-row chunks per step
+    x, w, h0, extra = fp32_layer_inputs(mode, H, B, T, seed=11)
+    d = lambda t: t.to(DEVICE, dtype)  # noqa: E731
+    outs = {}
+    with tf32(allow_tf32):
+        for J, mt in ((8 if mode == "LSTM" else 10, 2), (16, 4 if mode == "LSTM" else 3)):
+            monkeypatch.setenv("RNNFUSE_PERSISTENT_PIN", f"J={J},R=1")
+            q = path(mode, dtype, H, B, T)["plan"]
+            assert q["tier"] == "grid" and (q["J"], q["MT"]) == (J, mt), q
+            before = launches()
+            if mode == "LSTM":
+                outs[J] = OPS.lstm_fwd(d(x), d(w), None, d(h0), d(extra), None, False, True)
+            else:
+                outs[J] = OPS.gru_fwd(d(x), d(w), d(extra), d(h0), None, False, True)
+            torch.cuda.synchronize()
+            assert launches() - before == 1, f"J={J}: not one persistent launch"
+    slice_j, wide = outs.values()
+    for k, (a, b) in enumerate(zip(slice_j, wide)):
+        assert torch.equal(a, b), (f"out{k}: J=16 differs from the slice's, max "
+                                   f"{(a.float() - b.float()).abs().max().item():.3e}")
+
+
 def _layer_bwd_on_gpu(mode, dtype, H, B, T, seed):
     """A layer-direction's forward (training) then backward ops on CUDA in
     `dtype`: the backward's outputs, the persistent launches the backward

@@ -69,12 +69,13 @@ def emulate(cell, a, reverse, J, R, hbuf=32, eb=2, seed=0, fault=0, fma=False):
 # Partitions: (J, R, hbuf_rows, elem_bytes). Ragged last CTA, several
 # replicas, an h buffer smaller than the batch (several gathers per step;
 # 16 and 8 rows: less than a chunk, as where 32 rows do not fit),
-# both fragment layouts (k = 16 and TF32's k = 8).
+# both fragment layouts (k = 16 and TF32's k = 8), CTAs wider than a slice
+# (LSTM J = 16: 4 m-tiles, J = 9: 3; GRU J = 16 and 11: 3).
 PARTITIONS = {
     "LSTM": [(8, 1, 32, 2), (8, 3, 32, 4), (4, 2, 32, 2), (7, 1, 32, 4), (8, 1, 64, 2),
-             (8, 1, 16, 2), (8, 2, 8, 4)],
+             (8, 1, 16, 2), (8, 2, 8, 4), (16, 1, 32, 2), (16, 2, 16, 4), (9, 1, 32, 2)],
     "GRU": [(10, 1, 32, 2), (10, 4, 32, 4), (5, 2, 32, 2), (3, 1, 64, 4), (10, 1, 16, 4),
-            (10, 2, 8, 2)],
+            (10, 2, 8, 2), (16, 1, 32, 4), (11, 2, 16, 2)],
 }
 SHAPES = [(40, 5, 6), (45, 37, 7), (17, 70, 4), (130, 3, 5)]  # (H, B, T): odd sizes
 
@@ -96,8 +97,9 @@ def test_float64_decomposition_equals_the_spec(cell, packed, reverse):
 
 
 # The exact-FMA kernels' partitions: TF32's (k-tiles of 8, elem_bytes 4).
-FMA_PARTITIONS = {"LSTM": [(8, 1, 32), (8, 3, 32), (7, 1, 64), (8, 1, 16)],
-                  "GRU": [(10, 1, 32), (10, 4, 32), (3, 1, 64), (10, 2, 8)]}
+FMA_PARTITIONS = {"LSTM": [(8, 1, 32), (8, 3, 32), (7, 1, 64), (8, 1, 16), (16, 1, 32),
+                           (13, 2, 16)],
+                  "GRU": [(10, 1, 32), (10, 4, 32), (3, 1, 64), (10, 2, 8), (16, 2, 32)]}
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -215,8 +217,9 @@ def test_bidirectional_launch_equals_the_bidirectional_spec(cell, packed):
     for i, (H, B, T) in enumerate(SHAPES):
         a = make_bidir_inputs(cell, F64, H, B, T, packed, seed=10 + i)
         exp = spec_bidir(cell, a)
-        for R, hbuf, eb, fma in ((1, 32, 2, False), (2, 16, 4, False), (3, 32, 4, True)):
-            got = emulate_bidir(cell, a, J, R, hbuf, eb, seed=i, fma=fma)
+        for R, hbuf, eb, fma, wide in ((1, 32, 2, False, False), (2, 16, 4, False, False),
+                                       (3, 32, 4, True, False), (1, 32, 2, False, True)):
+            got = emulate_bidir(cell, a, 16 if wide else J, R, hbuf, eb, seed=i, fma=fma)
             for k, (e, g) in enumerate(zip(exp, got)):
                 assert e.shape == g.shape, (k, e.shape, g.shape)
                 err = (e - g).abs().max().item() if e.numel() else 0.0
@@ -285,10 +288,30 @@ def test_a_broken_wait_is_caught(cell, fault):
         emulate(cell, a, False, J, 1, 32, 2, seed=fault, fault=fault)
 
 
+@pytest.mark.parametrize("kind", ["bf16", "tf32", "fp32"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_wide_ctas_give_the_bits_of_a_slice(cell, kind):
+    """A CTA of up to 16 units (3 or 4 m-tiles, in pairs in the kernel)
+    sums every output as a slice of 8 (LSTM) or 10 (GRU) units does: the
+    warps split K the same way whatever J, so the bits are equal."""
+    dtype, eb, fma = {"bf16": (BF16, 2, False), "tf32": (F32, 4, False),
+                      "fp32": (F32, 4, True)}[kind]
+    a = make_inputs(cell, dtype, 72, 21, 5, packed=True, seed=12)
+    J = 8 if cell == "LSTM" else 10
+    exp = emulate(cell, a, True, J, 1, 32, eb, fma=fma)
+    for wide, R in ((16, 1), (13, 2), (9 if cell == "LSTM" else 11, 1)):
+        got = emulate(cell, a, True, wide, R, 32, eb, fma=fma)
+        for k, (e, g) in enumerate(zip(exp, got)):
+            assert torch.equal(e, g), f"J{wide} R{R} out{k}"
+
+
 def test_rejects_partitions_the_kernel_cannot_run():
     a = make_inputs("LSTM", F64, 40, 4, 3, False)
-    with pytest.raises(RuntimeError, match="exceeds"):
-        emulate("LSTM", a, False, 9, 1)  # 36 rows > 32
+    with pytest.raises(RuntimeError, match="64 weight rows"):
+        emulate("LSTM", a, False, 17, 1)  # 68 rows > 64
+    g = make_inputs("GRU", F64, 40, 4, 3, False)
+    with pytest.raises(RuntimeError, match="epilogue items"):
+        emulate("GRU", g, False, 17, 1)  # 51 rows fit 4 m-tiles, 17 x 32 items do not
     with pytest.raises(RuntimeError, match="multiple"):
         emulate("LSTM", a, False, 8, 1, hbuf=20)
     a = make_inputs("LSTM", BF16, 40, 4, 3, False)

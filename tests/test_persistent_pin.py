@@ -86,10 +86,11 @@ def candidates(cell, backward):
     follows from J) and the cluster tier's group; for the backward also
     (R, P) for every cluster size (the cluster backward's J follows from P).
     The grid backward's J: one m-tile, half of one, and with K split 2 or 4
-    ways 2 or 4 m-tiles. Together they cover every partition the planner
-    considers."""
+    ways 2 or 4 m-tiles; the forward's: a slice's units, half of them, and
+    16 (the grid tier's 3 or 4 m-tiles). Together they cover every partition
+    the planner considers."""
     G = 4 if cell == "LSTM" else 3
-    Js = (16, 8, 32, 64) if backward else (32 // G, 32 // G // 2)
+    Js = (16, 8, 32, 64) if backward else (32 // G, 32 // G // 2, 16)
     Ps = (None, 8, 16)
     S = (1, 2, 4) if backward else (1,)
     groups = (None,) if backward else (None, 1, 2, 4)

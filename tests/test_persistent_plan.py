@@ -20,8 +20,13 @@ OPS = torch.ops.rnnfuse
 ROOT = Path(__file__).resolve().parents[1]
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 
-KROWS = 32          # layout.h kRows: weight rows per CTA
 REG_FRAGS = 32      # layout.h kRegFrags: A fragments per warp
+
+
+def fwd_mtiles(G, J):
+    """layout.h Partition::mtiles(): a slice's 2 m-tiles (32 rows), or as many
+    16-row tiles as a wider CTA's G x J rows need (up to 4)."""
+    return max(2, math.ceil(G * J / 16))
 
 
 def device(sm=132, avail=0, smem=232448, cc=(9, 0), regs=65536, coop=True, clusters=None,
@@ -62,14 +67,19 @@ def check_grid_plan(p, cell, H, B, dev):
     """The capacity rules a grid plan must satisfy."""
     G = 4 if cell == "LSTM" else 3
     assert p["tier"] == "grid" and p["reason"] == ""
-    assert p["J"] * G <= KROWS
+    # Up to 16 units: a chunk's epilogue items fit 256 threads x 2 slots.
+    assert p["J"] <= 16 and p["MT"] == fwd_mtiles(G, p["J"]) <= 4
     assert p["P"] == math.ceil(H / p["J"])
     assert p["grid"] == p["P"] * p["R"]
     usable = dev[3] if 0 < dev[3] < dev[2] else dev[2]
     assert p["grid"] <= usable, "one CTA per SM: the grid must fit the available SMs"
     assert p["smem_bytes"] <= dev[4]
     assert p["KT"] == math.ceil(H / p["kk"])
-    assert p["w_frags"] == math.ceil(p["KT"] / 8) * 2 <= REG_FRAGS
+    assert p["w_frags"] == math.ceil(p["KT"] / 8) * p["MT"] <= REG_FRAGS
+    # The warps' partial sums (8 x rows x 40 fp32), GRU's b_hh slice, the h buffer.
+    pitch = p["KT"] * p["kk"] + 16 // p["elem_bytes"]
+    red = 8 * 16 * p["MT"] * 40 * 4 + 16 * p["MT"] * 4
+    assert p["smem_bytes"] == p["hbuf_rows"] * pitch * p["elem_bytes"] + red
     rows = math.ceil(B / p["R"])
     check_hbuf_rows(p, rows)
     assert p["R"] == 1 or math.ceil(B / p["R"]) >= 8
@@ -80,7 +90,10 @@ def check_grid_plan(p, cell, H, B, dev):
 def test_issue_point_takes_the_grid_tier(dtype):
     p = plan(dtype=dtype)
     check_grid_plan(p, "LSTM", 768, 16, H100)
-    assert (p["P"], p["J"], p["R"]) == (96, 8, 1)
+    # 16-bit: CTAs of 16 units (4 m-tiles) gather h half as often, and 2
+    # replicas keep 96 SMs busy; fp32's k-tiles of 8 leave no room for them.
+    want = (96, 8, 1) if dtype == F32 else (48, 16, 2)
+    assert (p["P"], p["J"], p["R"]) == want
     assert p["kk"] == (8 if dtype == F32 else 16)
 
 
@@ -148,11 +161,15 @@ def test_both_directions_in_one_launch(backward):
                 assert 2 * two["grid"] <= 132
                 assert one["tier"] == "grid" and two["R"] <= one["R"]
                 assert (two["P"], two["J"]) == (one["P"], one["J"]) or two["grid"] < one["grid"]
-    # H=768 LSTM: 96 CTAs per direction (J=8) cannot run twice on 132 SMs.
-    p = plan(H=768, B=16, directions=2)
+    # fp32 H=768 LSTM: 96 CTAs per direction (J=8; 16 units' W_hh rows do
+    # not fit the registers) cannot run twice on 132 SMs.
+    p = plan(H=768, B=16, dtype=F32, directions=2)
     assert p["tier"] == "per-step" and "66 CTAs" in p["reason"] and "per direction" in p["reason"]
-    assert plan(H=512, B=64, directions=2)["R"] == 1  # 64 CTAs per direction
-    assert plan(H=512, B=64)["R"] == 2
+    # bf16: 48 CTAs of 16 units per direction can.
+    p = plan(H=768, B=16, directions=2)
+    assert (p["tier"], p["J"], p["grid"]) == ("grid", 16, 48), p
+    assert plan(H=512, B=64, directions=2)["R"] == 2  # 32 CTAs of 16 units per replica
+    assert plan(H=512, B=64)["R"] == 4
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
@@ -193,15 +210,24 @@ def test_mps_at_half_the_sms_limits_the_grid():
     full = plan(H=768, B=64)
     half = plan(H=768, B=64, dev=MPS_HALF)
     assert full["tier"] == "grid" and full["grid"] > 66
-    # 768 units at J = 8 need 96 CTAs; under MPS only 66 SMs are usable.
-    assert half["tier"] == "per-step" and "66" in half["reason"]
+    # 768 units at J = 16 are 48 CTAs a replica; under MPS only 66 SMs are
+    # usable: one replica instead of the whole device's two.
+    check_grid_plan(half, "LSTM", 768, 64, MPS_HALF)
+    assert (half["J"], half["R"], full["J"], full["R"]) == (16, 1, 16, 2)
+    # fp32 (k-tiles of 8): 16 units' rows do not fit the registers, and
+    # 96 CTAs of 8 units do not fit 66 SMs.
+    fp32 = plan(H=768, B=64, dtype=F32, dev=MPS_HALF)
+    assert fp32["tier"] == "per-step" and "66" in fp32["reason"]
     small = plan(H=256, B=64, dev=MPS_HALF)
     check_grid_plan(small, "LSTM", 256, 64, MPS_HALF)
 
 
 def test_a100_108_sms():
     check_grid_plan(plan(H=768, dev=A100), "LSTM", 768, 16, A100)
-    p = plan(H=1024, dev=A100)  # 128 CTAs at J = 8 > 108 SMs
+    p = plan(H=1024, dev=A100)  # 128 CTAs at J = 8 > 108 SMs, 64 at J = 16 (4 m-tiles)
+    check_grid_plan(p, "LSTM", 1024, 16, A100)
+    assert (p["J"], p["grid"]) == (16, 64)
+    p = plan(H=1100, dev=A100)  # J = 16 exceeds the registers; 138 CTAs at J = 8
     assert p["tier"] == "per-step" and "108" in p["reason"]
     check_grid_plan(plan("GRU", H=1024, dev=A100), "GRU", 1024, 16, A100)  # J = 10: 103 CTAs
 
@@ -394,6 +420,7 @@ def test_register_packing_the_kernel_relies_on():
 @pytest.mark.parametrize("cell, H, B, J, R, eb", [
     ("LSTM", 768, 16, 8, 1, 2), ("LSTM", 100, 13, 8, 2, 4), ("LSTM", 45, 37, 4, 4, 2),
     ("GRU", 100, 13, 10, 2, 2), ("GRU", 33, 70, 5, 8, 4), ("GRU", 1, 1, 10, 1, 2),
+    ("LSTM", 1024, 9, 16, 2, 2), ("LSTM", 45, 37, 13, 1, 4), ("GRU", 100, 13, 16, 2, 4),
 ])
 def test_every_unit_gate_and_row_is_owned_once(cell, H, B, J, R, eb):
     G = 4 if cell == "LSTM" else 3
@@ -402,7 +429,7 @@ def test_every_unit_gate_and_row_is_owned_once(cell, H, B, J, R, eb):
     triples = set()
     for q, rr, n, gate, unit, b in owners.tolist():
         r, c = q // P, q % P
-        assert 0 <= q < P * R and 0 <= rr < KROWS
+        assert 0 <= q < P * R and 0 <= rr < 16 * fwd_mtiles(G, J)
         assert gate == rr // J and unit == c * J + rr % J < H
         assert b == n * R + r < B
         triples.add((gate, unit, b))
@@ -433,8 +460,8 @@ def test_backward_owns_every_unit_and_row_once(cell, H, B, J, R, eb):
 
 
 def test_maps_reject_a_slice_larger_than_the_cta():
-    with pytest.raises(RuntimeError, match="exceeds"):
-        OPS.persistent_maps("LSTM", 64, 8, 9, 1, 2)  # 4 x 9 = 36 rows > 32
+    with pytest.raises(RuntimeError, match="exceeds the CTA's 64 rows"):
+        OPS.persistent_maps("LSTM", 64, 8, 17, 1, 2)  # 4 x 17 = 68 rows > 4 m-tiles
 
 
 # -------------------------------------------------- builds without ATen

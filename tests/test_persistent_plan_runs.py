@@ -197,6 +197,10 @@ def test_the_gpu_check_points_plan_persistent_partitions():
     wide = {(k[11], k[3]) for k in PLANS if k[4] and k[5] == "grid" and k[7] > 16}
     print("wide backward CTAs:", sorted(wide))
     assert {("mma16", 1), ("tf32", 1), ("fma", 1), ("mma16", 2)} <= wide, wide
+    # Forward CTAs of 16 units (3 or 4 m-tiles), every math, both cells.
+    wide_fwd = {(k[0], k[11]) for k in PLANS if not k[4] and k[5] == "grid" and k[7] == 16}
+    print("wide forward CTAs:", sorted(wide_fwd))
+    assert {(c, m) for c in ("LSTM", "GRU") for m in ("mma16", "tf32", "fma")} <= wide_fwd, wide_fwd
 
 
 @pytest.mark.parametrize("key", sorted(PLANS, key=str), ids=lambda k: "-".join(map(str, k)))
@@ -287,6 +291,32 @@ def test_a_planned_wide_backward_runs_on_the_kernel_bit_for_bit(math_kind):
     emu = emulate_bwd(*args, **kw)
     got = simt_bwd(*args, **kw)
     assert_same_bits(emu, got, f"wide backward {key}")
+
+
+@pytest.mark.skipif(not _build_config.WITH_CUDA,
+                    reason="the kernels' host execution is built with CUDA")
+@pytest.mark.parametrize("math_kind", ["mma16", "tf32", "fma"])
+def test_a_planned_wide_forward_runs_on_the_kernel_bit_for_bit(math_kind):
+    """A grid forward the planner runs with 16 units per CTA (3 or 4
+    m-tiles, in pairs): of the GPU check's one-direction plans with
+    that math, the smallest (H x grid). The kernel's source on the fibers
+    with exactly that partition's CTA equals the emulator bit for bit, under
+    the fibers' shared- and global-memory checks (T=2: one exchange; one
+    replica of 10 rows, as the wide backward's test above)."""
+    from test_persistent_simt import assert_same_bits, simt
+
+    wide = [(k, pl) for k, (pl, _) in PLANS.items()
+            if not k[4] and k[5] == "grid" and k[3] == 1 and pl["J"] == 16
+            and pl["math"] == math_kind]
+    assert wide, f"no planned {math_kind} forward with J = 16"
+    key, pl = min(wide, key=lambda kp: (kp[0][1] * kp[1]["grid"], str(kp[0])))
+    print(key, pl)
+    cell, H = key[:2]
+    dtype = F16 if math_kind == "mma16" else F32
+    a = make_inputs(cell, dtype, H, 10, 2, False, seed=4)
+    args = (cell, a, False, pl["J"], 1, pl["hbuf_rows"], pl["elem_bytes"])
+    kw = {"seed": 6, "fma": math_kind == "fma"}
+    assert_same_bits(emulate(*args, **kw), simt(*args, **kw), f"wide forward {key}")
 
 
 # ------------------------------------------- the cluster backward's candidates

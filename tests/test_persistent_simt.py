@@ -86,8 +86,11 @@ def assert_same_bits_as_emulator(ref, emu, got, label):
 
 
 # Forward partitions (J, R, hbuf_rows): a ragged last CTA, replicas, an h
-# buffer of less than a chunk (several gathers per step).
-FWD_PARTITIONS = {"LSTM": [(8, 1, 32), (4, 2, 8)], "GRU": [(10, 1, 32), (5, 2, 16)]}
+# buffer of less than a chunk (several gathers per step), CTAs wider than a
+# slice (kernel.cuh: LSTM J = 16, two pairs of m-tiles; LSTM J = 11 and GRU
+# J = 16, 13, a pair and one alone).
+FWD_PARTITIONS = {"LSTM": [(8, 1, 32), (4, 2, 8), (16, 1, 32), (11, 2, 16)],
+                  "GRU": [(10, 1, 32), (5, 2, 16), (16, 1, 32), (13, 2, 8)]}
 # (H, B, T): 16-byte gathers (H = 40), element-wise ones (H % 8 != 0).
 SHAPES = [(40, 11, 5), (36, 7, 4)]
 # (shape, packed, reverse)
@@ -115,10 +118,10 @@ def test_fiber_order_changes_no_bit(cell):
     """Three schedules of the fibers (seeds), packed and reversed, bf16 with
     replicas: any shared-memory read racing a write would differ."""
     a = make_inputs(cell, BF16, 33, 19, 6, True, seed=3)
-    J, R = (8, 2) if cell == "LSTM" else (10, 2)
-    runs = [simt(cell, a, True, J, R, 16, 2, seed=s) for s in (1, 2, 3)]
-    for s, r in enumerate(runs[1:], 2):
-        assert_same_bits(runs[0], r, f"seed {s}")
+    for J, R in (((8, 2) if cell == "LSTM" else (10, 2)), (16, 1)):
+        runs = [simt(cell, a, True, J, R, 16, 2, seed=s) for s in (1, 2, 3)]
+        for s, r in enumerate(runs[1:], 2):
+            assert_same_bits(runs[0], r, f"J{J} seed {s}")
 
 
 # Backward partitions (J, R, hbuf_rows, ksplit); J > 16: S m-tiles per CTA

@@ -62,9 +62,8 @@ class Emulator {
            int64_t n_rows)
       : pr_(pr), steps_(steps), cfg_(cfg) {
     p_ = make_partition(gates_of(pr.cell), pr.H, pr.B, cfg.units, cfg.replicas, cfg.elem_bytes);
-    TORCH_CHECK(p_.gates * p_.units <= kRows, "emulator: units x gates exceeds ", kRows, " rows");
-    TORCH_CHECK(p_.max_warp_frags() <= kRegFrags, "emulator: the W slice exceeds ", kRegFrags,
-                " register fragments per warp");
+    const char* unfit = grid_partition_error(p_);
+    TORCH_CHECK(unfit == nullptr, "emulator: this partition does not fit the kernel: ", unfit);
     hbuf_rows_ = cfg.hbuf_rows;
     TORCH_CHECK(encode_schedule(steps, n_rows, cfg.reverse, sched_), "emulator: more than ",
                 kMaxRuns, " batch-size runs");
@@ -107,7 +106,7 @@ class Emulator {
     // W fragments [warp][frag][lane][elem], as the kernel holds them in registers.
     std::vector<double> frags;
     std::vector<scalar_t> hbuf;  // [hbuf_rows][pitch]
-    std::vector<mma_t> red;      // [warp][kRows][kRedPitch]
+    std::vector<mma_t> red;      // [warp][rows][kRedPitch]
   };
 
   void init_cta(Cta& cta, int q) {
@@ -117,15 +116,16 @@ class Emulator {
     cta.cursor.begin(sched_);
     const int ae = a_elems(p_.kk);
     cta.frags.assign(size_t(kWarps) * kRegFrags * 32 * ae, 0.0);
-    // The kernel's fragment load: fragment f = i * kMTiles + mt of warp w.
+    // The kernel's fragment load: fragment f = i * MT + mt of warp w.
+    const int MT = p_.mtiles();
     for (int w = 0; w < kWarps; ++w) {
       for (int f = 0; f < p_.warp_frags(w); ++f) {
-        Slice::frag(p_, pr_.w, cta.c, p_.warp_ktile(w, f / kMTiles), f % kMTiles,
+        Slice::frag(p_, pr_.w, cta.c, p_.warp_ktile(w, f / MT), f % MT,
                     &cta.frags[(size_t(w) * kRegFrags + f) * 32 * ae]);
       }
     }
     cta.hbuf.assign(size_t(hbuf_rows_) * p_.h_pitch(p_.kk == 16 ? 2 : 4), scalar_t(0));
-    cta.red.assign(size_t(kWarps) * kRows * kRedPitch, mma_t(0));
+    cta.red.assign(size_t(p_.red_floats()), mma_t(0));
   }
 
   uint32_t waits_for(const Cta& cta, int q) const {
@@ -190,20 +190,17 @@ class Emulator {
           const int k = kt * 8 + fma_k0(lane) + e;
           return row >= 0 && k < p_.hidden ? pr_.w[row * p_.hidden + k] : scalar_t(0);
         };
-        fma_warp_chunk(kMTiles, p_.warp_ktiles(w), w, weight, cta.hbuf.data(), pitch, q0, n_tiles,
-                       cta.red.data(), kRows);
+        fma_warp_chunk(p_.mtiles(), p_.warp_ktiles(w), w, weight, cta.hbuf.data(), pitch, q0,
+                       n_tiles, cta.red.data(), p_.rows());
       }
       return;
     }
+    // The kernel runs the m-tiles in pairs (an odd count's last alone); per
+    // output these are its sums however they are grouped (the fibers check).
     for (int w = 0; w < kWarps; ++w) {
-      typename Slice::Acc acc;
-      Slice::zero(acc);
-      for (int i = 0; i < p_.warp_ktiles(w); ++i) {
-        const double* f = &cta.frags[(size_t(w) * kRegFrags + i * kMTiles) * 32 * ae];
-        Slice::mma_ktile(p_, f, f + 32 * ae, cta.hbuf.data(), pitch, q0, p_.warp_ktile(w, i),
-                         n_tiles, acc);
-      }
-      Slice::store_partials(acc, cta.red.data(), w, n_tiles, kRedPitch);
+      mma_warp_chunk(p_.kk, p_.mtiles(), p_.warp_frags(w), w,
+                     &cta.frags[size_t(w) * kRegFrags * 32 * ae], cta.hbuf.data(), pitch, q0,
+                     n_tiles, cta.red.data(), p_.rows());
     }
   }
 
@@ -217,7 +214,7 @@ class Emulator {
       const int64_t b = p_.replica_row(cta.r, g0 + q0 + nn);
       const int64_t row = st.row0 + b;
       acc_t sum[4], x[4];
-      Slice::sum_partials(cta.red.data(), G, J, jj, nn, kRedPitch, sum);
+      Slice::sum_partials(cta.red.data(), G, J, jj, nn, kRedPitch, sum, p_.rows());
       const scalar_t* xr = pr_.x + row * pr_.ld_x;
       for (int g = 0; g < G; ++g) x[g] = acc_t(xr[g * H + j]);
       acc_t c = pr_.cell == Cell::LSTM ? pr_.c_state[b * H + j] : acc_t(0);

@@ -255,7 +255,7 @@ class BwdEmulator {
   }
 
   void mma_chunk(Cta& cta, int q0, int n_rows) {
-    const int kk = p_.kk, ae = a_elems(kk), be = b_elems(kk), ld = pitch();
+    const int kk = p_.kk, ae = a_elems(kk), ld = pitch();
     const int n_tiles = ceil_div(n_rows, 8);
     if (cfg_.fma) {  // exact fp32: W^T as the FMA kernel loads it, unrounded
       const int K = p_.k_width(), kt0 = p_.part_kt0(cta.c);
@@ -270,51 +270,12 @@ class BwdEmulator {
       }
       return;
     }
-    const int mt_count = p_.mtiles();
+    // Per m-tile, its fragments' k-tiles ascending (as the kernel's m loop);
+    // the k-tiles are local to the part (h buffer columns).
     for (int w = 0; w < kWarps; ++w) {
-      // Per m-tile, its fragments' k-tiles ascending (as the kernel's m loop).
-      std::vector<mma_t> acc(size_t(mt_count) * kChunkNTiles * 16 * 8, mma_t(0));
-      auto at = [&](int m, int nt, int i, int n) -> mma_t& {
-        return acc[((size_t(m) * kChunkNTiles + nt) * 16 + i) * 8 + n];
-      };
-      for (int f = 0; f < p_.warp_frags(cta.c, w); ++f) {
-        const int kt = p_.warp_ktile(w, f / mt_count);  // local to the part (hbuf column)
-        const int m = f % mt_count;
-        double A[16][16] = {};
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int e = 0; e < ae; ++e) {
-            const Coord a = a_coord(kk, lane, e);
-            A[a.row][a.col] = cta.frags[((size_t(w) * kRegFrags + f) * 32 + lane) * ae + e];
-          }
-        }
-        for (int nt = 0; nt < n_tiles; ++nt) {
-          double Bm[16][8] = {};
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int e = 0; e < be; ++e) {
-              const Coord bc = b_coord(kk, lane, e);
-              Bm[bc.row][bc.col] = operand(cta.hbuf[size_t(q0 + nt * 8 + bc.col) * ld + kt * kk + bc.row]);
-            }
-          }
-          for (int i = 0; i < 16; ++i) {
-            for (int n = 0; n < 8; ++n) {
-              mma_t s = at(m, nt, i, n);
-              for (int k = 0; k < kk; ++k) s += mma_t(A[i][k]) * mma_t(Bm[k][n]);
-              at(m, nt, i, n) = s;
-            }
-          }
-        }
-      }
-      for (int m = 0; m < mt_count; ++m) {
-        for (int nt = 0; nt < n_tiles; ++nt) {
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int e = 0; e < kCElems; ++e) {
-              const Coord cc = c_coord(lane, e);
-              cta.red[red_index(w, m * 16 + cc.row, nt * 8 + cc.col, p_.rows())] =
-                  at(m, nt, cc.row, cc.col);
-            }
-          }
-        }
-      }
+      mma_warp_chunk(kk, p_.mtiles(), p_.warp_frags(cta.c, w), w,
+                     &cta.frags[size_t(w) * kRegFrags * 32 * ae], cta.hbuf.data(), ld, q0, n_tiles,
+                     cta.red.data(), p_.rows());
     }
   }
 

@@ -115,7 +115,76 @@ double operand(scalar_t x) {
   }
 }
 
-// One warp's partial sums of a chunk in exact fp32, as fma_chunk
+// An A fragment [lane][a_elems] as the 16 x kk tile it holds (layout.h's A map).
+inline void a_tile(int kk, const double* frag, double (&A)[16][16]) {
+  const int ae = a_elems(kk);
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int e = 0; e < ae; ++e) {
+      const Coord a = a_coord(kk, lane, e);
+      A[a.row][a.col] = frag[lane * ae + e];
+    }
+  }
+}
+
+// The kk x 8 B tile of k-tile kt whose columns are h buffer rows row0 ..
+// row0 + 7 (layout.h's B map), as the tensor cores see the operands.
+template <typename scalar_t>
+void b_tile(int kk, const scalar_t* hbuf, int pitch, int row0, int kt, double (&Bm)[16][8]) {
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int e = 0; e < b_elems(kk); ++e) {
+      const Coord bc = b_coord(kk, lane, e);
+      Bm[bc.row][bc.col] = operand(hbuf[size_t(row0 + bc.col) * pitch + kt * kk + bc.row]);
+    }
+  }
+}
+
+// One warp's MMAs of a chunk, as the grid kernels compute them (slice.cuh's
+// mma_mtiles, a pair of m-tiles or one at a time; per output the same
+// sums): `frags` holds its
+// fragments [f][lane][a_elems] as the kernel's registers, fragment f =
+// local k-tile f / mtiles (h buffer k-tile warp + (f / mtiles) * kWarps) of
+// m-tile f % mtiles, n_frags of them. Per output, one MMA per k-tile in
+// ascending order, each adding its kk products to the running sum in
+// mma_t; the sums go through the C map to this warp's tile of `red`
+// (red_rows rows, pitch kRedPitch).
+template <typename mma_t, typename scalar_t>
+void mma_warp_chunk(int kk, int mtiles, int n_frags, int warp, const double* frags,
+                    const scalar_t* hbuf, int pitch, int q0, int n_tiles, mma_t* red,
+                    int red_rows) {
+  std::vector<mma_t> acc(size_t(mtiles) * kChunkNTiles * 16 * 8, mma_t(0));
+  auto at = [&](int m, int nt, int i, int n) -> mma_t& {
+    return acc[((size_t(m) * kChunkNTiles + nt) * 16 + i) * 8 + n];
+  };
+  for (int f = 0; f < n_frags; ++f) {
+    const int kt = warp + (f / mtiles) * kWarps, m = f % mtiles;
+    double A[16][16] = {};
+    a_tile(kk, frags + size_t(f) * 32 * a_elems(kk), A);
+    for (int nt = 0; nt < n_tiles; ++nt) {
+      double Bm[16][8] = {};
+      b_tile(kk, hbuf, pitch, q0 + nt * 8, kt, Bm);
+      for (int i = 0; i < 16; ++i) {
+        for (int n = 0; n < 8; ++n) {
+          mma_t s = at(m, nt, i, n);
+          for (int k = 0; k < kk; ++k) s += mma_t(A[i][k]) * mma_t(Bm[k][n]);
+          at(m, nt, i, n) = s;
+        }
+      }
+    }
+  }
+  for (int m = 0; m < mtiles; ++m) {
+    for (int nt = 0; nt < n_tiles; ++nt) {
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int e = 0; e < kCElems; ++e) {
+          const Coord cc = c_coord(lane, e);
+          red[red_index(warp, m * 16 + cc.row, nt * 8 + cc.col, red_rows)] =
+              at(m, nt, cc.row, cc.col);
+        }
+      }
+    }
+  }
+}
+
+// One warp's partial sums of a chunk in exact fp32, as fma_mtile
 // (csrc/cuda/persistent/slice.cuh) computes them, lane by lane with
 // layout.h's FMA maps: lane l sums weight(mt, l, kt, e) * h over its k-tiles
 // (ascending) and its 4 k (ascending) by fused multiply-adds from zero; lane

@@ -49,23 +49,13 @@ struct SliceEmu {
   // B from h buffer rows q0 + nt * 8 + col (B fragment map).
   static void mma_ktile(const Partition& p, const double* a0, const double* a1,
                         const scalar_t* hbuf, int pitch, int q0, int kt, int n_tiles, Acc& acc) {
-    const int kk = p.kk, ae = a_elems(kk), be = b_elems(kk);
+    const int kk = p.kk;
     double A[kMTiles][16][16] = {};
-    for (int lane = 0; lane < 32; ++lane) {
-      for (int e = 0; e < ae; ++e) {
-        const Coord a = a_coord(kk, lane, e);
-        A[0][a.row][a.col] = a0[lane * ae + e];
-        A[1][a.row][a.col] = a1[lane * ae + e];
-      }
-    }
+    a_tile(kk, a0, A[0]);
+    a_tile(kk, a1, A[1]);
     for (int nt = 0; nt < n_tiles; ++nt) {
       double Bm[16][8] = {};
-      for (int lane = 0; lane < 32; ++lane) {
-        for (int e = 0; e < be; ++e) {
-          const Coord bc = b_coord(kk, lane, e);
-          Bm[bc.row][bc.col] = operand(hbuf[size_t(q0 + nt * 8 + bc.col) * pitch + kt * kk + bc.row]);
-        }
-      }
+      b_tile(kk, hbuf, pitch, q0 + nt * 8, kt, Bm);
       for (int mt = 0; mt < kMTiles; ++mt) {
         for (int i = 0; i < 16; ++i) {
           for (int n = 0; n < 8; ++n) {
@@ -93,10 +83,12 @@ struct SliceEmu {
     }
   }
 
-  static void sum_partials(const mma_t* red, int G, int J, int jj, int nn, int pitch, acc_t* sum) {
+  // rows: a warp tile's rows (a grid CTA's Partition::rows()).
+  static void sum_partials(const mma_t* red, int G, int J, int jj, int nn, int pitch, acc_t* sum,
+                           int rows = kRows) {
     for (int g = 0; g < G; ++g) {
       mma_t s = 0;
-      for (int w = 0; w < kWarps; ++w) s += red[red_index(w, g * J + jj, nn, kRows, pitch)];
+      for (int w = 0; w < kWarps; ++w) s += red[red_index(w, g * J + jj, nn, rows, pitch)];
       sum[g] = acc_t(s);
     }
   }

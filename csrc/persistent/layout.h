@@ -34,8 +34,9 @@ namespace persist {
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kMTiles = 2;        // MT: 16-row MMA tiles per CTA (32 weight rows)
+constexpr int kMTiles = 2;        // MT: 16-row MMA tiles of a slice (32 weight rows)
 constexpr int kRows = kMTiles * 16;
+constexpr int kMaxFwdMTiles = 4;  // a grid-tier forward CTA: up to 64 weight rows (J = 16)
 constexpr int kChunkNTiles = 4;   // n-tiles (8 batch rows each) per accumulation chunk
 constexpr int kChunkRows = kChunkNTiles * 8;
 constexpr int kRegFrags = 32;     // A fragments (4 x 32-bit registers each) a warp can hold
@@ -103,12 +104,21 @@ struct Partition {
   }
   RNNFUSE_PHD int max_replica_rows() const { return replica_rows(0, batch); }
 
+  // ---- m-tiles: a slice's G x J rows in 16-row tiles, at least kMTiles
+  // (the cluster tier's slices, and the grid tier's CTAs of up to 8 LSTM or
+  // 10 GRU units); a grid-tier CTA of up to 16 units has 3 or 4.
+  RNNFUSE_PHD int mtiles() const {
+    const int m = ceil_div(gates * units, 16);
+    return m > kMTiles ? m : kMTiles;
+  }
+  RNNFUSE_PHD int rows() const { return mtiles() * 16; }
+
   // ---- k split over warps
   // k-tiles of warp w: w, w + kWarps, ...; how many there are.
   RNNFUSE_PHD int warp_ktiles(int w) const { return ktiles > w ? (ktiles - w + kWarps - 1) / kWarps : 0; }
   RNNFUSE_PHD int warp_ktile(int w, int i) const { return w + i * kWarps; }
   // Fragment f of a warp holds k-tile i = f / MT of m-tile mt = f % MT.
-  RNNFUSE_PHD int warp_frags(int w) const { return warp_ktiles(w) * kMTiles; }
+  RNNFUSE_PHD int warp_frags(int w) const { return warp_ktiles(w) * mtiles(); }
   RNNFUSE_PHD int max_warp_frags() const { return warp_frags(0); }
 
   // Width K of the gathered rows (the forward gathers h: H).
@@ -127,7 +137,29 @@ struct Partition {
   RNNFUSE_PHD int chunk_items() const { return units * kChunkRows; }
   RNNFUSE_PHD int item_unit(int e) const { return e / kChunkRows; }
   RNNFUSE_PHD int item_row(int e) const { return e % kChunkRows; }
+
+  // ---- the grid kernel's shared memory: the warps' partial-sum tiles
+  // (red_index with rows() rows), the GRU's b_hh slice [rows()] fp32, then
+  // the h buffer at hbuf_offset() bytes (16-byte aligned: rows() is a
+  // multiple of 16).
+  RNNFUSE_PHD int red_floats() const { return kWarps * rows() * kRedPitch; }
+  RNNFUSE_PHD int hbuf_offset() const { return (red_floats() + rows()) * 4; }
 };
+
+// Why the grid forward kernel cannot run partition p (nullptr: it can).
+RNNFUSE_PHD const char* grid_partition_error(const Partition& p) {
+  if (p.units < 1 || p.mtiles() > kMaxFwdMTiles) {
+    return "a forward CTA owns 1 to 64 weight rows (G x J)";
+  }
+  if (p.chunk_items() > kItemSlots * kThreads) {
+    return "more than 16 units: a chunk's epilogue items exceed the threads' slots";
+  }
+  if (p.max_warp_frags() > kRegFrags) return "the W slice exceeds a warp's register fragments";
+  if (p.ctas > kThreads) {
+    return "more CTAs per replica than a CTA has threads to wait on their flags";
+  }
+  return nullptr;
+}
 
 // The forward partition of `units` units per CTA (all their gates' rows, K =
 // H) in `replicas` batch replicas, k-tiles of the elem_bytes' MMA.
@@ -236,6 +268,7 @@ struct BwdPartition : Partition {
   // Floats of the warps' partial-sum tiles in shared memory (red_index with
   // rows() rows); the h buffer follows them.
   RNNFUSE_PHD int red_floats() const { return kWarps * rows() * kRedPitch; }
+  RNNFUSE_PHD int hbuf_offset() const { return red_floats() * 4; }
 };
 
 // Why the kernels cannot run backward partition p (nullptr: they can).
@@ -305,7 +338,8 @@ RNNFUSE_PHD Coord c_coord(int lane, int e) {
 constexpr int kCElems = 4;
 
 // One warp's partial-sum tile [rows][kChunkRows], pitch kRedPitch.
-// `rows`: weight rows per warp tile (kRows forward, BwdPartition::rows() backward).
+// `rows`: weight rows per warp tile (a cluster slice's kRows; a grid CTA's
+// Partition::rows() forward, BwdPartition::rows() backward).
 // `pitch`: the cluster kernel's tiles are as wide as its chunk (cluster_red_pitch).
 RNNFUSE_PHD int red_index(int warp, int row, int n, int rows = kRows, int pitch = kRedPitch) {
   return (warp * rows + row) * pitch + n;

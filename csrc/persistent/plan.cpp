@@ -122,11 +122,9 @@ const char* tier_name(Tier t) {
 }
 
 int64_t grid_smem_bytes(const Partition& p, int elem_bytes, int hbuf_rows, Cell cell) {
-  const int64_t hbuf = int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes;
-  const int64_t red = int64_t(kWarps) * kRows * kRedPitch * 4;
-  const int64_t bias = int64_t(kRows) * 4;  // GRU's b_hh slice (reserved for both cells)
+  // Partial sums and GRU's b_hh slice (reserved for both cells), then the h buffer.
   (void)cell;
-  return hbuf + red + bias;
+  return p.hbuf_offset() + int64_t(hbuf_rows) * p.h_pitch(elem_bytes) * elem_bytes;
 }
 
 namespace {
@@ -159,22 +157,29 @@ double gather_us(int k_width, int grid, int rows, int hbuf_rows, int elem_bytes)
          std::fmax(bytes_all / kL2Bandwidth, bytes_cta / kSmL2Bandwidth) * 1e6;
 }
 
+// The MMAs: the slower of the SM's rate and, per chunk, the dependent
+// chain of a warp's MMAs (its k-tiles, once per pass over its m-tiles:
+// `mma_passes`), as the cluster tier's bracket counts it. A chain is what a
+// small batch waits for. The FMAs: their rate (8 independent sums per lane).
 double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
-                     int elem_bytes, bool fma) {
+                     int elem_bytes, bool fma, int warp_ktiles, int mma_passes) {
   const int chunks = ceil_div(rows, kChunkRows);
   const double gather = gather_us(k_width, grid, rows, hbuf_rows, elem_bytes);
   const double flops = 2.0 * m_rows * k_padded * (ceil_div(rows, 8) * 8);
   // TF32: half the 16-bit MMAs' rate.
   const double mma_rate = fma ? kFmaFlops : elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;
-  return kFlagHandoffUs + gather + flops / mma_rate * 1e6 + chunks * kChunkFixedUs;
+  const double chain = fma ? 0.0 : chunks * mma_passes * warp_ktiles * kMmaLatencyUs;
+  return kFlagHandoffUs + gather + std::fmax(flops / mma_rate * 1e6, chain) +
+         chunks * kChunkFixedUs;
 }
 }  // namespace
 
+// The forward runs a CTA's m-tiles in pairs (kernel.cuh: mma_mtiles<E, 2>).
 double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev,
                     bool fma) {
   (void)dev;
-  return step_model_us(p.k_width(), p.k_padded(), kRows, p.grid(), p.max_replica_rows(), hbuf_rows,
-                       elem_bytes, fma);
+  return step_model_us(p.k_width(), p.k_padded(), p.rows(), p.grid(), p.max_replica_rows(),
+                       hbuf_rows, elem_bytes, fma, p.warp_ktiles(0), ceil_div(p.mtiles(), 2));
 }
 
 // One backward step: the forward's terms over this CTA's part of K (its
@@ -183,8 +188,9 @@ double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const Dev
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma) {
   const int rows = p.max_replica_rows();
   const double split = p.ksplit > 1 ? ceil_div(rows, kChunkRows) * (kFlagHandoffUs + kRoundTripUs) : 0.0;
+  // The backward runs its m-tiles one at a time (kernel_bwd.cuh: mma_mtiles<E, 1>).
   return step_model_us(p.part_width(0), p.k_padded(), p.rows(), p.grid(), rows, hbuf_rows,
-                       elem_bytes, fma) + split;
+                       elem_bytes, fma, p.warp_ktiles(0, 0), p.mtiles()) + split;
 }
 
 int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {
@@ -249,7 +255,8 @@ std::string Plan::describe() const {
                   "\"grid\": %d, \"hbuf_rows\": %d, \"smem_bytes\": %lld, \"w_frags\": %d, "
                   "\"elem_bytes\": %d, \"math\": \"%s\", \"directions\": %d, "
                   "\"us_per_step\": %.3f",
-                  q.ctas, q.units, q.replicas, backward ? bwd_partition(*this).mtiles() : kMTiles,
+                  q.ctas, q.units, q.replicas,
+                  backward ? bwd_partition(*this).mtiles() : q.mtiles(),
                   q.kk, q.ktiles,
                   q.grid(), hbuf_rows, static_cast<long long>(smem_bytes), w_frags, elem_bytes,
                   fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", directions, us_per_step);
@@ -460,11 +467,14 @@ Plan plan_forward(const Problem& prob, const DeviceProps& dev, const Built& buil
     best.reason = "a CTA of 256 threads x 255 registers does not fit an SM's register file";
   } else if (built.grid) {
     bool pinned_out = false;
+    // A slice's units (kRows / G), half of them, and 16 units (3 or 4
+    // m-tiles): (H / J) CTAs of a replica each gather all of h, so wider
+    // CTAs gather fewer bytes where the registers hold G x 16 rows of W.
     const int j_max = kRows / G;
-    for (int J : {j_max, j_max / 2}) {
+    for (int J : {j_max, j_max / 2, 16}) {
       if (J < 1) continue;
       Partition p = make_partition(G, prob.hidden, prob.batch, J, 1, eb);
-      if (p.max_warp_frags() > kRegFrags) continue;  // W slice exceeds the register budget
+      if (grid_partition_error(p) != nullptr) continue;  // W slice exceeds the registers, ...
       for (int R = 1; R <= 64; R *= 2) {
         p.replicas = R;
         if (p.grid() * prob.directions > sms || p.ctas > kThreads) break;

@@ -142,14 +142,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persisten
     TORCH_CHECK(bp.mtiles() <= kMaxBwdMTiles, "units exceeds the backward CTA's ", kBwdMaxRows,
                 " rows");
   } else {
-    TORCH_CHECK(G * units <= kRows, "units x gates exceeds the CTA's ", kRows, " rows");
+    TORCH_CHECK(p.mtiles() <= kMaxFwdMTiles, "units x gates exceeds the CTA's ",
+                kMaxFwdMTiles * 16, " rows");
     p.ktiles = ceil_div(int(hidden), p.kk);
   }
 
   std::vector<int64_t> own;
   for (int q = 0; q < p.grid(); ++q) {
     const int r = p.replica_of(q), c = p.cta_of(q);
-    for (int rr = 0; rr < (backward ? bp.rows() : kRows); ++rr) {
+    for (int rr = 0; rr < (backward ? bp.rows() : p.rows()); ++rr) {
       const int j = backward ? bp.row_unit(c, rr) : p.row_unit(c, rr);
       if (j < 0) continue;
       for (int n = 0; n < p.replica_rows(r, p.batch); ++n) {

@@ -260,7 +260,7 @@ __global__ void __launch_bounds__(kThreads, 1)
               const int n = q0 + nn;
               const int64_t row = st.row0 + p.replica_row(r, n);
               float sum[G], x[G];
-              sum_partials<G, CELL == Cell::GRU ? 4 : kWarps>(tile, J, jj, col, rp, sum);
+              sum_partials<G, CELL == Cell::GRU ? 4 : kWarps>(tile, kRows, J, jj, col, rp, sum);
 #pragma unroll
               for (int k = 0; k < G; ++k) x[k] = X::to_float(xcur[(n * G + k) * xp + j - u0]);
               E* ws = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;

@@ -3,9 +3,9 @@
 // second grid of CTAs with the reverse direction's operands). Decomposition,
 // fragment maps, schedule and flag protocol are layout.h's (the CPU emulator
 // runs the same functions):
-//   - CTA q = (replica r, CTA c) keeps its kRows x H slice of W_hh as mma.sync
-//     A fragments in registers for the whole sequence (warp w: k-tiles w,
-//     w+8, ...);
+//   - CTA q = (replica r, CTA c) keeps its rows() x H slice of W_hh (the G
+//     gates of its J <= 16 units: 2 to 4 m-tiles) as mma.sync A fragments in
+//     registers for the whole sequence (warp w: k-tiles w, w+8, ...);
 //   - per step: wait for the replica's flags, gather h_{t-1} (L2) into
 //     shared memory, per chunk of kChunkRows batch rows run the MMAs, add the
 //     8 warps' partial sums in order, apply gate_math.h, store y / c / ws;
@@ -22,13 +22,8 @@
 namespace rnnfuse {
 namespace persist {
 
-static_assert(kRows / 3 * kChunkRows <= kItemSlots * kThreads,
-              "every epilogue item of a chunk needs a thread slot");
-
-// Shared memory: partial sums [kWarps][kRows][kRedPitch] fp32, the GRU's
-// b_hh slice [kRows] fp32, then the h buffer [hbuf_rows][pitch] elem.
-constexpr int kRedFloats = kWarps * kRows * kRedPitch;
-constexpr int kHbufOffset = (kRedFloats + kRows) * 4;
+static_assert(16 * kChunkRows <= kItemSlots * kThreads,
+              "every epilogue item of a chunk of 16 units needs a thread slot");
 
 // FMA: exact fp32 (TF32 off), layout.h's FMA maps instead of the MMAs; E is
 // float then. Everything else (exchange, epilogue, protocol) is shared.
@@ -37,17 +32,19 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
   static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
   constexpr int G = CELL == Cell::LSTM ? 4 : 3;
+  const Partition& p = a.part;
   RNNFUSE_DYNAMIC_SMEM(smem);
   float* red = reinterpret_cast<float*>(smem);
-  float* bias = red + kRedFloats;
-  E* hbuf = reinterpret_cast<E*>(smem + kHbufOffset);
+  float* bias = red + p.red_floats();
+  E* hbuf = reinterpret_cast<E*>(smem + p.hbuf_offset());
 
-  const Partition& p = a.part;
   const int r = p.replica_of(q), c = p.cta_of(q);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int H = p.hidden, J = p.units;
   const int pitch = p.h_pitch(X::kBytes);
   const int n_ktiles = p.warp_ktiles(warp);
+  const int MT = p.mtiles(), rows_mt = p.rows();
+  const int n_frags = n_ktiles * MT;  // fragment f: k-tile f / MT, m-tile f % MT
 
   // ---- the W slice, once, into registers (layout.h's A-fragment map)
   uint32_t wf[kRegFrags][4];
@@ -55,11 +52,11 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
     const E* w = static_cast<const E*>(a.w_hh);
 #pragma unroll
     for (int f = 0; f < kRegFrags; ++f) {
-      if (f < n_ktiles * kMTiles) {
+      if (f < n_frags) {
         if constexpr (FMA) {
-          load_w_fma(p, w, c, p.warp_ktile(warp, f / kMTiles), f % kMTiles, lane, wf[f]);
+          load_w_fma(p, w, c, p.warp_ktile(warp, f / MT), f % MT, lane, wf[f]);
         } else {
-          load_a_frag(p, w, c, p.warp_ktile(warp, f / kMTiles), f % kMTiles, lane, wf[f]);
+          load_a_frag(p, w, c, p.warp_ktile(warp, f / MT), f % MT, lane, wf[f]);
         }
       } else {
 #pragma unroll
@@ -70,7 +67,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
   for (int i = tid; i < a.hbuf_rows * pitch; i += kThreads) hbuf[i] = X::from_float(0.0f);
   if constexpr (CELL == Cell::GRU) {
     const E* b_hh = static_cast<const E*>(a.b_hh);
-    for (int rr = tid; rr < kRows; rr += kThreads) {
+    for (int rr = tid; rr < rows_mt; rr += kThreads) {
       const int64_t row = p.weight_row(c, rr);
       bias[rr] = b_hh != nullptr && row >= 0 ? X::to_float(b_hh[row]) : 0.0f;
     }
@@ -117,21 +114,21 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
 
-          // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums
-          if constexpr (FMA) {
-            fma_chunk<kMTiles>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
-                               pitch, q0, n_tiles, red, kRows);
-          } else {
-            SliceAcc acc;
-            zero_acc(acc);
-#pragma unroll
-            for (int i = 0; i < kRegFrags / kMTiles; ++i) {
-              if (i < n_ktiles) {
-                mma_ktile<E>(acc, wf[i * kMTiles], wf[i * kMTiles + 1], hbuf, pitch, q0,
-                             p.warp_ktile(warp, i), n_tiles, lane);
-              }
+          // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums.
+          // The MMAs two m-tiles at a time (one B fragment, two independent
+          // chains; a GRU CTA of 16 units' third alone), the FMAs one at a
+          // time (8 sums per lane besides the weights).
+#pragma unroll 1
+          for (int m = 0; m < MT; m += FMA ? 1 : 2) {
+            const uint32_t frags = mtile_frags(n_frags, MT, m);
+            if constexpr (FMA) {
+              fma_mtile(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf), pitch, q0,
+                        n_tiles, red, rows_mt);
+            } else if (m + 1 < MT) {
+              mma_mtiles<E, 2>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
+            } else {
+              mma_mtiles<E, 1>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
             }
-            store_partials(acc, red, warp, lane, n_tiles, kRedPitch);
           }
           __syncthreads();
 
@@ -145,7 +142,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
               const int64_t row = st.row0 + b;
               float sum[G];
-              sum_partials<G>(red, J, jj, nn, kRedPitch, sum);
+              sum_partials<G>(red, rows_mt, J, jj, nn, kRedPitch, sum);
               E* w = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;
               float h_prev = 0.0f;
               if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hbuf[(q0 + nn) * pitch + j]);

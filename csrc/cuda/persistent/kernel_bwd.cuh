@@ -27,58 +27,6 @@ __device__ __forceinline__ float bwd_warp_sum(const float* red, int rows, int jj
   return t;
 }
 
-// The fragments of m-tile m (bit f: fragment f = i * MT + m, i < the warp's
-// k-tiles), so the unrolled fragment loops test a bit instead of dividing by
-// a runtime MT; their i-th set bit is the warp's i-th k-tile.
-__device__ __forceinline__ uint32_t mtile_frags(int n_frags, int mtiles, int m) {
-  uint32_t bits = 0u;
-  for (int f = m; f < n_frags; f += mtiles) bits |= 1u << f;  // n_frags <= kRegFrags = 32
-  return bits;
-}
-
-// One m-tile's share of a chunk with exact fp32 FMAs (`frags`: mtile_frags).
-// fma_chunk's arithmetic for that m-tile (per output, the k-tiles ascending,
-// 4 fmaf per k-tile, then lane l + 16's k half added), but a lane holds only
-// 8 sums besides its weights, whatever MT: fma_chunk<4>'s 32 sums spilled.
-__device__ __forceinline__ void bwd_fma_mtile(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
-                                              int mtiles, int m, int warp, int lane,
-                                              const float* hbuf, int pitch, int q0, int n_tiles,
-                                              float* red) {
-  const int k0 = fma_k0(lane), row = fma_row(lane), rows = mtiles * 16;
-#pragma unroll 1
-  for (int nt = 0; nt < n_tiles; ++nt) {
-    float acc[8];
-#pragma unroll
-    for (int n = 0; n < 8; ++n) acc[n] = 0.0f;
-    int local = 0;  // the warp's local k-tile of fragment f
-#pragma unroll
-    for (int f = 0; f < kRegFrags; ++f) {
-      if ((frags >> f) & 1u) {
-        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + local++ * kWarps) * 8 + k0;
-#pragma unroll
-        for (int n = 0; n < 8; ++n) {
-          const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
-          float s = acc[n];
-          s = fmaf(__uint_as_float(wf[f][0]), h.x, s);
-          s = fmaf(__uint_as_float(wf[f][1]), h.y, s);
-          s = fmaf(__uint_as_float(wf[f][2]), h.z, s);
-          s = fmaf(__uint_as_float(wf[f][3]), h.w, s);
-          acc[n] = s;
-        }
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < 8; ++n) acc[n] += __shfl_down_sync(0xffffffffu, acc[n], 16);
-    if (lane < 16) {
-#pragma unroll
-      for (int n = 0; n < 8; n += 4) {
-        *reinterpret_cast<float4*>(red + red_index(warp, m * 16 + row, nt * 8 + n, rows)) =
-            make_float4(acc[n], acc[n + 1], acc[n + 2], acc[n + 3]);
-      }
-    }
-  }
-}
-
 // FMA: exact fp32 (TF32 off) with layout.h's FMA maps; E is float then.
 template <typename E, Cell CELL, bool FMA>
 __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
@@ -89,7 +37,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   RNNFUSE_DYNAMIC_SMEM(smem);
   const BwdPartition& p = a.part;
   float* red = reinterpret_cast<float*>(smem);
-  E* hbuf = reinterpret_cast<E*>(smem + size_t(p.red_floats()) * 4);
+  E* hbuf = reinterpret_cast<E*>(smem + p.hbuf_offset());
 
   const int r = p.replica_of(q), c = p.cta_of(q);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -186,51 +134,16 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
 
-          if constexpr (FMA) {
+          // One m-tile at a time (slice.cuh), so a lane holds one m-tile's
+          // sums besides its weights.
 #pragma unroll 1
-            for (int m = 0; m < MT; ++m) {
-              bwd_fma_mtile(wf, mtile_frags(n_frags, MT, m), MT, m, warp, lane,
-                            reinterpret_cast<const float*>(hbuf), pitch, q0, n_tiles, red);
-            }
-          } else {
-            // One m-tile at a time, so a lane holds one m-tile's sums
-            // (kChunkNTiles x 4) besides its weights; each of its fragments'
-            // k-tiles in ascending order, as with one m-tile.
-#pragma unroll 1
-            for (int m = 0; m < MT; ++m) {
-              float acc[kChunkNTiles][4];
-#pragma unroll
-              for (int nt = 0; nt < kChunkNTiles; ++nt)
-#pragma unroll
-                for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
-              const uint32_t frags = mtile_frags(n_frags, MT, m);
-              int local = 0;  // the warp's local k-tile of fragment f
-#pragma unroll
-              for (int f = 0; f < kRegFrags; ++f) {
-                if ((frags >> f) & 1u) {
-                  const int kt = p.warp_ktile(warp, local++);
-#pragma unroll
-                  for (int nt = 0; nt < kChunkNTiles; ++nt) {
-                    if (nt < n_tiles) {
-                      uint32_t b[2];
-                      load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
-                      mma<E>(acc[nt], wf[f], b[0], b[1]);
-                    }
-                  }
-                }
-              }
-#pragma unroll
-              for (int nt = 0; nt < kChunkNTiles; ++nt) {
-                if (nt < n_tiles) {
-#pragma unroll
-                  for (int h = 0; h < 2; ++h) {
-                    const Coord co = c_coord(lane, 2 * h);
-                    *reinterpret_cast<float2*>(
-                        red + red_index(warp, m * 16 + co.row, nt * 8 + co.col, rows_mt)) =
-                        make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
-                  }
-                }
-              }
+          for (int m = 0; m < MT; ++m) {
+            const uint32_t frags = mtile_frags(n_frags, MT, m);
+            if constexpr (FMA) {
+              fma_mtile(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf), pitch, q0,
+                        n_tiles, red, rows_mt);
+            } else {
+              mma_mtiles<E, 1>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
             }
           }
           __syncthreads();

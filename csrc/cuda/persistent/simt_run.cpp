@@ -48,8 +48,8 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
     plan.smem_bytes = bwd_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows);
   } else {
     const Partition p = make_partition(G, hidden, batch, cfg.units, cfg.replicas, cfg.elem_bytes);
-    TORCH_CHECK(G * p.units <= kRows && p.max_warp_frags() <= kRegFrags && p.ctas <= kThreads,
-                "simt: this partition does not fit the kernel");
+    const char* unfit = grid_partition_error(p);
+    TORCH_CHECK(unfit == nullptr, "simt: this partition does not fit the kernel: ", unfit);
     plan.part = p;
     plan.smem_bytes = grid_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows, cell);
   }

@@ -3,7 +3,11 @@
 // gate_math.h), shared by the grid kernel (kernel.cuh) and the cluster
 // kernel (cluster_kernel.cuh), which runs several slices per CTA: both
 // tiers compute every slice with exactly these functions, so they agree
-// bit for bit. Index maps are layout.h's. Plain CUDA + gate_math.h.
+// bit for bit. The grid kernels run a CTA's m-tiles in pairs (the forward:
+// 2 to 4 of them) or one at a time (the backward: up to 4), mma_mtiles,
+// and their exact-fp32 FMAs one m-tile at a time (fma_mtile), with the same
+// per-output arithmetic. Index maps are layout.h's. Plain CUDA +
+// gate_math.h.
 #pragma once
 
 #include "../../gate_math.h"
@@ -94,8 +98,8 @@ __device__ __forceinline__ void load_b_frag(const E* hbuf, int pitch, int row0, 
 // a group of GS slices (the cluster tier, cluster_layout.h): accumulator
 // slots d * (kChunkNTiles / GS) + nt. d must be a compile-time constant
 // where this is inlined, so the slots stay in registers and a group's
-// slices form independent chains. GS = 1, d = 0: one slice, the grid
-// kernel's mma_ktile.
+// slices form independent chains. GS = 1, d = 0: one slice (the grid
+// kernel's mma_mtiles<E, 2> does the same sums for a pair of its m-tiles).
 template <typename E, int GS>
 __device__ __forceinline__ void pair_mma(SliceAcc& acc, int d, const uint32_t (&a0)[4],
                                          const uint32_t (&a1)[4], const E* hbuf, int pitch, int q0,
@@ -112,16 +116,8 @@ __device__ __forceinline__ void pair_mma(SliceAcc& acc, int d, const uint32_t (&
   }
 }
 
-template <typename E>
-__device__ __forceinline__ void mma_ktile(SliceAcc& acc, const uint32_t (&a0)[4],
-                                          const uint32_t (&a1)[4], const E* hbuf, int pitch,
-                                          int q0, int kt, int n_tiles, int lane) {
-  pair_mma<E, 1>(acc, 0, a0, a1, hbuf, pitch, q0, kt, n_tiles, lane);
-}
-
 // This warp's partial sums into its tile [kRows][pitch] of `red` (C map):
 // slice d (< glen) of a group of GS at columns d * chunk + nt * 8 .. + 7.
-// GS = 1: the grid kernel's store_partials.
 template <int GS>
 __device__ __forceinline__ void store_group(const SliceAcc& acc, float* red, int warp, int lane,
                                             int n_tiles, int glen, int chunk, int pitch) {
@@ -149,11 +145,6 @@ __device__ __forceinline__ void store_group(const SliceAcc& acc, float* red, int
   }
 }
 
-__device__ __forceinline__ void store_partials(const SliceAcc& acc, float* red, int warp, int lane,
-                                               int n_tiles, int pitch) {
-  store_group<1>(acc, red, warp, lane, n_tiles, 1, 0, pitch);
-}
-
 // ---- exact fp32 (TF32 off): layout.h's FMA maps.
 
 // This lane's 4 fp32 weights (bits) of k-tile kt, m-tile mt of slice c: row
@@ -169,77 +160,129 @@ __device__ __forceinline__ void load_w_fma(const Partition& p, const float* w, i
   }
 }
 
-// One chunk's product of this warp's k-tiles with exact fp32 FMAs (MT
-// m-tiles: fragment i * MT + mt holds k-tile i of m-tile mt), one n-tile (8
-// columns) at a time so that a lane holds only MT x 8 sums besides its
-// weights; each n-tile's partial sums (the two k halves added) go to this
-// warp's tile of `red` (MT * 16 rows of red_rows per warp), as
-// store_partials leaves the MMAs'.
-template <int MT>
-__device__ __forceinline__ void fma_chunk(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
-                                          int warp, int lane, const float* hbuf, int pitch, int q0,
-                                          int n_tiles, float* red, int red_rows) {
-  const int k0 = fma_k0(lane), row = fma_row(lane);
-  // Not unrolled: each n-tile's loads stay next to its FMAs (the weights
-  // already take 128 registers).
-#pragma unroll 1
-  for (int nt = 0; nt < n_tiles; ++nt) {
-    {
-      float acc[MT][8];
+// ---- a grid CTA's m-tiles, a pair or one at a time: the forward's (up to
+// 16 units: 2 to 4 m-tiles) and the backward's (up to 64 units) MMAs, and
+// every grid CTA's exact-fp32 FMAs. Per output the MMAs are pair_mma's
+// arithmetic (its k-tiles ascending), so the bits do not depend on how many
+// m-tiles a CTA has or how they are grouped.
+
+// The fragments of m-tile m (bit f: fragment f = i * MT + m, i < the warp's
+// k-tiles), so the unrolled fragment loops test a bit instead of dividing by
+// a runtime MT; their i-th set bit is the warp's i-th k-tile.
+__device__ __forceinline__ uint32_t mtile_frags(int n_frags, int mtiles, int m) {
+  uint32_t bits = 0u;
+  for (int f = m; f < n_frags; f += mtiles) bits |= 1u << f;  // n_frags <= kRegFrags = 32
+  return bits;
+}
+
+// The MMAs of a chunk for m-tiles m .. m + NM - 1 (NM = 1 or 2; `frags`:
+// mtile_frags of m-tile m, whose fragment f has m-tile m + 1's at f + 1),
+// the warp's i-th k-tile being h buffer k-tile warp + i * kWarps
+// (Partition::warp_ktile); stored through the C map to rows m * 16.. of
+// this warp's tile of `red` (red_rows rows, pitch kRedPitch). Two m-tiles
+// share each B fragment and run as independent chains, as pair_mma's; a
+// lane holds NM x kChunkNTiles x 4 sums.
+template <typename E, int NM>
+__device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
+                                           int m, int warp, int lane, const E* hbuf, int pitch,
+                                           int q0, int n_tiles, float* red, int red_rows) {
+  static_assert(NM == 1 || NM == 2, "one m-tile or a pair");
+  float acc[NM][kChunkNTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
+  for (int t = 0; t < NM; ++t)
 #pragma unroll
-        for (int n = 0; n < 8; ++n) acc[mt][n] = 0.0f;
+    for (int nt = 0; nt < kChunkNTiles; ++nt)
 #pragma unroll
-      for (int i = 0; i < kRegFrags / MT; ++i) {
-        if (i < n_ktiles) {
-          const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + i * kWarps) * 8 + k0;
+      for (int i = 0; i < 4; ++i) acc[t][nt][i] = 0.0f;
+  int local = 0;  // the warp's local k-tile of fragment f
 #pragma unroll
-          for (int n = 0; n < 8; ++n) {
-            const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
+  for (int f = 0; f + NM <= kRegFrags; ++f) {  // a pair's fragment f + 1 < kRegFrags
+    if ((frags >> f) & 1u) {
+      const int kt = warp + local++ * kWarps;
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-              const uint32_t(&f)[4] = wf[i * MT + mt];
-              float s = acc[mt][n];
-              s = fmaf(__uint_as_float(f[0]), h.x, s);
-              s = fmaf(__uint_as_float(f[1]), h.y, s);
-              s = fmaf(__uint_as_float(f[2]), h.z, s);
-              s = fmaf(__uint_as_float(f[3]), h.w, s);
-              acc[mt][n] = s;
-            }
-          }
+      for (int nt = 0; nt < kChunkNTiles; ++nt) {
+        if (nt < n_tiles) {
+          uint32_t b[2];
+          load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
+#pragma unroll
+          for (int t = 0; t < NM; ++t) mma<E>(acc[t][nt], wf[f + t], b[0], b[1]);
         }
       }
-      // The other k half: lane l + 16's sums into lane l's.
+    }
+  }
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
+  for (int t = 0; t < NM; ++t) {
 #pragma unroll
-        for (int n = 0; n < 8; ++n) acc[mt][n] += __shfl_down_sync(0xffffffffu, acc[mt][n], 16);
-      if (lane < 16) {
+    for (int nt = 0; nt < kChunkNTiles; ++nt) {
+      if (nt < n_tiles) {
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-          for (int n = 0; n < 8; n += 4) {
-            *reinterpret_cast<float4*>(red + red_index(warp, mt * 16 + row, nt * 8 + n, red_rows)) =
-                make_float4(acc[mt][n], acc[mt][n + 1], acc[mt][n + 2], acc[mt][n + 3]);
-          }
+        for (int h = 0; h < 2; ++h) {
+          const Coord co = c_coord(lane, 2 * h);
+          *reinterpret_cast<float2*>(red + red_index(warp, (m + t) * 16 + co.row,
+                                                     nt * 8 + co.col, red_rows)) =
+              make_float2(acc[t][nt][2 * h], acc[t][nt][2 * h + 1]);
         }
       }
     }
   }
 }
 
-// Gate g of unit jj, batch column nn: the 8 warps' partial sums in order.
-// kUnroll: how many of the 8 loads to unroll (a register-pressure knob; the
-// order of the additions is the same for any value).
+// m-tile m's share of a chunk with exact fp32 FMAs (`frags`: mtile_frags),
+// one n-tile (8 columns) at a time: per output, lane l's k-tiles ascending,
+// 4 fmaf per k-tile from zero, then lane l + 16's k half added (layout.h's
+// FMA maps); the sums go to rows m * 16.. of this warp's tile of `red`. A
+// lane holds 8 sums besides its weights, whatever MT (all m-tiles at once
+// spilled at 4, and at 2 beside the wide MMA path).
+__device__ __forceinline__ void fma_mtile(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
+                                          int m, int warp, int lane, const float* hbuf, int pitch,
+                                          int q0, int n_tiles, float* red, int red_rows) {
+  const int k0 = fma_k0(lane), row = fma_row(lane);
+#pragma unroll 1
+  for (int nt = 0; nt < n_tiles; ++nt) {
+    float acc[8];
+#pragma unroll
+    for (int n = 0; n < 8; ++n) acc[n] = 0.0f;
+    int local = 0;  // the warp's local k-tile of fragment f
+#pragma unroll
+    for (int f = 0; f < kRegFrags; ++f) {
+      if ((frags >> f) & 1u) {
+        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + local++ * kWarps) * 8 + k0;
+#pragma unroll
+        for (int n = 0; n < 8; ++n) {
+          const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
+          float s = acc[n];
+          s = fmaf(__uint_as_float(wf[f][0]), h.x, s);
+          s = fmaf(__uint_as_float(wf[f][1]), h.y, s);
+          s = fmaf(__uint_as_float(wf[f][2]), h.z, s);
+          s = fmaf(__uint_as_float(wf[f][3]), h.w, s);
+          acc[n] = s;
+        }
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < 8; ++n) acc[n] += __shfl_down_sync(0xffffffffu, acc[n], 16);
+    if (lane < 16) {
+#pragma unroll
+      for (int n = 0; n < 8; n += 4) {
+        *reinterpret_cast<float4*>(red + red_index(warp, m * 16 + row, nt * 8 + n, red_rows)) =
+            make_float4(acc[n], acc[n + 1], acc[n + 2], acc[n + 3]);
+      }
+    }
+  }
+}
+
+// Gate g of unit jj, batch column nn: the 8 warps' partial sums in order
+// (warp tiles of `rows` rows). kUnroll: how many of the 8 loads to unroll
+// (a register-pressure knob; the order of the additions is the same for any
+// value).
 template <int G, int kUnroll = kWarps>
-__device__ __forceinline__ void sum_partials(const float* red, int J, int jj, int nn, int pitch,
-                                             float (&sum)[G]) {
+__device__ __forceinline__ void sum_partials(const float* red, int rows, int J, int jj, int nn,
+                                             int pitch, float (&sum)[G]) {
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     float t = 0.0f;
 #pragma unroll kUnroll
-    for (int w = 0; w < kWarps; ++w) t += red[red_index(w, g * J + jj, nn, kRows, pitch)];
+    for (int w = 0; w < kWarps; ++w) t += red[red_index(w, g * J + jj, nn, rows, pitch)];
     sum[g] = t;
   }
 }
