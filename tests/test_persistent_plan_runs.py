@@ -261,6 +261,16 @@ def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward, pin):
     assert_same_bits(emu, got, f"headline {'backward' if backward else 'forward'} {pl}")
 
 
+def smallest_grid_plan(backward, math_kind, takes_units):
+    """(key, plan) of the GPU check's one-direction grid plans of this pass
+    and math whose J `takes_units` accepts: the smallest (H x grid)."""
+    found = [(k, pl) for k, (pl, _) in PLANS.items()
+             if k[4] == backward and k[5] == "grid" and k[3] == 1 and takes_units(pl["J"])
+             and pl["math"] == math_kind]
+    assert found, f"no planned {math_kind} {'backward' if backward else 'forward'} of these units"
+    return min(found, key=lambda kp: (kp[0][1] * kp[1]["grid"], str(kp[0])))
+
+
 @pytest.mark.skipif(not _build_config.WITH_CUDA,
                     reason="the kernels' host execution is built with CUDA")
 @pytest.mark.parametrize("math_kind", ["mma16", "tf32", "fma"])
@@ -276,10 +286,7 @@ def test_a_planned_wide_backward_runs_on_the_kernel_bit_for_bit(math_kind):
     rows run on the emulator above."""
     from test_persistent_simt import assert_same_bits, simt_bwd
 
-    wide = [(k, pl) for k, (pl, _) in PLANS.items()
-            if k[4] and k[5] == "grid" and k[3] == 1 and pl["J"] > 16 and pl["math"] == math_kind]
-    assert wide, f"no planned {math_kind} backward with J > 16"
-    key, pl = min(wide, key=lambda kp: (kp[0][1] * kp[1]["grid"], str(kp[0])))
+    key, pl = smallest_grid_plan(True, math_kind, lambda J: J > 16)
     print(key, pl)
     cell, H = key[:2]
     B = 10
@@ -305,11 +312,7 @@ def test_a_planned_wide_forward_runs_on_the_kernel_bit_for_bit(math_kind):
     replica of 10 rows, as the wide backward's test above)."""
     from test_persistent_simt import assert_same_bits, simt
 
-    wide = [(k, pl) for k, (pl, _) in PLANS.items()
-            if not k[4] and k[5] == "grid" and k[3] == 1 and pl["J"] == 16
-            and pl["math"] == math_kind]
-    assert wide, f"no planned {math_kind} forward with J = 16"
-    key, pl = min(wide, key=lambda kp: (kp[0][1] * kp[1]["grid"], str(kp[0])))
+    key, pl = smallest_grid_plan(False, math_kind, lambda J: J == 16)
     print(key, pl)
     cell, H = key[:2]
     dtype = F16 if math_kind == "mma16" else F32
