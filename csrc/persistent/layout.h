@@ -51,6 +51,11 @@ enum class Cell : int { LSTM = 0, GRU = 1 };
 RNNFUSE_PHD int gates_of(Cell cell) { return cell == Cell::LSTM ? 4 : 3; }
 RNNFUSE_PHD int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// Floats of the 8 warps' partial-sum tiles (red_index) of a grid CTA whose
+// warp tiles have `rows` rows: the forward's and the backward's shared memory
+// both start with them.
+RNNFUSE_PHD int grid_red_floats(int rows) { return kWarps * rows * kRedPitch; }
+
 // Storage element of the MMA operands: 2-byte (fp16/bf16, k = 16 per MMA)
 // or 4-byte fp32 rounded to TF32 (k = 8 per MMA).
 RNNFUSE_PHD int mma_k(int elem_bytes) { return elem_bytes == 2 ? 16 : 8; }
@@ -142,7 +147,7 @@ struct Partition {
   // (red_index with rows() rows), the GRU's b_hh slice [rows()] fp32, then
   // the h buffer at hbuf_offset() bytes (16-byte aligned: rows() is a
   // multiple of 16).
-  RNNFUSE_PHD int red_floats() const { return kWarps * rows() * kRedPitch; }
+  RNNFUSE_PHD int red_floats() const { return grid_red_floats(rows()); }
   RNNFUSE_PHD int hbuf_offset() const { return (red_floats() + rows()) * 4; }
 };
 
@@ -267,7 +272,7 @@ struct BwdPartition : Partition {
   }
   // Floats of the warps' partial-sum tiles in shared memory (red_index with
   // rows() rows); the h buffer follows them.
-  RNNFUSE_PHD int red_floats() const { return kWarps * rows() * kRedPitch; }
+  RNNFUSE_PHD int red_floats() const { return grid_red_floats(rows()); }
   RNNFUSE_PHD int hbuf_offset() const { return red_floats() * 4; }
 };
 

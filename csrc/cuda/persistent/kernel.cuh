@@ -45,6 +45,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
   const int n_ktiles = p.warp_ktiles(warp);
   const int MT = p.mtiles(), rows_mt = p.rows();
   const int n_frags = n_ktiles * MT;  // fragment f: k-tile f / MT, m-tile f % MT
+  const uint32_t frags0 = first_mtile_frags(n_ktiles, MT);  // m-tile m's: << m
 
   // ---- the W slice, once, into registers (layout.h's A-fragment map)
   uint32_t wf[kRegFrags][4];
@@ -120,7 +121,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           // time (8 sums per lane besides the weights).
 #pragma unroll 1
           for (int m = 0; m < MT; m += FMA ? 1 : 2) {
-            const uint32_t frags = mtile_frags(n_frags, MT, m);
+            const uint32_t frags = frags0 << m;
             if constexpr (FMA) {
               fma_mtile(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf), pitch, q0,
                         n_tiles, red, rows_mt);

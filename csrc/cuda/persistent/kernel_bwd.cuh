@@ -46,6 +46,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   const int n_ktiles = p.warp_ktiles(c, warp);
   const int MT = p.mtiles(), rows_mt = p.rows();
   const int n_frags = n_ktiles * MT;  // fragment f: local k-tile f / MT, m-tile f % MT
+  const uint32_t frags0 = first_mtile_frags(n_ktiles, MT);  // m-tile m's: << m
   const int kt0 = p.part_kt0(c), kpart = p.kpart_of(c);
 
   // ---- W_hh^T for this CTA's units, once, into registers
@@ -138,7 +139,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           // sums besides its weights.
 #pragma unroll 1
           for (int m = 0; m < MT; ++m) {
-            const uint32_t frags = mtile_frags(n_frags, MT, m);
+            const uint32_t frags = frags0 << m;
             if constexpr (FMA) {
               fma_mtile(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf), pitch, q0,
                         n_tiles, red, rows_mt);

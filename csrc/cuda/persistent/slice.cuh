@@ -166,18 +166,20 @@ __device__ __forceinline__ void load_w_fma(const Partition& p, const float* w, i
 // arithmetic (its k-tiles ascending), so the bits do not depend on how many
 // m-tiles a CTA has or how they are grouped.
 
-// The fragments of m-tile m (bit f: fragment f = i * MT + m, i < the warp's
-// k-tiles), so the unrolled fragment loops test a bit instead of dividing by
-// a runtime MT; their i-th set bit is the warp's i-th k-tile.
-__device__ __forceinline__ uint32_t mtile_frags(int n_frags, int mtiles, int m) {
+// The fragments of m-tile 0 (bit f: fragment f = i * MT, i < the warp's
+// n_ktiles k-tiles); m-tile m's are these << m (fragment i * MT + m). The
+// unrolled fragment loops test a bit instead of dividing by a runtime MT;
+// their i-th set bit is the warp's i-th k-tile. Computed once per kernel:
+// one register instead of a loop per chunk and m-tile.
+__device__ __forceinline__ uint32_t first_mtile_frags(int n_ktiles, int mtiles) {
   uint32_t bits = 0u;
-  for (int f = m; f < n_frags; f += mtiles) bits |= 1u << f;  // n_frags <= kRegFrags = 32
+  for (int i = 0; i < n_ktiles; ++i) bits |= 1u << (i * mtiles);  // n_ktiles * mtiles <= 32
   return bits;
 }
 
 // The MMAs of a chunk for m-tiles m .. m + NM - 1 (NM = 1 or 2; `frags`:
-// mtile_frags of m-tile m, whose fragment f has m-tile m + 1's at f + 1),
-// the warp's i-th k-tile being h buffer k-tile warp + i * kWarps
+// m-tile m's fragments, first_mtile_frags << m, whose fragment f has m-tile
+// m + 1's at f + 1), the warp's i-th k-tile being h buffer k-tile warp + i * kWarps
 // (Partition::warp_ktile); stored through the C map to rows m * 16.. of
 // this warp's tile of `red` (red_rows rows, pitch kRedPitch). Two m-tiles
 // share each B fragment and run as independent chains, as pair_mma's; a
@@ -227,12 +229,13 @@ __device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], u
   }
 }
 
-// m-tile m's share of a chunk with exact fp32 FMAs (`frags`: mtile_frags),
-// one n-tile (8 columns) at a time: per output, lane l's k-tiles ascending,
-// 4 fmaf per k-tile from zero, then lane l + 16's k half added (layout.h's
-// FMA maps); the sums go to rows m * 16.. of this warp's tile of `red`. A
-// lane holds 8 sums besides its weights, whatever MT (all m-tiles at once
-// spilled at 4, and at 2 beside the wide MMA path).
+// m-tile m's share of a chunk with exact fp32 FMAs (`frags`: its
+// fragments, first_mtile_frags << m), one n-tile (8 columns) at a time: per
+// output, lane l's k-tiles ascending, 4 fmaf per k-tile from zero, then lane
+// l + 16's k half added (layout.h's FMA maps); the sums go to rows m * 16..
+// of this warp's tile of `red`. A lane holds 8 sums besides its weights,
+// whatever MT (all m-tiles at once spilled at 4, and at 2 beside the wide
+// MMA path).
 __device__ __forceinline__ void fma_mtile(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
                                           int m, int warp, int lane, const float* hbuf, int pitch,
                                           int q0, int n_tiles, float* red, int red_rows) {
