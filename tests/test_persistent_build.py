@@ -12,6 +12,7 @@ the build has CUDA; cuobjdump comes from the CUDA toolkit or from PyPI's
 nvidia-cuda-cuobjdump (requirements.txt)."""
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -110,11 +111,21 @@ def per_arch(text: str, record: re.Pattern) -> dict[tuple[str, str], str]:
     return out
 
 
-def sass_by_arch(extension, cuobjdump, names) -> dict[tuple[str, str], str]:
-    """{(arch, function): its SASS} of the named kernels."""
-    sass = subprocess.run([cuobjdump, "-sass", "-fun", ",".join(names), extension], check=True,
-                          capture_output=True, text=True).stdout
+@functools.lru_cache(maxsize=1)
+def all_sass(extension, cuobjdump) -> dict[tuple[str, str], str]:
+    """{(arch, function): its SASS} of every kernel of the extension: one
+    disassembly (about 40 s on CI's 2 cores, ~340 MB) for all the SASS
+    gates here and in test_step_build.py; a `-fun` run per test cost
+    about 110 s in all."""
+    sass = subprocess.run([cuobjdump, "-sass", extension], check=True, capture_output=True,
+                          text=True).stdout
     return per_arch(sass, re.compile(r"Function : (\S+)"))
+
+
+def sass_by_arch(extension, cuobjdump, names) -> dict[tuple[str, str], str]:
+    """{(arch, function): its SASS} of the named (mangled) kernels."""
+    wanted = set(names)
+    return {key: body for key, body in all_sass(extension, cuobjdump).items() if key[1] in wanted}
 
 
 def test_registers_spills_stack_and_local_memory(extension, cuobjdump):

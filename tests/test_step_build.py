@@ -16,7 +16,8 @@ import subprocess
 import pytest
 
 from rnnfuse import _build_config
-from test_persistent_build import built_archs, cuobjdump, extension, per_arch  # noqa: F401
+from test_persistent_build import (  # noqa: F401
+    built_archs, cuobjdump, extension, per_arch, sass_by_arch)
 
 pytestmark = pytest.mark.skipif(not _build_config.WITH_CUDA,
                                 reason="rnnfuse._C was built without CUDA: no kernels to inspect")
@@ -69,9 +70,7 @@ def test_step_kernels_sass_tensor_cores_where_meant_and_no_local_memory(extensio
     res = subprocess.run([cuobjdump, "-res-usage", extension], check=True, capture_output=True,
                          text=True).stdout
     names = sorted({name for _, name in step_kernels(per_arch(res, re.compile(r"Function (\S+):")))})
-    sass = subprocess.run([cuobjdump, "-sass", "-fun", ",".join(names), extension], check=True,
-                          capture_output=True, text=True).stdout
-    code = per_arch(sass, re.compile(r"Function : (\S+)"))
+    code = sass_by_arch(extension, cuobjdump, names)
     for name in names:
         scalar, gemm = STEP_KERNEL.match(name).group(3, 5)
         for arch in built_archs():
