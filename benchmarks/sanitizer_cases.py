@@ -153,12 +153,13 @@ def persistent_cases() -> list[Case]:
             Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True),
             Case("GRU", "fp32", 690, persistent=True),
             # Backward CTAs of 4 m-tiles (K split 4 ways): MMA, and FMA in 4
-            # groups of 64 units, the last with 8 (3 m-tiles of padding).
+            # groups of 64 units, the last with 8 (3 m-tiles of padding). The
+            # FMA case's forward: CTAs of 16 units, 3 m-tiles (an FMA pair,
+            # then one alone); the other fp32 cases' forward runs one pair.
             Case("LSTM", "bf16", 64, packed=True, persistent=True, bwd_pin="J=64,ksplit=4"),
-            Case("GRU", "fp32", 200, persistent=True, bwd_pin="J=64,ksplit=4"),
+            Case("GRU", "fp32", 200, persistent=True, pin="J=16", bwd_pin="J=64,ksplit=4"),
             # Forward CTAs of 16 units: LSTM (4 m-tiles: two pairs), GRU
-            # (3: a pair, then one alone; the last CTA 8 units). Their FMAs
-            # are the other fp32 cases' fma_mtile.
+            # (3: a pair, then one alone; the last CTA 8 units), with MMAs.
             Case("LSTM", "bf16", 64, packed=True, persistent=True, pin="J=16,R=1"),
             Case("GRU", "bf16", 40, persistent=True, pin="J=16")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;

@@ -1024,7 +1024,7 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     assert "GRU-bf16-H40-padded-persistent-grid-J16" in out
     # the grid backward pinned to CTAs of 4 m-tiles (K split 4 ways), MMA and FMA
     assert "LSTM-bf16-H64-packed-persistent-grid-bwd-J64-ksplit4" in out
-    assert "GRU-fp32-H200-padded-persistent-grid-bwd-J64-ksplit4" in out
+    assert "GRU-fp32-H200-padded-persistent-grid-J16-bwd-J64-ksplit4" in out
     # the cluster backward through the driver: per direction, and the bidirectional op's (one launch)
     assert "LSTM-bf16-H64-packed-L2-bi-persistent-grid-bwd-cluster" in out
     assert "GRU-bf16-H40-packed-bi-1op-persistent-grid-bwd-cluster" in out

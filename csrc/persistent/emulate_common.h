@@ -184,7 +184,7 @@ void mma_warp_chunk(int kk, int mtiles, int n_frags, int warp, const double* fra
   }
 }
 
-// One warp's partial sums of a chunk in exact fp32, as fma_mtile
+// One warp's partial sums of a chunk in exact fp32, as fma_mtiles
 // (csrc/cuda/persistent/slice.cuh) computes them, lane by lane with
 // layout.h's FMA maps: lane l sums weight(mt, l, kt, e) * h over its k-tiles
 // (ascending) and its 4 k (ascending) by fused multiply-adds from zero; lane

@@ -115,16 +115,19 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
 
-          // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums.
-          // The MMAs two m-tiles at a time (one B fragment, two independent
-          // chains; a GRU CTA of 16 units' third alone), the FMAs one at a
-          // time (8 sums per lane besides the weights).
+          // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums,
+          // two m-tiles at a time (one B fragment or h load for both; a GRU
+          // CTA of 16 units' third alone).
 #pragma unroll 1
-          for (int m = 0; m < MT; m += FMA ? 1 : 2) {
+          for (int m = 0; m < MT; m += 2) {
             const uint32_t frags = frags0 << m;
             if constexpr (FMA) {
-              fma_mtile(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf), pitch, q0,
-                        n_tiles, red, rows_mt);
+              const float* hf = reinterpret_cast<const float*>(hbuf);
+              if (m + 1 < MT) {
+                fma_mtiles<2>(wf, frags, m, warp, lane, hf, pitch, q0, n_tiles, red, rows_mt);
+              } else {
+                fma_mtiles<1>(wf, frags, m, warp, lane, hf, pitch, q0, n_tiles, red, rows_mt);
+              }
             } else if (m + 1 < MT) {
               mma_mtiles<E, 2>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
             } else {

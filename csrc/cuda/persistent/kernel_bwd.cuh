@@ -141,8 +141,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           for (int m = 0; m < MT; ++m) {
             const uint32_t frags = frags0 << m;
             if constexpr (FMA) {
-              fma_mtile(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf), pitch, q0,
-                        n_tiles, red, rows_mt);
+              fma_mtiles<1>(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf),
+                            pitch, q0, n_tiles, red, rows_mt);
             } else {
               mma_mtiles<E, 1>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
             }

@@ -5,8 +5,8 @@
 // tiers compute every slice with exactly these functions, so they agree
 // bit for bit. The grid kernels run a CTA's m-tiles in pairs (the forward:
 // 2 to 4 of them) or one at a time (the backward: up to 4), mma_mtiles,
-// and their exact-fp32 FMAs one m-tile at a time (fma_mtile), with the same
-// per-output arithmetic. Index maps are layout.h's. Plain CUDA +
+// and their exact-fp32 FMAs the same way (fma_mtiles), with the same
+// per-output arithmetic whatever the grouping. Index maps are layout.h's. Plain CUDA +
 // gate_math.h.
 #pragma once
 
@@ -229,46 +229,62 @@ __device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], u
   }
 }
 
-// m-tile m's share of a chunk with exact fp32 FMAs (`frags`: its
-// fragments, first_mtile_frags << m), one n-tile (8 columns) at a time: per
-// output, lane l's k-tiles ascending, 4 fmaf per k-tile from zero, then lane
-// l + 16's k half added (layout.h's FMA maps); the sums go to rows m * 16..
-// of this warp's tile of `red`. A lane holds 8 sums besides its weights,
-// whatever MT (all m-tiles at once spilled at 4, and at 2 beside the wide
-// MMA path).
-__device__ __forceinline__ void fma_mtile(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
-                                          int m, int warp, int lane, const float* hbuf, int pitch,
-                                          int q0, int n_tiles, float* red, int red_rows) {
+// The exact-fp32 FMAs of a chunk for m-tiles m .. m + NM - 1 (NM = 1 or 2;
+// `frags`: m-tile m's fragments, first_mtile_frags << m, as mma_mtiles),
+// one n-tile (8 columns) at a time: per output, lane l's k-tiles ascending,
+// 4 fmaf per k-tile from zero, then lane l + 16's k half added (layout.h's
+// FMA maps); the sums go to rows (m + t) * 16.. of this warp's tile of
+// `red`. Each 16-byte h load feeds NM x 4 FMAs: with NM = 2 the loads and
+// their addresses are half as many per FMA. A lane holds NM x 8 sums
+// besides its weights, whatever MT (all m-tiles at once spilled at 4).
+template <int NM>
+__device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
+                                           int m, int warp, int lane, const float* hbuf,
+                                           int pitch, int q0, int n_tiles, float* red,
+                                           int red_rows) {
+  static_assert(NM == 1 || NM == 2, "one m-tile or a pair");
   const int k0 = fma_k0(lane), row = fma_row(lane);
 #pragma unroll 1
   for (int nt = 0; nt < n_tiles; ++nt) {
-    float acc[8];
+    float acc[NM][8];
 #pragma unroll
-    for (int n = 0; n < 8; ++n) acc[n] = 0.0f;
+    for (int t = 0; t < NM; ++t)
+#pragma unroll
+      for (int n = 0; n < 8; ++n) acc[t][n] = 0.0f;
     int local = 0;  // the warp's local k-tile of fragment f
 #pragma unroll
-    for (int f = 0; f < kRegFrags; ++f) {
+    for (int f = 0; f + NM <= kRegFrags; ++f) {  // a pair's fragment f + 1 < kRegFrags
       if ((frags >> f) & 1u) {
         const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + local++ * kWarps) * 8 + k0;
 #pragma unroll
         for (int n = 0; n < 8; ++n) {
           const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
-          float s = acc[n];
-          s = fmaf(__uint_as_float(wf[f][0]), h.x, s);
-          s = fmaf(__uint_as_float(wf[f][1]), h.y, s);
-          s = fmaf(__uint_as_float(wf[f][2]), h.z, s);
-          s = fmaf(__uint_as_float(wf[f][3]), h.w, s);
-          acc[n] = s;
+#pragma unroll
+          for (int t = 0; t < NM; ++t) {
+            float s = acc[t][n];
+            s = fmaf(__uint_as_float(wf[f + t][0]), h.x, s);
+            s = fmaf(__uint_as_float(wf[f + t][1]), h.y, s);
+            s = fmaf(__uint_as_float(wf[f + t][2]), h.z, s);
+            s = fmaf(__uint_as_float(wf[f + t][3]), h.w, s);
+            acc[t][n] = s;
+          }
         }
       }
     }
 #pragma unroll
-    for (int n = 0; n < 8; ++n) acc[n] += __shfl_down_sync(0xffffffffu, acc[n], 16);
+    for (int t = 0; t < NM; ++t) {
+#pragma unroll
+      for (int n = 0; n < 8; ++n) acc[t][n] += __shfl_down_sync(0xffffffffu, acc[t][n], 16);
+    }
     if (lane < 16) {
 #pragma unroll
-      for (int n = 0; n < 8; n += 4) {
-        *reinterpret_cast<float4*>(red + red_index(warp, m * 16 + row, nt * 8 + n, red_rows)) =
-            make_float4(acc[n], acc[n + 1], acc[n + 2], acc[n + 3]);
+      for (int t = 0; t < NM; ++t) {
+#pragma unroll
+        for (int n = 0; n < 8; n += 4) {
+          *reinterpret_cast<float4*>(
+              red + red_index(warp, (m + t) * 16 + row, nt * 8 + n, red_rows)) =
+              make_float4(acc[t][n], acc[t][n + 1], acc[t][n + 2], acc[t][n + 3]);
+        }
       }
     }
   }
