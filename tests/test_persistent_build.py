@@ -246,6 +246,46 @@ def test_cluster_bracket_runs_the_epilogue_before_storing_the_mma_sums(extension
                 f"{arch} {name}: the sums are stored before the epilogue"
 
 
+SASS_INSN = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+
+
+def innermost_loops(body: str) -> list[list[str]]:
+    """The opcodes of each innermost loop of a function's SASS: the range of
+    a backward branch with no other such range inside it."""
+    ops = [(int(a, 16), op, args) for a, op, args in SASS_INSN.findall(body)]
+    spans = []
+    for addr, op, args in ops:
+        target = re.search(r"0x([0-9a-f]+)", args)
+        if op == "BRA" and target and int(target.group(1), 16) < addr:
+            spans.append((int(target.group(1), 16), addr))
+    inner = [s for s in spans if not any(s[0] <= o[0] and o[1] <= s[1] and o != s for o in spans)]
+    return [[op for a, op, _ in ops if lo <= a <= hi] for lo, hi in inner]
+
+
+def test_cluster_mma_loops_do_no_integer_division(extension, cuobjdump):
+    """sm_90: no integer division (its I2F.RP + MUFU.RCP sequence) in the
+    cluster kernels' MMA loops (innermost loops with HMMA): W's shared-memory
+    pairs are addressed from the pair index and constants (cluster_layout.h
+    w_smem_index, pair-major). Warp-major, the register-bound forward
+    kernel recomputed a division by the runtime group size for every pair it
+    read: 115 instructions for 8 HMMA (group 1), 351 (group 4)."""
+    names = list(CLUSTER_KERNELS) + list(CLUSTER_BWD_KERNELS)
+    code = sass_by_arch(extension, cuobjdump, names)
+    archs = [a for a in built_archs() if sm(a) >= 90]
+    if not archs:
+        pytest.skip("no sm_90 target in this build")
+    for name in names:
+        for arch in archs:
+            loops = [ops for ops in innermost_loops(code[(arch, name)])
+                     if any(op.startswith("HMMA") for op in ops)]
+            assert loops, f"{arch} {name}: no MMA loop found"
+            sizes = [(len(ops), sum(op.startswith("HMMA") for op in ops)) for ops in loops]
+            print(f"  {arch} {name[24:70]}: MMA loops (instructions, HMMA) {sizes}")
+            for ops in loops:
+                assert "I2F.RP" not in ops, \
+                    f"{arch} {name}: an integer division in an MMA loop of {len(ops)} instructions"
+
+
 def test_persistent_sources_include_no_aten():
     """The kernel translation units stay ATen-free (fast standalone compiles)."""
     root = Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "persistent"

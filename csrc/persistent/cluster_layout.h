@@ -114,9 +114,13 @@ struct ClusterPartition : Partition {
     const int n = stored_pairs() - kRegPairs;
     return n > 0 ? n : 0;
   }
-  // Index (in 16-byte units) of lane 0's fragment of m-tile mt of pair p >= kRegPairs.
+  // Index (in 16-byte units) of lane 0's fragment of m-tile mt of warp w's
+  // pair >= kRegPairs. Pair-major, [pair - kRegPairs][warp][mt][lane], so
+  // the kernel's shared-memory MMA loop addresses it with the pair and
+  // constants: warp-major needed smem_pairs(), a division by the runtime
+  // group, which the register-bound kernel recomputed per iteration.
   RNNFUSE_PHD int w_smem_index(int w, int pair, int mt) const {
-    return ((w * smem_pairs() + pair - kRegPairs) * kMTiles + mt) * 32;
+    return (((pair - kRegPairs) * kWarps + w) * kMTiles + mt) * 32;
   }
 
   // ---- exchange: CTA c sends each continuing row's units as 4-byte words
@@ -216,7 +220,7 @@ RNNFUSE_PHD const char* cluster_partition_error(const ClusterPartition& p, int e
 
 // Shared memory of a cluster-tier CTA, in bytes from the dynamic base.
 struct ClusterSmem {
-  int64_t wsm;   // W pairs beyond the registers [kWarps][smem_pairs][kMTiles][32] x 16 B
+  int64_t wsm;   // W pairs beyond the registers [smem_pairs][kWarps][kMTiles][32] x 16 B
   int64_t red;   // partial sums, two tiles (one per slice in flight)
   int64_t hbuf;  // h buffers [2][hb_rows][h_pitch] elem
   int64_t xs;    // staged x_proj [2][hb_rows][gates][x_pitch] elem

@@ -70,6 +70,8 @@ __device__ __forceinline__ void mma_group(SliceAcc& acc, const uint32_t (&wf)[kR
                       p.warp_ktile(warp, (i - base) / GS), n_tiles, lane);
     }
   }
+  // One k-tile step per iteration: the kernel has no registers to spare.
+#pragma unroll 1
   for (int i0 = base > kRegPairs ? base : kRegPairs; i0 < end; i0 += GS) {
     const int kt = p.warp_ktile(warp, (i0 - base) / GS);
 #pragma unroll
