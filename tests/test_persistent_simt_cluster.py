@@ -51,12 +51,14 @@ def csimt(cell, a, reverse, J, R, S, eb, seed=0, slice_push=True, group=1, red_p
 # cluster. H=40 in clusters of 2 and 3 (ragged last CTAs); H=45 with 3
 # replicas (a pad element past H in the last CTA's 16-bit words); B=40 in
 # one replica (two chunks of rows); H=130 in clusters of two (W fragments
-# beyond the registers in shared memory).
+# beyond the registers in shared memory), at 3 rows (mma_group's one-n-tile
+# loop) and at 20 packed rows (3 n-tiles, then 1 as the batch shrinks).
 CASES = [
     ((40, 5, 6), False, False, [(1, 2, True), (1, 4, False)]),
     ((45, 37, 5), True, True, [(3, 4, True)]),
     ((64, 40, 4), True, False, [(1, 8, True), (1, 8, False)]),
     ((130, 3, 4), False, True, [(1, 2, True)]),
+    ((130, 20, 3), True, False, [(1, 2, True)]),
 ]
 
 
@@ -80,13 +82,15 @@ def test_cluster_kernel_equals_the_emulator_bit_for_bit(cell, dtype):
 # one group of 4 or two of 2) and 3 (3, 3, 2 slices: short last groups);
 # H=100 with half units in clusters of 2 (LSTM 13 and 12 slices, GRU 10 and
 # 10: short last groups, holes); H=130 at S=2 (W pairs in shared memory in
-# group order); 13 rows, packed (chunks of 16 whose second n-tile empties as
-# the batch shrinks).
+# group order; in groups of 2 at 13 packed rows: 2 n-tiles, then 1); 13
+# rows, packed (chunks of 16 whose second n-tile empties as the batch
+# shrinks).
 GROUPED_CASES = [
     ((64, 8, 4), True, False, 0, [(1, 2, True, 4, 8), (1, 3, False, 2, 0)]),
     ((64, 13, 4), True, True, 0, [(1, 2, True, 2, 0)]),
     ((100, 15, 4), True, True, 1, [(2, 2, True, 4, 0)]),
     ((130, 3, 3), False, False, 0, [(1, 2, True, 4, 8)]),
+    ((130, 13, 3), True, False, 0, [(1, 2, True, 2, 0)]),
 ]
 
 

@@ -51,12 +51,38 @@ __device__ __forceinline__ void with_group_size(int group, F&& f) {
   }
 }
 
+// The shared-memory pairs [i_begin, end) of group b's MMAs (mma_group), a
+// k-tile step of all GS slices at a time so that each slice's chain
+// advances in turn; NT: at most that many n-tiles.
+template <typename E, int GS, int NT>
+__device__ __forceinline__ void mma_smem_pairs(SliceAcc& acc, const uint4* wsm,
+                                               const ClusterPartition& p, int warp, int lane,
+                                               const E* hbuf, int pitch, int q0, int n_tiles,
+                                               int base, int i_begin, int end, int glen) {
+  // One k-tile step per iteration: the kernel has no registers to spare.
+#pragma unroll 1
+  for (int i0 = i_begin; i0 < end; i0 += GS) {
+    const int kt = p.warp_ktile(warp, (i0 - base) / GS);
+#pragma unroll
+    for (int d = 0; d < GS; ++d) {
+      if (d < glen) {
+        const uint4 f0 = wsm[p.w_smem_index(warp, i0 + d, 0) + lane];
+        const uint4 f1 = wsm[p.w_smem_index(warp, i0 + d, 1) + lane];
+        const uint32_t a0[4] = {f0.x, f0.y, f0.z, f0.w};
+        const uint32_t a1[4] = {f1.x, f1.y, f1.z, f1.w};
+        pair_mma<E, GS, NT>(acc, d, a0, a1, hbuf, pitch, q0, kt, n_tiles, lane);
+      }
+    }
+  }
+}
+
 // Group b's MMAs (GS slices, glen of them real): its pairs are the run
 // [base, base + GS * n_kt) of the warp's pairs, pair i holding slice i % GS's
 // k-tile step (i - base) / GS (cluster_layout.h's w_pair; base is a
 // multiple of GS, and so is kRegPairs). Register pairs first (compile-time
-// indices), then the shared-memory ones, a k-tile step of all GS slices at
-// a time so that each slice's chain advances in turn.
+// indices), then the shared-memory ones; a chunk of one n-tile (8 rows per
+// replica, as at the published point) takes a loop that issues only its
+// MMAs, not the other slots' predicated ones.
 template <typename E, int GS>
 __device__ __forceinline__ void mma_group(SliceAcc& acc, const uint32_t (&wf)[kRegFrags][4],
                                           const uint4* wsm, const ClusterPartition& p, int warp,
@@ -70,20 +96,13 @@ __device__ __forceinline__ void mma_group(SliceAcc& acc, const uint32_t (&wf)[kR
                       p.warp_ktile(warp, (i - base) / GS), n_tiles, lane);
     }
   }
-  // One k-tile step per iteration: the kernel has no registers to spare.
-#pragma unroll 1
-  for (int i0 = base > kRegPairs ? base : kRegPairs; i0 < end; i0 += GS) {
-    const int kt = p.warp_ktile(warp, (i0 - base) / GS);
-#pragma unroll
-    for (int d = 0; d < GS; ++d) {
-      if (d < glen) {
-        const uint4 f0 = wsm[p.w_smem_index(warp, i0 + d, 0) + lane];
-        const uint4 f1 = wsm[p.w_smem_index(warp, i0 + d, 1) + lane];
-        const uint32_t a0[4] = {f0.x, f0.y, f0.z, f0.w};
-        const uint32_t a1[4] = {f1.x, f1.y, f1.z, f1.w};
-        pair_mma<E, GS>(acc, d, a0, a1, hbuf, pitch, q0, kt, n_tiles, lane);
-      }
-    }
+  const int i_begin = base > kRegPairs ? base : kRegPairs;
+  if (GS < kChunkNTiles && n_tiles == 1) {
+    mma_smem_pairs<E, GS, 1>(acc, wsm, p, warp, lane, hbuf, pitch, q0, n_tiles, base, i_begin,
+                             end, glen);
+  } else {
+    mma_smem_pairs<E, GS, kChunkNTiles / GS>(acc, wsm, p, warp, lane, hbuf, pitch, q0, n_tiles,
+                                             base, i_begin, end, glen);
   }
 }
 

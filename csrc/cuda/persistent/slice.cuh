@@ -100,13 +100,16 @@ __device__ __forceinline__ void load_b_frag(const E* hbuf, int pitch, int row0, 
 // where this is inlined, so the slots stay in registers and a group's
 // slices form independent chains. GS = 1, d = 0: one slice (the grid
 // kernel's mma_mtiles<E, 2> does the same sums for a pair of its m-tiles).
-template <typename E, int GS>
+// NT: the most n-tiles the caller may pass (fewer: fewer predicated
+// instructions issued for nothing).
+template <typename E, int GS, int NT = kChunkNTiles / GS>
 __device__ __forceinline__ void pair_mma(SliceAcc& acc, int d, const uint32_t (&a0)[4],
                                          const uint32_t (&a1)[4], const E* hbuf, int pitch, int q0,
                                          int kt, int n_tiles, int lane) {
   constexpr int kSlots = kChunkNTiles / GS;
+  static_assert(NT >= 1 && NT <= kSlots, "n-tiles of a slot range");
 #pragma unroll
-  for (int nt = 0; nt < kSlots; ++nt) {
+  for (int nt = 0; nt < NT; ++nt) {
     if (nt < n_tiles) {
       uint32_t b[2];
       load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
