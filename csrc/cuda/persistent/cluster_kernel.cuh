@@ -76,33 +76,46 @@ __device__ __forceinline__ void mma_smem_pairs(SliceAcc& acc, const uint4* wsm,
   }
 }
 
+// The register pairs of group b's MMAs (mma_group; compile-time indices);
+// NT: at most that many n-tiles.
+template <typename E, int GS, int NT>
+__device__ __forceinline__ void mma_reg_pairs(SliceAcc& acc, const uint32_t (&wf)[kRegFrags][4],
+                                              const ClusterPartition& p, int warp, int lane,
+                                              const E* hbuf, int pitch, int q0, int n_tiles,
+                                              int base, int end, int glen) {
+#pragma unroll
+  for (int i = 0; i < kRegPairs; ++i) {
+    if (i >= base && i < end && i % GS < glen) {
+      pair_mma<E, GS, NT>(acc, i % GS, wf[2 * i], wf[2 * i + 1], hbuf, pitch, q0,
+                          p.warp_ktile(warp, (i - base) / GS), n_tiles, lane);
+    }
+  }
+}
+
 // Group b's MMAs (GS slices, glen of them real): its pairs are the run
 // [base, base + GS * n_kt) of the warp's pairs, pair i holding slice i % GS's
 // k-tile step (i - base) / GS (cluster_layout.h's w_pair; base is a
-// multiple of GS, and so is kRegPairs). Register pairs first (compile-time
-// indices), then the shared-memory ones; a chunk of one n-tile (8 rows per
-// replica, as at the published point) takes a loop that issues only its
-// MMAs, not the other slots' predicated ones.
+// multiple of GS, and so is kRegPairs). Register pairs first, then the
+// shared-memory ones; a chunk of one n-tile (8 rows per replica, as at the
+// published point) takes code that issues only its MMAs, not the other
+// slots' predicated ones.
 template <typename E, int GS>
 __device__ __forceinline__ void mma_group(SliceAcc& acc, const uint32_t (&wf)[kRegFrags][4],
                                           const uint4* wsm, const ClusterPartition& p, int warp,
                                           int lane, const E* hbuf, int pitch, int q0, int n_tiles,
                                           int b, int glen, int n_kt) {
+  constexpr int kSlots = kChunkNTiles / GS;
   const int base = b * GS * n_kt, end = base + GS * n_kt;
-#pragma unroll
-  for (int i = 0; i < kRegPairs; ++i) {
-    if (i >= base && i < end && i % GS < glen) {
-      pair_mma<E, GS>(acc, i % GS, wf[2 * i], wf[2 * i + 1], hbuf, pitch, q0,
-                      p.warp_ktile(warp, (i - base) / GS), n_tiles, lane);
-    }
-  }
   const int i_begin = base > kRegPairs ? base : kRegPairs;
-  if (GS < kChunkNTiles && n_tiles == 1) {
+  if (kSlots > 1 && n_tiles == 1) {
+    mma_reg_pairs<E, GS, 1>(acc, wf, p, warp, lane, hbuf, pitch, q0, n_tiles, base, end, glen);
     mma_smem_pairs<E, GS, 1>(acc, wsm, p, warp, lane, hbuf, pitch, q0, n_tiles, base, i_begin,
                              end, glen);
   } else {
-    mma_smem_pairs<E, GS, kChunkNTiles / GS>(acc, wsm, p, warp, lane, hbuf, pitch, q0, n_tiles,
-                                             base, i_begin, end, glen);
+    mma_reg_pairs<E, GS, kSlots>(acc, wf, p, warp, lane, hbuf, pitch, q0, n_tiles, base, end,
+                                 glen);
+    mma_smem_pairs<E, GS, kSlots>(acc, wsm, p, warp, lane, hbuf, pitch, q0, n_tiles, base,
+                                  i_begin, end, glen);
   }
 }
 
