@@ -59,6 +59,8 @@ CLUSTER_BWD_KERNELS = {
 }
 CLUSTER_ALL = list(CLUSTER_KERNELS) + [CLUSTER_EXCHANGE] + list(CLUSTER_BWD_KERNELS)
 GPU_MEMBAR = re.compile(r"\bMEMBAR\.[A-Z.]*(GPU|SYS)\b")
+# One SASS instruction: address, opcode (a predicate guard skipped), operands.
+SASS_INSN = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
 
 
 def find_cuobjdump() -> str | None:
@@ -232,8 +234,7 @@ def test_cluster_bracket_runs_the_epilogue_before_storing_the_mma_sums(extension
         pytest.skip("no sm_90 target in this build")
     for name in CLUSTER_KERNELS:
         for arch in archs:
-            ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)",
-                             code[(arch, name)])
+            ops = [op for _, op, _ in SASS_INSN.findall(code[(arch, name)])]
             last = max(i for i, op in enumerate(ops) if op.startswith("HMMA"))
             tail = ops[last + 1:]
             bar = next(i for i, op in enumerate(tail) if op.startswith("BAR.SYNC"))
@@ -244,9 +245,6 @@ def test_cluster_bracket_runs_the_epilogue_before_storing_the_mma_sums(extension
             assert first["MUFU"] is not None and first["STS"] is not None, (arch, name, first)
             assert first["MUFU"] < first["STS"], \
                 f"{arch} {name}: the sums are stored before the epilogue"
-
-
-SASS_INSN = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
 
 
 def innermost_loops(body: str) -> list[list[str]]:
