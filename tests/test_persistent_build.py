@@ -17,6 +17,7 @@ import glob
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -282,6 +283,63 @@ def test_cluster_mma_loops_do_no_integer_division(extension, cuobjdump):
             for ops in loops:
                 assert "I2F.RP" not in ops, \
                     f"{arch} {name}: an integer division in an MMA loop of {len(ops)} instructions"
+
+
+# One SASS instruction's guard (None or its predicate) and opcode.
+SASS_GUARDED = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+SEGMENT_END = ("BRA", "BSSY", "BSYNC", "EXIT")
+
+
+def branch_segments(body: str) -> list[list[tuple[bool, str]]]:
+    """A function's SASS cut after every branch and reconvergence instruction:
+    the straight-line segments, as (guarded, opcode) per instruction."""
+    out, seg = [], []
+    for guard, op in SASS_GUARDED.findall(body):
+        seg.append((bool(guard), op))
+        if op.startswith(SEGMENT_END):
+            out.append(seg)
+            seg = []
+    return out + [seg] if seg else out
+
+
+def longest_run(segs, keep) -> int:
+    """The most consecutive segments for which keep(segment) holds."""
+    best = cur = 0
+    for s in segs:
+        cur = cur + 1 if keep(s) else 0
+        best = max(best, cur)
+    return best
+
+
+def test_grid_mma_loops_issue_only_the_chunks_k_tiles_and_n_tiles(extension, cuobjdump):
+    """fp16/bf16 grid kernels (slice.cuh mma_mtiles, instantiated per m-tile
+    count and for one n-tile or a full chunk). One n-tile: the warp's k-tiles
+    run as a chain of straight-line segments, each the forward pair's 2 HMMA
+    (the backward's 1), none predicated, in at most 10 instructions (7-8
+    here), at least 7 in a row (a group's first also zeroes its sums). A
+    full chunk: a k-tile's 4 n-tiles x those HMMA in at most 24 (19-23; the
+    median, as a group's first k-tile also sets the n-tile predicates). The
+    build before tested a mask bit per (m-tile, k-tile) fragment slot (about
+    4 instructions where it was clear): no chain longer than 4 (sm_80's
+    n-tile branches), and on sm_90 all 4 n-tile slots issued predicated,
+    37 instructions for the pair's 8 HMMA whatever the chunk's n-tiles.
+    TF32 (printed, not gated) compiles a branch per n-tile both ways."""
+    archs = built_archs()
+    code = sass_by_arch(extension, cuobjdump, list(KERNELS))
+    for name in KERNELS:
+        nm = 2 if "_fwd_" in name else 1
+        for arch in archs:
+            segs = branch_segments(code[(arch, name)])
+            chain = longest_run(segs, lambda s: len(s) <= 10 and [
+                g for g, op in s if op.startswith("HMMA")] == [False] * nm)
+            full = [len(s) for s in segs if sum(op.startswith("HMMA") for _, op in s) == 4 * nm]
+            print(f"  {arch} {name[24:60]}: one-n-tile chain of {chain} k-tiles, full-chunk "
+                  f"k-tiles of {sorted(set(full))} instructions")
+            if KERNELS[name].endswith("TF32"):
+                continue
+            assert chain >= 7, f"{arch} {name}: one-n-tile k-tiles chained {chain} at most"
+            assert full and statistics.median_low(full) <= 24, \
+                f"{arch} {name}: full-chunk k-tiles of {sorted(set(full))} instructions"
 
 
 def test_persistent_sources_include_no_aten():

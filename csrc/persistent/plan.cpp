@@ -174,7 +174,7 @@ double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, 
 }
 }  // namespace
 
-// The forward runs a CTA's m-tiles in pairs (kernel.cuh: mma_mtiles<E, 2>).
+// The forward runs a CTA's m-tiles in pairs (slice.cuh: mma_mtiles<E, MT, 2, NT>).
 double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev,
                     bool fma) {
   (void)dev;
@@ -188,7 +188,7 @@ double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const Dev
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma) {
   const int rows = p.max_replica_rows();
   const double split = p.ksplit > 1 ? ceil_div(rows, kChunkRows) * (kFlagHandoffUs + kRoundTripUs) : 0.0;
-  // The backward runs its m-tiles one at a time (kernel_bwd.cuh: mma_mtiles<E, 1>).
+  // The backward runs its m-tiles one at a time (slice.cuh: mma_mtiles<E, MT, 1, NT>).
   return step_model_us(p.part_width(0), p.k_padded(), p.rows(), p.grid(), rows, hbuf_rows,
                        elem_bytes, fma, p.warp_ktiles(0, 0), p.mtiles()) + split;
 }

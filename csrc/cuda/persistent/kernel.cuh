@@ -118,21 +118,20 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums,
           // two m-tiles at a time (one B fragment or h load for both; a GRU
           // CTA of 16 units' third alone).
+          if constexpr (FMA) {
+            const float* hf = reinterpret_cast<const float*>(hbuf);
 #pragma unroll 1
-          for (int m = 0; m < MT; m += 2) {
-            const uint32_t frags = frags0 << m;
-            if constexpr (FMA) {
-              const float* hf = reinterpret_cast<const float*>(hbuf);
+            for (int m = 0; m < MT; m += 2) {
+              const uint32_t frags = frags0 << m;
               if (m + 1 < MT) {
                 fma_mtiles<2>(wf, frags, m, warp, lane, hf, pitch, q0, n_tiles, red, rows_mt);
               } else {
                 fma_mtiles<1>(wf, frags, m, warp, lane, hf, pitch, q0, n_tiles, red, rows_mt);
               }
-            } else if (m + 1 < MT) {
-              mma_mtiles<E, 2>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
-            } else {
-              mma_mtiles<E, 1>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
             }
+          } else {
+            mma_chunk<E, 2, kMTiles>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
+                                     rows_mt);
           }
           __syncthreads();
 

@@ -137,15 +137,15 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 
           // One m-tile at a time (slice.cuh), so a lane holds one m-tile's
           // sums besides its weights.
+          if constexpr (FMA) {
 #pragma unroll 1
-          for (int m = 0; m < MT; ++m) {
-            const uint32_t frags = frags0 << m;
-            if constexpr (FMA) {
-              fma_mtiles<1>(wf, frags, m, warp, lane, reinterpret_cast<const float*>(hbuf),
+            for (int m = 0; m < MT; ++m) {
+              fma_mtiles<1>(wf, frags0 << m, m, warp, lane, reinterpret_cast<const float*>(hbuf),
                             pitch, q0, n_tiles, red, rows_mt);
-            } else {
-              mma_mtiles<E, 1>(wf, frags, m, warp, lane, hbuf, pitch, q0, n_tiles, red, rows_mt);
             }
+          } else {
+            mma_chunk<E, 1, 1>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
+                               rows_mt);
           }
           __syncthreads();
           const int slot = partial_slot(chunk_no);

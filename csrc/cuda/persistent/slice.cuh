@@ -99,7 +99,7 @@ __device__ __forceinline__ void load_b_frag(const E* hbuf, int pitch, int row0, 
 // slots d * (kChunkNTiles / GS) + nt. d must be a compile-time constant
 // where this is inlined, so the slots stay in registers and a group's
 // slices form independent chains. GS = 1, d = 0: one slice (the grid
-// kernel's mma_mtiles<E, 2> does the same sums for a pair of its m-tiles).
+// kernel's mma_mtiles<E, MT, 2, NT> does the same sums for a pair of its m-tiles).
 // NT: the most n-tiles the caller may pass (fewer: fewer predicated
 // instructions issued for nothing).
 template <typename E, int GS, int NT = kChunkNTiles / GS>
@@ -171,64 +171,104 @@ __device__ __forceinline__ void load_w_fma(const Partition& p, const float* w, i
 
 // The fragments of m-tile 0 (bit f: fragment f = i * MT, i < the warp's
 // n_ktiles k-tiles); m-tile m's are these << m (fragment i * MT + m). The
-// unrolled fragment loops test a bit instead of dividing by a runtime MT;
-// their i-th set bit is the warp's i-th k-tile. Computed once per kernel:
-// one register instead of a loop per chunk and m-tile.
+// exact-fp32 FMA loops (fma_mtiles) test a bit instead of dividing by a
+// runtime MT; their i-th set bit is the warp's i-th k-tile. Computed once
+// per kernel: one register instead of a loop per chunk and m-tile.
 __device__ __forceinline__ uint32_t first_mtile_frags(int n_ktiles, int mtiles) {
   uint32_t bits = 0u;
   for (int i = 0; i < n_ktiles; ++i) bits |= 1u << (i * mtiles);  // n_ktiles * mtiles <= 32
   return bits;
 }
 
-// The MMAs of a chunk for m-tiles m .. m + NM - 1 (NM = 1 or 2; `frags`:
-// m-tile m's fragments, first_mtile_frags << m, whose fragment f has m-tile
-// m + 1's at f + 1), the warp's i-th k-tile being h buffer k-tile warp + i * kWarps
-// (Partition::warp_ktile); stored through the C map to rows m * 16.. of
-// this warp's tile of `red` (red_rows rows, pitch kRedPitch). Two m-tiles
-// share each B fragment and run as independent chains, as pair_mma's; a
-// lane holds NM x kChunkNTiles x 4 sums.
-template <typename E, int NM>
-__device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
-                                           int m, int warp, int lane, const E* hbuf, int pitch,
-                                           int q0, int n_tiles, float* red, int red_rows) {
+// The MMAs of a chunk for a CTA of MT m-tiles (a compile-time count:
+// mma_chunk dispatches on the partition's), NM m-tiles at a time sharing
+// each B fragment as independent chains (pair_mma's arithmetic), over the
+// chunk's first n_tiles <= NT n-tiles; stored through the C map to this
+// warp's tile of `red` (red_rows rows, pitch kRedPitch). Fragment i * MT + m
+// (the warp's i-th k-tile, h buffer k-tile warp + i * kWarps, of m-tile m:
+// Partition::warp_ktile) is a static register index, and the k-tiles end
+// in an early exit at n_ktiles, so nothing issues for other m-tiles'
+// fragments or past the warp's last k-tile. (Testing a runtime-MT mask per
+// fragment instead cost about 4 instructions for each of the 32 fragments
+// per m-tile group, and all NT slots of each active one, predicated.)
+// A lane holds NM x NT x 4 sums besides its weights.
+template <typename E, int MT, int NM, int NT>
+__device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
+                                           int warp, int lane, const E* hbuf, int pitch, int q0,
+                                           int n_tiles, float* red, int red_rows) {
+  static_assert(MT >= 1 && MT <= kMaxBwdMTiles && kMaxFwdMTiles <= kMaxBwdMTiles,
+                "a grid CTA's m-tiles");
   static_assert(NM == 1 || NM == 2, "one m-tile or a pair");
-  float acc[NM][kChunkNTiles][4];
+  static_assert(NT >= 1 && NT <= kChunkNTiles, "n-tiles of a chunk");
 #pragma unroll
-  for (int t = 0; t < NM; ++t)
+  for (int m = 0; m < MT; m += NM) {
+    constexpr int kMaxK = kRegFrags / MT;  // the most k-tiles a warp's registers hold
+    const int nm = m + NM <= MT ? NM : MT - m;  // a lone last m-tile of an odd MT
+    float acc[NM][NT][4];
 #pragma unroll
-    for (int nt = 0; nt < kChunkNTiles; ++nt)
+    for (int t = 0; t < NM; ++t)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[t][nt][i] = 0.0f;
-  int local = 0;  // the warp's local k-tile of fragment f
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-  for (int f = 0; f + NM <= kRegFrags; ++f) {  // a pair's fragment f + 1 < kRegFrags
-    if ((frags >> f) & 1u) {
-      const int kt = warp + local++ * kWarps;
+        for (int v = 0; v < 4; ++v) acc[t][nt][v] = 0.0f;
 #pragma unroll
-      for (int nt = 0; nt < kChunkNTiles; ++nt) {
+    for (int i = 0; i < kMaxK; ++i) {
+      if (i >= n_ktiles) break;
+      const int kt = warp + i * kWarps;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
         if (nt < n_tiles) {
           uint32_t b[2];
           load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
 #pragma unroll
-          for (int t = 0; t < NM; ++t) mma<E>(acc[t][nt], wf[f + t], b[0], b[1]);
+          for (int t = 0; t < NM; ++t) {
+            if (t < nm) mma<E>(acc[t][nt], wf[i * MT + m + t], b[0], b[1]);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < NM; ++t) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        if (t < nm && nt < n_tiles) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const Coord co = c_coord(lane, 2 * h);
+            *reinterpret_cast<float2*>(red + red_index(warp, (m + t) * 16 + co.row,
+                                                       nt * 8 + co.col, red_rows)) =
+                make_float2(acc[t][nt][2 * h], acc[t][nt][2 * h + 1]);
+          }
         }
       }
     }
   }
-#pragma unroll
-  for (int t = 0; t < NM; ++t) {
-#pragma unroll
-    for (int nt = 0; nt < kChunkNTiles; ++nt) {
-      if (nt < n_tiles) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const Coord co = c_coord(lane, 2 * h);
-          *reinterpret_cast<float2*>(red + red_index(warp, (m + t) * 16 + co.row,
-                                                     nt * 8 + co.col, red_rows)) =
-              make_float2(acc[t][nt][2 * h], acc[t][nt][2 * h + 1]);
-        }
-      }
+}
+
+// mma_mtiles at the partition's m-tile count `mtiles` (kMinMT..4: the
+// forward's CTAs have 2 to 4, the backward's 1 to 4) for a chunk of n_tiles
+// n-tiles. A chunk of one (8 batch rows or fewer per replica, as the grid
+// plans at B <= 16 mostly run, e.g. LSTM H = 1024) takes its own
+// instantiation, which issues that n-tile's B loads and MMAs only, not
+// kChunkNTiles predicated slots. Same arithmetic per output either way.
+template <typename E, int NM, int kMinMT, int MT = kMinMT>
+__device__ __forceinline__ void mma_chunk(const uint32_t (&wf)[kRegFrags][4], int mtiles,
+                                          int n_ktiles, int warp, int lane, const E* hbuf,
+                                          int pitch, int q0, int n_tiles, float* red,
+                                          int red_rows) {
+  static_assert(kMinMT <= MT && MT <= kMaxBwdMTiles, "m-tiles of a grid CTA");
+  if constexpr (MT < kMaxBwdMTiles) {
+    if (mtiles != MT) {
+      mma_chunk<E, NM, kMinMT, MT + 1>(wf, mtiles, n_ktiles, warp, lane, hbuf, pitch, q0,
+                                       n_tiles, red, red_rows);
+      return;
     }
+  }
+  if (n_tiles == 1) {
+    mma_mtiles<E, MT, NM, 1>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
+  } else {
+    mma_mtiles<E, MT, NM, kChunkNTiles>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
+                                        red_rows);
   }
 }
 
