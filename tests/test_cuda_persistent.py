@@ -72,6 +72,11 @@ CASES = [
     _c("LSTM", F32, 20, 16, 16, 1024),
     _c("LSTM", F32, 10, 70, 8, 768, state=True, tf32=False),
     _c("GRU", F32, 12, 40, 8, 768, packed=True, tf32=False),
+    # H = 1024 at B <= 16 (issue 8's small-batch criterion): chunks of one
+    # n-tile, the forward's one-n-tile MMA loops at 4 m-tiles (fp16, 2
+    # replicas of 8 rows) and at 2 (TF32); the backward's K split over 4 CTAs.
+    _c("LSTM", F16, 16, 16, 32, 1024),
+    _c("GRU", F32, 12, 8, 16, 1024),
 ]
 
 

@@ -45,7 +45,6 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
   const int n_ktiles = p.warp_ktiles(warp);
   const int MT = p.mtiles(), rows_mt = p.rows();
   const int n_frags = n_ktiles * MT;  // fragment f: k-tile f / MT, m-tile f % MT
-  const uint32_t frags0 = first_mtile_frags(n_ktiles, MT);  // m-tile m's: << m
 
   // ---- the W slice, once, into registers (layout.h's A-fragment map)
   uint32_t wf[kRegFrags][4];
@@ -118,21 +117,16 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums,
           // two m-tiles at a time (one B fragment or h load for both; a GRU
           // CTA of 16 units' third alone).
-          if constexpr (FMA) {
-            const float* hf = reinterpret_cast<const float*>(hbuf);
-#pragma unroll 1
-            for (int m = 0; m < MT; m += 2) {
-              const uint32_t frags = frags0 << m;
-              if (m + 1 < MT) {
-                fma_mtiles<2>(wf, frags, m, warp, lane, hf, pitch, q0, n_tiles, red, rows_mt);
-              } else {
-                fma_mtiles<1>(wf, frags, m, warp, lane, hf, pitch, q0, n_tiles, red, rows_mt);
-              }
+          with_mtiles<kMTiles>(MT, [&](auto mt) {
+            constexpr int kMT = decltype(mt)::value;
+            if constexpr (FMA) {
+              fma_mtiles<kMT, 2>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
+                                 pitch, q0, n_tiles, red, rows_mt);
+            } else {
+              mma_chunk<E, kMT, 2>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
+                                   rows_mt);
             }
-          } else {
-            mma_chunk<E, 2, kMTiles>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
-                                     rows_mt);
-          }
+          });
           __syncthreads();
 
           // ---- epilogue: partial sums over warps 0..7 in order, gate math

@@ -46,7 +46,6 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   const int n_ktiles = p.warp_ktiles(c, warp);
   const int MT = p.mtiles(), rows_mt = p.rows();
   const int n_frags = n_ktiles * MT;  // fragment f: local k-tile f / MT, m-tile f % MT
-  const uint32_t frags0 = first_mtile_frags(n_ktiles, MT);  // m-tile m's: << m
   const int kt0 = p.part_kt0(c), kpart = p.kpart_of(c);
 
   // ---- W_hh^T for this CTA's units, once, into registers
@@ -137,16 +136,16 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 
           // One m-tile at a time (slice.cuh), so a lane holds one m-tile's
           // sums besides its weights.
-          if constexpr (FMA) {
-#pragma unroll 1
-            for (int m = 0; m < MT; ++m) {
-              fma_mtiles<1>(wf, frags0 << m, m, warp, lane, reinterpret_cast<const float*>(hbuf),
-                            pitch, q0, n_tiles, red, rows_mt);
+          with_mtiles<1>(MT, [&](auto mt) {
+            constexpr int kMT = decltype(mt)::value;
+            if constexpr (FMA) {
+              fma_mtiles<kMT, 1>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
+                                 pitch, q0, n_tiles, red, rows_mt);
+            } else {
+              mma_chunk<E, kMT, 1>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
+                                   rows_mt);
             }
-          } else {
-            mma_chunk<E, 1, 1>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
-                               rows_mt);
-          }
+          });
           __syncthreads();
           const int slot = partial_slot(chunk_no);
           if (p.ksplit > 1) {

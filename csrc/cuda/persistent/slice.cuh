@@ -10,6 +10,8 @@
 // gate_math.h.
 #pragma once
 
+#include <type_traits>
+
 #include "../../gate_math.h"
 #include "../../persistent/layout.h"
 #include "ptx.cuh"
@@ -169,19 +171,8 @@ __device__ __forceinline__ void load_w_fma(const Partition& p, const float* w, i
 // arithmetic (its k-tiles ascending), so the bits do not depend on how many
 // m-tiles a CTA has or how they are grouped.
 
-// The fragments of m-tile 0 (bit f: fragment f = i * MT, i < the warp's
-// n_ktiles k-tiles); m-tile m's are these << m (fragment i * MT + m). The
-// exact-fp32 FMA loops (fma_mtiles) test a bit instead of dividing by a
-// runtime MT; their i-th set bit is the warp's i-th k-tile. Computed once
-// per kernel: one register instead of a loop per chunk and m-tile.
-__device__ __forceinline__ uint32_t first_mtile_frags(int n_ktiles, int mtiles) {
-  uint32_t bits = 0u;
-  for (int i = 0; i < n_ktiles; ++i) bits |= 1u << (i * mtiles);  // n_ktiles * mtiles <= 32
-  return bits;
-}
-
 // The MMAs of a chunk for a CTA of MT m-tiles (a compile-time count:
-// mma_chunk dispatches on the partition's), NM m-tiles at a time sharing
+// with_mtiles dispatches on the partition's), NM m-tiles at a time sharing
 // each B fragment as independent chains (pair_mma's arithmetic), over the
 // chunk's first n_tiles <= NT n-tiles; stored through the C map to this
 // warp's tile of `red` (red_rows rows, pitch kRedPitch). Fragment i * MT + m
@@ -245,25 +236,31 @@ __device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], i
   }
 }
 
-// mma_mtiles at the partition's m-tile count `mtiles` (kMinMT..4: the
-// forward's CTAs have 2 to 4, the backward's 1 to 4) for a chunk of n_tiles
-// n-tiles. A chunk of one (8 batch rows or fewer per replica, as the grid
-// plans at B <= 16 mostly run, e.g. LSTM H = 1024) takes its own
-// instantiation, which issues that n-tile's B loads and MMAs only, not
-// kChunkNTiles predicated slots. Same arithmetic per output either way.
-template <typename E, int NM, int kMinMT, int MT = kMinMT>
-__device__ __forceinline__ void mma_chunk(const uint32_t (&wf)[kRegFrags][4], int mtiles,
-                                          int n_ktiles, int warp, int lane, const E* hbuf,
-                                          int pitch, int q0, int n_tiles, float* red,
-                                          int red_rows) {
-  static_assert(kMinMT <= MT && MT <= kMaxBwdMTiles, "m-tiles of a grid CTA");
+// body(std::integral_constant<int, MT>{}) for the partition's m-tile count
+// `mtiles`, one of MT..kMaxBwdMTiles (the forward's CTAs have 2 to 4, the
+// backward's 1 to 4): the grid loops then index their W fragments
+// i * MT + m statically.
+template <int MT, typename Body>
+__device__ __forceinline__ void with_mtiles(int mtiles, Body&& body) {
+  static_assert(MT >= 1 && MT <= kMaxBwdMTiles, "m-tiles of a grid CTA");
   if constexpr (MT < kMaxBwdMTiles) {
     if (mtiles != MT) {
-      mma_chunk<E, NM, kMinMT, MT + 1>(wf, mtiles, n_ktiles, warp, lane, hbuf, pitch, q0,
-                                       n_tiles, red, red_rows);
+      with_mtiles<MT + 1>(mtiles, body);
       return;
     }
   }
+  body(std::integral_constant<int, MT>{});
+}
+
+// mma_mtiles for a chunk of n_tiles n-tiles: a chunk of one (8 batch rows or
+// fewer per replica, as the grid plans at B <= 16 mostly run, e.g. LSTM
+// H = 1024) takes its own instantiation, which issues that n-tile's B loads
+// and MMAs only, not kChunkNTiles predicated slots. Same arithmetic per
+// output either way.
+template <typename E, int MT, int NM>
+__device__ __forceinline__ void mma_chunk(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
+                                          int warp, int lane, const E* hbuf, int pitch, int q0,
+                                          int n_tiles, float* red, int red_rows) {
   if (n_tiles == 1) {
     mma_mtiles<E, MT, NM, 1>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
   } else {
@@ -272,61 +269,69 @@ __device__ __forceinline__ void mma_chunk(const uint32_t (&wf)[kRegFrags][4], in
   }
 }
 
-// The exact-fp32 FMAs of a chunk for m-tiles m .. m + NM - 1 (NM = 1 or 2;
-// `frags`: m-tile m's fragments, first_mtile_frags << m, as mma_mtiles),
-// one n-tile (8 columns) at a time: per output, lane l's k-tiles ascending,
-// 4 fmaf per k-tile from zero, then lane l + 16's k half added (layout.h's
-// FMA maps); the sums go to rows (m + t) * 16.. of this warp's tile of
-// `red`. Each 16-byte h load feeds NM x 4 FMAs: with NM = 2 the loads and
-// their addresses are half as many per FMA. A lane holds NM x 8 sums
-// besides its weights, whatever MT (all m-tiles at once spilled at 4).
-template <int NM>
-__device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], uint32_t frags,
-                                           int m, int warp, int lane, const float* hbuf,
-                                           int pitch, int q0, int n_tiles, float* red,
-                                           int red_rows) {
+// The exact-fp32 FMAs of a chunk for a CTA of MT m-tiles (compile time, as
+// mma_mtiles), NM m-tiles at a time, one n-tile (8 columns) at a time: per
+// output, lane l's k-tiles ascending, 4 fmaf per k-tile from zero, then
+// lane l + 16's k half added (layout.h's FMA maps); the sums go to rows
+// (m + t) * 16.. of this warp's tile of `red`. Fragment i * MT + m is a
+// static register index and the k-tiles end in an early exit at n_ktiles,
+// as in mma_mtiles. Each 16-byte h load feeds NM x 4 FMAs: with NM = 2 the
+// loads and their addresses are half as many per FMA. A lane holds NM x 8
+// sums besides its weights, whatever MT (all m-tiles at once spilled at 4).
+template <int MT, int NM>
+__device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
+                                           int warp, int lane, const float* hbuf, int pitch,
+                                           int q0, int n_tiles, float* red, int red_rows) {
   static_assert(NM == 1 || NM == 2, "one m-tile or a pair");
   const int k0 = fma_k0(lane), row = fma_row(lane);
+#pragma unroll
+  for (int m = 0; m < MT; m += NM) {
+    constexpr int kMaxK = kRegFrags / MT;  // the most k-tiles a warp's registers hold
+    const int nm = m + NM <= MT ? NM : MT - m;  // a lone last m-tile of an odd MT
 #pragma unroll 1
-  for (int nt = 0; nt < n_tiles; ++nt) {
-    float acc[NM][8];
+    for (int nt = 0; nt < n_tiles; ++nt) {
+      float acc[NM][8];
 #pragma unroll
-    for (int t = 0; t < NM; ++t)
+      for (int t = 0; t < NM; ++t)
 #pragma unroll
-      for (int n = 0; n < 8; ++n) acc[t][n] = 0.0f;
-    int local = 0;  // the warp's local k-tile of fragment f
+        for (int n = 0; n < 8; ++n) acc[t][n] = 0.0f;
 #pragma unroll
-    for (int f = 0; f + NM <= kRegFrags; ++f) {  // a pair's fragment f + 1 < kRegFrags
-      if ((frags >> f) & 1u) {
-        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + local++ * kWarps) * 8 + k0;
+      for (int i = 0; i < kMaxK; ++i) {
+        if (i >= n_ktiles) break;
+        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + i * kWarps) * 8 + k0;
 #pragma unroll
         for (int n = 0; n < 8; ++n) {
           const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
 #pragma unroll
           for (int t = 0; t < NM; ++t) {
-            float s = acc[t][n];
-            s = fmaf(__uint_as_float(wf[f + t][0]), h.x, s);
-            s = fmaf(__uint_as_float(wf[f + t][1]), h.y, s);
-            s = fmaf(__uint_as_float(wf[f + t][2]), h.z, s);
-            s = fmaf(__uint_as_float(wf[f + t][3]), h.w, s);
-            acc[t][n] = s;
+            if (t < nm) {
+              const uint32_t(&w)[4] = wf[i * MT + m + t];
+              float s = acc[t][n];
+              s = fmaf(__uint_as_float(w[0]), h.x, s);
+              s = fmaf(__uint_as_float(w[1]), h.y, s);
+              s = fmaf(__uint_as_float(w[2]), h.z, s);
+              s = fmaf(__uint_as_float(w[3]), h.w, s);
+              acc[t][n] = s;
+            }
           }
         }
       }
-    }
-#pragma unroll
-    for (int t = 0; t < NM; ++t) {
-#pragma unroll
-      for (int n = 0; n < 8; ++n) acc[t][n] += __shfl_down_sync(0xffffffffu, acc[t][n], 16);
-    }
-    if (lane < 16) {
 #pragma unroll
       for (int t = 0; t < NM; ++t) {
 #pragma unroll
-        for (int n = 0; n < 8; n += 4) {
-          *reinterpret_cast<float4*>(
-              red + red_index(warp, (m + t) * 16 + row, nt * 8 + n, red_rows)) =
-              make_float4(acc[t][n], acc[t][n + 1], acc[t][n + 2], acc[t][n + 3]);
+        for (int n = 0; n < 8; ++n) acc[t][n] += __shfl_down_sync(0xffffffffu, acc[t][n], 16);
+      }
+      if (lane < 16) {
+#pragma unroll
+        for (int t = 0; t < NM; ++t) {
+          if (t < nm) {
+#pragma unroll
+            for (int n = 0; n < 8; n += 4) {
+              *reinterpret_cast<float4*>(
+                  red + red_index(warp, (m + t) * 16 + row, nt * 8 + n, red_rows)) =
+                  make_float4(acc[t][n], acc[t][n + 1], acc[t][n + 2], acc[t][n + 3]);
+            }
+          }
         }
       }
     }
