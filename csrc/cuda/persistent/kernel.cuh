@@ -117,16 +117,8 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums,
           // two m-tiles at a time (one B fragment or h load for both; a GRU
           // CTA of 16 units' third alone).
-          with_mtiles<kMTiles>(MT, [&](auto mt) {
-            constexpr int kMT = decltype(mt)::value;
-            if constexpr (FMA) {
-              fma_mtiles<kMT, 2>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
-                                 pitch, q0, n_tiles, red, rows_mt);
-            } else {
-              mma_chunk<E, kMT, 2>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
-                                   rows_mt);
-            }
-          });
+          chunk_products<E, FMA, 2, kMTiles>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
+                                             n_tiles, red, rows_mt);
           __syncthreads();
 
           // ---- epilogue: partial sums over warps 0..7 in order, gate math

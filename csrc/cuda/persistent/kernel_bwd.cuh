@@ -136,16 +136,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 
           // One m-tile at a time (slice.cuh), so a lane holds one m-tile's
           // sums besides its weights.
-          with_mtiles<1>(MT, [&](auto mt) {
-            constexpr int kMT = decltype(mt)::value;
-            if constexpr (FMA) {
-              fma_mtiles<kMT, 1>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf),
-                                 pitch, q0, n_tiles, red, rows_mt);
-            } else {
-              mma_chunk<E, kMT, 1>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
-                                   rows_mt);
-            }
-          });
+          chunk_products<E, FMA, 1, 1>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
+                                       n_tiles, red, rows_mt);
           __syncthreads();
           const int slot = partial_slot(chunk_no);
           if (p.ksplit > 1) {

@@ -338,6 +338,25 @@ __device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], i
   }
 }
 
+// A chunk's products for the partition's `mtiles` m-tiles (kMinMT..4), NM
+// at a time (the forward: pairs; the backward: one): the MMAs, or with FMA
+// (exact fp32) the FMAs, into this warp's tile of `red`.
+template <typename E, bool FMA, int NM, int kMinMT>
+__device__ __forceinline__ void chunk_products(const uint32_t (&wf)[kRegFrags][4], int mtiles,
+                                               int n_ktiles, int warp, int lane, const E* hbuf,
+                                               int pitch, int q0, int n_tiles, float* red,
+                                               int red_rows) {
+  with_mtiles<kMinMT>(mtiles, [&](auto mt) {
+    constexpr int kMT = decltype(mt)::value;
+    if constexpr (FMA) {
+      fma_mtiles<kMT, NM>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf), pitch,
+                          q0, n_tiles, red, red_rows);
+    } else {
+      mma_chunk<E, kMT, NM>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
+    }
+  });
+}
+
 // Gate g of unit jj, batch column nn: the 8 warps' partial sums in order
 // (warp tiles of `rows` rows). kUnroll: how many of the 8 loads to unroll
 // (a register-pressure knob; the order of the additions is the same for any
