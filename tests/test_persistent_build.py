@@ -7,9 +7,10 @@ every target in the build (CI: sm_80 and sm_90). The cluster tier's kernels
 on sm_90: the DSMEM exchange (STAS, SYNCS) and no gpu- or system-scope
 MEMBAR anywhere in them (nor a flag in global memory), and each bracket's
 epilogue issued before its MMA sums are stored; on older targets a stub
-(the planner never picks them there). Needs no GPU: it runs whenever
-the build has CUDA; cuobjdump comes from the CUDA toolkit or from PyPI's
-nvidia-cuda-cuobjdump (requirements.txt)."""
+(the planner never picks them there). The grid kernels' MMA loops: a
+one-n-tile chain and short full-chunk k-tiles; their FMA loops mostly FFMA.
+Needs no GPU: it runs whenever the build has CUDA; cuobjdump comes from the
+CUDA toolkit or from PyPI's nvidia-cuda-cuobjdump (requirements.txt)."""
 from __future__ import annotations
 
 import functools
@@ -306,7 +307,7 @@ def test_cluster_mma_loops_do_no_integer_division(extension, cuobjdump):
                     f"{arch} {name}: an integer division in an MMA loop of {len(ops)} instructions"
 
 
-# One SASS instruction's guard (None or its predicate) and opcode.
+# One SASS instruction's guard (empty, or its predicate) and opcode.
 SASS_GUARDED = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
 SEGMENT_END = ("BRA", "BSSY", "BSYNC", "EXIT")
 
