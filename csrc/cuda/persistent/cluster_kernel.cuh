@@ -37,20 +37,6 @@
 namespace rnnfuse {
 namespace persist {
 
-// f(std::integral_constant<int, GS>) for the partition's group size (1, 2
-// or 4: cluster_partition_error): the slots a pair uses must be known at
-// compile time.
-template <typename F>
-__device__ __forceinline__ void with_group_size(int group, F&& f) {
-  if (group == 4) {
-    f(std::integral_constant<int, 4>{});
-  } else if (group == 2) {
-    f(std::integral_constant<int, 2>{});
-  } else {
-    f(std::integral_constant<int, 1>{});
-  }
-}
-
 // The shared-memory pairs [i_begin, end) of group b's MMAs (mma_group), a
 // k-tile step of all GS slices at a time so that each slice's chain
 // advances in turn; NT: at most that many n-tiles.
@@ -273,7 +259,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (b < NB) {
           zero_acc(acc);
           const int glen = p.group_len(c, b);
-          with_group_size(p.group, [&](auto gs) {
+          with_constant<4, 2, 1>(p.group, [&](auto gs) {  // 1, 2 or 4: cluster_partition_error
             mma_group<E, decltype(gs)::value>(acc, wf, wsm, p, warp, lane, hcur, pitch, q0,
                                               n_tiles, b, glen, n_kt);
           });
@@ -313,7 +299,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (b < NB) {
           float* tile = red + (b & 1) * red_floats;
           const int glen = p.group_len(c, b);
-          with_group_size(p.group, [&](auto gs) {
+          with_constant<4, 2, 1>(p.group, [&](auto gs) {  // 1, 2 or 4: cluster_partition_error
             store_group<decltype(gs)::value>(acc, tile, warp, lane, n_tiles, glen, p.chunk, rp);
           });
         }

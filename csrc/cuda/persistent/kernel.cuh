@@ -117,7 +117,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums,
           // two m-tiles at a time (one B fragment or h load for both; a GRU
           // CTA of 16 units' third alone).
-          chunk_products<E, FMA, 2, kMTiles>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
+          chunk_products<E, FMA, 2, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
                                              n_tiles, red, rows_mt);
           __syncthreads();
 

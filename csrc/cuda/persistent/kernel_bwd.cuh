@@ -136,8 +136,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 
           // One m-tile at a time (slice.cuh), so a lane holds one m-tile's
           // sums besides its weights.
-          chunk_products<E, FMA, 1, 1>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
-                                       n_tiles, red, rows_mt);
+          chunk_products<E, FMA, 1, 1, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
+                                                n_tiles, red, rows_mt);
           __syncthreads();
           const int slot = partial_slot(chunk_no);
           if (p.ksplit > 1) {

@@ -172,7 +172,7 @@ __device__ __forceinline__ void load_w_fma(const Partition& p, const float* w, i
 // m-tiles a CTA has or how they are grouped.
 
 // The MMAs of a chunk for a CTA of MT m-tiles (a compile-time count:
-// with_mtiles dispatches on the partition's), NM m-tiles at a time sharing
+// chunk_products dispatches on the partition's), NM m-tiles at a time sharing
 // each B fragment as independent chains (pair_mma's arithmetic), over the
 // chunk's first n_tiles <= NT n-tiles; stored through the C map to this
 // warp's tile of `red` (red_rows rows, pitch kRedPitch). Fragment i * MT + m
@@ -236,20 +236,19 @@ __device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], i
   }
 }
 
-// body(std::integral_constant<int, MT>{}) for the partition's m-tile count
-// `mtiles`, one of MT..kMaxBwdMTiles (the forward's CTAs have 2 to 4, the
-// backward's 1 to 4): the grid loops then index their W fragments
-// i * MT + m statically.
-template <int MT, typename Body>
-__device__ __forceinline__ void with_mtiles(int mtiles, Body&& body) {
-  static_assert(MT >= 1 && MT <= kMaxBwdMTiles, "m-tiles of a grid CTA");
-  if constexpr (MT < kMaxBwdMTiles) {
-    if (mtiles != MT) {
-      with_mtiles<MT + 1>(mtiles, body);
+// f(std::integral_constant<int, V>{}) for the first V of Vs equal to v, else
+// the last: a loop that indexes registers or accumulator slots by v needs
+// it at compile time (the grid loops' m-tile count, the cluster kernel's
+// group size).
+template <int V, int... Vs, typename F>
+__device__ __forceinline__ void with_constant(int v, F&& f) {
+  if constexpr (sizeof...(Vs) > 0) {
+    if (v != V) {
+      with_constant<Vs...>(v, f);
       return;
     }
   }
-  body(std::integral_constant<int, MT>{});
+  f(std::integral_constant<int, V>{});
 }
 
 // mma_mtiles for a chunk of n_tiles n-tiles: a chunk of one (8 batch rows or
@@ -338,15 +337,16 @@ __device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], i
   }
 }
 
-// A chunk's products for the partition's `mtiles` m-tiles (kMinMT..4), NM
-// at a time (the forward: pairs; the backward: one): the MMAs, or with FMA
-// (exact fp32) the FMAs, into this warp's tile of `red`.
-template <typename E, bool FMA, int NM, int kMinMT>
+// A chunk's products for the partition's `mtiles` m-tiles, one of kMTs
+// (the forward: 2, 3, 4; the backward: 1 to 4), NM at a time (the forward:
+// pairs; the backward: one): the MMAs, or with FMA (exact fp32) the FMAs,
+// into this warp's tile of `red`.
+template <typename E, bool FMA, int NM, int... kMTs>
 __device__ __forceinline__ void chunk_products(const uint32_t (&wf)[kRegFrags][4], int mtiles,
                                                int n_ktiles, int warp, int lane, const E* hbuf,
                                                int pitch, int q0, int n_tiles, float* red,
                                                int red_rows) {
-  with_mtiles<kMinMT>(mtiles, [&](auto mt) {
+  with_constant<kMTs...>(mtiles, [&](auto mt) {
     constexpr int kMT = decltype(mt)::value;
     if constexpr (FMA) {
       fma_mtiles<kMT, NM>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf), pitch,
