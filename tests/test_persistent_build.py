@@ -212,6 +212,15 @@ def sm(arch: str) -> int:
     return int(arch.split("_")[1])
 
 
+def cluster_archs() -> list[str]:
+    """The build's sm_90+ targets, where the cluster kernels are real (the
+    test is skipped without one)."""
+    archs = [a for a in built_archs() if sm(a) >= 90]
+    if not archs:
+        pytest.skip("no sm_90 target in this build")
+    return archs
+
+
 def test_cluster_kernels_exchange_through_dsmem_without_gpu_fences(extension, cuobjdump):
     """sm_90: the tensor-core MMAs, st.async (STAS) into peers' shared memory,
     mbarrier waits and arrivals (SYNCS), and no MEMBAR of gpu or system
@@ -252,9 +261,7 @@ def test_cluster_bracket_runs_the_epilogue_before_storing_the_mma_sums(extension
     first MUFU and the first STS between the last HMMA and the next
     BAR.SYNC."""
     code = sass_by_arch(extension, cuobjdump, list(CLUSTER_KERNELS))
-    archs = [a for a in built_archs() if sm(a) >= 90]
-    if not archs:
-        pytest.skip("no sm_90 target in this build")
+    archs = cluster_archs()
     for name in CLUSTER_KERNELS:
         for arch in archs:
             ops = [op for _, op, _ in SASS_INSN.findall(code[(arch, name)])]
@@ -292,9 +299,7 @@ def test_cluster_mma_loops_do_no_integer_division(extension, cuobjdump):
     read: 115 instructions for 8 HMMA (group 1), 351 (group 4)."""
     names = list(CLUSTER_KERNELS) + list(CLUSTER_BWD_KERNELS)
     code = sass_by_arch(extension, cuobjdump, names)
-    archs = [a for a in built_archs() if sm(a) >= 90]
-    if not archs:
-        pytest.skip("no sm_90 target in this build")
+    archs = cluster_archs()
     for name in names:
         for arch in archs:
             loops = [ops for ops in innermost_loops(code[(arch, name)])
@@ -305,6 +310,70 @@ def test_cluster_mma_loops_do_no_integer_division(extension, cuobjdump):
             for ops in loops:
                 assert "I2F.RP" not in ops, \
                     f"{arch} {name}: an integer division in an MMA loop of {len(ops)} instructions"
+
+
+# An integer division by a runtime value: its sequence opens I2F.RP (or
+# I2F.U32.RP), then MUFU.RCP; about 35 mostly dependent instructions.
+INT_DIVISION = re.compile(r"^I2F(\.U32)?\.RP$")
+
+
+def loop_ranges(body: str) -> list[tuple[int, int]]:
+    """(first, last) address of every backward branch's range."""
+    out = []
+    for a, op, args in SASS_INSN.findall(body):
+        target = re.search(r"0x([0-9a-f]+)", args)
+        if op == "BRA" and target and int(target.group(1), 16) < int(a, 16):
+            out.append((int(target.group(1), 16), int(a, 16)))
+    return out
+
+
+def smallest_loop_with(body: str, prefixes, around=None) -> tuple[int, int] | None:
+    """The shortest backward-branch range holding an instruction of each opcode
+    prefix (and, if given, around another range: an outer loop of it)."""
+    ops = [(int(a, 16), op) for a, op, _ in SASS_INSN.findall(body)]
+    best = None
+    for lo, hi in loop_ranges(body):
+        if around and not (lo <= around[0] and around[1] <= hi and (lo, hi) != around):
+            continue
+        inside = [op for a, op in ops if lo <= a <= hi]
+        if all(any(op.startswith(p) for op in inside) for p in prefixes):
+            if best is None or hi - lo < best[1] - best[0]:
+                best = (lo, hi)
+    return best
+
+
+def cluster_loops(body: str) -> dict[str, list[str]]:
+    """The cluster forward kernel's bracket loop (the shortest loop holding an
+    HMMA, the epilogue's MUFU and the bracket's BAR.SYNC) and step loop (the
+    shortest one around it holding the mbarrier wait), as opcode lists."""
+    bracket = smallest_loop_with(body, ("HMMA", "MUFU", "BAR.SYNC"))
+    step = smallest_loop_with(body, ("SYNCS.PHASECHK",), around=bracket) if bracket else None
+    ops = [(int(a, 16), op) for a, op, _ in SASS_INSN.findall(body)]
+    return {name: [op for a, op in ops if span[0] <= a <= span[1]]
+            for name, span in (("bracket", bracket), ("step", step)) if span}
+
+
+def test_cluster_bracket_loop_does_no_integer_division(extension, cuobjdump):
+    """sm_90: no integer division in the cluster forward kernels' bracket
+    loop. Every bracket runs the push of group b - 2 before its MMAs
+    (cluster_exchange.cuh cluster_push_range: the thread's (peer, row, item)
+    by shifts and masks over power-of-two padded counts) and the epilogue
+    (its item's slice col / chunk by comparisons). By runtime divisions they
+    put 3 division sequences (about 35 instructions each, mostly dependent)
+    on each bracket's path: 6 in the loop's SASS, and 24 in the step loop,
+    which now has 10 (the per-step replica row counts, h0 rows, plain x
+    loads)."""
+    code = sass_by_arch(extension, cuobjdump, list(CLUSTER_KERNELS))
+    archs = cluster_archs()
+    for name in CLUSTER_KERNELS:
+        for arch in archs:
+            loops = cluster_loops(code[(arch, name)])
+            assert set(loops) == {"bracket", "step"}, f"{arch} {name}: loops not found"
+            div = {k: sum(bool(INT_DIVISION.match(op)) for op in ops) for k, ops in loops.items()}
+            print(f"  {arch} {name[24:70]}: bracket loop {len(loops['bracket'])} instructions, "
+                  f"{div['bracket']} divisions; step loop {len(loops['step'])}, {div['step']}")
+            assert div["bracket"] == 0, \
+                f"{arch} {name}: {div['bracket']} integer divisions in the bracket loop"
 
 
 # One SASS instruction's guard (empty, or its predicate) and opcode.

@@ -37,6 +37,8 @@
 namespace rnnfuse {
 namespace persist {
 
+static_assert(kChunkRows <= 4 * 8, "the epilogue's col / chunk by comparisons: quotients up to 3");
+
 // The shared-memory pairs [i_begin, end) of group b's MMAs (mma_group), a
 // k-tile step of all GS slices at a time so that each slice's chain
 // advances in turn; NT: at most that many n-tiles.
@@ -187,10 +189,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   // aligned words, else plain loads.
   auto stage_x = [&](int64_t row0, int rows, E* dst) {
     if (a.x_async) {
+      // Words per row padded to a power of two (the padding's indices do
+      // nothing), so the split takes a mask and a shift, not a division by
+      // the runtime word count, ahead of every step's wait.
       constexpr int kPer = 4 / eb;
-      const int wpr = span / kPer, total = rows * G * wpr;
+      const int wpr = span / kPer, word_bits = ceil_log2(wpr);
+      const int total = (rows * G) << word_bits;
       for (int i = tid; i < total; i += kThreads) {
-        const int v = i % wpr, t = i / wpr, g = t % G, n = t / G;
+        const int v = i & ((1 << word_bits) - 1), t = i >> word_bits, g = t % G, n = t / G;
+        if (v >= wpr) continue;
         const int64_t b = p.replica_row(r, n);
         cp_async_4(dst + (n * G + g) * xp + v * kPer,
                    x_proj + (row0 + b) * a.ld_x + g * H + u0 + v * kPer);
@@ -273,23 +280,26 @@ __global__ void __launch_bounds__(kThreads, 1)
           for (int s = 0; s < kItemSlots; ++s) {
             const int e = tid + s * kThreads;
             const int jj = p.item_unit(e), col = p.item_row(e);
-            const int d = col / p.chunk, nn = col - d * p.chunk;
+            // col / chunk by comparisons (chunk >= 8, col < kChunkRows = 32: at
+            // most 3); a division here sat on every bracket's epilogue path.
+            const int d = (col >= p.chunk) + (col >= 2 * p.chunk) + (col >= 3 * p.chunk);
+            const int nn = col - d * p.chunk;
             const int gs = (b - 1) * p.group + d;
-            const int j = p.first_unit(p.slice_of(c, gs)) + jj;
+            const int ju = gs * J + jj, j = u0 + ju;  // = first_unit(slice_of(c, gs)) + jj
             if (e < p.chunk_items() && d < glen && nn < n_rows && j < H) {
               const int n = q0 + nn;
               const int64_t row = st.row0 + p.replica_row(r, n);
               float sum[G], x[G];
               sum_partials<G, CELL == Cell::GRU ? 4 : kWarps>(tile, kRows, J, jj, col, rp, sum);
 #pragma unroll
-              for (int k = 0; k < G; ++k) x[k] = X::to_float(xcur[(n * G + k) * xp + j - u0]);
+              for (int k = 0; k < G; ++k) x[k] = X::to_float(xcur[(n * G + k) * xp + ju]);
               E* ws = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;
               float cell = 0.0f, h_prev = 0.0f;
-              if constexpr (CELL == Cell::LSTM) cell = cst[n * cpitch + j - u0];
+              if constexpr (CELL == Cell::LSTM) cell = cst[n * cpitch + ju];
               if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hcur[n * pitch + j]);
               const float h = cell_item<CELL, G>(x, sum, bias + gs * kRows, J, jj, cell, h_prev,
                                                  ws, H);
-              if constexpr (CELL == Cell::LSTM) cst[n * cpitch + j - u0] = cell;
+              if constexpr (CELL == Cell::LSTM) cst[n * cpitch + ju] = cell;
               const E hv = X::from_float(h);
               y[row * a.ld_y + j] = hv;
               hnext[n * pitch + j] = hv;
