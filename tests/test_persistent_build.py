@@ -376,6 +376,48 @@ def test_cluster_bracket_loop_does_no_integer_division(extension, cuobjdump):
                 f"{arch} {name}: {div['bracket']} integer divisions in the bracket loop"
 
 
+def is_exchange_load(op: str) -> bool:
+    """ld.global.cg of exchanged data (ptx.cuh ld_cg): LDG...STRONG.GPU."""
+    return op.startswith("LDG") and "STRONG.GPU" in op
+
+
+def grid_step_loop(body: str) -> tuple[list[str], list[list[str]]]:
+    """A grid kernel's step loop (the longest backward-branch range holding
+    the gather's exchange loads) and its gather loops (the innermost such
+    ranges), as opcode lists."""
+    ops = [(int(a, 16), op) for a, op, _ in SASS_INSN.findall(body)]
+    spans = [s for s in loop_ranges(body)
+             if any(s[0] <= a <= s[1] and is_exchange_load(op) for a, op in ops)]
+    if not spans:
+        return [], []
+    step = max(spans, key=lambda s: s[1] - s[0])
+    inner = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
+    return ([op for a, op in ops if step[0] <= a <= step[1]],
+            [[op for a, op in ops if lo <= a <= hi] for lo, hi in inner])
+
+
+def test_grid_step_loops_divide_once(extension, cuobjdump):
+    """Every grid kernel (and the exchange bench) on every arch: one integer
+    division sequence in its step loop, the replica's row count
+    (Partition::replica_rows, before the flag wait), and none in the
+    gather. The gather splits its index by shift and mask over pieces per
+    row padded to a power of two (exchange.cuh gather_rows), the backward's
+    K-split maps shift by log2(ksplit) (layout.h BwdPartition), the bench's
+    copy-back pads its units. Before: 7 sequences per step loop forward, 20
+    backward, 10 in the bench, 2 to 4 of them inside the gather loops."""
+    names = list(KERNELS) + FMA_KERNELS + [EXCHANGE]
+    code = sass_by_arch(extension, cuobjdump, names)
+    for (arch, name), body in sorted(code.items()):
+        step, gathers = grid_step_loop(body)
+        assert step and gathers, f"{arch} {name}: no step loop with exchange loads found"
+        div = sum(bool(INT_DIVISION.match(op)) for op in step)
+        in_gather = sum(bool(INT_DIVISION.match(op)) for g in gathers for op in g)
+        print(f"  {arch} {name[24:70]}: step loop {len(step)} instructions, {div} divisions, "
+              f"{in_gather} in {len(gathers)} gather loops")
+        assert in_gather == 0, f"{arch} {name}: an integer division in a gather loop"
+        assert div <= 1, f"{arch} {name}: {div} integer divisions in the step loop"
+
+
 # One SASS instruction's guard (empty, or its predicate) and opcode.
 SASS_GUARDED = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
 SEGMENT_END = ("BRA", "BSSY", "BSYNC", "EXIT")

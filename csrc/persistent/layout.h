@@ -214,8 +214,13 @@ struct BwdPartition : Partition {
 
   RNNFUSE_PHD int k_width() const { return gates * hidden; }
   RNNFUSE_PHD int groups() const { return ceil_div(hidden, units); }
-  RNNFUSE_PHD int group_of(int c) const { return c / ksplit; }
-  RNNFUSE_PHD int kpart_of(int c) const { return c % ksplit; }
+  // log2(ksplit): ksplit is 1, 2 or 4 (bwd_partition_error), so the maps
+  // below shift and mask. The kernels evaluate them per item every step,
+  // where a division by the runtime ksplit cost a division sequence (about
+  // 35 mostly dependent instructions) each time.
+  RNNFUSE_PHD int ksplit_bits() const { return ksplit == 4 ? 2 : ksplit == 2 ? 1 : 0; }
+  RNNFUSE_PHD int group_of(int c) const { return c >> ksplit_bits(); }
+  RNNFUSE_PHD int kpart_of(int c) const { return c & (ksplit - 1); }
   // CTA c of the same replica holding part s of c's unit group.
   RNNFUSE_PHD int part_cta(int c, int s) const { return group_of(c) * ksplit + s; }
   RNNFUSE_PHD int first_unit(int c) const { return group_of(c) * units; }
@@ -225,7 +230,7 @@ struct BwdPartition : Partition {
   }
 
   // ---- this CTA's k range: k-tiles [part_kt0, part_kt0 + part_ktiles_of)
-  RNNFUSE_PHD int part_ktiles() const { return ceil_div(ktiles, ksplit); }
+  RNNFUSE_PHD int part_ktiles() const { return (ktiles + ksplit - 1) >> ksplit_bits(); }
   RNNFUSE_PHD int part_kt0(int c) const { return kpart_of(c) * part_ktiles(); }
   RNNFUSE_PHD int part_ktiles_of(int c) const {
     const int n = ktiles - part_kt0(c);
@@ -258,7 +263,7 @@ struct BwdPartition : Partition {
   // ---- epilogue items: part s takes items [s * part_items, (s + 1) *
   // part_items) of a chunk; its thread t, slot i: item s * part_items + t +
   // i * kThreads (-1 if none).
-  RNNFUSE_PHD int part_items() const { return ceil_div(chunk_items(), ksplit); }
+  RNNFUSE_PHD int part_items() const { return (chunk_items() + ksplit - 1) >> ksplit_bits(); }
   RNNFUSE_PHD int part_item(int c, int tid, int slot) const {
     const int local = tid + slot * kThreads;
     const int e = kpart_of(c) * part_items() + local;

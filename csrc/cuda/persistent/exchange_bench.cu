@@ -29,9 +29,15 @@ __global__ void __launch_bounds__(kThreads, 1) persist_exchange_kernel(const Per
       gather_rows<E>(p, p.k_width(), static_cast<const E*>(a.y), H, st.prev_row0,
                      static_cast<const E*>(a.h0), st.carry, r, 0, rows, a.vec16 != 0, hbuf);
       __syncthreads();
-      for (int i = threadIdx.x; i < rows * J; i += kThreads) {
-        const int n = i / J, j = p.first_unit(c) + i % J;
-        if (j < H) st_exchanged(y + (st.row0 + p.replica_row(r, n)) * H + j, hbuf[n * pitch + j]);
+      // Units per row padded to a power of two, as gather_rows splits: no
+      // division by the runtime J in the floor this measures.
+      const int unit_bits = ceil_log2(J);
+      for (int i = threadIdx.x; i < rows << unit_bits; i += kThreads) {
+        const int n = i >> unit_bits, jj = i & ((1 << unit_bits) - 1);
+        const int j = p.first_unit(c) + jj;
+        if (jj < J && j < H) {
+          st_exchanged(y + (st.row0 + p.replica_row(r, n)) * H + j, hbuf[n * pitch + j]);
+        }
       }
       __syncthreads();
     }
