@@ -344,36 +344,46 @@ def smallest_loop_with(body: str, prefixes, around=None) -> tuple[int, int] | No
 
 def cluster_loops(body: str) -> dict[str, list[str]]:
     """The cluster forward kernel's bracket loop (the shortest loop holding an
-    HMMA, the epilogue's MUFU and the bracket's BAR.SYNC) and step loop (the
-    shortest one around it holding the mbarrier wait), as opcode lists."""
+    HMMA, the epilogue's MUFU and the bracket's BAR.SYNC), step loop (the
+    shortest one around it holding the mbarrier wait) and the step loop's
+    code from its first wait instruction on ("after_wait"), as opcode lists."""
     bracket = smallest_loop_with(body, ("HMMA", "MUFU", "BAR.SYNC"))
     step = smallest_loop_with(body, ("SYNCS.PHASECHK",), around=bracket) if bracket else None
+    if not step:
+        return {}
     ops = [(int(a, 16), op) for a, op, _ in SASS_INSN.findall(body)]
-    return {name: [op for a, op in ops if span[0] <= a <= span[1]]
-            for name, span in (("bracket", bracket), ("step", step)) if span}
+    wait = min(a for a, op in ops if step[0] <= a <= step[1] and op.startswith("SYNCS.PHASECHK"))
+    return {name: [op for a, op in ops if lo <= a <= hi]
+            for name, (lo, hi) in (("bracket", bracket), ("step", step),
+                                   ("after_wait", (wait, step[1])))}
 
 
-def test_cluster_bracket_loop_does_no_integer_division(extension, cuobjdump):
-    """sm_90: no integer division in the cluster forward kernels' bracket
-    loop. Every bracket runs the push of group b - 2 before its MMAs
+def test_cluster_step_does_no_integer_division_after_the_wait(extension, cuobjdump):
+    """sm_90: no integer division in the cluster forward kernels' step loop
+    from the mbarrier wait on: the brackets and the step-end push. Every
+    bracket runs the push of group b - 2 before its MMAs
     (cluster_exchange.cuh cluster_push_range: the thread's (peer, row, item)
     by shifts and masks over power-of-two padded counts) and the epilogue
-    (its item's slice col / chunk by comparisons). By runtime divisions they
-    put 3 division sequences (about 35 instructions each, mostly dependent)
-    on each bracket's path: 6 in the loop's SASS, and 24 in the step loop,
-    which now has 10 (the per-step replica row counts, h0 rows, plain x
+    (its item's slice col / chunk by comparisons); the continuing rows'
+    count is taken before the wait. By runtime divisions these put 3
+    division sequences (about 35 instructions each, mostly dependent) on
+    each bracket's path and one more after each wait: 6 in the bracket
+    loop's SASS, 12 from the wait on, 24 in the step loop, which now has
+    10, all before the wait (the replica row counts, h0 rows, plain x
     loads)."""
     code = sass_by_arch(extension, cuobjdump, list(CLUSTER_KERNELS))
     archs = cluster_archs()
     for name in CLUSTER_KERNELS:
         for arch in archs:
             loops = cluster_loops(code[(arch, name)])
-            assert set(loops) == {"bracket", "step"}, f"{arch} {name}: loops not found"
+            assert set(loops) == {"bracket", "step", "after_wait"}, \
+                f"{arch} {name}: loops not found"
             div = {k: sum(bool(INT_DIVISION.match(op)) for op in ops) for k, ops in loops.items()}
             print(f"  {arch} {name[24:70]}: bracket loop {len(loops['bracket'])} instructions, "
-                  f"{div['bracket']} divisions; step loop {len(loops['step'])}, {div['step']}")
-            assert div["bracket"] == 0, \
-                f"{arch} {name}: {div['bracket']} integer divisions in the bracket loop"
+                  f"{div['bracket']} divisions; step loop {len(loops['step'])}, {div['step']}, "
+                  f"{div['after_wait']} after the wait")
+            assert div["after_wait"] == 0, \
+                f"{arch} {name}: {div['after_wait']} integer divisions after the step's wait"
 
 
 def is_exchange_load(op: str) -> bool:

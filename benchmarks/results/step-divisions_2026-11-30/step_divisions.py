@@ -7,7 +7,8 @@ about 35 mostly dependent instructions. The loops are the CI gates'
 (tests/test_persistent_build.py):
 - cluster_loops: the bracket loop is the shortest backward-branch range
   holding an HMMA, a MUFU (the epilogue's gate math) and a BAR.SYNC; the step
-  loop the shortest one around it holding the mbarrier wait. Also printed:
+  loop the shortest one around it holding the mbarrier wait; "from the wait
+  on" the step loop's code from its first wait instruction. Also printed:
   the static counts from the bracket loop's head to its first STAS (the
   push's set-up and first item, laid out first: close to the path of a
   thread with one item, as at the published point) and to its first HMMA
@@ -56,7 +57,8 @@ def main():
         step, bracket = loops["step"], loops["bracket"]
         kernel = [op for _, op, _ in SASS_INSN.findall(code)]
         print(f"{label} sm_90 {short(name):<48}: step loop {len(step)} instr, "
-              f"{divisions(step)} divisions; bracket loop {len(bracket)} instr, "
+              f"{divisions(step)} divisions, {divisions(loops['after_wait'])} from the wait on; "
+              f"bracket loop {len(bracket)} instr, "
               f"{divisions(bracket)} divisions, {first(bracket, 'STAS')} before its first STAS, "
               f"{first(bracket, 'HMMA')} before its first HMMA; kernel {divisions(kernel)} divisions")
     for name in list(KERNELS) + FMA_KERNELS + [EXCHANGE]:

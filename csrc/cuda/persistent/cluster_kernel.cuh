@@ -225,6 +225,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int rows = p.replica_rows(r, st.bs);
     if (rows == 0) continue;  // the whole replica idles: no peer sends
     const int carry_rows = p.replica_rows(r, st.carry);
+    // Before the wait: after it, its division ran on every step's path.
+    const int next_rows = p.replica_rows(r, st.carry_next);
     E* hcur = hb + buf * hb_elems;
     E* hnext = hb + nxt * hb_elems;
     // Rows that start here take h0 (zeros without one): every unit, locally.
@@ -239,7 +241,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     cp_async_wait_prior();  // this step's x_proj (the next step's may still fly)
     __syncthreads();
     const E* xcur = xs + buf * xs_elems;
-    const int next_rows = p.replica_rows(r, st.carry_next);
 
     for (int q0 = 0; q0 < rows; q0 += p.chunk) {
       const int n_rows = min(p.chunk, rows - q0);
