@@ -9,6 +9,9 @@ MEMBAR anywhere in them (nor a flag in global memory), and each bracket's
 epilogue issued before its MMA sums are stored; on older targets a stub
 (the planner never picks them there). The grid kernels' MMA loops: a
 one-n-tile chain and short full-chunk k-tiles; their FMA loops mostly FFMA.
+No integer division on the step paths: none in the cluster forward's step
+from its wait on, one per grid step loop (before the flag wait) and none
+in the gather.
 Needs no GPU: it runs whenever the build has CUDA; cuobjdump comes from the
 CUDA toolkit or from PyPI's nvidia-cuda-cuobjdump (requirements.txt)."""
 from __future__ import annotations
@@ -280,14 +283,10 @@ def test_cluster_bracket_runs_the_epilogue_before_storing_the_mma_sums(extension
 def innermost_loops(body: str) -> list[list[str]]:
     """The opcodes of each innermost loop of a function's SASS: the range of
     a backward branch with no other such range inside it."""
-    ops = [(int(a, 16), op, args) for a, op, args in SASS_INSN.findall(body)]
-    spans = []
-    for addr, op, args in ops:
-        target = re.search(r"0x([0-9a-f]+)", args)
-        if op == "BRA" and target and int(target.group(1), 16) < addr:
-            spans.append((int(target.group(1), 16), addr))
+    ops = [(int(a, 16), op) for a, op, _ in SASS_INSN.findall(body)]
+    spans = loop_ranges(body)
     inner = [s for s in spans if not any(s[0] <= o[0] and o[1] <= s[1] and o != s for o in spans)]
-    return [[op for a, op, _ in ops if lo <= a <= hi] for lo, hi in inner]
+    return [[op for a, op in ops if lo <= a <= hi] for lo, hi in inner]
 
 
 def test_cluster_mma_loops_do_no_integer_division(extension, cuobjdump):
@@ -417,6 +416,7 @@ def test_grid_step_loops_divide_once(extension, cuobjdump):
     backward, 10 in the bench, 2 to 4 of them inside the gather loops."""
     names = list(KERNELS) + FMA_KERNELS + [EXCHANGE]
     code = sass_by_arch(extension, cuobjdump, names)
+    assert code, "no grid kernel in the extension's SASS"
     for (arch, name), body in sorted(code.items()):
         step, gathers = grid_step_loop(body)
         assert step and gathers, f"{arch} {name}: no step loop with exchange loads found"
