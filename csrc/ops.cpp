@@ -340,6 +340,8 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "persistent_cluster_bwd_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "bool allow_tf32, int[] device, int directions=1) -> str");
+  // floor(n / divisor) by the kernels' multiply-high divider (divider.h; tests).
+  m.def("persistent_quotients(Tensor numerators, int divisor) -> Tensor");
   // The partition the exchange microbenchmarks below run (JSON; any device).
   m.def(
       "persistent_exchange_bench_plan(int hidden, int batch, int ctas, int replicas, "

@@ -385,6 +385,42 @@ def test_cluster_step_does_no_integer_division_after_the_wait(extension, cuobjdu
                 f"{arch} {name}: {div['after_wait']} integer divisions after the step's wait"
 
 
+def cluster_bwd_step_loop(body: str) -> dict[str, list[str]]:
+    """The cluster backward kernel's step loop (the shortest backward-branch
+    range holding the mbarrier wait, an HMMA and the derivatives' MUFU) and
+    its code from the first wait instruction on ("after_wait"), as opcode
+    lists."""
+    step = smallest_loop_with(body, ("SYNCS.PHASECHK", "HMMA", "MUFU"))
+    if not step:
+        return {}
+    ops = [(int(a, 16), op) for a, op, _ in SASS_INSN.findall(body)]
+    wait = min(a for a, op in ops if step[0] <= a <= step[1] and op.startswith("SYNCS.PHASECHK"))
+    return {name: [op for a, op in ops if lo <= a <= hi]
+            for name, (lo, hi) in (("step", step), ("after_wait", (wait, step[1])))}
+
+
+def test_cluster_bwd_step_does_no_integer_division_after_the_wait(extension, cuobjdump):
+    """sm_90: no integer division in the cluster backward kernels' step loop
+    from the mbarrier wait on. Its quotients by J (a reduction item's row,
+    the owner of each pushed sum's unit) go through the partition's
+    multiply-high divider (divider.h: IMAD.HI, IADD, SHF), and the
+    continuing rows' count is taken before the wait. By runtime divisions
+    the step loop held 21 to 37 division sequences (m-tile strides 1, 2, 4,
+    6), 18 to 34 of them after the wait; it now has 3, the replica row
+    counts, all before the wait."""
+    code = sass_by_arch(extension, cuobjdump, list(CLUSTER_BWD_KERNELS))
+    archs = cluster_archs()
+    for name in CLUSTER_BWD_KERNELS:
+        for arch in archs:
+            loops = cluster_bwd_step_loop(code[(arch, name)])
+            assert set(loops) == {"step", "after_wait"}, f"{arch} {name}: step loop not found"
+            div = {k: sum(bool(INT_DIVISION.match(op)) for op in ops) for k, ops in loops.items()}
+            print(f"  {arch} {name[24:80]}: step loop {len(loops['step'])} instructions, "
+                  f"{div['step']} divisions, {div['after_wait']} after the wait")
+            assert div["after_wait"] == 0, \
+                f"{arch} {name}: {div['after_wait']} integer divisions after the step's wait"
+
+
 def is_exchange_load(op: str) -> bool:
     """ld.global.cg of exchanged data (ptx.cuh ld_cg): LDG...STRONG.GPU."""
     return op.startswith("LDG") and "STRONG.GPU" in op

@@ -46,6 +46,7 @@
 #pragma once
 
 #include "cluster_layout.h"
+#include "divider.h"
 
 namespace rnnfuse {
 namespace persist {
@@ -60,6 +61,9 @@ struct ClusterBwdPartition : Partition {
   int mtiles;   // output m-tiles: ceil(H / 16)
   int mstride;  // M: m-tile slots per warp and k-tile (1, 2, 4 or 6)
   int own_ktiles;  // k-tiles of a CTA's own gradients: ceil(G*J / kk)
+  // J as a multiply-high divider: the owner of a unit, a reduction item's
+  // row and a k index's gate are quotients by J, many of them per step.
+  Divider unit_divider;
 
   RNNFUSE_PHD int cluster() const { return ctas; }
   RNNFUSE_PHD int cluster_grid() const { return ctas * replicas; }
@@ -70,7 +74,7 @@ struct ClusterBwdPartition : Partition {
     const int n = hidden - c * units;
     return n < units ? n : units;
   }
-  RNNFUSE_PHD int owner(int j) const { return j / units; }
+  RNNFUSE_PHD int owner(int j) const { return unit_divider.quotient(j); }
 
   // ---- K: CTA c's own gradients, local index kl = g * J + jj
   RNNFUSE_PHD int own_k_padded() const { return own_ktiles * kk; }
@@ -78,7 +82,7 @@ struct ClusterBwdPartition : Partition {
   // past H in the last CTA).
   RNNFUSE_PHD int64_t own_weight_row(int c, int kl) const {
     if (kl >= gates * units) return -1;
-    const int g = kl / units, jj = kl % units;
+    const int g = unit_divider.quotient(kl), jj = kl - g * units;
     return jj < span(c) ? int64_t(g) * hidden + c * units + jj : -1;
   }
   // The B operand [hb_rows][dg_pitch] (elements): 16 bytes of padding per row.
@@ -126,6 +130,7 @@ struct ClusterBwdPartition : Partition {
 
   // ---- reduction items: e = n * J + jj, thread e % kThreads, slot e / kThreads.
   RNNFUSE_PHD int items() const { return hb_rows * units; }
+  RNNFUSE_PHD int item_row(int e) const { return unit_divider.quotient(e); }
   RNNFUSE_PHD int item_slots() const { return ceil_div(items(), kThreads); }
 };
 
@@ -137,6 +142,7 @@ RNNFUSE_PHD ClusterBwdPartition make_cluster_bwd_partition(int gates, int hidden
   p.hb_rows = ceil_div(p.max_replica_rows(), 8) * 8;
   p.mtiles = ceil_div(hidden, 16);
   p.own_ktiles = ceil_div(gates * units, p.kk);
+  p.unit_divider = make_divider(units);
   const int m = p.warp_mtiles(0);
   p.mstride = m <= 2 ? (m < 1 ? 1 : m) : (m + 1) / 2 * 2;
   int n_tiles = kBwdAccFloats / (p.mstride * kCElems);

@@ -4,10 +4,12 @@
 // CompositeImplicitAutograd, which the dispatcher calls for any backend.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -188,6 +190,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> persisten
           frag(kCElems, [](int l, int e) { return c_coord(l, e); }), kt};
 }
 
+// floor(n / divisor) of every n through divider.h's multiply-high divider,
+// as the kernels divide (checked against Python's // in the tests).
+at::Tensor persistent_quotients(const at::Tensor& numerators, int64_t divisor) {
+  TORCH_CHECK(divisor >= 1 && divisor <= INT32_MAX, "rnnfuse.persistent_quotients: the divisor ",
+              divisor, " is outside [1, 2^31)");
+  TORCH_CHECK(numerators.device().is_cpu() && numerators.scalar_type() == at::kLong &&
+                  numerators.dim() == 1,
+              "rnnfuse.persistent_quotients: numerators must be a 1-D int64 CPU tensor");
+  const at::Tensor n = numerators.contiguous();
+  const int64_t* in = n.data_ptr<int64_t>();
+  const Divider d = make_divider(int(divisor));
+  auto out = at::empty_like(n);
+  int64_t* q = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n.numel(); ++i) {
+    TORCH_CHECK(in[i] >= 0 && in[i] <= INT32_MAX, "rnnfuse.persistent_quotients: the numerator ",
+                in[i], " is outside [0, 2^31)");
+    q[i] = d.quotient(int(in[i]));
+  }
+  return out;
+}
+
 // On the CPU there is one path: the CPU kernels.
 std::string recurrence_path_cpu(const at::Tensor&, c10::string_view, int64_t, int64_t, int64_t,
                                 int64_t, int64_t, int64_t) {
@@ -207,4 +230,5 @@ TORCH_LIBRARY_IMPL(rnnfuse, CompositeImplicitAutograd, m) {
   m.impl("persistent_maps", &rnnfuse::persist::persistent_maps);
   m.impl("persistent_exchange_bench_plan", &rnnfuse::persist::persistent_exchange_bench_plan);
   m.impl("persistent_cluster_bwd_plan", &rnnfuse::persist::persistent_cluster_bwd_plan);
+  m.impl("persistent_quotients", &rnnfuse::persist::persistent_quotients);
 }

@@ -131,6 +131,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int rows = p.replica_rows(r, st.bs);
     if (rows == 0) continue;  // the whole replica idles: no peer sends
     const int carry_rows = p.replica_rows(r, st.carry);
+    // Before the wait, like rows and carry_rows (replica_rows divides by R).
+    const int next_rows = p.replica_rows(r, st.carry_next);
     const int buf = cluster_buffer(st.step), nxt = buf ^ 1;
     // The first kItemSlots items' read-only operands are loaded before the
     // wait, so that their global-memory latency overlaps it (items past
@@ -138,7 +140,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     float pre[kItemSlots][kIn];
 #pragma unroll
     for (int k = 0; k < kItemSlots; ++k) {
-      const int e = tid + k * kThreads, n = e / J, jj = e - n * J;
+      const int e = tid + k * kThreads, n = p.item_row(e), jj = e - n * J;
       if (n < rows && jj < span) load_item(st, n, u0 + jj, pre[k]);
     }
     if (cluster_waits(st, carry_rows)) {
@@ -194,11 +196,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
 #pragma unroll
     for (int k = 0; k < kItemSlots; ++k) {
-      const int e = tid + k * kThreads, n = e / J, jj = e - n * J;
+      const int e = tid + k * kThreads, n = p.item_row(e), jj = e - n * J;
       if (n < rows && jj < span) reduce_item(n, jj, pre[k]);
     }
     for (int e = tid + kItemSlots * kThreads; e < rows * J; e += kThreads) {
-      const int n = e / J, jj = e - n * J;
+      const int n = p.item_row(e), jj = e - n * J;
       if (jj >= span) continue;
       float in[kIn];
       load_item(st, n, u0 + jj, in);
@@ -207,7 +209,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();  // the B operand is complete
 
     // ---- the MMA passes over the rows that continue into the next step
-    const int next_rows = p.replica_rows(r, st.carry_next);
     for (int q0 = 0; q0 < next_rows; q0 += p.chunk) {
       const int n_rows = min(p.chunk, next_rows - q0), n_tiles = ceil_div(n_rows, 8);
       float acc[M][NT][4];
