@@ -21,6 +21,8 @@ sequentially consistent), the hardware, timing.
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -115,6 +117,34 @@ def test_slice_groups_equal_the_emulator_bit_for_bit(cell, dtype):
             got = csimt(cell, a, reverse, J, R, S, eb, seed=i, slice_push=push, group=group,
                         red_pad=pad)
             assert_same_bits_as_emulator(ref, emu, got, label)
+
+
+def register_pairs_exceeded(H, J, S, eb):
+    """W pairs per warp past the kRegPairs = 16 held in registers, counted
+    here independently of cluster_layout.h: warp 0 has the most k-tiles
+    (ceil(K-tiles / 8)), a CTA ceil(ceil(H / J) / S) slices."""
+    ktiles = math.ceil(H / (16 if eb == 2 else 8))
+    slices = math.ceil(math.ceil(H / J) / S)
+    return slices * math.ceil(ktiles / 8) - 16
+
+
+@pytest.mark.parametrize("dtype", [F16, BF16], ids=["fp16", "bf16"])
+def test_gru_16bit_w_pairs_in_shared_memory(dtype):
+    """The GRU's 16-bit kernels with W pairs beyond the registers: CASES
+    puts them in shared memory only for the LSTM (more slices) and in TF32
+    (more k-tiles). The GRU's shared memory also holds b_hh, after W. H=200
+    in clusters of 2: 10 slices of 10 units x 2 k-tiles = 20 pairs, 4 in
+    shared memory; one slice at a time and in groups of 2 and 4, both push
+    modes, packed (the batch shrinks from 5 rows)."""
+    H, J, S = 200, 10, 2
+    assert register_pairs_exceeded(H, J, S, 2) == 4
+    a = make_inputs("GRU", dtype, H, 5, 4, True, seed=70)
+    ref = spec("GRU", cast(a, F64), False)
+    for push, group in ((True, 1), (False, 2), (True, 4)):
+        label = f"GRU {dtype} H{H} J{J} S{S} push={push} group={group}"
+        emu = cemu("GRU", a, False, J, 1, S, 2, seed=group, slice_push=push, group=group)
+        got = csimt("GRU", a, False, J, 1, S, 2, seed=group, slice_push=push, group=group)
+        assert_same_bits_as_emulator(ref, emu, got, label)
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
