@@ -385,6 +385,26 @@ def test_cluster_step_does_no_integer_division_after_the_wait(extension, cuobjdu
                 f"{arch} {name}: {div['after_wait']} integer divisions after the step's wait"
 
 
+def test_cluster_bracket_push_set_up_is_short(extension, cuobjdump):
+    """sm_90: at most 120 instructions from the cluster forward kernels'
+    bracket loop head to its first st.async (STAS): the push of group b - 2's
+    set-up and first item, which every warp runs ahead of its MMAs at every
+    bracket. The kernel reads the group's PushSpan from shared memory
+    (cluster_layout.h push_span, made once per launch); recomputed from the
+    partition at every bracket (group_word_begin/end, vec16_span) it was 163
+    to 167 instructions, about 130 of them set-up. It is now 83."""
+    code = sass_by_arch(extension, cuobjdump, list(CLUSTER_KERNELS))
+    for name in CLUSTER_KERNELS:
+        for arch in cluster_archs():
+            bracket = cluster_loops(code[(arch, name)]).get("bracket")
+            assert bracket, f"{arch} {name}: bracket loop not found"
+            to_push = next((i for i, op in enumerate(bracket) if op.startswith("STAS")), None)
+            assert to_push is not None, f"{arch} {name}: no st.async in the bracket loop"
+            print(f"  {arch} {name[24:70]}: {to_push} instructions before the first STAS")
+            assert to_push <= 120, \
+                f"{arch} {name}: {to_push} instructions ahead of the bracket's first push"
+
+
 def cluster_bwd_step_loop(body: str) -> dict[str, list[str]]:
     """The cluster backward kernel's step loop (the shortest backward-branch
     range holding the mbarrier wait, an HMMA and the derivatives' MUFU) and

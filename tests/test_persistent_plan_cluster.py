@@ -32,7 +32,8 @@ def cluster_smem(cell, H, B, J, R, S, eb, group=1, red_pad=8):
     a16 = lambda x: (x + 15) // 16 * 16  # noqa: E731
     return (8 * pairs * 2 * 32 * 16 + a16(2 * 8 * 32 * (group * chunk + red_pad) * 4)
             + a16(2 * hb * (KT * kk + per16) * eb) + a16(2 * hb * G * xp * eb)
-            + (a16(hb * NG * J * 4) if cell == "LSTM" else a16(NG * 32 * 4)) + 16)
+            + (a16(hb * NG * J * 4) if cell == "LSTM" else a16(NG * 32 * 4))
+            + 16 * math.ceil(NG / group) + 16)  # push spans, mbarriers
 
 
 def stored_pairs(NG, KT, group):

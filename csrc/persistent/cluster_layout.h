@@ -54,6 +54,12 @@ constexpr int kMaxClusterCtas = 16;              // sm_90 with the non-portable 
 constexpr int kPortableClusterCtas = 8;
 constexpr int kRegPairs = kRegFrags / kMTiles;   // k-tiles (both m-tiles) kept in registers
 
+// Words [w0, w1) of a CTA's units that one push sends, and their
+// 16-byte-aligned middle [v0, v1) (ClusterPartition::vec16_span).
+struct alignas(16) PushSpan {
+  int w0, v0, v1, w1;
+};
+
 struct ClusterPartition : Partition {
   int slices;   // NG: grid slices per CTA
   int cluster;  // CTAs per cluster (the launch's cluster dimension)
@@ -62,6 +68,7 @@ struct ClusterPartition : Partition {
   int slice_push;  // 1: push each group's words as they are ready; 0: all at the step's end
   int group;    // slices per bracket: 1, 2 or 4, with group * chunk <= kChunkRows
   int red_pad;  // floats of padding per partial-sum tile row: 8 (fewer bank conflicts) or 0
+  int col_bits;  // log2 of a unit's epilogue columns: group * chunk rounded up to a power of two
 
   RNNFUSE_PHD int cluster_grid() const { return cluster * replicas; }
   // A launch of one or both directions of a layer (a bidirectional layer's
@@ -155,6 +162,21 @@ struct ClusterPartition : Partition {
     *v0 = a < b ? a : w1;
     *v1 = a < b ? b : w1;
   }
+  RNNFUSE_PHD PushSpan word_span(int c, int w0, int w1, int eb) const {
+    PushSpan s{w0, w1, w1, w1};
+    vec16_span(c, w0, w1, eb, &s.v0, &s.v1);
+    return s;
+  }
+  // CTA c's push b of a chunk: with slice_push group b's words (bracket
+  // b + 2 sends them; the last group's leave at the step's end), without it
+  // every word at the step's end (b = groups(c) - 1). The kernel makes its
+  // CTA's spans once, into shared memory (push_spans() slots): made at every
+  // bracket, they were about 130 instructions ahead of the bracket's MMAs.
+  RNNFUSE_PHD PushSpan push_span(int c, int b, int eb) const {
+    return slice_push ? word_span(c, group_word_begin(c, b, eb), group_word_end(c, b, eb), eb)
+                      : word_span(c, 0, push_words(c, eb), eb);
+  }
+  RNNFUSE_PHD int push_spans() const { return ceil_div(slices, group); }
 
   // Bytes CTA c expects from its peers at a step with `rows` continuing rows.
   RNNFUSE_PHD uint32_t expect_bytes(int c, int rows, int eb) const {
@@ -172,6 +194,17 @@ struct ClusterPartition : Partition {
   // bracket, cheaper than the shared memory a wider pitch takes from W at
   // LSTM H=768; 0 where a group's tiles would not fit otherwise).
   RNNFUSE_PHD int red_pitch() const { return group * chunk + red_pad; }
+
+  // ---- a group's epilogue items: item e is unit epilogue_unit(e) at
+  // partial-sum tile column epilogue_col(e) = d * chunk + nn (slice d of the
+  // group, chunk row nn), thread e % kThreads. Columns per unit are group *
+  // chunk padded to a power of two, not kChunkRows: a group of one slice in
+  // chunks of 8 rows has 64 items on warps 0-1, where 32 columns per unit
+  // put 8 of them on lanes 0-7 of every warp and all 8 warps ran the gate
+  // math.
+  RNNFUSE_PHD int epilogue_items() const { return units << col_bits; }
+  RNNFUSE_PHD int epilogue_unit(int e) const { return e >> col_bits; }
+  RNNFUSE_PHD int epilogue_col(int e) const { return e & ((1 << col_bits) - 1); }
   // Staged x_proj rows [hb_rows][gates][x_pitch] (elements): a CTA's widest
   // span rounded up to 16 bytes.
   RNNFUSE_PHD int x_pitch(int eb) const {
@@ -200,6 +233,7 @@ RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int b
   p.slice_push = slice_push ? 1 : 0;
   p.group = group;
   p.red_pad = red_pad;
+  while ((1 << p.col_bits) < group * p.chunk) ++p.col_bits;
   return p;
 }
 
@@ -226,6 +260,7 @@ struct ClusterSmem {
   int64_t xs;    // staged x_proj [2][hb_rows][gates][x_pitch] elem
   int64_t cst;   // LSTM cell state [hb_rows][slices*units] fp32
   int64_t bias;  // GRU b_hh [slices][kRows] fp32
+  int64_t push;  // push spans [push_spans()] x 16 B
   int64_t mbar;  // two mbarriers
   int64_t total;
 };
@@ -247,6 +282,8 @@ RNNFUSE_PHD ClusterSmem cluster_smem(const ClusterPartition& p, int elem_bytes, 
   at += cell == Cell::LSTM ? align16(int64_t(p.hb_rows) * p.slices * p.units * 4) : 0;
   s.bias = at;
   at += cell == Cell::GRU ? align16(int64_t(p.slices) * kRows * 4) : 0;
+  s.push = at;
+  at += int64_t(p.push_spans()) * int64_t(sizeof(PushSpan));
   s.mbar = at;
   at += 16;
   s.total = at;

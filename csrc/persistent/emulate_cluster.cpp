@@ -327,8 +327,7 @@ class ClusterEmulator {
     cta.computed = st.step;
     // Every chunk's last slice after the last read (all words without slice_push).
     if (!early && cfg_.fault != 7) {
-      push(cta, st, nxt, 0, next_rows, p_.slice_push ? p_.group_word_begin(cta.c, NB - 1, eb_) : 0,
-           p_.push_words(cta.c, eb_));
+      push(cta, st, nxt, 0, next_rows, p_.push_span(cta.c, NB - 1, eb_));
     }
     cta.cur.advance(sched_);
     cta.state = State::Begin;
@@ -339,8 +338,8 @@ class ClusterEmulator {
   void epilogue(Cta& cta, const StepInfo& st, int b, int q0, int n_rows, int buf, int nxt) {
     const int H = p_.hidden, G = p_.gates, J = p_.units, glen = p_.group_len(cta.c, b);
     const int xp = p_.x_pitch(eb_), u0 = p_.unit_begin(cta.c), cp = p_.slices * p_.units;
-    for (int e = 0; e < p_.chunk_items(); ++e) {
-      const int jj = p_.item_unit(e), col = p_.item_row(e);
+    for (int e = 0; e < p_.epilogue_items(); ++e) {
+      const int jj = p_.epilogue_unit(e), col = p_.epilogue_col(e);
       const int d = col / p_.chunk, nn = col % p_.chunk;
       const int j = p_.first_unit(p_.slice_of(cta.c, b * p_.group + d)) + jj;
       if (d >= glen || nn >= n_rows || j >= H) continue;
@@ -364,15 +363,16 @@ class ClusterEmulator {
 
   // The words group b of this CTA completes (cluster_layout.h).
   void push_group(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, int b) {
-    push(cta, st, nxt, n0, n1, p_.group_word_begin(cta.c, b, eb_), p_.group_word_end(cta.c, b, eb_));
+    push(cta, st, nxt, n0, n1, p_.push_span(cta.c, b, eb_));
   }
 
   // st.async of words [w0, w1) of this CTA's units, rows [n0, n1), to every
   // peer: one message per (peer, row), whole words (a pad element past H
   // travels too).
-  void push(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, int w0, int w1) {
+  void push(const Cta& cta, const StepInfo& st, int nxt, int n0, int n1, const PushSpan& s) {
+    const int w0 = s.w0, w1 = s.w1;
     if (n1 <= n0 || w1 <= w0) return;
-    check_vec16_span(cta.c, w0, w1);
+    check_vec16_span(cta.c, s);
     const int k0 = p_.unit_begin(cta.c) + w0 * 4 / eb_, elems = (w1 - w0) * 4 / eb_;
     for (int qq = 0; qq < p_.cluster; ++qq) {
       if (qq == cta.c || (cfg_.fault == 4 && qq == (cta.c == p_.cluster - 1 ? 0 : p_.cluster - 1))) {
@@ -403,9 +403,8 @@ class ClusterEmulator {
   // must sit on a 16-byte boundary of the row (rows are whole 16 bytes) and
   // inside the range, and the span must hold every whole aligned vector
   // the range has (brute force), the rest going word by word.
-  void check_vec16_span(int c, int w0, int w1) const {
-    int v0 = 0, v1 = 0;
-    p_.vec16_span(c, w0, w1, eb_, &v0, &v1);
+  void check_vec16_span(int c, const PushSpan& s) const {
+    const int w0 = s.w0, v0 = s.v0, v1 = s.v1, w1 = s.w1;
     const int row_word = p_.unit_begin(c) * eb_ / 4;
     int aligned = 0;
     for (int k = w0; k + 4 <= w1; ++k) aligned += (row_word + k) % 4 == 0;

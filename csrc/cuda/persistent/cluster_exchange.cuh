@@ -23,13 +23,14 @@ __device__ __forceinline__ void cluster_wait_step(uint64_t* bars, int buf, uint3
   parity ^= 1u << buf;
 }
 
-// Words [w0, w1) of rows [n0, n1) of CTA c's units, already in its own
-// buffer `hbuf` ([hb_rows][pitch]), to the same place in every peer's
+// Words [s.w0, s.w1) of rows [n0, n1) of CTA c's units, already in its
+// own buffer `hbuf` ([hb_rows][pitch]), to the same place in every peer's
 // buffer, each store completing its bytes on the peer's copy of mbarrier
 // `bar`. Threads take consecutive words of one row for one peer (coalesced
-// DSMEM traffic); the range's 16-byte-aligned middle as vectors, the words
-// around it one by one (cluster_layout.h vec16_span). The caller has
-// synchronised the CTA after writing those words of `hbuf`.
+// DSMEM traffic); the span's 16-byte-aligned middle [s.v0, s.v1) as
+// vectors, the words around it one by one (cluster_layout.h PushSpan,
+// made once per launch: the kernel keeps its CTA's in shared memory). The
+// caller has synchronised the CTA after writing those words of `hbuf`.
 // A thread's index splits into (peer, row, item) by shifts and masks, the
 // items and rows each padded to a power of two (the padding's indices do
 // nothing): this runs at the start of every bracket, and a split by the
@@ -38,15 +39,14 @@ __device__ __forceinline__ void cluster_wait_step(uint64_t* bars, int buf, uint3
 template <typename E>
 __device__ __forceinline__ void cluster_push_range(const ClusterPartition& p, int c,
                                                    const E* hbuf, const uint64_t* bar, int n0,
-                                                   int n1, int w0, int w1, int pitch) {
+                                                   int n1, const PushSpan s, int pitch) {
   constexpr int eb = int(sizeof(E));
   const int peers = p.cluster - 1, rows = n1 - n0;
+  const int w0 = s.w0, v0 = s.v0, v1 = s.v1, w1 = s.w1;
   if (rows <= 0 || w1 <= w0) return;
   const unsigned char* local = reinterpret_cast<const unsigned char*>(hbuf + p.unit_begin(c));
   const uint32_t base = smem_addr(local), bar_local = smem_addr(bar);
   const int row_bytes = pitch * eb;
-  int v0, v1;
-  p.vec16_span(c, w0, w1, eb, &v0, &v1);
   // Per (peer, row): the vectors, then the words before v0 and after v1.
   const int vecs = (v1 - v0) / 4, head = v0 - w0, items = vecs + head + (w1 - v1);
   const int item_bits = ceil_log2(items), peer_shift = item_bits + ceil_log2(rows);
@@ -73,7 +73,9 @@ __device__ __forceinline__ void cluster_push_range(const ClusterPartition& p, in
 template <typename E>
 __device__ __forceinline__ void cluster_push(const ClusterPartition& p, int c, const E* hbuf,
                                              const uint64_t* bar, int rows, int pitch) {
-  cluster_push_range<E>(p, c, hbuf, bar, 0, rows, 0, p.push_words(c, int(sizeof(E))), pitch);
+  constexpr int eb = int(sizeof(E));
+  cluster_push_range<E>(p, c, hbuf, bar, 0, rows, p.word_span(c, 0, p.push_words(c, eb), eb),
+                        pitch);
 }
 
 }  // namespace persist

@@ -125,6 +125,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   E* xs = reinterpret_cast<E*>(smem + L.xs);
   float* cst = reinterpret_cast<float*>(smem + L.cst);
   float* bias = reinterpret_cast<float*>(smem + L.bias);
+  PushSpan* spans = reinterpret_cast<PushSpan*>(smem + L.push);
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + L.mbar);
 
   const int c = int(cluster_ctarank()), r = p.cluster_replica(cid);
@@ -181,6 +182,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       cst[n * cpitch + u] = b < p.batch ? a.c_state[b * H + u0 + u] : 0.0f;
     }
   }
+  if (tid < NB) spans[tid] = p.push_span(c, tid, eb);
   if (tid == 0) mbarrier_init_cluster(bars, 2);
   cluster_sync_all();  // every peer's mbarriers exist before any st.async
 
@@ -247,8 +249,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int n_tiles = ceil_div(n_rows, 8);
       // This chunk's continuing rows of group b's words, to every peer.
       auto push_group = [&](int b) {
-        cluster_push_range<E>(p, c, hnext, bars + nxt, q0, min(q0 + n_rows, next_rows),
-                              p.group_word_begin(c, b, eb), p.group_word_end(c, b, eb), pitch);
+        cluster_push_range<E>(p, c, hnext, bars + nxt, q0, min(q0 + n_rows, next_rows), spans[b],
+                              pitch);
       };
       // Bracket b: group b's MMAs (its slices' chains interleaved, each in
       // its own accumulator slots), then group b-1's epilogue from the other
@@ -280,14 +282,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll 1
           for (int s = 0; s < kItemSlots; ++s) {
             const int e = tid + s * kThreads;
-            const int jj = p.item_unit(e), col = p.item_row(e);
+            const int jj = p.epilogue_unit(e), col = p.epilogue_col(e);
             // col / chunk by comparisons (chunk >= 8, col < kChunkRows = 32: at
             // most 3); a division here sat on every bracket's epilogue path.
             const int d = (col >= p.chunk) + (col >= 2 * p.chunk) + (col >= 3 * p.chunk);
             const int nn = col - d * p.chunk;
             const int gs = (b - 1) * p.group + d;
             const int ju = gs * J + jj, j = u0 + ju;  // = first_unit(slice_of(c, gs)) + jj
-            if (e < p.chunk_items() && d < glen && nn < n_rows && j < H) {
+            if (e < p.epilogue_items() && d < glen && nn < n_rows && j < H) {
               const int n = q0 + nn;
               const int64_t row = st.row0 + p.replica_row(r, n);
               float sum[G], x[G];
@@ -322,9 +324,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // are done): they complete the peers' phase, so no peer can go on to
     // write into hcur (its next-but-one step's buffer) while it is read.
     // (With slice_push = 0: all of this CTA's words.)
-    cluster_push_range<E>(p, c, hnext, bars + nxt, 0, next_rows,
-                          p.slice_push ? p.group_word_begin(c, NB - 1, eb) : 0, p.push_words(c, eb),
-                          pitch);
+    cluster_push_range<E>(p, c, hnext, bars + nxt, 0, next_rows, spans[NB - 1], pitch);
   }
   if constexpr (CELL == Cell::LSTM) {
     for (int i = tid; i < p.hb_rows * span; i += kThreads) {
