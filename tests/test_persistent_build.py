@@ -441,6 +441,26 @@ def test_cluster_bwd_step_does_no_integer_division_after_the_wait(extension, cuo
                 f"{arch} {name}: {div['after_wait']} integer divisions after the step's wait"
 
 
+def test_cluster_bwd_push_index_math_is_per_unit(extension, cuobjdump):
+    """sm_90: at most 20 instructions per st.async (STAS) from the cluster
+    backward's last HMMA of a pass to its last push store. A lane's elements
+    2h and 2h + 1 share a unit (its owner, remote barrier and receive
+    offset): computed once per unit, the push is 14-16 instructions a store;
+    computed per store (the full receive index from the partition's fields,
+    two mapa) it was about 25."""
+    code = sass_by_arch(extension, cuobjdump, list(CLUSTER_BWD_KERNELS))
+    for name in CLUSTER_BWD_KERNELS:
+        for arch in cluster_archs():
+            ops = [op for _, op, _ in SASS_INSN.findall(code[(arch, name)])]
+            stores = [i for i, op in enumerate(ops) if op.startswith("STAS")]
+            assert stores, f"{arch} {name}: no st.async"
+            mmas = [i for i, op in enumerate(ops) if op.startswith("HMMA") and i < stores[0]]
+            assert mmas, f"{arch} {name}: no HMMA before the push"
+            per_store = (stores[-1] - mmas[-1]) / len(stores)
+            print(f"  {arch} {name[24:80]}: {len(stores)} stores, {per_store:.1f} instructions each")
+            assert per_store <= 20, f"{arch} {name}: {per_store:.1f} instructions per push store"
+
+
 def is_exchange_load(op: str) -> bool:
     """ld.global.cg of exchanged data (ptx.cuh ld_cg): LDG...STRONG.GPU."""
     return op.startswith("LDG") and "STRONG.GPU" in op

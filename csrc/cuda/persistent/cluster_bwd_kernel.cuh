@@ -256,21 +256,30 @@ __global__ void __launch_bounds__(kThreads, 1)
       // Each sum to its unit's owner: recv[nxt][c][n][jj] there (C map:
       // element k of a lane is row lane / 4 + 8 * (k / 2), column
       // 2 * (lane % 4) + k % 2).
+      // recv_index(c, q0, 0) in buffer nxt of every owner
+      const int pass_base = nxt * p.recv_floats() + p.recv_index(c, q0, 0);
 #pragma unroll
       for (int i = 0; i < M; ++i) {
         if (!p.real_mslot(warp, i)) continue;
+        // Elements 2h and 2h + 1 of every n-tile are rows nn and nn + 1 of one
+        // unit j: one owner, one remote barrier and one base offset per (i, h)
+        // (per element, the index math was about 24 instructions a store).
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
+        for (int h = 0; h < 2; ++h) {
+          const int j = p.warp_mtile(warp, i) * 16 + c_coord(lane, 2 * h).row;
+          if (j >= H) continue;
+          const int o = p.owner(j);
+          const uint32_t bar = mapa_shared(bar_base + uint32_t(nxt) * 8u, o);
+          const int base = pass_base + (j - o * J);  // + nn * J: row q0 + nn
 #pragma unroll
-          for (int k = 0; k < kCElems; ++k) {
-            const Coord co = c_coord(lane, k);
-            const int j = p.warp_mtile(warp, i) * 16 + co.row, nn = nt * 8 + co.col;
-            if (nt < n_tiles && nn < n_rows && j < H) {
-              const int o = p.owner(j);
-              const uint32_t off =
-                  uint32_t(nxt * p.recv_floats() + p.recv_index(c, q0 + nn, j - o * J)) * 4u;
-              st_async_b32(mapa_shared(recv_base + off, o), __float_as_uint(acc[i][nt][k]),
-                           mapa_shared(bar_base + uint32_t(nxt) * 8u, o));
+          for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int k = 2 * h; k < 2 * h + 2; ++k) {
+              const int nn = nt * 8 + c_coord(lane, k).col;
+              if (nt < n_tiles && nn < n_rows) {
+                const uint32_t off = uint32_t(base + nn * J) * 4u;
+                st_async_b32(mapa_shared(recv_base + off, o), __float_as_uint(acc[i][nt][k]), bar);
+              }
             }
           }
         }
