@@ -391,7 +391,7 @@ def test_cluster_bracket_push_set_up_is_short(extension, cuobjdump):
     set-up and first item, which every warp runs ahead of its MMAs at every
     bracket. The kernel reads the group's PushSpan from shared memory
     (cluster_layout.h push_span, made once per launch); recomputed from the
-    partition at every bracket (group_word_begin/end, vec16_span) it was 163
+    partition at every bracket (group_word_begin/end, the aligned middle) it was 163
     to 167 instructions, about 130 of them set-up. It is now 83."""
     code = sass_by_arch(extension, cuobjdump, list(CLUSTER_KERNELS))
     for name in CLUSTER_KERNELS:

@@ -55,7 +55,7 @@ constexpr int kPortableClusterCtas = 8;
 constexpr int kRegPairs = kRegFrags / kMTiles;   // k-tiles (both m-tiles) kept in registers
 
 // Words [w0, w1) of a CTA's units that one push sends, and their
-// 16-byte-aligned middle [v0, v1) (ClusterPartition::vec16_span).
+// 16-byte-aligned middle [v0, v1) (ClusterPartition::word_span).
 struct alignas(16) PushSpan {
   int w0, v0, v1, w1;
 };
@@ -151,21 +151,16 @@ struct ClusterPartition : Partition {
   RNNFUSE_PHD int group_word_end(int c, int b, int eb) const {
     return push_word_end(c, b * group + group_len(c, b) - 1, eb);
   }
-  // The 16-byte-aligned middle [*v0, *v1) of words [w0, w1) of CTA c's
-  // units (rows are whole 16-byte units: h_pitch), sent as vectors; the
-  // words before and after it go one by one. Empty (*v0 = *v1 = w1) where
-  // no whole vector fits, so a slice of 10 words still sends 2 vectors.
-  RNNFUSE_PHD void vec16_span(int c, int w0, int w1, int eb, int* v0, int* v1) const {
+  // Words [w0, w1) of CTA c's units and their 16-byte-aligned middle
+  // [v0, v1) (rows are whole 16-byte units: h_pitch), sent as vectors; the
+  // words before and after it go one by one. The middle is empty (v0 = v1 =
+  // w1) where no whole vector fits, so a slice of 10 words still sends 2
+  // vectors.
+  RNNFUSE_PHD PushSpan word_span(int c, int w0, int w1, int eb) const {
     const int row_word = unit_begin(c) * eb / 4;  // whole words: cluster_partition_error
     const int a = w0 + (4 - (row_word + w0) % 4) % 4;
     const int b = w1 - (row_word + w1) % 4;
-    *v0 = a < b ? a : w1;
-    *v1 = a < b ? b : w1;
-  }
-  RNNFUSE_PHD PushSpan word_span(int c, int w0, int w1, int eb) const {
-    PushSpan s{w0, w1, w1, w1};
-    vec16_span(c, w0, w1, eb, &s.v0, &s.v1);
-    return s;
+    return a < b ? PushSpan{w0, a, b, w1} : PushSpan{w0, w1, w1, w1};
   }
   // CTA c's push b of a chunk: with slice_push group b's words (bracket
   // b + 2 sends them; the last group's leave at the step's end), without it
@@ -233,7 +228,7 @@ RNNFUSE_PHD ClusterPartition make_cluster_partition(int gates, int hidden, int b
   p.slice_push = slice_push ? 1 : 0;
   p.group = group;
   p.red_pad = red_pad;
-  while ((1 << p.col_bits) < group * p.chunk) ++p.col_bits;
+  p.col_bits = ceil_log2(group * p.chunk);
   return p;
 }
 

@@ -42,7 +42,7 @@ struct Divider {
 RNNFUSE_PHD Divider make_divider(int d) {
   Divider v{};
   v.divisor = uint32_t(d);
-  while ((uint64_t(1) << v.shift) < uint64_t(d)) ++v.shift;
+  v.shift = uint32_t(ceil_log2(d));
   v.multiplier =
       uint32_t((uint64_t(1) << 32) * ((uint64_t(1) << v.shift) - uint64_t(d)) / uint64_t(d) + 1);
   return v;

@@ -399,7 +399,7 @@ class ClusterEmulator {
     }
   }
 
-  // The kernel sends the range's vec16_span as 16-byte stores: every vector
+  // The kernel sends the span's middle [v0, v1) as 16-byte stores: every vector
   // must sit on a 16-byte boundary of the row (rows are whole 16 bytes) and
   // inside the range, and the span must hold every whole aligned vector
   // the range has (brute force), the rest going word by word.

@@ -50,6 +50,17 @@ enum class Cell : int { LSTM = 0, GRU = 1 };
 
 RNNFUSE_PHD int gates_of(Cell cell) { return cell == Cell::LSTM ? 4 : 3; }
 RNNFUSE_PHD int ceil_div(int a, int b) { return (a + b - 1) / b; }
+// The least l with 2^l >= x (x >= 1). The kernels split indices by shift
+// and mask over counts padded to a power of two, where a runtime division
+// would put its ~35 mostly dependent instructions on a step's path (one
+// FLO on the device); the partitions' power-of-two fields use it too.
+RNNFUSE_PHD int ceil_log2(int x) {
+#if defined(__CUDA_ARCH__)
+  return x <= 1 ? 0 : 32 - __clz(x - 1);
+#else
+  return x <= 1 ? 0 : 32 - __builtin_clz(static_cast<unsigned>(x - 1));
+#endif
+}
 
 // Floats of the 8 warps' partial-sum tiles (red_index) of a grid CTA whose
 // warp tiles have `rows` rows: the forward's and the backward's shared memory

@@ -99,11 +99,6 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const uint32_t (&a)[4]
 }
 #endif  // RNNFUSE_SIMT
 
-// The least l with 2^l >= x (x >= 1): index splits by shift and mask over a
-// count padded to a power of two, where a runtime division would put its
-// ~35 mostly dependent instructions on a step's path (one FLO here).
-__device__ __forceinline__ int ceil_log2(int x) { return x <= 1 ? 0 : 32 - __clz(x - 1); }
-
 // Loads through L2 only (ld.global.cg) of data other CTAs of this launch
 // wrote: every persistent kernel reads exchanged data through these. Each is
 // an `asm volatile`, so it stays after the flag acquire and barrier before

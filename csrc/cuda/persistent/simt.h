@@ -60,10 +60,6 @@ inline float __uint_as_float(unsigned u) {
   std::memcpy(&f, &u, 4);
   return f;
 }
-// Leading zero bits of a 32-bit integer (32 for 0), as CUDA's __clz.
-inline int __clz(int x) {
-  return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x));
-}
 
 namespace rnnfuse {
 namespace simt {
