@@ -23,7 +23,7 @@ constexpr double kMmaFlops16 = 4.5e12;        // mma.sync fp16/bf16 per SM, sust
 constexpr double kChunkFixedUs = 0.25;        // partial-sum reduction, epilogue, 2 barriers
 // Exact fp32 FMAs per SM, sustained: half of 128 FFMA per clock (each lane
 // also reads its h operands from shared memory, one 16-byte broadcast per 4
-// or 8 FMAs). [I], to be measured.
+// FMAs per m-tile of its CTA: 4 to 16). [I], to be measured.
 constexpr double kFmaFlops = 128 * 2 * 1.755e9 / 2;
 // The cluster tier's terms (all [I], to be measured; see cluster_step_us).
 constexpr double kClock = 1.755e9;            // SM clock, Hz (H100/H200 boost)

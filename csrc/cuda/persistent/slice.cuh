@@ -5,9 +5,9 @@
 // tiers compute every slice with exactly these functions, so they agree
 // bit for bit. The grid kernels run a CTA's m-tiles in pairs (the forward:
 // 2 to 4 of them) or one at a time (the backward: up to 4), mma_mtiles,
-// and their exact-fp32 FMAs the same way (fma_mtiles), with the same
-// per-output arithmetic whatever the grouping. Index maps are layout.h's. Plain CUDA +
-// gate_math.h.
+// and their exact-fp32 FMAs all m-tiles at once over a few columns at a
+// time (fma_mtiles), with the same per-output arithmetic whatever the
+// grouping. Index maps are layout.h's. Plain CUDA + gate_math.h.
 #pragma once
 
 #include <type_traits>
@@ -268,69 +268,76 @@ __device__ __forceinline__ void mma_chunk(const uint32_t (&wf)[kRegFrags][4], in
   }
 }
 
+// Sums a lane of an exact-fp32 grid kernel holds at once besides its W
+// fragments: with 16, the forward and the backward kernels stay within 255
+// registers with no stack (sm_80 and sm_90).
+constexpr int kFmaSums = 16;
+
+// Columns of an n-tile that a pass of fma_mtiles sums at once: the most (a
+// power of two up to 8) whose MT x NN sums fit kFmaSums.
+template <int MT>
+constexpr int fma_pass_cols() {
+  static_assert(MT <= kFmaSums / 4, "a pass sums at least 4 columns (float4 stores)");
+  int nn = 8;
+  while (MT * nn > kFmaSums) nn /= 2;
+  return nn;
+}
+
 // The exact-fp32 FMAs of a chunk for a CTA of MT m-tiles (compile time, as
-// mma_mtiles), NM m-tiles at a time, one n-tile (8 columns) at a time: per
-// output, lane l's k-tiles ascending, 4 fmaf per k-tile from zero, then
-// lane l + 16's k half added (layout.h's FMA maps); the sums go to rows
-// (m + t) * 16.. of this warp's tile of `red`. Fragment i * MT + m is a
-// static register index and the k-tiles end in an early exit at n_ktiles,
-// as in mma_mtiles. Each 16-byte h load feeds NM x 4 FMAs: with NM = 2 the
-// loads and their addresses are half as many per FMA. A lane holds NM x 8
-// sums besides its weights, whatever MT (all m-tiles at once spilled at 4).
-template <int MT, int NM>
+// mma_mtiles): all MT m-tiles at once, NN = fma_pass_cols columns per pass
+// (8, or 4 for 3 or 4 m-tiles), so that each 16-byte h load feeds MT x 4
+// FMAs, not 4 per m-tile pass over the same loads. Per output: lane l's k-tiles ascending, 4 fmaf per k-tile from zero, then lane
+// l + 16's k half added (layout.h's FMA maps); the sums go to rows m * 16 +
+// fma_row of this warp's tile of `red`. How the columns and m-tiles are
+// grouped changes no output's arithmetic, so no bit. Fragment i * MT + m is
+// a static register index and the k-tiles end in an early exit at n_ktiles,
+// as in mma_mtiles.
+template <int MT>
 __device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
                                            int warp, int lane, const float* hbuf, int pitch,
                                            int q0, int n_tiles, float* red, int red_rows) {
-  static_assert(NM == 1 || NM == 2, "one m-tile or a pair");
-  const int k0 = fma_k0(lane), row = fma_row(lane);
-#pragma unroll
-  for (int m = 0; m < MT; m += NM) {
-    constexpr int kMaxK = kRegFrags / MT;  // the most k-tiles a warp's registers hold
-    const int nm = m + NM <= MT ? NM : MT - m;  // a lone last m-tile of an odd MT
+  constexpr int NN = fma_pass_cols<MT>();
+  constexpr int kMaxK = kRegFrags / MT;  // the most k-tiles a warp's registers hold
+  const int row = fma_row(lane);
+  const float* h_warp = hbuf + q0 * pitch + warp * 8 + fma_k0(lane);
 #pragma unroll 1
-    for (int nt = 0; nt < n_tiles; ++nt) {
-      float acc[NM][8];
+  for (int col = 0; col < n_tiles * 8; col += NN) {
+    float acc[MT][NN];
 #pragma unroll
-      for (int t = 0; t < NM; ++t)
+    for (int t = 0; t < MT; ++t)
 #pragma unroll
-        for (int n = 0; n < 8; ++n) acc[t][n] = 0.0f;
+      for (int n = 0; n < NN; ++n) acc[t][n] = 0.0f;
 #pragma unroll
-      for (int i = 0; i < kMaxK; ++i) {
-        if (i >= n_ktiles) break;
-        const float* hk = hbuf + (q0 + nt * 8) * pitch + (warp + i * kWarps) * 8 + k0;
+    for (int i = 0; i < kMaxK; ++i) {
+      if (i >= n_ktiles) break;
+      const float* hk = h_warp + col * pitch + i * kWarps * 8;
 #pragma unroll
-        for (int n = 0; n < 8; ++n) {
-          const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
+      for (int n = 0; n < NN; ++n) {
+        const float4 h = *reinterpret_cast<const float4*>(hk + n * pitch);
 #pragma unroll
-          for (int t = 0; t < NM; ++t) {
-            if (t < nm) {
-              const uint32_t(&w)[4] = wf[i * MT + m + t];
-              float s = acc[t][n];
-              s = fmaf(__uint_as_float(w[0]), h.x, s);
-              s = fmaf(__uint_as_float(w[1]), h.y, s);
-              s = fmaf(__uint_as_float(w[2]), h.z, s);
-              s = fmaf(__uint_as_float(w[3]), h.w, s);
-              acc[t][n] = s;
-            }
-          }
+        for (int t = 0; t < MT; ++t) {
+          const uint32_t(&w)[4] = wf[i * MT + t];
+          float s = acc[t][n];
+          s = fmaf(__uint_as_float(w[0]), h.x, s);
+          s = fmaf(__uint_as_float(w[1]), h.y, s);
+          s = fmaf(__uint_as_float(w[2]), h.z, s);
+          s = fmaf(__uint_as_float(w[3]), h.w, s);
+          acc[t][n] = s;
         }
       }
+    }
 #pragma unroll
-      for (int t = 0; t < NM; ++t) {
+    for (int t = 0; t < MT; ++t) {
 #pragma unroll
-        for (int n = 0; n < 8; ++n) acc[t][n] += __shfl_down_sync(0xffffffffu, acc[t][n], 16);
-      }
-      if (lane < 16) {
+      for (int n = 0; n < NN; ++n) acc[t][n] += __shfl_down_sync(0xffffffffu, acc[t][n], 16);
+    }
+    if (lane < 16) {
 #pragma unroll
-        for (int t = 0; t < NM; ++t) {
-          if (t < nm) {
+      for (int t = 0; t < MT; ++t) {
 #pragma unroll
-            for (int n = 0; n < 8; n += 4) {
-              *reinterpret_cast<float4*>(
-                  red + red_index(warp, (m + t) * 16 + row, nt * 8 + n, red_rows)) =
-                  make_float4(acc[t][n], acc[t][n + 1], acc[t][n + 2], acc[t][n + 3]);
-            }
-          }
+        for (int n = 0; n < NN; n += 4) {
+          *reinterpret_cast<float4*>(red + red_index(warp, t * 16 + row, col + n, red_rows)) =
+              make_float4(acc[t][n], acc[t][n + 1], acc[t][n + 2], acc[t][n + 3]);
         }
       }
     }
@@ -338,9 +345,9 @@ __device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], i
 }
 
 // A chunk's products for the partition's `mtiles` m-tiles, one of kMTs
-// (the forward: 2, 3, 4; the backward: 1 to 4), NM at a time (the forward:
-// pairs; the backward: one): the MMAs, or with FMA (exact fp32) the FMAs,
-// into this warp's tile of `red`.
+// (the forward: 2, 3, 4; the backward: 1 to 4): the MMAs NM m-tiles at a
+// time (the forward: pairs; the backward: one), or with FMA (exact fp32)
+// the FMAs (fma_mtiles: all m-tiles at once), into this warp's tile of `red`.
 template <typename E, bool FMA, int NM, int... kMTs>
 __device__ __forceinline__ void chunk_products(const uint32_t (&wf)[kRegFrags][4], int mtiles,
                                                int n_ktiles, int warp, int lane, const E* hbuf,
@@ -349,7 +356,7 @@ __device__ __forceinline__ void chunk_products(const uint32_t (&wf)[kRegFrags][4
   with_constant<kMTs...>(mtiles, [&](auto mt) {
     constexpr int kMT = decltype(mt)::value;
     if constexpr (FMA) {
-      fma_mtiles<kMT, NM>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf), pitch,
+      fma_mtiles<kMT>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf), pitch,
                           q0, n_tiles, red, red_rows);
     } else {
       mma_chunk<E, kMT, NM>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
