@@ -154,13 +154,15 @@ def persistent_cases() -> list[Case]:
             Case("GRU", "fp32", 690, persistent=True),
             # Backward CTAs of 4 m-tiles (K split 4 ways): MMA, and FMA in 4
             # groups of 64 units, the last with 8 (3 m-tiles of padding). The
-            # FMA case's forward: CTAs of 16 units, 3 m-tiles (an FMA pair,
-            # then one alone); the other fp32 cases' forward runs one pair.
+            # FMA case's forward: CTAs of 16 units, 3 m-tiles; the other fp32
+            # cases' forward runs 2.
             Case("LSTM", "bf16", 64, packed=True, persistent=True, bwd_pin="J=64,ksplit=4"),
             Case("GRU", "fp32", 200, persistent=True, pin="J=16", bwd_pin="J=64,ksplit=4"),
-            # Forward CTAs of 16 units: LSTM (4 m-tiles: two pairs), GRU
-            # (3: a pair, then one alone; the last CTA 8 units), with MMAs.
+            # Forward CTAs of 16 units: LSTM (4 m-tiles, MMA and FMA), GRU
+            # (3; the last CTA 8 units), with MMAs: all of a CTA's m-tiles at
+            # once, 2 n-tiles (or 4 FMA columns) a pass.
             Case("LSTM", "bf16", 64, packed=True, persistent=True, pin="J=16,R=1"),
+            Case("LSTM", "fp32", 64, packed=True, persistent=True, pin="J=16,R=1"),
             Case("GRU", "bf16", 40, persistent=True, pin="J=16")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.

@@ -1018,9 +1018,10 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "24 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
-    # the grid forward pinned to CTAs of 4 and 3 m-tiles
+    assert "25 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    # the grid forward pinned to CTAs of 4 (MMA and FMA) and 3 m-tiles
     assert "LSTM-bf16-H64-packed-persistent-grid-J16-R1" in out
+    assert "LSTM-fp32-H64-packed-persistent-grid-J16-R1" in out
     assert "GRU-bf16-H40-padded-persistent-grid-J16" in out
     # the grid backward pinned to CTAs of 4 m-tiles (K split 4 ways), MMA and FMA
     assert "LSTM-bf16-H64-packed-persistent-grid-bwd-J64-ksplit4" in out

@@ -161,8 +161,9 @@ def test_exact_fp32_matches_its_cpu_emulation(mode, persistent):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_wide_forward_ctas_give_the_bits_of_a_slice(mode, dtype, allow_tf32, persistent,
                                                     monkeypatch):
-    """A forward CTA of 16 units (4 LSTM or 3 GRU m-tiles, in pairs, a
-    third alone) gathers h once for twice a slice's units. Its sums are the same
+    """A forward CTA of 16 units (4 LSTM or 3 GRU m-tiles, all at once: the
+    MMAs 2 n-tiles a pass, the exact-fp32 FMAs 4 columns) gathers h once for
+    twice a slice's units. Its sums are the same
     k-tiles in the same order as a slice's (the emulator's rule:
     test_wide_ctas_give_the_bits_of_a_slice), so the GPU's training forward
     (y, h_n, c_n, workspace) equals the slice partition's bit for bit, each

@@ -167,6 +167,24 @@ def test_sass_uses_tensor_cores_and_no_local_memory(extension, cuobjdump):
                 assert "STRONG.GPU" in body, f"{arch} {name}: no gpu-scope flag accesses"
 
 
+def test_grid_mma_kernels_load_each_b_fragment_once(extension, cuobjdump):
+    """slice.cuh mma_mtiles runs all of a grid CTA's m-tiles at once, so a
+    B fragment (2 LDS) is loaded once per k-tile and n-tile and feeds MT
+    MMAs. Over the whole kernel (fp16, bf16, TF32; both archs) that is 1.16
+    HMMA per LDS in the forward (GRU 1.19) and 0.90 in the backward here. The build
+    before loaded it once per m-tile pair in the forward (0.80) and once per
+    m-tile in the backward (0.48)."""
+    code = sass_by_arch(extension, cuobjdump, list(KERNELS))
+    for name in KERNELS:
+        for arch in built_archs():
+            ops = [op for _, op, _ in SASS_INSN.findall(code[(arch, name)])]
+            hmma = sum(op.startswith("HMMA") for op in ops)
+            lds = sum(op.startswith("LDS") for op in ops)
+            print(f"  {arch} {name[22:70]}: HMMA {hmma}, LDS {lds}, HMMA per LDS {hmma / lds:.2f}")
+            least = 1.0 if "_fwd_" in name else 0.75
+            assert hmma > least * lds, f"{arch} {name}: HMMA per LDS {hmma / lds:.2f}"
+
+
 def test_exact_fp32_kernels_use_fmas_not_tensor_cores(extension, cuobjdump):
     """TF32 off means no tensor cores: FFMA and no HMMA; the h operands as
     16-byte shared-memory loads (LDS.128), each feeding every m-tile's FFMAs,

@@ -291,7 +291,7 @@ def test_a_broken_wait_is_caught(cell, fault):
 @pytest.mark.parametrize("kind", ["bf16", "tf32", "fp32"])
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 def test_wide_ctas_give_the_bits_of_a_slice(cell, kind):
-    """A CTA of up to 16 units (3 or 4 m-tiles, in pairs in the kernel)
+    """A CTA of up to 16 units (3 or 4 m-tiles, all at once in the kernel)
     sums every output as a slice of 8 (LSTM) or 10 (GRU) units does: the
     warps split K the same way whatever J, so the bits are equal."""
     dtype, eb, fma = {"bf16": (BF16, 2, False), "tf32": (F32, 4, False),

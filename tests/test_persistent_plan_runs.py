@@ -305,7 +305,7 @@ def test_a_planned_wide_backward_runs_on_the_kernel_bit_for_bit(math_kind):
 @pytest.mark.parametrize("math_kind", ["mma16", "tf32", "fma"])
 def test_a_planned_wide_forward_runs_on_the_kernel_bit_for_bit(math_kind):
     """A grid forward the planner runs with 16 units per CTA (3 or 4
-    m-tiles, in pairs): of the GPU check's one-direction plans with
+    m-tiles, all at once): of the GPU check's one-direction plans with
     that math, the smallest (H x grid). The kernel's source on the fibers
     with exactly that partition's CTA equals the emulator bit for bit, under
     the fibers' shared- and global-memory checks (T=2: one exchange; one

@@ -195,7 +195,7 @@ class Emulator {
       }
       return;
     }
-    // The kernel runs the m-tiles in pairs (an odd count's last alone); per
+    // The kernel runs all m-tiles at once over a few n-tiles a pass; per
     // output these are its sums however they are grouped (the fibers check).
     for (int w = 0; w < kWarps; ++w) {
       mma_warp_chunk(p_.kk, p_.mtiles(), p_.warp_frags(w), w,

@@ -139,8 +139,8 @@ void b_tile(int kk, const scalar_t* hbuf, int pitch, int row0, int kt, double (&
 }
 
 // One warp's MMAs of a chunk, as the grid kernels compute them (slice.cuh's
-// mma_mtiles, a pair of m-tiles or one at a time; per output the same
-// sums): `frags` holds its
+// mma_mtiles, all m-tiles at once over a few n-tiles a pass; per output
+// the same sums): `frags` holds its
 // fragments [f][lane][a_elems] as the kernel's registers, fragment f =
 // local k-tile f / mtiles (h buffer k-tile warp + (f / mtiles) * kWarps) of
 // m-tile f % mtiles, n_frags of them. Per output, one MMA per k-tile in

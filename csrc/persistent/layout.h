@@ -62,6 +62,28 @@ RNNFUSE_PHD int ceil_log2(int x) {
 #endif
 }
 
+// ---- a grid CTA's MMA passes (slice.cuh mma_mtiles): all of its MT m-tiles
+// at once over NG n-tiles a pass, each B fragment feeding MT MMAs. A lane
+// holds MT x NG x 4 sums besides its W fragments; with kMmaSums = 32 the
+// grid forward and backward kernels stay within 255 registers with no stack
+// (sm_80 and sm_90).
+constexpr int kMmaSums = 32;
+// N-tiles a pass sums at once for MT m-tiles in mma_mtiles' instantiation
+// for NT n-tiles (1, or kChunkNTiles): the most (a power of two up to NT)
+// whose MT x NG x 4 sums fit kMmaSums.
+RNNFUSE_PHD constexpr int mma_pass_ntiles(int mt, int nt) {
+  int ng = nt;
+  while (ng > 1 && mt * ng * 4 > kMmaSums) ng /= 2;
+  return ng;
+}
+// Passes over a chunk of n_tiles n-tiles: each runs a warp's k-tiles as
+// MT x NG independent chains of dependent MMAs, one pass after another (a
+// chunk of one n-tile takes the one-n-tile instantiation: one pass).
+RNNFUSE_PHD constexpr int mma_passes(int mt, int n_tiles) {
+  const int ng = mma_pass_ntiles(mt, n_tiles == 1 ? 1 : kChunkNTiles);
+  return (n_tiles + ng - 1) / ng;
+}
+
 // Floats of the 8 warps' partial-sum tiles (red_index) of a grid CTA whose
 // warp tiles have `rows` rows: the forward's and the backward's shared memory
 // both start with them.

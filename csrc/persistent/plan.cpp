@@ -158,28 +158,36 @@ double gather_us(int k_width, int grid, int rows, int hbuf_rows, int elem_bytes)
 }
 
 // The MMAs: the slower of the SM's rate and, per chunk, the dependent
-// chain of a warp's MMAs (its k-tiles, once per pass over its m-tiles:
-// `mma_passes`), as the cluster tier's bracket counts it. A chain is what a
-// small batch waits for. The FMAs: their rate (8 independent sums per lane).
+// chain of a warp's MMAs (its k-tiles, once per pass over the chunk's
+// n-tiles: `passes`, grid_mma_passes), as the cluster tier's bracket counts
+// it. A chain is what a small batch waits for. The FMAs: their rate (16
+// independent sums per lane, or 8 at one m-tile).
 double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
-                     int elem_bytes, bool fma, int warp_ktiles, int mma_passes) {
+                     int elem_bytes, bool fma, int warp_ktiles, int passes) {
   const int chunks = ceil_div(rows, kChunkRows);
   const double gather = gather_us(k_width, grid, rows, hbuf_rows, elem_bytes);
   const double flops = 2.0 * m_rows * k_padded * (ceil_div(rows, 8) * 8);
   // TF32: half the 16-bit MMAs' rate.
   const double mma_rate = fma ? kFmaFlops : elem_bytes == 2 ? kMmaFlops16 : kMmaFlops16 / 2;
-  const double chain = fma ? 0.0 : chunks * mma_passes * warp_ktiles * kMmaLatencyUs;
+  const double chain = fma ? 0.0 : chunks * passes * warp_ktiles * kMmaLatencyUs;
   return kFlagHandoffUs + gather + std::fmax(flops / mma_rate * 1e6, chain) +
          chunks * kChunkFixedUs;
 }
+
+// A chunk's MMA passes (layout.h mma_passes) at a replica's rows: its first
+// chunk's n-tiles, up to kChunkNTiles.
+int grid_mma_passes(int mtiles, int replica_rows) {
+  const int n_tiles = ceil_div(replica_rows, 8);
+  return mma_passes(mtiles, n_tiles < kChunkNTiles ? n_tiles : kChunkNTiles);
+}
 }  // namespace
 
-// The forward runs a CTA's m-tiles in pairs (slice.cuh: mma_mtiles<E, MT, 2, NT>).
 double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const DeviceProps& dev,
                     bool fma) {
   (void)dev;
-  return step_model_us(p.k_width(), p.k_padded(), p.rows(), p.grid(), p.max_replica_rows(),
-                       hbuf_rows, elem_bytes, fma, p.warp_ktiles(0), ceil_div(p.mtiles(), 2));
+  const int rows = p.max_replica_rows();
+  return step_model_us(p.k_width(), p.k_padded(), p.rows(), p.grid(), rows, hbuf_rows,
+                       elem_bytes, fma, p.warp_ktiles(0), grid_mma_passes(p.mtiles(), rows));
 }
 
 // One backward step: the forward's terms over this CTA's part of K (its
@@ -188,9 +196,9 @@ double grid_step_us(const Partition& p, int elem_bytes, int hbuf_rows, const Dev
 double bwd_step_us(const BwdPartition& p, int hbuf_rows, int elem_bytes, bool fma) {
   const int rows = p.max_replica_rows();
   const double split = p.ksplit > 1 ? ceil_div(rows, kChunkRows) * (kFlagHandoffUs + kRoundTripUs) : 0.0;
-  // The backward runs its m-tiles one at a time (slice.cuh: mma_mtiles<E, MT, 1, NT>).
   return step_model_us(p.part_width(0), p.k_padded(), p.rows(), p.grid(), rows, hbuf_rows,
-                       elem_bytes, fma, p.warp_ktiles(0, 0), p.mtiles()) + split;
+                       elem_bytes, fma, p.warp_ktiles(0, 0), grid_mma_passes(p.mtiles(), rows)) +
+         split;
 }
 
 int64_t bwd_smem_bytes(const BwdPartition& p, int elem_bytes, int hbuf_rows) {

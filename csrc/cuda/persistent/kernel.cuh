@@ -114,11 +114,10 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
 
-          // ---- this warp's k-tiles: MMAs into its partial sums two m-tiles
-          // at a time (one B fragment for both; a GRU CTA of 16 units' third
-          // alone), or FMAs all m-tiles at once.
-          chunk_products<E, FMA, 2, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
-                                             n_tiles, red, rows_mt);
+          // ---- this warp's k-tiles: MMAs (or FMAs) into its partial sums,
+          // all m-tiles at once (one B fragment or h load for all of them).
+          chunk_products<E, FMA, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
+                                          n_tiles, red, rows_mt);
           __syncthreads();
 
           // ---- epilogue: partial sums over warps 0..7 in order, gate math

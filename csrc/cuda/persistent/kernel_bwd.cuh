@@ -134,10 +134,9 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
 
-          // MMAs one m-tile at a time (slice.cuh), so a lane holds one
-          // m-tile's sums besides its weights; FMAs all m-tiles at once.
-          chunk_products<E, FMA, 1, 1, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
-                                                n_tiles, red, rows_mt);
+          // All m-tiles at once (slice.cuh: one B fragment or h load for all).
+          chunk_products<E, FMA, 1, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
+                                             n_tiles, red, rows_mt);
           __syncthreads();
           const int slot = partial_slot(chunk_no);
           if (p.ksplit > 1) {

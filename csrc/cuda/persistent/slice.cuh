@@ -3,11 +3,11 @@
 // gate_math.h), shared by the grid kernel (kernel.cuh) and the cluster
 // kernel (cluster_kernel.cuh), which runs several slices per CTA: both
 // tiers compute every slice with exactly these functions, so they agree
-// bit for bit. The grid kernels run a CTA's m-tiles in pairs (the forward:
-// 2 to 4 of them) or one at a time (the backward: up to 4), mma_mtiles,
-// and their exact-fp32 FMAs all m-tiles at once over a few columns at a
-// time (fma_mtiles), with the same per-output arithmetic whatever the
-// grouping. Index maps are layout.h's. Plain CUDA + gate_math.h.
+// bit for bit. The grid kernels run all of a CTA's m-tiles (the forward: 2
+// to 4; the backward: 1 to 4) at once over a few n-tiles a pass
+// (mma_mtiles), and their exact-fp32 FMAs over a few columns a pass
+// (fma_mtiles), with the same per-output arithmetic whatever the grouping.
+// Index maps are layout.h's. Plain CUDA + gate_math.h.
 #pragma once
 
 #include <type_traits>
@@ -101,7 +101,7 @@ __device__ __forceinline__ void load_b_frag(const E* hbuf, int pitch, int row0, 
 // slots d * (kChunkNTiles / GS) + nt. d must be a compile-time constant
 // where this is inlined, so the slots stay in registers and a group's
 // slices form independent chains. GS = 1, d = 0: one slice (the grid
-// kernel's mma_mtiles<E, MT, 2, NT> does the same sums for a pair of its m-tiles).
+// kernels' mma_mtiles does the same sums for each of its m-tiles).
 // NT: the most n-tiles the caller may pass (fewer: fewer predicated
 // instructions issued for nothing).
 template <typename E, int GS, int NT = kChunkNTiles / GS>
@@ -165,70 +165,70 @@ __device__ __forceinline__ void load_w_fma(const Partition& p, const float* w, i
   }
 }
 
-// ---- a grid CTA's m-tiles, a pair or one at a time: the forward's (up to
-// 16 units: 2 to 4 m-tiles) and the backward's (up to 64 units) MMAs, and
-// every grid CTA's exact-fp32 FMAs. Per output the MMAs are pair_mma's
-// arithmetic (its k-tiles ascending), so the bits do not depend on how many
-// m-tiles a CTA has or how they are grouped.
+// ---- a grid CTA's m-tiles: the forward's (up to 16 units: 2 to 4 m-tiles)
+// and the backward's (up to 64 units) MMAs, and every grid CTA's exact-fp32
+// FMAs, all m-tiles at once over a few n-tiles (or columns) a pass. Per
+// output the MMAs are pair_mma's arithmetic (its k-tiles ascending), so the
+// bits do not depend on how many m-tiles a CTA has or how they are grouped.
 
 // The MMAs of a chunk for a CTA of MT m-tiles (a compile-time count:
-// chunk_products dispatches on the partition's), NM m-tiles at a time sharing
-// each B fragment as independent chains (pair_mma's arithmetic), over the
-// chunk's first n_tiles <= NT n-tiles; stored through the C map to this
-// warp's tile of `red` (red_rows rows, pitch kRedPitch). Fragment i * MT + m
-// (the warp's i-th k-tile, h buffer k-tile warp + i * kWarps, of m-tile m:
+// chunk_products dispatches on the partition's), over the chunk's first
+// n_tiles <= NT n-tiles, NG = mma_pass_ntiles (layout.h) a pass: each B
+// fragment is loaded once per k-tile and n-tile (not once per m-tile pass)
+// and feeds all MT m-tiles' MMAs, MT x NG independent chains (pair_mma's
+// arithmetic). Stored through the C map to this warp's tile of `red`
+// (red_rows rows, pitch kRedPitch). Fragment i * MT + m (the
+// warp's i-th k-tile, h buffer k-tile warp + i * kWarps, of m-tile m:
 // Partition::warp_ktile) is a static register index, and the k-tiles end
 // in an early exit at n_ktiles, so nothing issues for other m-tiles'
 // fragments or past the warp's last k-tile. (Testing a runtime-MT mask per
 // fragment instead cost about 4 instructions for each of the 32 fragments
 // per m-tile group, and all NT slots of each active one, predicated.)
-// A lane holds NM x NT x 4 sums besides its weights.
-template <typename E, int MT, int NM, int NT>
+template <typename E, int MT, int NT>
 __device__ __forceinline__ void mma_mtiles(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
                                            int warp, int lane, const E* hbuf, int pitch, int q0,
                                            int n_tiles, float* red, int red_rows) {
   static_assert(MT >= 1 && MT <= kMaxBwdMTiles && kMaxFwdMTiles <= kMaxBwdMTiles,
                 "a grid CTA's m-tiles");
-  static_assert(NM == 1 || NM == 2, "one m-tile or a pair");
   static_assert(NT >= 1 && NT <= kChunkNTiles, "n-tiles of a chunk");
+  static_assert(MT * 4 <= kMmaSums, "a lane holds one n-tile's sums of every m-tile");
+  constexpr int NG = mma_pass_ntiles(MT, NT);
+  constexpr int kMaxK = kRegFrags / MT;  // the most k-tiles a warp's registers hold
 #pragma unroll
-  for (int m = 0; m < MT; m += NM) {
-    constexpr int kMaxK = kRegFrags / MT;  // the most k-tiles a warp's registers hold
-    const int nm = m + NM <= MT ? NM : MT - m;  // a lone last m-tile of an odd MT
-    float acc[NM][NT][4];
+  for (int n0 = 0; n0 < NT; n0 += NG) {
+    if (n0 >= n_tiles) break;
+    float acc[MT][NG][4];
 #pragma unroll
-    for (int t = 0; t < NM; ++t)
+    for (int t = 0; t < MT; ++t)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
+      for (int g = 0; g < NG; ++g)
 #pragma unroll
-        for (int v = 0; v < 4; ++v) acc[t][nt][v] = 0.0f;
+        for (int v = 0; v < 4; ++v) acc[t][g][v] = 0.0f;
 #pragma unroll
     for (int i = 0; i < kMaxK; ++i) {
       if (i >= n_ktiles) break;
       const int kt = warp + i * kWarps;
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        if (nt < n_tiles) {
+      for (int g = 0; g < NG; ++g) {
+        if (n0 + g < n_tiles) {
           uint32_t b[2];
-          load_b_frag(hbuf, pitch, q0 + nt * 8, kt, lane, b);
+          load_b_frag(hbuf, pitch, q0 + (n0 + g) * 8, kt, lane, b);
 #pragma unroll
-          for (int t = 0; t < NM; ++t) {
-            if (t < nm) mma<E>(acc[t][nt], wf[i * MT + m + t], b[0], b[1]);
-          }
+          for (int t = 0; t < MT; ++t) mma<E>(acc[t][g], wf[i * MT + t], b[0], b[1]);
         }
       }
     }
 #pragma unroll
-    for (int t = 0; t < NM; ++t) {
+    for (int t = 0; t < MT; ++t) {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        if (t < nm && nt < n_tiles) {
+      for (int g = 0; g < NG; ++g) {
+        if (n0 + g < n_tiles) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const Coord co = c_coord(lane, 2 * h);
-            *reinterpret_cast<float2*>(red + red_index(warp, (m + t) * 16 + co.row,
-                                                       nt * 8 + co.col, red_rows)) =
-                make_float2(acc[t][nt][2 * h], acc[t][nt][2 * h + 1]);
+            *reinterpret_cast<float2*>(red + red_index(warp, t * 16 + co.row,
+                                                       (n0 + g) * 8 + co.col, red_rows)) =
+                make_float2(acc[t][g][2 * h], acc[t][g][2 * h + 1]);
           }
         }
       }
@@ -256,15 +256,15 @@ __device__ __forceinline__ void with_constant(int v, F&& f) {
 // H = 1024) takes its own instantiation, which issues that n-tile's B loads
 // and MMAs only, not kChunkNTiles predicated slots. Same arithmetic per
 // output either way.
-template <typename E, int MT, int NM>
+template <typename E, int MT>
 __device__ __forceinline__ void mma_chunk(const uint32_t (&wf)[kRegFrags][4], int n_ktiles,
                                           int warp, int lane, const E* hbuf, int pitch, int q0,
                                           int n_tiles, float* red, int red_rows) {
   if (n_tiles == 1) {
-    mma_mtiles<E, MT, NM, 1>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
+    mma_mtiles<E, MT, 1>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
   } else {
-    mma_mtiles<E, MT, NM, kChunkNTiles>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
-                                        red_rows);
+    mma_mtiles<E, MT, kChunkNTiles>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red,
+                                    red_rows);
   }
 }
 
@@ -345,10 +345,10 @@ __device__ __forceinline__ void fma_mtiles(const uint32_t (&wf)[kRegFrags][4], i
 }
 
 // A chunk's products for the partition's `mtiles` m-tiles, one of kMTs
-// (the forward: 2, 3, 4; the backward: 1 to 4): the MMAs NM m-tiles at a
-// time (the forward: pairs; the backward: one), or with FMA (exact fp32)
-// the FMAs (fma_mtiles: all m-tiles at once), into this warp's tile of `red`.
-template <typename E, bool FMA, int NM, int... kMTs>
+// (the forward: 2, 3, 4; the backward: 1 to 4), all at once: the MMAs
+// (mma_mtiles), or with FMA (exact fp32) the FMAs (fma_mtiles), into this
+// warp's tile of `red`.
+template <typename E, bool FMA, int... kMTs>
 __device__ __forceinline__ void chunk_products(const uint32_t (&wf)[kRegFrags][4], int mtiles,
                                                int n_ktiles, int warp, int lane, const E* hbuf,
                                                int pitch, int q0, int n_tiles, float* red,
@@ -356,10 +356,10 @@ __device__ __forceinline__ void chunk_products(const uint32_t (&wf)[kRegFrags][4
   with_constant<kMTs...>(mtiles, [&](auto mt) {
     constexpr int kMT = decltype(mt)::value;
     if constexpr (FMA) {
-      fma_mtiles<kMT>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf), pitch,
-                          q0, n_tiles, red, red_rows);
+      fma_mtiles<kMT>(wf, n_ktiles, warp, lane, reinterpret_cast<const float*>(hbuf), pitch, q0,
+                      n_tiles, red, red_rows);
     } else {
-      mma_chunk<E, kMT, NM>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
+      mma_chunk<E, kMT>(wf, n_ktiles, warp, lane, hbuf, pitch, q0, n_tiles, red, red_rows);
     }
   });
 }
