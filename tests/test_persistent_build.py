@@ -579,9 +579,10 @@ def longest_run(segs, keep) -> int:
 
 def test_grid_mma_loops_issue_only_the_chunks_k_tiles_and_n_tiles(extension, cuobjdump):
     """fp16/bf16 grid kernels (slice.cuh mma_mtiles, instantiated per m-tile
-    count and for one n-tile or a full chunk). One n-tile: the warp's k-tiles
-    run as a chain of straight-line segments, each the forward pair's 2 HMMA
-    (the backward's 1), none predicated, in at most 10 instructions (7-8
+    count and for one n-tile or a full chunk); measured on the forward's 2
+    m-tiles and the backward's 1. One n-tile: the warp's k-tiles run as a
+    chain of straight-line segments, each the forward's 2 HMMA (the
+    backward's 1), none predicated, in at most 10 instructions (7-8
     here), at least 7 in a row (a group's first also zeroes its sums). A
     full chunk: a k-tile's 4 n-tiles x those HMMA in at most 24 (19-23; the
     median, as a group's first k-tile also sets the n-tile predicates). The

@@ -160,8 +160,8 @@ double gather_us(int k_width, int grid, int rows, int hbuf_rows, int elem_bytes)
 // The MMAs: the slower of the SM's rate and, per chunk, the dependent
 // chain of a warp's MMAs (its k-tiles, once per pass over the chunk's
 // n-tiles: `passes`, grid_mma_passes), as the cluster tier's bracket counts
-// it. A chain is what a small batch waits for. The FMAs: their rate (16
-// independent sums per lane, or 8 at one m-tile).
+// it. A chain is what a small batch waits for. The FMAs: their rate (a lane
+// sums up to 16 outputs at once, slice.cuh fma_mtiles: no chain term).
 double step_model_us(int k_width, int k_padded, int m_rows, int grid, int rows, int hbuf_rows,
                      int elem_bytes, bool fma, int warp_ktiles, int passes) {
   const int chunks = ceil_div(rows, kChunkRows);
