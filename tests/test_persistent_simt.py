@@ -86,11 +86,12 @@ def assert_same_bits_as_emulator(ref, emu, got, label):
 
 
 # Forward partitions (J, R, hbuf_rows): a ragged last CTA, replicas, an h
-# buffer of less than a chunk (several gathers per step), CTAs wider than a
-# slice (kernel.cuh: LSTM J = 16, 4 m-tiles; LSTM J = 11 and GRU J = 16, 13,
-# 3 m-tiles; all of a CTA's m-tiles share each B fragment or h load).
-FWD_PARTITIONS = {"LSTM": [(8, 1, 32), (4, 2, 8), (16, 1, 32), (11, 2, 16)],
-                  "GRU": [(10, 1, 32), (5, 2, 16), (16, 1, 32), (13, 2, 8)]}
+# buffer of fewer rows than the replica's (R = 1, 8 rows: several gathers per
+# step, chunks of 8 and 3 rows at B = 11), CTAs wider than a slice
+# (kernel.cuh: LSTM J = 16, 4 m-tiles; LSTM J = 11 and GRU J = 16, 13, 3
+# m-tiles; all of a CTA's m-tiles share each B fragment or h load).
+FWD_PARTITIONS = {"LSTM": [(8, 1, 32), (4, 1, 8), (16, 1, 32), (11, 2, 16)],
+                  "GRU": [(10, 1, 32), (5, 2, 16), (16, 1, 32), (13, 1, 8)]}
 # (H, B, T): 16-byte gathers (H = 40), element-wise ones (H % 8 != 0).
 SHAPES = [(40, 11, 5), (36, 7, 4)]
 # (shape, packed, reverse)

@@ -207,8 +207,9 @@ class Emulator {
   void epilogue(Cta& cta, const StepInfo& st, int g0, int q0, int n_rows) {
     const int H = p_.hidden, G = p_.gates, J = p_.units;
     const int pitch = p_.h_pitch(p_.kk == 16 ? 2 : 4);
-    for (int e = 0; e < p_.chunk_items(); ++e) {
-      const int jj = p_.item_unit(e), nn = p_.item_row(e);
+    const int ib = Partition::item_bits(n_rows);  // the kernel's items, packed as it packs them
+    for (int e = 0; e < p_.chunk_items(ib); ++e) {
+      const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
       const int j = p_.first_unit(cta.c) + jj;
       if (nn >= n_rows || j >= H) continue;
       const int64_t b = p_.replica_row(cta.r, g0 + q0 + nn);

@@ -233,8 +233,10 @@ class BwdEmulator {
     return rec;
   }
 
-  bool item_valid(const Cta& cta, int e, int n_rows) const {
-    return e >= 0 && p_.item_row(e) < n_rows && p_.first_unit(cta.c) + p_.item_unit(e) < p_.hidden;
+  // Items packed by the chunk's rows, as the kernel packs them (ib).
+  bool item_valid(const Cta& cta, int e, int ib, int n_rows) const {
+    return e >= 0 && Partition::item_row(e, ib) < n_rows &&
+           p_.first_unit(cta.c) + Partition::item_unit(e, ib) < p_.hidden;
   }
 
   // This part's sums of every item of the chunk into its slot, then its count.
@@ -246,9 +248,10 @@ class BwdEmulator {
     slot.chunk = cta.chunks_done;
     slot.reads = 0;
     slot.v.assign(size_t(p_.rows()) * kChunkRows, mma_t(0));
-    for (int e = 0; e < p_.chunk_items(); ++e) {
-      if (!item_valid(cta, e, ch.n_rows)) continue;
-      const int jj = p_.item_unit(e), nn = p_.item_row(e);
+    const int ib = Partition::item_bits(ch.n_rows);
+    for (int e = 0; e < p_.chunk_items(ib); ++e) {
+      if (!item_valid(cta, e, ib, ch.n_rows)) continue;
+      const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
       slot.v[p_.partial_index(0, jj, nn)] = warp_sum(cta, jj, nn);
     }
     pflags_[cta.q] = partial_publish_value(cta.chunks_done);
@@ -302,10 +305,11 @@ class BwdEmulator {
       ++slot.reads;
       parts[size_t(s)] = &slot;
     }
-    for (int i = 0; i < p_.part_items(); ++i) {
-      const int e = p_.part_item(cta.c, i % kThreads, i / kThreads);
-      if (!item_valid(cta, e, n_rows)) continue;
-      const int jj = p_.item_unit(e), nn = p_.item_row(e);
+    const int ib = Partition::item_bits(n_rows);
+    for (int i = 0; i < p_.part_items(ib); ++i) {
+      const int e = p_.part_item(cta.c, i % kThreads, i / kThreads, ib);
+      if (!item_valid(cta, e, ib, n_rows)) continue;
+      const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
       const int j = p_.first_unit(cta.c) + jj;
       const int64_t b = p_.replica_row(cta.r, row_base + nn);
       const int64_t row = st.row0 + b;

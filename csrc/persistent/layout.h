@@ -39,6 +39,8 @@ constexpr int kRows = kMTiles * 16;
 constexpr int kMaxFwdMTiles = 4;  // a grid-tier forward CTA: up to 64 weight rows (J = 16)
 constexpr int kChunkNTiles = 4;   // n-tiles (8 batch rows each) per accumulation chunk
 constexpr int kChunkRows = kChunkNTiles * 8;
+constexpr int kChunkBits = 5;     // log2(kChunkRows)
+static_assert(kChunkRows == 1 << kChunkBits, "kChunkBits is log2(kChunkRows)");
 constexpr int kRegFrags = 32;     // A fragments (4 x 32-bit registers each) a warp can hold
 constexpr int kItemSlots = 2;     // epilogue items per thread and chunk
 // Pitch (floats) of a warp's partial-sum tile (red_index): +8 keeps the
@@ -170,11 +172,16 @@ struct Partition {
   RNNFUSE_PHD int k_padded() const { return ktiles * kk; }
   RNNFUSE_PHD int h_pitch(int elem_bytes) const { return k_padded() + 16 / elem_bytes; }
 
-  // ---- epilogue items of a chunk: item e = jj * kChunkRows + nn, thread
-  // e % kThreads, slot e / kThreads (so each thread has at most kItemSlots).
-  RNNFUSE_PHD int chunk_items() const { return units * kChunkRows; }
-  RNNFUSE_PHD int item_unit(int e) const { return e / kChunkRows; }
-  RNNFUSE_PHD int item_row(int e) const { return e % kChunkRows; }
+  // ---- epilogue items of a chunk of n_rows batch rows: item e = jj << bits
+  // | nn, bits = item_bits(n_rows) (the rows rounded up to a power of two),
+  // thread e % kThreads, slot e / kThreads (so each thread has at most
+  // kItemSlots). Packed so that a chunk of few rows keeps its items on the
+  // first warps, whole: at 8 rows and 16 units, 4 warps with one item each
+  // (with 32 per unit it was all 8 warps with two, 8 lanes of 32 busy).
+  RNNFUSE_PHD static int item_bits(int n_rows) { return ceil_log2(n_rows); }
+  RNNFUSE_PHD int chunk_items(int bits = kChunkBits) const { return units << bits; }
+  RNNFUSE_PHD static int item_unit(int e, int bits) { return e >> bits; }
+  RNNFUSE_PHD static int item_row(int e, int bits) { return e & ((1 << bits) - 1); }
 
   // ---- the grid kernel's shared memory: the warps' partial-sum tiles
   // (red_index with rows() rows), the GRU's b_hh slice [rows()] fp32, then
@@ -293,14 +300,16 @@ struct BwdPartition : Partition {
   RNNFUSE_PHD int k_padded() const { return part_ktiles() * kk; }
   RNNFUSE_PHD int h_pitch(int elem_bytes) const { return k_padded() + 16 / elem_bytes; }
 
-  // ---- epilogue items: part s takes items [s * part_items, (s + 1) *
-  // part_items) of a chunk; its thread t, slot i: item s * part_items + t +
-  // i * kThreads (-1 if none).
-  RNNFUSE_PHD int part_items() const { return (chunk_items() + ksplit - 1) >> ksplit_bits(); }
-  RNNFUSE_PHD int part_item(int c, int tid, int slot) const {
+  // ---- epilogue items (Partition's, packed by `bits`): part s takes items
+  // [s * part_items, (s + 1) * part_items) of a chunk; its thread t, slot i:
+  // item s * part_items + t + i * kThreads (-1 if none).
+  RNNFUSE_PHD int part_items(int bits = kChunkBits) const {
+    return (chunk_items(bits) + ksplit - 1) >> ksplit_bits();
+  }
+  RNNFUSE_PHD int part_item(int c, int tid, int slot, int bits) const {
     const int local = tid + slot * kThreads;
-    const int e = kpart_of(c) * part_items() + local;
-    return local < part_items() && e < chunk_items() ? e : -1;
+    const int e = kpart_of(c) * part_items(bits) + local;
+    return local < part_items(bits) && e < chunk_items(bits) ? e : -1;
   }
   // Floats of one CTA's partial sums (both slots): index
   // (slot * rows + jj) * kChunkRows + nn.

@@ -81,13 +81,15 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
 
   // Epilogue operands of one chunk that do not depend on the exchange
   // (x_proj, the cell state): loaded early so their latency overlaps it.
+  // n_rows: the chunk's, which packs its items (Partition::item_bits).
   auto load_operands = [&](const StepInfo& st, int row_base, int n_rows) {
+    const int ib = Partition::item_bits(n_rows);
 #pragma unroll
     for (int s = 0; s < kItemSlots; ++s) {
       const int e = tid + s * kThreads;
-      const int jj = p.item_unit(e), nn = p.item_row(e);
+      const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
       const int j = p.first_unit(c) + jj;
-      if (e < p.chunk_items() && nn < n_rows && j < H) {
+      if (e < p.chunk_items(ib) && nn < n_rows && j < H) {
         const int64_t b = p.replica_row(r, row_base + nn);
         const E* xr = x_proj + (st.row0 + b) * a.ld_x + j;
 #pragma unroll
@@ -102,7 +104,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
     const StepInfo st = cur.cur;
     const int rows = p.replica_rows(r, st.bs);
     if (rows > 0) {
-      load_operands(st, 0, min(kChunkRows, rows));
+      load_operands(st, 0, min(min(kChunkRows, a.hbuf_rows), rows));  // the first chunk's
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
@@ -121,12 +123,13 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           __syncthreads();
 
           // ---- epilogue: partial sums over warps 0..7 in order, gate math
+          const int ib = Partition::item_bits(n_rows);
 #pragma unroll
           for (int s = 0; s < kItemSlots; ++s) {
             const int e = tid + s * kThreads;
-            const int jj = p.item_unit(e), nn = p.item_row(e);
+            const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
             const int j = p.first_unit(c) + jj;
-            if (e < p.chunk_items() && nn < n_rows && j < H) {
+            if (e < p.chunk_items(ib) && nn < n_rows && j < H) {
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
               const int64_t row = st.row0 + b;
               float sum[G];

@@ -91,11 +91,13 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   // Per item slot: grad_y + dh_state, the saved activations, c_{t-1} or h_{t-1}, dc.
   float gv[kItemSlots], av[kItemSlots][kActs], pv[kItemSlots], dcv[kItemSlots];
 
+  // n_rows: the chunk's, which packs its items (Partition::item_bits).
   auto load_operands = [&](const StepInfo& st, int row_base, int n_rows) {
+    const int ib = Partition::item_bits(n_rows);
 #pragma unroll
     for (int s = 0; s < kItemSlots; ++s) {
-      const int e = p.part_item(c, tid, s);
-      const int jj = p.item_unit(e), nn = p.item_row(e);
+      const int e = p.part_item(c, tid, s, ib);
+      const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
       const int j = p.first_unit(c) + jj;
       if (e >= 0 && nn < n_rows && j < H) {
         const int64_t b = p.replica_row(r, row_base + nn);
@@ -122,7 +124,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
     const StepInfo st = cur.cur;
     const int rows = p.replica_rows(r, st.bs);
     if (rows > 0) {
-      load_operands(st, 0, min(kChunkRows, rows));
+      load_operands(st, 0, min(min(kChunkRows, a.hbuf_rows), rows));  // the first chunk's
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
@@ -133,6 +135,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           const int n_rows = min(kChunkRows, g_rows - q0);
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
           const int n_tiles = ceil_div(n_rows, 8);
+          const int ib = Partition::item_bits(n_rows);
 
           // All m-tiles at once (slice.cuh: one B fragment or h load for all).
           chunk_products<E, FMA, 1, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
@@ -142,8 +145,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           if (p.ksplit > 1) {
             // This part's sums of every item of the chunk, for the other parts.
             float* mine = a.partials + int64_t(q) * p.partial_floats();
-            for (int e = tid; e < p.chunk_items(); e += kThreads) {
-              const int jj = p.item_unit(e), nn = p.item_row(e);
+            for (int e = tid; e < p.chunk_items(ib); e += kThreads) {
+              const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
               if (nn < n_rows && p.first_unit(c) + jj < H) {
                 st_exchanged(mine + p.partial_index(slot, jj, nn),
                              bwd_warp_sum(red, rows_mt, jj, nn));
@@ -161,8 +164,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 
 #pragma unroll
           for (int s = 0; s < kItemSlots; ++s) {
-            const int e = p.part_item(c, tid, s);
-            const int jj = p.item_unit(e), nn = p.item_row(e);
+            const int e = p.part_item(c, tid, s, ib);
+            const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
             const int j = p.first_unit(c) + jj;
             if (e >= 0 && nn < n_rows && j < H) {
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
