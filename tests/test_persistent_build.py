@@ -509,8 +509,10 @@ def test_cluster_bwd_push_index_math_is_per_unit(extension, cuobjdump):
 
 
 def is_exchange_load(op: str) -> bool:
-    """ld.global.cg of exchanged data (ptx.cuh ld_cg): LDG...STRONG.GPU."""
-    return op.startswith("LDG") and "STRONG.GPU" in op
+    """A read of exchanged data: ld.global.cg (ptx.cuh ld_cg: LDG...STRONG.GPU)
+    or a 16-byte gather's cp.async.cg (cp_async_exchanged16: LDGSTS...BYPASS)."""
+    return ((op.startswith("LDG") and "STRONG.GPU" in op) or
+            (op.startswith("LDGSTS") and "BYPASS" in op))
 
 
 def grid_step_loop(body: str) -> tuple[list[str], list[list[str]]]:
@@ -549,6 +551,33 @@ def test_grid_step_loops_divide_once(extension, cuobjdump):
               f"{in_gather} in {len(gathers)} gather loops")
         assert in_gather == 0, f"{arch} {name}: an integer division in a gather loop"
         assert div <= 1, f"{arch} {name}: {div} integer divisions in the step loop"
+
+
+def test_grid_gathers_keep_a_threads_16_byte_pieces_in_flight(extension, cuobjdump):
+    """Every grid kernel (and the exchange bench) on every arch: the 16-byte
+    gather (exchange.cuh gather_rows, vec16) copies each piece with
+    cp.async.cg (LDGSTS.E.BYPASS.128) and waits once, after its loop
+    (DEPBAR), so a thread's pieces are all in flight at once. Before, each
+    piece was a 16-byte load into registers (LDG.E.128.STRONG.GPU) then its
+    shared store, and the next load was issued after it: p pieces a thread
+    cost p L2 round trips (32 a step at LSTM exact fp32 H=512 B=256)."""
+    names = list(KERNELS) + FMA_KERNELS + [EXCHANGE]
+    code = sass_by_arch(extension, cuobjdump, names)
+    assert code, "no grid kernel in the extension's SASS"
+    for (arch, name), body in sorted(code.items()):
+        step, gathers = grid_step_loop(body)
+        copies = [op for op in step if op.startswith("LDGSTS")]
+        wide = [op for op in step if op.startswith("LDG.E.128")]
+        async_gathers = [g for g in gathers if any(op.startswith("LDGSTS") for op in g)]
+        print(f"  {arch} {name[24:70]}: {len(copies)} cp.async, {len(wide)} 16-byte loads "
+              f"in the step loop; {len(async_gathers)} cp.async gather loops")
+        assert copies, f"{arch} {name}: no cp.async in the step loop"
+        assert all(op == "LDGSTS.E.BYPASS.128" for op in copies), (arch, name, set(copies))
+        assert not wide, f"{arch} {name}: 16-byte loads through registers in the step loop"
+        assert async_gathers, f"{arch} {name}: no gather loop of cp.async"
+        assert not any(op.startswith("DEPBAR") for g in async_gathers for op in g), \
+            f"{arch} {name}: a wait inside the cp.async gather loop"
+        assert any(op.startswith("DEPBAR") for op in step), f"{arch} {name}: no cp.async wait"
 
 
 # One SASS instruction's guard (empty, or its predicate) and opcode.

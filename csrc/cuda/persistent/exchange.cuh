@@ -42,7 +42,10 @@ __device__ __forceinline__ void wait_for_replica(const Args& a, int r, uint32_t 
 // a power of two (the padding's indices load nothing): this runs right
 // after every step's wait, and a division by the runtime count put about
 // 35 dependent instructions ahead of the first load (and one more per
-// trip of the compiler's unrolled loop).
+// trip of the compiler's unrolled loop). With 16-byte pieces (vec16) the
+// pieces are cp.async copies, all of a thread's in flight at once, waited
+// for at the end (ptx.cuh cp_async_exchanged16); the caller's __syncthreads
+// then shares them.
 template <typename E, typename Part>
 __device__ __forceinline__ void gather_rows(const Part& p, int K, const E* exchanged, int64_t ld,
                                             int64_t carry_row0, const E* start, int carry, int r,
@@ -56,10 +59,14 @@ __device__ __forceinline__ void gather_rows(const Part& p, int K, const E* excha
       if (v >= per_row) continue;
       const int64_t b = p.replica_row(r, g0 + n);
       const E* src = b < carry ? exchanged + (carry_row0 + b) * ld : start == nullptr ? nullptr : start + b * K;
-      const uint4 x = src != nullptr ? ld_cg(reinterpret_cast<const uint4*>(src) + v)
-                                     : make_uint4(0u, 0u, 0u, 0u);
-      *reinterpret_cast<uint4*>(hbuf + n * pitch + v * kVec) = x;
+      uint4* dst = reinterpret_cast<uint4*>(hbuf + n * pitch + v * kVec);
+      if (src != nullptr) {
+        cp_async_exchanged16(dst, reinterpret_cast<const uint4*>(src) + v);
+      } else {
+        *dst = make_uint4(0u, 0u, 0u, 0u);
+      }
     }
+    cp_async_wait_all();
   } else {
     const int bits = ceil_log2(K);
     for (int i = threadIdx.x; i < rows << bits; i += kThreads) {

@@ -1,7 +1,7 @@
 // The few PTX instructions the persistent kernels need, wrapped: tensor-core
 // MMAs (m16n8k16 fp16/bf16, m16n8k8 TF32), gpu-scope release/acquire flags,
-// L2-only loads (never a stale L1 line of another SM's output), the global
-// nanosecond timer of the watchdog. Plain CUDA, no ATen.
+// L2-only loads and async copies (never a stale L1 line of another SM's
+// output), the global nanosecond timer of the watchdog. Plain CUDA, no ATen.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -120,6 +120,34 @@ __device__ __forceinline__ __half ld_cg(const __half* p) {
 }
 __device__ __forceinline__ __nv_bfloat16 ld_cg(const __nv_bfloat16* p) {
   return __ushort_as_bfloat16(__ldcg(reinterpret_cast<const unsigned short*>(p)));
+}
+#endif
+
+// A gather's 16-byte copies of exchanged data into shared memory (sm_80+
+// cp.async.cg: through L2 only, as ld_cg), then the wait for all of this
+// thread's copies. The copies of a thread are all in flight at once: with a
+// load into a register and its store to shared memory per piece, each piece
+// waited a whole L2 round trip before the next was issued. cp.async is a
+// weak memory operation of the generic proxy (PTX ISA, cp.async), as ld_cg
+// is, so the flag acquire and barrier before it order it the same way; the
+// caller's __syncthreads after the wait shares the data with the CTA. On the
+// fibers the read is checked as ld_cg's at issue and lands at once or at the
+// wait (simt.h cp_async_exchanged).
+#ifdef RNNFUSE_SIMT
+inline void cp_async_exchanged16(void* dst, const void* src) {
+  ::rnnfuse::simt::cp_async_exchanged(dst, src, 16);
+}
+inline void cp_async_wait_all() {
+  ::rnnfuse::simt::cp_async_commit();
+  ::rnnfuse::simt::cp_async_wait(0);
+}
+#else
+__device__ __forceinline__ void cp_async_exchanged16(void* dst, const void* src) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 #endif
 

@@ -107,9 +107,10 @@ struct Cluster {
 
 struct Copy {  // a pending cp.async
   void* dst;
-  const void* src;
+  const void* src;  // nullptr: the bytes were read at issue, into `data`
   int bytes;
   uint64_t group;
+  unsigned char data[16];
 };
 
 struct Fiber {
@@ -425,7 +426,23 @@ void cp_async(void* dst, const void* src, int bytes) {
   if (g_grid->rng() % 2 == 0) {
     std::memcpy(dst, src, size_t(bytes));  // landed at once
   } else {
-    f.copies.push_back(Copy{dst, src, bytes, f.committed});
+    f.copies.push_back(Copy{dst, src, bytes, f.committed, {}});
+  }
+}
+
+void cp_async_exchanged(void* dst, const void* src, int bytes) {
+  Fiber& f = *grid().cur;
+  check_offset(shared_offset(dst), bytes, "cp.async");
+  if (bytes != 4 && bytes != 8 && bytes != 16) fail("cp.async of " + std::to_string(bytes) + " bytes");
+  if (reinterpret_cast<uintptr_t>(src) % uintptr_t(bytes) != 0) {
+    fail("cp.async of a misaligned source");
+  }
+  Copy c{dst, nullptr, bytes, f.committed, {}};
+  load_exchanged(c.data, src, bytes);
+  if (g_grid->rng() % 2 == 0) {
+    std::memcpy(dst, c.data, size_t(bytes));  // landed at once
+  } else {
+    f.copies.push_back(c);
   }
 }
 
@@ -436,7 +453,7 @@ void cp_async_wait(int newest_pending) {
   std::vector<Copy> keep;
   for (const Copy& c : f.copies) {
     if (c.group + uint64_t(newest_pending) < f.committed) {
-      std::memcpy(c.dst, c.src, size_t(c.bytes));
+      std::memcpy(c.dst, c.src != nullptr ? c.src : c.data, size_t(c.bytes));
     } else {
       keep.push_back(c);
     }

@@ -112,6 +112,11 @@ void st_async(uint32_t addr, const void* data, int bytes, uint32_t bar);
 // covers it (the seeded scheduler picks), so a read before the wait sees
 // garbage. Copies still pending when a thread exits are an error.
 void cp_async(void* dst, const void* src, int bytes);
+// The same for global memory other CTAs may have stored (the grid tier's
+// gathers): the read is load_exchanged's, checked and taken at issue (the
+// flag acquire and barrier that order it come before the issue), and lands
+// at once or at the covering wait_group.
+void cp_async_exchanged(void* dst, const void* src, int bytes);
 void cp_async_commit();
 void cp_async_wait(int newest_pending);
 
