@@ -580,6 +580,40 @@ def test_grid_gathers_keep_a_threads_16_byte_pieces_in_flight(extension, cuobjdu
         assert any(op.startswith("DEPBAR") for op in step), f"{arch} {name}: no cp.async wait"
 
 
+def longest_exchanged_load_run(step: list[str]) -> int:
+    """The longest run of 32-bit exchanged loads (ld_cg: LDG.E.STRONG.GPU)
+    with no FADD, FFMA or shared store among them, in a step loop's
+    opcodes."""
+    best = run = 0
+    for op in step:
+        if op == "LDG.E.STRONG.GPU":
+            run += 1
+            best = max(best, run)
+        elif op.startswith(("FADD", "FFMA", "STS")):
+            run = 0
+    return best
+
+
+def test_grid_bwd_loads_every_parts_sums_before_adding_them(extension, cuobjdump):
+    """The grid backward with K split (kernel_bwd.cuh): a thread's loads of
+    the other parts' partial sums (ld_cg, LDG.E.STRONG.GPU: kItemSlots x
+    kMaxKSplit = 8, predicated) are all issued before the first add, in one
+    run with no FADD, FFMA or shared store among them (the 3 flag waits'
+    loads before the barrier join it: 11). With the add after each load in
+    turn (the parts' sums in order 0..S-1), an item waited S - 1 dependent L2
+    round trips, and the longest such run was 4. (A shared store ends a run
+    so that the element-wise gather's 4-byte loads, each stored to the h
+    buffer, do not count.)"""
+    names = [n for n in list(KERNELS) + FMA_KERNELS if "persist_bwd" in n]
+    code = sass_by_arch(extension, cuobjdump, names)
+    assert code, "no grid backward kernel in the extension's SASS"
+    for (arch, name), body in sorted(code.items()):
+        step, _ = grid_step_loop(body)
+        best = longest_exchanged_load_run(step)
+        print(f"  {arch} {name[24:70]}: {best} exchanged 32-bit loads before an add")
+        assert best >= 8, f"{arch} {name}: the partial sums' loads wait on adds ({best} in a row)"
+
+
 # One SASS instruction's guard (empty, or its predicate) and opcode.
 SASS_GUARDED = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
 SEGMENT_END = ("BRA", "BSSY", "BSYNC", "EXIT")

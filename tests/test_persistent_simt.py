@@ -155,6 +155,31 @@ def test_backward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
             assert_same_bits_as_emulator(ref, emu, got, label)
 
 
+@pytest.mark.parametrize("kind", [KINDS[0], KINDS[3]], ids=[KIND_IDS[0], KIND_IDS[3]])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_chunks_of_two_item_slots_equal_the_emulator(cell, kind):
+    """Chunks of 17 to 32 rows (layout.h item_bits 5): a CTA of 16 units has
+    512 epilogue items, so threads run both item slots (kItemSlots); the
+    backward with K split 4 also loads both slots' partial sums from the
+    other parts. B = 21 packed, shrinking to 5: later steps' chunks pack
+    their items into one slot. The CASES above stay below 17 rows."""
+    dtype, fma = kind
+    eb = 4 if dtype == F32 else 2
+    a = make_inputs(cell, dtype, 40, 21, 4, True, seed=50)
+    ref = spec(cell, cast(a, F64), False)
+    emu = emulate(cell, a, False, 16, 1, 32, eb, seed=1, fma=fma)
+    got = simt(cell, a, False, 16, 1, 32, eb, seed=1, fma=fma)
+    assert_same_bits_as_emulator(ref, emu, got, f"{cell} {dtype} fma={fma} forward J16")
+
+    a = with_grads(a, cell, dtype)
+    _, saved = spec_bwd(cell, a, False)
+    ref = emulate_bwd(cell, cast(a, F64), tuple(t.double() for t in saved), False, 16, 1, 32, 2)
+    for J, S in ((16, 1), (64, 4)):
+        emu = emulate_bwd(cell, a, saved, False, J, 1, 32, eb, seed=2, fma=fma, S=S)
+        got = simt_bwd(cell, a, saved, False, J, 1, 32, eb, seed=2, fma=fma, S=S)
+        assert_same_bits_as_emulator(ref, emu, got, f"{cell} {dtype} fma={fma} backward J{J} S{S}")
+
+
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 def test_bidirectional_launch_equals_the_emulator(cell):
     """Both directions in one launch (CTAs [grid, 2 grid) run the reverse

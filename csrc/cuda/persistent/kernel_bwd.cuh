@@ -162,6 +162,26 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           }
           ++chunk_no;
 
+          // The other parts' sums of this thread's items, every load issued
+          // before the first add: with an add after each load in turn, an
+          // item waited S - 1 dependent L2 round trips.
+          float other[kItemSlots][kMaxKSplit];
+#pragma unroll
+          for (int s = 0; s < kItemSlots; ++s) {
+            const int e = p.part_item(c, tid, s, ib);
+            const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
+            const bool valid = e >= 0 && nn < n_rows && p.first_unit(c) + jj < H;
+#pragma unroll
+            for (int sp = 0; sp < kMaxKSplit; ++sp) {
+              other[s][sp] = valid && sp < p.ksplit && sp != kpart
+                                 ? ld_cg(a.partials +
+                                         int64_t(p.cta_index(r, p.part_cta(c, sp))) *
+                                             p.partial_floats() +
+                                         p.partial_index(slot, jj, nn))
+                                 : 0.0f;
+            }
+          }
+
 #pragma unroll
           for (int s = 0; s < kItemSlots; ++s) {
             const int e = p.part_item(c, tid, s, ib);
@@ -171,15 +191,14 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
               const int64_t row = st.row0 + b;
               // The parts' recurrent sums in order 0..S-1 (this part's from red).
+              const float own = bwd_warp_sum(red, rows_mt, jj, nn);
               float rec = 0.0f;
-              for (int sp = 0; sp < p.ksplit; ++sp) {
-                const float v = sp == kpart
-                                    ? bwd_warp_sum(red, rows_mt, jj, nn)
-                                    : ld_cg(a.partials +
-                                            int64_t(p.cta_index(r, p.part_cta(c, sp))) *
-                                                p.partial_floats() +
-                                            p.partial_index(slot, jj, nn));
-                rec = sp == 0 ? v : rec + v;
+#pragma unroll
+              for (int sp = 0; sp < kMaxKSplit; ++sp) {
+                if (sp < p.ksplit) {
+                  const float v = sp == kpart ? own : other[s][sp];
+                  rec = sp == 0 ? v : rec + v;
+                }
               }
               const float dh = gv[s] + rec;
               E* xr = xch + row * a.ld_xch + j;
