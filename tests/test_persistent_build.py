@@ -580,6 +580,37 @@ def test_grid_gathers_keep_a_threads_16_byte_pieces_in_flight(extension, cuobjdu
         assert any(op.startswith("DEPBAR") for op in step), f"{arch} {name}: no cp.async wait"
 
 
+def elementwise_gather_loads(body: str) -> list[int]:
+    """Per element-wise gather loop of a grid kernel's SASS (a gather loop
+    with no cp.async that stores to shared memory; the flag waits store
+    nothing): its exchanged loads before its first shared store."""
+    _, gathers = grid_step_loop(body)
+    out = []
+    for g in gathers:
+        if any(op.startswith("LDGSTS") for op in g) or not any(op.startswith("STS") for op in g):
+            continue
+        first_store = next(i for i, op in enumerate(g) if op.startswith("STS"))
+        out.append(sum(is_exchange_load(op) for op in g[:first_store]))
+    return out
+
+
+def test_grid_elementwise_gathers_load_a_batch_before_storing(extension, cuobjdump):
+    """Every grid kernel (and the exchange bench) on every arch: the
+    element-wise gather (exchange.cuh gather_rows without vec16: odd H in
+    fp16/bf16, unaligned strides) loads kGatherBatch = 4 elements (ld_cg)
+    before it stores the first to shared memory. Before, each element's load
+    was followed by its store: a thread's elements cost one dependent L2
+    round trip each."""
+    names = list(KERNELS) + FMA_KERNELS + [EXCHANGE]
+    code = sass_by_arch(extension, cuobjdump, names)
+    assert code, "no grid kernel in the extension's SASS"
+    for (arch, name), body in sorted(code.items()):
+        loops = elementwise_gather_loads(body)
+        print(f"  {arch} {name[24:70]}: loads before the first store {loops}")
+        assert loops, f"{arch} {name}: no element-wise gather loop"
+        assert min(loops) >= 4, f"{arch} {name}: the element-wise gather stores after {loops} loads"
+
+
 def longest_exchanged_load_run(step: list[str]) -> int:
     """The longest run of 32-bit exchanged loads (ld_cg: LDG.E.STRONG.GPU)
     with no FADD, FFMA or shared store among them, in a step loop's

@@ -68,13 +68,28 @@ __device__ __forceinline__ void gather_rows(const Part& p, int K, const E* excha
     }
     cp_async_wait_all();
   } else {
-    const int bits = ceil_log2(K);
-    for (int i = threadIdx.x; i < rows << bits; i += kThreads) {
-      const int n = i >> bits, k = i & ((1 << bits) - 1);
-      if (k >= K) continue;
-      const int64_t b = p.replica_row(r, g0 + n);
-      const E* src = b < carry ? exchanged + (carry_row0 + b) * ld : start == nullptr ? nullptr : start + b * K;
-      hbuf[n * pitch + k] = src != nullptr ? ld_cg(src + k) : Elem<E>::from_float(0.0f);
+    // Element by element (cp.async has no 2-byte copy): kGatherBatch
+    // elements a trip, all loaded before the first is stored, so a thread
+    // waits one L2 round trip per trip, not per element.
+    constexpr int kGatherBatch = 4;
+    const int bits = ceil_log2(K), slots = rows << bits;
+    for (int i0 = threadIdx.x; i0 < slots; i0 += kGatherBatch * kThreads) {
+      E v[kGatherBatch];
+#pragma unroll
+      for (int u = 0; u < kGatherBatch; ++u) {
+        const int i = i0 + u * kThreads, n = i >> bits, k = i & ((1 << bits) - 1);
+        v[u] = Elem<E>::from_float(0.0f);
+        if (i < slots && k < K) {
+          const int64_t b = p.replica_row(r, g0 + n);
+          const E* src = b < carry ? exchanged + (carry_row0 + b) * ld : start == nullptr ? nullptr : start + b * K;
+          if (src != nullptr) v[u] = ld_cg(src + k);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kGatherBatch; ++u) {
+        const int i = i0 + u * kThreads, n = i >> bits, k = i & ((1 << bits) - 1);
+        if (i < slots && k < K) hbuf[n * pitch + k] = v[u];
+      }
     }
   }
 }
