@@ -108,14 +108,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   E* xch = static_cast<E*>(a.xch);
   const uint32_t recv_base = smem_addr(recv), bar_base = smem_addr(bars);
   uint32_t parity = 0;
-  // A (unit, row) item's read-only operands: grad_y, the saved activations,
-  // and c_prev (LSTM) or h_prev (GRU).
-  constexpr int kIn = kActs + 2;
+  // A (unit, row) item's operands that no other CTA writes: grad_y, the
+  // saved activations, the carried dh (and dc) state, which only this
+  // thread writes (the item's thread is the same every step), and c_prev
+  // (LSTM) or h_prev (GRU).
+  constexpr int kDh = kActs + 1, kDc = kActs + 2, kIn = kActs + 4;
   const auto load_item = [&](const StepInfo& st, int n, int j, float (&in)[kIn]) {
     const int64_t b = p.replica_row(r, n), row = st.row0 + b;
     in[0] = X::to_float(grad_y[row * a.ld_grad_y + j]);
 #pragma unroll
     for (int g = 0; g < kActs; ++g) in[1 + g] = X::to_float(ws[row * kActs * H + g * H + j]);
+    in[kDh] = a.dh_state[b * H + j];
+    in[kDc] = CELL == Cell::LSTM ? a.dc_state[b * H + j] : 0.0f;
     if constexpr (CELL == Cell::LSTM) {
       in[kIn - 1] = X::to_float(b < st.carry_next ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
                                                    : static_cast<const E*>(a.c0)[b * H + j]);
@@ -163,13 +167,12 @@ __global__ void __launch_bounds__(kThreads, 1)
           rec = src == 0 ? v : rec + v;
         }
       }
-      const float dh = in[0] + a.dh_state[b * H + j] + rec;
+      const float dh = in[0] + in[kDh] + rec;
       float out[G];
       if constexpr (CELL == Cell::LSTM) {
         a.dh_state[b * H + j] = 0.0f;
         const LstmGrads<float> d = lstm_cell_backward(
-            LstmActs<float>{in[1], in[2], in[3], in[4], in[5]}, in[kIn - 1], dh,
-            a.dc_state[b * H + j]);
+            LstmActs<float>{in[1], in[2], in[3], in[4], in[5]}, in[kIn - 1], dh, in[kDc]);
         a.dc_state[b * H + j] = d.dc_prev;
         out[0] = d.di;
         out[1] = d.df;
