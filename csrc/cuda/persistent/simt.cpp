@@ -417,33 +417,41 @@ void st_async(uint32_t addr, const void* data, int bytes, uint32_t bar) {
   ++g.progress;
 }
 
-void cp_async(void* dst, const void* src, int bytes) {
-  Fiber& f = *grid().cur;
-  check_offset(shared_offset(dst), bytes, "cp.async");
-  if (reinterpret_cast<uintptr_t>(src) % uintptr_t(bytes) != 0) {
-    fail("cp.async of a misaligned source");
+namespace {
+
+// A cp.async of this thread, its operands checked: its bytes (from c.src,
+// or c.data read at issue) land at once or at the covering wait_group, as
+// the seeded scheduler picks.
+void issue_copy(const Copy& c) {
+  check_offset(shared_offset(c.dst), c.bytes, "cp.async");
+  if (c.bytes != 4 && c.bytes != 8 && c.bytes != 16) {
+    fail("cp.async of " + std::to_string(c.bytes) + " bytes");
   }
   if (g_grid->rng() % 2 == 0) {
-    std::memcpy(dst, src, size_t(bytes));  // landed at once
+    std::memcpy(c.dst, c.src != nullptr ? c.src : c.data, size_t(c.bytes));  // landed at once
   } else {
-    f.copies.push_back(Copy{dst, src, bytes, f.committed, {}});
+    grid().cur->copies.push_back(c);
   }
 }
 
-void cp_async_exchanged(void* dst, const void* src, int bytes) {
-  Fiber& f = *grid().cur;
-  check_offset(shared_offset(dst), bytes, "cp.async");
-  if (bytes != 4 && bytes != 8 && bytes != 16) fail("cp.async of " + std::to_string(bytes) + " bytes");
+void check_copy_source(const void* src, int bytes) {
   if (reinterpret_cast<uintptr_t>(src) % uintptr_t(bytes) != 0) {
     fail("cp.async of a misaligned source");
   }
-  Copy c{dst, nullptr, bytes, f.committed, {}};
+}
+
+}  // namespace
+
+void cp_async(void* dst, const void* src, int bytes) {
+  check_copy_source(src, bytes);
+  issue_copy(Copy{dst, src, bytes, grid().cur->committed, {}});
+}
+
+void cp_async_exchanged(void* dst, const void* src, int bytes) {
+  check_copy_source(src, bytes);
+  Copy c{dst, nullptr, bytes, grid().cur->committed, {}};
   load_exchanged(c.data, src, bytes);
-  if (g_grid->rng() % 2 == 0) {
-    std::memcpy(dst, c.data, size_t(bytes));  // landed at once
-  } else {
-    f.copies.push_back(c);
-  }
+  issue_copy(c);
 }
 
 void cp_async_commit() { ++grid().cur->committed; }
