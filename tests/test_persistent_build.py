@@ -488,6 +488,39 @@ def test_cluster_bwd_step_does_no_integer_division_after_the_wait(extension, cuo
                 f"{arch} {name}: {div['after_wait']} integer divisions after the step's wait"
 
 
+def item_operand_loads(ops: list[str]) -> int:
+    """Global loads of reduction operands (LDG, not the flags' STRONG ones)."""
+    return sum(op.startswith("LDG") and "STRONG" not in op for op in ops)
+
+
+def test_cluster_bwd_loads_item_operands_ahead_of_their_reduction(extension, cuobjdump):
+    """sm_90: the cluster backward loads a thread's first 4 reduction items'
+    operands before the step's wait, and in the reduction loop (after the
+    wait) 2 items' operands a round, for later rounds. An item's operands
+    are at least 9 loads for LSTM (grad_y, 5 activations, c_prev, dh, dc)
+    and 7 for GRU (grad_y, 4 activations, h_prev, dh). Before, 2 items were
+    loaded before the wait (20 and 16 loads) and every item past them in
+    its own turn of a loop (10 and 8 loads a turn): one dependent global
+    round trip each, 2 a step at LSTM fp16 H = 512, B = 256."""
+    code = sass_by_arch(extension, cuobjdump, list(CLUSTER_BWD_KERNELS))
+    for name in CLUSTER_BWD_KERNELS:
+        per_item = 9 if "CellE0E" in name else 7
+        for arch in cluster_archs():
+            body = code[(arch, name)]
+            loops = cluster_bwd_step_loop(body)
+            assert loops, f"{arch} {name}: step loop not found"
+            before_wait = loops["step"][:len(loops["step"]) - len(loops["after_wait"])]
+            reduction = smallest_loop_with(body, ("LDG", "STG"))
+            assert reduction, f"{arch} {name}: no reduction loop with loads"
+            ops = [op for a, op, _ in SASS_INSN.findall(body)
+                   if reduction[0] <= int(a, 16) <= reduction[1]]
+            pre, rolling = item_operand_loads(before_wait), item_operand_loads(ops)
+            print(f"  {arch} {name[24:80]}: {pre} loads before the wait, {rolling} in the "
+                  f"reduction loop")
+            assert pre >= 4 * per_item, f"{arch} {name}: {pre} loads before the wait"
+            assert rolling >= 2 * per_item, f"{arch} {name}: {rolling} loads a reduction round"
+
+
 def test_cluster_bwd_push_index_math_is_per_unit(extension, cuobjdump):
     """sm_90: at most 20 instructions per st.async (STAS) from the cluster
     backward's last HMMA of a pass to its last push store. A lane's elements

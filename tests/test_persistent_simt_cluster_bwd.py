@@ -46,12 +46,16 @@ def simt(cell, a, saved, reverse, J, R, eb, seed=0):
 # ((H, B, T), packed, reverse, [(J, R)]). M (m-tile slots per warp):
 # H=45: 1 (warps 3..7 without m-tiles); H=200: 2 (a short last CTA); H=300:
 # 4 with 3 real (holes), 16-row passes over 20 rows, W in shared memory at
-# J=48; H=650: 6, 14 CTAs, W in shared memory.
+# J=48; H=650: 6, 14 CTAs, W in shared memory. Reduction items per CTA
+# (rows x J; a thread's item slots, 4 of them loaded before the wait): up to
+# 960 (4 slots) at H=300, B=20; at H=300, B=37 (packed: 37, 28, 15 rows)
+# 7, 6 and 3 slots, those past 4 loaded a round ahead in the reduction.
 CASES = [
     ((45, 37, 5), True, True, [(8, 1), (16, 3)]),
     ((200, 9, 4), False, False, [(24, 1), (56, 2)]),
     ((300, 20, 3), True, False, [(48, 1)]),
     ((650, 3, 3), False, True, [(48, 1)]),
+    ((300, 37, 3), True, True, [(48, 1)]),
 ]
 
 

@@ -9,9 +9,10 @@
 //      mbarrier s & 1 (rows that continue from the step before);
 //   2. the reduction: per owned (row, unit), dh = grad_y + the carried dh +
 //      the P sources' sums in source order, then gate_math.h's derivatives
-//      (a thread's first items' read-only operands, grad_y and the saved
-//      activations, are loaded before the wait of 1., which hides their
-//      latency behind it); the gate gradients go to global memory (dW_hh
+//      (a thread's first 4 items' operands, grad_y, the saved activations
+//      and the carried state, are loaded before the wait of 1., which hides
+//      their latency behind it; later items' loads fly a round of the
+//      reduction ahead); the gate gradients go to global memory (dW_hh
 //      and dx GEMMs) and into this CTA's B operand;
 //   3. per pass of continuing rows: every warp's m-tile chains (k-tile by
 //      k-tile, its M slots interleaved; registers first, then shared
@@ -138,15 +139,23 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Before the wait, like rows and carry_rows (replica_rows divides by R).
     const int next_rows = p.replica_rows(r, st.carry_next);
     const int buf = cluster_buffer(st.step), nxt = buf ^ 1;
-    // The first kItemSlots items' read-only operands are loaded before the
-    // wait, so that their global-memory latency overlaps it (items past
-    // those load in the reduction).
-    float pre[kItemSlots][kIn];
-#pragma unroll
-    for (int k = 0; k < kItemSlots; ++k) {
+    // A thread's items are slots k = 0, 1, ... (item tid + k * kThreads).
+    // Slots [k0, k0 + kWindow) sit in win[]: the first kWindow are loaded
+    // before the wait, so their global-memory latency overlaps it (every
+    // item, up to rows * J = kWindow * kThreads); the reduction takes
+    // kItemSlots slots a round and then loads the slots kWindow further on,
+    // which fly while the next round reduces. (An item loaded only when its
+    // turn came was one dependent round trip each: 2 a step at H = 512,
+    // B = 256 in 16 bits, a quick-preset point.)
+    constexpr int kWindow = 2 * kItemSlots;
+    const int slots = ceil_div(rows * J, kThreads);
+    const auto load_slot = [&](int k, float (&in)[kIn]) {
       const int e = tid + k * kThreads, n = p.item_row(e), jj = e - n * J;
-      if (n < rows && jj < span) load_item(st, n, u0 + jj, pre[k]);
-    }
+      if (n < rows && jj < span) load_item(st, n, u0 + jj, in);
+    };
+    float win[kWindow][kIn];
+#pragma unroll
+    for (int k = 0; k < kWindow; ++k) load_slot(k, win[k]);
     if (cluster_waits(st, carry_rows)) {
       cluster_wait_step(bars, buf, parity, p.expect_bytes(c, carry_rows), a.watchdog_ns);
     }
@@ -197,17 +206,21 @@ __global__ void __launch_bounds__(kThreads, 1)
         dg[n * dgp + g * J + jj] = v;
       }
     };
+    for (int k0 = 0; k0 < slots; k0 += kItemSlots) {
 #pragma unroll
-    for (int k = 0; k < kItemSlots; ++k) {
-      const int e = tid + k * kThreads, n = p.item_row(e), jj = e - n * J;
-      if (n < rows && jj < span) reduce_item(n, jj, pre[k]);
-    }
-    for (int e = tid + kItemSlots * kThreads; e < rows * J; e += kThreads) {
-      const int n = p.item_row(e), jj = e - n * J;
-      if (jj >= span) continue;
-      float in[kIn];
-      load_item(st, n, u0 + jj, in);
-      reduce_item(n, jj, in);
+      for (int k = 0; k < kItemSlots; ++k) {
+        const int e = tid + (k0 + k) * kThreads, n = p.item_row(e), jj = e - n * J;
+        if (n < rows && jj < span) reduce_item(n, jj, win[k]);
+      }
+#pragma unroll
+      for (int k = 0; k < kWindow - kItemSlots; ++k) {
+#pragma unroll
+        for (int i = 0; i < kIn; ++i) win[k][i] = win[k + kItemSlots][i];
+      }
+      if (k0 + kWindow < slots) {
+#pragma unroll
+        for (int k = kWindow - kItemSlots; k < kWindow; ++k) load_slot(k0 + kItemSlots + k, win[k]);
+      }
     }
     __syncthreads();  // the B operand is complete
 
