@@ -182,6 +182,13 @@ struct Partition {
   RNNFUSE_PHD int chunk_items(int bits = kChunkBits) const { return units << bits; }
   RNNFUSE_PHD static int item_unit(int e, int bits) { return e >> bits; }
   RNNFUSE_PHD static int item_row(int e, int bits) { return e & ((1 << bits) - 1); }
+  // Rows of a step's first chunk (its first gather's, at most hbuf_rows, cut
+  // to kChunkRows): a grid kernel loads their epilogue operands before the
+  // step's wait, and packs them by these rows, as the chunk's epilogue does.
+  RNNFUSE_PHD static int first_chunk_rows(int hbuf_rows, int rows) {
+    const int gathered = hbuf_rows < rows ? hbuf_rows : rows;
+    return gathered < kChunkRows ? gathered : kChunkRows;
+  }
 
   // ---- the grid kernel's shared memory: the warps' partial-sum tiles
   // (red_index with rows() rows), the GRU's b_hh slice [rows()] fp32, then

@@ -124,7 +124,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
     const StepInfo st = cur.cur;
     const int rows = p.replica_rows(r, st.bs);
     if (rows > 0) {
-      load_operands(st, 0, min(min(kChunkRows, a.hbuf_rows), rows));  // the first chunk's
+      load_operands(st, 0, Partition::first_chunk_rows(a.hbuf_rows, rows));
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
