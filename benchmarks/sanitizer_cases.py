@@ -9,7 +9,8 @@ CPU in float64 (a finite garbage result from reading unwritten memory is as
 much a bug as an out-of-bounds access, and memcheck does not see it).
 cuDNN is disabled, so the only recurrent kernels the sanitizer sees are
 ours (plus cuBLAS GEMMs and ATen's pointwise kernels). Shapes are tiny
-(T=5, B=3) because the sanitizers slow kernels 10-100x; H=40 is not a
+(T=5, B=3; one cluster backward case takes B=37, for its reduction's item
+count) because the sanitizers slow kernels 10-100x; H=40 is not a
 multiple of 32 (the general path), H=64 is (the aligned path), bf16 H=36 is
 not a multiple of 8 (rows that are not 16-byte multiples apart and k tails:
 the tensor-core tiles stage those element by element beside their 16-byte
@@ -86,6 +87,7 @@ class Case:
     pin: str = ""             # RNNFUSE_PERSISTENT_PIN of a persistent case ("": the planner's)
     bwd_pin: str = ""         # RNNFUSE_PERSISTENT_BWD_PIN of a persistent case
     one_op: bool = False      # bidirectional layers as one op (one launch per step for both)
+    batch: int = 0            # a padded "cluster-bwd" case's batch (0: B)
 
     @property
     def name(self) -> str:
@@ -95,6 +97,7 @@ class Case:
         extra += f"-persistent-{self.tier}" if self.persistent else ""
         extra += f"-bwd-{self.bwd_tier}" if self.persistent and self.bwd_tier != "grid" else ""
         extra += "-" + self.pin.replace("=", "").replace(",", "-") if self.pin else ""
+        extra += f"-B{self.batch}" if self.batch else ""
         extra += "-bwd-" + self.bwd_pin.replace("=", "").replace(",", "-") if self.bwd_pin else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
@@ -191,6 +194,10 @@ def persistent_cases() -> list[Case]:
                Case("LSTM", "bf16", 40, packed=True, persistent=True, tier="cluster-bwd",
                     pin="J=8,R=2"),
                Case("GRU", "bf16", 200, persistent=True, tier="cluster-bwd", pin="J=24,R=1"),
+               # 37 rows x 48 units: 7 reduction items a thread, those past 4
+               # loaded in the reduction, a round ahead of their turn.
+               Case("LSTM", "bf16", 300, persistent=True, tier="cluster-bwd", pin="J=48,R=1",
+                    batch=37),
                # The cluster backward as the driver launches it (the planner's
                # partition): two bidirectional layers, one launch per
                # direction; the bidirectional op's backward, both directions'
@@ -293,11 +300,13 @@ def _cluster_bwd_case(case: Case, device: str) -> float:
     def rand(*shape, scale=1.0):  # rounded to the case's dtype, kept in float64
         return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype).double()
 
+    assert not (case.batch and case.packed), "LENGTHS are for B rows: a batch of its own is padded"
+    nb = case.batch or B
     bs = torch.tensor([sum(1 for n in LENGTHS if n > t) for t in range(T)]) if case.packed else None
-    N = int(bs.sum()) if case.packed else T * B
-    x, w, h0 = rand(N, G * H), rand(G * H, H, scale=H ** -0.5), rand(B, H, scale=0.5)
-    extra = rand(B, H, scale=0.5) if lstm else rand(G * H, scale=0.3)  # c0, or b_hh
-    gy, ghn, gcn = rand(N, H), rand(B, H), rand(B, H)
+    N = int(bs.sum()) if case.packed else T * nb
+    x, w, h0 = rand(N, G * H), rand(G * H, H, scale=H ** -0.5), rand(nb, H, scale=0.5)
+    extra = rand(nb, H, scale=0.5) if lstm else rand(G * H, scale=0.3)  # c0, or b_hh
+    gy, ghn, gcn = rand(N, H), rand(nb, H), rand(nb, H)
     low = (lambda t: t.to(dtype))  # noqa: E731
     if lstm:
         y, _, _, ws = ops.lstm_fwd(low(x), low(w), None, low(h0), low(extra), bs, False, True)

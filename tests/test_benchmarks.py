@@ -1018,7 +1018,7 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "25 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "26 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
     # the grid forward pinned to CTAs of 4 (MMA and FMA) and 3 m-tiles
     assert "LSTM-bf16-H64-packed-persistent-grid-J16-R1" in out
     assert "LSTM-fp32-H64-packed-persistent-grid-J16-R1" in out
@@ -1032,6 +1032,7 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     # the cluster backward kernel, launched directly (its emulator on the CPU)
     assert "LSTM-bf16-H40-packed-persistent-cluster-bwd-J8-R2" in out
     assert "GRU-bf16-H200-padded-persistent-cluster-bwd-J24-R1" in out
+    assert "LSTM-bf16-H300-padded-persistent-cluster-bwd-J48-R1-B37" in out  # 7 item slots
     # several slices per CTA, one and two per bracket; groups of 4 with a short last one
     assert "LSTM-bf16-H200-packed-persistent-cluster-P7-group1" in out
     assert "LSTM-bf16-H200-packed-persistent-cluster-P7-group2" in out
