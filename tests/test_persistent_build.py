@@ -521,6 +521,108 @@ def test_cluster_bwd_loads_item_operands_ahead_of_their_reduction(extension, cuo
             assert rolling >= 2 * per_item, f"{arch} {name}: {rolling} loads a reduction round"
 
 
+# One SASS instruction with the high 64 bits of its encoding, which hold the
+# control bits (bits 105-125 of the instruction: stall 4, yield 1, write
+# barrier 3, read barrier 3, wait mask 6, reuse 4).
+SASS_CONTROL = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)[^;]*;"
+                          r"\s*/\* 0x[0-9a-f]{16} \*/\s*/\* 0x([0-9a-f]{16}) \*/")
+
+
+def scoreboard_insns(body: str) -> list[tuple[int, str, int, int]]:
+    """(address, opcode, write barrier, wait mask) of every instruction: a
+    variable-latency instruction's result sets its write barrier (0-5; 7:
+    none), and an instruction waits for every barrier in its mask."""
+    out = []
+    for addr, op, hi in SASS_CONTROL.findall(body):
+        c = int(hi, 16) >> 41
+        out.append((int(addr, 16), op, (c >> 5) & 7, (c >> 11) & 0x3F))
+    return out
+
+
+def is_global_load(op: str) -> bool:
+    """A load through global memory (LDG, or a generic LD), not a cp.async."""
+    return (op.startswith("LDG") and not op.startswith(("LDGSTS", "LDGDEPBAR"))) or \
+        op == "LD" or op.startswith("LD.")
+
+
+def global_round_trips(insns) -> int:
+    """Dependent global round trips along insns in address order (branches
+    fall through, a loop's body once): a global load issued at depth d lands
+    at d + 1, a cp.async copy (LDGSTS) too, through the DEPBAR that waits for
+    it, and an instruction that waits for a barrier with landed loads on it
+    takes the stretch to that depth."""
+    landed, copies, depth = {}, 0, 0
+    for _, op, wbar, wait in insns:
+        for b in range(6):
+            if wait >> b & 1 and b in landed:
+                depth = max(depth, landed.pop(b))
+        if op.startswith("DEPBAR") and copies:
+            depth, copies = max(depth, copies), 0
+        if op.startswith("LDGSTS"):
+            copies = max(copies, depth + 1)
+        elif is_global_load(op) and wbar < 6:
+            landed[wbar] = max(landed.get(wbar, 0), depth + 1)
+    return depth
+
+
+def is_step_wait(op: str, cluster: bool) -> bool:
+    """The step's wait: the mbarrier's PHASECHK (cluster tier), or the L1
+    invalidation (CCTL.IVALL) after a flag's acquire load (grid tier)."""
+    return op.startswith("SYNCS.PHASECHK") if cluster else op.startswith("CCTL.IVALL")
+
+
+def persistent_step_loop(body: str, cluster: bool):
+    """(instructions of the loop over steps, index of its first wait), or
+    None: the smallest loop with the step's wait, an HMMA or FFMA and (grid)
+    the publishing release's MEMBAR.ALL.GPU, so not a step's inner loops or
+    the flag's spin."""
+    insns = scoreboard_insns(body)
+    best = None
+    for lo, hi in loop_ranges(body):
+        ops = [op for a, op, _, _ in insns if lo <= a <= hi]
+        if (any(is_step_wait(o, cluster) for o in ops) and any(o.startswith(("HMMA", "FFMA")) for o in ops)
+                and (cluster or any(o.startswith("MEMBAR.ALL.GPU") for o in ops))
+                and (best is None or hi - lo < best[1] - best[0])):
+            best = (lo, hi)
+    if best is None:
+        return None
+    step = [i for i in insns if best[0] <= i[0] <= best[1]]
+    return step, next(k for k, i in enumerate(step) if is_step_wait(i[1], cluster))
+
+
+# The grid kernels (sm_80 and sm_90), mangled name -> cell; FMA kernels apart.
+GRID_KERNELS = {
+    f"_ZN7rnnfuse7persist{kind}I{elem}LNS0_4CellE{cell}EEEvNS0_{launch}E": cell
+    for kind, launch in (("18persist_fwd_kernel", "16PersistFwdLaunch"),
+                         ("18persist_bwd_kernel", "16PersistBwdLaunch"))
+    for elem in ("6__half", "13__nv_bfloat16", "f") for cell in (0, 1)
+}
+
+
+def test_step_operands_loaded_before_the_wait_are_not_awaited_before_it(extension, cuobjdump):
+    """sm_90: the operands a step loads before its wait (the grid kernels'
+    first chunk's epilogue operands, the cluster backward's first 4 items')
+    are all in flight at the wait: no instruction before it waits for one
+    (at most one such round trip in the grid backward, whose loads wait
+    for a scoreboard). Converted from 16 bits where they were loaded, each
+    item slot's conversion waited there for its load and the next slot's
+    loads went out only then: before the wait, 2 round trips (grid forward
+    and backward, 16-bit) and 4 to 7 (cluster backward, 16-bit, counting
+    every slot's code)."""
+    names = list(GRID_KERNELS) + list(CLUSTER_BWD_KERNELS)
+    code = sass_by_arch(extension, cuobjdump, names)
+    for name in names:
+        cluster = name in CLUSTER_BWD_KERNELS
+        for arch in cluster_archs():
+            found = persistent_step_loop(code[(arch, name)], cluster)
+            assert found, f"{arch} {name}: step loop not found"
+            step, wait = found
+            trips = global_round_trips(step[:wait])
+            print(f"  {arch} {name[24:80]}: {trips} global round trips before the wait")
+            allowed = 1 if "persist_bwd_kernel" in name else 0
+            assert trips <= allowed, f"{arch} {name}: {trips} global round trips before the step's wait"
+
+
 def test_cluster_bwd_push_index_math_is_per_unit(extension, cuobjdump):
     """sm_90: at most 20 instructions per st.async (STAS) from the cluster
     backward's last HMMA of a pass to its last push store. A lane's elements

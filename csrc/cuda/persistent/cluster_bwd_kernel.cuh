@@ -110,24 +110,30 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t recv_base = smem_addr(recv), bar_base = smem_addr(bars);
   uint32_t parity = 0;
   // A (unit, row) item's operands that no other CTA writes: grad_y, the
-  // saved activations, the carried dh (and dc) state, which only this
-  // thread writes (the item's thread is the same every step), and c_prev
-  // (LSTM) or h_prev (GRU).
-  constexpr int kDh = kActs + 1, kDc = kActs + 2, kIn = kActs + 4;
-  const auto load_item = [&](const StepInfo& st, int n, int j, float (&in)[kIn]) {
+  // saved activations, c_prev (LSTM) or h_prev (GRU), and the carried dh
+  // (and dc) state, which only this thread writes (the item's thread is the
+  // same every step). The 16-bit ones stay in their type until the
+  // reduction uses them: converted where they were loaded, each item's
+  // conversion waited there for its load, and the next item's loads went
+  // out only then (a global round trip per item ahead of the step's wait).
+  constexpr int kPrev = kActs + 1;  // e[]: grad_y, the activations, c_prev or h_prev
+  struct ItemOperands {
+    E e[kActs + 2];
+    float dh, dc;
+  };
+  const auto load_item = [&](const StepInfo& st, int n, int j, ItemOperands& in) {
     const int64_t b = p.replica_row(r, n), row = st.row0 + b;
-    in[0] = X::to_float(grad_y[row * a.ld_grad_y + j]);
+    in.e[0] = grad_y[row * a.ld_grad_y + j];
 #pragma unroll
-    for (int g = 0; g < kActs; ++g) in[1 + g] = X::to_float(ws[row * kActs * H + g * H + j]);
-    in[kDh] = a.dh_state[b * H + j];
-    in[kDc] = CELL == Cell::LSTM ? a.dc_state[b * H + j] : 0.0f;
+    for (int g = 0; g < kActs; ++g) in.e[1 + g] = ws[row * kActs * H + g * H + j];
+    in.dh = a.dh_state[b * H + j];
+    in.dc = CELL == Cell::LSTM ? a.dc_state[b * H + j] : 0.0f;
     if constexpr (CELL == Cell::LSTM) {
-      in[kIn - 1] = X::to_float(b < st.carry_next ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
-                                                   : static_cast<const E*>(a.c0)[b * H + j]);
+      in.e[kPrev] = b < st.carry_next ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
+                                      : static_cast<const E*>(a.c0)[b * H + j];
     } else {
-      in[kIn - 1] = X::to_float(b < st.carry_next
-                                    ? static_cast<const E*>(a.y)[(st.next_row0 + b) * a.ld_y + j]
-                                    : static_cast<const E*>(a.h0)[b * H + j]);
+      in.e[kPrev] = b < st.carry_next ? static_cast<const E*>(a.y)[(st.next_row0 + b) * a.ld_y + j]
+                                      : static_cast<const E*>(a.h0)[b * H + j];
     }
   };
   StepCursor cur;
@@ -149,11 +155,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     // B = 256 in 16 bits, a quick-preset point.)
     constexpr int kWindow = 2 * kItemSlots;
     const int slots = ceil_div(rows * J, kThreads);
-    const auto load_slot = [&](int k, float (&in)[kIn]) {
+    const auto load_slot = [&](int k, ItemOperands& in) {
       const int e = tid + k * kThreads, n = p.item_row(e), jj = e - n * J;
       if (n < rows && jj < span) load_item(st, n, u0 + jj, in);
     };
-    float win[kWindow][kIn];
+    ItemOperands win[kWindow];
 #pragma unroll
     for (int k = 0; k < kWindow; ++k) load_slot(k, win[k]);
     if (cluster_waits(st, carry_rows)) {
@@ -165,7 +171,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     // ---- the reduction and the derivatives (item e = n * J + jj)
     const float* rb = recv + buf * p.recv_floats();
-    const auto reduce_item = [&](int n, int jj, const float (&in)[kIn]) {
+    const auto reduce_item = [&](int n, int jj, const ItemOperands& in) {
       const int j = u0 + jj;
       const int64_t b = p.replica_row(r, n);
       const int64_t row = st.row0 + b;
@@ -176,12 +182,14 @@ __global__ void __launch_bounds__(kThreads, 1)
           rec = src == 0 ? v : rec + v;
         }
       }
-      const float dh = in[0] + in[kDh] + rec;
+      const float dh = X::to_float(in.e[0]) + in.dh + rec;
       float out[G];
       if constexpr (CELL == Cell::LSTM) {
         a.dh_state[b * H + j] = 0.0f;
         const LstmGrads<float> d = lstm_cell_backward(
-            LstmActs<float>{in[1], in[2], in[3], in[4], in[5]}, in[kIn - 1], dh, in[kDc]);
+            LstmActs<float>{X::to_float(in.e[1]), X::to_float(in.e[2]), X::to_float(in.e[3]),
+                            X::to_float(in.e[4]), X::to_float(in.e[5])},
+            X::to_float(in.e[kPrev]), dh, in.dc);
         a.dc_state[b * H + j] = d.dc_prev;
         out[0] = d.di;
         out[1] = d.df;
@@ -189,7 +197,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         out[3] = d.d_o;
       } else {
         const GruGrads<float> d =
-            gru_cell_backward(GruActs<float>{in[1], in[2], in[3], in[4]}, in[kIn - 1], dh);
+            gru_cell_backward(GruActs<float>{X::to_float(in.e[1]), X::to_float(in.e[2]),
+                                             X::to_float(in.e[3]), X::to_float(in.e[4])},
+                              X::to_float(in.e[kPrev]), dh);
         a.dh_state[b * H + j] = d.dh_prev;
         E* dx = static_cast<E*>(a.dx) + row * a.ld_dx + j;
         dx[0] = X::from_float(d.dr);
@@ -213,10 +223,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (n < rows && jj < span) reduce_item(n, jj, win[k]);
       }
 #pragma unroll
-      for (int k = 0; k < kWindow - kItemSlots; ++k) {
-#pragma unroll
-        for (int i = 0; i < kIn; ++i) win[k][i] = win[k + kItemSlots][i];
-      }
+      for (int k = 0; k < kWindow - kItemSlots; ++k) win[k] = win[k + kItemSlots];
       if (k0 + kWindow < slots) {
 #pragma unroll
         for (int k = kWindow - kItemSlots; k < kWindow; ++k) load_slot(k0 + kItemSlots + k, win[k]);

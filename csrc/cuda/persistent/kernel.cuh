@@ -76,7 +76,10 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
 
   const E* x_proj = static_cast<const E*>(a.x_proj);
   E* y = static_cast<E*>(a.y);
-  float xv[kItemSlots][G];
+  // x_proj stays in its type until the epilogue: converted where it was
+  // loaded, a slot's conversion waited there for its load, and the next
+  // slot's loads went out only then (a global round trip per slot).
+  E xv[kItemSlots][G];
   float cv[kItemSlots] = {};
 
   // Epilogue operands of one chunk that do not depend on the exchange
@@ -93,7 +96,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
         const int64_t b = p.replica_row(r, row_base + nn);
         const E* xr = x_proj + (st.row0 + b) * a.ld_x + j;
 #pragma unroll
-        for (int g = 0; g < G; ++g) xv[s][g] = X::to_float(xr[g * H]);
+        for (int g = 0; g < G; ++g) xv[s][g] = xr[g * H];
         if constexpr (CELL == Cell::LSTM) cv[s] = a.c_state[b * H + j];
       }
     }
@@ -137,7 +140,10 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
               E* w = a.ws != nullptr ? static_cast<E*>(a.ws) + row * (G + 1) * H + j : nullptr;
               float h_prev = 0.0f;
               if constexpr (CELL == Cell::GRU) h_prev = X::to_float(hbuf[(q0 + nn) * pitch + j]);
-              const float h = cell_item<CELL, G>(xv[s], sum, bias, J, jj, cv[s], h_prev, w, H);
+              float x[G];
+#pragma unroll
+              for (int g = 0; g < G; ++g) x[g] = X::to_float(xv[s][g]);
+              const float h = cell_item<CELL, G>(x, sum, bias, J, jj, cv[s], h_prev, w, H);
               if constexpr (CELL == Cell::LSTM) a.c_state[b * H + j] = cv[s];
               st_exchanged(y + row * a.ld_y + j, X::from_float(h));  // read by the replica's CTAs
             }

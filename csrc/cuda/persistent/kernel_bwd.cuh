@@ -88,8 +88,12 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   const E* grad_y = static_cast<const E*>(a.grad_y);
   E* xch = static_cast<E*>(a.xch);
   const E* ws = static_cast<const E*>(a.ws);  // the forward's activations, in E
-  // Per item slot: grad_y + dh_state, the saved activations, c_{t-1} or h_{t-1}, dc.
-  float gv[kItemSlots], av[kItemSlots][kActs], pv[kItemSlots], dcv[kItemSlots];
+  // Per item slot, as loaded: grad_y, the saved activations, c_{t-1} or
+  // h_{t-1} (in E until the epilogue converts them: converted where they
+  // were loaded, a slot's conversion waited there for its load, and the
+  // next slot's loads went out only then), the dh and dc state.
+  E gv[kItemSlots], av[kItemSlots][kActs], pv[kItemSlots];
+  float dhv[kItemSlots], dcv[kItemSlots];
 
   // n_rows: the chunk's, which packs its items (Partition::item_bits).
   auto load_operands = [&](const StepInfo& st, int row_base, int n_rows) {
@@ -102,17 +106,18 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
       if (e >= 0 && nn < n_rows && j < H) {
         const int64_t b = p.replica_row(r, row_base + nn);
         const int64_t row = st.row0 + b;
-        gv[s] = X::to_float(grad_y[row * a.ld_grad_y + j]) + a.dh_state[b * H + j];
+        gv[s] = grad_y[row * a.ld_grad_y + j];
+        dhv[s] = a.dh_state[b * H + j];
         const E* w = ws + row * kActs * H + j;
 #pragma unroll
-        for (int g = 0; g < kActs; ++g) av[s][g] = X::to_float(w[g * H]);
+        for (int g = 0; g < kActs; ++g) av[s][g] = w[g * H];
         if constexpr (CELL == Cell::LSTM) {
-          pv[s] = X::to_float(b < st.carry_next ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
-                                                : static_cast<const E*>(a.c0)[b * H + j]);
+          pv[s] = b < st.carry_next ? ws[(st.next_row0 + b) * 5 * H + 4 * H + j]
+                                    : static_cast<const E*>(a.c0)[b * H + j];
           dcv[s] = a.dc_state[b * H + j];
         } else {
-          pv[s] = b < st.carry_next ? X::to_float(static_cast<const E*>(a.y)[(st.next_row0 + b) * a.ld_y + j])
-                                    : X::to_float(static_cast<const E*>(a.h0)[b * H + j]);
+          pv[s] = b < st.carry_next ? static_cast<const E*>(a.y)[(st.next_row0 + b) * a.ld_y + j]
+                                    : static_cast<const E*>(a.h0)[b * H + j];
         }
       }
     }
@@ -200,20 +205,23 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                   rec = sp == 0 ? v : rec + v;
                 }
               }
-              const float dh = gv[s] + rec;
+              const float dh = (X::to_float(gv[s]) + dhv[s]) + rec;
               E* xr = xch + row * a.ld_xch + j;
               if constexpr (CELL == Cell::LSTM) {
                 a.dh_state[b * H + j] = 0.0f;
-                const LstmActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3], av[s][4]};
-                const LstmGrads<float> d = lstm_cell_backward(act, pv[s], dh, dcv[s]);
+                const LstmActs<float> act{X::to_float(av[s][0]), X::to_float(av[s][1]),
+                                          X::to_float(av[s][2]), X::to_float(av[s][3]),
+                                          X::to_float(av[s][4])};
+                const LstmGrads<float> d = lstm_cell_backward(act, X::to_float(pv[s]), dh, dcv[s]);
                 a.dc_state[b * H + j] = d.dc_prev;
                 st_exchanged(xr, X::from_float(d.di));
                 st_exchanged(xr + H, X::from_float(d.df));
                 st_exchanged(xr + 2 * H, X::from_float(d.dg));
                 st_exchanged(xr + 3 * H, X::from_float(d.d_o));
               } else {
-                const GruActs<float> act{av[s][0], av[s][1], av[s][2], av[s][3]};
-                const GruGrads<float> d = gru_cell_backward(act, pv[s], dh);
+                const GruActs<float> act{X::to_float(av[s][0]), X::to_float(av[s][1]),
+                                         X::to_float(av[s][2]), X::to_float(av[s][3])};
+                const GruGrads<float> d = gru_cell_backward(act, X::to_float(pv[s]), dh);
                 a.dh_state[b * H + j] = d.dh_prev;
                 E* dx = static_cast<E*>(a.dx) + row * a.ld_dx + j;
                 dx[0] = X::from_float(d.dr);
