@@ -489,8 +489,8 @@ def test_cluster_bwd_step_does_no_integer_division_after_the_wait(extension, cuo
 
 
 def item_operand_loads(ops: list[str]) -> int:
-    """Global loads of reduction operands (LDG, not the flags' STRONG ones)."""
-    return sum(op.startswith("LDG") and "STRONG" not in op for op in ops)
+    """Global loads of reduction operands (not the flags' STRONG ones)."""
+    return sum(is_global_load(op) and "STRONG" not in op for op in ops)
 
 
 def test_cluster_bwd_loads_item_operands_ahead_of_their_reduction(extension, cuobjdump):
@@ -590,13 +590,13 @@ def persistent_step_loop(body: str, cluster: bool):
     return step, next(k for k, i in enumerate(step) if is_step_wait(i[1], cluster))
 
 
-# The grid kernels (sm_80 and sm_90), mangled name -> cell; FMA kernels apart.
-GRID_KERNELS = {
-    f"_ZN7rnnfuse7persist{kind}I{elem}LNS0_4CellE{cell}EEEvNS0_{launch}E": cell
+# The grid kernels' mangled names (sm_80 and sm_90; the FMA kernels apart).
+GRID_KERNELS = [
+    f"_ZN7rnnfuse7persist{kind}I{elem}LNS0_4CellE{cell}EEEvNS0_{launch}E"
     for kind, launch in (("18persist_fwd_kernel", "16PersistFwdLaunch"),
                          ("18persist_bwd_kernel", "16PersistBwdLaunch"))
     for elem in ("6__half", "13__nv_bfloat16", "f") for cell in (0, 1)
-}
+]
 
 
 def test_step_operands_loaded_before_the_wait_are_not_awaited_before_it(extension, cuobjdump):

@@ -186,10 +186,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       float out[G];
       if constexpr (CELL == Cell::LSTM) {
         a.dh_state[b * H + j] = 0.0f;
-        const LstmGrads<float> d = lstm_cell_backward(
-            LstmActs<float>{X::to_float(in.e[1]), X::to_float(in.e[2]), X::to_float(in.e[3]),
-                            X::to_float(in.e[4]), X::to_float(in.e[5])},
-            X::to_float(in.e[kPrev]), dh, in.dc);
+        const LstmGrads<float> d =
+            lstm_cell_backward(lstm_saved_acts(in.e + 1), X::to_float(in.e[kPrev]), dh, in.dc);
         a.dc_state[b * H + j] = d.dc_prev;
         out[0] = d.di;
         out[1] = d.df;
@@ -197,9 +195,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         out[3] = d.d_o;
       } else {
         const GruGrads<float> d =
-            gru_cell_backward(GruActs<float>{X::to_float(in.e[1]), X::to_float(in.e[2]),
-                                             X::to_float(in.e[3]), X::to_float(in.e[4])},
-                              X::to_float(in.e[kPrev]), dh);
+            gru_cell_backward(gru_saved_acts(in.e + 1), X::to_float(in.e[kPrev]), dh);
         a.dh_state[b * H + j] = d.dh_prev;
         E* dx = static_cast<E*>(a.dx) + row * a.ld_dx + j;
         dx[0] = X::from_float(d.dr);

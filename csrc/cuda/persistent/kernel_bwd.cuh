@@ -209,19 +209,16 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
               E* xr = xch + row * a.ld_xch + j;
               if constexpr (CELL == Cell::LSTM) {
                 a.dh_state[b * H + j] = 0.0f;
-                const LstmActs<float> act{X::to_float(av[s][0]), X::to_float(av[s][1]),
-                                          X::to_float(av[s][2]), X::to_float(av[s][3]),
-                                          X::to_float(av[s][4])};
-                const LstmGrads<float> d = lstm_cell_backward(act, X::to_float(pv[s]), dh, dcv[s]);
+                const LstmGrads<float> d =
+                    lstm_cell_backward(lstm_saved_acts(av[s]), X::to_float(pv[s]), dh, dcv[s]);
                 a.dc_state[b * H + j] = d.dc_prev;
                 st_exchanged(xr, X::from_float(d.di));
                 st_exchanged(xr + H, X::from_float(d.df));
                 st_exchanged(xr + 2 * H, X::from_float(d.dg));
                 st_exchanged(xr + 3 * H, X::from_float(d.d_o));
               } else {
-                const GruActs<float> act{X::to_float(av[s][0]), X::to_float(av[s][1]),
-                                         X::to_float(av[s][2]), X::to_float(av[s][3])};
-                const GruGrads<float> d = gru_cell_backward(act, X::to_float(pv[s]), dh);
+                const GruGrads<float> d =
+                    gru_cell_backward(gru_saved_acts(av[s]), X::to_float(pv[s]), dh);
                 a.dh_state[b * H + j] = d.dh_prev;
                 E* dx = static_cast<E*>(a.dx) + row * a.ld_dx + j;
                 dx[0] = X::from_float(d.dr);

@@ -415,5 +415,19 @@ __device__ __forceinline__ float cell_item(const float (&x)[G], const float (&su
   }
 }
 
+// An item's saved workspace row (cell_item's, in E: i f g o c, or r z n
+// hn), converted for the backward's derivatives.
+template <typename E>
+__device__ __forceinline__ LstmActs<float> lstm_saved_acts(const E* v) {
+  using X = Elem<E>;
+  return {X::to_float(v[0]), X::to_float(v[1]), X::to_float(v[2]), X::to_float(v[3]),
+          X::to_float(v[4])};
+}
+template <typename E>
+__device__ __forceinline__ GruActs<float> gru_saved_acts(const E* v) {
+  using X = Elem<E>;
+  return {X::to_float(v[0]), X::to_float(v[1]), X::to_float(v[2]), X::to_float(v[3])};
+}
+
 }  // namespace persist
 }  // namespace rnnfuse
