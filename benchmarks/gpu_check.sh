@@ -308,8 +308,15 @@ stage_sanitizer() { # TOOL CAP [ARGS for sanitizer_cases.py]
     fi
     start=$next
   done
-  local summary
+  local summary excuse=""
   summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitizer_cases:|^BROKEN' "$log" | sed 's/=========//' | tr '\n' ';')
+  # racecheck's hazards inside a library's kernel (cuBLAS's nvjet GEMMs, seen
+  # on an H200) are that kernel's own shared memory: listed, not counted.
+  if ((rc == 1)) && [[ $tool == racecheck ]] &&
+     excuse=$("$PY" benchmarks/gpu_check_report.py race-verdict "$log"); then
+    rc=0
+    summary="$summary $excuse"
+  fi
   if ((rc == 0)); then
     record "$tool" pass $(($(now) - t0)) "$summary"
   else

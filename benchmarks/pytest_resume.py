@@ -12,7 +12,10 @@ and, after each test, whether the CUDA context still works. When a test
 breaks it (or the child dies, or one test runs past --per-test-s and is
 killed), that test is recorded as an error and a fresh pytest runs the tests
 not yet run, with the same options. Until --deadline-s; tests not reached
-are reported as not run.
+are reported as not run. A test whose process died of a signal (a host-side
+crash: segfault, abort) is run once more alone, with
+benchmarks/native_backtrace.c loaded, and its native frames are printed
+(the GPU machine has no gdb).
 
 At the end: one junit XML over all runs (--junit), and a last line in
 pytest's summary form ("2 failed, 60 passed, 1 skipped in 40.1s (2
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import native_backtrace
 from benchmarks.cuda_health import cuda_context_error
 
 STATE_ENV = "RNNFUSE_PYTEST_RESUME_DIR"
@@ -205,6 +209,34 @@ def summary_line(results: dict[str, tuple[str, str]], seconds: float, restarts: 
     return f"{', '.join(parts)} in {seconds:.1f}s ({restarts} restart{'s' if restarts != 1 else ''})"
 
 
+def crash_frames(test: str, state: Path, seconds: float) -> str:
+    """Run the test that killed its process by a signal once more, alone and
+    with the native backtrace handler; print its native frames. Returns a
+    short note for its error message."""
+    lib = native_backtrace.build(state)
+    if lib is None:
+        return "no C compiler for a native backtrace"
+    preload = os.environ.get("LD_PRELOAD", "")
+    env = dict(os.environ, LD_PRELOAD=f"{lib}:{preload}" if preload else str(lib))
+    env.pop(STATE_ENV, None)
+    cmd = [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", test]
+    try:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(seconds, 1.0))
+    except subprocess.TimeoutExpired:
+        return "alone, it ran past its time (no native backtrace)"
+    sig, frames = native_backtrace.frames(r.stdout + r.stderr)
+    if sig is None:
+        return f"alone in a fresh process it did not crash (exit {r.returncode})"
+    print(f"pytest_resume: native backtrace of {test} (alone in a fresh process, signal {sig}):",
+          flush=True)
+    for f in frames[:48]:
+        print(f"    {f}", flush=True)
+    # The faulting code: the frames after the last signal frame (the handler's
+    # own and faulthandler's come before it).
+    last = max((i for i, f in enumerate(frames) if "__restore_rt" in f), default=-1)
+    return f"native (signal {sig}): " + " < ".join(frames[last + 1:last + 4])
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options: list[str] = []
@@ -256,6 +288,9 @@ def main(argv=None) -> int:
                                            f"{time.monotonic() - t_started:.0f} s into it")
         elif started is not None:
             why = killed or f"the pytest process died (exit {rc})"
+            if not killed and rc < 0:
+                left = min(args.per_test_s, deadline - time.monotonic() - 1.0)
+                why += "; " + crash_frames(selector.get(started, started), state, left)
             results[started] = ("error", why)
             culprit = (started, why)
         elif _read_lines(state / "broken.txt"):

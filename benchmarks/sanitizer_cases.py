@@ -211,6 +211,8 @@ def persistent_cases() -> list[Case]:
 
 def _persistent_path(case: Case, directions: int = 1) -> dict:
     import json
+
+    import rnnfuse  # noqa: F401  (loads the ops; a -k run may ask before any case imported it)
     like = torch.empty(1, device="cuda", dtype=DTYPE[case.dtype])
     return json.loads(torch.ops.rnnfuse.recurrence_path(like, case.kind, case.H, B, T, 0, 1,
                                                         directions))

@@ -1919,3 +1919,27 @@ def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
     assert bad and bad[0]["status"] == "error: RuntimeError: cluster launch failed", bad
     assert not persist_check.sweep_row_ok(bad[0])
     assert sum(persist_check.sweep_row_ok(r) for r in rows) == len(rows) - 1
+
+
+def test_racecheck_hazards_inside_library_kernels_are_listed_not_counted():
+    """The H200 check of 2026-11-30: racecheck's two hazards were inside
+    cuBLAS's nvjet GEMMs, every case passed. Those are excused (and named);
+    a hazard in one of rnnfuse's kernels, a failed case or a crash is not."""
+    from benchmarks import gpu_check_report as rep
+    log = (REPO / "benchmarks/results/nvidia-h200_2026-11-30_gpu-check/sanitizer.log").read_text()
+    race = log.split("################ racecheck ################")[1].split("################")[0]
+    ok, why = rep.race_verdict(race)
+    print(why)
+    assert ok and "nvjet_sm90_tst_64x8_64x16_4x1_v_bz_NNT" in why
+    assert rep.race_hazards(race)["ours"] == []
+    ours = race.replace("nvjet_sm90_tst_64x8_64x16_1x2_h_bz_NNT",
+                        "void persist_cluster_kernel<__nv_bfloat16, 1>(PersistClusterLaunch)")
+    ok, why = rep.race_verdict(ours)
+    assert not ok and "persist_cluster_kernel" in why
+    assert rep.race_hazards(ours)["ours"] == [
+        "void persist_cluster_kernel<__nv_bfloat16, 1>(PersistClusterLaunch)"]
+    failed = race.replace("34 passed, 0 failed", "33 passed, 1 failed")
+    assert not rep.race_verdict(failed)[0]
+    crashed = race + "========= Target application returned an error\n"
+    assert not rep.race_verdict(crashed)[0]
+    assert not rep.race_verdict("sanitizer_cases: 3 passed, 0 failed\n")[0]  # no hazard named

@@ -359,7 +359,7 @@ def test_off_unless_enabled(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, reason", [
-    (dict(dtype=torch.float64), "fp64"), (dict(proj=64), "proj_size"), (dict(T=2), "3 steps")])
+    (dict(dtype=torch.float64), "fp64"), (dict(proj=32), "proj_size"), (dict(T=2), "3 steps")])
 def test_fallbacks_run_the_per_step_kernels(kwargs, reason, persistent):
     dtype = kwargs.get("dtype", BF16)
     p = path("LSTM", dtype, 64, 4, kwargs.get("T", 10), kwargs.get("proj", 0))

@@ -82,8 +82,8 @@ def test_parity_on_the_cluster_tier(case, cluster_tier):
 # fp32 with 10 words per slice (16-byte stores in the middle, words at the
 # ends).
 PUSH_CASES = [
-    _c("LSTM", BF16, 6, 600, 8, 384, packed=True, state=True),
-    _c("GRU", F32, 6, 600, 8, 200, packed=True, tf32=True),
+    _c("LSTM", BF16, 6, 300, 8, 384, packed=True, state=True),
+    _c("GRU", F32, 6, 300, 8, 200, packed=True, tf32=True),
 ]
 
 

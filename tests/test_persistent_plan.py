@@ -43,9 +43,10 @@ H100 = device()
 A100 = device(sm=108, smem=166912, cc=(8, 0))
 MPS_HALF = device(avail=66)
 T4 = device(sm=40, smem=65536, cc=(7, 5))
-# An H100/H200 as the host reports it with the cluster kernels built: 16
-# co-resident 8-CTA clusters, 7 of 16 CTAs (GPC harvesting, [I]).
-H100_CLUSTERS = device(max_clusters=16, max_clusters16=7)
+# An H100/H200 as the host reports it with the cluster kernels built: 15
+# co-resident 8-CTA clusters, 7 of 16 CTAs (GPC harvesting; an H200's
+# occupancy API, benchmarks/results/nvidia-h200_2026-11-30_gpu-check).
+H100_CLUSTERS = device(max_clusters=15, max_clusters16=7)
 
 
 def plan(cell="LSTM", dtype=BF16, H=768, B=16, T=1024, proj=0, runs=1, tf32=True, dev=H100,
@@ -187,7 +188,7 @@ def test_both_directions_in_one_cluster_launch(cell):
             continue
         took += 1
         assert two["directions"] == 2 and two["MT"] == 2
-        active = 16 if two["P"] <= 8 else 7  # H100_CLUSTERS: co-resident 8- / up to 16-CTA clusters
+        active = 15 if two["P"] <= 8 else 7  # H100_CLUSTERS: co-resident 8- / up to 16-CTA clusters
         assert 2 * two["R"] <= active and 2 * two["grid"] <= 132
         if one["tier"] == "cluster" and (one["P"], one["R"]) == (two["P"], two["R"]):
             assert two["us_per_step"] == one["us_per_step"]  # the directions run side by side

@@ -180,6 +180,19 @@ def test_replicas_capped_by_co_resident_clusters():
     assert plan(H=64, B=256, dev=few, cluster=True)["tier"] == "grid"
 
 
+def test_a_batch_beyond_the_co_resident_replicas_names_the_batch():
+    """B=600 at H=384 needs 16 replicas of 8-CTA clusters (38 rows each; at 8
+    replicas 75 rows overflow shared memory). An H200 co-schedules 15: the
+    tier is refused for the batch, and the reason says so, not that W_hh does
+    not fit (the GPU check of 2026-11-30 printed the W_hh reason here)."""
+    p = plan(H=384, B=600, T=6, tf32=False, dev=H100C, grid=False, cluster=True)
+    assert p["tier"] == "per-step", p
+    assert "co-schedules (15 clusters of 8 CTAs)" in p["reason"] and "W_hh" not in p["reason"], p
+    sixteen = device(max_clusters=16, max_clusters16=7)
+    q = plan(H=384, B=600, T=6, tf32=False, dev=sixteen, grid=False, cluster=True)
+    assert q["tier"] == "cluster" and q["R"] == 16, q
+
+
 def test_mps_sm_limit_bounds_the_clusters():
     """Under MPS or a green context with 20 SMs: no 2 x 16-CTA replicas (the
     issue's point then has no persistent tier at all: the grid needs 96 SMs),

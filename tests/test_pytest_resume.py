@@ -117,7 +117,38 @@ def test_a_broken_hung_or_dead_test_costs_only_itself(tmp_path):
     # The GPU check's report reads it as it read pytest's own junit.
     s = gpu_check_report.junit_summary([junit])
     assert (s["tests"], s["passed"], s["failures"], s["errors"], s["skipped"]) == (9, 4, 1, 3, 1)
-    assert "test_sample::test_d_hangs" in " ".join(s["failed_names"])
+    assert "test_sample::test_d_hangs - timed out after 3 s" in s["failed_names"]
+    assert any(n.startswith("test_sample::test_e_fails - AssertionError: a plain failure")
+               for n in s["failed_names"]), s["failed_names"]
+
+
+def test_a_crashed_test_is_rerun_alone_for_its_native_frames(tmp_path):
+    """A segfault in native code (here ctypes reading address 0): the test is
+    an error whose message and log carry the native frames of a rerun alone,
+    through Python's faulthandler (pytest enables it) to the faulting call."""
+    sample = """
+        import ctypes
+
+
+        def test_a():
+            pass
+
+
+        def test_b_segfaults():
+            ctypes.string_at(0)
+
+
+        def test_c():
+            pass
+    """
+    r, junit = run_driver(tmp_path, {"test_crash.py": sample})
+    assert r.returncode == 1
+    assert cases(junit) == {"test_a": "passed", "test_b_segfaults": "error", "test_c": "passed"}
+    assert "native backtrace of" in r.stdout and "(alone in a fresh process, signal 11)" in r.stdout
+    # The faulting frames follow the signal frame: libc's strlen called from _ctypes.
+    error = next(c for c in ET.parse(junit).getroot().iter("testcase")
+                 if c.get("name") == "test_b_segfaults")[0].get("message")
+    assert "died (exit -11); native (signal 11): libc" in error and "< _ctypes" in error, error
 
 
 def test_the_deadline_leaves_the_rest_not_run(tmp_path):

@@ -34,9 +34,9 @@ constexpr double kEpilogueUs = 0.08;          // one slice's reduction over 8 wa
 constexpr double kBarrierUs = 0.02;           // one __syncthreads of 8 warps
 constexpr double kStepFixedUs = 0.05;         // the step's own barriers, the mbarrier wait's exit
 
-std::string fmt(const char* f, double a, double b = 0, double c = 0) {
+std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 0) {
   char buf[256];
-  std::snprintf(buf, sizeof(buf), f, a, b, c);
+  std::snprintf(buf, sizeof(buf), f, a, b, c, d);
   return buf;
 }
 
@@ -393,6 +393,9 @@ Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
   Plan best = per_step("");
   const char* invalid = nullptr;  // why no partition was even valid
   bool valid = false, pinned_out = false;
+  // The batch, not W_hh, ruled the tier out: at the most replicas the
+  // device co-schedules, a replica's rows still overflowed shared memory.
+  int capped_rows = 0, capped_active = 0, capped_ctas = 0;
   const int j_max = kRows / G;
   for (int J : {j_max, j_max / 2}) {
     for (int S : {kPortableClusterCtas, kMaxClusterCtas}) {
@@ -411,6 +414,7 @@ Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
         }
         valid = true;
         if (p1.cluster_grid() * prob.directions > sms) break;
+        bool smem_over = false, placed = false;
         // Slices per bracket, as the accumulator slots and the CTA's slices
         // allow; each with the padded partial-sum tile where it fits, else
         // the unpadded one.
@@ -421,7 +425,11 @@ Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
             const ClusterPartition p = make_cluster_partition(
                 G, prob.hidden, prob.batch, J, R, S, eb, prob.slice_push, group, pad);
             const int64_t smem = cluster_smem(p, eb, prob.cell).total;
-            if (smem > dev.smem_optin) continue;
+            if (smem > dev.smem_optin) {
+              smem_over = true;
+              continue;
+            }
+            placed = true;
             if (!prob.pin.admits(p.cluster, p.units, p.replicas, 1, p.group)) {
               pinned_out = true;
               break;
@@ -430,6 +438,13 @@ Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
             break;
           }
         }
+        // (The cluster size that came closest: the fewest rows per replica.)
+        if (smem_over && !placed && 2 * R * prob.directions > active &&
+            (capped_rows == 0 || p1.max_replica_rows() < capped_rows)) {
+          capped_rows = p1.max_replica_rows();
+          capped_active = active;
+          capped_ctas = S;
+        }
       }
     }
   }
@@ -437,6 +452,11 @@ Plan plan_cluster(const Problem& prob, const DeviceProps& dev) {
     best.reason = "no cluster partition that fits matches the pin " + prob.pin.text();
   } else if (best.tier == Tier::PerStep && !valid && invalid != nullptr) {
     best.reason = std::string("no cluster partition: ") + invalid;
+  } else if (best.tier == Tier::PerStep && capped_rows > 0) {
+    best.reason = fmt("the batch (%.0f) needs more replicas than the device co-schedules (%.0f "
+                      "clusters of %.0f CTAs): a replica's %.0f rows do not fit shared memory",
+                      prob.batch, capped_active, capped_ctas, capped_rows);
+    if (prob.directions > 1) best.reason += " (both directions' replicas at once)";
   } else if (best.tier == Tier::PerStep) {
     best.reason = fmt("W_hh (%.2f MB) does not fit one cluster of up to %.0f CTAs (registers and "
                       "shared memory) within %.0f available SMs",
