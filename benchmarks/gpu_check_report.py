@@ -260,14 +260,15 @@ def persist_section(persist: dict | None) -> list[str]:
               "to be compared with us/step, which also carries the input projection); x floor: "
               "an inference step over the exchange alone at the same partition (the issue: "
               "within 2x at B <= 16, H <= 1024); path: the forward's, and in training the "
-              "backward's after '/'; grid tier: the grid tier's time (both passes) where the "
-              "planner picked the cluster tier for one; grid bwd: training with the backward "
-              "alone on the grid tier (the forward as planned) where the planner picked the "
-              "cluster backward; step push: the cluster tier with every push at "
+              "backward's after '/'; other tier: the other persistent tier's time (both passes "
+              "on it): the grid tier's where the planner picked the cluster tier for a pass, "
+              "else the cluster tier's where this GPU has its kernels; other bwd: training "
+              "with the backward alone on that tier (the forward as planned); step push: the "
+              "cluster tier with every push at "
               "the step's end (RNNFUSE_CLUSTER_PUSH=step) instead of slice by slice, and "
               "whether its outputs equal the pipelined push's to the bit:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
-              "us/step | model | x floor | path | grid tier | grid bwd | step push | status |",
+              "us/step | model | x floor | path | other tier | other bwd | step push | status |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
@@ -284,7 +285,7 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_fmt(r.get('persistent_ms'))} | {_fmt(r.get('speedup_vs_cudnn'), '.2f')} | "
                      f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(model, '.2f')} | "
                      f"{_fmt(over, '.2f')} | "
-                     f"{_paths(r)} | {_compared(r, 'grid')} | {_compared(r, 'grid_bwd')} | "
+                     f"{_paths(r)} | {_other(r, '')} | {_other(r, '_bwd')} | "
                      f"{_step_push(r)} | {r['status']} |")
     lines += sweep_section(persist.get("sweep", []))
     if persist.get("not_run"):
@@ -376,6 +377,14 @@ def _compared(row: dict, name: str) -> str:
     if status not in (None, "OK"):
         return str(status)[:80]
     return _fmt(row.get(f"{name}_ms"))
+
+
+def _other(row: dict, suffix: str) -> str:
+    """The other tier's comparison (grid or cluster, whichever ran), named."""
+    for tier in ("grid", "cluster"):
+        if f"{tier}{suffix}_status" in row:
+            return f"{tier} {_compared(row, tier + suffix)}"
+    return "-"
 
 
 def _paths(row: dict) -> str:

@@ -20,7 +20,9 @@
    column, and the backward's), timed with CUDA events (warm-up, median);
    where a pass takes the cluster tier, the grid tier is timed too (grid_ms:
    both passes on it; grid_bwd_ms: training with the backward alone on it,
-   RNNFUSE_PERSISTENT_BWD_TIER=grid). Each rnnfuse output is
+   RNNFUSE_PERSISTENT_BWD_TIER=grid), and where both take the grid tier the
+   cluster tier is, where this GPU has its kernels (cluster_ms, cluster_bwd_ms,
+   and its push at the step's end). Each rnnfuse output is
    checked against the per-step path (validated on the H200) before it is
    timed, and the launch counters must move (forward on its tier, and in
    training the backward where its plan says persistent);
@@ -466,6 +468,23 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
                               ("RNNFUSE_PERSISTENT_BWD_TIER",))
             if outcome:
                 row["grid_bwd_status"], row["grid_bwd_ms"] = outcome
+        # Where both passes took the grid tier (the planner's order since the
+        # H200 check of 2026-11-30), the cluster tier for comparison, so that
+        # every check still times it: both passes, the backward alone, and
+        # its push at the step's end.
+        elif "cluster" not in row["path"] and info.get("cluster_kernels"):
+            both = ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER")
+            outcome = on_tier("cluster", run, ours, base, mode, shape, bidir, reps, both)
+            if outcome:
+                row["cluster_status"], row["cluster_ms"] = outcome
+            if mode == "training":
+                outcome = on_tier("cluster", run, ours, base, mode, shape, bidir, reps, both[1:])
+                if outcome:
+                    row["cluster_bwd_status"], row["cluster_bwd_ms"] = outcome
+            if mode == "inference" and row.get("cluster_status") == "OK":
+                with env("RNNFUSE_PERSISTENT_TIER", "cluster"), bidir_one_op(bidir):
+                    row["step_push_bitwise"], row["step_push_ms"] = step_push(
+                        run, ours, reps, (cell, dtype, H, B, T, bidir))
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
               f"cuDNN {row['cudnn_ms']:.3f} ms, "
@@ -484,26 +503,32 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     return rows
 
 
-def on_grid(run, ours, base, mode, shape, bidir, reps,
+def on_tier(tier, run, ours, base, mode, shape, bidir, reps,
             tier_vars) -> tuple[str, float | None] | None:
-    """(status, ms) of the point with `tier_vars` set to the grid tier (the
+    """(status, ms) of the point with `tier_vars` set to `tier` (the
     bidirectional layer as one op, as the point runs it): the status as
     check_persistent gives it, the time where it is OK; None where the
     passes those variables restrict (the forward's: RNNFUSE_PERSISTENT_TIER;
-    the backward's, in training: RNNFUSE_PERSISTENT_BWD_TIER) are not on the
-    grid tier, or none of them is persistent (nothing to compare)."""
+    the backward's, in training: RNNFUSE_PERSISTENT_BWD_TIER) are not on
+    that tier, or none of them is persistent (nothing to compare)."""
     with contextlib.ExitStack() as stack:
         for var in tier_vars:
-            stack.enter_context(env(var, "grid"))
+            stack.enter_context(env(var, tier))
         stack.enter_context(bidir_one_op(bidir))
         info = path_info(*shape, bidir)
         paths = ([info["path"]] if "RNNFUSE_PERSISTENT_TIER" in tier_vars else []) + (
             [info["backward_path"]]
             if mode == "training" and "RNNFUSE_PERSISTENT_BWD_TIER" in tier_vars else [])
-        if any("cluster" in p for p in paths) or not any(p.startswith("persistent-") for p in paths):
+        persistent = [p for p in paths if p.startswith("persistent-")]
+        if not persistent or any(p != f"persistent-{tier}" for p in persistent):
             return None
         status, _ = check_persistent(run, ours, base, info, mode, shape)
         return status, (time_ms(lambda: run(ours), reps) if status == "OK" else None)
+
+
+def on_grid(run, ours, base, mode, shape, bidir, reps, tier_vars):
+    """on_tier on the grid tier."""
+    return on_tier("grid", run, ours, base, mode, shape, bidir, reps, tier_vars)
 
 
 # What the check measures, in order: (the result list it adds rows to, the
@@ -575,6 +600,8 @@ def passed(result: dict) -> bool:
                 and result["points"] and all(r["status"] == "OK" for r in result["points"])
                 and all(r.get("grid_status", "OK") == "OK" for r in result["points"])
                 and all(r.get("grid_bwd_status", "OK") == "OK" for r in result["points"])
+                and all(r.get("cluster_status", "OK") == "OK" for r in result["points"])
+                and all(r.get("cluster_bwd_status", "OK") == "OK" for r in result["points"])
                 and all(step_push_ok(r.get("step_push_bitwise", True)) for r in result["points"])
                 and all(sweep_row_ok(r) for r in result.get("sweep", [])))
 

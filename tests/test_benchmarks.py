@@ -1297,17 +1297,27 @@ def test_persist_check_counts_the_launches_each_path_plans():
              "grid_status": "OK", "grid_ms": 6.5, "grid_bwd_status": "OK", "grid_bwd_ms": 5.25}
     rows = [ln for ln in gpu_check_report.persist_section({"points": [train]})
             if ln.startswith("| LSTM |")]
-    assert "| persistent-cluster / persistent-cluster | 6.500 | 5.250 | - | OK |" in rows[0], rows
+    assert "| persistent-cluster / persistent-cluster | grid 6.500 | grid 5.250 | - | OK |" in rows[0], rows
+    # Both passes on the grid tier: the cluster tier's times in the same columns.
+    on_grid = {**train, "path": "persistent-grid", "backward_path": "persistent-grid",
+               "cluster_status": "OK", "cluster_ms": 9.5, "cluster_bwd_status": "OK",
+               "cluster_bwd_ms": 7.25}
+    for key in ("grid_status", "grid_ms", "grid_bwd_status", "grid_bwd_ms"):
+        on_grid.pop(key)
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [on_grid]})
+            if ln.startswith("| LSTM |")]
+    assert "| persistent-grid / persistent-grid | cluster 9.500 | cluster 7.250 | - | OK |" in rows[0], rows
     # A wrong grid-tier comparison fails the check, either of the two, and
     # the report shows why in its column.
     result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [train]}
     assert persist_check.passed(result)
-    for key in ("grid_status", "grid_bwd_status"):
-        wrong = {**train, key: "WRONG: persistent vs per-step 0.5 > 0.03"}
+    for row, key in ((train, "grid_status"), (train, "grid_bwd_status"),
+                     (on_grid, "cluster_status"), (on_grid, "cluster_bwd_status")):
+        wrong = {**row, key: "WRONG: persistent vs per-step 0.5 > 0.03"}
         assert not persist_check.passed({**result, "points": [wrong]})
         rows = [ln for ln in gpu_check_report.persist_section({"points": [wrong]})
                 if ln.startswith("| LSTM |")]
-        assert "| WRONG: persistent vs per-step 0.5 > 0.03 |" in rows[0], rows
+        assert f"| {key.split('_')[0]} WRONG: persistent vs per-step 0.5 > 0.03 |" in rows[0], rows
 
 
 def _persist_check_on_cpu(monkeypatch, check):
@@ -1328,10 +1338,11 @@ def _persist_check_on_cpu(monkeypatch, check):
 def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     """persist_check.point's own code on the CPU: torch.nn and the modules on
     the CPU kernels, the real planner on a fake H100 (both passes on the
-    cluster tier at LSTM bf16 H=64 B=8), fakes for the launch counters and
-    the CUDA timing. A training row carries both paths and the grid tier's
-    comparisons (both passes; the backward alone), each checked as the point
-    is; the environment is left as it was."""
+    grid tier at LSTM bf16 H=64 B=8; on the cluster tier where the variables
+    ask for it), fakes for the launch counters and the CUDA timing. A row
+    carries the other tier's comparisons (both passes; in training the
+    backward alone), each checked as the point is, and on the cluster tier
+    the push at the step's end; the environment is left as it was."""
     from benchmarks import persist_check
     tiers = []
     check = persist_check.check_persistent
@@ -1343,21 +1354,40 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
         return check(run, ours, base, info, mode, shape)
 
     _persist_check_on_cpu(monkeypatch, check_and_note)
-    monkeypatch.setattr(persist_check, "step_push", lambda *a: (True, 1.0))
-    for var in ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER"):
+    pushes = []
+    monkeypatch.setattr(persist_check, "step_push",
+                        lambda *a: pushes.append(os.environ.get("RNNFUSE_PERSISTENT_TIER"))
+                        or (True, 1.0))
+    both = ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER")
+    for var in both:
         monkeypatch.delenv(var, raising=False)
     rows = persist_check.point("LSTM", torch.bfloat16, 64, 8, 4, False, reps=1)
     inference, training = rows
+    assert inference["path"] == "persistent-grid" and "cluster_bwd_ms" not in inference
+    assert training["backward_path"] == "persistent-grid", training
+    assert "grid_ms" not in training and "grid_bwd_ms" not in training
+    for key in ("status", "cluster_status", "cluster_bwd_status"):
+        assert training[key] == "OK", (key, training)
+    assert training["cluster_ms"] == training["cluster_bwd_ms"] == inference["cluster_ms"] == 1.0
+    assert ("training", "cluster", "cluster", "persistent-cluster", "persistent-cluster") in tiers
+    assert ("training", None, "cluster", "persistent-grid", "persistent-cluster") in tiers
+    assert pushes == ["cluster"] and inference["step_push_bitwise"] is True
+    assert persist_check.passed({"errors": [], "exchange": [], "cluster_exchange": [],
+                                 "points": rows})
+    assert set(both).isdisjoint(os.environ)
+    # The planner sent to the cluster tier: the grid tier is the comparison.
+    tiers.clear()
+    for var in both:
+        monkeypatch.setenv(var, "cluster")
+    inference, training = persist_check.point("LSTM", torch.bfloat16, 64, 8, 4, False, reps=1)
     assert inference["path"] == "persistent-cluster" and "grid_bwd_ms" not in inference
     assert training["backward_path"] == "persistent-cluster", training
     for key in ("status", "grid_status", "grid_bwd_status"):
         assert training[key] == "OK", (key, training)
     assert training["grid_ms"] == training["grid_bwd_ms"] == 1.0
     assert ("training", "grid", "grid", "persistent-grid", "persistent-grid") in tiers
-    assert ("training", None, "grid", "persistent-cluster", "persistent-grid") in tiers
-    assert persist_check.passed({"errors": [], "exchange": [], "cluster_exchange": [],
-                                 "points": rows})
-    assert {"RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER"}.isdisjoint(os.environ)
+    assert ("training", "cluster", "grid", "persistent-cluster", "persistent-grid") in tiers
+    assert [os.environ.get(v) for v in both] == ["cluster", "cluster"]
 
 
 def test_persist_check_grid_comparison_only_where_the_grid_tier_runs(monkeypatch):
@@ -1744,7 +1774,8 @@ def _planner_path_info(device):
             os.environ.get("RNNFUSE_PERSISTENT_BWD_PIN", "")))
         name = {"grid": "persistent-grid", "cluster": "persistent-cluster"}
         return {"path": name.get(fwd["tier"], "per-step"), "plan": fwd,
-                "backward_path": name.get(bwd["tier"], "per-step"), "backward_plan": bwd}
+                "backward_path": name.get(bwd["tier"], "per-step"), "backward_plan": bwd,
+                "cluster_kernels": bool(device[9]) and (device[10] > 0 or device[11] > 0)}
     return path_info
 
 

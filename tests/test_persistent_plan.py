@@ -182,8 +182,8 @@ def test_both_directions_in_one_cluster_launch(cell):
     (no FMA kernel)."""
     took = 0
     for H, B in ((256, 16), (512, 16), (512, 64), (256, 256), (768, 16)):
-        one = plan(cell, BF16, H, B, dev=H100_CLUSTERS, cluster=True)
-        two = plan(cell, BF16, H, B, dev=H100_CLUSTERS, cluster=True, directions=2)
+        one = plan(cell, BF16, H, B, dev=H100_CLUSTERS, grid=False, cluster=True)
+        two = plan(cell, BF16, H, B, dev=H100_CLUSTERS, grid=False, cluster=True, directions=2)
         if two["tier"] != "cluster":
             continue
         took += 1
@@ -201,7 +201,7 @@ def test_both_directions_in_one_cluster_launch(cell):
     assert plan(cell, BF16, 256, 64, dev=dev, cluster=True, grid=False, directions=2)["R"] == 1
     # The backward's cluster tier takes both directions too (the cluster backward's own
     # tests: test_persistent_plan_cluster_bwd.py).
-    assert plan(cell, BF16, 256, 64, dev=H100_CLUSTERS, cluster=True, directions=2,
+    assert plan(cell, BF16, 256, 64, dev=H100_CLUSTERS, grid=False, cluster=True, directions=2,
                 backward=True)["directions"] == 2
     assert plan(cell, F32, 256, 16, tf32=False, dev=H100_CLUSTERS, cluster=True,
                 directions=2)["math"] == "fma"

@@ -46,13 +46,19 @@ DTYPES = {"fp32": (F32, False), "tf32": (F32, True), "fp16": (F16, False), "bf16
 # (device properties, cluster kernels used): an H100/H200 as the host reports
 # it, with the cluster tier, and with the grid tier alone (as under
 # RNNFUSE_PERSISTENT_TIER=grid, or a build without the sm_90 kernels).
-DEVICES = {"h100": (H100_CLUSTERS, True), "h100-grid": (H100_CLUSTERS, False)}
+# (device properties, tiers): both (the planner's order: the grid tier where
+# it runs), the grid tier alone, and the cluster tier alone
+# (RNNFUSE_PERSISTENT_TIER / _BWD_TIER=cluster: what the GPU check times
+# beside the planner's choice, and its sweep pins).
+DEVICES = {"h100": (H100_CLUSTERS, "auto"), "h100-grid": (H100_CLUSTERS, "grid"),
+           "h100-cluster": (H100_CLUSTERS, "cluster")}
 
 
-def plan_of(cell, dtype, H, B, T, dev, clusters, backward=False, directions=1, pin=""):
+def plan_of(cell, dtype, H, B, T, dev, tiers, backward=False, directions=1, pin=""):
     torch_dtype, tf32 = DTYPES[dtype]
-    return json.loads(OPS.persistent_plan(cell, torch_dtype, H, B, T, 0, 1, tf32, dev, True,
-                                          clusters, backward, directions, True, pin))
+    return json.loads(OPS.persistent_plan(cell, torch_dtype, H, B, T, 0, 1, tf32, dev,
+                                          tiers != "cluster", tiers != "grid", backward,
+                                          directions, True, pin))
 
 
 def gpu_check_points():
@@ -75,16 +81,16 @@ def plan_key(pl, cell, H, B, dirs, backward):
 
 def distinct_plans(points, devices):
     """{key: (plan, [where it was planned])} over the points and devices
-    ({name: (device properties, cluster kernels used)}). Per-step plans are
+    ({name: (device properties, tiers)}). Per-step plans are
     left out."""
     plans = {}
     for p in points:
         if p.is_cell:
             continue
         cell, dirs = p.cell.upper(), 2 if p.bidirectional else 1
-        for name, (dev, clusters) in devices.items():
+        for name, (dev, tiers) in devices.items():
             for backward in ((False, True) if p.mode == "training" else (False,)):
-                pl = plan_of(cell, p.dtype, p.H, p.B, p.T, dev, clusters, backward, dirs)
+                pl = plan_of(cell, p.dtype, p.H, p.B, p.T, dev, tiers, backward, dirs)
                 if pl["reason"]:
                     continue
                 key = plan_key(pl, cell, p.H, p.B, dirs, backward)
@@ -100,12 +106,12 @@ def sweep_group_plans():
 
     names = {v: k for k, (v, _) in DTYPES.items() if k != "fp32"}
     plans = {}
-    dev, clusters = DEVICES["h100"]
+    dev, tiers = DEVICES["h100-cluster"]
     for cell, dtype, H, B, T in persist_check.SWEEPS:
         for tier, pin in persist_check.sweep_pins(cell, False):
             if "group=" not in pin:
                 continue
-            pl = plan_of(cell, names[dtype], H, B, T, dev, clusters, pin=pin)
+            pl = plan_of(cell, names[dtype], H, B, T, dev, tiers, pin=pin)
             if pl["tier"] != "cluster":
                 continue
             key = plan_key(pl, cell, H, B, 1, False)
@@ -231,17 +237,16 @@ def test_each_planned_partition_equals_the_spec(key):
                          ids=["forward", "forward-group2", "backward"])
 def test_headline_launch_runs_on_the_kernels_bit_for_bit(backward, pin):
     """LSTM fp16 H=768 B=16 (the published point) as an H100/H200 with the
-    cluster kernels plans it: the cluster tier forward (16-CTA clusters,
-    2 replicas), and the forward in groups of 2 slices (unpadded tiles),
-    which the sweep times; the grid tier backward, which the GPU check times
-    beside the cluster tier's (RNNFUSE_PERSISTENT_BWD_TIER=grid; the cluster
-    backward's own test is below). The kernels' source on the fibers with
+    cluster kernels plans it: the cluster tier forward the GPU check times
+    beside the planner's grid tier (16-CTA clusters, 2 replicas), and in
+    groups of 2 slices (unpadded tiles), which the sweep times; the grid
+    tier backward, the planner's (the cluster backward's own test is below). The kernels' source on the fibers with
     exactly that partition equals the emulator bit for bit, with every
     shared- and global-memory check on (T=2: one exchange)."""
     from test_persistent_simt import assert_same_bits, simt_bwd
 
-    dev, clusters = DEVICES["h100-grid" if backward else "h100"]
-    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, backward, pin=pin)
+    dev, tiers = DEVICES["h100" if backward else "h100-cluster"]
+    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, tiers, backward, pin=pin)
     print(pl)
     a = make_inputs("LSTM", F16, 768, 16, 2, False, seed=3)
     J, R, eb = pl["J"], pl["R"], pl["elem_bytes"]
@@ -353,13 +358,13 @@ def cluster_bwd_candidates():
 CLUSTER_BWD = cluster_bwd_candidates()
 
 
-def test_the_planner_takes_the_cluster_backward_at_the_published_point():
-    """Not vacuous: the published point's backward plans on the cluster tier
-    (16-CTA clusters of 48 units, 2 replicas, M = 6, 40 fragments per warp in
-    shared memory), LSTM and GRU reach it, one direction and both in one
-    launch."""
-    dev, clusters = DEVICES["h100"]
-    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, True)
+def test_the_cluster_backward_at_the_published_point():
+    """Not vacuous: the published point's backward on the cluster tier, as
+    the GPU check runs it beside the planner's grid backward (16-CTA
+    clusters of 48 units, 2 replicas, M = 6, 40 fragments per warp in shared
+    memory), LSTM and GRU reach it, one direction and both in one launch."""
+    dev, tiers = DEVICES["h100-cluster"]
+    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, tiers, True)
     print(pl, sorted(CLUSTER_BWD))
     assert (pl["tier"], pl["P"], pl["J"], pl["R"]) == ("cluster", 16, 48, 2), pl
     assert pl["mstride"] == 6 and pl["w_smem_frags"] == 40, pl
@@ -391,16 +396,16 @@ def test_each_cluster_backward_candidate_equals_the_spec(key):
 @pytest.mark.skipif(not _build_config.WITH_CUDA,
                     reason="the kernels' host execution is built with CUDA")
 def test_headline_cluster_backward_runs_on_the_kernel_bit_for_bit():
-    """The published point's backward as the planner launches it on an
-    H100/H200 with the cluster kernels: the cluster backward kernel's source
+    """The published point's backward on the cluster tier as the GPU check
+    launches it on an H100/H200: the cluster backward kernel's source
     on the fibers with exactly that partition equals the emulator bit for
     bit (T=2: one exchange)."""
     from test_persistent_emulator_cluster_bwd import emulate as emulate_cluster_bwd
     from test_persistent_simt import assert_same_bits
     from test_persistent_simt_cluster_bwd import simt as simt_cluster_bwd
 
-    dev, clusters = DEVICES["h100"]
-    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, clusters, True)
+    dev, tiers = DEVICES["h100-cluster"]
+    pl = plan_of("LSTM", "fp16", 768, 16, 1024, dev, tiers, True)
     assert pl["tier"] == "cluster" and pl["elem_bytes"] == 2, pl
     a = with_grads(make_inputs("LSTM", F16, 768, 16, 2, False, seed=3), "LSTM", F16, seed=3)
     _, saved = spec_bwd("LSTM", a, False)

@@ -531,14 +531,16 @@ Plan plan_forward(const Problem& prob, const DeviceProps& dev, const Built& buil
     }
   }
 
-  // ---- cluster tier (sm_90): preferred where it fits and the model says
-  // it is at least as fast as the grid tier.
-  if (built.cluster) {
+  // ---- cluster tier (sm_90): where the grid tier cannot run. Measured on
+  // an H200 (benchmarks/results/nvidia-h200_2026-11-30_gpu-check), the
+  // fastest grid partition beat the fastest cluster partition at every
+  // swept point, 1.6x to 2.5x, though the model ranks the cluster tier
+  // first: the cluster kernel issues about 8x the grid kernel's
+  // instructions per warp and step, a cost the model has no term for.
+  // RNNFUSE_PERSISTENT_TIER=cluster still takes it.
+  if (built.cluster && best.tier == Tier::PerStep) {
     Plan c = plan_cluster(prob, dev);
-    if (c.tier == Tier::Cluster && (best.tier == Tier::PerStep || c.us_per_step <= best.us_per_step)) {
-      return c;
-    }
-    if (best.tier == Tier::PerStep && !built.grid) return c;  // its reason
+    if (c.tier == Tier::Cluster || !built.grid) return c;  // or its reason
   }
   return best;
 }
@@ -626,15 +628,17 @@ Plan plan_backward_cluster(const Problem& prob, const DeviceProps& dev) {
   return plan;
 }
 
-// The grid tier's backward, or the cluster tier's where it is built, fits
-// and models no slower (as the forward prefers its cluster tier).
+// The grid tier's backward, or the cluster tier's where the grid's cannot
+// run and the cluster's is built and fits. Measured on an H200 (as the
+// forward, above): the best grid backward beat the cluster backward at the
+// three swept points by 7-16% and lost by 4% at one bidirectional point,
+// where the model ranked the cluster tier first at all four.
 Plan plan_backward(const Problem& prob, const DeviceProps& dev, const Built& built) {
   Plan grid = plan_backward_grid(prob, dev, built);
   if (!built.cluster || !unsupported(prob, dev, built).empty()) return grid;
+  if (grid.tier != Tier::PerStep) return grid;
   const Plan c = plan_backward_cluster(prob, dev);
-  const bool faster = grid.tier == Tier::PerStep || c.us_per_step <= grid.us_per_step;
-  if (c.tier == Tier::Cluster && faster) return c;
-  if (grid.tier == Tier::PerStep && !built.grid) return c;  // its reason
+  if (c.tier == Tier::Cluster || !built.grid) return c;  // or its reason
   return grid;
 }
 }  // namespace
