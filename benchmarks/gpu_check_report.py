@@ -240,11 +240,16 @@ def persist_section(persist: dict | None) -> list[str]:
         return ["No persistent-tier results (see the persist stage)."]
     lines = ["Exchange alone (flags + h gather through L2, no math), grid tier, bf16; model: "
              "the planner's latency model of the same exchange (its handoff, gather and push "
-             "terms are what these rows measure):", "",
-             "| H | B | CTAs | ns/step | model ns | data |", "|---|---|---|---|---|---|"]
+             "terms are what these rows measure); LL: the same exchange with the flag in the "
+             "data (one 64-bit store per word of 2 bf16 + step tag, no fence, no flag), and "
+             "whether its step chain held:", "",
+             "| H | B | CTAs | ns/step | model ns | LL ns/step | data |",
+             "|---|---|---|---|---|---|---|"]
     for r in persist.get("exchange", []):
+        data = "ok" if r.get("ok") else r.get("error") or (
+            "LL: " + str(r.get("ll_error", "WRONG")) if r.get("ll_ok") is False else "WRONG")
         lines.append(f"| {r['H']} | {r['B']} | {r['P']} | {_fmt(r.get('ns_per_step'), '.0f')} | "
-                     f"{_model_ns(r)} | {'ok' if r.get('ok') else r.get('error', 'WRONG')} |")
+                     f"{_model_ns(r)} | {_fmt(r.get('ll_ns_per_step'), '.0f')} | {data} |")
     cluster = persist.get("cluster_exchange", [])
     if cluster:
         lines += ["", "Exchange alone, cluster tier (mbarrier wait + st.async to every peer, "

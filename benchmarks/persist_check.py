@@ -4,7 +4,10 @@
 
 1. plan: which path the issue's points take on this device, and why;
 2. exchange: ns per step of the exchange alone (flags + h gather + slice
-   write, no math; csrc/cuda/persistent/exchange_bench.cu), grid tier; and
+   write, no math; csrc/cuda/persistent/exchange_bench.cu), grid tier, and
+   beside it the same exchange with the flag in the data (NCCL's LL
+   protocol: no fence, no flag, one 64-bit store per word;
+   ll_exchange_bench.cu), a candidate for a cheaper handoff; and
    of the cluster tier's DSMEM exchange alone (mbarrier wait + st.async push
    of each CTA's units, cluster_exchange_bench.cu; sm_90 only), whose data
    check is exact (every step adds 1, so a stale row shows);
@@ -170,9 +173,36 @@ def exchange(H, B, P, steps: int) -> list[dict]:
     except RuntimeError as e:
         row["error"] = str(e).splitlines()[0]
         row["ok"] = False
+    ll_exchange(row, y, h0)
     print(f"exchange H={H} B={B} P={P}: {row.get('ns_per_step', float('nan')):.0f} ns/step "
-          f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}", flush=True)
+          f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}; flag in the data: "
+          f"{row.get('ll_ns_per_step', float('nan')):.0f} ns/step "
+          f"{'ok' if row['ll_ok'] else row.get('ll_error', 'DATA WRONG')}", flush=True)
     return [row]
+
+
+def ll_exchange(row: dict, y, h0) -> None:
+    """The same exchange with the flag in the data (NCCL's LL protocol,
+    csrc/persistent/ll_layout.h) into `row`: ll_ns_per_step and ll_ok, whether
+    every step's chain held (each step adds 1 to every 16-bit word of what it
+    gathered, so y's last rows must be h0 + steps: a stale or torn read
+    breaks it). Its failure is the row's failure."""
+    H, B, P = row["H"], row["B"], row["P"]
+    row["ll_plan"] = json.loads(torch.ops.rnnfuse.persistent_ll_exchange_plan(H, B, P))
+    if row["ll_plan"]["error"] is not None:
+        row["ll_error"], row["ll_ok"], row["ok"] = row["ll_plan"]["error"], False, False
+        return
+    steps = y.size(0) // B
+    try:
+        torch.ops.rnnfuse.persistent_ll_exchange_bench(y[: 200 * B], h0, P)  # warm-up
+        row["ll_ns_per_step"] = statistics.median(
+            torch.ops.rnnfuse.persistent_ll_exchange_bench(y, h0, P) for _ in range(3))
+        want = (h0.view(torch.int16).to(torch.int32) + steps) & 0xFFFF
+        want = torch.where(want >= 0x8000, want - 0x10000, want).to(torch.int16)
+        row["ll_ok"] = bool(torch.equal(y[-B:].view(torch.int16), want))
+    except RuntimeError as e:
+        row["ll_error"], row["ll_ok"] = str(e).splitlines()[0], False
+    row["ok"] = row["ok"] and row["ll_ok"]
 
 
 def cluster_exchange(H, B, S, R, steps: int) -> list[dict]:

@@ -351,4 +351,8 @@ TORCH_LIBRARY(rnnfuse, m) {
   // The same for the cluster tier's DSMEM exchange (sm_90; ctas: CTAs per cluster).
   m.def(
       "persistent_cluster_exchange_bench(Tensor y, Tensor h0, int ctas, int replicas=1) -> float");
+  // The grid exchange with the flag in the data (ll_layout.h; CUDA), and its
+  // layout (JSON; any device).
+  m.def("persistent_ll_exchange_bench(Tensor y, Tensor h0, int ctas) -> float");
+  m.def("persistent_ll_exchange_plan(int hidden, int batch, int ctas) -> str");
 }

@@ -1201,7 +1201,7 @@ def test_gpu_check_report_from_stage_records(tmp_path):
                     "status": "OK"}], "errors": []}))
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
     md = (out / "gpu_check_report.md").read_text()
-    assert "| 768 | 16 | 96 | 812 | - | ok |" in md
+    assert "| 768 | 16 | 96 | 812 | - | - | ok |" in md
     assert "| LSTM | float16 | inference | 1024 | 16 | 768 | 2.070 | 20.100 | 1.500 | 1.38 |" in md
     assert "No per-step results" in md
     (work / "steps.json").write_text(json.dumps({
@@ -1532,6 +1532,16 @@ def test_persist_check_exchange_configurations_are_ones_the_benches_run():
         assert plan["error"] is None and plan["ctas"] == S and plan["replicas"] == R, (H, S, plan)
         assert plan["units"] == 8 and plan["slices"] == math.ceil(math.ceil(H / 8) / S)
         assert plan["grid"] == S * R
+    # The LL exchange bench accepts every grid configuration too (2 * CTAs divide H).
+    for H, B, P in persist_check.EXCHANGE:
+        ll = json.loads(torch.ops.rnnfuse.persistent_ll_exchange_plan(H, B, P))
+        assert ll["error"] is None and ll["units"] * P == H and ll["units"] % 2 == 0, (H, P, ll)
+        assert ll["pairs"] * 4 == B * H and ll["words"] == B * H and ll["smem_bytes"] == 2 * B * H
+    ll = lambda H, B, P: json.loads(torch.ops.rnnfuse.persistent_ll_exchange_plan(H, B, P))  # noqa: E731
+    assert "multiple of 4" in ll(770, 16, 5)["error"]
+    assert "even number of units" in ll(768, 16, 512)["error"]
+    assert "even number of units" in ll(768, 16, 7)["error"]
+    assert "shared memory" in ll(1024, 128, 8)["error"]
     plan = persist_check.bench_plan
     assert "2 <= ctas <= 16" in plan(768, 16, 17, 1, cluster=True)["error"]
     assert "model_us" not in plan(768, 16, 17, 1, cluster=True)

@@ -47,6 +47,7 @@ FMA_KERNELS = [
     for kind, args in (("fwd", "16PersistFwdLaunch"), ("bwd", "16PersistBwdLaunch")) for cell in (0, 1)
 ]
 EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
+LL_EXCHANGE = "_ZN7rnnfuse7persist26persist_ll_exchange_kernelENS0_11LlBenchArgsE"
 CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form
     f"_ZN7rnnfuse7persist22persist_cluster_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_20PersistClusterLaunchE": hmma
     for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
@@ -141,7 +142,7 @@ def test_registers_spills_stack_and_local_memory(extension, cuobjdump):
     usage = per_arch(res, re.compile(r"Function (\S+):"))
     archs = built_archs()
     assert archs, _build_config.CUDA_ARCH_LIST
-    for name in list(KERNELS) + FMA_KERNELS + [EXCHANGE] + CLUSTER_ALL:
+    for name in list(KERNELS) + FMA_KERNELS + [EXCHANGE, LL_EXCHANGE] + CLUSTER_ALL:
         for arch in archs:
             block = usage.get((arch, name))
             assert block is not None, f"{name} has no {arch} code in {extension}"
@@ -151,6 +152,22 @@ def test_registers_spills_stack_and_local_memory(extension, cuobjdump):
             assert int(fields["REG"]) <= 255, (arch, name, fields)
             assert int(fields["STACK"]) == 0, f"{arch} {name}: stack frame {fields['STACK']} B"
             assert int(fields["LOCAL"]) == 0, f"{arch} {name}: local memory (spills) {fields['LOCAL']} B"
+
+
+def test_ll_exchange_has_no_fence_and_moves_tags_with_their_data(extension, cuobjdump):
+    """The LL exchange bench (ll_exchange_bench.cu) measures a handoff with no
+    fence: a MEMBAR, an L1 invalidate (CCTL, an acquire's) or a fence in it
+    would measure the release/acquire exchange again. Its polls are 16-byte
+    strong loads (two 8-byte words, each single-copy atomic), its words
+    8-byte strong stores: a tag and its data in one store."""
+    code = sass_by_arch(extension, cuobjdump, [LL_EXCHANGE])
+    for arch in built_archs():
+        sass = code[(arch, LL_EXCHANGE)]
+        for bad in ("MEMBAR", "ERRBAR", "CCTL", "FENCE"):
+            assert bad not in sass, f"{arch}: {bad} in the LL exchange"
+        assert re.search(r"LDG\.E\.128\.STRONG\.(SYS|GPU)", sass), arch
+        assert re.search(r"STG\.E\.64\.STRONG\.(SYS|GPU)", sass), arch
+        assert not re.search(r"STG\.E(\.\d+)?\.STRONG\.(SYS|GPU)", sass.replace("STG.E.64.STRONG", "")), arch
 
 
 def test_sass_uses_tensor_cores_and_no_local_memory(extension, cuobjdump):

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "ll_layout.h"
 #include "plan.h"
 
 namespace rnnfuse {
@@ -97,6 +98,19 @@ std::string persistent_cluster_bwd_plan(c10::string_view cell, at::ScalarType dt
              make_problem(cell, dtype, hidden, batch, steps, allow_tf32, directions),
              parse_device(device))
       .describe();
+}
+
+// The LL exchange bench's layout (ll_layout.h): {"units": per CTA,
+// "words_per_row", "pairs": 16-byte reads a CTA polls per step, "words": in
+// both buffers, "smem_bytes", "error": null or why the bench refuses it}.
+std::string persistent_ll_exchange_plan(int64_t hidden, int64_t batch, int64_t ctas) {
+  const LlExchange x = make_ll_exchange(int(hidden), int(batch), int(ctas));
+  const char* bad = ll_exchange_error(x);
+  if (bad != nullptr) return "{\"error\": \"" + std::string(bad) + "\"}";
+  return "{\"units\": " + std::to_string(x.units) + ", \"words_per_row\": " +
+         std::to_string(x.words_per_row()) + ", \"pairs\": " + std::to_string(x.pairs()) +
+         ", \"words\": " + std::to_string(x.words()) + ", \"smem_bytes\": " +
+         std::to_string(x.smem_bytes()) + ", \"error\": null}";
 }
 
 // The exchange microbenchmarks' partition (plan.h exchange_bench_plan):
@@ -226,6 +240,7 @@ TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
 }
 
 TORCH_LIBRARY_IMPL(rnnfuse, CompositeImplicitAutograd, m) {
+  m.impl("persistent_ll_exchange_plan", &rnnfuse::persist::persistent_ll_exchange_plan);
   m.impl("persistent_plan", &rnnfuse::persist::persistent_plan);
   m.impl("persistent_maps", &rnnfuse::persist::persistent_maps);
   m.impl("persistent_exchange_bench_plan", &rnnfuse::persist::persistent_exchange_bench_plan);

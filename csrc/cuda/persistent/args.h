@@ -11,6 +11,7 @@
 #include "../../persistent/cluster_bwd_layout.h"
 #include "../../persistent/cluster_layout.h"
 #include "../../persistent/layout.h"
+#include "../../persistent/ll_layout.h"
 
 namespace rnnfuse {
 namespace persist {
@@ -248,6 +249,18 @@ int64_t cluster_exchange_smem(const ClusterPartition& p);
 // (steps + 1) * B rows of H elements (2-byte). Cooperative like the kernel.
 cudaError_t launch_persist_exchange(const PersistArgs& a, size_t smem, int sms,
                                     cudaStream_t stream);
+
+// The exchange with the flag in the data (ll_layout.h, ll_exchange_bench.cu):
+// `layout.ctas` CTAs, cooperative; h0 and y as 32-bit pairs of bf16.
+struct LlBenchArgs {
+  LlExchange layout;
+  const uint32_t* h0;  // batch x hidden bf16
+  uint32_t* y;         // steps * batch x hidden bf16: each step's rows
+  uint64_t* ll;        // layout.words() words, zeroed before the launch
+  int64_t steps;
+  uint64_t watchdog_ns;
+};
+cudaError_t launch_persist_ll_exchange(const LlBenchArgs& a, int sms, cudaStream_t stream);
 
 }  // namespace persist
 }  // namespace rnnfuse

@@ -27,6 +27,7 @@
 #include <unordered_map>
 
 #include "../../persistent/schedule_rle.h"
+#include "bench_timing.h"
 #include "args.h"
 #include "operands.h"
 #include "persistent.h"
@@ -588,24 +589,16 @@ double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ct
   // exchange_bench.cu's h buffer, all it has in shared memory.
   const int64_t smem = int64_t(a.hbuf_rows) * a.part.h_pitch(2) * 2;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  cudaEvent_t start, stop;
-  C10_CUDA_CHECK(cudaEventCreate(&start));
-  C10_CUDA_CHECK(cudaEventCreate(&stop));
-  C10_CUDA_CHECK(cudaEventRecord(start, stream));
-  const cudaError_t err = launch_persist_exchange(a, static_cast<size_t>(smem),
-                                                  usable_sms(current_device_props()), stream);
-  if (err == cudaErrorCooperativeLaunchTooLarge) (void)cudaGetLastError();
-  TORCH_CHECK(err != cudaErrorCooperativeLaunchTooLarge, "persistent_exchange_bench: ",
-              a.part.grid(), " CTAs with ", smem, " bytes of shared memory cannot be co-resident");
-  C10_CUDA_CHECK(err);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  C10_CUDA_CHECK(cudaEventRecord(stop, stream));
-  C10_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  C10_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  C10_CUDA_CHECK(cudaEventDestroy(start));
-  C10_CUDA_CHECK(cudaEventDestroy(stop));
-  return double(ms) * 1e6 / double(steps);
+  const double ms = launch_ms(stream, [&] {
+    const cudaError_t err = launch_persist_exchange(a, static_cast<size_t>(smem),
+                                                    usable_sms(current_device_props()), stream);
+    if (err == cudaErrorCooperativeLaunchTooLarge) (void)cudaGetLastError();
+    TORCH_CHECK(err != cudaErrorCooperativeLaunchTooLarge, "persistent_exchange_bench: ",
+                a.part.grid(), " CTAs with ", smem, " bytes of shared memory cannot be co-resident");
+    C10_CUDA_CHECK(err);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return ms * 1e6 / double(steps);
 }
 
 // ns per step of the cluster tier's exchange alone: clusters of up to `ctas`
@@ -638,27 +631,21 @@ double cluster_exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, in
   a.watchdog_ns = watchdog_ns();
   const int64_t smem = cluster_exchange_smem(a.part);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  cudaEvent_t start, stop;
-  C10_CUDA_CHECK(cudaEventCreate(&start));
-  C10_CUDA_CHECK(cudaEventCreate(&stop));
-  C10_CUDA_CHECK(cudaEventRecord(start, stream));
-  const cudaError_t err = launch_persist_cluster_exchange(a, static_cast<size_t>(smem), stream);
-  if (err == cudaErrorNotSupported) (void)cudaGetLastError();
-  TORCH_CHECK(err != cudaErrorNotSupported, "persistent_cluster_exchange_bench: clusters of ",
-              a.part.cluster, " CTAs with ", smem, " bytes of shared memory are refused (or this "
-              "build has no sm_90 code)");
-  C10_CUDA_CHECK(err);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  C10_CUDA_CHECK(cudaEventRecord(stop, stream));
-  C10_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  C10_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  C10_CUDA_CHECK(cudaEventDestroy(start));
-  C10_CUDA_CHECK(cudaEventDestroy(stop));
-  return double(ms) * 1e6 / double(steps);
+  const double ms = launch_ms(stream, [&] {
+    const cudaError_t err = launch_persist_cluster_exchange(a, static_cast<size_t>(smem), stream);
+    if (err == cudaErrorNotSupported) (void)cudaGetLastError();
+    TORCH_CHECK(err != cudaErrorNotSupported, "persistent_cluster_exchange_bench: clusters of ",
+                a.part.cluster, " CTAs with ", smem, " bytes of shared memory are refused (or "
+                "this build has no sm_90 code)");
+    C10_CUDA_CHECK(err);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return ms * 1e6 / double(steps);
 }
 
 }  // namespace
+
+int current_usable_sms() { return usable_sms(current_device_props()); }
 
 bool persistent_enabled() {
   const char* env = std::getenv("RNNFUSE_PERSISTENT");

@@ -18,6 +18,8 @@ bool persistent_enabled();
 
 // The current CUDA device's properties, as the planner reads them.
 DeviceProps current_device_props();
+// Its SMs a launch may use (the SMs available under MPS or a green context).
+int current_usable_sms();
 
 bool try_lstm_forward(const LstmForward& f, const std::vector<Step>& steps);
 bool try_gru_forward(const GruForward& f, const std::vector<Step>& steps);
