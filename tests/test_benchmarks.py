@@ -1984,3 +1984,40 @@ def test_racecheck_hazards_inside_library_kernels_are_listed_not_counted():
     crashed = race + "========= Target application returned an error\n"
     assert not rep.race_verdict(crashed)[0]
     assert not rep.race_verdict("sanitizer_cases: 3 passed, 0 failed\n")[0]  # no hazard named
+
+
+def test_ncu_summary_reads_the_h200_profile(capsys):
+    """benchmarks/ncu_summary.py on the H200 run's own ncu source page: the
+    cluster forward's 5060 instructions per warp per step, 31% of its HMMA
+    predicated on, stall_wait first; the grid forward's HMMA all on."""
+    from benchmarks import ncu_summary
+    src = REPO / "benchmarks/results/nvidia-h200_2026-11-30_gpu-check/ncu_sass.csv.gz"
+    assert ncu_summary.main([str(src), "--kernel", "persist_cluster_kernel", "--warps", "256",
+                             "--steps", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "(5060.3 per warp per step)" in out and "HMMA predicated on: 31.0%" in out
+    assert out.split("stall reasons (share of all samples):\n")[1].startswith("  stall_wait")
+    assert "x6 " in out  # the per-group code, 6 groups a step
+    assert ncu_summary.main([str(src), "--kernel", "persist_fwd_kernel"]) == 0
+    assert "HMMA predicated on: 100.0%" in capsys.readouterr().out
+    assert ncu_summary.main([str(src), "--kernel", "no_such_kernel"]) == 1
+
+
+def test_gpu_profile_patterns_name_the_kernels_it_launches():
+    """Each profile mode's ncu pattern matches exactly the kernels it launches
+    (as many as its launch count), among the extension's __global__ names: a
+    renamed kernel would leave ncu profiling nothing."""
+    import re
+
+    from benchmarks import gpu_profile
+    names = set()
+    for path in (REPO / "csrc" / "cuda").rglob("*.cu*"):
+        text = path.read_text()
+        names |= set(re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)", text))
+    assert {"persist_fwd_kernel", "persist_cluster_kernel", "persist_bwd_kernel"} <= names, names
+    want = {"fwd": {"persist_cluster_kernel", "persist_fwd_kernel"}, "bwd": {"persist_bwd_kernel"},
+            "xch": {"persist_exchange_kernel", "persist_ll_exchange_kernel",
+                    "persist_cluster_exchange_kernel"}}
+    for mode, pattern in gpu_profile.KERNELS.items():
+        hit = {n for n in names if re.search(pattern, n)}  # ncu's regex: a search
+        assert hit == want[mode] and len(hit) == gpu_profile.LAUNCHES[mode], (mode, hit)

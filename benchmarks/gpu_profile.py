@@ -1,0 +1,61 @@
+"""The workloads benchmarks/gpu_profile.sh runs under ncu, one per mode, at
+the issue's published point (LSTM fp16 H=768 B=16) with T=64 (enough steps
+to amortize the launch's prologue, few enough for ncu's replays):
+
+  fwd  one inference forward on the cluster tier, then one on the grid tier
+  bwd  one training step with both passes on the grid tier (ncu profiles
+       the backward kernel)
+  xch  the grid tier's exchange alone (48 CTAs), the same with the flag in
+       the data (LL), then the cluster tier's (16-CTA clusters, 2 replicas):
+       no math, the floor a step sits on
+
+Each mode's kernels, in launch order, are the ones KERNELS[mode] matches.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+H, B, T = 768, 16, 64
+KERNELS = {"fwd": r"persist_(cluster|fwd)_kernel", "bwd": r"persist_bwd_kernel",
+           "xch": r"persist_(cluster_|ll_)?exchange_kernel"}
+LAUNCHES = {"fwd": 2, "bwd": 1, "xch": 3}
+
+
+def main(mode: str) -> int:
+    import rnnfuse
+    torch.manual_seed(0)
+    os.environ["RNNFUSE_PERSISTENT"] = "1"
+    if mode == "xch":
+        y = torch.zeros(200 * B, H, device="cuda", dtype=torch.bfloat16)
+        h0 = torch.randn(B, H, device="cuda", dtype=torch.bfloat16)
+        print("grid exchange ns/step", torch.ops.rnnfuse.persistent_exchange_bench(y, h0, 48))
+        print("LL exchange ns/step", torch.ops.rnnfuse.persistent_ll_exchange_bench(y, h0, 48))
+        print("cluster exchange ns/step",
+              torch.ops.rnnfuse.persistent_cluster_exchange_bench(y, h0, 16, 2))
+        return 0
+    m = rnnfuse.LSTM(H, H, device="cuda", dtype=torch.float16)
+    x = torch.randn(T, B, H, device="cuda", dtype=torch.float16)
+    if mode == "fwd":
+        for tier in ("cluster", "grid"):
+            os.environ["RNNFUSE_PERSISTENT_TIER"] = tier
+            with torch.no_grad():
+                m(x)
+            torch.cuda.synchronize()
+            print(f"forward on the {tier} tier", flush=True)
+        return 0
+    os.environ["RNNFUSE_PERSISTENT_TIER"] = os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] = "grid"
+    y, _ = m(x.requires_grad_())
+    y.backward(torch.randn_like(y))
+    torch.cuda.synchronize()
+    print("training step on the grid tier", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 2 and sys.argv[1] == "--kernels":
+        print(" ".join(f"{m}={KERNELS[m]}:{LAUNCHES[m]}" for m in KERNELS))
+        sys.exit(0)
+    sys.exit(main(sys.argv[1]))
