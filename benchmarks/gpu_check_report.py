@@ -467,6 +467,15 @@ def memory_section(memory: dict | None) -> list[str]:
                      f"{_fmt(nn and nn['peak_h_bytes_per_row'], '.1f')} | "
                      f"{_fmt(ours and ours['peak_h_bytes_per_row'], '.1f')} | "
                      f"{_fmt(ratio, '.2f')} | {blocks or '-'} |")
+    probe = memory.get("workspace_probe")
+    if probe:
+        env = " ".join(f"{k}={v}" for k, v in (probe.get("env") or {}).items())
+        lines.append("- probe, GRU bf16 rnnfuse with the GEMM workspaces limited ("
+                     + (env or "-") + "): " + (
+                         probe["error"][:200] if "error" in probe else
+                         f"{probe['peak_h_bytes_per_row']:.1f} H bytes/row; largest live "
+                         + "; ".join(f"{b['h_bytes_per_row']:.2f}H {b['site']}"
+                                     for b in probe.get("blocks", [])[:4])))
     lines += [f"- error: {e[:200]}" for e in memory.get("errors", [])]
     return lines
 

@@ -20,7 +20,13 @@ drivers' 33 H, and the workspace in bf16 and dW_hh without a gathered copy
 of h_{t-1} take those to 22 H on the CPU (LSTM bf16 as on CUDA; GRU 24 H):
 benchmarks/results/memory-prep_2026-11-28/ and workspace-dtype_2026-11-28/.
 
-Exit 0 when every point ran; 1 otherwise.
+Then a probe: GRU bf16 on rnnfuse again, in a fresh process with the cuBLAS
+and cuBLASLt workspaces limited to 1 MiB (CUBLAS_WORKSPACE_CONFIG,
+CUBLASLT_WORKSPACE_SIZE: read once per process). The H200 run of 2026-11-30
+found a 132 MiB block (1 MiB per SM) live at every rnnfuse peak; if it is a
+GEMM library's workspace, the probe's peak drops by it.
+
+Exit 0 when every point ran; 1 otherwise (the probe fails nothing).
 """
 from __future__ import annotations
 
@@ -103,17 +109,44 @@ def run_point(cell, dtype, impl) -> dict:
                         "site": call_site(b.get("frames"))} for b in blocks[:12]]}
 
 
+# The probe's process: the GEMM libraries' workspaces at 1 MiB.
+PROBE = ("GRU", torch.bfloat16, "rnnfuse")
+PROBE_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":1024:1", "CUBLASLT_WORKSPACE_SIZE": "1024"}
+
+
+def workspace_probe(json_path: Path, timeout_s: float = 60.0) -> dict:
+    """PROBE's point in a fresh process under PROBE_ENV: its row, or {"error": why}."""
+    import os
+    import subprocess
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--json", str(json_path), "--only",
+           ":".join((PROBE[0], str(PROBE[1]).replace("torch.", ""), PROBE[2]))]
+    try:
+        r = subprocess.run(cmd, env={**os.environ, **PROBE_ENV}, capture_output=True, text=True,
+                           timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:g} s"}
+    points = json.loads(json_path.read_text())["points"] if json_path.exists() else []
+    if r.returncode != 0 or not points:
+        return {"error": f"exit {r.returncode}: {(r.stderr or r.stdout).strip()[-200:]}"}
+    return {**points[0], "env": PROBE_ENV}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", required=True)
+    ap.add_argument("--only", default=None,
+                    help="CELL:DTYPE:IMPL, one point and no probe (the probe's own process)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("memory_check: no CUDA device", file=sys.stderr)
         return 2
     result = {"points": [], "errors": []}
+    only = tuple(args.only.split(":")) if args.only else None
     for cell, dtype in POINTS:
         for impl in ("torch.nn", "rnnfuse"):
+            if only and only != (cell, str(dtype).replace("torch.", ""), impl):
+                continue
             try:
                 row = run_point(cell, dtype, impl)
             except Exception as e:  # noqa: BLE001 - report, go on
@@ -125,6 +158,14 @@ def main(argv=None) -> int:
                   f"= {row['peak_h_bytes_per_row']:.1f} H bytes/row; largest live: "
                   + "; ".join(f"{b['h_bytes_per_row']:.2f}H {b['site']}" for b in row["blocks"][:4]),
                   flush=True)
+    if not only:
+        probe = workspace_probe(Path(args.json).with_suffix(".probe.json"))
+        result["workspace_probe"] = probe
+        print(f"memory probe {PROBE[0]} {PROBE[1]} {PROBE[2]} with {PROBE_ENV}: "
+              + (probe["error"] if "error" in probe else
+                 f"peak {probe['peak_h_bytes_per_row']:.1f} H bytes/row; largest live: "
+                 + "; ".join(f"{b['h_bytes_per_row']:.2f}H {b['site']}" for b in probe["blocks"][:4])),
+              flush=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     print(f"memory_check: {len(result['points'])} points, {len(result['errors'])} errors", flush=True)
     return 0 if result["points"] and not result["errors"] else 1

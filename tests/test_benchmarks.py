@@ -1228,6 +1228,15 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
     md = (out / "gpu_check_report.md").read_text()
     assert "| LSTM | bfloat16 | 100 | 256 | 512 | 28.0 | 60.2 | 2.15 | 20.00H ops.py:42 forward |" in md
+    memory = json.loads((work / "memory.json").read_text())
+    memory["workspace_probe"] = dict(point, impl="rnnfuse", peak_bytes=150,
+                                     peak_h_bytes_per_row=22.1, env={"CUBLASLT_WORKSPACE_SIZE": "1024"},
+                                     blocks=[{"bytes": 60, "h_bytes_per_row": 8.0, "site": "ops.py:7 f"}])
+    (work / "memory.json").write_text(json.dumps(memory))
+    gpu_check_report.main(["report", "--work", str(work), "--out", str(out)])
+    md = (out / "gpu_check_report.md").read_text()
+    assert ("- probe, GRU bf16 rnnfuse with the GEMM workspaces limited (CUBLASLT_WORKSPACE_SIZE=1024): "
+            "22.1 H bytes/row; largest live 8.00H ops.py:7 f") in md
     # All stages passing flips the verdict.
     (work / "stages.tsv").write_text("\n".join(s.replace("fail", "pass") for s in stages) + "\n")
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 0
@@ -2021,3 +2030,13 @@ def test_gpu_profile_patterns_name_the_kernels_it_launches():
     for mode, pattern in gpu_profile.KERNELS.items():
         hit = {n for n in names if re.search(pattern, n)}  # ncu's regex: a search
         assert hit == want[mode] and len(hit) == gpu_profile.LAUNCHES[mode], (mode, hit)
+
+
+def test_memory_check_probe_runs_in_its_own_process_with_the_workspaces_limited(tmp_path):
+    """The probe's plumbing on the CPU: a fresh memory_check process with
+    --only and the limited workspaces in its environment; here it finds no
+    CUDA device and the probe says so (exit 2), failing nothing."""
+    from benchmarks import memory_check
+    probe = memory_check.workspace_probe(tmp_path / "probe.json")
+    assert probe["error"].startswith("exit 2:") and "no CUDA device" in probe["error"], probe
+    assert memory_check.PROBE_ENV["CUBLASLT_WORKSPACE_SIZE"] == "1024"
