@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -116,8 +118,6 @@ PROBE_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":1024:1", "CUBLASLT_WORKSPACE_SIZE": "1
 
 def workspace_probe(json_path: Path, timeout_s: float = 60.0) -> dict:
     """PROBE's point in a fresh process under PROBE_ENV: its row, or {"error": why}."""
-    import os
-    import subprocess
     cmd = [sys.executable, str(Path(__file__).resolve()), "--json", str(json_path), "--only",
            ":".join((PROBE[0], str(PROBE[1]).replace("torch.", ""), PROBE[2]))]
     try:

@@ -488,22 +488,20 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
         # backward alone (grid_bwd_ms: the forward as planned).
         cluster_bwd = mode == "training" and "cluster" in row["backward_path"]
         shape = (cell, dtype, H, B, T)
+        both = ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER")
         if "cluster" in row["path"] or cluster_bwd:
-            outcome = on_grid(run, ours, base, mode, shape, bidir, reps,
-                              ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER"))
+            outcome = on_grid(run, ours, base, mode, shape, bidir, reps, both)
             if outcome:
                 row["grid_status"], row["grid_ms"] = outcome
-        if cluster_bwd:
-            outcome = on_grid(run, ours, base, mode, shape, bidir, reps,
-                              ("RNNFUSE_PERSISTENT_BWD_TIER",))
-            if outcome:
-                row["grid_bwd_status"], row["grid_bwd_ms"] = outcome
+            if cluster_bwd:
+                outcome = on_grid(run, ours, base, mode, shape, bidir, reps, both[1:])
+                if outcome:
+                    row["grid_bwd_status"], row["grid_bwd_ms"] = outcome
         # Where both passes took the grid tier (the planner's order since the
         # H200 check of 2026-11-30), the cluster tier for comparison, so that
         # every check still times it: both passes, the backward alone, and
         # its push at the step's end.
-        elif "cluster" not in row["path"] and info.get("cluster_kernels"):
-            both = ("RNNFUSE_PERSISTENT_TIER", "RNNFUSE_PERSISTENT_BWD_TIER")
+        elif info.get("cluster_kernels"):
             outcome = on_tier("cluster", run, ours, base, mode, shape, bidir, reps, both)
             if outcome:
                 row["cluster_status"], row["cluster_ms"] = outcome

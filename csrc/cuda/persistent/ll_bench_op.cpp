@@ -9,7 +9,7 @@
 #include <torch/library.h>
 
 #include "args.h"
-#include "bench_timing.h"
+#include "bench.h"
 #include "operands.h"
 #include "persistent.h"
 
@@ -20,13 +20,7 @@ namespace {
 // y (T*B, H) bf16 gets every step's rows (the last: h0 + T in each 16-bit
 // word); h0 (B, H) bf16; `ctas` CTAs of H / ctas units.
 double ll_exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ctas) {
-  TORCH_CHECK(y.is_cuda() && h0.is_cuda() && y.scalar_type() == at::kBFloat16 &&
-                  h0.scalar_type() == at::kBFloat16 && y.dim() == 2 && h0.dim() == 2 &&
-                  y.is_contiguous() && h0.is_contiguous(),
-              "persistent_ll_exchange_bench: y (T*B, H) and h0 (B, H), contiguous bf16 on CUDA");
-  const int64_t batch = h0.size(0), hidden = h0.size(1);
-  TORCH_CHECK(y.size(1) == hidden && batch > 0 && y.size(0) % batch == 0 && y.size(0) > 0,
-              "persistent_ll_exchange_bench: y must have T*B rows of H");
+  const auto [batch, hidden] = bench_rows(y, h0, "persistent_ll_exchange_bench");
   TORCH_CHECK(reinterpret_cast<uintptr_t>(y.data_ptr()) % 4 == 0 &&
                   reinterpret_cast<uintptr_t>(h0.data_ptr()) % 4 == 0,
               "persistent_ll_exchange_bench: y and h0 must be 4-byte aligned");

@@ -27,7 +27,7 @@
 #include <unordered_map>
 
 #include "../../persistent/schedule_rle.h"
-#include "bench_timing.h"
+#include "bench.h"
 #include "args.h"
 #include "operands.h"
 #include "persistent.h"
@@ -560,13 +560,7 @@ std::string recurrence_path_cuda(const at::Tensor& like, c10::string_view cell, 
 // units, y (T*B, H) bf16, h0 (B, H) bf16.
 double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ctas,
                            int64_t replicas) {
-  TORCH_CHECK(y.is_cuda() && h0.is_cuda() && y.scalar_type() == at::kBFloat16 &&
-                  h0.scalar_type() == at::kBFloat16 && y.dim() == 2 && h0.dim() == 2 &&
-                  y.is_contiguous() && h0.is_contiguous(),
-              "persistent_exchange_bench: y (T*B, H) and h0 (B, H), contiguous bf16 on CUDA");
-  const int64_t batch = h0.size(0), hidden = h0.size(1);
-  TORCH_CHECK(y.size(1) == hidden && batch > 0 && y.size(0) % batch == 0 && y.size(0) > 0,
-              "persistent_exchange_bench: y must have T*B rows of H");
+  const auto [batch, hidden] = bench_rows(y, h0, "persistent_exchange_bench");
   const ExchangeBenchPlan plan = exchange_bench_plan(
       static_cast<int>(hidden), static_cast<int>(batch), static_cast<int>(ctas),
       static_cast<int>(replicas), false);
@@ -607,13 +601,7 @@ double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ct
 // (round-robin rows); y (T*B, H) bf16 gets the last step's rows, h0 (B, H).
 double cluster_exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ctas,
                                    int64_t replicas) {
-  TORCH_CHECK(y.is_cuda() && h0.is_cuda() && y.scalar_type() == at::kBFloat16 &&
-                  h0.scalar_type() == at::kBFloat16 && y.dim() == 2 && h0.dim() == 2 &&
-                  y.is_contiguous() && h0.is_contiguous(),
-              "persistent_cluster_exchange_bench: y (T*B, H) and h0 (B, H), contiguous bf16 on CUDA");
-  const int64_t batch = h0.size(0), hidden = h0.size(1);
-  TORCH_CHECK(y.size(1) == hidden && batch > 0 && y.size(0) % batch == 0 && y.size(0) > 0,
-              "persistent_cluster_exchange_bench: y must have T*B rows of H");
+  const auto [batch, hidden] = bench_rows(y, h0, "persistent_cluster_exchange_bench");
   const ExchangeBenchPlan plan = exchange_bench_plan(
       static_cast<int>(hidden), static_cast<int>(batch), static_cast<int>(ctas),
       static_cast<int>(replicas), true);
