@@ -129,7 +129,7 @@ TORCH_LIBRARY(rnnfuse, m) {
       "persistent_plan(str cell, ScalarType dtype, int hidden, int batch, int steps, "
       "int proj_size, int packed_runs, bool allow_tf32, int[] device, bool build_grid, "
       "bool build_cluster, bool backward=False, int directions=1, bool slice_push=True, "
-      "str pin=\"\") -> str");
+      "str pin=\"\", bool ll_exchange=False) -> str");
   m.def(
       "persistent_maps(str cell, int hidden, int batch, int units, int replicas, int elem_bytes, "
       "bool backward=False) "

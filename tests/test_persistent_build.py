@@ -46,6 +46,18 @@ FMA_KERNELS = [
     f"_ZN7rnnfuse7persist22persist_{kind}_fma_kernelILNS0_4CellE{cell}EEEvNS0_{args}E"
     for kind, args in (("fwd", "16PersistFwdLaunch"), ("bwd", "16PersistBwdLaunch")) for cell in (0, 1)
 ]
+# The grid forward with its exchange through LL words (plan.ll; kernel.cuh
+# LL = true): mangled name -> HMMA form, and its exact-fp32 twins.
+LL_KERNELS = {
+    f"_ZN7rnnfuse7persist21persist_fwd_ll_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_16PersistFwdLaunchE": hmma
+    for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
+                       ("f", "HMMA.1688.F32.TF32"))
+    for cell in (0, 1)
+}
+LL_FMA_KERNELS = [
+    f"_ZN7rnnfuse7persist25persist_fwd_fma_ll_kernelILNS0_4CellE{cell}EEEvNS0_16PersistFwdLaunchE"
+    for cell in (0, 1)
+]
 EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
 LL_EXCHANGE = "_ZN7rnnfuse7persist26persist_ll_exchange_kernelENS0_11LlBenchArgsE"
 CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form
@@ -142,7 +154,8 @@ def test_registers_spills_stack_and_local_memory(extension, cuobjdump):
     usage = per_arch(res, re.compile(r"Function (\S+):"))
     archs = built_archs()
     assert archs, _build_config.CUDA_ARCH_LIST
-    for name in list(KERNELS) + FMA_KERNELS + [EXCHANGE, LL_EXCHANGE] + CLUSTER_ALL:
+    for name in (list(KERNELS) + FMA_KERNELS + list(LL_KERNELS) + LL_FMA_KERNELS
+                 + [EXCHANGE, LL_EXCHANGE] + CLUSTER_ALL):
         for arch in archs:
             block = usage.get((arch, name))
             assert block is not None, f"{name} has no {arch} code in {extension}"
@@ -168,6 +181,50 @@ def test_ll_exchange_has_no_fence_and_moves_tags_with_their_data(extension, cuob
         assert re.search(r"LDG\.E\.128\.STRONG\.(SYS|GPU)", sass), arch
         assert re.search(r"STG\.E\.64\.STRONG\.(SYS|GPU)", sass), arch
         assert not re.search(r"STG\.E(\.\d+)?\.STRONG\.(SYS|GPU)", sass.replace("STG.E.64.STRONG", "")), arch
+
+
+def test_ll_forward_kernels_exchange_without_fences_or_flags(extension, cuobjdump):
+    """The grid forward with the LL exchange (exchange.cuh gather_ll /
+    publish_ll): no MEMBAR, L1 invalidate (CCTL: an acquire's) or fence, and
+    no gpu-scope strong store (a flag's release) anywhere in it; its polls
+    16-byte strong loads and its words 8-byte strong stores (a tag and its
+    data in one store), the poll round's loads issued before the first is
+    checked (exchange.cuh kLlBatch, 4 in the exact-fp32 kernels); the tensor
+    cores (or FFMA) as the flag kernels. h0's rows (step 0, a packed batch
+    growing) still come through gather_rows: L2-only loads (ld.global.cg)
+    or cp.async.cg, no fence."""
+    names = list(LL_KERNELS) + LL_FMA_KERNELS
+    code = sass_by_arch(extension, cuobjdump, names)
+    for name in names:
+        for arch in built_archs():
+            body = code.get((arch, name))
+            assert body is not None, f"no {arch} SASS for {name}"
+            for bad in ("MEMBAR", "ERRBAR", "CCTL", "FENCE"):
+                assert bad not in body, f"{arch} {name}: {bad} in the LL forward"
+            assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
+            ops = [op for _, op, _ in SASS_INSN.findall(body)]
+            releases = [op for op in ops if op.startswith("ST") and "STRONG.GPU" in op]
+            assert not releases, f"{arch} {name}: gpu-scope stores (a flag's release) {releases}"
+            polls = [i for i, op in enumerate(ops) if re.match(r"LDG\.E\.128\.STRONG\.SYS", op)]
+            words = [op for op in ops if re.match(r"STG\.E\.64\.STRONG\.SYS", op)]
+            assert polls and words, f"{arch} {name}: {len(polls)} polls, {len(words)} word stores"
+            # The longest run of polls with no branch between them: a round's
+            # kLlBatch loads, all in flight before the first tag check.
+            run, best = 0, 0
+            for op in ops:
+                if re.match(r"LDG\.E\.128\.STRONG\.SYS", op):
+                    run += 1
+                    best = max(best, run)
+                elif op.startswith("BRA"):
+                    run = 0
+            print(f"  {arch} {name[22:70]}: {len(polls)} polls ({best} in a row), "
+                  f"{len(words)} word stores")
+            least = 8 if name in LL_KERNELS else 4  # exchange.cuh kLlBatch, kLlBatchFma
+            assert best >= least, f"{arch} {name}: at most {best} polls in flight"
+            if name in LL_KERNELS:
+                assert LL_KERNELS[name] in body, f"{arch} {name}: no {LL_KERNELS[name]}"
+            else:
+                assert "HMMA" not in body and "FFMA" in body, f"{arch} {name}: not exact FMAs"
 
 
 def test_sass_uses_tensor_cores_and_no_local_memory(extension, cuobjdump):

@@ -482,3 +482,32 @@ def test_planner_and_layout_compile_without_torch(tmp_path):
                    check=True, capture_output=True, text=True)
     out = json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
     assert out == plan(H=768, B=16, T=8, dev=device(max_clusters=0))
+
+
+def test_ll_exchange_is_taken_on_request_where_the_layout_allows():
+    """RNNFUSE_PERSISTENT_EXCHANGE=ll (the op's ll_exchange): the grid
+    forward exchanges through LL words (ll_layout.h), with the same
+    partition; an odd H keeps the flags (16-byte reads take two units'
+    words); per-step, cluster and backward plans have no such choice."""
+    def with_ll(**kw):
+        kw = {"cell": "LSTM", "dtype": BF16, "H": 768, "B": 16, "T": 1024, "proj": 0, "runs": 1,
+              "tf32": True, "dev": H100, "grid": True, "cluster": False, "backward": False,
+              "directions": 1, "slice_push": True, "pin": "", **kw}
+        out = json.loads(OPS.persistent_plan(kw["cell"], kw["dtype"], kw["H"], kw["B"], kw["T"],
+                                             kw["proj"], kw["runs"], kw["tf32"], kw["dev"],
+                                             kw["grid"], kw["cluster"], kw["backward"],
+                                             kw["directions"], kw["slice_push"], kw["pin"], True))
+        print(kw["cell"], kw["H"], out)
+        return out
+
+    flags, ll = plan(), with_ll()
+    assert flags["tier"] == ll["tier"] == "grid"
+    assert flags["exchange"] == "flags" and ll["exchange"] == "ll"
+    assert {k: v for k, v in flags.items() if k != "exchange"} == \
+        {k: v for k, v in ll.items() if k != "exchange"}
+    assert with_ll(cell="GRU", dtype=torch.float32, H=512, B=64)["exchange"] == "ll"
+    odd = with_ll(cell="GRU", H=37, B=9)
+    assert odd["tier"] == "grid" and odd["exchange"] == "flags"
+    assert "exchange" not in with_ll(backward=True)
+    assert with_ll(H=4096)["tier"] == "per-step"
+    assert "exchange" not in with_ll(H=4096)

@@ -99,20 +99,27 @@ SHAPES = [(40, 11, 5), (38, 7, 4)]
 CASES = [(SHAPES[0], False, False), (SHAPES[0], True, True), (SHAPES[1], True, False)]
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
-def test_forward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
+def check_forward_cases(cell, kind, cases, partitions, seed0, label=""):
+    """Every case (H, B, T, packed, reverse) at every partition (J, R,
+    hbuf_rows): the forward kernel's outputs are the emulator's bits."""
     dtype, fma = kind
     eb = 4 if dtype == F32 else 2
-    for i, ((H, B, T), packed, reverse) in enumerate(CASES):
-        a = make_inputs(cell, dtype, H, B, T, packed, seed=20 + i)
+    for i, (H, B, T, packed, reverse) in enumerate(cases):
+        a = make_inputs(cell, dtype, H, B, T, packed, seed=seed0 + i)
         ref = spec(cell, cast(a, F64), reverse)
-        for J, R, hbuf in FWD_PARTITIONS[cell]:
-            label = (f"{cell} {dtype} fma={fma} H{H} B{B} packed={packed} rev={reverse} "
+        for J, R, hbuf in partitions:
+            where = (f"{label}{cell} {dtype} fma={fma} H{H} B{B} packed={packed} rev={reverse} "
                      f"J{J} R{R} hb{hbuf}")
             emu = emulate(cell, a, reverse, J, R, hbuf, eb, seed=i, fma=fma)
             got = simt(cell, a, reverse, J, R, hbuf, eb, seed=i, fma=fma)
-            assert_same_bits_as_emulator(ref, emu, got, label)
+            assert_same_bits_as_emulator(ref, emu, got, where)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_forward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
+    check_forward_cases(cell, kind, [shape + (packed, reverse) for shape, packed, reverse in CASES],
+                        FWD_PARTITIONS[cell], 20)
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])

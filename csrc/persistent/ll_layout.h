@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "divider.h"
 #include "layout.h"
 
 namespace rnnfuse {
@@ -52,6 +53,58 @@ RNNFUSE_PHD const char* ll_exchange_error(const LlExchange& x) {
     return "each CTA must own an even number of units: 2 * ctas must divide hidden";
   }
   if (x.smem_bytes() > 200 * 1024) return "batch x hidden bf16 exceed the shared memory";
+  return nullptr;
+}
+
+// ---- The grid forward kernel's exchange with the flag in the data
+// (kernel.cuh, plan.ll; RNNFUSE_PERSISTENT_EXCHANGE=ll). The same protocol
+// as the bench above, over the kernel's own decomposition (layout.h): word
+// (s, r, m, j) holds unit j of replica r's local rows m * rows_per_word ...
+// (16-bit elements: two rows, 2m in the low half and 2m + 1 in the high
+// half of the low 4 bytes; fp32: row m), with the tag of the step that
+// wrote it in the high 4 bytes. Rows, not units, are paired: the epilogue's
+// items of rows 2m and 2m + 1 of a unit sit on neighbouring lanes of one
+// warp (Partition::item_row), so one shuffle completes a word. A CTA reads
+// two neighbouring units' words per 16-byte load, so H must be even.
+// Why two buffers suffice: a CTA writes row m's word of step s + 2 only
+// after it gathered row m of step s + 1 from every CTA of its replica (each
+// CTA owns some units, and every carried row is gathered whole), and each
+// of those wrote its step s + 1 word of row m only after its own gather of
+// row m at step s (a barrier between). A CTA that sees a word's tag past
+// the one it waits for traps (the protocol broken), as a wait past the
+// watchdog does.
+struct GridLl {
+  int hidden = 0, replicas = 0;
+  int rows_per_word = 0;  // 2 (16-bit elements) or 1 (fp32)
+  int word_rows = 0;      // per replica and buffer: ceil(max replica rows / rows_per_word)
+  Divider pairs;          // of a word row: hidden / 2 (16-byte loads of two words)
+  Divider by_replicas;    // R: Partition::replica_rows without a division on the step's path
+  // Replica r's local rows among the first `bs` batch rows (replica_rows).
+  RNNFUSE_PHD int replica_rows(int r, int bs) const {
+    return bs > r ? by_replicas.quotient(bs - r + replicas - 1) : 0;
+  }
+  RNNFUSE_PHD int64_t word(int s, int r, int m, int j) const {
+    return ((int64_t(s) * replicas + r) * word_rows + m) * hidden + j;
+  }
+  RNNFUSE_PHD int64_t words() const { return 2 * int64_t(replicas) * word_rows * hidden; }
+  // The tag the words of step s carry (0: never written).
+  RNNFUSE_PHD static uint32_t tag(int32_t s) { return uint32_t(s) + 1u; }
+};
+
+RNNFUSE_PHD GridLl make_grid_ll(const Partition& p, int elem_bytes) {
+  GridLl x;
+  x.hidden = p.hidden;
+  x.replicas = p.replicas;
+  x.rows_per_word = elem_bytes == 2 ? 2 : 1;
+  x.word_rows = (p.max_replica_rows() + x.rows_per_word - 1) / x.rows_per_word;
+  x.pairs = make_divider(p.hidden / 2 > 0 ? p.hidden / 2 : 1);
+  x.by_replicas = make_divider(p.replicas > 0 ? p.replicas : 1);
+  return x;
+}
+
+// Why the grid forward cannot exchange through LL words (nullptr: it can).
+RNNFUSE_PHD const char* grid_ll_error(const Partition& p) {
+  if (p.hidden % 2 != 0) return "odd hidden size: a 16-byte read takes two units' words";
   return nullptr;
 }
 

@@ -2,6 +2,8 @@
 // shared/persistent_latency_model.py, to be replaced by GPU measurements).
 #include "plan.h"
 
+#include "ll_layout.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -270,6 +272,8 @@ std::string Plan::describe() const {
                   fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", directions, us_per_step);
     if (backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
                                 ", \"ksplit\": %d", ksplit);
+    if (!backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
+                                 ", \"exchange\": \"%s\"", ll ? "ll" : "flags");
     s += buf;
   }
   if (!pin.empty()) s += ", \"pin\": \"" + pin + "\"";
@@ -646,6 +650,9 @@ Plan plan_backward(const Problem& prob, const DeviceProps& dev, const Built& bui
 Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
   Plan plan = plan_forward(prob, dev, built);
   plan.pin = prob.pin.text();
+  // Not in the latency model: the LL exchange is taken on request only,
+  // until a GPU has timed it in the kernel (persist_check's "ll fwd").
+  plan.ll = prob.ll_exchange && plan.tier == Tier::Grid && grid_ll_error(plan.part) == nullptr;
   return plan;
 }
 

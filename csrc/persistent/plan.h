@@ -74,6 +74,9 @@ struct Problem {
                             // twice the clusters, co-resident for the model's step)
   bool slice_push = true;   // cluster tier: pipelined push (RNNFUSE_CLUSTER_PUSH=step: off)
   Pin pin;                  // constraints on the partition (none by default)
+  // Grid forward: exchange h through LL words (ll_layout.h GridLl) where the
+  // partition allows (RNNFUSE_PERSISTENT_EXCHANGE=ll); else y and flags.
+  bool ll_exchange = false;
 };
 
 // Which kernels the caller may use: the host passes cluster = true only
@@ -116,6 +119,7 @@ struct Plan {
   int64_t smem_bytes = 0;   // dynamic shared memory per CTA
   int w_frags = 0;          // A fragments warp 0 keeps in registers
   int ksplit = 1;           // backward: CTAs splitting one unit group's K (BwdPartition)
+  bool ll = false;          // grid forward: h exchanged through LL words (ll_layout.h)
   double us_per_step = 0;   // latency model, microseconds (an estimate)
   std::string pin;          // Pin::text() of the problem's pin ("" when free)
   std::string describe() const;  // one-line JSON

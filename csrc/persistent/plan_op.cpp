@@ -75,11 +75,12 @@ std::string persistent_plan(c10::string_view cell, at::ScalarType dtype, int64_t
                             int64_t batch, int64_t steps, int64_t proj_size, int64_t packed_runs,
                             bool allow_tf32, at::IntArrayRef device, bool build_grid,
                             bool build_cluster, bool backward, int64_t directions,
-                            bool slice_push, c10::string_view pin) {
+                            bool slice_push, c10::string_view pin, bool ll_exchange) {
   Problem prob = make_problem(cell, dtype, hidden, batch, steps, allow_tf32, directions);
   prob.proj_size = int(proj_size);
   prob.packed_runs = int(packed_runs);
   prob.slice_push = slice_push;
+  prob.ll_exchange = ll_exchange;
   const std::string bad = parse_pin(std::string(pin), backward, &prob.pin);
   TORCH_CHECK(bad.empty(), "rnnfuse.persistent_plan: pin: ", bad);
   const Built built{build_grid, build_cluster};

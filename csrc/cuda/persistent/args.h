@@ -31,6 +31,11 @@ struct PersistArgs {
   float* c_state;       // (B, H) LSTM: c0 on entry, c at each row's last step on exit
   void* ws;             // (N, 5H) LSTM / (N, 4H) GRU elem, or null (not training)
   unsigned* flags;      // (grid) zeroed: steps each CTA has published
+  // The exchange with the flag in the data (ll_layout.h GridLl), or null:
+  // y and the flags above. Zeroed before the launch (tag 0: never written).
+  uint64_t* ll;
+  GridLl ll_layout;
+  int ll_parity_mask;   // 1; 0 (a fiber test's fault) puts both steps in one buffer
   int hbuf_rows;        // batch rows of the shared-memory h buffer
   int vec16;            // 1: y and h0 rows are 16-byte aligned (16-byte gathers)
   uint64_t watchdog_ns; // a flag wait longer than this traps (0: never)

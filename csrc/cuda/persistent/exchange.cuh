@@ -7,6 +7,8 @@
 #include "args.h"
 #include "ptx.cuh"
 
+#include <cstring>
+
 namespace rnnfuse {
 namespace persist {
 
@@ -91,6 +93,127 @@ __device__ __forceinline__ void gather_rows(const Part& p, int K, const E* excha
         if (i < slots && k < K) hbuf[n * pitch + k] = v[u];
       }
     }
+  }
+}
+
+// ---- The exchange with the flag in the data (ll_layout.h GridLl; the
+// forward kernel with PersistArgs::ll set): no flags, no fence, no acquire.
+
+// 16-byte polls a thread keeps in flight (the exact-fp32 kernel's W maps
+// leave registers for 4).
+constexpr int kLlBatch = 8, kLlBatchFma = 4;
+
+__device__ __forceinline__ uint32_t ll_tag_of(uint64_t w) { return uint32_t(w >> 32); }
+
+struct LlPair {
+  uint64_t lo, hi;
+};
+
+// Polls the two words at p, last read as `got`, until both carry `want`. A
+// tag past `want` means the words were overwritten before this CTA read
+// them (the protocol broken); it traps, as a wait past the watchdog does.
+// Out of line and by value: the caller's words stay in registers.
+RNNFUSE_DEVICE_NOINLINE LlPair ll_wait(const uint64_t* p, uint32_t want, uint64_t watchdog_ns,
+                                       LlPair got) {
+  const uint64_t t0 = globaltimer_ns();
+  for (uint32_t spin = 1;; ++spin) {
+    if (int32_t(ll_tag_of(got.lo) - want) > 0 || int32_t(ll_tag_of(got.hi) - want) > 0) __trap();
+    ll_load16(p, got.lo, got.hi);
+    if (ll_tag_of(got.lo) == want && ll_tag_of(got.hi) == want) return got;
+    if ((spin & 1023u) == 0 && watchdog_ns != 0 && globaltimer_ns() - t0 > watchdog_ns) __trap();
+  }
+}
+
+// hbuf rows n = 0..rows-1 <- replica r's local rows g0 + n of h_{t-1}:
+// those carried from the step before (local rows below replica_rows(r,
+// carry)) from its LL words, polled until they carry that step's tag; the
+// others from h0, or zeros (gather_rows). All of a thread's 16-byte polls
+// of a round are in flight at once. g0 is a multiple of 8, so a gather
+// starts at a word row.
+template <typename E, int BATCH>
+__device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const StepInfo& st, int g0,
+                                          int rows, E* hbuf) {
+  const Partition& p = a.part;
+  const GridLl& x = a.ll_layout;
+  const int pitch = p.h_pitch(Elem<E>::kBytes), H = p.hidden;
+  const int n_carry = min(max(x.replica_rows(r, st.carry) - g0, 0), rows);
+  if (n_carry < rows) {
+    gather_rows<E>(p, H, static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
+                   static_cast<const E*>(a.h0), /*carry=*/0, r, g0 + n_carry, rows - n_carry,
+                   a.vec16 != 0, hbuf + n_carry * pitch);
+  }
+  if (n_carry == 0) return;
+  const uint32_t want = GridLl::tag(st.step - 1);
+  constexpr int kRpw = Elem<E>::kBytes == 2 ? 2 : 1;
+  const uint64_t* base =
+      a.ll + x.word((st.step - 1) & a.ll_parity_mask, r, g0 / kRpw, 0);
+  const int per_row = H / 2, total = ((n_carry + kRpw - 1) / kRpw) * per_row;
+  for (int i0 = threadIdx.x; i0 < total; i0 += BATCH * kThreads) {
+    uint64_t lo[BATCH], hi[BATCH];
+#pragma unroll
+    for (int u = 0; u < BATCH; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i < total) {
+        const int m = x.pairs.quotient(i), v = i - m * per_row;
+        ll_load16(base + int64_t(m) * H + 2 * v, lo[u], hi[u]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < BATCH; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i >= total) break;
+      const int m = x.pairs.quotient(i), v = i - m * per_row;
+      if (ll_tag_of(lo[u]) != want || ll_tag_of(hi[u]) != want) {
+        const LlPair got = ll_wait(base + int64_t(m) * H + 2 * v, want, a.watchdog_ns,
+                                   LlPair{lo[u], hi[u]});
+        lo[u] = got.lo;
+        hi[u] = got.hi;
+      }
+      const uint32_t d0 = uint32_t(lo[u]), d1 = uint32_t(hi[u]);
+      if constexpr (kRpw == 2) {
+        // Words of units 2v, 2v + 1: rows 2m (low halves) and 2m + 1 (high).
+        uint32_t* row = reinterpret_cast<uint32_t*>(hbuf + 2 * m * pitch + 2 * v);
+        row[0] = (d0 & 0xFFFFu) | (d1 << 16);
+        if (2 * m + 1 < n_carry) {
+          reinterpret_cast<uint32_t*>(hbuf + (2 * m + 1) * pitch + 2 * v)[0] =
+              (d0 >> 16) | (d1 & 0xFFFF0000u);
+        }
+      } else {
+        uint32_t* row = reinterpret_cast<uint32_t*>(hbuf + m * pitch + 2 * v);
+        row[0] = d0;
+        row[1] = d1;
+      }
+    }
+  }
+}
+
+// The epilogue's publication of one item's h (unit j of the replica's local
+// row n = chunk row nn + the chunk's first, `valid` as the epilogue's
+// condition) into the LL words of step st.step. Called by every lane of the
+// warp (a shuffle): with 16-bit elements the even row's lane takes its
+// neighbour's h (row n + 1, the same unit: items are row-minor) and stores
+// both; a row past the chunk's n_rows leaves its half zero.
+template <typename E>
+__device__ __forceinline__ void publish_ll(const PersistArgs& a, int r, const StepInfo& st, int n,
+                                           int nn, int n_rows, int j, E h, bool valid) {
+  uint32_t mine;
+  if constexpr (Elem<E>::kBytes == 2) {
+    unsigned short bits;
+    memcpy(&bits, &h, 2);
+    mine = bits;
+  } else {
+    memcpy(&mine, &h, 4);
+  }
+  const uint64_t tag = uint64_t(GridLl::tag(st.step)) << 32;
+  uint64_t* words = a.ll + a.ll_layout.word(st.step & a.ll_parity_mask, r, 0, j);
+  if constexpr (Elem<E>::kBytes == 2) {
+    const uint32_t next = __shfl_down_sync(0xffffffffu, mine, 1);
+    if (valid && (nn & 1) == 0) {
+      const uint32_t pair = mine | (nn + 1 < n_rows ? next << 16 : 0u);
+      ll_store8(words + int64_t(n / 2) * a.ll_layout.hidden, tag | pair);
+    }
+  } else {
+    if (valid) ll_store8(words + int64_t(n) * a.ll_layout.hidden, tag | mine);
   }
 }
 

@@ -26,8 +26,10 @@ static_assert(16 * kChunkRows <= kItemSlots * kThreads,
               "every epilogue item of a chunk of 16 units needs a thread slot");
 
 // FMA: exact fp32 (TF32 off), layout.h's FMA maps instead of the MMAs; E is
-// float then. Everything else (exchange, epilogue, protocol) is shared.
-template <typename E, Cell CELL, bool FMA>
+// float then. LL: h exchanged through LL words (a.ll, exchange.cuh
+// gather_ll / publish_ll) instead of y and the flags. Everything else
+// (epilogue, decomposition) is shared.
+template <typename E, Cell CELL, bool FMA, bool LL>
 __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
   static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
@@ -108,11 +110,16 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
     const int rows = p.replica_rows(r, st.bs);
     if (rows > 0) {
       load_operands(st, 0, Partition::first_chunk_rows(a.hbuf_rows, rows));
-      if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
+      if (!LL && needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
-        gather_rows<E>(p, p.k_width(), static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
-                       static_cast<const E*>(a.h0), st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
+        if constexpr (LL) {
+          gather_ll<E, FMA ? kLlBatchFma : kLlBatch>(a, r, st, g0, g_rows, hbuf);
+        } else {
+          gather_rows<E>(p, p.k_width(), static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
+                         static_cast<const E*>(a.h0), st.carry, r, g0, g_rows, a.vec16 != 0,
+                         hbuf);
+        }
         __syncthreads();
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
           const int n_rows = min(kChunkRows, g_rows - q0);
@@ -132,7 +139,9 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
             const int e = tid + s * kThreads;
             const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
             const int j = p.first_unit(c) + jj;
-            if (e < p.chunk_items(ib) && nn < n_rows && j < H) {
+            const bool valid = e < p.chunk_items(ib) && nn < n_rows && j < H;
+            E h_out = X::from_float(0.0f);
+            if (valid) {
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
               const int64_t row = st.row0 + b;
               float sum[G];
@@ -145,14 +154,16 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
               for (int g = 0; g < G; ++g) x[g] = X::to_float(xv[s][g]);
               const float h = cell_item<CELL, G>(x, sum, bias, J, jj, cv[s], h_prev, w, H);
               if constexpr (CELL == Cell::LSTM) a.c_state[b * H + j] = cv[s];
-              st_exchanged(y + row * a.ld_y + j, X::from_float(h));  // read by the replica's CTAs
+              h_out = X::from_float(h);
+              st_exchanged(y + row * a.ld_y + j, h_out);  // read by the replica's CTAs (not LL)
             }
+            if constexpr (LL) publish_ll<E>(a, r, st, g0 + q0 + nn, nn, n_rows, j, h_out, valid);
           }
           __syncthreads();
         }
       }
     }
-    if (tid == 0) st_release_gpu(a.flags + q, publish_value(st.step));
+    if (!LL && tid == 0) st_release_gpu(a.flags + q, publish_value(st.step));
   }
 }
 
@@ -161,14 +172,27 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
 template <typename E, Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_fwd_kernel(const PersistFwdLaunch a) {
   const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
-  fwd_body<E, CELL, false>(a.dir[d], int(blockIdx.x) - d * grid);
+  fwd_body<E, CELL, false, false>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 // fp32 with TF32 off: the same kernel with exact FMAs.
 template <Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_fwd_fma_kernel(const PersistFwdLaunch a) {
   const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
-  fwd_body<float, CELL, true>(a.dir[d], int(blockIdx.x) - d * grid);
+  fwd_body<float, CELL, true, false>(a.dir[d], int(blockIdx.x) - d * grid);
+}
+
+// The same two with the LL exchange (PersistArgs::ll set: plan.ll).
+template <typename E, Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_fwd_ll_kernel(const PersistFwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  fwd_body<E, CELL, false, true>(a.dir[d], int(blockIdx.x) - d * grid);
+}
+
+template <Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_fwd_fma_ll_kernel(const PersistFwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  fwd_body<float, CELL, true, true>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 // A cooperative launch of `kernel` (one of the persistent grid kernels) on
@@ -210,9 +234,14 @@ cudaError_t blocks_per_sm(void (*kernel)(const Args), size_t smem, int* blocks) 
 #define RNNFUSE_PERSIST_ENTRY_POINTS(E, NAME)                                                  \
   cudaError_t launch_persist_fwd_##NAME(Cell cell, const PersistFwdLaunch& a, size_t smem,      \
                                         int sms, cudaStream_t stream) {                        \
-    return launch_cooperative(cell == Cell::LSTM ? persist_fwd_kernel<E, Cell::LSTM>           \
-                                                 : persist_fwd_kernel<E, Cell::GRU>,           \
-                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);      \
+    const bool lstm = cell == Cell::LSTM;                                                      \
+    const auto kernel = a.dir[0].ll != nullptr                                                 \
+                            ? (lstm ? persist_fwd_ll_kernel<E, Cell::LSTM>                     \
+                                    : persist_fwd_ll_kernel<E, Cell::GRU>)                     \
+                            : (lstm ? persist_fwd_kernel<E, Cell::LSTM>                        \
+                                    : persist_fwd_kernel<E, Cell::GRU>);                       \
+    return launch_cooperative(kernel, a, a.directions * a.dir[0].part.grid(), smem, sms,       \
+                              stream);                                                         \
   }                                                                                            \
   cudaError_t persist_fwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {          \
     return blocks_per_sm(cell == Cell::LSTM ? persist_fwd_kernel<E, Cell::LSTM>                \
@@ -224,9 +253,14 @@ cudaError_t blocks_per_sm(void (*kernel)(const Args), size_t smem, int* blocks) 
 #define RNNFUSE_PERSIST_FMA_ENTRY_POINTS()                                                      \
   cudaError_t launch_persist_fwd_fma(Cell cell, const PersistFwdLaunch& a, size_t smem, int sms, \
                                      cudaStream_t stream) {                                     \
-    return launch_cooperative(cell == Cell::LSTM ? persist_fwd_fma_kernel<Cell::LSTM>           \
-                                                 : persist_fwd_fma_kernel<Cell::GRU>,           \
-                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);       \
+    const bool lstm = cell == Cell::LSTM;                                                       \
+    const auto kernel = a.dir[0].ll != nullptr                                                  \
+                            ? (lstm ? persist_fwd_fma_ll_kernel<Cell::LSTM>                     \
+                                    : persist_fwd_fma_ll_kernel<Cell::GRU>)                     \
+                            : (lstm ? persist_fwd_fma_kernel<Cell::LSTM>                        \
+                                    : persist_fwd_fma_kernel<Cell::GRU>);                       \
+    return launch_cooperative(kernel, a, a.directions * a.dir[0].part.grid(), smem, sms,        \
+                              stream);                                                          \
   }                                                                                             \
   cudaError_t persist_fwd_blocks_per_sm_fma(Cell cell, size_t smem, int* blocks) {              \
     return blocks_per_sm(cell == Cell::LSTM ? persist_fwd_fma_kernel<Cell::LSTM>                \

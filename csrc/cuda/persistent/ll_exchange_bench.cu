@@ -16,18 +16,13 @@ namespace rnnfuse {
 namespace persist {
 namespace {
 
-constexpr int kLlBatch = 16;  // 16-byte polls a thread keeps in flight
+constexpr int kBenchBatch = 16;  // 16-byte polls a thread keeps in flight
 
-// Two words {data, tag} as {x, y} and {z, w}: each 64-bit half single-copy
-// atomic (a vector access is its elements' accesses).
-__device__ __forceinline__ uint4 ld_volatile16(const uint4* p) {
+// Two words {data, tag} (ptx.cuh ll_load16) as {x, y} and {z, w}.
+__device__ __forceinline__ uint4 ld_words(const uint4* p) {
   uint64_t lo, hi;
-  asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];\n" : "=l"(lo), "=l"(hi) : "l"(p) : "memory");
+  ll_load16(reinterpret_cast<const uint64_t*>(p), lo, hi);
   return make_uint4(uint32_t(lo), uint32_t(lo >> 32), uint32_t(hi), uint32_t(hi >> 32));
-}
-
-__device__ __forceinline__ void st_volatile8(uint64_t* p, uint64_t v) {
-  asm volatile("st.volatile.global.u64 [%0], %1;\n" : : "l"(p), "l"(v) : "memory");
 }
 
 // Each 16-bit half plus one, no carry between them.
@@ -50,21 +45,21 @@ __global__ void __launch_bounds__(kThreads, 1) persist_ll_exchange_kernel(const 
       const uint32_t want = LlExchange::tag(t - 1);
       const int s = int((t - 1) & 1);
       const uint4* base = ll + x.word(s, 0, 0) / 2;
-      for (int i0 = tid; i0 < x.pairs(); i0 += kLlBatch * kThreads) {
-        uint4 v[kLlBatch];
+      for (int i0 = tid; i0 < x.pairs(); i0 += kBenchBatch * kThreads) {
+        uint4 v[kBenchBatch];
 #pragma unroll
-        for (int u = 0; u < kLlBatch; ++u) {
+        for (int u = 0; u < kBenchBatch; ++u) {
           const int i = i0 + u * kThreads;
-          if (i < x.pairs()) v[u] = ld_volatile16(base + i);
+          if (i < x.pairs()) v[u] = ld_words(base + i);
         }
 #pragma unroll
-        for (int u = 0; u < kLlBatch; ++u) {
+        for (int u = 0; u < kBenchBatch; ++u) {
           const int i = i0 + u * kThreads;
           if (i >= x.pairs()) break;
           if (v[u].y != want || v[u].w != want) {
             const uint64_t t0 = globaltimer_ns();
             for (uint32_t spin = 1;; ++spin) {
-              v[u] = ld_volatile16(base + i);
+              v[u] = ld_words(base + i);
               if (v[u].y == want && v[u].w == want) break;
               if ((spin & 1023u) == 0 && a.watchdog_ns != 0 &&
                   globaltimer_ns() - t0 > a.watchdog_ns) {
@@ -87,7 +82,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_ll_exchange_kernel(const 
       if (jj >= cw) continue;
       const uint32_t d = add_one_each(hbuf[b * W + w]);
       a.y[(t * x.batch + b) * W + w] = d;
-      st_volatile8(a.ll + x.word(s, b, w), (uint64_t(tag) << 32) | d);
+      ll_store8(a.ll + x.word(s, b, w), (uint64_t(tag) << 32) | d);
     }
     __syncthreads();  // the next step's gather overwrites hbuf
   }

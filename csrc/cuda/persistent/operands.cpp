@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "../../persistent/schedule_rle.h"
 
@@ -41,6 +42,14 @@ uint64_t watchdog_ns() {
   double s = env != nullptr ? std::atof(env) : 20.0;
   if (!(s > 0)) s = 20.0;
   return static_cast<uint64_t>(s * 1e9);
+}
+
+bool ll_exchange_requested() {
+  const char* env = std::getenv("RNNFUSE_PERSISTENT_EXCHANGE");
+  const std::string mode = env != nullptr ? env : "";
+  TORCH_CHECK(mode.empty() || mode == "flags" || mode == "ll",
+              "RNNFUSE_PERSISTENT_EXCHANGE must be 'flags' or 'll', got '", mode, "'");
+  return mode == "ll";
 }
 
 bool aligned16(const at::Tensor& t) {
@@ -208,12 +217,27 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, floa
 bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n,
                          LaunchBuffers& buffers, PersistFwdLaunch& launch) {
   const int grid = plan.part.grid();
-  buffers.flags = at::zeros({n * grid}, dirs[0]->x_proj.options().dtype(at::kInt));
+  const at::TensorOptions like = dirs[0]->x_proj.options();
+  const GridLl ll = make_grid_ll(plan.part, plan.elem_bytes);
+  TORCH_CHECK(!plan.ll || grid_ll_error(plan.part) == nullptr,
+              "rnnfuse persistent: an LL exchange plan for a partition that cannot take one");
+  if (plan.ll) {
+    buffers.ll = at::zeros({n * ll.words()}, like.dtype(at::kLong));
+  } else {
+    buffers.flags = at::zeros({n * grid}, like.dtype(at::kInt));
+  }
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
-    unsigned* f = reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * grid;
+    unsigned* f = plan.ll ? nullptr
+                          : reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * grid;
     if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
+    if (plan.ll) {
+      PersistArgs& a = launch.dir[d];
+      a.ll = reinterpret_cast<uint64_t*>(buffers.ll.data_ptr<int64_t>()) + d * ll.words();
+      a.ll_layout = ll;
+      a.ll_parity_mask = 1;
+    }
   }
   return true;
 }

@@ -22,6 +22,11 @@ namespace persist {
 // a hang). RNNFUSE_PERSISTENT_WATCHDOG_S overrides the default of 20 s.
 uint64_t watchdog_ns();
 
+// RNNFUSE_PERSISTENT_EXCHANGE: "ll" asks the grid forward to exchange h
+// through LL words (ll_layout.h GridLl); "flags" (unset: the default) through
+// y and a flag per CTA. Anything else is an error.
+bool ll_exchange_requested();
+
 bool aligned16(const at::Tensor& t);
 bool unit_columns(const at::Tensor& t);
 
@@ -89,13 +94,15 @@ PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_
                                                 int64_t elem_bytes, const BwdOperands* const* dirs,
                                                 int n);
 
-// A grid-tier launch's buffers, on `like`'s device: per direction its step
+// A grid-tier launch's buffers, on `like`'s device: per direction its LL
+// words (a forward plan with ll, zeroed: tag 0 is no step's) or its step
 // flags (zeroed on the stream: a memset node under graph capture); a
 // backward with K split also its chunk counts (zeroed) and partial sums
 // (never read before written). The caller keeps them until the launch is
 // enqueued.
 struct LaunchBuffers {
   at::Tensor flags, partials;
+  at::Tensor ll;  // a forward with plan.ll: per direction its LL words (zeroed)
 };
 
 // A grid-tier forward launch of `n` directions (1, or 2 of a bidirectional

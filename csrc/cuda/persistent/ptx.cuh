@@ -20,6 +20,15 @@
 #define RNNFUSE_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 #endif
 
+// A device function kept out of line (its callers' registers stay theirs),
+// static: nvcc also emits a host copy, one per translation unit including
+// the header. On the fibers an ordinary inline function.
+#ifdef RNNFUSE_SIMT
+#define RNNFUSE_DEVICE_NOINLINE inline
+#else
+#define RNNFUSE_DEVICE_NOINLINE static __device__ __noinline__
+#endif
+
 namespace rnnfuse {
 namespace persist {
 
@@ -163,6 +172,31 @@ inline void st_exchanged(T* p, T v) {
 template <typename T>
 __device__ __forceinline__ void st_exchanged(T* p, T v) {
   *p = v;
+}
+#endif
+
+// LL words (ll_layout.h): 8 bytes, a tag and its data, stored by one
+// 64-bit store and read two at a time by one 16-byte load. Each aligned
+// 8-byte access is single-copy atomic (PTX ISA memory consistency model; a
+// vector access is its elements' accesses), so a reader that sees a word's
+// tag sees the data stored with it: no fence, no flag, no acquire.
+// volatile (relaxed, system scope on sm_70+): every poll goes to memory,
+// none is cached in L1 or hoisted out of its loop. On the fibers each load
+// lets the other fibers run first (a word may arrive late; simt.h).
+#ifdef RNNFUSE_SIMT
+inline void ll_store8(uint64_t* p, uint64_t v) { ::rnnfuse::simt::ll_store(p, v); }
+inline void ll_load16(const uint64_t* p, uint64_t& lo, uint64_t& hi) {
+  uint64_t w[2];
+  ::rnnfuse::simt::ll_load(p, w);
+  lo = w[0];
+  hi = w[1];
+}
+#else
+__device__ __forceinline__ void ll_store8(uint64_t* p, uint64_t v) {
+  asm volatile("st.volatile.global.u64 [%0], %1;\n" : : "l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ void ll_load16(const uint64_t* p, uint64_t& lo, uint64_t& hi) {
+  asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];\n" : "=l"(lo), "=l"(hi) : "l"(p) : "memory");
 }
 #endif
 

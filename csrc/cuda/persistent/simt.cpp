@@ -289,7 +289,8 @@ void fiber_entry() {
     if (!f->copies.empty()) fail("cp.async copies never waited for when the thread exited");
   } catch (const TrapSignal&) {
     g.error = "__trap() in CTA " + std::to_string(f->cta) + " thread " + std::to_string(f->tid) +
-              " (the kernel's watchdog: a flag or mbarrier wait that never ended)";
+              " (the kernel's watchdog: a flag, LL word or mbarrier wait that never ended; or an LL "
+              "word overwritten before it was read)";
   } catch (const std::exception& e) {
     g.error = std::string(e.what()) + " (CTA " + std::to_string(f->cta) + " thread " +
               std::to_string(f->tid) + ")";
@@ -625,6 +626,33 @@ void release_gpu(unsigned* flag, uint32_t value) {
   r.clock[size_t(f.cta)] = epoch;
   *flag = value;
   ++g.progress;
+}
+
+namespace {
+void check_ll(const void* p, size_t align, const char* use) {
+  if (reinterpret_cast<uintptr_t>(p) % align != 0) {
+    fail(std::string("an LL ") + use + " at an address not " + std::to_string(align) +
+         "-byte aligned (not single-copy atomic)");
+  }
+  size_t first = 0;
+  if (find_exchanged(p, 8, &first, use) != nullptr) {
+    fail(std::string("an LL ") + use + " inside an exchanged buffer (release/acquire's)");
+  }
+}
+}  // namespace
+
+void ll_store(uint64_t* word, uint64_t value) {
+  Grid& g = grid();
+  check_ll(word, 8, "store");
+  std::memcpy(word, &value, 8);
+  ++g.progress;
+}
+
+void ll_load(const uint64_t* words, uint64_t (&out)[2]) {
+  yield();  // a word may arrive late: the other fibers run first
+  (void)grid();
+  check_ll(words, 16, "load");
+  std::memcpy(out, words, 16);
 }
 
 void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,

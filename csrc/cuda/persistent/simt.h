@@ -150,6 +150,12 @@ void load_exchanged(void* dst, const void* src, int bytes);  // ld.global.cg
 uint32_t acquire_gpu(const unsigned* flag);                   // ld.acquire.gpu (yields first)
 void release_gpu(unsigned* flag, uint32_t value);             // st.release.gpu
 
+// LL words (ptx.cuh ll_store8 / ll_load16): an 8-byte store, a 16-byte
+// load of two words (yields first: a poll). Aligned, and outside the
+// exchanged buffers (whose rules are release/acquire's).
+void ll_store(uint64_t* word, uint64_t value);
+void ll_load(const uint64_t* words, uint64_t (&out)[2]);
+
 // The virtual clock's step per idle round for a kernel watchdog of
 // `watchdog` ns: a wait that can never end passes it within 64 idle rounds
 // (the kernels look at the clock every 64 or 1024 polls).
@@ -255,6 +261,14 @@ inline float __shfl_down_sync(unsigned mask, float v, unsigned delta) {
   (void)mask;  // the kernels pass the full warp
   float all[32];
   ::rnnfuse::simt::warp_exchange(&v, all, 4, /*tag=*/1);
+  const unsigned lane = ::rnnfuse::simt::thread_idx().x & 31u;
+  return lane + delta < 32 ? all[lane + delta] : v;
+}
+
+inline unsigned __shfl_down_sync(unsigned mask, unsigned v, unsigned delta) {
+  (void)mask;
+  unsigned all[32];
+  ::rnnfuse::simt::warp_exchange(&v, all, 4, /*tag=*/2);
   const unsigned lane = ::rnnfuse::simt::thread_idx().x & 31u;
   return lane + delta < 32 ? all[lane + delta] : v;
 }

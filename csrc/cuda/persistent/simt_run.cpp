@@ -19,6 +19,8 @@
 #include "operands.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -52,8 +54,17 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
     TORCH_CHECK(unfit == nullptr, "simt: this partition does not fit the kernel: ", unfit);
     plan.part = p;
     plan.smem_bytes = grid_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows, cell);
+    // As the driver's planner: LL words on request, where the partition allows.
+    plan.ll = ll_exchange_requested() && grid_ll_error(p) == nullptr;
   }
   return plan;
+}
+
+// RNNFUSE_SIMT_LL_ONE_BUFFER=1 (a test's fault): both step parities in one
+// LL buffer, so a CTA may overwrite words its replica has yet to read.
+bool ll_one_buffer() {
+  const char* env = std::getenv("RNNFUSE_SIMT_LL_ONE_BUFFER");
+  return env != nullptr && std::string(env) == "1";
 }
 
 // The bytes a tensor view spans, from its first element to its last.
@@ -103,24 +114,35 @@ void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, in
   PersistFwdLaunch launch;
   TORCH_CHECK(forward_launch_args(plan, dirs, n, buffers, launch), "simt: schedule not encodable");
   TORCH_CHECK(drop_ctas >= 0 && drop_ctas < n * plan.part.grid(), "simt: drop_ctas");
+  if (plan.ll && ll_one_buffer()) {
+    for (int d = 0; d < n; ++d) launch.dir[d].ll_parity_mask = 0;
+  }
   std::vector<simt::Region> spans;
   for (int d = 0; d < n; ++d) spans.push_back(span(dirs[d]->y));  // h_t, read by the replica
   const std::vector<simt::Region> xch = exchanged_buffers(spans);
-  const bool lstm = cell == Cell::LSTM;
+  const bool lstm = cell == Cell::LSTM, ll = plan.ll;
   const at::ScalarType t = dirs[0]->x_proj.scalar_type();
+  using Kernel = void (*)(const PersistFwdLaunch);
+  const auto pick = [&](Kernel lstm_flags, Kernel gru_flags, Kernel lstm_ll, Kernel gru_ll) {
+    return ll ? (lstm ? lstm_ll : gru_ll) : (lstm ? lstm_flags : gru_flags);
+  };
+  Kernel kernel;
   if (t == at::kHalf) {
-    run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__half, Cell::LSTM>
-                                     : persist_fwd_kernel<__half, Cell::GRU>, xch, drop_ctas);
+    kernel = pick(persist_fwd_kernel<__half, Cell::LSTM>, persist_fwd_kernel<__half, Cell::GRU>,
+                  persist_fwd_ll_kernel<__half, Cell::LSTM>, persist_fwd_ll_kernel<__half, Cell::GRU>);
   } else if (t == at::kBFloat16) {
-    run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<__nv_bfloat16, Cell::LSTM>
-                                     : persist_fwd_kernel<__nv_bfloat16, Cell::GRU>, xch, drop_ctas);
+    kernel = pick(persist_fwd_kernel<__nv_bfloat16, Cell::LSTM>,
+                  persist_fwd_kernel<__nv_bfloat16, Cell::GRU>,
+                  persist_fwd_ll_kernel<__nv_bfloat16, Cell::LSTM>,
+                  persist_fwd_ll_kernel<__nv_bfloat16, Cell::GRU>);
   } else if (cfg.fma) {
-    run(plan, launch, cfg.seed, lstm ? persist_fwd_fma_kernel<Cell::LSTM>
-                                     : persist_fwd_fma_kernel<Cell::GRU>, xch, drop_ctas);
+    kernel = pick(persist_fwd_fma_kernel<Cell::LSTM>, persist_fwd_fma_kernel<Cell::GRU>,
+                  persist_fwd_fma_ll_kernel<Cell::LSTM>, persist_fwd_fma_ll_kernel<Cell::GRU>);
   } else {
-    run(plan, launch, cfg.seed, lstm ? persist_fwd_kernel<float, Cell::LSTM>
-                                     : persist_fwd_kernel<float, Cell::GRU>, xch, drop_ctas);
+    kernel = pick(persist_fwd_kernel<float, Cell::LSTM>, persist_fwd_kernel<float, Cell::GRU>,
+                  persist_fwd_ll_kernel<float, Cell::LSTM>, persist_fwd_ll_kernel<float, Cell::GRU>);
   }
+  run(plan, launch, cfg.seed, kernel, xch, drop_ctas);
 }
 
 void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, int n) {
