@@ -271,10 +271,13 @@ def persist_section(persist: dict | None) -> list[str]:
               "with the backward alone on that tier (the forward as planned); step push: the "
               "cluster tier with every push at "
               "the step's end (RNNFUSE_CLUSTER_PUSH=step) instead of slice by slice, and "
-              "whether its outputs equal the pipelined push's to the bit:", "",
+              "whether its outputs equal the pipelined push's to the bit; LL: the grid "
+              "forward with h exchanged through LL words (RNNFUSE_PERSISTENT_EXCHANGE=ll), "
+              "which must give the flag exchange's bits:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
-              "us/step | model | x floor | path | other tier | other bwd | step push | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "us/step | model | x floor | path | other tier | other bwd | step push | LL | "
+              "status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
         floor = exchange_floor_ns(persist, r)
@@ -291,7 +294,8 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_fmt(r.get('us_per_step'), '.2f')} | {_fmt(model, '.2f')} | "
                      f"{_fmt(over, '.2f')} | "
                      f"{_paths(r)} | {_other(r, '')} | {_other(r, '_bwd')} | "
-                     f"{_step_push(r)} | {r['status']} |")
+                     f"{_step_push(r)} | {_compared(r, 'll') if 'll_status' in r else '-'} | "
+                     f"{r['status']} |")
     lines += sweep_section(persist.get("sweep", []))
     if persist.get("not_run"):
         lines.append("- not run (deadline; the sweep fails nothing): " + ", ".join(persist["not_run"]))
@@ -325,23 +329,25 @@ def sweep_section(rows: list[dict]) -> list[str]:
              "call's time / T (it also carries the GEMMs and, in training, the forward); "
              "each must give the same bits as the others of its pass (backward: of its "
              "K split); group: the cluster tier's slices per bracket / tile padding; in-order: "
-             "the model with each cluster bracket read in issue order; *: the planner's "
+             "the model with each cluster bracket read in issue order; LL: a grid forward "
+             "with the LL exchange (the same bits required); *: the planner's "
              "choice:", "",
              "| point | pass | tier | P | J | R | hb | ksplit | group | model us/step "
-             "| in-order us/step | measured us/step | pin | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| in-order us/step | measured us/step | LL us/step | pin | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         p = r.get("plan") or {}
         point = f"{r['cell']} {r['dtype']} H={r['H']} B={r['B']} T={r['T']}"
         groups.setdefault((point, r["pass"]), []).append(r)
-        status = r["status"] + ("" if r.get("bitwise", True) else " (bits differ)")
+        status = (r["status"] + ("" if r.get("bitwise", True) else " (bits differ)")
+                  + ("" if r.get("ll_bitwise", True) else " (LL bits differ)"))
         lines.append(f"| {point} | {r['pass']}{' *' if r.get('chosen') else ''} | "
                      f"{p.get('tier', '-')} | {p.get('P', '-')} | {p.get('J', '-')} | "
                      f"{p.get('R', '-')} | {p.get('hbuf_rows', '-')} | {p.get('ksplit', '-')} | "
                      + (f"{p['group']}/{p['red_pad']}" if "group" in p else "-") + " | "
                      f"{_fmt(p.get('us_per_step'), '.3f')} | {_fmt(in_order_us(p), '.3f')} | "
-                     f"{_fmt(r.get('us_per_step'), '.3f')} | "
+                     f"{_fmt(r.get('us_per_step'), '.3f')} | {_fmt(r.get('ll_us_per_step'), '.3f')} | "
                      f"{r.get('pin', '-')} | {status[:80]} |")
     lines.append("")
     for (point, pass_), group in groups.items():

@@ -2,7 +2,9 @@
 the issue's published point (LSTM fp16 H=768 B=16) with T=64 (enough steps
 to amortize the launch's prologue, few enough for ncu's replays):
 
-  fwd  one inference forward on the cluster tier, then one on the grid tier
+  fwd  one inference forward on the cluster tier, then one on the grid tier,
+       then one on the grid tier with h exchanged through LL words
+       (RNNFUSE_PERSISTENT_EXCHANGE=ll)
   bwd  one training step with both passes on the grid tier (ncu profiles
        the backward kernel)
   xch  the grid tier's exchange alone (48 CTAs), the same with the flag in
@@ -19,9 +21,9 @@ import sys
 import torch
 
 H, B, T = 768, 16, 64
-KERNELS = {"fwd": r"persist_(cluster|fwd)_kernel", "bwd": r"persist_bwd_kernel",
+KERNELS = {"fwd": r"persist_(cluster|fwd|fwd_ll)_kernel", "bwd": r"persist_bwd_kernel",
            "xch": r"persist_(cluster_|ll_)?exchange_kernel"}
-LAUNCHES = {"fwd": 2, "bwd": 1, "xch": 3}
+LAUNCHES = {"fwd": 3, "bwd": 1, "xch": 3}
 
 
 def main(mode: str) -> int:
@@ -39,12 +41,14 @@ def main(mode: str) -> int:
     m = rnnfuse.LSTM(H, H, device="cuda", dtype=torch.float16)
     x = torch.randn(T, B, H, device="cuda", dtype=torch.float16)
     if mode == "fwd":
-        for tier in ("cluster", "grid"):
+        for tier, exchange in (("cluster", "flags"), ("grid", "flags"), ("grid", "ll")):
             os.environ["RNNFUSE_PERSISTENT_TIER"] = tier
+            os.environ["RNNFUSE_PERSISTENT_EXCHANGE"] = exchange
             with torch.no_grad():
                 m(x)
             torch.cuda.synchronize()
-            print(f"forward on the {tier} tier", flush=True)
+            print(f"forward on the {tier} tier, exchange {exchange}", flush=True)
+        os.environ.pop("RNNFUSE_PERSISTENT_EXCHANGE")
         return 0
     os.environ["RNNFUSE_PERSISTENT_TIER"] = os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] = "grid"
     y, _ = m(x.requires_grad_())

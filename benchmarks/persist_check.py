@@ -421,12 +421,23 @@ def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
                             row["bitwise"] = all(torch.equal(a, b) for a, b in zip(same, outs))
                             row["ms"] = time_ms(lambda: run(ours, mode), reps)
                             row["us_per_step"] = row["ms"] * 1e3 / T
+                            if not backward and plan["tier"] == "grid":
+                                # The same partition with the LL exchange.
+                                with env("RNNFUSE_PERSISTENT_EXCHANGE", "ll"):
+                                    ll = [t for t in run(ours, mode) if t is not None]
+                                    row["ll_bitwise"] = all(
+                                        torch.equal(a, b) for a, b in zip(outs, ll))
+                                    row["ll_us_per_step"] = time_ms(
+                                        lambda: run(ours, mode), reps) * 1e3 / T
                 except Exception as e:  # noqa: BLE001 - the other candidates still run
                     row["status"] = f"error: {type(e).__name__}: {e}"
                 print(f"sweep {cell} {row['dtype']} H={H} B={B} T={T} {row['pass']} "
                       f"{plan['tier']} {pin}{' (chosen)' if row['chosen'] else ''}: "
                       f"model {plan['us_per_step']:.3f} us/step, measured "
-                      f"{row.get('us_per_step', float('nan')):.3f} us/step, {row['status']}"
+                      f"{row.get('us_per_step', float('nan')):.3f} us/step"
+                      + (f" (LL exchange {row['ll_us_per_step']:.3f}, bitwise equal: "
+                         f"{row['ll_bitwise']})" if "ll_us_per_step" in row else "")
+                      + f", {row['status']}"
                       + ("" if row.get("bitwise", True) else
                          ", outputs DIFFER from another partition's"),
                       flush=True)
@@ -439,7 +450,8 @@ def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
 def sweep_row_ok(row: dict) -> bool:
     """Correct against the per-step path and bitwise equal to the other
     partitions of its bits_group."""
-    return row["status"] == "OK" and row.get("bitwise") is True
+    return (row["status"] == "OK" and row.get("bitwise") is True
+            and row.get("ll_bitwise", True) is True)
 
 
 def point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
@@ -513,6 +525,12 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
                 with env("RNNFUSE_PERSISTENT_TIER", "cluster"), bidir_one_op(bidir):
                     row["step_push_bitwise"], row["step_push_ms"] = step_push(
                         run, ours, reps, (cell, dtype, H, B, T, bidir))
+        # Where the forward took the grid tier, its exchange through LL words
+        # (RNNFUSE_PERSISTENT_EXCHANGE=ll): the same bits, its time.
+        if row["path"] == "persistent-grid" and status == "OK":
+            outcome = on_ll(run, ours, mode, shape, bidir, reps)
+            if outcome:
+                row["ll_status"], row["ll_ms"] = outcome
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
               f"cuDNN {row['cudnn_ms']:.3f} ms, "
@@ -525,10 +543,38 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
               + (f"; grid backward {row.get('grid_bwd_ms') or float('nan'):.3f} ms "
                  f"{row.get('grid_bwd_status')}" if "grid_bwd_status" in row else "")
               + (f"; push at the step's end {row.get('step_push_ms') or float('nan'):.3f} ms, "
-                 f"bitwise equal: {row['step_push_bitwise']}" if "step_push_bitwise" in row else ""),
+                 f"bitwise equal: {row['step_push_bitwise']}" if "step_push_bitwise" in row else "")
+              + (f"; LL exchange {row.get('ll_ms') or float('nan'):.3f} ms {row['ll_status']}"
+                 if "ll_status" in row else ""),
               flush=True)
         rows.append(row)
     return rows
+
+
+def on_ll(run, ours, mode, shape, bidir, reps) -> tuple[str, float | None] | None:
+    """(status, ms) of the point with the grid forward's h exchanged through
+    LL words (RNNFUSE_PERSISTENT_EXCHANGE=ll; csrc/persistent/ll_layout.h
+    GridLl), the rest as planned; None where the forward then is not that.
+    The exchange moves the same h, so the outputs (and gradients) must equal
+    the flag exchange's to the bit: "OK", else "WRONG: ..." (or the
+    launch counters' complaint, as check_persistent words it)."""
+    with bidir_one_op(bidir):
+        flags = [t for t in run(ours) if t is not None]
+        with env("RNNFUSE_PERSISTENT_EXCHANGE", "ll"):
+            info = path_info(*shape, bidir)
+            if info["path"] != "persistent-grid" or (info.get("plan") or {}).get("exchange") != "ll":
+                return None
+            before, _ = launch_counts(*shape)
+            got = [t for t in run(ours) if t is not None]
+            torch.cuda.synchronize()
+            after, _ = launch_counts(*shape)
+            want, _ = planned_launches(info, mode)
+            if after - before != want:
+                return f"WRONG: {after - before} persistent launches, expected {want}", None
+            if len(got) != len(flags) or not all(torch.equal(a, b) for a, b in zip(flags, got)):
+                worst = max((a.float() - b.float()).abs().max().item() for a, b in zip(flags, got))
+                return f"WRONG: outputs differ from the flag exchange's (max {worst:.3g})", None
+            return "OK", time_ms(lambda: run(ours), reps)
 
 
 def on_tier(tier, run, ours, base, mode, shape, bidir, reps,
@@ -630,6 +676,7 @@ def passed(result: dict) -> bool:
                 and all(r.get("grid_bwd_status", "OK") == "OK" for r in result["points"])
                 and all(r.get("cluster_status", "OK") == "OK" for r in result["points"])
                 and all(r.get("cluster_bwd_status", "OK") == "OK" for r in result["points"])
+                and all(r.get("ll_status", "OK") == "OK" for r in result["points"])
                 and all(step_push_ok(r.get("step_push_bitwise", True)) for r in result["points"])
                 and all(sweep_row_ok(r) for r in result.get("sweep", [])))
 

@@ -88,6 +88,7 @@ class Case:
     bwd_pin: str = ""         # RNNFUSE_PERSISTENT_BWD_PIN of a persistent case
     one_op: bool = False      # bidirectional layers as one op (one launch per step for both)
     batch: int = 0            # a padded "cluster-bwd" case's batch (0: B)
+    exchange: str = "flags"   # RNNFUSE_PERSISTENT_EXCHANGE of a persistent case ("ll": LL words)
 
     @property
     def name(self) -> str:
@@ -99,6 +100,7 @@ class Case:
         extra += "-" + self.pin.replace("=", "").replace(",", "-") if self.pin else ""
         extra += f"-B{self.batch}" if self.batch else ""
         extra += "-bwd-" + self.bwd_pin.replace("=", "").replace(",", "-") if self.bwd_pin else ""
+        extra += "-ll" if self.exchange == "ll" else ""
         layout = "" if self.kind.endswith("Cell") else ("-packed" if self.packed else "-padded")
         return f"{self.kind}-{self.dtype}-H{self.H}{layout}{extra}"
 
@@ -166,7 +168,18 @@ def persistent_cases() -> list[Case]:
             # once, 2 n-tiles (or 4 FMA columns) a pass.
             Case("LSTM", "bf16", 64, packed=True, persistent=True, pin="J=16,R=1"),
             Case("LSTM", "fp32", 64, packed=True, persistent=True, pin="J=16,R=1"),
-            Case("GRU", "bf16", 40, persistent=True, pin="J=16")]
+            Case("GRU", "bf16", 40, persistent=True, pin="J=16"),
+            # The grid forward with h exchanged through LL words: packed (the
+            # batch shrinking, and growing in reverse: rows from h0 beside
+            # rows from words), two layers, both directions in one launch,
+            # CTAs of 16 units, exact fp32 (one row per word).
+            Case("LSTM", "bf16", 40, packed=True, layers=2, bidirectional=True, persistent=True,
+                 exchange="ll"),
+            Case("GRU", "bf16", 40, packed=True, bidirectional=True, persistent=True, one_op=True,
+                 exchange="ll"),
+            Case("LSTM", "bf16", 64, packed=True, persistent=True, pin="J=16,R=1", exchange="ll"),
+            Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True,
+                 exchange="ll")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.
     cluster = [Case("LSTM", "bf16", 40, packed=True, bidirectional=True, persistent=True,
@@ -354,6 +367,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
     os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] = case.bwd_tier
     os.environ["RNNFUSE_PERSISTENT_PIN"] = case.pin
     os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] = case.bwd_pin
+    os.environ["RNNFUSE_PERSISTENT_EXCHANGE"] = case.exchange
     one_op_devices = _driver.BIDIR_ONE_OP_DEVICES
     if case.one_op:
         _driver.BIDIR_ONE_OP_DEVICES = one_op_devices | {device}
@@ -363,6 +377,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         os.environ.pop("RNNFUSE_PERSISTENT_PIN", None)
         os.environ.pop("RNNFUSE_PERSISTENT_BWD_PIN", None)
+        os.environ.pop("RNNFUSE_PERSISTENT_EXCHANGE", None)
         _driver.BIDIR_ONE_OP_DEVICES = one_op_devices
     if device == "cuda":
         torch.cuda.synchronize()  # attribute any asynchronous fault to this case
@@ -394,6 +409,13 @@ def run_case(case: Case, device: str = "cuda") -> float:
             for kv in pin.split(","):
                 k, v = kv.split("=")
                 assert plan.get(k) == int(v), f"{case.name}: {key} {plan}"
+        # An LL case's forward planned the LL exchange (the path it ran).
+        if case.exchange == "ll":
+            os.environ["RNNFUSE_PERSISTENT_EXCHANGE"] = "ll"
+            p = _persistent_path(case)
+            os.environ.pop("RNNFUSE_PERSISTENT_EXCHANGE")
+            assert p["path"] == "persistent-grid" and p["plan"].get("exchange") == "ll", \
+                f"{case.name}: {p['plan']}"
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]

@@ -1018,7 +1018,14 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "26 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "30 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    # the grid forward's LL exchange: packed both ways, two layers, one launch
+    # for both directions, CTAs of 16 units, exact fp32
+    for name in ("LSTM-bf16-H40-packed-L2-bi-persistent-grid-ll",
+                 "GRU-bf16-H40-packed-bi-1op-persistent-grid-ll",
+                 "LSTM-bf16-H64-packed-persistent-grid-J16-R1-ll",
+                 "GRU-fp32-H64-padded-bi-1op-persistent-grid-ll"):
+        assert name in out, name
     # the grid forward pinned to CTAs of 4 (MMA and FMA) and 3 m-tiles
     assert "LSTM-bf16-H64-packed-persistent-grid-J16-R1" in out
     assert "LSTM-fp32-H64-packed-persistent-grid-J16-R1" in out
@@ -1306,7 +1313,7 @@ def test_persist_check_counts_the_launches_each_path_plans():
              "grid_status": "OK", "grid_ms": 6.5, "grid_bwd_status": "OK", "grid_bwd_ms": 5.25}
     rows = [ln for ln in gpu_check_report.persist_section({"points": [train]})
             if ln.startswith("| LSTM |")]
-    assert "| persistent-cluster / persistent-cluster | grid 6.500 | grid 5.250 | - | OK |" in rows[0], rows
+    assert "| persistent-cluster / persistent-cluster | grid 6.500 | grid 5.250 | - | - | OK |" in rows[0], rows
     # Both passes on the grid tier: the cluster tier's times in the same columns.
     on_grid = {**train, "path": "persistent-grid", "backward_path": "persistent-grid",
                "cluster_status": "OK", "cluster_ms": 9.5, "cluster_bwd_status": "OK",
@@ -1315,7 +1322,7 @@ def test_persist_check_counts_the_launches_each_path_plans():
         on_grid.pop(key)
     rows = [ln for ln in gpu_check_report.persist_section({"points": [on_grid]})
             if ln.startswith("| LSTM |")]
-    assert "| persistent-grid / persistent-grid | cluster 9.500 | cluster 7.250 | - | OK |" in rows[0], rows
+    assert "| persistent-grid / persistent-grid | cluster 9.500 | cluster 7.250 | - | - | OK |" in rows[0], rows
     # A wrong grid-tier comparison fails the check, either of the two, and
     # the report shows why in its column.
     result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [train]}
@@ -1327,6 +1334,19 @@ def test_persist_check_counts_the_launches_each_path_plans():
         rows = [ln for ln in gpu_check_report.persist_section({"points": [wrong]})
                 if ln.startswith("| LSTM |")]
         assert f"| {key.split('_')[0]} WRONG: persistent vs per-step 0.5 > 0.03 |" in rows[0], rows
+    # The grid forward's LL exchange: its time in its column; different bits
+    # from the flag exchange fail the check and show there.
+    ll = {**on_grid, "ll_status": "OK", "ll_ms": 4.125}
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [ll]})
+            if ln.startswith("| LSTM |")]
+    assert "| cluster 9.500 | cluster 7.250 | - | 4.125 | OK |" in rows[0], rows
+    assert persist_check.passed({**result, "points": [ll]})
+    wrong = {**ll, "ll_status": "WRONG: outputs differ from the flag exchange's (max 0.5)",
+             "ll_ms": None}
+    assert not persist_check.passed({**result, "points": [wrong]})
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [wrong]})
+            if ln.startswith("| LSTM |")]
+    assert "| - | WRONG: outputs differ from the flag exchange's (max 0.5) | OK |" in rows[0], rows
 
 
 def _persist_check_on_cpu(monkeypatch, check):
@@ -1381,9 +1401,14 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     assert ("training", "cluster", "cluster", "persistent-cluster", "persistent-cluster") in tiers
     assert ("training", None, "cluster", "persistent-grid", "persistent-cluster") in tiers
     assert pushes == ["cluster"] and inference["step_push_bitwise"] is True
+    # The grid forward again with the LL exchange: the same bits (the CPU
+    # kernels here), timed.
+    assert inference["ll_status"] == training["ll_status"] == "OK"
+    assert inference["ll_ms"] == training["ll_ms"] == 1.0
     assert persist_check.passed({"errors": [], "exchange": [], "cluster_exchange": [],
                                  "points": rows})
     assert set(both).isdisjoint(os.environ)
+    assert "RNNFUSE_PERSISTENT_EXCHANGE" not in os.environ
     # The planner sent to the cluster tier: the grid tier is the comparison.
     tiers.clear()
     for var in both:
@@ -1394,6 +1419,7 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     for key in ("status", "grid_status", "grid_bwd_status"):
         assert training[key] == "OK", (key, training)
     assert training["grid_ms"] == training["grid_bwd_ms"] == 1.0
+    assert "ll_status" not in inference and "ll_status" not in training
     assert ("training", "grid", "grid", "persistent-grid", "persistent-grid") in tiers
     assert ("training", "cluster", "grid", "persistent-cluster", "persistent-grid") in tiers
     assert [os.environ.get(v) for v in both] == ["cluster", "cluster"]
@@ -1445,7 +1471,7 @@ def test_persist_check_step_push_comparison_in_report_and_verdict():
              "step_push_bitwise": True, "step_push_ms": 1.53}
     result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [point]}
     rows = [ln for ln in gpu_check_report.persist_section(result) if ln.startswith("| LSTM |")]
-    assert "| 1.530 (bitwise equal) | OK |" in rows[0], rows
+    assert "| 1.530 (bitwise equal) | - | OK |" in rows[0], rows
     assert persist_check.passed(result)
     differs = {**point, "step_push_bitwise": False}
     assert not persist_check.passed({**result, "points": [differs]})
@@ -1459,7 +1485,7 @@ def test_persist_check_step_push_comparison_in_report_and_verdict():
     grid = {k: v for k, v in point.items() if not k.startswith("step_push")}
     rows = [ln for ln in gpu_check_report.persist_section({"points": [grid]})
             if ln.startswith("| LSTM |")]
-    assert "| - | OK |" in rows[0], rows
+    assert "| - | - | OK |" in rows[0], rows
 
 
 def test_persist_check_step_push_runs_both_modes_and_restores_the_environment(monkeypatch):
@@ -1775,8 +1801,8 @@ def test_shard_flag_is_checked(tmp_path, text, capsys):
 
 def _planner_path_info(device):
     """persist_check.path_info on the CPU: the real planner (torch.ops.rnnfuse
-    .persistent_plan) on a fake device, reading the pins and the tier from
-    the environment as the CUDA op does."""
+    .persistent_plan) on a fake device, reading the pins, the tier and the
+    exchange from the environment as the CUDA op does."""
     import json as _json
 
     import rnnfuse.ops  # noqa: F401
@@ -1787,7 +1813,8 @@ def _planner_path_info(device):
         args = (cell, dtype, H, B, T, 0, 1, True, device)
         fwd = _json.loads(torch.ops.rnnfuse.persistent_plan(
             *args, tier != "cluster", tier != "grid", False, 1, True,
-            os.environ.get("RNNFUSE_PERSISTENT_PIN", "")))
+            os.environ.get("RNNFUSE_PERSISTENT_PIN", ""),
+            os.environ.get("RNNFUSE_PERSISTENT_EXCHANGE") == "ll"))
         bwd = _json.loads(torch.ops.rnnfuse.persistent_plan(
             *args, bwd_tier != "cluster", bwd_tier != "grid", True, 1, True,
             os.environ.get("RNNFUSE_PERSISTENT_BWD_PIN", "")))
@@ -1878,10 +1905,19 @@ def test_persist_check_sweep_verdict_and_report():
     lines = gpu_check_report.sweep_section(rows)
     table = [ln for ln in lines if ln.startswith("| LSTM float16")]
     assert len(table) == 4
-    assert ("| forward * | cluster | 16 | 8 | 2 | 16 | - | 1/8 | 1.325 | - | 1.758 | R=2,J=8,P=16 "
+    assert ("| forward * | cluster | 16 | 8 | 2 | 16 | - | 1/8 | 1.325 | - | 1.758 | - | R=2,J=8,P=16 "
             "| OK |") in table[0], table
-    assert ("| backward | grid | 96 | 16 | 2 | 32 | 2 | - | 2.900 | - | 5.371 | R=2,J=16,ksplit=2 "
+    assert ("| backward | grid | 96 | 16 | 2 | 32 | 2 | - | 2.900 | - | 5.371 | - | R=2,J=16,ksplit=2 "
             "| OK |") in table[3], table
+    # A grid forward's LL exchange: its step beside the flags'; different
+    # bits fail the check.
+    with_ll = rows[:1] + [{**rows[1], "ll_bitwise": True, "ll_us_per_step": 1.25}] + rows[2:]
+    assert persist_check.passed({**result, "sweep": with_ll})
+    assert "| 2.100 | - | 1.465 | 1.250 | R=1,J=8 | OK |" in "".join(
+        gpu_check_report.sweep_section(with_ll))
+    ll_differs = rows[:1] + [{**rows[1], "ll_bitwise": False, "ll_us_per_step": 1.25}] + rows[2:]
+    assert not persist_check.passed({**result, "sweep": ll_differs})
+    assert "OK (LL bits differ)" in "".join(gpu_check_report.sweep_section(ll_differs))
     # With the plan's bracket terms: the in-order reading, and the fastest per group.
     terms = {"brackets": 7, "bracket_us": {"mma": 0.087, "chain": 0.109, "w_smem": 0.122,
                                            "epilogue": 0.08, "barrier": 0.02}}
@@ -1961,7 +1997,12 @@ def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
         assert len(mine) >= 2 and sum(r["chosen"] for r in mine) == 1, mine
     assert all(persist_check.sweep_row_ok(r) for r in rows), rows
     assert all(r["us_per_step"] == pytest.approx(250.0) for r in rows)
-    assert set(variables).isdisjoint(os.environ)
+    # Every grid forward partition also with the LL exchange, the same bits.
+    grid_fwd = [r for r in rows if r["pass"] == "forward" and r["plan"]["tier"] == "grid"]
+    assert grid_fwd and all(r["ll_bitwise"] is True and r["ll_us_per_step"] == pytest.approx(250.0)
+                            for r in grid_fwd), grid_fwd
+    assert not any("ll_bitwise" in r for r in rows if r not in grid_fwd)
+    assert set(variables + ("RNNFUSE_PERSISTENT_EXCHANGE",)).isdisjoint(os.environ)
     assert os.environ["RNNFUSE_PERSISTENT"] == "0"
     broken["pin"] = "R=4,J=10"
     rows = persist_check.sweep("GRU", torch.bfloat16, 512, 64, 4, reps=1)
@@ -2024,7 +2065,8 @@ def test_gpu_profile_patterns_name_the_kernels_it_launches():
         text = path.read_text()
         names |= set(re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)", text))
     assert {"persist_fwd_kernel", "persist_cluster_kernel", "persist_bwd_kernel"} <= names, names
-    want = {"fwd": {"persist_cluster_kernel", "persist_fwd_kernel"}, "bwd": {"persist_bwd_kernel"},
+    want = {"fwd": {"persist_cluster_kernel", "persist_fwd_kernel", "persist_fwd_ll_kernel"},
+            "bwd": {"persist_bwd_kernel"},
             "xch": {"persist_exchange_kernel", "persist_ll_exchange_kernel",
                     "persist_cluster_exchange_kernel"}}
     for mode, pattern in gpu_profile.KERNELS.items():
