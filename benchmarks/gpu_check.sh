@@ -19,7 +19,9 @@
 #   5. persist    benchmarks/persist_check.py: the exchanges alone (ns/step; grid
 #                 tier's L2 flags, cluster tier's DSMEM) and the points vs
 #                 cuDNN, per-step and persistent paths (the tiers the planner picks,
-#                 forward and backward, and the grid tier beside a cluster one)
+#                 forward and backward, and the grid tier beside a cluster one;
+#                 at grid points also the LL exchange and the flags a line apart,
+#                 bitwise against the plain flags, and one CTA's step trace)
 #      steps      benchmarks/step_check.py: the per-step path's tile planner vs
 #                 the rule before it and each tile forced; a bidirectional layer
 #                 as one op (one launch per step) vs one op per direction; then

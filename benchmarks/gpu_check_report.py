@@ -242,13 +242,15 @@ def persist_section(persist: dict | None) -> list[str]:
              "the planner's latency model of the same exchange (its handoff, gather and push "
              "terms are what these rows measure); LL: the same exchange with the flag in the "
              "data (one 64-bit store per word of 2 bf16 + step tag, no fence, no flag), and "
-             "whether its step chain held:", "",
-             "| H | B | CTAs | ns/step | model ns | LL ns/step | data |",
-             "|---|---|---|---|---|---|---|"]
+             "whether its step chain held; a line apart: the flags 128 bytes apart "
+             "(RNNFUSE_PERSISTENT_FLAG_STRIDE=32) instead of 32 to a line:", "",
+             "| H | B | CTAs | ns/step | a line apart | model ns | LL ns/step | data |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in persist.get("exchange", []):
         data = "ok" if r.get("ok") else r.get("error") or (
             "LL: " + str(r.get("ll_error", "WRONG")) if r.get("ll_ok") is False else "WRONG")
         lines.append(f"| {r['H']} | {r['B']} | {r['P']} | {_fmt(r.get('ns_per_step'), '.0f')} | "
+                     f"{_fmt(r.get('spread_ns_per_step'), '.0f')} | "
                      f"{_model_ns(r)} | {_fmt(r.get('ll_ns_per_step'), '.0f')} | {data} |")
     cluster = persist.get("cluster_exchange", [])
     if cluster:
@@ -272,12 +274,13 @@ def persist_section(persist: dict | None) -> list[str]:
               "cluster tier with every push at "
               "the step's end (RNNFUSE_CLUSTER_PUSH=step) instead of slice by slice, and "
               "whether its outputs equal the pipelined push's to the bit; LL: the grid "
-              "forward with h exchanged through LL words (RNNFUSE_PERSISTENT_EXCHANGE=ll), "
-              "which must give the flag exchange's bits:", "",
+              "forward with h exchanged through LL words (RNNFUSE_PERSISTENT_EXCHANGE=ll); "
+              "line apart: the grid kernels' flags 128 bytes apart "
+              "(RNNFUSE_PERSISTENT_FLAG_STRIDE=32); both must give the flag exchange's bits:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
               "us/step | model | x floor | path | other tier | other bwd | step push | LL | "
-              "status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "line apart | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in persist.get("points", []):
         cell = r["cell"] + (" bidir" if r.get("bidirectional") else "")
         floor = exchange_floor_ns(persist, r)
@@ -295,11 +298,38 @@ def persist_section(persist: dict | None) -> list[str]:
                      f"{_fmt(over, '.2f')} | "
                      f"{_paths(r)} | {_other(r, '')} | {_other(r, '_bwd')} | "
                      f"{_step_push(r)} | {_compared(r, 'll') if 'll_status' in r else '-'} | "
+                     f"{_compared(r, 'spread') if 'spread_status' in r else '-'} | "
                      f"{r['status']} |")
+    lines += phases_section(persist.get("points", []))
     lines += sweep_section(persist.get("sweep", []))
     if persist.get("not_run"):
         lines.append("- not run (deadline; the sweep fails nothing): " + ", ".join(persist["not_run"]))
     lines += [f"- error: {e[:200]}" for e in persist.get("errors", [])]
+    return lines
+
+
+def phases_section(points: list[dict]) -> list[str]:
+    """Where a grid forward step's time goes: CTA 0's trace at each
+    inference point (persist_check.step_phases), with the flags and with LL
+    words."""
+    rows = [r for r in points if r.get("phases")]
+    if not rows:
+        return []
+    lines = ["", "Step phases of the grid forward (CTA 0's clock64 trace, median ns per step "
+             "over the middle half of the steps; wait: operand loads and the flags' wait; "
+             "gather: h into shared memory, LL words polled here; mma: the first chunk's "
+             "sums; epilogue: to the last chunk stored; publish: the flag's release):", "",
+             "| point | exchange | wait | gather | mma | epilogue | publish | step |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        point = f"{r['cell']} {r['dtype']} H={r['H']} B={r['B']} T={r['T']}"
+        for exchange, ph in r["phases"].items():
+            if isinstance(ph, dict):
+                lines.append(f"| {point} | {exchange} | " + " | ".join(
+                    _fmt(ph.get(k), '.0f') for k in ("wait", "gather", "mma", "epilogue",
+                                                      "publish", "step")) + " |")
+            else:
+                lines.append(f"| {point} | {exchange} | {str(ph)[:100]} | | | | | |")
     return lines
 
 

@@ -170,11 +170,19 @@ def exchange(H, B, P, steps: int) -> list[dict]:
         row["ns_per_step"] = statistics.median(ns)
         # The data really moved: the last step's rows equal h0 (copied every step).
         row["ok"] = bool(torch.equal(y[-B:], h0))
+        # The flags a 128-byte line apart (RNNFUSE_PERSISTENT_FLAG_STRIDE=32)
+        # instead of 32 to a line, every CTA of the replica polling them.
+        y.zero_()
+        with env("RNNFUSE_PERSISTENT_FLAG_STRIDE", "32"):
+            row["spread_ns_per_step"] = statistics.median(
+                torch.ops.rnnfuse.persistent_exchange_bench(y, h0, P) for _ in range(3))
+        row["ok"] = row["ok"] and bool(torch.equal(y[-B:], h0))
     except RuntimeError as e:
         row["error"] = str(e).splitlines()[0]
         row["ok"] = False
     ll_exchange(row, y, h0)
     print(f"exchange H={H} B={B} P={P}: {row.get('ns_per_step', float('nan')):.0f} ns/step "
+          f"(flags a line apart {row.get('spread_ns_per_step', float('nan')):.0f}) "
           f"{'ok' if row['ok'] else row.get('error', 'DATA WRONG')}; flag in the data: "
           f"{row.get('ll_ns_per_step', float('nan')):.0f} ns/step "
           f"{'ok' if row['ll_ok'] else row.get('ll_error', 'DATA WRONG')}", flush=True)
@@ -528,9 +536,14 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
         # Where the forward took the grid tier, its exchange through LL words
         # (RNNFUSE_PERSISTENT_EXCHANGE=ll): the same bits, its time.
         if row["path"] == "persistent-grid" and status == "OK":
-            outcome = on_ll(run, ours, mode, shape, bidir, reps)
-            if outcome:
-                row["ll_status"], row["ll_ms"] = outcome
+            for key, var, value in (("ll", "RNNFUSE_PERSISTENT_EXCHANGE", "ll"),
+                                    ("spread", "RNNFUSE_PERSISTENT_FLAG_STRIDE", "32")):
+                outcome = on_variant(run, ours, mode, shape, bidir, reps, var, value)
+                if outcome:
+                    row[f"{key}_status"], row[f"{key}_ms"] = outcome
+            # Where a step's time goes (one CTA's trace), flags and LL words.
+            if mode == "inference" and not bidir:
+                row["phases"] = {x: traced_phases(run, ours, x) for x in ("flags", "ll")}
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
               f"cuDNN {row['cudnn_ms']:.3f} ms, "
@@ -545,24 +558,82 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
               + (f"; push at the step's end {row.get('step_push_ms') or float('nan'):.3f} ms, "
                  f"bitwise equal: {row['step_push_bitwise']}" if "step_push_bitwise" in row else "")
               + (f"; LL exchange {row.get('ll_ms') or float('nan'):.3f} ms {row['ll_status']}"
-                 if "ll_status" in row else ""),
+                 if "ll_status" in row else "")
+              + (f"; flags a line apart {row.get('spread_ms') or float('nan'):.3f} ms "
+                 f"{row['spread_status']}" if "spread_status" in row else ""),
               flush=True)
         rows.append(row)
     return rows
 
 
-def on_ll(run, ours, mode, shape, bidir, reps) -> tuple[str, float | None] | None:
-    """(status, ms) of the point with the grid forward's h exchanged through
-    LL words (RNNFUSE_PERSISTENT_EXCHANGE=ll; csrc/persistent/ll_layout.h
-    GridLl), the rest as planned; None where the forward then is not that.
-    The exchange moves the same h, so the outputs (and gradients) must equal
-    the flag exchange's to the bit: "OK", else "WRONG: ..." (or the
+# The step trace's phases (csrc/cuda/persistent/args.h TracePhase), in order:
+# each span ends at its phase's stamp and starts at the one before.
+TRACE_HEADER = 4
+TRACE_PHASES = ("start", "waited", "gathered", "mma", "epilogue", "published")
+
+
+def step_phases(trace: list[int]) -> dict | None:
+    """The traced CTA's median ns per step phase over the middle half of its
+    steps (from clock64 stamps, converted by the CTA's own globaltimer and
+    clock64 at its start and end): wait (start -> flags waited: the operand
+    loads issued, then the flags' wait; LL: no wait here), gather (-> h in
+    shared memory: LL polls its words here), mma (-> the first chunk's sums),
+    epilogue (-> the last chunk stored), publish (-> the flag released),
+    step (start -> the next step's start). None without two traced steps."""
+    t0, c0, t1, c1 = trace[:TRACE_HEADER]
+    k = len(TRACE_PHASES)
+    steps = [trace[TRACE_HEADER + s * k:TRACE_HEADER + (s + 1) * k]
+             for s in range((len(trace) - TRACE_HEADER) // k)]
+    steps = [st for st in steps if st[0] != 0]  # steps the CTA processed
+    if len(steps) < 2 or c1 <= c0:
+        return None
+    ns = (t1 - t0) / (c1 - c0)
+    mid = steps[len(steps) // 4: max(len(steps) // 4 + 1, 3 * len(steps) // 4)]
+    nxt = {id(a): b for a, b in zip(steps, steps[1:])}
+    spans = {name: [] for name in ("wait", "gather", "mma", "epilogue", "publish", "step")}
+    for st in mid:
+        for name, (a, b) in zip(("wait", "gather", "mma", "epilogue", "publish"),
+                                zip(range(k - 1), range(1, k))):
+            spans[name].append((st[b] - st[a]) * ns)
+        if id(st) in nxt:
+            spans["step"].append((nxt[id(st)][0] - st[0]) * ns)
+    return {name: statistics.median(v) for name, v in spans.items() if v} | {
+        "steps": len(steps), "ns_per_cycle": ns}
+
+
+def traced_phases(run, ours, exchange: str) -> dict | str:
+    """One inference call with CTA 0 traced (RNNFUSE_PERSISTENT_TRACE_CTA=0)
+    and the exchange given: its step_phases, or why there are none (a trace
+    left from before is taken first, so a call that traced nothing says so)."""
+    take = torch.ops.rnnfuse.persistent_take_trace
+    try:
+        with contextlib.suppress(RuntimeError):
+            take(torch.empty(0, device=DEV))
+        with env("RNNFUSE_PERSISTENT_TRACE_CTA", "0"), env("RNNFUSE_PERSISTENT_EXCHANGE", exchange):
+            run(ours)
+            torch.cuda.synchronize()
+            trace = take(torch.empty(0, device=DEV)).tolist()
+        return step_phases(trace) or "no two traced steps"
+    except Exception as e:  # noqa: BLE001 - the point's own rows must survive
+        return f"error: {type(e).__name__}: {e}"
+
+
+def on_variant(run, ours, mode, shape, bidir, reps, var, value
+               ) -> tuple[str, float | None] | None:
+    """(status, ms) of the point with one exchange variable set, the rest as
+    planned: RNNFUSE_PERSISTENT_EXCHANGE=ll (the grid forward's h through LL
+    words; csrc/persistent/ll_layout.h GridLl) or RNNFUSE_PERSISTENT_FLAG_STRIDE=32
+    (every grid kernel's step flags a 128-byte line apart); None where the
+    forward then is not on the grid tier with that exchange. Either moves the
+    same data in the same order, so the outputs (and gradients) must equal
+    the plain flag exchange's to the bit: "OK", else "WRONG: ..." (or the
     launch counters' complaint, as check_persistent words it)."""
     with bidir_one_op(bidir):
         flags = [t for t in run(ours) if t is not None]
-        with env("RNNFUSE_PERSISTENT_EXCHANGE", "ll"):
+        with env(var, value):
             info = path_info(*shape, bidir)
-            if info["path"] != "persistent-grid" or (info.get("plan") or {}).get("exchange") != "ll":
+            exchange = "ll" if var == "RNNFUSE_PERSISTENT_EXCHANGE" else "flags"
+            if info["path"] != "persistent-grid" or (info.get("plan") or {}).get("exchange") != exchange:
                 return None
             before, _ = launch_counts(*shape)
             got = [t for t in run(ours) if t is not None]
@@ -677,6 +748,7 @@ def passed(result: dict) -> bool:
                 and all(r.get("cluster_status", "OK") == "OK" for r in result["points"])
                 and all(r.get("cluster_bwd_status", "OK") == "OK" for r in result["points"])
                 and all(r.get("ll_status", "OK") == "OK" for r in result["points"])
+                and all(r.get("spread_status", "OK") == "OK" for r in result["points"])
                 and all(step_push_ok(r.get("step_push_bitwise", True)) for r in result["points"])
                 and all(sweep_row_ok(r) for r in result.get("sweep", [])))
 

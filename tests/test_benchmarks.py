@@ -1201,14 +1201,15 @@ def test_gpu_check_report_from_stage_records(tmp_path):
     assert "| lstmcell | fp32 | training | 10 | 64 | 512 | - |" in md
     assert "No persistent-tier results" in md
     (work / "persist.json").write_text(json.dumps({
-        "exchange": [{"H": 768, "B": 16, "P": 96, "ns_per_step": 812.0, "ok": True}],
+        "exchange": [{"H": 768, "B": 16, "P": 96, "ns_per_step": 812.0,
+                      "spread_ns_per_step": 640.0, "ok": True}],
         "points": [{"cell": "LSTM", "dtype": "float16", "mode": "inference", "T": 1024, "B": 16,
                     "H": 768, "cudnn_ms": 2.07, "perstep_ms": 20.1, "persistent_ms": 1.5,
                     "speedup_vs_cudnn": 1.38, "us_per_step": 1.46, "path": "persistent-grid",
                     "status": "OK"}], "errors": []}))
     assert gpu_check_report.main(["report", "--work", str(work), "--out", str(out)]) == 1
     md = (out / "gpu_check_report.md").read_text()
-    assert "| 768 | 16 | 96 | 812 | - | - | ok |" in md
+    assert "| 768 | 16 | 96 | 812 | 640 | - | - | ok |" in md
     assert "| LSTM | float16 | inference | 1024 | 16 | 768 | 2.070 | 20.100 | 1.500 | 1.38 |" in md
     assert "No per-step results" in md
     (work / "steps.json").write_text(json.dumps({
@@ -1313,7 +1314,7 @@ def test_persist_check_counts_the_launches_each_path_plans():
              "grid_status": "OK", "grid_ms": 6.5, "grid_bwd_status": "OK", "grid_bwd_ms": 5.25}
     rows = [ln for ln in gpu_check_report.persist_section({"points": [train]})
             if ln.startswith("| LSTM |")]
-    assert "| persistent-cluster / persistent-cluster | grid 6.500 | grid 5.250 | - | - | OK |" in rows[0], rows
+    assert "| persistent-cluster / persistent-cluster | grid 6.500 | grid 5.250 | - | - | - | OK |" in rows[0], rows
     # Both passes on the grid tier: the cluster tier's times in the same columns.
     on_grid = {**train, "path": "persistent-grid", "backward_path": "persistent-grid",
                "cluster_status": "OK", "cluster_ms": 9.5, "cluster_bwd_status": "OK",
@@ -1322,7 +1323,7 @@ def test_persist_check_counts_the_launches_each_path_plans():
         on_grid.pop(key)
     rows = [ln for ln in gpu_check_report.persist_section({"points": [on_grid]})
             if ln.startswith("| LSTM |")]
-    assert "| persistent-grid / persistent-grid | cluster 9.500 | cluster 7.250 | - | - | OK |" in rows[0], rows
+    assert "| persistent-grid / persistent-grid | cluster 9.500 | cluster 7.250 | - | - | - | OK |" in rows[0], rows
     # A wrong grid-tier comparison fails the check, either of the two, and
     # the report shows why in its column.
     result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [train]}
@@ -1334,19 +1335,38 @@ def test_persist_check_counts_the_launches_each_path_plans():
         rows = [ln for ln in gpu_check_report.persist_section({"points": [wrong]})
                 if ln.startswith("| LSTM |")]
         assert f"| {key.split('_')[0]} WRONG: persistent vs per-step 0.5 > 0.03 |" in rows[0], rows
+    # The step phases of a traced point, per exchange; one that could not be
+    # traced says why.
+    traced = {**on_grid, "mode": "inference", "phases": {
+        "flags": {"wait": 1210.4, "gather": 480.0, "mma": 300.2, "epilogue": 900.0,
+                  "publish": 250.0, "step": 4090.0},
+        "ll": "error: RuntimeError: rnnfuse: no traced persistent forward"}}
+    lines = gpu_check_report.persist_section({"points": [traced]})
+    assert ("| LSTM float16 H=768 B=16 T=1024 | flags | 1210 | 480 | 300 | 900 | 250 | 4090 |"
+            in lines), lines
+    assert any(ln.startswith("| LSTM float16 H=768 B=16 T=1024 | ll | error: RuntimeError")
+               for ln in lines), lines
+    assert gpu_check_report.phases_section([on_grid]) == []
     # The grid forward's LL exchange: its time in its column; different bits
     # from the flag exchange fail the check and show there.
     ll = {**on_grid, "ll_status": "OK", "ll_ms": 4.125}
     rows = [ln for ln in gpu_check_report.persist_section({"points": [ll]})
             if ln.startswith("| LSTM |")]
-    assert "| cluster 9.500 | cluster 7.250 | - | 4.125 | OK |" in rows[0], rows
+    assert "| cluster 9.500 | cluster 7.250 | - | 4.125 | - | OK |" in rows[0], rows
     assert persist_check.passed({**result, "points": [ll]})
     wrong = {**ll, "ll_status": "WRONG: outputs differ from the flag exchange's (max 0.5)",
              "ll_ms": None}
     assert not persist_check.passed({**result, "points": [wrong]})
     rows = [ln for ln in gpu_check_report.persist_section({"points": [wrong]})
             if ln.startswith("| LSTM |")]
-    assert "| - | WRONG: outputs differ from the flag exchange's (max 0.5) | OK |" in rows[0], rows
+    assert "| - | WRONG: outputs differ from the flag exchange's (max 0.5) | - | OK |" in rows[0], rows
+    # The flags a line apart: the same, in their own column.
+    spread = {**on_grid, "spread_status": "OK", "spread_ms": 3.875}
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [spread]})
+            if ln.startswith("| LSTM |")]
+    assert "| - | - | 3.875 | OK |" in rows[0], rows
+    assert persist_check.passed({**result, "points": [spread]})
+    assert not persist_check.passed({**result, "points": [{**spread, "spread_status": "WRONG: x"}]})
 
 
 def _persist_check_on_cpu(monkeypatch, check):
@@ -1405,10 +1425,18 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     # kernels here), timed.
     assert inference["ll_status"] == training["ll_status"] == "OK"
     assert inference["ll_ms"] == training["ll_ms"] == 1.0
+    assert inference["spread_status"] == training["spread_status"] == "OK"
+    # The step phases were asked for with both exchanges; the CPU kernels
+    # trace nothing, and the row says so.
+    assert set(inference["phases"]) == {"flags", "ll"} and "phases" not in training
+    assert all(v.startswith("error: RuntimeError") for v in inference["phases"].values()), \
+        inference["phases"]
+    assert "RNNFUSE_PERSISTENT_TRACE_CTA" not in os.environ
     assert persist_check.passed({"errors": [], "exchange": [], "cluster_exchange": [],
                                  "points": rows})
     assert set(both).isdisjoint(os.environ)
     assert "RNNFUSE_PERSISTENT_EXCHANGE" not in os.environ
+    assert "RNNFUSE_PERSISTENT_FLAG_STRIDE" not in os.environ
     # The planner sent to the cluster tier: the grid tier is the comparison.
     tiers.clear()
     for var in both:
@@ -1471,7 +1499,7 @@ def test_persist_check_step_push_comparison_in_report_and_verdict():
              "step_push_bitwise": True, "step_push_ms": 1.53}
     result = {"errors": [], "exchange": [], "cluster_exchange": [], "points": [point]}
     rows = [ln for ln in gpu_check_report.persist_section(result) if ln.startswith("| LSTM |")]
-    assert "| 1.530 (bitwise equal) | - | OK |" in rows[0], rows
+    assert "| 1.530 (bitwise equal) | - | - | OK |" in rows[0], rows
     assert persist_check.passed(result)
     differs = {**point, "step_push_bitwise": False}
     assert not persist_check.passed({**result, "points": [differs]})
@@ -1485,7 +1513,7 @@ def test_persist_check_step_push_comparison_in_report_and_verdict():
     grid = {k: v for k, v in point.items() if not k.startswith("step_push")}
     rows = [ln for ln in gpu_check_report.persist_section({"points": [grid]})
             if ln.startswith("| LSTM |")]
-    assert "| - | - | OK |" in rows[0], rows
+    assert "| - | - | - | OK |" in rows[0], rows
 
 
 def test_persist_check_step_push_runs_both_modes_and_restores_the_environment(monkeypatch):

@@ -262,3 +262,23 @@ def test_rejects_dtypes_the_kernels_do_not_take():
     a = make_inputs("LSTM", F64, 16, 2, 3, False)
     with pytest.raises(RuntimeError, match="fp16, bf16 or fp32"):
         simt("LSTM", a, False, 8, 1, 32, 4)
+
+
+def test_flags_a_line_apart_change_no_bit(monkeypatch):
+    """RNNFUSE_PERSISTENT_FLAG_STRIDE=32 puts each CTA's step flag on its own
+    128-byte line (forward, backward, and the K split's chunk counts after
+    them) instead of 32 to a line: the same bits, forward and backward
+    (replicas, packed and reversed, K split 2), under the fibers'
+    release/acquire checks; any other value is an error."""
+    a = with_grads(make_inputs("LSTM", BF16, 40, 11, 5, True, seed=31), "LSTM", BF16)
+    _, saved = spec_bwd("LSTM", a, True)
+    packed = (simt("LSTM", a, True, 8, 2, 8, 2, seed=3),
+              simt_bwd("LSTM", a, saved, True, 16, 2, 8, 2, seed=3, S=2))
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_FLAG_STRIDE", "32")
+    spread = (simt("LSTM", a, True, 8, 2, 8, 2, seed=3),
+              simt_bwd("LSTM", a, saved, True, 16, 2, 8, 2, seed=3, S=2))
+    assert_same_bits(packed[0], spread[0], "forward")
+    assert_same_bits(packed[1], spread[1], "backward")
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_FLAG_STRIDE", "64")
+    with pytest.raises(RuntimeError, match="FLAG_STRIDE must be 1 or 32"):
+        simt("LSTM", a, True, 8, 2, 8, 2)

@@ -73,10 +73,12 @@ RNNFUSE_PHD const char* ll_exchange_error(const LlExchange& x) {
 // row m at step s (a barrier between). A CTA that sees a word's tag past
 // the one it waits for traps (the protocol broken), as a wait past the
 // watchdog does.
+// Trivial (no member initializers): a kernel parameter, cleared with the
+// launch's memset.
 struct GridLl {
-  int hidden = 0, replicas = 0;
-  int rows_per_word = 0;  // 2 (16-bit elements) or 1 (fp32)
-  int word_rows = 0;      // per replica and buffer: ceil(max replica rows / rows_per_word)
+  int hidden, replicas;
+  int rows_per_word;  // 2 (16-bit elements) or 1 (fp32)
+  int word_rows;      // per replica and buffer: ceil(max replica rows / rows_per_word)
   Divider pairs;          // of a word row: hidden / 2 (16-byte loads of two words)
   Divider by_replicas;    // R: Partition::replica_rows without a division on the step's path
   // Replica r's local rows among the first `bs` batch rows (replica_rows).
@@ -92,7 +94,7 @@ struct GridLl {
 };
 
 RNNFUSE_PHD GridLl make_grid_ll(const Partition& p, int elem_bytes) {
-  GridLl x;
+  GridLl x{};
   x.hidden = p.hidden;
   x.replicas = p.replicas;
   x.rows_per_word = elem_bytes == 2 ? 2 : 1;

@@ -20,6 +20,26 @@ namespace persist {
 // tier's entry points answer cudaErrorNotSupported).
 enum class ElemKind : int { F16 = 0, BF16 = 1, TF32 = 2, F32 = 3 };
 
+// A forward launch's step trace (RNNFUSE_PERSISTENT_TRACE_CTA; PersistArgs
+// trace): thread 0 of one CTA of the first direction stamps its SM's cycle
+// counter (clock64) at each phase of each step it processes, so that a GPU
+// run can say where a step's time goes (the exchange's wait, the gather,
+// the MMAs, the epilogue, the publication) without a profiler's replays.
+// int64 slots: [0] globaltimer ns and [1] clock64 at the CTA's start, [2]
+// and [3] at its end (their ratio converts cycles to ns), then per step s
+// slots kTraceHeader + s * kTracePhases + phase; a step the CTA skips (no
+// rows of its replica) stays 0.
+constexpr int kTraceHeader = 4;
+enum TracePhase : int {
+  kTraceStart = 0,     // the step begins (before its operand loads)
+  kTraceWaited = 1,    // the flags' wait is over (LL: nothing waited yet)
+  kTraceGathered = 2,  // h_{t-1}'s first rows are in shared memory (barrier passed)
+  kTraceMma = 3,       // the first chunk's MMAs are summed (barrier passed)
+  kTraceEpilogue = 4,  // the last chunk's epilogue is stored (barrier passed)
+  kTracePublished = 5, // the flag released (LL: the same as the epilogue)
+  kTracePhases = 6
+};
+
 struct PersistArgs {
   Partition part;       // planner's partition (layout.h)
   Schedule sched;       // steps in processing order, run-length encoded
@@ -30,12 +50,15 @@ struct PersistArgs {
   void* y;              // (N, H) elem: outputs, and the exchange buffer
   float* c_state;       // (B, H) LSTM: c0 on entry, c at each row's last step on exit
   void* ws;             // (N, 5H) LSTM / (N, 4H) GRU elem, or null (not training)
-  unsigned* flags;      // (grid) zeroed: steps each CTA has published
+  unsigned* flags;      // (grid x flag_stride) zeroed: steps each CTA has published
+  int flag_stride;      // CTA q's flag is flags[q * flag_stride] (flag_stride_from_env)
   // The exchange with the flag in the data (ll_layout.h GridLl), or null:
   // y and the flags above. Zeroed before the launch (tag 0: never written).
   uint64_t* ll;
   GridLl ll_layout;
   int ll_parity_mask;   // 1; 0 (a fiber test's fault) puts both steps in one buffer
+  long long* trace;     // null, or the step trace of CTA trace_cta (kTraceHeader)
+  int trace_cta;
   int hbuf_rows;        // batch rows of the shared-memory h buffer
   int vec16;            // 1: y and h0 rows are 16-byte aligned (16-byte gathers)
   uint64_t watchdog_ns; // a flag wait longer than this traps (0: never)
@@ -77,7 +100,8 @@ struct BwdOperandArgs {
 struct PersistBwdArgs : BwdOperandArgs {
   BwdPartition part;    // units per CTA and replicas (layout.h)
   Schedule sched;       // the backward walk (the forward's steps reversed)
-  unsigned* flags;      // (grid) zeroed
+  unsigned* flags;      // (grid x flag_stride) zeroed
+  int flag_stride;      // as PersistArgs
   // K split (part.ksplit > 1), else null: each CTA's partial sums
   // (grid x part.partial_floats()) and its chunk counts (grid, zeroed).
   float* partials;

@@ -25,12 +25,15 @@ __device__ __forceinline__ void wait_flag(const unsigned* flag, uint32_t want, u
 }
 
 // Threads 0..P-1 each wait for one producer of replica r to have published
-// `want` steps; then the whole CTA passes a barrier. Args: the forward or
+// `want` steps (its flag a.flag_stride words from the last); then the whole
+// CTA passes a barrier. Args: the forward or
 // backward kernel's parameters of one direction (part, flags, watchdog_ns).
 template <typename Args>
 __device__ __forceinline__ void wait_for_replica(const Args& a, int r, uint32_t want) {
   const int tid = threadIdx.x;
-  if (tid < a.part.ctas) wait_flag(a.flags + a.part.cta_index(r, tid), want, a.watchdog_ns);
+  if (tid < a.part.ctas) {
+    wait_flag(a.flags + a.part.cta_index(r, tid) * a.flag_stride, want, a.watchdog_ns);
+  }
   __syncthreads();
 }
 

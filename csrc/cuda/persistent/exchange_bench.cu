@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_exchange_kernel(const Per
       }
       __syncthreads();
     }
-    if (threadIdx.x == 0) st_release_gpu(a.flags + q, publish_value(st.step));
+    if (threadIdx.x == 0) st_release_gpu(a.flags + q * a.flag_stride, publish_value(st.step));
   }
 }
 

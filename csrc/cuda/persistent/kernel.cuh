@@ -104,13 +104,25 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
     }
   };
 
+  // The step trace (args.h kTraceHeader): thread 0 of CTA a.trace_cta.
+  const bool tracing = a.trace != nullptr && q == a.trace_cta && tid == 0;
+  const auto stamp = [&](int step, int phase) {
+    if (tracing) a.trace[kTraceHeader + int64_t(step) * kTracePhases + phase] = cycle_count();
+  };
+  if (tracing) {
+    a.trace[0] = static_cast<long long>(globaltimer_ns());
+    a.trace[1] = cycle_count();
+  }
+
   StepCursor cur;
   for (cur.begin(a.sched); cur.valid(a.sched); cur.advance(a.sched)) {
     const StepInfo st = cur.cur;
     const int rows = p.replica_rows(r, st.bs);
     if (rows > 0) {
+      stamp(st.step, kTraceStart);
       load_operands(st, 0, Partition::first_chunk_rows(a.hbuf_rows, rows));
       if (!LL && needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
+      stamp(st.step, kTraceWaited);
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
         if constexpr (LL) {
@@ -121,6 +133,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
                          hbuf);
         }
         __syncthreads();
+        if (g0 == 0) stamp(st.step, kTraceGathered);
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
           const int n_rows = min(kChunkRows, g_rows - q0);
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
@@ -131,6 +144,7 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           chunk_products<E, FMA, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
                                           n_tiles, red, rows_mt);
           __syncthreads();
+          if (g0 + q0 == 0) stamp(st.step, kTraceMma);
 
           // ---- epilogue: partial sums over warps 0..7 in order, gate math
           const int ib = Partition::item_bits(n_rows);
@@ -162,8 +176,14 @@ __device__ __forceinline__ void fwd_body(const PersistArgs& a, int q) {
           __syncthreads();
         }
       }
+      stamp(st.step, kTraceEpilogue);
     }
-    if (!LL && tid == 0) st_release_gpu(a.flags + q, publish_value(st.step));
+    if (!LL && tid == 0) st_release_gpu(a.flags + q * a.flag_stride, publish_value(st.step));
+    if (rows > 0) stamp(st.step, kTracePublished);
+  }
+  if (tracing) {
+    a.trace[2] = static_cast<long long>(globaltimer_ns());
+    a.trace[3] = cycle_count();
   }
 }
 

@@ -234,7 +234,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
         }
       }
     }
-    if (tid == 0) st_release_gpu(a.flags + q, publish_value(st.step));
+    if (tid == 0) st_release_gpu(a.flags + q * a.flag_stride, publish_value(st.step));
   }
 }
 

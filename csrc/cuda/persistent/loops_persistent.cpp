@@ -298,9 +298,11 @@ bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* 
   PersistFwdLaunch launch;
   if (!forward_launch_args(plan, dirs, n, buffers, launch)) return false;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  return grid_launched(launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
-                                          static_cast<size_t>(plan.smem_bytes),
-                                          usable_sms(current_device_props()), stream));
+  const bool launched = grid_launched(launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
+                                                         static_cast<size_t>(plan.smem_bytes),
+                                                         usable_sms(current_device_props()), stream));
+  if (launched) keep_trace(buffers.trace);
+  return launched;
 }
 
 // The cluster-tier launch of `n` directions (1, or 2 for a bidirectional
@@ -579,7 +581,9 @@ double exchange_bench_cuda(const at::Tensor& y, const at::Tensor& h0, int64_t ct
   a.hbuf_rows = a.part.max_replica_rows();
   a.vec16 = (hidden * 2) % 16 == 0 && aligned16(y) && aligned16(h0);
   a.watchdog_ns = watchdog_ns();
-  const at::Tensor flags = at::zeros({a.part.grid()}, y.options().dtype(at::kInt));
+  a.flag_stride = flag_stride_from_env();
+  const at::Tensor flags =
+      at::zeros({a.part.grid() * a.flag_stride}, y.options().dtype(at::kInt));
   a.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
   // exchange_bench.cu's h buffer, all it has in shared memory.
   const int64_t smem = int64_t(a.hbuf_rows) * a.part.h_pitch(2) * 2;
@@ -682,6 +686,7 @@ int try_gru_bidir_backward(const GruBackward (&g)[2], const std::vector<Step> (&
 
 TORCH_LIBRARY_IMPL(rnnfuse, CUDA, m) {
   m.impl("recurrence_path", &rnnfuse::persist::recurrence_path_cuda);
+  m.impl("persistent_take_trace", [](const at::Tensor&) { return rnnfuse::persist::take_trace(); });
   m.impl("persistent_exchange_bench", &rnnfuse::persist::exchange_bench_cuda);
   m.impl("persistent_cluster_exchange_bench", &rnnfuse::persist::cluster_exchange_bench_cuda);
 }

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 #include "../../persistent/schedule_rle.h"
@@ -50,6 +51,44 @@ bool ll_exchange_requested() {
   TORCH_CHECK(mode.empty() || mode == "flags" || mode == "ll",
               "RNNFUSE_PERSISTENT_EXCHANGE must be 'flags' or 'll', got '", mode, "'");
   return mode == "ll";
+}
+
+int flag_stride_from_env() {
+  const char* env = std::getenv("RNNFUSE_PERSISTENT_FLAG_STRIDE");
+  const std::string v = env != nullptr ? env : "";
+  TORCH_CHECK(v.empty() || v == "1" || v == "32",
+              "RNNFUSE_PERSISTENT_FLAG_STRIDE must be 1 or 32, got '", v, "'");
+  return v == "32" ? 32 : 1;
+}
+
+int trace_cta() {
+  const char* env = std::getenv("RNNFUSE_PERSISTENT_TRACE_CTA");
+  if (env == nullptr || *env == '\0') return -1;
+  char* end = nullptr;
+  const long q = std::strtol(env, &end, 10);
+  TORCH_CHECK(*end == '\0' && q >= 0 && q < (1 << 20),
+              "RNNFUSE_PERSISTENT_TRACE_CTA must be a CTA index (0, 1, ...), got '", env, "'");
+  return static_cast<int>(q);
+}
+
+namespace {
+std::mutex g_trace_mu;
+at::Tensor g_last_trace;
+}  // namespace
+
+void keep_trace(const at::Tensor& trace) {
+  if (!trace.defined()) return;
+  const std::lock_guard<std::mutex> lock(g_trace_mu);
+  g_last_trace = trace;
+}
+
+at::Tensor take_trace() {
+  const std::lock_guard<std::mutex> lock(g_trace_mu);
+  TORCH_CHECK(g_last_trace.defined(), "rnnfuse: no traced persistent forward since the last "
+              "trace taken (set RNNFUSE_PERSISTENT_TRACE_CTA before a grid-tier forward)");
+  at::Tensor t = g_last_trace;
+  g_last_trace = at::Tensor();
+  return t;
 }
 
 bool aligned16(const at::Tensor& t) {
@@ -102,6 +141,7 @@ bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, Persi
             aligned16(o.h0);
   a.watchdog_ns = watchdog_ns();
   a.flags = flags;
+  a.flag_stride = flag_stride_from_env();
   return true;
 }
 
@@ -202,13 +242,14 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, floa
   std::memset(&a, 0, sizeof(a));
   a.part = bwd_partition(plan);
   if (!bwd_operand_args(o, a)) return false;
+  a.flag_stride = flag_stride_from_env();
   a.hbuf_rows = plan.hbuf_rows;
   const int64_t eb = plan.elem_bytes;
   // A K-split part starts at a multiple of 32 bytes: aligned where the row is.
   a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
   a.flags = flags;
   if (a.part.ksplit > 1) {
-    a.pflags = flags + a.part.grid();
+    a.pflags = flags + a.part.grid() * a.flag_stride;
     a.partials = partials;
   }
   return true;
@@ -224,13 +265,14 @@ bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n
   if (plan.ll) {
     buffers.ll = at::zeros({n * ll.words()}, like.dtype(at::kLong));
   } else {
-    buffers.flags = at::zeros({n * grid}, like.dtype(at::kInt));
+    buffers.flags = at::zeros({n * grid * flag_stride_from_env()}, like.dtype(at::kInt));
   }
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
     unsigned* f = plan.ll ? nullptr
-                          : reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * grid;
+                          : reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) +
+                                d * grid * flag_stride_from_env();
     if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
     if (plan.ll) {
       PersistArgs& a = launch.dir[d];
@@ -239,6 +281,15 @@ bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n
       a.ll_parity_mask = 1;
     }
   }
+  const int traced = trace_cta();
+  if (traced >= 0) {
+    TORCH_CHECK(traced < grid, "RNNFUSE_PERSISTENT_TRACE_CTA=", traced, ": the launch has ",
+                grid, " CTAs per direction");
+    const int64_t steps = static_cast<int64_t>(dirs[0]->steps.size());
+    buffers.trace = at::zeros({kTraceHeader + steps * kTracePhases}, like.dtype(at::kLong));
+    launch.dir[0].trace = reinterpret_cast<long long*>(buffers.trace.data_ptr<int64_t>());
+    launch.dir[0].trace_cta = traced;
+  }
   return true;
 }
 
@@ -246,8 +297,9 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
                           LaunchBuffers& buffers, PersistBwdLaunch& launch) {
   const int grid = plan.part.grid();
   const bool split = plan.ksplit > 1;
-  // K split: each CTA also publishes chunk counts and its partial sums.
-  const int flags_per_dir = split ? 2 * grid : grid;
+  // K split: each CTA also publishes chunk counts (4 bytes apart, after the
+  // step flags) and its partial sums.
+  const int flags_per_dir = grid * flag_stride_from_env() + (split ? grid : 0);
   const int64_t partials_per_dir =
       split ? int64_t(grid) * bwd_partition(plan).partial_floats() : 0;
   const at::TensorOptions like = dirs[0]->grad_y.options();

@@ -27,6 +27,12 @@ uint64_t watchdog_ns();
 // y and a flag per CTA. Anything else is an error.
 bool ll_exchange_requested();
 
+// RNNFUSE_PERSISTENT_FLAG_STRIDE: 1 (unset: the default) packs the grid
+// tier's step flags (forward, backward, the exchange bench) 4 bytes apart,
+// so 32 CTAs' flags share a 128-byte line that every CTA of the replica
+// polls; 32 gives each flag its own line. Anything else is an error.
+int flag_stride_from_env();
+
 bool aligned16(const at::Tensor& t);
 bool unit_columns(const at::Tensor& t);
 
@@ -103,7 +109,16 @@ PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_
 struct LaunchBuffers {
   at::Tensor flags, partials;
   at::Tensor ll;  // a forward with plan.ll: per direction its LL words (zeroed)
+  at::Tensor trace;  // a traced forward (RNNFUSE_PERSISTENT_TRACE_CTA): args.h kTraceHeader
 };
+
+// RNNFUSE_PERSISTENT_TRACE_CTA=q: forward launches trace CTA q of their first
+// direction (args.h kTraceHeader); unset: -1, no trace. The last traced
+// launch's buffer is kept (keep_trace) until rnnfuse::persistent_take_trace
+// takes it (take_trace: raises when there is none).
+int trace_cta();
+void keep_trace(const at::Tensor& trace);
+at::Tensor take_trace();
 
 // A grid-tier forward launch of `n` directions (1, or 2 of a bidirectional
 // layer); false when a schedule cannot be encoded.

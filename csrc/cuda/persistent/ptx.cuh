@@ -206,6 +206,7 @@ __device__ __forceinline__ void ll_load16(const uint64_t* p, uint64_t& lo, uint6
 inline uint32_t ld_acquire_gpu(const unsigned* p) { return ::rnnfuse::simt::acquire_gpu(p); }
 inline void st_release_gpu(unsigned* p, uint32_t v) { ::rnnfuse::simt::release_gpu(p, v); }
 inline uint64_t globaltimer_ns() { return ::rnnfuse::simt::globaltimer_ns(); }
+inline long long cycle_count() { return ::rnnfuse::simt::cycle_count(); }
 #else
 __device__ __forceinline__ uint32_t ld_acquire_gpu(const unsigned* p) {
   uint32_t v;
@@ -222,6 +223,9 @@ __device__ __forceinline__ uint64_t globaltimer_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
   return t;
 }
+
+// This SM's cycle counter (the step trace).
+__device__ __forceinline__ long long cycle_count() { return clock64(); }
 #endif  // RNNFUSE_SIMT
 
 }  // namespace persist

@@ -148,6 +148,7 @@ struct Grid {
   const std::function<void()>* body = nullptr;
   uint64_t progress = 0;  // arrivals, completed meetings, stores, deliveries, finished fibers
   uint64_t now_ns = 0;
+  uint64_t cycles = 0;  // cycle_count's
   std::string error;
   std::vector<Exchanged> exchanged;
   std::map<const void*, FlagRelease> flags;
@@ -331,6 +332,8 @@ void yield_spin() { yield(); }
 void trap() { throw TrapSignal{}; }
 
 uint64_t globaltimer_ns() { return grid().now_ns; }
+
+long long cycle_count() { return static_cast<long long>(++grid().cycles); }
 
 void warp_exchange(const void* mine, void* all, int bytes, int tag) {
   if (bytes < 1 || bytes > kSlotBytes) throw std::logic_error("simt: a collective's operand size");

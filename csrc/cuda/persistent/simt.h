@@ -78,6 +78,9 @@ void syncthreads();
 void yield_spin();
 [[noreturn]] void trap();
 uint64_t globaltimer_ns();
+// clock64 on the fibers: a count that every call advances (monotonic per
+// thread, as an SM's cycle counter is; not a time).
+long long cycle_count();
 
 // A warp collective: each of the 32 lanes puts `bytes` (<= 32) of its own
 // and gets all 32 lanes' (lane-major, `bytes` apart). The lanes must all

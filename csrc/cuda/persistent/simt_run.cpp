@@ -143,6 +143,7 @@ void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, in
                   persist_fwd_ll_kernel<float, Cell::LSTM>, persist_fwd_ll_kernel<float, Cell::GRU>);
   }
   run(plan, launch, cfg.seed, kernel, xch, drop_ctas);
+  keep_trace(buffers.trace);
 }
 
 void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, int n) {
@@ -332,6 +333,7 @@ simt_gru_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const a
 }  // namespace rnnfuse
 
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
+  m.impl("persistent_take_trace", [](const at::Tensor&) { return rnnfuse::persist::take_trace(); });
   m.impl("persistent_simt_lstm", &rnnfuse::persist::simt_lstm);
   m.impl("persistent_simt_gru", &rnnfuse::persist::simt_gru);
   m.impl("persistent_simt_lstm_bidir", &rnnfuse::persist::simt_lstm_bidir);
