@@ -108,31 +108,20 @@ constexpr int kLlBatch = 8, kLlBatchFma = 4;
 
 __device__ __forceinline__ uint32_t ll_tag_of(uint64_t w) { return uint32_t(w >> 32); }
 
-struct LlPair {
-  uint64_t lo, hi;
-};
-
-// Polls the two words at p, last read as `got`, until both carry `want`. A
-// tag past `want` means the words were overwritten before this CTA read
-// them (the protocol broken); it traps, as a wait past the watchdog does.
-// Out of line and by value: the caller's words stay in registers.
-RNNFUSE_DEVICE_NOINLINE LlPair ll_wait(const uint64_t* p, uint32_t want, uint64_t watchdog_ns,
-                                       LlPair got) {
-  const uint64_t t0 = globaltimer_ns();
-  for (uint32_t spin = 1;; ++spin) {
-    if (int32_t(ll_tag_of(got.lo) - want) > 0 || int32_t(ll_tag_of(got.hi) - want) > 0) __trap();
-    ll_load16(p, got.lo, got.hi);
-    if (ll_tag_of(got.lo) == want && ll_tag_of(got.hi) == want) return got;
-    if ((spin & 1023u) == 0 && watchdog_ns != 0 && globaltimer_ns() - t0 > watchdog_ns) __trap();
-  }
+// Whether both words of a 16-byte poll carry `want`; a tag past it traps
+// (the words were overwritten before this CTA read them: the protocol
+// broken).
+__device__ __forceinline__ bool ll_fresh(uint64_t lo, uint64_t hi, uint32_t want) {
+  if (int32_t(ll_tag_of(lo) - want) > 0 || int32_t(ll_tag_of(hi) - want) > 0) __trap();
+  return ll_tag_of(lo) == want && ll_tag_of(hi) == want;
 }
 
 // hbuf rows n = 0..rows-1 <- replica r's local rows g0 + n of h_{t-1}:
 // those carried from the step before (local rows below replica_rows(r,
 // carry)) from its LL words, polled until they carry that step's tag; the
 // others from h0, or zeros (gather_rows). All of a thread's 16-byte polls
-// of a round are in flight at once. g0 is a multiple of 8, so a gather
-// starts at a word row.
+// of a round are in flight at once, and so are its re-polls of the pairs
+// not yet written. g0 is a multiple of 8, so a gather starts at a word row.
 template <typename E, int BATCH>
 __device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const StepInfo& st, int g0,
                                           int rows, E* hbuf) {
@@ -151,14 +140,36 @@ __device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const Ste
   const uint64_t* base =
       a.ll + x.word((st.step - 1) & a.ll_parity_mask, r, g0 / kRpw, 0);
   const int per_row = H / 2, total = ((n_carry + kRpw - 1) / kRpw) * per_row;
+  // Pair u of a round: item i0 + u * kThreads, word row m, units 2v, 2v + 1.
+  const auto words = [&](int i) {
+    const int m = x.pairs.quotient(i);
+    return base + int64_t(m) * H + 2 * (i - m * per_row);
+  };
   for (int i0 = threadIdx.x; i0 < total; i0 += BATCH * kThreads) {
-    uint64_t lo[BATCH], hi[BATCH];
+    uint64_t lo[BATCH] = {}, hi[BATCH] = {};  // zeros: never read unloaded
+    uint32_t stale = 0;  // bit u: pair u still to be read with the awaited tag
 #pragma unroll
     for (int u = 0; u < BATCH; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i < total) {
-        const int m = x.pairs.quotient(i), v = i - m * per_row;
-        ll_load16(base + int64_t(m) * H + 2 * v, lo[u], hi[u]);
+      if (i0 + u * kThreads < total) {
+        ll_load16(words(i0 + u * kThreads), lo[u], hi[u]);
+        stale |= 1u << u;
+      }
+    }
+    // Every stale pair of the round polled again at once: one round trip
+    // after the producers' words land, not one per pair in turn.
+    const uint64_t t0 = stale != 0 ? globaltimer_ns() : 0;
+    for (uint32_t spin = 1;; ++spin) {
+#pragma unroll
+      for (int u = 0; u < BATCH; ++u) {
+        if ((stale >> u & 1u) != 0 && ll_fresh(lo[u], hi[u], want)) stale &= ~(1u << u);
+      }
+      if (stale == 0) break;
+#pragma unroll
+      for (int u = 0; u < BATCH; ++u) {
+        if ((stale >> u & 1u) != 0) ll_load16(words(i0 + u * kThreads), lo[u], hi[u]);
+      }
+      if ((spin & 1023u) == 0 && a.watchdog_ns != 0 && globaltimer_ns() - t0 > a.watchdog_ns) {
+        __trap();
       }
     }
 #pragma unroll
@@ -166,12 +177,6 @@ __device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const Ste
       const int i = i0 + u * kThreads;
       if (i >= total) break;
       const int m = x.pairs.quotient(i), v = i - m * per_row;
-      if (ll_tag_of(lo[u]) != want || ll_tag_of(hi[u]) != want) {
-        const LlPair got = ll_wait(base + int64_t(m) * H + 2 * v, want, a.watchdog_ns,
-                                   LlPair{lo[u], hi[u]});
-        lo[u] = got.lo;
-        hi[u] = got.hi;
-      }
       const uint32_t d0 = uint32_t(lo[u]), d1 = uint32_t(hi[u]);
       if constexpr (kRpw == 2) {
         // Words of units 2v, 2v + 1: rows 2m (low halves) and 2m + 1 (high).

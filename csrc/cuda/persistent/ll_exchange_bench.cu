@@ -47,26 +47,36 @@ __global__ void __launch_bounds__(kThreads, 1) persist_ll_exchange_kernel(const 
       const uint4* base = ll + x.word(s, 0, 0) / 2;
       for (int i0 = tid; i0 < x.pairs(); i0 += kBenchBatch * kThreads) {
         uint4 v[kBenchBatch];
+        uint32_t stale = 0;  // bit u: pair u still to be read with the awaited tag
 #pragma unroll
         for (int u = 0; u < kBenchBatch; ++u) {
           const int i = i0 + u * kThreads;
-          if (i < x.pairs()) v[u] = ld_words(base + i);
+          if (i < x.pairs()) {
+            v[u] = ld_words(base + i);
+            stale |= 1u << u;
+          }
+        }
+        // The round's stale pairs polled again together (as the kernel's
+        // gather_ll): one round trip after the words land, not one per pair.
+        const uint64_t t0 = globaltimer_ns();
+        for (uint32_t spin = 1;; ++spin) {
+#pragma unroll
+          for (int u = 0; u < kBenchBatch; ++u) {
+            if ((stale >> u & 1u) != 0 && v[u].y == want && v[u].w == want) stale &= ~(1u << u);
+          }
+          if (stale == 0) break;
+#pragma unroll
+          for (int u = 0; u < kBenchBatch; ++u) {
+            if ((stale >> u & 1u) != 0) v[u] = ld_words(base + i0 + u * kThreads);
+          }
+          if ((spin & 1023u) == 0 && a.watchdog_ns != 0 && globaltimer_ns() - t0 > a.watchdog_ns) {
+            __trap();
+          }
         }
 #pragma unroll
         for (int u = 0; u < kBenchBatch; ++u) {
           const int i = i0 + u * kThreads;
           if (i >= x.pairs()) break;
-          if (v[u].y != want || v[u].w != want) {
-            const uint64_t t0 = globaltimer_ns();
-            for (uint32_t spin = 1;; ++spin) {
-              v[u] = ld_words(base + i);
-              if (v[u].y == want && v[u].w == want) break;
-              if ((spin & 1023u) == 0 && a.watchdog_ns != 0 &&
-                  globaltimer_ns() - t0 > a.watchdog_ns) {
-                __trap();
-              }
-            }
-          }
           hbuf[2 * i] = v[u].x;
           hbuf[2 * i + 1] = v[u].z;
         }

@@ -20,15 +20,6 @@
 #define RNNFUSE_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 #endif
 
-// A device function kept out of line (its callers' registers stay theirs),
-// static: nvcc also emits a host copy, one per translation unit including
-// the header. On the fibers an ordinary inline function.
-#ifdef RNNFUSE_SIMT
-#define RNNFUSE_DEVICE_NOINLINE inline
-#else
-#define RNNFUSE_DEVICE_NOINLINE static __device__ __noinline__
-#endif
-
 namespace rnnfuse {
 namespace persist {
 
