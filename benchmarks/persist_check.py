@@ -588,15 +588,15 @@ def step_phases(trace: list[int]) -> dict | None:
     if len(steps) < 2 or c1 <= c0:
         return None
     ns = (t1 - t0) / (c1 - c0)
-    mid = steps[len(steps) // 4: max(len(steps) // 4 + 1, 3 * len(steps) // 4)]
-    nxt = {id(a): b for a, b in zip(steps, steps[1:])}
-    spans = {name: [] for name in ("wait", "gather", "mma", "epilogue", "publish", "step")}
-    for st in mid:
-        for name, (a, b) in zip(("wait", "gather", "mma", "epilogue", "publish"),
-                                zip(range(k - 1), range(1, k))):
-            spans[name].append((st[b] - st[a]) * ns)
-        if id(st) in nxt:
-            spans["step"].append((nxt[id(st)][0] - st[0]) * ns)
+    first = len(steps) // 4
+    names = ("wait", "gather", "mma", "epilogue", "publish")  # phase p - 1 -> p
+    spans = {name: [] for name in names + ("step",)}
+    for s in range(first, max(first + 1, 3 * len(steps) // 4)):
+        st = steps[s]
+        for p, name in enumerate(names, 1):
+            spans[name].append((st[p] - st[p - 1]) * ns)
+        if s + 1 < len(steps):
+            spans["step"].append((steps[s + 1][0] - st[0]) * ns)
     return {name: statistics.median(v) for name, v in spans.items() if v} | {
         "steps": len(steps), "ns_per_cycle": ns}
 
