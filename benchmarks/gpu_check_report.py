@@ -309,27 +309,40 @@ def persist_section(persist: dict | None) -> list[str]:
 
 
 def phases_section(points: list[dict]) -> list[str]:
-    """Where a grid forward step's time goes: CTA 0's trace at each
-    inference point (persist_check.step_phases), with the flags and with LL
-    words."""
-    rows = [r for r in points if r.get("phases")]
-    if not rows:
-        return []
-    lines = ["", "Step phases of the grid forward (CTA 0's clock64 trace, median ns per step "
-             "over the middle half of the steps; wait: operand loads and the flags' wait; "
-             "gather: h into shared memory, LL words polled here; mma: the first chunk's "
-             "sums; epilogue: to the last chunk stored; publish: the flag's release):", "",
-             "| point | exchange | wait | gather | mma | epilogue | publish | step |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    """Where a grid step's time goes: CTA 0's trace (persist_check.step_phases)
+    of the forward at each inference point, with the flags and with LL words,
+    and of the backward at each training point whose backward took the grid
+    tier."""
+    lines = []
+    fwd = [(r, exchange, ph) for r in points for exchange, ph in (r.get("phases") or {}).items()]
+    if fwd:
+        lines += ["", "Step phases of the grid forward (CTA 0's clock64 trace, median ns per "
+                  "step over the middle half of the steps; wait: operand loads and the flags' "
+                  "wait; gather: h into shared memory, LL words polled here; mma: the first "
+                  "chunk's sums; epilogue: to the last chunk stored; publish: the flag's "
+                  "release):", ""]
+        lines += _phases_table(fwd, ("wait", "gather", "mma", "epilogue", "publish", "step"))
+    bwd = [(r, "flags", r["bwd_phases"]) for r in points if r.get("bwd_phases")]
+    if bwd:
+        lines += ["", "Step phases of the grid backward (the same trace; gather: the gate "
+                  "gradients into shared memory; parts: the K split's partial sums published "
+                  "and the other parts' waited for, 0 without a split; epilogue: the other "
+                  "parts' sums loaded, the derivatives, to the last chunk stored):", ""]
+        lines += _phases_table(bwd, ("wait", "gather", "mma", "parts", "epilogue", "publish",
+                                     "step"))
+    return lines
+
+
+def _phases_table(rows: list[tuple[dict, str, dict | str]], spans: tuple[str, ...]) -> list[str]:
+    lines = ["| point | exchange | " + " | ".join(spans) + " |",
+             "|---|---|" + "---|" * len(spans)]
+    for r, exchange, ph in rows:
         point = f"{r['cell']} {r['dtype']} H={r['H']} B={r['B']} T={r['T']}"
-        for exchange, ph in r["phases"].items():
-            if isinstance(ph, dict):
-                lines.append(f"| {point} | {exchange} | " + " | ".join(
-                    _fmt(ph.get(k), '.0f') for k in ("wait", "gather", "mma", "epilogue",
-                                                      "publish", "step")) + " |")
-            else:
-                lines.append(f"| {point} | {exchange} | {str(ph)[:100]} | | | | | |")
+        if isinstance(ph, dict):
+            lines.append(f"| {point} | {exchange} | "
+                         + " | ".join(_fmt(ph.get(k), '.0f') for k in spans) + " |")
+        else:
+            lines.append(f"| {point} | {exchange} | {str(ph)[:100]} |" + " |" * (len(spans) - 1))
     return lines
 
 

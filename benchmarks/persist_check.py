@@ -544,6 +544,10 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
             # Where a step's time goes (one CTA's trace), flags and LL words.
             if mode == "inference" and not bidir:
                 row["phases"] = {x: traced_phases(run, ours, x) for x in ("flags", "ll")}
+        # Where a grid backward step's time goes (one CTA's trace).
+        if (mode == "training" and not bidir and status == "OK"
+                and row["backward_path"] == "persistent-grid"):
+            row["bwd_phases"] = traced_phases(run, ours, "flags", backward=True)
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
               f"cuDNN {row['cudnn_ms']:.3f} ms, "
@@ -566,22 +570,27 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
     return rows
 
 
-# The step trace's phases (csrc/cuda/persistent/args.h TracePhase), in order:
-# each span ends at its phase's stamp and starts at the one before.
+# The step trace's spans (csrc/cuda/persistent/args.h TracePhase, and the
+# backward's BwdTracePhase), in order: span p ends at phase p + 1's stamp and
+# starts at phase p's (phase 0: the step's start).
 TRACE_HEADER = 4
-TRACE_PHASES = ("start", "waited", "gathered", "mma", "epilogue", "published")
+FWD_SPANS = ("wait", "gather", "mma", "epilogue", "publish")
+BWD_SPANS = ("wait", "gather", "mma", "parts", "epilogue", "publish")
 
 
-def step_phases(trace: list[int]) -> dict | None:
+def step_phases(trace: list[int], names: tuple[str, ...] = FWD_SPANS) -> dict | None:
     """The traced CTA's median ns per step phase over the middle half of its
     steps (from clock64 stamps, converted by the CTA's own globaltimer and
     clock64 at its start and end): wait (start -> flags waited: the operand
-    loads issued, then the flags' wait; LL: no wait here), gather (-> h in
-    shared memory: LL polls its words here), mma (-> the first chunk's sums),
-    epilogue (-> the last chunk stored), publish (-> the flag released),
-    step (start -> the next step's start). None without two traced steps."""
+    loads issued, then the flags' wait; LL: no wait here), gather (-> h, or
+    the backward's gate gradients, in shared memory: LL polls its words
+    here), mma (-> the first chunk's sums), the backward's parts (-> the K
+    split's partial sums published and the other parts' waited for; no
+    split: 0), epilogue (-> the last chunk stored), publish (-> the flag
+    released), step (start -> the next step's start). `names`: FWD_SPANS or
+    BWD_SPANS. None without two traced steps."""
     t0, c0, t1, c1 = trace[:TRACE_HEADER]
-    k = len(TRACE_PHASES)
+    k = len(names) + 1
     steps = [trace[TRACE_HEADER + s * k:TRACE_HEADER + (s + 1) * k]
              for s in range((len(trace) - TRACE_HEADER) // k)]
     steps = [st for st in steps if st[0] != 0]  # steps the CTA processed
@@ -589,7 +598,6 @@ def step_phases(trace: list[int]) -> dict | None:
         return None
     ns = (t1 - t0) / (c1 - c0)
     first = len(steps) // 4
-    names = ("wait", "gather", "mma", "epilogue", "publish")  # phase p - 1 -> p
     spans = {name: [] for name in names + ("step",)}
     for s in range(first, max(first + 1, 3 * len(steps) // 4)):
         st = steps[s]
@@ -601,19 +609,23 @@ def step_phases(trace: list[int]) -> dict | None:
         "steps": len(steps), "ns_per_cycle": ns}
 
 
-def traced_phases(run, ours, exchange: str) -> dict | str:
-    """One inference call with CTA 0 traced (RNNFUSE_PERSISTENT_TRACE_CTA=0)
-    and the exchange given: its step_phases, or why there are none (a trace
-    left from before is taken first, so a call that traced nothing says so)."""
+def traced_phases(run, ours, exchange: str, backward: bool = False) -> dict | str:
+    """One call with CTA 0 traced (RNNFUSE_PERSISTENT_TRACE_CTA=0) and the
+    exchange given: the step_phases of its forward (or, backward=True, of its
+    backward: `run` must train), or why there are none (traces left from
+    before are taken first, so a call that traced nothing says so)."""
     take = torch.ops.rnnfuse.persistent_take_trace
+    like = torch.empty(0, device=DEV)
     try:
-        with contextlib.suppress(RuntimeError):
-            take(torch.empty(0, device=DEV))
+        for either in (False, True):
+            with contextlib.suppress(RuntimeError):
+                take(like, either)
         with env("RNNFUSE_PERSISTENT_TRACE_CTA", "0"), env("RNNFUSE_PERSISTENT_EXCHANGE", exchange):
             run(ours)
             torch.cuda.synchronize()
-            trace = take(torch.empty(0, device=DEV)).tolist()
-        return step_phases(trace) or "no two traced steps"
+            trace = take(like, backward).tolist()
+        return (step_phases(trace, BWD_SPANS if backward else FWD_SPANS)
+                or "no two traced steps")
     except Exception as e:  # noqa: BLE001 - the point's own rows must survive
         return f"error: {type(e).__name__}: {e}"
 

@@ -335,12 +335,13 @@ TORCH_LIBRARY(rnnfuse, m) {
   m.def(
       "recurrence_path(Tensor like, str cell, int hidden, int batch, int steps, "
       "int proj_size=0, int packed_runs=1, int directions=1) -> str");
-  // The step trace of the last grid forward launched with
-  // RNNFUSE_PERSISTENT_TRACE_CTA set (args.h kTraceHeader: int64 clock64
-  // stamps per step and phase), taken: a second call raises until another
-  // traced launch. On `like`'s device type (CUDA; CPU: the fibers' run,
-  // whose stamps count calls, not time).
-  m.def("persistent_take_trace(Tensor like) -> Tensor");
+  // The step trace of the last grid forward (backward=True: backward)
+  // launched with RNNFUSE_PERSISTENT_TRACE_CTA set (args.h kTraceHeader: int64
+  // clock64 stamps per step and phase, TracePhase or BwdTracePhase), taken: a
+  // second call raises until another traced launch of that pass. On `like`'s
+  // device type (CUDA; CPU: the fibers' run, whose stamps count calls, not
+  // time).
+  m.def("persistent_take_trace(Tensor like, bool backward=False) -> Tensor");
   // The cluster tier's backward candidate alone (JSON), whatever the grid
   // tier's; the backward plan (persistent_plan) compares the two.
   m.def(

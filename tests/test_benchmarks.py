@@ -1347,6 +1347,21 @@ def test_persist_check_counts_the_launches_each_path_plans():
     assert any(ln.startswith("| LSTM float16 H=768 B=16 T=1024 | ll | error: RuntimeError")
                for ln in lines), lines
     assert gpu_check_report.phases_section([on_grid]) == []
+    # The grid backward's phases, in their own table (the K split's parts
+    # among them); the forward's table is not there without forward phases.
+    trained = {**on_grid, "mode": "training", "bwd_phases": {
+        "wait": 2210.0, "gather": 900.4, "mma": 350.0, "parts": 4100.0, "epilogue": 1500.0,
+        "publish": 260.0, "step": 20350.0}}
+    lines = gpu_check_report.persist_section({"points": [trained]})
+    head = lines.index("| point | exchange | wait | gather | mma | parts | epilogue | publish | step |")
+    assert lines[head - 2].startswith("Step phases of the grid backward"), lines
+    assert ("| LSTM float16 H=768 B=16 T=1024 | flags | 2210 | 900 | 350 | 4100 | 1500 | 260 | "
+            "20350 |") in lines, lines
+    assert not any(ln.startswith("Step phases of the grid forward") for ln in lines)
+    failed = {**trained, "bwd_phases": "error: RuntimeError: no traced persistent backward"}
+    lines = gpu_check_report.phases_section([failed])
+    assert lines[-1].startswith("| LSTM float16 H=768 B=16 T=1024 | flags | error: Runtime"), lines
+    assert lines[-1].count("|") == 10, lines  # the table's 9 columns
     # The grid forward's LL exchange: its time in its column; different bits
     # from the flag exchange fail the check and show there.
     ll = {**on_grid, "ll_status": "OK", "ll_ms": 4.125}
@@ -1431,6 +1446,10 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     assert set(inference["phases"]) == {"flags", "ll"} and "phases" not in training
     assert all(v.startswith("error: RuntimeError") for v in inference["phases"].values()), \
         inference["phases"]
+    # The grid backward's phases were asked for at the training point.
+    assert "bwd_phases" not in inference
+    assert training["bwd_phases"].startswith("error: RuntimeError"), training["bwd_phases"]
+    assert "no traced persistent backward" in training["bwd_phases"]
     assert "RNNFUSE_PERSISTENT_TRACE_CTA" not in os.environ
     assert persist_check.passed({"errors": [], "exchange": [], "cluster_exchange": [],
                                  "points": rows})

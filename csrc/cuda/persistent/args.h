@@ -20,15 +20,16 @@ namespace persist {
 // tier's entry points answer cudaErrorNotSupported).
 enum class ElemKind : int { F16 = 0, BF16 = 1, TF32 = 2, F32 = 3 };
 
-// A forward launch's step trace (RNNFUSE_PERSISTENT_TRACE_CTA; PersistArgs
-// trace): thread 0 of one CTA of the first direction stamps its SM's cycle
-// counter (clock64) at each phase of each step it processes, so that a GPU
-// run can say where a step's time goes (the exchange's wait, the gather,
-// the MMAs, the epilogue, the publication) without a profiler's replays.
-// int64 slots: [0] globaltimer ns and [1] clock64 at the CTA's start, [2]
-// and [3] at its end (their ratio converts cycles to ns), then per step s
-// slots kTraceHeader + s * kTracePhases + phase; a step the CTA skips (no
-// rows of its replica) stays 0.
+// A grid launch's step trace (RNNFUSE_PERSISTENT_TRACE_CTA; PersistArgs and
+// PersistBwdArgs trace): thread 0 of one CTA of the first direction stamps
+// its SM's cycle counter (clock64) at each phase of each step it processes,
+// so that a GPU run can say where a step's time goes (the exchange's wait,
+// the gather, the MMAs, the epilogue, the publication) without a profiler's
+// replays. int64 slots: [0] globaltimer ns and [1] clock64 at the CTA's
+// start, [2] and [3] at its end (their ratio converts cycles to ns), then
+// per step s slots kTraceHeader + s * phases + phase (phases: kTracePhases,
+// the backward's kBwdTracePhases); a step the CTA skips (no rows of its
+// replica) stays 0.
 constexpr int kTraceHeader = 4;
 enum TracePhase : int {
   kTraceStart = 0,     // the step begins (before its operand loads)
@@ -38,6 +39,20 @@ enum TracePhase : int {
   kTraceEpilogue = 4,  // the last chunk's epilogue is stored (barrier passed)
   kTracePublished = 5, // the flag released (LL: the same as the epilogue)
   kTracePhases = 6
+};
+// The backward's trace (PersistBwdArgs trace; the same header, then per step
+// kBwdTracePhases slots): the forward's phases with one more, the K split's
+// exchange of partial sums between the MMAs and the epilogue.
+enum BwdTracePhase : int {
+  kBwdTraceStart = 0,     // the step begins (before its operand loads)
+  kBwdTraceWaited = 1,    // the flags' wait is over
+  kBwdTraceGathered = 2,  // the gate gradients' first rows are in shared memory
+  kBwdTraceMma = 3,       // the first chunk's MMAs are summed (barrier passed)
+  kBwdTraceParts = 4,     // K split: the first chunk's sums published, the other
+                          // parts' waited for (barrier passed); no split: as mma
+  kBwdTraceEpilogue = 5,  // the last chunk's epilogue is stored (barrier passed)
+  kBwdTracePublished = 6, // the flag released
+  kBwdTracePhases = 7
 };
 
 struct PersistArgs {
@@ -106,6 +121,8 @@ struct PersistBwdArgs : BwdOperandArgs {
   // (grid x part.partial_floats()) and its chunk counts (grid, zeroed).
   float* partials;
   unsigned* pflags;
+  long long* trace;     // null, or the step trace of CTA trace_cta (BwdTracePhase)
+  int trace_cta;
   int hbuf_rows;
   int vec16;            // 1: xch rows 16-byte aligned (16-byte gathers)
 };

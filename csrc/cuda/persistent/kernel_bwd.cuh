@@ -123,19 +123,32 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
     }
   };
 
+  // The step trace (args.h BwdTracePhase): thread 0 of CTA a.trace_cta.
+  const bool tracing = a.trace != nullptr && q == a.trace_cta && tid == 0;
+  const auto stamp = [&](int step, int phase) {
+    if (tracing) a.trace[kTraceHeader + int64_t(step) * kBwdTracePhases + phase] = cycle_count();
+  };
+  if (tracing) {
+    a.trace[0] = static_cast<long long>(globaltimer_ns());
+    a.trace[1] = cycle_count();
+  }
+
   uint32_t chunk_no = 0;  // chunks finished, the count a K-split part publishes
   StepCursor cur;
   for (cur.begin(a.sched); cur.valid(a.sched); cur.advance(a.sched)) {
     const StepInfo st = cur.cur;
     const int rows = p.replica_rows(r, st.bs);
     if (rows > 0) {
+      stamp(st.step, kBwdTraceStart);
       load_operands(st, 0, Partition::first_chunk_rows(a.hbuf_rows, rows));
       if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
+      stamp(st.step, kBwdTraceWaited);
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
         gather_rows<E>(p, p.part_width(c), xch + p.part_k0(c), a.ld_xch, st.prev_row0,
                        static_cast<const E*>(nullptr), st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
         __syncthreads();
+        if (g0 == 0) stamp(st.step, kBwdTraceGathered);
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
           const int n_rows = min(kChunkRows, g_rows - q0);
           if (g0 + q0 > 0) load_operands(st, g0 + q0, n_rows);
@@ -146,6 +159,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           chunk_products<E, FMA, 1, 2, 3, 4>(wf, MT, n_ktiles, warp, lane, hbuf, pitch, q0,
                                              n_tiles, red, rows_mt);
           __syncthreads();
+          if (g0 + q0 == 0) stamp(st.step, kBwdTraceMma);
           const int slot = partial_slot(chunk_no);
           if (p.ksplit > 1) {
             // This part's sums of every item of the chunk, for the other parts.
@@ -165,6 +179,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
             }
             __syncthreads();
           }
+          if (g0 + q0 == 0) stamp(st.step, kBwdTraceParts);
           ++chunk_no;
 
           // The other parts' sums of this thread's items, every load issued
@@ -233,8 +248,14 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           __syncthreads();
         }
       }
+      stamp(st.step, kBwdTraceEpilogue);
     }
     if (tid == 0) st_release_gpu(a.flags + q * a.flag_stride, publish_value(st.step));
+    if (rows > 0) stamp(st.step, kBwdTracePublished);
+  }
+  if (tracing) {
+    a.trace[2] = static_cast<long long>(globaltimer_ns());
+    a.trace[3] = cycle_count();
   }
 }
 

@@ -301,7 +301,7 @@ bool launch_forward_grid(Cell cell, const Plan& plan, const FwdOperands* const* 
   const bool launched = grid_launched(launch_persist_fwd(elem_of(like.scalar_type()), cell, launch,
                                                          static_cast<size_t>(plan.smem_bytes),
                                                          usable_sms(current_device_props()), stream));
-  if (launched) keep_trace(buffers.trace);
+  if (launched) keep_trace(buffers.trace, /*backward=*/false);
   return launched;
 }
 
@@ -395,9 +395,12 @@ bool launch_backward_grid(Cell cell, const Plan& plan, const BwdOperands* const*
   PersistBwdLaunch launch;
   if (!backward_launch_args(plan, dirs, n, buffers, launch)) return false;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  return grid_launched(launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
-                                          static_cast<size_t>(plan.smem_bytes),
-                                          usable_sms(current_device_props()), stream));
+  const bool launched = grid_launched(launch_persist_bwd(elem_of(like.scalar_type()), cell, launch,
+                                                         static_cast<size_t>(plan.smem_bytes),
+                                                         usable_sms(current_device_props()),
+                                                         stream));
+  if (launched) keep_trace(buffers.trace, /*backward=*/true);
+  return launched;
 }
 
 Plan backward_plan(Cell cell, const BwdOperands& o, bool has_proj, int directions,
@@ -686,7 +689,9 @@ int try_gru_bidir_backward(const GruBackward (&g)[2], const std::vector<Step> (&
 
 TORCH_LIBRARY_IMPL(rnnfuse, CUDA, m) {
   m.impl("recurrence_path", &rnnfuse::persist::recurrence_path_cuda);
-  m.impl("persistent_take_trace", [](const at::Tensor&) { return rnnfuse::persist::take_trace(); });
+  m.impl("persistent_take_trace", [](const at::Tensor&, bool backward) {
+    return rnnfuse::persist::take_trace(backward);
+  });
   m.impl("persistent_exchange_bench", &rnnfuse::persist::exchange_bench_cuda);
   m.impl("persistent_cluster_exchange_bench", &rnnfuse::persist::cluster_exchange_bench_cuda);
 }

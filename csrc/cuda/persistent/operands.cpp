@@ -73,23 +73,37 @@ int trace_cta() {
 
 namespace {
 std::mutex g_trace_mu;
-at::Tensor g_last_trace;
+at::Tensor g_last_trace[2];  // [backward]: the forward's and the backward's
 }  // namespace
 
-void keep_trace(const at::Tensor& trace) {
+void keep_trace(const at::Tensor& trace, bool backward) {
   if (!trace.defined()) return;
   const std::lock_guard<std::mutex> lock(g_trace_mu);
-  g_last_trace = trace;
+  g_last_trace[backward] = trace;
 }
 
-at::Tensor take_trace() {
+at::Tensor take_trace(bool backward) {
   const std::lock_guard<std::mutex> lock(g_trace_mu);
-  TORCH_CHECK(g_last_trace.defined(), "rnnfuse: no traced persistent forward since the last "
-              "trace taken (set RNNFUSE_PERSISTENT_TRACE_CTA before a grid-tier forward)");
-  at::Tensor t = g_last_trace;
-  g_last_trace = at::Tensor();
+  const char* pass = backward ? "backward" : "forward";
+  TORCH_CHECK(g_last_trace[backward].defined(), "rnnfuse: no traced persistent ", pass,
+              " since the last trace taken (set RNNFUSE_PERSISTENT_TRACE_CTA before a grid-tier ",
+              pass, ")");
+  at::Tensor t = g_last_trace[backward];
+  g_last_trace[backward] = at::Tensor();
   return t;
 }
+
+namespace {
+// A traced launch's buffer (args.h kTraceHeader) for CTA trace_cta() of its
+// first direction, or an undefined tensor when none is traced.
+at::Tensor trace_buffer(int grid, int64_t steps, int phases, const at::TensorOptions& like) {
+  const int traced = trace_cta();
+  if (traced < 0) return at::Tensor();
+  TORCH_CHECK(traced < grid, "RNNFUSE_PERSISTENT_TRACE_CTA=", traced, ": the launch has ", grid,
+              " CTAs per direction");
+  return at::zeros({kTraceHeader + steps * phases}, like.dtype(at::kLong));
+}
+}  // namespace
 
 bool aligned16(const at::Tensor& t) {
   return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
@@ -121,7 +135,8 @@ BwdOperands bwd_operands(const GruBackward& g, const std::vector<Step>& steps) {
                      steps};
 }
 
-bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, PersistArgs& a) {
+bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, int flag_stride,
+                  PersistArgs& a) {
   TORCH_CHECK(unit_columns(o.x_proj) && unit_columns(o.y) && o.w_hh.is_contiguous() &&
                   o.h0.is_contiguous() && (!o.ws.defined() || o.ws.is_contiguous()) &&
                   (!o.c_state.defined() || o.c_state.is_contiguous()) &&
@@ -141,7 +156,7 @@ bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, Persi
             aligned16(o.h0);
   a.watchdog_ns = watchdog_ns();
   a.flags = flags;
-  a.flag_stride = flag_stride_from_env();
+  a.flag_stride = flag_stride;
   return true;
 }
 
@@ -237,12 +252,12 @@ PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_
   return launch;
 }
 
-bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
-                   PersistBwdArgs& a) {
+bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, int flag_stride,
+                   float* partials, PersistBwdArgs& a) {
   std::memset(&a, 0, sizeof(a));
   a.part = bwd_partition(plan);
   if (!bwd_operand_args(o, a)) return false;
-  a.flag_stride = flag_stride_from_env();
+  a.flag_stride = flag_stride;
   a.hbuf_rows = plan.hbuf_rows;
   const int64_t eb = plan.elem_bytes;
   // A K-split part starts at a multiple of 32 bytes: aligned where the row is.
@@ -262,18 +277,19 @@ bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n
   const GridLl ll = make_grid_ll(plan.part, plan.elem_bytes);
   TORCH_CHECK(!plan.ll || grid_ll_error(plan.part) == nullptr,
               "rnnfuse persistent: an LL exchange plan for a partition that cannot take one");
+  const int stride = flag_stride_from_env();  // once: every direction's flags alike
   if (plan.ll) {
     buffers.ll = at::zeros({n * ll.words()}, like.dtype(at::kLong));
   } else {
-    buffers.flags = at::zeros({n * grid * flag_stride_from_env()}, like.dtype(at::kInt));
+    buffers.flags = at::zeros({n * grid * stride}, like.dtype(at::kInt));
   }
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
     unsigned* f = plan.ll ? nullptr
                           : reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) +
-                                d * grid * flag_stride_from_env();
-    if (!forward_args(plan, *dirs[d], f, launch.dir[d])) return false;
+                                d * grid * stride;
+    if (!forward_args(plan, *dirs[d], f, stride, launch.dir[d])) return false;
     if (plan.ll) {
       PersistArgs& a = launch.dir[d];
       a.ll = reinterpret_cast<uint64_t*>(buffers.ll.data_ptr<int64_t>()) + d * ll.words();
@@ -281,14 +297,11 @@ bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n
       a.ll_parity_mask = 1;
     }
   }
-  const int traced = trace_cta();
-  if (traced >= 0) {
-    TORCH_CHECK(traced < grid, "RNNFUSE_PERSISTENT_TRACE_CTA=", traced, ": the launch has ",
-                grid, " CTAs per direction");
-    const int64_t steps = static_cast<int64_t>(dirs[0]->steps.size());
-    buffers.trace = at::zeros({kTraceHeader + steps * kTracePhases}, like.dtype(at::kLong));
+  buffers.trace = trace_buffer(grid, static_cast<int64_t>(dirs[0]->steps.size()), kTracePhases,
+                               like);
+  if (buffers.trace.defined()) {
     launch.dir[0].trace = reinterpret_cast<long long*>(buffers.trace.data_ptr<int64_t>());
-    launch.dir[0].trace_cta = traced;
+    launch.dir[0].trace_cta = trace_cta();
   }
   return true;
 }
@@ -299,7 +312,8 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
   const bool split = plan.ksplit > 1;
   // K split: each CTA also publishes chunk counts (4 bytes apart, after the
   // step flags) and its partial sums.
-  const int flags_per_dir = grid * flag_stride_from_env() + (split ? grid : 0);
+  const int stride = flag_stride_from_env();  // once: every direction's flags alike
+  const int flags_per_dir = grid * stride + (split ? grid : 0);
   const int64_t partials_per_dir =
       split ? int64_t(grid) * bwd_partition(plan).partial_floats() : 0;
   const at::TensorOptions like = dirs[0]->grad_y.options();
@@ -311,7 +325,13 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
   for (int d = 0; d < n; ++d) {
     unsigned* f = reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * flags_per_dir;
     float* part = split ? buffers.partials.data_ptr<float>() + d * partials_per_dir : nullptr;
-    if (!backward_args(plan, *dirs[d], f, part, launch.dir[d])) return false;
+    if (!backward_args(plan, *dirs[d], f, stride, part, launch.dir[d])) return false;
+  }
+  buffers.trace = trace_buffer(grid, static_cast<int64_t>(dirs[0]->steps.size()),
+                               kBwdTracePhases, like);
+  if (buffers.trace.defined()) {
+    launch.dir[0].trace = reinterpret_cast<long long*>(buffers.trace.data_ptr<int64_t>());
+    launch.dir[0].trace_cta = trace_cta();
   }
   return true;
 }

@@ -74,7 +74,9 @@ BwdOperands bwd_operands(const LstmBackward& g, const std::vector<Step>& steps);
 BwdOperands bwd_operands(const GruBackward& g, const std::vector<Step>& steps);
 
 // One direction's kernel parameters; false when its schedule cannot be encoded.
-bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, PersistArgs& a);
+// flag_stride: as PersistArgs (flag_stride_from_env, read once per launch).
+bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, int flag_stride,
+                  PersistArgs& a);
 
 // One direction's cluster-tier parameters; false where its layout or walk
 // does not fit the cluster kernel (rows of x_proj and y through row strides,
@@ -83,8 +85,8 @@ bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a)
 
 // flags: this direction's step flags, then (K split) its chunk counts;
 // partials: its partial-sum slots (null without a split).
-bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, float* partials,
-                   PersistBwdArgs& a);
+bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, int flag_stride,
+                   float* partials, PersistBwdArgs& a);
 
 // One direction's cluster backward parameters (cluster_bwd_layout.h's
 // partition p); false when its walk cannot be encoded.
@@ -109,16 +111,17 @@ PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_
 struct LaunchBuffers {
   at::Tensor flags, partials;
   at::Tensor ll;  // a forward with plan.ll: per direction its LL words (zeroed)
-  at::Tensor trace;  // a traced forward (RNNFUSE_PERSISTENT_TRACE_CTA): args.h kTraceHeader
+  at::Tensor trace;  // a traced launch (RNNFUSE_PERSISTENT_TRACE_CTA): args.h kTraceHeader
 };
 
-// RNNFUSE_PERSISTENT_TRACE_CTA=q: forward launches trace CTA q of their first
-// direction (args.h kTraceHeader); unset: -1, no trace. The last traced
-// launch's buffer is kept (keep_trace) until rnnfuse::persistent_take_trace
-// takes it (take_trace: raises when there is none).
+// RNNFUSE_PERSISTENT_TRACE_CTA=q: grid-tier launches (forward and backward)
+// trace CTA q of their first direction (args.h kTraceHeader); unset: -1, no
+// trace. The last traced launch's buffer of each pass is kept (keep_trace)
+// until rnnfuse::persistent_take_trace takes it (take_trace: raises when
+// there is none).
 int trace_cta();
-void keep_trace(const at::Tensor& trace);
-at::Tensor take_trace();
+void keep_trace(const at::Tensor& trace, bool backward);
+at::Tensor take_trace(bool backward);
 
 // A grid-tier forward launch of `n` directions (1, or 2 of a bidirectional
 // layer); false when a schedule cannot be encoded.

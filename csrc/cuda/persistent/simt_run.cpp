@@ -143,7 +143,7 @@ void forward(Cell cell, const EmuConfig& cfg, const FwdOperands* const* dirs, in
                   persist_fwd_ll_kernel<float, Cell::LSTM>, persist_fwd_ll_kernel<float, Cell::GRU>);
   }
   run(plan, launch, cfg.seed, kernel, xch, drop_ctas);
-  keep_trace(buffers.trace);
+  keep_trace(buffers.trace, /*backward=*/false);
 }
 
 void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, int n) {
@@ -172,6 +172,7 @@ void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, i
     run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<float, Cell::LSTM>
                                      : persist_bwd_kernel<float, Cell::GRU>, xch);
   }
+  keep_trace(buffers.trace, /*backward=*/true);
 }
 
 // A driver's time loop on the kernels: one direction's arguments (Args:
@@ -333,7 +334,9 @@ simt_gru_bidir_bwd(const at::Tensor& grad_y, const at::Tensor& grad_h_n, const a
 }  // namespace rnnfuse
 
 TORCH_LIBRARY_IMPL(rnnfuse, CPU, m) {
-  m.impl("persistent_take_trace", [](const at::Tensor&) { return rnnfuse::persist::take_trace(); });
+  m.impl("persistent_take_trace", [](const at::Tensor&, bool backward) {
+    return rnnfuse::persist::take_trace(backward);
+  });
   m.impl("persistent_simt_lstm", &rnnfuse::persist::simt_lstm);
   m.impl("persistent_simt_gru", &rnnfuse::persist::simt_gru);
   m.impl("persistent_simt_lstm_bidir", &rnnfuse::persist::simt_lstm_bidir);
