@@ -274,7 +274,8 @@ def persist_section(persist: dict | None) -> list[str]:
               "cluster tier with every push at "
               "the step's end (RNNFUSE_CLUSTER_PUSH=step) instead of slice by slice, and "
               "whether its outputs equal the pipelined push's to the bit; LL: the grid "
-              "forward with h exchanged through LL words (RNNFUSE_PERSISTENT_EXCHANGE=ll); "
+              "forward with h exchanged through LL words (RNNFUSE_PERSISTENT_EXCHANGE=ll; "
+              "in training also a grid backward's K-split partial sums as LL words); "
               "line apart: the grid kernels' flags 128 bytes apart "
               "(RNNFUSE_PERSISTENT_FLAG_STRIDE=32); both must give the flag exchange's bits:", "",
               "| cell | dtype | mode | T | B | H | cuDNN | per-step | persistent | speed-up | "
@@ -373,7 +374,9 @@ def sweep_section(rows: list[dict]) -> list[str]:
              "each must give the same bits as the others of its pass (backward: of its "
              "K split); group: the cluster tier's slices per bracket / tile padding; in-order: "
              "the model with each cluster bracket read in issue order; LL: a grid forward "
-             "with the LL exchange (the same bits required); *: the planner's "
+             "with the LL exchange, or a grid backward with K split with its partial sums "
+             "as LL words (its forward with LL too; the same bits required); *: the "
+             "planner's "
              "choice:", "",
              "| point | pass | tier | P | J | R | hb | ksplit | group | model us/step "
              "| in-order us/step | measured us/step | LL us/step | pin | status |",

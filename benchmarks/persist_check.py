@@ -429,8 +429,11 @@ def _sweep(cell, dtype, H, B, T, reps) -> list[dict]:
                             row["bitwise"] = all(torch.equal(a, b) for a, b in zip(same, outs))
                             row["ms"] = time_ms(lambda: run(ours, mode), reps)
                             row["us_per_step"] = row["ms"] * 1e3 / T
-                            if not backward and plan["tier"] == "grid":
-                                # The same partition with the LL exchange.
+                            if plan["tier"] == "grid" and (not backward
+                                                           or plan.get("ksplit", 1) > 1):
+                                # The same partition with the LL exchange (a
+                                # backward: its K split's partial sums; its
+                                # forward takes LL too).
                                 with env("RNNFUSE_PERSISTENT_EXCHANGE", "ll"):
                                     ll = [t for t in run(ours, mode) if t is not None]
                                     row["ll_bitwise"] = all(

@@ -179,6 +179,10 @@ def persistent_cases() -> list[Case]:
                  exchange="ll"),
             Case("LSTM", "bf16", 64, packed=True, persistent=True, pin="J=16,R=1", exchange="ll"),
             Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True,
+                 exchange="ll"),
+            # The grid backward's K split with its partial sums as LL words
+            # (4 parts, packed), beside the forward's LL exchange.
+            Case("LSTM", "bf16", 64, packed=True, persistent=True, bwd_pin="J=64,ksplit=4",
                  exchange="ll")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
     # H=40 GRU has a pad element in its last CTA's words.
@@ -409,13 +413,20 @@ def run_case(case: Case, device: str = "cuda") -> float:
             for kv in pin.split(","):
                 k, v = kv.split("=")
                 assert plan.get(k) == int(v), f"{case.name}: {key} {plan}"
-        # An LL case's forward planned the LL exchange (the path it ran).
+        # An LL case's forward planned the LL exchange (the path it ran), and
+        # its backward, where it splits K, the partial sums as LL words.
         if case.exchange == "ll":
             os.environ["RNNFUSE_PERSISTENT_EXCHANGE"] = "ll"
+            if case.bwd_pin:
+                os.environ["RNNFUSE_PERSISTENT_BWD_PIN"] = case.bwd_pin
             p = _persistent_path(case)
             os.environ.pop("RNNFUSE_PERSISTENT_EXCHANGE")
+            os.environ.pop("RNNFUSE_PERSISTENT_BWD_PIN", None)
             assert p["path"] == "persistent-grid" and p["plan"].get("exchange") == "ll", \
                 f"{case.name}: {p['plan']}"
+            bwd = p.get("backward_plan") or {}
+            if bwd.get("tier") == "grid" and bwd.get("ksplit", 1) > 1:
+                assert bwd.get("partials") == "ll", f"{case.name}: {bwd}"
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]

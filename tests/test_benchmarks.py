@@ -1018,13 +1018,14 @@ def test_sanitizer_persistent_cases_run_on_cpu(capsys):
     from benchmarks import sanitizer_cases
     assert sanitizer_cases.main(["--device", "cpu", "--subset", "persistent"]) == 0
     out = capsys.readouterr().out
-    assert "30 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
+    assert "31 passed, 0 failed" in out and "LSTM-bf16-H40-packed-L2-bi-persistent-grid" in out
     # the grid forward's LL exchange: packed both ways, two layers, one launch
     # for both directions, CTAs of 16 units, exact fp32
     for name in ("LSTM-bf16-H40-packed-L2-bi-persistent-grid-ll",
                  "GRU-bf16-H40-packed-bi-1op-persistent-grid-ll",
                  "LSTM-bf16-H64-packed-persistent-grid-J16-R1-ll",
-                 "GRU-fp32-H64-padded-bi-1op-persistent-grid-ll"):
+                 "GRU-fp32-H64-padded-bi-1op-persistent-grid-ll",
+                 "LSTM-bf16-H64-packed-persistent-grid-bwd-J64-ksplit4-ll"):
         assert name in out, name
     # the grid forward pinned to CTAs of 4 (MMA and FMA) and 3 m-tiles
     assert "LSTM-bf16-H64-packed-persistent-grid-J16-R1" in out
@@ -2044,11 +2045,14 @@ def test_persist_check_sweep_runs_end_to_end_on_cpu_fakes(monkeypatch):
         assert len(mine) >= 2 and sum(r["chosen"] for r in mine) == 1, mine
     assert all(persist_check.sweep_row_ok(r) for r in rows), rows
     assert all(r["us_per_step"] == pytest.approx(250.0) for r in rows)
-    # Every grid forward partition also with the LL exchange, the same bits.
-    grid_fwd = [r for r in rows if r["pass"] == "forward" and r["plan"]["tier"] == "grid"]
-    assert grid_fwd and all(r["ll_bitwise"] is True and r["ll_us_per_step"] == pytest.approx(250.0)
-                            for r in grid_fwd), grid_fwd
-    assert not any("ll_bitwise" in r for r in rows if r not in grid_fwd)
+    # Every grid forward partition also with the LL exchange, and every grid
+    # backward one with K split (its partial sums as LL words): the same bits.
+    grid_ll = [r for r in rows if r["plan"]["tier"] == "grid"
+               and (r["pass"] == "forward" or r["plan"]["ksplit"] > 1)]
+    assert {r["pass"] for r in grid_ll} == {"forward", "backward"}, grid_ll
+    assert all(r["ll_bitwise"] is True and r["ll_us_per_step"] == pytest.approx(250.0)
+               for r in grid_ll), grid_ll
+    assert not any("ll_bitwise" in r for r in rows if r not in grid_ll)
     assert set(variables + ("RNNFUSE_PERSISTENT_EXCHANGE",)).isdisjoint(os.environ)
     assert os.environ["RNNFUSE_PERSISTENT"] == "0"
     broken["pin"] = "R=4,J=10"

@@ -58,6 +58,16 @@ LL_FMA_KERNELS = [
     f"_ZN7rnnfuse7persist25persist_fwd_fma_ll_kernelILNS0_4CellE{cell}EEEvNS0_16PersistFwdLaunchE"
     for cell in (0, 1)
 ]
+# The grid backward with its K split's partial sums through LL words
+# (plan.ll; kernel_bwd.cuh LL = true): mangled name -> HMMA form (None: the
+# exact-fp32 twins, FFMA).
+LL_BWD_KERNELS = {
+    f"_ZN7rnnfuse7persist21persist_bwd_ll_kernelI{elem}LNS0_4CellE{cell}EEEvNS0_16PersistBwdLaunchE": hmma
+    for elem, hmma in (("6__half", "HMMA.16816.F32"), ("13__nv_bfloat16", "HMMA.16816.F32.BF16"),
+                       ("f", "HMMA.1688.F32.TF32"))
+    for cell in (0, 1)
+} | {f"_ZN7rnnfuse7persist25persist_bwd_fma_ll_kernelILNS0_4CellE{cell}EEEvNS0_16PersistBwdLaunchE":
+     None for cell in (0, 1)}
 EXCHANGE = "_ZN7rnnfuse7persist23persist_exchange_kernelENS0_11PersistArgsE"
 LL_EXCHANGE = "_ZN7rnnfuse7persist26persist_ll_exchange_kernelENS0_11LlBenchArgsE"
 CLUSTER_KERNELS = {  # the cluster tier (sm_90), mangled name -> HMMA form
@@ -183,6 +193,19 @@ def test_ll_exchange_has_no_fence_and_moves_tags_with_their_data(extension, cuob
         assert not re.search(r"STG\.E(\.\d+)?\.STRONG\.(SYS|GPU)", sass.replace("STG.E.64.STRONG", "")), arch
 
 
+def polls_in_a_row(ops: list[str], poll: str) -> int:
+    """The longest run of opcodes matching `poll` with no branch between
+    them (other instructions may sit among them)."""
+    run, best = 0, 0
+    for op in ops:
+        if re.match(poll, op):
+            run += 1
+            best = max(best, run)
+        elif op.startswith("BRA"):
+            run = 0
+    return best
+
+
 def test_ll_forward_kernels_exchange_without_fences_or_flags(extension, cuobjdump):
     """The grid forward with the LL exchange (exchange.cuh gather_ll /
     publish_ll): no MEMBAR, L1 invalidate (CCTL: an acquire's) or fence, and
@@ -208,21 +231,48 @@ def test_ll_forward_kernels_exchange_without_fences_or_flags(extension, cuobjdum
             polls = [i for i, op in enumerate(ops) if re.match(r"LDG\.E\.128\.STRONG\.SYS", op)]
             words = [op for op in ops if re.match(r"STG\.E\.64\.STRONG\.SYS", op)]
             assert polls and words, f"{arch} {name}: {len(polls)} polls, {len(words)} word stores"
-            # The longest run of polls with no branch between them: a round's
-            # kLlBatch loads, all in flight before the first tag check.
-            run, best = 0, 0
-            for op in ops:
-                if re.match(r"LDG\.E\.128\.STRONG\.SYS", op):
-                    run += 1
-                    best = max(best, run)
-                elif op.startswith("BRA"):
-                    run = 0
+            # A round's kLlBatch loads, all in flight before the first tag check.
+            best = polls_in_a_row(ops, r"LDG\.E\.128\.STRONG\.SYS")
             print(f"  {arch} {name[22:70]}: {len(polls)} polls ({best} in a row), "
                   f"{len(words)} word stores")
             least = 8 if name in LL_KERNELS else 4  # exchange.cuh kLlBatch, kLlBatchFma
             assert best >= least, f"{arch} {name}: at most {best} polls in flight"
             if name in LL_KERNELS:
                 assert LL_KERNELS[name] in body, f"{arch} {name}: no {LL_KERNELS[name]}"
+            else:
+                assert "HMMA" not in body and "FFMA" in body, f"{arch} {name}: not exact FMAs"
+
+
+def test_ll_backward_kernels_exchange_partial_sums_as_words(extension, cuobjdump):
+    """The grid backward with the K split's partial sums as LL words
+    (kernel_bwd.cuh poll_other_parts): the sums stored as 8-byte strong
+    words (a float and its chunk's tag in one store) and polled with 8-byte
+    strong loads, a round's kItemSlots x kMaxKSplit = 8 (predicated) polls
+    issued before the first tag is checked; one gpu-scope release a step
+    fewer than the flag kernel's (the chunk flag's), so one MEMBAR fewer in
+    its SASS; the tensor cores (or FFMA) as the flag kernels; no local
+    memory."""
+    flag_twin = {name: name.replace("21persist_bwd_ll_kernel", "18persist_bwd_kernel")
+                 .replace("25persist_bwd_fma_ll_kernel", "22persist_bwd_fma_kernel")
+                 for name in LL_BWD_KERNELS}
+    code = sass_by_arch(extension, cuobjdump, list(LL_BWD_KERNELS) + list(flag_twin.values()))
+    for name, hmma in LL_BWD_KERNELS.items():
+        for arch in built_archs():
+            body, twin = code.get((arch, name)), code.get((arch, flag_twin[name]))
+            assert body is not None and twin is not None, f"no {arch} SASS for {name}"
+            assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
+            ops = [op for _, op, _ in SASS_INSN.findall(body)]
+            words = [op for op in ops if re.match(r"STG\.E\.64\.STRONG\.SYS", op)]
+            best = polls_in_a_row(ops, r"LDG\.E\.64\.STRONG\.SYS")
+            membars = len(GPU_MEMBAR.findall(body))
+            twin_membars = len(GPU_MEMBAR.findall(twin))
+            print(f"  {arch} {name[22:70]}: {len(words)} word stores, {best} polls in a row, "
+                  f"MEMBAR {membars} (flag kernel {twin_membars})")
+            assert words, f"{arch} {name}: no 8-byte strong word stores"
+            assert best >= 8, f"{arch} {name}: at most {best} polls in flight"
+            assert membars == twin_membars - 1, f"{arch} {name}: {membars} vs {twin_membars}"
+            if hmma is not None:
+                assert hmma in body, f"{arch} {name}: no {hmma}"
             else:
                 assert "HMMA" not in body and "FFMA" in body, f"{arch} {name}: not exact FMAs"
 

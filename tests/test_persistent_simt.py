@@ -139,19 +139,20 @@ BWD_PARTITIONS = [(16, 1, 32, 1), (8, 2, 16, 1), (16, 1, 32, 2), (16, 1, 8, 4), 
                   (40, 2, 8, 4), (64, 1, 16, 4)]
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
-def test_backward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
+def check_backward_cases(cell, kind, cases, partitions, seed0=30, label=""):
+    """Every case ((H, B, T), packed, reverse) at every partition (J, R,
+    hbuf_rows, S): the backward kernel's gradients are the emulator's bits
+    (a split that leaves a part empty is refused by both)."""
     dtype, fma = kind
     eb = 4 if dtype == F32 else 2
-    for i, ((H, B, T), packed, reverse) in enumerate(CASES):
-        a = with_grads(make_inputs(cell, dtype, H, B, T, packed, seed=30 + i), cell, dtype)
+    for i, ((H, B, T), packed, reverse) in enumerate(cases):
+        a = with_grads(make_inputs(cell, dtype, H, B, T, packed, seed=seed0 + i), cell, dtype)
         _, saved = spec_bwd(cell, a, reverse)
         ref = emulate_bwd(cell, cast(a, F64), tuple(t.double() for t in saved), reverse,
                           16, 1, 32, 2)
-        for J, R, hbuf, S in BWD_PARTITIONS:
-            label = (f"{cell} {dtype} fma={fma} H{H} B{B} packed={packed} rev={reverse} "
-                     f"J{J} R{R} hb{hbuf} S{S}")
+        for J, R, hbuf, S in partitions:
+            what = (f"{label}{cell} {dtype} fma={fma} H{H} B{B} packed={packed} rev={reverse} "
+                    f"J{J} R{R} hb{hbuf} S{S}")
             try:
                 emu = emulate_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
             except RuntimeError as e:  # a split that leaves a part empty: refused by both
@@ -160,7 +161,13 @@ def test_backward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
                     simt_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
                 continue
             got = simt_bwd(cell, a, saved, reverse, J, R, hbuf, eb, seed=i, fma=fma, S=S)
-            assert_same_bits_as_emulator(ref, emu, got, label)
+            assert_same_bits_as_emulator(ref, emu, got, what)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_backward_kernel_equals_the_emulator_bit_for_bit(cell, kind):
+    check_backward_cases(cell, kind, CASES, BWD_PARTITIONS)
 
 
 @pytest.mark.parametrize("kind", [KINDS[0], KINDS[3]], ids=[KIND_IDS[0], KIND_IDS[3]])

@@ -271,7 +271,8 @@ std::string Plan::describe() const {
                   q.grid(), hbuf_rows, static_cast<long long>(smem_bytes), w_frags, elem_bytes,
                   fma ? "fma" : elem_bytes == 4 ? "tf32" : "mma16", directions, us_per_step);
     if (backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
-                                ", \"ksplit\": %d", ksplit);
+                                ", \"ksplit\": %d, \"partials\": \"%s\"", ksplit,
+                                ksplit == 1 ? "none" : ll ? "ll" : "flags");
     if (!backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
                                  ", \"exchange\": \"%s\"", ll ? "ll" : "flags");
     s += buf;
@@ -659,6 +660,8 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
   Plan plan = plan_backward(prob, dev, built);
   plan.pin = prob.pin.text();
+  // The K split's partial sums through LL words: on request, as the forward's.
+  plan.ll = prob.ll_exchange && plan.tier == Tier::Grid && plan.ksplit > 1;
   return plan;
 }
 

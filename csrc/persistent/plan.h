@@ -76,6 +76,8 @@ struct Problem {
   Pin pin;                  // constraints on the partition (none by default)
   // Grid forward: exchange h through LL words (ll_layout.h GridLl) where the
   // partition allows (RNNFUSE_PERSISTENT_EXCHANGE=ll); else y and flags.
+  // Grid backward: the K split's partial sums through LL words; else chunk
+  // flags.
   bool ll_exchange = false;
 };
 
@@ -119,7 +121,8 @@ struct Plan {
   int64_t smem_bytes = 0;   // dynamic shared memory per CTA
   int w_frags = 0;          // A fragments warp 0 keeps in registers
   int ksplit = 1;           // backward: CTAs splitting one unit group's K (BwdPartition)
-  bool ll = false;          // grid forward: h exchanged through LL words (ll_layout.h)
+  bool ll = false;          // grid forward: h exchanged through LL words (ll_layout.h);
+                            // grid backward: the K split's partial sums (ksplit > 1)
   double us_per_step = 0;   // latency model, microseconds (an estimate)
   std::string pin;          // Pin::text() of the problem's pin ("" when free)
   std::string describe() const;  // one-line JSON

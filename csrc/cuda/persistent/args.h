@@ -49,7 +49,9 @@ enum BwdTracePhase : int {
   kBwdTraceGathered = 2,  // the gate gradients' first rows are in shared memory
   kBwdTraceMma = 3,       // the first chunk's MMAs are summed (barrier passed)
   kBwdTraceParts = 4,     // K split: the first chunk's sums published, the other
-                          // parts' waited for (barrier passed); no split: as mma
+                          // parts' waited for (barrier passed); no split: as
+                          // mma; LL partial sums: this part's words stored (its
+                          // polls of the others' fall in the epilogue)
   kBwdTraceEpilogue = 5,  // the last chunk's epilogue is stored (barrier passed)
   kBwdTracePublished = 6, // the flag released
   kBwdTracePhases = 7
@@ -121,6 +123,12 @@ struct PersistBwdArgs : BwdOperandArgs {
   // (grid x part.partial_floats()) and its chunk counts (grid, zeroed).
   float* partials;
   unsigned* pflags;
+  // Or, K split with the LL exchange (else null; partials and pflags then
+  // null): each CTA's partial sums as LL words (grid x part.partial_floats(),
+  // zeroed), a float and the tag partial_publish_value(chunk) in one 8-byte
+  // word, in slot chunk % ll_slots (2; 1 is a fiber test's fault).
+  uint64_t* ll_partials;
+  int ll_slots;
   long long* trace;     // null, or the step trace of CTA trace_cta (BwdTracePhase)
   int trace_cta;
   int hbuf_rows;

@@ -27,8 +27,72 @@ __device__ __forceinline__ float bwd_warp_sum(const float* red, int rows, int jj
   return t;
 }
 
+// The other K-split parts' sums of a thread's items (other[s][sp]; its own
+// part's and invalid items' stay 0) from their LL words (PersistBwdArgs
+// ll_partials): word cta_off[sp] + item_off[s], where bit s * kMaxKSplit +
+// sp of `needed` is set, polled until each carries the chunk's tag `want`.
+// The polls are predicated loads (ll_load8_if), so a round's 8 go out back
+// to back, all in flight before the first tag is checked, and so do the
+// re-polls of the words not yet written: one round trip after the last word
+// lands. A tag past `want` traps (a slot overwritten before it was read:
+// the protocol broken).
+__device__ __forceinline__ void poll_other_parts(const PersistBwdArgs& a, uint32_t want,
+                                                 uint32_t needed, const int (&item_off)[kItemSlots],
+                                                 const int64_t (&cta_off)[kMaxKSplit],
+                                                 float (&other)[kItemSlots][kMaxKSplit]) {
+  uint64_t w[kItemSlots][kMaxKSplit];
+  const auto poll = [&](uint32_t which) {
+#pragma unroll
+    for (int s = 0; s < kItemSlots; ++s) {
+#pragma unroll
+      for (int sp = 0; sp < kMaxKSplit; ++sp) {
+        ll_load8_if((which >> (s * kMaxKSplit + sp) & 1u) != 0,
+                    a.ll_partials + cta_off[sp] + item_off[s], w[s][sp]);
+      }
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < kItemSlots; ++s) {
+#pragma unroll
+    for (int sp = 0; sp < kMaxKSplit; ++sp) w[s][sp] = 0;
+  }
+  poll(needed);
+  uint32_t stale = needed;  // bit s * kMaxKSplit + sp: still to be read with the tag
+  const uint64_t t0 = stale != 0 ? globaltimer_ns() : 0;
+  for (uint32_t spin = 1;; ++spin) {
+#pragma unroll
+    for (int s = 0; s < kItemSlots; ++s) {
+#pragma unroll
+      for (int sp = 0; sp < kMaxKSplit; ++sp) {
+        const uint32_t bit = 1u << (s * kMaxKSplit + sp);
+        if ((stale & bit) != 0) {
+          const uint32_t tag = ll_tag_of(w[s][sp]);
+          if (int32_t(tag - want) > 0) __trap();
+          if (tag == want) stale &= ~bit;
+        }
+      }
+    }
+    if (stale == 0) break;
+    poll(stale);
+    if ((spin & 1023u) == 0 && a.watchdog_ns != 0 && globaltimer_ns() - t0 > a.watchdog_ns) {
+      __trap();
+    }
+  }
+#pragma unroll
+  for (int s = 0; s < kItemSlots; ++s) {
+#pragma unroll
+    for (int sp = 0; sp < kMaxKSplit; ++sp) {
+      other[s][sp] = (needed >> (s * kMaxKSplit + sp) & 1u) != 0
+                         ? __uint_as_float(uint32_t(w[s][sp]))
+                         : 0.0f;
+    }
+  }
+}
+
 // FMA: exact fp32 (TF32 off) with layout.h's FMA maps; E is float then.
-template <typename E, Cell CELL, bool FMA>
+// LL: the K split's partial sums through LL words (ll_partials), no chunk
+// flags (the gate gradients still go through xch and the step flags).
+template <typename E, Cell CELL, bool FMA, bool LL>
 __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
   using X = Elem<E>;
@@ -160,8 +224,20 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                                              n_tiles, red, rows_mt);
           __syncthreads();
           if (g0 + q0 == 0) stamp(st.step, kBwdTraceMma);
-          const int slot = partial_slot(chunk_no);
-          if (p.ksplit > 1) {
+          const int slot = LL ? int(chunk_no % uint32_t(a.ll_slots)) : partial_slot(chunk_no);
+          const uint32_t tag = partial_publish_value(chunk_no);
+          if (LL && p.ksplit > 1) {
+            // This part's sums, each with the chunk's tag in one 8-byte word:
+            // no barrier, release or chunk flag (the readers poll the words).
+            uint64_t* mine = a.ll_partials + int64_t(q) * p.partial_floats();
+            for (int e = tid; e < p.chunk_items(ib); e += kThreads) {
+              const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
+              if (nn < n_rows && p.first_unit(c) + jj < H) {
+                ll_store8(mine + p.partial_index(slot, jj, nn),
+                          uint64_t(tag) << 32 | __float_as_uint(bwd_warp_sum(red, rows_mt, jj, nn)));
+              }
+            }
+          } else if (p.ksplit > 1) {
             // This part's sums of every item of the chunk, for the other parts.
             float* mine = a.partials + int64_t(q) * p.partial_floats();
             for (int e = tid; e < p.chunk_items(ib); e += kThreads) {
@@ -172,10 +248,9 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
               }
             }
             __syncthreads();
-            if (tid == 0) st_release_gpu(a.pflags + q, partial_publish_value(chunk_no));
+            if (tid == 0) st_release_gpu(a.pflags + q, tag);
             if (tid < p.ksplit && tid != kpart) {
-              wait_flag(a.pflags + p.cta_index(r, p.part_cta(c, tid)),
-                        partial_publish_value(chunk_no), a.watchdog_ns);
+              wait_flag(a.pflags + p.cta_index(r, p.part_cta(c, tid)), tag, a.watchdog_ns);
             }
             __syncthreads();
           }
@@ -186,19 +261,43 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
           // before the first add: with an add after each load in turn, an
           // item waited S - 1 dependent L2 round trips.
           float other[kItemSlots][kMaxKSplit];
+          if constexpr (LL) {
+            uint32_t needed = 0;
+            int item_off[kItemSlots];
+            int64_t cta_off[kMaxKSplit];
 #pragma unroll
-          for (int s = 0; s < kItemSlots; ++s) {
-            const int e = p.part_item(c, tid, s, ib);
-            const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
-            const bool valid = e >= 0 && nn < n_rows && p.first_unit(c) + jj < H;
+            for (int s = 0; s < kItemSlots; ++s) {
+              const int e = p.part_item(c, tid, s, ib);
+              const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
+              const bool valid = e >= 0 && nn < n_rows && p.first_unit(c) + jj < H;
+              item_off[s] = valid ? p.partial_index(slot, jj, nn) : 0;
+#pragma unroll
+              for (int sp = 0; sp < kMaxKSplit; ++sp) {
+                if (valid && sp < p.ksplit && sp != kpart) needed |= 1u << (s * kMaxKSplit + sp);
+              }
+            }
 #pragma unroll
             for (int sp = 0; sp < kMaxKSplit; ++sp) {
-              other[s][sp] = valid && sp < p.ksplit && sp != kpart
-                                 ? ld_cg(a.partials +
-                                         int64_t(p.cta_index(r, p.part_cta(c, sp))) *
-                                             p.partial_floats() +
-                                         p.partial_index(slot, jj, nn))
-                                 : 0.0f;
+              cta_off[sp] = sp < p.ksplit ? int64_t(p.cta_index(r, p.part_cta(c, sp))) *
+                                                p.partial_floats()
+                                          : 0;
+            }
+            poll_other_parts(a, tag, needed, item_off, cta_off, other);
+          } else {
+#pragma unroll
+            for (int s = 0; s < kItemSlots; ++s) {
+              const int e = p.part_item(c, tid, s, ib);
+              const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
+              const bool valid = e >= 0 && nn < n_rows && p.first_unit(c) + jj < H;
+#pragma unroll
+              for (int sp = 0; sp < kMaxKSplit; ++sp) {
+                other[s][sp] = valid && sp < p.ksplit && sp != kpart
+                                   ? ld_cg(a.partials +
+                                           int64_t(p.cta_index(r, p.part_cta(c, sp))) *
+                                               p.partial_floats() +
+                                           p.partial_index(slot, jj, nn))
+                                   : 0.0f;
+              }
             }
           }
 
@@ -263,22 +362,39 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
 template <typename E, Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_bwd_kernel(const PersistBwdLaunch a) {
   const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
-  bwd_body<E, CELL, false>(a.dir[d], int(blockIdx.x) - d * grid);
+  bwd_body<E, CELL, false, false>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 // fp32 with TF32 off: the same kernel with exact FMAs.
 template <Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const PersistBwdLaunch a) {
   const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
-  bwd_body<float, CELL, true>(a.dir[d], int(blockIdx.x) - d * grid);
+  bwd_body<float, CELL, true, false>(a.dir[d], int(blockIdx.x) - d * grid);
+}
+
+// The K split's partial sums through LL words (PersistBwdArgs ll_partials).
+template <typename E, Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_bwd_ll_kernel(const PersistBwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  bwd_body<E, CELL, false, true>(a.dir[d], int(blockIdx.x) - d * grid);
+}
+
+template <Cell CELL>
+__global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_ll_kernel(const PersistBwdLaunch a) {
+  const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
+  bwd_body<float, CELL, true, true>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
 #define RNNFUSE_PERSIST_BWD_ENTRY_POINTS(E, NAME)                                                 \
   cudaError_t launch_persist_bwd_##NAME(Cell cell, const PersistBwdLaunch& a, size_t smem,        \
                                         int sms, cudaStream_t stream) {                           \
-    return launch_cooperative(cell == Cell::LSTM ? persist_bwd_kernel<E, Cell::LSTM>              \
-                                                 : persist_bwd_kernel<E, Cell::GRU>,              \
-                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);        \
+    const bool lstm = cell == Cell::LSTM;                                                         \
+    const auto kernel = a.dir[0].ll_partials != nullptr                                           \
+                            ? (lstm ? persist_bwd_ll_kernel<E, Cell::LSTM>                        \
+                                    : persist_bwd_ll_kernel<E, Cell::GRU>)                        \
+                            : (lstm ? persist_bwd_kernel<E, Cell::LSTM>                           \
+                                    : persist_bwd_kernel<E, Cell::GRU>);                          \
+    return launch_cooperative(kernel, a, a.directions * a.dir[0].part.grid(), smem, sms, stream); \
   }                                                                                               \
   cudaError_t persist_bwd_blocks_per_sm_##NAME(Cell cell, size_t smem, int* blocks) {             \
     return blocks_per_sm(cell == Cell::LSTM ? persist_bwd_kernel<E, Cell::LSTM>                   \
@@ -289,9 +405,13 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const Pers
 #define RNNFUSE_PERSIST_BWD_FMA_ENTRY_POINTS()                                                    \
   cudaError_t launch_persist_bwd_fma(Cell cell, const PersistBwdLaunch& a, size_t smem, int sms,  \
                                      cudaStream_t stream) {                                       \
-    return launch_cooperative(cell == Cell::LSTM ? persist_bwd_fma_kernel<Cell::LSTM>             \
-                                                 : persist_bwd_fma_kernel<Cell::GRU>,             \
-                              a, a.directions * a.dir[0].part.grid(), smem, sms, stream);        \
+    const bool lstm = cell == Cell::LSTM;                                                         \
+    const auto kernel = a.dir[0].ll_partials != nullptr                                           \
+                            ? (lstm ? persist_bwd_fma_ll_kernel<Cell::LSTM>                       \
+                                    : persist_bwd_fma_ll_kernel<Cell::GRU>)                       \
+                            : (lstm ? persist_bwd_fma_kernel<Cell::LSTM>                          \
+                                    : persist_bwd_fma_kernel<Cell::GRU>);                         \
+    return launch_cooperative(kernel, a, a.directions * a.dir[0].part.grid(), smem, sms, stream); \
   }                                                                                               \
   cudaError_t persist_bwd_blocks_per_sm_fma(Cell cell, size_t smem, int* blocks) {                \
     return blocks_per_sm(cell == Cell::LSTM ? persist_bwd_fma_kernel<Cell::LSTM>                  \

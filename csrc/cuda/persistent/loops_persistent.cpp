@@ -198,9 +198,9 @@ Plan plan_for(Cell cell, at::ScalarType dtype, int64_t hidden, int64_t batch, in
   Built built =
       tiers_from_env(backward ? "RNNFUSE_PERSISTENT_BWD_TIER" : "RNNFUSE_PERSISTENT_TIER");
   built.cluster = built.cluster && allow_cluster;
+  prob.ll_exchange = ll_exchange_requested();
   if (backward) return make_bwd_plan(prob, current_device_props(), built);
   prob.slice_push = cluster_slice_push();  // the forward's cluster tier only
-  prob.ll_exchange = ll_exchange_requested();
   return make_plan(prob, current_device_props(), built);
 }
 

@@ -253,7 +253,7 @@ PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_
 }
 
 bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, int flag_stride,
-                   float* partials, PersistBwdArgs& a) {
+                   float* partials, uint64_t* ll_partials, PersistBwdArgs& a) {
   std::memset(&a, 0, sizeof(a));
   a.part = bwd_partition(plan);
   if (!bwd_operand_args(o, a)) return false;
@@ -263,7 +263,10 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, int 
   // A K-split part starts at a multiple of 32 bytes: aligned where the row is.
   a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
   a.flags = flags;
-  if (a.part.ksplit > 1) {
+  if (a.part.ksplit > 1 && ll_partials != nullptr) {
+    a.ll_partials = ll_partials;
+    a.ll_slots = kPartialSlots;
+  } else if (a.part.ksplit > 1) {
     a.pflags = flags + a.part.grid() * a.flag_stride;
     a.partials = partials;
   }
@@ -310,22 +313,32 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
                           LaunchBuffers& buffers, PersistBwdLaunch& launch) {
   const int grid = plan.part.grid();
   const bool split = plan.ksplit > 1;
-  // K split: each CTA also publishes chunk counts (4 bytes apart, after the
-  // step flags) and its partial sums.
+  TORCH_CHECK(!plan.ll || split,
+              "rnnfuse persistent: an LL backward plan without a K split (nothing to exchange)");
+  // K split: each CTA also publishes its partial sums, and chunk counts (4
+  // bytes apart, after the step flags) or, with LL, a tag in each word.
   const int stride = flag_stride_from_env();  // once: every direction's flags alike
-  const int flags_per_dir = grid * stride + (split ? grid : 0);
+  const int flags_per_dir = grid * stride + (split && !plan.ll ? grid : 0);
   const int64_t partials_per_dir =
       split ? int64_t(grid) * bwd_partition(plan).partial_floats() : 0;
   const at::TensorOptions like = dirs[0]->grad_y.options();
   buffers.flags = at::zeros({n * flags_per_dir}, like.dtype(at::kInt));
-  buffers.partials =
-      split ? at::empty({n * partials_per_dir}, like.dtype(at::kFloat)) : at::Tensor();
+  if (plan.ll) {
+    buffers.ll = at::zeros({n * partials_per_dir}, like.dtype(at::kLong));  // tag 0: no chunk's
+  } else if (split) {
+    buffers.partials = at::empty({n * partials_per_dir}, like.dtype(at::kFloat));
+  }
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
     unsigned* f = reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * flags_per_dir;
-    float* part = split ? buffers.partials.data_ptr<float>() + d * partials_per_dir : nullptr;
-    if (!backward_args(plan, *dirs[d], f, stride, part, launch.dir[d])) return false;
+    float* part = buffers.partials.defined()
+                      ? buffers.partials.data_ptr<float>() + d * partials_per_dir
+                      : nullptr;
+    uint64_t* words = plan.ll ? reinterpret_cast<uint64_t*>(buffers.ll.data_ptr<int64_t>()) +
+                                    d * partials_per_dir
+                              : nullptr;
+    if (!backward_args(plan, *dirs[d], f, stride, part, words, launch.dir[d])) return false;
   }
   buffers.trace = trace_buffer(grid, static_cast<int64_t>(dirs[0]->steps.size()),
                                kBwdTracePhases, like);

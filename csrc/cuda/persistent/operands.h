@@ -83,10 +83,11 @@ bool forward_args(const Plan& plan, const FwdOperands& o, unsigned* flags, int f
 // everything else contiguous).
 bool cluster_args(const Plan& plan, const FwdOperands& o, PersistClusterArgs& a);
 
-// flags: this direction's step flags, then (K split) its chunk counts;
-// partials: its partial-sum slots (null without a split).
+// flags: this direction's step flags, then (K split, no LL) its chunk
+// counts; partials: its partial-sum slots, or ll_partials: its LL words
+// (null without a split; one of the two with it).
 bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, int flag_stride,
-                   float* partials, PersistBwdArgs& a);
+                   float* partials, uint64_t* ll_partials, PersistBwdArgs& a);
 
 // One direction's cluster backward parameters (cluster_bwd_layout.h's
 // partition p); false when its walk cannot be encoded.
@@ -106,11 +107,13 @@ PersistClusterBwdLaunch cluster_backward_launch(Cell cell, int64_t units, int64_
 // words (a forward plan with ll, zeroed: tag 0 is no step's) or its step
 // flags (zeroed on the stream: a memset node under graph capture); a
 // backward with K split also its chunk counts (zeroed) and partial sums
-// (never read before written). The caller keeps them until the launch is
+// (never read before written), or with ll its partial sums as LL words
+// (zeroed) beside the step flags. The caller keeps them until the launch is
 // enqueued.
 struct LaunchBuffers {
   at::Tensor flags, partials;
-  at::Tensor ll;  // a forward with plan.ll: per direction its LL words (zeroed)
+  at::Tensor ll;  // plan.ll: per direction its LL words (forward: h; backward: the
+                  // K split's partial sums), zeroed
   at::Tensor trace;  // a traced launch (RNNFUSE_PERSISTENT_TRACE_CTA): args.h kTraceHeader
 };
 

@@ -182,12 +182,26 @@ inline void ll_load16(const uint64_t* p, uint64_t& lo, uint64_t& hi) {
   lo = w[0];
   hi = w[1];
 }
+inline void ll_load8_if(bool pred, const uint64_t* p, uint64_t& w) {
+  if (pred) w = ::rnnfuse::simt::ll_load_word(p);
+}
 #else
 __device__ __forceinline__ void ll_store8(uint64_t* p, uint64_t v) {
   asm volatile("st.volatile.global.u64 [%0], %1;\n" : : "l"(p), "l"(v) : "memory");
 }
 __device__ __forceinline__ void ll_load16(const uint64_t* p, uint64_t& lo, uint64_t& hi) {
   asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];\n" : "=l"(lo), "=l"(hi) : "l"(p) : "memory");
+}
+// One word (the backward's K-split partial sums: one float a word) where
+// pred holds, else w unchanged: a predicated load, so that a poll round's
+// loads issue back to back instead of one per branch; p need not be a valid
+// address where pred is false.
+__device__ __forceinline__ void ll_load8_if(bool pred, const uint64_t* p, uint64_t& w) {
+  asm volatile(
+      "{\n .reg .pred q;\n setp.ne.u32 q, %2, 0;\n @q ld.volatile.global.u64 %0, [%1];\n}\n"
+      : "+l"(w)
+      : "l"(p), "r"(uint32_t(pred))
+      : "memory");
 }
 #endif
 

@@ -658,6 +658,15 @@ void ll_load(const uint64_t* words, uint64_t (&out)[2]) {
   std::memcpy(out, words, 16);
 }
 
+uint64_t ll_load_word(const uint64_t* word) {
+  yield();
+  (void)grid();
+  check_ll(word, 8, "load");
+  uint64_t w;
+  std::memcpy(&w, word, 8);
+  return w;
+}
+
 void run_grid(int ctas, int threads, size_t smem_bytes, uint64_t seed, uint64_t idle_ns,
               const std::function<void()>& body, int cluster,
               const std::vector<Region>& exchanged) {

@@ -153,11 +153,13 @@ void load_exchanged(void* dst, const void* src, int bytes);  // ld.global.cg
 uint32_t acquire_gpu(const unsigned* flag);                   // ld.acquire.gpu (yields first)
 void release_gpu(unsigned* flag, uint32_t value);             // st.release.gpu
 
-// LL words (ptx.cuh ll_store8 / ll_load16): an 8-byte store, a 16-byte
-// load of two words (yields first: a poll). Aligned, and outside the
-// exchanged buffers (whose rules are release/acquire's).
+// LL words (ptx.cuh ll_store8 / ll_load16 / ll_load8): an 8-byte store, a
+// 16-byte load of two words or an 8-byte load of one (loads yield first: a
+// poll). Aligned, and outside the exchanged buffers (whose rules are
+// release/acquire's).
 void ll_store(uint64_t* word, uint64_t value);
 void ll_load(const uint64_t* words, uint64_t (&out)[2]);
+uint64_t ll_load_word(const uint64_t* word);
 
 // The virtual clock's step per idle round for a kernel watchdog of
 // `watchdog` ns: a wait that can never end passes it within 64 idle rounds

@@ -48,6 +48,8 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
     plan.part = p;
     plan.ksplit = p.ksplit;
     plan.smem_bytes = bwd_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows);
+    // As the driver's planner: the K split's partial sums as LL words on request.
+    plan.ll = ll_exchange_requested() && p.ksplit > 1;
   } else {
     const Partition p = make_partition(G, hidden, batch, cfg.units, cfg.replicas, cfg.elem_bytes);
     const char* unfit = grid_partition_error(p);
@@ -61,7 +63,8 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
 }
 
 // RNNFUSE_SIMT_LL_ONE_BUFFER=1 (a test's fault): both step parities in one
-// LL buffer, so a CTA may overwrite words its replica has yet to read.
+// LL buffer (the backward: every chunk's partial sums in one slot), so a
+// CTA may overwrite words its replica has yet to read.
 bool ll_one_buffer() {
   const char* env = std::getenv("RNNFUSE_SIMT_LL_ONE_BUFFER");
   return env != nullptr && std::string(env) == "1";
@@ -152,26 +155,38 @@ void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, i
   LaunchBuffers buffers;
   PersistBwdLaunch launch;
   TORCH_CHECK(backward_launch_args(plan, dirs, n, buffers, launch), "simt: schedule not encodable");
-  // dgates (read by the replica's CTAs next step) and the K split's partial sums.
+  if (plan.ll && ll_one_buffer()) {
+    for (int d = 0; d < n; ++d) launch.dir[d].ll_slots = 1;
+  }
+  // dgates (read by the replica's CTAs next step) and the K split's partial
+  // sums (LL words are not an exchanged buffer: their rules are simt.h's).
   std::vector<simt::Region> spans;
   for (int d = 0; d < n; ++d) spans.push_back(span(dirs[d]->xch));
   if (buffers.partials.defined()) spans.push_back(span(buffers.partials));
   const std::vector<simt::Region> xch = exchanged_buffers(spans);
-  const bool lstm = cell == Cell::LSTM;
+  const bool lstm = cell == Cell::LSTM, ll = plan.ll;
   const at::ScalarType t = dirs[0]->grad_y.scalar_type();
+  using Kernel = void (*)(const PersistBwdLaunch);
+  const auto pick = [&](Kernel lstm_flags, Kernel gru_flags, Kernel lstm_ll, Kernel gru_ll) {
+    return ll ? (lstm ? lstm_ll : gru_ll) : (lstm ? lstm_flags : gru_flags);
+  };
+  Kernel kernel;
   if (t == at::kHalf) {
-    run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__half, Cell::LSTM>
-                                     : persist_bwd_kernel<__half, Cell::GRU>, xch);
+    kernel = pick(persist_bwd_kernel<__half, Cell::LSTM>, persist_bwd_kernel<__half, Cell::GRU>,
+                  persist_bwd_ll_kernel<__half, Cell::LSTM>, persist_bwd_ll_kernel<__half, Cell::GRU>);
   } else if (t == at::kBFloat16) {
-    run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<__nv_bfloat16, Cell::LSTM>
-                                     : persist_bwd_kernel<__nv_bfloat16, Cell::GRU>, xch);
+    kernel = pick(persist_bwd_kernel<__nv_bfloat16, Cell::LSTM>,
+                  persist_bwd_kernel<__nv_bfloat16, Cell::GRU>,
+                  persist_bwd_ll_kernel<__nv_bfloat16, Cell::LSTM>,
+                  persist_bwd_ll_kernel<__nv_bfloat16, Cell::GRU>);
   } else if (cfg.fma) {
-    run(plan, launch, cfg.seed, lstm ? persist_bwd_fma_kernel<Cell::LSTM>
-                                     : persist_bwd_fma_kernel<Cell::GRU>, xch);
+    kernel = pick(persist_bwd_fma_kernel<Cell::LSTM>, persist_bwd_fma_kernel<Cell::GRU>,
+                  persist_bwd_fma_ll_kernel<Cell::LSTM>, persist_bwd_fma_ll_kernel<Cell::GRU>);
   } else {
-    run(plan, launch, cfg.seed, lstm ? persist_bwd_kernel<float, Cell::LSTM>
-                                     : persist_bwd_kernel<float, Cell::GRU>, xch);
+    kernel = pick(persist_bwd_kernel<float, Cell::LSTM>, persist_bwd_kernel<float, Cell::GRU>,
+                  persist_bwd_ll_kernel<float, Cell::LSTM>, persist_bwd_ll_kernel<float, Cell::GRU>);
   }
+  run(plan, launch, cfg.seed, kernel, xch);
   keep_trace(buffers.trace, /*backward=*/true);
 }
 
