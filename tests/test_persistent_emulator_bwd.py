@@ -174,7 +174,7 @@ def test_bidirectional_backward_launch_equals_the_spec(cell, packed):
 # more than one chunk per step (hbuf 8 / 16, B > 32) so the partial-sum slots
 # turn over inside a step as well as across steps. J > 16: up to S m-tiles of
 # units per CTA (the last one partly padding at J = 24, 40, 45 > H ...).
-SPLITS = [(16, 1, 32, 2, False, 2), (5, 2, 16, 4, False, 2), (8, 1, 8, 4, True, 4),
+SPLITS = [(16, 1, 32, 2, False, 2), (6, 2, 16, 4, False, 2), (8, 1, 8, 4, True, 4),
           (16, 1, 64, 4, True, 2), (16, 2, 8, 2, False, 4),
           (32, 1, 32, 2, False, 2), (24, 2, 16, 4, True, 2), (64, 1, 8, 2, False, 4),
           (40, 1, 16, 4, True, 4), (48, 2, 32, 4, False, 4)]
@@ -248,6 +248,18 @@ def test_a_broken_wait_is_caught_in_the_backward(cell, fault):
         emulate_bwd(cell, a, saved, False, 8, 1, seed=fault, fault=fault)
 
 
+def test_split_k_rejects_units_it_cannot_share_evenly():
+    """J not a multiple of S: an item's part would change with the chunk's
+    rows, and a part would read the dh and dc state another part wrote the
+    step before with nothing ordering the two (the kernel on the fibers gave
+    wrong gradients for J = 5, S = 2 on a packed batch)."""
+    a = with_grads(make_inputs("LSTM", F64, 40, 4, 3, True), "LSTM", F64)
+    _, saved = spec_bwd("LSTM", a, False)
+    for J, S in ((5, 2), (6, 4), (18, 4)):
+        with pytest.raises(RuntimeError, match="units must be a multiple of ksplit"):
+            emulate_bwd("LSTM", a, saved, False, J, 1, S=S)
+
+
 def test_backward_rejects_more_than_16_units_per_part():
     """A part's epilogue items (J x 32 / S per chunk) must fit its 256
     threads' 2 slots, and a CTA holds at most 4 m-tiles (64 units)."""
@@ -271,7 +283,8 @@ def test_partitions_of_one_k_split_give_the_same_bits(cell, dtype, fma):
     _, saved = spec_bwd(cell, a, True)
     for S in (1, 2, 4):
         ref = emulate_bwd(cell, a, saved, True, 16, 1, 32, eb, fma=fma, S=S)
-        wide = ((16 * S, 1, 32), (16 * S - 3, 2, 16)) if S > 1 else ()  # S m-tiles per CTA
+        # S m-tiles per CTA, the second partly padding (J a multiple of S).
+        wide = ((16 * S, 1, 32), (15 * S, 2, 16)) if S > 1 else ()
         for J, R, hb in ((8, 1, 32), (16, 2, 16), (8, 4, 8)) + wide:
             got = emulate_bwd(cell, a, saved, True, J, R, hb, eb, seed=J + R, fma=fma, S=S)
             for k, (x, y) in enumerate(zip(ref, got)):

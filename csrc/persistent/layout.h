@@ -338,6 +338,12 @@ RNNFUSE_PHD const char* bwd_partition_error(const BwdPartition& p) {
   if (p.part_items() > kItemSlots * kThreads) {
     return "more than 16 x ksplit units: a part's epilogue items exceed its threads' slots";
   }
+  // With J a multiple of S, part s owns units [s J / S, (s + 1) J / S) at
+  // every chunk size. Otherwise an item's part changes with the chunk's rows (part_item), and
+  // a part would read the dh and dc state another part wrote the step before
+  // with nothing ordering the two (the fibers gave wrong gradients for
+  // J = 5, S = 2 on a packed batch).
+  if (p.units % p.ksplit != 0) return "units must be a multiple of ksplit";
   if (p.max_warp_frags() > kRegFrags) return "the W^T slice exceeds a warp's register fragments";
   return nullptr;
 }
