@@ -180,8 +180,8 @@ def persistent_cases() -> list[Case]:
             Case("LSTM", "bf16", 64, packed=True, persistent=True, pin="J=16,R=1", exchange="ll"),
             Case("GRU", "fp32", 64, bidirectional=True, persistent=True, one_op=True,
                  exchange="ll"),
-            # The grid backward's K split with its partial sums as LL words
-            # (4 parts, packed), beside the forward's LL exchange.
+            # The grid backward with its gate gradients and K-split partial
+            # sums as LL words (4 parts, packed), beside the forward's.
             Case("LSTM", "bf16", 64, packed=True, persistent=True, bwd_pin="J=64,ksplit=4",
                  exchange="ll")]
     # The cluster tier (sm_90): DSMEM pushes, mbarriers, the double buffer;
@@ -414,7 +414,7 @@ def run_case(case: Case, device: str = "cuda") -> float:
                 k, v = kv.split("=")
                 assert plan.get(k) == int(v), f"{case.name}: {key} {plan}"
         # An LL case's forward planned the LL exchange (the path it ran), and
-        # its backward, where it splits K, the partial sums as LL words.
+        # its grid backward too (and, where it splits K, its partial sums).
         if case.exchange == "ll":
             os.environ["RNNFUSE_PERSISTENT_EXCHANGE"] = "ll"
             if case.bwd_pin:
@@ -425,8 +425,10 @@ def run_case(case: Case, device: str = "cuda") -> float:
             assert p["path"] == "persistent-grid" and p["plan"].get("exchange") == "ll", \
                 f"{case.name}: {p['plan']}"
             bwd = p.get("backward_plan") or {}
-            if bwd.get("tier") == "grid" and bwd.get("ksplit", 1) > 1:
-                assert bwd.get("partials") == "ll", f"{case.name}: {bwd}"
+            if bwd.get("tier") == "grid":
+                want_partials = "ll" if bwd.get("ksplit", 1) > 1 else "none"
+                assert (bwd.get("exchange"), bwd.get("partials")) == ("ll", want_partials), \
+                    f"{case.name}: {bwd}"
         os.environ["RNNFUSE_PERSISTENT"] = "0"
         now = _persistent_launches()
         got, got_cluster = now[0] - before[0], now[1] - before[1]

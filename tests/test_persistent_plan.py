@@ -488,7 +488,9 @@ def test_ll_exchange_is_taken_on_request_where_the_layout_allows():
     """RNNFUSE_PERSISTENT_EXCHANGE=ll (the op's ll_exchange): the grid
     forward exchanges through LL words (ll_layout.h), with the same
     partition; an odd H keeps the flags (16-byte reads take two units'
-    words); per-step, cluster and backward plans have no such choice."""
+    words); per-step and cluster plans have no such choice; the grid
+    backward takes it too, with the same partition
+    (test_persistent_simt_ll_bwd.py)."""
     def with_ll(**kw):
         kw = {"cell": "LSTM", "dtype": BF16, "H": 768, "B": 16, "T": 1024, "proj": 0, "runs": 1,
               "tf32": True, "dev": H100, "grid": True, "cluster": False, "backward": False,
@@ -508,6 +510,7 @@ def test_ll_exchange_is_taken_on_request_where_the_layout_allows():
     assert with_ll(cell="GRU", dtype=torch.float32, H=512, B=64)["exchange"] == "ll"
     odd = with_ll(cell="GRU", H=37, B=9)
     assert odd["tier"] == "grid" and odd["exchange"] == "flags"
-    assert "exchange" not in with_ll(backward=True)
+    bwd = with_ll(backward=True)
+    assert bwd["tier"] == "grid" and bwd["exchange"] == "ll", bwd
     assert with_ll(H=4096)["tier"] == "per-step"
     assert "exchange" not in with_ll(H=4096)

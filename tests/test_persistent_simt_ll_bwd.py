@@ -1,18 +1,20 @@
-"""The grid backward kernel with its K split's partial sums through LL words
-(kernel_bwd.cuh with PersistBwdArgs::ll_partials, poll_other_parts),
-executed on the CPU by the fibers (simt.h), as test_persistent_simt.py runs
-it with chunk flags (RNNFUSE_PERSISTENT_EXCHANGE=ll; the gate gradients
-still go through xch and the step flags).
-
-Each part stores its sums of a chunk's items as 8-byte words (the float and
-the chunk's tag), and the other parts poll those words until they carry
-the tag: no barrier, release, chunk flag or acquire. That changes how the
-sums travel, not which are added in which order, so every gradient must
-equal the emulator's bit for bit, as with the flags: every type, packed
-and reversed, replicas, several chunks a step, both item slots, any fiber
-order. A word past the awaited tag traps. Two slots are the protocol's: with
-one (a fault the test build can inject) a part overwrites sums another has
-yet to read, and the run must fail.
+"""The grid backward kernel with its exchanges through LL words
+(RNNFUSE_PERSISTENT_EXCHANGE=ll; kernel_bwd.cuh LL = true), executed on the
+CPU by the fibers (simt.h), as test_persistent_simt.py runs it with flags:
+- the gate gradients of each step (PersistBwdArgs::ll_xch; ll_layout.h
+  make_grid_ll_bwd): each CTA stores its items' gate gradients as 8-byte
+  words with the step's tag (16-bit types: two rows a word), and polls its
+  part's columns until they carry the step before's tag; no step flag;
+- a K split's partial sums (ll_partials, poll_other_parts): each part stores
+  its sums of a chunk's items as words with the chunk's tag, and the other
+  parts poll them; no chunk flag, release or barrier.
+That changes how values travel, not which are added in which order, so
+every gradient must equal the emulator's bit for bit, as with the flags:
+every type, packed and reversed, replicas, several chunks a step, whole K
+and K split, both item slots, any fiber order. A word past the awaited tag
+traps. Two buffers by step parity and two slots by chunk parity are the
+protocol's: with one of either (faults the test build can inject) a CTA
+overwrites words another has yet to read, and the run must fail.
 """
 from __future__ import annotations
 
@@ -32,9 +34,11 @@ from test_persistent_simt import (CASES, KIND_IDS, KINDS, assert_same_bits, chec
 OPS = torch.ops.rnnfuse
 BF16, F16, F32 = torch.bfloat16, torch.float16, torch.float32
 
-# (J, R, hbuf_rows, S): K split 2 and 4, replicas, h buffers of 8 rows
-# (several chunks a step), a split of 64 units.
-LL_PARTITIONS = [(16, 1, 32, 2), (16, 1, 8, 4), (16, 2, 8, 2), (40, 2, 8, 4), (64, 1, 16, 4)]
+# (J, R, hbuf_rows, S): whole K, K split 2 and 4, replicas, h buffers of 8
+# rows (several chunks a step), a split of 64 units, a ragged last unit
+# group (H = 40 or 38, J = 16).
+LL_PARTITIONS = [(16, 1, 32, 1), (8, 2, 16, 1), (16, 1, 32, 2), (16, 1, 8, 4), (16, 2, 8, 2),
+                 (40, 2, 8, 4), (64, 1, 16, 4)]
 
 needs_cuda_build = pytest.mark.skipif(not _build_config.WITH_CUDA,
                                       reason="the kernels' host execution is built with CUDA")
@@ -44,6 +48,7 @@ needs_cuda_build = pytest.mark.skipif(not _build_config.WITH_CUDA,
 def ll(monkeypatch):
     monkeypatch.setenv("RNNFUSE_PERSISTENT_EXCHANGE", "ll")
     monkeypatch.delenv("RNNFUSE_SIMT_LL_ONE_BUFFER", raising=False)
+    monkeypatch.delenv("RNNFUSE_SIMT_LL_ONE_SLOT", raising=False)
 
 
 @needs_cuda_build
@@ -72,36 +77,61 @@ def test_ll_partials_fiber_order_changes_no_bit(ll):
         assert_same_bits(runs[0], r, f"LL partials seed {s}")
 
 
-@needs_cuda_build
-def test_one_slot_for_every_chunk_fails(monkeypatch, ll):
-    """The fault the protocol's second slot prevents: with every chunk's
-    sums in one slot, a part that has read the others' sums of chunk c
-    stores chunk c + 1's over its own words of chunk c, which a lagging part
-    may not have read yet (several chunks a step: within a step only the
-    partial sums order the parts). That part then sees a later tag and traps
-    (or waits forever: the watchdog). The same inputs and seeds pass with
-    two slots, and with the chunk flags the fault has nothing to break."""
-    monkeypatch.setenv("RNNFUSE_PERSISTENT_WATCHDOG_S", "1")
-    a = with_grads(make_inputs("LSTM", BF16, 32, 24, 4, False, seed=5), "LSTM", BF16)
-    _, saved = spec_bwd("LSTM", a, False)
-    seeds = range(8)
-    good = [simt_bwd("LSTM", a, saved, False, 16, 1, 8, 2, seed=s, S=2) for s in seeds]
-    monkeypatch.setenv("RNNFUSE_SIMT_LL_ONE_BUFFER", "1")
+def count_faults(run, good, seeds):
+    """How many seeds' runs fail (a trap, or the watchdog's deadlock); a run
+    that passes must still give the good run's bits."""
     failed = 0
     for s in seeds:
         try:
-            got = simt_bwd("LSTM", a, saved, False, 16, 1, 8, 2, seed=s, S=2)
+            got = run(s)
         except RuntimeError as e:
             assert "__trap" in str(e) or "deadlock" in str(e), str(e)
             failed += 1
         else:
             assert_same_bits(good[s], got, f"seed {s}: a run that passes is still right")
-    print(f"one slot: {failed} of {len(seeds)} seeds failed")
+    return failed
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("fault, S", [("RNNFUSE_SIMT_LL_ONE_SLOT", 2),
+                                      ("RNNFUSE_SIMT_LL_ONE_BUFFER", 1)],
+                         ids=["one-slot", "one-buffer"])
+def test_one_slot_or_one_buffer_fails(monkeypatch, ll, fault, S):
+    """The faults the protocol's second slot and second buffer prevent:
+    - one slot for every chunk's partial sums (K split 2): a part that has
+      read the others' sums of chunk c stores chunk c + 1's over its own
+      words of chunk c, which a lagging part may not have read yet;
+    - one buffer for both step parities' gate gradients (whole K): a CTA
+      that gathered step t - 1 writes step t over words a lagging CTA has
+      yet to read.
+    The lagging reader then sees a later tag and traps (or waits forever:
+    the watchdog). The same inputs and seeds pass without the fault, and
+    with the flags the fault has nothing to break."""
+    monkeypatch.setenv("RNNFUSE_PERSISTENT_WATCHDOG_S", "1")
+    a = with_grads(make_inputs("LSTM", BF16, 32, 24, 4, False, seed=5), "LSTM", BF16)
+    _, saved = spec_bwd("LSTM", a, False)
+    J = 16 if S > 1 else 8
+    seeds = range(8)
+
+    def run(s):
+        return simt_bwd("LSTM", a, saved, False, J, 1, 8, 2, seed=s, S=S)
+
+    good = [run(s) for s in seeds]
+    monkeypatch.setenv(fault, "1")
+    failed = count_faults(run, good, seeds)
+    print(f"{fault}: {failed} of {len(seeds)} seeds failed")
     assert failed > 0
     monkeypatch.setenv("RNNFUSE_PERSISTENT_EXCHANGE", "flags")
     for s in seeds:
-        assert_same_bits(good[s], simt_bwd("LSTM", a, saved, False, 16, 1, 8, 2, seed=s, S=2),
-                         f"flags seed {s}")
+        assert_same_bits(good[s], run(s), f"flags seed {s}")
+
+
+@needs_cuda_build
+def test_odd_hidden_size_keeps_the_flags(ll):
+    """A 16-byte poll takes two columns' words: an odd H is refused by the
+    layout (grid_bwd_ll_error) and runs the flags, with the same bits."""
+    check_backward_cases("GRU", KINDS[1], [((37, 9, 4), False, False)], [(16, 1, 32, 2)], 90,
+                         label="odd H ")
 
 
 def backward_plan(H, B, ll_exchange, tf32=True, dtype=F16):
@@ -109,17 +139,22 @@ def backward_plan(H, B, ll_exchange, tf32=True, dtype=F16):
                                           True, 1, True, "", ll_exchange))
 
 
-def test_the_backward_plan_says_how_its_partial_sums_travel():
-    """The planner's backward: "partials" is "ll" on request where it splits
-    K, "flags" otherwise, "none" without a split; the partition is the same
-    either way (the model does not rate LL yet)."""
+def test_the_backward_plan_says_how_its_exchanges_travel():
+    """The planner's backward: "exchange" is "ll" on request (the gate
+    gradients), "partials" too where it splits K ("none" without a split);
+    the partition is the same either way (the model does not rate LL yet);
+    an odd H keeps the flags."""
     split = backward_plan(768, 16, False)
     print(split)
-    assert split["tier"] == "grid" and split["ksplit"] > 1 and split["partials"] == "flags"
+    assert split["tier"] == "grid" and split["ksplit"] > 1
+    assert (split["exchange"], split["partials"]) == ("flags", "flags")
     ll = backward_plan(768, 16, True)
-    assert ll["partials"] == "ll"
-    assert {k: v for k, v in ll.items() if k != "partials"} == \
-        {k: v for k, v in split.items() if k != "partials"}
+    assert (ll["exchange"], ll["partials"]) == ("ll", "ll")
+    assert {k: v for k, v in ll.items() if k not in ("partials", "exchange")} == \
+        {k: v for k, v in split.items() if k not in ("partials", "exchange")}
     whole = backward_plan(256, 16, True)
     print(whole)
-    assert whole["tier"] == "grid" and whole["ksplit"] == 1 and whole["partials"] == "none"
+    assert whole["tier"] == "grid" and whole["ksplit"] == 1
+    assert (whole["exchange"], whole["partials"]) == ("ll", "none")
+    odd = backward_plan(255, 16, True)
+    assert odd["tier"] == "grid" and odd["exchange"] == "flags", odd

@@ -110,5 +110,37 @@ RNNFUSE_PHD const char* grid_ll_error(const Partition& p) {
   return nullptr;
 }
 
+// ---- The grid backward's exchange of gate gradients through LL words
+// (kernel_bwd.cuh with PersistBwdArgs::ll_xch; plan.ll): the forward's
+// protocol over the G*H columns of the gate gradients (GridLl with hidden =
+// G*H): word (s, r, m, k) holds column k (gate k / H of unit k % H) of
+// replica r's local rows m * rows_per_word ..., the tag of the walk step
+// that wrote it in the high 4 bytes. A CTA polls its part's columns
+// [part_k0, part_k0 + part_width), two per 16-byte load.
+// Why two buffers suffice (a CTA reads only its part's columns, so the
+// forward's argument needs one more link): a CTA R reads row m of step t at
+// step t + 1; what it read goes into its partial sums of row m (or, whole K,
+// into its own words of row m), which the parts of its unit group owning row
+// m's items wait for before they write their words of row m of step t + 1;
+// every CTA's unit group reads all G*H columns over its parts, so the writer
+// of any word of row m of step t + 2 first waited, through its own part or
+// its siblings' partial sums, for words of row m of step t + 1 that depend
+// on R's read.
+RNNFUSE_PHD GridLl make_grid_ll_bwd(const BwdPartition& p, int elem_bytes) {
+  GridLl x = make_grid_ll(p, elem_bytes);
+  x.hidden = p.k_width();
+  x.pairs = make_divider(x.hidden / 2 > 0 ? x.hidden / 2 : 1);
+  return x;
+}
+
+// Why the grid backward cannot exchange through LL words (nullptr: it can).
+// 16-bit words pair rows 2m and 2m + 1 of an item column on neighbouring
+// lanes; a K-split part's items start at an even item since each part owns
+// whole units (bwd_partition_error: units a multiple of ksplit).
+RNNFUSE_PHD const char* grid_bwd_ll_error(const BwdPartition& p) {
+  if (p.hidden % 2 != 0) return "odd hidden size: a 16-byte read takes two columns' words";
+  return nullptr;
+}
+
 }  // namespace persist
 }  // namespace rnnfuse

@@ -273,8 +273,8 @@ std::string Plan::describe() const {
     if (backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
                                 ", \"ksplit\": %d, \"partials\": \"%s\"", ksplit,
                                 ksplit == 1 ? "none" : ll ? "ll" : "flags");
-    if (!backward) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
-                                 ", \"exchange\": \"%s\"", ll ? "ll" : "flags");
+    std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf),
+                  ", \"exchange\": \"%s\"", ll ? "ll" : "flags");
     s += buf;
   }
   if (!pin.empty()) s += ", \"pin\": \"" + pin + "\"";
@@ -660,8 +660,10 @@ Plan make_plan(const Problem& prob, const DeviceProps& dev, const Built& built) 
 Plan make_bwd_plan(const Problem& prob, const DeviceProps& dev, const Built& built) {
   Plan plan = plan_backward(prob, dev, built);
   plan.pin = prob.pin.text();
-  // The K split's partial sums through LL words: on request, as the forward's.
-  plan.ll = prob.ll_exchange && plan.tier == Tier::Grid && plan.ksplit > 1;
+  // The gate gradients (and a K split's partial sums) through LL words: on
+  // request, where the partition allows, as the forward's.
+  plan.ll = prob.ll_exchange && plan.tier == Tier::Grid &&
+            grid_bwd_ll_error(bwd_partition(plan)) == nullptr;
   return plan;
 }
 

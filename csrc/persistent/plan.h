@@ -76,8 +76,8 @@ struct Problem {
   Pin pin;                  // constraints on the partition (none by default)
   // Grid forward: exchange h through LL words (ll_layout.h GridLl) where the
   // partition allows (RNNFUSE_PERSISTENT_EXCHANGE=ll); else y and flags.
-  // Grid backward: the K split's partial sums through LL words; else chunk
-  // flags.
+  // Grid backward: the gate gradients and a K split's partial sums through
+  // LL words where the partition allows (grid_bwd_ll_error); else flags.
   bool ll_exchange = false;
 };
 
@@ -122,7 +122,8 @@ struct Plan {
   int w_frags = 0;          // A fragments warp 0 keeps in registers
   int ksplit = 1;           // backward: CTAs splitting one unit group's K (BwdPartition)
   bool ll = false;          // grid forward: h exchanged through LL words (ll_layout.h);
-                            // grid backward: the K split's partial sums (ksplit > 1)
+                            // grid backward: the gate gradients and a K split's
+                            // partial sums
   double us_per_step = 0;   // latency model, microseconds (an estimate)
   std::string pin;          // Pin::text() of the problem's pin ("" when free)
   std::string describe() const;  // one-line JSON

@@ -126,9 +126,16 @@ struct PersistBwdArgs : BwdOperandArgs {
   // Or, K split with the LL exchange (else null; partials and pflags then
   // null): each CTA's partial sums as LL words (grid x part.partial_floats(),
   // zeroed), a float and the tag partial_publish_value(chunk) in one 8-byte
-  // word, in slot chunk % ll_slots (2; 1 is a fiber test's fault).
+  // word, in slot chunk % ll_slots (2, set with ll_xch; 1 is a fiber test's
+  // fault).
   uint64_t* ll_partials;
   int ll_slots;
+  // The gate gradients through LL words (ll_layout.h make_grid_ll_bwd), or
+  // null: xch and the step flags. Zeroed before the launch. xch is written
+  // either way (the weight gradient's GEMM reads it after the loop).
+  uint64_t* ll_xch;
+  GridLl ll_layout;
+  int ll_parity_mask;   // 1; 0 (a fiber test's fault) puts both steps in one buffer
   long long* trace;     // null, or the step trace of CTA trace_cta (BwdTracePhase)
   int trace_cta;
   int hbuf_rows;

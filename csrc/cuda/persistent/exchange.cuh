@@ -116,34 +116,24 @@ __device__ __forceinline__ bool ll_fresh(uint64_t lo, uint64_t hi, uint32_t want
   return ll_tag_of(lo) == want && ll_tag_of(hi) == want;
 }
 
-// hbuf rows n = 0..rows-1 <- replica r's local rows g0 + n of h_{t-1}:
-// those carried from the step before (local rows below replica_rows(r,
-// carry)) from its LL words, polled until they carry that step's tag; the
-// others from h0, or zeros (gather_rows). All of a thread's 16-byte polls
-// of a round are in flight at once, and so are its re-polls of the pairs
-// not yet written. g0 is a multiple of 8, so a gather starts at a word row.
+// hbuf rows n = 0..n_carry-1 <- LL word rows of one step: `words` points at
+// the first column's word of word row 0 (the rows' first), word rows
+// `stride` words apart; per_row pairs of words (two columns each, `pairs`
+// its divider) per word row; polled until they carry the tag `want`. All of
+// a thread's 16-byte polls of a round are in flight at once, and so are its
+// re-polls of the pairs not yet written: one round trip after the last word
+// lands. 16-bit elements: a word holds rows 2m (low half) and 2m + 1 (high).
 template <typename E, int BATCH>
-__device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const StepInfo& st, int g0,
-                                          int rows, E* hbuf) {
-  const Partition& p = a.part;
-  const GridLl& x = a.ll_layout;
-  const int pitch = p.h_pitch(Elem<E>::kBytes), H = p.hidden;
-  const int n_carry = min(max(x.replica_rows(r, st.carry) - g0, 0), rows);
-  if (n_carry < rows) {
-    gather_rows<E>(p, H, static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
-                   static_cast<const E*>(a.h0), /*carry=*/0, r, g0 + n_carry, rows - n_carry,
-                   a.vec16 != 0, hbuf + n_carry * pitch);
-  }
-  if (n_carry == 0) return;
-  const uint32_t want = GridLl::tag(st.step - 1);
+__device__ __forceinline__ void poll_ll_rows(const uint64_t* words, int64_t stride,
+                                             const Divider& pairs, int per_row, int n_carry,
+                                             uint32_t want, uint64_t watchdog_ns, E* hbuf,
+                                             int pitch) {
   constexpr int kRpw = Elem<E>::kBytes == 2 ? 2 : 1;
-  const uint64_t* base =
-      a.ll + x.word((st.step - 1) & a.ll_parity_mask, r, g0 / kRpw, 0);
-  const int per_row = H / 2, total = ((n_carry + kRpw - 1) / kRpw) * per_row;
-  // Pair u of a round: item i0 + u * kThreads, word row m, units 2v, 2v + 1.
-  const auto words = [&](int i) {
-    const int m = x.pairs.quotient(i);
-    return base + int64_t(m) * H + 2 * (i - m * per_row);
+  const int total = ((n_carry + kRpw - 1) / kRpw) * per_row;
+  // Pair u of a round: item i0 + u * kThreads, word row m, columns 2v, 2v + 1.
+  const auto pair_at = [&](int i) {
+    const int m = pairs.quotient(i);
+    return words + int64_t(m) * stride + 2 * (i - m * per_row);
   };
   for (int i0 = threadIdx.x; i0 < total; i0 += BATCH * kThreads) {
     uint64_t lo[BATCH] = {}, hi[BATCH] = {};  // zeros: never read unloaded
@@ -151,7 +141,7 @@ __device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const Ste
 #pragma unroll
     for (int u = 0; u < BATCH; ++u) {
       if (i0 + u * kThreads < total) {
-        ll_load16(words(i0 + u * kThreads), lo[u], hi[u]);
+        ll_load16(pair_at(i0 + u * kThreads), lo[u], hi[u]);
         stale |= 1u << u;
       }
     }
@@ -166,9 +156,9 @@ __device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const Ste
       if (stale == 0) break;
 #pragma unroll
       for (int u = 0; u < BATCH; ++u) {
-        if ((stale >> u & 1u) != 0) ll_load16(words(i0 + u * kThreads), lo[u], hi[u]);
+        if ((stale >> u & 1u) != 0) ll_load16(pair_at(i0 + u * kThreads), lo[u], hi[u]);
       }
-      if ((spin & 1023u) == 0 && a.watchdog_ns != 0 && globaltimer_ns() - t0 > a.watchdog_ns) {
+      if ((spin & 1023u) == 0 && watchdog_ns != 0 && globaltimer_ns() - t0 > watchdog_ns) {
         __trap();
       }
     }
@@ -176,10 +166,10 @@ __device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const Ste
     for (int u = 0; u < BATCH; ++u) {
       const int i = i0 + u * kThreads;
       if (i >= total) break;
-      const int m = x.pairs.quotient(i), v = i - m * per_row;
+      const int m = pairs.quotient(i), v = i - m * per_row;
       const uint32_t d0 = uint32_t(lo[u]), d1 = uint32_t(hi[u]);
       if constexpr (kRpw == 2) {
-        // Words of units 2v, 2v + 1: rows 2m (low halves) and 2m + 1 (high).
+        // Words of columns 2v, 2v + 1: rows 2m (low halves) and 2m + 1 (high).
         uint32_t* row = reinterpret_cast<uint32_t*>(hbuf + 2 * m * pitch + 2 * v);
         row[0] = (d0 & 0xFFFFu) | (d1 << 16);
         if (2 * m + 1 < n_carry) {
@@ -195,15 +185,39 @@ __device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const Ste
   }
 }
 
-// The epilogue's publication of one item's h (unit j of the replica's local
-// row n = chunk row nn + the chunk's first, `valid` as the epilogue's
-// condition) into the LL words of step st.step. Called by every lane of the
-// warp (a shuffle): with 16-bit elements the even row's lane takes its
-// neighbour's h (row n + 1, the same unit: items are row-minor) and stores
-// both; a row past the chunk's n_rows leaves its half zero.
+// hbuf rows n = 0..rows-1 <- replica r's local rows g0 + n of h_{t-1}:
+// those carried from the step before (local rows below replica_rows(r,
+// carry)) from its LL words (poll_ll_rows); the others from h0, or zeros
+// (gather_rows). g0 is a multiple of 8, so a gather starts at a word row.
+template <typename E, int BATCH>
+__device__ __forceinline__ void gather_ll(const PersistArgs& a, int r, const StepInfo& st, int g0,
+                                          int rows, E* hbuf) {
+  const Partition& p = a.part;
+  const GridLl& x = a.ll_layout;
+  const int pitch = p.h_pitch(Elem<E>::kBytes), H = p.hidden;
+  const int n_carry = min(max(x.replica_rows(r, st.carry) - g0, 0), rows);
+  if (n_carry < rows) {
+    gather_rows<E>(p, H, static_cast<const E*>(a.y), a.ld_y, st.prev_row0,
+                   static_cast<const E*>(a.h0), /*carry=*/0, r, g0 + n_carry, rows - n_carry,
+                   a.vec16 != 0, hbuf + n_carry * pitch);
+  }
+  if (n_carry == 0) return;
+  constexpr int kRpw = Elem<E>::kBytes == 2 ? 2 : 1;
+  poll_ll_rows<E, BATCH>(a.ll + x.word((st.step - 1) & a.ll_parity_mask, r, g0 / kRpw, 0), H,
+                         x.pairs, H / 2, n_carry, GridLl::tag(st.step - 1), a.watchdog_ns, hbuf,
+                         pitch);
+}
+
+// The epilogue's store of one item's value into LL words: `words` points at
+// the item's column's word of word row 0, word rows `stride` words apart;
+// local row n = chunk row nn + the chunk's first, `valid` as the epilogue's
+// condition, tag in the high 4 bytes. Called by every lane of the warp (a
+// shuffle): with 16-bit elements the even row's lane takes its neighbour's
+// value (row n + 1, the same column: items are row-minor) and stores both;
+// a row past the chunk's n_rows leaves its half zero.
 template <typename E>
-__device__ __forceinline__ void publish_ll(const PersistArgs& a, int r, const StepInfo& st, int n,
-                                           int nn, int n_rows, int j, E h, bool valid) {
+__device__ __forceinline__ void store_ll_item(uint64_t* words, int64_t stride, uint32_t tag, int n,
+                                              int nn, int n_rows, E h, bool valid) {
   uint32_t mine;
   if constexpr (Elem<E>::kBytes == 2) {
     unsigned short bits;
@@ -212,17 +226,25 @@ __device__ __forceinline__ void publish_ll(const PersistArgs& a, int r, const St
   } else {
     memcpy(&mine, &h, 4);
   }
-  const uint64_t tag = uint64_t(GridLl::tag(st.step)) << 32;
-  uint64_t* words = a.ll + a.ll_layout.word(st.step & a.ll_parity_mask, r, 0, j);
+  const uint64_t high = uint64_t(tag) << 32;
   if constexpr (Elem<E>::kBytes == 2) {
     const uint32_t next = __shfl_down_sync(0xffffffffu, mine, 1);
     if (valid && (nn & 1) == 0) {
       const uint32_t pair = mine | (nn + 1 < n_rows ? next << 16 : 0u);
-      ll_store8(words + int64_t(n / 2) * a.ll_layout.hidden, tag | pair);
+      ll_store8(words + int64_t(n / 2) * stride, high | pair);
     }
   } else {
-    if (valid) ll_store8(words + int64_t(n) * a.ll_layout.hidden, tag | mine);
+    if (valid) ll_store8(words + int64_t(n) * stride, high | mine);
   }
+}
+
+// The forward epilogue's publication of one item's h (unit j of the
+// replica's local row n) into the LL words of step st.step (store_ll_item).
+template <typename E>
+__device__ __forceinline__ void publish_ll(const PersistArgs& a, int r, const StepInfo& st, int n,
+                                           int nn, int n_rows, int j, E h, bool valid) {
+  store_ll_item<E>(a.ll + a.ll_layout.word(st.step & a.ll_parity_mask, r, 0, j),
+                   a.ll_layout.hidden, GridLl::tag(st.step), n, nn, n_rows, h, valid);
 }
 
 }  // namespace persist

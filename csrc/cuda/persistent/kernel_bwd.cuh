@@ -7,9 +7,11 @@
 // exchange buffer), runs the MMAs, adds the warps' partial sums in order
 // (with K split: and the other parts' sums, through global memory), applies
 // gate_math.h's derivatives, writes the gate gradients, and publishes the
-// step. BwdPartition,
-// fragment maps, cursor and protocol are layout.h's (the CPU emulator
-// emulate_bwd.cpp runs the same). dW_hh stays one GEMM after the loop (driver).
+// step. With the LL exchange (plan.ll) there is no flag: the gate gradients
+// and the partial sums travel as LL words (ll_layout.h make_grid_ll_bwd).
+// BwdPartition, fragment maps, cursor and protocol are layout.h's (the CPU
+// emulator emulate_bwd.cpp runs the same). dW_hh stays one GEMM after the
+// loop (driver).
 // Plain CUDA + gate_math.h, no ATen.
 #pragma once
 
@@ -89,9 +91,38 @@ __device__ __forceinline__ void poll_other_parts(const PersistBwdArgs& a, uint32
   }
 }
 
+// The backward's 16-byte polls a thread keeps in flight (its registers are
+// nearly all W^T's).
+constexpr int kLlBwdBatch = 4;
+
+// hbuf rows n = 0..rows-1 <- this part's columns [part_k0, part_k0 +
+// part_width) of replica r's local rows g0 + n of the gate gradients of the
+// step processed before: rows carried from it from its LL words
+// (poll_ll_rows; col_pairs: part_width / 2), the others zeros (gather_rows
+// with no source).
+template <typename E>
+__device__ __forceinline__ void gather_bwd_ll(const PersistBwdArgs& a, int r, int c,
+                                              const StepInfo& st, int g0, int rows,
+                                              const Divider& col_pairs, E* hbuf) {
+  const BwdPartition& p = a.part;
+  const GridLl& x = a.ll_layout;
+  const int pitch = p.h_pitch(Elem<E>::kBytes), k0 = p.part_k0(c), width = p.part_width(c);
+  const int n_carry = min(max(x.replica_rows(r, st.carry) - g0, 0), rows);
+  if (n_carry < rows) {
+    gather_rows<E>(p, width, static_cast<const E*>(nullptr), 0, 0, static_cast<const E*>(nullptr),
+                   /*carry=*/0, r, g0 + n_carry, rows - n_carry, a.vec16 != 0,
+                   hbuf + n_carry * pitch);
+  }
+  if (n_carry == 0) return;
+  constexpr int kRpw = Elem<E>::kBytes == 2 ? 2 : 1;
+  poll_ll_rows<E, kLlBwdBatch>(a.ll_xch + x.word((st.step - 1) & a.ll_parity_mask, r, g0 / kRpw, k0),
+                               x.hidden, col_pairs, width / 2, n_carry, GridLl::tag(st.step - 1),
+                               a.watchdog_ns, hbuf, pitch);
+}
+
 // FMA: exact fp32 (TF32 off) with layout.h's FMA maps; E is float then.
-// LL: the K split's partial sums through LL words (ll_partials), no chunk
-// flags (the gate gradients still go through xch and the step flags).
+// LL: the gate gradients (ll_xch) and a K split's partial sums (ll_partials)
+// through LL words: no step or chunk flag, release, acquire or fence.
 template <typename E, Cell CELL, bool FMA, bool LL>
 __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   static_assert(!FMA || sizeof(E) == 4, "the exact-FMA slice is fp32");
@@ -111,6 +142,9 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
   const int MT = p.mtiles(), rows_mt = p.rows();
   const int n_frags = n_ktiles * MT;  // fragment f: local k-tile f / MT, m-tile f % MT
   const int kt0 = p.part_kt0(c), kpart = p.kpart_of(c);
+  constexpr int kXchGates = CELL == Cell::LSTM ? 4 : 3;  // columns of xch per unit
+  // LL: this part's columns of the gate gradients, two per 16-byte poll.
+  const Divider col_pairs = make_divider(LL ? max(p.part_width(c) / 2, 1) : 1);
 
   // ---- W_hh^T for this CTA's units, once, into registers
   uint32_t wf[kRegFrags][4];
@@ -205,12 +239,17 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
     if (rows > 0) {
       stamp(st.step, kBwdTraceStart);
       load_operands(st, 0, Partition::first_chunk_rows(a.hbuf_rows, rows));
-      if (needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
+      if (!LL && needs_exchange(st, rows)) wait_for_replica(a, r, wait_value(st.step));
       stamp(st.step, kBwdTraceWaited);
       for (int g0 = 0; g0 < rows; g0 += a.hbuf_rows) {
         const int g_rows = min(a.hbuf_rows, rows - g0);
-        gather_rows<E>(p, p.part_width(c), xch + p.part_k0(c), a.ld_xch, st.prev_row0,
-                       static_cast<const E*>(nullptr), st.carry, r, g0, g_rows, a.vec16 != 0, hbuf);
+        if constexpr (LL) {
+          gather_bwd_ll<E>(a, r, c, st, g0, g_rows, col_pairs, hbuf);
+        } else {
+          gather_rows<E>(p, p.part_width(c), xch + p.part_k0(c), a.ld_xch, st.prev_row0,
+                         static_cast<const E*>(nullptr), st.carry, r, g0, g_rows, a.vec16 != 0,
+                         hbuf);
+        }
         __syncthreads();
         if (g0 == 0) stamp(st.step, kBwdTraceGathered);
         for (int q0 = 0; q0 < g_rows; q0 += kChunkRows) {
@@ -224,7 +263,8 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                                              n_tiles, red, rows_mt);
           __syncthreads();
           if (g0 + q0 == 0) stamp(st.step, kBwdTraceMma);
-          const int slot = LL ? int(chunk_no % uint32_t(a.ll_slots)) : partial_slot(chunk_no);
+          // LL: slots by chunk parity (ll_slots 2; 1 in a fiber test's fault).
+          const int slot = LL ? int(chunk_no & uint32_t(a.ll_slots - 1)) : partial_slot(chunk_no);
           const uint32_t tag = partial_publish_value(chunk_no);
           if (LL && p.ksplit > 1) {
             // This part's sums, each with the chunk's tag in one 8-byte word:
@@ -306,7 +346,9 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
             const int e = p.part_item(c, tid, s, ib);
             const int jj = Partition::item_unit(e, ib), nn = Partition::item_row(e, ib);
             const int j = p.first_unit(c) + jj;
-            if (e >= 0 && nn < n_rows && j < H) {
+            const bool valid = e >= 0 && nn < n_rows && j < H;
+            E xg[kXchGates];  // the exchanged gate gradients (LL: published below)
+            if (valid) {
               const int64_t b = p.replica_row(r, g0 + q0 + nn);
               const int64_t row = st.row0 + b;
               // The parts' recurrent sums in order 0..S-1 (this part's from red).
@@ -326,10 +368,10 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                 const LstmGrads<float> d =
                     lstm_cell_backward(lstm_saved_acts(av[s]), X::to_float(pv[s]), dh, dcv[s]);
                 a.dc_state[b * H + j] = d.dc_prev;
-                st_exchanged(xr, X::from_float(d.di));
-                st_exchanged(xr + H, X::from_float(d.df));
-                st_exchanged(xr + 2 * H, X::from_float(d.dg));
-                st_exchanged(xr + 3 * H, X::from_float(d.d_o));
+                xg[0] = X::from_float(d.di);
+                xg[1] = X::from_float(d.df);
+                xg[2] = X::from_float(d.dg);
+                xg[3] = X::from_float(d.d_o);
               } else {
                 const GruGrads<float> d =
                     gru_cell_backward(gru_saved_acts(av[s]), X::to_float(pv[s]), dh);
@@ -338,9 +380,24 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
                 dx[0] = X::from_float(d.dr);
                 dx[H] = X::from_float(d.dz);
                 dx[2 * H] = X::from_float(d.dn);
-                st_exchanged(xr, X::from_float(d.dr));
-                st_exchanged(xr + H, X::from_float(d.dz));
-                st_exchanged(xr + 2 * H, X::from_float(d.dhn));
+                xg[0] = X::from_float(d.dr);
+                xg[1] = X::from_float(d.dz);
+                xg[2] = X::from_float(d.dhn);
+              }
+              // Read by the replica's CTAs next step (flags), and by the
+              // weight gradient's GEMM after the loop (both).
+#pragma unroll
+              for (int g = 0; g < kXchGates; ++g) st_exchanged(xr + g * H, xg[g]);
+            }
+            if constexpr (LL) {
+              // Every lane (store_ll_item shuffles): the words of step st.step.
+              uint64_t* words =
+                  a.ll_xch + a.ll_layout.word(st.step & a.ll_parity_mask, r, 0, j);
+#pragma unroll
+              for (int g = 0; g < kXchGates; ++g) {
+                store_ll_item<E>(words + g * H, a.ll_layout.hidden, GridLl::tag(st.step),
+                                 g0 + q0 + nn, nn, n_rows, valid ? xg[g] : X::from_float(0.0f),
+                                 valid);
               }
             }
           }
@@ -349,7 +406,7 @@ __device__ __forceinline__ void bwd_body(const PersistBwdArgs& a, int q) {
       }
       stamp(st.step, kBwdTraceEpilogue);
     }
-    if (tid == 0) st_release_gpu(a.flags + q * a.flag_stride, publish_value(st.step));
+    if (!LL && tid == 0) st_release_gpu(a.flags + q * a.flag_stride, publish_value(st.step));
     if (rows > 0) stamp(st.step, kBwdTracePublished);
   }
   if (tracing) {
@@ -372,7 +429,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_kernel(const Pers
   bwd_body<float, CELL, true, false>(a.dir[d], int(blockIdx.x) - d * grid);
 }
 
-// The K split's partial sums through LL words (PersistBwdArgs ll_partials).
+// The exchanges through LL words (PersistBwdArgs ll_xch, ll_partials).
 template <typename E, Cell CELL>
 __global__ void __launch_bounds__(kThreads, 1) persist_bwd_ll_kernel(const PersistBwdLaunch a) {
   const int grid = a.dir[0].part.grid(), d = int(blockIdx.x) >= grid ? 1 : 0;
@@ -389,7 +446,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_ll_kernel(const P
   cudaError_t launch_persist_bwd_##NAME(Cell cell, const PersistBwdLaunch& a, size_t smem,        \
                                         int sms, cudaStream_t stream) {                           \
     const bool lstm = cell == Cell::LSTM;                                                         \
-    const auto kernel = a.dir[0].ll_partials != nullptr                                           \
+    const auto kernel = a.dir[0].ll_xch != nullptr                                                \
                             ? (lstm ? persist_bwd_ll_kernel<E, Cell::LSTM>                        \
                                     : persist_bwd_ll_kernel<E, Cell::GRU>)                        \
                             : (lstm ? persist_bwd_kernel<E, Cell::LSTM>                           \
@@ -406,7 +463,7 @@ __global__ void __launch_bounds__(kThreads, 1) persist_bwd_fma_ll_kernel(const P
   cudaError_t launch_persist_bwd_fma(Cell cell, const PersistBwdLaunch& a, size_t smem, int sms,  \
                                      cudaStream_t stream) {                                       \
     const bool lstm = cell == Cell::LSTM;                                                         \
-    const auto kernel = a.dir[0].ll_partials != nullptr                                           \
+    const auto kernel = a.dir[0].ll_xch != nullptr                                                \
                             ? (lstm ? persist_bwd_fma_ll_kernel<Cell::LSTM>                       \
                                     : persist_bwd_fma_ll_kernel<Cell::GRU>)                       \
                             : (lstm ? persist_bwd_fma_kernel<Cell::LSTM>                          \

@@ -313,18 +313,21 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
                           LaunchBuffers& buffers, PersistBwdLaunch& launch) {
   const int grid = plan.part.grid();
   const bool split = plan.ksplit > 1;
-  TORCH_CHECK(!plan.ll || split,
-              "rnnfuse persistent: an LL backward plan without a K split (nothing to exchange)");
+  const BwdPartition part = bwd_partition(plan);
+  TORCH_CHECK(!plan.ll || grid_bwd_ll_error(part) == nullptr,
+              "rnnfuse persistent: an LL backward plan for a partition that cannot take one");
   // K split: each CTA also publishes its partial sums, and chunk counts (4
   // bytes apart, after the step flags) or, with LL, a tag in each word.
   const int stride = flag_stride_from_env();  // once: every direction's flags alike
   const int flags_per_dir = grid * stride + (split && !plan.ll ? grid : 0);
-  const int64_t partials_per_dir =
-      split ? int64_t(grid) * bwd_partition(plan).partial_floats() : 0;
+  const int64_t partials_per_dir = split ? int64_t(grid) * part.partial_floats() : 0;
+  // LL: per direction the gate gradients' words, then the partial sums'.
+  const GridLl ll = make_grid_ll_bwd(part, plan.elem_bytes);
+  const int64_t ll_per_dir = plan.ll ? ll.words() + partials_per_dir : 0;
   const at::TensorOptions like = dirs[0]->grad_y.options();
   buffers.flags = at::zeros({n * flags_per_dir}, like.dtype(at::kInt));
   if (plan.ll) {
-    buffers.ll = at::zeros({n * partials_per_dir}, like.dtype(at::kLong));  // tag 0: no chunk's
+    buffers.ll = at::zeros({n * ll_per_dir}, like.dtype(at::kLong));  // tag 0: no step's
   } else if (split) {
     buffers.partials = at::empty({n * partials_per_dir}, like.dtype(at::kFloat));
   }
@@ -332,13 +335,23 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
     unsigned* f = reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * flags_per_dir;
-    float* part = buffers.partials.defined()
-                      ? buffers.partials.data_ptr<float>() + d * partials_per_dir
-                      : nullptr;
-    uint64_t* words = plan.ll ? reinterpret_cast<uint64_t*>(buffers.ll.data_ptr<int64_t>()) +
-                                    d * partials_per_dir
-                              : nullptr;
-    if (!backward_args(plan, *dirs[d], f, stride, part, words, launch.dir[d])) return false;
+    float* part_sums = buffers.partials.defined()
+                           ? buffers.partials.data_ptr<float>() + d * partials_per_dir
+                           : nullptr;
+    uint64_t* words =
+        plan.ll ? reinterpret_cast<uint64_t*>(buffers.ll.data_ptr<int64_t>()) + d * ll_per_dir
+                : nullptr;
+    uint64_t* sum_words = words != nullptr && split ? words + ll.words() : nullptr;
+    if (!backward_args(plan, *dirs[d], f, stride, part_sums, sum_words, launch.dir[d])) {
+      return false;
+    }
+    if (plan.ll) {
+      PersistBwdArgs& a = launch.dir[d];
+      a.ll_xch = words;
+      a.ll_layout = ll;
+      a.ll_parity_mask = 1;
+      a.ll_slots = kPartialSlots;
+    }
   }
   buffers.trace = trace_buffer(grid, static_cast<int64_t>(dirs[0]->steps.size()),
                                kBwdTracePhases, like);

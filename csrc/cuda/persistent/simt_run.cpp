@@ -48,8 +48,8 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
     plan.part = p;
     plan.ksplit = p.ksplit;
     plan.smem_bytes = bwd_smem_bytes(p, cfg.elem_bytes, cfg.hbuf_rows);
-    // As the driver's planner: the K split's partial sums as LL words on request.
-    plan.ll = ll_exchange_requested() && p.ksplit > 1;
+    // As the driver's planner: LL words on request, where the partition allows.
+    plan.ll = ll_exchange_requested() && grid_bwd_ll_error(p) == nullptr;
   } else {
     const Partition p = make_partition(G, hidden, batch, cfg.units, cfg.replicas, cfg.elem_bytes);
     const char* unfit = grid_partition_error(p);
@@ -63,10 +63,17 @@ Plan simt_plan(const EmuConfig& cfg, Cell cell, int hidden, int batch, bool back
 }
 
 // RNNFUSE_SIMT_LL_ONE_BUFFER=1 (a test's fault): both step parities in one
-// LL buffer (the backward: every chunk's partial sums in one slot), so a
-// CTA may overwrite words its replica has yet to read.
+// LL buffer, so a CTA may overwrite words its replica has yet to read.
 bool ll_one_buffer() {
   const char* env = std::getenv("RNNFUSE_SIMT_LL_ONE_BUFFER");
+  return env != nullptr && std::string(env) == "1";
+}
+
+// RNNFUSE_SIMT_LL_ONE_SLOT=1 (a test's fault): the backward's LL partial sums
+// of every chunk in one slot, so a part may overwrite sums another has yet
+// to read.
+bool ll_one_slot() {
+  const char* env = std::getenv("RNNFUSE_SIMT_LL_ONE_SLOT");
   return env != nullptr && std::string(env) == "1";
 }
 
@@ -155,8 +162,9 @@ void backward(Cell cell, const EmuConfig& cfg, const BwdOperands* const* dirs, i
   LaunchBuffers buffers;
   PersistBwdLaunch launch;
   TORCH_CHECK(backward_launch_args(plan, dirs, n, buffers, launch), "simt: schedule not encodable");
-  if (plan.ll && ll_one_buffer()) {
-    for (int d = 0; d < n; ++d) launch.dir[d].ll_slots = 1;
+  for (int d = 0; plan.ll && d < n; ++d) {
+    if (ll_one_buffer()) launch.dir[d].ll_parity_mask = 0;
+    if (ll_one_slot()) launch.dir[d].ll_slots = 1;
   }
   // dgates (read by the replica's CTAs next step) and the K split's partial
   // sums (LL words are not an exchanged buffer: their rules are simt.h's).
