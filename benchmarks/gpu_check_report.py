@@ -323,12 +323,15 @@ def phases_section(points: list[dict]) -> list[str]:
                   "chunk's sums; epilogue: to the last chunk stored; publish: the flag's "
                   "release):", ""]
         lines += _phases_table(fwd, ("wait", "gather", "mma", "epilogue", "publish", "step"))
-    bwd = [(r, "flags", r["bwd_phases"]) for r in points if r.get("bwd_phases")]
+    bwd = [(r, exchange, ph) for r in points
+           for exchange, ph in (r.get("bwd_phases") or {}).items()]
     if bwd:
-        lines += ["", "Step phases of the grid backward (the same trace; gather: the gate "
-                  "gradients into shared memory; parts: the K split's partial sums published "
-                  "and the other parts' waited for, 0 without a split; epilogue: the other "
-                  "parts' sums loaded, the derivatives, to the last chunk stored):", ""]
+        lines += ["", "Step phases of the grid backward (the same trace; wait: operand loads "
+                  "and the flags' wait, LL: no wait; gather: the gate gradients into shared "
+                  "memory, LL words polled here; parts: the K split's partial sums published "
+                  "and the other parts' waited for (LL: this part's words stored), 0 without "
+                  "a split; epilogue: the other parts' sums loaded (LL: polled), the "
+                  "derivatives, to the last chunk stored):", ""]
         lines += _phases_table(bwd, ("wait", "gather", "mma", "parts", "epilogue", "publish",
                                      "step"))
     return lines

@@ -547,10 +547,12 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
             # Where a step's time goes (one CTA's trace), flags and LL words.
             if mode == "inference" and not bidir:
                 row["phases"] = {x: traced_phases(run, ours, x) for x in ("flags", "ll")}
-        # Where a grid backward step's time goes (one CTA's trace).
+        # Where a grid backward step's time goes (one CTA's trace), flags and
+        # LL words.
         if (mode == "training" and not bidir and status == "OK"
                 and row["backward_path"] == "persistent-grid"):
-            row["bwd_phases"] = traced_phases(run, ours, "flags", backward=True)
+            row["bwd_phases"] = {x: traced_phases(run, ours, x, backward=True)
+                                 for x in ("flags", "ll")}
         set_persistent(False)
         print(f"{cell} {row['dtype']} {mode} H={H} B={B} T={T}{' bidirectional' if bidir else ''}: "
               f"cuDNN {row['cudnn_ms']:.3f} ms, "

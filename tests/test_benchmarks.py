@@ -1350,16 +1350,19 @@ def test_persist_check_counts_the_launches_each_path_plans():
     assert gpu_check_report.phases_section([on_grid]) == []
     # The grid backward's phases, in their own table (the K split's parts
     # among them); the forward's table is not there without forward phases.
-    trained = {**on_grid, "mode": "training", "bwd_phases": {
+    trained = {**on_grid, "mode": "training", "bwd_phases": {"flags": {
         "wait": 2210.0, "gather": 900.4, "mma": 350.0, "parts": 4100.0, "epilogue": 1500.0,
-        "publish": 260.0, "step": 20350.0}}
+        "publish": 260.0, "step": 20350.0}, "ll": "error: RuntimeError: x"}}
     lines = gpu_check_report.persist_section({"points": [trained]})
     head = lines.index("| point | exchange | wait | gather | mma | parts | epilogue | publish | step |")
     assert lines[head - 2].startswith("Step phases of the grid backward"), lines
     assert ("| LSTM float16 H=768 B=16 T=1024 | flags | 2210 | 900 | 350 | 4100 | 1500 | 260 | "
             "20350 |") in lines, lines
+    assert any(ln.startswith("| LSTM float16 H=768 B=16 T=1024 | ll | error: RuntimeError: x")
+               for ln in lines), lines
     assert not any(ln.startswith("Step phases of the grid forward") for ln in lines)
-    failed = {**trained, "bwd_phases": "error: RuntimeError: no traced persistent backward"}
+    failed = {**trained, "bwd_phases": {
+        "flags": "error: RuntimeError: no traced persistent backward"}}
     lines = gpu_check_report.phases_section([failed])
     assert lines[-1].startswith("| LSTM float16 H=768 B=16 T=1024 | flags | error: Runtime"), lines
     assert lines[-1].count("|") == 10, lines  # the table's 9 columns
@@ -1447,10 +1450,11 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     assert set(inference["phases"]) == {"flags", "ll"} and "phases" not in training
     assert all(v.startswith("error: RuntimeError") for v in inference["phases"].values()), \
         inference["phases"]
-    # The grid backward's phases were asked for at the training point.
-    assert "bwd_phases" not in inference
-    assert training["bwd_phases"].startswith("error: RuntimeError"), training["bwd_phases"]
-    assert "no traced persistent backward" in training["bwd_phases"]
+    # The grid backward's phases were asked for at the training point, with
+    # both exchanges.
+    assert "bwd_phases" not in inference and set(training["bwd_phases"]) == {"flags", "ll"}
+    for got in training["bwd_phases"].values():
+        assert got.startswith("error: RuntimeError") and "no traced persistent backward" in got
     assert "RNNFUSE_PERSISTENT_TRACE_CTA" not in os.environ
     assert persist_check.passed({"errors": [], "exchange": [], "cluster_exchange": [],
                                  "points": rows})

@@ -25,7 +25,7 @@ import torch
 
 import rnnfuse.ops  # noqa: F401
 from rnnfuse import _build_config
-from test_persistent_emulator import make_inputs
+from test_persistent_emulator import make_bidir_inputs, make_inputs
 from test_persistent_emulator_bwd import spec_bwd, with_grads
 from test_persistent_plan import H100
 from test_persistent_simt import (CASES, KIND_IDS, KINDS, assert_same_bits, check_backward_cases,
@@ -75,6 +75,37 @@ def test_ll_partials_fiber_order_changes_no_bit(ll):
     runs = [simt_bwd("GRU", a, saved, True, 16, 2, 8, 2, seed=s, S=2) for s in (1, 2, 3, 4)]
     for s, r in enumerate(runs[1:], 2):
         assert_same_bits(runs[0], r, f"LL partials seed {s}")
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_ll_bidirectional_backward_equals_the_emulator(cell, ll):
+    """Both directions' backward in one launch (CTAs [grid, 2 grid) run the
+    reverse direction), each with its own gate-gradient words, packed."""
+    a = make_bidir_inputs(cell, BF16, 24, 9, 5, True, seed=7)
+    J = 8 if cell == "LSTM" else 10
+    if cell == "LSTM":
+        fwd = OPS.persistent_emulate_lstm_bidir(a["x"], a["w"], a["w_rev"], a["h0"], a["c0"],
+                                                a["bs"], True, J, 1, 32, 2, 0)
+    else:
+        fwd = OPS.persistent_emulate_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"],
+                                               a["h0"], a["bs"], True, J, 1, 32, 2, 0)
+    gen = torch.Generator().manual_seed(8)
+    B, H = a["h0"].shape[1], a["h0"].shape[2]
+    y, ws = fwd[0], fwd[-1]
+    gy = torch.randn(y.shape, generator=gen).to(BF16)
+    ghn = torch.randn(2, B, H, generator=gen).to(BF16)
+    if cell == "LSTM":
+        gcn = torch.randn(2, B, H, generator=gen).to(BF16)
+        args = (gy, ghn, gcn, a["w"], a["w_rev"], a["h0"], a["c0"], y, ws, a["bs"], 16, 1, 32, 2, 0)
+        emu = OPS.persistent_emulate_lstm_bidir_bwd(*args)
+        got = OPS.persistent_simt_lstm_bidir_bwd(*args)
+    else:
+        args = (gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws, a["bs"], 16, 1,
+                32, 2, 0)
+        emu = OPS.persistent_emulate_gru_bidir_bwd(*args)
+        got = OPS.persistent_simt_gru_bidir_bwd(*args)
+    assert_same_bits(emu, got, f"LL {cell} bidir backward")
 
 
 def count_faults(run, good, seeds):
