@@ -5,8 +5,9 @@ to amortize the launch's prologue, few enough for ncu's replays):
   fwd  one inference forward on the cluster tier, then one on the grid tier,
        then one on the grid tier with h exchanged through LL words
        (RNNFUSE_PERSISTENT_EXCHANGE=ll)
-  bwd  one training step with both passes on the grid tier (ncu profiles
-       the backward kernel)
+  bwd  one training step with both passes on the grid tier, then one with
+       both exchanging through LL words (ncu profiles the two backward
+       kernels)
   xch  the grid tier's exchange alone (48 CTAs), the same with the flag in
        the data (LL), then the cluster tier's (16-CTA clusters, 2 replicas):
        no math, the floor a step sits on
@@ -21,9 +22,9 @@ import sys
 import torch
 
 H, B, T = 768, 16, 64
-KERNELS = {"fwd": r"persist_(cluster|fwd|fwd_ll)_kernel", "bwd": r"persist_bwd_kernel",
+KERNELS = {"fwd": r"persist_(cluster|fwd|fwd_ll)_kernel", "bwd": r"persist_bwd_(ll_)?kernel",
            "xch": r"persist_(cluster_|ll_)?exchange_kernel"}
-LAUNCHES = {"fwd": 3, "bwd": 1, "xch": 3}
+LAUNCHES = {"fwd": 3, "bwd": 2, "xch": 3}
 
 
 def main(mode: str) -> int:
@@ -51,10 +52,14 @@ def main(mode: str) -> int:
         os.environ.pop("RNNFUSE_PERSISTENT_EXCHANGE")
         return 0
     os.environ["RNNFUSE_PERSISTENT_TIER"] = os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] = "grid"
-    y, _ = m(x.requires_grad_())
-    y.backward(torch.randn_like(y))
-    torch.cuda.synchronize()
-    print("training step on the grid tier", flush=True)
+    x.requires_grad_()
+    for exchange in ("flags", "ll"):
+        os.environ["RNNFUSE_PERSISTENT_EXCHANGE"] = exchange
+        y, _ = m(x)
+        y.backward(torch.randn_like(y))
+        torch.cuda.synchronize()
+        print(f"training step on the grid tier, exchange {exchange}", flush=True)
+    os.environ.pop("RNNFUSE_PERSISTENT_EXCHANGE")
     return 0
 
 

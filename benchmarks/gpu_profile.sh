@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where the persistent kernels' time goes, on a GPU: ncu on the published
 # point's forward (cluster and grid tiers, the grid's with flags and with LL
-# words), the grid backward, and the
+# words), the grid backward (flags, then LL words), and the
 # exchanges alone (benchmarks/gpu_profile.py), each summarized by
 # benchmarks/ncu_summary.py. About 3 minutes after a build; run it after
 # gpu_check.sh in the same warm machine (the build is then incremental):

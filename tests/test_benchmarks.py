@@ -2121,7 +2121,7 @@ def test_gpu_profile_patterns_name_the_kernels_it_launches():
         names |= set(re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)", text))
     assert {"persist_fwd_kernel", "persist_cluster_kernel", "persist_bwd_kernel"} <= names, names
     want = {"fwd": {"persist_cluster_kernel", "persist_fwd_kernel", "persist_fwd_ll_kernel"},
-            "bwd": {"persist_bwd_kernel"},
+            "bwd": {"persist_bwd_kernel", "persist_bwd_ll_kernel"},
             "xch": {"persist_exchange_kernel", "persist_ll_exchange_kernel",
                     "persist_cluster_exchange_kernel"}}
     for mode, pattern in gpu_profile.KERNELS.items():
