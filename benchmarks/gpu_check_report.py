@@ -436,6 +436,8 @@ def _compared(row: dict, name: str) -> str:
     status = row.get(f"{name}_status")
     if status not in (None, "OK"):
         return str(status)[:80]
+    if name == "ll" and "ll_backward" in row:  # training: how its backward exchanged
+        return f"{_fmt(row.get('ll_ms'))} (bwd {row['ll_backward']})"
     return _fmt(row.get(f"{name}_ms"))
 
 

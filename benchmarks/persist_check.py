@@ -544,6 +544,12 @@ def _point(cell, dtype, H, B, T, bidir, reps) -> list[dict]:
                 outcome = on_variant(run, ours, mode, shape, bidir, reps, var, value)
                 if outcome:
                     row[f"{key}_status"], row[f"{key}_ms"] = outcome
+            # What the LL run's backward exchanged through (its plan under
+            # the variable): "ll", "flags" (e.g. an odd H) or its tier.
+            if mode == "training" and "ll_status" in row:
+                with env("RNNFUSE_PERSISTENT_EXCHANGE", "ll"):
+                    bwd = path_info(*shape, bidir).get("backward_plan") or {}
+                row["ll_backward"] = bwd.get("exchange") or bwd.get("tier", "?")
             # Where a step's time goes (one CTA's trace), flags and LL words.
             if mode == "inference" and not bidir:
                 row["phases"] = {x: traced_phases(run, ours, x) for x in ("flags", "ll")}

@@ -1373,6 +1373,10 @@ def test_persist_check_counts_the_launches_each_path_plans():
             if ln.startswith("| LSTM |")]
     assert "| cluster 9.500 | cluster 7.250 | - | 4.125 | - | OK |" in rows[0], rows
     assert persist_check.passed({**result, "points": [ll]})
+    trained_ll = {**ll, "mode": "training", "ll_backward": "flags"}
+    rows = [ln for ln in gpu_check_report.persist_section({"points": [trained_ll]})
+            if ln.startswith("| LSTM |")]
+    assert "| 4.125 (bwd flags) |" in rows[0], rows
     wrong = {**ll, "ll_status": "WRONG: outputs differ from the flag exchange's (max 0.5)",
              "ll_ms": None}
     assert not persist_check.passed({**result, "points": [wrong]})
@@ -1443,6 +1447,8 @@ def test_persist_check_point_runs_end_to_end_on_cpu_fakes(monkeypatch):
     # The grid forward again with the LL exchange: the same bits (the CPU
     # kernels here), timed.
     assert inference["ll_status"] == training["ll_status"] == "OK"
+    # The training row says how the LL run's backward exchanged.
+    assert training["ll_backward"] == "ll" and "ll_backward" not in inference
     assert inference["ll_ms"] == training["ll_ms"] == 1.0
     assert inference["spread_status"] == training["spread_status"] == "OK"
     # The step phases were asked for with both exchanges; the CPU kernels
@@ -1869,7 +1875,8 @@ def _planner_path_info(device):
             os.environ.get("RNNFUSE_PERSISTENT_EXCHANGE") == "ll"))
         bwd = _json.loads(torch.ops.rnnfuse.persistent_plan(
             *args, bwd_tier != "cluster", bwd_tier != "grid", True, 1, True,
-            os.environ.get("RNNFUSE_PERSISTENT_BWD_PIN", "")))
+            os.environ.get("RNNFUSE_PERSISTENT_BWD_PIN", ""),
+            os.environ.get("RNNFUSE_PERSISTENT_EXCHANGE") == "ll"))
         name = {"grid": "persistent-grid", "cluster": "persistent-cluster"}
         return {"path": name.get(fwd["tier"], "per-step"), "plan": fwd,
                 "backward_path": name.get(bwd["tier"], "per-step"), "backward_plan": bwd,
