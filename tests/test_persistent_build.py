@@ -206,6 +206,20 @@ def polls_in_a_row(ops: list[str], poll: str) -> int:
     return best
 
 
+def fence_free_ops(arch: str, name: str, body: str | None) -> list[str]:
+    """An LL kernel's opcodes, after checking it has no MEMBAR, ERRBAR, L1
+    invalidate (CCTL: an acquire's) or fence, no gpu-scope strong store (a
+    flag's release) and no local memory."""
+    assert body is not None, f"no {arch} SASS for {name}"
+    for bad in ("MEMBAR", "ERRBAR", "CCTL", "FENCE"):
+        assert bad not in body, f"{arch} {name}: {bad} in an LL kernel"
+    assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
+    ops = [op for _, op, _ in SASS_INSN.findall(body)]
+    releases = [op for op in ops if op.startswith("ST") and "STRONG.GPU" in op]
+    assert not releases, f"{arch} {name}: gpu-scope stores (a flag's release) {releases}"
+    return ops
+
+
 def test_ll_forward_kernels_exchange_without_fences_or_flags(extension, cuobjdump):
     """The grid forward with the LL exchange (exchange.cuh gather_ll /
     publish_ll): no MEMBAR, L1 invalidate (CCTL: an acquire's) or fence, and
@@ -221,13 +235,7 @@ def test_ll_forward_kernels_exchange_without_fences_or_flags(extension, cuobjdum
     for name in names:
         for arch in built_archs():
             body = code.get((arch, name))
-            assert body is not None, f"no {arch} SASS for {name}"
-            for bad in ("MEMBAR", "ERRBAR", "CCTL", "FENCE"):
-                assert bad not in body, f"{arch} {name}: {bad} in the LL forward"
-            assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
-            ops = [op for _, op, _ in SASS_INSN.findall(body)]
-            releases = [op for op in ops if op.startswith("ST") and "STRONG.GPU" in op]
-            assert not releases, f"{arch} {name}: gpu-scope stores (a flag's release) {releases}"
+            ops = fence_free_ops(arch, name, body)
             polls = [i for i, op in enumerate(ops) if re.match(r"LDG\.E\.128\.STRONG\.SYS", op)]
             words = [op for op in ops if re.match(r"STG\.E\.64\.STRONG\.SYS", op)]
             assert polls and words, f"{arch} {name}: {len(polls)} polls, {len(words)} word stores"
@@ -257,13 +265,7 @@ def test_ll_backward_kernels_exchange_without_fences_or_flags(extension, cuobjdu
     for name, hmma in LL_BWD_KERNELS.items():
         for arch in built_archs():
             body = code.get((arch, name))
-            assert body is not None, f"no {arch} SASS for {name}"
-            for bad in ("MEMBAR", "ERRBAR", "CCTL", "FENCE"):
-                assert bad not in body, f"{arch} {name}: {bad} in the LL backward"
-            assert not re.search(r"\b(LDL|STL)\b", body), f"{arch} {name}: local loads/stores"
-            ops = [op for _, op, _ in SASS_INSN.findall(body)]
-            releases = [op for op in ops if op.startswith("ST") and "STRONG.GPU" in op]
-            assert not releases, f"{arch} {name}: gpu-scope stores (a flag's release) {releases}"
+            ops = fence_free_ops(arch, name, body)
             words = [op for op in ops if re.match(r"STG\.E\.64\.STRONG\.SYS", op)]
             pairs = polls_in_a_row(ops, r"LDG\.E\.128\.STRONG\.SYS")
             sums = polls_in_a_row(ops, r"LDG\.E\.64\.STRONG\.SYS")

@@ -213,22 +213,25 @@ def test_bidirectional_launch_equals_the_emulator(cell):
                                             a["h0"], a["bs"], True, J, 1, 32, 2, 0)
     assert_same_bits(emu, got, f"{cell} bidir forward")
 
+    emu_b, got_b = bidir_backward(cell, a, got[0], got[-1])
+    assert_same_bits(emu_b, got_b, f"{cell} bidir backward")
+
+
+def bidir_backward(cell, a, y, ws):
+    """Both directions' backward in one launch (J=16, R=1, bf16) of the
+    forward's y and workspace, with seeded gradients: (emulator, fibers)."""
     gen = torch.Generator().manual_seed(8)
     B, H = a["h0"].shape[1], a["h0"].shape[2]
-    y, ws = got[0], got[-1]
     gy = torch.randn(y.shape, generator=gen).to(BF16)
     ghn = torch.randn(2, B, H, generator=gen).to(BF16)
     if cell == "LSTM":
         gcn = torch.randn(2, B, H, generator=gen).to(BF16)
         args = (gy, ghn, gcn, a["w"], a["w_rev"], a["h0"], a["c0"], y, ws, a["bs"], 16, 1, 32, 2, 0)
-        emu_b = OPS.persistent_emulate_lstm_bidir_bwd(*args)
-        got_b = OPS.persistent_simt_lstm_bidir_bwd(*args)
-    else:
-        args = (gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws, a["bs"], 16, 1,
-                32, 2, 0)
-        emu_b = OPS.persistent_emulate_gru_bidir_bwd(*args)
-        got_b = OPS.persistent_simt_gru_bidir_bwd(*args)
-    assert_same_bits(emu_b, got_b, f"{cell} bidir backward")
+        return (OPS.persistent_emulate_lstm_bidir_bwd(*args),
+                OPS.persistent_simt_lstm_bidir_bwd(*args))
+    args = (gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws, a["bs"], 16, 1,
+            32, 2, 0)
+    return OPS.persistent_emulate_gru_bidir_bwd(*args), OPS.persistent_simt_gru_bidir_bwd(*args)
 
 
 def test_a_flag_that_never_comes_traps_instead_of_hanging(monkeypatch):

@@ -28,8 +28,8 @@ from rnnfuse import _build_config
 from test_persistent_emulator import make_bidir_inputs, make_inputs
 from test_persistent_emulator_bwd import spec_bwd, with_grads
 from test_persistent_plan import H100
-from test_persistent_simt import (CASES, KIND_IDS, KINDS, assert_same_bits, check_backward_cases,
-                                  simt_bwd)
+from test_persistent_simt import (CASES, KIND_IDS, KINDS, assert_same_bits, bidir_backward,
+                                  check_backward_cases, simt_bwd)
 
 OPS = torch.ops.rnnfuse
 BF16, F16, F32 = torch.bfloat16, torch.float16, torch.float32
@@ -90,21 +90,7 @@ def test_ll_bidirectional_backward_equals_the_emulator(cell, ll):
     else:
         fwd = OPS.persistent_emulate_gru_bidir(a["x"], a["w"], a["w_rev"], a["b"], a["b_rev"],
                                                a["h0"], a["bs"], True, J, 1, 32, 2, 0)
-    gen = torch.Generator().manual_seed(8)
-    B, H = a["h0"].shape[1], a["h0"].shape[2]
-    y, ws = fwd[0], fwd[-1]
-    gy = torch.randn(y.shape, generator=gen).to(BF16)
-    ghn = torch.randn(2, B, H, generator=gen).to(BF16)
-    if cell == "LSTM":
-        gcn = torch.randn(2, B, H, generator=gen).to(BF16)
-        args = (gy, ghn, gcn, a["w"], a["w_rev"], a["h0"], a["c0"], y, ws, a["bs"], 16, 1, 32, 2, 0)
-        emu = OPS.persistent_emulate_lstm_bidir_bwd(*args)
-        got = OPS.persistent_simt_lstm_bidir_bwd(*args)
-    else:
-        args = (gy, ghn, a["w"], a["w_rev"], a["b"], a["b_rev"], a["h0"], y, ws, a["bs"], 16, 1,
-                32, 2, 0)
-        emu = OPS.persistent_emulate_gru_bidir_bwd(*args)
-        got = OPS.persistent_simt_gru_bidir_bwd(*args)
+    emu, got = bidir_backward(cell, a, fwd[0], fwd[-1])
     assert_same_bits(emu, got, f"LL {cell} bidir backward")
 
 

@@ -94,14 +94,20 @@ at::Tensor take_trace(bool backward) {
 }
 
 namespace {
-// A traced launch's buffer (args.h kTraceHeader) for CTA trace_cta() of its
-// first direction, or an undefined tensor when none is traced.
-at::Tensor trace_buffer(int grid, int64_t steps, int phases, const at::TensorOptions& like) {
+// RNNFUSE_PERSISTENT_TRACE_CTA read once per launch: the buffer of the traced
+// CTA of the first direction (args.h kTraceHeader, `phases` slots a step)
+// into `buffers`, its address and the CTA into that direction's arguments
+// (PersistArgs or PersistBwdArgs); nothing when unset.
+template <typename Args>
+void trace_launch(int grid, int64_t steps, int phases, const at::TensorOptions& like,
+                  LaunchBuffers& buffers, Args& first) {
   const int traced = trace_cta();
-  if (traced < 0) return at::Tensor();
+  if (traced < 0) return;
   TORCH_CHECK(traced < grid, "RNNFUSE_PERSISTENT_TRACE_CTA=", traced, ": the launch has ", grid,
               " CTAs per direction");
-  return at::zeros({kTraceHeader + steps * phases}, like.dtype(at::kLong));
+  buffers.trace = at::zeros({kTraceHeader + steps * phases}, like.dtype(at::kLong));
+  first.trace = reinterpret_cast<long long*>(buffers.trace.data_ptr<int64_t>());
+  first.trace_cta = traced;
 }
 }  // namespace
 
@@ -264,8 +270,7 @@ bool backward_args(const Plan& plan, const BwdOperands& o, unsigned* flags, int 
   a.vec16 = (a.part.k_width() * eb) % 16 == 0 && (a.ld_xch * eb) % 16 == 0 && aligned16(o.xch);
   a.flags = flags;
   if (a.part.ksplit > 1 && ll_partials != nullptr) {
-    a.ll_partials = ll_partials;
-    a.ll_slots = kPartialSlots;
+    a.ll_partials = ll_partials;  // its slots: set with ll_xch (backward_launch_args)
   } else if (a.part.ksplit > 1) {
     a.pflags = flags + a.part.grid() * a.flag_stride;
     a.partials = partials;
@@ -300,12 +305,8 @@ bool forward_launch_args(const Plan& plan, const FwdOperands* const* dirs, int n
       a.ll_parity_mask = 1;
     }
   }
-  buffers.trace = trace_buffer(grid, static_cast<int64_t>(dirs[0]->steps.size()), kTracePhases,
-                               like);
-  if (buffers.trace.defined()) {
-    launch.dir[0].trace = reinterpret_cast<long long*>(buffers.trace.data_ptr<int64_t>());
-    launch.dir[0].trace_cta = trace_cta();
-  }
+  trace_launch(grid, static_cast<int64_t>(dirs[0]->steps.size()), kTracePhases, like, buffers,
+               launch.dir[0]);
   return true;
 }
 
@@ -319,22 +320,24 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
   // K split: each CTA also publishes its partial sums, and chunk counts (4
   // bytes apart, after the step flags) or, with LL, a tag in each word.
   const int stride = flag_stride_from_env();  // once: every direction's flags alike
-  const int flags_per_dir = grid * stride + (split && !plan.ll ? grid : 0);
+  const int flags_per_dir = plan.ll ? 0 : grid * stride + (split ? grid : 0);  // LL: no flags
   const int64_t partials_per_dir = split ? int64_t(grid) * part.partial_floats() : 0;
   // LL: per direction the gate gradients' words, then the partial sums'.
   const GridLl ll = make_grid_ll_bwd(part, plan.elem_bytes);
   const int64_t ll_per_dir = plan.ll ? ll.words() + partials_per_dir : 0;
   const at::TensorOptions like = dirs[0]->grad_y.options();
-  buffers.flags = at::zeros({n * flags_per_dir}, like.dtype(at::kInt));
   if (plan.ll) {
     buffers.ll = at::zeros({n * ll_per_dir}, like.dtype(at::kLong));  // tag 0: no step's
-  } else if (split) {
-    buffers.partials = at::empty({n * partials_per_dir}, like.dtype(at::kFloat));
+  } else {
+    buffers.flags = at::zeros({n * flags_per_dir}, like.dtype(at::kInt));
+    if (split) buffers.partials = at::empty({n * partials_per_dir}, like.dtype(at::kFloat));
   }
   std::memset(&launch, 0, sizeof(launch));
   launch.directions = n;
   for (int d = 0; d < n; ++d) {
-    unsigned* f = reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) + d * flags_per_dir;
+    unsigned* f = plan.ll ? nullptr
+                          : reinterpret_cast<unsigned*>(buffers.flags.data_ptr<int>()) +
+                                d * flags_per_dir;
     float* part_sums = buffers.partials.defined()
                            ? buffers.partials.data_ptr<float>() + d * partials_per_dir
                            : nullptr;
@@ -353,12 +356,8 @@ bool backward_launch_args(const Plan& plan, const BwdOperands* const* dirs, int 
       a.ll_slots = kPartialSlots;
     }
   }
-  buffers.trace = trace_buffer(grid, static_cast<int64_t>(dirs[0]->steps.size()),
-                               kBwdTracePhases, like);
-  if (buffers.trace.defined()) {
-    launch.dir[0].trace = reinterpret_cast<long long*>(buffers.trace.data_ptr<int64_t>());
-    launch.dir[0].trace_cta = trace_cta();
-  }
+  trace_launch(grid, static_cast<int64_t>(dirs[0]->steps.size()), kBwdTracePhases, like, buffers,
+               launch.dir[0]);
   return true;
 }
 
