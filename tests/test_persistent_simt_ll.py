@@ -131,3 +131,13 @@ def test_exchange_variable_is_checked(monkeypatch):
     a = make_inputs("LSTM", BF16, 16, 8, 3, False, seed=1)
     with pytest.raises(RuntimeError, match="RNNFUSE_PERSISTENT_EXCHANGE must be 'flags' or 'll'"):
         simt("LSTM", a, False, 8, 1, 32, 2)
+
+
+@pytest.mark.parametrize("kind", [KINDS[1], KINDS[3]], ids=[KIND_IDS[1], KIND_IDS[3]])
+def test_ll_gathers_of_several_poll_rounds(kind, ll):
+    """More word pairs a gather than one round polls (256 threads x 8, exact
+    fp32 x 4): 16 word rows of 132 pairs (bf16, H = 264) or 32 of 36 (fp32,
+    H = 72). A round's pairs step by 256 with a carry into the next word row
+    (poll_ll_rows): 132 and 36 do not divide 256, so the carry happens."""
+    H = 264 if kind == KINDS[1] else 72
+    check_forward_cases("LSTM", kind, [(H, 32, 3, False, False)], [(16, 1, 32)], 90, label="LL ")

@@ -175,3 +175,14 @@ def test_the_backward_plan_says_how_its_exchanges_travel():
     assert (whole["exchange"], whole["partials"]) == ("ll", "none")
     odd = backward_plan(255, 16, True)
     assert odd["tier"] == "grid" and odd["exchange"] == "flags", odd
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("cell, H", [("LSTM", 40), ("GRU", 48)])
+def test_ll_gate_gradients_of_several_poll_rounds(cell, H, ll):
+    """More word pairs a gather than one round polls (256 threads x 4): whole
+    K, 16 word rows of G*H / 2 = 80 (LSTM) or 72 (GRU) pairs; neither
+    divides 256, so a round's pair stepping carries into the next word row
+    (poll_ll_rows)."""
+    check_backward_cases(cell, KINDS[1], [((H, 32, 3), False, False)], [(16, 1, 32, 1)], 95,
+                         label="LL rounds ")

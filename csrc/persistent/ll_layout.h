@@ -107,6 +107,10 @@ RNNFUSE_PHD GridLl make_grid_ll(const Partition& p, int elem_bytes) {
 // Why the grid forward cannot exchange through LL words (nullptr: it can).
 RNNFUSE_PHD const char* grid_ll_error(const Partition& p) {
   if (p.hidden % 2 != 0) return "odd hidden size: a 16-byte read takes two units' words";
+  // exchange.cuh poll_ll_rows addresses a replica's words by 32-bit offsets.
+  if (int64_t(p.max_replica_rows()) * p.hidden >= (int64_t(1) << 31)) {
+    return "a replica's LL words exceed 32-bit offsets";
+  }
   return nullptr;
 }
 
@@ -139,6 +143,9 @@ RNNFUSE_PHD GridLl make_grid_ll_bwd(const BwdPartition& p, int elem_bytes) {
 // whole units (bwd_partition_error: units a multiple of ksplit).
 RNNFUSE_PHD const char* grid_bwd_ll_error(const BwdPartition& p) {
   if (p.hidden % 2 != 0) return "odd hidden size: a 16-byte read takes two columns' words";
+  if (int64_t(p.max_replica_rows()) * p.k_width() >= (int64_t(1) << 31)) {
+    return "a replica's LL words exceed 32-bit offsets";
+  }
   return nullptr;
 }
 

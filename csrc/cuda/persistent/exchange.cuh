@@ -108,55 +108,75 @@ constexpr int kLlBatch = 8, kLlBatchFma = 4;
 
 __device__ __forceinline__ uint32_t ll_tag_of(uint64_t w) { return uint32_t(w >> 32); }
 
-// Whether both words of a 16-byte poll carry `want`; a tag past it traps
-// (the words were overwritten before this CTA read them: the protocol
-// broken).
-__device__ __forceinline__ bool ll_fresh(uint64_t lo, uint64_t hi, uint32_t want) {
-  if (int32_t(ll_tag_of(lo) - want) > 0 || int32_t(ll_tag_of(hi) - want) > 0) __trap();
-  return ll_tag_of(lo) == want && ll_tag_of(hi) == want;
-}
-
 // hbuf rows n = 0..n_carry-1 <- LL word rows of one step: `words` points at
 // the first column's word of word row 0 (the rows' first), word rows
 // `stride` words apart; per_row pairs of words (two columns each, `pairs`
 // its divider) per word row; polled until they carry the tag `want`. All of
 // a thread's 16-byte polls of a round are in flight at once, and so are its
 // re-polls of the pairs not yet written: one round trip after the last word
-// lands. 16-bit elements: a word holds rows 2m (low half) and 2m + 1 (high).
+// lands. A tag past `want` traps (the words were overwritten before this
+// CTA read them: the protocol broken). 16-bit elements: a word holds rows 2m
+// (low half) and 2m + 1 (high).
+// A pair's word offset (below 2^31: ll_layout.h grid_ll_error) and shared
+// memory index are computed once a round, stepping (word row, pair) by
+// kThreads with a carry (one division a call, one a round): the re-poll
+// loop, which runs until the producers' words land, and the stores after
+// it, which are on the step's path once they have, only add them to a base
+// (with a division per pair, as before, the compiler recomputed every stale
+// pair's address in each re-poll, about 20 instructions a pair).
 template <typename E, int BATCH>
-__device__ __forceinline__ void poll_ll_rows(const uint64_t* words, int64_t stride,
+__device__ __forceinline__ void poll_ll_rows(const uint64_t* words, int stride,
                                              const Divider& pairs, int per_row, int n_carry,
                                              uint32_t want, uint64_t watchdog_ns, E* hbuf,
                                              int pitch) {
   constexpr int kRpw = Elem<E>::kBytes == 2 ? 2 : 1;
   const int total = ((n_carry + kRpw - 1) / kRpw) * per_row;
-  // Pair u of a round: item i0 + u * kThreads, word row m, columns 2v, 2v + 1.
-  const auto pair_at = [&](int i) {
-    const int m = pairs.quotient(i);
-    return words + int64_t(m) * stride + 2 * (i - m * per_row);
-  };
+  const int step_m = pairs.quotient(kThreads), step_v = kThreads - step_m * per_row;
   for (int i0 = threadIdx.x; i0 < total; i0 += BATCH * kThreads) {
+    uint32_t off[BATCH];  // pair u: its first word, from `words`
+    int dst[BATCH];       // pair u: hbuf index of its row 2m (kRpw 2) or m, column 2v
+    uint32_t stale = 0;   // bit u: pair u still to be read with the awaited tag
+    uint32_t second = 0;  // bit u: kRpw 2 and row 2m + 1 carried too
+    {
+      int m = pairs.quotient(i0), v = i0 - m * per_row;
+#pragma unroll
+      for (int u = 0; u < BATCH; ++u) {
+        off[u] = uint32_t(m) * uint32_t(stride) + 2u * uint32_t(v);
+        dst[u] = kRpw * m * pitch + 2 * v;
+        if (i0 + u * kThreads < total) stale |= 1u << u;
+        if (kRpw == 2 && 2 * m + 1 < n_carry) second |= 1u << u;
+        v += step_v;
+        m += step_m;
+        if (v >= per_row) {
+          v -= per_row;
+          ++m;
+        }
+      }
+    }
+    const uint32_t round = stale;
     uint64_t lo[BATCH] = {}, hi[BATCH] = {};  // zeros: never read unloaded
-    uint32_t stale = 0;  // bit u: pair u still to be read with the awaited tag
 #pragma unroll
     for (int u = 0; u < BATCH; ++u) {
-      if (i0 + u * kThreads < total) {
-        ll_load16(pair_at(i0 + u * kThreads), lo[u], hi[u]);
-        stale |= 1u << u;
-      }
+      if ((round >> u & 1u) != 0) ll_load16(words + off[u], lo[u], hi[u]);
     }
     // Every stale pair of the round polled again at once: one round trip
     // after the producers' words land, not one per pair in turn.
+    // The checks are predicated, not branches: one trap test a spin.
     const uint64_t t0 = stale != 0 ? globaltimer_ns() : 0;
     for (uint32_t spin = 1;; ++spin) {
+      bool overrun = false;  // a tag past `want`: the words overwritten before this read
 #pragma unroll
       for (int u = 0; u < BATCH; ++u) {
-        if ((stale >> u & 1u) != 0 && ll_fresh(lo[u], hi[u], want)) stale &= ~(1u << u);
+        const uint32_t lo_tag = ll_tag_of(lo[u]), hi_tag = ll_tag_of(hi[u]);
+        const bool polled = (stale >> u & 1u) != 0;
+        overrun |= polled && (int32_t(lo_tag - want) > 0 || int32_t(hi_tag - want) > 0);
+        if (polled && lo_tag == want && hi_tag == want) stale &= ~(1u << u);
       }
+      if (overrun) __trap();
       if (stale == 0) break;
 #pragma unroll
       for (int u = 0; u < BATCH; ++u) {
-        if ((stale >> u & 1u) != 0) ll_load16(pair_at(i0 + u * kThreads), lo[u], hi[u]);
+        if ((stale >> u & 1u) != 0) ll_load16(words + off[u], lo[u], hi[u]);
       }
       if ((spin & 1023u) == 0 && watchdog_ns != 0 && globaltimer_ns() - t0 > watchdog_ns) {
         __trap();
@@ -164,20 +184,16 @@ __device__ __forceinline__ void poll_ll_rows(const uint64_t* words, int64_t stri
     }
 #pragma unroll
     for (int u = 0; u < BATCH; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i >= total) break;
-      const int m = pairs.quotient(i), v = i - m * per_row;
+      if ((round >> u & 1u) == 0) break;
       const uint32_t d0 = uint32_t(lo[u]), d1 = uint32_t(hi[u]);
+      uint32_t* row = reinterpret_cast<uint32_t*>(hbuf + dst[u]);
       if constexpr (kRpw == 2) {
         // Words of columns 2v, 2v + 1: rows 2m (low halves) and 2m + 1 (high).
-        uint32_t* row = reinterpret_cast<uint32_t*>(hbuf + 2 * m * pitch + 2 * v);
         row[0] = (d0 & 0xFFFFu) | (d1 << 16);
-        if (2 * m + 1 < n_carry) {
-          reinterpret_cast<uint32_t*>(hbuf + (2 * m + 1) * pitch + 2 * v)[0] =
-              (d0 >> 16) | (d1 & 0xFFFF0000u);
+        if ((second >> u & 1u) != 0) {
+          reinterpret_cast<uint32_t*>(hbuf + dst[u] + pitch)[0] = (d0 >> 16) | (d1 & 0xFFFF0000u);
         }
       } else {
-        uint32_t* row = reinterpret_cast<uint32_t*>(hbuf + m * pitch + 2 * v);
         row[0] = d0;
         row[1] = d1;
       }
