@@ -62,18 +62,18 @@ __device__ __forceinline__ void poll_other_parts(const PersistBwdArgs& a, uint32
   uint32_t stale = needed;  // bit s * kMaxKSplit + sp: still to be read with the tag
   const uint64_t t0 = stale != 0 ? globaltimer_ns() : 0;
   for (uint32_t spin = 1;; ++spin) {
+    bool overrun = false;  // a tag past `want` (as poll_ll_rows: predicated, one trap test)
 #pragma unroll
     for (int s = 0; s < kItemSlots; ++s) {
 #pragma unroll
       for (int sp = 0; sp < kMaxKSplit; ++sp) {
-        const uint32_t bit = 1u << (s * kMaxKSplit + sp);
-        if ((stale & bit) != 0) {
-          const uint32_t tag = ll_tag_of(w[s][sp]);
-          if (int32_t(tag - want) > 0) __trap();
-          if (tag == want) stale &= ~bit;
-        }
+        const uint32_t bit = 1u << (s * kMaxKSplit + sp), tag = ll_tag_of(w[s][sp]);
+        const bool polled = (stale & bit) != 0;
+        overrun |= polled && int32_t(tag - want) > 0;
+        if (polled && tag == want) stale &= ~bit;
       }
     }
+    if (overrun) __trap();
     if (stale == 0) break;
     poll(stale);
     if ((spin & 1023u) == 0 && a.watchdog_ns != 0 && globaltimer_ns() - t0 > a.watchdog_ns) {
