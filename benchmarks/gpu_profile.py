@@ -11,6 +11,12 @@ to amortize the launch's prologue, few enough for ncu's replays):
   xch  the grid tier's exchange alone (48 CTAs), the same with the flag in
        the data (LL), then the cluster tier's (16-CTA clusters, 2 replicas):
        no math, the floor a step sits on
+  wide the quick preset's widest batch instead (LSTM bf16 H=512 B=256,
+       T=16): one training step, both passes on the grid tier, where the
+       epilogue's global accesses take one sector per batch row of a warp
+       (benchmarks/results/epilogue-coalescing_2026-12-01: 12-14x the
+       sectors a unit-minor map would; ncu's L1/L2 sector counts and
+       throttle stalls say what that costs)
 
 Each mode's kernels, in launch order, are the ones KERNELS[mode] matches.
 """
@@ -23,8 +29,9 @@ import torch
 
 H, B, T = 768, 16, 64
 KERNELS = {"fwd": r"persist_(cluster|fwd|fwd_ll)_kernel", "bwd": r"persist_bwd_(ll_)?kernel",
-           "xch": r"persist_(cluster_|ll_)?exchange_kernel"}
-LAUNCHES = {"fwd": 3, "bwd": 2, "xch": 3}
+           "xch": r"persist_(cluster_|ll_)?exchange_kernel", "wide": r"persist_(fwd|bwd)_kernel"}
+LAUNCHES = {"fwd": 3, "bwd": 2, "xch": 3, "wide": 2}
+WIDE_H, WIDE_B, WIDE_T = 512, 256, 16
 
 
 def main(mode: str) -> int:
@@ -38,6 +45,16 @@ def main(mode: str) -> int:
         print("LL exchange ns/step", torch.ops.rnnfuse.persistent_ll_exchange_bench(y, h0, 48))
         print("cluster exchange ns/step",
               torch.ops.rnnfuse.persistent_cluster_exchange_bench(y, h0, 16, 2))
+        return 0
+    if mode == "wide":
+        os.environ["RNNFUSE_PERSISTENT_TIER"] = os.environ["RNNFUSE_PERSISTENT_BWD_TIER"] = "grid"
+        m = rnnfuse.LSTM(WIDE_H, WIDE_H, device="cuda", dtype=torch.bfloat16)
+        x = torch.randn(WIDE_T, WIDE_B, WIDE_H, device="cuda", dtype=torch.bfloat16,
+                        requires_grad=True)
+        y, _ = m(x)
+        y.backward(torch.randn_like(y))
+        torch.cuda.synchronize()
+        print("wide training step on the grid tier", flush=True)
         return 0
     m = rnnfuse.LSTM(H, H, device="cuda", dtype=torch.float16)
     x = torch.randn(T, B, H, device="cuda", dtype=torch.float16)

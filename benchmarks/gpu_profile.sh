@@ -8,9 +8,10 @@
 #
 #   OUT=<dir> bash benchmarks/gpu_profile.sh
 #
-# Writes (6 files, within the device tool's 8): profile.log, ncu_details.txt,
+# Writes (7 files, within the device tool's 8): profile.log, ncu_details.txt,
 # profile_summary.txt, src_fwd.csv.gz, src_bwd.csv.gz, src_xch.csv.gz (the
-# exchanges: release/acquire, flag in the data, cluster).
+# exchanges: release/acquire, flag in the data, cluster), src_wide.csv.gz
+# (both grid passes at B=256: the epilogue's uncoalesced accesses).
 # ncu runs with --clock-control none: the clocks the timings ran at.
 set -u -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2

@@ -2130,7 +2130,8 @@ def test_gpu_profile_patterns_name_the_kernels_it_launches():
     want = {"fwd": {"persist_cluster_kernel", "persist_fwd_kernel", "persist_fwd_ll_kernel"},
             "bwd": {"persist_bwd_kernel", "persist_bwd_ll_kernel"},
             "xch": {"persist_exchange_kernel", "persist_ll_exchange_kernel",
-                    "persist_cluster_exchange_kernel"}}
+                    "persist_cluster_exchange_kernel"},
+            "wide": {"persist_fwd_kernel", "persist_bwd_kernel"}}
     for mode, pattern in gpu_profile.KERNELS.items():
         hit = {n for n in names if re.search(pattern, n)}  # ncu's regex: a search
         assert hit == want[mode] and len(hit) == gpu_profile.LAUNCHES[mode], (mode, hit)
